@@ -1,0 +1,181 @@
+/**
+ * Canonical CBOR for everything that is hashed or signed (RFC 8949 §4.2.1, core deterministic
+ * encoding), restricted to the subset our records use: unsigned integers, byte and text strings,
+ * arrays, booleans and null. Encoding goes through cbor-x with its non-standard extensions off;
+ * decoding is our own strict reader, because cbor-x accepts non-canonical input and trusts
+ * declared lengths, and bytes off the network must do neither.
+ */
+import { Encoder } from 'cbor-x'
+import { ProtocolError } from './errors.js'
+
+/** The values our canonical CBOR can carry. Integers are non-negative safe integers. */
+export type CborValue = number | string | Uint8Array | boolean | null | readonly CborValue[]
+
+/** Limits applied by {@link decodeCanonical}. */
+export interface DecodeLimits {
+  /** Largest input accepted, in bytes. */
+  maxBytes?: number
+  /** Deepest nesting of arrays accepted. */
+  maxDepth?: number
+}
+
+export const DEFAULT_DECODE_MAX_BYTES = 1024 * 1024
+export const DEFAULT_DECODE_MAX_DEPTH = 8
+
+// records: false and tagUint8Array: false keep the output plain RFC 8949 CBOR: cbor-x would
+// otherwise emit its "records" extension (tag 105) and tag 64 for Uint8Array.
+const encoder = new Encoder({
+  useRecords: false,
+  tagUint8Array: false,
+  mapsAsObjects: false,
+  pack: false,
+  structuredClone: false,
+  variableMapSize: true
+} as ConstructorParameters<typeof Encoder>[0])
+
+const UINT32_MAX = 0xffff_ffff
+
+/**
+ * Encodes `value` in canonical CBOR.
+ * @throws TypeError for values outside the supported subset (floats, negatives, objects).
+ */
+export function encodeCanonical (value: CborValue): Uint8Array {
+  const out = encoder.encode(prepare(value, 0))
+  // cbor-x returns a Buffer that may share a pooled ArrayBuffer: copy into an exact-size array.
+  return new Uint8Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength))
+}
+
+// cbor-x writes numbers above 2^32-1 as float64 and BigInts always as 8-byte integers; both break
+// canonical form, so each integer is handed over in the type that gives the shortest encoding.
+function prepare (value: CborValue, depth: number): unknown {
+  if (depth > 64) throw new RangeError('CBOR value nested too deeply')
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new TypeError(`canonical CBOR carries non-negative safe integers only, got ${value}`)
+    }
+    return value > UINT32_MAX ? BigInt(value) : value
+  }
+  if (typeof value === 'string' || typeof value === 'boolean' || value === null) return value
+  if (value instanceof Uint8Array) {
+    // A Buffer or subclass would be fine too, but a plain view keeps cbor-x on its byte-string path.
+    return value.constructor === Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  }
+  if (Array.isArray(value)) return value.map((v: CborValue) => prepare(v, depth + 1))
+  throw new TypeError(`unsupported value in canonical CBOR: ${Object.prototype.toString.call(value)}`)
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/**
+ * Decodes one canonical CBOR item that must span all of `bytes`.
+ * @throws ProtocolError `CBOR_MALFORMED` (truncated, trailing bytes, bad UTF-8, unsupported type),
+ *   `CBOR_NON_CANONICAL` (non-shortest integer or length, indefinite length), `CBOR_TOO_LARGE`.
+ */
+export function decodeCanonical (bytes: Uint8Array, limits: DecodeLimits = {}): CborValue {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('decodeCanonical expects a Uint8Array')
+  const maxBytes = limits.maxBytes ?? DEFAULT_DECODE_MAX_BYTES
+  const maxDepth = limits.maxDepth ?? DEFAULT_DECODE_MAX_DEPTH
+  if (bytes.byteLength > maxBytes) {
+    throw new ProtocolError('CBOR_TOO_LARGE', `CBOR input of ${bytes.byteLength} bytes exceeds ${maxBytes}`)
+  }
+  if (bytes.byteLength === 0) throw new ProtocolError('CBOR_MALFORMED', 'empty CBOR input')
+  const reader = new Reader(bytes, maxDepth)
+  const value = reader.item(0)
+  if (reader.pos !== bytes.byteLength) {
+    throw new ProtocolError('CBOR_MALFORMED', `${bytes.byteLength - reader.pos} trailing bytes after CBOR item`)
+  }
+  return value
+}
+
+class Reader {
+  pos = 0
+  private readonly view: DataView
+
+  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+
+  item (depth: number): CborValue {
+    const start = this.pos
+    const initial = this.u8()
+    const major = initial >> 5
+    const info = initial & 0x1f
+    if (major === 7) {
+      // RFC 8949 §3.3: 20 false, 21 true, 22 null; floats and other simple values are not ours.
+      if (info === 20) return false
+      if (info === 21) return true
+      if (info === 22) return null
+      throw new ProtocolError('CBOR_MALFORMED', `unsupported simple value or float (0x${initial.toString(16)}) at byte ${start}`)
+    }
+    if (info === 31) throw new ProtocolError('CBOR_NON_CANONICAL', `indefinite length at byte ${start}`)
+    const arg = this.argument(info, start)
+    switch (major) {
+      case 0: return arg
+      case 2: return this.take(arg, start).slice()
+      case 3: {
+        try {
+          return utf8.decode(this.take(arg, start))
+        } catch (cause) {
+          throw new ProtocolError('CBOR_MALFORMED', `invalid UTF-8 in text string at byte ${start}`, { cause })
+        }
+      }
+      case 4: {
+        if (depth >= this.maxDepth) throw new ProtocolError('CBOR_TOO_LARGE', `arrays nested deeper than ${this.maxDepth}`)
+        // Every element takes at least one byte: a larger declared count cannot be honest, and
+        // checking it first keeps a 4-byte header from reserving gigabytes.
+        if (arg > this.bytes.byteLength - this.pos) {
+          throw new ProtocolError('CBOR_MALFORMED', `array of ${arg} items at byte ${start} exceeds the input`)
+        }
+        const items: CborValue[] = []
+        for (let i = 0; i < arg; i++) items.push(this.item(depth + 1))
+        return items
+      }
+      default:
+        throw new ProtocolError('CBOR_MALFORMED', `unsupported major type ${major} at byte ${start}`)
+    }
+  }
+
+  private argument (info: number, start: number): number {
+    if (info < 24) return info
+    let value: number
+    let min: number
+    switch (info) {
+      case 24: value = this.u8(); min = 24; break
+      case 25: this.need(2, start); value = this.view.getUint16(this.pos); this.pos += 2; min = 0x100; break
+      case 26: this.need(4, start); value = this.view.getUint32(this.pos); this.pos += 4; min = 0x1_0000; break
+      case 27: {
+        this.need(8, start)
+        const big = this.view.getBigUint64(this.pos)
+        this.pos += 8
+        if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new ProtocolError('CBOR_TOO_LARGE', `integer above 2^53-1 at byte ${start}`)
+        }
+        value = Number(big)
+        min = 0x1_0000_0000
+        break
+      }
+      default:
+        throw new ProtocolError('CBOR_MALFORMED', `reserved additional information ${info} at byte ${start}`)
+    }
+    if (value < min) throw new ProtocolError('CBOR_NON_CANONICAL', `integer or length not in shortest form at byte ${start}`)
+    return value
+  }
+
+  private u8 (): number {
+    if (this.pos >= this.bytes.byteLength) throw new ProtocolError('CBOR_MALFORMED', 'truncated CBOR input')
+    return this.bytes[this.pos++] as number
+  }
+
+  private need (n: number, start: number): void {
+    if (this.bytes.byteLength - this.pos < n) {
+      throw new ProtocolError('CBOR_MALFORMED', `truncated CBOR item at byte ${start}`)
+    }
+  }
+
+  private take (length: number, start: number): Uint8Array {
+    this.need(length, start)
+    const out = this.bytes.subarray(this.pos, this.pos + length)
+    this.pos += length
+    return out
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * Hash-chain verification of one device's records: signature, seq, boot counter and `prev` link,
+ * with honest gaps. A device whose disk budget forces unsent records out drops a range and later
+ * writes a signed gap record naming it (seq range, hash before it, hash of its last record); the
+ * hole is honest only once such a record, verified under the device key, accounts for it. The
+ * first broken link is named with its seq and a stable reason.
+ */
+import { ProtocolError } from './errors.js'
+import { ZERO_HASH, equalBytes } from './hash.js'
+import { verifyRecordSignature, type GapBody, type SignedRecord } from './record.js'
+import type { VerifierBackend } from './ed25519.js'
+
+/** Why a chain is broken at a record. Stable API: tools branch on these. */
+export type ChainFailureReason =
+  | 'bad-signature'
+  | 'unknown-key'
+  | 'device-mismatch'
+  | 'prev-hash-mismatch'
+  | 'seq-gap'
+  | 'seq-reuse'
+  | 'boot-went-back'
+  | 'boot-mismatch'
+  | 'bad-gap'
+  | 'bad-genesis'
+
+export interface ChainFailure {
+  reason: ChainFailureReason
+  /** Position of the failing record in the input (0-based). */
+  index: number
+  /** Its seq as it claims it. */
+  seq: number
+  message: string
+}
+
+/** Where the chain is known to stand before the first record given (e.g. a verified prefix). */
+export interface ChainPoint { seq: number, boot: number, hash: Uint8Array }
+
+/** Finds the device key valid at a device time; undefined when none is known. */
+export type KeyLookup = (deviceId: string, timeMs: number) => Uint8Array | undefined
+
+export interface ChainVerifierOptions {
+  deviceId: string
+  keyAt: KeyLookup
+  /** Last verified record before the input; absent: the input starts at seq 0 (genesis). */
+  after?: ChainPoint
+  backend?: VerifierBackend
+}
+
+/** A hole in the seq numbers, waiting for the gap record that accounts for it. */
+interface PendingHole {
+  firstSeq: number
+  lastSeq: number
+  beforeHash: Uint8Array
+  /** `prev` of the record after the hole: must be the gap record's lastHash. */
+  nextPrev: Uint8Array
+  index: number
+}
+
+export interface ChainResult {
+  /** Records accepted. */
+  count: number
+  /** Honest gaps: ranges the device declared dropped. */
+  gaps: Array<{ firstSeq: number, lastSeq: number, reason: string }>
+  last: ChainPoint | undefined
+  /** The first broken link, if any (including holes no gap record accounted for). */
+  failure?: ChainFailure
+}
+
+/**
+ * Checks records one at a time, in seq order. After the first failure every further push
+ * returns that same failure: a chain is only as good as its first broken link. Holes stay
+ * pending until a gap record explains them; `result()` reports the ones still open.
+ */
+export class ChainVerifier {
+  private readonly deviceId: string
+  private readonly keyAt: KeyLookup
+  private readonly backend: VerifierBackend
+  private last: ChainPoint | undefined
+  private index = 0
+  private count = 0
+  private failure: ChainFailure | undefined
+  private readonly gaps: ChainResult['gaps'] = []
+  private readonly holes: PendingHole[] = []
+
+  constructor (options: ChainVerifierOptions) {
+    if (typeof options.keyAt !== 'function') throw new TypeError('keyAt must be a function')
+    this.deviceId = options.deviceId
+    this.keyAt = options.keyAt
+    this.backend = options.backend ?? 'node'
+    this.last = options.after
+  }
+
+  /** Accepts the next record or returns the failure it causes. */
+  push (signed: SignedRecord): ChainFailure | undefined {
+    if (this.failure !== undefined) return this.failure
+    const failure = this.check(signed)
+    if (failure !== undefined) {
+      this.failure = failure
+      return failure
+    }
+    const r = signed.record
+    this.last = { seq: r.seq, boot: r.boot, hash: signed.hash }
+    this.count++
+    this.index++
+    return undefined
+  }
+
+  /** Holes seen but not (yet) accounted for by a gap record. */
+  openHoles (): Array<{ firstSeq: number, lastSeq: number }> {
+    return this.holes.map(h => ({ firstSeq: h.firstSeq, lastSeq: h.lastSeq }))
+  }
+
+  /** What has been accepted; an unexplained hole counts as a `seq-gap` failure here. */
+  result (): ChainResult {
+    const base = { count: this.count, gaps: [...this.gaps], last: this.last }
+    if (this.failure !== undefined) return { ...base, failure: this.failure }
+    const hole = this.holes[0]
+    if (hole !== undefined) {
+      return {
+        ...base,
+        failure: {
+          reason: 'seq-gap',
+          index: hole.index,
+          seq: hole.lastSeq + 1,
+          message: `seq ${hole.lastSeq + 1}: records ${hole.firstSeq}..${hole.lastSeq} are missing and no gap record accounts for them`
+        }
+      }
+    }
+    return base
+  }
+
+  private fail (reason: ChainFailureReason, signed: SignedRecord, message: string): ChainFailure {
+    return { reason, index: this.index, seq: signed.record.seq, message: `seq ${signed.record.seq}: ${message}` }
+  }
+
+  private check (signed: SignedRecord): ChainFailure | undefined {
+    const r = signed.record
+    if (r.deviceId !== this.deviceId) return this.fail('device-mismatch', signed, `record of device "${r.deviceId}" in the chain of "${this.deviceId}"`)
+    const key = this.keyAt(r.deviceId, r.timeMs)
+    if (key === undefined) return this.fail('unknown-key', signed, `no key of "${r.deviceId}" valid at ${r.timeMs}`)
+    if (!verifyRecordSignature(signed, key, this.backend)) return this.fail('bad-signature', signed, 'signature does not verify under the device key')
+    const last = this.last
+    if (last !== undefined) {
+      if (r.seq <= last.seq) return this.fail('seq-reuse', signed, `seq does not advance past ${last.seq}`)
+      if (r.boot < last.boot) return this.fail('boot-went-back', signed, `boot counter ${r.boot} after ${last.boot}`)
+      if (r.body.kind === 'boot' ? r.boot === last.boot : r.boot !== last.boot) {
+        return this.fail('boot-mismatch', signed, r.body.kind === 'boot'
+          ? `boot record does not advance the boot counter ${last.boot}`
+          : `boot counter ${r.boot} changed without a boot record (was ${last.boot})`)
+      }
+    }
+    const expectedSeq = last === undefined ? 0 : last.seq + 1
+    const expectedPrev = last === undefined ? ZERO_HASH : last.hash
+    if (r.seq > expectedSeq) {
+      // A hole: provisionally linked, honest only if a later gap record names exactly it.
+      this.holes.push({ firstSeq: expectedSeq, lastSeq: r.seq - 1, beforeHash: expectedPrev, nextPrev: r.prev, index: this.index })
+    } else if (!equalBytes(r.prev, expectedPrev)) {
+      return last === undefined
+        ? this.fail('bad-genesis', signed, 'the first record must have a zero prev hash')
+        : this.fail('prev-hash-mismatch', signed, `prev hash does not match the hash of record ${last.seq}`)
+    }
+    if (r.body.kind === 'gap') return this.settleGap(signed, r.body)
+    return undefined
+  }
+
+  private settleGap (signed: SignedRecord, gap: GapBody): ChainFailure | undefined {
+    const at = this.holes.findIndex(h => h.firstSeq === gap.firstSeq && h.lastSeq === gap.lastSeq)
+    const hole = this.holes[at]
+    if (hole === undefined) {
+      // Declared records that the chain did not miss: the device lies about what it dropped.
+      return this.fail('bad-gap', signed, `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)
+    }
+    if (!equalBytes(gap.beforeHash, hole.beforeHash) || !equalBytes(gap.lastHash, hole.nextPrev)) {
+      return this.fail('bad-gap', signed, `gap record for ${gap.firstSeq}..${gap.lastSeq} does not match the hashes around the hole`)
+    }
+    this.holes.splice(at, 1)
+    this.gaps.push({ firstSeq: gap.firstSeq, lastSeq: gap.lastSeq, reason: gap.reason })
+    return undefined
+  }
+}
+
+/** Verifies a whole sequence; returns the summary and the first failure, if any. */
+export function verifyChain (records: Iterable<SignedRecord>, options: ChainVerifierOptions): ChainResult {
+  const verifier = new ChainVerifier(options)
+  for (const r of records) if (verifier.push(r) !== undefined) break
+  return verifier.result()
+}
+
+/**
+ * Like {@link verifyChain} but throws on the first broken link.
+ * @throws ProtocolError `CHAIN_BROKEN` naming the seq and reason; `cause` is the ChainFailure.
+ */
+export function assertChain (records: Iterable<SignedRecord>, options: ChainVerifierOptions): ChainResult {
+  const result = verifyChain(records, options)
+  if (result.failure !== undefined) {
+    throw new ProtocolError('CHAIN_BROKEN', `${result.failure.reason} at ${result.failure.message}`, { cause: result.failure })
+  }
+  return result
+}
+
+/** A key lookup for a device with one key. */
+export function fixedKey (publicKey: Uint8Array): KeyLookup {
+  return () => publicKey
+}

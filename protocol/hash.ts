@@ -1,0 +1,35 @@
+/**
+ * SHA-256 helpers and constant-time comparison shared by every part.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+
+export const HASH_BYTES = 32
+export const ZERO_HASH: Uint8Array = new Uint8Array(HASH_BYTES)
+
+/** SHA-256 of the concatenation of `parts`. */
+export function sha256 (...parts: Uint8Array[]): Uint8Array {
+  const h = createHash('sha256')
+  for (const p of parts) h.update(p)
+  return new Uint8Array(h.digest())
+}
+
+/** Lower-case hex of `bytes`. */
+export function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+/**
+ * Bytes of an even-length hex string.
+ * @throws TypeError on anything but hex.
+ */
+export function fromHex (hex: string): Uint8Array {
+  if (typeof hex !== 'string' || hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
+    throw new TypeError('expected an even-length hex string')
+  }
+  return new Uint8Array(Buffer.from(hex, 'hex'))
+}
+
+/** Constant-time equality of two byte strings (false when lengths differ). */
+export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b)
+}

@@ -1,0 +1,22 @@
+/**
+ * The protocol every part shares: records, canonical CBOR, Ed25519, tensor commitments,
+ * hash chains and Merkle trees. Pure code, no I/O.
+ */
+export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
+export { encodeCanonical, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
+export { sha256, toHex, fromHex, equalBytes, ZERO_HASH, HASH_BYTES } from './hash.js'
+export {
+  createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,
+  PUBLIC_KEY_BYTES, SEED_BYTES, SIGNATURE_BYTES, type Signer, type VerifierBackend
+} from './ed25519.js'
+export { commitTensor, commitDigest, digestTensor, deriveSalt, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
+export {
+  encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat,
+  RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
+  type RecordKind, type PolicyVerdict, type TensorCommitment, type RecordBody, type BootBody, type ModelLoadBody,
+  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type ProvenanceRecord, type SignedRecord
+} from './record.js'
+export {
+  ChainVerifier, verifyChain, assertChain, fixedKey,
+  type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
+} from './chain.js'

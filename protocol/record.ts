@@ -1,0 +1,281 @@
+/**
+ * Provenance records: their types, their canonical CBOR form, and the signed envelope.
+ * A record is a CBOR array in fixed field order; the envelope is [record bytes, signature] and
+ * its SHA-256 is the record hash that the next record's `prev` and the Merkle leaf commit to.
+ * Every byte is specified in docs/PROTOCOL.md; decoding treats its input as hostile.
+ */
+import { decodeCanonical, encodeCanonical, type CborValue } from './cbor.js'
+import { ProtocolError } from './errors.js'
+import { HASH_BYTES, sha256 } from './hash.js'
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifySignature, type Signer, type VerifierBackend } from './ed25519.js'
+
+export const RECORD_VERSION = 1
+/** Prepended to the record bytes before signing (domain separation). */
+export const RECORD_SIGNING_PREFIX: Uint8Array = new TextEncoder().encode('edge-provenance/record/v1\0')
+
+/** Record kinds and their wire codes. */
+export const RECORD_KINDS = {
+  boot: 0,
+  'model-load': 1,
+  inference: 2,
+  gap: 3,
+  'key-rotation': 4,
+  shutdown: 5
+} as const
+export type RecordKind = keyof typeof RECORD_KINDS
+const KIND_BY_CODE = Object.keys(RECORD_KINDS) as RecordKind[]
+
+/** How the device's model policy judged a model when it loaded it. */
+export const POLICY_VERDICTS = { unchecked: 0, approved: 1, unapproved: 2 } as const
+export type PolicyVerdict = keyof typeof POLICY_VERDICTS
+const VERDICT_BY_CODE = Object.keys(POLICY_VERDICTS) as PolicyVerdict[]
+
+/** A named tensor's commitment (see tensor.ts). */
+export interface TensorCommitment { name: string, hash: Uint8Array }
+
+export interface BootBody { kind: 'boot', agentVersion: string, profile: string }
+export interface ModelLoadBody {
+  kind: 'model-load'
+  /** SHA-256 of the model file bytes. */
+  modelHash: Uint8Array
+  manifestHash: Uint8Array
+  graphHash: Uint8Array
+  name: string
+  sizeBytes: number
+  policy: PolicyVerdict
+  /** Execution providers the session actually uses, in order. */
+  providers: string[]
+}
+export interface InferenceBody {
+  kind: 'inference'
+  modelHash: Uint8Array
+  inputs: TensorCommitment[]
+  outputs: TensorCommitment[]
+  latencyUs: number
+  /** A small, optional summary of the decision, e.g. a class label. */
+  decision: string | null
+}
+export interface GapBody {
+  kind: 'gap'
+  /** First and last seq of the records the device had to drop. */
+  firstSeq: number
+  lastSeq: number
+  /** Hash of the record just before the dropped range (seq `firstSeq - 1`; zeros when firstSeq is 0). */
+  beforeHash: Uint8Array
+  /** Hash of the last dropped record (seq `lastSeq`): the `prev` of the record after the range. */
+  lastHash: Uint8Array
+  reason: string
+}
+export interface KeyRotationBody { kind: 'key-rotation', newPublicKey: Uint8Array, validFromMs: number }
+export interface ShutdownBody { kind: 'shutdown', reason: string }
+export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody
+
+export interface ProvenanceRecord<B extends RecordBody = RecordBody> {
+  deviceId: string
+  /** Boot counter: increments at every agent start. */
+  boot: number
+  /** Sequence number: starts at 0 and never repeats, across boots. */
+  seq: number
+  /** Device time, Unix milliseconds. */
+  timeMs: number
+  /** Hash of the previous record's envelope; 32 zero bytes for seq 0. */
+  prev: Uint8Array
+  body: B
+}
+
+/** A record with its canonical bytes, signature, envelope and hash. */
+export interface SignedRecord<B extends RecordBody = RecordBody> {
+  record: ProvenanceRecord<B>
+  recordBytes: Uint8Array
+  signature: Uint8Array
+  envelope: Uint8Array
+  hash: Uint8Array
+}
+
+export const LIMITS = {
+  deviceIdChars: 128,
+  textBytes: 256,
+  decisionBytes: 1024,
+  tensors: 256,
+  providers: 16,
+  envelopeBytes: 64 * 1024
+} as const
+
+/** Device ids are safe as one MQTT topic level and as a file name. */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/
+
+function bodyToCbor (body: RecordBody): CborValue[] {
+  switch (body.kind) {
+    case 'boot': return [body.agentVersion, body.profile]
+    case 'model-load': return [body.modelHash, body.manifestHash, body.graphHash, body.name, body.sizeBytes, POLICY_VERDICTS[body.policy], body.providers]
+    case 'inference': return [body.modelHash, body.inputs.map(t => [t.name, t.hash]), body.outputs.map(t => [t.name, t.hash]), body.latencyUs, body.decision]
+    case 'gap': return [body.firstSeq, body.lastSeq, body.beforeHash, body.lastHash, body.reason]
+    case 'key-rotation': return [body.newPublicKey, body.validFromMs]
+    case 'shutdown': return [body.reason]
+  }
+}
+
+/**
+ * Canonical CBOR bytes of a record (docs/PROTOCOL.md §Record).
+ * @throws ProtocolError `RECORD_INVALID` naming every bad field.
+ */
+export function encodeRecord (record: ProvenanceRecord): Uint8Array {
+  assertRecord(record)
+  return encodeCanonical([
+    RECORD_VERSION, RECORD_KINDS[record.body.kind], record.deviceId, record.boot, record.seq,
+    record.timeMs, record.prev, bodyToCbor(record.body)
+  ])
+}
+
+/**
+ * Signs a record: the signature covers RECORD_SIGNING_PREFIX ‖ record bytes.
+ * @throws ProtocolError `RECORD_INVALID`.
+ */
+export function signRecord<B extends RecordBody> (record: ProvenanceRecord<B>, signer: Signer): SignedRecord<B> {
+  const recordBytes = encodeRecord(record)
+  const signature = signer.sign(concat(RECORD_SIGNING_PREFIX, recordBytes))
+  const envelope = encodeCanonical([recordBytes, signature])
+  return { record, recordBytes, signature, envelope, hash: sha256(envelope) }
+}
+
+/** True when the envelope's signature verifies under `publicKey`. */
+export function verifyRecordSignature (signed: SignedRecord, publicKey: Uint8Array, backend: VerifierBackend = 'node'): boolean {
+  return verifySignature(signed.signature, concat(RECORD_SIGNING_PREFIX, signed.recordBytes), publicKey, backend)
+}
+
+/**
+ * Parses an envelope from disk or network. Checks structure and canonical form, not the
+ * signature (that needs the device key: see chain.ts).
+ * @throws ProtocolError `CBOR_*` for bad encoding, `RECORD_INVALID` for a bad record.
+ */
+export function decodeEnvelope (envelope: Uint8Array): SignedRecord {
+  const outer = decodeCanonical(envelope, { maxBytes: LIMITS.envelopeBytes, maxDepth: 1 })
+  if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
+    throw new ProtocolError('RECORD_INVALID', 'envelope must be [record bytes, signature]')
+  }
+  const [recordBytes, signature] = outer as [Uint8Array, Uint8Array]
+  if (signature.byteLength !== SIGNATURE_BYTES) throw new ProtocolError('RECORD_INVALID', `signature must be ${SIGNATURE_BYTES} bytes`)
+  const record = decodeRecord(recordBytes)
+  return { record, recordBytes, signature, envelope: envelope.slice(), hash: sha256(envelope) }
+}
+
+/**
+ * Parses canonical record bytes.
+ * @throws ProtocolError `CBOR_*` or `RECORD_INVALID`.
+ */
+export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
+  const value = decodeCanonical(bytes, { maxBytes: LIMITS.envelopeBytes, maxDepth: 4 })
+  const problems: string[] = []
+  if (!Array.isArray(value) || value.length !== 8) throw new ProtocolError('RECORD_INVALID', 'record must be an array of 8 fields')
+  const [version, kindCode, deviceId, boot, seq, timeMs, prev, body] = value as CborValue[]
+  if (version !== RECORD_VERSION) throw new ProtocolError('RECORD_INVALID', `unsupported record version ${String(version)}`)
+  const kind = typeof kindCode === 'number' ? KIND_BY_CODE[kindCode] : undefined
+  if (kind === undefined) throw new ProtocolError('RECORD_INVALID', `unknown record kind ${String(kindCode)}`)
+  if (!Array.isArray(body)) throw new ProtocolError('RECORD_INVALID', 'body must be an array')
+  const record = { deviceId, boot, seq, timeMs, prev, body: bodyFromCbor(kind, body, problems) } as ProvenanceRecord
+  assertRecord(record, problems)
+  return record
+}
+
+function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
+  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1 }
+  if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
+  const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
+    if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
+    return v.map((t: CborValue, i: number) => {
+      if (!Array.isArray(t) || t.length !== 2) { problems.push(`${path}[${i}]: not a [name, hash] pair`); return { name: '', hash: new Uint8Array() } }
+      return { name: t[0] as string, hash: t[1] as Uint8Array }
+    })
+  }
+  switch (kind) {
+    case 'boot': return { kind, agentVersion: f[0] as string, profile: f[1] as string }
+    case 'model-load': {
+      const policy = typeof f[5] === 'number' ? VERDICT_BY_CODE[f[5]] : undefined
+      if (policy === undefined) problems.push('body.policy: unknown verdict')
+      return {
+        kind, modelHash: f[0] as Uint8Array, manifestHash: f[1] as Uint8Array, graphHash: f[2] as Uint8Array,
+        name: f[3] as string, sizeBytes: f[4] as number, policy: policy ?? 'unchecked', providers: (Array.isArray(f[6]) ? f[6] : []) as string[]
+      }
+    }
+    case 'inference': return {
+      kind, modelHash: f[0] as Uint8Array, inputs: commitments(f[1], 'body.inputs'), outputs: commitments(f[2], 'body.outputs'),
+      latencyUs: f[3] as number, decision: f[4] as string | null
+    }
+    case 'gap': return { kind, firstSeq: f[0] as number, lastSeq: f[1] as number, beforeHash: f[2] as Uint8Array, lastHash: f[3] as Uint8Array, reason: f[4] as string }
+    case 'key-rotation': return { kind, newPublicKey: f[0] as Uint8Array, validFromMs: f[1] as number }
+    case 'shutdown': return { kind, reason: f[0] as string }
+  }
+}
+
+const textEncoder = new TextEncoder()
+
+/**
+ * Asserts that `value` is a well-formed record, collecting the path of every bad field.
+ * @throws ProtocolError `RECORD_INVALID`.
+ */
+export function assertRecord (value: unknown, problems: string[] = []): asserts value is ProvenanceRecord {
+  const r = value as Partial<ProvenanceRecord> | null
+  if (typeof r !== 'object' || r === null) throw new ProtocolError('RECORD_INVALID', 'record must be an object')
+  const uint = (v: unknown, path: string): void => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) problems.push(`${path}: not a non-negative safe integer`)
+  }
+  const hash = (v: unknown, path: string, length = HASH_BYTES): void => {
+    if (!(v instanceof Uint8Array) || v.byteLength !== length) problems.push(`${path}: not ${length} bytes`)
+  }
+  const text = (v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void => {
+    if (typeof v !== 'string' || textEncoder.encode(v).byteLength > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
+  }
+  if (typeof r.deviceId !== 'string' || r.deviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(r.deviceId)) {
+    problems.push(`deviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)
+  }
+  uint(r.boot, 'boot')
+  uint(r.seq, 'seq')
+  uint(r.timeMs, 'timeMs')
+  hash(r.prev, 'prev')
+  const b = r.body as Partial<RecordBody> | undefined
+  if (typeof b !== 'object' || b === null || !(typeof b.kind === 'string' && b.kind in RECORD_KINDS)) {
+    problems.push('body.kind: unknown')
+  } else {
+    switch (b.kind) {
+      case 'boot': text(b.agentVersion, 'body.agentVersion'); text(b.profile, 'body.profile'); break
+      case 'model-load': {
+        hash(b.modelHash, 'body.modelHash'); hash(b.manifestHash, 'body.manifestHash'); hash(b.graphHash, 'body.graphHash')
+        text(b.name, 'body.name'); uint(b.sizeBytes, 'body.sizeBytes')
+        if (!(typeof b.policy === 'string' && b.policy in POLICY_VERDICTS)) problems.push('body.policy: unknown verdict')
+        if (!Array.isArray(b.providers) || b.providers.length > LIMITS.providers) problems.push(`body.providers: not an array of at most ${LIMITS.providers}`)
+        else b.providers.forEach((p, i) => text(p, `body.providers[${i}]`))
+        break
+      }
+      case 'inference': {
+        hash(b.modelHash, 'body.modelHash')
+        for (const side of ['inputs', 'outputs'] as const) {
+          const list = b[side]
+          if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
+          list.forEach((t, i) => { text(t?.name, `body.${side}[${i}].name`); hash(t?.hash, `body.${side}[${i}].hash`) })
+        }
+        uint(b.latencyUs, 'body.latencyUs')
+        if (b.decision !== null) text(b.decision, 'body.decision', LIMITS.decisionBytes)
+        break
+      }
+      case 'gap': {
+        uint(b.firstSeq, 'body.firstSeq'); uint(b.lastSeq, 'body.lastSeq'); hash(b.beforeHash, 'body.beforeHash'); hash(b.lastHash, 'body.lastHash'); text(b.reason, 'body.reason')
+        if (typeof b.firstSeq === 'number' && typeof b.lastSeq === 'number' && b.firstSeq > b.lastSeq) {
+          problems.push('body.firstSeq: must not be above lastSeq')
+        }
+        if (typeof b.lastSeq === 'number' && typeof r.seq === 'number' && b.lastSeq >= r.seq) problems.push('body.lastSeq: must be below the gap record\'s own seq')
+        break
+      }
+      case 'key-rotation': hash(b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); uint(b.validFromMs, 'body.validFromMs'); break
+      case 'shutdown': text(b.reason, 'body.reason'); break
+    }
+  }
+  if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)
+}
+
+/** Concatenates byte strings. */
+export function concat (...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let o = 0
+  for (const p of parts) { out.set(p, o); o += p.byteLength }
+  return out
+}

@@ -1,0 +1,147 @@
+/**
+ * Tensor commitments: SHA-256 over a canonical, salted encoding of one tensor (name, dtype,
+ * dims, raw little-endian bytes), and the per-record salt a device derives from its own secret.
+ * The salt keeps a record holder from confirming a guessed low-entropy input; an investigator
+ * given the salt can recompute the commitment. Layout in docs/PROTOCOL.md §Tensor commitments.
+ */
+import { createHash, createHmac } from 'node:crypto'
+import { endianness } from 'node:os'
+import { ProtocolError } from './errors.js'
+
+/** Tensor element types, named as onnxruntime names them, coded as ONNX TensorProto.DataType. */
+export const TENSOR_DTYPES = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13
+} as const
+
+export type TensorDtype = keyof typeof TENSOR_DTYPES
+
+/** The parts of a tensor a commitment covers; onnxruntime's `Tensor` fits this shape. */
+export interface TensorLike {
+  readonly type: string
+  readonly dims: readonly number[]
+  readonly data: ArrayBufferView | readonly string[]
+}
+
+export const SALT_BYTES = 32
+export const MAX_TENSOR_RANK = 32
+const TENSOR_DOMAIN = Buffer.from('edge-provenance/tensor/v1\0', 'utf8')
+const SALT_DOMAIN = Buffer.from('edge-provenance/salt/v1\0', 'utf8')
+
+// Raw bytes are hashed as they lie in memory: that is the canonical little-endian form only on a
+// little-endian host (every Jetson, Pi and x86-64 is one). Refuse rather than commit wrong bytes.
+const LITTLE_ENDIAN_HOST = endianness() === 'LE'
+
+/**
+ * The salt of record `seq`: HMAC-SHA256(secret, "edge-provenance/salt/v1\0" ‖ u64be(seq)).
+ * @throws RangeError for a secret shorter than 32 bytes or a bad seq.
+ */
+export function deriveSalt (secret: Uint8Array, seq: number): Uint8Array {
+  if (!(secret instanceof Uint8Array) || secret.byteLength < 32) throw new RangeError('salt secret must be at least 32 bytes')
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad seq ${seq}`)
+  const seqBytes = Buffer.alloc(8)
+  seqBytes.writeBigUInt64BE(BigInt(seq))
+  return new Uint8Array(createHmac('sha256', secret).update(SALT_DOMAIN).update(seqBytes).digest())
+}
+
+/** What a commitment needs of a tensor, with its data already hashed (no salt involved yet). */
+export interface TensorDigest {
+  dtypeCode: number
+  dims: readonly number[]
+  /** Length of the canonical data bytes. */
+  byteLength: number
+  /** SHA-256 of the canonical data bytes. */
+  dataHash: Uint8Array
+}
+
+/**
+ * Hashes a tensor's canonical data bytes. This is the expensive half of a commitment and needs
+ * no salt, so the agent runs it while the model computes; {@link commitDigest} adds the salt.
+ * @throws ProtocolError `TENSOR_INVALID` for an unknown dtype, bad dims, or data that does not fit.
+ */
+export function digestTensor (name: string, tensor: TensorLike): TensorDigest {
+  const dtypeCode = (TENSOR_DTYPES as Record<string, number>)[tensor.type]
+  if (dtypeCode === undefined) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": unsupported dtype ${String(tensor.type)}`)
+  const dims = tensor.dims
+  if (!Array.isArray(dims) || dims.length > MAX_TENSOR_RANK) {
+    throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": rank must be at most ${MAX_TENSOR_RANK}`)
+  }
+  let elements = 1
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": bad dimension ${d}`)
+    elements *= d
+  }
+  const h = createHash('sha256')
+  if (tensor.type === 'string') {
+    const data = tensor.data
+    if (!Array.isArray(data) || data.length !== elements) {
+      throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": string tensor needs ${elements} strings`)
+    }
+    let byteLength = 0
+    const len = Buffer.alloc(4)
+    for (const s of data as unknown[]) {
+      if (typeof s !== 'string') throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": non-string element`)
+      const b = Buffer.from(s, 'utf8')
+      len.writeUInt32BE(b.length)
+      h.update(len).update(b)
+      byteLength += 4 + b.length
+    }
+    return { dtypeCode, dims: [...dims], byteLength, dataHash: new Uint8Array(h.digest()) }
+  }
+  const data = tensor.data
+  if (!ArrayBuffer.isView(data)) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": data is not a typed array`)
+  if (!LITTLE_ENDIAN_HOST && ((data as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1) > 1) {
+    throw new ProtocolError('TENSOR_INVALID', 'tensor commitments on big-endian hosts are not supported')
+  }
+  const width = elementBytes(tensor.type as TensorDtype)
+  if (data.byteLength !== elements * width) {
+    throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": ${data.byteLength} data bytes for ${elements} elements of ${tensor.type}`)
+  }
+  h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+  return { dtypeCode, dims: [...dims], byteLength: data.byteLength, dataHash: new Uint8Array(h.digest()) }
+}
+
+/**
+ * The salted commitment to a named tensor from its digest:
+ * SHA-256(domain ‖ salt ‖ u32be(len name) ‖ name ‖ u8 dtype ‖ u8 rank ‖ u64be dims… ‖ u64be(byteLength) ‖ dataHash).
+ */
+export function commitDigest (salt: Uint8Array, name: string, digest: TensorDigest): Uint8Array {
+  if (salt.byteLength !== SALT_BYTES) throw new RangeError('salt must be 32 bytes')
+  const nameBytes = Buffer.from(name, 'utf8')
+  const header = Buffer.alloc(4 + nameBytes.length + 2 + 8 * digest.dims.length + 8)
+  let o = header.writeUInt32BE(nameBytes.length, 0)
+  o += nameBytes.copy(header, o)
+  o = header.writeUInt8(digest.dtypeCode, o)
+  o = header.writeUInt8(digest.dims.length, o)
+  for (const d of digest.dims) o = header.writeBigUInt64BE(BigInt(d), o)
+  header.writeBigUInt64BE(BigInt(digest.byteLength), o)
+  return new Uint8Array(createHash('sha256').update(TENSOR_DOMAIN).update(salt).update(header).update(digest.dataHash).digest())
+}
+
+/**
+ * The commitment to one named tensor under `salt` (32 bytes).
+ * @throws ProtocolError `TENSOR_INVALID`.
+ */
+export function commitTensor (salt: Uint8Array, name: string, tensor: TensorLike): Uint8Array {
+  return commitDigest(salt, name, digestTensor(name, tensor))
+}
+
+function elementBytes (type: TensorDtype): number {
+  switch (type) {
+    case 'uint8': case 'int8': case 'bool': return 1
+    case 'uint16': case 'int16': case 'float16': return 2
+    case 'float32': case 'int32': case 'uint32': return 4
+    default: return 8
+  }
+}
