@@ -1,0 +1,1 @@
+export { loadOrCreateDeviceKey, type DeviceKey } from './device-key.js'
