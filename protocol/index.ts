@@ -20,3 +20,12 @@ export {
   ChainVerifier, verifyChain, assertChain, fixedKey,
   type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
 } from './chain.js'
+export {
+  hashLeaf, hashChildren, emptyRoot, computeRoot, MerkleBuilder, MerkleTree, proveInclusion, proveAllInclusions,
+  proveConsistency, verifyInclusion, isValidInclusion, verifyConsistency, isValidConsistency,
+  inclusionProofLength, consistencyProofLength
+} from './merkle.js'
+export {
+  PROOF_HEADER, MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, formatCheckpoint, parseCheckpoint, formatProof, parseProof, verifyProof,
+  type Checkpoint, type TlogProof, type ProofExtra
+} from './checkpoint.js'

@@ -1,0 +1,356 @@
+/**
+ * Text formats of a sealed batch: the checkpoint (tree head) after C2SP tlog-checkpoint and the
+ * per-record proof file after C2SP tlog-proof@v1, so that standard transparency-log tooling can read
+ * them. Parsers take bytes from disk or network: bounded, exact, and they only throw ProtocolError.
+ *
+ * Checkpoint (https://c2sp.org/tlog-checkpoint), lines separated by U+000A:
+ *
+ *     provenance.example/gateway-1          origin: 1..256 chars, no control characters
+ *     10000                                 tree size: decimal, no leading zeroes, <= 2^53 - 1
+ *     XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=   root: standard base64 of 32 bytes, canonical
+ *     [extension lines]                     optional, opaque, non-empty (C2SP: not recommended)
+ *     (empty line)
+ *     [— signer signature lines]            signed-note signatures: tolerated, never interpreted
+ *
+ * {@link formatCheckpoint} writes the first three lines and the empty line, so signature lines can
+ * be appended later. {@link parseCheckpoint} also accepts the note text without the empty line.
+ *
+ * Proof file (https://c2sp.org/tlog-proof, extension `.tlog-proof`):
+ *
+ *     c2sp.org/tlog-proof@v1
+ *     extra <base64>                        optional, see below
+ *     index 1234                            zero-based leaf index, decimal, no leading zeroes
+ *     <base64 hash>                         inclusion proof, leaf sibling first (RFC 9162 §2.1.3.1),
+ *     ...                                   exactly as many lines as the index and size require
+ *     (empty line)
+ *     <checkpoint, verbatim>
+ *
+ * Extra data. C2SP allows one `extra` line of opaque base64 data; ours is the base64 of UTF-8 text
+ * made of `key value` lines, each ending in U+000A, which is how the gateway attaches the anchoring
+ * of the batch (keys such as `chain-id`, `contract`, `batch-id`, `tx-hash`, `block`). Keys match
+ * [a-z0-9][a-z0-9._-]{0,63}, values are 1..1024 printable ASCII characters without spaces, at most
+ * 32 entries, no key twice, order kept. Keeping the data inside the one base64 line keeps the file
+ * a valid tlog-proof for other verifiers. As C2SP says, extra data is not authenticated: the
+ * anchoring it names must be checked against the chain, never trusted.
+ */
+import { ProtocolError } from './errors.js'
+import { HASH_BYTES, inclusionProofLength, verifyInclusion } from './merkle.js'
+
+/** First line of a proof file. */
+export const PROOF_HEADER = 'c2sp.org/tlog-proof@v1'
+/** Largest checkpoint text accepted, in bytes (room for a few dozen witness cosignatures). */
+export const MAX_CHECKPOINT_BYTES = 64 * 1024
+/** Largest proof file accepted, in bytes. */
+export const MAX_PROOF_BYTES = 128 * 1024
+
+const MAX_ORIGIN_CHARS = 256
+const MAX_EXTENSION_LINES = 16
+const MAX_EXTENSION_CHARS = 1024
+const MAX_SIGNATURE_LINES = 64
+const MAX_EXTRA_ENTRIES = 32
+const MAX_EXTRA_VALUE_CHARS = 1024
+// The proof of a tree of up to 2^53 - 1 leaves has at most 53 hashes; `inclusionProofLength`
+// gives the exact count.
+const MAX_PROOF_HASHES = 64
+
+const DECIMAL = /^(0|[1-9][0-9]{0,15})$/
+const BASE64_HASH = /^[A-Za-z0-9+/]{43}=$/
+const EXTRA_KEY = /^[a-z0-9][a-z0-9._-]{0,63}$/
+const EXTRA_VALUE = /^[\x21-\x7e]+$/
+// C0 controls, DEL, C1 controls, Unicode line separators and the byte order mark (which would
+// silently become part of the origin): never part of a line we accept.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029\uFEFF]/
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A tree head: which log, how many leaves, which root. */
+export interface Checkpoint {
+  /** Identity of the log (the gateway), e.g. `provenance.example/gateway-1`. */
+  readonly origin: string
+  /** Number of leaves in the tree. */
+  readonly size: number
+  /** RFC 9162 §2.1.1 root of the tree, 32 bytes. */
+  readonly rootHash: Uint8Array
+  /** Opaque extension lines after the root; absent when there are none. */
+  readonly extensions?: readonly string[]
+}
+
+/** One `key value` entry of a proof's extra data. */
+export interface ProofExtra {
+  readonly key: string
+  readonly value: string
+}
+
+/** A proof file: leaf `index` is in the tree of `checkpoint`, by the inclusion proof `hashes`. */
+export interface TlogProof {
+  readonly index: number
+  /** Inclusion proof, leaf sibling first (RFC 9162 §2.1.3.1). */
+  readonly hashes: readonly Uint8Array[]
+  readonly checkpoint: Checkpoint
+  /** Unauthenticated context such as the anchoring of the batch; absent when there is none. */
+  readonly extra?: readonly ProofExtra[]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint
+
+/**
+ * The checkpoint text: origin, size, root, extension lines, then an empty line.
+ * @throws TypeError / RangeError for a field our parser would reject (bad origin, size, root length,
+ *   extension lines).
+ */
+export function formatCheckpoint (checkpoint: Checkpoint): string {
+  const { origin, size, rootHash, extensions = [] } = checkpoint
+  if (typeof origin !== 'string' || !isValidOrigin(origin)) {
+    throw new RangeError(`checkpoint origin must be 1..${MAX_ORIGIN_CHARS} characters without control characters`)
+  }
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError('checkpoint size must be a safe non-negative integer')
+  requireHash(rootHash, 'checkpoint rootHash')
+  if (!Array.isArray(extensions) || extensions.length > MAX_EXTENSION_LINES ||
+      !extensions.every((l) => typeof l === 'string' && isValidLine(l, MAX_EXTENSION_CHARS))) {
+    throw new RangeError(`checkpoint extensions must be at most ${MAX_EXTENSION_LINES} non-empty lines`)
+  }
+  return [origin, String(size), encodeHash(rootHash), ...extensions].join('\n') + '\n\n'
+}
+
+/**
+ * Parses a checkpoint (UTF-8 bytes or text). Signature lines after the empty line are checked
+ * for shape and size, then ignored: nothing here is signed or verified.
+ * @throws ProtocolError `MERKLE_INVALID_PROOF` for anything but an exact, bounded checkpoint.
+ * @throws TypeError when `input` is neither a string nor a Uint8Array.
+ */
+export function parseCheckpoint (input: string | Uint8Array): Checkpoint {
+  const text = decodeText(input, MAX_CHECKPOINT_BYTES, 'checkpoint')
+  return guard('checkpoint', () => parseCheckpointText(text))
+}
+
+function parseCheckpointText (text: string): Checkpoint {
+  // Note text and signatures are separated by the first empty line (C2SP signed-note).
+  const split = text.indexOf('\n\n')
+  let body: string
+  let signatures: string
+  if (split === -1) {
+    if (!text.endsWith('\n')) invalid('checkpoint must end with a newline')
+    body = text.slice(0, -1)
+    signatures = ''
+  } else {
+    body = text.slice(0, split)
+    signatures = text.slice(split + 2)
+  }
+
+  const lines = body.split('\n')
+  if (lines.length < 3) invalid('checkpoint needs origin, size and root lines')
+  if (lines.length > 3 + MAX_EXTENSION_LINES) invalid(`checkpoint has more than ${MAX_EXTENSION_LINES} extension lines`)
+  const [origin, sizeLine, rootLine, ...extensions] = lines as [string, string, string, ...string[]]
+  if (!isValidOrigin(origin)) invalid('checkpoint origin is empty, too long or has control characters')
+  const size = parseDecimal(sizeLine, 'checkpoint size')
+  const rootHash = decodeHash(rootLine, 'checkpoint root')
+  extensions.forEach((l, i) => {
+    if (!isValidLine(l, MAX_EXTENSION_CHARS)) invalid(`checkpoint extension line ${i + 1} is empty, too long or has control characters`)
+  })
+
+  if (signatures !== '') {
+    if (!signatures.endsWith('\n')) invalid('checkpoint signature lines must end with a newline')
+    const sigLines = signatures.slice(0, -1).split('\n')
+    if (sigLines.length > MAX_SIGNATURE_LINES) invalid(`checkpoint has more than ${MAX_SIGNATURE_LINES} signature lines`)
+    sigLines.forEach((l, i) => {
+      if (!isValidLine(l, MAX_CHECKPOINT_BYTES)) invalid(`checkpoint signature line ${i + 1} is empty or has control characters`)
+    })
+  }
+
+  return extensions.length > 0 ? { origin, size, rootHash, extensions } : { origin, size, rootHash }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proof
+
+/**
+ * The proof file text (C2SP tlog-proof@v1) with the checkpoint as {@link formatCheckpoint} writes it.
+ * @throws TypeError / RangeError for a proof our parser would reject: index not below the size, a
+ *   proof length that does not fit index and size, bad hashes, bad extra entries or checkpoint.
+ */
+export function formatProof (proof: TlogProof): string {
+  const { index, hashes, checkpoint, extra } = proof
+  const checkpointText = formatCheckpoint(checkpoint)
+  if (!Number.isSafeInteger(index) || index < 0 || index >= checkpoint.size) {
+    throw new RangeError(`proof index must be an integer below the tree size ${checkpoint.size}`)
+  }
+  if (!Array.isArray(hashes)) throw new TypeError('proof hashes must be an array')
+  const expected = inclusionProofLength(index, checkpoint.size)
+  if (hashes.length !== expected) throw new RangeError(`proof has ${hashes.length} hashes, index and size need ${expected}`)
+  hashes.forEach((h, i) => requireHash(h, `proof hashes[${i}]`))
+
+  const lines = [PROOF_HEADER]
+  if (extra !== undefined && extra.length > 0) lines.push(`extra ${encodeExtra(extra)}`)
+  lines.push(`index ${index}`, ...hashes.map(encodeHash))
+  return lines.join('\n') + '\n\n' + checkpointText
+}
+
+/**
+ * Parses a proof file (UTF-8 bytes or text). Checks its shape only (index below the size, exact
+ * proof length, 32-byte hashes); {@link verifyProof} checks that it proves anything.
+ * @throws ProtocolError `MERKLE_INVALID_PROOF` for anything but an exact, bounded proof file.
+ * @throws TypeError when `input` is neither a string nor a Uint8Array.
+ */
+export function parseProof (input: string | Uint8Array): TlogProof {
+  const text = decodeText(input, MAX_PROOF_BYTES, 'proof')
+  return guard('proof', () => parseProofText(text))
+}
+
+function parseProofText (text: string): TlogProof {
+  const split = text.indexOf('\n\n')
+  if (split === -1) invalid('proof has no empty line before the checkpoint')
+  const lines = text.slice(0, split).split('\n')
+  const checkpointText = text.slice(split + 2)
+  if (Buffer.byteLength(checkpointText, 'utf8') > MAX_CHECKPOINT_BYTES) invalid(`checkpoint is larger than ${MAX_CHECKPOINT_BYTES} bytes`)
+  const checkpoint = parseCheckpointText(checkpointText)
+
+  if (lines[0] !== PROOF_HEADER) invalid(`proof must start with ${PROOF_HEADER}`)
+  let at = 1
+  let extra: ProofExtra[] | undefined
+  if (lines[at]?.startsWith('extra ') === true) {
+    extra = decodeExtra((lines[at] as string).slice('extra '.length))
+    at++
+  }
+  const indexLine = lines[at]
+  if (indexLine === undefined || !indexLine.startsWith('index ')) invalid('proof has no index line')
+  const index = parseDecimal(indexLine.slice('index '.length), 'proof index')
+  at++
+
+  const hashLines = lines.slice(at)
+  if (hashLines.length > MAX_PROOF_HASHES) invalid(`proof has more than ${MAX_PROOF_HASHES} hashes`)
+  const hashes = hashLines.map((l, i) => decodeHash(l, `proof hash ${i + 1}`))
+
+  if (index >= checkpoint.size) invalid(`proof index ${index} is not below the tree size ${checkpoint.size}`)
+  const expected = inclusionProofLength(index, checkpoint.size)
+  if (hashes.length !== expected) invalid(`proof has ${hashes.length} hashes, index and size need ${expected}`)
+
+  return extra !== undefined ? { index, hashes, checkpoint, extra } : { index, hashes, checkpoint }
+}
+
+/**
+ * Checks that `leafHash` is the leaf the proof names, in the tree of its checkpoint
+ * (RFC 9162 §2.1.3.2). Says nothing about who issued the checkpoint or whether it is anchored.
+ * @throws ProtocolError `MERKLE_INVALID_PROOF` / `MERKLE_ROOT_MISMATCH` as {@link verifyInclusion}.
+ */
+export function verifyProof (proof: TlogProof, leafHash: Uint8Array): void {
+  verifyInclusion(leafHash, proof.index, proof.checkpoint.size, proof.hashes, proof.checkpoint.rootHash)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extra data
+
+function encodeExtra (extra: readonly ProofExtra[]): string {
+  if (!Array.isArray(extra) || extra.length > MAX_EXTRA_ENTRIES) {
+    throw new RangeError(`proof extra must be an array of at most ${MAX_EXTRA_ENTRIES} entries`)
+  }
+  const seen = new Set<string>()
+  let text = ''
+  for (const { key, value } of extra) {
+    if (typeof key !== 'string' || !EXTRA_KEY.test(key)) throw new RangeError(`proof extra key ${JSON.stringify(key)} is not valid`)
+    if (typeof value !== 'string' || value.length > MAX_EXTRA_VALUE_CHARS || !EXTRA_VALUE.test(value)) {
+      throw new RangeError(`proof extra value of ${key} must be 1..${MAX_EXTRA_VALUE_CHARS} printable ASCII characters without spaces`)
+    }
+    if (seen.has(key)) throw new RangeError(`proof extra key ${key} given twice`)
+    seen.add(key)
+    text += `${key} ${value}\n`
+  }
+  return Buffer.from(text, 'utf8').toString('base64')
+}
+
+function decodeExtra (encoded: string): ProofExtra[] {
+  const bytes = decodeBase64(encoded, 'proof extra')
+  if (bytes.byteLength === 0) invalid('proof extra is empty')
+  const text = decodeUtf8(bytes, 'proof extra')
+  if (!text.endsWith('\n')) invalid('proof extra must end with a newline')
+  const lines = text.slice(0, -1).split('\n')
+  if (lines.length > MAX_EXTRA_ENTRIES) invalid(`proof extra has more than ${MAX_EXTRA_ENTRIES} entries`)
+  const seen = new Set<string>()
+  return lines.map((line, i) => {
+    const space = line.indexOf(' ')
+    const key = space === -1 ? line : line.slice(0, space)
+    const value = space === -1 ? '' : line.slice(space + 1)
+    if (!EXTRA_KEY.test(key)) invalid(`proof extra line ${i + 1} has no valid key`)
+    if (value.length > MAX_EXTRA_VALUE_CHARS || !EXTRA_VALUE.test(value)) invalid(`proof extra value of ${key} is not valid`)
+    if (seen.has(key)) invalid(`proof extra key ${key} appears twice`)
+    seen.add(key)
+    return { key, value }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+function invalid (message: string): never {
+  throw new ProtocolError('MERKLE_INVALID_PROOF', message)
+}
+
+// Whatever slips past the checks above (a bug) still leaves as the documented error type.
+function guard<T> (what: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (e) {
+    if (e instanceof ProtocolError) throw e
+    throw new ProtocolError('MERKLE_INVALID_PROOF', `malformed ${what}`, { cause: e })
+  }
+}
+
+function decodeText (input: unknown, maxBytes: number, what: string): string {
+  if (typeof input === 'string') {
+    // UTF-16 length bounds the work before measuring the UTF-8 length.
+    if (input.length > maxBytes || Buffer.byteLength(input, 'utf8') > maxBytes) invalid(`${what} is larger than ${maxBytes} bytes`)
+    // A lone surrogate would not survive a round trip through UTF-8.
+    if (LONE_SURROGATE.test(input)) invalid(`${what} is not well-formed Unicode`)
+    return input
+  }
+  if (input instanceof Uint8Array) {
+    if (input.byteLength > maxBytes) invalid(`${what} is larger than ${maxBytes} bytes`)
+    return decodeUtf8(input, what)
+  }
+  throw new TypeError(`${what} must be a string or a Uint8Array`)
+}
+
+function decodeUtf8 (bytes: Uint8Array, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch (cause) {
+    throw new ProtocolError('MERKLE_INVALID_PROOF', `${what} is not valid UTF-8`, { cause })
+  }
+}
+
+function parseDecimal (text: string, what: string): number {
+  if (!DECIMAL.test(text)) invalid(`${what} must be a decimal without leading zeroes`)
+  const n = Number(text)
+  if (!Number.isSafeInteger(n)) invalid(`${what} is above 2^53 - 1`)
+  return n
+}
+
+function decodeHash (line: string, what: string): Uint8Array {
+  if (!BASE64_HASH.test(line)) invalid(`${what} must be the base64 of ${HASH_BYTES} bytes`)
+  return decodeBase64(line, what)
+}
+
+// Strict RFC 4648 §4: Buffer.from ignores bad characters and non-zero padding bits, so the input
+// must be what encoding the decoded bytes gives back.
+function decodeBase64 (text: string, what: string): Uint8Array {
+  const bytes = Buffer.from(text, 'base64')
+  if (bytes.toString('base64') !== text) invalid(`${what} is not canonical base64`)
+  return new Uint8Array(bytes)
+}
+
+function encodeHash (hash: Uint8Array): string {
+  return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString('base64')
+}
+
+function requireHash (value: unknown, what: string): void {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`)
+  if (value.byteLength !== HASH_BYTES) throw new RangeError(`${what} must be ${HASH_BYTES} bytes`)
+}
+
+function isValidLine (line: string, maxChars: number): boolean {
+  return line.length > 0 && line.length <= maxChars && !CONTROL.test(line)
+}
+
+function isValidOrigin (origin: string): boolean {
+  return isValidLine(origin, MAX_ORIGIN_CHARS)
+}
