@@ -29,3 +29,7 @@ export {
   PROOF_HEADER, MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, formatCheckpoint, parseCheckpoint, formatProof, parseProof, verifyProof,
   type Checkpoint, type TlogProof, type ProofExtra
 } from './checkpoint.js'
+export {
+  TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,
+  encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck, type Ack, type TopicKind
+} from './wire.js'
