@@ -18,7 +18,8 @@ t.test('behavior: topics round-trip and foreign topics are not ours', async t =>
 t.test('behavior: record batches and acks round-trip', async t => {
   const envs = [new Uint8Array([1, 2]), new Uint8Array(64)]
   t.same(decodeRecordBatch(encodeRecordBatch(envs)), envs)
-  t.same(decodeAck(encodeAck({ storedSeq: 41, anchoredSeq: -1 })), { storedSeq: 41, anchoredSeq: -1 })
+  const storedHash = new Uint8Array(32).fill(5)
+  t.same(decodeAck(encodeAck({ storedSeq: 41, storedHash, anchoredSeq: -1 })), { storedSeq: 41, storedHash, anchoredSeq: -1 })
 })
 
 t.test('error: malformed payloads give ProtocolError', async t => {
@@ -27,7 +28,8 @@ t.test('error: malformed payloads give ProtocolError', async t => {
     ['batch not an array', encodeCanonical('x'), decodeRecordBatch],
     ['too many records', encodeCanonical(Array.from({ length: MAX_BATCH_RECORDS + 1 }, () => new Uint8Array(1))), decodeRecordBatch],
     ['garbage', new Uint8Array([0xff, 0x00]), decodeRecordBatch],
-    ['ack wrong version', encodeCanonical([2, 1, 1]), decodeAck],
+    ['ack wrong version', encodeCanonical([2, 1, new Uint8Array(32), 1]), decodeAck],
+    ['ack short hash', encodeCanonical([1, 1, new Uint8Array(31), 1]), decodeAck],
     ['ack short', encodeCanonical([1, 1]), decodeAck],
     ['ack garbage', new Uint8Array([0x1c]), decodeAck]
   ]
