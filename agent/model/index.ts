@@ -1,0 +1,31 @@
+/**
+ * Model identity for the agent: load a model once, hash the bytes that run, and describe its
+ * weights tensor by tensor so versions can be compared.
+ */
+
+export { ModelError, type ModelErrorCode } from './errors.js'
+export {
+  buildModelManifest,
+  diffManifests,
+  encodeManifestText,
+  hashManifest,
+  nameOnnxDtype,
+  MAX_SUBGRAPH_DEPTH,
+  MAX_TENSOR_RANK,
+  type BuildManifestOptions,
+  type ManifestDiff,
+  type ManifestTensor,
+  type ManifestValue,
+  type ModelManifest
+} from './manifest.js'
+export {
+  loadModel,
+  hashModelFile,
+  DEFAULT_EXECUTION_PROVIDERS,
+  DEFAULT_HASH_CHUNK_BYTES,
+  DEFAULT_MAX_BYTES,
+  type HashModelFileOptions,
+  type LoadedModel,
+  type LoadModelOptions,
+  type ModelLogger
+} from './load.js'

@@ -1,0 +1,268 @@
+/**
+ * Loads a model the one safe way: read the file once into one buffer, hash that buffer, build the
+ * manifest from it and open the onnxruntime session from the very same buffer, never from the path
+ * again (so what was hashed is exactly what runs).
+ */
+
+import { createHash } from 'node:crypto'
+import { constants as fsConstants } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
+import { constants as bufferConstants } from 'node:buffer'
+import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
+import { ModelError } from './errors.js'
+import { buildModelManifest, type ModelManifest } from './manifest.js'
+
+/** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
+export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3
+/** Execution providers tried when none are configured. */
+export const DEFAULT_EXECUTION_PROVIDERS: readonly string[] = Object.freeze(['cpu'])
+/** Read size of hashModelFile: large reads keep syscalls and hash calls off the profile. */
+export const DEFAULT_HASH_CHUNK_BYTES = 8 * 1024 ** 2
+
+/** One read call is capped below libuv's INT32_MAX limit. */
+const MAX_READ_BYTES = 256 * 1024 ** 2
+// O_NONBLOCK keeps open() from hanging on a FIFO; it changes nothing for regular files.
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0)
+
+/** Pino-style logger; only `warn` is used (execution-provider fallbacks). */
+export interface ModelLogger {
+  warn: (obj: object, msg: string) => void
+}
+
+export interface LoadModelOptions {
+  /** Largest file accepted, in bytes, checked with fstat before any allocation. Default 2 GiB. */
+  readonly maxBytes?: number
+  /**
+   * onnxruntime execution providers in order of preference, e.g. ['tensorrt', 'cuda', 'cpu'].
+   * One that is missing or fails is dropped with a warning and the rest are tried. Default ['cpu'].
+   */
+  readonly executionProviders?: readonly string[]
+  /** Threads inside one operator; onnxruntime's default (cores) when omitted. */
+  readonly intraOpNumThreads?: number
+  /** Threads across independent operators; onnxruntime's default when omitted. */
+  readonly interOpNumThreads?: number
+  readonly logger?: ModelLogger
+}
+
+export interface LoadedModel {
+  readonly path: string
+  /** The one buffer that was read, hashed, parsed and given to onnxruntime. Do not modify. */
+  readonly bytes: Uint8Array
+  /** SHA-256 of `bytes` (32 bytes): the model's identity in records. */
+  readonly fileHash: Uint8Array
+  readonly fileHashHex: string
+  readonly manifest: ModelManifest
+  readonly session: InferenceSession
+  /**
+   * Providers registered with the session, in order (the requested list minus the ones that
+   * failed). onnxruntime still runs nodes no listed provider takes on its CPU provider.
+   */
+  readonly executionProviders: readonly string[]
+  /** Releases the session; safe to call more than once. */
+  release: () => Promise<void>
+}
+
+export interface HashModelFileOptions {
+  /** Bytes per read; two buffers of this size are used. Default 8 MiB. */
+  readonly chunkBytes?: number
+}
+
+/**
+ * Reads, hashes, inspects and opens an ONNX model.
+ * @throws {ModelError} MODEL_UNREADABLE, MODEL_TOO_LARGE, MODEL_NOT_ONNX, MODEL_CORRUPT,
+ *   MODEL_EXTERNAL_DATA, MODEL_SESSION_FAILED
+ * @throws {TypeError|RangeError} on bad options
+ */
+export async function loadModel (path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const resolved = resolveOptions(path, options)
+  const bytes = await readModelFile(path, resolved.maxBytes)
+  const fileHash = createHash('sha256').update(bytes).digest()
+  const manifest = buildModelManifest(bytes, { fileHash })
+  const { session, providers } = await createSession(bytes, resolved)
+  let released = false
+  return {
+    path,
+    bytes,
+    fileHash,
+    fileHashHex: fileHash.toString('hex'),
+    manifest,
+    session,
+    executionProviders: providers,
+    async release () {
+      if (released) return
+      released = true
+      await session.release()
+    }
+  }
+}
+
+/**
+ * Streaming SHA-256 of a file, reading the next chunk while the previous one is hashed.
+ * For files too large to load; loadModel hashes its own buffer instead.
+ * @throws {ModelError} MODEL_UNREADABLE
+ */
+export async function hashModelFile (path: string, options: HashModelFileOptions = {}): Promise<Uint8Array> {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_HASH_CHUNK_BYTES
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > MAX_READ_BYTES) {
+    throw new RangeError(`chunkBytes must be an integer in 1..${MAX_READ_BYTES}`)
+  }
+  const { handle } = await openRegularFile(path)
+  const buffers = [Buffer.allocUnsafeSlow(chunkBytes), Buffer.allocUnsafeSlow(chunkBytes)] as const
+  const hash = createHash('sha256')
+  let pending: Promise<number> | undefined
+  try {
+    let position = 0
+    let index = 0
+    pending = readAt(handle, buffers[0], position)
+    for (;;) {
+      const n = await pending
+      pending = undefined
+      if (n === 0) break
+      position += n
+      // Double buffering: the thread pool fills one buffer while this thread hashes the other.
+      pending = readAt(handle, buffers[(index + 1) % 2] as Buffer, position)
+      hash.update((buffers[index % 2] as Buffer).subarray(0, n))
+      index++
+    }
+    return hash.digest()
+  } catch (e) {
+    throw e instanceof ModelError ? e : new ModelError('MODEL_UNREADABLE', `cannot read ${path}: ${describe(e)}`, { cause: e })
+  } finally {
+    // Never close the descriptor under a read that is still in flight.
+    await pending?.catch(() => 0)
+    await handle.close().catch(() => undefined)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface ResolvedOptions {
+  readonly maxBytes: number
+  readonly executionProviders: readonly string[]
+  readonly intraOpNumThreads?: number
+  readonly interOpNumThreads?: number
+  readonly logger?: ModelLogger
+}
+
+function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOptions {
+  if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string')
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0 || maxBytes > bufferConstants.MAX_LENGTH) {
+    throw new RangeError(`maxBytes must be an integer in 0..${bufferConstants.MAX_LENGTH}`)
+  }
+  const executionProviders = options.executionProviders ?? DEFAULT_EXECUTION_PROVIDERS
+  if (!Array.isArray(executionProviders) || executionProviders.length === 0 ||
+      !executionProviders.every((p) => typeof p === 'string' && p !== '')) {
+    throw new TypeError('executionProviders must be a non-empty array of provider names')
+  }
+  for (const key of ['intraOpNumThreads', 'interOpNumThreads'] as const) {
+    const v = options[key]
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0 || v > 1024)) {
+      throw new RangeError(`${key} must be an integer in 0..1024`)
+    }
+  }
+  return {
+    maxBytes,
+    executionProviders,
+    ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
+    ...(options.logger !== undefined ? { logger: options.logger } : {})
+  }
+}
+
+/** One open, one fstat, one buffer of exactly the fstat size, then a read that must hit EOF. */
+async function readModelFile (path: string, maxBytes: number): Promise<Buffer> {
+  const { handle, size } = await openRegularFile(path)
+  try {
+    if (size > maxBytes) {
+      throw new ModelError('MODEL_TOO_LARGE', `${path} has ${size} bytes, more than the ${maxBytes} allowed`)
+    }
+    // Not from the shared pool: the session and the caller get a buffer that is this file only.
+    const bytes = Buffer.allocUnsafeSlow(size)
+    let filled = 0
+    while (filled < size) {
+      const { bytesRead } = await handle.read(bytes, filled, Math.min(size - filled, MAX_READ_BYTES), filled)
+      if (bytesRead === 0) throw new ModelError('MODEL_UNREADABLE', `${path} shrank while being read`)
+      filled += bytesRead
+    }
+    const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size)
+    if (bytesRead !== 0) throw new ModelError('MODEL_UNREADABLE', `${path} grew while being read`)
+    return bytes
+  } catch (e) {
+    throw e instanceof ModelError ? e : new ModelError('MODEL_UNREADABLE', `cannot read ${path}: ${describe(e)}`, { cause: e })
+  } finally {
+    await handle.close().catch(() => undefined)
+  }
+}
+
+async function openRegularFile (path: string): Promise<{ handle: FileHandle, size: number }> {
+  let handle: FileHandle
+  try {
+    handle = await open(path, OPEN_FLAGS)
+  } catch (e) {
+    throw new ModelError('MODEL_UNREADABLE', `cannot open ${path}: ${describe(e)}`, { cause: e })
+  }
+  try {
+    // Directories open fine on Linux, and a device such as /dev/zero would never reach EOF.
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new ModelError('MODEL_UNREADABLE', `${path} is not a regular file`)
+    return { handle, size: stat.size }
+  } catch (e) {
+    await handle.close().catch(() => undefined)
+    throw e instanceof ModelError ? e : new ModelError('MODEL_UNREADABLE', `cannot stat ${path}: ${describe(e)}`, { cause: e })
+  }
+}
+
+async function readAt (handle: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
+  return bytesRead
+}
+
+/**
+ * onnxruntime gives up when any listed provider fails to register, so providers are tried as a
+ * shrinking tail of the list: [a, b, cpu], then [b, cpu], then [cpu]. Names this build does not
+ * know at all are dropped without an attempt.
+ */
+async function createSession (bytes: Uint8Array, options: ResolvedOptions): Promise<{ session: InferenceSession, providers: string[] }> {
+  const known = knownBackends()
+  const candidates = options.executionProviders.filter((provider) => {
+    if (known === undefined || known.has(provider)) return true
+    options.logger?.warn({ provider }, 'execution provider not in this onnxruntime build; skipped')
+    return false
+  })
+  const errors: unknown[] = []
+  for (let i = 0; i < candidates.length; i++) {
+    const providers = candidates.slice(i)
+    try {
+      const session = await InferenceSession.create(bytes, {
+        executionProviders: providers,
+        ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+        ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {})
+      })
+      return { session, providers }
+    } catch (e) {
+      errors.push(e)
+      const next = candidates[i + 1]
+      if (next !== undefined) {
+        options.logger?.warn({ provider: candidates[i], fallback: next, error: describe(e) },
+          'execution provider unavailable; falling back')
+      }
+    }
+  }
+  const detail = errors.length > 0 ? `: ${describe(errors[errors.length - 1])}` : ''
+  throw new ModelError('MODEL_SESSION_FAILED',
+    `onnxruntime refused the model with providers [${options.executionProviders.join(', ')}]${detail}`,
+    { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'every execution provider failed') })
+}
+
+function knownBackends (): Set<string> | undefined {
+  try {
+    return new Set(listSupportedBackends().map((b) => b.name))
+  } catch {
+    return undefined
+  }
+}
+
+function describe (e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}
