@@ -1,0 +1,244 @@
+/**
+ * The provenance-wrapped inference session: an agent owns the device key and the record log,
+ * loads models (writing a model-load record first) and runs them, resolving each `run()` only
+ * once its signed inference record is durable. Input hashing overlaps the model's own compute.
+ */
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import type { InferenceSession, Tensor } from 'onnxruntime-node'
+import {
+  commitDigest, deriveSalt, digestTensor, fromHex,
+  type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
+} from '../../protocol/index.js'
+import { AgentError } from '../errors.js'
+import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
+import { RecordLog } from '../log/index.js'
+import { loadModel, type LoadedModel } from '../model/index.js'
+
+export const AGENT_VERSION = '0.1.0'
+
+/** Minimal structured logger (pino-compatible). */
+export interface Logger {
+  info: (obj: object, msg?: string) => void
+  warn: (obj: object, msg?: string) => void
+  error: (obj: object, msg?: string) => void
+}
+
+export const silentLogger: Logger = { info () {}, warn () {}, error () {} }
+
+export interface AgentOptions {
+  /** Folder for the record log and, by default, the key file. */
+  stateDir: string
+  /** Device id as registered in the fleet (see DEVICE_ID_PATTERN). */
+  deviceId: string
+  /** Key file; default `<stateDir>/device-key.json`, created on first start. */
+  keyPath?: string
+  /** Name of the firmware profile in force, recorded in the boot record. */
+  profile?: string
+  /** fsync each group-commit batch. Default true. */
+  syncWrites?: boolean
+  /** Device clock, Unix ms. Default Date.now. */
+  clock?: () => number
+  logger?: Logger
+  /** Execution providers in order of preference, for every model. Default ['cpu']. */
+  executionProviders?: string[]
+  intraOpNumThreads?: number
+  /** Judges a model before it loads; default: every model is 'unchecked'. */
+  judgeModel?: (model: LoadedModel) => PolicyVerdict
+}
+
+export interface RunResult {
+  outputs: InferenceSession.OnnxValueMapType
+  record: SignedRecord
+}
+
+export interface RunOptions {
+  /** Makes the record's small decision summary from the outputs (at most 1 KiB). */
+  decide?: (outputs: InferenceSession.OnnxValueMapType) => string | null
+}
+
+export class ProvenanceAgent {
+  readonly deviceId: string
+  readonly publicKey: Uint8Array
+  readonly log: RecordLog
+  private readonly key: DeviceKey
+  private readonly options: AgentOptions
+  private readonly logger: Logger
+  private readonly models = new Set<ProvenanceModel>()
+  private stopped = false
+
+  private constructor (options: AgentOptions, key: DeviceKey, log: RecordLog) {
+    this.options = options
+    this.deviceId = options.deviceId
+    this.key = key
+    this.publicKey = key.publicKey
+    this.log = log
+    this.logger = options.logger ?? silentLogger
+  }
+
+  /**
+   * Opens key and log and writes the boot record, chained to the last record of the last run.
+   * @throws AgentError `KEY_*`, `LOG_*`.
+   */
+  static async start (options: AgentOptions): Promise<ProvenanceAgent> {
+    const key = await loadOrCreateDeviceKey(options.keyPath ?? join(options.stateDir, 'device-key.json'), { create: true })
+    const log = await RecordLog.open({
+      dir: join(options.stateDir, 'records'),
+      deviceId: options.deviceId,
+      signer: key.signer,
+      ...(options.clock !== undefined ? { clock: options.clock } : {}),
+      ...(options.syncWrites !== undefined ? { syncWrites: options.syncWrites } : {})
+    })
+    const agent = new ProvenanceAgent(options, key, log)
+    try {
+      const boot = await log.appendBoot({ agentVersion: AGENT_VERSION, profile: options.profile ?? 'default' })
+      agent.logger.info({ deviceId: options.deviceId, boot: boot.record.boot, seq: boot.record.seq }, 'agent started')
+    } catch (e) {
+      await log.close()
+      throw e
+    }
+    return agent
+  }
+
+  /** The salt of record `seq`, for an investigator who must check a commitment. */
+  saltFor (seq: number): Uint8Array {
+    return deriveSalt(this.key.saltSecret, seq)
+  }
+
+  /**
+   * Loads a model (hashing the very bytes the session is created from) and writes its
+   * model-load record before any inference can use it.
+   * @throws ModelError `MODEL_*`; AgentError `LOG_*`.
+   */
+  async loadModel (path: string, options: { name?: string } = {}): Promise<ProvenanceModel> {
+    this.assertRunning()
+    const loaded = await loadModel(path, {
+      executionProviders: this.options.executionProviders ?? ['cpu'],
+      ...(this.options.intraOpNumThreads !== undefined ? { intraOpNumThreads: this.options.intraOpNumThreads } : {}),
+      logger: this.logger
+    })
+    try {
+      const policy = this.options.judgeModel?.(loaded) ?? 'unchecked'
+      const body: ModelLoadBody = {
+        kind: 'model-load',
+        modelHash: loaded.fileHash,
+        manifestHash: asBytes(loaded.manifest.manifestHash),
+        graphHash: asBytes(loaded.manifest.graphHash),
+        name: (options.name ?? path.split('/').pop() ?? 'model').slice(0, 200),
+        sizeBytes: loaded.bytes.byteLength,
+        policy,
+        providers: [...loaded.executionProviders]
+      }
+      const record = await this.log.append(() => body)
+      const model = new ProvenanceModel(this, loaded, record)
+      this.models.add(model)
+      this.logger.info({ model: body.name, modelHash: loaded.fileHashHex, seq: record.record.seq, providers: loaded.executionProviders }, 'model loaded')
+      return model
+    } catch (e) {
+      await loaded.release()
+      throw e
+    }
+  }
+
+  /** @internal Appends the inference record of a finished run. */
+  async recordInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null): Promise<SignedRecord> {
+    this.assertRunning()
+    return await this.log.append((seq): InferenceBody => {
+      const salt = this.saltFor(seq)
+      return {
+        kind: 'inference',
+        modelHash,
+        inputs: inputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
+        outputs: outputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
+        latencyUs,
+        decision
+      }
+    })
+  }
+
+  /** @internal */
+  forget (model: ProvenanceModel): void { this.models.delete(model) }
+
+  private assertRunning (): void {
+    if (this.stopped) throw new AgentError('AGENT_STOPPED', 'the agent is stopped')
+  }
+
+  /** Writes a shutdown record, waits for it to be durable, releases the models and closes the log. */
+  async stop (reason = 'shutdown'): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    try {
+      await this.log.flush()
+      await this.log.append(() => ({ kind: 'shutdown', reason }))
+    } finally {
+      for (const m of this.models) await m.release()
+      await this.log.close()
+      this.logger.info({ deviceId: this.deviceId, reason }, 'agent stopped')
+    }
+  }
+}
+
+export class ProvenanceModel {
+  readonly name: string
+  readonly fileHash: Uint8Array
+  readonly loadRecord: SignedRecord
+  readonly loaded: LoadedModel
+  private readonly agent: ProvenanceAgent
+
+  constructor (agent: ProvenanceAgent, loaded: LoadedModel, loadRecord: SignedRecord) {
+    this.agent = agent
+    this.loaded = loaded
+    this.loadRecord = loadRecord
+    this.fileHash = loaded.fileHash
+    this.name = (loadRecord.record.body as ModelLoadBody).name
+  }
+
+  get inputNames (): readonly string[] { return this.loaded.session.inputNames }
+  get outputNames (): readonly string[] { return this.loaded.session.outputNames }
+
+  /**
+   * Runs the model and resolves once its inference record is durable.
+   * @throws AgentError `INPUT_INVALID` (feeds do not match the model's inputs), `INFERENCE_FAILED`
+   *   (onnxruntime refused the run), `LOG_*`; ProtocolError `TENSOR_INVALID`.
+   */
+  async run (feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<RunResult> {
+    const session = this.loaded.session
+    const names = Object.keys(feeds).sort()
+    const expected = [...session.inputNames].sort()
+    if (names.length !== expected.length || names.some((n, i) => n !== expected[i])) {
+      throw new AgentError('INPUT_INVALID', `model ${this.name} takes inputs [${expected.join(', ')}], got [${names.join(', ')}]`)
+    }
+    const started = performance.now()
+    const pending = session.run(feeds)
+    // onnxruntime computes on its own threads: hash the inputs meanwhile. If hashing throws, the
+    // run still has to settle before we report, or its rejection would go unhandled.
+    let inputs: Array<[string, TensorDigest]>
+    try {
+      inputs = names.map(n => [n, digestTensor(n, feeds[n] as Tensor)])
+    } catch (e) {
+      await pending.catch(() => {})
+      throw e
+    }
+    let outputs: InferenceSession.OnnxValueMapType
+    try {
+      outputs = await pending
+    } catch (cause) {
+      throw new AgentError('INFERENCE_FAILED', `model ${this.name} failed to run: ${(cause as Error).message}`, { cause })
+    }
+    const latencyUs = Math.round((performance.now() - started) * 1000)
+    const outputDigests: Array<[string, TensorDigest]> = Object.keys(outputs).sort().map(n => [n, digestTensor(n, outputs[n] as Tensor)])
+    const decision = options.decide?.(outputs) ?? null
+    const record = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision)
+    return { outputs, record }
+  }
+
+  /** Releases the onnxruntime session. */
+  async release (): Promise<void> {
+    this.agent.forget(this)
+    await this.loaded.release()
+  }
+}
+
+function asBytes (v: Uint8Array | string): Uint8Array {
+  return typeof v === 'string' ? fromHex(v) : v
+}

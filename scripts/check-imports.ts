@@ -1,0 +1,58 @@
+/**
+ * Layering rule (docs/STYLE): protocol/ imports no other part and does no I/O; agent/, gateway/
+ * and forensics/ import protocol/ (and contracts/ for chain access) but never each other.
+ * Prints each violation; exits 1 when there is any.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join, relative, resolve, dirname, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const PARTS = ['protocol', 'agent', 'gateway', 'forensics', 'contracts']
+const ALLOWED: Record<string, string[]> = {
+  protocol: [],
+  contracts: ['protocol'],
+  agent: ['protocol'],
+  gateway: ['protocol', 'contracts'],
+  forensics: ['protocol', 'contracts']
+}
+const IO_MODULES = /^(node:)?(fs|fs\/promises|net|http|https|child_process|dgram|tls)$/
+
+function * sources (dir: string): Generator<string> {
+  let entries: string[]
+  try { entries = readdirSync(dir) } catch { return }
+  for (const e of entries) {
+    const p = join(dir, e)
+    if (statSync(p).isDirectory()) { if (e !== 'build' && e !== 'node_modules') yield * sources(p) } else if (p.endsWith('.ts')) yield p
+  }
+}
+
+/** Every layering violation in the tree, as `file: message`. */
+export function findViolations (): string[] {
+  const out: string[] = []
+  for (const part of PARTS) {
+    for (const file of sources(join(root, part))) {
+      const text = readFileSync(file, 'utf8')
+      for (const m of text.matchAll(/(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+        const spec = m[1] ?? m[2] ?? ''
+        const rel = relative(root, file)
+        if (spec.startsWith('.')) {
+          const target = relative(root, resolve(dirname(file), spec)).split(sep)[0] ?? ''
+          if (target !== part && PARTS.includes(target) && !(ALLOWED[part] ?? []).includes(target)) {
+            out.push(`${rel}: ${part}/ must not import ${target}/ (${spec})`)
+          }
+        } else if (part === 'protocol' && IO_MODULES.test(spec)) {
+          out.push(`${rel}: protocol/ does no I/O, but imports ${spec}`)
+        }
+      }
+    }
+  }
+  return out
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const v = findViolations()
+  for (const line of v) console.error(line)
+  if (v.length > 0) process.exit(1)
+  console.log('imports: ok')
+}
