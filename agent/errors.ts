@@ -13,6 +13,7 @@ export type AgentErrorCode =
   | 'LOG_CORRUPT'
   | 'LOG_CLOSED'
   | 'LOG_WRITE_FAILED'
+  | 'LOG_BUDGET_EXCEEDED'
   | 'INPUT_INVALID'
   | 'INFERENCE_FAILED'
   | 'AGENT_STOPPED'

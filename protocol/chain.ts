@@ -164,16 +164,24 @@ export class ChainVerifier {
   }
 
   private settleGap (signed: SignedRecord, gap: GapBody): ChainFailure | undefined {
-    const at = this.holes.findIndex(h => h.firstSeq === gap.firstSeq && h.lastSeq === gap.lastSeq)
+    // A device that dropped twice in a row leaves one hole the verifier sees whole, declared by
+    // two gap records: each declaration may settle the front part of a hole, chained by hashes.
+    const at = this.holes.findIndex(h => h.firstSeq === gap.firstSeq && gap.lastSeq <= h.lastSeq)
     const hole = this.holes[at]
     if (hole === undefined) {
       // Declared records that the chain did not miss: the device lies about what it dropped.
       return this.fail('bad-gap', signed, `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)
     }
-    if (!equalBytes(gap.beforeHash, hole.beforeHash) || !equalBytes(gap.lastHash, hole.nextPrev)) {
+    const whole = gap.lastSeq === hole.lastSeq
+    if (!equalBytes(gap.beforeHash, hole.beforeHash) || (whole && !equalBytes(gap.lastHash, hole.nextPrev))) {
       return this.fail('bad-gap', signed, `gap record for ${gap.firstSeq}..${gap.lastSeq} does not match the hashes around the hole`)
     }
-    this.holes.splice(at, 1)
+    if (whole) {
+      this.holes.splice(at, 1)
+    } else {
+      hole.firstSeq = gap.lastSeq + 1
+      hole.beforeHash = gap.lastHash
+    }
     this.gaps.push({ firstSeq: gap.firstSeq, lastSeq: gap.lastSeq, reason: gap.reason })
     return undefined
   }

@@ -52,7 +52,7 @@ t.test('behavior: iterate from a watermark, acknowledge deletes acked records bu
   for await (const r of log.iterate(4, 6)) seqs.push(r.record.seq)
   t.same(seqs, [4, 5, 6])
   await log.acknowledge(6)
-  t.equal(await log.ackedSeq(), 6)
+  t.equal(log.acked, 6)
   t.same((await log.range(0, 100)).map(r => r.record.seq), [7, 8, 9])
   await log.acknowledge(9)
   t.same((await log.range(0, 100)).map(r => r.record.seq), [9], 'head record kept')
@@ -96,4 +96,60 @@ t.test('error: append after close', async t => {
   const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer })
   await log.close()
   await t.rejects(log.append(body), { code: 'LOG_CLOSED' })
+})
+
+const big = (seq: number): RecordBody => ({
+  kind: 'inference', modelHash: sha256(new Uint8Array([1])), inputs: [], outputs: [], latencyUs: seq, decision: 'x'.repeat(400)
+})
+
+t.test('behavior: fail-closed refuses at the budget without spending a seq, and recovers once acks free space', async t => {
+  const dir = await tempDir(t)
+  const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer, budgetBytes: 8192, budgetMode: 'fail-closed' })
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  let refused: unknown
+  for (let i = 0; i < 100 && refused === undefined; i++) {
+    try { await log.append(big) } catch (e) { refused = e }
+  }
+  t.type(refused, AgentError)
+  t.equal((refused as AgentError).code, 'LOG_BUDGET_EXCEEDED')
+  const before = log.nextSeq
+  await t.rejects(log.append(big), { code: 'LOG_BUDGET_EXCEEDED' })
+  t.equal(log.nextSeq, before, 'a refusal costs no seq')
+  t.ok(log.stats().bytes <= 8192)
+  await log.acknowledge(before - 2)
+  const r = await log.append(big)
+  t.equal(r.record.seq, before, 'appends again after the ack')
+  await log.close()
+})
+
+t.test('behavior: fail-open drops the oldest unsent records and signs a gap that the verifier accepts', async t => {
+  const dir = await tempDir(t)
+  const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer, budgetBytes: 8192, budgetMode: 'fail-open', dropFraction: 0.25 })
+  // What a gateway received before the device went offline: records 0..3, acknowledged.
+  const delivered = [await log.appendBoot({ agentVersion: 't', profile: 'p' })]
+  for (let i = 0; i < 3; i++) delivered.push(await log.append(big))
+  await log.acknowledge(3)
+  for (let i = 0; i < 120; i++) await log.append(big)
+  t.ok(log.stats().bytes <= 8192, `stays within budget (${log.stats().bytes})`)
+  t.ok(log.stats().droppedRecords > 0)
+  const kept = await log.range(0, Number.MAX_SAFE_INTEGER)
+  t.ok(kept.filter(r => r.record.body.kind === 'gap').length >= 2, 'several drops, each declared')
+  // The gateway's view once the backlog drains: what it had, then everything the log still holds.
+  const gatewayView = [...delivered, ...kept.filter(r => r.record.seq > 3)]
+  const v = verifyChain(gatewayView, { deviceId: 'dev-a', keyAt: fixedKey(signer.publicKey) })
+  t.equal(v.failure, undefined, v.failure?.message ?? 'chain verifies')
+  t.equal(v.gaps.reduce((n, g) => n + g.lastSeq - g.firstSeq + 1, 0), log.stats().droppedRecords, 'every dropped record is declared')
+  await log.close()
+})
+
+t.test('behavior: fail-open never drops records the uplink has sent but not yet seen acknowledged', async t => {
+  const dir = await tempDir(t)
+  const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer, budgetBytes: 8192, budgetMode: 'fail-open' })
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  for (let i = 0; i < 5; i++) await log.append(big)
+  log.markSent(5)
+  for (let i = 0; i < 60; i++) await log.append(big)
+  const seqs = new Set((await log.range(0, 10)).map(r => r.record.seq))
+  t.same([0, 1, 2, 3, 4, 5].filter(s => !seqs.has(s)), [], 'sent records kept')
+  await log.close()
 })
