@@ -34,10 +34,13 @@ const encoder = new Encoder({
 } as ConstructorParameters<typeof Encoder>[0])
 
 const UINT32_MAX = 0xffff_ffff
+// With the u flag a surrogate pair is one code point, so this matches unpaired surrogates only.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 
 /**
  * Encodes `value` in canonical CBOR.
- * @throws TypeError for values outside the supported subset (floats, negatives, objects).
+ * @throws TypeError for values outside the supported subset (floats, negatives, objects, text
+ *   with lone surrogates).
  */
 export function encodeCanonical (value: CborValue): Uint8Array {
   const out = encoder.encode(prepare(value, 0))
@@ -55,7 +58,13 @@ function prepare (value: CborValue, depth: number): unknown {
     }
     return value > UINT32_MAX ? BigInt(value) : value
   }
-  if (typeof value === 'string' || typeof value === 'boolean' || value === null) return value
+  if (typeof value === 'string') {
+    // A lone surrogate has no UTF-8 form: cbor-x would write it as CESU bytes (ED A0 80) that
+    // no strict decoder accepts, or as U+FFFD for long strings. Refuse instead of signing either.
+    if (LONE_SURROGATE.test(value)) throw new TypeError('canonical CBOR text must be well-formed UTF-16 (lone surrogate)')
+    return value
+  }
+  if (typeof value === 'boolean' || value === null) return value
   if (value instanceof Uint8Array) {
     // A Buffer or subclass would be fine too, but a plain view keeps cbor-x on its byte-string path.
     return value.constructor === Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)

@@ -194,7 +194,7 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
       if (policy === undefined) problems.push('body.policy: unknown verdict')
       return {
         kind, modelHash: f[0] as Uint8Array, manifestHash: f[1] as Uint8Array, graphHash: f[2] as Uint8Array,
-        name: f[3] as string, sizeBytes: f[4] as number, policy: policy ?? 'unchecked', providers: (Array.isArray(f[6]) ? f[6] : []) as string[]
+        name: f[3] as string, sizeBytes: f[4] as number, policy: policy ?? 'unchecked', providers: f[6] as string[]
       }
     }
     case 'inference': return {
@@ -208,6 +208,8 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
 }
 
 const textEncoder = new TextEncoder()
+// Text with an unpaired surrogate has no UTF-8 encoding (see cbor.ts).
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 
 /**
  * Asserts that `value` is a well-formed record, collecting the path of every bad field.
@@ -224,6 +226,7 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
   }
   const text = (v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void => {
     if (typeof v !== 'string' || textEncoder.encode(v).byteLength > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
+    else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
   }
   if (typeof r.deviceId !== 'string' || r.deviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(r.deviceId)) {
     problems.push(`deviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)

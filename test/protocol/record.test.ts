@@ -1,0 +1,243 @@
+/**
+ * Records (docs/PROTOCOL.md §Records): the published vectors against the code and the doc,
+ * round trips of every kind, and RECORD_INVALID naming the bad field paths, both for records
+ * built in memory and for hostile bytes off the wire.
+ */
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import {
+  decodeEnvelope, decodeRecord, encodeCanonical, encodeRecord, fromHex, signRecord, toHex, verifyChain,
+  verifyRecordSignature, ProtocolError, LIMITS, RECORD_KINDS, RECORD_SIGNING_PREFIX, createSigner,
+  type CborValue, type ProvenanceRecord, type RecordBody, type RecordKind
+} from '../../protocol/index.js'
+import {
+  buildRecordVectors, renderVectorsMarkdown, DOC_BEGIN, DOC_END, PROTOCOL_DOC_PATH, RECORD_VECTORS_PATH, type RecordVectors
+} from '../../scripts/gen-record-vectors.js'
+import { fakeHash, makeRecord, sampleBody, TEST_SEED } from '../helpers/records.js'
+
+const KINDS = Object.keys(RECORD_KINDS) as RecordKind[]
+const signer = createSigner(TEST_SEED)
+
+function throwsInvalid (tt: Pick<typeof t, 'throws'>, fn: () => unknown, paths: string[], what: string): void {
+  tt.throws(fn, { constructor: ProtocolError, code: 'RECORD_INVALID', message: new RegExp(paths.map(p => escape(p) + ':').join('.*')) }, `${what} → RECORD_INVALID naming ${paths.join(', ')}`)
+}
+function escape (s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** Canonical bytes of a record array built field by field, for wire-level tests. */
+function wire (fields: { version?: CborValue, kind?: CborValue, deviceId?: CborValue, boot?: CborValue, seq?: CborValue, timeMs?: CborValue, prev?: CborValue, body?: CborValue, extra?: CborValue[] }): Uint8Array {
+  // `in`, not `??`: a test may set a field to null on purpose.
+  const f = <K extends keyof typeof fields>(k: K, fallback: CborValue): CborValue => k in fields ? fields[k] as CborValue : fallback
+  return encodeCanonical([
+    f('version', 1), f('kind', 0), f('deviceId', 'dev-1'), f('boot', 1), f('seq', 0), f('timeMs', 1000),
+    f('prev', new Uint8Array(32)), f('body', ['0.1.0', 'generic']), ...(fields.extra ?? [])
+  ])
+}
+
+t.test('behavior: test/vectors/records.json is exactly what the code produces now', async t => {
+  const file = JSON.parse(readFileSync(RECORD_VECTORS_PATH, 'utf8')) as RecordVectors
+  t.equal(file.source.startsWith('docs/PROTOCOL.md'), true, 'source names the spec')
+  t.same(file, buildRecordVectors(), 'rerun `npx tsx scripts/gen-record-vectors.ts --doc` after a deliberate format change')
+  t.same(file.records.map(r => r.kind), KINDS, 'one record of every kind, in code order')
+})
+
+t.test('behavior: the vector block in docs/PROTOCOL.md is rendered from records.json, byte for byte', async t => {
+  const file = JSON.parse(readFileSync(RECORD_VECTORS_PATH, 'utf8')) as RecordVectors
+  const doc = readFileSync(PROTOCOL_DOC_PATH, 'utf8')
+  const a = doc.indexOf(DOC_BEGIN)
+  const b = doc.indexOf(DOC_END)
+  t.ok(a >= 0 && b > a, 'the doc has the vector markers')
+  t.equal(doc.slice(a, b + DOC_END.length), renderVectorsMarkdown(file))
+  // Belt and braces: every hex string of the JSON appears in the doc.
+  for (const r of file.records) {
+    for (const hex of [r.recordBytes, r.signature, r.envelope, r.hash]) {
+      const flat = doc.slice(a, b).replace(/\n/g, '')
+      t.ok(flat.includes(hex), `${r.kind}: ${hex.slice(0, 16)}… is in the doc`)
+    }
+  }
+})
+
+t.test('behavior: the vectors decode, verify on both backends, and form a valid chain', async t => {
+  const v = JSON.parse(readFileSync(RECORD_VECTORS_PATH, 'utf8')) as RecordVectors
+  t.equal(v.signingPrefix, toHex(RECORD_SIGNING_PREFIX))
+  t.equal(Buffer.from(v.signingPrefix, 'hex').toString('latin1'), 'edge-provenance/record/v1\0')
+  const keys = v.keys.map(k => fromHex(k.publicKey))
+  const decoded = v.records.map(r => {
+    const signed = decodeEnvelope(fromHex(r.envelope))
+    t.equal(toHex(signed.recordBytes), r.recordBytes, `${r.kind}: record bytes`)
+    t.equal(toHex(signed.signature), r.signature, `${r.kind}: signature`)
+    t.equal(toHex(signed.hash), r.hash, `${r.kind}: hash`)
+    t.equal(toHex(encodeRecord(signed.record)), r.recordBytes, `${r.kind}: re-encodes identically`)
+    const json = JSON.parse(JSON.stringify(signed.record, (_k, x: unknown) => x instanceof Uint8Array ? toHex(x) : x)) as unknown
+    t.same(json, r.record, `${r.kind}: decoded fields`)
+    for (const backend of ['node', 'noble'] as const) {
+      t.ok(verifyRecordSignature(signed, keys[r.key]!, backend), `${r.kind}: verifies under key ${r.key} (${backend})`)
+      t.notOk(verifyRecordSignature(signed, keys[1 - r.key]!, backend), `${r.kind}: not under the other key (${backend})`)
+    }
+    return signed
+  })
+  const rotation = decoded.find(s => s.record.body.kind === 'key-rotation')!.record.body as { validFromMs: number }
+  const result = verifyChain(decoded, {
+    deviceId: decoded[0]!.record.deviceId,
+    keyAt: (_d, timeMs) => timeMs >= rotation.validFromMs ? keys[1] : keys[0]
+  })
+  t.same(result.failure, undefined)
+  t.same(result.gaps, [{ firstSeq: 3, lastSeq: 4, reason: 'disk-budget' }])
+  t.equal(result.count, 6)
+})
+
+t.test('behavior: every kind round-trips through bytes and envelope', async t => {
+  const bodies: RecordBody[] = [
+    ...KINDS.map(k => sampleBody(k, 3)),
+    { ...sampleBody('inference', 4), decision: null, inputs: [], outputs: [] } as RecordBody,
+    { kind: 'model-load', modelHash: fakeHash('m'), manifestHash: fakeHash('n'), graphHash: fakeHash('g'), name: '', sizeBytes: 2 ** 53 - 1, policy: 'unapproved', providers: [] },
+    { kind: 'model-load', modelHash: fakeHash('m'), manifestHash: fakeHash('n'), graphHash: fakeHash('g'), name: 'm', sizeBytes: 0, policy: 'unchecked', providers: new Array<string>(16).fill('CPUExecutionProvider') },
+    { kind: 'boot', agentVersion: 'é'.repeat(128), profile: '\u{1F600}' },
+    { kind: 'inference', modelHash: fakeHash('m'), inputs: new Array(256).fill(0).map((_, i) => ({ name: `in${i}`, hash: fakeHash(String(i)) })), outputs: [], latencyUs: 0, decision: 'x'.repeat(1024) }
+  ]
+  for (const body of bodies) {
+    const record = makeRecord(body, { deviceId: 'Dev_01.a:b-c', boot: 2 ** 32, seq: body.kind === 'gap' ? 5 : 2 ** 40, timeMs: 2 ** 53 - 1, prev: fakeHash('prev') })
+    const bytes = encodeRecord(record)
+    t.same(decodeRecord(bytes), record, `${body.kind}: decodeRecord(encodeRecord(r)) = r`)
+    const signed = signRecord(record, signer)
+    const back = decodeEnvelope(signed.envelope)
+    t.same(back.record, record, `${body.kind}: envelope round trip`)
+    t.equal(toHex(back.hash), toHex(signed.hash))
+    t.equal(toHex(encodeRecord(back.record)), toHex(bytes), `${body.kind}: byte-identical re-encoding`)
+    t.equal(bytes[0], 0x88, 'record is an array of 8')
+    t.equal(bytes[2], RECORD_KINDS[body.kind], 'kind code is field 1')
+  }
+})
+
+t.test('error: records built in memory with bad fields → RECORD_INVALID naming each path', async t => {
+  const ok = makeRecord(sampleBody('inference', 1))
+  const bad = (patch: Partial<ProvenanceRecord>, body?: Record<string, unknown>): ProvenanceRecord =>
+    ({ ...ok, ...patch, body: body === undefined ? (patch.body ?? ok.body) : { ...ok.body, ...body } }) as ProvenanceRecord
+  const cases: Array<[string, ProvenanceRecord, string[]]> = [
+    ['empty deviceId', bad({ deviceId: '' }), ['deviceId']],
+    ['deviceId with a slash', bad({ deviceId: 'a/b' }), ['deviceId']],
+    ['deviceId starting with a dot', bad({ deviceId: '.hidden' }), ['deviceId']],
+    ['deviceId with a space', bad({ deviceId: 'a b' }), ['deviceId']],
+    ['deviceId of 129 chars', bad({ deviceId: 'a'.repeat(129) }), ['deviceId']],
+    ['negative boot', bad({ boot: -1 }), ['boot']],
+    ['fractional seq', bad({ seq: 1.5 }), ['seq']],
+    ['timeMs above 2^53-1', bad({ timeMs: 2 ** 53 }), ['timeMs']],
+    ['seq as a string', bad({ seq: '1' as unknown as number }), ['seq']],
+    ['prev of 31 bytes', bad({ prev: new Uint8Array(31) }), ['prev']],
+    ['prev as hex text', bad({ prev: '00'.repeat(32) as unknown as Uint8Array }), ['prev']],
+    ['unknown kind', bad({}, { kind: 'reboot' }), ['body.kind']],
+    ['body missing', { ...ok, body: undefined } as unknown as ProvenanceRecord, ['body.kind']],
+    ['modelHash of 33 bytes', bad({}, { modelHash: new Uint8Array(33) }), ['body.modelHash']],
+    ['inputs not an array', bad({}, { inputs: 'x' }), ['body.inputs']],
+    ['257 inputs', bad({}, { inputs: new Array(257).fill({ name: 'a', hash: new Uint8Array(32) }) }), ['body.inputs']],
+    ['input hash of 31 bytes', bad({}, { inputs: [{ name: 'a', hash: new Uint8Array(31) }] }), ['body.inputs[0].hash']],
+    ['output name not text', bad({}, { outputs: [{ name: 1, hash: new Uint8Array(32) }, { name: 'b', hash: new Uint8Array(32) }] }), ['body.outputs[0].name']],
+    ['output name of 257 bytes', bad({}, { outputs: [{ name: 'a'.repeat(257), hash: new Uint8Array(32) }] }), ['body.outputs[0].name']],
+    ['negative latency', bad({}, { latencyUs: -1 }), ['body.latencyUs']],
+    ['decision of 1025 bytes', bad({}, { decision: 'é'.repeat(513) }), ['body.decision']],
+    ['decision undefined', bad({}, { decision: undefined }), ['body.decision']],
+    ['decision with a lone surrogate', bad({}, { decision: 'cat\uD800' }), ['body.decision']],
+    ['two bad fields at once', bad({ seq: -5 }, { latencyUs: 1.5 }), ['seq', 'body.latencyUs']],
+    ['boot: profile missing', bad({ body: { kind: 'boot', agentVersion: '1' } as RecordBody }), ['body.profile']],
+    ['model-load: unknown policy', bad({ body: { ...sampleBody('model-load'), policy: 'maybe' } as unknown as RecordBody }), ['body.policy']],
+    ['model-load: 17 providers', bad({ body: { ...sampleBody('model-load'), providers: new Array(17).fill('CPU') } as RecordBody }), ['body.providers']],
+    ['model-load: provider not text', bad({ body: { ...sampleBody('model-load'), providers: ['CPU', 7] } as unknown as RecordBody }), ['body.providers[1]']],
+    ['model-load: name of 257 bytes', bad({ body: { ...sampleBody('model-load'), name: 'n'.repeat(257) } as RecordBody }), ['body.name']],
+    ['model-load: fractional size', bad({ body: { ...sampleBody('model-load'), sizeBytes: 0.5 } as RecordBody }), ['body.sizeBytes']],
+    ['gap: firstSeq above lastSeq', bad({ seq: 10, body: { ...sampleBody('gap'), firstSeq: 4, lastSeq: 3 } as RecordBody }), ['body.firstSeq']],
+    ['gap: lastSeq not below its own seq', bad({ seq: 3, body: { ...sampleBody('gap'), firstSeq: 1, lastSeq: 3 } as RecordBody }), ['body.lastSeq']],
+    ['gap: beforeHash of 0 bytes', bad({ seq: 9, body: { ...sampleBody('gap'), beforeHash: new Uint8Array() } as RecordBody }), ['body.beforeHash']],
+    ['gap: reason not text', bad({ seq: 9, body: { ...sampleBody('gap'), reason: null } as unknown as RecordBody }), ['body.reason']],
+    ['key-rotation: key of 33 bytes', bad({ body: { ...sampleBody('key-rotation'), newPublicKey: new Uint8Array(33) } as RecordBody }), ['body.newPublicKey']],
+    ['key-rotation: negative validFromMs', bad({ body: { ...sampleBody('key-rotation'), validFromMs: -1 } as RecordBody }), ['body.validFromMs']],
+    ['shutdown: reason of 257 bytes', bad({ body: { kind: 'shutdown', reason: 'r'.repeat(257) } }), ['body.reason']]
+  ]
+  for (const [what, record, paths] of cases) {
+    throwsInvalid(t, () => encodeRecord(record), paths, what)
+    throwsInvalid(t, () => signRecord(record, signer), paths, `${what} (signRecord)`)
+  }
+  t.throws(() => encodeRecord(null as unknown as ProvenanceRecord), { constructor: ProtocolError, code: 'RECORD_INVALID' }, 'null')
+  t.throws(() => encodeRecord('record' as unknown as ProvenanceRecord), { constructor: ProtocolError, code: 'RECORD_INVALID' }, 'a string')
+})
+
+t.test('error: hostile record bytes → RECORD_INVALID naming the field, never a crash', async t => {
+  const h = new Uint8Array(32)
+  const inference = (body: CborValue[]): Uint8Array => wire({ kind: 2, body })
+  const modelLoad = (body: CborValue[]): Uint8Array => wire({ kind: 1, body })
+  const okInference: CborValue[] = [h, [['in', h]], [['out', h]], 5, 'cat']
+  const okModelLoad: CborValue[] = [h, h, h, 'm.onnx', 10, 1, ['CPUExecutionProvider']]
+  t.ok(decodeRecord(inference(okInference)), 'the baseline inference decodes')
+  t.ok(decodeRecord(modelLoad(okModelLoad)), 'the baseline model-load decodes')
+
+  const cases: Array<[string, Uint8Array, string[]]> = [
+    ['record of 7 fields', encodeCanonical([1, 0, 'd', 1, 0, 0, h]), []],
+    ['version 2', wire({ version: 2 }), []],
+    ['version as text', wire({ version: '1' }), []],
+    ['kind 6', wire({ kind: 6 }), []],
+    ['kind as text', wire({ kind: 'boot' }), []],
+    ['body as text', wire({ body: 'hello' }), []],
+    ['deviceId as bytes', wire({ deviceId: new Uint8Array(3) }), ['deviceId']],
+    ['deviceId with a newline', wire({ deviceId: 'dev\n1' }), ['deviceId']],
+    ['boot as bytes', wire({ boot: new Uint8Array(1) }), ['boot']],
+    ['seq as null', wire({ seq: null }), ['seq']],
+    ['timeMs as boolean', wire({ timeMs: true }), ['timeMs']],
+    ['prev of 20 bytes', wire({ prev: new Uint8Array(20) }), ['prev']],
+    ['prev as an array', wire({ prev: [] }), ['prev']],
+    ['boot body with 3 fields', wire({ body: ['a', 'b', 'c'] }), ['body']],
+    ['boot body with 1 field', wire({ body: ['a'] }), ['body', 'body.profile']],
+    ['boot body with bytes', wire({ body: [new Uint8Array(1), 'b'] }), ['body.agentVersion']],
+    ['inference: inputs not an array', inference([h, 7, [], 5, null]), ['body.inputs']],
+    ['inference: input not a pair', inference([h, [['in']], [], 5, null]), ['body.inputs[0]']],
+    ['inference: input pair of 3', inference([h, [['in', h, h]], [], 5, null]), ['body.inputs[0]']],
+    ['inference: input name as bytes', inference([h, [[h, h]], [], 5, null]), ['body.inputs[0].name']],
+    ['inference: output hash as text', inference([h, [], [['o', 'h']], 5, null]), ['body.outputs[0].hash']],
+    ['inference: decision as a number', inference([h, [], [], 5, 7]), ['body.decision']],
+    ['inference: decision as false', inference([h, [], [], 5, false]), ['body.decision']],
+    ['inference: latency as null', inference([h, [], [], null, null]), ['body.latencyUs']],
+    ['model-load: policy 3', modelLoad([h, h, h, 'm', 10, 3, []]), ['body.policy']],
+    ['model-load: policy as text', modelLoad([h, h, h, 'm', 10, 'approved', []]), ['body.policy']],
+    ['model-load: providers not an array', modelLoad([h, h, h, 'm', 10, 1, 5]), ['body.providers']],
+    ['model-load: providers as text', modelLoad([h, h, h, 'm', 10, 1, 'CPU']), ['body.providers']],
+    ['model-load: provider as bytes', modelLoad([h, h, h, 'm', 10, 1, [h]]), ['body.providers[0]']],
+    ['gap: range above its own seq', wire({ kind: 3, seq: 4, body: [3, 9, h, h, 'r'] }), ['body.lastSeq']],
+    ['key-rotation: key of 31 bytes', wire({ kind: 4, body: [new Uint8Array(31), 0] }), ['body.newPublicKey']],
+    ['shutdown: reason as null', wire({ kind: 5, body: [null] }), ['body.reason']]
+  ]
+  for (const [what, bytes, paths] of cases) {
+    if (paths.length === 0) t.throws(() => decodeRecord(bytes), { constructor: ProtocolError, code: 'RECORD_INVALID' }, `${what} → RECORD_INVALID`)
+    else throwsInvalid(t, () => decodeRecord(bytes), paths, what)
+  }
+  t.throws(() => decodeRecord(encodeCanonical('not a record')), { constructor: ProtocolError, code: 'RECORD_INVALID' }, 'a text string')
+  t.throws(() => decodeRecord(wire({ extra: [0] })), { constructor: ProtocolError, code: 'RECORD_INVALID' }, 'a ninth field')
+  t.throws(() => decodeRecord(inference([h, [[['deep', [[h]]], h]], [], 5, null])), { constructor: ProtocolError, code: 'CBOR_TOO_LARGE' }, 'arrays nested deeper than records go')
+  t.throws(() => decodeRecord(Uint8Array.of(0x88, 0x01)), { constructor: ProtocolError, code: 'CBOR_MALFORMED' }, 'truncated')
+})
+
+t.test('error: hostile envelopes → RECORD_INVALID or CBOR_*', async t => {
+  const signed = signRecord(makeRecord(sampleBody('boot')), signer)
+  const cases: Array<[string, Uint8Array, string]> = [
+    ['not an array', encodeCanonical(signed.recordBytes), 'RECORD_INVALID'],
+    ['array of 1', encodeCanonical([signed.recordBytes]), 'RECORD_INVALID'],
+    ['array of 3', encodeCanonical([signed.recordBytes, signed.signature, signed.signature]), 'RECORD_INVALID'],
+    // The envelope holds byte strings only: its decoder allows no nesting at all.
+    ['record as an array, not bytes', encodeCanonical([[1, 0], signed.signature]), 'CBOR_TOO_LARGE'],
+    ['record as text', encodeCanonical(['x', signed.signature]), 'RECORD_INVALID'],
+    ['signature of 63 bytes', encodeCanonical([signed.recordBytes, signed.signature.subarray(1)]), 'RECORD_INVALID'],
+    ['signature of 65 bytes', encodeCanonical([signed.recordBytes, new Uint8Array(65)]), 'RECORD_INVALID'],
+    ['signature as text', encodeCanonical([signed.recordBytes, 'sig']), 'RECORD_INVALID'],
+    ['record bytes not canonical', encodeCanonical([Uint8Array.of(0x18, 0x01), signed.signature]), 'CBOR_NON_CANONICAL'],
+    ['record bytes with trailing garbage', encodeCanonical([new Uint8Array([...signed.recordBytes, 0]), signed.signature]), 'CBOR_MALFORMED'],
+    ['trailing byte after the envelope', new Uint8Array([...signed.envelope, 0]), 'CBOR_MALFORMED'],
+    ['truncated envelope', signed.envelope.subarray(0, signed.envelope.length - 1), 'CBOR_MALFORMED'],
+    ['empty input', new Uint8Array(), 'CBOR_MALFORMED'],
+    ['above 64 KiB', new Uint8Array(LIMITS.envelopeBytes + 1), 'CBOR_TOO_LARGE']
+  ]
+  for (const [what, bytes, code] of cases) {
+    t.throws(() => decodeEnvelope(bytes), { constructor: ProtocolError, code }, `${what} → ${code}`)
+  }
+  const back = decodeEnvelope(signed.envelope)
+  signed.envelope[5]! ^= 1
+  t.not(toHex(back.envelope), toHex(signed.envelope), 'decodeEnvelope keeps its own copy of the input')
+})
+
