@@ -99,6 +99,7 @@ export class RecordLog {
   private writing: Promise<void> | undefined
   private dropping: Promise<void> | undefined
   private closed = false
+  private readonly listeners = new Set<(head: LogHead) => void>()
 
   private constructor (db: Level<string, Uint8Array>, options: RecordLogOptions, meta: Meta) {
     this.db = db
@@ -232,8 +233,15 @@ export class RecordLog {
       }
       this.durable = next
       for (const p of batch) p.resolve(p.signed)
+      if (batch.some(p => p.signed !== undefined)) for (const l of this.listeners) l(next.head)
     }
     this.writing = undefined
+  }
+
+  /** Calls `listener` after each write that made new records durable; returns an unsubscribe. */
+  onDurable (listener: (head: LogHead) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
   }
 
   /** Resolves once every write issued so far has settled. */
