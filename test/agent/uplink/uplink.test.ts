@@ -37,7 +37,7 @@ async function startReceiver (url: string, state: ReceiverState = newReceiverSta
       state.stored.set(r.record.seq, r)
       state.tip = { seq: r.record.seq, hash: r.hash }
     }
-    void client.publishAsync(deviceTopic(p.deviceId, 'ack'), Buffer.from(encodeAck({ storedSeq: state.tip.seq, storedHash: state.tip.hash, anchoredSeq: -1 })), { qos: 1, retain: true })
+    void client.publishAsync(deviceTopic(p.deviceId, 'ack'), Buffer.from(encodeAck({ storedSeq: state.tip.seq, storedHash: state.tip.hash, anchoredSeq: -1 })), { qos: 1, retain: true }).catch(() => {})
   })
   await client.subscribeAsync(topicFilter('records'), { qos: 1 })
   return Object.assign(state, { close: async () => { await client.endAsync() } })
