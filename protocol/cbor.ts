@@ -88,7 +88,9 @@ export function decodeCanonical (bytes: Uint8Array, limits: DecodeLimits = {}): 
     throw new ProtocolError('CBOR_TOO_LARGE', `CBOR input of ${bytes.byteLength} bytes exceeds ${maxBytes}`)
   }
   if (bytes.byteLength === 0) throw new ProtocolError('CBOR_MALFORMED', 'empty CBOR input')
-  const reader = new Reader(bytes, maxDepth)
+  // Buffer#slice returns a view, not a copy: read through a plain Uint8Array so that every
+  // decoded byte string is an independent copy, whatever the caller passed.
+  const reader = new Reader(bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxDepth)
   const value = reader.item(0)
   if (reader.pos !== bytes.byteLength) {
     throw new ProtocolError('CBOR_MALFORMED', `${bytes.byteLength - reader.pos} trailing bytes after CBOR item`)

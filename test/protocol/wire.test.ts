@@ -38,3 +38,10 @@ t.test('error: malformed payloads give ProtocolError', async t => {
     t.type(err, ProtocolError, name)
   }
 })
+
+t.test('behavior: byte strings decoded from a Buffer are copies, not views of the input', async t => {
+  const input = Buffer.from(encodeRecordBatch([new Uint8Array([1, 2, 3])]))
+  const [env] = decodeRecordBatch(input)
+  input.fill(0)
+  t.same(env, new Uint8Array([1, 2, 3]))
+})
