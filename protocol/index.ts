@@ -33,3 +33,17 @@ export {
   TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,
   encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck, type Ack, type TopicKind
 } from './wire.js'
+export {
+  PolicyError, POLICY_FORMAT, POLICY_SIGNING_PREFIX, POLICY_MODES, POLICY_LIMITS, assertPolicy, normalizePolicy, encodePolicy,
+  decodePolicy, signPolicy, decodePolicyEnvelope, verifyPolicy, type PolicyErrorCode, type PolicyMode, type ModelPolicy, type SignedPolicy
+} from './policy.js'
+export {
+  CaptureError, CAPTURE_FORMAT, CAPTURE_LIMITS, CAPTURE_HEADER_BYTES, DEFAULT_CAPTURE_MAX_BYTES, captureTensor, tensorOfCaptured,
+  commitCapturedTensor, sizeCaptureEntry, encodeCapture, decodeCapture, assertCapture,
+  type CaptureErrorCode, type CapturedTensor, type CaptureEntry, type Capture, type DecodeCaptureOptions
+} from './capture.js'
+export {
+  BundleError, BUNDLE_FORMAT, BUNDLE_LIMITS, BUNDLE_MODEL_STATUSES, assertBundle, encodeBundle, decodeBundle, decodeBundleRecord,
+  encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
+  type BundleModelStatus, type BundleProof, type BundleAnchor
+} from './bundle.js'

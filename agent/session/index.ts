@@ -1,1 +1,1 @@
-export { ProvenanceAgent, ProvenanceModel, AGENT_VERSION, silentLogger, type AgentOptions, type RunOptions, type RunResult, type Logger } from './provenance-agent.js'
+export { ProvenanceAgent, ProvenanceModel, AGENT_VERSION, silentLogger, type AgentOptions, type RunOptions, type RunResult, type Logger, type ObservedRun } from './provenance-agent.js'

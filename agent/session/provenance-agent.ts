@@ -12,7 +12,7 @@ import {
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
-import { RecordLog } from '../log/index.js'
+import { RecordLog, type RecordLogOptions } from '../log/index.js'
 import { loadModel, type LoadedModel } from '../model/index.js'
 
 export const AGENT_VERSION = '0.1.0'
@@ -33,6 +33,8 @@ export interface AgentOptions {
   deviceId: string
   /** Key file; default `<stateDir>/device-key.json`, created on first start. */
   keyPath?: string
+  /** A key already loaded (e.g. a KeyRing's, whose signer follows rotations); `keyPath` is then unused. */
+  key?: DeviceKey
   /** Name of the firmware profile in force, recorded in the boot record. */
   profile?: string
   /** fsync each group-commit batch. Default true. */
@@ -43,8 +45,25 @@ export interface AgentOptions {
   /** Execution providers in order of preference, for every model. Default ['cpu']. */
   executionProviders?: string[]
   intraOpNumThreads?: number
+  interOpNumThreads?: number
+  /** Further record-log options (group-commit batch, disk budget), passed through to RecordLog.open. */
+  logOptions?: Omit<Partial<RecordLogOptions>, 'dir' | 'deviceId' | 'signer' | 'clock' | 'syncWrites'>
   /** Judges a model before it loads; default: every model is 'unchecked'. */
   judgeModel?: (model: LoadedModel) => PolicyVerdict
+  /**
+   * Observes each successful run once its record is durable, before `run()` resolves (e.g.
+   * `CaptureRing.observe`). Synchronous; an exception is logged and never fails the run.
+   */
+  onRun?: (run: ObservedRun) => void
+}
+
+/** What `AgentOptions.onRun` sees of a run. */
+export interface ObservedRun {
+  record: SignedRecord
+  /** The salt of the record's seq: it opens this record's commitments. Never log it. */
+  salt: Uint8Array
+  feeds: Readonly<Record<string, Tensor>>
+  outputs: InferenceSession.OnnxValueMapType
 }
 
 export interface RunResult {
@@ -81,8 +100,9 @@ export class ProvenanceAgent {
    * @throws AgentError `KEY_*`, `LOG_*`.
    */
   static async start (options: AgentOptions): Promise<ProvenanceAgent> {
-    const key = await loadOrCreateDeviceKey(options.keyPath ?? join(options.stateDir, 'device-key.json'), { create: true })
+    const key = options.key ?? await loadOrCreateDeviceKey(options.keyPath ?? join(options.stateDir, 'device-key.json'), { create: true })
     const log = await RecordLog.open({
+      ...options.logOptions,
       dir: join(options.stateDir, 'records'),
       deviceId: options.deviceId,
       signer: key.signer,
@@ -115,6 +135,7 @@ export class ProvenanceAgent {
     const loaded = await loadModel(path, {
       executionProviders: this.options.executionProviders ?? ['cpu'],
       ...(this.options.intraOpNumThreads !== undefined ? { intraOpNumThreads: this.options.intraOpNumThreads } : {}),
+      ...(this.options.interOpNumThreads !== undefined ? { interOpNumThreads: this.options.interOpNumThreads } : {}),
       logger: this.logger
     })
     try {
@@ -156,6 +177,17 @@ export class ProvenanceAgent {
     })
   }
 
+  /** @internal Hands a run whose record is durable to `options.onRun`. */
+  observeRun (record: SignedRecord, feeds: Readonly<Record<string, Tensor>>, outputs: InferenceSession.OnnxValueMapType): void {
+    const onRun = this.options.onRun
+    if (onRun === undefined) return
+    try {
+      onRun({ record, salt: this.saltFor(record.record.seq), feeds, outputs })
+    } catch (e) {
+      this.logger.error({ seq: record.record.seq, err: (e as Error)?.message }, 'onRun hook failed')
+    }
+  }
+
   /** @internal */
   forget (model: ProvenanceModel): void { this.models.delete(model) }
 
@@ -163,13 +195,18 @@ export class ProvenanceAgent {
     if (this.stopped) throw new AgentError('AGENT_STOPPED', 'the agent is stopped')
   }
 
-  /** Writes a shutdown record, waits for it to be durable, releases the models and closes the log. */
-  async stop (reason = 'shutdown'): Promise<void> {
+  /**
+   * Writes a shutdown record, waits for it to be durable, releases the models and closes the log.
+   * `beforeClose` runs once the shutdown record is durable and before the log closes (e.g. to stop
+   * an uplink that reads the log).
+   */
+  async stop (reason = 'shutdown', options: { beforeClose?: () => Promise<void> } = {}): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     try {
       await this.log.flush()
       await this.log.append(() => ({ kind: 'shutdown', reason }))
+      await options.beforeClose?.()
     } finally {
       for (const m of this.models) await m.release()
       await this.log.close()
@@ -229,6 +266,7 @@ export class ProvenanceModel {
     const outputDigests: Array<[string, TensorDigest]> = Object.keys(outputs).sort().map(n => [n, digestTensor(n, outputs[n] as Tensor)])
     const decision = options.decide?.(outputs) ?? null
     const record = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision)
+    this.agent.observeRun(record, feeds, outputs)
     return { outputs, record }
   }
 
