@@ -12,7 +12,8 @@ const PARTS = ['protocol', 'agent', 'gateway', 'forensics', 'contracts']
 const ALLOWED: Record<string, string[]> = {
   protocol: [],
   contracts: ['protocol'],
-  agent: ['protocol'],
+  // agent/cli may ask the on-chain model registry (an optional policy check): agent → contracts.
+  agent: ['protocol', 'contracts'],
   gateway: ['protocol', 'contracts'],
   forensics: ['protocol', 'contracts']
 }

@@ -1,0 +1,108 @@
+/**
+ * The commands and options of `provenance-agent`, as data: the parser accepts exactly these, and
+ * `--help` is written from them, so the help cannot promise an option the parser refuses.
+ */
+
+export interface OptionSpec {
+  /** Long name without dashes, e.g. `config`. */
+  name: string
+  type: 'string' | 'boolean'
+  short?: string
+  /** Placeholder of the value in the help, e.g. `<path>`. */
+  value?: string
+  description: string
+}
+
+export interface CommandSpec {
+  /** Words after `provenance-agent`, e.g. ['keys', 'rotate']. */
+  path: string[]
+  summary: string
+  /** Paragraphs of the command's help. */
+  description: string[]
+  options: OptionSpec[]
+}
+
+const CONFIG: OptionSpec = {
+  name: 'config',
+  type: 'string',
+  value: '<path>',
+  description: 'Config file (JSON). Default: $PROVENANCE_AGENT_CONFIG; without either, the configuration comes from PROVENANCE_AGENT_* variables alone.'
+}
+const JSON_OUT: OptionSpec = { name: 'json', type: 'boolean', description: 'Print the result as JSON on stdout (for machines).' }
+const HELP: OptionSpec = { name: 'help', short: 'h', type: 'boolean', description: 'Show this help and exit.' }
+
+/** Options every command takes. */
+export const COMMON_OPTIONS: readonly OptionSpec[] = Object.freeze([CONFIG, JSON_OUT, HELP])
+
+export const COMMANDS: readonly CommandSpec[] = Object.freeze([
+  {
+    path: ['start'],
+    summary: 'Run the daemon (agent, models, policy, uplink, loopback HTTP API) until SIGTERM or SIGINT.',
+    description: [
+      'Checks the configuration, firmware profile, model files, stored policy and key file before anything else; any problem exits 78 with nothing written to the record log and nothing listening. Then it writes the boot record, loads the models (a model refused by an enforce policy is not loaded and the daemon runs on), connects the uplink when brokerUrl is set, and serves the HTTP API on 127.0.0.1:statusPort (0 = chosen by the OS; the port is logged and written to <stateDir>/daemon.json).',
+      'SIGTERM or SIGINT: stop taking runs, finish the runs in flight, write the shutdown record, stop the uplink, exit 0. SIGHUP: load every model file again (a file changed on disk is logged and, under enforce, must still be approved).',
+      'Logs are JSON lines (pino) on stderr; with --json a {"event":"ready",...} line and a {"event":"stopped",...} line go to stdout.'
+    ],
+    options: [...COMMON_OPTIONS]
+  },
+  {
+    path: ['status'],
+    summary: 'Ask the running daemon for its status (identity, chain head, models, uplink, policy, budget).',
+    description: [
+      'Queries GET /status on the loopback HTTP API. The port is --port, else statusPort of the configuration when not 0, else the one in <stateDir>/daemon.json. Exits 1 with DAEMON_NOT_RUNNING when nothing answers.'
+    ],
+    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' }]
+  },
+  {
+    path: ['keys', 'show'],
+    summary: 'Show the device\'s public key and the history of its keys (never a secret).',
+    description: [
+      'Reads the key file named by the firmware profile (keys.path, relative to stateDir). Does not need the daemon to be stopped. A rotation that was interrupted is shown as pending; the next start settles it.'
+    ],
+    options: [...COMMON_OPTIONS]
+  },
+  {
+    path: ['keys', 'rotate'],
+    summary: 'Rotate the device key: a key-rotation record signed by the old key, then the new key signs.',
+    description: [
+      'Writes a key-rotation record { newPublicKey, validFromMs } signed by the current key and switches to a fresh key for every later record; the key file keeps every public key with the time it became valid, and drops the old secret. Needs the record log, so stop the daemon first (systemctl stop provenance-agent); a running daemon makes it fail with LOG_LOCKED. Register the new public key with the fleet\'s device registry afterwards.'
+    ],
+    options: [...COMMON_OPTIONS]
+  },
+  {
+    path: ['verify-log'],
+    summary: 'Verify the local record log: signatures (with the key history), seq, boot counter, hash links, gaps.',
+    description: [
+      'Reads the log directly, or through the running daemon\'s HTTP API when the daemon holds it. Records the gateway acknowledged may have been deleted: the check then starts at the oldest stored record. Prints a verdict; exits 1 with CHAIN_BROKEN naming the seq and the reason of the first broken link.'
+    ],
+    options: [...COMMON_OPTIONS]
+  },
+  {
+    path: ['export'],
+    summary: 'Write the records of a seq range to a file, for forensics.',
+    description: [
+      'Formats: cbor (default) is one canonical CBOR array of the signed record envelopes, as they travel to the gateway; jsonl is one JSON object per record { seq, boot, timeMs, kind, hash, envelope } with hex bytes. The file is written atomically with mode 0600. Works with the daemon running (through its HTTP API) or stopped.'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'from', type: 'string', value: '<seq>', description: 'First seq to export. Default 0 (the oldest stored record).' },
+      { name: 'to', type: 'string', value: '<seq>', description: 'Last seq to export. Default: the newest record.' },
+      { name: 'format', type: 'string', value: '<cbor|jsonl>', description: 'Output format. Default cbor.' },
+      { name: 'out', type: 'string', value: '<path>', description: 'Output file, or - for stdout (then --json is refused). Required.' }
+    ]
+  }
+])
+
+/** Options of the bare `provenance-agent` (no command). */
+export const TOP_OPTIONS: readonly OptionSpec[] = Object.freeze([
+  HELP,
+  { name: 'version', type: 'boolean', description: 'Print the agent version and exit.' }
+])
+
+/** Command groups that only hold subcommands (`keys`). */
+export const GROUPS: readonly string[] = Object.freeze([...new Set(COMMANDS.filter(c => c.path.length > 1).map(c => c.path[0] as string))])
+
+/** The command named by `path`, if any. */
+export function findCommand (path: readonly string[]): CommandSpec | undefined {
+  return COMMANDS.find(c => c.path.length === path.length && c.path.every((p, i) => p === path[i]))
+}

@@ -1,0 +1,47 @@
+/**
+ * The fields of the agent's configuration, their environment variables and their meaning: the
+ * table the loader (config.ts) and `--help` share. No heavy imports, so help stays fast.
+ */
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
+
+export interface AgentConfig {
+  deviceId: string
+  stateDir: string
+  /** Shipped profile name (firmware-profiles/<name>.json) or a path to a profile file. */
+  profile: string
+  overrideProfile?: string
+  brokerUrl?: string
+  brokerUsername?: string
+  brokerPassword?: string
+  /** Hex of the fleet admin's Ed25519 public key (64 hex digits). */
+  policyAdminPublicKey?: string
+  fleetId?: string
+  /** On-chain model registry, asked while a policy is in force. */
+  registry?: { rpcUrl: string, address: string, timeoutMs?: number }
+  models: Array<{ name: string, path: string }>
+  statusPort: number
+  logLevel: LogLevel
+  maxRequestBytes: number
+}
+
+/** Every config field: its environment variable and what it means (also printed by --help). */
+export const CONFIG_FIELDS: Readonly<Record<keyof AgentConfig, { env: string, doc: string }>> = Object.freeze({
+  deviceId: { env: 'PROVENANCE_AGENT_DEVICE_ID', doc: 'device id as registered in the fleet (required)' },
+  stateDir: { env: 'PROVENANCE_AGENT_STATE_DIR', doc: 'folder of the record log, key, policy (default $STATE_DIRECTORY, set by systemd)' },
+  profile: { env: 'PROVENANCE_AGENT_PROFILE', doc: 'firmware profile name or path (required)' },
+  overrideProfile: { env: 'PROVENANCE_AGENT_OVERRIDE_PROFILE', doc: 'local profile override file, deep-merged into the profile' },
+  brokerUrl: { env: 'PROVENANCE_AGENT_BROKER_URL', doc: 'MQTT broker of the gateway; unset: no uplink' },
+  brokerUsername: { env: 'PROVENANCE_AGENT_BROKER_USERNAME', doc: 'MQTT user name' },
+  brokerPassword: { env: 'PROVENANCE_AGENT_BROKER_PASSWORD', doc: 'MQTT password (prefer the environment to the file)' },
+  policyAdminPublicKey: { env: 'PROVENANCE_AGENT_POLICY_ADMIN_PUBLIC_KEY', doc: 'hex Ed25519 public key that signs model policies; unset: models are unchecked' },
+  fleetId: { env: 'PROVENANCE_AGENT_FLEET_ID', doc: 'fleet of the device; policies for other fleets are refused' },
+  registry: { env: 'PROVENANCE_AGENT_REGISTRY', doc: 'JSON {"rpcUrl","address","timeoutMs"?} of the on-chain model registry' },
+  models: { env: 'PROVENANCE_AGENT_MODELS', doc: 'models to load: JSON [{"name","path"}] or name=path,name=path' },
+  statusPort: { env: 'PROVENANCE_AGENT_STATUS_PORT', doc: 'loopback port of the HTTP API; 0 = chosen by the OS (default 0)' },
+  logLevel: { env: 'PROVENANCE_AGENT_LOG_LEVEL', doc: `${LOG_LEVELS.join(', ')} (default info)` },
+  maxRequestBytes: { env: 'PROVENANCE_AGENT_MAX_REQUEST_BYTES', doc: 'largest run request body in bytes (default 16777216)' }
+})
+
+export const CONFIG_ENV = 'PROVENANCE_AGENT_CONFIG'

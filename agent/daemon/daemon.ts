@@ -1,0 +1,590 @@
+/**
+ * The device daemon: one ProvenanceAgent with its firmware profile, key ring, model policy, the
+ * configured models, the MQTT uplink (when a broker is configured) and a loopback HTTP API for
+ * the device's applications. Everything that can be checked is checked before the agent writes
+ * its boot record, so a bad configuration leaves no trace in the chain and nothing listening.
+ */
+import { promises as fs } from 'node:fs'
+import { isAbsolute, join, resolve } from 'node:path'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Tensor } from 'onnxruntime-node'
+import { DEVICE_ID_PATTERN, LIMITS, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
+import { KeyRing, writeFileAtomic } from '../keys/index.js'
+import { RecordLog } from '../log/index.js'
+import { ModelError } from '../model/index.js'
+import { ModelGuard, ModelPolicyError, type ModelRegistryLookup, type PolicyStatus } from '../policy/index.js'
+import type { ResolvedProfile } from '../profile/index.js'
+import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type ProvenanceModel } from '../session/index.js'
+import { DaemonError } from './errors.js'
+import { createApiServer } from './http-api.js'
+import { Uplink, type UplinkOptions, type UplinkStatus } from '../uplink/index.js'
+
+export interface DaemonModelConfig {
+  /** Name in the API path and in model-load records: letters, digits, `.`, `_`, `-`. */
+  name: string
+  path: string
+}
+
+export interface DaemonOptions {
+  deviceId: string
+  /** Folder of the record log, key file (by default), accepted policy and runtime file. */
+  stateDir: string
+  /** The firmware profile, resolved and validated (agent/profile). */
+  profile: ResolvedProfile
+  models: DaemonModelConfig[]
+  /** MQTT broker of the gateway, e.g. `mqtts://gw.example:8883`. Unset: no uplink. */
+  brokerUrl?: string
+  brokerUsername?: string
+  brokerPassword?: string
+  /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
+  policyAdminPublicKey?: Uint8Array
+  /** The device's fleet; policies for other fleets are refused. */
+  fleetId?: string
+  /** On-chain model registry, asked while a policy is in force. */
+  registry?: ModelRegistryLookup
+  /** Longest wait for the registry before the allowlist alone decides. Default 2000 ms. */
+  registryTimeoutMs?: number
+  /** Port of the loopback HTTP API; 0 = chosen by the OS (logged, and written to `<stateDir>/daemon.json`). */
+  statusPort: number
+  /** Address of the HTTP API. Default 127.0.0.1: the API has no authentication and must stay on the device. */
+  statusHost?: string
+  /** Largest run request body, in bytes. Default 16 MiB. */
+  maxRequestBytes?: number
+  logger?: Logger
+  /** Wall clock, Unix ms. Default Date.now. */
+  wallClock?: () => number
+  /** Uplink constructor; default: agent/uplink's Uplink. */
+  uplinkFactory?: UplinkFactory
+}
+
+/** What the daemon needs of an uplink (agent/uplink's Uplink). */
+export interface UplinkLike {
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  status: () => UplinkStatus
+}
+
+export type UplinkFactory = (options: UplinkOptions) => UplinkLike
+
+export const DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** Runtime file in the state dir while the daemon runs: `{ pid, host, port, startedMs, deviceId }`. */
+export const RUNTIME_FILE = 'daemon.json'
+
+export interface ProviderWarning { provider?: string, fallback?: string, message: string, error?: string }
+
+export interface ModelStatusEntry {
+  name: string
+  path: string
+  state: 'loading' | 'loaded' | 'refused' | 'failed'
+  /** Runs are accepted (loaded, and allowed by the policy in force). */
+  runnable: boolean
+  modelHash?: string
+  sizeBytes?: number
+  policy?: PolicyVerdict
+  loadSeq?: number
+  requestedProviders: string[]
+  /** Providers the session uses, in order. */
+  providers?: string[]
+  /** The most preferred provider was not available: the model runs on a fallback. */
+  fallback?: boolean
+  providerWarnings: ProviderWarning[]
+  error?: { code: string, message: string }
+}
+
+export interface DaemonStatus {
+  deviceId: string
+  agentVersion: string
+  pid: number
+  startedMs: number
+  state: 'running' | 'stopping'
+  boot: number
+  seq: number
+  headHash: string
+  publicKey: string
+  keyCount: number
+  profile: { id: string, name: string, source: string, overrideSource?: string, executionProviders: string[] }
+  http: { host: string, port: number }
+  models: ModelStatusEntry[]
+  uplink: ({ configured: true, brokerUrl: string } & UplinkStatus) | { configured: false }
+  policy: PolicyStatus
+  budget: {
+    budgetBytes: number
+    budgetMode: string
+    /** Bytes of the stored records, as the budget counts them. */
+    usedBytes: number
+    /** Bytes of the log's folder on disk (LevelDB files). */
+    diskBytes: number
+    droppedRecords: number
+  }
+}
+
+export interface DaemonRunResult {
+  model: string
+  modelHash: string
+  outputs: Record<string, Tensor>
+  record: SignedRecord
+}
+
+interface ModelSlot {
+  config: DaemonModelConfig
+  model: ProvenanceModel | undefined
+  state: ModelStatusEntry['state']
+  error: { code: string, message: string } | undefined
+  providerWarnings: ProviderWarning[]
+  inflight: Set<Promise<unknown>>
+}
+
+export class Daemon {
+  readonly deviceId: string
+  readonly stateDir: string
+  readonly startedMs: number
+  private readonly options: DaemonOptions
+  private readonly logger: Logger
+  private readonly agent: ProvenanceAgent
+  private readonly ring: KeyRing
+  private readonly guard: ModelGuard
+  private readonly server: Server
+  private readonly slots = new Map<string, ModelSlot>()
+  private readonly requests = new Set<Promise<unknown>>()
+  private uplink: UplinkLike | undefined
+  private uplinkStopped: Promise<void> | undefined
+  private loadQueue: Promise<unknown> = Promise.resolve()
+  private capture: ProviderWarning[] | undefined
+  private stopping: Promise<void> | undefined
+
+  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, server: Server, startedMs: number }) {
+    this.options = options
+    this.deviceId = options.deviceId
+    this.stateDir = options.stateDir
+    this.logger = options.logger ?? silentLogger
+    this.agent = parts.agent
+    this.ring = parts.ring
+    this.guard = parts.guard
+    this.server = parts.server
+    this.startedMs = parts.startedMs
+    for (const config of options.models) {
+      this.slots.set(config.name, { config, model: undefined, state: 'loading', error: undefined, providerWarnings: [], inflight: new Set() })
+    }
+  }
+
+  /**
+   * Checks everything it can (model files, stored policy, uplink module, key file, port), then
+   * starts the agent (boot record), loads the models and connects the uplink.
+   * @throws ModelError `MODEL_*` (a model file missing or unusable); ModelPolicyError / PolicyError
+   *   `POLICY_*` (the stored policy); AgentError `KEY_*`, `LOG_*`; KeyError `KEY_*`; DaemonError
+   *   `LISTEN_FAILED`; TypeError/RangeError for bad options.
+   */
+  static async start (options: DaemonOptions): Promise<Daemon> {
+    assertDaemonOptions(options)
+    const logger = options.logger ?? silentLogger
+    const wallClock = options.wallClock ?? Date.now
+    const profile = options.profile.profile
+    const stateDir = resolve(options.stateDir)
+
+    // --- Before the boot record: nothing below writes to the chain or listens.
+    for (const m of options.models) await assertModelFile(m.path)
+    const guard = await ModelGuard.open({
+      storePath: join(stateDir, 'policy.cbor'),
+      logger,
+      ...(options.policyAdminPublicKey !== undefined ? { adminPublicKey: options.policyAdminPublicKey } : {}),
+      ...(options.fleetId !== undefined ? { fleetId: options.fleetId } : {}),
+      ...(options.registry !== undefined ? { registry: options.registry } : {}),
+      ...(options.registryTimeoutMs !== undefined ? { registryTimeoutMs: options.registryTimeoutMs } : {})
+    })
+    const uplinkFactory: UplinkFactory = options.uplinkFactory ?? ((o) => new Uplink(o))
+    await fs.mkdir(stateDir, { recursive: true, mode: 0o700 })
+    const keyPath = isAbsolute(profile.keys.path) ? profile.keys.path : join(stateDir, profile.keys.path)
+    const ring = await KeyRing.open(keyPath, { create: true, wallClock })
+    if (ring.pendingRotation !== undefined) {
+      const log = await RecordLog.open({ dir: join(stateDir, 'records'), deviceId: options.deviceId, signer: ring.signer })
+      try {
+        const outcome = await ring.recover(log)
+        logger.warn({ outcome, keyPath }, 'settled an interrupted key rotation')
+      } finally {
+        await log.close()
+      }
+    }
+    // Listening before the boot record: a port in use fails the start without a trace in the
+    // chain. Until the daemon exists the API answers 503.
+    const api = createApiServer({ maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, logger })
+    const server = api.server
+    await listen(server, options.statusHost ?? '127.0.0.1', options.statusPort)
+    const address = server.address() as AddressInfo
+
+    // --- The boot record.
+    let agent: ProvenanceAgent
+    const captureTarget: { daemon?: Daemon } = {}
+    try {
+      agent = await ProvenanceAgent.start({
+        stateDir,
+        deviceId: options.deviceId,
+        key: ring.toDeviceKey(),
+        clock: ring.clock,
+        profile: options.profile.id,
+        syncWrites: profile.storage.syncWrites,
+        executionProviders: profile.executionProviders,
+        ...(profile.threads.intraOp > 0 ? { intraOpNumThreads: profile.threads.intraOp } : {}),
+        ...(profile.threads.interOp > 0 ? { interOpNumThreads: profile.threads.interOp } : {}),
+        // Budget options go to RecordLog as the profile states them (agent/log enforces them).
+        logOptions: { maxBatchRecords: profile.storage.maxBatchRecords, budgetBytes: profile.storage.budgetBytes, budgetMode: profile.storage.budgetMode },
+        logger: captureLogger(logger, () => captureTarget.daemon?.capture),
+        judgeModel: (loaded) => guard.judge(loaded)
+      })
+    } catch (e) {
+      await closeServer(server)
+      throw e
+    }
+    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, server, startedMs: wallClock() })
+    captureTarget.daemon = daemon
+    try {
+      api.attach(daemon, address.port)
+      for (const slot of daemon.slots.values()) {
+        // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
+        // the fleet may approve it, and it could not arrive if the daemon refused to start.
+        await daemon.enqueueLoad(slot, true).catch((e: unknown) => { if (!isRefusal(e)) throw e })
+      }
+      if (options.brokerUrl !== undefined) {
+        // The uplink gets the daemon's logger and the record log; a broker that is down is
+        // retried in the background and never fails the start.
+        daemon.uplink = uplinkFactory({
+          log: agent.log,
+          deviceId: options.deviceId,
+          brokerUrl: options.brokerUrl,
+          batchRecords: profile.uplink.batchRecords,
+          maxInFlightBatches: profile.uplink.maxInFlightBatches,
+          keepUntil: profile.uplink.keepUntil,
+          reconnectMinMs: profile.uplink.reconnectMinMs,
+          reconnectMaxMs: profile.uplink.reconnectMaxMs,
+          logger,
+          onPolicy: (payload) => { void daemon.acceptPolicy(payload).catch(() => {}) },
+          ...(options.brokerUsername !== undefined ? { username: options.brokerUsername } : {}),
+          ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {})
+        })
+        await daemon.uplink.start()
+      }
+      await writeFileAtomic(join(stateDir, RUNTIME_FILE), JSON.stringify({ pid: process.pid, host: address.address, port: address.port, startedMs: daemon.startedMs, deviceId: options.deviceId }) + '\n', { mode: 0o644 })
+    } catch (e) {
+      // The chain shows why this boot ended: boot, then shutdown "start failed: <code>".
+      await daemon.stop(`start failed: ${(e as { code?: string }).code ?? (e as Error).message}`.slice(0, 200)).catch(() => {})
+      throw e
+    }
+    logger.info({ deviceId: options.deviceId, host: address.address, port: address.port, profile: options.profile.id, models: [...daemon.slots.keys()], uplink: daemon.uplink !== undefined }, 'daemon ready')
+    return daemon
+  }
+
+  /** Port of the HTTP API. */
+  get port (): number { return (this.server.address() as AddressInfo).port }
+  /** The agent's record log (for the uplink and tools). */
+  get log (): RecordLog { return this.agent.log }
+  get isStopping (): boolean { return this.stopping !== undefined }
+
+  /**
+   * Runs a configured model and resolves once its inference record is durable.
+   * @throws DaemonError `DAEMON_STOPPING`, `MODEL_UNKNOWN`, `MODEL_UNAVAILABLE`, `REQUEST_INVALID`;
+   *   ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED`; AgentError `INPUT_INVALID`,
+   *   `INFERENCE_FAILED`, `LOG_*`; ProtocolError `TENSOR_INVALID`.
+   */
+  async run (name: string, feeds: Record<string, Tensor>, decision?: string): Promise<DaemonRunResult> {
+    if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
+    const slot = this.slots.get(name)
+    if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured (configured: ${[...this.slots.keys()].join(', ')})`)
+    const model = slot.model
+    if (model === undefined) {
+      if (slot.state === 'refused' && slot.error !== undefined) throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" was refused: ${slot.error.code}: ${slot.error.message}`)
+      throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" is not loaded (${slot.state}${slot.error !== undefined ? `: ${slot.error.code}` : ''})`)
+    }
+    if (!this.guard.allows(model.loaded.fileHashHex)) {
+      throw new ModelPolicyError('MODEL_NOT_APPROVED', `model "${name}" (sha256 ${model.loaded.fileHashHex}) is not on the allowlist of the policy in force (enforce)`)
+    }
+    if (decision !== undefined && Buffer.byteLength(decision, 'utf8') > LIMITS.decisionBytes) {
+      throw new DaemonError('REQUEST_INVALID', `decision: at most ${LIMITS.decisionBytes} bytes`)
+    }
+    const pending = model.run(feeds, { decide: () => decision ?? null })
+    slot.inflight.add(pending)
+    try {
+      const { outputs, record } = await pending
+      return { model: name, modelHash: model.loaded.fileHashHex, outputs: outputs as Record<string, Tensor>, record }
+    } finally {
+      slot.inflight.delete(pending)
+    }
+  }
+
+  /**
+   * Loads the model's file again (e.g. after an update on disk). A file that changed since it
+   * was loaded is logged; under enforce it must still be on the allowlist, and when it is refused
+   * the model loaded before stays in service.
+   * @throws DaemonError `MODEL_UNKNOWN`, `DAEMON_STOPPING`; ModelError `MODEL_*`; ModelPolicyError
+   *   `MODEL_NOT_APPROVED`, `MODEL_REVOKED` (the model loaded before, if any, stays in service).
+   */
+  async reload (name: string): Promise<ModelStatusEntry> {
+    if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
+    const slot = this.slots.get(name)
+    if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured`)
+    await this.enqueueLoad(slot, true)
+    return this.modelStatus(slot)
+  }
+
+  /** Reloads every configured model, logging failures (SIGHUP). */
+  async reloadAll (): Promise<void> {
+    for (const slot of this.slots.values()) {
+      if (this.stopping !== undefined) return
+      await this.enqueueLoad(slot, true).catch((e: unknown) => {
+        this.logger.error({ model: slot.config.name, code: (e as { code?: string }).code, error: (e as Error).message }, 'model reload failed; the loaded version stays in service')
+      })
+    }
+  }
+
+  /**
+   * Verifies and, when newer, puts in force a policy (the uplink's `onPolicy`); then loads the
+   * models the previous policy refused.
+   * @throws as ModelGuard.accept (also logged).
+   */
+  async acceptPolicy (payload: Uint8Array): Promise<'accepted' | 'unchanged'> {
+    let outcome: 'accepted' | 'unchanged'
+    try {
+      outcome = await this.guard.accept(payload)
+    } catch (e) {
+      this.logger.warn({ code: (e as { code?: string }).code, error: (e as Error).message }, 'model policy refused')
+      throw e
+    }
+    if (outcome === 'accepted') {
+      for (const slot of this.slots.values()) {
+        if (slot.model === undefined && slot.state === 'refused' && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
+      }
+    }
+    return outcome
+  }
+
+  /** Everything an operator asks about: identity, chain head, models, uplink, policy, budget. */
+  async status (): Promise<DaemonStatus> {
+    const stats = this.agent.log.stats()
+    const head = stats.head
+    const profile = this.options.profile
+    const address = this.server.address() as AddressInfo | null
+    const uplink = this.uplink
+    return {
+      deviceId: this.deviceId,
+      agentVersion: AGENT_VERSION,
+      pid: process.pid,
+      startedMs: this.startedMs,
+      state: this.stopping !== undefined ? 'stopping' : 'running',
+      boot: head.boot,
+      seq: head.seq,
+      headHash: toHex(head.hash),
+      publicKey: toHex(this.ring.publicKey),
+      keyCount: this.ring.history.length,
+      profile: {
+        id: profile.id,
+        name: profile.profile.name,
+        source: profile.source,
+        ...(profile.overrideSource !== undefined ? { overrideSource: profile.overrideSource } : {}),
+        executionProviders: [...profile.profile.executionProviders]
+      },
+      http: { host: address?.address ?? '', port: address?.port ?? 0 },
+      models: [...this.slots.values()].map(s => this.modelStatus(s)),
+      uplink: uplink !== undefined ? { configured: true, brokerUrl: redactUrl(this.options.brokerUrl ?? ''), ...uplink.status() } : { configured: false },
+      policy: this.guard.status(),
+      budget: {
+        budgetBytes: profile.profile.storage.budgetBytes,
+        budgetMode: profile.profile.storage.budgetMode,
+        usedBytes: stats.bytes,
+        diskBytes: await directoryBytes(join(this.stateDir, 'records')),
+        droppedRecords: stats.droppedRecords
+      }
+    }
+  }
+
+  /**
+   * Stops taking runs, lets the runs in flight finish, writes the shutdown record, stops the
+   * uplink and closes the log and the HTTP API. Safe to call more than once.
+   */
+  async stop (reason = 'shutdown'): Promise<void> {
+    if (this.stopping !== undefined) return await this.stopping
+    this.stopping = (async () => {
+      this.logger.info({ reason }, 'daemon stopping')
+      this.server.close()
+      this.server.closeIdleConnections()
+      await Promise.allSettled([...this.requests])
+      for (const slot of this.slots.values()) await Promise.allSettled([...slot.inflight])
+      await this.loadQueue.catch(() => {})
+      try {
+        await this.agent.stop(reason, { beforeClose: async () => await this.stopUplink() })
+      } finally {
+        await this.stopUplink().catch(() => {})
+        this.server.closeAllConnections()
+        await fs.rm(join(this.stateDir, RUNTIME_FILE), { force: true })
+        this.logger.info({ reason, seq: this.agent.log.head.seq }, 'daemon stopped')
+      }
+    })()
+    return await this.stopping
+  }
+
+  /** @internal Tracks an API request so stop() can wait for it. */
+  track (request: Promise<unknown>): void {
+    this.requests.add(request)
+    void request.finally(() => this.requests.delete(request)).catch(() => {})
+  }
+
+  /** @internal Records of a seq range, for the API's export route. */
+  async records (fromSeq: number, toSeq: number, limit: number): Promise<SignedRecord[]> {
+    return await this.agent.log.range(fromSeq, toSeq, limit)
+  }
+
+  private async stopUplink (): Promise<void> {
+    if (this.uplink === undefined) return
+    this.uplinkStopped ??= this.uplink.stop()
+    await this.uplinkStopped
+  }
+
+  /** Loads are serialized: the policy guard pairs each pre-check with the load that follows. */
+  private async enqueueLoad (slot: ModelSlot, throwOnError: boolean): Promise<void> {
+    const next = this.loadQueue.catch(() => {}).then(async () => await this.load(slot))
+    this.loadQueue = next
+    if (throwOnError) await next
+    else await next.catch(() => {})
+  }
+
+  private async load (slot: ModelSlot): Promise<void> {
+    const { name, path } = slot.config
+    const previous = slot.model
+    this.capture = []
+    try {
+      await this.guard.check(path, name)
+      const model = await this.agent.loadModel(path, { name })
+      slot.model = model
+      slot.state = 'loaded'
+      slot.error = undefined
+      slot.providerWarnings = this.capture
+      const requested = this.options.profile.profile.executionProviders
+      const used = model.loaded.executionProviders
+      if (used[0] !== requested[0]) {
+        this.logger.warn({ model: name, requested, used, warnings: slot.providerWarnings }, `model runs on a fallback execution provider (${used[0] ?? 'none'} instead of ${requested[0] ?? 'none'})`)
+      }
+      if (previous !== undefined) {
+        // Runs already on the old session finish on it; new ones go to the new session.
+        await Promise.allSettled([...slot.inflight])
+        await previous.release()
+      }
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? 'ERROR'
+      const refused = isRefusal(e)
+      slot.error = { code, message: (e as Error).message }
+      if (previous === undefined) slot.state = refused ? 'refused' : 'failed'
+      if (refused) this.logger.warn({ model: name, path, code, error: (e as Error).message, kept: previous !== undefined }, 'model refused by policy; nothing was loaded')
+      throw e
+    } finally {
+      this.capture = undefined
+    }
+  }
+
+  private modelStatus (slot: ModelSlot): ModelStatusEntry {
+    const model = slot.model
+    const requested = [...this.options.profile.profile.executionProviders]
+    const entry: ModelStatusEntry = {
+      name: slot.config.name,
+      path: slot.config.path,
+      state: slot.state,
+      runnable: model !== undefined && this.stopping === undefined && this.guard.allows(model.loaded.fileHashHex),
+      requestedProviders: requested,
+      providerWarnings: slot.providerWarnings,
+      ...(slot.error !== undefined ? { error: slot.error } : {})
+    }
+    if (model !== undefined) {
+      const body = model.loadRecord.record.body as ModelLoadBody
+      entry.modelHash = model.loaded.fileHashHex
+      entry.sizeBytes = body.sizeBytes
+      entry.policy = body.policy
+      entry.loadSeq = model.loadRecord.record.seq
+      entry.providers = [...model.loaded.executionProviders]
+      entry.fallback = entry.providers[0] !== requested[0]
+    }
+    return entry
+  }
+}
+
+function isRefusal (e: unknown): boolean {
+  const code = (e as { code?: unknown }).code
+  return code === 'MODEL_NOT_APPROVED' || code === 'MODEL_REVOKED'
+}
+
+function assertDaemonOptions (o: DaemonOptions): void {
+  if (typeof o.deviceId !== 'string' || !DEVICE_ID_PATTERN.test(o.deviceId) || o.deviceId.length > LIMITS.deviceIdChars) throw new TypeError(`deviceId must match ${DEVICE_ID_PATTERN.source}`)
+  if (typeof o.stateDir !== 'string' || o.stateDir === '') throw new TypeError('stateDir must be a non-empty string')
+  if (!Number.isSafeInteger(o.statusPort) || o.statusPort < 0 || o.statusPort > 65535) throw new RangeError('statusPort must be an integer in 0..65535')
+  const names = new Set<string>()
+  for (const m of o.models) {
+    if (!MODEL_NAME_PATTERN.test(m.name)) throw new TypeError(`model name "${m.name}" must match ${MODEL_NAME_PATTERN.source}`)
+    if (names.has(m.name)) throw new TypeError(`model name "${m.name}" appears twice`)
+    names.add(m.name)
+  }
+}
+
+async function assertModelFile (path: string): Promise<void> {
+  try {
+    const handle = await fs.open(path, 'r')
+    try {
+      if (!(await handle.stat()).isFile()) throw new ModelError('MODEL_UNREADABLE', `model ${path} is not a regular file`)
+    } finally {
+      await handle.close()
+    }
+  } catch (e) {
+    if (e instanceof ModelError) throw e
+    throw new ModelError('MODEL_UNREADABLE', `cannot open model ${path}: ${(e as Error).message}`, { cause: e })
+  }
+}
+
+async function listen (server: Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => { reject(new DaemonError('LISTEN_FAILED', `cannot listen on ${host}:${port}: ${e.message}`, { cause: e })) }
+    server.once('error', onError)
+    server.listen(port, host, () => { server.off('error', onError); resolve() })
+  })
+}
+
+async function closeServer (server: Server): Promise<void> {
+  await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
+}
+
+function captureLogger (logger: Logger, sink: () => ProviderWarning[] | undefined): Logger {
+  return {
+    info: (o, m) => logger.info(o, m),
+    error: (o, m) => logger.error(o, m),
+    warn: (o, m) => {
+      const target = sink()
+      const fields = o as { provider?: unknown, fallback?: unknown, error?: unknown }
+      if (target !== undefined && typeof fields.provider === 'string') {
+        target.push({
+          provider: fields.provider,
+          ...(typeof fields.fallback === 'string' ? { fallback: fields.fallback } : {}),
+          message: m ?? '',
+          ...(typeof fields.error === 'string' ? { error: fields.error } : {})
+        })
+      }
+      logger.warn(o, m)
+    }
+  }
+}
+
+async function directoryBytes (dir: string): Promise<number> {
+  let total = 0
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => [])
+  for (const e of entries) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) total += await directoryBytes(p)
+    else total += await fs.stat(p).then(s => s.size, () => 0)
+  }
+  return total
+}
+
+/** A broker URL without its password, for status and logs. */
+function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparsable)'
+  }
+}

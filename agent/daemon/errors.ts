@@ -1,0 +1,41 @@
+/**
+ * Errors of the device daemon and its loopback HTTP API. The API answers them as
+ * `{ error: { code, message } }` with the HTTP status of HTTP_STATUS_BY_CODE.
+ */
+import { ProvenanceError } from '../../protocol/errors.js'
+
+export type DaemonErrorCode =
+  /** No model of that name is configured. */
+  | 'MODEL_UNKNOWN'
+  /** The model is configured but not loaded (its load failed or is in progress). */
+  | 'MODEL_UNAVAILABLE'
+  /** A request body is not what the API takes (the message names each bad field). */
+  | 'REQUEST_INVALID'
+  /** A request body is larger than `maxRequestBytes`. */
+  | 'REQUEST_TOO_LARGE'
+  /** The daemon is shutting down and takes no new runs. */
+  | 'DAEMON_STOPPING'
+  /** The HTTP API could not listen on its loopback port (in use, or not permitted). */
+  | 'LISTEN_FAILED'
+  /** No such route in the HTTP API. */
+  | 'ROUTE_UNKNOWN'
+
+export class DaemonError extends ProvenanceError<DaemonErrorCode> {}
+
+/** HTTP status for each error code the API can answer with; anything else is 500. */
+export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
+  REQUEST_INVALID: 400,
+  INPUT_INVALID: 400,
+  TENSOR_INVALID: 400,
+  RECORD_INVALID: 400,
+  MODEL_NOT_APPROVED: 403,
+  MODEL_REVOKED: 403,
+  MODEL_UNKNOWN: 404,
+  ROUTE_UNKNOWN: 404,
+  REQUEST_TOO_LARGE: 413,
+  INFERENCE_FAILED: 422,
+  DAEMON_STOPPING: 503,
+  MODEL_UNAVAILABLE: 503,
+  AGENT_STOPPED: 503,
+  LOG_CLOSED: 503
+})

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs the edge provenance agent as a systemd service: the system user `provenance`, the unit
+# (with @NODE@ and @APP_DIR@ filled in) and a config under /etc/provenance-agent/ (never
+# overwritten). Starts nothing unless --enable is given; --dry-run only prints what it would do.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: install.sh [options]
+
+  --app-dir DIR   application folder (default: the repository holding this script)
+  --node PATH     node binary, version 20 or later (default: `command -v node`)
+  --root DIR      install below DIR (a staging or package root): files only, no user, no systemctl
+  --gpu           add the provenance user to the `video` group (Jetson GPU device nodes)
+  --enable        enable and start the service after installing (default: daemon-reload only)
+  --dry-run       print every action, change nothing
+  -h, --help      this help
+
+Exit codes: 0 ok, 1 failure, 2 usage error.
+USAGE
+}
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+app_dir=$(cd "$script_dir/../.." && pwd)
+node_bin=$(command -v node || true)
+root=""
+gpu=0
+enable=0
+dry_run=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --app-dir) [ $# -ge 2 ] || { echo "install.sh: --app-dir needs a value" >&2; exit 2; }; app_dir=$2; shift 2 ;;
+    --node) [ $# -ge 2 ] || { echo "install.sh: --node needs a value" >&2; exit 2; }; node_bin=$2; shift 2 ;;
+    --root) [ $# -ge 2 ] || { echo "install.sh: --root needs a value" >&2; exit 2; }; root=$2; shift 2 ;;
+    --gpu) gpu=1; shift ;;
+    --enable) enable=1; shift ;;
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+fail() { echo "install.sh: $*" >&2; exit 1; }
+# Runs a command, or prints it under --dry-run.
+run() {
+  if [ "$dry_run" -eq 1 ]; then printf 'would run:'; printf ' %q' "$@"; printf '\n'; else "$@"; fi
+}
+
+[ -n "$node_bin" ] && [ -x "$node_bin" ] || fail "no node binary (give --node PATH)"
+node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "node $node_major is too old: version 20 or later is needed"
+[ -f "$app_dir/agent/cli/bin.mjs" ] || fail "$app_dir does not hold agent/cli/bin.mjs (give --app-dir)"
+case "$app_dir$node_bin" in *'#'*|*'&'*|*'\'*) fail "paths must not contain #, & or backslash" ;; esac
+
+unit_dir="$root/etc/systemd/system"
+conf_dir="$root/etc/provenance-agent"
+unit="$unit_dir/provenance-agent.service"
+
+if [ -z "$root" ]; then
+  [ "$dry_run" -eq 1 ] || [ "$(id -u)" -eq 0 ] || fail "run as root (or use --root DIR / --dry-run)"
+  if ! getent group provenance >/dev/null; then run groupadd --system provenance; fi
+  if ! getent passwd provenance >/dev/null; then
+    run useradd --system --gid provenance --home-dir /var/lib/provenance-agent --no-create-home --shell /usr/sbin/nologin provenance
+  fi
+  if [ "$gpu" -eq 1 ]; then run usermod --append --groups video provenance; fi
+fi
+
+run install -d -m 0755 "$unit_dir" "$conf_dir"
+if [ "$dry_run" -eq 1 ]; then
+  echo "would write: $unit (ExecStart: $node_bin $app_dir/agent/cli/bin.mjs start --config /etc/provenance-agent/config.json)"
+else
+  tmp=$(mktemp)
+  sed -e "s#@NODE@#$node_bin#g" -e "s#@APP_DIR@#$app_dir#g" "$script_dir/provenance-agent.service" > "$tmp"
+  install -m 0644 "$tmp" "$unit"
+  rm -f "$tmp"
+fi
+if [ -e "$conf_dir/config.json" ]; then
+  echo "keeping existing $conf_dir/config.json"
+else
+  run install -m 0640 "$script_dir/config.example.json" "$conf_dir/config.json"
+  if [ -z "$root" ]; then run chgrp provenance "$conf_dir/config.json"; fi
+  echo "edit $conf_dir/config.json (deviceId, profile, models, brokerUrl, policyAdminPublicKey) before starting"
+fi
+
+if [ -z "$root" ]; then
+  run systemctl daemon-reload
+  if [ "$enable" -eq 1 ]; then run systemctl enable --now provenance-agent.service; fi
+fi
+if [ "$dry_run" -eq 1 ]; then echo "dry run: nothing was changed"; else echo "installed $unit"; fi

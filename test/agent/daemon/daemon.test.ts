@@ -1,0 +1,279 @@
+import t from 'tap'
+import { request } from 'node:http'
+import { connect } from 'node:net'
+import { readFile, writeFile, access } from 'node:fs/promises'
+import { join } from 'node:path'
+import mqtt from 'mqtt'
+import ort from 'onnxruntime-node'
+import { Daemon, type DaemonOptions, type DaemonStatus } from '../../../agent/daemon/index.js'
+import { resolveProfile } from '../../../agent/profile/index.js'
+import { RecordLog } from '../../../agent/log/index.js'
+import { KeyRing } from '../../../agent/keys/index.js'
+import type { Logger } from '../../../agent/session/index.js'
+import { createSigner, deviceTopic, sha256, signPolicy, toHex, verifyChain, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
+import { makeClassifierModel, makeClassifierVariant, runClassifierReference } from '../../helpers/onnx-models.js'
+import { startMosquitto } from '../../helpers/mosquitto.js'
+import { makeTempDir } from '../../helpers/tmp.js'
+
+// As the CLI does: provider failures reach our log as warnings, not as onnxruntime's own lines.
+ort.env.logLevel = 'fatal'
+
+const admin = createSigner(new Uint8Array(32).fill(7))
+const modelA = makeClassifierModel({ seed: 1 })
+const modelB = makeClassifierVariant({ seed: 1 }, { tensor: 'b', index: 1 })
+const policy = (o: Partial<ModelPolicy> = {}): Uint8Array =>
+  signPolicy({ issuedAtMs: 1, version: 1, mode: 'enforce', modelHashes: [sha256(modelA)], fleetId: 'f', ...o }, admin).envelope
+
+function captureLogger (): Logger & { lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const put = (obj: object, msg?: string): void => { lines.push({ ...obj, msg }) }
+  return { lines, info: put, warn: put, error: put }
+}
+
+async function setup (t: { teardown: (fn: () => unknown) => void }, o: Partial<DaemonOptions> & { profileName?: string } = {}) {
+  const dir = await makeTempDir(t, 'prov-daemon-')
+  await writeFile(join(dir, 'a.onnx'), modelA)
+  await writeFile(join(dir, 'b.onnx'), modelB)
+  const logger = captureLogger()
+  const options: DaemonOptions = {
+    deviceId: 'dev-d',
+    stateDir: join(dir, 'state'),
+    profile: await resolveProfile(o.profileName ?? 'generic-x86_64'),
+    models: [{ name: 'tiny', path: join(dir, 'a.onnx') }],
+    statusPort: 0,
+    logger,
+    ...o
+  }
+  const start = async (): Promise<Daemon> => {
+    const daemon = await Daemon.start(options)
+    t.teardown(async () => await daemon.stop('test teardown'))
+    return daemon
+  }
+  return { dir, logger, options, start }
+}
+
+interface Reply { status: number, body: any }
+async function call (port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body)
+  return await new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        resolve({ status: res.statusCode ?? 0, body: res.headers['content-type'] === 'application/json' ? JSON.parse(text) : text })
+      })
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** A request announcing a body larger than the daemon takes; the daemon answers before reading it. */
+async function callTooLarge (port: number): Promise<Reply> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('utf8') })
+    socket.on('error', reject)
+    socket.on('close', () => {
+      const status = Number(text.split(' ')[1])
+      resolve({ status, body: JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) })
+    })
+    socket.write(`POST /v1/models/tiny/run HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\nconnection: close\r\n\r\n{`)
+  })
+}
+
+const f32 = (values: number[]): string => Buffer.from(Float32Array.from(values).buffer).toString('base64')
+const runBody = (x: number[], decision?: string) => ({ inputs: { x: { type: 'float32', dims: [1, 4], data: f32(x) } }, ...(decision !== undefined ? { decision } : {}) })
+
+async function waitFor (what: string, fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+t.test('behavior: an application runs the tiny classifier over HTTP, gets its outputs and its durable record', async t => {
+  const { start, options } = await setup(t)
+  const daemon = await start()
+  const x = [0.1, -0.2, 0.3, 0.4]
+  const reply = await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody(x, 'class=2'))
+  t.equal(reply.status, 200, JSON.stringify(reply.body))
+  t.equal(reply.body.modelHash, toHex(sha256(modelA)))
+  const probs = reply.body.outputs.probs
+  t.same(probs.dims, [1, 3])
+  const got = [...new Float32Array(new Uint8Array(Buffer.from(probs.data, 'base64')).buffer)]
+  runClassifierReference({ seed: 1 }, x).forEach((p, i) => t.ok(Math.abs(p - (got[i] as number)) < 1e-5, `probs[${i}]`))
+  t.equal(reply.body.record.seq, 2, 'boot 0, model-load 1, inference 2')
+  const stored = await daemon.log.get(2)
+  t.equal(toHex(stored?.hash ?? new Uint8Array()), reply.body.record.hash, 'the record the caller got is the one in the log')
+  t.equal((stored?.record.body as InferenceBody).decision, 'class=2')
+
+  const s = (await call(daemon.port, 'GET', '/status')).body as DaemonStatus
+  t.equal(s.deviceId, 'dev-d')
+  t.equal(s.seq, 2)
+  t.equal(s.boot, 1)
+  t.equal(s.state, 'running')
+  t.match(s.profile.id, /^generic-x86_64@/)
+  t.same(s.uplink, { configured: false })
+  t.same(s.policy, { configured: false })
+  t.equal(s.budget.budgetBytes, options.profile.profile.storage.budgetBytes)
+  t.ok(s.budget.usedBytes > 0 && s.budget.diskBytes > 0)
+  t.match(s.models, [{ name: 'tiny', state: 'loaded', runnable: true, modelHash: toHex(sha256(modelA)), providers: ['cpu'], fallback: false, policy: 'unchecked', loadSeq: 1 }])
+  t.equal(s.publicKey, toHex((await KeyRing.open(join(options.stateDir, 'keys', 'device-key.json'))).publicKey))
+  await access(join(options.stateDir, 'daemon.json'))
+
+  await daemon.stop('signal SIGTERM')
+  await t.rejects(access(join(options.stateDir, 'daemon.json')), 'the runtime file is removed')
+  const ring = await KeyRing.open(join(options.stateDir, 'keys', 'device-key.json'))
+  const log = await RecordLog.open({ dir: join(options.stateDir, 'records'), deviceId: 'dev-d', signer: ring.signer })
+  const records = await log.range(0, 100)
+  await log.close()
+  t.same(records.map(r => r.record.body.kind), ['boot', 'model-load', 'inference', 'shutdown'])
+  t.match(records.at(-1)?.record.body, { kind: 'shutdown', reason: 'signal SIGTERM' })
+  t.equal(verifyChain(records, { deviceId: 'dev-d', keyAt: ring.keyAt }).failure, undefined)
+})
+
+t.test('behavior: on a Jetson profile without GPU the model falls back to CPU, and the log and status say so', async t => {
+  const { start, logger } = await setup(t, { profileName: 'jetson-orin-nano' })
+  const daemon = await start()
+  const m = (await daemon.status()).models[0]
+  t.equal(m?.fallback, true)
+  t.same(m?.providers, ['cpu'])
+  t.same(m?.requestedProviders, ['tensorrt', 'cuda', 'cpu'])
+  t.same(m?.providerWarnings.map(w => w.provider), ['tensorrt', 'cuda'])
+  t.ok(logger.lines.some(l => l.msg === 'model runs on a fallback execution provider (cpu instead of tensorrt)'), 'one warning names the fallback')
+  const load = await daemon.log.get(1)
+  t.same((load?.record.body as ModelLoadBody).providers, ['cpu'], 'the model-load record names the provider that runs')
+})
+
+t.test('error: bad requests get a code and an HTTP status, and cost no seq', async t => {
+  const { start } = await setup(t)
+  const daemon = await start()
+  const port = daemon.port
+  const cases: Array<[string, Reply, number, string]> = [
+    ['unknown model', await call(port, 'POST', '/v1/models/nope/run', runBody([1, 2, 3, 4])), 404, 'MODEL_UNKNOWN'],
+    ['not JSON', await call(port, 'POST', '/v1/models/tiny/run', '{'), 400, 'REQUEST_INVALID'],
+    ['wrong content type', await call(port, 'POST', '/v1/models/tiny/run', JSON.stringify(runBody([1, 2, 3, 4])), { 'content-type': 'text/plain' }), 400, 'REQUEST_INVALID'],
+    ['bad tensor', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { x: { type: 'float33', dims: [1, -4], data: 5 } }, extra: 1 }), 400, 'REQUEST_INVALID'],
+    ['wrong input name', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { y: { type: 'float32', dims: [1, 4], data: f32([1, 2, 3, 4]) } } }), 400, 'INPUT_INVALID'],
+    ['wrong shape', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { x: { type: 'float32', dims: [1, 5], data: f32([1, 2, 3, 4, 5]) } } }), 422, 'INFERENCE_FAILED'],
+    ['foreign Host header', await call(port, 'GET', '/status', undefined, { host: 'attacker.example' }), 400, 'REQUEST_INVALID'],
+    ['a web page', await call(port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]), { origin: 'http://attacker.example' }), 400, 'REQUEST_INVALID'],
+    ['unknown route', await call(port, 'GET', '/v2/whatever'), 404, 'ROUTE_UNKNOWN'],
+    ['too large', await callTooLarge(port), 413, 'REQUEST_TOO_LARGE']
+  ]
+  for (const [what, reply, status, code] of cases) {
+    t.equal(reply.status, status, `${what}: HTTP ${status}`)
+    t.equal(reply.body.error?.code, code, `${what}: ${code}`)
+  }
+  const bad = cases[3]?.[1].body.error.message as string
+  for (const field of ['inputs.x.type', 'inputs.x.dims[1]', 'extra']) t.match(bad, field, `names ${field}`)
+  t.equal(daemon.log.head.seq, 1, 'no record for a refused request')
+  t.equal((await call(port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).body.record.seq, 2)
+})
+
+t.test('behavior: under enforce a refused model is not loaded and runs are refused; a newer policy that approves it loads it', async t => {
+  const { start, options, dir, logger } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f' })
+  options.models = [{ name: 'tiny', path: join(dir, 'a.onnx') }, { name: 'other', path: join(dir, 'b.onnx') }]
+  const { writeFileAtomic } = await import('../../../agent/keys/index.js')
+  await writeFileAtomic(join(options.stateDir, 'policy.cbor'), policy())
+  const daemon = await start()
+  const s = await daemon.status()
+  t.match(s.policy, { configured: true, version: 1, mode: 'enforce' })
+  t.match(s.models, [{ name: 'tiny', state: 'loaded', policy: 'approved' }, { name: 'other', state: 'refused', runnable: false, error: { code: 'MODEL_NOT_APPROVED' } }])
+  t.ok(logger.lines.some(l => l.msg === 'model refused by policy; nothing was loaded'))
+  const refused = await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))
+  t.equal(refused.status, 503)
+  t.match(refused.body.error.message, /MODEL_NOT_APPROVED/)
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'model-load'], 'no record for the refused model')
+
+  await t.rejects(daemon.acceptPolicy(policy({ version: 1, modelHashes: [sha256(modelB)] })), { code: 'POLICY_STALE' })
+  t.equal(await daemon.acceptPolicy(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), 'accepted')
+  t.match((await daemon.status()).models[1], { name: 'other', state: 'loaded', policy: 'approved', runnable: true })
+  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
+  await daemon.acceptPolicy(policy({ version: 3, modelHashes: [sha256(modelB)] }))
+  const dropped = await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))
+  t.equal(dropped.status, 403, 'a model the newer policy dropped runs no more')
+  t.equal(dropped.body.error.code, 'MODEL_NOT_APPROVED')
+})
+
+t.test('behavior: reload notices a swapped file; an unapproved replacement is refused and the loaded model stays in service', async t => {
+  const { start, options, dir, logger } = await setup(t, { policyAdminPublicKey: admin.publicKey })
+  await (await import('../../../agent/keys/index.js')).writeFileAtomic(join(options.stateDir, 'policy.cbor'), policy({ modelHashes: [sha256(modelA)] }))
+  const daemon = await start()
+  await writeFile(join(dir, 'a.onnx'), modelB)
+  const reply = await call(daemon.port, 'POST', '/v1/models/tiny/reload')
+  t.equal(reply.status, 403)
+  t.equal(reply.body.error.code, 'MODEL_NOT_APPROVED')
+  const s = await daemon.status()
+  t.match(s.models[0], { state: 'loaded', modelHash: toHex(sha256(modelA)), runnable: true, error: { code: 'MODEL_NOT_APPROVED' } })
+  t.equal((await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).body.modelHash, toHex(sha256(modelA)), 'runs go to the approved model')
+  await daemon.acceptPolicy(policy({ version: 2, mode: 'audit' }))
+  const audited = await call(daemon.port, 'POST', '/v1/models/tiny/reload')
+  t.equal(audited.status, 200)
+  t.match(audited.body, { modelHash: toHex(sha256(modelB)), policy: 'unapproved' })
+  t.ok(logger.lines.some(l => l.msg === 'model file changed on disk since it was last loaded' && l.previousHash === toHex(sha256(modelA))))
+  const models = (await daemon.log.range(0, 100)).filter(r => r.record.body.kind === 'model-load').map(r => (r.record.body as ModelLoadBody).policy)
+  t.same(models, ['approved', 'unapproved'])
+})
+
+t.test('error: no boot record and nothing listening when the start checks fail', async t => {
+  const { options, dir } = await setup(t)
+  const check = async (o: Partial<DaemonOptions>, code: string, logMayExist = false): Promise<void> => {
+    await t.rejects(Daemon.start({ ...options, ...o }), { code }, code)
+    if (!logMayExist) await t.rejects(access(join(options.stateDir, 'records')), `${code}: no record log was created`)
+  }
+  await check({ models: [{ name: 'gone', path: join(dir, 'missing.onnx') }] }, 'MODEL_UNREADABLE')
+  await check({ models: [{ name: 'dir', path: dir }] }, 'MODEL_UNREADABLE')
+  await (await import('node:fs/promises')).mkdir(options.stateDir, { recursive: true })
+  await writeFile(join(options.stateDir, 'policy.cbor'), policy())
+  await check({}, 'POLICY_NOT_CONFIGURED')
+  await check({ policyAdminPublicKey: createSigner(new Uint8Array(32).fill(1)).publicKey }, 'POLICY_SIGNATURE_INVALID')
+  const { rm } = await import('node:fs/promises')
+  await rm(join(options.stateDir, 'policy.cbor'))
+  const first = await Daemon.start(options)
+  t.teardown(async () => await first.stop())
+  await check({ statusPort: first.port }, 'LISTEN_FAILED', true)
+  const rows = await first.log.range(0, 100)
+  t.same(rows.map(r => r.record.body.kind), ['boot', 'model-load'], 'the failed starts left no trace')
+})
+
+t.test('behavior: a retained policy published on the broker reaches the daemon through the uplink', async t => {
+  const broker = await startMosquitto()
+  t.teardown(async () => await broker.close())
+  const { start, options, dir } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url })
+  options.models = [{ name: 'tiny', path: join(dir, 'a.onnx') }, { name: 'other', path: join(dir, 'b.onnx') }]
+  const admin$ = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
+  t.teardown(async () => await admin$.endAsync())
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ modelHashes: [sha256(modelA)] })), { qos: 1, retain: true })
+  const daemon = await start()
+  // No policy was stored yet: both models loaded unchecked before the uplink connected.
+  await waitFor('the policy', async () => (await daemon.status()).policy.version === 1)
+  const s = await daemon.status()
+  t.match(s.uplink, { configured: true, connected: true })
+  t.match(s.models, [{ name: 'tiny', policy: 'unchecked', runnable: true }, { name: 'other', policy: 'unchecked', runnable: false }], 'enforce now blocks the unlisted model')
+  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_NOT_APPROVED')
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), { qos: 1, retain: true })
+  await waitFor('the second policy', async () => (await daemon.status()).policy.version === 2)
+  t.match((await daemon.status()).models[1], { name: 'other', runnable: true })
+  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
+  const stored = await readFile(join(options.stateDir, 'policy.cbor'))
+  t.equal(stored.byteLength, policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] }).byteLength, 'the accepted policy is stored')
+})
+
+t.test('error: a model that only fails once parsed stops the start after the boot record, with a shutdown record saying why', async t => {
+  const { options, dir } = await setup(t)
+  await writeFile(join(dir, 'garbage.onnx'), Buffer.from('this is not a model at all'))
+  const e = await Daemon.start({ ...options, statusPort: 0, models: [{ name: 'junk', path: join(dir, 'garbage.onnx') }] }).catch(err => err)
+  t.equal(e.code, 'MODEL_NOT_ONNX')
+  await t.rejects(access(join(options.stateDir, 'daemon.json')), 'not left running')
+  const ring = await KeyRing.open(join(options.stateDir, 'keys', 'device-key.json'))
+  const log = await RecordLog.open({ dir: join(options.stateDir, 'records'), deviceId: 'dev-d', signer: ring.signer })
+  const records = await log.range(0, 10)
+  await log.close()
+  t.same(records.map(r => r.record.body.kind), ['boot', 'shutdown'])
+  t.match(records[1]?.record.body, { reason: 'start failed: MODEL_NOT_ONNX' })
+})
