@@ -1,0 +1,197 @@
+/**
+ * Forensics benchmark (issue 6): `verify` throughput in records per second against @noble/ed25519's
+ * raw verifications per second measured in the same run (noble is what bounds it: every record's
+ * signature is checked with it), the extrapolation to a device with 1 M records, and the size of a
+ * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N]
+ */
+import { resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import * as noble from '@noble/ed25519'
+import {
+  BUNDLE_FORMAT, BUNDLE_LIMITS, MerkleTree, RECORD_SIGNING_PREFIX, concat, encodeBundle, encodeBundleRecord, formatCheckpoint, formatProof,
+  hashLeaf, sha256, toHex, verifySignature, type Bundle, type ProofExtra, type SignedRecord
+} from '../protocol/index.js'
+import { startDevChain, deviceIdOf } from '../contracts/index.js'
+import { verifyBundle } from '../forensics/verify/index.js'
+import { buildTimeline } from '../forensics/timeline/index.js'
+import { createProgress } from '../forensics/cli/index.js'
+import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
+
+/** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
+const BATCH_RECORDS = 10_000
+const ONE_MILLION = 1_000_000
+
+export interface ForensicsBenchResult {
+  records: number
+  verify: { offlineRecordsPerSec: number, perRecordMs: number, onlineRecords: number, onlineRecordsPerSec: number }
+  noble: { rawVerifiesPerSec: number, strictVerifiesPerSec: number, ratioToRaw: number, ratioToStrict: number }
+  extrapolation: { oneMillionRecordsMin: number }
+  bundle: { bytesPer1kRecords: number, recordBytesPer1k: number, proofBytesPer1k: number, oneMillionRecordsMiB: number, recordsPerMaxBundle: number }
+  timeline: { recordsPerSec: number }
+}
+
+function argValue (name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  const v = i === -1 ? undefined : Number(process.argv[i + 1])
+  return v !== undefined && Number.isSafeInteger(v) && v > 0 ? v : fallback
+}
+
+/** One device's history: boot, model load, then inferences, signed with node:crypto like the agent. */
+function makeHistory (count: number): ChainBuilder {
+  const b = new ChainBuilder({ deviceId: 'bench-device-0001', stepMs: 50 })
+  b.append(sampleBody('boot'))
+  b.append(sampleBody('model-load', 0))
+  while (b.records.length < count) b.appendInference()
+  return b
+}
+
+/** Batches of BATCH_RECORDS leaves with proofs as the gateway formats them (anchoring extra lines included). */
+function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
+  const proofs: Bundle['proofs'] = []
+  const anchors: Bundle['anchors'] = []
+  for (let at = 0, i = 0; at < b.records.length; at += BATCH_RECORDS, i++) {
+    const batch: SignedRecord[] = b.records.slice(at, at + BATCH_RECORDS)
+    const tree = new MerkleTree(batch.map(r => hashLeaf(r.envelope)))
+    const checkpoint = { origin: `bench-gateway/batch/${i + 1}`, size: tree.size, rootHash: tree.root() }
+    const anchor = anchorsOf({ root: tree.root(), size: tree.size, first: batch[0]?.record.timeMs as number, last: batch[batch.length - 1]?.record.timeMs as number, checkpoint: formatCheckpoint(checkpoint) }, i)
+    anchors.push(anchor)
+    batch.forEach((r, index) => {
+      const extra: ProofExtra[] = [
+        { key: 'device', value: b.deviceId }, { key: 'seq', value: String(r.record.seq) }, { key: 'gateway-batch', value: String(i + 1) },
+        { key: 'chain-id', value: String(chain.chainId) }, { key: 'contract', value: chain.registry }, { key: 'batch-id', value: anchor.onChainBatchId },
+        { key: 'tx-hash', value: anchor.txHash }, { key: 'block', value: String(anchor.blockNumber) }, { key: 'block-hash', value: anchor.blockHash }
+      ]
+      proofs.push({ seq: r.record.seq, proof: formatProof({ index, hashes: tree.proveInclusion(index), checkpoint, extra }) })
+    })
+  }
+  return {
+    format: BUNDLE_FORMAT,
+    createdAtMs: Date.now(),
+    device: { id: b.deviceId, keys: [{ publicKey: toHex(b.signer.publicKey), validFromMs: 0 }] },
+    chain,
+    models: [{ hash: toHex(fakeHash('model/0')), name: 'detector', version: '1.0.0', parentHash: null, manifestHash: toHex(fakeHash('manifest/0')), status: 'approved', metadataUri: '' }],
+    records: b.records.map(r => encodeBundleRecord(r.envelope)),
+    proofs,
+    anchors
+  }
+}
+
+function rate (count: number, ms: number): number {
+  return count / (ms / 1000)
+}
+
+export async function main (): Promise<ForensicsBenchResult> {
+  const count = argValue('records', 20_000)
+  const onlineCount = argValue('online', 2_000)
+  const log = (s: string): void => { process.stderr.write(s + '\n') }
+
+  // Baseline: noble's own verification of the same messages, in this run.
+  const sample = makeHistory(Math.min(count, 2_000))
+  const messages = sample.records.map(r => ({ sig: r.signature, msg: concat(RECORD_SIGNING_PREFIX, r.recordBytes) }))
+  const key = sample.signer.publicKey
+  const n = Math.min(messages.length, 1_000)
+  let t0 = performance.now()
+  for (let i = 0; i < n; i++) { const m = messages[i]; if (m === undefined || !noble.verify(m.sig, m.msg, key, { zip215: false })) throw new Error('noble rejected a record') }
+  const rawVerifiesPerSec = rate(n, performance.now() - t0)
+  t0 = performance.now()
+  for (let i = 0; i < n; i++) { const m = messages[i]; if (m === undefined || !verifySignature(m.sig, m.msg, key, 'noble')) throw new Error('rejected') }
+  const strictVerifiesPerSec = rate(n, performance.now() - t0)
+  log(`noble: ${rawVerifiesPerSec.toFixed(0)} raw verifies/s, ${strictVerifiesPerSec.toFixed(0)} with the strict point checks of docs/PROTOCOL.md §4`)
+
+  // Offline verification of `count` records.
+  log(`building ${count} signed records and their proofs...`)
+  const history = makeHistory(count)
+  const chainFacts = { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 1 }
+  const bundle = makeBundle(history, (b, i) => ({
+    root: toHex(b.root), size: b.size, onChainBatchId: String(i + 1), txHash: '0x' + toHex(sha256(b.root)), blockNumber: i + 2,
+    blockHash: '0x' + toHex(sha256(sha256(b.root))), firstRecordTimeMs: b.first, lastRecordTimeMs: b.last, metadataHash: toHex(sha256(new TextEncoder().encode(b.checkpoint)))
+  }), chainFacts)
+  const progress = createProgress(process.stderr, { label: 'verify --offline' })
+  t0 = performance.now()
+  const verdict = await verifyBundle(bundle, { offline: true, onProgress: p => progress.update(p.phase, p.done, p.total) })
+  const offlineMs = performance.now() - t0
+  progress.finish()
+  if (verdict.verdict !== 'valid') throw new Error(`bench bundle did not verify: ${JSON.stringify(verdict.failures.slice(0, 3))}`)
+  const offlineRecordsPerSec = rate(count, offlineMs)
+
+  // Sizes.
+  const text = encodeBundle(bundle)
+  const bytes = Buffer.byteLength(text)
+  const recordBytes = bundle.records.reduce((s, r) => s + r.length + 6, 0)
+  const proofBytes = bundle.proofs.reduce((s, p) => s + JSON.stringify(p).length + 4, 0)
+
+  t0 = performance.now()
+  buildTimeline(bundle)
+  const timelinePerSec = rate(count, performance.now() - t0)
+
+  // Online verification: the same work plus the chain's facts over JSON-RPC (a local anvil).
+  const chain = await startDevChain()
+  let onlineRecordsPerSec = 0
+  try {
+    const small = makeHistory(onlineCount)
+    await chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(small.deviceId), publicKey: small.signer.publicKey, validFromMs: 0 })
+    await chain.registryAs('modelPublisher').registerModel({ modelHash: fakeHash('model/0'), name: 'detector', version: '1.0.0', manifestHash: fakeHash('manifest/0') })
+    await chain.registryAs('modelPublisher').approveModel(fakeHash('model/0'))
+    const anchored: Bundle['anchors'] = []
+    const onlineChain = { chainId: chain.anvil.chainId, registry: chain.deployment.address, readAtBlock: 0 }
+    const pending = makeBundle(small, (b, i) => {
+      const a = { root: toHex(b.root), size: b.size, onChainBatchId: String(i + 1), txHash: '0x' + '00'.repeat(32), blockNumber: 0, blockHash: '0x' + '00'.repeat(32), firstRecordTimeMs: b.first, lastRecordTimeMs: b.last, metadataHash: toHex(sha256(new TextEncoder().encode(b.checkpoint))) }
+      anchored.push(a)
+      return a
+    }, onlineChain)
+    const registry = chain.registryAs('anchorer')
+    for (const a of anchored) {
+      const r = await registry.anchor({ root: '0x' + a.root, size: a.size, firstRecordTimeMs: a.firstRecordTimeMs, lastRecordTimeMs: a.lastRecordTimeMs, metadataHash: '0x' + a.metadataHash })
+      a.onChainBatchId = r.batchId.toString()
+      a.txHash = r.txHash
+      a.blockNumber = r.blockNumber
+      a.blockHash = (await chain.provider.getBlock(r.blockNumber))?.hash as string
+    }
+    const online = { ...pending, anchors: anchored, chain: { ...onlineChain, readAtBlock: await chain.provider.getBlockNumber() }, proofs: pending.proofs.map(p => ({ seq: p.seq, proof: p.proof })) }
+    // The proofs' extra lines were written before the anchoring: drop them, the facts are the chain's.
+    online.proofs = makeBundle(small, (_b, i) => anchored[i] as Bundle['anchors'][number], online.chain).proofs
+    t0 = performance.now()
+    const v = await verifyBundle(online, { rpcUrl: chain.anvil.rpcUrl })
+    const onlineMs = performance.now() - t0
+    if (v.verdict !== 'valid') throw new Error(`online bench bundle did not verify: ${JSON.stringify(v.failures.slice(0, 3))}`)
+    onlineRecordsPerSec = rate(onlineCount, onlineMs)
+  } finally {
+    await chain.stop()
+  }
+
+  const result: ForensicsBenchResult = {
+    records: count,
+    verify: { offlineRecordsPerSec, perRecordMs: offlineMs / count, onlineRecords: onlineCount, onlineRecordsPerSec },
+    noble: { rawVerifiesPerSec, strictVerifiesPerSec, ratioToRaw: offlineRecordsPerSec / rawVerifiesPerSec, ratioToStrict: offlineRecordsPerSec / strictVerifiesPerSec },
+    extrapolation: { oneMillionRecordsMin: ONE_MILLION / offlineRecordsPerSec / 60 },
+    bundle: {
+      bytesPer1kRecords: (bytes / count) * 1000,
+      recordBytesPer1k: (recordBytes / count) * 1000,
+      proofBytesPer1k: (proofBytes / count) * 1000,
+      oneMillionRecordsMiB: (bytes / count) * ONE_MILLION / 2 ** 20,
+      recordsPerMaxBundle: Math.floor(BUNDLE_LIMITS.bundleBytes / (bytes / count))
+    },
+    timeline: { recordsPerSec: timelinePerSec }
+  }
+
+  const f = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
+  console.log(`forensics bench, ${count} records (${Math.ceil(count / BATCH_RECORDS)} batches of ≤ ${BATCH_RECORDS}), one run
+| measure | value |
+| --- | ---: |
+| verify --offline | ${f(offlineRecordsPerSec)} records/s (${f(result.verify.perRecordMs, 3)} ms/record) |
+| verify online (anvil, ${onlineCount} records) | ${f(onlineRecordsPerSec)} records/s |
+| noble raw verify | ${f(rawVerifiesPerSec)} /s |
+| noble verify + strict point checks (§4) | ${f(strictVerifiesPerSec)} /s |
+| verify / noble raw | ${f(result.noble.ratioToRaw, 2)} |
+| verify / noble strict | ${f(result.noble.ratioToStrict, 2)} |
+| 1 M records, extrapolated | ${f(result.extrapolation.oneMillionRecordsMin, 1)} min on one core |
+| bundle size | ${f(result.bundle.bytesPer1kRecords / 1024, 1)} KiB per 1 000 records (records ${f(result.bundle.recordBytesPer1k / 1024, 1)} KiB, proofs ${f(result.bundle.proofBytesPer1k / 1024, 1)} KiB) |
+| 1 M records in bundles | ${f(result.bundle.oneMillionRecordsMiB)} MiB: ≥ ${Math.ceil(ONE_MILLION / result.bundle.recordsPerMaxBundle)} bundles of ≤ ${BUNDLE_LIMITS.bundleBytes / 2 ** 20} MiB (${f(result.bundle.recordsPerMaxBundle)} records each) |
+| timeline | ${f(timelinePerSec)} records/s |`)
+  return result
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch(e => { console.error(e); process.exit(1) })
+}

@@ -1,0 +1,390 @@
+/**
+ * The investigator's command line: `provenance verify|timeline|export|report`, run as
+ * `node --import tsx forensics/cli.ts <command> …`. Results on stdout (text, or JSON with --json),
+ * progress and errors on stderr (`CODE: message`). Exit codes: 0 ok / valid verdict, 1 failure or
+ * invalid verdict, 2 usage error. Offline verification loads no chain code at all: export and
+ * online verification load it on demand.
+ */
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, encodeBundle, type Bundle } from '../protocol/index.js'
+import { ForensicsError } from './errors.js'
+import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
+import { createProgress, type ProgressStream } from './cli/progress.js'
+import { buildTimeline, type Timeline } from './timeline/index.js'
+import { renderReport } from './report/index.js'
+import { REASON_DESCRIPTIONS, verifyBundle, type Verdict, type VerifyOptions } from './verify/index.js'
+
+/** Environment variable read for the JSON-RPC URL when --rpc-url is not given. */
+export const RPC_URL_ENV = 'PROVENANCE_RPC_URL'
+
+export interface CliIo {
+  stdout: (text: string) => void
+  stderr: ProgressStream
+  env: Record<string, string | undefined>
+}
+
+const defaultIo: CliIo = {
+  stdout: text => { process.stdout.write(text) },
+  stderr: process.stderr,
+  env: process.env
+}
+
+const MAIN_USAGE = `usage: provenance <command> [options]
+
+Commands:
+  verify <bundle.json>    verify a bundle: signatures, hash chain, keys, models, inclusion proofs
+  timeline <bundle.json>  what ran on the device between two times
+  export                  export a bundle of a device from a gateway and the chain
+  report <bundle.json>    verify and write a single-file HTML report
+
+Run "provenance <command> --help" for the options of a command.
+Exit codes: 0 ok (valid verdict), 1 failure or invalid verdict (CODE: message on stderr), 2 usage error.
+`
+
+const VERIFY_OPTIONS = `  --offline               judge against the bundle's own facts; no network call at all
+  --rpc-url URL           judge against the chain (default: $${RPC_URL_ENV}); one of the two is required
+  --from TIME             judge records from this device time (Unix ms or ISO 8601)
+  --to TIME               ... up to this device time; the chain is still checked from the first record
+  --allow-unanchored      records not yet in an anchored batch are warnings, not failures
+  --max-findings N        list at most N failures and N warnings (counts stay exact; default 1000)`
+
+const USAGE: Record<string, string> = {
+  verify: `usage: provenance verify <bundle.json> (--offline | --rpc-url URL) [options]
+
+Verifies every record of the bundle: Ed25519 signature (@noble/ed25519), hash chain and honest gaps,
+the key valid at its time, its model's registry status, and its inclusion proof against an anchored
+root and tree size taken from the facts (the bundle's offline, the chain's online).
+
+${VERIFY_OPTIONS}
+  --json                  the verdict as JSON on stdout
+  --quiet                 no progress on stderr
+
+Exit 0: valid. Exit 1: invalid (the failures are on stdout; a summary on stderr), or an error.
+`,
+  timeline: `usage: provenance timeline <bundle.json> [options]
+
+What ran on the device: boots and reboots, model loads, inferences per model per interval,
+decisions, gaps, key rotations and shutdowns. Describes the records; run verify to judge them.
+
+  --from TIME             from this device time (Unix ms or ISO 8601)
+  --to TIME               up to this device time
+  --interval-ms N         bucket width for inference counts (default: a round width, ~48 buckets)
+  --json                  the timeline as JSON on stdout
+`,
+  export: `usage: provenance export --gateway URL --rpc-url URL --registry ADDRESS --device ID [options]
+
+Reads the device's records and inclusion proofs from the gateway's HTTP API and the registry's facts
+(key history, models, anchors) at one block, and writes a self-contained bundle.
+
+  --gateway URL           gateway HTTP API, e.g. http://127.0.0.1:8080
+  --rpc-url URL           JSON-RPC endpoint (default: $${RPC_URL_ENV})
+  --registry ADDRESS      registry contract address
+  --device ID             device id
+  --from TIME, --to TIME  only records in this device-time window (Unix ms or ISO 8601)
+  --out FILE              write the bundle there (default: stdout)
+  --concurrency N         proof requests in flight (default 8)
+  --json                  with --out: a JSON summary on stdout
+  --quiet                 no progress on stderr
+`,
+  report: `usage: provenance report <bundle.json> (--offline | --rpc-url URL) [options]
+
+Verifies the bundle and writes a single-file HTML report (no script, no external resource):
+verdict and failures, timeline chart, models, gaps, anchors, a few inclusion proofs.
+
+${VERIFY_OPTIONS}
+  --interval-ms N         timeline bucket width
+  --out FILE              write the HTML there (default: stdout)
+  --json                  with --out: the verdict as JSON on stdout
+  --quiet                 no progress on stderr
+
+Exit 0: report written, verdict valid. Exit 1: report written, verdict invalid; or an error.
+`
+}
+
+const VERIFY_FLAGS: Record<string, FlagKind> = {
+  offline: 'boolean', 'rpc-url': 'string', from: 'string', to: 'string', 'allow-unanchored': 'boolean', 'max-findings': 'string',
+  json: 'boolean', quiet: 'boolean', help: 'boolean'
+}
+const SPECS: Record<string, Record<string, FlagKind>> = {
+  verify: VERIFY_FLAGS,
+  timeline: { from: 'string', to: 'string', 'interval-ms': 'string', json: 'boolean', help: 'boolean' },
+  export: {
+    gateway: 'string', 'rpc-url': 'string', registry: 'string', device: 'string', from: 'string', to: 'string', out: 'string',
+    concurrency: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
+  },
+  report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' }
+}
+
+/**
+ * Runs one CLI invocation; resolves to the exit code. Never throws: errors are printed.
+ */
+export async function runCli (argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
+  const [command, ...rest] = argv
+  const err = (text: string): void => { io.stderr.write(text) }
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    if (command === undefined) { err(MAIN_USAGE); return 2 }
+    io.stdout(MAIN_USAGE)
+    return 0
+  }
+  const spec = SPECS[command]
+  if (spec === undefined) { err(`usage error: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
+  try {
+    const args = parseArgs(rest, spec)
+    if (args.flags.has('help')) { io.stdout(USAGE[command] as string); return 0 }
+    switch (command) {
+      case 'verify': return await runVerify(args, io)
+      case 'timeline': return await runTimeline(args, io)
+      case 'export': return await runExport(args, io)
+      default: return await runReport(args, io)
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`usage error: ${e.message}\n\n${USAGE[command] as string}`)
+      return 2
+    }
+    if (e instanceof ProvenanceError) {
+      err(`${e.code}: ${e.message}\n`)
+      return 1
+    }
+    err(`INTERNAL: ${(e as Error)?.stack ?? String(e)}\n`)
+    return 1
+  }
+}
+
+function onePath (args: ParsedArgs): string {
+  if (args.positional.length !== 1) throw new UsageError(args.positional.length === 0 ? 'give the bundle file' : 'give exactly one bundle file')
+  return args.positional[0] as string
+}
+
+/** The bundle file: size checked before reading it. */
+async function readBundleFile (path: string): Promise<Bundle> {
+  let size: number
+  try {
+    const s = await stat(path)
+    if (!s.isFile()) throw new ForensicsError('IO_FAILED', `${path} is not a file`)
+    size = s.size
+  } catch (e) {
+    if (e instanceof ForensicsError) throw e
+    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
+  }
+  if (size > BUNDLE_LIMITS.bundleBytes) throw new BundleError('BUNDLE_TOO_LARGE', `${path} has ${size} bytes, at most ${BUNDLE_LIMITS.bundleBytes}`)
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(path)
+  } catch (e) {
+    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
+  }
+  return decodeBundle(bytes)
+}
+
+async function writeOut (path: string, text: string): Promise<void> {
+  try {
+    await writeFile(path, text)
+  } catch (e) {
+    throw new ForensicsError('IO_FAILED', `cannot write ${path}: ${(e as Error).message}`, { cause: e })
+  }
+}
+
+function verifyOptions (args: ParsedArgs, io: CliIo): VerifyOptions {
+  const offline = args.flags.has('offline')
+  const flagUrl = stringFlag(args, 'rpc-url')
+  if (offline && flagUrl !== undefined) throw new UsageError('--offline and --rpc-url exclude each other')
+  const rpcUrl = offline ? undefined : flagUrl ?? io.env[RPC_URL_ENV]
+  if (!offline && (rpcUrl === undefined || rpcUrl === '')) throw new UsageError(`give --offline, or --rpc-url (or $${RPC_URL_ENV}) to verify against the chain`)
+  const fromMs = timeFlag(args, 'from')
+  const toMs = timeFlag(args, 'to')
+  if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new UsageError('--to is before --from')
+  const maxFindings = intFlag(args, 'max-findings')
+  const progress = createProgress(io.stderr, { label: 'verify' }, !args.flags.has('quiet'))
+  return {
+    ...(offline ? { offline: true } : { rpcUrl }),
+    ...(fromMs === undefined ? {} : { fromMs }),
+    ...(toMs === undefined ? {} : { toMs }),
+    ...(maxFindings === undefined ? {} : { maxFindings }),
+    allowUnanchored: args.flags.has('allow-unanchored'),
+    onProgress: p => {
+      progress.update(p.phase, p.done, p.total)
+      if (p.phase === 'records' && p.done === p.total) progress.finish()
+    }
+  }
+}
+
+function invalidSummary (v: Verdict): string {
+  const first = v.failures[0]
+  const at = first === undefined ? '' : `; first: ${first.seq === undefined ? 'bundle' : `seq ${first.seq}`} ${first.reason}`
+  return `VERDICT_INVALID: ${v.counts.failures} failure(s) on ${v.counts.recordsFailed} record(s)${at}\n`
+}
+
+async function runVerify (args: ParsedArgs, io: CliIo): Promise<number> {
+  const path = onePath(args)
+  const options = verifyOptions(args, io)
+  const bundle = await readBundleFile(path)
+  const verdict = await verifyBundle(bundle, options)
+  io.stdout(args.flags.has('json') ? JSON.stringify(verdict, null, 2) + '\n' : formatVerdict(verdict))
+  if (verdict.verdict === 'invalid') { io.stderr.write(invalidSummary(verdict)); return 1 }
+  return 0
+}
+
+async function runTimeline (args: ParsedArgs, io: CliIo): Promise<number> {
+  const path = onePath(args)
+  const fromMs = timeFlag(args, 'from')
+  const toMs = timeFlag(args, 'to')
+  if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new UsageError('--to is before --from')
+  const intervalMs = intFlag(args, 'interval-ms')
+  const bundle = await readBundleFile(path)
+  let timeline: Timeline
+  try {
+    timeline = buildTimeline(bundle, { ...(fromMs === undefined ? {} : { fromMs }), ...(toMs === undefined ? {} : { toMs }), ...(intervalMs === undefined ? {} : { intervalMs }) })
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message)
+    throw e
+  }
+  io.stdout(args.flags.has('json') ? JSON.stringify(timeline, null, 2) + '\n' : formatTimeline(timeline))
+  return 0
+}
+
+async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
+  if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
+  const need = (name: string): string => {
+    const v = stringFlag(args, name) ?? (name === 'rpc-url' ? io.env[RPC_URL_ENV] : undefined)
+    if (v === undefined || v === '') throw new UsageError(`--${name} is required`)
+    return v
+  }
+  const gatewayUrl = need('gateway')
+  const rpcUrl = need('rpc-url')
+  const registry = need('registry')
+  const deviceId = need('device')
+  if (!/^0x[0-9a-fA-F]{40}$/.test(registry)) throw new UsageError('--registry must be a 0x-hex address')
+  const fromMs = timeFlag(args, 'from')
+  const toMs = timeFlag(args, 'to')
+  if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new UsageError('--to is before --from')
+  const concurrency = intFlag(args, 'concurrency')
+  const out = stringFlag(args, 'out')
+  const progress = createProgress(io.stderr, { label: 'export' }, !args.flags.has('quiet'))
+  // Loaded here only: the chain client is not needed by the other commands.
+  const { exportBundle } = await import('./export/index.js')
+  let bundle: Bundle
+  try {
+    bundle = await exportBundle({
+      gatewayUrl, rpcUrl, registry, deviceId,
+      ...(fromMs === undefined ? {} : { fromMs }),
+      ...(toMs === undefined ? {} : { toMs }),
+      ...(concurrency === undefined ? {} : { concurrency }),
+      onProgress: p => progress.update(p.phase, p.done, p.total)
+    })
+  } catch (e) {
+    if (e instanceof TypeError) throw new UsageError(e.message)
+    throw e
+  } finally {
+    progress.finish()
+  }
+  const text = encodeBundle(bundle)
+  if (out === undefined) { io.stdout(text); return 0 }
+  await writeOut(out, text)
+  const summary = {
+    out, device: bundle.device.id, records: bundle.records.length, proofs: bundle.proofs.length, anchors: bundle.anchors.length,
+    models: bundle.models.length, readAtBlock: bundle.chain.readAtBlock, bytes: Buffer.byteLength(text)
+  }
+  io.stdout(args.flags.has('json')
+    ? JSON.stringify(summary, null, 2) + '\n'
+    : `exported ${summary.records} records of ${summary.device} (${summary.proofs} proofs, ${summary.anchors} anchors, ${summary.models} models, facts at block ${summary.readAtBlock}) to ${out}, ${summary.bytes} bytes\n`)
+  return 0
+}
+
+async function runReport (args: ParsedArgs, io: CliIo): Promise<number> {
+  const path = onePath(args)
+  const options = verifyOptions(args, io)
+  const intervalMs = intFlag(args, 'interval-ms')
+  const out = stringFlag(args, 'out')
+  const bundle = await readBundleFile(path)
+  const verdict = await verifyBundle(bundle, options)
+  let timeline: Timeline
+  try {
+    timeline = buildTimeline(bundle, {
+      ...(options.fromMs === undefined ? {} : { fromMs: options.fromMs }),
+      ...(options.toMs === undefined ? {} : { toMs: options.toMs }),
+      ...(intervalMs === undefined ? {} : { intervalMs })
+    })
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message)
+    throw e
+  }
+  const page = renderReport({ bundle, verdict, timeline })
+  if (out === undefined) {
+    io.stdout(page)
+  } else {
+    await writeOut(out, page)
+    io.stdout(args.flags.has('json') ? JSON.stringify(verdict, null, 2) + '\n' : `report written to ${out}: ${verdict.verdict}\n`)
+  }
+  if (verdict.verdict === 'invalid') { io.stderr.write(invalidSummary(verdict)); return 1 }
+  return 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text output
+
+function iso (ms: number | null): string {
+  return ms === null ? '-' : new Date(ms).toISOString()
+}
+
+/** The verdict as text for a terminal. */
+export function formatVerdict (v: Verdict): string {
+  const c = v.counts
+  const lines = [
+    `${v.verdict.toUpperCase()}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
+    `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : ''}`,
+    `signature ${c.signaturesValid}/${c.signaturesChecked} valid (noble)`,
+    `chain     ${c.chainLinked} linked, ${v.gaps.length} honest gap(s)${v.gaps.map(g => ` [${g.firstSeq}..${g.lastSeq} ${g.reason}]`).join('')}`,
+    `proofs    ${c.proofsValid}/${c.proofsChecked} valid in ${c.anchors} anchored batch(es); ${c.models} model(s)`,
+    `findings  ${c.failures} failure(s) on ${c.recordsFailed} record(s), ${c.warnings} warning(s)${c.notJudged > 0 ? `, ${c.notJudged} outside the window` : ''}`
+  ]
+  const list = (title: string, findings: Verdict['failures']): void => {
+    if (findings.length === 0) return
+    lines.push('', `${title}:`)
+    for (const f of findings) {
+      const seq = f.seq === undefined ? 'bundle' : f.lastSeq !== undefined && f.lastSeq !== f.seq ? `seq ${f.seq}..${f.lastSeq}` : `seq ${f.seq}`
+      lines.push(`  ${seq.padEnd(12)} ${f.reason.padEnd(20)} ${f.message}`)
+    }
+  }
+  list('failures', v.failures)
+  list('warnings', v.warnings)
+  if (v.truncated) lines.push('  (more findings: see --json and --max-findings)')
+  if (v.failures.length > 0) {
+    lines.push('', 'reasons:')
+    for (const reason of Object.keys(v.reasons) as Array<keyof typeof REASON_DESCRIPTIONS>) lines.push(`  ${reason.padEnd(20)} ${String(v.reasons[reason]).padStart(6)}  ${REASON_DESCRIPTIONS[reason]}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+/** The timeline as text for a terminal. */
+export function formatTimeline (t: Timeline): string {
+  const lines = [`device ${t.device}: ${t.records} records, ${t.inferences} inferences${t.malformed > 0 ? `, ${t.malformed} malformed` : ''}`]
+  const events: Array<[number, number, string]> = [
+    ...t.boots.map(e => [e.timeMs, e.seq, `boot ${e.boot} (agent ${e.agentVersion}, ${e.profile})`] as [number, number, string]),
+    ...t.reboots.filter(e => !e.clean).map(e => [e.timeMs, e.seq, `unclean reboot ${e.fromBoot} -> ${e.toBoot} (no shutdown record)`] as [number, number, string]),
+    ...t.modelLoads.map(e => [e.timeMs, e.seq, `model load ${e.name === null ? 'UNREGISTERED' : `${e.name} ${String(e.version)}`} ${e.modelHash.slice(0, 12)} (${e.file}, ${e.status})`] as [number, number, string]),
+    ...t.gaps.map(e => [e.timeMs, e.seq, `gap ${e.firstSeq}..${e.lastSeq} dropped: ${e.reason}`] as [number, number, string]),
+    ...t.keyRotations.map(e => [e.timeMs, e.seq, `key rotation to ${e.keyFingerprint}, valid from ${iso(e.validFromMs)}`] as [number, number, string]),
+    ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string])
+  ].sort((a, b) => a[1] - b[1])
+  lines.push('', 'events:')
+  for (const [timeMs, seq, text] of events) lines.push(`  ${iso(timeMs)}  seq ${String(seq).padEnd(8)} ${text}`)
+  if (t.missing.length > 0) lines.push('', `missing, undeclared: ${t.missing.map(m => `${m.firstSeq}..${m.lastSeq}`).join(', ')}`)
+  lines.push('', 'models:')
+  for (const m of t.models) lines.push(`  ${m.modelHash.slice(0, 12)}  ${(m.name === null ? 'UNREGISTERED' : `${m.name} ${String(m.version)}`).padEnd(24)} ${m.status.padEnd(10)} ${m.inferences} inferences`)
+  lines.push('', `inferences per ${t.intervalMs} ms:`)
+  for (const b of t.buckets) if (b.total > 0) lines.push(`  ${iso(b.startMs)}  ${String(b.total).padStart(7)}`)
+  lines.push('', 'decisions:')
+  for (const d of t.decisions) lines.push(`  ${String(d.count).padStart(7)}  ${d.decision === null ? '(none)' : JSON.stringify(d.decision)}`)
+  if (t.otherDecisions.count > 0) lines.push(`  ${String(t.otherDecisions.count).padStart(7)}  (${t.otherDecisions.distinct} other values)`)
+  return lines.join('\n') + '\n'
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  runCli(process.argv.slice(2)).then(code => { process.exitCode = code }, (e: unknown) => {
+    process.stderr.write(`INTERNAL: ${String(e)}\n`)
+    process.exitCode = 1
+  })
+}

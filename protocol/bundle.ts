@@ -1,0 +1,438 @@
+/**
+ * The incident bundle: one self-contained JSON document with everything an investigator needs to
+ * verify a device's history without the gateway (records, inclusion proofs, key history, model and
+ * anchor facts read from the chain at one block). Specified in docs/FORENSICS.md; decoding treats
+ * the file as hostile: sizes are checked before anything is allocated, and only BundleError leaves.
+ */
+import { ProvenanceError } from './errors.js'
+import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
+import { MAX_PROOF_BYTES } from './checkpoint.js'
+
+/** Codes of bundle decoding. Stable API. */
+export type BundleErrorCode =
+  /** Larger than the limit (bytes of the document, or too many entries in a list). */
+  | 'BUNDLE_TOO_LARGE'
+  /** Not UTF-8 or not JSON. */
+  | 'BUNDLE_MALFORMED'
+  /** JSON, but a field is missing, of the wrong type or out of range; `problems` lists the paths. */
+  | 'BUNDLE_INVALID'
+  /** Another `format` (a later version, or not a bundle at all). */
+  | 'BUNDLE_UNSUPPORTED'
+
+export class BundleError extends ProvenanceError<BundleErrorCode> {
+  /** `path: problem` for each bad field (at most BUNDLE_LIMITS.problems). */
+  readonly problems: readonly string[]
+
+  constructor (code: BundleErrorCode, message: string, options?: { cause?: unknown, problems?: readonly string[] }) {
+    super(code, message, options)
+    this.problems = options?.problems ?? []
+  }
+}
+
+export const BUNDLE_FORMAT = 'edge-provenance-bundle/v1'
+
+export const BUNDLE_LIMITS = {
+  /**
+   * Largest document decoded. V8 cannot hold a string above ~512 Mi characters, and a bundle
+   * costs ~1.6 KB per record with its proof: split longer histories by time window.
+   */
+  bundleBytes: 256 * 1024 * 1024,
+  records: 1_000_000,
+  keys: 1024,
+  models: 4096,
+  anchors: 100_000,
+  captures: 10_000,
+  nameBytes: 256,
+  metadataUriBytes: 2048,
+  /** Problems collected before giving up on a document. */
+  problems: 50
+} as const
+
+/** Model statuses as the registry names them. */
+export const BUNDLE_MODEL_STATUSES = ['none', 'registered', 'approved', 'deprecated', 'revoked'] as const
+export type BundleModelStatus = typeof BUNDLE_MODEL_STATUSES[number]
+
+/** One period of the device's key history (registry `deviceKeys`). */
+export interface BundleKey {
+  /** Raw Ed25519 public key, 64 lower-case hex digits. */
+  publicKey: string
+  /** Device time from which the key signs, Unix ms. */
+  validFromMs: number
+  /** Exclusive end: the next key's validFromMs; absent for the current key. */
+  validUntilMs?: number
+}
+
+export interface BundleDevice {
+  /** The device id string of the records (the chain knows it as sha256 of it). */
+  id: string
+  /** Oldest first; each validUntilMs is the next key's validFromMs. */
+  keys: BundleKey[]
+  /** Device time from which the registry counts the device as revoked; absent when not revoked. */
+  revokedFromMs?: number
+}
+
+export interface BundleChain {
+  /** EIP-155 chain id. */
+  chainId: number
+  /** Registry contract address, 0x-hex. */
+  registry: string
+  /** Block at which device and model facts were read. */
+  readAtBlock: number
+  /** Hash of that block, 0x-hex (pins the facts to one fork). */
+  readAtBlockHash?: string
+}
+
+export interface BundleModel {
+  /** SHA-256 of the model file, hex. */
+  hash: string
+  name: string
+  version: string
+  /** Parent model hash, hex; null for none. */
+  parentHash: string | null
+  /** Registered tensor-manifest hash, hex (zeros for none). */
+  manifestHash: string
+  /** `none`: asked, and the registry does not know the hash (name and version are then empty). */
+  status: BundleModelStatus
+  metadataUri: string
+}
+
+export interface BundleProof {
+  seq: number
+  /** The gateway's C2SP tlog-proof text, anchoring facts in its `extra` line (unauthenticated). */
+  proof: string
+}
+
+/** An Anchored event of the registry, with the block it is in. */
+export interface BundleAnchor {
+  /** RFC 9162 Merkle root, hex. */
+  root: string
+  /** Leaves in the anchored tree: what inclusion proofs are checked against. */
+  size: number
+  /** Registry batch id, decimal. */
+  onChainBatchId: string
+  /** 0x-hex. */
+  txHash: string
+  blockNumber: number
+  /** 0x-hex. */
+  blockHash: string
+  firstRecordTimeMs: number
+  lastRecordTimeMs: number
+  /** hex (the gateway puts sha256 of the batch checkpoint text there). */
+  metadataHash: string
+}
+
+export interface Bundle {
+  format: typeof BUNDLE_FORMAT
+  createdAtMs: number
+  device: BundleDevice
+  chain: BundleChain
+  /** The time window the exporter was asked for, informational. */
+  window?: { fromMs?: number, toMs?: number }
+  models: BundleModel[]
+  /** Signed envelopes (docs/PROTOCOL.md §3), standard base64, in seq order. */
+  records: string[]
+  proofs: BundleProof[]
+  anchors: BundleAnchor[]
+  /**
+   * Incident captures (agent/capture, forensics/replay): objects opaque to this format, by
+   * convention `{ "capture": base64 of a capture file (protocol/capture.ts) }`.
+   */
+  captures?: Array<Record<string, unknown>>
+}
+
+const HEX32 = /^[0-9a-f]{64}$/
+const HEX32_0X = /^0x[0-9a-fA-F]{64}$/
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/
+const DECIMAL = /^(0|[1-9][0-9]{0,19})$/
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+/** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
+const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
+
+const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'captures'])
+
+// Collects problems up to the limit, then stops the walk: a hostile document with a million bad
+// fields costs no more than one with fifty.
+class Problems {
+  readonly list: string[] = []
+  add (path: string, problem: string): void {
+    this.list.push(`${path}: ${problem}`)
+    if (this.list.length >= BUNDLE_LIMITS.problems) throw new StopWalk()
+  }
+}
+class StopWalk extends Error {}
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function utf8Length (s: string): number {
+  return Buffer.byteLength(s, 'utf8')
+}
+
+/**
+ * Asserts that `value` (parsed JSON) is a well-formed v1 bundle, collecting the path of every bad
+ * field (e.g. `device.keys[1].validFromMs`, `records[42]`). Checks form, not truth: envelopes are
+ * checked as base64 of at most one envelope, proofs as bounded text; verification decodes them
+ * and names any bad one by its seq.
+ * @throws BundleError `BUNDLE_UNSUPPORTED` for another format, `BUNDLE_TOO_LARGE` for a list
+ *   over its limit, `BUNDLE_INVALID` with `problems` for anything else.
+ */
+export function assertBundle (value: unknown): asserts value is Bundle {
+  if (!isObject(value)) throw new BundleError('BUNDLE_INVALID', 'bundle must be a JSON object', { problems: ['(root): not an object'] })
+  const format = value.format
+  if (format !== BUNDLE_FORMAT) {
+    throw new BundleError('BUNDLE_UNSUPPORTED', `unsupported bundle format ${JSON.stringify(typeof format === 'string' ? format.slice(0, 64) : typeof format)}; expected ${BUNDLE_FORMAT}`)
+  }
+  // List lengths first, before walking any of them.
+  const limits: Array<[string, number]> = [['records', BUNDLE_LIMITS.records], ['proofs', BUNDLE_LIMITS.records], ['anchors', BUNDLE_LIMITS.anchors],
+    ['models', BUNDLE_LIMITS.models], ['captures', BUNDLE_LIMITS.captures]]
+  for (const [key, max] of limits) {
+    const list = value[key]
+    if (Array.isArray(list) && list.length > max) throw new BundleError('BUNDLE_TOO_LARGE', `${key}: ${list.length} entries, at most ${max}`)
+  }
+  const keys = isObject(value.device) ? value.device.keys : undefined
+  if (Array.isArray(keys) && keys.length > BUNDLE_LIMITS.keys) throw new BundleError('BUNDLE_TOO_LARGE', `device.keys: ${keys.length} entries, at most ${BUNDLE_LIMITS.keys}`)
+
+  const p = new Problems()
+  try {
+    walkBundle(value, p)
+  } catch (e) {
+    if (!(e instanceof StopWalk)) throw e
+  }
+  if (p.list.length > 0) {
+    const more = p.list.length >= BUNDLE_LIMITS.problems ? ' (stopped at the first ' + String(BUNDLE_LIMITS.problems) + ')' : ''
+    throw new BundleError('BUNDLE_INVALID', `invalid bundle${more}: ${p.list.join('; ')}`, { problems: p.list })
+  }
+}
+
+function walkBundle (b: Record<string, unknown>, p: Problems): void {
+  const uint = (v: unknown, path: string, min = 0): boolean => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) { p.add(path, `not a safe integer ≥ ${min}`); return false }
+    return true
+  }
+  const match = (v: unknown, re: RegExp, path: string, what: string): boolean => {
+    if (typeof v !== 'string' || !re.test(v)) { p.add(path, `not ${what}`); return false }
+    return true
+  }
+  const text = (v: unknown, path: string, maxBytes: number): void => {
+    if (typeof v !== 'string' || v.length > maxBytes || utf8Length(v) > maxBytes) p.add(path, `not a string of at most ${maxBytes} bytes`)
+    else if (LONE_SURROGATE.test(v)) p.add(path, 'not well-formed Unicode')
+  }
+  const only = (o: Record<string, unknown>, allowed: readonly string[], path: string): void => {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) p.add(path === '' ? k : `${path}.${k}`, 'unknown field')
+  }
+  const list = (v: unknown, path: string): unknown[] => {
+    if (!Array.isArray(v)) { p.add(path, 'not an array'); return [] }
+    return v
+  }
+
+  for (const k of Object.keys(b)) if (!TOP_KEYS.has(k)) p.add(k, 'unknown field')
+  uint(b.createdAtMs, 'createdAtMs')
+
+  // device
+  const d = b.device
+  if (!isObject(d)) {
+    p.add('device', 'not an object')
+  } else {
+    only(d, ['id', 'keys', 'revokedFromMs'], 'device')
+    if (typeof d.id !== 'string' || d.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(d.id)) {
+      p.add('device.id', `not a device id (${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters)`)
+    }
+    const keys = list(d.keys, 'device.keys')
+    if (Array.isArray(d.keys) && keys.length === 0) p.add('device.keys', 'empty: the device has at least one key')
+    keys.forEach((k, i) => {
+      const path = `device.keys[${i}]`
+      if (!isObject(k)) { p.add(path, 'not an object'); return }
+      only(k, ['publicKey', 'validFromMs', 'validUntilMs'], path)
+      match(k.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
+      uint(k.validFromMs, `${path}.validFromMs`)
+      const next = keys[i + 1]
+      const nextFrom = isObject(next) ? next.validFromMs : undefined
+      if (next === undefined) {
+        if (k.validUntilMs !== undefined) p.add(`${path}.validUntilMs`, 'present on the current (last) key')
+      } else if (k.validUntilMs !== nextFrom || !uint(k.validUntilMs, `${path}.validUntilMs`)) {
+        p.add(`${path}.validUntilMs`, 'not the next key\'s validFromMs')
+      }
+      if (typeof k.validFromMs === 'number' && typeof nextFrom === 'number' && nextFrom <= k.validFromMs) {
+        p.add(`device.keys[${i + 1}].validFromMs`, 'not after the previous key\'s')
+      }
+    })
+    if (d.revokedFromMs !== undefined) uint(d.revokedFromMs, 'device.revokedFromMs')
+  }
+
+  // chain
+  const c = b.chain
+  if (!isObject(c)) {
+    p.add('chain', 'not an object')
+  } else {
+    only(c, ['chainId', 'registry', 'readAtBlock', 'readAtBlockHash'], 'chain')
+    uint(c.chainId, 'chain.chainId', 1)
+    match(c.registry, ADDRESS, 'chain.registry', 'a 0x-hex address')
+    uint(c.readAtBlock, 'chain.readAtBlock')
+    if (c.readAtBlockHash !== undefined) match(c.readAtBlockHash, HEX32_0X, 'chain.readAtBlockHash', 'a 0x-hex block hash')
+  }
+
+  // window
+  if (b.window !== undefined) {
+    const w = b.window
+    if (!isObject(w)) {
+      p.add('window', 'not an object')
+    } else {
+      only(w, ['fromMs', 'toMs'], 'window')
+      if (w.fromMs !== undefined) uint(w.fromMs, 'window.fromMs')
+      if (w.toMs !== undefined) uint(w.toMs, 'window.toMs')
+      if (typeof w.fromMs === 'number' && typeof w.toMs === 'number' && w.toMs < w.fromMs) p.add('window.toMs', 'before fromMs')
+    }
+  }
+
+  // models
+  const seenModels = new Set<string>()
+  list(b.models, 'models').forEach((m, i) => {
+    const path = `models[${i}]`
+    if (!isObject(m)) { p.add(path, 'not an object'); return }
+    only(m, ['hash', 'name', 'version', 'parentHash', 'manifestHash', 'status', 'metadataUri'], path)
+    if (match(m.hash, HEX32, `${path}.hash`, '64 lower-case hex digits')) {
+      if (seenModels.has(m.hash as string)) p.add(`${path}.hash`, 'listed twice')
+      seenModels.add(m.hash as string)
+    }
+    text(m.name, `${path}.name`, BUNDLE_LIMITS.nameBytes)
+    text(m.version, `${path}.version`, BUNDLE_LIMITS.nameBytes)
+    if (m.parentHash !== null) match(m.parentHash, HEX32, `${path}.parentHash`, 'null or 64 lower-case hex digits')
+    match(m.manifestHash, HEX32, `${path}.manifestHash`, '64 lower-case hex digits')
+    if (!(BUNDLE_MODEL_STATUSES as readonly unknown[]).includes(m.status)) p.add(`${path}.status`, `not one of ${BUNDLE_MODEL_STATUSES.join(', ')}`)
+    text(m.metadataUri, `${path}.metadataUri`, BUNDLE_LIMITS.metadataUriBytes)
+  })
+
+  // records: form only (base64 of at most one envelope); decoding is the verifier's job.
+  list(b.records, 'records').forEach((r, i) => {
+    if (typeof r !== 'string' || r.length === 0 || r.length > MAX_RECORD_BASE64 || r.length % 4 !== 0 || !BASE64.test(r)) {
+      p.add(`records[${i}]`, `not standard base64 of at most ${LIMITS.envelopeBytes} bytes`)
+    }
+  })
+
+  // proofs
+  const seenSeqs = new Set<number>()
+  list(b.proofs, 'proofs').forEach((x, i) => {
+    const path = `proofs[${i}]`
+    if (!isObject(x)) { p.add(path, 'not an object'); return }
+    only(x, ['seq', 'proof'], path)
+    if (uint(x.seq, `${path}.seq`)) {
+      if (seenSeqs.has(x.seq as number)) p.add(`${path}.seq`, 'listed twice')
+      seenSeqs.add(x.seq as number)
+    }
+    if (typeof x.proof !== 'string' || x.proof.length === 0 || x.proof.length > MAX_PROOF_BYTES) p.add(`${path}.proof`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
+  })
+
+  // anchors
+  const seenRoots = new Set<string>()
+  list(b.anchors, 'anchors').forEach((a, i) => {
+    const path = `anchors[${i}]`
+    if (!isObject(a)) { p.add(path, 'not an object'); return }
+    only(a, ['root', 'size', 'onChainBatchId', 'txHash', 'blockNumber', 'blockHash', 'firstRecordTimeMs', 'lastRecordTimeMs', 'metadataHash'], path)
+    if (match(a.root, HEX32, `${path}.root`, '64 lower-case hex digits')) {
+      if (seenRoots.has(a.root as string)) p.add(`${path}.root`, 'listed twice')
+      seenRoots.add(a.root as string)
+    }
+    uint(a.size, `${path}.size`, 1)
+    match(a.onChainBatchId, DECIMAL, `${path}.onChainBatchId`, 'a decimal batch id')
+    match(a.txHash, HEX32_0X, `${path}.txHash`, 'a 0x-hex transaction hash')
+    uint(a.blockNumber, `${path}.blockNumber`)
+    match(a.blockHash, HEX32_0X, `${path}.blockHash`, 'a 0x-hex block hash')
+    uint(a.firstRecordTimeMs, `${path}.firstRecordTimeMs`)
+    uint(a.lastRecordTimeMs, `${path}.lastRecordTimeMs`)
+    if (typeof a.firstRecordTimeMs === 'number' && typeof a.lastRecordTimeMs === 'number' && a.lastRecordTimeMs < a.firstRecordTimeMs) {
+      p.add(`${path}.lastRecordTimeMs`, 'before firstRecordTimeMs')
+    }
+    match(a.metadataHash, HEX32, `${path}.metadataHash`, '64 lower-case hex digits')
+  })
+
+  // captures: opaque objects (the document's size bounds them)
+  if (b.captures !== undefined) {
+    list(b.captures, 'captures').forEach((x, i) => {
+      if (!isObject(x)) p.add(`captures[${i}]`, 'not an object')
+    })
+  }
+}
+
+/**
+ * The JSON text of a bundle: compact, one list entry per line (greppable, diff-friendly, still
+ * one JSON document).
+ * @throws BundleError as {@link assertBundle} (a bundle we would not read back is never written).
+ */
+export function encodeBundle (bundle: Bundle): string {
+  assertBundle(bundle)
+  const s = JSON.stringify
+  const lines: string[] = ['{']
+  const fields: string[] = []
+  const listField = (key: string, items: readonly unknown[]): string =>
+    items.length === 0 ? `${s(key)}: []` : `${s(key)}: [\n${items.map(x => '  ' + s(x)).join(',\n')}\n]`
+  fields.push(`${s('format')}: ${s(bundle.format)}`, `${s('createdAtMs')}: ${bundle.createdAtMs}`,
+    `${s('device')}: ${s(bundle.device)}`, `${s('chain')}: ${s(bundle.chain)}`)
+  if (bundle.window !== undefined) fields.push(`${s('window')}: ${s(bundle.window)}`)
+  fields.push(listField('models', bundle.models), listField('records', bundle.records), listField('proofs', bundle.proofs),
+    listField('anchors', bundle.anchors))
+  if (bundle.captures !== undefined) fields.push(listField('captures', bundle.captures))
+  lines.push(fields.join(',\n'), '}')
+  return lines.join('\n') + '\n'
+}
+
+/**
+ * Parses a bundle file (UTF-8 bytes or text): size first, then UTF-8, JSON, and
+ * {@link assertBundle}.
+ * @throws BundleError `BUNDLE_TOO_LARGE` (checked before decoding), `BUNDLE_MALFORMED` (not UTF-8 or
+ *   not JSON), `BUNDLE_UNSUPPORTED`, `BUNDLE_INVALID`.
+ * @throws TypeError when `input` is neither a string nor a Uint8Array (a bug in the caller).
+ */
+export function decodeBundle (input: string | Uint8Array, options: { maxBytes?: number } = {}): Bundle {
+  const maxBytes = options.maxBytes ?? BUNDLE_LIMITS.bundleBytes
+  let text: string
+  if (typeof input === 'string') {
+    // A UTF-16 code unit is at least one UTF-8 byte: the cheap length bounds the work first.
+    if (input.length > maxBytes || utf8Length(input) > maxBytes) throw new BundleError('BUNDLE_TOO_LARGE', `bundle is larger than ${maxBytes} bytes`)
+    if (LONE_SURROGATE.test(input)) throw new BundleError('BUNDLE_MALFORMED', 'bundle is not well-formed Unicode')
+    text = input
+  } else if (input instanceof Uint8Array) {
+    if (input.byteLength > maxBytes) throw new BundleError('BUNDLE_TOO_LARGE', `bundle is larger than ${maxBytes} bytes`)
+    try {
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(input)
+    } catch (cause) {
+      throw new BundleError('BUNDLE_MALFORMED', 'bundle is not valid UTF-8', { cause })
+    }
+  } else {
+    throw new TypeError('bundle input must be a string or a Uint8Array')
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (cause) {
+    // SyntaxError, or a RangeError from a pathological nesting depth: either way not a bundle.
+    throw new BundleError('BUNDLE_MALFORMED', 'bundle is not JSON', { cause })
+  }
+  try {
+    assertBundle(value)
+  } catch (e) {
+    if (e instanceof BundleError) throw e
+    throw new BundleError('BUNDLE_INVALID', 'bundle could not be checked', { cause: e })
+  }
+  return value
+}
+
+/**
+ * Bytes of one `records` entry. Strict RFC 4648 §4: the text must be what encoding the bytes
+ * gives back (Buffer.from alone skips bad characters).
+ * @throws BundleError `BUNDLE_INVALID` for text that is not canonical base64 of at most one envelope.
+ */
+export function decodeBundleRecord (base64: string): Uint8Array {
+  if (typeof base64 !== 'string' || base64.length > MAX_RECORD_BASE64 || base64.length % 4 !== 0 || !BASE64.test(base64)) {
+    throw new BundleError('BUNDLE_INVALID', 'record is not base64 of at most one envelope')
+  }
+  const bytes = Buffer.from(base64, 'base64')
+  if (bytes.toString('base64') !== base64) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** Standard base64 of an envelope, as `records` holds it. */
+export function encodeBundleRecord (envelope: Uint8Array): string {
+  return Buffer.from(envelope.buffer, envelope.byteOffset, envelope.byteLength).toString('base64')
+}

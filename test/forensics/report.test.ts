@@ -1,0 +1,99 @@
+// The HTML report, rendered by headless Chromium (Debian's `chromium`, installed by
+// scripts/ensure-system-deps.sh): the dumped DOM shows the verdict, one row per failure, the SVG
+// timeline, models, anchors and proofs; the page has no script and loads nothing; hostile text
+// from records is escaped; keys and envelopes never appear. No chain needed.
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { toHex } from '../../protocol/index.js'
+import { buildTimeline } from '../../forensics/timeline/index.js'
+import { verifyBundle } from '../../forensics/verify/index.js'
+import { renderReport } from '../../forensics/report/index.js'
+import { fakeHash, makeMixedChain, sampleInference } from '../helpers/records.js'
+import { makeTempDir } from '../helpers/tmp.js'
+import { clone, offlineBundle } from '../helpers/forensics-fixture.js'
+
+const HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+const builder = makeMixedChain()
+builder.append({ ...sampleInference(builder.seq, fakeHash('model/1')), decision: HOSTILE })
+builder.append(sampleInference(builder.seq, fakeHash('model/x'))) // a model the registry does not know
+const bundle = offlineBundle(builder)
+const tampered = clone(bundle)
+tampered.records.splice(10, 1) // seq 12
+const verdict = await verifyBundle(tampered, { offline: true })
+const html = renderReport({ bundle: tampered, verdict, timeline: buildTimeline(tampered), generatedAtMs: 1_700_000_200_000 })
+
+const dir = await makeTempDir(t, 'forensics-report-')
+const page = join(dir, 'report.html')
+await writeFile(page, html)
+
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync']
+
+/** Runs chromium with a fresh profile; resolves with its stdout. */
+async function chromium (args: string[]): Promise<string> {
+  const profile = await makeTempDir(t, 'chromium-profile-')
+  const child = spawn('chromium', [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
+  clearTimeout(timer)
+  if (code !== 0) throw new Error(`chromium exited ${String(code)}: ${stderr.slice(-2000)}`)
+  return stdout
+}
+
+const hasChromium = spawnSync('chromium', ['--version'], { stdio: 'ignore' }).status === 0
+if (!hasChromium) t.fail('chromium is not installed: run scripts/ensure-system-deps.sh (apt-get install chromium)')
+
+t.test('behavior: headless Chromium shows the verdict, a row per failure, the SVG timeline and the tables', { skip: !hasChromium }, async t => {
+  t.same(verdict.failures.map(f => [f.seq, f.reason]), [[12, 'seq-gap'], [23, 'model-unknown']])
+  const dom = await chromium(['--dump-dom', `file://${page}`])
+  t.match(dom, /<span class="verdict invalid" id="verdict-value">INVALID<\/span>/)
+  const section = (id: string): string => {
+    const start = dom.indexOf(`<section id="${id}">`)
+    return dom.slice(start, dom.indexOf('</section>', start))
+  }
+  const rows = (fragment: string, className: string): number => {
+    const start = fragment.indexOf(`<table class="${className}">`)
+    if (start === -1) return 0
+    const body = fragment.slice(start, fragment.indexOf('</table>', start))
+    return (body.match(/<tr>/g) ?? []).length - 1 // minus the header row
+  }
+  t.equal(rows(section('verdict'), 'failures'), 2, 'one row per failure')
+  t.match(section('verdict'), /seq-gap/)
+  t.match(section('verdict'), /model-unknown/)
+  t.match(dom, /<svg class="chart"[^>]*role="img"/)
+  t.ok((section('timeline').match(/<rect x="[^"]+" y="[^"]+" width="[^"]+" height="[^"]+" fill="#/g) ?? []).length >= 10, 'bars drawn')
+  t.equal((section('timeline').match(/class="m-fail"/g) ?? []).length, 1, 'a red line at the failing record with a known time')
+  t.equal(rows(section('models'), 'models'), 3, 'models 0, 1 and the unknown one')
+  t.equal(rows(section('anchors'), 'anchors'), 1)
+  t.equal((section('anchors').match(/<h4>Seq /g) ?? []).length, 3, 'three inclusion proofs shown')
+  t.equal(rows(section('gaps'), 'gaps'), 2, 'the honest gap and the deletion')
+  t.notMatch(dom, /<script/i, 'no script element after parsing, hostile decision included')
+  t.notMatch(dom, /<img/i)
+  t.match(dom, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/, 'the hostile decision is shown as text')
+
+  const png = join(dir, 'report.png')
+  await chromium(['--window-size=1000,2400', `--screenshot=${png}`, `file://${page}`])
+  const image = await readFile(png)
+  t.same([...image.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG')
+  t.ok(image.byteLength > 20_000, 'with something drawn on it')
+})
+
+t.test('behavior: the report is one self-contained file: no script, no external resource, no key, no envelope', async t => {
+  t.match(html, /<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">/)
+  t.notMatch(html, /<script/i)
+  t.notMatch(html, /https?:\/\//, 'no URL at all (model metadata URIs are not shown)')
+  t.notMatch(html, /<[^>]*\s(src|href)=/i, 'no element with src or href')
+  t.notMatch(html, /<link/i)
+  for (const k of tampered.device.keys) t.notOk(html.includes(k.publicKey), 'no public key')
+  t.notOk(html.includes(toHex(builder.keys[1]?.publicKey as Uint8Array)), 'not the rotated key either')
+  for (const r of tampered.records.slice(0, 5)) t.notOk(html.includes(r), 'no envelope')
+  const valid = renderReport({ bundle, verdict: await verifyBundle(bundle, { offline: true, toMs: builder.records[20]?.record.timeMs as number }), timeline: buildTimeline(bundle) })
+  t.match(valid, /<span class="verdict valid" id="verdict-value">VALID<\/span>/)
+  t.match(valid, /<h3>Failures<\/h3>\n<p class="empty">None\.<\/p>/)
+})
