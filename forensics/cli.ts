@@ -8,7 +8,8 @@
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, encodeBundle, type Bundle } from '../protocol/index.js'
+import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
+import { runReplayCli } from './replay/index.js'
 import { ForensicsError } from './errors.js'
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
 import { createProgress, type ProgressStream } from './cli/progress.js'
@@ -38,6 +39,7 @@ Commands:
   timeline <bundle.json>  what ran on the device between two times
   export                  export a bundle of a device from a gateway and the chain
   report <bundle.json>    verify and write a single-file HTML report
+  replay                  re-run an incident capture through the model and check its commitments
 
 Run "provenance <command> --help" for the options of a command.
 Exit codes: 0 ok (valid verdict), 1 failure or invalid verdict (CODE: message on stderr), 2 usage error.
@@ -127,6 +129,14 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     if (command === undefined) { err(MAIN_USAGE); return 2 }
     io.stdout(MAIN_USAGE)
     return 0
+  }
+  if (command === 'replay') {
+    // Replay has its own parser and help (forensics/replay/cli.ts); bundles are read here.
+    return await runReplayCli(rest, {
+      stdout: { write: (text: string) => { io.stdout(text) } },
+      stderr: io.stderr,
+      readBundle: (bytes) => decodeBundle(bytes).records.map(r => decodeEnvelope(decodeBundleRecord(r)))
+    })
   }
   const spec = SPECS[command]
   if (spec === undefined) { err(`usage error: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
