@@ -1,0 +1,222 @@
+/**
+ * Gateway benchmark (issue: fleet gateway), against baselines measured in the same run: records
+ * verified and durably stored per second through Mosquitto by one gateway, over raw node:crypto
+ * Ed25519 verifications per second (target ratio >= 0.5); median ack latency; and records anchored
+ * per second end to end with batches of 10 000. Devices publish from a child process (this file
+ * with --publisher), so publishing does not share the gateway's event loop.
+ */
+import { spawn } from 'node:child_process'
+import { createPublicKey, verify as nodeVerify } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import mqtt from 'mqtt'
+import {
+  RECORD_SIGNING_PREFIX, ZERO_HASH, concat, createSigner, decodeAck, deviceTopic, encodeRecordBatch, sha256, signRecord,
+  topicFilter, type Ack, type SignedRecord
+} from '../protocol/index.js'
+import { deviceIdOf, startDevChain } from '../contracts/index.js'
+import { Gateway, setNoDelay } from '../gateway/index.js'
+import { startMosquitto } from '../test/helpers/mosquitto.js'
+
+const DEVICES = 50
+const RECORDS_PER_DEVICE = 1000
+const RECORDS_PER_MESSAGE = 100
+const BATCH_RECORDS = 10_000
+const LATENCY_SAMPLES = 200
+
+export interface GatewayBenchResult {
+  ingest: { storedPerSec: number, rawVerifiesPerSec: number, ratio: number, records: number }
+  ackLatency: { medianMs: number, p99Ms: number, samples: number }
+  anchoring: { anchoredPerSec: number, records: number, batchRecords: number, batches: number }
+}
+
+const encoder = new TextEncoder()
+const seedOf = (i: number | string): Uint8Array => sha256(encoder.encode(`bench-gateway/${i}`))
+const deviceName = (i: number): string => `bench-${String(i).padStart(3, '0')}`
+
+/** A device's chain: boot, then inferences, signed as the agent signs them. */
+function makeChain (deviceId: string, seed: Uint8Array, count: number, startTimeMs: number): SignedRecord[] {
+  const signer = createSigner(seed)
+  const out: SignedRecord[] = []
+  let prev = ZERO_HASH
+  const modelHash = sha256(encoder.encode('model'))
+  for (let seq = 0; seq < count; seq++) {
+    const body = seq === 0
+      ? { kind: 'boot' as const, agentVersion: 'bench', profile: 'generic-x86-64' }
+      : {
+          kind: 'inference' as const,
+          modelHash,
+          inputs: [{ name: 'input', hash: sha256(encoder.encode(`in/${deviceId}/${seq}`)) }],
+          outputs: [{ name: 'output', hash: sha256(encoder.encode(`out/${deviceId}/${seq}`)) }],
+          latencyUs: 1500 + seq % 100,
+          decision: `class-${seq % 3}`
+        }
+    const signed = signRecord({ deviceId, boot: 1, seq, timeMs: startTimeMs + seq, prev, body }, signer)
+    out.push(signed)
+    prev = signed.hash
+  }
+  return out
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)] as number
+}
+
+function percentile (xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))] as number
+}
+
+/** Raw node:crypto verifications per second of record-sized messages under prepared keys. */
+function measureRawVerifies (): number {
+  const records = makeChain('bench-raw', seedOf('raw'), 64, 1_700_000_000_000)
+  const key = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), createSigner(seedOf('raw')).publicKey]), format: 'der', type: 'spki' })
+  const messages = records.map(r => ({ message: concat(RECORD_SIGNING_PREFIX, r.recordBytes), signature: r.signature }))
+  let n = 0
+  const t0 = performance.now()
+  while (performance.now() - t0 < 2000) {
+    for (const m of messages) if (!nodeVerify(null, m.message, key, m.signature)) throw new Error('bad baseline signature')
+    n += messages.length
+  }
+  return n / ((performance.now() - t0) / 1000)
+}
+
+// -------------------------------------------------------------------------------------------
+// Publisher child: signs everything first, then publishes on "go" as fast as the broker takes it.
+
+async function runPublisher (brokerUrl: string, startTimeMs: number): Promise<void> {
+  const payloads: Array<{ topic: string, payload: Buffer }> = []
+  for (let i = 0; i < DEVICES; i++) {
+    const id = deviceName(i)
+    const chain = makeChain(id, seedOf(i), RECORDS_PER_DEVICE, startTimeMs)
+    for (let k = 0; k < chain.length; k += RECORDS_PER_MESSAGE) {
+      payloads.push({ topic: deviceTopic(id, 'records'), payload: Buffer.from(encodeRecordBatch(chain.slice(k, k + RECORDS_PER_MESSAGE).map(r => r.envelope))) })
+    }
+  }
+  // Interleave devices as a fleet would.
+  payloads.sort((a, b) => (a.topic < b.topic ? -1 : 1))
+  const perDevice = RECORDS_PER_DEVICE / RECORDS_PER_MESSAGE
+  const ordered = Array.from({ length: payloads.length }, (_, k) => payloads[(k % DEVICES) * perDevice + Math.floor(k / DEVICES)] as typeof payloads[number])
+  const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: 5, clientId: `bench-publisher-${process.pid}` })
+  process.stdout.write('ready\n')
+  await new Promise<void>(resolve => process.stdin.once('data', () => resolve()))
+  await Promise.all(ordered.map(async p => await client.publishAsync(p.topic, p.payload, { qos: 1 })))
+  process.stdout.write('published\n')
+  await client.endAsync()
+}
+
+// -------------------------------------------------------------------------------------------
+
+export async function main (): Promise<GatewayBenchResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'prov-bench-gw-'))
+  // Mosquitto leaves Nagle's algorithm on unless told (docs/OPERATIONS.md §Gateway).
+  const broker = await startMosquitto({ config: ['set_tcp_nodelay true'] })
+  const chain = await startDevChain()
+  const cleanups: Array<() => Promise<void>> = []
+  try {
+    process.stderr.write('gateway bench: raw Ed25519 verifications…\n')
+    const rawVerifiesPerSec = measureRawVerifies()
+
+    process.stderr.write(`gateway bench: registering ${DEVICES + 1} devices…\n`)
+    const registrar = chain.registryAs('deviceRegistrar')
+    for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
+    await registrar.registerDevice({ deviceId: deviceIdOf('bench-latency'), publicKey: createSigner(seedOf('latency')).publicKey, validFromMs: 0 })
+
+    const gateway = new Gateway({
+      name: 'bench',
+      stateDir: join(dir, 'gateway'),
+      brokerUrl: broker.url,
+      rpcUrl: chain.anvil.rpcUrl,
+      registry: chain.deployment.address,
+      chainId: chain.anvil.chainId,
+      anchorPrivateKey: chain.anvil.accounts[3]?.privateKey,
+      anchorPollIntervalMs: 100,
+      batchMaxRecords: BATCH_RECORDS,
+      batchMaxAgeMs: 600_000,
+      processMetrics: false
+    })
+    await gateway.start()
+    cleanups.push(async () => await gateway.stop())
+    await gateway.waitForBroker()
+
+    // Acks of every device, followed from the bench process.
+    const acks = new Map<string, Ack>()
+    const waiters: Array<() => void> = []
+    const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: `bench-watcher-${process.pid}` })
+    setNoDelay(watcher)
+    cleanups.push(async () => { await watcher.endAsync(true) })
+    watcher.on('message', (topic, payload) => {
+      try { acks.set(topic.split('/')[2] as string, decodeAck(new Uint8Array(payload))) } catch { return }
+      for (const w of waiters.splice(0)) w()
+    })
+    await watcher.subscribeAsync(topicFilter('ack'), { qos: 1 })
+    const until = async (done: () => boolean): Promise<void> => {
+      while (!done()) await new Promise<void>(resolve => waiters.push(resolve))
+    }
+    const all = (field: 'storedSeq' | 'anchoredSeq'): boolean => {
+      for (let i = 0; i < DEVICES; i++) if ((acks.get(deviceName(i))?.[field] ?? -1) < RECORDS_PER_DEVICE - 1) return false
+      return true
+    }
+
+    process.stderr.write(`gateway bench: publisher signing ${DEVICES * RECORDS_PER_DEVICE} records…\n`)
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--publisher', broker.url, String(Date.now())], { stdio: ['pipe', 'pipe', 'inherit'] })
+    cleanups.push(async () => { child.kill('SIGKILL') })
+    const lines = createInterface({ input: child.stdout })
+    const nextLine = async (): Promise<string> => await new Promise(resolve => lines.once('line', resolve))
+    if (await nextLine() !== 'ready') throw new Error('publisher did not start')
+
+    process.stderr.write('gateway bench: ingest through Mosquitto…\n')
+    const total = DEVICES * RECORDS_PER_DEVICE
+    const t0 = performance.now()
+    child.stdin.write('go\n')
+    await until(() => all('storedSeq'))
+    const storedSecs = (performance.now() - t0) / 1000
+    await until(() => all('anchoredSeq'))
+    const anchoredSecs = (performance.now() - t0) / 1000
+    child.stdin.end()
+
+    process.stderr.write('gateway bench: ack latency…\n')
+    const latency = makeChain('bench-latency', seedOf('latency'), LATENCY_SAMPLES, Date.now())
+    const device = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: `bench-device-${process.pid}` })
+    // A device's uplink would do the same; otherwise its own Nagle delay dominates the figure.
+    setNoDelay(device)
+    cleanups.push(async () => { await device.endAsync(true) })
+    const samples: number[] = []
+    for (const r of latency) {
+      const s0 = performance.now()
+      await device.publishAsync(deviceTopic('bench-latency', 'records'), Buffer.from(encodeRecordBatch([r.envelope])), { qos: 1 })
+      await until(() => (acks.get('bench-latency')?.storedSeq ?? -1) >= r.record.seq)
+      samples.push(performance.now() - s0)
+    }
+
+    const result: GatewayBenchResult = {
+      ingest: { storedPerSec: total / storedSecs, rawVerifiesPerSec, ratio: total / storedSecs / rawVerifiesPerSec, records: total },
+      ackLatency: { medianMs: median(samples), p99Ms: percentile(samples, 0.99), samples: samples.length },
+      anchoring: { anchoredPerSec: total / anchoredSecs, records: total, batchRecords: BATCH_RECORDS, batches: Math.ceil(total / BATCH_RECORDS) }
+    }
+    const f = (x: number): string => x.toFixed(x >= 100 ? 0 : 2)
+    console.log(`verified + stored   ${f(result.ingest.storedPerSec)} records/s vs raw Ed25519 verifies ${f(rawVerifiesPerSec)}/s   ratio ${result.ingest.ratio.toFixed(2)} (target >= 0.5)`)
+    console.log(`ack latency         median ${f(result.ackLatency.medianMs)} ms, p99 ${f(result.ackLatency.p99Ms)} ms (${samples.length} one-record messages, fsync per write)`)
+    console.log(`anchored end to end ${f(result.anchoring.anchoredPerSec)} records/s (${total} records, batches of ${BATCH_RECORDS}, anvil automine)`)
+    console.log(JSON.stringify({ gateway: result }))
+    return result
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {})
+    await chain.stop()
+    await broker.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv[2] === '--publisher') {
+    runPublisher(process.argv[3] as string, Number(process.argv[4])).catch(e => { console.error(e); process.exit(1) })
+  } else {
+    main().catch(e => { console.error(e); process.exit(1) })
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Merkle batching (RFC 9162, protocol/merkle.ts): stored records become leaves of the open batch,
+ * which is sealed by size or by age, whichever comes first. A leaf is written in the same atomic
+ * write as its record, and the seal after all of its leaves, so a crash never leaves a record
+ * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
+ */
+import { MerkleBuilder, formatCheckpoint, sha256 } from '../../protocol/index.js'
+import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
+
+export const DEFAULT_BATCH_MAX_RECORDS = 10_000
+export const DEFAULT_BATCH_MAX_AGE_MS = 60_000
+
+export interface BatcherOptions {
+  store: GatewayStore
+  /** Checkpoint origin of the gateway, e.g. `edge-provenance/gw-1`; batch n gets `<origin>/batch/<n>`. */
+  origin: string
+  /** Seal once the open batch has this many leaves. */
+  maxRecords: number
+  /** Seal once the first leaf of the open batch is this old (ms). */
+  maxAgeMs: number
+  /** Called once a seal is durable, in batch id order. */
+  onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
+  /** Clock for seal times, Unix ms. Default Date.now. */
+  now?: () => number
+}
+
+/** Where a leaf went. */
+export interface LeafPlace { batchId: number, index: number }
+
+export class Batcher {
+  private readonly o: Required<BatcherOptions>
+  private openId: number
+  private builder = new MerkleBuilder()
+  private leafHashes: Uint8Array[] = []
+  private firstTimeMs = Infinity
+  private lastTimeMs = -Infinity
+  private timer: NodeJS.Timeout | undefined
+  private running = false
+
+  private constructor (o: Required<BatcherOptions>, openId: number, leaves: LeafEntry[]) {
+    this.o = o
+    this.openId = openId
+    for (const l of leaves) this.addToTree(l)
+  }
+
+  /**
+   * Opens the batcher on a store: finds the open batch and rebuilds its tree from the stored leaves.
+   * @throws GatewayError `STORE_CORRUPT` for unreadable leaves.
+   */
+  static async open (options: BatcherOptions): Promise<Batcher> {
+    if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
+    if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
+    formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
+    const o = { now: Date.now, ...options }
+    const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
+    const leaves = await o.store.leaves(openId)
+    return new Batcher(o, openId, leaves)
+  }
+
+  /** Id of the batch new leaves go to. */
+  get openBatchId (): number {
+    return this.openId
+  }
+
+  /** Leaves in the open batch. */
+  get openSize (): number {
+    return this.builder.size
+  }
+
+  /** Arms the age timer (for leaves recovered at open, too). */
+  start (): void {
+    this.running = true
+    this.arm()
+  }
+
+  /** Disarms the age timer. */
+  stop (): void {
+    this.running = false
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  /**
+   * Appends a leaf to the open batch. `recordOps` gives the operations that must be written in the
+   * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
+   */
+  append (leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+    const place = { batchId: this.openId, index: this.builder.size }
+    const ops = recordOps(place)
+    ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
+    this.o.store.enqueue(ops)
+    this.addToTree(leaf)
+    if (this.builder.size >= this.o.maxRecords) this.seal()
+    else this.arm()
+    return place
+  }
+
+  /**
+   * Seals the open batch when it has leaves: root, record times and checkpoint are written after
+   * its leaves; `onSealed` runs once that is durable. Returns the batch, or undefined when empty.
+   */
+  seal (): StoredBatch | undefined {
+    if (this.builder.size === 0) return undefined
+    const id = this.openId
+    const root = this.builder.root()
+    const checkpoint = formatCheckpoint({ origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root })
+    const batch: StoredBatch = {
+      id,
+      size: this.builder.size,
+      root,
+      firstRecordTimeMs: this.firstTimeMs,
+      lastRecordTimeMs: this.lastTimeMs,
+      checkpoint,
+      metadataHash: sha256(new TextEncoder().encode(checkpoint)),
+      sealedAtMs: this.o.now()
+    }
+    const leafHashes = this.leafHashes
+    this.openId = id + 1
+    this.builder = new MerkleBuilder()
+    this.leafHashes = []
+    this.firstTimeMs = Infinity
+    this.lastTimeMs = -Infinity
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.o.store.enqueue([
+      { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
+      this.o.store.putInt(storeKeys.openBatch, id + 1)
+    ], () => this.o.onSealed(batch, leafHashes))
+    return batch
+  }
+
+  private addToTree (leaf: LeafEntry): void {
+    this.builder.append(leaf.leafHash)
+    this.leafHashes.push(leaf.leafHash)
+    if (leaf.timeMs < this.firstTimeMs) this.firstTimeMs = leaf.timeMs
+    if (leaf.timeMs > this.lastTimeMs) this.lastTimeMs = leaf.timeMs
+  }
+
+  private arm (): void {
+    if (!this.running || this.timer !== undefined || this.builder.size === 0) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.seal()
+    }, this.o.maxAgeMs)
+    this.timer.unref()
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Errors of the fleet gateway, with stable codes (docs/GATEWAY.md §Errors). Bad input from
+ * devices is never an error here: it is quarantined with a reason (see ingest/quarantine.ts).
+ */
+import { ProvenanceError } from '../protocol/errors.js'
+
+export type GatewayErrorCode =
+  /** CLI: bad command line, config file or environment override (exit code 2). */
+  | 'CONFIG_INVALID'
+  /** The LevelDB of the state folder could not be opened. */
+  | 'STORE_OPEN_FAILED'
+  /** The state folder is open in another process (one gateway per folder). */
+  | 'STORE_LOCKED'
+  /** A stored value is not what this code writes (wrong folder, torn disk, another version). */
+  | 'STORE_CORRUPT'
+  /** A durable write failed: the gateway stops ingest, as it cannot go on consistently. */
+  | 'STORE_WRITE_FAILED'
+  /** Write after close. */
+  | 'STORE_CLOSED'
+  /** No connection to the broker in the time asked for (waitForBroker). */
+  | 'BROKER_FAILED'
+  /** A device key could not be read from the registry and none is cached (the record is left for the device to resend). */
+  | 'KEY_LOOKUP_FAILED'
+  /** The HTTP API could not listen on its host and port. */
+  | 'HTTP_LISTEN_FAILED'
+  /** The gateway is not running (start twice, or a call after stop). */
+  | 'GATEWAY_STOPPED'
+
+export class GatewayError extends ProvenanceError<GatewayErrorCode> {}

@@ -1,0 +1,399 @@
+/**
+ * The fleet gateway: wires the store, the key directory, the ingest pipeline, Merkle batching,
+ * the anchorer, MQTT and the HTTP API together, recovers from its state folder on start, and
+ * stops gracefully (stop reading, process what was read, seal, flush, close).
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { RegistryClient, createRpcProvider } from '../contracts/index.js'
+import { encodeAck, type Ack } from '../protocol/index.js'
+import { Anchorer, type SealedBatch } from './anchor/index.js'
+import { AnchoredTracker, Batcher, ProofService, type ProofLookup } from './batch/index.js'
+import { GatewayError } from './errors.js'
+import { GatewayMetrics, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
+import { IngestPipeline, MqttIngest, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
+import { RegistryKeyDirectory, type KeyDirectory } from './keys/index.js'
+import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
+
+/** What /healthz reports. */
+export interface GatewayHealth {
+  /** Broker connected and store open. */
+  ok: boolean
+  brokerConnected: boolean
+  storeOpen: boolean
+  anchoring: boolean
+  /** Id of the newest sealed batch (0: none). */
+  sealedThrough: number
+  /** Every batch up to this id is confirmed on chain. */
+  confirmedThrough: number
+  /** Sealed batches not yet confirmed. */
+  anchorLagBatches: number
+  /** Records received and not yet processed. */
+  backlogRecords: number
+  openBatch: { id: number, size: number }
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped'
+
+export class Gateway {
+  readonly options: ResolvedGatewayOptions
+  readonly metrics: GatewayMetrics
+  private state: State = 'new'
+  private store: GatewayStore | undefined
+  private provider: ReturnType<typeof createRpcProvider> | undefined
+  private anchorer: Anchorer | undefined
+  private batcher: Batcher | undefined
+  private pipeline: IngestPipeline | undefined
+  private proofs: ProofService | undefined
+  private mqtt: MqttIngest | undefined
+  private embedded: EmbeddedBroker | undefined
+  private api: ApiServer | undefined
+  private gapTimer: NodeJS.Timeout | undefined
+  private sealedThrough = 0
+  private fatal: GatewayError | undefined
+  private readonly fatalListeners: Array<(e: GatewayError) => void> = []
+
+  /** @throws TypeError / RangeError for bad options. */
+  constructor (options: GatewayOptions) {
+    this.options = resolveGatewayOptions(options)
+    this.metrics = new GatewayMetrics({ processMetrics: this.options.processMetrics })
+  }
+
+  /** URL of the broker in use (the embedded one's when no brokerUrl was given); set once started. */
+  get brokerUrl (): string | undefined {
+    return this.options.brokerUrl ?? this.embedded?.url
+  }
+
+  /** Base URL of the HTTP API; set once started. */
+  get httpUrl (): string | undefined {
+    return this.api?.url
+  }
+
+  /** Called once if the gateway hits an error it cannot continue after (a failed store write). */
+  onFatal (listener: (e: GatewayError) => void): void {
+    this.fatalListeners.push(listener)
+  }
+
+  /**
+   * Opens the state, recovers batches and anchoring, connects to the broker (without waiting for
+   * it: ingest starts whenever it is reachable) and starts the HTTP API.
+   * @throws GatewayError `STORE_LOCKED`, `STORE_OPEN_FAILED`, `STORE_CORRUPT`, `HTTP_LISTEN_FAILED`,
+   *   `GATEWAY_STOPPED`; AnchorError from opening the anchorer's state.
+   */
+  async start (): Promise<void> {
+    if (this.state !== 'new') throw new GatewayError('GATEWAY_STOPPED', `gateway is ${this.state}`)
+    this.state = 'starting'
+    try {
+      await this.open()
+      this.state = 'running'
+    } catch (e) {
+      await this.close()
+      this.state = 'stopped'
+      throw e
+    }
+  }
+
+  private async open (): Promise<void> {
+    const o = this.options
+    const log = o.logger
+    await mkdir(o.stateDir, { recursive: true })
+    const store = this.store = await GatewayStore.open({
+      dir: join(o.stateDir, 'store'),
+      syncWrites: o.syncWrites,
+      onFatal: (e) => this.die(e),
+      onCallbackError: (e) => log.error({ error: (e as Error).message, stack: (e as Error).stack }, 'bug: an after-write callback failed')
+    })
+    this.provider = createRpcProvider(o.rpcUrl, o.chainId === undefined ? {} : { chainId: o.chainId })
+    const keys: KeyDirectory = o.keyDirectory ?? new RegistryKeyDirectory({
+      registry: new RegistryClient(o.registry, this.provider),
+      ttlMs: o.keyCacheTtlMs,
+      unknownTtlMs: o.unknownKeyCacheTtlMs,
+      onLookupError: (code) => this.metrics.chainError(code)
+    })
+    if (o.anchorPrivateKey !== undefined) {
+      this.anchorer = await Anchorer.open({
+        stateDir: join(o.stateDir, 'anchor'),
+        rpcUrl: o.rpcUrl,
+        registry: o.registry,
+        privateKey: o.anchorPrivateKey,
+        confirmations: o.anchorConfirmations,
+        pollIntervalMs: o.anchorPollIntervalMs,
+        syncWrites: o.syncWrites,
+        logger: log,
+        onChainError: (code) => this.metrics.chainError(code),
+        onAnchored: (_r, latencyMs) => this.metrics.anchored(latencyMs)
+      })
+    } else {
+      log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
+    }
+    const anchorer = this.anchorer
+    const proofs = this.proofs = new ProofService({ store, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
+
+    const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
+    const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
+    const batcher = this.batcher = await Batcher.open({
+      store,
+      origin: `edge-provenance/${o.name}`,
+      maxRecords: o.batchMaxRecords,
+      maxAgeMs: o.batchMaxAgeMs,
+      onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
+    })
+    const pipeline = this.pipeline = new IngestPipeline({
+      store,
+      batcher,
+      tracker,
+      keys,
+      maxPayloadBytes: o.maxPayloadBytes,
+      quarantineMaxRawBytes: o.quarantineMaxRawBytes,
+      maxPendingPerDevice: o.maxPendingPerDevice,
+      gapReportAfterMs: o.gapReportAfterMs,
+      publishAck: (deviceId, ack) => this.publishAck(deviceId, ack),
+      correctPeerAcks: o.shareGroup !== undefined,
+      counters: this.metrics,
+      logger: log,
+      now: Date.now
+    })
+    await pipeline.load()
+
+    // Batches sealed before a crash: back to the anchorer (idempotent), and their leaves into the
+    // anchored-seq bookkeeping, before any new batch can be sealed.
+    this.sealedThrough = batcher.openBatchId - 1
+    if (anchorer !== undefined) {
+      for await (const batch of store.batches(folded + 1)) {
+        for (const leaf of await store.leaves(batch.id)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batch.id)
+        if (batch.id > anchorer.confirmedThrough()) await anchorer.enqueue(toSealedBatch(batch))
+      }
+      for (const leaf of await store.leaves(batcher.openBatchId)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batcher.openBatchId)
+      pipeline.confirmThrough(anchorer.confirmedThrough())
+      anchorer.onConfirmed(() => {
+        if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping') pipeline.confirmThrough(anchorer.confirmedThrough())
+      })
+      anchorer.start()
+    }
+
+    let url = o.brokerUrl
+    let protocolVersion = o.mqttProtocolVersion
+    if (url === undefined) {
+      this.embedded = await startEmbeddedBroker()
+      url = this.embedded.url
+      protocolVersion = 4
+      log.info({ broker: url }, 'embedded broker listening')
+    }
+    const backlogLimit = o.maxBacklogRecords
+    this.mqtt = MqttIngest.start({
+      url,
+      clientId: `provenance-gateway-${o.name}`,
+      protocolVersion,
+      shareGroup: o.shareGroup,
+      username: o.mqttUsername,
+      password: o.mqttPassword,
+      sessionExpirySeconds: o.sessionExpirySeconds,
+      // Room for an over-limit payload to arrive and be quarantined rather than silently dropped.
+      maxPacketBytes: Math.min(2 * o.maxPayloadBytes + 64 * 1024, 268_435_455),
+      reconnectPeriodMs: o.reconnectPeriodMs,
+      gatewayName: o.name,
+      onRecords: (topic, payload) => pipeline.acceptRecords(topic, payload),
+      onAck: (topic, payload) => pipeline.acceptPeerAck(topic, payload),
+      flowControl: () => {
+        if (pipeline.backlog >= backlogLimit) return pipeline.whenBacklogBelow(Math.floor(backlogLimit / 2))
+        // A slow disk: let the writer catch up before reading more.
+        if (store.queuedOps >= 4 * backlogLimit) return store.flush().catch(() => {})
+        return undefined
+      },
+      onConnect: (sessionPresent) => {
+        this.metrics.brokerConnected.set(1)
+        // Without its session the broker may have lost the retained acks too: put them back.
+        if (sessionPresent) pipeline.flushAcks()
+        else pipeline.republishAcks()
+      },
+      logger: log
+    })
+    batcher.start()
+    this.api = await startApiServer(this.apiBackend(), { host: o.httpHost, port: o.httpPort, logger: log })
+    const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
+    this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
+    this.gapTimer.unref()
+    log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined }, 'gateway started')
+  }
+
+  /** Resolves once connected to the broker. @throws GatewayError `BROKER_FAILED` after `timeoutMs`. */
+  async waitForBroker (timeoutMs = 10_000): Promise<void> {
+    if (this.mqtt === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
+    await this.mqtt.waitConnected(timeoutMs)
+  }
+
+  /** Health as /healthz reports it. */
+  health (): GatewayHealth {
+    const brokerConnected = this.mqtt?.connected ?? false
+    const storeOpen = this.store?.isOpen ?? false
+    const confirmedThrough = this.anchorer?.confirmedThrough() ?? 0
+    return {
+      ok: brokerConnected && storeOpen && this.fatal === undefined,
+      brokerConnected,
+      storeOpen,
+      anchoring: this.anchorer !== undefined,
+      sealedThrough: this.sealedThrough,
+      confirmedThrough,
+      anchorLagBatches: this.anchorer === undefined ? 0 : Math.max(0, this.sealedThrough - confirmedThrough),
+      backlogRecords: this.pipeline?.backlog ?? 0,
+      openBatch: { id: this.batcher?.openBatchId ?? 0, size: this.batcher?.openSize ?? 0 }
+    }
+  }
+
+  /** Status of a device, or undefined when it was never seen. */
+  deviceStatus (deviceId: string): DeviceStatus | undefined {
+    return this.pipeline?.status(deviceId)
+  }
+
+  /** The proof of record (device, seq), as the API serves it. */
+  async proof (deviceId: string, seq: number): Promise<ProofLookup> {
+    if (this.proofs === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
+    return await this.proofs.prove(deviceId, seq)
+  }
+
+  /**
+   * Seals the open batch now (if it has records) and waits until the seal is durable.
+   * @throws GatewayError `GATEWAY_STOPPED`, `STORE_WRITE_FAILED`.
+   */
+  async sealNow (): Promise<StoredBatch | undefined> {
+    if (this.batcher === undefined || this.store === undefined || this.pipeline === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
+    await this.pipeline.idle()
+    const batch = this.batcher.seal()
+    await this.store.flush()
+    return batch
+  }
+
+  /**
+   * Graceful stop: stop taking messages (what the broker has not delivered stays in the session),
+   * process what was taken, seal the open batch, flush, publish the last acks, close everything.
+   * Safe to call twice.
+   */
+  async stop (): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return
+    this.state = 'stopping'
+    const log = this.options.logger
+    try {
+      this.mqtt?.pause()
+      await this.pipeline?.stop()
+      this.batcher?.stop()
+      if (this.fatal === undefined && this.store !== undefined) {
+        this.batcher?.seal()
+        await this.store.flush()
+        // The seal's enqueue runs in the write's callback; the anchorer serialises it, close() waits for it.
+      }
+    } catch (e) {
+      log.error({ error: (e as Error).message }, 'error while stopping')
+    } finally {
+      await this.close()
+      this.state = 'stopped'
+      log.info({ name: this.options.name }, 'gateway stopped')
+    }
+  }
+
+  private async close (): Promise<void> {
+    if (this.gapTimer !== undefined) clearInterval(this.gapTimer)
+    this.batcher?.stop()
+    const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['http', this.api?.close],
+      ['mqtt', this.mqtt === undefined ? undefined : async () => await this.mqtt?.close()],
+      ['broker', this.embedded?.close],
+      ['anchorer', this.anchorer === undefined ? undefined : async () => await this.anchorer?.close()],
+      ['store', this.store === undefined ? undefined : async () => await this.store?.close()]
+    ]
+    for (const [what, step] of steps) {
+      if (step === undefined) continue
+      try {
+        await step()
+      } catch (e) {
+        this.options.logger.error({ step: what, error: (e as Error).message }, 'error while closing')
+      }
+    }
+    this.provider?.destroy()
+    this.metrics.brokerConnected.set(0)
+  }
+
+  private publishAck (deviceId: string, ack: Ack): boolean {
+    if (this.mqtt === undefined) return false
+    const ok = this.mqtt.publishAck(deviceId, encodeAck(ack))
+    if (ok) this.metrics.ackPublished()
+    return ok
+  }
+
+  private onSealed (batch: StoredBatch, leafHashes: readonly Uint8Array[]): void {
+    this.sealedThrough = Math.max(this.sealedThrough, batch.id)
+    this.metrics.batchSealed(batch.size)
+    this.proofs?.remember(batch.id, leafHashes)
+    this.options.logger.info({ batch: batch.id, size: batch.size, root: Buffer.from(batch.root).toString('hex') }, 'batch sealed')
+    this.anchorer?.enqueue(toSealedBatch(batch)).catch((e: unknown) => {
+      this.metrics.chainError((e as { code?: string }).code ?? 'ANCHOR_ENQUEUE_FAILED')
+      this.options.logger.error({ batch: batch.id, error: (e as Error).message }, 'could not hand the batch to the anchorer')
+    })
+  }
+
+  private refreshGauges (): void {
+    this.pruneQuarantine()
+    const gaps = this.pipeline?.checkGaps() ?? { open: 0, overdue: 0 }
+    this.metrics.openGaps.set(gaps.open)
+    this.metrics.overdueGaps.set(gaps.overdue)
+    const h = this.health()
+    this.metrics.brokerConnected.set(h.brokerConnected ? 1 : 0)
+    this.metrics.anchorLag.set(h.anchorLagBatches)
+    this.metrics.backlog.set(h.backlogRecords)
+  }
+
+  private pruning = false
+
+  // Keeps the quarantine within quarantineMaxEntries: the oldest entries go first.
+  private pruneQuarantine (): void {
+    const p = this.pipeline
+    const store = this.store
+    const excess = (p?.quarantineCount ?? 0) - this.options.quarantineMaxEntries
+    if (p === undefined || store === undefined || excess <= 0 || this.pruning || this.state !== 'running') return
+    this.pruning = true
+    store.pruneQuarantined(excess)
+      .then((n) => { p.quarantineCount -= n })
+      .catch((e: unknown) => { this.options.logger.warn({ error: (e as Error).message }, 'quarantine pruning failed') })
+      .finally(() => { this.pruning = false })
+  }
+
+  private die (e: GatewayError): void {
+    if (this.fatal !== undefined) return
+    this.fatal = e
+    this.options.logger.error({ code: e.code, error: e.message }, 'fatal: the gateway cannot continue')
+    this.mqtt?.pause()
+    for (const l of this.fatalListeners) l(e)
+  }
+
+  private apiBackend (): ApiBackend {
+    return {
+      proof: async (d, s) => await this.proof(d, s),
+      deviceStatus: (d) => this.deviceStatus(d),
+      deviceIds: () => this.pipeline?.deviceIds() ?? [],
+      batch: async (id) => {
+        const batch = await this.store?.getBatch(id)
+        if (batch === undefined) return undefined
+        const a = this.anchorer
+        return { batch, state: await a?.state(id), receipt: await a?.receipt(id) }
+      },
+      quarantine: async (limit) => await (this.store?.quarantined(limit) ?? Promise.resolve([])),
+      health: () => { const h = this.health(); return { ...h } },
+      metrics: async () => {
+        this.refreshGauges()
+        return await this.metrics.render()
+      }
+    }
+  }
+}
+
+function toSealedBatch (b: StoredBatch): SealedBatch {
+  return {
+    id: b.id,
+    root: b.root,
+    size: b.size,
+    firstRecordTimeMs: b.firstRecordTimeMs,
+    lastRecordTimeMs: b.lastRecordTimeMs,
+    metadataHash: b.metadataHash,
+    sealedAtMs: b.sealedAtMs
+  }
+}

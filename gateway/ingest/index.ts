@@ -1,0 +1,8 @@
+/** Ingest: the record pipeline, the chain rules it applies, quarantine reasons, MQTT and the embedded broker. */
+export {
+  IngestPipeline, type IngestPipelineOptions, type IngestCounters, type DeviceStatus, type OpenGap
+} from './pipeline.js'
+export { linkRecords, type LinkResult, type LinkFailure, type LinkFailureReason } from './chain-link.js'
+export { QUARANTINE_REASONS, type QuarantineReason } from './quarantine.js'
+export { MqttIngest, redactUrl, setNoDelay, type MqttIngestOptions } from './mqtt-ingest.js'
+export { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js'

@@ -1,0 +1,186 @@
+/**
+ * GatewayOptions: every setting of the gateway with its unit in its name and its default as a
+ * DEFAULT_* constant, resolved and checked once when a Gateway is constructed.
+ */
+import { MAX_BATCH_BYTES } from '../protocol/index.js'
+import { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS } from './batch/index.js'
+import { DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory } from './keys/index.js'
+import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+
+export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
+export const DEFAULT_SESSION_EXPIRY_SECONDS = 3600
+export const DEFAULT_RECONNECT_PERIOD_MS = 1000
+export const DEFAULT_MAX_PAYLOAD_BYTES = MAX_BATCH_BYTES
+export const DEFAULT_QUARANTINE_MAX_RAW_BYTES = 16 * 1024
+export const DEFAULT_QUARANTINE_MAX_ENTRIES = 100_000
+export const DEFAULT_MAX_PENDING_PER_DEVICE = 10_000
+export const DEFAULT_GAP_REPORT_AFTER_MS = 60_000
+export const DEFAULT_MAX_BACKLOG_RECORDS = 50_000
+export const DEFAULT_HTTP_HOST = '127.0.0.1'
+export const DEFAULT_HTTP_PORT = 0
+export const DEFAULT_ANCHOR_CONFIRMATIONS = 1
+export const DEFAULT_ANCHOR_POLL_INTERVAL_MS = 500
+export { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS }
+
+/** Gateway names are safe as MQTT client ids, checkpoint origins and file names. */
+export const GATEWAY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const SHARE_GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export interface GatewayOptions {
+  /**
+   * Name of this gateway, unique in the fleet: MQTT client id `provenance-gateway-<name>`, the
+   * checkpoint origin `edge-provenance/<name>/batch/<n>`, the marker on its acks. 1..64 of [A-Za-z0-9._-].
+   */
+  name: string
+  /** Folder of the gateway's state: `store/` (records, batches, quarantine) and `anchor/` (the anchorer). */
+  stateDir: string
+  /** Broker URL (`mqtt://host:port`, `mqtts://…`). Absent: an embedded aedes broker on 127.0.0.1, port from the OS. */
+  brokerUrl?: string
+  /** MQTT version towards `brokerUrl`: 5 (default) or 4 (3.1.1: no shared subscriptions). The embedded broker uses 4. */
+  mqttProtocolVersion?: 4 | 5
+  mqttUsername?: string
+  /** Never logged. */
+  mqttPassword?: string
+  /**
+   * Shared subscription group (`$share/<group>/prov/v1/+/records`) for several gateways on one
+   * broker; also makes the gateway follow its peers' acks. Needs an MQTT 5 broker.
+   */
+  shareGroup?: string
+  /** How long the broker keeps this gateway's session (and queues its messages) while it is away, in seconds. Default 3600. */
+  sessionExpirySeconds?: number
+  /** Pause between broker reconnection attempts, ms. Default 1000. */
+  reconnectPeriodMs?: number
+  /** JSON-RPC URL of the chain that holds the registry. */
+  rpcUrl: string
+  /** Address of the ProvenanceRegistry contract. */
+  registry: string
+  /** Chain id, when known (skips detection). */
+  chainId?: number
+  /** Hex private key of an account with ANCHORER_ROLE. Absent: batches are sealed but not anchored. Never logged. */
+  anchorPrivateKey?: string
+  /** Confirmations before a batch counts as anchored. Default 1 (use 12+ on a public chain). */
+  anchorConfirmations?: number
+  /** How often the anchorer polls the chain when idle, ms. Default 500. */
+  anchorPollIntervalMs?: number
+  /** Where device keys come from. Default: the registry at `registry`, cached. */
+  keyDirectory?: KeyDirectory
+  /** How long a device key answer stays fresh, ms. Default 60 000 (also bounds how late a revocation takes effect). */
+  keyCacheTtlMs?: number
+  /** How long "unknown device" stays fresh, ms. Default 5 000. */
+  unknownKeyCacheTtlMs?: number
+  /** Largest records payload accepted, bytes; larger ones are quarantined. Default 4 MiB (protocol MAX_BATCH_BYTES). */
+  maxPayloadBytes?: number
+  /** Bytes of the offending input kept per quarantine entry. Default 16 KiB. */
+  quarantineMaxRawBytes?: number
+  /** Quarantine entries kept; beyond, the oldest are deleted (bounds the disk a flood of bad input can take). Default 100 000. */
+  quarantineMaxEntries?: number
+  /** Most records waiting ahead of one device's tip. Default 10 000. */
+  maxPendingPerDevice?: number
+  /** A gap (missing records before waiting ones) open this long is reported (log, metric, status), ms. Default 60 000. */
+  gapReportAfterMs?: number
+  /** Seal the open batch at this many records. Default 10 000. */
+  batchMaxRecords?: number
+  /** Seal the open batch when its first record is this old, ms. Default 60 000. */
+  batchMaxAgeMs?: number
+  /** Stop reading from the broker while this many received records wait to be processed. Default 50 000. */
+  maxBacklogRecords?: number
+  /** Address of the HTTP API. Default 127.0.0.1. */
+  httpHost?: string
+  /** Port of the HTTP API; 0 lets the OS pick. Default 0. */
+  httpPort?: number
+  /** fsync each write batch (group commit amortises it). Default true. */
+  syncWrites?: boolean
+  /** Also export process metrics (CPU, memory, event loop). Default true. */
+  processMetrics?: boolean
+  logger?: GatewayLogger
+}
+
+export type ResolvedGatewayOptions = Required<Omit<GatewayOptions,
+  'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory'>> &
+  Pick<GatewayOptions, 'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory'>
+
+/**
+ * Applies defaults and checks every field.
+ * @throws TypeError / RangeError naming the bad field.
+ */
+export function resolveGatewayOptions (options: GatewayOptions): ResolvedGatewayOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
+  const o: ResolvedGatewayOptions = {
+    mqttProtocolVersion: DEFAULT_MQTT_PROTOCOL_VERSION,
+    sessionExpirySeconds: DEFAULT_SESSION_EXPIRY_SECONDS,
+    reconnectPeriodMs: DEFAULT_RECONNECT_PERIOD_MS,
+    anchorConfirmations: DEFAULT_ANCHOR_CONFIRMATIONS,
+    anchorPollIntervalMs: DEFAULT_ANCHOR_POLL_INTERVAL_MS,
+    keyCacheTtlMs: DEFAULT_KEY_CACHE_TTL_MS,
+    unknownKeyCacheTtlMs: DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS,
+    maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+    quarantineMaxRawBytes: DEFAULT_QUARANTINE_MAX_RAW_BYTES,
+    quarantineMaxEntries: DEFAULT_QUARANTINE_MAX_ENTRIES,
+    maxPendingPerDevice: DEFAULT_MAX_PENDING_PER_DEVICE,
+    gapReportAfterMs: DEFAULT_GAP_REPORT_AFTER_MS,
+    batchMaxRecords: DEFAULT_BATCH_MAX_RECORDS,
+    batchMaxAgeMs: DEFAULT_BATCH_MAX_AGE_MS,
+    maxBacklogRecords: DEFAULT_MAX_BACKLOG_RECORDS,
+    httpHost: DEFAULT_HTTP_HOST,
+    httpPort: DEFAULT_HTTP_PORT,
+    syncWrites: true,
+    processMetrics: true,
+    logger: SILENT_LOGGER,
+    ...stripUndefined(options)
+  } as ResolvedGatewayOptions
+  const str = (k: keyof GatewayOptions, required: boolean): void => {
+    const v = o[k]
+    if (v === undefined && !required) return
+    if (typeof v !== 'string' || v.length === 0) throw new TypeError(`${k} must be a non-empty string`)
+  }
+  str('name', true)
+  if (!GATEWAY_NAME_PATTERN.test(o.name)) throw new RangeError(`name must match ${GATEWAY_NAME_PATTERN.source}`)
+  str('stateDir', true)
+  str('rpcUrl', true)
+  str('registry', true)
+  str('brokerUrl', false)
+  str('mqttUsername', false)
+  str('mqttPassword', false)
+  str('anchorPrivateKey', false)
+  str('shareGroup', false)
+  if (o.shareGroup !== undefined) {
+    if (!SHARE_GROUP_PATTERN.test(o.shareGroup)) throw new RangeError(`shareGroup must match ${SHARE_GROUP_PATTERN.source}`)
+    if (o.brokerUrl === undefined) throw new RangeError('shareGroup needs brokerUrl: the embedded broker has no shared subscriptions')
+    if (o.mqttProtocolVersion !== 5) throw new RangeError('shareGroup needs mqttProtocolVersion 5')
+  }
+  if (o.mqttProtocolVersion !== 4 && o.mqttProtocolVersion !== 5) throw new RangeError('mqttProtocolVersion must be 4 or 5')
+  const int = (k: keyof GatewayOptions, min: number, max = Number.MAX_SAFE_INTEGER): void => {
+    const v = o[k]
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw new RangeError(`${k} must be an integer in ${min}..${max}`)
+  }
+  int('sessionExpirySeconds', 0, 0xffff_ffff)
+  int('reconnectPeriodMs', 1)
+  int('anchorConfirmations', 1, 1000)
+  int('anchorPollIntervalMs', 1)
+  int('keyCacheTtlMs', 0)
+  int('unknownKeyCacheTtlMs', 0)
+  // The protocol caps a records message at MAX_BATCH_BYTES; MQTT's own limit is 256 MiB.
+  int('maxPayloadBytes', 1, MAX_BATCH_BYTES)
+  int('quarantineMaxRawBytes', 0, 16 * 1024 * 1024)
+  int('quarantineMaxEntries', 1)
+  int('maxPendingPerDevice', 1)
+  int('gapReportAfterMs', 1)
+  int('batchMaxRecords', 1, 16_777_216)
+  int('batchMaxAgeMs', 1)
+  int('maxBacklogRecords', 2)
+  int('httpPort', 0, 65535)
+  if (o.chainId !== undefined) int('chainId', 1)
+  str('httpHost', true)
+  if (typeof o.syncWrites !== 'boolean') throw new TypeError('syncWrites must be a boolean')
+  if (typeof o.processMetrics !== 'boolean') throw new TypeError('processMetrics must be a boolean')
+  const l = o.logger as Partial<GatewayLogger>
+  if (typeof l !== 'object' || l === null || !(['debug', 'info', 'warn', 'error'] as const).every(m => typeof l[m] === 'function')) {
+    throw new TypeError('logger must have debug, info, warn and error methods')
+  }
+  if (o.keyDirectory !== undefined && typeof o.keyDirectory.keyAt !== 'function') throw new TypeError('keyDirectory must have keyAt')
+  return o
+}
+
+function stripUndefined<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}

@@ -1,0 +1,494 @@
+/**
+ * The gateway's durable state on LevelDB: stored records with their place in a batch, records
+ * waiting ahead of a device's tip, device tips, batch leaves and sealed batches, and quarantined
+ * input. Writes go through one group-commit writer, so a crash leaves whole write batches only,
+ * in the order they were issued (docs/GATEWAY.md §Storage).
+ */
+import { randomBytes } from 'node:crypto'
+import { Level } from 'level'
+import { decodeCanonical, encodeCanonical, type CborValue } from '../../protocol/index.js'
+import { GatewayError } from '../errors.js'
+
+/** A device's verified chain tip: every record up to `seq` is stored (here or at a peer gateway). */
+export interface DeviceTip {
+  seq: number
+  /** Hash of record `seq` (sha256 of its envelope). */
+  hash: Uint8Array
+  /** Its boot counter; undefined when the tip was learned from a peer's ack (acks do not carry it). */
+  boot: number | undefined
+}
+
+/** What the store keeps per device. */
+export interface StoredDeviceState {
+  deviceId: string
+  tip: DeviceTip | undefined
+  /** Device time of the last record seen (any outcome), Unix ms; 0 for never. */
+  lastSeenMs: number
+  /** Records this gateway stored. */
+  stored: number
+  /** Records of this device quarantined. */
+  quarantined: number
+  /** Every record up to this seq is in a confirmed batch (here or, by their acks, at peers); -1 for none. */
+  anchoredSeq: number
+}
+
+/** One leaf of a batch, in leaf order. */
+export interface LeafEntry {
+  deviceId: string
+  seq: number
+  /** RFC 9162 leaf hash of the record envelope. */
+  leafHash: Uint8Array
+  /** Device time of the record, Unix ms. */
+  timeMs: number
+  /** Seq of the record this one was linked after (seq - 1, or lower across an honest gap; -1 at genesis). */
+  afterSeq: number
+}
+
+/** A sealed batch as written at sealing time. */
+export interface StoredBatch {
+  id: number
+  size: number
+  root: Uint8Array
+  firstRecordTimeMs: number
+  lastRecordTimeMs: number
+  /** C2SP checkpoint text of the batch. */
+  checkpoint: string
+  /** sha256 of the checkpoint text (anchored as the metadata hash). */
+  metadataHash: Uint8Array
+  sealedAtMs: number
+}
+
+/** Where a stored record is: its batch, its leaf index, and its bytes. */
+export interface StoredRecord {
+  batchId: number
+  index: number
+  envelope: Uint8Array
+}
+
+/** One piece of rejected input. */
+export interface QuarantineEntry {
+  /** Gateway time of receipt, Unix ms. */
+  timeMs: number
+  reason: string
+  topic: string
+  deviceId: string | undefined
+  seq: number | undefined
+  detail: string
+  /** The offending bytes, cut at the configured limit. */
+  raw: Uint8Array
+  /** Length of the offending bytes before cutting. */
+  rawBytes: number
+}
+
+export type StoreOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+
+export interface GatewayStoreOptions {
+  /** LevelDB folder (created when missing). */
+  dir: string
+  /** fsync every write batch. Default true; group commit amortises it. */
+  syncWrites?: boolean
+  /** Called once when a write fails: the gateway cannot go on consistently after that. */
+  onFatal?: (error: GatewayError) => void
+  /** Called when an after-durable callback throws (a bug). Default: rethrown asynchronously. */
+  onCallbackError?: (error: unknown) => void
+}
+
+const STORE_VERSION = 1
+const SEQ_HEX = 14
+const ID_HEX = 12
+
+/** Fixed-width hex keeps lexicographic key order equal to numeric order. */
+function hex (n: number, width: number): string {
+  return n.toString(16).padStart(width, '0')
+}
+
+export const keys = {
+  device: (d: string) => `d/${d}`,
+  record: (d: string, seq: number) => `r/${d}/${hex(seq, SEQ_HEX)}`,
+  pending: (d: string, seq: number) => `p/${d}/${hex(seq, SEQ_HEX)}`,
+  leaf: (batch: number, index: number) => `l/${hex(batch, ID_HEX)}/${hex(index, ID_HEX)}`,
+  batch: (batch: number) => `b/${hex(batch, ID_HEX)}`,
+  quarantine: (timeMs: number, nonce: string) => `q/${hex(timeMs, ID_HEX)}/${nonce}`,
+  openBatch: 'm/open-batch',
+  foldedThrough: 'm/folded-through',
+  version: 'm/version'
+} as const
+
+// Device ids never contain '/' (DEVICE_ID_PATTERN), so `<prefix>/<device>/` bounds one device.
+function range (prefix: string): { gte: string, lt: string } {
+  return { gte: prefix, lt: prefix + '\xff' }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codecs. Values are canonical CBOR arrays with a version first. The folder is ours, but a torn
+// disk or a wrong folder must end in STORE_CORRUPT, not in a TypeError deep inside ingest.
+
+function corrupt (what: string, cause?: unknown): never {
+  throw new GatewayError('STORE_CORRUPT', `stored ${what} is malformed`, { cause })
+}
+
+function decodeArray (bytes: Uint8Array, what: string, length: number): CborValue[] {
+  let v: CborValue
+  try {
+    v = decodeCanonical(bytes, { maxBytes: 1024 * 1024, maxDepth: 2 })
+  } catch (e) {
+    corrupt(what, e)
+  }
+  if (!Array.isArray(v) || v.length !== length || v[0] !== STORE_VERSION) corrupt(what)
+  return v as CborValue[]
+}
+
+function int (v: CborValue | undefined, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) corrupt(what)
+  return v
+}
+
+function bytes (v: CborValue | undefined, what: string, length?: number): Uint8Array {
+  if (!(v instanceof Uint8Array) || (length !== undefined && v.byteLength !== length)) corrupt(what)
+  return v
+}
+
+function text (v: CborValue | undefined, what: string): string {
+  if (typeof v !== 'string') corrupt(what)
+  return v
+}
+
+export function encodeDeviceState (s: StoredDeviceState): Uint8Array {
+  const t = s.tip
+  return encodeCanonical([STORE_VERSION, s.deviceId, t === undefined ? 0 : t.seq + 1, t?.hash ?? null,
+    t?.boot === undefined ? 0 : t.boot + 1, s.lastSeenMs, s.stored, s.quarantined, s.anchoredSeq + 1])
+}
+
+export function decodeDeviceState (b: Uint8Array): StoredDeviceState {
+  const v = decodeArray(b, 'device state', 9)
+  const tipSeq = int(v[2], 'device tip') - 1
+  const boot = int(v[4], 'device boot') - 1
+  return {
+    deviceId: text(v[1], 'device id'),
+    tip: tipSeq < 0 ? undefined : { seq: tipSeq, hash: bytes(v[3], 'device tip hash', 32), boot: boot < 0 ? undefined : boot },
+    lastSeenMs: int(v[5], 'device last seen'),
+    stored: int(v[6], 'device stored'),
+    quarantined: int(v[7], 'device quarantined'),
+    anchoredSeq: int(v[8], 'device anchored') - 1
+  }
+}
+
+export function encodeStoredRecord (r: StoredRecord): Uint8Array {
+  return encodeCanonical([STORE_VERSION, r.batchId, r.index, r.envelope])
+}
+
+export function decodeStoredRecord (b: Uint8Array): StoredRecord {
+  const v = decodeArray(b, 'record', 4)
+  return { batchId: int(v[1], 'record batch'), index: int(v[2], 'record index'), envelope: bytes(v[3], 'record envelope') }
+}
+
+export function encodeLeaf (l: LeafEntry): Uint8Array {
+  return encodeCanonical([STORE_VERSION, l.deviceId, l.seq, l.leafHash, l.timeMs, l.afterSeq + 1])
+}
+
+export function decodeLeaf (b: Uint8Array): LeafEntry {
+  const v = decodeArray(b, 'leaf', 6)
+  return {
+    deviceId: text(v[1], 'leaf device'),
+    seq: int(v[2], 'leaf seq'),
+    leafHash: bytes(v[3], 'leaf hash', 32),
+    timeMs: int(v[4], 'leaf time'),
+    afterSeq: int(v[5], 'leaf after') - 1
+  }
+}
+
+export function encodeBatch (b: StoredBatch): Uint8Array {
+  return encodeCanonical([STORE_VERSION, b.id, b.size, b.root, b.firstRecordTimeMs, b.lastRecordTimeMs, b.checkpoint, b.metadataHash, b.sealedAtMs])
+}
+
+export function decodeBatch (b: Uint8Array): StoredBatch {
+  const v = decodeArray(b, 'batch', 9)
+  return {
+    id: int(v[1], 'batch id'),
+    size: int(v[2], 'batch size'),
+    root: bytes(v[3], 'batch root', 32),
+    firstRecordTimeMs: int(v[4], 'batch first time'),
+    lastRecordTimeMs: int(v[5], 'batch last time'),
+    checkpoint: text(v[6], 'batch checkpoint'),
+    metadataHash: bytes(v[7], 'batch metadata hash', 32),
+    sealedAtMs: int(v[8], 'batch sealed at')
+  }
+}
+
+export function encodeQuarantine (q: QuarantineEntry): Uint8Array {
+  return encodeCanonical([STORE_VERSION, q.timeMs, q.reason, q.topic, q.deviceId ?? null, q.seq === undefined ? null : q.seq, q.detail, q.raw, q.rawBytes])
+}
+
+export function decodeQuarantine (b: Uint8Array): QuarantineEntry {
+  const v = decodeArray(b, 'quarantine entry', 9)
+  return {
+    timeMs: int(v[1], 'quarantine time'),
+    reason: text(v[2], 'quarantine reason'),
+    topic: text(v[3], 'quarantine topic'),
+    deviceId: v[4] === null ? undefined : text(v[4], 'quarantine device'),
+    seq: v[5] === null ? undefined : int(v[5], 'quarantine seq'),
+    detail: text(v[6], 'quarantine detail'),
+    raw: bytes(v[7], 'quarantine raw'),
+    rawBytes: int(v[8], 'quarantine raw length')
+  }
+}
+
+function encodeInt (n: number): Uint8Array {
+  return encodeCanonical([STORE_VERSION, n])
+}
+
+function decodeInt (b: Uint8Array, what: string): number {
+  return int(decodeArray(b, what, 2)[1], what)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** What the writer asks its owner for right before each write (e.g. device states as they stand). */
+export interface WriteHook {
+  /** Ops to add to the batch about to be written, and what to run once it is durable. */
+  beforeWrite: () => { ops: StoreOp[], afterDurable?: () => void }
+}
+
+/**
+ * The LevelDB store. Reads are direct; every write goes through {@link GatewayStore.enqueue}:
+ * operations queued while a write is in flight share the next one (group commit).
+ */
+export class GatewayStore {
+  private readonly db: Level<string, Uint8Array>
+  private readonly sync: boolean
+  private readonly onFatal: (error: GatewayError) => void
+  private readonly onCallbackError: (error: unknown) => void
+  private ops: StoreOp[] = []
+  private callbacks: Array<() => void> = []
+  private writing: Promise<void> | undefined
+  private scheduled = false
+  private failure: GatewayError | undefined
+  private closed = false
+  private hook: WriteHook | undefined
+  private readonly nonce = randomBytes(4).toString('hex')
+  private counter = 0
+  /** Number of write batches so far (for tests and metrics). */
+  writes = 0
+
+  private constructor (db: Level<string, Uint8Array>, options: GatewayStoreOptions) {
+    this.db = db
+    this.sync = options.syncWrites ?? true
+    this.onFatal = options.onFatal ?? (() => {})
+    this.onCallbackError = options.onCallbackError ?? ((e) => { queueMicrotask(() => { throw e }) })
+  }
+
+  /**
+   * Opens (or creates) the store.
+   * @throws GatewayError `STORE_LOCKED` (another process has it open), `STORE_OPEN_FAILED`, `STORE_CORRUPT`.
+   */
+  static async open (options: GatewayStoreOptions): Promise<GatewayStore> {
+    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    try {
+      await db.open()
+    } catch (e) {
+      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
+      throw new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e })
+    }
+    try {
+      const version = await db.get(keys.version)
+      if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
+      else if (decodeInt(version, 'store version') !== STORE_VERSION) throw new GatewayError('STORE_CORRUPT', 'unsupported gateway store version')
+    } catch (e) {
+      await db.close()
+      throw e
+    }
+    return new GatewayStore(db, options)
+  }
+
+  get isOpen (): boolean {
+    return !this.closed && this.db.status === 'open'
+  }
+
+  /** Registers the hook called before each write (one owner). */
+  setWriteHook (hook: WriteHook): void {
+    this.hook = hook
+  }
+
+  /**
+   * Queues operations for the next write batch; `afterDurable` runs once they are on disk.
+   * @throws GatewayError `STORE_CLOSED`, or the write failure that stopped the store.
+   */
+  enqueue (ops: StoreOp[], afterDurable?: () => void): void {
+    if (this.failure !== undefined) throw this.failure
+    if (this.closed) throw new GatewayError('STORE_CLOSED', 'the gateway store is closed')
+    for (const op of ops) this.ops.push(op)
+    if (afterDurable !== undefined) this.callbacks.push(afterDurable)
+    this.schedule()
+  }
+
+  /** Asks for a write soon even with nothing queued (the hook may have something). */
+  touch (): void {
+    if (this.failure === undefined && !this.closed) this.schedule()
+  }
+
+  /** A key for a new quarantine entry, unique within this store. */
+  quarantineKey (timeMs: number): string {
+    return keys.quarantine(timeMs, `${this.nonce}${hex(this.counter++, 8)}`)
+  }
+
+  /** Number of operations waiting for the next write. */
+  get queuedOps (): number {
+    return this.ops.length
+  }
+
+  private schedule (): void {
+    if (this.scheduled || this.writing !== undefined) return
+    this.scheduled = true
+    // Let the rest of this turn of the event loop (more messages) join the batch.
+    setImmediate(() => {
+      this.scheduled = false
+      this.startDrain()
+    })
+  }
+
+  private startDrain (): void {
+    if (this.writing !== undefined) return
+    // Cleared in a later microtask than the assignment, even when drain() finds nothing to do.
+    this.writing = this.drain().finally(() => {
+      this.writing = undefined
+      if (this.failure === undefined && !this.closed && (this.ops.length > 0 || this.callbacks.length > 0)) this.schedule()
+    })
+  }
+
+  private async drain (): Promise<void> {
+    for (;;) {
+      const hooked = this.hook?.beforeWrite()
+      const ops = this.ops
+      const callbacks = this.callbacks
+      if (hooked !== undefined) {
+        for (const op of hooked.ops) ops.push(op)
+        if (hooked.afterDurable !== undefined) callbacks.push(hooked.afterDurable)
+      }
+      if (ops.length === 0 && callbacks.length === 0) break
+      this.ops = []
+      this.callbacks = []
+      if (ops.length > 0) {
+        try {
+          await this.db.batch(ops, { sync: this.sync })
+        } catch (cause) {
+          this.failure = new GatewayError('STORE_WRITE_FAILED', `gateway store write failed: ${(cause as Error).message}`, { cause })
+          this.onFatal(this.failure)
+          return
+        }
+        this.writes++
+      }
+      for (const cb of callbacks) {
+        try {
+          cb()
+        } catch (e) {
+          // A callback's bug must not stall the writer (every later write waits on this loop).
+          this.onCallbackError(e)
+        }
+      }
+    }
+  }
+
+  /**
+   * Resolves once everything queued so far is durable.
+   * @throws GatewayError `STORE_WRITE_FAILED` when a write failed.
+   */
+  async flush (): Promise<void> {
+    for (;;) {
+      if (this.failure !== undefined) throw this.failure
+      if (this.writing !== undefined) { await this.writing; continue }
+      const hooked = this.hook?.beforeWrite()
+      if (hooked !== undefined && (hooked.ops.length > 0 || hooked.afterDurable !== undefined)) {
+        for (const op of hooked.ops) this.ops.push(op)
+        if (hooked.afterDurable !== undefined) this.callbacks.push(hooked.afterDurable)
+      }
+      if (this.ops.length === 0 && this.callbacks.length === 0) return
+      this.startDrain()
+    }
+  }
+
+  // ------------------------------------------------------------------------------ reads
+
+  async getRecord (deviceId: string, seq: number): Promise<StoredRecord | undefined> {
+    const v = await this.db.get(keys.record(deviceId, seq))
+    return v === undefined ? undefined : decodeStoredRecord(v)
+  }
+
+  async getBatch (id: number): Promise<StoredBatch | undefined> {
+    const v = await this.db.get(keys.batch(id))
+    return v === undefined ? undefined : decodeBatch(v)
+  }
+
+  /** Sealed batches with id >= fromId, in id order. */
+  async * batches (fromId = 1): AsyncGenerator<StoredBatch> {
+    for await (const v of this.db.values({ gte: keys.batch(fromId), lt: 'b/\xff' })) yield decodeBatch(v)
+  }
+
+  /** The leaves of batch `id` written so far, in leaf order. */
+  async leaves (id: number): Promise<LeafEntry[]> {
+    const out: LeafEntry[] = []
+    for await (const v of this.db.values(range(`l/${hex(id, ID_HEX)}/`))) out.push(decodeLeaf(v))
+    return out
+  }
+
+  async * devices (): AsyncGenerator<StoredDeviceState> {
+    for await (const v of this.db.values(range('d/'))) yield decodeDeviceState(v)
+  }
+
+  /** Every waiting record: [deviceId, seq, envelope]. */
+  async * pending (): AsyncGenerator<{ deviceId: string, seq: number, envelope: Uint8Array }> {
+    for await (const [k, v] of this.db.iterator(range('p/'))) {
+      const parts = k.split('/')
+      if (parts.length !== 3) corrupt('pending key')
+      yield { deviceId: parts[1] as string, seq: parseInt(parts[2] as string, 16), envelope: v }
+    }
+  }
+
+  /** Stored record seqs of one device, ascending (for listings and tests). */
+  async * recordSeqs (deviceId: string): AsyncGenerator<number> {
+    for await (const k of this.db.keys(range(`r/${deviceId}/`))) yield parseInt(k.slice(k.lastIndexOf('/') + 1), 16)
+  }
+
+  /** Number of quarantine entries (a scan of their keys: at start only). */
+  async countQuarantined (): Promise<number> {
+    let n = 0
+    for await (const _ of this.db.keys(range('q/'))) n++
+    return n
+  }
+
+  /** Deletes the `count` oldest quarantine entries (through the writer). Returns how many it found. */
+  async pruneQuarantined (count: number): Promise<number> {
+    if (count <= 0) return 0
+    const ops: StoreOp[] = []
+    for await (const k of this.db.keys({ ...range('q/'), limit: count })) ops.push({ type: 'del', key: k })
+    if (ops.length > 0) this.enqueue(ops)
+    return ops.length
+  }
+
+  /** Quarantine entries, newest first. */
+  async quarantined (limit: number): Promise<QuarantineEntry[]> {
+    const out: QuarantineEntry[] = []
+    for await (const v of this.db.values({ ...range('q/'), reverse: true, limit })) out.push(decodeQuarantine(v))
+    return out
+  }
+
+  async getInt (key: string): Promise<number | undefined> {
+    const v = await this.db.get(key)
+    return v === undefined ? undefined : decodeInt(v, key)
+  }
+
+  /** The put of a small integer (store metadata). */
+  putInt (key: string, n: number): StoreOp {
+    return { type: 'put', key, value: encodeInt(n) }
+  }
+
+  /** Flushes what is queued and closes the database. Safe to call twice. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    try {
+      if (this.failure === undefined) await this.flush()
+    } finally {
+      this.closed = true
+      await this.db.close()
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startDevChain } from '../../contracts/index.js'
+import { Gateway, runCli, type CliIo } from '../../gateway/index.js'
+import { envNameOf } from '../../gateway/cli.js'
+import { makeTempDir } from '../helpers/tmp.js'
+
+function io (env: Record<string, string> = {}): CliIo & { out: string[], err: string[], stop: () => void } {
+  const out: string[] = []
+  const err: string[] = []
+  let handler: ((s: string) => void) | undefined
+  return {
+    out,
+    err,
+    env,
+    stdout: { write: (s: string) => { out.push(s) } },
+    stderr: { write: (s: string) => err.push(s) },
+    onStopSignal: (h) => { handler = h },
+    stop: () => handler?.('SIGTERM')
+  }
+}
+
+t.test('behavior: --help prints the usage and exits 0; no command exits 2', async t => {
+  const a = io()
+  t.equal(await runCli(['--help'], a), 0)
+  t.match(a.err.join(''), /Usage: provenance-gateway <command>/)
+  t.match(a.err.join(''), /PROVENANCE_GATEWAY_BROKER_URL/)
+  const b = io()
+  t.equal(await runCli(['start', '--help'], b), 0)
+  t.equal(await runCli([], io()), 2)
+})
+
+t.test('error: usage errors exit 2 with CONFIG_INVALID on stderr', async t => {
+  const dir = await makeTempDir(t)
+  const bad = join(dir, 'bad.json')
+  const unknown = join(dir, 'unknown.json')
+  const wrongType = join(dir, 'type.json')
+  await writeFile(bad, '{ not json')
+  await writeFile(unknown, JSON.stringify({ name: 'x', colour: 'blue' }))
+  await writeFile(wrongType, JSON.stringify({ name: 'x', batchMaxRecords: '10' }))
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['launch'], {}, /unknown command "launch"/],
+    [['start', '--verbose'], {}, /unknown option "--verbose"/],
+    [['start', '--config'], {}, /--config needs a file/],
+    [['start', '--config', join(dir, 'missing.json')], {}, /cannot read config file/],
+    [['start', '--config', bad], {}, /is not JSON/],
+    [['start', '--config', unknown], {}, /colour: unknown option/],
+    [['start', '--config', wrongType], {}, /batchMaxRecords: must be an integer/],
+    [['start'], { PROVENANCE_GATEWAY_HTTP_PORT: 'eighty' }, /PROVENANCE_GATEWAY_HTTP_PORT must be an integer/],
+    [['start'], { PROVENANCE_GATEWAY_SYNC_WRITES: 'yes' }, /must be true or false/],
+    [['start'], {}, /name must be a non-empty string/],
+    [['start'], { PROVENANCE_GATEWAY_NAME: 'gw', PROVENANCE_GATEWAY_STATE_DIR: dir, PROVENANCE_GATEWAY_RPC_URL: 'http://127.0.0.1:1', PROVENANCE_GATEWAY_REGISTRY: '0x0000000000000000000000000000000000000001', PROVENANCE_GATEWAY_BATCH_MAX_RECORDS: '0' }, /batchMaxRecords must be an integer/],
+    [['start'], { PROVENANCE_GATEWAY_NAME: 'gw', PROVENANCE_GATEWAY_SHARE_GROUP: 'g', PROVENANCE_GATEWAY_STATE_DIR: dir, PROVENANCE_GATEWAY_RPC_URL: 'http://x', PROVENANCE_GATEWAY_REGISTRY: '0x01' }, /shareGroup needs brokerUrl/]
+  ]
+  for (const [argv, env, message] of cases) {
+    const x = io(env)
+    t.equal(await runCli(argv, x), 2, argv.join(' '))
+    t.match(x.err.join(''), /^CONFIG_INVALID: /)
+    t.match(x.err.join(''), message)
+  }
+  t.equal(envNameOf('anchorPrivateKey'), 'PROVENANCE_GATEWAY_ANCHOR_PRIVATE_KEY')
+})
+
+t.test('behavior: start runs until the stop signal, logs JSON lines without secrets, exits 0', async t => {
+  const dir = await makeTempDir(t)
+  const chain = await startDevChain()
+  t.teardown(async () => await chain.stop())
+  const keyFile = join(dir, 'anchor.key')
+  const key = chain.anvil.accounts[3]?.privateKey as string
+  await writeFile(keyFile, key + '\n', { mode: 0o600 })
+  const config = join(dir, 'gateway.json')
+  await writeFile(config, JSON.stringify({ name: 'cli-gw', stateDir: join(dir, 'state'), rpcUrl: chain.anvil.rpcUrl, registry: chain.deployment.address, anchorPrivateKeyFile: keyFile, processMetrics: false }))
+  const x = io({ PROVENANCE_GATEWAY_BATCH_MAX_AGE_MS: '250' })
+  const running = runCli(['start', '--config', config], x)
+  const deadline = Date.now() + 15_000
+  while (!x.out.join('').includes('gateway started')) {
+    if (Date.now() > deadline) throw new Error(`not started: ${x.err.join('')}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  const lines = x.out.join('').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+  const started = lines.find(l => l.msg === 'gateway started')
+  t.match(started, { gateway: 'cli-gw', anchoring: true, broker: /^mqtt:\/\/127\.0\.0\.1:\d+$/ })
+  let health = { ok: false }
+  while (!health.ok && Date.now() < deadline) {
+    health = await (await fetch(`${started?.http as string}/healthz`)).json() as { ok: boolean }
+    if (!health.ok) await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  t.equal(health.ok, true, 'healthy once connected to its embedded broker')
+  x.stop()
+  t.equal(await running, 0)
+  t.notOk(x.out.join('').includes(key.slice(2)), 'the private key is never logged')
+  t.ok(lines.every(l => typeof l.time === 'string' && typeof l.level === 'number'), 'JSON lines with time and level')
+})
+
+t.test('error: a start failure exits 1 with CODE: message', async t => {
+  const dir = await makeTempDir(t)
+  const chain = await startDevChain()
+  t.teardown(async () => await chain.stop())
+  const options = { name: 'locked', stateDir: join(dir, 'state'), rpcUrl: chain.anvil.rpcUrl, registry: chain.deployment.address, processMetrics: false }
+  const holder = new Gateway(options)
+  await holder.start()
+  t.teardown(async () => await holder.stop())
+  const config = join(dir, 'gateway.json')
+  await writeFile(config, JSON.stringify(options))
+  const x = io()
+  t.equal(await runCli(['start', '--config', config], x), 1)
+  t.match(x.err.join(''), /^STORE_LOCKED: /)
+})
