@@ -370,6 +370,7 @@ export class Gateway {
       proof: async (d, s) => await this.proof(d, s),
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
+      records: async (d, from, limit) => await (this.store?.recordsFrom(d, from, limit) ?? Promise.resolve([])),
       batch: async (id) => {
         const batch = await this.store?.getBatch(id)
         if (batch === undefined) return undefined

@@ -14,6 +14,8 @@ export interface UplinkOptions {
   deviceId: string
   /** e.g. mqtt://127.0.0.1:1883 */
   brokerUrl: string
+  /** MQTT 5 (default) or 3.1.1 (4), e.g. for the gateway's embedded aedes broker. */
+  mqttProtocolVersion?: 4 | 5
   /** Records per message. Default 256. */
   batchRecords?: number
   /**
@@ -86,6 +88,7 @@ export class Uplink {
       log: options.log,
       deviceId: options.deviceId,
       brokerUrl: options.brokerUrl,
+      mqttProtocolVersion: options.mqttProtocolVersion ?? 5,
       onPolicy: options.onPolicy,
       username: options.username,
       password: options.password
@@ -119,7 +122,7 @@ export class Uplink {
     if (!this.running) return
     const status = deviceTopic(this.o.deviceId, 'status')
     const client = mqtt.connect(this.o.brokerUrl, {
-      protocolVersion: 5,
+      protocolVersion: this.o.mqttProtocolVersion,
       clientId: `prov-agent-${this.o.deviceId}`,
       clean: true,
       reconnectPeriod: 0,

@@ -17,6 +17,7 @@ export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
   deviceIds: () => string[]
+  records: (deviceId: string, fromSeq: number, limit: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
   batch: (id: number) => Promise<{ batch: StoredBatch, state: AnchorState | undefined, receipt: AnchorReceipt | undefined } | undefined>
   quarantine: (limit: number) => Promise<QuarantineEntry[]>
   health: () => { ok: boolean } & Record<string, unknown>
@@ -116,6 +117,21 @@ async function route (backend: ApiBackend, req: IncomingMessage, res: ServerResp
     const s = backend.deviceStatus(c)
     if (s === undefined) { sendError(res, 404, 'DEVICE_NOT_FOUND', `no records of ${c} seen`); return }
     sendJson(res, 200, s)
+    return
+  }
+  if (b === 'devices' && c !== undefined && d === 'records' && e === undefined) {
+    // The stored records of a device, for forensic export: pages of envelopes in seq order.
+    if (!isDeviceId(c)) { sendError(res, 400, 'BAD_DEVICE', 'not a device id'); return }
+    const from = url.searchParams.get('fromSeq') ?? '0'
+    if (!DECIMAL.test(from) || !Number.isSafeInteger(Number(from))) { sendError(res, 400, 'BAD_SEQ', 'fromSeq must be a decimal integer'); return }
+    const limit = parseLimit(url.searchParams.get('limit'), 1000)
+    if (limit === undefined) { sendError(res, 400, 'BAD_LIMIT', `limit must be 1..${MAX_LIST}`); return }
+    const page = await backend.records(c, Number(from), limit)
+    const last = page.at(-1)
+    sendJson(res, 200, {
+      records: page.map(r => Buffer.from(r.envelope).toString('base64')),
+      next: page.length === limit && last !== undefined ? last.seq + 1 : null
+    })
     return
   }
   if (b === 'batches' && c !== undefined && d === undefined) {

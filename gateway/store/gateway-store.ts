@@ -443,6 +443,15 @@ export class GatewayStore {
     }
   }
 
+  /** Up to `limit` stored records of one device with seq >= fromSeq, ascending. */
+  async recordsFrom (deviceId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number, envelope: Uint8Array }>> {
+    const out: Array<{ seq: number, envelope: Uint8Array }> = []
+    for await (const [k, v] of this.db.iterator({ gte: keys.record(deviceId, fromSeq), lt: `r/${deviceId}/\xff`, limit })) {
+      out.push({ seq: parseInt(k.slice(k.lastIndexOf('/') + 1), 16), envelope: decodeStoredRecord(v).envelope })
+    }
+    return out
+  }
+
   /** Stored record seqs of one device, ascending (for listings and tests). */
   async * recordSeqs (deviceId: string): AsyncGenerator<number> {
     for await (const k of this.db.keys(range(`r/${deviceId}/`))) yield parseInt(k.slice(k.lastIndexOf('/') + 1), 16)
