@@ -231,6 +231,17 @@ export class Uplink {
     })
   }
 
+  /**
+   * True when the records right after the last ack were dropped (fail-open budget): the gateway
+   * can acknowledge nothing more until it holds the gap record that declares them, which comes
+   * later in seq order, so the in-flight window must not hold the uplink back until then.
+   */
+  private async holeAtFront (): Promise<boolean> {
+    const log = this.o.log
+    const first = (await log.range(log.acked + 1, log.head.seq, 1))[0]
+    return first !== undefined && first.record.seq > log.acked + 1
+  }
+
   /** Sends batches while connected; one loop per connection lifetime. */
   private async drain (): Promise<void> {
     const log = this.o.log
@@ -246,7 +257,7 @@ export class Uplink {
         this.lastAckAt = Date.now()
       }
       const from = Math.max(this.sentSeq, log.acked) + 1
-      if (this.inFlight.length >= this.o.maxInFlightBatches || from > log.head.seq) {
+      if (from > log.head.seq || (this.inFlight.length >= this.o.maxInFlightBatches && !(await this.holeAtFront()))) {
         await this.sleep(Math.min(this.o.ackTimeoutMs, 1000))
         continue
       }

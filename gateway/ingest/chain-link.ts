@@ -66,13 +66,21 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
     }
     if (r.body.kind === 'gap') {
       const gap = r.body
-      const at = holes.findIndex(h => h.firstSeq === gap.firstSeq && h.lastSeq === gap.lastSeq)
+      // As in ChainVerifier: two drops in a row leave one hole declared by two gap records, each
+      // settling the front of what is left of it, chained by hashes.
+      const at = holes.findIndex(h => h.firstSeq === gap.firstSeq && gap.lastSeq <= h.lastSeq)
       const hole = holes[at]
       if (hole === undefined) return fail('bad-gap', `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)
-      if (!equalBytes(gap.beforeHash, hole.beforeHash) || !equalBytes(gap.lastHash, hole.nextPrev)) {
+      const whole = gap.lastSeq === hole.lastSeq
+      if (!equalBytes(gap.beforeHash, hole.beforeHash) || (whole && !equalBytes(gap.lastHash, hole.nextPrev))) {
         return fail('bad-gap', `gap record for ${gap.firstSeq}..${gap.lastSeq} does not match the hashes around the hole`)
       }
-      holes.splice(at, 1)
+      if (whole) {
+        holes.splice(at, 1)
+      } else {
+        hole.firstSeq = gap.lastSeq + 1
+        hole.beforeHash = gap.lastHash
+      }
       gaps.push({ firstSeq: gap.firstSeq, lastSeq: gap.lastSeq, reason: gap.reason })
     }
     last = { seq: r.seq, hash: signed.hash, boot: r.boot }

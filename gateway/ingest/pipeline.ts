@@ -500,6 +500,8 @@ export class IngestPipeline {
     if (waiting === undefined) return 'new'
     if (equalBytes(waiting.hash, s.hash)) {
       this.o.counters.duplicate()
+      // A resent gap record retries the declared holes it may complete.
+      if (s.record.body.kind === 'gap') this.linkDeclared(d, deviceTopic(d.id, 'records'))
       this.requestAck(d)
       return 'done'
     }
@@ -566,15 +568,42 @@ export class IngestPipeline {
       if (this.link(d, [s], topic)) this.pruneAndDrain(d)
       return
     }
-    if (r.body.kind === 'gap' && r.body.firstSeq === expected) {
-      const run = this.runAfterHole(d, r.body.lastSeq + 1, r.seq)
-      if (run !== undefined) {
-        run.push(s)
-        if (this.link(d, run, topic)) this.pruneAndDrain(d)
-        return
-      }
-    }
     this.park(d, s)
+    // A gap record may complete the records that a declared hole keeps waiting.
+    if (r.body.kind === 'gap') this.linkDeclared(d, topic)
+  }
+
+  /**
+   * The waiting records that follow the tip across declared holes. Every missing range must be
+   * declared by a waiting gap record (several drops in a row chain them, and holes may open
+   * again between them); the run ends with the last gap record it needed. Undefined when there
+   * is no hole at the tip or something undeclared is still missing.
+   */
+  private declaredRun (d: DeviceRuntime): SignedRecord[] | undefined {
+    const run: SignedRecord[] = []
+    let seq = (d.tip?.seq ?? -1) + 1
+    let lastGap = -1
+    for (let steps = 0; steps <= d.pending.size * 2 + 2; steps++) {
+      const present = d.pending.get(seq)
+      if (present !== undefined) {
+        if (lastGap < 0) return undefined
+        run.push(present)
+        if (seq === lastGap) return run
+        seq++
+        continue
+      }
+      const gapSeq = d.gapRecords.get(seq)
+      const gap = gapSeq === undefined ? undefined : d.pending.get(gapSeq)
+      if (gap === undefined || gap.record.body.kind !== 'gap' || gap.record.body.lastSeq < seq) return undefined
+      lastGap = Math.max(lastGap, gap.record.seq)
+      seq = gap.record.body.lastSeq + 1
+    }
+    return undefined
+  }
+
+  private linkDeclared (d: DeviceRuntime, topic: string): void {
+    const run = this.declaredRun(d)
+    if (run !== undefined && this.link(d, run, topic)) this.pruneAndDrain(d)
   }
 
   /** Waiting records from..to-1, or undefined when one is missing. */
@@ -670,12 +699,8 @@ export class IngestPipeline {
         if (!this.link(d, [next], deviceTopic(d.id, 'records'))) break
         continue
       }
-      const gapSeq = d.gapRecords.get(expected)
-      const gap = gapSeq === undefined ? undefined : d.pending.get(gapSeq)
-      if (gap === undefined || gap.record.body.kind !== 'gap') break
-      const run = this.runAfterHole(d, gap.record.body.lastSeq + 1, gap.record.seq)
+      const run = this.declaredRun(d)
       if (run === undefined) break
-      run.push(gap)
       if (!this.link(d, run, deviceTopic(d.id, 'records'))) break
     }
     if (d.pending.size === 0) {
