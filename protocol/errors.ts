@@ -15,15 +15,25 @@ export class ProvenanceError<C extends string = string> extends Error {
 
 /** Codes of the protocol part: decoding, signatures, chains, Merkle proofs. */
 export type ProtocolErrorCode =
+  /** CBOR input is truncated, has trailing bytes, bad UTF-8 or a type outside our subset. */
   | 'CBOR_MALFORMED'
+  /** CBOR input is well formed but not in canonical form (non-shortest integer or length, indefinite length). */
   | 'CBOR_NON_CANONICAL'
+  /** CBOR input exceeds the size, depth or integer limits. */
   | 'CBOR_TOO_LARGE'
+  /** A record, envelope or payload is not of the documented shape (the message names each bad field). */
   | 'RECORD_INVALID'
+  /** A signature does not verify. */
   | 'SIGNATURE_INVALID'
+  /** A key or seed has the wrong length or is not a valid Ed25519 key. */
   | 'KEY_INVALID'
+  /** A hash chain is broken; the message names the seq and reason, `cause` is the ChainFailure. */
   | 'CHAIN_BROKEN'
+  /** A tensor cannot be committed: unknown dtype, bad dims, data that does not fit them. */
   | 'TENSOR_INVALID'
+  /** A Merkle proof, checkpoint or proof file is malformed (index, size, length, hash size, syntax). */
   | 'MERKLE_INVALID_PROOF'
+  /** A well-formed Merkle proof leads to another root. */
   | 'MERKLE_ROOT_MISMATCH'
 
 export class ProtocolError extends ProvenanceError<ProtocolErrorCode> {}
