@@ -13,6 +13,8 @@ export interface AgentConfig {
   profile: string
   overrideProfile?: string
   brokerUrl?: string
+  /** MQTT version towards the broker: 5, or 4 (3.1.1) for the gateway's embedded aedes broker. */
+  brokerMqttVersion?: 4 | 5
   brokerUsername?: string
   brokerPassword?: string
   /** Hex of the fleet admin's Ed25519 public key (64 hex digits). */
@@ -33,6 +35,7 @@ export const CONFIG_FIELDS: Readonly<Record<keyof AgentConfig, { env: string, do
   profile: { env: 'PROVENANCE_AGENT_PROFILE', doc: 'firmware profile name or path (required)' },
   overrideProfile: { env: 'PROVENANCE_AGENT_OVERRIDE_PROFILE', doc: 'local profile override file, deep-merged into the profile' },
   brokerUrl: { env: 'PROVENANCE_AGENT_BROKER_URL', doc: 'MQTT broker of the gateway; unset: no uplink' },
+  brokerMqttVersion: { env: 'PROVENANCE_AGENT_BROKER_MQTT_VERSION', doc: 'MQTT version: 5 (default), or 4 for the gateway\'s embedded broker' },
   brokerUsername: { env: 'PROVENANCE_AGENT_BROKER_USERNAME', doc: 'MQTT user name' },
   brokerPassword: { env: 'PROVENANCE_AGENT_BROKER_PASSWORD', doc: 'MQTT password (prefer the environment to the file)' },
   policyAdminPublicKey: { env: 'PROVENANCE_AGENT_POLICY_ADMIN_PUBLIC_KEY', doc: 'hex Ed25519 public key that signs model policies; unset: models are unchecked' },

@@ -84,6 +84,7 @@ export function assertConfig (value: unknown, problems: string[] = []): asserts 
   str('brokerPassword', false)
   str('policyAdminPublicKey', false, s => /^[0-9a-fA-F]{64}$/.test(s), 'must be 64 hex digits (an Ed25519 public key)')
   str('fleetId', false, s => Buffer.byteLength(s) <= 256, 'must be a string of at most 256 bytes')
+  if (c.brokerMqttVersion !== undefined && c.brokerMqttVersion !== 4 && c.brokerMqttVersion !== 5) problems.push('brokerMqttVersion: must be 4 or 5')
   int('statusPort', 0, 65535)
   int('maxRequestBytes', 1024, 1024 ** 3)
   if (!(LOG_LEVELS as readonly unknown[]).includes(c.logLevel)) problems.push(`logLevel: must be one of ${LOG_LEVELS.join(', ')}`)
@@ -152,7 +153,7 @@ function readEnv (env: Readonly<Record<string, string | undefined>>, problems: s
     if (field === undefined) { problems.push(`${name}: is not a PROVENANCE_AGENT_* variable the agent knows`); continue }
     if (raw === '') continue
     switch (field) {
-      case 'statusPort': case 'maxRequestBytes':
+      case 'statusPort': case 'maxRequestBytes': case 'brokerMqttVersion':
         out[field] = /^\d{1,16}$/.test(raw) ? Number(raw) : raw
         break
       case 'models': out[field] = parseModelsEnv(raw, name, problems); break

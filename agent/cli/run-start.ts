@@ -44,6 +44,7 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
         maxRequestBytes: config.maxRequestBytes,
         logger,
         ...(config.brokerUrl !== undefined ? { brokerUrl: config.brokerUrl } : {}),
+        ...(config.brokerMqttVersion !== undefined ? { brokerMqttVersion: config.brokerMqttVersion } : {}),
         ...(config.brokerUsername !== undefined ? { brokerUsername: config.brokerUsername } : {}),
         ...(config.brokerPassword !== undefined ? { brokerPassword: config.brokerPassword } : {}),
         ...(config.policyAdminPublicKey !== undefined ? { policyAdminPublicKey: fromHex(config.policyAdminPublicKey) } : {}),

@@ -35,6 +35,8 @@ export interface DaemonOptions {
   models: DaemonModelConfig[]
   /** MQTT broker of the gateway, e.g. `mqtts://gw.example:8883`. Unset: no uplink. */
   brokerUrl?: string
+  /** MQTT 5 (default) or 4 (3.1.1). */
+  brokerMqttVersion?: 4 | 5
   brokerUsername?: string
   brokerPassword?: string
   /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
@@ -259,6 +261,7 @@ export class Daemon {
           reconnectMaxMs: profile.uplink.reconnectMaxMs,
           logger,
           onPolicy: (payload) => { void daemon.acceptPolicy(payload).catch(() => {}) },
+          ...(options.brokerMqttVersion !== undefined ? { mqttProtocolVersion: options.brokerMqttVersion } : {}),
           ...(options.brokerUsername !== undefined ? { username: options.brokerUsername } : {}),
           ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {})
         })
