@@ -5,11 +5,9 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import { realpathSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { getBytes, hexlify } from 'ethers'
 import { startDevChain, deviceIdOf, type DevChain } from '../contracts/index.js'
+import { isEntryPoint } from '../contracts/entry-point.js'
 
 /** Batch sizes whose per-record cost is reported. */
 export const ANCHOR_BATCH_SIZES = [1, 1_000, 65_536, 1_048_576] as const
@@ -124,17 +122,7 @@ function printReport (r: ContractsGasReport): void {
   process.stdout.write(lines.join('\n') + '\n')
 }
 
-function isEntryPoint (): boolean {
-  const entry = process.argv[1]
-  if (entry === undefined) return false
-  try {
-    return pathToFileURL(realpathSync(resolve(entry))).href === import.meta.url
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   try {
     await main()
   } catch (e) {

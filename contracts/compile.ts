@@ -4,11 +4,12 @@
  * contracts/build/ProvenanceRegistry.json. Run: `node --import tsx contracts/compile.ts [--check]`.
  */
 
-import { readFileSync, writeFileSync, mkdirSync, realpathSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { RegistryError } from './errors.js'
+import { isEntryPoint } from './entry-point.js'
 
 const require = createRequire(import.meta.url)
 const here = dirname(fileURLToPath(import.meta.url))
@@ -118,17 +119,7 @@ export function writeRegistryArtifact (path: string = REGISTRY_ARTIFACT_PATH): s
   return path
 }
 
-function isEntryPoint (): boolean {
-  const entry = process.argv[1]
-  if (entry === undefined) return false
-  try {
-    return pathToFileURL(realpathSync(resolve(entry))).href === import.meta.url
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const check = process.argv.includes('--check')
   try {
     if (check) {

@@ -4,14 +4,13 @@
  * The deployer key comes from --key-file or env PROVENANCE_DEPLOYER_KEY and is never printed.
  */
 
-import { readFileSync, realpathSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Wallet, getAddress, isAddress } from 'ethers'
 import { RegistryError } from './errors.js'
 import { createRpcProvider } from './provider.js'
 import { deployRegistry } from './registry.js'
+import { isEntryPoint } from './entry-point.js'
 
 export const DEPLOYER_KEY_ENV = 'PROVENANCE_DEPLOYER_KEY'
 export const DEFAULT_DEPLOY_TIMEOUT_MS = 120_000
@@ -172,16 +171,6 @@ function defaultIo (): DeployCliIo {
   }
 }
 
-function isEntryPoint (): boolean {
-  const entry = process.argv[1]
-  if (entry === undefined) return false
-  try {
-    return pathToFileURL(realpathSync(resolve(entry))).href === import.meta.url
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await runDeployCli(process.argv.slice(2))
 }

@@ -6,6 +6,7 @@
 
 import onnxProto from 'onnx-proto'
 import type { onnx } from 'onnx-proto'
+import { TENSOR_DTYPES } from '../../protocol/index.js'
 
 const { onnx: proto } = onnxProto
 
@@ -13,22 +14,8 @@ const { onnx: proto } = onnxProto
 export const TEST_IR_VERSION = 8
 export const TEST_OPSET = 13
 
-/** ONNX TensorProto.DataType numbers of the dtypes the helpers build. */
-export const ONNX_DTYPE = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  uint16: 4,
-  int16: 5,
-  int32: 6,
-  int64: 7,
-  string: 8,
-  bool: 9,
-  float16: 10,
-  float64: 11,
-  uint32: 12,
-  uint64: 13
-} as const
+/** ONNX TensorProto.DataType numbers of the dtypes the helpers build (the protocol's table). */
+export const ONNX_DTYPE = TENSOR_DTYPES
 export type TestDtype = keyof typeof ONNX_DTYPE
 
 /** Values of a tensor: numbers (float16 as its uint16 bits, bool as 0/1), bigints for 64-bit ints, strings. */
