@@ -134,8 +134,27 @@ export function encodeRecord (record: ProvenanceRecord): Uint8Array {
 export function signRecord<B extends RecordBody> (record: ProvenanceRecord<B>, signer: Signer): SignedRecord<B> {
   const recordBytes = encodeRecord(record)
   const signature = signer.sign(concat(RECORD_SIGNING_PREFIX, recordBytes))
-  const envelope = encodeCanonical([recordBytes, signature])
+  const envelope = encodeEnvelope(recordBytes, signature)
   return { record, recordBytes, signature, envelope, hash: sha256(envelope) }
+}
+
+/**
+ * The envelope [record bytes, signature] in canonical CBOR, written directly: it is built for
+ * every record on the device's hot path, and its layout is fixed (docs/PROTOCOL.md §Envelope).
+ */
+function encodeEnvelope (recordBytes: Uint8Array, signature: Uint8Array): Uint8Array {
+  const n = recordBytes.byteLength
+  // Byte-string head in shortest form (RFC 8949 §4.2.1): records are at most LIMITS.envelopeBytes.
+  const head = n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >> 8, n & 0xff] : [0x5a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+  const out = new Uint8Array(1 + head.length + n + 2 + signature.byteLength)
+  out[0] = 0x82
+  out.set(head, 1)
+  out.set(recordBytes, 1 + head.length)
+  let o = 1 + head.length + n
+  out[o++] = 0x58
+  out[o++] = signature.byteLength
+  out.set(signature, o)
+  return out
 }
 
 /** True when the envelope's signature verifies under `publicKey`. */
@@ -207,7 +226,6 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
   }
 }
 
-const textEncoder = new TextEncoder()
 // Text with an unpaired surrogate has no UTF-8 encoding (see cbor.ts).
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 
@@ -225,7 +243,7 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
     if (!(v instanceof Uint8Array) || v.byteLength !== length) problems.push(`${path}: not ${length} bytes`)
   }
   const text = (v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void => {
-    if (typeof v !== 'string' || textEncoder.encode(v).byteLength > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
+    if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
     else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
   }
   if (typeof r.deviceId !== 'string' || r.deviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(r.deviceId)) {

@@ -55,7 +55,7 @@ export interface LogStats {
 type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
 
 interface Pending {
-  signed?: SignedRecord
+  signed: SignedRecord | undefined
   /** Extra operations written in the same batch (deletions of a drop or an ack). */
   ops: Op[]
   /** Change in stored bytes once written. */
@@ -158,28 +158,28 @@ export class RecordLog {
    *   `RECORD_INVALID` from a bad body.
    */
   async append (build: (seq: number) => RecordBody): Promise<SignedRecord> {
-    return await this.appendAt(() => this.tip.boot, build)
+    return await this.appendAt(false, build)
   }
 
   /** Appends a boot record, which advances the boot counter. */
   async appendBoot (body: Omit<Extract<RecordBody, { kind: 'boot' }>, 'kind'>): Promise<SignedRecord> {
-    return await this.appendAt(() => this.tip.boot + 1, () => ({ kind: 'boot', ...body }))
+    return await this.appendAt(true, () => ({ kind: 'boot', ...body }))
   }
 
-  private async appendAt (boot: () => number, build: (seq: number) => RecordBody): Promise<SignedRecord> {
+  private async appendAt (newBoot: boolean, build: (seq: number) => RecordBody): Promise<SignedRecord> {
     if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
-    let signed = this.sign(boot(), build)
+    let signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
     if (this.budgetBytes !== undefined && this.bytes + signed.envelope.byteLength + GAP_RECORD_ALLOWANCE > this.budgetBytes) {
       await this.makeRoom(signed.envelope.byteLength)
       if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
       // Others may have appended (or a gap record was written) meanwhile: sign again after the tip.
-      signed = this.sign(boot(), build)
+      signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
       if (this.bytes + signed.envelope.byteLength > this.budgetBytes) {
         // The tip has not moved: refusing costs no seq.
         throw new AgentError('LOG_BUDGET_EXCEEDED', `record log is at its budget of ${this.budgetBytes} bytes (${this.bytes} used)`)
       }
     }
-    return await this.enqueue(this.advance(signed), [], 0) as SignedRecord
+    return await (this.enqueue(this.advance(signed), [], 0) as Promise<SignedRecord>)
   }
 
   /** Signs the record after the tip, without moving it: a record that is refused costs no seq. */
@@ -194,11 +194,11 @@ export class RecordLog {
     return signed
   }
 
-  private async enqueue (signed: SignedRecord | undefined, ops: Op[], bytesDelta: number, extra: { ackedSeq?: number, dropped?: number } = {}): Promise<SignedRecord | undefined> {
+  private enqueue (signed: SignedRecord | undefined, ops: Op[], bytesDelta: number, extra: { ackedSeq?: number, dropped?: number } = {}): Promise<SignedRecord | undefined> {
     const size = signed?.envelope.byteLength ?? 0
     this.bytes += size + bytesDelta
-    return await new Promise((resolve, reject) => {
-      this.queue.push({ ...(signed !== undefined ? { signed } : {}), ops, bytesDelta: bytesDelta + size, ...extra, resolve, reject })
+    return new Promise((resolve, reject) => {
+      this.queue.push({ signed, ops, bytesDelta: bytesDelta + size, ackedSeq: extra.ackedSeq, dropped: extra.dropped, resolve, reject })
       if (this.writing === undefined) this.writing = this.drain()
     })
   }
@@ -209,7 +209,7 @@ export class RecordLog {
       const next: Meta = { ...this.durable }
       const ops: Op[] = []
       for (const p of batch) {
-        ops.push(...p.ops)
+        for (const op of p.ops) ops.push(op)
         if (p.signed !== undefined) {
           ops.push({ type: 'put', key: recordKey(p.signed.record.seq), value: p.signed.envelope })
           next.head = { seq: p.signed.record.seq, boot: p.signed.record.boot, hash: p.signed.hash }
@@ -219,7 +219,8 @@ export class RecordLog {
         if (p.dropped !== undefined) next.dropped += p.dropped
       }
       try {
-        await this.db.batch([...ops, { type: 'put', key: HEAD_KEY, value: encodeMeta(next) }], { sync: this.sync })
+        ops.push({ type: 'put', key: HEAD_KEY, value: encodeMeta(next) })
+        await this.db.batch(ops, { sync: this.sync })
       } catch (cause) {
         // Records queued behind this batch chain onto it: none of them can be kept. Rewind to
         // what is on disk so the chain stays whole, and fail them all.
