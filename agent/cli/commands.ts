@@ -90,6 +90,25 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
       { name: 'format', type: 'string', value: '<cbor|jsonl>', description: 'Output format. Default cbor.' },
       { name: 'out', type: 'string', value: '<path>', description: 'Output file, or - for stdout (then --json is refused). Required.' }
     ]
+  },
+  {
+    path: ['capture', 'freeze'],
+    summary: 'Freeze the incident capture: the raw inputs and outputs of the recent runs, for replay.',
+    description: [
+      'Asks the running daemon (POST /v1/captures) to write its capture ring to <stateDir>/captures/ and, with --out, copies the capture file there. The file holds raw inputs and the salts of their records: it is incident material; hand it only to the investigator, who checks it with "provenance replay".'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' },
+      { name: 'reason', type: 'string', value: '<text>', description: 'Why the capture is taken (kept in the capture file). Default "request".' },
+      { name: 'out', type: 'string', value: '<path>', description: 'Also write the capture file here (mode 0600).' }
+    ]
+  },
+  {
+    path: ['capture', 'list'],
+    summary: 'List the frozen incident captures waiting on the device.',
+    description: ['Asks the running daemon (GET /v1/captures).'],
+    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' }]
   }
 ])
 

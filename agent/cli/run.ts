@@ -30,6 +30,8 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
       case 'keys rotate': return await (await import('./run-keys.js')).runKeysRotate(values, io)
       case 'verify-log': return await (await import('./run-verify-log.js')).runVerifyLog(values, io)
       case 'export': return await (await import('./run-export.js')).runExport(values, io)
+      case 'capture freeze': return await (await import('./run-capture.js')).runCaptureFreeze(values, io)
+      case 'capture list': return await (await import('./run-capture.js')).runCaptureList(values, io)
       default: throw new Error(`no runner for ${command.path.join(' ')}`)
     }
   } catch (e) {

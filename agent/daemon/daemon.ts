@@ -19,6 +19,7 @@ import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type Provena
 import { DaemonError } from './errors.js'
 import { createApiServer } from './http-api.js'
 import { Uplink, type UplinkOptions, type UplinkStatus } from '../uplink/index.js'
+import { CaptureRing, listFrozenCaptures, readFrozenCapture, type FrozenCaptureInfo } from '../capture/index.js'
 
 export interface DaemonModelConfig {
   /** Name in the API path and in model-load records: letters, digits, `.`, `_`, `-`. */
@@ -37,6 +38,10 @@ export interface DaemonOptions {
   brokerUrl?: string
   /** MQTT 5 (default) or 4 (3.1.1). */
   brokerMqttVersion?: 4 | 5
+  /** Incident capture: runs kept in memory (raw inputs and outputs) until frozen. Default 16; 0 turns it off. */
+  captureMaxEntries?: number
+  /** Incident capture: bytes kept in memory at most. Default 32 MiB. */
+  captureMaxBytes?: number
   brokerUsername?: string
   brokerPassword?: string
   /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
@@ -69,6 +74,8 @@ export interface UplinkLike {
 
 export type UplinkFactory = (options: UplinkOptions) => UplinkLike
 
+export const DEFAULT_CAPTURE_MAX_ENTRIES = 16
+export const DEFAULT_CAPTURE_MAX_BYTES = 32 * 1024 * 1024
 export const DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** Runtime file in the state dir while the daemon runs: `{ pid, host, port, startedMs, deviceId }`. */
@@ -156,7 +163,11 @@ export class Daemon {
   private capture: ProviderWarning[] | undefined
   private stopping: Promise<void> | undefined
 
-  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, server: Server, startedMs: number }) {
+  /** The incident capture ring, when enabled. */
+  readonly captureRing: CaptureRing | undefined
+
+  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, server: Server, startedMs: number, captureRing: CaptureRing | undefined }) {
+    this.captureRing = parts.captureRing
     this.options = options
     this.deviceId = options.deviceId
     this.stateDir = options.stateDir
@@ -218,8 +229,13 @@ export class Daemon {
     // --- The boot record.
     let agent: ProvenanceAgent
     const captureTarget: { daemon?: Daemon } = {}
+    const captureEntries = options.captureMaxEntries ?? DEFAULT_CAPTURE_MAX_ENTRIES
+    const captureRing = captureEntries === 0
+      ? undefined
+      : new CaptureRing({ stateDir, deviceId: options.deviceId, maxEntries: captureEntries, maxBytes: options.captureMaxBytes ?? DEFAULT_CAPTURE_MAX_BYTES, clock: ring.clock, logger })
     try {
       agent = await ProvenanceAgent.start({
+        ...(captureRing !== undefined ? { onRun: (run) => { captureRing.observe(run) } } : {}),
         stateDir,
         deviceId: options.deviceId,
         key: ring.toDeviceKey(),
@@ -238,7 +254,7 @@ export class Daemon {
       await closeServer(server)
       throw e
     }
-    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, server, startedMs: wallClock() })
+    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, server, startedMs: wallClock(), captureRing })
     captureTarget.daemon = daemon
     try {
       api.attach(daemon, address.port)
@@ -422,6 +438,28 @@ export class Daemon {
       }
     })()
     return await this.stopping
+  }
+
+  /**
+   * Freezes the incident capture ring into `<stateDir>/captures/` (raw inputs and outputs of the
+   * recent runs with their salts: incident material, for investigators only).
+   * @throws DaemonError `CAPTURE_DISABLED`; CaptureStoreError `CAPTURE_WRITE_FAILED`.
+   */
+  async freezeCapture (reason: string): Promise<FrozenCaptureInfo & { entries: number }> {
+    if (this.captureRing === undefined) throw new DaemonError('CAPTURE_DISABLED', 'incident capture is turned off (captureMaxEntries 0)')
+    const frozen = await this.captureRing.freeze(reason)
+    this.logger.warn({ capture: frozen.name, reason, entries: frozen.seqs.length }, 'incident capture frozen')
+    return { name: frozen.name, path: frozen.path, sizeBytes: frozen.bytes.byteLength, frozenAtMs: frozen.frozenAtMs, entries: frozen.seqs.length }
+  }
+
+  /** Frozen captures waiting in `<stateDir>/captures/`. */
+  async listCaptures (): Promise<FrozenCaptureInfo[]> {
+    return await listFrozenCaptures(this.stateDir)
+  }
+
+  /** The bytes of one frozen capture. @throws CaptureStoreError `CAPTURE_NAME_INVALID`, `CAPTURE_NOT_FOUND`. */
+  async readCapture (name: string): Promise<Uint8Array> {
+    return await readFrozenCapture(this.stateDir, name)
   }
 
   /** @internal Tracks an API request so stop() can wait for it. */

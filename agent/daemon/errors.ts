@@ -19,6 +19,8 @@ export type DaemonErrorCode =
   | 'LISTEN_FAILED'
   /** No such route in the HTTP API. */
   | 'ROUTE_UNKNOWN'
+  /** Incident capture is turned off on this device. */
+  | 'CAPTURE_DISABLED'
 
 export class DaemonError extends ProvenanceError<DaemonErrorCode> {}
 
@@ -32,6 +34,9 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.free
   MODEL_REVOKED: 403,
   MODEL_UNKNOWN: 404,
   ROUTE_UNKNOWN: 404,
+  CAPTURE_NOT_FOUND: 404,
+  CAPTURE_NAME_INVALID: 400,
+  CAPTURE_DISABLED: 409,
   REQUEST_TOO_LARGE: 413,
   INFERENCE_FAILED: 422,
   DAEMON_STOPPING: 503,

@@ -103,6 +103,25 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     })
     return
   }
+  if (parts[0] === 'v1' && parts[1] === 'captures' && parts.length <= 3) {
+    // Incident capture: freeze the ring, list frozen captures, fetch one (for the investigator).
+    if (parts.length === 2 && req.method === 'POST') {
+      await drain(req, options.maxRequestBytes)
+      const reason = (url.searchParams.get('reason') ?? 'request').slice(0, 200)
+      sendJson(res, 200, await daemon.freezeCapture(reason))
+      return
+    }
+    if (parts.length === 2 && req.method === 'GET') {
+      sendJson(res, 200, { captures: await daemon.listCaptures() })
+      return
+    }
+    if (parts.length === 3 && req.method === 'GET') {
+      const bytes = await daemon.readCapture(decodeURIComponent(parts[2] as string))
+      res.writeHead(200, { 'content-type': 'application/cbor', 'content-length': bytes.byteLength })
+      res.end(bytes)
+      return
+    }
+  }
   throw new DaemonError('ROUTE_UNKNOWN', `no route ${req.method ?? ''} ${url.pathname}`)
 }
 

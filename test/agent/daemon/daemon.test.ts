@@ -10,7 +10,8 @@ import { resolveProfile } from '../../../agent/profile/index.js'
 import { RecordLog } from '../../../agent/log/index.js'
 import { KeyRing } from '../../../agent/keys/index.js'
 import type { Logger } from '../../../agent/session/index.js'
-import { createSigner, deviceTopic, sha256, signPolicy, toHex, verifyChain, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
+import { createSigner, decodeCapture, deviceTopic, sha256, signPolicy, toHex, verifyChain, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
+import { replayCapture } from '../../../forensics/replay/index.js'
 import { makeClassifierModel, makeClassifierVariant, runClassifierReference } from '../../helpers/onnx-models.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
 import { makeTempDir } from '../../helpers/tmp.js'
@@ -276,4 +277,30 @@ t.test('error: a model that only fails once parsed stops the start after the boo
   await log.close()
   t.same(records.map(r => r.record.body.kind), ['boot', 'shutdown'])
   t.match(records[1]?.record.body, { reason: 'start failed: MODEL_NOT_ONNX' })
+})
+
+t.test('behavior: an incident capture frozen through the API replays against the device records', async t => {
+  const { start, dir } = await setup(t)
+  const daemon = await start()
+  for (const x of [[0.1, 0.2, 0.3, 0.4], [1, 0, -1, 0], [0.5, 0.5, 0.5, 0.5]]) {
+    t.equal((await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody(x))).status, 200)
+  }
+  const frozen = await call(daemon.port, 'POST', '/v1/captures?reason=incident-42')
+  t.equal(frozen.status, 200, JSON.stringify(frozen.body))
+  t.equal(frozen.body.entries, 3)
+  const list = await call(daemon.port, 'GET', '/v1/captures')
+  t.same(list.body.captures.map((c: { name: string }) => c.name), [frozen.body.name])
+  const bytes = await new Promise<Buffer>((resolve, reject) => {
+    request({ host: '127.0.0.1', port: daemon.port, path: `/v1/captures/${frozen.body.name as string}` }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve(Buffer.concat(chunks)))
+    }).on('error', reject).end()
+  })
+  const capture = decodeCapture(bytes)
+  t.equal(capture.reason, 'incident-42')
+  const report = await replayCapture({ capture: bytes, records: await daemon.records(0, 100, 100), modelPaths: dir })
+  t.equal(report.summary.ok, true, JSON.stringify(report.summary))
+  t.equal(report.summary.entries, 3)
+  t.equal((await call(daemon.port, 'GET', '/v1/captures/not-a-capture')).status, 400)
 })
