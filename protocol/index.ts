@@ -3,7 +3,7 @@
  * hash chains and Merkle trees. Pure code, no I/O.
  */
 export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
-export { encodeCanonical, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
+export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
 export { sha256, toHex, fromHex, equalBytes, ZERO_HASH, HASH_BYTES } from './hash.js'
 export {
   createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,

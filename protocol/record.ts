@@ -4,7 +4,7 @@
  * its SHA-256 is the record hash that the next record's `prev` and the Merkle leaf commit to.
  * Every byte is specified in docs/PROTOCOL.md; decoding treats its input as hostile.
  */
-import { decodeCanonical, encodeCanonical, type CborValue } from './cbor.js'
+import { decodeCanonical, encodeCanonicalDirect, type CborValue } from './cbor.js'
 import { ProtocolError } from './errors.js'
 import { HASH_BYTES, sha256 } from './hash.js'
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifySignature, type Signer, type VerifierBackend } from './ed25519.js'
@@ -121,7 +121,7 @@ function bodyToCbor (body: RecordBody): CborValue[] {
  */
 export function encodeRecord (record: ProvenanceRecord): Uint8Array {
   assertRecord(record)
-  return encodeCanonical([
+  return encodeCanonicalDirect([
     RECORD_VERSION, RECORD_KINDS[record.body.kind], record.deviceId, record.boot, record.seq,
     record.timeMs, record.prev, bodyToCbor(record.body)
   ])
@@ -236,61 +236,65 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 export function assertRecord (value: unknown, problems: string[] = []): asserts value is ProvenanceRecord {
   const r = value as Partial<ProvenanceRecord> | null
   if (typeof r !== 'object' || r === null) throw new ProtocolError('RECORD_INVALID', 'record must be an object')
-  const uint = (v: unknown, path: string): void => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) problems.push(`${path}: not a non-negative safe integer`)
-  }
-  const hash = (v: unknown, path: string, length = HASH_BYTES): void => {
-    if (!(v instanceof Uint8Array) || v.byteLength !== length) problems.push(`${path}: not ${length} bytes`)
-  }
-  const text = (v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void => {
-    if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
-    else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
-  }
   if (typeof r.deviceId !== 'string' || r.deviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(r.deviceId)) {
     problems.push(`deviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)
   }
-  uint(r.boot, 'boot')
-  uint(r.seq, 'seq')
-  uint(r.timeMs, 'timeMs')
-  hash(r.prev, 'prev')
+  checkUint(problems, r.boot, 'boot')
+  checkUint(problems, r.seq, 'seq')
+  checkUint(problems, r.timeMs, 'timeMs')
+  checkBytes(problems, r.prev, 'prev')
   const b = r.body as Partial<RecordBody> | undefined
   if (typeof b !== 'object' || b === null || !(typeof b.kind === 'string' && b.kind in RECORD_KINDS)) {
     problems.push('body.kind: unknown')
   } else {
     switch (b.kind) {
-      case 'boot': text(b.agentVersion, 'body.agentVersion'); text(b.profile, 'body.profile'); break
+      case 'boot': checkText(problems, b.agentVersion, 'body.agentVersion'); checkText(problems, b.profile, 'body.profile'); break
       case 'model-load': {
-        hash(b.modelHash, 'body.modelHash'); hash(b.manifestHash, 'body.manifestHash'); hash(b.graphHash, 'body.graphHash')
-        text(b.name, 'body.name'); uint(b.sizeBytes, 'body.sizeBytes')
+        checkBytes(problems, b.modelHash, 'body.modelHash'); checkBytes(problems, b.manifestHash, 'body.manifestHash'); checkBytes(problems, b.graphHash, 'body.graphHash')
+        checkText(problems, b.name, 'body.name'); checkUint(problems, b.sizeBytes, 'body.sizeBytes')
         if (!(typeof b.policy === 'string' && b.policy in POLICY_VERDICTS)) problems.push('body.policy: unknown verdict')
         if (!Array.isArray(b.providers) || b.providers.length > LIMITS.providers) problems.push(`body.providers: not an array of at most ${LIMITS.providers}`)
-        else b.providers.forEach((p, i) => text(p, `body.providers[${i}]`))
+        else b.providers.forEach((p, i) => checkText(problems, p, `body.providers[${i}]`))
         break
       }
       case 'inference': {
-        hash(b.modelHash, 'body.modelHash')
+        checkBytes(problems, b.modelHash, 'body.modelHash')
         for (const side of ['inputs', 'outputs'] as const) {
           const list = b[side]
           if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
-          list.forEach((t, i) => { text(t?.name, `body.${side}[${i}].name`); hash(t?.hash, `body.${side}[${i}].hash`) })
+          list.forEach((t, i) => { checkText(problems, t?.name, `body.${side}[${i}].name`); checkBytes(problems, t?.hash, `body.${side}[${i}].hash`) })
         }
-        uint(b.latencyUs, 'body.latencyUs')
-        if (b.decision !== null) text(b.decision, 'body.decision', LIMITS.decisionBytes)
+        checkUint(problems, b.latencyUs, 'body.latencyUs')
+        if (b.decision !== null) checkText(problems, b.decision, 'body.decision', LIMITS.decisionBytes)
         break
       }
       case 'gap': {
-        uint(b.firstSeq, 'body.firstSeq'); uint(b.lastSeq, 'body.lastSeq'); hash(b.beforeHash, 'body.beforeHash'); hash(b.lastHash, 'body.lastHash'); text(b.reason, 'body.reason')
+        checkUint(problems, b.firstSeq, 'body.firstSeq'); checkUint(problems, b.lastSeq, 'body.lastSeq'); checkBytes(problems, b.beforeHash, 'body.beforeHash'); checkBytes(problems, b.lastHash, 'body.lastHash'); checkText(problems, b.reason, 'body.reason')
         if (typeof b.firstSeq === 'number' && typeof b.lastSeq === 'number' && b.firstSeq > b.lastSeq) {
           problems.push('body.firstSeq: must not be above lastSeq')
         }
         if (typeof b.lastSeq === 'number' && typeof r.seq === 'number' && b.lastSeq >= r.seq) problems.push('body.lastSeq: must be below the gap record\'s own seq')
         break
       }
-      case 'key-rotation': hash(b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); uint(b.validFromMs, 'body.validFromMs'); break
-      case 'shutdown': text(b.reason, 'body.reason'); break
+      case 'key-rotation': checkBytes(problems, b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); checkUint(problems, b.validFromMs, 'body.validFromMs'); break
+      case 'shutdown': checkText(problems, b.reason, 'body.reason'); break
     }
   }
   if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)
+}
+
+// Field checks of assertRecord, as module functions rather than closures: it runs once per record.
+function checkUint (problems: string[], v: unknown, path: string): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) problems.push(`${path}: not a non-negative safe integer`)
+}
+
+function checkBytes (problems: string[], v: unknown, path: string, length: number = HASH_BYTES): void {
+  if (!(v instanceof Uint8Array) || v.byteLength !== length) problems.push(`${path}: not ${length} bytes`)
+}
+
+function checkText (problems: string[], v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void {
+  if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
+  else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
 }
 
 /** Concatenates byte strings. */

@@ -8,7 +8,7 @@ import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
 import fc from 'fast-check'
 import { decode as cborxDecode } from 'cbor-x'
-import { decodeCanonical, encodeCanonical, fromHex, toHex, ProtocolError, type CborValue } from '../../protocol/index.js'
+import { decodeCanonical, encodeCanonical, encodeCanonicalDirect, fromHex, toHex, ProtocolError, type CborValue } from '../../protocol/index.js'
 
 const utf8 = new TextEncoder()
 
@@ -119,6 +119,14 @@ t.test('behavior: encoder output equals an independent RFC 8949 §4.2.1 encoder,
     return toHex(encodeCanonical(decodeCanonical(ours, { maxBytes: 1 << 20 }))) === toHex(ours)
   }), { seed: 0x8949, numRuns: 400 })
   t.pass('400 random values')
+})
+
+t.test('behavior: the direct writer used for records gives exactly the cbor-x encoder\'s bytes', async t => {
+  fc.assert(fc.property(cborValue(), value => toHex(encodeCanonicalDirect(value)) === toHex(encodeCanonical(value))), { seed: 0x5eed, numRuns: 1000 })
+  for (const bad of [1.5, -1, 2 ** 53, '\ud800', { a: 1 }] as unknown[]) {
+    t.throws(() => encodeCanonicalDirect(bad as CborValue), TypeError)
+  }
+  t.pass('1000 random values')
 })
 
 t.test('behavior: decoding accepts exactly one encoding per value (decode ∘ encode = id on accepted input)', async t => {
