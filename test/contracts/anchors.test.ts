@@ -1,9 +1,10 @@
 // Anchored batch roots: storage, the Anchored event an indexer follows, once-only roots, the
 // custom errors for bad input, and the gas budget of one anchor transaction.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { ZeroHash, hexlify } from 'ethers'
-import { startDevChain, RegistryError, type AnchorInput } from '../../contracts/index.js'
+import { startDevChain, type AnchorInput } from '../../contracts/index.js'
+import { expectRevert } from '../helpers/registry.js'
 
 const chain = await startDevChain()
 t.teardown(chain.stop)
@@ -14,13 +15,6 @@ const batch = (overrides: Partial<AnchorInput> = {}): AnchorInput => ({
   root: hash(), size: 1000, firstRecordTimeMs: 1_700_000_000_000, lastRecordTimeMs: 1_700_000_060_000, metadataHash: hash(), ...overrides
 })
 
-async function expectRevert (t: Test, promise: Promise<unknown>, name: string, args?: unknown[]): Promise<void> {
-  const error = await promise.then(() => undefined, (e: unknown) => e)
-  t.ok(error instanceof RegistryError, `${name}: RegistryError`)
-  t.equal((error as RegistryError).code, 'REGISTRY_REVERTED', `${name}: code`)
-  t.equal((error as RegistryError).revert?.name, name)
-  if (args !== undefined) t.same((error as RegistryError).revert?.args, args, `${name}: args`)
-}
 
 t.test('behavior: anchor stores the root under a new batch id and emits every field', async t => {
   const before = await reader.batchCount()

@@ -1,9 +1,10 @@
 // Device registry: registration, key rotation with validity periods, revocation, events and the
 // custom errors for bad input.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { ZeroHash, hexlify } from 'ethers'
-import { startDevChain, deviceIdOf, registryInterface, RegistryError, type RegistryClient } from '../../contracts/index.js'
+import { startDevChain, deviceIdOf, type RegistryClient } from '../../contracts/index.js'
+import { expectRevert, eventsIn as eventsAt } from '../helpers/registry.js'
 
 const chain = await startDevChain()
 t.teardown(chain.stop)
@@ -11,19 +12,8 @@ const registrar = chain.registryAs('deviceRegistrar')
 const reader = chain.registryAs('outsider')
 const key = (): string => hexlify(randomBytes(32))
 
-/** Decoded registry events of the transaction mined in `blockNumber`. */
-async function eventsIn (blockNumber: number): Promise<Array<{ name: string, args: unknown[] }>> {
-  const logs = await chain.provider.getLogs({ address: registrar.address, fromBlock: blockNumber, toBlock: blockNumber })
-  return logs.map(l => registryInterface.parseLog(l)).filter(e => e !== null).map(e => ({ name: e.name, args: [...e.args] }))
-}
+const eventsIn = async (blockNumber: number): Promise<Array<{ name: string, args: unknown[] }>> => await eventsAt(chain.provider, registrar.address, blockNumber)
 
-async function expectRevert (t: Test, promise: Promise<unknown>, name: string, args?: unknown[]): Promise<void> {
-  const error = await promise.then(() => undefined, (e: unknown) => e)
-  t.ok(error instanceof RegistryError, `${name}: RegistryError`)
-  t.equal((error as RegistryError).code, 'REGISTRY_REVERTED', `${name}: code`)
-  t.equal((error as RegistryError).revert?.name, name)
-  if (args !== undefined) t.same((error as RegistryError).revert?.args, args, `${name}: args`)
-}
 
 t.test('behavior: deviceIdOf is sha256 of the UTF-8 id string', async t => {
   t.equal(deviceIdOf('abc'), '0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')

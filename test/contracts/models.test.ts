@@ -1,9 +1,10 @@
 // Model registry: registration with lineage, the status lifecycle (forward only, revoked final),
 // events, and the custom errors for bad input.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { ZeroHash, hexlify } from 'ethers'
-import { startDevChain, registryInterface, RegistryError, MODEL_STATUSES, type ModelStatus, type RegistryClient } from '../../contracts/index.js'
+import { startDevChain, MODEL_STATUSES, type ModelStatus, type RegistryClient } from '../../contracts/index.js'
+import { expectRevert, eventsIn as eventsAt } from '../helpers/registry.js'
 
 const chain = await startDevChain()
 t.teardown(chain.stop)
@@ -11,18 +12,8 @@ const publisher = chain.registryAs('modelPublisher')
 const reader = chain.registryAs('outsider')
 const hash = (): string => hexlify(randomBytes(32))
 
-async function eventsIn (blockNumber: number): Promise<Array<{ name: string, args: unknown[] }>> {
-  const logs = await chain.provider.getLogs({ address: publisher.address, fromBlock: blockNumber, toBlock: blockNumber })
-  return logs.map(l => registryInterface.parseLog(l)).filter(e => e !== null).map(e => ({ name: e.name, args: [...e.args] }))
-}
+const eventsIn = async (blockNumber: number): Promise<Array<{ name: string, args: unknown[] }>> => await eventsAt(chain.provider, publisher.address, blockNumber)
 
-async function expectRevert (t: Test, promise: Promise<unknown>, name: string, args?: unknown[]): Promise<void> {
-  const error = await promise.then(() => undefined, (e: unknown) => e)
-  t.ok(error instanceof RegistryError, `${name}: RegistryError`)
-  t.equal((error as RegistryError).code, 'REGISTRY_REVERTED', `${name}: code`)
-  t.equal((error as RegistryError).revert?.name, name)
-  if (args !== undefined) t.same((error as RegistryError).revert?.args, args, `${name}: args`)
-}
 
 const statusIndex = (s: ModelStatus): bigint => BigInt(MODEL_STATUSES.indexOf(s))
 
