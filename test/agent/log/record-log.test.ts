@@ -1,4 +1,8 @@
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { RecordLog } from '../../../agent/log/index.js'
 import { AgentError } from '../../../agent/errors.js'
 import { makeTempDir as tempDir } from '../../helpers/tmp.js'
@@ -152,4 +156,36 @@ t.test('behavior: fail-open never drops records the uplink has sent but not yet 
   const seqs = new Set((await log.range(0, 10)).map(r => r.record.seq))
   t.same([0, 1, 2, 3, 4, 5].filter(s => !seqs.has(s)), [], 'sent records kept')
   await log.close()
+})
+
+// A real full disk: a 512 KiB tmpfs (the tests run as root; elsewhere this test is skipped).
+const fullDisk = ((): string | undefined => {
+  const dir = mkdtempSync(join(tmpdir(), 'prov-full-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir], { stdio: 'ignore' })
+    return dir
+  } catch {
+    rmSync(dir, { recursive: true, force: true })
+    return undefined
+  }
+})()
+
+t.test('error: on a full disk a failed write rejects its records and rewinds to the durable head', { skip: fullDisk === undefined ? 'cannot mount a tmpfs here' : false }, async t => {
+  const dir = fullDisk as string
+  t.teardown(() => { execFileSync('umount', [dir]); rmSync(dir, { recursive: true, force: true }) })
+  const log = await RecordLog.open({ dir: join(dir, 'log'), deviceId: 'dev-a', signer })
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  let failure: AgentError | undefined
+  for (let i = 0; i < 5000 && failure === undefined; i++) {
+    const settled = await Promise.allSettled(Array.from({ length: 8 }, async () => await log.append(big)))
+    const rejected = settled.find(r => r.status === 'rejected')
+    if (rejected !== undefined) failure = (rejected as PromiseRejectedResult).reason as AgentError
+  }
+  t.type(failure, AgentError)
+  t.equal(failure?.code, 'LOG_WRITE_FAILED')
+  t.equal(log.nextSeq, log.head.seq + 1, 'the tip is back at the durable head: no seq spent on lost records')
+  const all = await log.range(0, Number.MAX_SAFE_INTEGER)
+  t.equal(all.at(-1)?.record.seq, log.head.seq, 'every durable record is readable')
+  t.equal(verifyChain(all, { deviceId: 'dev-a', keyAt: fixedKey(signer.publicKey) }).failure, undefined, 'the chain on disk is whole')
+  await log.close().catch(() => {})
 })
