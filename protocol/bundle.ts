@@ -392,13 +392,17 @@ export function decodeBundle (input: string | Uint8Array, options: { maxBytes?: 
     if (input.length > maxBytes || utf8Length(input) > maxBytes) throw new BundleError('BUNDLE_TOO_LARGE', `bundle is larger than ${maxBytes} bytes`)
     if (LONE_SURROGATE.test(input)) throw new BundleError('BUNDLE_MALFORMED', 'bundle is not well-formed Unicode')
     text = input
+    if (text.charCodeAt(0) === 0xfeff) throw new BundleError('BUNDLE_MALFORMED', 'bundle starts with a byte order mark (docs/FORENSICS.md §2: UTF-8, no BOM)')
   } else if (input instanceof Uint8Array) {
     if (input.byteLength > maxBytes) throw new BundleError('BUNDLE_TOO_LARGE', `bundle is larger than ${maxBytes} bytes`)
+    // ignoreBOM: true keeps a leading U+FEFF in the text, where it is refused below rather than
+    // silently stripped: the spec says no BOM, and a verifier must not accept more than it says.
     try {
-      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(input)
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(input)
     } catch (cause) {
       throw new BundleError('BUNDLE_MALFORMED', 'bundle is not valid UTF-8', { cause })
     }
+    if (text.charCodeAt(0) === 0xfeff) throw new BundleError('BUNDLE_MALFORMED', 'bundle starts with a byte order mark (docs/FORENSICS.md §2: UTF-8, no BOM)')
   } else {
     throw new TypeError('bundle input must be a string or a Uint8Array')
   }

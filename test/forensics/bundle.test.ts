@@ -88,6 +88,13 @@ t.test('error: bytes that are not UTF-8 or text that is not JSON are BUNDLE_MALF
   bundleError(t, () => decodeBundle('{"format": '), 'BUNDLE_MALFORMED')
   bundleError(t, () => decodeBundle('\ud800'), 'BUNDLE_MALFORMED')
   bundleError(t, () => decodeBundle('['.repeat(200_000)), 'BUNDLE_MALFORMED')
+})
+
+t.test('error: a bundle starting with a UTF-8 byte order mark is BUNDLE_MALFORMED, as bytes and as text (docs/FORENSICS.md §2)', async t => {
+  const text = encodeBundle(valid)
+  bundleError(t, () => decodeBundle(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)])), 'BUNDLE_MALFORMED')
+  bundleError(t, () => decodeBundle('\ufeff' + text), 'BUNDLE_MALFORMED')
+  t.ok(decodeBundle(Buffer.from(text)), 'the same bundle without the BOM decodes')
   t.throws(() => decodeBundle(42 as unknown as string), TypeError)
   t.throws(() => encodeBundle({ ...valid, createdAtMs: 1.5 }), { code: 'BUNDLE_INVALID' }, 'never writes what it would not read')
 })
