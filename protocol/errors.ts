@@ -35,6 +35,12 @@ export type ProtocolErrorCode =
   | 'MERKLE_INVALID_PROOF'
   /** A well-formed Merkle proof leads to another root. */
   | 'MERKLE_ROOT_MISMATCH'
+  /** A signed note is malformed: encoding, control characters, no empty line, bad signature line, too large. */
+  | 'NOTE_MALFORMED'
+  /** A note verifier key string is malformed, not Ed25519, or its key ID does not match its name and key. */
+  | 'NOTE_KEY_INVALID'
+  /** No known key signed the note (or, for a checkpoint, none named for its origin). */
+  | 'NOTE_UNVERIFIED'
 
 export class ProtocolError extends ProvenanceError<ProtocolErrorCode> {}
 

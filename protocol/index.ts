@@ -1,6 +1,6 @@
 /**
  * The protocol every part shares: records, canonical CBOR, Ed25519, tensor commitments,
- * hash chains and Merkle trees. Pure code, no I/O.
+ * hash chains, Merkle trees, and signed notes. Pure code, no I/O.
  */
 export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
 export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
@@ -29,6 +29,11 @@ export {
   PROOF_HEADER, MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, formatCheckpoint, parseCheckpoint, formatProof, parseProof, verifyProof,
   type Checkpoint, type TlogProof, type ProofExtra
 } from './checkpoint.js'
+export {
+  NOTE_ED25519_TYPE, MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, MAX_NOTE_KEY_NAME_CHARS, isValidKeyName, noteKeyId, formatVerifierKey,
+  parseVerifierKey, signNote, openNote, signCheckpoint, openCheckpoint,
+  type NoteVerifierKey, type NoteSignature, type OpenedNote, type SignedCheckpoint
+} from './note.js'
 export {
   TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,
   encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck, type Ack, type TopicKind

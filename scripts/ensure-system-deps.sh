@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks use (a real Mosquitto broker, and
-# systemd-analyze for the unit file check) when they are missing. Runs before `npm test`.
+# Installs the Debian packages the tests and benchmarks use (a real Mosquitto broker,
+# systemd-analyze for the unit file check, and Go with golang.org/x/mod whose note package checks
+# our signed checkpoints) when they are missing. Runs before `npm test`.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -f /usr/share/gocode/src/golang.org/x/mod/sumdb/note/note.go ] || need+=(golang-golang-x-mod-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]} (run: sudo apt-get install -y ${need[*]})" >&2
