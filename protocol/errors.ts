@@ -41,6 +41,10 @@ export type ProtocolErrorCode =
   | 'NOTE_KEY_INVALID'
   /** No known key signed the note (or, for a checkpoint, none named for its origin). */
   | 'NOTE_UNVERIFIED'
+  /** A COSE receipt is not the documented COSE_Sign1 (CBOR, tag, headers, algorithm, proof shape, size). */
+  | 'RECEIPT_MALFORMED'
+  /** A valid COSE receipt proves inclusion in another tree than the anchored one (size or root differ). */
+  | 'RECEIPT_ANCHOR_MISMATCH'
 
 export class ProtocolError extends ProvenanceError<ProtocolErrorCode> {}
 

@@ -1,6 +1,6 @@
 /**
  * The protocol every part shares: records, canonical CBOR, Ed25519, tensor commitments,
- * hash chains, Merkle trees, and signed notes. Pure code, no I/O.
+ * hash chains, Merkle trees, signed notes and COSE receipts. Pure code, no I/O.
  */
 export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
 export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
@@ -34,6 +34,11 @@ export {
   parseVerifierKey, signNote, openNote, signCheckpoint, openCheckpoint,
   type NoteVerifierKey, type NoteSignature, type OpenedNote, type SignedCheckpoint
 } from './note.js'
+export {
+  COSE_SIGN1_TAG, COSE_HEADER, COSE_ALG_EDDSA, VDS_RFC9162_SHA256, VDP_INCLUSION_PROOFS, MAX_RECEIPT_BYTES, receiptKeyId,
+  encodeReceiptProtectedHeader, receiptToBeSigned, encodeInclusionProof, buildReceipt, decodeReceipt, verifyReceipt,
+  type InclusionReceipt, type ReceiptInput, type ReceiptAnchor
+} from './cose-receipt.js'
 export {
   TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,
   encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck, type Ack, type TopicKind
