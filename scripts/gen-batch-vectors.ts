@@ -1,11 +1,13 @@
 /**
  * Generates the batch vectors of docs/PROTOCOL.md §7: a batch of the record vectors' envelopes, its
  * RFC 9162 tree, the checkpoint text and its metadataHash, one C2SP tlog-proof file with anchoring
- * extra data, and the topic of the registry's `Anchored` event. Writes test/vectors/batch.json and,
+ * extra data, the topic of the registry's `Anchored` event, the checkpoint signed as a C2SP note by a
+ * log key of fixed seed (§7.8) and the COSE receipt of one record (§7.9). Writes test/vectors/batch.json and,
  * with --doc, splices the markdown block into docs/PROTOCOL.md. Run: npx tsx scripts/gen-batch-vectors.ts --doc
  *
  * Every value is recomputed here from the byte layout the doc gives (SHA-256 by node:crypto,
- * keccak256 by ethers) and compared with protocol/*.ts; the script refuses to write on a mismatch.
+ * keccak256 by ethers, Ed25519 by @noble/ed25519) and compared with protocol/*.ts; the script
+ * refuses to write on a mismatch.
  * test/protocol/batch-vectors.test.ts keeps the JSON and the doc block current.
  */
 import { createHash } from 'node:crypto'
@@ -14,7 +16,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { id as keccakText } from 'ethers'
 import {
-  computeRoot, formatCheckpoint, formatProof, fromHex, hashLeaf, parseProof, proveInclusion, toHex, verifyProof
+  buildReceipt, computeRoot, createSigner, formatCheckpoint, formatProof, formatVerifierKey, fromHex, hashLeaf, openCheckpoint,
+  parseProof, parseVerifierKey, proveInclusion, signCheckpoint, signNoble, toHex, verifyProof, verifyReceipt, publicKeyFromSeedNoble
 } from '../protocol/index.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -26,7 +29,10 @@ export const DOC_END = '<!-- batch-vectors:end -->'
 
 /** The registry event a verifier filters on; its topic hash depends on this exact text. */
 export const ANCHORED_EVENT_SIGNATURE = 'Anchored(uint64,bytes32,address,uint64,uint64,uint64,bytes32)'
-const ORIGIN = 'edge-provenance/gw-1/batch/7'
+const KEY_NAME = 'edge-provenance/gw-1'
+const ORIGIN = `${KEY_NAME}/batch/7`
+/** Seed of the log key of the vectors: bytes 61 62 … 80 (the record vectors use 01…20 and 21…40). */
+const LOG_SEED = Uint8Array.from({ length: 32 }, (_, i) => 0x61 + i)
 const PROVED_INDEX = 2
 const EXTRA = [
   { key: 'device', value: 'jetson-orin-0001' },
@@ -49,6 +55,9 @@ export interface BatchVectors {
   metadataHash: string
   proof: { index: number, hashes: string[], extraText: string, file: string }
   anchoredEvent: { signature: string, topic0: string }
+  logKey: { seed: string, publicKey: string, name: string, keyId: string, verifierKey: string }
+  signedCheckpoint: { signedText: string, signature: string, note: string }
+  receipt: { index: number, kid: string, protectedHeader: string, inclusionProof: string, toBeSigned: string, signature: string, bytes: string }
 }
 
 function check (ok: boolean, what: string): void {
@@ -91,6 +100,34 @@ export function buildBatchVectors (): BatchVectors {
   check(file === expectedFile, 'proof file text')
   verifyProof(parseProof(file), leafHashes[PROVED_INDEX] as Uint8Array)
 
+  // §7.8: the checkpoint as a C2SP signed note.
+  const log = createSigner(LOG_SEED)
+  check(toHex(log.publicKey) === toHex(publicKeyFromSeedNoble(LOG_SEED)), 'log public key')
+  const keyId = sha(Buffer.from(`${KEY_NAME}\n`, 'utf8'), Uint8Array.of(1), log.publicKey).subarray(0, 4)
+  const verifierKey = `${KEY_NAME}+${toHex(keyId)}+${Buffer.concat([Uint8Array.of(1), log.publicKey]).toString('base64')}`
+  check(formatVerifierKey(KEY_NAME, log.publicKey) === verifierKey, 'verifier key string')
+  const signedText = checkpoint.slice(0, -1)
+  const noteSignature = signNoble(Buffer.from(signedText, 'utf8'), LOG_SEED)
+  const note = `${checkpoint}\u2014 ${KEY_NAME} ${Buffer.concat([keyId, noteSignature]).toString('base64')}\n`
+  check(signCheckpoint({ origin: ORIGIN, size: leafHashes.length, rootHash: root }, KEY_NAME, log) === note, 'signed checkpoint')
+  check(openCheckpoint(note, [parseVerifierKey(verifierKey)], 'noble').checkpointText === checkpoint, 'signed checkpoint opens')
+
+  // §7.9: the COSE receipt of the proved record, assembled here byte by byte.
+  const kid = sha(log.publicKey)
+  const protectedHeader = Buffer.concat([Buffer.from('a30127045820', 'hex'), kid, Buffer.from('19018b01', 'hex')])
+  const inclusionProof = Buffer.concat([Buffer.from([0x83, leafHashes.length, PROVED_INDEX, 0x80 + hashes.length]),
+    ...hashes.map(h => Buffer.concat([Buffer.from('5820', 'hex'), h]))])
+  check(leafHashes.length < 24 && hashes.length < 24 && inclusionProof.length < 256, 'receipt vector sizes fit one-byte heads')
+  const toBeSigned = Buffer.concat([Buffer.from('846a5369676e617475726531', 'hex'), Buffer.from([0x58, protectedHeader.length]), protectedHeader,
+    Buffer.from('405820', 'hex'), root])
+  const receiptSignature = signNoble(toBeSigned, LOG_SEED)
+  const receipt = Buffer.concat([Buffer.from([0xd2, 0x84, 0x58, protectedHeader.length]), protectedHeader,
+    Buffer.from('a119018ca12081', 'hex'), Buffer.from([0x58, inclusionProof.length]), inclusionProof,
+    Buffer.from('f65840', 'hex'), receiptSignature])
+  const built = buildReceipt({ leafHash: leafHashes[PROVED_INDEX] as Uint8Array, leafIndex: PROVED_INDEX, treeSize: leafHashes.length, path: hashes, root }, log)
+  check(toHex(built) === toHex(receipt), 'receipt bytes')
+  verifyReceipt(receipt, leafHashes[PROVED_INDEX] as Uint8Array, { root, treeSize: leafHashes.length, publicKey: log.publicKey }, 'noble')
+
   return {
     source: 'docs/PROTOCOL.md §7; generated by scripts/gen-batch-vectors.ts from test/vectors/records.json and protocol/*.ts (do not edit by hand)',
     description: 'Leaves are the envelopes of test/vectors/records.json in order. Byte strings are lower-case hex; checkpoint, extraText and file are UTF-8 text.',
@@ -99,11 +136,23 @@ export function buildBatchVectors (): BatchVectors {
     checkpoint,
     metadataHash: toHex(metadataHash),
     proof: { index: PROVED_INDEX, hashes: hashes.map(toHex), extraText, file },
-    anchoredEvent: { signature: ANCHORED_EVENT_SIGNATURE, topic0: keccakText(ANCHORED_EVENT_SIGNATURE) }
+    anchoredEvent: { signature: ANCHORED_EVENT_SIGNATURE, topic0: keccakText(ANCHORED_EVENT_SIGNATURE) },
+    logKey: { seed: toHex(LOG_SEED), publicKey: toHex(log.publicKey), name: KEY_NAME, keyId: toHex(keyId), verifierKey },
+    signedCheckpoint: { signedText, signature: toHex(noteSignature), note },
+    receipt: {
+      index: PROVED_INDEX,
+      kid: toHex(kid),
+      protectedHeader: toHex(protectedHeader),
+      inclusionProof: toHex(inclusionProof),
+      toBeSigned: toHex(toBeSigned),
+      signature: toHex(receiptSignature),
+      bytes: toHex(receipt)
+    }
   }
 }
 
 const fence = (text: string): string[] => ['```', ...text.replace(/\n$/, '').split('\n'), '```']
+const hexLines = (hex: string): string[] => hex.match(/.{1,64}/g) ?? ['']
 
 /** The markdown block docs/PROTOCOL.md carries between DOC_BEGIN and DOC_END. */
 export function renderBatchMarkdown (v: BatchVectors): string {
@@ -117,6 +166,19 @@ export function renderBatchMarkdown (v: BatchVectors): string {
   parts.push('Extra data before base64 (each line ends in U+000A):', '', ...fence(v.proof.extraText), '')
   parts.push('Proof file:', '', ...fence(v.proof.file), '')
   parts.push('```', `event ${v.anchoredEvent.signature}`, `topic0 = keccak256(text) = ${v.anchoredEvent.topic0}`, '```', '')
+  parts.push(`Log key (§7.8, §7.9), key name \`${v.logKey.name}\`:`, '', '```',
+    `seed          ${v.logKey.seed}`, `public key    ${v.logKey.publicKey}`,
+    `key ID        ${v.logKey.keyId}         SHA-256(name ‖ 0a ‖ 01 ‖ public key)[:4]`,
+    `verifier key  ${v.logKey.verifierKey}`, '```', '')
+  parts.push('Signed checkpoint (§7.8): the checkpoint above, then one signature line. The signed bytes are the', 'checkpoint without its final empty line:', '', ...fence(v.signedCheckpoint.note), '')
+  parts.push('```', 'Ed25519 signature of the signed bytes', ...hexLines(v.signedCheckpoint.signature), '```', '')
+  parts.push(`COSE receipt (§7.9) of leaf ${v.receipt.index}, every field in hex:`, '', '```',
+    'kid = SHA-256(public key)', ...hexLines(v.receipt.kid),
+    'protected header { 1: -8, 4: kid, 395: 1 }', ...hexLines(v.receipt.protectedHeader),
+    'inclusion proof [tree-size, leaf-index, [path]]', ...hexLines(v.receipt.inclusionProof),
+    'Sig_structure ["Signature1", protected header, h\'\', root]', ...hexLines(v.receipt.toBeSigned),
+    'signature', ...hexLines(v.receipt.signature),
+    'receipt', ...hexLines(v.receipt.bytes), '```', '')
   parts.push(DOC_END)
   return parts.join('\n')
 }
