@@ -4,7 +4,7 @@
  * what we sign, refuses what was tampered with, and we open what Go signs with a key it generated.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -12,6 +12,7 @@ import {
   createSigner, formatCheckpoint, formatVerifierKey, openCheckpoint, openNote, parseVerifierKey, sha256, signCheckpoint
 } from '../../protocol/index.js'
 import { makeTempDir } from '../helpers/tmp.js'
+import { BATCH_VECTORS_PATH, type BatchVectors } from '../../scripts/gen-batch-vectors.js'
 
 const GOPATH = '/usr/share/gocode'
 const NOTE_PACKAGE = join(GOPATH, 'src', 'golang.org', 'x', 'mod', 'sumdb', 'note', 'note.go')
@@ -106,6 +107,28 @@ t.test('interop: golang.org/x/mod/sumdb/note', { skip }, async t => {
     const r = await goOpen(vkey, note)
     t.equal(r.status, 0, r.stderr)
     t.equal(r.text + '\n', formatCheckpoint(checkpoint), 'Go\'s note text is the checkpoint without its empty line')
+  })
+
+  t.test('interop: note.Open verifies the signed checkpoint vector of docs/PROTOCOL.md §7.7 with its documented verifier key', async t => {
+    const file = JSON.parse(readFileSync(BATCH_VECTORS_PATH, 'utf8')) as BatchVectors
+    const r = await goOpen(file.logKey.verifierKey, file.signedCheckpoint.note)
+    t.equal(r.status, 0, r.stderr)
+    t.equal(r.text, file.signedCheckpoint.signedText)
+  })
+
+  t.test('interop: note.Open agrees on non-ASCII names and origins, sizes up to 2^53 - 1 and extension lines', async t => {
+    const cases = [
+      { name: 'prov\u00e9nance.example/gw-\u00fc', checkpoint: { origin: 'prov\u00e9nance.example/gw-\u00fc/batch/1', size: 1, rootHash: sha256(Uint8Array.of(1)) } },
+      { name: 'log.example', checkpoint: { origin: 'log.example', size: Number.MAX_SAFE_INTEGER, rootHash: sha256(Uint8Array.of(2)) } },
+      { name: 'log.example/\u65e5\u672c', checkpoint: { origin: 'log.example/\u65e5\u672c/batch/3', size: 0, rootHash: sha256(), extensions: ['ext one', '\u2014 not a signature'] } }
+    ]
+    for (const c of cases) {
+      const note = signCheckpoint(c.checkpoint, c.name, log)
+      const r = await goOpen(formatVerifierKey(c.name, log.publicKey), note)
+      t.equal(r.status, 0, `${c.checkpoint.origin}: ${r.stderr}`)
+      t.equal(r.text + '\n', formatCheckpoint(c.checkpoint))
+      t.same(openCheckpoint(note, [parseVerifierKey(formatVerifierKey(c.name, log.publicKey))]).checkpoint, c.checkpoint, 'and ours')
+    }
   })
 
   t.test('interop: note.Open refuses a tampered checkpoint and a signature by another key', async t => {
