@@ -36,8 +36,8 @@ export {
 } from './note.js'
 export {
   COSE_SIGN1_TAG, COSE_HEADER, COSE_ALG_EDDSA, VDS_RFC9162_SHA256, VDP_INCLUSION_PROOFS, MAX_RECEIPT_BYTES, receiptKeyId,
-  encodeReceiptProtectedHeader, receiptToBeSigned, encodeInclusionProof, buildReceipt, decodeReceipt, verifyReceipt,
-  type InclusionReceipt, type ReceiptInput, type ReceiptAnchor
+  encodeReceiptProtectedHeader, receiptToBeSigned, encodeInclusionProof, signReceiptRoot, assembleReceipt, buildReceipt, decodeReceipt,
+  verifyReceipt, type InclusionReceipt, type ReceiptInput, type ReceiptAnchor, type ReceiptRootSignature
 } from './cose-receipt.js'
 export {
   TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,

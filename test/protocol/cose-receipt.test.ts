@@ -6,7 +6,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import {
-  buildReceipt, computeRoot, createSigner, decodeReceipt, encodeInclusionProof, encodeReceiptProtectedHeader, hashLeaf,
+  assembleReceipt, buildReceipt, computeRoot, signReceiptRoot, createSigner, decodeReceipt, encodeInclusionProof, encodeReceiptProtectedHeader, hashLeaf,
   proveInclusion, receiptKeyId, receiptToBeSigned, sha256, toHex, verifyReceipt, ProtocolError, MAX_RECEIPT_BYTES
 } from '../../protocol/index.js'
 
@@ -52,6 +52,19 @@ t.test('behavior: every leaf of trees of 1 to 9 leaves gets a receipt that verif
     }
   }
   t.equal(decodeReceipt(receiptFor(1, 0).receipt).path.length, 0, 'the one leaf of a one-leaf tree has the empty path (RFC 9162 §2.1.3.1)')
+})
+
+t.test('behavior: one root signature per batch gives every record the same receipt as signing each', async t => {
+  const leaves = leavesOf(7)
+  const root = computeRoot(leaves)
+  const signed = signReceiptRoot(root, log)
+  for (let i = 0; i < 7; i++) {
+    const input = { leafHash: leaves[i] as Uint8Array, leafIndex: i, treeSize: 7, path: proveInclusion(leaves, i), root }
+    t.equal(toHex(assembleReceipt(input, signed)), toHex(buildReceipt(input, log)), `leaf ${i}`)
+  }
+  const input = { leafHash: leaves[0] as Uint8Array, leafIndex: 0, treeSize: 7, path: proveInclusion(leaves, 0), root }
+  t.throws(() => assembleReceipt(input, signReceiptRoot(sha256(root), log)), RangeError, 'a signature for another root')
+  t.throws(() => signReceiptRoot(root.subarray(1), log), RangeError)
 })
 
 t.test('behavior: the bytes are the documented deterministic COSE_Sign1 (RFC 9942 §5.2, RFC 9052 §4.4)', async t => {
