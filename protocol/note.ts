@@ -77,10 +77,18 @@ export interface SignedCheckpoint {
   readonly unknown: readonly NoteSignature[]
 }
 
-/** True for a C2SP key name: non-empty well-formed text, no Unicode space, no `+`, no control character. */
+/**
+ * True for a key name we sign with or trust: a C2SP key name (non-empty well-formed text, no
+ * Unicode space, no `+`, no control character) of at most {@link MAX_NOTE_KEY_NAME_CHARS}.
+ */
 export function isValidKeyName (name: unknown): name is string {
-  return typeof name === 'string' && name.length > 0 && name.length <= MAX_NOTE_KEY_NAME_CHARS &&
-    !UNICODE_SPACE.test(name) && !name.includes('+') && !CONTROL.test(name) && !LONE_SURROGATE.test(name)
+  return typeof name === 'string' && name.length <= MAX_NOTE_KEY_NAME_CHARS && isNoteName(name)
+}
+
+// The C2SP rule alone: names in signature lines of keys we do not know may be of any length (the
+// note's size bounds them), since C2SP says to ignore such signatures, not to refuse the note.
+function isNoteName (name: string): boolean {
+  return name.length > 0 && !UNICODE_SPACE.test(name) && !name.includes('+') && !CONTROL.test(name) && !LONE_SURROGATE.test(name)
 }
 
 /**
@@ -252,7 +260,7 @@ function parseSignatureLine (line: Uint8Array, n: number): NoteSignature {
   if (space === -1) malformed(`note signature line ${n} has no signature`)
   const name = rest.slice(0, space)
   const encoded = rest.slice(space + 1)
-  if (!isValidKeyName(name)) malformed(`note signature line ${n} has an invalid key name`)
+  if (!isNoteName(name)) malformed(`note signature line ${n} has an invalid key name`)
   const raw = Buffer.from(encoded, 'base64')
   if (encoded.length === 0 || raw.toString('base64') !== encoded) malformed(`note signature line ${n} is not canonical base64`)
   if (raw.byteLength < 5) malformed(`note signature line ${n} is shorter than a key ID and a signature`)

@@ -73,6 +73,9 @@ t.test('behavior: signatures by unknown keys are ignored, as C2SP requires (witn
   const opened = openCheckpoint(cosigned, [logKey])
   t.equal(opened.verified.length, 1)
   t.same(opened.unknown.map(s => s.name), ['witness.example/w1'])
+  const longName = 'w'.repeat(1000)
+  const long = note + signNote(formatCheckpoint(checkpoint).slice(0, -1), 'w', other).split('\n\n')[1]?.replace('\u2014 w ', `\u2014 ${longName} `) as string
+  t.same(openCheckpoint(long, [logKey]).unknown.map(s => s.name), [longName], 'an unknown key\'s name of any length is ignored, not refused')
 })
 
 t.test('error: a tampered checkpoint (size, root or origin) fails the log signature', async t => {
