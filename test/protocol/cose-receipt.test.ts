@@ -7,7 +7,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import {
   assembleReceipt, buildReceipt, computeRoot, signReceiptRoot, createSigner, decodeReceipt, encodeInclusionProof, encodeReceiptProtectedHeader, hashLeaf,
-  proveInclusion, receiptKeyId, receiptToBeSigned, sha256, toHex, verifyReceipt, ProtocolError, MAX_RECEIPT_BYTES
+  proveInclusion, receiptKeyId, receiptToBeSigned, sha256, toHex, verifyInclusion, verifyReceipt, ProtocolError, MAX_RECEIPT_BYTES
 } from '../../protocol/index.js'
 
 const log = createSigner(new Uint8Array(32).map((_, i) => 0x61 + i))
@@ -105,6 +105,7 @@ t.test('error: editing the unsigned tree size or leaf index is caught by the anc
   // and a proof for leaf 5 of 8 also walks to the same root under size 7.
   const { receipt, leaves, root } = receiptFor(8, 5)
   const d = decodeReceipt(receipt)
+  t.doesNotThrow(() => verifyInclusion(leaves[5] as Uint8Array, 5, 7, d.path, root), 'the same path walks to the same root under size 7')
   const resized = assemble({ protectedHeader: d.protectedHeader, proofs: [encodeInclusionProof(7, 5, d.path)], signature: d.signature })
   t.equal(code(() => verifyReceipt(resized, leaves[5] as Uint8Array, { root, treeSize: 8, publicKey: log.publicKey })), 'RECEIPT_ANCHOR_MISMATCH')
   const moved = assemble({ protectedHeader: d.protectedHeader, proofs: [encodeInclusionProof(8, 4, d.path)], signature: d.signature })
