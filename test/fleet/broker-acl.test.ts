@@ -37,12 +37,14 @@ if (gw.code !== 0) throw new Error(gw.stderr)
 const pub = await fleet(['broker', 'add-user', '--username', 'policy-publisher', '--role', 'publisher', ...brokerFiles('policy-publisher')])
 if (pub.code !== 0) throw new Error(pub.stderr)
 
+// The example config as shipped, with this test's files: listener and persistence are the
+// helper's (a free loopback port, no state), everything else runs as written.
+const example = (await readFile(new URL('../../fleet/mosquitto/provenance.conf', import.meta.url), 'utf8')).split('\n')
+  .map(l => l.trim()).filter(l => l !== '' && !l.startsWith('#') && !/^(listener|persistence|persistence_location) /.test(l))
+  .map(l => l.replace(/^password_file .*/, `password_file ${passwd}`).replace(/^acl_file .*/, `acl_file ${acl}`))
 const broker = await startMosquitto({
   config: [
-    // Later lines win over the helper's `allow_anonymous true`.
-    'allow_anonymous false',
-    `password_file ${passwd}`,
-    `acl_file ${acl}`,
+    ...example,
     // Mosquitto started as root drops to user mosquitto, which cannot read 0600 files owned by
     // the test's user; stay as the starting user (ignored when not root).
     'user root'
@@ -52,8 +54,11 @@ t.teardown(broker.close)
 
 const clients: MqttClient[] = []
 t.teardown(async () => { await Promise.all(clients.map(async c => await c.endAsync(true))) })
-async function connect (username: string | undefined, pw?: string): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 10_000, ...(username !== undefined ? { username } : {}), ...(pw !== undefined ? { password: pw } : {}) })
+async function connect (username: string | undefined, pw?: string, clientId?: string): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(broker.url, {
+    protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 10_000, ...(clientId !== undefined ? { clientId } : {}),
+    ...(username !== undefined ? { username } : {}), ...(pw !== undefined ? { password: pw } : {})
+  })
   clients.push(c)
   return c
 }
@@ -97,6 +102,23 @@ t.test('behavior: policy publish reaches a device through the publisher user; a 
   await camA.subscribeAsync('prov/v1/cam-a/policy', { qos: 1 })
   t.same(new Uint8Array(await own), new Uint8Array(await readFile(envelopeFile)), 'the retained policy is the signed envelope')
   t.same(messages, ['prov/v1/cam-a/policy'], 'cam-b\'s retained policy was not delivered to cam-a')
+})
+
+t.test('behavior: a device using the gateway\'s client id does not take over the gateway\'s session', async t => {
+  const gateway = await connect('gateway-1', await password('gateway-1'), 'provenance-gateway-gateway-1')
+  const closed = new Promise<string>(resolve => gateway.once('close', () => resolve('gateway disconnected')))
+  const received: string[] = []
+  let wake: (() => void) | undefined
+  gateway.on('message', (topic) => { received.push(topic); wake?.() })
+  await gateway.subscribeAsync('prov/v1/+/records', { qos: 1 })
+  const thief = await connect('cam-a', await password('cam-a'), 'provenance-gateway-gateway-1')
+  t.equal(thief.connected, true, 'the broker lets it in under its own name')
+  // The gateway is still connected and still receives: a device's own publish gets through.
+  const arrived = new Promise<string>(resolve => { wake = () => resolve('delivered') })
+  await thief.publishAsync('prov/v1/cam-a/records', 'after the takeover attempt', { qos: 1 })
+  // Either outcome ends the wait: no timer decides.
+  t.equal(await Promise.race([arrived, closed]), 'delivered', 'the gateway was not disconnected')
+  t.same(received, ['prov/v1/cam-a/records'])
 })
 
 t.test('error: a wrong password, an unknown user and anonymous clients are refused at connect', async t => {

@@ -81,3 +81,15 @@ t.test('error: a hand-written section for the same user, a broken block or a bad
     t.equal(await readFile(path, 'utf8'), content, 'the file is left as it was')
   }
 })
+
+t.test('behavior: the example ACL (fleet/mosquitto/provenance.acl) is what the CLI writes for its users', async t => {
+  const example = await readFile(new URL('../../fleet/mosquitto/provenance.acl', import.meta.url), 'utf8')
+  const header = example.slice(0, example.indexOf('\n\n# provenance-fleet begin') + 1)
+  const dir = await makeTempDir(t)
+  const acl = join(dir, 'acl')
+  await writeFile(acl, header)
+  await upsertBrokerUser({ username: 'gateway-1', role: 'gateway', aclPath: acl })
+  await upsertBrokerUser({ username: 'policy-publisher', role: 'publisher', aclPath: acl })
+  await upsertBrokerUser({ username: 'cam-1', role: 'device', aclPath: acl })
+  t.equal(await readFile(acl, 'utf8'), example)
+})
