@@ -214,3 +214,18 @@ t.test('behavior: nothing secret reaches stdout or stderr', async t => {
   t.notMatch(r.stdout + r.stderr, registrar.privateKey.slice(2))
   t.notMatch(await readFile(enrollmentFile, 'utf8'), /seed|secret/i)
 })
+
+t.test('behavior: device register --dry-run with broker files writes no file; a name Mosquitto cannot hold is refused before any transaction', async t => {
+  const files = ['--mosquitto-acl', join(dir, 'acl'), '--mosquitto-passwd', join(dir, 'passwd'), '--mqtt-password-file', join(dir, 'cam-5.pw')]
+  const key = toHex(createSigner(generateSeed()).publicKey)
+  const dryRun = await fleet(['device', 'register', '--id', 'cam-5', '--public-key', key, ...files, '--dry-run', '--json'], env(registrar.privateKey))
+  t.equal(dryRun.code, 0, dryRun.stderr)
+  t.match(dryRun.json(), { dryRun: true, broker: { acl: { written: false, lines: ['user cam-5', 'topic write prov/v1/cam-5/records', String, String, String] }, passwd: { written: false }, passwordGenerated: true } })
+  for (const f of ['acl', 'passwd', 'cam-5.pw']) t.equal(await readFile(join(dir, f)).then(() => 'exists', () => 'absent'), 'absent', `${f} not written`)
+  t.equal(await registry.getDevice(deviceIdOf('cam-5')), undefined)
+  const colon = await fleet(['device', 'register', '--id', 'site:cam-6', '--public-key', key, ...files], env(registrar.privateKey))
+  t.equal(colon.code, 1)
+  t.match(colon.last, /^BROKER_USERNAME_INVALID: /)
+  t.equal(await registry.getDevice(deviceIdOf('site:cam-6')), undefined, 'nothing registered on chain')
+  t.equal((await fleet(['device', 'register', '--id', 'cam-5', '--public-key', key, '--mosquitto-passwd', join(dir, 'passwd')], env(registrar.privateKey))).code, 2, 'a password file needs --mqtt-password-file')
+})
