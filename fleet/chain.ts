@@ -4,14 +4,15 @@
  * under --dry-run, simulates it with eth_call from the same account (so a missing role or a
  * duplicate registration shows up without a transaction).
  */
-import { Wallet, getAddress, isAddress, type BytesLike } from 'ethers'
+import { Wallet, getAddress, isAddress } from 'ethers'
 import { parseHexSecret32, readSecret, UsageError, type CliContext } from '../common/index.js'
 import { RegistryClient, createRpcProvider, decodeRegistryRevert, fetchChainId, RegistryError, type TxResult } from '../contracts/index.js'
 import { FleetError } from './errors.js'
 import { explainRegistryError } from './explain.js'
+import { FLEET_KEY_ENV } from './names.js'
+import { rpcUrlOf } from './options.js'
 
-/** Environment variable holding the operator's private key (0x-hex), read only by this CLI. */
-export const FLEET_KEY_ENV = 'PROVENANCE_FLEET_KEY'
+export { FLEET_KEY_ENV }
 
 export interface Chain {
   rpcUrl: string
@@ -49,13 +50,6 @@ export async function openChain (ctx: CliContext, options: { signer: boolean, re
     if (e instanceof FleetError) throw e
     throw explainRegistryError(e)
   }
-}
-
-/** --rpc-url, checked. @throws UsageError */
-export function rpcUrlOf (ctx: CliContext): string {
-  const url = ctx.required('rpc-url')
-  if (!/^https?:\/\/[^\s]+$/.test(url)) throw new UsageError('--rpc-url must be an http(s) URL')
-  return url
 }
 
 function registryAddressOf (ctx: CliContext): string {
@@ -100,13 +94,6 @@ export async function transact<T extends TxResult> (ctx: CliContext, chain: Chai
   } catch (e) {
     throw explainRegistryError(e)
   }
-}
-
-/** bytes32 as 0x-hex, for simulated calls. @throws UsageError */
-export function hex32 (value: BytesLike, what: string): string {
-  const hex = typeof value === 'string' ? value.replace(/^0x/i, '') : Buffer.from(value).toString('hex')
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new UsageError(`${what} must be 32 bytes written as 64 hex digits`)
-  return '0x' + hex.toLowerCase()
 }
 
 export { RegistryError, decodeRegistryRevert }

@@ -3,14 +3,11 @@
  * (decoded with the contract ABI, contracts/errors.ts) plus what to do about it, keeping the
  * RegistryError code (REGISTRY_REVERTED, REGISTRY_UNAUTHORIZED) that scripts branch on.
  */
-import { RegistryError, decodeRegistryRevert, type DecodedRevert } from '../contracts/index.js'
-import { REGISTRY_ROLES } from '../contracts/index.js'
+import { REGISTRY_ROLES, RegistryError, decodeRegistryRevert, type DecodedRevert } from '../contracts/index.js'
+import { ROLE_OPTION_NAMES } from './names.js'
 
 const STATUS_NAMES = ['none', 'registered', 'approved', 'deprecated', 'revoked']
 
-/** CLI names of the roles (`--role`), in the contract's order. */
-export const ROLE_OPTION_NAMES = { admin: 'admin', 'device-registrar': 'deviceRegistrar', 'model-publisher': 'modelPublisher', anchorer: 'anchorer' } as const
-export type RoleOptionName = keyof typeof ROLE_OPTION_NAMES
 
 /** The RegistryError for `e`, its message explained when it is a known custom error. */
 export function explainRegistryError (e: unknown): unknown {

@@ -10,5 +10,4 @@ export {
 } from './broker-files.js'
 export { identifyModelFile, MAX_MODEL_BYTES, type ModelIdentity } from './model-file.js'
 export { publishRetained, DEFAULT_MQTT_CONNECT_TIMEOUT_MS, type RetainedPublishOptions } from './mqtt-publish.js'
-export { FLEET_KEY_ENV } from './chain.js'
-export { POLICY_KEY_ENV, MQTT_PASSWORD_ENV } from './commands/policy.js'
+export { FLEET_KEY_ENV, POLICY_KEY_ENV, MQTT_PASSWORD_ENV, ROLE_OPTION_NAMES, type RoleOptionName } from './names.js'

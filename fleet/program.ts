@@ -5,13 +5,13 @@
  */
 import type { CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
-import { FLEET_KEY_ENV } from './chain.js'
 import { BROKER_COMMANDS } from './commands/broker.js'
 import { DEPLOY_COMMAND } from './commands/deploy.js'
 import { DEVICE_COMMANDS } from './commands/devices.js'
 import { MODEL_COMMANDS } from './commands/models.js'
-import { MQTT_PASSWORD_ENV, POLICY_COMMANDS, POLICY_KEY_ENV } from './commands/policy.js'
+import { POLICY_COMMANDS } from './commands/policy.js'
 import { ROLE_COMMANDS } from './commands/roles.js'
+import { FLEET_KEY_ENV, MQTT_PASSWORD_ENV, POLICY_KEY_ENV } from './names.js'
 
 export const FLEET_VERSION: string = pkg.version
 

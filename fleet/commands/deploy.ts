@@ -2,12 +2,8 @@
  * `provenance-fleet deploy`: a new ProvenanceRegistry (the contracts part's deploy, shared with
  * contracts/deploy.ts), its admin the operator or --admin.
  */
-import { ContractFactory, Wallet, getAddress, isAddress } from 'ethers'
 import { UsageError, type CliCommandSpec } from '../../common/index.js'
-import { REGISTRY_BYTECODE, createRpcProvider, deployToRpc, fetchChainId, registryInterface } from '../../contracts/index.js'
-import { readOperatorKey, rpcUrlOf } from '../chain.js'
-import { explainRegistryError } from '../explain.js'
-import { KEY_FILE, RPC_URL } from '../options.js'
+import { KEY_FILE, RPC_URL, addressShape, rpcUrlOf } from '../options.js'
 
 export const DEPLOY_COMMAND: CliCommandSpec = {
   path: ['deploy'],
@@ -17,8 +13,14 @@ export const DEPLOY_COMMAND: CliCommandSpec = {
   mutating: true,
   run: async (ctx) => {
     const rpcUrl = rpcUrlOf(ctx)
-    const admin = ctx.string('admin')
-    if (admin !== undefined && !isAddress(admin)) throw new UsageError('--admin must be a 20-byte 0x-hex address')
+    const adminOption = ctx.string('admin')
+    const admin = adminOption === undefined ? undefined : addressShape(adminOption, '--admin')
+    // ethers and the contracts load only now: --help and usage errors stay fast.
+    const { ContractFactory, Wallet, getAddress, isAddress } = await import('ethers')
+    const { REGISTRY_BYTECODE, createRpcProvider, deployToRpc, fetchChainId, registryInterface } = await import('../../contracts/index.js')
+    const { readOperatorKey } = await import('../chain.js')
+    const { explainRegistryError } = await import('../explain.js')
+    if (admin !== undefined && !isAddress(admin)) throw new UsageError('--admin must be a 20-byte 0x-hex address (bad checksum)')
     const key = await readOperatorKey(ctx)
     const deployer = new Wallet(key).address
     const adminAddress = getAddress(admin ?? deployer)

@@ -5,14 +5,17 @@
  */
 import { promises as fs } from 'node:fs'
 import { UsageError, type CliCommandSpec, type CliContext } from '../../common/index.js'
-import { deviceIdOf } from '../../contracts/index.js'
 import { DEVICE_ID_PATTERN, LIMITS, parseEnrollmentRequest, type EnrollmentRequest } from '../../protocol/index.js'
 import { removeBrokerUser } from '../broker-files.js'
 import { applyBrokerPlan, brokerPlanOf } from '../broker-options.js'
-import { hex32, openChain, transact } from '../chain.js'
 import { FleetError } from '../errors.js'
-import { explainRegistryError } from '../explain.js'
-import { BROKER_FILES, CHAIN_READ, CHAIN_WRITE, MOSQUITTO_ACL, MOSQUITTO_PASSWD } from '../options.js'
+import { BROKER_FILES, CHAIN_READ, CHAIN_WRITE, MOSQUITTO_ACL, MOSQUITTO_PASSWD, hex32 } from '../options.js'
+
+/** The chain code (ethers, contracts), loaded once the options are known to be good. */
+async function loadChain (): Promise<typeof import('../chain.js') & typeof import('../explain.js') & { deviceIdOf: (id: string) => string }> {
+  const [chain, explain, contracts] = await Promise.all([import('../chain.js'), import('../explain.js'), import('../../contracts/index.js')])
+  return { ...chain, ...explain, deviceIdOf: contracts.deviceIdOf }
+}
 
 const ID = { name: 'id', type: 'string', value: '<device-id>', description: 'The device id (as in its records).' } as const
 const ENROLLMENT = { name: 'enrollment', type: 'string', value: '<file>', description: 'Enrollment request printed by `provenance-agent init` (gives id, public key and validFromMs).' } as const
@@ -72,6 +75,7 @@ function registerCommand (kind: 'device' | 'gateway'): CliCommandSpec {
       const input = await keyInputOf(ctx)
       const validFromMs = input.validFromMs ?? 0
       const broker = brokerPlanOf(ctx, input.deviceId)
+      const { openChain, transact, deviceIdOf } = await loadChain()
       const idHash = deviceIdOf(input.deviceId)
       const chain = await openChain(ctx, { signer: true })
       try {
@@ -110,6 +114,7 @@ export const DEVICE_COMMANDS: readonly CliCommandSpec[] = [
       const input = await keyInputOf(ctx)
       if (input.validFromMs === undefined) throw new UsageError('--valid-from-ms is required with --public-key (the rotation time)')
       const validFromMs = input.validFromMs
+      const { openChain, transact, deviceIdOf } = await loadChain()
       const idHash = deviceIdOf(input.deviceId)
       const chain = await openChain(ctx, { signer: true })
       try {
@@ -139,6 +144,7 @@ export const DEVICE_COMMANDS: readonly CliCommandSpec[] = [
       checkDeviceId(id)
       const from = ctx.string('revoked-from-ms')
       const revokedFromMs = from === undefined ? Date.now() : uintOf(from, '--revoked-from-ms')
+      const { openChain, transact, deviceIdOf } = await loadChain()
       const idHash = deviceIdOf(id)
       const chain = await openChain(ctx, { signer: true })
       try {
@@ -162,6 +168,7 @@ export const DEVICE_COMMANDS: readonly CliCommandSpec[] = [
     run: async (ctx) => {
       const id = ctx.required('id')
       checkDeviceId(id)
+      const { openChain, explainRegistryError, deviceIdOf } = await loadChain()
       const idHash = deviceIdOf(id)
       const chain = await openChain(ctx, { signer: false })
       try {

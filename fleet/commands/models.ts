@@ -5,10 +5,15 @@
  */
 import { UsageError, type CliCommandSpec, type CliContext } from '../../common/index.js'
 import type { ModelStatusChange } from '../../contracts/index.js'
-import { hex32, openChain, transact } from '../chain.js'
-import { explainRegistryError } from '../explain.js'
-import { identifyModelFile, type ModelIdentity } from '../model-file.js'
-import { CHAIN_READ, CHAIN_WRITE } from '../options.js'
+import type { ModelIdentity } from '../model-file.js'
+import { CHAIN_READ, CHAIN_WRITE, hex32 } from '../options.js'
+
+// ethers, the contracts and onnx-proto load on first use: --help and usage errors stay fast.
+const identifyModelFile = async (path: string): Promise<ModelIdentity> => await (await import('../model-file.js')).identifyModelFile(path)
+async function loadChain (): Promise<typeof import('../chain.js') & typeof import('../explain.js')> {
+  const [chain, explain] = await Promise.all([import('../chain.js'), import('../explain.js')])
+  return { ...chain, ...explain }
+}
 
 const FILE = { name: 'file', type: 'string', value: '<model.onnx>', description: 'The ONNX model file; its sha256 is the model hash.' } as const
 const HASH = { name: 'hash', type: 'string', value: '<hex>', description: 'The model hash (sha256 of the file), instead of --file.' } as const
@@ -41,6 +46,7 @@ function statusCommand (verb: 'approve' | 'deprecate' | 'revoke'): CliCommandSpe
     mutating: true,
     run: async (ctx) => {
       const { hash } = await modelHashOf(ctx)
+      const { openChain, transact } = await loadChain()
       const chain = await openChain(ctx, { signer: true })
       try {
         const tx = await transact<ModelStatusChange>(ctx, chain, method, [hash], async () => await chain.registry[method](hash))
@@ -86,6 +92,7 @@ export const MODEL_COMMANDS: readonly CliCommandSpec[] = [
       const metadataURI = ctx.string('metadata-uri') ?? ''
       const hash = '0x' + identity.fileHash
       const manifestHash = '0x' + identity.manifestHash
+      const { openChain, transact } = await loadChain()
       const chain = await openChain(ctx, { signer: true })
       try {
         const zero = '0x' + '00'.repeat(32)
@@ -108,6 +115,7 @@ export const MODEL_COMMANDS: readonly CliCommandSpec[] = [
     options: [FILE, HASH, ...CHAIN_READ],
     run: async (ctx) => {
       const { hash, identity } = await modelHashOf(ctx)
+      const { openChain, explainRegistryError } = await loadChain()
       const chain = await openChain(ctx, { signer: false })
       try {
         const m = await chain.registry.getModel(hash).catch((e: unknown) => { throw explainRegistryError(e) })

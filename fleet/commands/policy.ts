@@ -11,13 +11,9 @@ import {
   type PolicyMode, type SignedPolicy
 } from '../../protocol/index.js'
 import { FleetError } from '../errors.js'
-import { identifyModelFile } from '../model-file.js'
-import { publishRetained } from '../mqtt-publish.js'
+import { MQTT_PASSWORD_ENV, POLICY_KEY_ENV } from '../names.js'
 
-/** Environment variable holding the publisher's Ed25519 seed (64 hex digits), read only by this CLI. */
-export const POLICY_KEY_ENV = 'PROVENANCE_POLICY_KEY'
-/** Environment variable holding the MQTT password of `policy publish`. */
-export const MQTT_PASSWORD_ENV = 'PROVENANCE_MQTT_PASSWORD'
+export { MQTT_PASSWORD_ENV, POLICY_KEY_ENV }
 
 const POLICY_FILE = { name: 'policy', type: 'string', value: '<file>', description: 'Signed policy envelope written by `policy sign`.' } as const
 const PUBLISHER_PUBLIC_KEY = { name: 'publisher-public-key', type: 'string', value: '<hex>', description: 'Check the signature under this Ed25519 public key (the agents\' policyAdminPublicKey) first.' } as const
@@ -100,6 +96,7 @@ export const POLICY_COMMANDS: readonly CliCommandSpec[] = [
         if (!/^(0x)?[0-9a-fA-F]{64}$/.test(h)) throw new UsageError('--model-hash must be 64 hex digits')
         return fromHex(h.replace(/^0x/, '').toLowerCase())
       })
+      const { identifyModelFile } = await import('../model-file.js')
       for (const file of ctx.list('model-file')) hashes.push(fromHex((await identifyModelFile(file)).fileHash))
       const raw = await readSecret({ file: ctx.string('publisher-key-file'), envName: POLICY_KEY_ENV, env: ctx.io.env, what: 'policy publisher key', fileOption: '--publisher-key-file' })
       const signer = createSigner(fromHex(parseHexSecret32(raw, 'the policy publisher key')))
@@ -144,6 +141,7 @@ export const POLICY_COMMANDS: readonly CliCommandSpec[] = [
       const topics = devices.map(d => deviceTopic(d, 'policy'))
       if (!ctx.dryRun) {
         ctx.progress(`publishing policy version ${signed.policy.version} to ${topics.length} topic(s) …`)
+        const { publishRetained } = await import('../mqtt-publish.js')
         await publishRetained({ brokerUrl, ...(username !== undefined ? { username } : {}), ...(password !== undefined ? { password } : {}) }, topics.map(topic => ({ topic, payload: envelope })))
       }
       const value = { dryRun: ctx.dryRun, topics, signatureChecked: signed.verified, ...describe(signed, envelope) }
