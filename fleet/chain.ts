@@ -27,22 +27,22 @@ export interface Chain {
  * Opens the chain named by --rpc-url, the registry by --registry and (with `signer`) the key.
  * @throws UsageError; CommonError `SECRET_*`; RegistryError `REGISTRY_RPC_FAILED`; FleetError `FLEET_NO_REGISTRY`.
  */
-export async function openChain (ctx: CliContext, options: { signer: boolean, registry?: boolean }): Promise<Chain> {
+export async function openChain (ctx: CliContext, options: { signer: boolean }): Promise<Chain> {
   const rpcUrl = rpcUrlOf(ctx)
-  const address = options.registry === false ? undefined : registryAddressOf(ctx)
+  const address = registryAddressOf(ctx)
   const wallet = options.signer ? new Wallet(await readOperatorKey(ctx)) : undefined
   const chainId = await fetchChainId(rpcUrl)
   const provider = createRpcProvider(rpcUrl, { chainId })
   try {
     const connected = wallet?.connect(provider)
-    if (address !== undefined && await provider.getCode(address) === '0x') {
+    if (await provider.getCode(address) === '0x') {
       throw new FleetError('FLEET_NO_REGISTRY', `no contract at ${address} on chain ${chainId} (${rpcUrl}): deploy one with \`provenance-fleet deploy\` or check --registry`)
     }
     return {
       rpcUrl,
       chainId,
       wallet: connected,
-      registry: new RegistryClient(address ?? '0x0000000000000000000000000000000000000001', connected ?? provider),
+      registry: new RegistryClient(address, connected ?? provider),
       close: () => provider.destroy()
     }
   } catch (e) {

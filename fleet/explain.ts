@@ -4,6 +4,7 @@
  * RegistryError code (REGISTRY_REVERTED, REGISTRY_UNAUTHORIZED) that scripts branch on.
  */
 import { REGISTRY_ROLES, RegistryError, decodeRegistryRevert, type DecodedRevert } from '../contracts/index.js'
+import { ProvenanceError } from '../protocol/errors.js'
 import { ROLE_OPTION_NAMES } from './names.js'
 
 const STATUS_NAMES = ['none', 'registered', 'approved', 'deprecated', 'revoked']
@@ -23,7 +24,8 @@ export function explainRegistryError (e: unknown): unknown {
 }
 
 function wrapOther (e: unknown): unknown {
-  if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string' && /^[A-Z][A-Z0-9_]*$/.test((e as { code: string }).code)) return e
+  // Our own errors keep their code; ethers' codes (NETWORK_ERROR, …) are not ours to print.
+  if (e instanceof ProvenanceError) return e
   const message = (e as { shortMessage?: string }).shortMessage ?? (e as Error).message
   return new RegistryError('REGISTRY_RPC_FAILED', `registry RPC failed: ${String(message)}`, { cause: e })
 }

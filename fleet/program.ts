@@ -5,12 +5,7 @@
  */
 import type { CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
-import { BROKER_COMMANDS } from './commands/broker.js'
-import { DEPLOY_COMMAND } from './commands/deploy.js'
-import { DEVICE_COMMANDS } from './commands/devices.js'
-import { MODEL_COMMANDS } from './commands/models.js'
-import { POLICY_COMMANDS } from './commands/policy.js'
-import { ROLE_COMMANDS } from './commands/roles.js'
+import { BROKER_COMMANDS, DEPLOY_COMMAND, DEVICE_COMMANDS, MODEL_COMMANDS, POLICY_COMMANDS, ROLE_COMMANDS } from './commands/index.js'
 import { FLEET_KEY_ENV, MQTT_PASSWORD_ENV, POLICY_KEY_ENV } from './names.js'
 
 export const FLEET_VERSION: string = pkg.version
