@@ -3,11 +3,12 @@
 // cannot publish on another device's topic or read another device's policy, and the policy
 // reaches devices only through the publisher's user.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
 import { startAnvil } from '../../contracts/index.js'
-import { ENROLLMENT_FORMAT, createSigner, generateSeed, toHex } from '../../protocol/index.js'
+import { ENROLLMENT_FORMAT, createSigner, decodeEnvelope, decodeRecordBatch, generateSeed, toHex } from '../../protocol/index.js'
 import { fleet } from '../helpers/fleet.js'
 import { startMosquitto } from '../helpers/mosquitto.js'
 import { makeTempDir } from '../helpers/tmp.js'
@@ -125,6 +126,29 @@ t.test('error: a wrong password, an unknown user and anonymous clients are refus
   await t.rejects(connect('cam-a', 'wrong'), /Bad User Name or Password|Not authorized/i)
   await t.rejects(connect('nobody', 'x'), /Bad User Name or Password|Not authorized/i)
   await t.rejects(connect(undefined), /Bad User Name or Password|Not authorized/i)
+})
+
+t.test('behavior: the agent\'s uplink logs in as its device with the registered password; its records reach the gateway\'s user', async t => {
+  const gateway = await connect('gateway-1', await password('gateway-1'))
+  const batch = new Promise<Buffer>(resolve => gateway.on('message', (topic, payload) => { if (topic === 'prov/v1/cam-a/records') resolve(payload) }))
+  await gateway.subscribeAsync('prov/v1/+/records', { qos: 1 })
+  const config = join(dir, 'cam-a.agent.json')
+  await writeFile(config, JSON.stringify({ deviceId: 'cam-a', stateDir: join(dir, 'cam-a-state'), profile: 'generic-x86_64', brokerUrl: broker.url, brokerUsername: 'cam-a' }))
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PROVENANCE_')))
+  const agent = spawn(process.execPath, [new URL('../../agent/cli/bin.mjs', import.meta.url).pathname, 'start', '--config', config],
+    { env: { ...env, PROVENANCE_AGENT_BROKER_PASSWORD: await password('cam-a') }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  agent.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const exited = new Promise<Buffer>((_resolve, reject) => agent.once('close', code => reject(new Error(`agent exited ${String(code)}: ${stderr}`))))
+  t.teardown(() => { agent.kill('SIGKILL') })
+  const payload = await Promise.race([batch, exited])
+  const records = decodeRecordBatch(new Uint8Array(payload)).map(e => decodeEnvelope(e).record)
+  t.equal(records[0]?.deviceId, 'cam-a')
+  t.equal(records[0]?.body.kind, 'boot', 'the boot record came through the broker')
+  const stopped = new Promise<number | null>(resolve => agent.once('close', resolve))
+  exited.catch(() => {})
+  agent.kill('SIGTERM')
+  t.equal(await stopped, 0, 'clean stop')
 })
 
 t.test('behavior: device revoke with the broker files removes the device\'s user, so it can no longer connect', async t => {
