@@ -75,7 +75,7 @@ export async function runDeployCli (argv: string[], io: DeployCliIo = defaultIo(
   let timer: NodeJS.Timeout | undefined
   try {
     const key = readDeployerKey(values['key-file'], io.env)
-    const work = deploy(values['rpc-url'], key, values.admin)
+    const work = deployToRpc(values['rpc-url'], key, values.admin)
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new RegistryError('DEPLOY_FAILED', `no deployment receipt within ${timeoutMs} ms`)), timeoutMs)
     })
@@ -93,7 +93,8 @@ export async function runDeployCli (argv: string[], io: DeployCliIo = defaultIo(
   }
 }
 
-interface DeployOutcome {
+/** What a deployment did (printed by `--json`). */
+export interface DeployOutcome {
   address: string
   txHash: string
   blockNumber: number
@@ -103,7 +104,12 @@ interface DeployOutcome {
   gasUsed: bigint
 }
 
-async function deploy (rpcUrl: string, privateKey: string, admin: string | undefined): Promise<DeployOutcome> {
+/**
+ * Deploys a registry through `rpcUrl` with `privateKey` (0x-hex); `admin` defaults to the deployer.
+ * Shared by this command and `provenance-fleet deploy`.
+ * @throws RegistryError `REGISTRY_RPC_FAILED`, `DEPLOY_FAILED`.
+ */
+export async function deployToRpc (rpcUrl: string, privateKey: string, admin: string | undefined): Promise<DeployOutcome> {
   const chainId = await fetchChainId(rpcUrl)
   const provider = createRpcProvider(rpcUrl, { chainId })
   try {
@@ -125,7 +131,7 @@ async function deploy (rpcUrl: string, privateKey: string, admin: string | undef
 }
 
 /** Asks the endpoint once, so a dead URL fails fast instead of ethers retrying for ever. */
-async function fetchChainId (rpcUrl: string): Promise<number> {
+export async function fetchChainId (rpcUrl: string): Promise<number> {
   try {
     const res = await fetch(rpcUrl, {
       method: 'POST',

@@ -49,8 +49,8 @@ export {
   DEFAULT_ANVIL_STOP_TIMEOUT_MS
 } from './anvil.js'
 export type { AnvilOptions, AnvilAccount, AnvilInstance } from './anvil.js'
-export { runDeployCli, DEPLOYER_KEY_ENV, DEFAULT_DEPLOY_TIMEOUT_MS } from './deploy.js'
-export type { DeployCliIo } from './deploy.js'
+export { runDeployCli, deployToRpc, fetchChainId, DEPLOYER_KEY_ENV, DEFAULT_DEPLOY_TIMEOUT_MS } from './deploy.js'
+export type { DeployCliIo, DeployOutcome } from './deploy.js'
 export {
   compileRegistry,
   serializeArtifact,

@@ -57,3 +57,8 @@ export {
   encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
   type BundleModelStatus, type BundleProof, type BundleAnchor
 } from './bundle.js'
+// Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
+// module, not from here: it loads protobufjs, which every importer of the protocol would pay for.
+export {
+  ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
+} from './enrollment.js'

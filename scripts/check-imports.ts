@@ -1,6 +1,7 @@
 /**
- * Layering rule (docs/STYLE): protocol/ imports no other part and does no I/O; agent/, gateway/
- * and forensics/ import protocol/ (and contracts/ for chain access) but never each other.
+ * Layering rule (docs/LAYOUT.md): protocol/ imports no other part and does no I/O; common/ (shared
+ * infrastructure, does I/O) imports only protocol/; contracts/ imports protocol/ and common/;
+ * agent/, gateway/, forensics/ and fleet/ import those three but never each other.
  * Prints each violation; exits 1 when there is any.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -8,14 +9,16 @@ import { join, relative, resolve, dirname, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const PARTS = ['protocol', 'agent', 'gateway', 'forensics', 'contracts']
+const PARTS = ['protocol', 'common', 'contracts', 'agent', 'gateway', 'forensics', 'fleet']
 const ALLOWED: Record<string, string[]> = {
   protocol: [],
-  contracts: ['protocol'],
+  common: ['protocol'],
+  contracts: ['protocol', 'common'],
   // agent/cli may ask the on-chain model registry (an optional policy check): agent → contracts.
-  agent: ['protocol', 'contracts'],
-  gateway: ['protocol', 'contracts'],
-  forensics: ['protocol', 'contracts']
+  agent: ['protocol', 'common', 'contracts'],
+  gateway: ['protocol', 'common', 'contracts'],
+  forensics: ['protocol', 'common', 'contracts'],
+  fleet: ['protocol', 'common', 'contracts']
 }
 const IO_MODULES = /^(node:)?(fs|fs\/promises|net|http|https|child_process|dgram|tls)$/
 

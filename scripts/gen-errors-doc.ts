@@ -8,7 +8,7 @@ import { join, relative, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const PARTS = ['protocol', 'agent', 'gateway', 'contracts', 'forensics']
+const PARTS = ['protocol', 'common', 'agent', 'gateway', 'contracts', 'forensics', 'fleet']
 
 interface CodeDoc { code: string, meaning: string }
 interface UnionDoc { name: string, file: string, codes: CodeDoc[] }

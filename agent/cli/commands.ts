@@ -46,6 +46,14 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     options: [...COMMON_OPTIONS]
   },
   {
+    path: ['init'],
+    summary: 'Create the device key before the first start and print the enrollment request for the fleet.',
+    description: [
+      'Creates the key file named by the firmware profile (keys.path, relative to stateDir) with mode 0600 in a 0700 folder: the Ed25519 signing key and the secret tensor commitments are salted with. An existing key file is reused, never replaced. Prints the enrollment request (JSON: format, deviceId, publicKey, validFromMs, profile, agentVersion, createdMs) on stdout; register it before the first start with `provenance-fleet device register`, which reads this file, so the first records are signed by a registered key. Neither the daemon nor the record log is touched.'
+    ],
+    options: [...COMMON_OPTIONS, { name: 'out', type: 'string', value: '<path>', description: 'Also write the enrollment request to this file (mode 0644; it holds no secret).' }]
+  },
+  {
     path: ['status'],
     summary: 'Ask the running daemon for its status (identity, chain head, models, uplink, policy, budget).',
     description: [

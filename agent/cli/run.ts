@@ -24,6 +24,7 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
   try {
     // Commands load their modules on demand: --help and usage errors stay fast.
     switch (command.path.join(' ')) {
+      case 'init': return await (await import('./run-init.js')).runInit(values, io)
       case 'start': return await (await import('./run-start.js')).runStart(values, io)
       case 'status': return await (await import('./run-status.js')).runStatus(values, io)
       case 'keys show': return await (await import('./run-keys.js')).runKeysShow(values, io)

@@ -9,7 +9,7 @@ import { constants, promises as fs } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createSigner, equalBytes, fromHex, toHex, type Signer } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
-import { syncDir, writeFileAtomic } from './atomic-file.js'
+import { syncDir, writeFileAtomic } from '../../common/atomic-file.js'
 import { KeyError } from './errors.js'
 
 /** One public key of the device and the device time from which it signs. */

@@ -3,7 +3,7 @@
  * weights tensor by tensor so versions can be compared.
  */
 
-export { ModelError, type ModelErrorCode } from './errors.js'
+export { ModelError, type ModelErrorCode } from '../../protocol/model-errors.js'
 export {
   buildModelManifest,
   diffManifests,
@@ -17,7 +17,7 @@ export {
   type ManifestTensor,
   type ManifestValue,
   type ModelManifest
-} from './manifest.js'
+} from '../../protocol/model-manifest.js'
 export {
   loadModel,
   hashModelFile,

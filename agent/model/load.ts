@@ -9,8 +9,8 @@ import { constants as fsConstants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { constants as bufferConstants } from 'node:buffer'
 import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
-import { ModelError } from './errors.js'
-import { buildModelManifest, type ModelManifest } from './manifest.js'
+import { ModelError } from '../../protocol/model-errors.js'
+import { buildModelManifest, type ModelManifest } from '../../protocol/model-manifest.js'
 
 /** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
 export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3

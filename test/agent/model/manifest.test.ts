@@ -13,7 +13,7 @@ import {
   ModelError, buildModelManifest, diffManifests, encodeManifestText, hashManifest,
   type ManifestTensor, type ModelErrorCode, type ModelManifest
 } from '../../../agent/model/index.js'
-import { ONNX_WIRE_SCHEMA } from '../../../agent/model/wire-check.js'
+import { ONNX_WIRE_SCHEMA } from '../../../protocol/onnx-wire-check.js'
 import {
   encodeModel, makeBranchModel, makeClassifierModel, makeClassifierVariant, makeClassifierWeights,
   makeConstantModel, makeExternalDataModel, makeNonModelProtobuf, makeTensorProto,

@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto'
 import onnxProto from 'onnx-proto'
 import type { onnx } from 'onnx-proto'
-import { ModelError, type ModelErrorCode } from './errors.js'
-import { checkModelWireFormat } from './wire-check.js'
+import { ModelError, type ModelErrorCode } from './model-errors.js'
+import { checkModelWireFormat } from './onnx-wire-check.js'
 
 // onnx-proto is CommonJS (`module.exports = $root`): only its default export is reliable under
 // Node's ESM loader, tsx and tap alike; the named types come from its declaration file.

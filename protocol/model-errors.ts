@@ -3,9 +3,12 @@
  * a ModelError with one of these stable codes (branch on `code`, never on the message).
  */
 
-import { ProvenanceError } from '../../protocol/errors.js'
+import { ProvenanceError } from './errors.js'
 
-/** Codes of the agent's model part. Every code is listed in docs/ERRORS.md. */
+/**
+ * Codes of model loading (agent/model) and model identity (protocol/model-manifest.ts, which the
+ * fleet CLI uses too). Every code is listed in docs/ERRORS.md.
+ */
 export type ModelErrorCode =
   /** The file system refused: missing file, permission, a directory or device, changed while read. */
   | 'MODEL_UNREADABLE'

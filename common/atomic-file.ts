@@ -1,13 +1,13 @@
 /**
- * Crash-safe file replacement for the agent's small state files (key file, accepted policy,
- * runtime info): write a temp file in the same folder, fsync it, rename it over the target,
- * fsync the folder. A crash leaves the old file or the new one, never a torn one.
+ * Crash-safe file replacement for small state files (the agent's key file, accepted policy and
+ * runtime info; the fleet CLI's broker files): write a temp file in the same folder, fsync it,
+ * rename it over the target, fsync the folder. A crash leaves the old file or the new one, never a torn one.
  */
 import { constants, promises as fs } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 
 export interface WriteFileAtomicOptions {
-  /** Mode of the new file. Default 0o600: agent state is for the agent's user only. */
+  /** Mode of the new file. Default 0o600: state files are for their owner only. */
   mode?: number
   /** Mode of the folder when it has to be created. Default 0o700. */
   dirMode?: number

@@ -1,0 +1,13 @@
+/**
+ * Shared infrastructure for the services and CLIs (agent, gateway, forensics, fleet): what every
+ * part needs but protocol/ must not do, because it does I/O. Imports protocol/ only.
+ */
+export { CommonError, UsageError, type CommonErrorCode } from './errors.js'
+export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
+export { readSecret, parseHexSecret32, MAX_SECRET_FILE_BYTES, type ReadSecretOptions } from './secret-file.js'
+export {
+  EXIT_CODES, JSON_OPTION, HELP_OPTION, VERSION_OPTION, DRY_RUN_OPTION, optionsOf, parseCommandLine, findCommand, groupsOf, formatHelp,
+  runProgram, runMain, exitCodeOf, formatErrorLine,
+  type CliOptionSpec, type CliPositionalSpec, type CliValues, type CliIo, type CliResult, type CliContext, type CliCommandSpec, type CliProgram,
+  type ParsedCommandLine
+} from './cli/index.js'
