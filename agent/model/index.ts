@@ -27,5 +27,6 @@ export {
   type HashModelFileOptions,
   type LoadedModel,
   type LoadModelOptions,
-  type ModelLogger
+  type ModelLogger,
+  type ModelSession
 } from './load.js'

@@ -44,7 +44,18 @@ export interface LoadModelOptions {
   readonly logger?: ModelLogger
 }
 
-export interface LoadedModel {
+/**
+ * What the agent needs of an onnxruntime session: onnxruntime's own InferenceSession, or a
+ * session that runs in a worker thread (agent/session).
+ */
+export interface ModelSession {
+  readonly inputNames: readonly string[]
+  readonly outputNames: readonly string[]
+  run: (feeds: InferenceSession.FeedsType) => Promise<InferenceSession.ReturnType>
+  release: () => Promise<void>
+}
+
+export interface LoadedModel<S extends ModelSession = ModelSession> {
   readonly path: string
   /** The one buffer that was read, hashed, parsed and given to onnxruntime. Do not modify. */
   readonly bytes: Uint8Array
@@ -52,7 +63,7 @@ export interface LoadedModel {
   readonly fileHash: Uint8Array
   readonly fileHashHex: string
   readonly manifest: ModelManifest
-  readonly session: InferenceSession
+  readonly session: S
   /**
    * Providers registered with the session, in order (the requested list minus the ones that
    * failed). onnxruntime still runs nodes no listed provider takes on its CPU provider.
@@ -73,7 +84,7 @@ export interface HashModelFileOptions {
  *   MODEL_EXTERNAL_DATA, MODEL_SESSION_FAILED
  * @throws {TypeError|RangeError} on bad options
  */
-export async function loadModel (path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+export async function loadModel (path: string, options: LoadModelOptions = {}): Promise<LoadedModel<InferenceSession>> {
   const resolved = resolveOptions(path, options)
   const bytes = await readModelFile(path, resolved.maxBytes)
   const fileHash = createHash('sha256').update(bytes).digest()
