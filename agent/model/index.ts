@@ -20,11 +20,14 @@ export {
 } from './manifest.js'
 export {
   loadModel,
+  identifyModel,
   hashModelFile,
   DEFAULT_EXECUTION_PROVIDERS,
   DEFAULT_HASH_CHUNK_BYTES,
+  DEFAULT_LOAD_CHUNK_BYTES,
   DEFAULT_MAX_BYTES,
   type HashModelFileOptions,
+  type IdentifiedModel,
   type LoadedModel,
   type LoadModelOptions,
   type ModelLogger,
