@@ -45,7 +45,7 @@ function argValue (name: string, fallback: number): number {
 }
 
 /** One device's history: boot, model load, then inferences, signed with node:crypto like the agent. */
-function makeHistory (count: number): ChainBuilder {
+export function makeHistory (count: number): ChainBuilder {
   const b = new ChainBuilder({ deviceId: 'bench-device-0001', stepMs: 50 })
   b.append(sampleBody('boot'))
   b.append(sampleBody('model-load', 0))
@@ -54,7 +54,7 @@ function makeHistory (count: number): ChainBuilder {
 }
 
 /** Batches of BATCH_RECORDS leaves with proofs as the gateway formats them (anchoring extra lines included). */
-function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
+export function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
   const proofs: Bundle['proofs'] = []
   const anchors: Bundle['anchors'] = []
   for (let at = 0, i = 0; at < b.records.length; at += BATCH_RECORDS, i++) {
