@@ -55,6 +55,10 @@ export interface AgentBenchResult {
     eventLoopMaxMsInProcess: number
     /** The same measure over an idle wait as long as the wrapped runs: the OS scheduler's share. */
     eventLoopMaxMsIdle: number
+    /** Event-loop busy time per wrapped run (ELU active), ms: what the main thread spends, load aside. */
+    mainThreadBusyMsPerRun: number
+    /** The same with onnxruntime on the main thread. */
+    mainThreadBusyMsPerRunInProcess: number
   }
   memory: { bareOrtMiB: number, agentIdleMiB: number, agentPeakMiB: number, idleAboveBareMiB: number, peakAboveBareMiB: number }
 }
@@ -187,6 +191,7 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
     outputBytes = Object.values(outputs).reduce((n, t) => n + ((t as ort.Tensor).data as Float32Array).byteLength, 0)
   }
   const histogram = monitorEventLoopDelay({ resolution: 1 })
+  let busyMs = 0
   const bare: number[] = []
   const wrapped: number[] = []
   for (let r = 0; r < 25; r++) {
@@ -196,7 +201,9 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
         bare.push((await time(async () => await session.run(feeds))).wallMs)
       } else {
         histogram.enable()
+        const elu = performance.eventLoopUtilization()
         wrapped.push((await time(async () => await model.run(feeds))).wallMs)
+        busyMs += performance.eventLoopUtilization(elu).active
         histogram.disable()
       }
     }
@@ -214,7 +221,9 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
   await inProcess.run(feeds)
   const before = monitorEventLoopDelay({ resolution: 1 })
   before.enable()
+  const elu = performance.eventLoopUtilization()
   for (let i = 0; i < 10; i++) await inProcess.run(feeds)
+  const busyInProcess = performance.eventLoopUtilization(elu).active / 10
   before.disable()
   await inProcess.release()
 
@@ -232,7 +241,9 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
     eventLoopMaxMs: histogram.max / 1e6,
     eventLoopP99Ms: histogram.percentile(99) / 1e6,
     eventLoopMaxMsInProcess: before.max / 1e6,
-    eventLoopMaxMsIdle: idle.max / 1e6
+    eventLoopMaxMsIdle: idle.max / 1e6,
+    mainThreadBusyMsPerRun: busyMs / wrapped.length,
+    mainThreadBusyMsPerRunInProcess: busyInProcess
   }
 }
 
@@ -266,6 +277,7 @@ export function printAgent (r: AgentBenchResult): void {
   const l = r.latency
   console.log(`| inference latency ms, ${l.model} | ${fmtSpread(l.wrappedMs)} | bare run, same worker ${fmtSpread(l.bareMs)} | added ${fmt(l.addedMs)} ms ÷ floor ${fmt(l.floorMs)} ms = ${fmt(l.addedToFloor)} | | ≤ 1.2 |`)
   console.log(`| event loop, longest stall during inference, ms | ${fmt(l.eventLoopMaxMs)} (p99 ${fmt(l.eventLoopP99Ms)}) | run on the main thread: ${fmt(l.eventLoopMaxMsInProcess)}; idle wait, same length: ${fmt(l.eventLoopMaxMsIdle)} | | | ≤ 5 |`)
+  console.log(`| main thread busy per inference (ELU active), ms | ${fmt(l.mainThreadBusyMsPerRun)} | run on the main thread: ${fmt(l.mainThreadBusyMsPerRunInProcess)} | | | |`)
   const m = r.memory
   console.log(`| RSS MiB, fresh processes | agent idle ${fmt(m.agentIdleMiB, 0)}, peak ${fmt(m.agentPeakMiB, 0)} | bare ORT ${fmt(m.bareOrtMiB, 0)} | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
 }
