@@ -29,29 +29,29 @@ function comparable (v: Verdict): object {
   return rest
 }
 
-/** node:crypto on a pool and inline, noble on a pool (and inline when `nobleInline`). */
-async function allBackends (b: Bundle, nobleInline = false): Promise<Verdict[]> {
+/** node:crypto on a pool and inline, noble on a pool; noble inline (slow) where the bundle is small. */
+async function allBackends (b: Bundle): Promise<Verdict[]> {
   return [
     await verifyBundle(b, { offline: true, workers: 2 }),
     await verifyBundle(b, { offline: true, workers: 0 }),
     await verifyBundle(b, { offline: true, verifier: 'noble', workers: 2 }),
-    ...(nobleInline ? [await verifyBundle(b, { offline: true, verifier: 'noble', workers: 0 })] : [])
+    ...(b.records.length <= 400 ? [await verifyBundle(b, { offline: true, verifier: 'noble', workers: 0 })] : [])
   ]
 }
 
 t.test('behavior: node:crypto on worker threads, node:crypto inline and noble reach the same verdict on a valid bundle', async t => {
-  const b = bigBundle(1100)
-  const verdicts = await allBackends(b, true)
-  t.same(verdicts.map(v => v.verifier), ['node', 'node', 'noble', 'noble'])
+  const b = bigBundle(1050)
+  const verdicts = await allBackends(b)
+  t.same(verdicts.map(v => v.verifier), ['node', 'node', 'noble'])
   t.equal(verdicts[0]?.verdict, 'valid')
   t.equal(verdicts[0]?.counts.signaturesValid, b.records.length)
   for (const v of verdicts.slice(1)) t.same(comparable(v), comparable(verdicts[0] as Verdict))
 })
 
 t.test('attack: broken signatures and a malformed record give the same findings on every backend', async t => {
-  const b = clone(bigBundle(1100))
-  for (const i of [3, 700, 1030, b.records.length - 1]) breakSignature(b, i)
-  b.records[900] = 'bm90IGFuIGVudmVsb3Bl'
+  const b = clone(bigBundle(300))
+  for (const i of [3, 100, 250, b.records.length - 1]) breakSignature(b, i)
+  b.records[200] = 'bm90IGFuIGVudmVsb3Bl'
   const verdicts = await allBackends(b)
   t.equal(verdicts[0]?.verdict, 'invalid')
   t.ok((verdicts[0]?.reasons['bad-signature'] ?? 0) >= 4, 'each broken signature is found')
