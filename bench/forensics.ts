@@ -1,10 +1,13 @@
 /**
- * Forensics benchmark (issue 6): `verify` throughput in records per second against @noble/ed25519's
- * raw verifications per second measured in the same run (noble is what bounds it: every record's
- * signature is checked with it), the extrapolation to a device with 1 M records, and the size of a
+ * Forensics benchmark (issues 6 and 11): `verify` throughput in records per second against raw
+ * node:crypto verifications of the same messages on the same cores (one worker thread per core),
+ * measured in interleaved rounds of the same run; noble's figures beside it (the independent
+ * backend, `--verifier noble`); the extrapolation to a device with 1 M records, and the size of a
  * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N]
  */
+import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
+import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import * as noble from '@noble/ed25519'
@@ -17,6 +20,7 @@ import { verifyBundle } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
+import { fmtSpread, interleave, spread, type Spread } from './measure.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
 const BATCH_RECORDS = 10_000
@@ -24,7 +28,10 @@ const ONE_MILLION = 1_000_000
 
 export interface ForensicsBenchResult {
   records: number
+  cores: number
   verify: { offlineRecordsPerSec: number, perRecordMs: number, onlineRecords: number, onlineRecordsPerSec: number }
+  /** Interleaved rounds: verify --offline (node:crypto on every core) against raw node:crypto verifies on as many worker threads. */
+  parallel: { verifyPerSec: Spread, rawNodeVerifiesPerSec: Spread, ratio: Spread, nobleVerifyPerSec: number }
   noble: { rawVerifiesPerSec: number, strictVerifiesPerSec: number, ratioToRaw: number, ratioToStrict: number }
   extrapolation: { oneMillionRecordsMin: number }
   bundle: { bytesPer1kRecords: number, recordBytesPer1k: number, proofBytesPer1k: number, oneMillionRecordsMiB: number, recordsPerMaxBundle: number }
@@ -38,7 +45,7 @@ function argValue (name: string, fallback: number): number {
 }
 
 /** One device's history: boot, model load, then inferences, signed with node:crypto like the agent. */
-function makeHistory (count: number): ChainBuilder {
+export function makeHistory (count: number): ChainBuilder {
   const b = new ChainBuilder({ deviceId: 'bench-device-0001', stepMs: 50 })
   b.append(sampleBody('boot'))
   b.append(sampleBody('model-load', 0))
@@ -47,7 +54,7 @@ function makeHistory (count: number): ChainBuilder {
 }
 
 /** Batches of BATCH_RECORDS leaves with proofs as the gateway formats them (anchoring extra lines included). */
-function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
+export function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
   const proofs: Bundle['proofs'] = []
   const anchors: Bundle['anchors'] = []
   for (let at = 0, i = 0; at < b.records.length; at += BATCH_RECORDS, i++) {
@@ -81,8 +88,31 @@ function rate (count: number, ms: number): number {
   return count / (ms / 1000)
 }
 
+// Plain JavaScript, so that the baseline's workers start as fast as they can.
+const RAW_VERIFY_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { createPublicKey, verify } = require('node:crypto')
+const { spki, items, count } = workerData
+const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' })
+let ok = 0
+for (let i = 0; i < count; i++) { const m = items[i % items.length]; if (verify(null, m.msg, key, m.sig)) ok++ }
+parentPort.postMessage(ok)
+`
+
+/** Raw node:crypto verifies of `total` signatures split over `workers` threads (the per-core floor). */
+async function rawNodeVerifies (items: Array<{ sig: Uint8Array, msg: Uint8Array }>, publicKey: Uint8Array, total: number, workers: number): Promise<void> {
+  const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), publicKey])
+  await Promise.all(Array.from({ length: workers }, async (_, w) => {
+    const count = Math.floor(total / workers) + (w < total % workers ? 1 : 0)
+    const worker = new Worker(RAW_VERIFY_WORKER, { eval: true, workerData: { spki, items, count } })
+    const ok = await new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+    await worker.terminate()
+    if (ok !== count) throw new Error('raw verify rejected a signature')
+  }))
+}
+
 export async function main (): Promise<ForensicsBenchResult> {
-  const count = argValue('records', 20_000)
+  const count = argValue('records', 100_000)
   const onlineCount = argValue('online', 2_000)
   const log = (s: string): void => { process.stderr.write(s + '\n') }
 
@@ -114,6 +144,25 @@ export async function main (): Promise<ForensicsBenchResult> {
   progress.finish()
   if (verdict.verdict !== 'valid') throw new Error(`bench bundle did not verify: ${JSON.stringify(verdict.failures.slice(0, 3))}`)
   const offlineRecordsPerSec = rate(count, offlineMs)
+
+  // The floor on the same cores: raw node:crypto verifies of as many signatures, one thread per core.
+  const cores = availableParallelism()
+  log(`interleaved rounds: verify --offline vs raw node:crypto verifies on ${cores} threads...`)
+  const rounds = await interleave(3, {
+    ours: async () => {
+      const v = await verifyBundle(bundle, { offline: true })
+      if (v.verdict !== 'valid') throw new Error('bench bundle did not verify')
+    },
+    raw: async () => { await rawNodeVerifies(messages, key, count, cores) }
+  })
+  const ours = (rounds.ours ?? []).map(x => rate(count, x.wallMs))
+  const raw = (rounds.raw ?? []).map(x => rate(count, x.wallMs))
+  const nobleCount = Math.min(count, 5_000)
+  const nobleBundle = { ...bundle, records: bundle.records.slice(0, nobleCount), proofs: bundle.proofs.slice(0, nobleCount) }
+  t0 = performance.now()
+  await verifyBundle(nobleBundle, { offline: true, verifier: 'noble', workers: cores, allowUnanchored: true })
+  const nobleVerifyPerSec = rate(nobleCount, performance.now() - t0)
+  const parallel = { verifyPerSec: spread(ours), rawNodeVerifiesPerSec: spread(raw), ratio: spread(ours.map((x, i) => x / (raw[i] as number))), nobleVerifyPerSec }
 
   // Sizes.
   const text = encodeBundle(bundle)
@@ -162,9 +211,11 @@ export async function main (): Promise<ForensicsBenchResult> {
 
   const result: ForensicsBenchResult = {
     records: count,
+    cores,
+    parallel,
     verify: { offlineRecordsPerSec, perRecordMs: offlineMs / count, onlineRecords: onlineCount, onlineRecordsPerSec },
     noble: { rawVerifiesPerSec, strictVerifiesPerSec, ratioToRaw: offlineRecordsPerSec / rawVerifiesPerSec, ratioToStrict: offlineRecordsPerSec / strictVerifiesPerSec },
-    extrapolation: { oneMillionRecordsMin: ONE_MILLION / offlineRecordsPerSec / 60 },
+    extrapolation: { oneMillionRecordsMin: ONE_MILLION / parallel.verifyPerSec.median / 60 },
     bundle: {
       bytesPer1kRecords: (bytes / count) * 1000,
       recordBytesPer1k: (recordBytes / count) * 1000,
@@ -179,13 +230,17 @@ export async function main (): Promise<ForensicsBenchResult> {
   console.log(`forensics bench, ${count} records (${Math.ceil(count / BATCH_RECORDS)} batches of ≤ ${BATCH_RECORDS}), one run
 | measure | value |
 | --- | ---: |
-| verify --offline | ${f(offlineRecordsPerSec)} records/s (${f(result.verify.perRecordMs, 3)} ms/record) |
+| verify --offline, node:crypto on ${cores} threads, interleaved rounds | ${fmtSpread(parallel.verifyPerSec, 0)} records/s |
+| raw node:crypto verifies, same messages, ${cores} threads | ${fmtSpread(parallel.rawNodeVerifiesPerSec, 0)} /s |
+| verify / raw node:crypto, same cores (target ≥ 0.7) | ${fmtSpread(parallel.ratio)} |
+| verify --offline, first run (pool start-up included) | ${f(offlineRecordsPerSec)} records/s (${f(result.verify.perRecordMs, 3)} ms/record) |
+| verify --offline --verifier noble, ${cores} threads, ${nobleCount} records | ${f(nobleVerifyPerSec)} records/s |
 | verify online (anvil, ${onlineCount} records) | ${f(onlineRecordsPerSec)} records/s |
 | noble raw verify | ${f(rawVerifiesPerSec)} /s |
 | noble verify + strict point checks (§4) | ${f(strictVerifiesPerSec)} /s |
 | verify / noble raw | ${f(result.noble.ratioToRaw, 2)} |
 | verify / noble strict | ${f(result.noble.ratioToStrict, 2)} |
-| 1 M records, extrapolated | ${f(result.extrapolation.oneMillionRecordsMin, 1)} min on one core |
+| 1 M records, extrapolated | ${f(result.extrapolation.oneMillionRecordsMin, 1)} min on ${cores} cores (target < 5) |
 | bundle size | ${f(result.bundle.bytesPer1kRecords / 1024, 1)} KiB per 1 000 records (records ${f(result.bundle.recordBytesPer1k / 1024, 1)} KiB, proofs ${f(result.bundle.proofBytesPer1k / 1024, 1)} KiB) |
 | 1 M records in bundles | ${f(result.bundle.oneMillionRecordsMiB)} MiB: ≥ ${Math.ceil(ONE_MILLION / result.bundle.recordsPerMaxBundle)} bundles of ≤ ${BUNDLE_LIMITS.bundleBytes / 2 ** 20} MiB (${f(result.bundle.recordsPerMaxBundle)} records each) |
 | timeline | ${f(timelinePerSec)} records/s |`)

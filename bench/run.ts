@@ -1,14 +1,20 @@
 /**
  * `npm run bench`: every benchmark in one run, each a ratio against a baseline measured in the
  * same run (never against a number from elsewhere). `npm run bench -- agent gateway` runs some.
+ * Each prints its table; all results, with the machine and its load, go to bench/out/*.json.
  */
 import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { describeMachine } from './measure.js'
 
 const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics'] as const
 const chosen = process.argv.slice(2).filter(a => !a.startsWith('-'))
 const names = chosen.length > 0 ? chosen : [...ALL]
 let failed = false
+const machine = describeMachine()
+const results: Record<string, unknown> = {}
 for (const name of names) {
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url))
   if (!existsSync(file)) {
@@ -19,10 +25,18 @@ for (const name of names) {
   console.log(`\n== ${name} ==`)
   try {
     const mod = await import(`./${name}.js`) as { main: () => Promise<unknown> }
-    await mod.main()
+    results[name] = await mod.main()
   } catch (e) {
     failed = true
     console.error(`bench ${name} failed: ${(e as Error).stack ?? String(e)}`)
   }
 }
+machine.loadEnd = loadavg()[0] as number
+const outDir = fileURLToPath(new URL('./out/', import.meta.url))
+await mkdir(outDir, { recursive: true })
+const report = JSON.stringify({ at: new Date().toISOString(), machine, underLoad: Math.max(machine.loadStart, machine.loadEnd) > machine.cores, results }, null, 2)
+const file = `${outDir}bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`
+await writeFile(file, report)
+await writeFile(`${outDir}latest.json`, report)
+console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart.toFixed(1)} → ${machine.loadEnd.toFixed(1)}; results in ${file}`)
 process.exitCode = failed ? 1 : 0

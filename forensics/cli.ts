@@ -50,7 +50,11 @@ const VERIFY_OPTIONS = `  --offline               judge against the bundle's own
   --from TIME             judge records from this device time (Unix ms or ISO 8601)
   --to TIME               ... up to this device time; the chain is still checked from the first record
   --allow-unanchored      records not yet in an anchored batch are warnings, not failures
-  --max-findings N        list at most N failures and N warnings (counts stay exact; default 1000)`
+  --max-findings N        list at most N failures and N warnings (counts stay exact; default 1000)
+  --verifier node|noble   Ed25519 implementation: node (OpenSSL, every core; default) or noble
+                          (@noble/ed25519, independent of OpenSSL); both accept the same signatures
+  --workers N             threads that verify signatures (0: this thread; default one per core
+                          from 4096 records)`
 
 const USAGE: Record<string, string> = {
   verify: `usage: provenance verify <bundle.json> (--offline | --rpc-url URL) [options]
@@ -107,7 +111,7 @@ Exit 0: report written, verdict valid. Exit 1: report written, verdict invalid; 
 
 const VERIFY_FLAGS: Record<string, FlagKind> = {
   offline: 'boolean', 'rpc-url': 'string', from: 'string', to: 'string', 'allow-unanchored': 'boolean', 'max-findings': 'string',
-  json: 'boolean', quiet: 'boolean', help: 'boolean'
+  verifier: 'string', workers: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
 }
 const SPECS: Record<string, Record<string, FlagKind>> = {
   verify: VERIFY_FLAGS,
@@ -207,8 +211,13 @@ function verifyOptions (args: ParsedArgs, io: CliIo): VerifyOptions {
   const toMs = timeFlag(args, 'to')
   if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new UsageError('--to is before --from')
   const maxFindings = intFlag(args, 'max-findings')
+  const verifier = stringFlag(args, 'verifier')
+  if (verifier !== undefined && verifier !== 'node' && verifier !== 'noble') throw new UsageError('--verifier is node or noble')
+  const workers = intFlag(args, 'workers')
   const progress = createProgress(io.stderr, { label: 'verify' }, !args.flags.has('quiet'))
   return {
+    ...(verifier === undefined ? {} : { verifier }),
+    ...(workers === undefined ? {} : { workers }),
     ...(offline ? { offline: true } : { rpcUrl }),
     ...(fromMs === undefined ? {} : { fromMs }),
     ...(toMs === undefined ? {} : { toMs }),

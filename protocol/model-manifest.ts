@@ -94,8 +94,28 @@ export interface BuildManifestOptions {
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOptions = {}): ModelManifest {
+  return buildManifest(bytes, options.fileHash, (data) => toHex(sha256(data)))
+}
+
+/**
+ * buildModelManifest for the loader, which hashed the raw_data of many tensors while it read the
+ * file: `known` maps a byte range of `bytes` (`<offset>:<length>`) to the SHA-256 (hex) of exactly
+ * those bytes. A tensor whose raw_data is such a range takes that hash; any other is hashed here.
+ * Internal to agent/model (not exported by index.ts): a wrong map gives a wrong manifest.
+ */
+export function buildModelManifestWithHashes (bytes: Uint8Array, fileHash: Uint8Array, known: ReadonlyMap<string, string>): ModelManifest {
+  return buildManifest(bytes, fileHash, (data) => {
+    if (data.buffer === bytes.buffer && known.size > 0) {
+      const hit = known.get(`${data.byteOffset - bytes.byteOffset}:${data.byteLength}`)
+      if (hit !== undefined) return hit
+    }
+    return toHex(sha256(data))
+  })
+}
+
+function buildManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, hashData: (data: Uint8Array) => string): ModelManifest {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array')
-  const fileHash = options.fileHash ?? sha256(bytes)
+  const fileHash = givenFileHash ?? sha256(bytes)
   if (fileHash.length !== 32) throw new RangeError('fileHash must be 32 bytes')
   if (bytes.length === 0) throw new ModelError('MODEL_NOT_ONNX', 'model file is empty')
 
@@ -128,7 +148,7 @@ export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOpt
   }
   if (model.opsetImport.length === 0) throw new ModelError(structuralCode, 'ModelProto has no opset_import')
   try {
-    return summarise(model, graph, irVersion, fileHash, unknownFields)
+    return summarise(model, graph, irVersion, fileHash, unknownFields, hashData)
   } catch (e) {
     if (e instanceof ModelError) throw e
     // Nothing else is expected to throw; if it does, the cause is in these bytes.
@@ -136,8 +156,8 @@ export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOpt
   }
 }
 
-function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number): ModelManifest {
-  const collector = new TensorCollector()
+function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number, hashData: (data: Uint8Array) => string): ModelManifest {
+  const collector = new TensorCollector(hashData)
   collector.walkGraph(graph, '', 0)
   model.trainingInfo.forEach((info, i) => {
     if (info.initialization != null) collector.walkGraph(info.initialization, `training_info[${i}]/initialization`, 0)
@@ -254,6 +274,11 @@ class TensorCollector {
   readonly tensors: onnx.ITensorProto[] = []
   private readonly taken = new Set<string>()
   private readonly nextSuffix = new Map<string, number>()
+  private readonly hashData: (data: Uint8Array) => string
+
+  constructor (hashData: (data: Uint8Array) => string) {
+    this.hashData = hashData
+  }
 
   walkGraph (graph: onnx.IGraphProto, scope: string, depth: number): void {
     if (depth > MAX_SUBGRAPH_DEPTH) throw new ModelError('MODEL_CORRUPT', `subgraphs nested deeper than ${MAX_SUBGRAPH_DEPTH}`)
@@ -284,7 +309,7 @@ class TensorCollector {
     refuseExternal(tensor, proposed)
     const { dtype, dims, bytes } = canonicalTensorBytes(tensor, proposed)
     const name = this.claimName(proposed)
-    this.entries.push({ name, dtype, dims, byteLength: bytes.length, sha256: toHex(sha256(bytes)) })
+    this.entries.push({ name, dtype, dims, byteLength: bytes.length, sha256: this.hashData(bytes) })
     this.tensors.push(tensor)
   }
 

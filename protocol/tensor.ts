@@ -71,6 +71,31 @@ export interface TensorDigest {
  * @throws ProtocolError `TENSOR_INVALID` for an unknown dtype, bad dims, or data that does not fit.
  */
 export function digestTensor (name: string, tensor: TensorLike): TensorDigest {
+  const canonical = canonicalTensor(name, tensor)
+  const h = createHash('sha256')
+  for (const part of canonical.parts()) h.update(part)
+  return { dtypeCode: canonical.dtypeCode, dims: canonical.dims, byteLength: canonical.byteLength, dataHash: new Uint8Array(h.digest()) }
+}
+
+/** A checked tensor whose canonical data bytes are still to be hashed (see canonicalTensor). */
+export interface CanonicalTensor {
+  readonly dtypeCode: number
+  readonly dims: readonly number[]
+  /** Length of the canonical data bytes. */
+  readonly byteLength: number
+  /**
+   * The canonical data bytes in order, as views where possible: one view of the typed array, or
+   * per string its u32be length and UTF-8 bytes. SHA-256 over their concatenation is `dataHash`.
+   */
+  parts: () => Iterable<Uint8Array>
+}
+
+/**
+ * Checks a tensor as {@link digestTensor} does, without hashing, so that a caller can hash the
+ * bytes in slices (the agent does, to keep its event loop free on large inputs).
+ * @throws ProtocolError `TENSOR_INVALID`.
+ */
+export function canonicalTensor (name: string, tensor: TensorLike): CanonicalTensor {
   const dtypeCode = (TENSOR_DTYPES as Record<string, number>)[tensor.type]
   if (dtypeCode === undefined) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": unsupported dtype ${String(tensor.type)}`)
   const dims = tensor.dims
@@ -82,22 +107,32 @@ export function digestTensor (name: string, tensor: TensorLike): TensorDigest {
     if (!Number.isSafeInteger(d) || d < 0) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": bad dimension ${d}`)
     elements *= d
   }
-  const h = createHash('sha256')
   if (tensor.type === 'string') {
     const data = tensor.data
     if (!Array.isArray(data) || data.length !== elements) {
       throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": string tensor needs ${elements} strings`)
     }
+    const encoded: Buffer[] = []
     let byteLength = 0
-    const len = Buffer.alloc(4)
     for (const s of data as unknown[]) {
       if (typeof s !== 'string') throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": non-string element`)
       const b = Buffer.from(s, 'utf8')
-      len.writeUInt32BE(b.length)
-      h.update(len).update(b)
+      encoded.push(b)
       byteLength += 4 + b.length
     }
-    return { dtypeCode, dims: [...dims], byteLength, dataHash: new Uint8Array(h.digest()) }
+    return {
+      dtypeCode,
+      dims: [...dims],
+      byteLength,
+      * parts () {
+        for (const b of encoded) {
+          const len = Buffer.alloc(4)
+          len.writeUInt32BE(b.length)
+          yield len
+          yield b
+        }
+      }
+    }
   }
   const data = tensor.data
   if (!ArrayBuffer.isView(data)) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": data is not a typed array`)
@@ -108,8 +143,8 @@ export function digestTensor (name: string, tensor: TensorLike): TensorDigest {
   if (data.byteLength !== elements * width) {
     throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": ${data.byteLength} data bytes for ${elements} elements of ${tensor.type}`)
   }
-  h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
-  return { dtypeCode, dims: [...dims], byteLength: data.byteLength, dataHash: new Uint8Array(h.digest()) }
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  return { dtypeCode, dims: [...dims], byteLength: data.byteLength, parts: () => [bytes] }
 }
 
 /**

@@ -20,12 +20,16 @@ export {
 } from '../../protocol/model-manifest.js'
 export {
   loadModel,
+  identifyModel,
   hashModelFile,
   DEFAULT_EXECUTION_PROVIDERS,
   DEFAULT_HASH_CHUNK_BYTES,
+  DEFAULT_LOAD_CHUNK_BYTES,
   DEFAULT_MAX_BYTES,
   type HashModelFileOptions,
+  type IdentifiedModel,
   type LoadedModel,
   type LoadModelOptions,
-  type ModelLogger
+  type ModelLogger,
+  type ModelSession
 } from './load.js'

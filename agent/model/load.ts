@@ -4,13 +4,15 @@
  * again (so what was hashed is exactly what runs).
  */
 
-import { createHash } from 'node:crypto'
+import { createHash, webcrypto } from 'node:crypto'
 import { constants as fsConstants } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { open, type FileHandle } from 'node:fs/promises'
 import { constants as bufferConstants } from 'node:buffer'
 import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
 import { ModelError } from '../../protocol/model-errors.js'
-import { buildModelManifest, type ModelManifest } from '../../protocol/model-manifest.js'
+import { buildModelManifestWithHashes, type ModelManifest } from '../../protocol/model-manifest.js'
+import { RawDataScanner, type ByteRange } from './raw-data-scan.js'
 
 /** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
 export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3
@@ -18,6 +20,13 @@ export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 export const DEFAULT_EXECUTION_PROVIDERS: readonly string[] = Object.freeze(['cpu'])
 /** Read size of hashModelFile: large reads keep syscalls and hash calls off the profile. */
 export const DEFAULT_HASH_CHUNK_BYTES = 8 * 1024 ** 2
+
+/** Read size of loadModel: small enough that hashing one chunk overlaps the read of the next. */
+export const DEFAULT_LOAD_CHUNK_BYTES = 2 * 1024 ** 2
+/** Tensors from this size up are hashed on libuv's thread pool during the read; smaller ones after it. */
+const OFFLOAD_MIN_BYTES = 64 * 1024
+/** Tensor hashes in flight on the thread pool: the cores beside this thread, leaving one pool thread for reads. */
+const OFFLOAD_JOBS = Math.max(1, Math.min(3, availableParallelism() - 1))
 
 /** One read call is capped below libuv's INT32_MAX limit. */
 const MAX_READ_BYTES = 256 * 1024 ** 2
@@ -42,9 +51,32 @@ export interface LoadModelOptions {
   /** Threads across independent operators; onnxruntime's default when omitted. */
   readonly interOpNumThreads?: number
   readonly logger?: ModelLogger
+  /** Called after each read with the bytes read so far and the file size (progress on large models). */
+  readonly onProgress?: (readBytes: number, totalBytes: number) => void
 }
 
-export interface LoadedModel {
+/** A model's bytes and both identities, from one read (see identifyModel). */
+export interface IdentifiedModel {
+  readonly path: string
+  /** The one buffer that was read and hashed. */
+  readonly bytes: Buffer
+  /** SHA-256 of `bytes`. */
+  readonly fileHash: Buffer
+  readonly manifest: ModelManifest
+}
+
+/**
+ * What the agent needs of an onnxruntime session: onnxruntime's own InferenceSession, or a
+ * session that runs in a worker thread (agent/session).
+ */
+export interface ModelSession {
+  readonly inputNames: readonly string[]
+  readonly outputNames: readonly string[]
+  run: (feeds: InferenceSession.FeedsType) => Promise<InferenceSession.ReturnType>
+  release: () => Promise<void>
+}
+
+export interface LoadedModel<S extends ModelSession = ModelSession> {
   readonly path: string
   /** The one buffer that was read, hashed, parsed and given to onnxruntime. Do not modify. */
   readonly bytes: Uint8Array
@@ -52,7 +84,7 @@ export interface LoadedModel {
   readonly fileHash: Uint8Array
   readonly fileHashHex: string
   readonly manifest: ModelManifest
-  readonly session: InferenceSession
+  readonly session: S
   /**
    * Providers registered with the session, in order (the requested list minus the ones that
    * failed). onnxruntime still runs nodes no listed provider takes on its CPU provider.
@@ -73,11 +105,9 @@ export interface HashModelFileOptions {
  *   MODEL_EXTERNAL_DATA, MODEL_SESSION_FAILED
  * @throws {TypeError|RangeError} on bad options
  */
-export async function loadModel (path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+export async function loadModel (path: string, options: LoadModelOptions = {}): Promise<LoadedModel<InferenceSession>> {
   const resolved = resolveOptions(path, options)
-  const bytes = await readModelFile(path, resolved.maxBytes)
-  const fileHash = createHash('sha256').update(bytes).digest()
-  const manifest = buildModelManifest(bytes, { fileHash })
+  const { bytes, fileHash, manifest } = await readAndIdentify(path, resolved.maxBytes, options.onProgress)
   const { session, providers } = await createSession(bytes, resolved)
   let released = false
   return {
@@ -94,6 +124,18 @@ export async function loadModel (path: string, options: LoadModelOptions = {}): 
       await session.release()
     }
   }
+}
+
+/**
+ * Reads a model once and computes both identities (file hash, manifest) in that one pass: the
+ * file hash follows the reads chunk by chunk, and the raw_data of large initializers is hashed on
+ * libuv's thread pool as soon as it has been read; after the read, only parsing, small tensors
+ * and the graph hash remain. What loadModel does before it opens the session from `bytes`.
+ * @throws {ModelError} MODEL_UNREADABLE, MODEL_TOO_LARGE, MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
+ */
+export async function identifyModel (path: string, options: Pick<LoadModelOptions, 'maxBytes' | 'onProgress'> = {}): Promise<IdentifiedModel> {
+  const resolved = resolveOptions(path, options)
+  return { path, ...await readAndIdentify(path, resolved.maxBytes, options.onProgress) }
 }
 
 /**
@@ -170,29 +212,72 @@ function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOpti
   }
 }
 
-/** One open, one fstat, one buffer of exactly the fstat size, then a read that must hit EOF. */
-async function readModelFile (path: string, maxBytes: number): Promise<Buffer> {
+/**
+ * One open, one fstat, one buffer of exactly the fstat size filled by reads that must end at EOF.
+ * While the pool fills the next chunk this thread hashes the last one, and large initializers are
+ * handed to the pool for hashing as soon as their bytes are in (RawDataScanner).
+ */
+async function readAndIdentify (path: string, maxBytes: number, onProgress?: (read: number, total: number) => void): Promise<Omit<IdentifiedModel, 'path'>> {
   const { handle, size } = await openRegularFile(path)
+  const known = new Map<string, string>()
+  const jobs = new Set<Promise<void>>()
+  const queue: ByteRange[] = []
+  let bytes: Buffer
+  let pending: Promise<number> | undefined
+  const startJobs = (): void => {
+    while (jobs.size < OFFLOAD_JOBS && queue.length > 0) {
+      const [start, end] = queue.shift() as ByteRange
+      const job: Promise<void> = webcrypto.subtle.digest('SHA-256', bytes.subarray(start, end))
+        .then((digest) => { known.set(`${start}:${end - start}`, Buffer.from(digest).toString('hex')) })
+        // A failed offload only means the manifest hashes this tensor itself.
+        .catch(() => undefined)
+        .finally(() => { jobs.delete(job); startJobs() })
+      jobs.add(job)
+    }
+  }
+  let fileHash: Buffer
   try {
     if (size > maxBytes) {
       throw new ModelError('MODEL_TOO_LARGE', `${path} has ${size} bytes, more than the ${maxBytes} allowed`)
     }
     // Not from the shared pool: the session and the caller get a buffer that is this file only.
-    const bytes = Buffer.allocUnsafeSlow(size)
+    bytes = Buffer.allocUnsafeSlow(size)
+    const scanner = new RawDataScanner(bytes)
+    const hash = createHash('sha256')
     let filled = 0
+    pending = size > 0 ? readInto(handle, bytes, 0, Math.min(DEFAULT_LOAD_CHUNK_BYTES, size)) : undefined
     while (filled < size) {
-      const { bytesRead } = await handle.read(bytes, filled, Math.min(size - filled, MAX_READ_BYTES), filled)
-      if (bytesRead === 0) throw new ModelError('MODEL_UNREADABLE', `${path} shrank while being read`)
-      filled += bytesRead
+      const n = await (pending as Promise<number>)
+      pending = undefined
+      if (n === 0) throw new ModelError('MODEL_UNREADABLE', `${path} shrank while being read`)
+      const start = filled
+      filled += n
+      if (filled < size) pending = readInto(handle, bytes, filled, Math.min(DEFAULT_LOAD_CHUNK_BYTES, size - filled))
+      hash.update(bytes.subarray(start, filled))
+      for (const range of scanner.advance(filled)) {
+        if (range[1] - range[0] >= OFFLOAD_MIN_BYTES) queue.push(range)
+      }
+      startJobs()
+      onProgress?.(filled, size)
     }
     const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size)
     if (bytesRead !== 0) throw new ModelError('MODEL_UNREADABLE', `${path} grew while being read`)
-    return bytes
+    fileHash = hash.digest()
   } catch (e) {
     throw e instanceof ModelError ? e : new ModelError('MODEL_UNREADABLE', `cannot read ${path}: ${describe(e)}`, { cause: e })
   } finally {
+    // Never close the descriptor under a read that is still in flight, nor leave hash jobs behind.
+    await pending?.catch(() => 0)
+    queue.length = 0
+    await Promise.all([...jobs])
     await handle.close().catch(() => undefined)
   }
+  return { bytes, fileHash, manifest: buildModelManifestWithHashes(bytes, fileHash, known) }
+}
+
+async function readInto (handle: FileHandle, buffer: Buffer, position: number, length: number): Promise<number> {
+  const { bytesRead } = await handle.read(buffer, position, Math.min(length, MAX_READ_BYTES), position)
+  return bytesRead
 }
 
 async function openRegularFile (path: string): Promise<{ handle: FileHandle, size: number }> {

@@ -1,19 +1,20 @@
 /**
  * The provenance-wrapped inference session: an agent owns the device key and the record log,
  * loads models (writing a model-load record first) and runs them, resolving each `run()` only
- * once its signed inference record is durable. Input hashing overlaps the model's own compute.
+ * once its signed inference record is durable. Each model runs in its own worker thread: the
+ * inputs are hashed on this thread while the model computes, the outputs in the worker.
  */
 import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import {
-  commitDigest, deriveSalt, digestTensor, fromHex,
+  commitDigest, deriveSalt, fromHex,
   type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
 import { RecordLog, type RecordLogOptions } from '../log/index.js'
-import { loadModel, type LoadedModel } from '../model/index.js'
+import type { LoadedModel } from '../model/index.js'
+import { loadModelInWorker, type WorkerLoadedModel, type WorkerRunResult } from './worker-session.js'
 
 export const AGENT_VERSION = '0.1.0'
 
@@ -132,7 +133,7 @@ export class ProvenanceAgent {
    */
   async loadModel (path: string, options: { name?: string } = {}): Promise<ProvenanceModel> {
     this.assertRunning()
-    const loaded = await loadModel(path, {
+    const loaded = await loadModelInWorker(path, {
       executionProviders: this.options.executionProviders ?? ['cpu'],
       ...(this.options.intraOpNumThreads !== undefined ? { intraOpNumThreads: this.options.intraOpNumThreads } : {}),
       ...(this.options.interOpNumThreads !== undefined ? { interOpNumThreads: this.options.interOpNumThreads } : {}),
@@ -219,10 +220,11 @@ export class ProvenanceModel {
   readonly name: string
   readonly fileHash: Uint8Array
   readonly loadRecord: SignedRecord
-  readonly loaded: LoadedModel
+  /** The model as loaded; its session runs in a worker thread (see WorkerSession). */
+  readonly loaded: WorkerLoadedModel
   private readonly agent: ProvenanceAgent
 
-  constructor (agent: ProvenanceAgent, loaded: LoadedModel, loadRecord: SignedRecord) {
+  constructor (agent: ProvenanceAgent, loaded: WorkerLoadedModel, loadRecord: SignedRecord) {
     this.agent = agent
     this.loaded = loaded
     this.loadRecord = loadRecord
@@ -245,25 +247,24 @@ export class ProvenanceModel {
     if (names.length !== expected.length || names.some((n, i) => n !== expected[i])) {
       throw new AgentError('INPUT_INVALID', `model ${this.name} takes inputs [${expected.join(', ')}], got [${names.join(', ')}]`)
     }
-    const started = performance.now()
-    const pending = session.run(feeds)
-    // onnxruntime computes on its own threads: hash the inputs meanwhile. If hashing throws, the
-    // run still has to settle before we report, or its rejection would go unhandled.
+    // Posting the run hands the worker its copy of the feeds; the inputs are hashed here (from
+    // the very bytes the worker got) while the model computes there, the outputs in the worker.
+    const { inputs: hashing, result: pending } = session.startRun(feeds)
     let inputs: Array<[string, TensorDigest]>
+    let result: WorkerRunResult
     try {
-      inputs = names.map(n => [n, digestTensor(n, feeds[n] as Tensor)])
+      [inputs, result] = await Promise.all([
+        hashing,
+        pending.catch((cause: unknown) => {
+          throw new AgentError('INFERENCE_FAILED', `model ${this.name} failed to run: ${(cause as Error).message}`, { cause })
+        })
+      ])
     } catch (e) {
-      await pending.catch(() => {})
+      // Neither promise may be left to reject unhandled.
+      await Promise.allSettled([hashing, pending])
       throw e
     }
-    let outputs: InferenceSession.OnnxValueMapType
-    try {
-      outputs = await pending
-    } catch (cause) {
-      throw new AgentError('INFERENCE_FAILED', `model ${this.name} failed to run: ${(cause as Error).message}`, { cause })
-    }
-    const latencyUs = Math.round((performance.now() - started) * 1000)
-    const outputDigests: Array<[string, TensorDigest]> = Object.keys(outputs).sort().map(n => [n, digestTensor(n, outputs[n] as Tensor)])
+    const { outputs, digests: outputDigests, runUs: latencyUs } = result
     const decision = options.decide?.(outputs) ?? null
     const record = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision)
     this.agent.observeRun(record, feeds, outputs)

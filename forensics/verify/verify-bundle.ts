@@ -1,6 +1,6 @@
 /**
- * End-to-end verification of an incident bundle: every signature with @noble/ed25519 (independent
- * of the node:crypto signing path), the hash chain with its honest gaps, the key valid at each
+ * End-to-end verification of an incident bundle: every signature (node:crypto on every core by
+ * default; @noble/ed25519, independent of OpenSSL, on request), the hash chain with its honest gaps, the key valid at each
  * record's time, the registry's facts about each model, and each record's inclusion proof against
  * an anchored root whose SIZE comes from the chain facts (the bundle's offline, JSON-RPC online),
  * never from the proof file: an inclusion proof does not commit to the tree size.
@@ -9,17 +9,22 @@
 import { performance } from 'node:perf_hooks'
 import {
   ChainVerifier, ProtocolError, assertBundle, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
-  type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
+  verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
 import { findKeyDifference, createKeyLookup } from './key-history.js'
 import type { FailureReason, Finding, FindingReason, WarningReason } from './reasons.js'
+import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool } from './signature-pool.js'
 
 export const DEFAULT_MAX_FINDINGS = 1000
 /** Records between two progress reports. */
 const PROGRESS_EVERY = 500
 const ZERO_HEX = '0'.repeat(64)
+/** Bundles from this many records up verify their signatures on worker threads by default. */
+export const DEFAULT_PARALLEL_MIN_RECORDS = 4096
+/** Records per signature batch: large enough to amortise a message, small enough to keep all workers fed. */
+const CHUNK_RECORDS = 1024
 
 export interface VerifyProgress {
   /** `scan`: reading the bundle for what to ask the chain; `facts`: reading the chain; `records`: verifying. */
@@ -42,6 +47,16 @@ export interface VerifyOptions {
   /** Most failures (and, separately, warnings) listed; counts stay exact. Default 1000. */
   maxFindings?: number
   onProgress?: (progress: VerifyProgress) => void
+  /**
+   * Ed25519 implementation: 'node' (node:crypto, OpenSSL; default) or 'noble' (@noble/ed25519, an
+   * independent implementation). Both accept exactly the same signatures (protocol/ed25519.ts).
+   */
+  verifier?: VerifierBackend
+  /**
+   * Worker threads that verify signatures; 0 verifies on the calling thread. Default: one per
+   * core for bundles of DEFAULT_PARALLEL_MIN_RECORDS records or more, else 0.
+   */
+  workers?: number
 }
 
 export interface VerifyCounts {
@@ -51,7 +66,7 @@ export interface VerifyCounts {
   judged: number
   /** Records whose bytes do not decode. */
   malformed: number
-  /** Signatures checked with noble, and how many verified. */
+  /** Signatures checked (with Verdict.verifier), and how many verified. */
   signaturesChecked: number
   signaturesValid: number
   /** Records the chain verifier accepted (signature, key, seq, boot and prev link). */
@@ -82,6 +97,8 @@ export interface Verdict {
   /** True when the first record is seq 0; otherwise the chain is checked from the first record's prev. */
   fromGenesis: boolean
   counts: VerifyCounts
+  /** The Ed25519 implementation that checked the signatures. */
+  verifier: VerifierBackend
   /** Number of findings per reason (failures and warnings, judged only). */
   reasons: Partial<Record<FindingReason, number>>
   failures: Finding[]
@@ -121,7 +138,8 @@ export async function verifyBundle (bundle: Bundle, options: VerifyOptions = {})
   const offline = options.offline ?? options.rpcUrl === undefined
   if (offline && options.rpcUrl !== undefined) throw new TypeError('offline verification takes no rpcUrl')
   if (!offline && (typeof options.rpcUrl !== 'string' || options.rpcUrl === '')) throw new TypeError('online verification needs an rpcUrl')
-  for (const k of ['fromMs', 'toMs', 'maxFindings'] as const) {
+  if (options.verifier !== undefined && options.verifier !== 'node' && options.verifier !== 'noble') throw new TypeError("verifier must be 'node' or 'noble'")
+  for (const k of ['fromMs', 'toMs', 'maxFindings', 'workers'] as const) {
     const v = options[k]
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new RangeError(`${k} must be a non-negative safe integer`)
   }
@@ -325,8 +343,14 @@ class Run {
   private firstSeq: number | null = null
   private lastSeq: number | null = null
   private fromGenesis = false
+  private readonly verifier: VerifierBackend
+  private readonly workers: number
+  /** The chunk being walked and the index in it of the record being pushed: for checkSignature. */
+  private current: { chunk: PreparedChunk, flags: Uint8Array | undefined, j: number } | undefined
 
   constructor (bundle: Bundle, facts: Facts, options: VerifyOptions) {
+    this.verifier = options.verifier ?? 'node'
+    this.workers = options.workers ?? (bundle.records.length >= DEFAULT_PARALLEL_MIN_RECORDS ? DEFAULT_SIGNATURE_WORKERS : 0)
     this.bundle = bundle
     this.facts = facts
     this.fromMs = options.fromMs
@@ -377,50 +401,71 @@ class Run {
     let resync = true
     let brokenSeq: number | undefined
     let lastDecodedSeq: number | undefined
-    for (let i = 0; i < total; i++) {
-      const signed = tryDecode(bundle.records[i] as string)
-      if (signed === undefined) {
-        this.counts.malformed++
-        // Its time is unknown: a record nobody can read is judged whatever the window.
-        const seq = lastDecodedSeq === undefined ? undefined : lastDecodedSeq + 1
-        this.fail('record-malformed', true, { index: i, ...(seq === undefined ? {} : { seq }), message: `record ${i} of the bundle is not a well-formed envelope` })
-        if (seq !== undefined) lastDecodedSeq = seq
-        resync = true
-        brokenSeq = seq
-        continue
-      }
-      const r = signed.record
-      this.seqs[i] = r.seq
-      this.times[i] = r.timeMs
-      if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0 }
-      this.lastSeq = r.seq
-      lastDecodedSeq = r.seq
-      const judged = this.inWindow(r.timeMs)
-      if (judged) this.counts.judged++
+    const pool = this.workers > 0 ? new SignaturePool(this.workers) : undefined
+    // Chunks decoded and handed to the pool ahead of the walk, so that every worker stays busy.
+    const ahead = pool === undefined ? 1 : pool.size * 2
+    const inflight: PreparedChunk[] = []
+    let nextChunk = 0
+    const checkSignature = (signed: SignedRecord, key: Uint8Array): boolean => this.checkSignature(signed, key)
+    try {
+      while (inflight.length > 0 || nextChunk < total) {
+        while (inflight.length < ahead && nextChunk < total) {
+          inflight.push(this.prepareChunk(nextChunk, Math.min(total, nextChunk + CHUNK_RECORDS), pool))
+          nextChunk += CHUNK_RECORDS
+        }
+        const chunk = inflight.shift() as PreparedChunk
+        const flags = await chunk.flags
+        for (let j = 0; j < chunk.signed.length; j++) {
+          const i = chunk.start + j
+          const signed = chunk.signed[j]
+          this.current = { chunk, flags, j }
+          if (signed === undefined) {
+            this.counts.malformed++
+            // Its time is unknown: a record nobody can read is judged whatever the window.
+            const seq = lastDecodedSeq === undefined ? undefined : lastDecodedSeq + 1
+            this.fail('record-malformed', true, { index: i, ...(seq === undefined ? {} : { seq }), message: `record ${i} of the bundle is not a well-formed envelope` })
+            if (seq !== undefined) lastDecodedSeq = seq
+            resync = true
+            brokenSeq = seq
+            continue
+          }
+          const r = signed.record
+          this.seqs[i] = r.seq
+          this.times[i] = r.timeMs
+          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0 }
+          this.lastSeq = r.seq
+          lastDecodedSeq = r.seq
+          const judged = this.inWindow(r.timeMs)
+          if (judged) this.counts.judged++
 
-      if (resync) {
-        if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
-        verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: 'noble' })
-        resync = false
-      }
-      const failure = (verifier as ChainVerifier).push(signed)
-      if (failure === undefined) this.counts.chainLinked++
-      if (failure === undefined || !SIGNATURE_NOT_CHECKED.has(failure.reason)) this.counts.signaturesChecked++
-      if (failure === undefined || !SIGNATURE_FAILED.has(failure.reason)) this.counts.signaturesValid++
-      if (failure !== undefined) {
-        this.fail(failure.reason, judged, { seq: r.seq, index: i, message: failure.message })
-        resync = true
-        brokenSeq = r.seq
-      }
+          if (resync) {
+            if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
+            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature })
+            resync = false
+          }
+          const failure = (verifier as ChainVerifier).push(signed)
+          if (failure === undefined) this.counts.chainLinked++
+          if (failure === undefined || !SIGNATURE_NOT_CHECKED.has(failure.reason)) this.counts.signaturesChecked++
+          if (failure === undefined || !SIGNATURE_FAILED.has(failure.reason)) this.counts.signaturesValid++
+          if (failure !== undefined) {
+            this.fail(failure.reason, judged, { seq: r.seq, index: i, message: failure.message })
+            resync = true
+            brokenSeq = r.seq
+          }
 
-      this.checkKey(signed, i, judged)
-      this.checkModel(signed, i, judged)
-      this.checkProof(signed, i, judged)
-      if (this.counts.records > PROGRESS_EVERY && (i + 1) % PROGRESS_EVERY === 0) {
-        progress({ phase: 'records', done: i + 1, total })
-        // Let timers and signals run during long verifications.
-        await new Promise(resolve => setImmediate(resolve))
+          this.checkKey(signed, i, judged)
+          this.checkModel(signed, i, judged)
+          this.checkProof(signed, i, judged)
+          if (this.counts.records > PROGRESS_EVERY && (i + 1) % PROGRESS_EVERY === 0) {
+            progress({ phase: 'records', done: i + 1, total })
+            // Let timers and signals run during long verifications.
+            await new Promise(resolve => setImmediate(resolve))
+          }
+        }
       }
+    } finally {
+      this.current = undefined
+      await pool?.close()
     }
     if (verifier !== undefined) this.closeSegment(verifier, resync ? brokenSeq : undefined)
     progress({ phase: 'records', done: total, total })
@@ -432,6 +477,39 @@ class Run {
     if (this.counts.judged === 0 && this.counts.malformed === 0) {
       this.fail('no-records', true, { message: this.counts.records === 0 ? 'the bundle holds no record' : 'no record of the bundle lies in the window' })
     }
+  }
+
+  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified. */
+  private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
+    const deviceId = this.bundle.device.id
+    const signed: Array<SignedRecord | undefined> = []
+    const at = new Int32Array(end - start).fill(-1)
+    const keys: Array<Uint8Array | undefined> = []
+    const builder = pool === undefined ? undefined : new SignatureBatchBuilder()
+    for (let i = start; i < end; i++) {
+      const s = tryDecode(this.bundle.records[i] as string)
+      signed.push(s)
+      if (builder === undefined || s === undefined || s.record.deviceId !== deviceId) continue
+      const key = this.keyAt(deviceId, s.record.timeMs)
+      if (key === undefined) continue
+      at[i - start] = builder.add(s.signature, s.recordBytes, key)
+      keys[i - start] = key
+    }
+    // A failed pool only means the walk verifies those signatures itself.
+    const flags = pool === undefined || builder === undefined || builder.count === 0
+      ? Promise.resolve(undefined)
+      : pool.verify(builder, this.verifier).catch(() => undefined)
+    return { start, signed, at, keys, flags }
+  }
+
+  /** The pool's answer for the record being pushed, when it checked that record under that key. */
+  private checkSignature (signed: SignedRecord, key: Uint8Array): boolean {
+    const c = this.current
+    if (c !== undefined && c.flags !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
+      const b = c.chunk.at[c.j] as number
+      if (b >= 0) return c.flags[b] === 1
+    }
+    return verifyRecordSignature(signed, key, this.verifier)
   }
 
   /** Ends a chain segment: its honest gaps, and its holes no gap record explained (deleted records). */
@@ -603,6 +681,7 @@ class Run {
       lastSeq: this.lastSeq,
       fromGenesis: this.fromGenesis,
       counts: this.counts,
+      verifier: this.verifier,
       reasons: this.reasons,
       failures: bySeq(this.failures),
       warnings: bySeq(this.warnings),
@@ -612,6 +691,17 @@ class Run {
       elapsedMs: Math.round(elapsedMs)
     }
   }
+}
+
+/** Records decoded ahead of the chain walk, with their signature flags from the pool. */
+interface PreparedChunk {
+  readonly start: number
+  readonly signed: Array<SignedRecord | undefined>
+  /** Index of each record in its signature batch, -1 when not sent. */
+  readonly at: Int32Array
+  /** The key each sent record was checked under. */
+  readonly keys: Array<Uint8Array | undefined>
+  readonly flags: Promise<Uint8Array | undefined>
 }
 
 /** Findings in seq order (stable: a record's findings keep the order they were found in); bundle-level ones last. */

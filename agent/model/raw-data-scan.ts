@@ -1,0 +1,96 @@
+/**
+ * Finds the raw_data of a model's top-level initializers while the file is still being read, so
+ * that their SHA-256 can run on other threads during the read instead of in a second pass after
+ * it. Only an accelerator: a hash found here is keyed by its exact byte range and used only when
+ * the decoded tensor's raw_data is that very range, so a confused scan costs speed, never truth.
+ */
+
+// Field numbers (ONNX 1.10 onnx.proto): ModelProto.graph = 7, GraphProto.initializer = 5,
+// TensorProto.raw_data = 9.
+const MODEL_GRAPH = 7
+const GRAPH_INITIALIZER = 5
+const TENSOR_RAW_DATA = 9
+/** A tag and a length take at most 5 + 10 bytes. */
+const HEADER_MAX_BYTES = 15
+
+// Which message the scan is inside.
+const MODEL = 0
+const GRAPH = 1
+const TENSOR = 2
+type Level = typeof MODEL | typeof GRAPH | typeof TENSOR
+
+/** A byte range [start, end) of the model buffer. */
+export type ByteRange = readonly [start: number, end: number]
+
+/**
+ * Incremental scan over a buffer that fills from the front: call `advance(filled)` after each read;
+ * it returns the raw_data ranges that lie wholly in the first `filled` bytes and were not returned
+ * before. Stops for good (returning nothing more) at anything it does not expect.
+ */
+export class RawDataScanner {
+  private readonly bytes: Uint8Array
+  private pos = 0
+  private readonly stack: Array<{ end: number, level: Level }>
+  private readonly waiting: ByteRange[] = []
+  private stopped = false
+
+  constructor (bytes: Uint8Array) {
+    this.bytes = bytes
+    this.stack = [{ end: bytes.length, level: MODEL }]
+  }
+
+  advance (filled: number): ByteRange[] {
+    const size = this.bytes.length
+    while (!this.stopped) {
+      const top = this.stack[this.stack.length - 1]
+      if (top === undefined) { this.stopped = true; break }
+      if (this.pos === top.end) { this.stack.pop(); continue }
+      if (this.pos > top.end) { this.stopped = true; break }
+      if (filled < size && this.pos + HEADER_MAX_BYTES > filled) break
+      const tag = this.varint(top.end)
+      if (tag === undefined) { this.stopped = true; break }
+      const field = Math.floor(tag / 8)
+      const wireType = tag % 8
+      if (wireType === 0) {
+        if (this.varint(top.end) === undefined) this.stopped = true
+      } else if (wireType === 1) {
+        this.pos += 8
+      } else if (wireType === 5) {
+        this.pos += 4
+      } else if (wireType === 2) {
+        const length = this.varint(top.end)
+        if (length === undefined || this.pos + length > top.end) { this.stopped = true; break }
+        const start = this.pos
+        const end = start + length
+        if (top.level === MODEL && field === MODEL_GRAPH) {
+          this.stack.push({ end, level: GRAPH })
+        } else if (top.level === GRAPH && field === GRAPH_INITIALIZER) {
+          this.stack.push({ end, level: TENSOR })
+        } else {
+          if (top.level === TENSOR && field === TENSOR_RAW_DATA) this.waiting.push([start, end])
+          this.pos = end
+        }
+      } else {
+        // Groups and invalid wire types: leave the rest to the decoder's own pass.
+        this.stopped = true
+      }
+    }
+    const ready: ByteRange[] = []
+    while (this.waiting.length > 0 && (this.waiting[0] as ByteRange)[1] <= filled) ready.push(this.waiting.shift() as ByteRange)
+    return ready
+  }
+
+  /** A varint at `pos` not past `limit`, as a safe integer; undefined when malformed. */
+  private varint (limit: number): number | undefined {
+    let value = 0
+    let scale = 1
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= limit) return undefined
+      const b = this.bytes[this.pos++] as number
+      value += (b & 0x7f) * scale
+      if ((b & 0x80) === 0) return Number.isSafeInteger(value) ? value : undefined
+      scale *= 128
+    }
+    return undefined
+  }
+}

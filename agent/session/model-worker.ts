@@ -1,0 +1,87 @@
+/**
+ * The body of a model worker thread: it loads one model (read, hash, manifest and session from
+ * the same bytes, as agent/model/load.ts does) and runs it on request. onnxruntime-node's run()
+ * blocks the thread that calls it, so it lives here and the agent's event loop stays free.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { performance } from 'node:perf_hooks'
+import { Tensor, type InferenceSession } from 'onnxruntime-node'
+import { digestTensor, type TensorDigest } from '../../protocol/index.js'
+import { loadModel, type LoadedModel } from '../model/index.js'
+import { toWireError, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
+
+const port = parentPort
+if (port === null) throw new Error('model-worker.ts runs only as a worker thread')
+
+function send (message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(message, transfer)
+}
+
+async function start (): Promise<void> {
+  const request = workerData as WorkerLoadRequest
+  let loaded: LoadedModel<InferenceSession>
+  try {
+    loaded = await loadModel(request.path, {
+      executionProviders: request.executionProviders,
+      ...(request.maxBytes !== undefined ? { maxBytes: request.maxBytes } : {}),
+      ...(request.intraOpNumThreads !== undefined ? { intraOpNumThreads: request.intraOpNumThreads } : {}),
+      ...(request.interOpNumThreads !== undefined ? { interOpNumThreads: request.interOpNumThreads } : {}),
+      logger: { warn: (obj, msg) => { send({ op: 'warn', obj, msg }) } }
+    })
+  } catch (e) {
+    send({ op: 'load-failed', error: toWireError(e) })
+    return
+  }
+  const session = loaded.session
+  port?.on('message', (message: MainToWorker) => {
+    if (message.op === 'run') {
+      void run(session, message.id, message.feeds, message.digestOutputs)
+    } else if (message.op === 'release') {
+      void loaded.release().finally(() => { send({ op: 'released' }); port?.close() })
+    }
+  })
+  // onnxruntime has parsed its own copy of the model: the one buffer that was hashed goes back to
+  // the main thread by transfer (no copy), where LoadedModel.bytes keeps it.
+  const bytes = loaded.bytes
+  send({
+    op: 'loaded',
+    bytes,
+    fileHash: loaded.fileHash,
+    manifest: loaded.manifest,
+    executionProviders: loaded.executionProviders,
+    inputNames: session.inputNames,
+    outputNames: session.outputNames
+  }, transferable(bytes))
+}
+
+async function run (session: InferenceSession, id: number, feeds: readonly WireTensor[], digestOutputs: boolean): Promise<void> {
+  try {
+    const ortFeeds: Record<string, Tensor> = {}
+    for (const f of feeds) ortFeeds[f.name] = new Tensor(f.type as 'float32', f.data as Float32Array, f.dims)
+    const t0 = performance.now()
+    const outputs = await session.run(ortFeeds)
+    const runUs = Math.round((performance.now() - t0) * 1000)
+    const names = Object.keys(outputs).sort()
+    // This thread is idle once the run is done: hashing the outputs here costs the main thread nothing.
+    const digests = digestOutputs
+      ? names.map((n): [string, TensorDigest] => [n, digestTensor(n, outputs[n] as Tensor)])
+      : null
+    const wire: WireTensor[] = []
+    const transfer = new Set<ArrayBuffer>()
+    for (const name of Object.keys(outputs)) {
+      const t = outputs[name] as Tensor
+      wire.push({ name, type: t.type, dims: t.dims, data: t.data as WireTensor['data'] })
+      if (ArrayBuffer.isView(t.data)) for (const b of transferable(t.data)) transfer.add(b)
+    }
+    send({ op: 'result', id, outputs: wire, digests, runUs }, [...transfer])
+  } catch (e) {
+    send({ op: 'run-failed', id, error: toWireError(e) })
+  }
+}
+
+/** The buffer under a view, when it is a plain ArrayBuffer that this thread may give away. */
+function transferable (view: ArrayBufferView): ArrayBuffer[] {
+  return view.buffer instanceof ArrayBuffer ? [view.buffer] : []
+}
+
+await start()

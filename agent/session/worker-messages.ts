@@ -1,0 +1,66 @@
+/**
+ * The messages between the agent's main thread and a model worker (agent/session/model-worker.ts),
+ * with the plain-data tensor form that crosses the thread boundary. Internal to agent/session.
+ */
+import type { TensorDigest } from '../../protocol/index.js'
+import type { ModelManifest } from '../model/index.js'
+
+/** What the worker needs to load its model; passed as `workerData`. */
+export interface WorkerLoadRequest {
+  readonly path: string
+  readonly maxBytes?: number
+  readonly executionProviders: readonly string[]
+  readonly intraOpNumThreads?: number
+  readonly interOpNumThreads?: number
+}
+
+/** A tensor as it crosses threads: its data buffer is copied (inputs) or transferred (outputs). */
+export interface WireTensor {
+  readonly name: string
+  readonly type: string
+  readonly dims: readonly number[]
+  readonly data: ArrayBufferView | readonly string[]
+}
+
+/** An error as it crosses threads: the class name and the stable code are kept. */
+export interface WireError {
+  readonly name: string
+  readonly code?: string
+  readonly message: string
+}
+
+export type MainToWorker =
+  | { readonly op: 'run', readonly id: number, readonly feeds: readonly WireTensor[], readonly digestOutputs: boolean }
+  | { readonly op: 'release' }
+
+export type WorkerToMain =
+  | { readonly op: 'warn', readonly obj: object, readonly msg: string }
+  | {
+    readonly op: 'loaded'
+    readonly bytes: Uint8Array
+    readonly fileHash: Uint8Array
+    readonly manifest: ModelManifest
+    readonly executionProviders: readonly string[]
+    readonly inputNames: readonly string[]
+    readonly outputNames: readonly string[]
+  }
+  | { readonly op: 'load-failed', readonly error: WireError }
+  | {
+    readonly op: 'result'
+    readonly id: number
+    readonly outputs: readonly WireTensor[]
+    /** Output digests in output-name order, when the run asked for them. */
+    readonly digests: ReadonlyArray<readonly [string, TensorDigest]> | null
+    /** Wall time of onnxruntime's run() alone, in µs. */
+    readonly runUs: number
+  }
+  | { readonly op: 'run-failed', readonly id: number, readonly error: WireError }
+  | { readonly op: 'released' }
+
+export function toWireError (e: unknown): WireError {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code
+    return { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) }
+  }
+  return { name: 'Error', message: String(e) }
+}

@@ -1,0 +1,260 @@
+/**
+ * The main-thread side of a model worker: loads a model in its own worker thread and runs it
+ * there, so that onnxruntime's synchronous run() never blocks the agent's event loop (log
+ * completions, uplink, API). Inputs are copied once into the worker; outputs come back by transfer.
+ */
+import { Worker } from 'node:worker_threads'
+import { Tensor, type InferenceSession } from 'onnxruntime-node'
+import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
+import { ModelError, type LoadedModel, type ModelErrorCode, type ModelLogger, type ModelSession } from '../model/index.js'
+import { DEFAULT_SYNC_HASH_MAX_BYTES, hashCanonical, hashCanonicalYielding } from './digest-feeds.js'
+import type { WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
+
+/** Options of {@link loadModelInWorker}; the same as loadModel's. */
+export interface WorkerModelOptions {
+  /** Largest file accepted, in bytes. Default: loadModel's (2 GiB). */
+  readonly maxBytes?: number
+  /** onnxruntime execution providers in order of preference. Default ['cpu']. */
+  readonly executionProviders?: readonly string[]
+  readonly intraOpNumThreads?: number
+  readonly interOpNumThreads?: number
+  readonly logger?: ModelLogger
+}
+
+/** What one run in the worker gives back. */
+export interface WorkerRunResult {
+  readonly outputs: InferenceSession.OnnxValueMapType
+  /** Output digests sorted by name, hashed in the worker right after the run. */
+  readonly digests: Array<[string, TensorDigest]>
+  /** onnxruntime's run() alone, in µs, measured in the worker. */
+  readonly runUs: number
+}
+
+/** A run posted to the worker: its input digests and its result, each settling on its own. */
+export interface StartedRun {
+  /** Input digests sorted by name, hashed on the calling thread from the bytes the worker got. */
+  readonly inputs: Promise<Array<[string, TensorDigest]>>
+  readonly result: Promise<WorkerRunResult>
+}
+
+/** A model loaded in a worker thread. `bytes` is the very buffer that was hashed and loaded. */
+export type WorkerLoadedModel = LoadedModel<WorkerSession>
+
+// Under tsx (tests, the bins) this module is a .ts file and the worker needs tsx registered first;
+// compiled, model-worker.js sits beside this file and starts as it is.
+const COMPILED = import.meta.url.endsWith('.js')
+const WORKER_URL = new URL(COMPILED ? './model-worker.js' : './model-worker-entry.mjs', import.meta.url)
+
+/**
+ * Reads, hashes, inspects and opens a model in a new worker thread (see loadModel).
+ * @throws {ModelError} the codes of loadModel; MODEL_SESSION_FAILED when the worker cannot start.
+ * @throws {TypeError|RangeError} on bad options
+ */
+export async function loadModelInWorker (path: string, options: WorkerModelOptions = {}): Promise<WorkerLoadedModel> {
+  if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string')
+  const request: WorkerLoadRequest = {
+    path,
+    executionProviders: [...(options.executionProviders ?? ['cpu'])],
+    ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
+    ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {})
+  }
+  const worker = new Worker(WORKER_URL, { workerData: request })
+  const loaded = await new Promise<Extract<WorkerToMain, { op: 'loaded' }>>((resolve, reject) => {
+    const onMessage = (m: WorkerToMain): void => {
+      if (m.op === 'warn') { options.logger?.warn(m.obj, m.msg); return }
+      cleanup()
+      if (m.op === 'loaded') resolve(m)
+      else if (m.op === 'load-failed') reject(fromLoadError(m.error))
+      else reject(new ModelError('MODEL_SESSION_FAILED', `model worker sent ${m.op} before loading`))
+    }
+    const onError = (cause: unknown): void => {
+      cleanup()
+      reject(new ModelError('MODEL_SESSION_FAILED', `model worker failed to start: ${describe(cause)}`, { cause }))
+    }
+    const onExit = (code: number): void => {
+      cleanup()
+      reject(new ModelError('MODEL_SESSION_FAILED', `model worker exited with code ${code} while loading`))
+    }
+    const cleanup = (): void => {
+      worker.off('message', onMessage)
+      worker.off('error', onError)
+      worker.off('exit', onExit)
+    }
+    worker.on('message', onMessage)
+    worker.on('error', onError)
+    worker.on('exit', onExit)
+  }).catch(async (e: unknown) => {
+    await worker.terminate()
+    throw e
+  })
+  const session = new WorkerSession(worker, loaded.inputNames, loaded.outputNames, options.logger)
+  const fileHash = Buffer.from(loaded.fileHash.buffer, loaded.fileHash.byteOffset, loaded.fileHash.byteLength)
+  return {
+    path,
+    bytes: loaded.bytes,
+    fileHash,
+    fileHashHex: fileHash.toString('hex'),
+    manifest: loaded.manifest,
+    session,
+    executionProviders: loaded.executionProviders,
+    release: async () => { await session.release() }
+  }
+}
+
+interface Pending {
+  resolve: (r: WorkerRunResult) => void
+  reject: (e: Error) => void
+}
+
+/**
+ * An onnxruntime session that lives in a worker thread. Runs queue in the worker in the order
+ * they were asked; the worker keeps the process alive only while a run is pending.
+ */
+export class WorkerSession implements ModelSession {
+  readonly inputNames: readonly string[]
+  readonly outputNames: readonly string[]
+  private readonly worker: Worker
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 1
+  private failure: Error | undefined
+  private released: Promise<void> | undefined
+
+  /** @internal Made by loadModelInWorker. */
+  constructor (worker: Worker, inputNames: readonly string[], outputNames: readonly string[], logger?: ModelLogger) {
+    this.worker = worker
+    this.inputNames = inputNames
+    this.outputNames = outputNames
+    worker.on('message', (m: WorkerToMain) => {
+      if (m.op === 'warn') logger?.warn(m.obj, m.msg)
+      else if (m.op === 'result') this.settle(m.id, p => { p.resolve({ outputs: toOrtOutputs(m.outputs), digests: (m.digests ?? []).map(([n, d]) => [n, d]), runUs: m.runUs }) })
+      else if (m.op === 'run-failed') this.settle(m.id, p => { p.reject(fromRunError(m.error)) })
+    })
+    worker.on('error', (e) => { this.fail(new Error(`model worker failed: ${describe(e)}`, { cause: e })) })
+    worker.on('exit', (code) => { this.fail(new Error(`model worker exited with code ${code}`)) })
+    worker.unref()
+  }
+
+  /** Runs the model in the worker; the bare run, without any digest. */
+  async run (feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType> {
+    const wire = Object.entries(feeds).map(([name, t]) => toWireTensor(name, t as Tensor, false))
+    return (await this.post(wire, false)).outputs
+  }
+
+  /**
+   * Checks the feeds, posts the run and hashes the inputs while the model computes; the worker
+   * hashes the outputs. Small inputs are cloned into the worker and hashed in the same
+   * synchronous step, large ones are first copied privately and hashed in slices: either way the
+   * digests cover exactly the bytes the model got, even if the caller changes its feeds later.
+   * @throws ProtocolError `TENSOR_INVALID` (synchronously, before anything is posted).
+   */
+  startRun (feeds: Readonly<Record<string, TensorLike>>): StartedRun {
+    const names = Object.keys(feeds).sort()
+    let total = 0
+    for (const n of names) total += canonicalTensor(n, feeds[n] as TensorLike).byteLength
+    const privateCopy = total > DEFAULT_SYNC_HASH_MAX_BYTES
+    const wire = names.map(n => toWireTensor(n, feeds[n] as TensorLike, privateCopy))
+    const result = this.post(wire, true)
+    let inputs: Promise<Array<[string, TensorDigest]>>
+    if (!privateCopy) {
+      try {
+        inputs = Promise.resolve(wire.map((w): [string, TensorDigest] => [w.name, hashCanonical(canonicalTensor(w.name, w))]))
+      } catch (e) {
+        inputs = Promise.reject(e)
+      }
+    } else {
+      inputs = (async () => {
+        const out: Array<[string, TensorDigest]> = []
+        for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
+        return out
+      })()
+    }
+    return { inputs, result }
+  }
+
+  private async post (wire: WireTensor[], digestOutputs: boolean): Promise<WorkerRunResult> {
+    if (this.failure !== undefined) throw this.failure
+    if (this.released !== undefined) throw new Error('the model session is released')
+    const id = this.nextId++
+    const result = new Promise<WorkerRunResult>((resolve, reject) => { this.pending.set(id, { resolve, reject }) })
+    try {
+      this.worker.postMessage({ op: 'run', id, feeds: wire, digestOutputs })
+    } catch (e) {
+      this.pending.delete(id)
+      throw e
+    }
+    if (this.pending.size === 1) this.worker.ref()
+    return await result
+  }
+
+  private settle (id: number, action: (p: Pending) => void): void {
+    const p = this.pending.get(id)
+    if (p === undefined) return
+    this.pending.delete(id)
+    if (this.pending.size === 0) this.worker.unref()
+    action(p)
+  }
+
+  private fail (e: Error): void {
+    this.failure ??= e
+    for (const p of this.pending.values()) p.reject(e)
+    this.pending.clear()
+  }
+
+  /** Releases the session and ends the worker; safe to call more than once. */
+  async release (): Promise<void> {
+    this.released ??= (async () => {
+      if (this.failure === undefined) {
+        this.worker.ref()
+        const done = new Promise<void>((resolve) => {
+          this.worker.on('message', (m: WorkerToMain) => { if (m.op === 'released') resolve() })
+          this.worker.once('exit', () => { resolve() })
+        })
+        this.worker.postMessage({ op: 'release' })
+        await done
+      }
+      await this.worker.terminate()
+    })()
+    await this.released
+  }
+}
+
+function toWireTensor (name: string, tensor: TensorLike, privateCopy: boolean): WireTensor {
+  let data = tensor.data
+  if (!ArrayBuffer.isView(data)) {
+    return { name, type: tensor.type, dims: [...tensor.dims], data: privateCopy ? [...data] : data }
+  }
+  // Cloning a view clones its whole buffer, and a SharedArrayBuffer is shared rather than cloned
+  // (and refused by onnxruntime): copy just the view's bytes into a buffer of its own then.
+  if (privateCopy || !(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) {
+    const copy = new Uint8Array(data.byteLength)
+    copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    const Ctor = (Buffer.isBuffer(data) ? Uint8Array : data.constructor) as new (b: ArrayBuffer) => ArrayBufferView
+    data = new Ctor(copy.buffer)
+  }
+  return { name, type: tensor.type, dims: [...tensor.dims], data }
+}
+
+function toOrtOutputs (outputs: readonly WireTensor[]): InferenceSession.OnnxValueMapType {
+  const map: Record<string, Tensor> = {}
+  for (const o of outputs) map[o.name] = new Tensor(o.type as 'float32', o.data as Float32Array, o.dims)
+  return map
+}
+
+function fromLoadError (e: WireError): Error {
+  if (e.name === 'TypeError') return new TypeError(e.message)
+  if (e.name === 'RangeError') return new RangeError(e.message)
+  if (e.name === 'ModelError' && e.code !== undefined) return new ModelError(e.code as ModelErrorCode, e.message)
+  return new ModelError('MODEL_SESSION_FAILED', `model worker failed to load: ${e.message}`)
+}
+
+function fromRunError (e: WireError): Error {
+  if (e.name === 'ProtocolError' && e.code === 'TENSOR_INVALID') return new ProtocolError('TENSOR_INVALID', e.message)
+  const error = new Error(e.message)
+  error.name = e.name
+  return error
+}
+
+function describe (e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}

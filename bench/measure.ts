@@ -1,0 +1,92 @@
+/**
+ * Shared measuring for the benches: interleaved rounds of a measure and its baseline (so that load
+ * and CPU frequency treat both alike), medians with min–max, CPU time beside wall time (children
+ * included, for baselines that are other processes), and the machine the figures came from.
+ */
+import { cpus, loadavg, totalmem } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
+
+/** Median, min and max of a sample. */
+export interface Spread { median: number, min: number, max: number }
+
+export function spread (xs: readonly number[]): Spread {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return { median: NaN, min: NaN, max: NaN }
+  const mid = s.length >> 1
+  const median = s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+  return { median, min: s[0] as number, max: s[s.length - 1] as number }
+}
+
+/** Wall and CPU milliseconds of one timed call; CPU includes this process's threads and waited-for children. */
+export interface Timing { wallMs: number, cpuMs: number }
+
+const TICKS_PER_SECOND = 100
+
+/** CPU ms of this process (all threads) plus its reaped children, from /proc (Linux). */
+export function processCpuMs (): number {
+  const usage = process.cpuUsage()
+  let childrenMs = 0
+  try {
+    // Fields 16 and 17 of /proc/self/stat: cutime and cstime, in clock ticks (USER_HZ = 100).
+    const stat = readFileSync('/proc/self/stat', 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    childrenMs = (Number(fields[13]) + Number(fields[14])) * 1000 / TICKS_PER_SECOND
+  } catch {}
+  return (usage.user + usage.system) / 1000 + childrenMs
+}
+
+export async function time (fn: () => unknown): Promise<Timing> {
+  const c0 = processCpuMs()
+  const t0 = performance.now()
+  await fn()
+  return { wallMs: performance.now() - t0, cpuMs: processCpuMs() - c0 }
+}
+
+/** Runs `rounds` rounds, each timing every named function once, in rotating order. */
+export async function interleave (rounds: number, fns: Record<string, () => unknown>): Promise<Record<string, Timing[]>> {
+  const names = Object.keys(fns)
+  const out: Record<string, Timing[]> = Object.fromEntries(names.map(n => [n, []]))
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(r + k) % names.length] as string
+      out[name]?.push(await time(fns[name] as () => unknown))
+    }
+  }
+  return out
+}
+
+/** Per-round ratios a/b of a quantity (e.g. throughput), summarised. */
+export function ratios (a: readonly number[], b: readonly number[]): Spread {
+  return spread(a.map((x, i) => x / (b[i] as number)))
+}
+
+export interface Machine {
+  cpu: string
+  cores: number
+  memoryGiB: number
+  node: string
+  /** 1-minute load average when the bench started and ended: above the core count means figures under load. */
+  loadStart: number
+  loadEnd?: number
+}
+
+export function describeMachine (): Machine {
+  const list = cpus()
+  return {
+    cpu: list[0]?.model ?? 'unknown',
+    cores: list.length,
+    memoryGiB: Math.round(totalmem() / 1024 ** 3 * 10) / 10,
+    node: process.version,
+    loadStart: loadavg()[0] as number
+  }
+}
+
+export function fmt (x: number, digits = 2): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : String(x)
+}
+
+/** "median (min–max)" */
+export function fmtSpread (s: Spread, digits = 2): string {
+  return `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
+}

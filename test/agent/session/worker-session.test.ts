@@ -1,0 +1,109 @@
+import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Worker } from 'node:worker_threads'
+import ort from 'onnxruntime-node'
+import { ProvenanceAgent } from '../../../agent/session/index.js'
+import { AgentError } from '../../../agent/errors.js'
+import { commitTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
+import { encodeModel, makeIdentityModel, makeTensorProto, mulberry32, ONNX_DTYPE } from '../../helpers/onnx-models.js'
+import { makeTempDir } from '../../helpers/tmp.js'
+
+/** x [n, n] multiplied `k` times by one weight W [n, n]: slow enough to watch the event loop. */
+function makeMatMulChainModel (n: number, k: number): Uint8Array {
+  const random = mulberry32(5)
+  const W = Array.from({ length: n * n }, () => (random() - 0.5) / n)
+  const node = Array.from({ length: k }, (_, i) => ({ name: `mm${i}`, opType: 'MatMul', input: [i === 0 ? 'x' : `h${i}`, 'W'], output: [i === k - 1 ? 'y' : `h${i + 1}`] }))
+  const info = (name: string): object => ({ name, type: { tensorType: { elemType: ONNX_DTYPE.float32, shape: { dim: [{ dimValue: n }, { dimValue: n }] } } } })
+  return encodeModel({ graph: { name: 'chain', node, initializer: [makeTensorProto('W', 'float32', [n, n], W, 'raw')], input: [info('x')], output: [info('y')] } })
+}
+
+async function startAgent (t: { teardown: (fn: () => unknown) => void }, model: Uint8Array): Promise<{ agent: ProvenanceAgent, modelPath: string }> {
+  const dir = await makeTempDir(t, 'prov-worker-')
+  const modelPath = join(dir, 'model.onnx')
+  await writeFile(modelPath, model)
+  const agent = await ProvenanceAgent.start({ stateDir: join(dir, 's'), deviceId: 'dev-1', intraOpNumThreads: 1 })
+  t.teardown(async () => { await agent.stop() })
+  return { agent, modelPath }
+}
+
+t.test('behavior: the event loop keeps turning while a model computes in its worker', async t => {
+  const { agent, modelPath } = await startAgent(t, makeMatMulChainModel(384, 24))
+  const model = await agent.loadModel(modelPath)
+  const x = new ort.Tensor('float32', new Float32Array(384 * 384).fill(0.5), [384, 384])
+  await model.run({ x })
+  let ticks = 0
+  const timer = setInterval(() => { ticks++ }, 1)
+  try {
+    await model.run({ x })
+  } finally {
+    clearInterval(timer)
+  }
+  // With run() on the main thread the timer could not fire at all until the run was over.
+  t.ok(ticks >= 3, `timer fired ${ticks} times during one run`)
+})
+
+for (const [label, elements] of [['small (hashed at once)', 1000], ['large (copied, hashed in slices)', 1_500_000]] as const) {
+  t.test(`attack: a caller that changes its feeds right after run() cannot split the commitment from what ran, ${label}`, async t => {
+    const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+    const model = await agent.loadModel(modelPath)
+    const data = Float32Array.from({ length: elements }, (_, i) => i % 251)
+    const original = new ort.Tensor('float32', data.slice(), [elements])
+    const x = new ort.Tensor('float32', data, [elements])
+    const pending = model.run({ x })
+    data.fill(7)
+    const { outputs, record } = await pending
+    const salt = agent.saltFor(record.record.seq)
+    const body = record.record.body as InferenceBody
+    t.same(body.inputs[0]?.hash, commitTensor(salt, 'x', original), 'the input commitment covers the bytes at the time of run()')
+    const got = outputs.y?.data as Float32Array
+    const want = original.data as Float32Array
+    t.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength)), 'the model computed on those bytes')
+    t.same(body.outputs[0]?.hash, commitTensor(salt, 'y', outputs.y as ort.Tensor), 'the output commitment covers the returned outputs')
+  })
+}
+
+t.test('behavior: feeds over part of a larger buffer or over a SharedArrayBuffer run and commit exactly their bytes', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  const big = new Float32Array(4096).map((_, i) => i)
+  const view = new ort.Tensor('float32', big.subarray(1000, 1010), [10])
+  const shared = new Float32Array(new SharedArrayBuffer(40)).map((_, i) => i * 2)
+  const sab = new ort.Tensor('float32', shared, [10])
+  for (const x of [view, sab]) {
+    const { outputs, record } = await model.run({ x })
+    t.same([...(outputs.y?.data as Float32Array)], [...(x.data as Float32Array)])
+    t.same((record.record.body as InferenceBody).inputs[0]?.hash, commitTensor(agent.saltFor(record.record.seq), 'x', x))
+  }
+})
+
+t.test('error: invalid tensors are refused before anything runs, with TENSOR_INVALID', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  const x = { type: 'float32', dims: [5], data: new Float32Array(4) } as unknown as ort.Tensor
+  await t.rejects(model.run({ x }), ProtocolError)
+  await t.rejects(model.run({ x }), { code: 'TENSOR_INVALID' })
+  const ok = await model.run({ x: new ort.Tensor('float32', new Float32Array(4), [4]) })
+  t.equal(ok.record.record.body.kind, 'inference', 'the model still runs')
+})
+
+t.test('error: a model worker that dies fails its runs with INFERENCE_FAILED; the agent and other models stay up', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const doomed = await agent.loadModel(modelPath, { name: 'doomed' })
+  const other = await agent.loadModel(modelPath, { name: 'other' })
+  const x = new ort.Tensor('float32', new Float32Array(4), [4])
+  await (doomed.loaded.session as unknown as { worker: Worker }).worker.terminate()
+  await t.rejects(doomed.run({ x }), AgentError)
+  await t.rejects(doomed.run({ x }), { code: 'INFERENCE_FAILED' })
+  const { record } = await other.run({ x })
+  t.equal(record.record.body.kind, 'inference')
+  await doomed.release()
+})
+
+t.test('behavior: the record names the providers the worker session registered', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  t.same(model.loaded.executionProviders, ['cpu'])
+  t.same((model.loadRecord.record.body as { providers: string[] }).providers, ['cpu'])
+  t.equal(model.loaded.bytes.byteLength, makeIdentityModel('float32').byteLength, 'the hashed buffer came back from the worker whole')
+})

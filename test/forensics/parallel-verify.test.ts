@@ -1,0 +1,83 @@
+// Signature verification on worker threads: node:crypto on a pool, node:crypto inline and noble
+// (the independent backend) must reach the same verdict, finding for finding, on valid and
+// tampered bundles, including signatures that only a lax verifier would accept.
+import t from 'tap'
+import { decodeBundleRecord, encodeBundleRecord, type Bundle } from '../../protocol/index.js'
+import { verifyBundle, type Verdict } from '../../forensics/verify/index.js'
+import { clone, makeDeviceHistory, offlineBundle } from '../helpers/forensics-fixture.js'
+import { fakeHash, sampleInference } from '../helpers/records.js'
+
+/** The device history with `extra` more inferences: past one signature batch (1024 records). */
+function bigBundle (extra: number): Bundle {
+  const device = makeDeviceHistory()
+  for (let i = 0; i < extra; i++) device.append(sampleInference(device.seq, fakeHash('model/1')))
+  return offlineBundle(device)
+}
+
+/** Flips a bit of the signature (the envelope's last 64 bytes) of record `index`. */
+function breakSignature (b: Bundle, index: number): void {
+  const envelope = decodeBundleRecord(b.records[index] as string)
+  envelope[envelope.length - 1] = (envelope[envelope.length - 1] as number) ^ 1
+  b.records[index] = encodeBundleRecord(envelope)
+}
+
+/** A verdict without what legitimately differs between backends (time, the backend's name). */
+function comparable (v: Verdict): object {
+  const { elapsedMs, verifier, ...rest } = v
+  void elapsedMs
+  void verifier
+  return rest
+}
+
+/** node:crypto on a pool and inline, noble on a pool; noble inline (slow) where the bundle is small. */
+async function allBackends (b: Bundle): Promise<Verdict[]> {
+  return [
+    await verifyBundle(b, { offline: true, workers: 2 }),
+    await verifyBundle(b, { offline: true, workers: 0 }),
+    await verifyBundle(b, { offline: true, verifier: 'noble', workers: 2 }),
+    ...(b.records.length <= 400 ? [await verifyBundle(b, { offline: true, verifier: 'noble', workers: 0 })] : [])
+  ]
+}
+
+t.test('behavior: node:crypto on worker threads, node:crypto inline and noble reach the same verdict on a valid bundle', async t => {
+  const b = bigBundle(1050)
+  const verdicts = await allBackends(b)
+  t.same(verdicts.map(v => v.verifier), ['node', 'node', 'noble'])
+  t.equal(verdicts[0]?.verdict, 'valid')
+  t.equal(verdicts[0]?.counts.signaturesValid, b.records.length)
+  for (const v of verdicts.slice(1)) t.same(comparable(v), comparable(verdicts[0] as Verdict))
+})
+
+t.test('attack: broken signatures and a malformed record give the same findings on every backend', async t => {
+  const b = clone(bigBundle(300))
+  for (const i of [3, 100, 250, b.records.length - 1]) breakSignature(b, i)
+  b.records[200] = 'bm90IGFuIGVudmVsb3Bl'
+  const verdicts = await allBackends(b)
+  t.equal(verdicts[0]?.verdict, 'invalid')
+  t.ok((verdicts[0]?.reasons['bad-signature'] ?? 0) >= 4, 'each broken signature is found')
+  t.equal(verdicts[0]?.reasons['record-malformed'], 1)
+  for (const v of verdicts.slice(1)) t.same(comparable(v), comparable(verdicts[0] as Verdict))
+})
+
+t.test('attack: a small-order device key with the identity signature (which OpenSSL alone would accept) fails on every backend', async t => {
+  const b = clone(bigBundle(10))
+  const identity = '01' + '00'.repeat(31)
+  b.device.keys = [{ publicKey: identity, validFromMs: 0 }]
+  // R = the identity point, S = 0: [S]B = R + [k]A holds for every message when A is the identity.
+  const signature = Buffer.concat([Buffer.from(identity, 'hex'), Buffer.alloc(32)])
+  b.records = b.records.map(r => {
+    const envelope = decodeBundleRecord(r)
+    envelope.set(signature, envelope.length - 64)
+    return encodeBundleRecord(envelope)
+  })
+  for (const v of await allBackends(b)) {
+    t.equal(v.counts.signaturesValid, 0, `${v.verifier}: no signature accepted`)
+    t.equal(v.verdict, 'invalid')
+  }
+})
+
+t.test('error: contradictory verifier options are refused', async t => {
+  const b = bigBundle(0)
+  await t.rejects(verifyBundle(b, { offline: true, verifier: 'openssl' as 'node' }), TypeError)
+  await t.rejects(verifyBundle(b, { offline: true, workers: -1 }), RangeError)
+})
