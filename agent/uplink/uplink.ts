@@ -1,13 +1,18 @@
 /**
  * Store and forward: the device's MQTT uplink. On every connection it drains the log from the
- * last acknowledged seq, oldest first, in batches, while new records keep coming; it deletes
- * only what the gateway acknowledged as durably stored (or anchored, per profile); it reconnects
- * with capped exponential backoff and full jitter; a retained last will marks it offline.
+ * last acknowledged seq, oldest first, in messages sized to the broker's limit, while new records
+ * keep coming; it deletes only what a trusted gateway's signed ack proves stored (or anchored,
+ * per profile); it reconnects with capped exponential backoff and full jitter, under a client id
+ * of its own per start so that a client reusing the device's name cannot keep it offline; a
+ * retained last will marks it offline.
  */
-import mqtt, { type MqttClient } from 'mqtt'
-import { decodeAck, deviceTopic, encodeRecordBatch, equalBytes, toHex, MAX_BATCH_RECORDS, type Ack } from '../../protocol/index.js'
+import { randomBytes } from 'node:crypto'
+import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
+import { decodeAckEnvelope, deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'
 import { silentLogger, type Logger } from '../session/index.js'
+import { AckChecker, type AckRejection } from './ack-check.js'
+import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
 export interface UplinkOptions {
   log: RecordLog
@@ -37,10 +42,50 @@ export interface UplinkOptions {
   onPolicy?: (payload: Uint8Array) => void
   username?: string
   password?: string
+  /**
+   * Log keys (raw 32-byte Ed25519 public keys) of the gateways whose signed acks may delete
+   * records. Empty (default): no ack deletes anything, records stay until the disk budget
+   * decides (docs/AGENT.md §Acks).
+   */
+  gatewayPublicKeys?: readonly Uint8Array[]
+  /**
+   * Largest packet sent when the broker does not state its Maximum Packet Size (MQTT 3.1.1, or an
+   * MQTT 5 broker without one), bytes. Default MQTT's own ceiling (then the protocol's 4 MiB
+   * message limit is what bounds a message).
+   */
+  maxPacketBytes?: number
+  /**
+   * MQTT client id. Default `prov-agent-<deviceId>-<random>`, new at each start and after a
+   * takeover: another client using the device's name then takes nothing over.
+   */
+  clientId?: string
 }
 
 export const DEFAULT_UPLINK_BATCH_RECORDS = 256
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 8
+/** MQTT 5 reason codes the uplink acts on (MQTT 5 §2.4). */
+export const REASON_SESSION_TAKEN_OVER = 0x8e
+export const REASON_PACKET_TOO_LARGE = 0x95
+
+/** A record that no message the broker takes can carry: the uplink stops before it, keeping it. */
+export interface UplinkBlocked {
+  code: 'RECORD_TOO_LARGE_FOR_BROKER'
+  seq: number
+  /** Bytes of the smallest packet that carries the record. */
+  packetBytes: number
+  /** The broker's limit. */
+  maxPacketBytes: number
+}
+
+/** What the uplink did with acks. */
+export interface UplinkAckStatus {
+  /** `verified`: signed acks of configured gateways delete records; `keep-all`: no gateway key, nothing is deleted. */
+  mode: 'verified' | 'keep-all'
+  accepted: number
+  /** Acks that changed nothing, by reason. */
+  rejected: Partial<Record<AckRejection, number>>
+  lastRejection?: { reason: AckRejection, detail: string }
+}
 
 export interface UplinkStatus {
   connected: boolean
@@ -53,12 +98,31 @@ export interface UplinkStatus {
   /** Messages published since start. */
   sentMessages: number
   reconnects: number
+  /** Connections ended by the broker because another client took the client id over. */
+  takeovers: number
+  /** Client id of the current (or next) connection. */
+  clientId: string
+  /** The broker's Maximum Packet Size from its CONNACK; absent when it stated none. */
+  brokerMaxPacketBytes?: number
+  /** Set while a record too large for the broker holds the uplink up. */
+  blocked?: UplinkBlocked
+  acks: UplinkAckStatus
   lastError?: string
 }
 
 export class Uplink {
-  private readonly o: Required<Omit<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'logger'>> & Pick<UplinkOptions, 'onPolicy' | 'username' | 'password'>
+  private readonly o: Required<Omit<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'logger' | 'gatewayPublicKeys' | 'clientId'>> & Pick<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'clientId'>
   private readonly logger: Logger
+  private readonly acks: AckChecker
+  private readonly ackStatus: UplinkAckStatus
+  /** Acks are applied one at a time, in arrival order. */
+  private ackChain: Promise<void> = Promise.resolve()
+  /** keep-all mode: highest seq an (unverified) ack named on this connection; moves the send window only. */
+  private flowAcked = -1
+  private clientId: string
+  private takeovers = 0
+  private brokerMaxPacketBytes: number | undefined
+  private blocked: UplinkBlocked | undefined
   private client: MqttClient | undefined
   private connected = false
   private running = false
@@ -91,10 +155,20 @@ export class Uplink {
       mqttProtocolVersion: options.mqttProtocolVersion ?? 5,
       onPolicy: options.onPolicy,
       username: options.username,
-      password: options.password
+      password: options.password,
+      maxPacketBytes: options.maxPacketBytes ?? MQTT_MAX_PACKET_BYTES,
+      clientId: options.clientId
     }
     if (!(this.o.batchRecords >= 1) || !(this.o.maxInFlightBatches >= 1)) throw new RangeError('batchRecords and maxInFlightBatches must be at least 1')
+    if (!Number.isSafeInteger(this.o.maxPacketBytes) || this.o.maxPacketBytes < 64) throw new RangeError('maxPacketBytes must be an integer of at least 64')
     this.logger = options.logger ?? silentLogger
+    this.acks = new AckChecker({ deviceId: options.deviceId, gatewayPublicKeys: options.gatewayPublicKeys ?? [] })
+    this.ackStatus = { mode: this.acks.enabled ? 'verified' : 'keep-all', accepted: 0, rejected: {} }
+    this.clientId = this.newClientId()
+  }
+
+  private newClientId (): string {
+    return this.o.clientId ?? `prov-agent-${this.o.deviceId}-${randomBytes(4).toString('hex')}`
   }
 
   status (): UplinkStatus {
@@ -106,6 +180,11 @@ export class Uplink {
       backlog: Math.max(0, log.nextSeq - 1 - log.acked),
       sentMessages: this.sentMessages,
       reconnects: this.reconnects,
+      takeovers: this.takeovers,
+      clientId: this.clientId,
+      ...(this.brokerMaxPacketBytes !== undefined ? { brokerMaxPacketBytes: this.brokerMaxPacketBytes } : {}),
+      ...(this.blocked !== undefined ? { blocked: { ...this.blocked } } : {}),
+      acks: { ...this.ackStatus, rejected: { ...this.ackStatus.rejected } },
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {})
     }
   }
@@ -115,6 +194,9 @@ export class Uplink {
     if (this.running) return
     this.running = true
     this.unsubscribe = this.o.log.onDurable(() => this.poke())
+    if (!this.acks.enabled) {
+      this.logger.warn({ deviceId: this.o.deviceId }, 'no gateway public key configured: acks are not trusted and delete nothing; records stay until the disk budget decides (set gatewayPublicKeys)')
+    }
     this.connect()
   }
 
@@ -123,7 +205,7 @@ export class Uplink {
     const status = deviceTopic(this.o.deviceId, 'status')
     const client = mqtt.connect(this.o.brokerUrl, {
       protocolVersion: this.o.mqttProtocolVersion,
-      clientId: `prov-agent-${this.o.deviceId}`,
+      clientId: this.clientId,
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: this.o.connectTimeoutMs,
@@ -133,13 +215,16 @@ export class Uplink {
       ...(this.o.password !== undefined ? { password: this.o.password } : {})
     })
     this.client = client
-    client.on('connect', () => { void this.onConnect(client) })
+    client.on('connect', (connack) => { void this.onConnect(client, connack) })
     client.on('message', (topic, payload) => { this.onMessage(topic, payload) })
     client.on('error', (e) => { this.lastError = e.message })
+    client.on('disconnect', (packet) => { this.onDisconnect(client, packet) })
     client.on('close', () => { this.onClose(client) })
   }
 
-  private async onConnect (client: MqttClient): Promise<void> {
+  private async onConnect (client: MqttClient, connack: IConnackPacket): Promise<void> {
+    // MQTT 5 §3.2.2.3.6: absent means no limit beyond the protocol's.
+    this.brokerMaxPacketBytes = connack.properties?.maximumPacketSize
     try {
       await client.subscribeAsync([deviceTopic(this.o.deviceId, 'ack'), deviceTopic(this.o.deviceId, 'policy')], { qos: 1 })
       await client.publishAsync(deviceTopic(this.o.deviceId, 'status'), 'online', { qos: 1, retain: true })
@@ -153,10 +238,31 @@ export class Uplink {
     this.attempts = 0
     this.inFlight = []
     this.sentSeq = this.o.log.acked
+    this.flowAcked = this.o.log.acked
+    this.blocked = undefined
     this.lastAckAt = Date.now()
-    this.logger.info({ broker: this.o.brokerUrl, ackedSeq: this.o.log.acked, backlog: this.status().backlog }, 'uplink connected')
+    this.logger.info({ broker: this.o.brokerUrl, clientId: this.clientId, ackedSeq: this.o.log.acked, backlog: this.status().backlog, maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'uplink connected')
     this.pump ??= this.drain().finally(() => { this.pump = undefined })
     this.poke()
+  }
+
+  // The broker ends the connection with a reason (MQTT 5 §3.14.2.1).
+  private onDisconnect (client: MqttClient, packet: IDisconnectPacket): void {
+    if (client !== this.client) return
+    const reason = packet.reasonCode ?? 0
+    if (reason === REASON_SESSION_TAKEN_OVER) {
+      // Another client connected with our client id. Coming back under the same id would take it
+      // back and start a takeover ping-pong: come back under a fresh one instead.
+      this.takeovers++
+      this.lastError = 'session taken over by another client with the same client id'
+      this.clientId = this.newClientId()
+      this.logger.warn({ takeovers: this.takeovers, clientId: this.clientId, fixedClientId: this.o.clientId !== undefined }, 'uplink session taken over: reconnecting under a new client id')
+    } else if (reason === REASON_PACKET_TOO_LARGE) {
+      this.lastError = 'broker refused a packet as too large'
+      this.logger.error({ maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'broker disconnected the uplink: packet too large')
+    } else if (reason !== 0) {
+      this.lastError = `broker disconnected the uplink with reason 0x${reason.toString(16)}`
+    }
   }
 
   private onClose (client: MqttClient): void {
@@ -172,7 +278,7 @@ export class Uplink {
     if (!this.running) return
     // Capped exponential backoff with full jitter, so a fleet that lost its broker does not
     // reconnect in lockstep.
-    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts, 20))
+    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts + (this.o.clientId !== undefined ? this.takeovers : 0), 20))
     const delay = Math.round(this.o.reconnectMinMs / 2 + Math.random() * cap)
     this.attempts++
     this.reconnects++
@@ -184,37 +290,48 @@ export class Uplink {
       if (payload.byteLength > 0) this.o.onPolicy?.(new Uint8Array(payload))
       return
     }
-    let ack: Ack
-    try {
-      ack = decodeAck(new Uint8Array(payload))
-    } catch (e) {
-      this.logger.warn({ error: (e as Error).message }, 'ignoring malformed ack')
-      return
-    }
-    void this.applyAck(ack).catch(e => {
+    // An empty retained payload clears the topic.
+    if (payload.byteLength === 0) return
+    const bytes = new Uint8Array(payload)
+    this.ackChain = this.ackChain.then(async () => { await this.applyAck(bytes) }).catch(e => {
       this.lastError = (e as Error).message
       this.logger.error({ error: (e as Error).message }, 'applying ack failed')
     })
   }
 
-  private async applyAck (ack: Ack): Promise<void> {
+  private async applyAck (payload: Uint8Array): Promise<void> {
     const log = this.o.log
-    const stored = Math.min(ack.storedSeq, log.head.seq)
-    if (stored > log.acked) {
-      // An ack names our record by hash: a gateway holding something else is a fault to report.
-      const ours = await log.get(stored)
-      if (ours !== undefined && !equalBytes(ours.hash, ack.storedHash)) {
-        this.logger.error({ seq: stored, ours: toHex(ours.hash), theirs: toHex(ack.storedHash) }, 'gateway acknowledged a record that is not ours: ignoring the ack')
-        return
-      }
-      await log.acknowledge(stored, { deleteAcked: this.o.keepUntil === 'stored' })
+    if (!this.acks.enabled) {
+      // keep-all: no key to check acks with. They only move this connection's send window (so
+      // the uplink does not resend in a loop); nothing is deleted and log.acked stays.
+      try {
+        this.flowAcked = Math.max(this.flowAcked, Math.min(decodeAckEnvelope(payload).statement.storedSeq, this.sentSeq))
+      } catch { return }
+      this.afterAck(this.flowAcked)
+      return
     }
-    if (ack.anchoredSeq > this.anchoredSeq) {
-      this.anchoredSeq = Math.min(ack.anchoredSeq, log.acked)
+    const decision = await this.acks.decide(payload, log, this.anchoredSeq)
+    if (decision.kind === 'same') { this.afterAck(log.acked); return }
+    if (decision.kind === 'reject') {
+      const n = this.ackStatus.rejected[decision.reason] = (this.ackStatus.rejected[decision.reason] ?? 0) + 1
+      this.ackStatus.lastRejection = { reason: decision.reason, detail: decision.detail }
+      // Whoever floods the topic chooses the rate: log the 1st, 2nd, 4th, 8th… of each reason.
+      if ((n & (n - 1)) === 0) this.logger.warn({ reason: decision.reason, count: n, detail: decision.detail }, 'ack refused: nothing deleted')
+      return
+    }
+    this.ackStatus.accepted++
+    const { statement, stored } = decision
+    if (stored > log.acked) await log.acknowledge(stored, { deleteAcked: this.o.keepUntil === 'stored' })
+    if (statement.anchoredSeq > this.anchoredSeq) {
+      this.anchoredSeq = Math.max(this.anchoredSeq, Math.min(statement.anchoredSeq, log.acked))
       if (this.o.keepUntil === 'anchored') await log.deleteAcknowledged(this.anchoredSeq)
     }
+    this.afterAck(log.acked)
+  }
+
+  private afterAck (through: number): void {
     this.lastAckAt = Date.now()
-    while (this.inFlight.length > 0 && (this.inFlight[0] as number) <= log.acked) this.inFlight.shift()
+    while (this.inFlight.length > 0 && (this.inFlight[0] as number) <= through) this.inFlight.shift()
     this.poke()
   }
 
@@ -261,20 +378,31 @@ export class Uplink {
         await this.sleep(Math.min(this.o.ackTimeoutMs, 1000))
         continue
       }
-      const records = await log.range(from, log.head.seq, this.o.batchRecords)
+      const read = await log.range(from, log.head.seq, this.o.batchRecords)
       // The connection may have changed while reading: what counts as sent was reset with it.
       if (client !== this.client || !this.connected) continue
-      if (records.length === 0) {
+      if (read.length === 0) {
         // Deleted under us (acked meanwhile): move on.
         this.sentSeq = Math.max(this.sentSeq, from)
         continue
       }
+      // As many records as one packet the broker takes can carry (never a packet it would drop).
+      const topic = deviceTopic(this.o.deviceId, 'records')
+      const maxPacket = Math.min(this.brokerMaxPacketBytes ?? this.o.maxPacketBytes, this.o.maxPacketBytes)
+      const fit = envelopesThatFit(read.map(r => r.envelope), maxPayloadBytes(topic, maxPacket, this.o.mqttProtocolVersion))
+      if (fit === 0) {
+        this.block(read[0] as (typeof read)[number], topic, maxPacket)
+        await this.sleep(Math.min(this.o.ackTimeoutMs, 1000))
+        continue
+      }
+      const records = read.slice(0, fit)
+      const payload = encodeRecordBatch(records.map(r => r.envelope))
       const last = (records.at(-1) as (typeof records)[number]).record.seq
       log.markSent(last)
       this.sentSeq = last
       this.inFlight.push(last)
       try {
-        await client.publishAsync(deviceTopic(this.o.deviceId, 'records'), Buffer.from(encodeRecordBatch(records.map(r => r.envelope))), { qos: 1 })
+        await client.publishAsync(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 1 })
         this.sentMessages++
       } catch (e) {
         this.lastError = (e as Error).message
@@ -282,6 +410,16 @@ export class Uplink {
         await this.sleep(100)
       }
     }
+  }
+
+  // The record stays in the log, and the uplink waits before it: skipping it would break the
+  // chain the gateway verifies. A broker with a larger limit (next connection) unblocks it.
+  private block (record: { record: { seq: number }, envelope: Uint8Array }, topic: string, maxPacketBytes: number): void {
+    const packetBytes = publishPacketBytes(topic, envelopesPayloadBytes(record.envelope), this.o.mqttProtocolVersion)
+    if (this.blocked?.seq === record.record.seq) return
+    this.blocked = { code: 'RECORD_TOO_LARGE_FOR_BROKER', seq: record.record.seq, packetBytes, maxPacketBytes }
+    this.lastError = `record ${record.record.seq} needs a ${packetBytes}-byte packet, the broker takes at most ${maxPacketBytes}`
+    this.logger.error({ ...this.blocked }, 'uplink blocked: a record is too large for the broker (kept in the log; raise the broker\'s max_packet_size)')
   }
 
   /** Publishes `offline`, stops reconnecting and closes the connection. */
@@ -305,4 +443,8 @@ export class Uplink {
     }
     await this.pump
   }
+}
+
+function envelopesPayloadBytes (envelope: Uint8Array): number {
+  return encodeRecordBatch([envelope]).byteLength
 }

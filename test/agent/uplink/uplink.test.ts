@@ -3,13 +3,18 @@ import mqtt from 'mqtt'
 import { RecordLog } from '../../../agent/log/index.js'
 import { Uplink } from '../../../agent/uplink/index.js'
 import {
-  ChainVerifier, createSigner, decodeEnvelope, decodeRecordBatch, encodeAck, fixedKey, parseTopic, sha256, topicFilter, deviceTopic, ZERO_HASH,
-  type RecordBody, type SignedRecord
+  ChainVerifier, createSigner, decodeEnvelope, decodeRecordBatch, fixedKey, parseTopic, sha256, signAck, topicFilter, deviceTopic, ZERO_HASH,
+  type Ack, type RecordBody, type SignedRecord
 } from '../../../protocol/index.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
 const signer = createSigner(new Uint8Array(32).fill(4))
+/** The receiver's log key: acks are signed, and the uplinks below trust this key. */
+const gatewayKey = createSigner(new Uint8Array(32).fill(8))
+const gatewayPublicKeys = [gatewayKey.publicKey]
+let issuedAtMs = 1
+const signedAck = (deviceId: string, ack: Ack): Buffer => Buffer.from(signAck({ deviceId, gatewayId: 'gateway.test', issuedAtMs: issuedAtMs++, ...ack }, gatewayKey).envelope)
 const body = (seq: number): RecordBody => ({ kind: 'inference', modelHash: sha256(new Uint8Array([1])), inputs: [], outputs: [], latencyUs: seq, decision: null })
 
 /**
@@ -37,7 +42,7 @@ async function startReceiver (url: string, state: ReceiverState = newReceiverSta
       state.stored.set(r.record.seq, r)
       state.tip = { seq: r.record.seq, hash: r.hash }
     }
-    void client.publishAsync(deviceTopic(p.deviceId, 'ack'), Buffer.from(encodeAck({ storedSeq: state.tip.seq, storedHash: state.tip.hash, anchoredSeq: -1 })), { qos: 1, retain: true }).catch(() => {})
+    void client.publishAsync(deviceTopic(p.deviceId, 'ack'), signedAck(p.deviceId, { storedSeq: state.tip.seq, storedHash: state.tip.hash, anchoredSeq: -1 }), { qos: 1, retain: true }).catch(() => {})
   })
   await client.subscribeAsync(topicFilter('records'), { qos: 1 })
   return Object.assign(state, { close: async () => { await client.endAsync() } })
@@ -59,7 +64,7 @@ t.test('behavior: drains the offline backlog oldest first once the broker comes 
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   await broker.stop()
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 50, reconnectMinMs: 50, reconnectMaxMs: 200 })
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 50, reconnectMinMs: 50, reconnectMaxMs: 200, gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   await uplink.start()
   for (let i = 0; i < 500; i++) await log.append(body)
@@ -87,7 +92,7 @@ t.test('behavior: a flapping broker loses nothing', async t => {
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   const receiver = await startReceiver(broker.url)
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 20, reconnectMinMs: 20, reconnectMaxMs: 100, ackTimeoutMs: 1000 })
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 20, reconnectMinMs: 20, reconnectMaxMs: 100, ackTimeoutMs: 1000, gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   await uplink.start()
   let receiverNow = receiver
@@ -116,17 +121,17 @@ t.test('behavior: keepUntil anchored deletes records only once anchored, and a w
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   for (let i = 0; i < 9; i++) await log.append(body)
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, keepUntil: 'anchored' })
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, keepUntil: 'anchored', gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   const gw = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
   t.teardown(async () => await gw.endAsync())
   await uplink.start()
   await waitFor('connected', () => uplink.status().connected)
   const ack = async (stored: number, hash: Uint8Array, anchored: number): Promise<void> => {
-    await gw.publishAsync(deviceTopic('dev-u', 'ack'), Buffer.from(encodeAck({ storedSeq: stored, storedHash: hash, anchoredSeq: anchored })), { qos: 1, retain: true })
+    await gw.publishAsync(deviceTopic('dev-u', 'ack'), signedAck('dev-u', { storedSeq: stored, storedHash: hash, anchoredSeq: anchored }), { qos: 1, retain: true })
   }
   await ack(5, sha256(new Uint8Array([9])), -1)
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await waitFor('refusal', () => uplink.status().acks.rejected.ACK_HASH_MISMATCH === 1)
   t.equal(uplink.status().ackedSeq, -1, 'an ack naming another record is ignored')
   const r5 = await log.get(5)
   await ack(5, r5?.hash as Uint8Array, -1)
