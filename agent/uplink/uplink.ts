@@ -55,14 +55,17 @@ export interface UplinkOptions {
    */
   maxPacketBytes?: number
   /**
-   * MQTT client id. Default `prov-agent-<deviceId>-<random>`, new at each start and after a
-   * takeover: another client using the device's name then takes nothing over.
+   * MQTT client id. Default `prov-agent-<deviceId>-<random>`, new for each connection: another
+   * client using the device's name takes nothing over, and one that took a connection's id
+   * over holds a name the uplink no longer uses.
    */
   clientId?: string
 }
 
 export const DEFAULT_UPLINK_BATCH_RECORDS = 256
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 8
+/** A connection up this long resets the reconnect backoff, ms. */
+const STABLE_CONNECTION_MS = 10_000
 /** MQTT 5 reason codes the uplink acts on (MQTT 5 §2.4). */
 export const REASON_SESSION_TAKEN_OVER = 0x8e
 export const REASON_PACKET_TOO_LARGE = 0x95
@@ -120,6 +123,7 @@ export class Uplink {
   /** keep-all mode: highest seq an (unverified) ack named on this connection; moves the send window only. */
   private flowAcked = -1
   private clientId: string
+  private connectedAtMs = 0
   private takeovers = 0
   private brokerMaxPacketBytes: number | undefined
   private blocked: UplinkBlocked | undefined
@@ -235,7 +239,7 @@ export class Uplink {
     }
     if (client !== this.client) return
     this.connected = true
-    this.attempts = 0
+    this.connectedAtMs = Date.now()
     this.inFlight = []
     this.sentSeq = this.o.log.acked
     this.flowAcked = this.o.log.acked
@@ -253,10 +257,10 @@ export class Uplink {
     if (reason === REASON_SESSION_TAKEN_OVER) {
       // Another client connected with our client id. Coming back under the same id would take it
       // back and start a takeover ping-pong: come back under a fresh one instead.
+      // (Not every broker says so: Mosquitto 2.0.11 just closes. onClose copes either way.)
       this.takeovers++
       this.lastError = 'session taken over by another client with the same client id'
-      this.clientId = this.newClientId()
-      this.logger.warn({ takeovers: this.takeovers, clientId: this.clientId, fixedClientId: this.o.clientId !== undefined }, 'uplink session taken over: reconnecting under a new client id')
+      this.logger.warn({ takeovers: this.takeovers, fixedClientId: this.o.clientId !== undefined }, 'uplink session taken over by a client using its client id')
     } else if (reason === REASON_PACKET_TOO_LARGE) {
       this.lastError = 'broker refused a packet as too large'
       this.logger.error({ maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'broker disconnected the uplink: packet too large')
@@ -268,6 +272,9 @@ export class Uplink {
   private onClose (client: MqttClient): void {
     if (client !== this.client) return
     if (this.connected) this.logger.warn({ broker: this.o.brokerUrl, error: this.lastError }, 'uplink disconnected')
+    // Only a connection that lasted resets the backoff: one that a takeover (or a flapping
+    // broker) ends at once must not bring the uplink back at full speed, in a ping-pong.
+    if (this.connected && Date.now() - this.connectedAtMs >= STABLE_CONNECTION_MS) this.attempts = 0
     this.connected = false
     this.client = undefined
     this.inFlight = []
@@ -276,9 +283,12 @@ export class Uplink {
     client.end(true)
     this.poke()
     if (!this.running) return
+    // Sessions are clean, so a client id carries nothing over: each connection gets a fresh one,
+    // and a client that took the last one over (the broker may not say so) holds a dead name.
+    if (this.o.clientId === undefined) this.clientId = this.newClientId()
     // Capped exponential backoff with full jitter, so a fleet that lost its broker does not
     // reconnect in lockstep.
-    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts + (this.o.clientId !== undefined ? this.takeovers : 0), 20))
+    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts, 20))
     const delay = Math.round(this.o.reconnectMinMs / 2 + Math.random() * cap)
     this.attempts++
     this.reconnects++
