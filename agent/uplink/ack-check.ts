@@ -1,7 +1,7 @@
 /**
- * The device's check of an ack before the log deletes anything on it (decision 11, docs/AGENT.md
- * §Acks): signed by a configured gateway key, for this device, not stale, and naming the
- * device's own record by hash. What fails changes nothing and is counted by reason.
+ * The device's check of an ack before the log deletes anything on it (decision 11,
+ * docs/OPERATIONS.md §Signed acks): signed by a configured gateway key, for this device, not
+ * stale, and naming the device's own record by hash. What fails changes nothing, counted by reason.
  */
 import { AckError, equalBytes, toHex, verifyAck, type AckErrorCode, type AckStatement } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'

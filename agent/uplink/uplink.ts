@@ -45,7 +45,7 @@ export interface UplinkOptions {
   /**
    * Log keys (raw 32-byte Ed25519 public keys) of the gateways whose signed acks may delete
    * records. Empty (default): no ack deletes anything, records stay until the disk budget
-   * decides (docs/AGENT.md §Acks).
+   * decides (docs/OPERATIONS.md §Signed acks).
    */
   gatewayPublicKeys?: readonly Uint8Array[]
   /**
