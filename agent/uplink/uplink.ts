@@ -2,16 +2,16 @@
  * Store and forward: the device's MQTT uplink. On every connection it drains the log from the
  * last acknowledged seq, oldest first, in messages sized to the broker's limit, while new records
  * keep coming; it deletes only what a trusted gateway's signed ack proves stored (or anchored,
- * per profile); it reconnects with capped exponential backoff and full jitter, under a client id
- * of its own per start so that a client reusing the device's name cannot keep it offline; a
+ * per profile); it reconnects with capped exponential backoff and full jitter, under a fresh
+ * client id per connection so that a client reusing the device's name cannot keep it offline; a
  * retained last will marks it offline.
  */
 import { randomBytes } from 'node:crypto'
 import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
-import { decodeAckEnvelope, deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
+import { decodeAckEnvelope, deviceTopic, encodeRecordBatch, MAX_ACK_ENVELOPE_BYTES, MAX_BATCH_RECORDS } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'
 import { silentLogger, type Logger } from '../session/index.js'
-import { AckChecker, type AckRejection } from './ack-check.js'
+import { AckChecker, type AckDecision, type AckRejection } from './ack-check.js'
 import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
 export interface UplinkOptions {
@@ -302,6 +302,8 @@ export class Uplink {
     }
     // An empty retained payload clears the topic.
     if (payload.byteLength === 0) return
+    // Refused before it is queued: a flood of large payloads must not pile up behind the log.
+    if (payload.byteLength > MAX_ACK_ENVELOPE_BYTES) { this.reject({ kind: 'reject', reason: 'ACK_MALFORMED', detail: `ack of ${payload.byteLength} bytes` }); return }
     const bytes = new Uint8Array(payload)
     this.ackChain = this.ackChain.then(async () => { await this.applyAck(bytes) }).catch(e => {
       this.lastError = (e as Error).message
@@ -322,13 +324,7 @@ export class Uplink {
     }
     const decision = await this.acks.decide(payload, log, this.anchoredSeq)
     if (decision.kind === 'same') { this.afterAck(log.acked); return }
-    if (decision.kind === 'reject') {
-      const n = this.ackStatus.rejected[decision.reason] = (this.ackStatus.rejected[decision.reason] ?? 0) + 1
-      this.ackStatus.lastRejection = { reason: decision.reason, detail: decision.detail }
-      // Whoever floods the topic chooses the rate: log the 1st, 2nd, 4th, 8th… of each reason.
-      if ((n & (n - 1)) === 0) this.logger.warn({ reason: decision.reason, count: n, detail: decision.detail }, 'ack refused: nothing deleted')
-      return
-    }
+    if (decision.kind === 'reject') { this.reject(decision); return }
     this.ackStatus.accepted++
     const { statement, stored } = decision
     if (stored > log.acked) await log.acknowledge(stored, { deleteAcked: this.o.keepUntil === 'stored' })
@@ -337,6 +333,13 @@ export class Uplink {
       if (this.o.keepUntil === 'anchored') await log.deleteAcknowledged(this.anchoredSeq)
     }
     this.afterAck(log.acked)
+  }
+
+  private reject (decision: Extract<AckDecision, { kind: 'reject' }>): void {
+    const n = this.ackStatus.rejected[decision.reason] = (this.ackStatus.rejected[decision.reason] ?? 0) + 1
+    this.ackStatus.lastRejection = { reason: decision.reason, detail: decision.detail }
+    // Whoever floods the topic chooses the rate: log the 1st, 2nd, 4th, 8th… of each reason.
+    if ((n & (n - 1)) === 0) this.logger.warn({ reason: decision.reason, count: n, detail: decision.detail }, 'ack refused: nothing deleted')
   }
 
   private afterAck (through: number): void {
@@ -452,6 +455,8 @@ export class Uplink {
       await client.endAsync(true).catch(() => {})
     }
     await this.pump
+    // An ack being applied finishes before the caller closes the log.
+    await this.ackChain
   }
 }
 

@@ -4,6 +4,7 @@
 import t from 'tap'
 import mqtt from 'mqtt'
 import { RecordLog } from '../../../agent/log/index.js'
+import type { Logger } from '../../../agent/session/index.js'
 import { Uplink, type AckRejection } from '../../../agent/uplink/index.js'
 import { startEmbeddedBroker } from '../../../gateway/index.js'
 import {
@@ -33,12 +34,12 @@ async function waitFor (what: string, fn: () => boolean | Promise<boolean>, time
 
 interface Setup { log: RecordLog, uplink: Uplink, seqs: () => Promise<number[]> }
 
-async function device (t: Tap, url: string, version: 4 | 5, gatewayPublicKeys: Uint8Array[] = [gatewayKey.publicKey]): Promise<Setup> {
+async function device (t: Tap, url: string, version: 4 | 5, gatewayPublicKeys: Uint8Array[] = [gatewayKey.publicKey], logger?: Logger): Promise<Setup> {
   const log = await RecordLog.open({ dir: await makeTempDir(t), deviceId: DEVICE, signer: deviceKey })
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   for (let i = 0; i < 21; i++) await log.append(body)
-  const uplink = new Uplink({ log, deviceId: DEVICE, brokerUrl: url, mqttProtocolVersion: version, reconnectMinMs: 50, reconnectMaxMs: 200, gatewayPublicKeys })
+  const uplink = new Uplink({ log, deviceId: DEVICE, brokerUrl: url, mqttProtocolVersion: version, reconnectMinMs: 50, reconnectMaxMs: 200, gatewayPublicKeys, ...(logger !== undefined ? { logger } : {}) })
   t.teardown(async () => await uplink.stop())
   return { log, uplink, seqs: async () => (await log.range(0, 1000)).map(r => r.record.seq) }
 }
@@ -146,4 +147,26 @@ t.test('error: each reason an ack is refused for changes nothing and is counted'
   await expectRefused('ACK_STALE', older)
   await expectRefused('ACK_STALE', olderSameSeq)
   t.equal(d.uplink.status().acks.accepted, 1, 'only the genuine, current ack was taken')
+})
+
+t.test('attack: a flood of forged and oversized acks deletes nothing, logs a handful of lines, and a genuine ack still gets through', async t => {
+  const b = await startMosquitto()
+  t.teardown(async () => await b.close())
+  const warnings: string[] = []
+  const logger: Logger = { info () {}, error () {}, warn (_o, msg) { warnings.push(msg ?? '') } }
+  const d = await device(t, b.url, 5, [gatewayKey.publicKey], logger)
+  await d.uplink.start()
+  await waitFor('connected', () => d.uplink.status().connected)
+  const flood = await mqtt.connectAsync(b.url, { protocolVersion: 5, clientId: `flood-${process.pid}` })
+  t.teardown(async () => await flood.endAsync(true))
+  const tip = await d.log.get(21)
+  const forged = sign(attackerKey, DEVICE, { storedSeq: 21, storedHash: tip?.hash as Uint8Array, anchoredSeq: 21 })
+  const big = new Uint8Array(100_000)
+  for (let i = 0; i < 2000; i++) flood.publish(deviceTopic(DEVICE, 'ack'), Buffer.from(i % 40 === 0 ? big : forged), { qos: 1 })
+  await flood.publishAsync(deviceTopic(DEVICE, 'ack'), Buffer.from(sign(gatewayKey, DEVICE, { storedSeq: 21, storedHash: tip?.hash as Uint8Array, anchoredSeq: -1 })), { qos: 1 })
+  await waitFor('the genuine ack applied', () => d.log.acked === 21)
+  const r = d.uplink.status().acks.rejected
+  t.equal((r.ACK_UNKNOWN_KEY ?? 0) + (r.ACK_MALFORMED ?? 0), 2000, 'every forgery refused and counted')
+  t.ok(warnings.filter(w => w === 'ack refused: nothing deleted').length <= 24, `${warnings.length} warnings for 2000 forgeries`)
+  t.same((await d.seqs()), [21], 'only what the genuine ack covers was deleted (the tip stays)')
 })
