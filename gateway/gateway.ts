@@ -324,7 +324,7 @@ export class Gateway {
     this.metrics.brokerConnected.set(0)
   }
 
-  // Every ack is signed (docs/PROTOCOL.md §Acks): devices delete records on it. The time only
+  // Every ack is signed (docs/PROTOCOL.md §9): devices delete records on it. The time only
   // orders this gateway's acks, so it is kept strictly increasing even if the clock steps back.
   private publishAck (deviceId: string, ack: Ack): boolean {
     if (this.mqtt === undefined || this.logKey === undefined) return false

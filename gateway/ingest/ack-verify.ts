@@ -20,6 +20,7 @@ export type PeerAckReader = (deviceId: string, payload: Uint8Array) => Ack | und
 /** A PeerAckReader over a fixed set of trusted keys. */
 export function createPeerAckReader (options: PeerAckReaderOptions): PeerAckReader {
   const trustedKeys = options.trustedKeys.map(k => k.slice())
+  const refused = new Map<AckErrorCode, number>()
   return (deviceId, payload) => {
     // An empty retained payload clears the topic: nothing to read.
     if (payload.byteLength === 0) return undefined
@@ -29,7 +30,10 @@ export function createPeerAckReader (options: PeerAckReaderOptions): PeerAckRead
     } catch (e) {
       const code: AckErrorCode = e instanceof AckError ? e.code : 'ACK_MALFORMED'
       options.onRejected?.(code)
-      options.logger.warn({ device: deviceId, code, error: (e as Error).message }, 'ignoring an ack no trusted gateway signed')
+      // Whoever publishes on ack topics chooses the rate: log the 1st, 2nd, 4th, 8th… per reason.
+      const n = (refused.get(code) ?? 0) + 1
+      refused.set(code, n)
+      if ((n & (n - 1)) === 0) options.logger.warn({ device: deviceId, code, count: n, error: (e as Error).message }, 'ignoring an ack no trusted gateway signed')
       return undefined
     }
   }
