@@ -8,10 +8,10 @@
  */
 import { randomBytes } from 'node:crypto'
 import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
-import { decodeAckEnvelope, deviceTopic, encodeRecordBatch, MAX_ACK_ENVELOPE_BYTES, MAX_BATCH_RECORDS } from '../../protocol/index.js'
+import { deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'
 import { silentLogger, type Logger } from '../session/index.js'
-import { AckChecker, type AckDecision, type AckRejection } from './ack-check.js'
+import { AckHandler, type UplinkAckStatus } from './ack-handler.js'
 import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
 export interface UplinkOptions {
@@ -80,16 +80,6 @@ export interface UplinkBlocked {
   maxPacketBytes: number
 }
 
-/** What the uplink did with acks. */
-export interface UplinkAckStatus {
-  /** `verified`: signed acks of configured gateways delete records; `keep-all`: no gateway key, nothing is deleted. */
-  mode: 'verified' | 'keep-all'
-  accepted: number
-  /** Acks that changed nothing, by reason. */
-  rejected: Partial<Record<AckRejection, number>>
-  lastRejection?: { reason: AckRejection, detail: string }
-}
-
 export interface UplinkStatus {
   connected: boolean
   /** Highest seq the gateway acknowledged as stored (-1: none). */
@@ -116,12 +106,7 @@ export interface UplinkStatus {
 export class Uplink {
   private readonly o: Required<Omit<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'logger' | 'gatewayPublicKeys' | 'clientId'>> & Pick<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'clientId'>
   private readonly logger: Logger
-  private readonly acks: AckChecker
-  private readonly ackStatus: UplinkAckStatus
-  /** Acks are applied one at a time, in arrival order. */
-  private ackChain: Promise<void> = Promise.resolve()
-  /** keep-all mode: highest seq an (unverified) ack named on this connection; moves the send window only. */
-  private flowAcked = -1
+  private readonly acks: AckHandler
   private clientId: string
   private connectedAtMs = 0
   private takeovers = 0
@@ -130,7 +115,6 @@ export class Uplink {
   private client: MqttClient | undefined
   private connected = false
   private running = false
-  private anchoredSeq = -1
   /** Last seq of each message in flight on this connection, oldest first. */
   private inFlight: number[] = []
   private sentSeq = -1
@@ -166,8 +150,19 @@ export class Uplink {
     if (!(this.o.batchRecords >= 1) || !(this.o.maxInFlightBatches >= 1)) throw new RangeError('batchRecords and maxInFlightBatches must be at least 1')
     if (!Number.isSafeInteger(this.o.maxPacketBytes) || this.o.maxPacketBytes < 64) throw new RangeError('maxPacketBytes must be an integer of at least 64')
     this.logger = options.logger ?? silentLogger
-    this.acks = new AckChecker({ deviceId: options.deviceId, gatewayPublicKeys: options.gatewayPublicKeys ?? [] })
-    this.ackStatus = { mode: this.acks.enabled ? 'verified' : 'keep-all', accepted: 0, rejected: {} }
+    this.acks = new AckHandler({
+      log: options.log,
+      deviceId: options.deviceId,
+      gatewayPublicKeys: options.gatewayPublicKeys ?? [],
+      keepUntil: this.o.keepUntil,
+      logger: this.logger,
+      sentSeq: () => this.sentSeq,
+      onProgress: (through) => this.afterAck(through),
+      onError: (e) => {
+        this.lastError = e.message
+        this.logger.error({ error: e.message }, 'applying ack failed')
+      }
+    })
     this.clientId = this.newClientId()
   }
 
@@ -180,7 +175,7 @@ export class Uplink {
     return {
       connected: this.connected,
       ackedSeq: log.acked,
-      anchoredSeq: this.anchoredSeq,
+      anchoredSeq: this.acks.anchoredSeq,
       backlog: Math.max(0, log.nextSeq - 1 - log.acked),
       sentMessages: this.sentMessages,
       reconnects: this.reconnects,
@@ -188,7 +183,7 @@ export class Uplink {
       clientId: this.clientId,
       ...(this.brokerMaxPacketBytes !== undefined ? { brokerMaxPacketBytes: this.brokerMaxPacketBytes } : {}),
       ...(this.blocked !== undefined ? { blocked: { ...this.blocked } } : {}),
-      acks: { ...this.ackStatus, rejected: { ...this.ackStatus.rejected } },
+      acks: this.acks.status(),
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {})
     }
   }
@@ -198,7 +193,7 @@ export class Uplink {
     if (this.running) return
     this.running = true
     this.unsubscribe = this.o.log.onDurable(() => this.poke())
-    if (!this.acks.enabled) {
+    if (this.acks.mode === 'keep-all') {
       this.logger.warn({ deviceId: this.o.deviceId }, 'no gateway public key configured: acks are not trusted and delete nothing; records stay until the disk budget decides (set gatewayPublicKeys)')
     }
     this.connect()
@@ -242,7 +237,7 @@ export class Uplink {
     this.connectedAtMs = Date.now()
     this.inFlight = []
     this.sentSeq = this.o.log.acked
-    this.flowAcked = this.o.log.acked
+    this.acks.resetConnection()
     this.blocked = undefined
     this.lastAckAt = Date.now()
     this.logger.info({ broker: this.o.brokerUrl, clientId: this.clientId, ackedSeq: this.o.log.acked, backlog: this.status().backlog, maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'uplink connected')
@@ -300,46 +295,7 @@ export class Uplink {
       if (payload.byteLength > 0) this.o.onPolicy?.(new Uint8Array(payload))
       return
     }
-    // An empty retained payload clears the topic.
-    if (payload.byteLength === 0) return
-    // Refused before it is queued: a flood of large payloads must not pile up behind the log.
-    if (payload.byteLength > MAX_ACK_ENVELOPE_BYTES) { this.reject({ kind: 'reject', reason: 'ACK_MALFORMED', detail: `ack of ${payload.byteLength} bytes` }); return }
-    const bytes = new Uint8Array(payload)
-    this.ackChain = this.ackChain.then(async () => { await this.applyAck(bytes) }).catch(e => {
-      this.lastError = (e as Error).message
-      this.logger.error({ error: (e as Error).message }, 'applying ack failed')
-    })
-  }
-
-  private async applyAck (payload: Uint8Array): Promise<void> {
-    const log = this.o.log
-    if (!this.acks.enabled) {
-      // keep-all: no key to check acks with. They only move this connection's send window (so
-      // the uplink does not resend in a loop); nothing is deleted and log.acked stays.
-      try {
-        this.flowAcked = Math.max(this.flowAcked, Math.min(decodeAckEnvelope(payload).statement.storedSeq, this.sentSeq))
-      } catch { return }
-      this.afterAck(this.flowAcked)
-      return
-    }
-    const decision = await this.acks.decide(payload, log, this.anchoredSeq)
-    if (decision.kind === 'same') { this.afterAck(log.acked); return }
-    if (decision.kind === 'reject') { this.reject(decision); return }
-    this.ackStatus.accepted++
-    const { statement, stored } = decision
-    if (stored > log.acked) await log.acknowledge(stored, { deleteAcked: this.o.keepUntil === 'stored' })
-    if (statement.anchoredSeq > this.anchoredSeq) {
-      this.anchoredSeq = Math.max(this.anchoredSeq, Math.min(statement.anchoredSeq, log.acked))
-      if (this.o.keepUntil === 'anchored') await log.deleteAcknowledged(this.anchoredSeq)
-    }
-    this.afterAck(log.acked)
-  }
-
-  private reject (decision: Extract<AckDecision, { kind: 'reject' }>): void {
-    const n = this.ackStatus.rejected[decision.reason] = (this.ackStatus.rejected[decision.reason] ?? 0) + 1
-    this.ackStatus.lastRejection = { reason: decision.reason, detail: decision.detail }
-    // Whoever floods the topic chooses the rate: log the 1st, 2nd, 4th, 8th… of each reason.
-    if ((n & (n - 1)) === 0) this.logger.warn({ reason: decision.reason, count: n, detail: decision.detail }, 'ack refused: nothing deleted')
+    this.acks.receive(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength))
   }
 
   private afterAck (through: number): void {
@@ -456,7 +412,7 @@ export class Uplink {
     }
     await this.pump
     // An ack being applied finishes before the caller closes the log.
-    await this.ackChain
+    await this.acks.idle()
   }
 }
 

@@ -34,7 +34,8 @@ t.test('behavior: drains the offline backlog oldest first once the broker comes 
   // New records keep coming while the backlog drains.
   const more = (async () => { for (let i = 0; i < 200; i++) await log.append(body) })()
   await more
-  await waitFor('all acked', () => uplink.status().ackedSeq === 700)
+  // ackedSeq moves before the deletion is durable: wait for the log itself too.
+  await waitFor('all acked', async () => uplink.status().ackedSeq === 700 && (await log.range(0, 10_000)).length === 1)
   t.same(receiver.failures, [])
   t.equal(receiver.stored.size, 701, 'every record arrived once, in order')
   t.equal(uplink.status().backlog, 0)
