@@ -6,6 +6,8 @@ import mqtt from 'mqtt'
 import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { RecordLog } from '../../agent/log/index.js'
+import { Uplink } from '../../agent/uplink/index.js'
 import { deviceIdOf } from '../../contracts/index.js'
 import { GatewayError, loadOrCreateLogKey } from '../../gateway/index.js'
 import { createSigner, deviceTopic, encodeCanonical, encodeRecordBatch, signAck, toHex, verifyAck } from '../../protocol/index.js'
@@ -99,4 +101,36 @@ t.test('attack: forged peer acks do not move a device\'s tip at a gateway in a s
   // And the records after the peer's tip link to it.
   await attacker.publishAsync(deviceTopic('shared-dev', 'records'), Buffer.from(encodeRecordBatch([records[5]?.envelope as Uint8Array])), { qos: 1 })
   await waitFor('record 5 stored', () => gw.deviceStatus('shared-dev')?.lastSeq === 5)
+})
+
+t.test('behavior: a device trusting both gateways of a share group deletes on the signed acks of either', async t => {
+  const env = await startGatewayEnv(t)
+  const second = env.chain.anvil.accounts[5]
+  if (second === undefined) throw new Error('anvil has no account 5')
+  await env.chain.registryAs('admin').grantRole('anchorer', second.address)
+  const keyA = await loadOrCreateLogKey(join(env.dir, 'gw-sa', 'log-key.json'))
+  const keyB = await loadOrCreateLogKey(join(env.dir, 'gw-sb', 'log-key.json'))
+  const a = await env.gateway({ name: 'gw-sa', shareGroup: 'fleet', peerGatewayKeys: [toHex(keyB.publicKey)] })
+  const b = await env.gateway({ name: 'gw-sb', shareGroup: 'fleet', anchorPrivateKey: second.privateKey, peerGatewayKeys: [toHex(keyA.publicKey)] })
+  // Both keys on chain, as devices' are: an auditor finds which keys signed acks.
+  for (const [g, k] of [[a, keyA], [b, keyB]] as const) {
+    await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(g.options.gatewayId), publicKey: k.publicKey, validFromMs: 0 })
+  }
+  const signer = createSigner(new Uint8Array(32).fill(0x42))
+  await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf('both-dev'), publicKey: signer.publicKey, validFromMs: 0 })
+  const log = await RecordLog.open({ dir: join(env.dir, 'device'), deviceId: 'both-dev', signer })
+  t.teardown(async () => await log.close())
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  for (let i = 0; i < 59; i++) await log.append(() => sampleBody('inference'))
+  const uplink = new Uplink({ log, deviceId: 'both-dev', brokerUrl: env.broker.url, batchRecords: 5, maxInFlightBatches: 1, gatewayPublicKeys: [keyA.publicKey, keyB.publicKey] })
+  t.teardown(async () => await uplink.stop())
+  await uplink.start()
+  await waitFor('all acked and deleted', async () => log.acked === 59 && (await log.range(0, 100)).length === 1, 30_000)
+  const storedA = a.deviceStatus('both-dev')?.stored ?? 0
+  const storedB = b.deviceStatus('both-dev')?.stored ?? 0
+  t.equal(storedA + storedB, 60, `every record stored once (${storedA} + ${storedB})`)
+  t.ok(storedA > 0 && storedB > 0, 'both gateways stored some')
+  const acks = uplink.status().acks
+  t.ok(acks.accepted >= 2, `${acks.accepted} acks taken`)
+  t.same(Object.keys(acks.rejected).filter(r => r !== 'ACK_STALE'), [], 'nothing refused but an older ack of the other gateway')
 })
