@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
-import { fromHex, signAck, type Ack } from '../protocol/index.js'
+import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, ProofService, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
@@ -121,6 +121,7 @@ export class Gateway {
       unknownTtlMs: o.unknownKeyCacheTtlMs,
       onLookupError: (code) => this.metrics.chainError(code)
     })
+    void this.checkLogKeyOnChain(keys, logKey)
     if (o.anchorPrivateKey !== undefined) {
       this.anchorer = await Anchorer.open({
         stateDir: join(o.stateDir, 'anchor'),
@@ -322,6 +323,23 @@ export class Gateway {
     }
     this.provider?.destroy()
     this.metrics.brokerConnected.set(0)
+  }
+
+  // The log key is registered on chain like a device's (docs/GATEWAY.md §Log key). Devices do not
+  // read the chain for it, so a missing or different registration does not stop the gateway: it
+  // is said once at start, where an operator looks.
+  private async checkLogKeyOnChain (keys: KeyDirectory, logKey: GatewayLogKey): Promise<void> {
+    const o = this.options
+    const fields = { gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }
+    try {
+      const answer = await keys.keyAt(o.gatewayId, Date.now())
+      if (answer.publicKey === undefined) o.logger.warn(fields, 'log key not registered on chain: register it with registerDevice under gatewayId')
+      else if (!equalBytes(answer.publicKey, logKey.publicKey)) o.logger.error({ ...fields, registered: Buffer.from(answer.publicKey).toString('hex') }, 'the key registered on chain under gatewayId is not this gateway\'s log key')
+      else if (answer.revoked) o.logger.error(fields, 'log key is revoked on chain')
+      else o.logger.info(fields, 'log key registered on chain')
+    } catch (e) {
+      o.logger.warn({ ...fields, error: (e as Error).message }, 'could not check the log key on chain')
+    }
   }
 
   // Every ack is signed (docs/PROTOCOL.md §9): devices delete records on it. The time only

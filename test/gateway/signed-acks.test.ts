@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { RecordLog } from '../../agent/log/index.js'
 import { Uplink } from '../../agent/uplink/index.js'
 import { deviceIdOf } from '../../contracts/index.js'
-import { GatewayError, loadOrCreateLogKey } from '../../gateway/index.js'
+import { GatewayError, loadOrCreateLogKey, type GatewayLogger } from '../../gateway/index.js'
 import { createSigner, deviceTopic, encodeCanonical, encodeRecordBatch, signAck, toHex, verifyAck } from '../../protocol/index.js'
 import { startGatewayEnv } from '../fixtures/gateway-env.js'
 import { ChainBuilder, sampleBody } from '../helpers/records.js'
@@ -133,4 +133,26 @@ t.test('behavior: a device trusting both gateways of a share group deletes on th
   const acks = uplink.status().acks
   t.ok(acks.accepted >= 2, `${acks.accepted} acks taken`)
   t.same(Object.keys(acks.rejected).filter(r => r !== 'ACK_STALE'), [], 'nothing refused but an older ack of the other gateway')
+})
+
+t.test('behavior: at start the gateway says whether its log key is registered on chain under its gatewayId', async t => {
+  const env = await startGatewayEnv(t)
+  const lines: Array<{ level: string, msg: string }> = []
+  const logger: GatewayLogger = {
+    debug () {},
+    info (_f, msg) { lines.push({ level: 'info', msg: msg ?? '' }) },
+    warn (_f, msg) { lines.push({ level: 'warn', msg: msg ?? '' }) },
+    error (_f, msg) { lines.push({ level: 'error', msg: msg ?? '' }) }
+  }
+  const said = async (msg: string): Promise<void> => { await waitFor(msg, () => lines.some(l => l.msg === msg)) }
+  await env.gateway({ name: 'gw-unregistered', logger })
+  await said('log key not registered on chain: register it with registerDevice under gatewayId')
+  const key = await loadOrCreateLogKey(join(env.dir, 'gw-registered', 'log-key.json'))
+  await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf('gateway.gw-registered'), publicKey: key.publicKey, validFromMs: 0 })
+  await env.gateway({ name: 'gw-registered', logger })
+  await said('log key registered on chain')
+  await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf('gateway.gw-other'), publicKey: key.publicKey, validFromMs: 0 })
+  await env.gateway({ name: 'gw-other', logger })
+  await said('the key registered on chain under gatewayId is not this gateway\'s log key')
+  t.pass()
 })
