@@ -100,7 +100,7 @@ export async function main (): Promise<AgentServiceBenchResult> {
       const body = (): RecordBody => ({ kind: 'inference', modelHash: h, inputs: [{ name: 'x', hash: h }], outputs: [{ name: 'y', hash: h }], latencyUs: 900, decision: 'angle=0' })
       for (let done = 1; done < records; done += 1000) await Promise.all(Array.from({ length: Math.min(1000, records - done) }, async () => await log.append(body)))
       process.stderr.write('agent-service bench: draining through Mosquitto into the gateway…\n')
-      const uplink = new Uplink({ log, deviceId: 'bench-svc', brokerUrl: broker.url, batchRecords: 1000, maxInFlightBatches: 16 })
+      const uplink = new Uplink({ log, deviceId: 'bench-svc', brokerUrl: broker.url, batchRecords: 1000, maxInFlightBatches: 16, gatewayPublicKeys: [gateway.logPublicKey as Uint8Array] })
       const t0 = performance.now()
       await uplink.start()
       let lastReport = t0

@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
 import {
-  RECORD_SIGNING_PREFIX, ZERO_HASH, concat, createSigner, decodeAck, deviceTopic, encodeRecordBatch, sha256, signRecord,
+  RECORD_SIGNING_PREFIX, ZERO_HASH, concat, createSigner, decodeAckEnvelope, deviceTopic, encodeRecordBatch, sha256, signRecord,
   topicFilter, type Ack, type SignedRecord
 } from '../protocol/index.js'
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
@@ -151,7 +151,7 @@ export async function main (): Promise<GatewayBenchResult> {
     setNoDelay(watcher)
     cleanups.push(async () => { await watcher.endAsync(true) })
     watcher.on('message', (topic, payload) => {
-      try { acks.set(topic.split('/')[2] as string, decodeAck(new Uint8Array(payload))) } catch { return }
+      try { acks.set(topic.split('/')[2] as string, decodeAckEnvelope(new Uint8Array(payload)).statement) } catch { return }
       for (const w of waiters.splice(0)) w()
     })
     await watcher.subscribeAsync(topicFilter('ack'), { qos: 1 })

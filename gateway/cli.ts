@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
-import type { GatewayOptions } from './options.js'
+import { loadOrCreateLogKey } from './keys/index.js'
+import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 
 export interface CliIo {
   /** Where JSON log lines go (a pino destination). */
@@ -26,8 +27,10 @@ const HELP = `Usage: provenance-gateway <command> [options]
 
 Commands:
   start            run the gateway until SIGTERM or SIGINT
+  log-key          create the log key if missing; print gatewayId and the public key as JSON
+                   (register it on chain under gatewayId; give it to devices: docs/GATEWAY.md §Log key)
 
-Options of start:
+Options of start and log-key:
   --config <file>  JSON file of gateway options (docs/GATEWAY.md §Configuration)
   --help           this text
 
@@ -37,7 +40,7 @@ overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile name files 
 Logs are JSON lines on stdout. Exit codes: 0 stopped cleanly, 1 failure, 2 usage error.
 `
 
-type Kind = 'string' | 'int' | 'bool'
+type Kind = 'string' | 'int' | 'bool' | 'list'
 /** Options a config file or the environment may set, with their types. */
 const FIELDS: Record<string, Kind> = {
   name: 'string',
@@ -71,7 +74,11 @@ const FIELDS: Record<string, Kind> = {
   httpPort: 'int',
   syncWrites: 'bool',
   processMetrics: 'bool',
-  logLevel: 'string'
+  logLevel: 'string',
+  // Signed acks (docs/GATEWAY.md §Log key); a list is a JSON array in the file, comma-separated in the environment.
+  logKeyFile: 'string',
+  gatewayId: 'string',
+  peerGatewayKeys: 'list'
 }
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
@@ -94,7 +101,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       io.stderr.write(HELP)
       return command === undefined ? 2 : 0
     }
-    if (command !== 'start') throw new UsageError(`unknown command "${command}"`)
+    if (command !== 'start' && command !== 'log-key') throw new UsageError(`unknown command "${command}"`)
     let configPath: string | undefined
     for (let i = 0; i < rest.length; i++) {
       const a = rest[i] as string
@@ -108,6 +115,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       throw new UsageError(`unknown option "${a}"`)
     }
     config = await loadConfig(configPath, io.env)
+    if (command === 'log-key') return await printLogKey(config, io)
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`CONFIG_INVALID: ${e.message}\n\n${HELP}`)
@@ -193,8 +201,8 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     for (const [k, v] of Object.entries(parsed)) {
       const kind = FIELDS[k]
       if (kind === undefined) { problems.push(`${k}: unknown option`); continue }
-      const ok = kind === 'string' ? typeof v === 'string' : kind === 'int' ? Number.isSafeInteger(v) : typeof v === 'boolean'
-      if (!ok) { problems.push(`${k}: must be ${kind === 'int' ? 'an integer' : `a ${kind === 'bool' ? 'boolean' : 'string'}`}`); continue }
+      const ok = kind === 'string' ? typeof v === 'string' : kind === 'int' ? Number.isSafeInteger(v) : kind === 'list' ? Array.isArray(v) && v.every(x => typeof x === 'string') : typeof v === 'boolean'
+      if (!ok) { problems.push(`${k}: must be ${kind === 'int' ? 'an integer' : kind === 'list' ? 'an array of strings' : `a ${kind === 'bool' ? 'boolean' : 'string'}`}`); continue }
       config[k] = v
     }
     if (problems.length > 0) throw new UsageError(`config file ${path}: ${problems.join('; ')}`)
@@ -203,6 +211,7 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     const raw = env[envNameOf(field)]
     if (raw === undefined || raw === '') continue
     if (kind === 'string') config[field] = raw
+    else if (kind === 'list') config[field] = raw.split(',').map(x => x.trim()).filter(x => x !== '')
     else if (kind === 'int') {
       if (!/^-?[0-9]{1,16}$/.test(raw)) throw new UsageError(`${envNameOf(field)} must be an integer`)
       config[field] = Number(raw)
@@ -225,6 +234,21 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     }
   }
   return config
+}
+
+// `log-key`: what an operator registers on chain and configures on devices, before the first start.
+async function printLogKey (config: Record<string, unknown>, io: CliIo): Promise<number> {
+  let o: ResolvedGatewayOptions
+  try {
+    o = resolveGatewayOptions(config as unknown as GatewayOptions)
+  } catch (e) {
+    io.stderr.write(`CONFIG_INVALID: ${(e as Error).message}\n`)
+    return 2
+  }
+  const key = await loadOrCreateLogKey(o.logKeyFile)
+  const out = { gatewayId: o.gatewayId, publicKey: Buffer.from(key.publicKey).toString('hex'), logKeyFile: o.logKeyFile, createdMs: key.createdMs }
+  io.stdout.write(JSON.stringify(out) + '\n')
+  return 0
 }
 
 /** Entry point: `node --import tsx gateway/cli.ts start --config gateway.json`. */

@@ -25,5 +25,11 @@ export type GatewayErrorCode =
   | 'HTTP_LISTEN_FAILED'
   /** The gateway is not running (start twice, or a call after stop). */
   | 'GATEWAY_STOPPED'
+  /** The gateway's log key file could not be read or written (missing without create, or an fs error). */
+  | 'LOG_KEY_UNREADABLE'
+  /** The log key file is not a key file this code writes. */
+  | 'LOG_KEY_INVALID'
+  /** The log key file may be read by group or others (it must be 0600). */
+  | 'LOG_KEY_INSECURE'
 
 export class GatewayError extends ProvenanceError<GatewayErrorCode> {}

@@ -6,13 +6,13 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
-import { encodeAck, type Ack } from '../protocol/index.js'
+import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, ProofService, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
-import { IngestPipeline, MqttIngest, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
-import { RegistryKeyDirectory, type KeyDirectory } from './keys/index.js'
+import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
+import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
 
@@ -52,6 +52,8 @@ export class Gateway {
   private gapTimer: NodeJS.Timeout | undefined
   private sealedThrough = 0
   private fatal: GatewayError | undefined
+  private logKey: GatewayLogKey | undefined
+  private lastAckIssuedMs = 0
   private readonly fatalListeners: Array<(e: GatewayError) => void> = []
 
   /** @throws TypeError / RangeError for bad options. */
@@ -68,6 +70,11 @@ export class Gateway {
   /** Base URL of the HTTP API; set once started. */
   get httpUrl (): string | undefined {
     return this.api?.url
+  }
+
+  /** Public half of the gateway's log key, which signs its acks (register it on chain, give it to devices); set once started. */
+  get logPublicKey (): Uint8Array | undefined {
+    return this.logKey?.publicKey.slice()
   }
 
   /** Called once if the gateway hits an error it cannot continue after (a failed store write). */
@@ -98,6 +105,9 @@ export class Gateway {
     const o = this.options
     const log = o.logger
     await mkdir(o.stateDir, { recursive: true })
+    // The log key first: a gateway that cannot sign acks must not take records it cannot acknowledge.
+    const logKey = this.logKey = await loadOrCreateLogKey(o.logKeyFile)
+    log.info({ gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }, 'log key loaded (register it on chain under gatewayId)')
     const store = this.store = await GatewayStore.open({
       dir: join(o.stateDir, 'store'),
       syncWrites: o.syncWrites,
@@ -111,6 +121,7 @@ export class Gateway {
       unknownTtlMs: o.unknownKeyCacheTtlMs,
       onLookupError: (code) => this.metrics.chainError(code)
     })
+    void this.checkLogKeyOnChain(keys, logKey)
     if (o.anchorPrivateKey !== undefined) {
       this.anchorer = await Anchorer.open({
         stateDir: join(o.stateDir, 'anchor'),
@@ -150,6 +161,7 @@ export class Gateway {
       gapReportAfterMs: o.gapReportAfterMs,
       publishAck: (deviceId, ack) => this.publishAck(deviceId, ack),
       correctPeerAcks: o.shareGroup !== undefined,
+      readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: log }),
       counters: this.metrics,
       logger: log,
       now: Date.now
@@ -313,9 +325,30 @@ export class Gateway {
     this.metrics.brokerConnected.set(0)
   }
 
+  // The log key is registered on chain like a device's (docs/GATEWAY.md §Log key). Devices do not
+  // read the chain for it, so a missing or different registration does not stop the gateway: it
+  // is said once at start, where an operator looks.
+  private async checkLogKeyOnChain (keys: KeyDirectory, logKey: GatewayLogKey): Promise<void> {
+    const o = this.options
+    const fields = { gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }
+    try {
+      const answer = await keys.keyAt(o.gatewayId, Date.now())
+      if (answer.publicKey === undefined) o.logger.warn(fields, 'log key not registered on chain: register it with registerDevice under gatewayId')
+      else if (!equalBytes(answer.publicKey, logKey.publicKey)) o.logger.error({ ...fields, registered: Buffer.from(answer.publicKey).toString('hex') }, 'the key registered on chain under gatewayId is not this gateway\'s log key')
+      else if (answer.revoked) o.logger.error(fields, 'log key is revoked on chain')
+      else o.logger.info(fields, 'log key registered on chain')
+    } catch (e) {
+      o.logger.warn({ ...fields, error: (e as Error).message }, 'could not check the log key on chain')
+    }
+  }
+
+  // Every ack is signed (docs/PROTOCOL.md §9): devices delete records on it. The time only
+  // orders this gateway's acks, so it is kept strictly increasing even if the clock steps back.
   private publishAck (deviceId: string, ack: Ack): boolean {
-    if (this.mqtt === undefined) return false
-    const ok = this.mqtt.publishAck(deviceId, encodeAck(ack))
+    if (this.mqtt === undefined || this.logKey === undefined) return false
+    const issuedAtMs = this.lastAckIssuedMs = Math.max(Date.now(), this.lastAckIssuedMs + 1)
+    const signed = signAck({ deviceId, gatewayId: this.options.gatewayId, issuedAtMs, ...ack }, this.logKey.signer)
+    const ok = this.mqtt.publishAck(deviceId, signed.envelope)
     if (ok) this.metrics.ackPublished()
     return ok
   }

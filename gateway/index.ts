@@ -11,12 +11,15 @@ export {
   DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS,
   type GatewayOptions, type ResolvedGatewayOptions
 } from './options.js'
+export { defaultGatewayId } from './options.js'
 export { GatewayError, type GatewayErrorCode } from './errors.js'
 export { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 export {
   RegistryKeyDirectory, DEFAULT_KEY_CACHE_MAX_DEVICES, DEFAULT_KEY_REFRESH_MIN_INTERVAL_MS,
   type KeyAnswer, type KeyDirectory, type RegistryKeyDirectoryOptions
 } from './keys/index.js'
+export { loadOrCreateLogKey, type GatewayLogKey } from './keys/index.js'
+export { createPeerAckReader, type PeerAckReader, type PeerAckReaderOptions } from './ingest/index.js'
 export {
   IngestPipeline, linkRecords, QUARANTINE_REASONS, MqttIngest, setNoDelay, startEmbeddedBroker,
   type IngestPipelineOptions, type IngestCounters, type DeviceStatus, type OpenGap, type LinkResult, type LinkFailure,

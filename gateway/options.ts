@@ -2,7 +2,8 @@
  * GatewayOptions: every setting of the gateway with its unit in its name and its default as a
  * DEFAULT_* constant, resolved and checked once when a Gateway is constructed.
  */
-import { MAX_BATCH_BYTES } from '../protocol/index.js'
+import { join } from 'node:path'
+import { DEVICE_ID_PATTERN, LIMITS, MAX_BATCH_BYTES } from '../protocol/index.js'
 import { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS } from './batch/index.js'
 import { DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory } from './keys/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
@@ -93,6 +94,22 @@ export interface GatewayOptions {
   /** Also export process metrics (CPU, memory, event loop). Default true. */
   processMetrics?: boolean
   logger?: GatewayLogger
+
+  // --- Signed acks and the log key (docs/GATEWAY.md §Log key) ---
+  /** File of the gateway's log key (Ed25519; signs every ack); created with mode 0600 when missing. Default `<stateDir>/log-key.json`. */
+  logKeyFile?: string
+  /**
+   * Id under which the log key is registered on chain (ProvenanceRegistry.registerDevice), named
+   * in every ack. Same alphabet as device ids. Default `gateway.<name>`.
+   */
+  gatewayId?: string
+  /** Hex log keys (64 hex digits each) of the other gateways of the share group: their retained acks count as the shared tip. Own key always counts. Default none. */
+  peerGatewayKeys?: string[]
+}
+
+/** The id a gateway's log key is registered under by default. */
+export function defaultGatewayId (name: string): string {
+  return `gateway.${name}`
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayOptions,
@@ -126,8 +143,11 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     syncWrites: true,
     processMetrics: true,
     logger: SILENT_LOGGER,
+    peerGatewayKeys: [],
     ...stripUndefined(options)
   } as ResolvedGatewayOptions
+  o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
+  o.gatewayId ??= defaultGatewayId(o.name)
   const str = (k: keyof GatewayOptions, required: boolean): void => {
     const v = o[k]
     if (v === undefined && !required) return
@@ -178,6 +198,12 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     throw new TypeError('logger must have debug, info, warn and error methods')
   }
   if (o.keyDirectory !== undefined && typeof o.keyDirectory.keyAt !== 'function') throw new TypeError('keyDirectory must have keyAt')
+  // Signed acks
+  str('logKeyFile', true)
+  if (!DEVICE_ID_PATTERN.test(o.gatewayId) || o.gatewayId.length > LIMITS.deviceIdChars) throw new RangeError(`gatewayId must match ${DEVICE_ID_PATTERN.source} (at most ${LIMITS.deviceIdChars} characters)`)
+  if (!Array.isArray(o.peerGatewayKeys) || !o.peerGatewayKeys.every(k => typeof k === 'string' && /^[0-9a-fA-F]{64}$/.test(k))) {
+    throw new TypeError('peerGatewayKeys must be an array of 64-hex-digit Ed25519 public keys')
+  }
   return o
 }
 

@@ -41,8 +41,12 @@ export {
 } from './cose-receipt.js'
 export {
   TOPIC_ROOT, MAX_BATCH_RECORDS, MAX_BATCH_BYTES, deviceTopic, topicFilter, parseTopic,
-  encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck, type Ack, type TopicKind
+  encodeRecordBatch, decodeRecordBatch, type TopicKind
 } from './wire.js'
+export {
+  AckError, ACK_FORMAT, ACK_SIGNING_PREFIX, MAX_ACK_ENVELOPE_BYTES, assertAckStatement, encodeAckStatement, decodeAckStatement,
+  signAck, decodeAckEnvelope, verifyAck, type AckErrorCode, type Ack, type AckStatement, type SignedAck, type VerifyAckOptions
+} from './ack.js'
 export {
   PolicyError, POLICY_FORMAT, POLICY_SIGNING_PREFIX, POLICY_MODES, POLICY_LIMITS, assertPolicy, normalizePolicy, encodePolicy,
   decodePolicy, signPolicy, decodePolicyEnvelope, verifyPolicy, type PolicyErrorCode, type PolicyMode, type ModelPolicy, type SignedPolicy

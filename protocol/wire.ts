@@ -1,12 +1,11 @@
 /**
- * The MQTT layout, version 1 (docs/PROTOCOL.md §MQTT): topic names and the payloads of the
- * records and ack topics, in canonical CBOR. Payloads arrive from the network: decoding checks
- * sizes and counts before it trusts anything.
+ * The MQTT layout, version 1 (docs/PROTOCOL.md §MQTT): topic names and the payload of the
+ * records topic, in canonical CBOR (acks are signed: ack.ts). Payloads arrive from the network:
+ * decoding checks sizes and counts before it trusts anything.
  */
 import { decodeCanonical, encodeCanonical, type CborValue } from './cbor.js'
 import { ProtocolError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
-import { HASH_BYTES } from './hash.js'
 
 export const TOPIC_ROOT = 'prov/v1'
 export type TopicKind = 'records' | 'ack' | 'policy' | 'status'
@@ -57,35 +56,4 @@ export function decodeRecordBatch (payload: Uint8Array): Uint8Array[] {
   return value as Uint8Array[]
 }
 
-/** What the gateway acknowledges to a device: highest contiguous seq stored durably and anchored. */
-export interface Ack {
-  /** Every record up to this seq is durably stored at the gateway; -1 for none. */
-  storedSeq: number
-  /**
-   * Hash of record `storedSeq` (zeros for none). Acks are retained, so this is the device's
-   * verified chain tip that any gateway of a shared subscription group can continue from.
-   */
-  storedHash: Uint8Array
-  /** Every record up to this seq is in a batch whose anchor is confirmed; -1 for none. */
-  anchoredSeq: number
-}
-
-const ACK_VERSION = 1
-
-/** Payload of an ack message: CBOR [1, storedSeq + 1, storedHash, anchoredSeq + 1] (so "none" is 0). */
-export function encodeAck (ack: Ack): Uint8Array {
-  if (ack.storedHash.byteLength !== HASH_BYTES) throw new RangeError('storedHash must be 32 bytes')
-  return encodeCanonical([ACK_VERSION, ack.storedSeq + 1, ack.storedHash, ack.anchoredSeq + 1])
-}
-
-/**
- * @throws ProtocolError `CBOR_*` or `RECORD_INVALID` for a malformed ack.
- */
-export function decodeAck (payload: Uint8Array): Ack {
-  const v = decodeCanonical(payload, { maxBytes: 128, maxDepth: 1 })
-  if (!Array.isArray(v) || v.length !== 4 || v[0] !== ACK_VERSION || typeof v[1] !== 'number' ||
-    !(v[2] instanceof Uint8Array) || v[2].byteLength !== HASH_BYTES || typeof v[3] !== 'number') {
-    throw new ProtocolError('RECORD_INVALID', 'ack must be [1, storedSeq + 1, storedHash, anchoredSeq + 1]')
-  }
-  return { storedSeq: v[1] - 1, storedHash: v[2], anchoredSeq: v[3] - 1 }
-}
+// The payload of the ack topic is a signed ack: see ack.ts (docs/PROTOCOL.md §Acks).

@@ -88,10 +88,13 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     await gateway.start()
     cleanup.push(async () => await gateway.stop())
     console.log(`  broker ${gateway.brokerUrl}, API ${gateway.httpUrl}`)
+    // The gateway's log key signs its acks: registered on chain like a device, and given to the device.
+    await chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(gateway.options.gatewayId), publicKey: gateway.logPublicKey as Uint8Array, validFromMs: 0 })
+    console.log(`  gateway log key ${toHex(gateway.logPublicKey as Uint8Array).slice(0, 16)}… registered as ${gateway.options.gatewayId}; the device trusts it for acks`)
 
     const det = await agent.loadModel(paths.detection, { name: 'ppocr-v4-det' })
     const cls = await agent.loadModel(paths.classification, { name: 'ppocr-mobile-v2-cls' })
-    let uplink = new Uplink({ log: agent.log, deviceId: DEVICE, brokerUrl: gateway.brokerUrl as string, mqttProtocolVersion: 4, reconnectMinMs: 100 })
+    let uplink = new Uplink({ log: agent.log, deviceId: DEVICE, brokerUrl: gateway.brokerUrl as string, mqttProtocolVersion: 4, reconnectMinMs: 100, gatewayPublicKeys: [gateway.logPublicKey as Uint8Array] })
     await uplink.start()
     cleanup.push(async () => await uplink.stop())
 
@@ -106,7 +109,7 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     console.log(`  backlog on the device: ${agent.log.head.seq - agent.log.acked} records`)
 
     step('reconnect: the backlog drains, oldest first')
-    uplink = new Uplink({ log: agent.log, deviceId: DEVICE, brokerUrl: gateway.brokerUrl as string, mqttProtocolVersion: 4, reconnectMinMs: 100 })
+    uplink = new Uplink({ log: agent.log, deviceId: DEVICE, brokerUrl: gateway.brokerUrl as string, mqttProtocolVersion: 4, reconnectMinMs: 100, gatewayPublicKeys: [gateway.logPublicKey as Uint8Array] })
     await uplink.start()
     cleanup.push(async () => await uplink.stop())
     await waitFor('the backlog to drain', () => uplink.status().ackedSeq >= agent.log.head.seq)

@@ -17,6 +17,8 @@ export interface AgentConfig {
   brokerMqttVersion?: 4 | 5
   brokerUsername?: string
   brokerPassword?: string
+  /** Hex log keys (64 hex digits each) of the gateways whose signed acks may delete records; unset: nothing is deleted on acks. */
+  gatewayPublicKeys?: string[]
   /** Hex of the fleet admin's Ed25519 public key (64 hex digits). */
   policyAdminPublicKey?: string
   fleetId?: string
@@ -38,6 +40,7 @@ export const CONFIG_FIELDS: Readonly<Record<keyof AgentConfig, { env: string, do
   brokerMqttVersion: { env: 'PROVENANCE_AGENT_BROKER_MQTT_VERSION', doc: 'MQTT version: 5 (default), or 4 for the gateway\'s embedded broker' },
   brokerUsername: { env: 'PROVENANCE_AGENT_BROKER_USERNAME', doc: 'MQTT user name' },
   brokerPassword: { env: 'PROVENANCE_AGENT_BROKER_PASSWORD', doc: 'MQTT password (prefer the environment to the file)' },
+  gatewayPublicKeys: { env: 'PROVENANCE_AGENT_GATEWAY_PUBLIC_KEYS', doc: 'hex Ed25519 log keys of the gateways whose signed acks may delete records (JSON array, or comma-separated); unset: acks delete nothing' },
   policyAdminPublicKey: { env: 'PROVENANCE_AGENT_POLICY_ADMIN_PUBLIC_KEY', doc: 'hex Ed25519 public key that signs model policies; unset: models are unchecked' },
   fleetId: { env: 'PROVENANCE_AGENT_FLEET_ID', doc: 'fleet of the device; policies for other fleets are refused' },
   registry: { env: 'PROVENANCE_AGENT_REGISTRY', doc: 'JSON {"rpcUrl","address","timeoutMs"?} of the on-chain model registry' },

@@ -84,6 +84,10 @@ export function assertConfig (value: unknown, problems: string[] = []): asserts 
   str('brokerPassword', false)
   str('policyAdminPublicKey', false, s => /^[0-9a-fA-F]{64}$/.test(s), 'must be 64 hex digits (an Ed25519 public key)')
   str('fleetId', false, s => Buffer.byteLength(s) <= 256, 'must be a string of at most 256 bytes')
+  if (c.gatewayPublicKeys !== undefined && (!Array.isArray(c.gatewayPublicKeys) || c.gatewayPublicKeys.length === 0 || c.gatewayPublicKeys.length > 64 ||
+    !c.gatewayPublicKeys.every((k: unknown) => typeof k === 'string' && /^[0-9a-fA-F]{64}$/.test(k)))) {
+    problems.push('gatewayPublicKeys: must be a list of 1..64 Ed25519 public keys of 64 hex digits each')
+  }
   if (c.brokerMqttVersion !== undefined && c.brokerMqttVersion !== 4 && c.brokerMqttVersion !== 5) problems.push('brokerMqttVersion: must be 4 or 5')
   int('statusPort', 0, 65535)
   int('maxRequestBytes', 1024, 1024 ** 3)
@@ -157,6 +161,13 @@ function readEnv (env: Readonly<Record<string, string | undefined>>, problems: s
         out[field] = /^\d{1,16}$/.test(raw) ? Number(raw) : raw
         break
       case 'models': out[field] = parseModelsEnv(raw, name, problems); break
+      case 'gatewayPublicKeys':
+        if (raw.trimStart().startsWith('[')) {
+          try { out[field] = JSON.parse(raw) } catch { problems.push(`${name}: not valid JSON`) }
+        } else {
+          out[field] = raw.split(',').map(k => k.trim()).filter(k => k !== '')
+        }
+        break
       case 'registry':
         try { out[field] = JSON.parse(raw) } catch { problems.push(`${name}: must be JSON {"rpcUrl","address"}`) }
         break

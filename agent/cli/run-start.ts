@@ -47,6 +47,7 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
         ...(config.brokerMqttVersion !== undefined ? { brokerMqttVersion: config.brokerMqttVersion } : {}),
         ...(config.brokerUsername !== undefined ? { brokerUsername: config.brokerUsername } : {}),
         ...(config.brokerPassword !== undefined ? { brokerPassword: config.brokerPassword } : {}),
+        ...(config.gatewayPublicKeys !== undefined ? { gatewayPublicKeys: config.gatewayPublicKeys.map(fromHex) } : {}),
         ...(config.policyAdminPublicKey !== undefined ? { policyAdminPublicKey: fromHex(config.policyAdminPublicKey) } : {}),
         ...(config.fleetId !== undefined ? { fleetId: config.fleetId } : {}),
         ...(registry !== undefined ? { registry: registry.lookup } : {}),

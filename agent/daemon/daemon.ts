@@ -44,6 +44,8 @@ export interface DaemonOptions {
   captureMaxBytes?: number
   brokerUsername?: string
   brokerPassword?: string
+  /** Log keys (32 bytes each) of the gateways whose signed acks may delete records. Unset: acks delete nothing. */
+  gatewayPublicKeys?: Uint8Array[]
   /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
   policyAdminPublicKey?: Uint8Array
   /** The device's fleet; policies for other fleets are refused. */
@@ -279,7 +281,8 @@ export class Daemon {
           onPolicy: (payload) => { void daemon.acceptPolicy(payload).catch(() => {}) },
           ...(options.brokerMqttVersion !== undefined ? { mqttProtocolVersion: options.brokerMqttVersion } : {}),
           ...(options.brokerUsername !== undefined ? { username: options.brokerUsername } : {}),
-          ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {})
+          ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {}),
+          ...(options.gatewayPublicKeys !== undefined ? { gatewayPublicKeys: options.gatewayPublicKeys } : {})
         })
         await daemon.uplink.start()
       }

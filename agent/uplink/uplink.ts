@@ -1,13 +1,18 @@
 /**
  * Store and forward: the device's MQTT uplink. On every connection it drains the log from the
- * last acknowledged seq, oldest first, in batches, while new records keep coming; it deletes
- * only what the gateway acknowledged as durably stored (or anchored, per profile); it reconnects
- * with capped exponential backoff and full jitter; a retained last will marks it offline.
+ * last acknowledged seq, oldest first, in messages sized to the broker's limit, while new records
+ * keep coming; it deletes only what a trusted gateway's signed ack proves stored (or anchored,
+ * per profile); it reconnects with capped exponential backoff and full jitter, under a fresh
+ * client id per connection so that a client reusing the device's name cannot keep it offline; a
+ * retained last will marks it offline.
  */
-import mqtt, { type MqttClient } from 'mqtt'
-import { decodeAck, deviceTopic, encodeRecordBatch, equalBytes, toHex, MAX_BATCH_RECORDS, type Ack } from '../../protocol/index.js'
+import { randomBytes } from 'node:crypto'
+import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
+import { deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'
 import { silentLogger, type Logger } from '../session/index.js'
+import { AckHandler, type UplinkAckStatus } from './ack-handler.js'
+import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
 export interface UplinkOptions {
   log: RecordLog
@@ -37,10 +42,43 @@ export interface UplinkOptions {
   onPolicy?: (payload: Uint8Array) => void
   username?: string
   password?: string
+  /**
+   * Log keys (raw 32-byte Ed25519 public keys) of the gateways whose signed acks may delete
+   * records. Empty (default): no ack deletes anything, records stay until the disk budget
+   * decides (docs/OPERATIONS.md §Signed acks).
+   */
+  gatewayPublicKeys?: readonly Uint8Array[]
+  /**
+   * Largest packet sent when the broker does not state its Maximum Packet Size (MQTT 3.1.1, or an
+   * MQTT 5 broker without one), bytes. Default MQTT's own ceiling (then the protocol's 4 MiB
+   * message limit is what bounds a message).
+   */
+  maxPacketBytes?: number
+  /**
+   * MQTT client id. Default `prov-agent-<deviceId>-<random>`, new for each connection: another
+   * client using the device's name takes nothing over, and one that took a connection's id
+   * over holds a name the uplink no longer uses.
+   */
+  clientId?: string
 }
 
 export const DEFAULT_UPLINK_BATCH_RECORDS = 256
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 8
+/** A connection up this long resets the reconnect backoff, ms. */
+const STABLE_CONNECTION_MS = 10_000
+/** MQTT 5 reason codes the uplink acts on (MQTT 5 §2.4). */
+export const REASON_SESSION_TAKEN_OVER = 0x8e
+export const REASON_PACKET_TOO_LARGE = 0x95
+
+/** A record that no message the broker takes can carry: the uplink stops before it, keeping it. */
+export interface UplinkBlocked {
+  code: 'RECORD_TOO_LARGE_FOR_BROKER'
+  seq: number
+  /** Bytes of the smallest packet that carries the record. */
+  packetBytes: number
+  /** The broker's limit. */
+  maxPacketBytes: number
+}
 
 export interface UplinkStatus {
   connected: boolean
@@ -53,16 +91,30 @@ export interface UplinkStatus {
   /** Messages published since start. */
   sentMessages: number
   reconnects: number
+  /** Connections ended by the broker because another client took the client id over. */
+  takeovers: number
+  /** Client id of the current (or next) connection. */
+  clientId: string
+  /** The broker's Maximum Packet Size from its CONNACK; absent when it stated none. */
+  brokerMaxPacketBytes?: number
+  /** Set while a record too large for the broker holds the uplink up. */
+  blocked?: UplinkBlocked
+  acks: UplinkAckStatus
   lastError?: string
 }
 
 export class Uplink {
-  private readonly o: Required<Omit<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'logger'>> & Pick<UplinkOptions, 'onPolicy' | 'username' | 'password'>
+  private readonly o: Required<Omit<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'logger' | 'gatewayPublicKeys' | 'clientId'>> & Pick<UplinkOptions, 'onPolicy' | 'username' | 'password' | 'clientId'>
   private readonly logger: Logger
+  private readonly acks: AckHandler
+  private clientId: string
+  private connectedAtMs = 0
+  private takeovers = 0
+  private brokerMaxPacketBytes: number | undefined
+  private blocked: UplinkBlocked | undefined
   private client: MqttClient | undefined
   private connected = false
   private running = false
-  private anchoredSeq = -1
   /** Last seq of each message in flight on this connection, oldest first. */
   private inFlight: number[] = []
   private sentSeq = -1
@@ -91,10 +143,31 @@ export class Uplink {
       mqttProtocolVersion: options.mqttProtocolVersion ?? 5,
       onPolicy: options.onPolicy,
       username: options.username,
-      password: options.password
+      password: options.password,
+      maxPacketBytes: options.maxPacketBytes ?? MQTT_MAX_PACKET_BYTES,
+      clientId: options.clientId
     }
     if (!(this.o.batchRecords >= 1) || !(this.o.maxInFlightBatches >= 1)) throw new RangeError('batchRecords and maxInFlightBatches must be at least 1')
+    if (!Number.isSafeInteger(this.o.maxPacketBytes) || this.o.maxPacketBytes < 64) throw new RangeError('maxPacketBytes must be an integer of at least 64')
     this.logger = options.logger ?? silentLogger
+    this.acks = new AckHandler({
+      log: options.log,
+      deviceId: options.deviceId,
+      gatewayPublicKeys: options.gatewayPublicKeys ?? [],
+      keepUntil: this.o.keepUntil,
+      logger: this.logger,
+      sentSeq: () => this.sentSeq,
+      onProgress: (through) => this.afterAck(through),
+      onError: (e) => {
+        this.lastError = e.message
+        this.logger.error({ error: e.message }, 'applying ack failed')
+      }
+    })
+    this.clientId = this.newClientId()
+  }
+
+  private newClientId (): string {
+    return this.o.clientId ?? `prov-agent-${this.o.deviceId}-${randomBytes(4).toString('hex')}`
   }
 
   status (): UplinkStatus {
@@ -102,10 +175,15 @@ export class Uplink {
     return {
       connected: this.connected,
       ackedSeq: log.acked,
-      anchoredSeq: this.anchoredSeq,
+      anchoredSeq: this.acks.anchoredSeq,
       backlog: Math.max(0, log.nextSeq - 1 - log.acked),
       sentMessages: this.sentMessages,
       reconnects: this.reconnects,
+      takeovers: this.takeovers,
+      clientId: this.clientId,
+      ...(this.brokerMaxPacketBytes !== undefined ? { brokerMaxPacketBytes: this.brokerMaxPacketBytes } : {}),
+      ...(this.blocked !== undefined ? { blocked: { ...this.blocked } } : {}),
+      acks: this.acks.status(),
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {})
     }
   }
@@ -115,6 +193,9 @@ export class Uplink {
     if (this.running) return
     this.running = true
     this.unsubscribe = this.o.log.onDurable(() => this.poke())
+    if (this.acks.mode === 'keep-all') {
+      this.logger.warn({ deviceId: this.o.deviceId }, 'no gateway public key configured: acks are not trusted and delete nothing; records stay until the disk budget decides (set gatewayPublicKeys)')
+    }
     this.connect()
   }
 
@@ -123,7 +204,7 @@ export class Uplink {
     const status = deviceTopic(this.o.deviceId, 'status')
     const client = mqtt.connect(this.o.brokerUrl, {
       protocolVersion: this.o.mqttProtocolVersion,
-      clientId: `prov-agent-${this.o.deviceId}`,
+      clientId: this.clientId,
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: this.o.connectTimeoutMs,
@@ -133,13 +214,16 @@ export class Uplink {
       ...(this.o.password !== undefined ? { password: this.o.password } : {})
     })
     this.client = client
-    client.on('connect', () => { void this.onConnect(client) })
+    client.on('connect', (connack) => { void this.onConnect(client, connack) })
     client.on('message', (topic, payload) => { this.onMessage(topic, payload) })
     client.on('error', (e) => { this.lastError = e.message })
+    client.on('disconnect', (packet) => { this.onDisconnect(client, packet) })
     client.on('close', () => { this.onClose(client) })
   }
 
-  private async onConnect (client: MqttClient): Promise<void> {
+  private async onConnect (client: MqttClient, connack: IConnackPacket): Promise<void> {
+    // MQTT 5 §3.2.2.3.6: absent means no limit beyond the protocol's.
+    this.brokerMaxPacketBytes = connack.properties?.maximumPacketSize
     try {
       await client.subscribeAsync([deviceTopic(this.o.deviceId, 'ack'), deviceTopic(this.o.deviceId, 'policy')], { qos: 1 })
       await client.publishAsync(deviceTopic(this.o.deviceId, 'status'), 'online', { qos: 1, retain: true })
@@ -150,18 +234,42 @@ export class Uplink {
     }
     if (client !== this.client) return
     this.connected = true
-    this.attempts = 0
+    this.connectedAtMs = Date.now()
     this.inFlight = []
     this.sentSeq = this.o.log.acked
+    this.acks.resetConnection()
+    this.blocked = undefined
     this.lastAckAt = Date.now()
-    this.logger.info({ broker: this.o.brokerUrl, ackedSeq: this.o.log.acked, backlog: this.status().backlog }, 'uplink connected')
+    this.logger.info({ broker: this.o.brokerUrl, clientId: this.clientId, ackedSeq: this.o.log.acked, backlog: this.status().backlog, maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'uplink connected')
     this.pump ??= this.drain().finally(() => { this.pump = undefined })
     this.poke()
+  }
+
+  // The broker ends the connection with a reason (MQTT 5 §3.14.2.1).
+  private onDisconnect (client: MqttClient, packet: IDisconnectPacket): void {
+    if (client !== this.client) return
+    const reason = packet.reasonCode ?? 0
+    if (reason === REASON_SESSION_TAKEN_OVER) {
+      // Another client connected with our client id. Coming back under the same id would take it
+      // back and start a takeover ping-pong: come back under a fresh one instead.
+      // (Not every broker says so: Mosquitto 2.0.11 just closes. onClose copes either way.)
+      this.takeovers++
+      this.lastError = 'session taken over by another client with the same client id'
+      this.logger.warn({ takeovers: this.takeovers, fixedClientId: this.o.clientId !== undefined }, 'uplink session taken over by a client using its client id')
+    } else if (reason === REASON_PACKET_TOO_LARGE) {
+      this.lastError = 'broker refused a packet as too large'
+      this.logger.error({ maxPacketBytes: this.brokerMaxPacketBytes ?? null }, 'broker disconnected the uplink: packet too large')
+    } else if (reason !== 0) {
+      this.lastError = `broker disconnected the uplink with reason 0x${reason.toString(16)}`
+    }
   }
 
   private onClose (client: MqttClient): void {
     if (client !== this.client) return
     if (this.connected) this.logger.warn({ broker: this.o.brokerUrl, error: this.lastError }, 'uplink disconnected')
+    // Only a connection that lasted resets the backoff: one that a takeover (or a flapping
+    // broker) ends at once must not bring the uplink back at full speed, in a ping-pong.
+    if (this.connected && Date.now() - this.connectedAtMs >= STABLE_CONNECTION_MS) this.attempts = 0
     this.connected = false
     this.client = undefined
     this.inFlight = []
@@ -170,6 +278,9 @@ export class Uplink {
     client.end(true)
     this.poke()
     if (!this.running) return
+    // Sessions are clean, so a client id carries nothing over: each connection gets a fresh one,
+    // and a client that took the last one over (the broker may not say so) holds a dead name.
+    if (this.o.clientId === undefined) this.clientId = this.newClientId()
     // Capped exponential backoff with full jitter, so a fleet that lost its broker does not
     // reconnect in lockstep.
     const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts, 20))
@@ -184,37 +295,12 @@ export class Uplink {
       if (payload.byteLength > 0) this.o.onPolicy?.(new Uint8Array(payload))
       return
     }
-    let ack: Ack
-    try {
-      ack = decodeAck(new Uint8Array(payload))
-    } catch (e) {
-      this.logger.warn({ error: (e as Error).message }, 'ignoring malformed ack')
-      return
-    }
-    void this.applyAck(ack).catch(e => {
-      this.lastError = (e as Error).message
-      this.logger.error({ error: (e as Error).message }, 'applying ack failed')
-    })
+    this.acks.receive(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength))
   }
 
-  private async applyAck (ack: Ack): Promise<void> {
-    const log = this.o.log
-    const stored = Math.min(ack.storedSeq, log.head.seq)
-    if (stored > log.acked) {
-      // An ack names our record by hash: a gateway holding something else is a fault to report.
-      const ours = await log.get(stored)
-      if (ours !== undefined && !equalBytes(ours.hash, ack.storedHash)) {
-        this.logger.error({ seq: stored, ours: toHex(ours.hash), theirs: toHex(ack.storedHash) }, 'gateway acknowledged a record that is not ours: ignoring the ack')
-        return
-      }
-      await log.acknowledge(stored, { deleteAcked: this.o.keepUntil === 'stored' })
-    }
-    if (ack.anchoredSeq > this.anchoredSeq) {
-      this.anchoredSeq = Math.min(ack.anchoredSeq, log.acked)
-      if (this.o.keepUntil === 'anchored') await log.deleteAcknowledged(this.anchoredSeq)
-    }
+  private afterAck (through: number): void {
     this.lastAckAt = Date.now()
-    while (this.inFlight.length > 0 && (this.inFlight[0] as number) <= log.acked) this.inFlight.shift()
+    while (this.inFlight.length > 0 && (this.inFlight[0] as number) <= through) this.inFlight.shift()
     this.poke()
   }
 
@@ -261,20 +347,31 @@ export class Uplink {
         await this.sleep(Math.min(this.o.ackTimeoutMs, 1000))
         continue
       }
-      const records = await log.range(from, log.head.seq, this.o.batchRecords)
+      const read = await log.range(from, log.head.seq, this.o.batchRecords)
       // The connection may have changed while reading: what counts as sent was reset with it.
       if (client !== this.client || !this.connected) continue
-      if (records.length === 0) {
+      if (read.length === 0) {
         // Deleted under us (acked meanwhile): move on.
         this.sentSeq = Math.max(this.sentSeq, from)
         continue
       }
+      // As many records as one packet the broker takes can carry (never a packet it would drop).
+      const topic = deviceTopic(this.o.deviceId, 'records')
+      const maxPacket = Math.min(this.brokerMaxPacketBytes ?? this.o.maxPacketBytes, this.o.maxPacketBytes)
+      const fit = envelopesThatFit(read.map(r => r.envelope), maxPayloadBytes(topic, maxPacket, this.o.mqttProtocolVersion))
+      if (fit === 0) {
+        this.block(read[0] as (typeof read)[number], topic, maxPacket)
+        await this.sleep(Math.min(this.o.ackTimeoutMs, 1000))
+        continue
+      }
+      const records = read.slice(0, fit)
+      const payload = encodeRecordBatch(records.map(r => r.envelope))
       const last = (records.at(-1) as (typeof records)[number]).record.seq
       log.markSent(last)
       this.sentSeq = last
       this.inFlight.push(last)
       try {
-        await client.publishAsync(deviceTopic(this.o.deviceId, 'records'), Buffer.from(encodeRecordBatch(records.map(r => r.envelope))), { qos: 1 })
+        await client.publishAsync(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 1 })
         this.sentMessages++
       } catch (e) {
         this.lastError = (e as Error).message
@@ -282,6 +379,16 @@ export class Uplink {
         await this.sleep(100)
       }
     }
+  }
+
+  // The record stays in the log, and the uplink waits before it: skipping it would break the
+  // chain the gateway verifies. A broker with a larger limit (next connection) unblocks it.
+  private block (record: { record: { seq: number }, envelope: Uint8Array }, topic: string, maxPacketBytes: number): void {
+    const packetBytes = publishPacketBytes(topic, envelopesPayloadBytes(record.envelope), this.o.mqttProtocolVersion)
+    if (this.blocked?.seq === record.record.seq) return
+    this.blocked = { code: 'RECORD_TOO_LARGE_FOR_BROKER', seq: record.record.seq, packetBytes, maxPacketBytes }
+    this.lastError = `record ${record.record.seq} needs a ${packetBytes}-byte packet, the broker takes at most ${maxPacketBytes}`
+    this.logger.error({ ...this.blocked }, 'uplink blocked: a record is too large for the broker (kept in the log; raise the broker\'s max_packet_size)')
   }
 
   /** Publishes `offline`, stops reconnecting and closes the connection. */
@@ -304,5 +411,11 @@ export class Uplink {
       await client.endAsync(true).catch(() => {})
     }
     await this.pump
+    // An ack being applied finishes before the caller closes the log.
+    await this.acks.idle()
   }
+}
+
+function envelopesPayloadBytes (envelope: Uint8Array): number {
+  return encodeRecordBatch([envelope]).byteLength
 }

@@ -6,3 +6,4 @@ export { linkRecords, type LinkResult, type LinkFailure, type LinkFailureReason 
 export { QUARANTINE_REASONS, type QuarantineReason } from './quarantine.js'
 export { MqttIngest, redactUrl, setNoDelay, type MqttIngestOptions } from './mqtt-ingest.js'
 export { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js'
+export { createPeerAckReader, type PeerAckReader, type PeerAckReaderOptions } from './ack-verify.js'

@@ -6,7 +6,7 @@
  * Devices are independent: each has its own queue, so one slow key lookup delays only its device.
  */
 import {
-  decodeAck, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, hashLeaf, parseTopic, verifyRecordSignature,
+  decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, hashLeaf, parseTopic, verifyRecordSignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, Batcher } from '../batch/index.js'
@@ -18,6 +18,7 @@ import {
 } from '../store/index.js'
 import { linkRecords } from './chain-link.js'
 import type { QuarantineReason } from './quarantine.js'
+import type { PeerAckReader } from './ack-verify.js'
 
 /** What the pipeline counts (the gateway's metrics implement it). */
 export interface IngestCounters {
@@ -50,6 +51,8 @@ export interface IngestPipelineOptions {
   publishAck: (deviceId: string, ack: Ack) => boolean
   /** Correct peers' acks that say less than this gateway knows (scale-out mode). */
   correctPeerAcks: boolean
+  /** Reads a retained ack: only one a trusted gateway signed for that device counts (ack-verify.ts). */
+  readPeerAck: PeerAckReader
   counters: IngestCounters
   logger: GatewayLogger
   /** Gateway clock, Unix ms. */
@@ -233,13 +236,9 @@ export class IngestPipeline {
     if (this.stopped) return
     const parsed = parseTopic(topic)
     if (parsed === undefined || parsed.kind !== 'ack') return
-    let ack: Ack
-    try {
-      ack = decodeAck(payload)
-    } catch (e) {
-      this.o.logger.warn({ topic, error: (e as Error).message }, 'ignoring a malformed ack')
-      return
-    }
+    // Signed acks (issue 9): readPeerAck verifies and logs what it refuses.
+    const ack = this.o.readPeerAck(parsed.deviceId, payload)
+    if (ack === undefined) return
     const d = this.device(parsed.deviceId)
     const mySeq = d.tip?.seq ?? -1
     if (ack.storedSeq > mySeq) {

@@ -23,7 +23,7 @@ async function waitFor (what: string, check: () => boolean, timeoutMs = 60_000):
   }
 }
 
-async function device (t: Tap, env: GatewayEnv, id: string, options: { budgetBytes?: number } = {}): Promise<{ agent: ProvenanceAgent, uplink: Uplink, run: (n: number) => Promise<void> }> {
+async function device (t: Tap, env: GatewayEnv, gateway: Gateway, id: string, options: { budgetBytes?: number } = {}): Promise<{ agent: ProvenanceAgent, uplink: Uplink, run: (n: number) => Promise<void> }> {
   const modelPath = join(env.dir, `${id}.onnx`)
   const modelBytes = makeClassifierModel({ seed: 3 })
   await writeFile(modelPath, modelBytes)
@@ -38,7 +38,7 @@ async function device (t: Tap, env: GatewayEnv, id: string, options: { budgetByt
   })
   await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(id), publicKey: agent.publicKey, validFromMs: 0 })
   const model = await agent.loadModel(modelPath, { name: 'tiny' })
-  const uplink = new Uplink({ log: agent.log, deviceId: id, brokerUrl: env.broker.url, batchRecords: 64, reconnectMinMs: 50, reconnectMaxMs: 300, ackTimeoutMs: 2000 })
+  const uplink = new Uplink({ log: agent.log, deviceId: id, brokerUrl: env.broker.url, batchRecords: 64, reconnectMinMs: 50, reconnectMaxMs: 300, ackTimeoutMs: 2000, gatewayPublicKeys: [gateway.logPublicKey as Uint8Array] })
   t.teardown(async () => { await uplink.stop(); await agent.stop() })
   let i = 0
   const run = async (n: number): Promise<void> => {
@@ -64,7 +64,7 @@ async function verifyAtGateway (t: { equal: Function, same: Function, ok: Functi
 t.test('behavior: an offline backlog drains through the gateway with no gap and no duplicate', async t => {
   const env = await startGatewayEnv(t)
   const gateway = await env.gateway()
-  const d = await device(t, env, 'soak-offline')
+  const d = await device(t, env, gateway, 'soak-offline')
   await env.broker.stop()
   await d.uplink.start()
   await d.run(300)
@@ -78,7 +78,7 @@ t.test('behavior: an offline backlog drains through the gateway with no gap and 
 t.test('behavior: a broker flapping every second loses nothing', async t => {
   const env = await startGatewayEnv(t)
   const gateway = await env.gateway()
-  const d = await device(t, env, 'soak-flap')
+  const d = await device(t, env, gateway, 'soak-flap')
   await d.uplink.start()
   for (let cycle = 0; cycle < 4; cycle++) {
     await d.run(60)
@@ -96,7 +96,7 @@ t.test('behavior: a broker flapping every second loses nothing', async t => {
 t.test('behavior: a fail-open budget writes gap records that the gateway and the verifier accept as honest', async t => {
   const env = await startGatewayEnv(t)
   const gateway = await env.gateway()
-  const d = await device(t, env, 'soak-budget', { budgetBytes: 24 * 1024 })
+  const d = await device(t, env, gateway, 'soak-budget', { budgetBytes: 24 * 1024 })
   await d.uplink.start()
   await d.run(20)
   await waitFor('first records acknowledged', () => d.uplink.status().ackedSeq === d.agent.log.head.seq)

@@ -107,3 +107,18 @@ t.test('error: a start failure exits 1 with CODE: message', async t => {
   t.equal(await runCli(['start', '--config', config], x), 1)
   t.match(x.err.join(''), /^STORE_LOCKED: /)
 })
+
+t.test('behavior: log-key creates the gateway log key and prints its id and public key (to register on chain, give to devices)', async t => {
+  const dir = await makeTempDir(t)
+  const env = { PROVENANCE_GATEWAY_NAME: 'gw-k', PROVENANCE_GATEWAY_STATE_DIR: dir, PROVENANCE_GATEWAY_RPC_URL: 'http://127.0.0.1:1', PROVENANCE_GATEWAY_REGISTRY: '0x0000000000000000000000000000000000000001' }
+  const a = io(env)
+  t.equal(await runCli(['log-key'], a), 0)
+  const printed = JSON.parse(a.out.join('')) as { gatewayId: string, publicKey: string, logKeyFile: string }
+  t.match(printed, { gatewayId: 'gateway.gw-k', publicKey: /^[0-9a-f]{64}$/, logKeyFile: join(dir, 'log-key.json') })
+  const b = io({ ...env, PROVENANCE_GATEWAY_GATEWAY_ID: 'gw.k.custom', PROVENANCE_GATEWAY_PEER_GATEWAY_KEYS: `${'ab'.repeat(32)},${'cd'.repeat(32)}` })
+  t.equal(await runCli(['log-key'], b), 0)
+  t.match(JSON.parse(b.out.join('')), { gatewayId: 'gw.k.custom', publicKey: printed.publicKey }, 'the same key on every call')
+  const c = io({ ...env, PROVENANCE_GATEWAY_PEER_GATEWAY_KEYS: 'nothex' })
+  t.equal(await runCli(['log-key'], c), 2)
+  t.match(c.err.join(''), /^CONFIG_INVALID: peerGatewayKeys/)
+})

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt'
-import { decodeAck, deviceTopic, encodeRecordBatch, hashLeaf, parseProof, verifyProof, type Ack, type SignedRecord } from '../../protocol/index.js'
+import { deviceTopic, encodeRecordBatch, hashLeaf, parseProof, verifyAck, verifyProof, type AckStatement, type SignedRecord } from '../../protocol/index.js'
 import { deviceIdOf } from '../../contracts/index.js'
 import { Gateway, type GatewayLogger } from '../../gateway/index.js'
 import { startGatewayEnv, httpGet, type GatewayEnv } from '../fixtures/gateway-env.js'
@@ -109,12 +109,14 @@ t.test('behavior: a resend of stored records is answered with the current ack (t
   t.teardown(async () => await listener.endAsync(true))
   // Drop the retained ack, as a broker restart without persistence would.
   await listener.publishAsync(deviceTopic('forgetful', 'ack'), Buffer.alloc(0), { qos: 1, retain: true })
-  const acks: Ack[] = []
-  listener.on('message', (_topic, payload) => { if (payload.length > 0) acks.push(decodeAck(new Uint8Array(payload))) })
+  const acks: AckStatement[] = []
+  // The answer is a signed ack that verifies under the gateway's log key.
+  const trustedKeys = [gw.logPublicKey as Uint8Array]
+  listener.on('message', (_topic, payload) => { if (payload.length > 0) acks.push(verifyAck(new Uint8Array(payload), { deviceId: 'forgetful', trustedKeys }).statement) })
   await listener.subscribeAsync(deviceTopic('forgetful', 'ack'), { qos: 1 })
   await publish(device.records.slice(2))
   await waitFor('an ack', () => acks.length > 0)
-  t.match(acks[0], { storedSeq: 3 })
+  t.match(acks[0], { storedSeq: 3, deviceId: 'forgetful', gatewayId: `gateway.${gw.options.name}` })
   t.match((await httpGet(`${gw.httpUrl}/metrics`)).text, /provenance_gateway_records_duplicate_total 2\b/)
 })
 

@@ -1,4 +1,6 @@
 import t from 'tap'
+import { join } from 'node:path'
+import { loadOrCreateLogKey } from '../../gateway/index.js'
 import { hashLeaf, parseProof, toHex, verifyProof } from '../../protocol/index.js'
 import { startGatewayEnv, httpGet } from '../fixtures/gateway-env.js'
 import { DeviceFleet, makeDevices, registerDevices } from '../fixtures/gateway-fleet.js'
@@ -11,8 +13,11 @@ t.test('behavior: two gateways on a shared subscription split the load and ancho
   if (second === undefined) throw new Error('anvil has no account 5')
   await env.chain.registryAs('admin').grantRole('anchorer', second.address)
 
-  const a = await env.gateway({ name: 'gw-a', shareGroup: 'fleet', batchMaxRecords: 50 })
-  const b = await env.gateway({ name: 'gw-b', shareGroup: 'fleet', batchMaxRecords: 50, anchorPrivateKey: second.privateKey })
+  // Each gateway signs its acks with its own log key and trusts its peer's (the shared tip).
+  const keyA = toHex((await loadOrCreateLogKey(join(env.dir, 'gw-a', 'log-key.json'))).publicKey)
+  const keyB = toHex((await loadOrCreateLogKey(join(env.dir, 'gw-b', 'log-key.json'))).publicKey)
+  const a = await env.gateway({ name: 'gw-a', shareGroup: 'fleet', batchMaxRecords: 50, peerGatewayKeys: [keyB] })
+  const b = await env.gateway({ name: 'gw-b', shareGroup: 'fleet', batchMaxRecords: 50, anchorPrivateKey: second.privateKey, peerGatewayKeys: [keyA] })
   const fleet = new DeviceFleet({ brokerUrl: env.broker.url, devices, oneInFlight: true, ackTimeoutMs: 10_000 })
   t.teardown(async () => await fleet.stop())
   await fleet.start()

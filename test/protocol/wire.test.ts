@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  deviceTopic, topicFilter, parseTopic, encodeRecordBatch, decodeRecordBatch, encodeAck, decodeAck,
+  deviceTopic, topicFilter, parseTopic, encodeRecordBatch, decodeRecordBatch,
   encodeCanonical, ProtocolError, MAX_BATCH_RECORDS
 } from '../../protocol/index.js'
 
@@ -15,11 +15,9 @@ t.test('behavior: topics round-trip and foreign topics are not ours', async t =>
   t.throws(() => deviceTopic('+', 'records'), RangeError)
 })
 
-t.test('behavior: record batches and acks round-trip', async t => {
+t.test('behavior: record batches round-trip', async t => {
   const envs = [new Uint8Array([1, 2]), new Uint8Array(64)]
   t.same(decodeRecordBatch(encodeRecordBatch(envs)), envs)
-  const storedHash = new Uint8Array(32).fill(5)
-  t.same(decodeAck(encodeAck({ storedSeq: 41, storedHash, anchoredSeq: -1 })), { storedSeq: 41, storedHash, anchoredSeq: -1 })
 })
 
 t.test('error: malformed payloads give ProtocolError', async t => {
@@ -27,11 +25,7 @@ t.test('error: malformed payloads give ProtocolError', async t => {
     ['batch of non-bytes', encodeCanonical([1, 2]), decodeRecordBatch],
     ['batch not an array', encodeCanonical('x'), decodeRecordBatch],
     ['too many records', encodeCanonical(Array.from({ length: MAX_BATCH_RECORDS + 1 }, () => new Uint8Array(1))), decodeRecordBatch],
-    ['garbage', new Uint8Array([0xff, 0x00]), decodeRecordBatch],
-    ['ack wrong version', encodeCanonical([2, 1, new Uint8Array(32), 1]), decodeAck],
-    ['ack short hash', encodeCanonical([1, 1, new Uint8Array(31), 1]), decodeAck],
-    ['ack short', encodeCanonical([1, 1]), decodeAck],
-    ['ack garbage', new Uint8Array([0x1c]), decodeAck]
+    ['garbage', new Uint8Array([0xff, 0x00]), decodeRecordBatch]
   ]
   for (const [name, bytes, fn] of cases) {
     const err = (() => { try { fn(bytes); return undefined } catch (e) { return e } })()

@@ -245,7 +245,8 @@ t.test('error: no boot record and nothing listening when the start checks fail',
 t.test('behavior: a retained policy published on the broker reaches the daemon through the uplink', async t => {
   const broker = await startMosquitto()
   t.teardown(async () => await broker.close())
-  const { start, options, dir } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url })
+  const gatewayKey = createSigner(new Uint8Array(32).fill(8))
+  const { start, options, dir } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url, gatewayPublicKeys: [gatewayKey.publicKey] })
   options.models = [{ name: 'tiny', path: join(dir, 'a.onnx') }, { name: 'other', path: join(dir, 'b.onnx') }]
   const admin$ = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
   t.teardown(async () => await admin$.endAsync())
@@ -254,7 +255,7 @@ t.test('behavior: a retained policy published on the broker reaches the daemon t
   // No policy was stored yet: both models loaded unchecked before the uplink connected.
   await waitFor('the policy', async () => (await daemon.status()).policy.version === 1)
   const s = await daemon.status()
-  t.match(s.uplink, { configured: true, connected: true })
+  t.match(s.uplink, { configured: true, connected: true, acks: { mode: 'verified' } }, 'the gateway key reached the uplink')
   t.match(s.models, [{ name: 'tiny', policy: 'unchecked', runnable: true }, { name: 'other', policy: 'unchecked', runnable: false }], 'enforce now blocks the unlisted model')
   t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_NOT_APPROVED')
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), { qos: 1, retain: true })

@@ -3,53 +3,16 @@ import mqtt from 'mqtt'
 import { RecordLog } from '../../../agent/log/index.js'
 import { Uplink } from '../../../agent/uplink/index.js'
 import {
-  ChainVerifier, createSigner, decodeEnvelope, decodeRecordBatch, encodeAck, fixedKey, parseTopic, sha256, topicFilter, deviceTopic, ZERO_HASH,
-  type RecordBody, type SignedRecord
+  createSigner, sha256, deviceTopic, type RecordBody
 } from '../../../protocol/index.js'
+import { newReceiverState as newState, startReceiver, testAck, waitFor, TEST_GATEWAY_KEY, type ReceiverState } from '../../helpers/ack-receiver.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
 const signer = createSigner(new Uint8Array(32).fill(4))
+const gatewayPublicKeys = [TEST_GATEWAY_KEY.publicKey]
 const body = (seq: number): RecordBody => ({ kind: 'inference', modelHash: sha256(new Uint8Array([1])), inputs: [], outputs: [], latencyUs: seq, decision: null })
-
-/**
- * The smallest acking receiver: verifies each device's chain in order and acks (retained) the
- * contiguous tip. The uplink's own contract is tested here; the real gateway has its own suite.
- */
-interface ReceiverState { stored: Map<number, SignedRecord>, duplicates: number, skipped: number, failures: string[], tip: { seq: number, hash: Uint8Array }, verifier: ChainVerifier }
-
-function newReceiverState (): ReceiverState {
-  return { stored: new Map(), duplicates: 0, skipped: 0, failures: [], tip: { seq: -1, hash: ZERO_HASH }, verifier: new ChainVerifier({ deviceId: 'dev-u', keyAt: fixedKey(signer.publicKey) }) }
-}
-
-async function startReceiver (url: string, state: ReceiverState = newReceiverState()): Promise<ReceiverState & { close: () => Promise<void> }> {
-  const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `receiver-${Math.random()}` })
-  client.on('message', (topic, payload) => {
-    const p = parseTopic(topic)
-    if (p?.kind !== 'records') return
-    for (const env of decodeRecordBatch(new Uint8Array(payload))) {
-      const r = decodeEnvelope(env)
-      if (r.record.seq <= state.tip.seq) { state.duplicates++; continue }
-      // A message published while nobody subscribed is lost in transit: the uplink resends on ack timeout.
-      if (r.record.seq !== state.tip.seq + 1) { state.skipped++; continue }
-      const f = state.verifier.push(r)
-      if (f !== undefined) { state.failures.push(f.message); continue }
-      state.stored.set(r.record.seq, r)
-      state.tip = { seq: r.record.seq, hash: r.hash }
-    }
-    void client.publishAsync(deviceTopic(p.deviceId, 'ack'), Buffer.from(encodeAck({ storedSeq: state.tip.seq, storedHash: state.tip.hash, anchoredSeq: -1 })), { qos: 1, retain: true }).catch(() => {})
-  })
-  await client.subscribeAsync(topicFilter('records'), { qos: 1 })
-  return Object.assign(state, { close: async () => { await client.endAsync() } })
-}
-
-async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-}
+const newReceiverState = (): ReceiverState => newState('dev-u', signer.publicKey)
 
 t.test('behavior: drains the offline backlog oldest first once the broker comes back, deletes only acked records', async t => {
   const broker = await startMosquitto()
@@ -59,19 +22,20 @@ t.test('behavior: drains the offline backlog oldest first once the broker comes 
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   await broker.stop()
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 50, reconnectMinMs: 50, reconnectMaxMs: 200 })
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 50, reconnectMinMs: 50, reconnectMaxMs: 200, gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   await uplink.start()
   for (let i = 0; i < 500; i++) await log.append(body)
   t.equal(uplink.status().connected, false)
   t.equal(uplink.status().backlog, 501)
   await broker.restart()
-  const receiver = await startReceiver(broker.url)
+  const receiver = await startReceiver(broker.url, newReceiverState())
   t.teardown(async () => await receiver.close())
   // New records keep coming while the backlog drains.
   const more = (async () => { for (let i = 0; i < 200; i++) await log.append(body) })()
   await more
-  await waitFor('all acked', () => uplink.status().ackedSeq === 700)
+  // ackedSeq moves before the deletion is durable: wait for the log itself too.
+  await waitFor('all acked', async () => uplink.status().ackedSeq === 700 && (await log.range(0, 10_000)).length === 1)
   t.same(receiver.failures, [])
   t.equal(receiver.stored.size, 701, 'every record arrived once, in order')
   t.equal(uplink.status().backlog, 0)
@@ -86,8 +50,8 @@ t.test('behavior: a flapping broker loses nothing', async t => {
   const log = await RecordLog.open({ dir, deviceId: 'dev-u', signer })
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
-  const receiver = await startReceiver(broker.url)
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 20, reconnectMinMs: 20, reconnectMaxMs: 100, ackTimeoutMs: 1000 })
+  const receiver = await startReceiver(broker.url, newReceiverState())
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, batchRecords: 20, reconnectMinMs: 20, reconnectMaxMs: 100, ackTimeoutMs: 1000, gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   await uplink.start()
   let receiverNow = receiver
@@ -116,17 +80,17 @@ t.test('behavior: keepUntil anchored deletes records only once anchored, and a w
   t.teardown(async () => await log.close())
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   for (let i = 0; i < 9; i++) await log.append(body)
-  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, keepUntil: 'anchored' })
+  const uplink = new Uplink({ log, deviceId: 'dev-u', brokerUrl: broker.url, keepUntil: 'anchored', gatewayPublicKeys })
   t.teardown(async () => await uplink.stop())
   const gw = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
   t.teardown(async () => await gw.endAsync())
   await uplink.start()
   await waitFor('connected', () => uplink.status().connected)
   const ack = async (stored: number, hash: Uint8Array, anchored: number): Promise<void> => {
-    await gw.publishAsync(deviceTopic('dev-u', 'ack'), Buffer.from(encodeAck({ storedSeq: stored, storedHash: hash, anchoredSeq: anchored })), { qos: 1, retain: true })
+    await gw.publishAsync(deviceTopic('dev-u', 'ack'), testAck('dev-u', { storedSeq: stored, storedHash: hash, anchoredSeq: anchored }), { qos: 1, retain: true })
   }
   await ack(5, sha256(new Uint8Array([9])), -1)
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await waitFor('refusal', () => uplink.status().acks.rejected.ACK_HASH_MISMATCH === 1)
   t.equal(uplink.status().ackedSeq, -1, 'an ack naming another record is ignored')
   const r5 = await log.get(5)
   await ack(5, r5?.hash as Uint8Array, -1)
