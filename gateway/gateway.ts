@@ -333,7 +333,7 @@ export class Gateway {
     const fields = { gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }
     try {
       const answer = await keys.keyAt(o.gatewayId, Date.now())
-      if (answer.publicKey === undefined) o.logger.warn(fields, 'log key not registered on chain: register it with registerDevice under gatewayId')
+      if (answer.publicKey === undefined) o.logger.warn(fields, 'log key not registered on chain: register it with provenance-fleet gateway register --id <gatewayId> --public-key <key> (registerDevice under gatewayId)')
       else if (!equalBytes(answer.publicKey, logKey.publicKey)) o.logger.error({ ...fields, registered: Buffer.from(answer.publicKey).toString('hex') }, 'the key registered on chain under gatewayId is not this gateway\'s log key')
       else if (answer.revoked) o.logger.error(fields, 'log key is revoked on chain')
       else o.logger.info(fields, 'log key registered on chain')

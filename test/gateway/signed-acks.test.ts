@@ -146,7 +146,7 @@ t.test('behavior: at start the gateway says whether its log key is registered on
   }
   const said = async (msg: string): Promise<void> => { await waitFor(msg, () => lines.some(l => l.msg === msg)) }
   await env.gateway({ name: 'gw-unregistered', logger })
-  await said('log key not registered on chain: register it with registerDevice under gatewayId')
+  await said('log key not registered on chain: register it with provenance-fleet gateway register --id <gatewayId> --public-key <key> (registerDevice under gatewayId)')
   const key = await loadOrCreateLogKey(join(env.dir, 'gw-registered', 'log-key.json'))
   await env.chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf('gateway.gw-registered'), publicKey: key.publicKey, validFromMs: 0 })
   await env.gateway({ name: 'gw-registered', logger })
