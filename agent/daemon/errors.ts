@@ -21,12 +21,23 @@ export type DaemonErrorCode =
   | 'ROUTE_UNKNOWN'
   /** Incident capture is turned off on this device. */
   | 'CAPTURE_DISABLED'
+  /** A TCP request without `Authorization: Bearer <token>` (the unix socket needs none). */
+  | 'UNAUTHENTICATED'
+  /** A TCP request with a token that is not the daemon's. */
+  | 'TOKEN_INVALID'
+  /** A request target longer than the API reads. */
+  | 'TARGET_TOO_LONG'
+  /** The TCP API's token file cannot be created or read, or holds no usable token. */
+  | 'API_TOKEN_UNUSABLE'
 
 export class DaemonError extends ProvenanceError<DaemonErrorCode> {}
 
 /** HTTP status for each error code the API can answer with; anything else is 500. */
 export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   REQUEST_INVALID: 400,
+  UNAUTHENTICATED: 401,
+  TOKEN_INVALID: 403,
+  TARGET_TOO_LONG: 414,
   INPUT_INVALID: 400,
   TENSOR_INVALID: 400,
   RECORD_INVALID: 400,

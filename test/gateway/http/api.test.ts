@@ -9,7 +9,7 @@ import { deviceTopic } from '../../../protocol/index.js'
 import { MAX_PAGE_ITEMS, Gateway } from '../../../gateway/index.js'
 import { startGatewayEnv, httpGet, TEST_HTTP_TOKEN } from '../../fixtures/gateway-env.js'
 import { DeviceFleet, makeDevices, registerDevices } from '../../fixtures/gateway-fleet.js'
-import { rawRequest } from '../../fixtures/raw-http.js'
+import { rawRequest } from '../../helpers/raw-http.js'
 
 const env = await startGatewayEnv(t)
 const gw = await env.gateway({ httpRequestTimeoutMs: 1000, quarantineMaxRawBytes: 1024 })
