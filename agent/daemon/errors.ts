@@ -15,7 +15,7 @@ export type DaemonErrorCode =
   | 'REQUEST_TOO_LARGE'
   /** The daemon is shutting down and takes no new runs. */
   | 'DAEMON_STOPPING'
-  /** The HTTP API could not listen on its loopback port (in use, or not permitted). */
+  /** The HTTP API could not listen on its unix socket or loopback port (in use, not a socket, path too long, not permitted). */
   | 'LISTEN_FAILED'
   /** No such route in the HTTP API. */
   | 'ROUTE_UNKNOWN'
