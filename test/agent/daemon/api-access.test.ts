@@ -92,6 +92,21 @@ t.test('behavior: apiSocketMode 0660 opens the socket to the service group, and 
   t.equal(await runAs(NOBODY, tryConnect(daemon.socketPath)), 'HTTP 200', 'a member of the socket\'s group gets in')
 })
 
+t.test('behavior: a stale socket left by a killed daemon is replaced at the next start', async t => {
+  const dir = await makeTempDir(t, 'prov-stale-')
+  const path = join(dir, 'stale.sock')
+  // A process that listens on the path and dies by SIGKILL leaves the socket file behind.
+  const holder = spawn('/usr/bin/env', ['-i', process.execPath, '-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'ignore'] })
+  await new Promise<void>(resolve => holder.stdout.once('data', () => resolve()))
+  const gone = new Promise(resolve => holder.once('exit', resolve))
+  holder.kill('SIGKILL')
+  await gone
+  t.ok((await stat(path)).isSocket(), 'the stale socket is there')
+  const { daemon } = await startDaemon(t, { apiSocket: path })
+  t.equal(daemon.socketPath, path)
+  t.equal((await rawRequest({ path }, 'GET /status HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n')).status, 200, 'the daemon serves on it')
+})
+
 t.test('attack: the TCP API refuses requests without the token (401), with a wrong one (403) or a foreign Host', async t => {
   const { daemon, stateDir } = await startDaemon(t, { statusPort: 0 })
   const token = (await readFile(join(stateDir, 'api-token'), 'utf8')).trim()
