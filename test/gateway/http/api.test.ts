@@ -39,6 +39,12 @@ async function quarantineJunk (n: number, bytes: number, tag: string): Promise<v
   }
 }
 
+/** The tag written into the newest stored quarantine entry (entries are stored in order, after the metric counts them). */
+async function newestTag (g: Gateway): Promise<string> {
+  const page = (await httpGet(`${g.httpUrl as string}/v1/quarantine?limit=1`)).json() as { entries: Array<{ raw: string }> }
+  return Buffer.from(page.entries[0]?.raw ?? '', 'base64').subarray(1, 24).toString('latin1').split(';')[0] as string
+}
+
 async function quarantinedTotal (g: Gateway): Promise<number> {
   const m = /provenance_gateway_records_quarantined_total\{reason="payload-malformed"\} (\d+)/.exec((await httpGet(`${g.httpUrl as string}/metrics`)).text)
   return Number(m?.[1] ?? 0)
@@ -138,7 +144,7 @@ t.test('behavior: public routes are chosen by option; a gateway without a token 
 t.test('behavior: quarantine pages are capped and a cursor walks all of them exactly once', async t => {
   const before = await quarantinedTotal(gw)
   await quarantineJunk(130, 600, 'page')
-  await waitFor('130 entries', async () => (await quarantinedTotal(gw)) - before >= 130)
+  await waitFor('130 entries', async () => (await quarantinedTotal(gw)) - before >= 130 && await newestTag(gw) === 'page-129')
   const big = (await httpGet(`${gw.httpUrl as string}/v1/quarantine?limit=10000`)).json()
   t.equal(big.entries.length, MAX_PAGE_ITEMS.quarantine, 'limit=10000 gets the hard maximum')
   t.type(big.next, 'string', 'and a cursor')
@@ -164,7 +170,7 @@ t.test('behavior: listing pages stop at httpMaxPageBytes, and the cursor carries
   const small = await env.gateway({ httpMaxPageBytes: 4096, quarantineMaxRawBytes: 1024 })
   const before = await quarantinedTotal(small)
   await quarantineJunk(12, 1500, 'bytes')
-  await waitFor('12 entries', async () => (await quarantinedTotal(small)) - before >= 12)
+  await waitFor('12 entries', async () => (await quarantinedTotal(small)) - before >= 12 && await newestTag(small) === 'bytes-11')
   const first = (await httpGet(`${small.httpUrl as string}/v1/quarantine?limit=100`)).json()
   t.equal(first.entries.length, 4, '4 KiB of 1 KiB entries')
   t.type(first.next, 'string')
