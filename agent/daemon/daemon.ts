@@ -195,11 +195,12 @@ export class Daemon {
   }
 
   /**
-   * Checks everything it can (model files, stored policy, uplink module, key file, port), then
+   * Checks everything it can (model files, stored policy, uplink module, key file, socket and port), then
    * starts the agent (boot record), loads the models and connects the uplink.
    * @throws ModelError `MODEL_*` (a model file missing or unusable); ModelPolicyError / PolicyError
    *   `POLICY_*` (the stored policy); AgentError `KEY_*`, `LOG_*`; KeyError `KEY_*`; DaemonError
-   *   `LISTEN_FAILED`; TypeError/RangeError for bad options.
+   *   `LISTEN_FAILED` (socket or port in use, not a socket, path too long), `API_TOKEN_UNUSABLE`;
+   *   TypeError/RangeError for bad options.
    */
   static async start (options: DaemonOptions): Promise<Daemon> {
     assertDaemonOptions(options)
