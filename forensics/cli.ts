@@ -19,6 +19,8 @@ import { REASON_DESCRIPTIONS, verifyBundle, type Verdict, type VerifyOptions } f
 
 /** Environment variable read for the JSON-RPC URL when --rpc-url is not given. */
 export const RPC_URL_ENV = 'PROVENANCE_RPC_URL'
+/** Environment variable read for the gateway's API token when --token-file is not given (export only). */
+export const GATEWAY_TOKEN_ENV = 'PROVENANCE_GATEWAY_TOKEN'
 
 export interface CliIo {
   stdout: (text: string) => void
@@ -85,6 +87,7 @@ Reads the device's records and inclusion proofs from the gateway's HTTP API and 
 (key history, models, anchors) at one block, and writes a self-contained bundle.
 
   --gateway URL           gateway HTTP API, e.g. http://127.0.0.1:8080
+  --token-file FILE       the gateway's API token (its <stateDir>/api-token; default: $${GATEWAY_TOKEN_ENV})
   --rpc-url URL           JSON-RPC endpoint (default: $${RPC_URL_ENV})
   --registry ADDRESS      registry contract address
   --device ID             device id
@@ -117,7 +120,7 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
   verify: VERIFY_FLAGS,
   timeline: { from: 'string', to: 'string', 'interval-ms': 'string', json: 'boolean', help: 'boolean' },
   export: {
-    gateway: 'string', 'rpc-url': 'string', registry: 'string', device: 'string', from: 'string', to: 'string', out: 'string',
+    gateway: 'string', 'token-file': 'string', 'rpc-url': 'string', registry: 'string', device: 'string', from: 'string', to: 'string', out: 'string',
     concurrency: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   },
   report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' }
@@ -264,6 +267,20 @@ async function runTimeline (args: ParsedArgs, io: CliIo): Promise<number> {
   return 0
 }
 
+/** The token from --token-file, else from the environment; the file's content is never echoed. */
+async function readGatewayToken (file: string | undefined, fromEnv: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv.trim()
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    throw new UsageError(`cannot read --token-file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
+  const token = text.trim()
+  if (!/^[\x21-\x7e]{1,4096}$/.test(token)) throw new UsageError(`--token-file ${file} does not hold a token (one line of printable characters)`)
+  return token
+}
+
 async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const need = (name: string): string => {
@@ -281,6 +298,7 @@ async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
   if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new UsageError('--to is before --from')
   const concurrency = intFlag(args, 'concurrency')
   const out = stringFlag(args, 'out')
+  const gatewayToken = await readGatewayToken(stringFlag(args, 'token-file'), io.env[GATEWAY_TOKEN_ENV])
   const progress = createProgress(io.stderr, { label: 'export' }, !args.flags.has('quiet'))
   // Loaded here only: the chain client is not needed by the other commands.
   const { exportBundle } = await import('./export/index.js')
@@ -288,6 +306,7 @@ async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
   try {
     bundle = await exportBundle({
       gatewayUrl, rpcUrl, registry, deviceId,
+      ...(gatewayToken === undefined ? {} : { gatewayToken }),
       ...(fromMs === undefined ? {} : { fromMs }),
       ...(toMs === undefined ? {} : { toMs }),
       ...(concurrency === undefined ? {} : { concurrency }),

@@ -36,7 +36,9 @@ Options of start and log-key:
 
 Every option can also come from the environment as ${ENV_PREFIX}<NAME>, the option name in
 UPPER_SNAKE_CASE (e.g. ${ENV_PREFIX}BROKER_URL, ${ENV_PREFIX}BATCH_MAX_RECORDS); the environment
-overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile name files to read them from.
+overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile / httpTokenFile name files to
+read them from. The HTTP API needs a bearer token (httpTokenFile; unset: <stateDir>/api-token,
+created on first start).
 Logs are JSON lines on stdout. Exit codes: 0 stopped cleanly, 1 failure, 2 usage error.
 `
 
@@ -72,6 +74,19 @@ const FIELDS: Record<string, Kind> = {
   maxBacklogRecords: 'int',
   httpHost: 'string',
   httpPort: 'int',
+  // --- HTTP API: authentication and bounds (issue 9, item 5)
+  httpAuth: 'string',
+  httpToken: 'string',
+  httpTokenFile: 'string',
+  httpPublicHealth: 'bool',
+  httpPublicProofs: 'bool',
+  httpPublicMetrics: 'bool',
+  httpMaxPageBytes: 'int',
+  httpMaxHeaderBytes: 'int',
+  httpRequestTimeoutMs: 'int',
+  httpMaxConnections: 'int',
+  httpMaxConcurrentPages: 'int',
+  // --- end HTTP API
   syncWrites: 'bool',
   processMetrics: 'bool',
   logLevel: 'string',
@@ -131,7 +146,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     base: { service: 'provenance-gateway', gateway: config.name },
     timestamp: pino.stdTimeFunctions.isoTime,
     // Belt and braces: options never reach a log line, but if they ever do, no secret goes with them.
-    redact: ['anchorPrivateKey', 'mqttPassword', '*.anchorPrivateKey', '*.mqttPassword']
+    redact: ['anchorPrivateKey', 'mqttPassword', 'httpToken', '*.anchorPrivateKey', '*.mqttPassword', '*.httpToken']
   }, io.stdout)
 
   let gateway: Gateway
@@ -221,7 +236,7 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     }
   }
   if (config.logLevel !== undefined && !LOG_LEVELS.includes(config.logLevel as string)) throw new UsageError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
-  for (const [fileField, field] of [['anchorPrivateKeyFile', 'anchorPrivateKey'], ['mqttPasswordFile', 'mqttPassword']] as const) {
+  for (const [fileField, field] of [['anchorPrivateKeyFile', 'anchorPrivateKey'], ['mqttPasswordFile', 'mqttPassword'], ['httpTokenFile', 'httpToken']] as const) {
     const file = config[fileField]
     delete config[fileField]
     if (file === undefined) continue

@@ -23,6 +23,8 @@ export type GatewayErrorCode =
   | 'KEY_LOOKUP_FAILED'
   /** The HTTP API could not listen on its host and port. */
   | 'HTTP_LISTEN_FAILED'
+  /** The HTTP API token file cannot be read or created, or holds no usable token. */
+  | 'HTTP_TOKEN_UNUSABLE'
   /** The gateway is not running (start twice, or a call after stop). */
   | 'GATEWAY_STOPPED'
   /** The gateway's log key file could not be read or written (missing without create, or an fs error). */

@@ -10,10 +10,10 @@ import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, ProofService, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
-import { GatewayMetrics, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
+import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
 import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
-import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
@@ -49,6 +49,7 @@ export class Gateway {
   private mqtt: MqttIngest | undefined
   private embedded: EmbeddedBroker | undefined
   private api: ApiServer | undefined
+  private token: string | undefined
   private gapTimer: NodeJS.Timeout | undefined
   private sealedThrough = 0
   private fatal: GatewayError | undefined
@@ -75,6 +76,16 @@ export class Gateway {
   /** Public half of the gateway's log key, which signs its acks (register it on chain, give it to devices); set once started. */
   get logPublicKey (): Uint8Array | undefined {
     return this.logKey?.publicKey.slice()
+  }
+
+  /** The bearer token of the HTTP API (undefined with httpAuth `none`); set once started. Never log it. */
+  get httpToken (): string | undefined {
+    return this.token
+  }
+
+  /** Where the HTTP API token lives when none is configured: `<stateDir>/api-token`. */
+  get httpTokenFile (): string {
+    return join(this.options.stateDir, HTTP_TOKEN_FILE)
   }
 
   /** Called once if the gateway hits an error it cannot continue after (a failed store write). */
@@ -222,7 +233,19 @@ export class Gateway {
       logger: log
     })
     batcher.start()
-    this.api = await startApiServer(this.apiBackend(), { host: o.httpHost, port: o.httpPort, logger: log })
+    this.token = o.httpAuth === 'none' ? undefined : o.httpToken ?? await loadOrCreateApiToken(this.httpTokenFile, MIN_HTTP_TOKEN_CHARS, log)
+    this.api = await startApiServer(this.apiBackend(), {
+      host: o.httpHost,
+      port: o.httpPort,
+      logger: log,
+      token: this.token,
+      publicRoutes: { health: o.httpPublicHealth, proofs: o.httpPublicProofs, metrics: o.httpPublicMetrics },
+      maxPageBytes: o.httpMaxPageBytes,
+      maxHeaderBytes: o.httpMaxHeaderBytes,
+      requestTimeoutMs: o.httpRequestTimeoutMs,
+      maxConnections: o.httpMaxConnections,
+      maxConcurrentPages: o.httpMaxConcurrentPages
+    })
     const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
     this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
     this.gapTimer.unref()
@@ -403,14 +426,14 @@ export class Gateway {
       proof: async (d, s) => await this.proof(d, s),
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
-      records: async (d, from, limit) => await (this.store?.recordsFrom(d, from, limit) ?? Promise.resolve([])),
+      records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),
       batch: async (id) => {
         const batch = await this.store?.getBatch(id)
         if (batch === undefined) return undefined
         const a = this.anchorer
         return { batch, state: await a?.state(id), receipt: await a?.receipt(id) }
       },
-      quarantine: async (limit) => await (this.store?.quarantined(limit) ?? Promise.resolve([])),
+      quarantine: async (limit, maxBytes, before) => await (this.store?.quarantinePage(limit, maxBytes, before) ?? Promise.resolve({ items: [], next: null })),
       health: () => { const h = this.health(); return { ...h } },
       metrics: async () => {
         this.refreshGauges()

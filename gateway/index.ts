@@ -12,6 +12,10 @@ export {
   type GatewayOptions, type ResolvedGatewayOptions
 } from './options.js'
 export { defaultGatewayId } from './options.js'
+export {
+  DEFAULT_HTTP_AUTH, HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, DEFAULT_HTTP_MAX_PAGE_BYTES, DEFAULT_HTTP_MAX_HEADER_BYTES,
+  DEFAULT_HTTP_REQUEST_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_MAX_CONCURRENT_PAGES, type HttpAuth
+} from './options.js'
 export { GatewayError, type GatewayErrorCode } from './errors.js'
 export { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 export {
@@ -33,5 +37,8 @@ export {
   GatewayStore, type GatewayStoreOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch,
   type StoredRecord, type QuarantineEntry
 } from './store/index.js'
-export { startApiServer, GatewayMetrics, type ApiBackend, type ApiServer } from './http/index.js'
+export {
+  startApiServer, loadOrCreateApiToken, GatewayMetrics, MAX_PAGE_ITEMS, MAX_TARGET_CHARS,
+  type ApiBackend, type ApiServer, type ApiServerOptions, type Page
+} from './http/index.js'
 export { runCli, type CliIo } from './cli.js'

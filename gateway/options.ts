@@ -21,6 +21,22 @@ export const DEFAULT_HTTP_HOST = '127.0.0.1'
 export const DEFAULT_HTTP_PORT = 0
 export const DEFAULT_ANCHOR_CONFIRMATIONS = 1
 export const DEFAULT_ANCHOR_POLL_INTERVAL_MS = 500
+
+// --- HTTP API: authentication and bounds (issue 9, item 5) ---------------------------------
+/** Auth of the HTTP API: `bearer` (a token, default) or `none` (only behind a proxy that authenticates). */
+export type HttpAuth = 'bearer' | 'none'
+export const DEFAULT_HTTP_AUTH: HttpAuth = 'bearer'
+/** File in the state folder that holds the API token when none is configured (created 0600). */
+export const HTTP_TOKEN_FILE = 'api-token'
+/** Shortest token accepted: a guessable token is no authentication. */
+export const MIN_HTTP_TOKEN_CHARS = 16
+export const DEFAULT_HTTP_MAX_PAGE_BYTES = 4 * 1024 * 1024
+export const DEFAULT_HTTP_MAX_HEADER_BYTES = 16 * 1024
+export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 30_000
+export const DEFAULT_HTTP_MAX_CONNECTIONS = 128
+export const DEFAULT_HTTP_MAX_CONCURRENT_PAGES = 4
+// --- end HTTP API ---------------------------------------------------------------------------
+
 export { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS }
 
 /** Gateway names are safe as MQTT client ids, checkpoint origins and file names. */
@@ -89,6 +105,31 @@ export interface GatewayOptions {
   httpHost?: string
   /** Port of the HTTP API; 0 lets the OS pick. Default 0. */
   httpPort?: number
+  // --- HTTP API: authentication and bounds (issue 9, item 5); docs/GATEWAY.md §HTTP API ---
+  /** `bearer` (default): every route not made public below needs `Authorization: Bearer <token>`. `none`: no check. */
+  httpAuth?: HttpAuth
+  /**
+   * The bearer token (at least 16 characters, no white space). Absent with `bearer`: the gateway
+   * reads `<stateDir>/api-token`, creating it (random, mode 0600) the first time. Never logged.
+   */
+  httpToken?: string
+  /** `/healthz` answers without a token. Default true (load balancers, systemd checks). */
+  httpPublicHealth?: boolean
+  /** `/v1/proof/...` answers without a token (proofs reveal one record's hash and its batch). Default false. */
+  httpPublicProofs?: boolean
+  /** `/metrics` answers without a token. Default false. */
+  httpPublicMetrics?: boolean
+  /** Most payload bytes (envelopes, quarantined raw input) in one listing page; at least one item is always sent. Default 4 MiB. */
+  httpMaxPageBytes?: number
+  /** Largest request head (request line and headers), bytes; larger ones get 431. Default 16 KiB. */
+  httpMaxHeaderBytes?: number
+  /** A request must be received whole within this, ms (slow clients get 408). Default 30 000. */
+  httpRequestTimeoutMs?: number
+  /** Open connections at most; beyond, new ones are closed at once. Default 128. */
+  httpMaxConnections?: number
+  /** Listing pages built at the same time at most (the others wait their turn): bounds the memory of big listings. Default 4. */
+  httpMaxConcurrentPages?: number
+  // --- end HTTP API ---
   /** fsync each write batch (group commit amortises it). Default true. */
   syncWrites?: boolean
   /** Also export process metrics (CPU, memory, event loop). Default true. */
@@ -113,8 +154,8 @@ export function defaultGatewayId (name: string): string {
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayOptions,
-  'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory'>> &
-  Pick<GatewayOptions, 'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory'>
+  'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken'>> &
+  Pick<GatewayOptions, 'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken'>
 
 /**
  * Applies defaults and checks every field.
@@ -140,6 +181,16 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     maxBacklogRecords: DEFAULT_MAX_BACKLOG_RECORDS,
     httpHost: DEFAULT_HTTP_HOST,
     httpPort: DEFAULT_HTTP_PORT,
+    // HTTP API (issue 9, item 5)
+    httpAuth: DEFAULT_HTTP_AUTH,
+    httpPublicHealth: true,
+    httpPublicProofs: false,
+    httpPublicMetrics: false,
+    httpMaxPageBytes: DEFAULT_HTTP_MAX_PAGE_BYTES,
+    httpMaxHeaderBytes: DEFAULT_HTTP_MAX_HEADER_BYTES,
+    httpRequestTimeoutMs: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+    httpMaxConnections: DEFAULT_HTTP_MAX_CONNECTIONS,
+    httpMaxConcurrentPages: DEFAULT_HTTP_MAX_CONCURRENT_PAGES,
     syncWrites: true,
     processMetrics: true,
     logger: SILENT_LOGGER,
@@ -191,6 +242,21 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('httpPort', 0, 65535)
   if (o.chainId !== undefined) int('chainId', 1)
   str('httpHost', true)
+  // --- HTTP API (issue 9, item 5)
+  if (o.httpAuth !== 'bearer' && o.httpAuth !== 'none') throw new RangeError('httpAuth must be bearer or none')
+  if (o.httpToken !== undefined && (typeof o.httpToken !== 'string' || o.httpToken.length < MIN_HTTP_TOKEN_CHARS || o.httpToken.length > 4096 || !/^[\x21-\x7e]+$/.test(o.httpToken))) {
+    // The message never shows the token.
+    throw new RangeError(`httpToken must be ${MIN_HTTP_TOKEN_CHARS}..4096 printable ASCII characters without spaces`)
+  }
+  for (const k of ['httpPublicHealth', 'httpPublicProofs', 'httpPublicMetrics'] as const) {
+    if (typeof o[k] !== 'boolean') throw new TypeError(`${k} must be a boolean`)
+  }
+  int('httpMaxPageBytes', 1024, 256 * 1024 * 1024)
+  int('httpMaxHeaderBytes', 1024, 1024 * 1024)
+  int('httpRequestTimeoutMs', 100)
+  int('httpMaxConnections', 1, 65_536)
+  int('httpMaxConcurrentPages', 1, 1024)
+  // --- end HTTP API
   if (typeof o.syncWrites !== 'boolean') throw new TypeError('syncWrites must be a boolean')
   if (typeof o.processMetrics !== 'boolean') throw new TypeError('processMetrics must be a boolean')
   const l = o.logger as Partial<GatewayLogger>

@@ -87,10 +87,12 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     })
     await gateway.start()
     cleanup.push(async () => await gateway.stop())
-    console.log(`  broker ${gateway.brokerUrl}, API ${gateway.httpUrl}`)
+    console.log(`  broker ${gateway.brokerUrl}, API ${gateway.httpUrl} (bearer token in ${gateway.httpTokenFile})`)
     // The gateway's log key signs its acks: registered on chain like a device, and given to the device.
     await chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(gateway.options.gatewayId), publicKey: gateway.logPublicKey as Uint8Array, validFromMs: 0 })
     console.log(`  gateway log key ${toHex(gateway.logPublicKey as Uint8Array).slice(0, 16)}… registered as ${gateway.options.gatewayId}; the device trusts it for acks`)
+    // The API asks for the token the gateway keeps in its state folder (created 0600 on first start).
+    const api = { authorization: `Bearer ${gateway.httpToken as string}` }
 
     const det = await agent.loadModel(paths.detection, { name: 'ppocr-v4-det' })
     const cls = await agent.loadModel(paths.classification, { name: 'ppocr-mobile-v2-cls' })
@@ -100,7 +102,7 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
 
     step('online: 4 pages through detection and direction classification')
     for (let seed = 1; seed <= 4; seed++) console.log(`  page ${seed}: ${(await infer(det, cls, seed)).join(', ')}`)
-    await waitFor("the gateway to acknowledge", () => uplink.status().ackedSeq >= agent.log.head.seq, 8000).catch(async e => { console.log(uplink.status(), gateway.health(), await (await fetch(`${gateway.httpUrl as string}/v1/quarantine`)).text()); throw e })
+    await waitFor("the gateway to acknowledge", () => uplink.status().ackedSeq >= agent.log.head.seq, 8000).catch(async e => { console.log(uplink.status(), gateway.health(), await (await fetch(`${gateway.httpUrl as string}/v1/quarantine`, { headers: api })).text()); throw e })
     console.log(`  acknowledged by the gateway through seq ${uplink.status().ackedSeq}`)
 
     step('offline: the device loses its uplink and keeps working; records wait in its log')
@@ -121,7 +123,7 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     console.log(`  ${health.confirmedThrough} batch(es) anchored; every record through seq ${uplink.status().anchoredSeq} is on chain`)
 
     step('investigator: export the device history from the gateway and the chain, verify it')
-    const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: DEVICE })
+    const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken as string, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: DEVICE })
     await mkdir(outDir, { recursive: true })
     const bundlePath = join(outDir, 'bundle.json')
     await writeFile(bundlePath, encodeBundle(bundle))
@@ -130,7 +132,7 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     const offline = await verifyBundle(bundle, { offline: true })
     console.log(`  offline (bundle facts only, no network): ${offline.verdict.toUpperCase()}`)
     const proofSeq = Math.min(6, agent.log.head.seq)
-    const proofText = await (await fetch(`${gateway.httpUrl as string}/v1/proof/${DEVICE}/${proofSeq}`)).text()
+    const proofText = await (await fetch(`${gateway.httpUrl as string}/v1/proof/${DEVICE}/${proofSeq}`, { headers: api })).text()
     const proofPath = join(outDir, `proof-${proofSeq}.txt`)
     await writeFile(proofPath, proofText)
     console.log(`  inclusion proof of seq ${proofSeq} (C2SP tlog-proof):\n${proofText.trimEnd().split('\n').map(l => '    ' + l).join('\n')}`)

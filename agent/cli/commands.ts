@@ -37,9 +37,9 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = Object.freeze([CONFIG, JSON
 export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   {
     path: ['start'],
-    summary: 'Run the daemon (agent, models, policy, uplink, loopback HTTP API) until SIGTERM or SIGINT.',
+    summary: 'Run the daemon (agent, models, policy, uplink, local HTTP API) until SIGTERM or SIGINT.',
     description: [
-      'Checks the configuration, firmware profile, model files, stored policy and key file before anything else; any problem exits 78 with nothing written to the record log and nothing listening. Then it writes the boot record, loads the models (a model refused by an enforce policy is not loaded and the daemon runs on), connects the uplink when brokerUrl is set, and serves the HTTP API on 127.0.0.1:statusPort (0 = chosen by the OS; the port is logged and written to <stateDir>/daemon.json).',
+      'Checks the configuration, firmware profile, model files, stored policy and key file before anything else; any problem exits 78 with nothing written to the record log and nothing listening. Then it writes the boot record, loads the models (a model refused by an enforce policy is not loaded and the daemon runs on), connects the uplink when brokerUrl is set, and serves the HTTP API on the unix socket apiSocket (default <stateDir>/api.sock, mode apiSocketMode: 0600, or 0660 for the service group) and, only when statusPort is set, on 127.0.0.1:statusPort (0 = chosen by the OS; logged and written to <stateDir>/daemon.json) where every request needs the bearer token of <stateDir>/api-token (created 0600).',
       'SIGTERM or SIGINT: stop taking runs, finish the runs in flight, write the shutdown record, stop the uplink, exit 0. SIGHUP: load every model file again (a file changed on disk is logged and, under enforce, must still be approved).',
       'Logs are JSON lines (pino) on stderr; with --json a {"event":"ready",...} line and a {"event":"stopped",...} line go to stdout.'
     ],
@@ -57,9 +57,9 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     path: ['status'],
     summary: 'Ask the running daemon for its status (identity, chain head, models, uplink, policy, budget).',
     description: [
-      'Queries GET /status on the loopback HTTP API. The port is --port, else statusPort of the configuration when not 0, else the one in <stateDir>/daemon.json. Exits 1 with DAEMON_NOT_RUNNING when nothing answers.'
+      'Queries GET /status on the daemon\'s unix socket (apiSocket, default <stateDir>/api.sock), or with --port on its TCP API with the token of <stateDir>/api-token. Exits 1 with DAEMON_NOT_RUNNING when nothing answers, DAEMON_ACCESS_DENIED when this user may not use the API.'
     ],
-    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' }]
+    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
   },
   {
     path: ['keys', 'show'],
@@ -107,7 +107,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     ],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' },
+      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
       { name: 'reason', type: 'string', value: '<text>', description: 'Why the capture is taken (kept in the capture file). Default "request".' },
       { name: 'out', type: 'string', value: '<path>', description: 'Also write the capture file here (mode 0600).' }
     ]
@@ -116,7 +116,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     path: ['capture', 'list'],
     summary: 'List the frozen incident captures waiting on the device.',
     description: ['Asks the running daemon (GET /v1/captures).'],
-    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Port of the daemon\'s HTTP API (overrides the configuration).' }]
+    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
   }
 ])
 

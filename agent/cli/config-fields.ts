@@ -25,7 +25,12 @@ export interface AgentConfig {
   /** On-chain model registry, asked while a policy is in force. */
   registry?: { rpcUrl: string, address: string, timeoutMs?: number }
   models: Array<{ name: string, path: string }>
-  statusPort: number
+  /** Unix socket of the HTTP API (default <stateDir>/api.sock). */
+  apiSocket?: string
+  /** Mode of the socket: "0600" (default) or "0660". */
+  apiSocketMode?: '0600' | '0660'
+  /** Also serve the API on loopback TCP at this port, with the token of <stateDir>/api-token. Absent: the socket only. */
+  statusPort?: number
   logLevel: LogLevel
   maxRequestBytes: number
 }
@@ -45,7 +50,9 @@ export const CONFIG_FIELDS: Readonly<Record<keyof AgentConfig, { env: string, do
   fleetId: { env: 'PROVENANCE_AGENT_FLEET_ID', doc: 'fleet of the device; policies for other fleets are refused' },
   registry: { env: 'PROVENANCE_AGENT_REGISTRY', doc: 'JSON {"rpcUrl","address","timeoutMs"?} of the on-chain model registry' },
   models: { env: 'PROVENANCE_AGENT_MODELS', doc: 'models to load: JSON [{"name","path"}] or name=path,name=path' },
-  statusPort: { env: 'PROVENANCE_AGENT_STATUS_PORT', doc: 'loopback port of the HTTP API; 0 = chosen by the OS (default 0)' },
+  apiSocket: { env: 'PROVENANCE_AGENT_API_SOCKET', doc: 'unix socket of the HTTP API; its mode is the API\'s access control (default <stateDir>/api.sock)' },
+  apiSocketMode: { env: 'PROVENANCE_AGENT_API_SOCKET_MODE', doc: '"0600": the service user only (default); "0660": and its group' },
+  statusPort: { env: 'PROVENANCE_AGENT_STATUS_PORT', doc: 'also serve the API on 127.0.0.1:port (0 = chosen by the OS), bearer token in <stateDir>/api-token; unset: socket only' },
   logLevel: { env: 'PROVENANCE_AGENT_LOG_LEVEL', doc: `${LOG_LEVELS.join(', ')} (default info)` },
   maxRequestBytes: { env: 'PROVENANCE_AGENT_MAX_REQUEST_BYTES', doc: 'largest run request body in bytes (default 16777216)' }
 })

@@ -15,7 +15,7 @@ export { CONFIG_ENV, CONFIG_FIELDS, LOG_LEVELS, type AgentConfig, type LogLevel 
 
 const ENV_PREFIX = 'PROVENANCE_AGENT_'
 const MAX_CONFIG_BYTES = 256 * 1024
-const DEFAULTS = { statusPort: 0, logLevel: 'info', maxRequestBytes: 16 * 1024 * 1024, models: [] }
+const DEFAULTS = { logLevel: 'info', maxRequestBytes: 16 * 1024 * 1024, models: [] }
 
 export interface LoadConfigOptions {
   /** --config. */
@@ -89,7 +89,9 @@ export function assertConfig (value: unknown, problems: string[] = []): asserts 
     problems.push('gatewayPublicKeys: must be a list of 1..64 Ed25519 public keys of 64 hex digits each')
   }
   if (c.brokerMqttVersion !== undefined && c.brokerMqttVersion !== 4 && c.brokerMqttVersion !== 5) problems.push('brokerMqttVersion: must be 4 or 5')
-  int('statusPort', 0, 65535)
+  if (c.statusPort !== undefined) int('statusPort', 0, 65535)
+  str('apiSocket', false)
+  if (c.apiSocketMode !== undefined && c.apiSocketMode !== '0600' && c.apiSocketMode !== '0660') problems.push('apiSocketMode: must be "0600" or "0660"')
   int('maxRequestBytes', 1024, 1024 ** 3)
   if (!(LOG_LEVELS as readonly unknown[]).includes(c.logLevel)) problems.push(`logLevel: must be one of ${LOG_LEVELS.join(', ')}`)
   if (!Array.isArray(c.models)) {
@@ -193,6 +195,7 @@ function resolvePaths (c: Record<string, unknown>, base: string): void {
   const abs = (p: unknown): unknown => typeof p === 'string' && p !== '' && !isAbsolute(p) ? resolve(base, p) : p
   if (typeof c.stateDir === 'string') c.stateDir = abs(c.stateDir)
   if (typeof c.overrideProfile === 'string') c.overrideProfile = abs(c.overrideProfile)
+  if (typeof c.apiSocket === 'string') c.apiSocket = abs(c.apiSocket)
   // A profile is a path when it looks like one; a bare name refers to firmware-profiles/.
   if (typeof c.profile === 'string' && (c.profile.includes('/') || c.profile.endsWith('.json'))) c.profile = abs(c.profile)
   if (Array.isArray(c.models)) {

@@ -4,7 +4,7 @@
  */
 import { isAbsolute, join } from 'node:path'
 import { resolveProfile, type ResolvedProfile } from '../profile/index.js'
-import { RUNTIME_FILE } from '../daemon/index.js'
+import { API_SOCKET_FILE, API_TOKEN_FILE, RUNTIME_FILE } from '../daemon/index.js'
 import { loadConfig, type AgentConfig } from './config.js'
 import type { OptionValues } from './args.js'
 
@@ -25,6 +25,10 @@ export interface AgentSetup {
   keyPath: string
   logDir: string
   runtimeFile: string
+  /** The daemon API's unix socket: apiSocket, else <stateDir>/api.sock. */
+  apiSocket: string
+  /** The token file of the daemon's TCP API. */
+  apiTokenFile: string
 }
 
 /**
@@ -39,7 +43,10 @@ export async function prepare (values: OptionValues, io: CliIo): Promise<AgentSe
   })
   const profile = await resolveProfile(config.profile, config.overrideProfile)
   const keyPath = isAbsolute(profile.profile.keys.path) ? profile.profile.keys.path : join(config.stateDir, profile.profile.keys.path)
-  return { config, configSource: source, profile, keyPath, logDir: join(config.stateDir, 'records'), runtimeFile: join(config.stateDir, RUNTIME_FILE) }
+  return { config, configSource: source, profile, keyPath, logDir: join(config.stateDir, 'records'), runtimeFile: join(config.stateDir, RUNTIME_FILE),
+    apiSocket: config.apiSocket ?? join(config.stateDir, API_SOCKET_FILE),
+    apiTokenFile: join(config.stateDir, API_TOKEN_FILE)
+  }
 }
 
 /** Prints a result: JSON with --json, else the human lines. */

@@ -11,8 +11,10 @@ export type CliErrorCode =
   | 'CONFIG_INVALID'
   /** The config file cannot be read. */
   | 'CONFIG_UNREADABLE'
-  /** No daemon answers on its loopback port. */
+  /** No daemon answers on its socket (or loopback port). */
   | 'DAEMON_NOT_RUNNING'
+  /** The daemon's socket is not open to this user, or its TCP API refused the token. */
+  | 'DAEMON_ACCESS_DENIED'
   /** The daemon answered with an error. */
   | 'DAEMON_REQUEST_FAILED'
   /** The export file could not be written. */

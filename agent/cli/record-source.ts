@@ -6,7 +6,7 @@ import { decodeCanonical, decodeEnvelope, type SignedRecord, type Signer } from 
 import { RecordLog } from '../log/index.js'
 import { MAX_RECORDS_PER_REQUEST } from '../daemon/index.js'
 import type { AgentSetup } from './context.js'
-import { findDaemonPort, requestDaemon } from './daemon-client.js'
+import { findDaemon, requestDaemon, type DaemonEndpoint } from './daemon-client.js'
 import { CliError } from './errors.js'
 
 export interface RecordSource {
@@ -48,8 +48,8 @@ export async function openRecordSource (setup: AgentSetup): Promise<RecordSource
 }
 
 async function openDaemonSource (setup: AgentSetup): Promise<RecordSource> {
-  const port = await findDaemonPort(setup)
-  const first = await fetchPage(port, 0, -1, 0)
+  const daemon = await findDaemon(setup)
+  const first = await fetchPage(daemon, 0, -1, 0)
   return {
     via: 'daemon',
     headSeq: first.headSeq,
@@ -57,10 +57,11 @@ async function openDaemonSource (setup: AgentSetup): Promise<RecordSource> {
     records: async function * (from, to) {
       let next = from
       while (next <= to) {
-        const page = await fetchPage(port, next, to, MAX_RECORDS_PER_REQUEST)
+        const page = await fetchPage(daemon, next, to, MAX_RECORDS_PER_REQUEST)
         for (const r of page.records) yield r
         const last = page.records.at(-1)
-        if (last === undefined || page.records.length < MAX_RECORDS_PER_REQUEST) return
+        // A page may be short of the limit (the daemon caps its bytes): only an empty one ends.
+        if (last === undefined) return
         next = last.record.seq + 1
       }
     },
@@ -68,8 +69,8 @@ async function openDaemonSource (setup: AgentSetup): Promise<RecordSource> {
   }
 }
 
-async function fetchPage (port: number, from: number, to: number, limit: number): Promise<{ records: SignedRecord[], headSeq: number, ackedSeq: number }> {
-  const res = await requestDaemon(port, 'GET', `/v1/records?from=${from}&to=${Math.max(to, 0)}&limit=${limit}`)
+async function fetchPage (daemon: DaemonEndpoint, from: number, to: number, limit: number): Promise<{ records: SignedRecord[], headSeq: number, ackedSeq: number }> {
+  const res = await requestDaemon(daemon, 'GET', `/v1/records?from=${from}&to=${Math.max(to, 0)}&limit=${limit}`)
   if (res.status !== 200) throw new CliError('DAEMON_REQUEST_FAILED', `the daemon answered ${res.status} to GET /v1/records: ${res.body.toString('utf8').slice(0, 300)}`)
   const value = decodeCanonical(new Uint8Array(res.body), { maxBytes: 128 * 1024 * 1024, maxDepth: 1 })
   if (!Array.isArray(value)) throw new CliError('DAEMON_REQUEST_FAILED', 'GET /v1/records did not answer with a CBOR array')

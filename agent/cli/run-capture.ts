@@ -4,24 +4,24 @@
 import { resolve } from 'node:path'
 import { integerOption, type OptionValues } from './args.js'
 import { prepare, printResult, type CliIo } from './context.js'
-import { findDaemonPort, parseDaemonJson, requestDaemon } from './daemon-client.js'
+import { findDaemon, parseDaemonJson, requestDaemon, type DaemonEndpoint } from './daemon-client.js'
 import { CliError } from './errors.js'
 import { writeFileAtomic } from '../keys/index.js'
 
 interface CaptureInfo { name: string, path: string, sizeBytes: number, frozenAtMs: number, entries?: number }
 
-async function daemonPort (values: OptionValues, io: CliIo): Promise<number> {
+async function daemonEndpoint (values: OptionValues, io: CliIo): Promise<DaemonEndpoint> {
   const override = values.port !== undefined ? integerOption(values, 'port', 0, 65535) : undefined
-  return await findDaemonPort(await prepare(values, io), override)
+  return await findDaemon(await prepare(values, io), override)
 }
 
 export async function runCaptureFreeze (values: OptionValues, io: CliIo): Promise<number> {
-  const port = await daemonPort(values, io)
+  const daemon = await daemonEndpoint(values, io)
   const reason = typeof values.reason === 'string' ? values.reason : 'request'
-  const frozen = parseDaemonJson(await requestDaemon(port, 'POST', `/v1/captures?reason=${encodeURIComponent(reason)}`)) as CaptureInfo
+  const frozen = parseDaemonJson(await requestDaemon(daemon, 'POST', `/v1/captures?reason=${encodeURIComponent(reason)}`)) as CaptureInfo
   let out: string | undefined
   if (typeof values.out === 'string') {
-    const res = await requestDaemon(port, 'GET', `/v1/captures/${encodeURIComponent(frozen.name)}`)
+    const res = await requestDaemon(daemon, 'GET', `/v1/captures/${encodeURIComponent(frozen.name)}`)
     if (res.status !== 200) parseDaemonJson(res)
     out = resolve(values.out)
     try {
@@ -38,8 +38,8 @@ export async function runCaptureFreeze (values: OptionValues, io: CliIo): Promis
 }
 
 export async function runCaptureList (values: OptionValues, io: CliIo): Promise<number> {
-  const port = await daemonPort(values, io)
-  const { captures } = parseDaemonJson(await requestDaemon(port, 'GET', '/v1/captures')) as { captures: CaptureInfo[] }
+  const daemon = await daemonEndpoint(values, io)
+  const { captures } = parseDaemonJson(await requestDaemon(daemon, 'GET', '/v1/captures')) as { captures: CaptureInfo[] }
   printResult(io, values.json === true, { captures }, () => captures.length === 0
     ? ['no frozen captures']
     : captures.map(c => `${c.name}  ${c.sizeBytes} bytes  frozen ${new Date(c.frozenAtMs).toISOString()}`))

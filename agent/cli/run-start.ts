@@ -40,7 +40,9 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
         stateDir: config.stateDir,
         profile: setup.profile,
         models: config.models,
-        statusPort: config.statusPort,
+        ...(config.statusPort !== undefined ? { statusPort: config.statusPort } : {}),
+        apiSocket: setup.apiSocket,
+        ...(config.apiSocketMode !== undefined ? { apiSocketMode: config.apiSocketMode === '0660' ? 0o660 : 0o600 } : {}),
         maxRequestBytes: config.maxRequestBytes,
         logger,
         ...(config.brokerUrl !== undefined ? { brokerUrl: config.brokerUrl } : {}),
@@ -58,7 +60,7 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
       throw e
     }
     const status = await daemon.status()
-    if (json) io.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, port: daemon.port, deviceId: config.deviceId, boot: status.boot, seq: status.seq }) + '\n')
+    if (json) io.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, socket: daemon.socketPath, port: daemon.port, deviceId: config.deviceId, boot: status.boot, seq: status.seq }) + '\n')
     const signal = received ?? await new Promise<string>(resolve => { wake = resolve })
     await daemon.stop(`signal ${signal}`)
     if (json) io.stdout.write(JSON.stringify({ event: 'stopped', signal, seq: daemon.log.head.seq }) + '\n')

@@ -4,13 +4,13 @@
 import type { DaemonStatus } from '../daemon/index.js'
 import { integerOption, type OptionValues } from './args.js'
 import { prepare, printResult, type CliIo } from './context.js'
-import { findDaemonPort, parseDaemonJson, requestDaemon } from './daemon-client.js'
+import { findDaemon, parseDaemonJson, requestDaemon } from './daemon-client.js'
 
 export async function runStatus (values: OptionValues, io: CliIo): Promise<number> {
   const override = values.port !== undefined ? integerOption(values, 'port', 0, 65535) : undefined
   const setup = await prepare(values, io)
-  const port = await findDaemonPort(setup, override)
-  const status = parseDaemonJson(await requestDaemon(port, 'GET', '/status')) as DaemonStatus
+  const daemon = await findDaemon(setup, override)
+  const status = parseDaemonJson(await requestDaemon(daemon, 'GET', '/status')) as DaemonStatus
   printResult(io, values.json === true, status, () => describeStatus(status))
   return 0
 }
@@ -28,7 +28,7 @@ export function describeStatus (s: DaemonStatus): string[] {
     `policy   ${p.version !== undefined ? `v${p.version} ${p.mode ?? ''}, ${p.modelCount ?? 0} models, fleet ${p.fleetId ?? '?'}` : p.configured ? 'none received yet (models are unchecked)' : 'not configured (models are unchecked)'}`,
     `uplink   ${u.configured ? `${u.connected ? 'connected' : 'disconnected'} to ${u.brokerUrl}, acked ${u.ackedSeq}, anchored ${u.anchoredSeq}, backlog ${u.backlog}${u.lastError !== undefined ? `, last error: ${u.lastError}` : ''}` : 'not configured'}`,
     `budget   ${mib(s.budget.usedBytes)} of ${mib(s.budget.budgetBytes)} (${s.budget.budgetMode}), ${mib(s.budget.diskBytes)} on disk, ${s.budget.droppedRecords} dropped`,
-    `http     ${s.http.host}:${s.http.port}`,
+    `api      socket ${s.http.socket}${s.http.port !== 0 ? `, tcp ${s.http.host}:${s.http.port} (bearer token)` : ''}`,
     'models',
     ...s.models.map(m => `  ${m.name}  ${m.state}${m.runnable ? '' : ' (not runnable)'}  ${m.modelHash !== undefined ? `sha256 ${m.modelHash.slice(0, 16)}…  ` : ''}` +
       `${m.providers !== undefined ? `providers ${m.providers.join(',')}${m.fallback === true ? ` (fallback: ${m.requestedProviders[0] ?? '?'} unavailable)` : ''}  ` : ''}` +

@@ -6,8 +6,6 @@
  */
 import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
-import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
 import { DEVICE_ID_PATTERN, LIMITS, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, writeFileAtomic } from '../keys/index.js'
@@ -17,7 +15,7 @@ import { ModelGuard, ModelPolicyError, type ModelRegistryLookup, type PolicyStat
 import type { ResolvedProfile } from '../profile/index.js'
 import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type ProvenanceModel } from '../session/index.js'
 import { DaemonError } from './errors.js'
-import { createApiServer } from './http-api.js'
+import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
 import { Uplink, type UplinkOptions, type UplinkStatus } from '../uplink/index.js'
 import { CaptureRing, listFrozenCaptures, readFrozenCapture, type FrozenCaptureInfo } from '../capture/index.js'
 
@@ -54,9 +52,20 @@ export interface DaemonOptions {
   registry?: ModelRegistryLookup
   /** Longest wait for the registry before the allowlist alone decides. Default 2000 ms. */
   registryTimeoutMs?: number
-  /** Port of the loopback HTTP API; 0 = chosen by the OS (logged, and written to `<stateDir>/daemon.json`). */
-  statusPort: number
-  /** Address of the HTTP API. Default 127.0.0.1: the API has no authentication and must stay on the device. */
+  /**
+   * Unix socket of the HTTP API. Default `<stateDir>/api.sock`. Its file mode is the API's
+   * authentication: whoever can open it can run models and download captures.
+   */
+  apiSocket?: string
+  /** Mode of the socket: 0o600 (the service user only, default) or 0o660 (and its group, e.g. the device's applications). */
+  apiSocketMode?: number
+  /**
+   * Also serve the API on loopback TCP at this port (0 = chosen by the OS; logged and written to
+   * `<stateDir>/daemon.json`), where every request needs the bearer token of `<stateDir>/api-token`
+   * (created 0600). Absent (default): the unix socket only.
+   */
+  statusPort?: number
+  /** Address of the TCP API. Default 127.0.0.1: the API must stay on the device. */
   statusHost?: string
   /** Largest run request body, in bytes. Default 16 MiB. */
   maxRequestBytes?: number
@@ -79,8 +88,10 @@ export type UplinkFactory = (options: UplinkOptions) => UplinkLike
 export const DEFAULT_CAPTURE_MAX_ENTRIES = 16
 export const DEFAULT_CAPTURE_MAX_BYTES = 32 * 1024 * 1024
 export const DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+/** Mode of the API's unix socket unless apiSocketMode says otherwise: the service user only. */
+export const DEFAULT_API_SOCKET_MODE = 0o600
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
-/** Runtime file in the state dir while the daemon runs: `{ pid, host, port, startedMs, deviceId }`. */
+/** Runtime file in the state dir while the daemon runs: `{ pid, socket, host?, port?, startedMs, deviceId }`. */
 export const RUNTIME_FILE = 'daemon.json'
 
 export interface ProviderWarning { provider?: string, fallback?: string, message: string, error?: string }
@@ -116,7 +127,8 @@ export interface DaemonStatus {
   publicKey: string
   keyCount: number
   profile: { id: string, name: string, source: string, overrideSource?: string, executionProviders: string[] }
-  http: { host: string, port: number }
+  /** The API's unix socket, and its TCP address (empty host and port 0 when TCP is off). */
+  http: { socket: string, host: string, port: number }
   models: ModelStatusEntry[]
   uplink: ({ configured: true, brokerUrl: string } & UplinkStatus) | { configured: false }
   policy: PolicyStatus
@@ -156,7 +168,7 @@ export class Daemon {
   private readonly agent: ProvenanceAgent
   private readonly ring: KeyRing
   private readonly guard: ModelGuard
-  private readonly server: Server
+  private readonly api: ApiServer
   private readonly slots = new Map<string, ModelSlot>()
   private readonly requests = new Set<Promise<unknown>>()
   private uplink: UplinkLike | undefined
@@ -168,7 +180,7 @@ export class Daemon {
   /** The incident capture ring, when enabled. */
   readonly captureRing: CaptureRing | undefined
 
-  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, server: Server, startedMs: number, captureRing: CaptureRing | undefined }) {
+  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, api: ApiServer, startedMs: number, captureRing: CaptureRing | undefined }) {
     this.captureRing = parts.captureRing
     this.options = options
     this.deviceId = options.deviceId
@@ -177,7 +189,7 @@ export class Daemon {
     this.agent = parts.agent
     this.ring = parts.ring
     this.guard = parts.guard
-    this.server = parts.server
+    this.api = parts.api
     this.startedMs = parts.startedMs
     for (const config of options.models) {
       this.slots.set(config.name, { config, model: undefined, state: 'loading', error: undefined, providerWarnings: [], inflight: new Set() })
@@ -185,11 +197,12 @@ export class Daemon {
   }
 
   /**
-   * Checks everything it can (model files, stored policy, uplink module, key file, port), then
+   * Checks everything it can (model files, stored policy, uplink module, key file, socket and port), then
    * starts the agent (boot record), loads the models and connects the uplink.
    * @throws ModelError `MODEL_*` (a model file missing or unusable); ModelPolicyError / PolicyError
    *   `POLICY_*` (the stored policy); AgentError `KEY_*`, `LOG_*`; KeyError `KEY_*`; DaemonError
-   *   `LISTEN_FAILED`; TypeError/RangeError for bad options.
+   *   `LISTEN_FAILED` (socket or port in use, not a socket, path too long), `API_TOKEN_UNUSABLE`;
+   *   TypeError/RangeError for bad options.
    */
   static async start (options: DaemonOptions): Promise<Daemon> {
     assertDaemonOptions(options)
@@ -221,12 +234,18 @@ export class Daemon {
         await log.close()
       }
     }
-    // Listening before the boot record: a port in use fails the start without a trace in the
-    // chain. Until the daemon exists the API answers 503.
+    // Listening before the boot record: a socket or port in use fails the start without a trace in
+    // the chain. Until the daemon exists the API answers 503.
     const api = createApiServer({ maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, logger })
-    const server = api.server
-    await listen(server, options.statusHost ?? '127.0.0.1', options.statusPort)
-    const address = server.address() as AddressInfo
+    const socketPath = resolve(stateDir, options.apiSocket ?? API_SOCKET_FILE)
+    await api.listen({
+      socketPath,
+      socketMode: options.apiSocketMode ?? DEFAULT_API_SOCKET_MODE,
+      ...(options.statusPort !== undefined
+        ? { tcp: { host: options.statusHost ?? '127.0.0.1', port: options.statusPort, token: await loadOrCreateApiToken(join(stateDir, API_TOKEN_FILE)) } }
+        : {})
+    })
+    const address = api.tcpAddress
 
     // --- The boot record.
     let agent: ProvenanceAgent
@@ -253,13 +272,13 @@ export class Daemon {
         judgeModel: (loaded) => guard.judge(loaded)
       })
     } catch (e) {
-      await closeServer(server)
+      await api.shutdown()
       throw e
     }
-    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, server, startedMs: wallClock(), captureRing })
+    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, api, startedMs: wallClock(), captureRing })
     captureTarget.daemon = daemon
     try {
-      api.attach(daemon, address.port)
+      api.attach(daemon)
       for (const slot of daemon.slots.values()) {
         // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
         // the fleet may approve it, and it could not arrive if the daemon refused to start.
@@ -286,18 +305,22 @@ export class Daemon {
         })
         await daemon.uplink.start()
       }
-      await writeFileAtomic(join(stateDir, RUNTIME_FILE), JSON.stringify({ pid: process.pid, host: address.address, port: address.port, startedMs: daemon.startedMs, deviceId: options.deviceId }) + '\n', { mode: 0o644 })
+      await writeFileAtomic(join(stateDir, RUNTIME_FILE), JSON.stringify({
+        pid: process.pid, socket: socketPath, ...(address !== undefined ? { host: address.address, port: address.port } : {}), startedMs: daemon.startedMs, deviceId: options.deviceId
+      }) + '\n', { mode: 0o644 })
     } catch (e) {
       // The chain shows why this boot ended: boot, then shutdown "start failed: <code>".
       await daemon.stop(`start failed: ${(e as { code?: string }).code ?? (e as Error).message}`.slice(0, 200)).catch(() => {})
       throw e
     }
-    logger.info({ deviceId: options.deviceId, host: address.address, port: address.port, profile: options.profile.id, models: [...daemon.slots.keys()], uplink: daemon.uplink !== undefined }, 'daemon ready')
+    logger.info({ deviceId: options.deviceId, socket: socketPath, host: address?.address, port: address?.port, profile: options.profile.id, models: [...daemon.slots.keys()], uplink: daemon.uplink !== undefined }, 'daemon ready')
     return daemon
   }
 
-  /** Port of the HTTP API. */
-  get port (): number { return (this.server.address() as AddressInfo).port }
+  /** Port of the TCP API; 0 when only the unix socket serves. */
+  get port (): number { return this.api.tcpAddress?.port ?? 0 }
+  /** Path of the API's unix socket. */
+  get socketPath (): string { return this.api.socketPath ?? '' }
   /** The agent's record log (for the uplink and tools). */
   get log (): RecordLog { return this.agent.log }
   get isStopping (): boolean { return this.stopping !== undefined }
@@ -384,7 +407,7 @@ export class Daemon {
     const stats = this.agent.log.stats()
     const head = stats.head
     const profile = this.options.profile
-    const address = this.server.address() as AddressInfo | null
+    const address = this.api.tcpAddress
     const uplink = this.uplink
     return {
       deviceId: this.deviceId,
@@ -404,7 +427,7 @@ export class Daemon {
         ...(profile.overrideSource !== undefined ? { overrideSource: profile.overrideSource } : {}),
         executionProviders: [...profile.profile.executionProviders]
       },
-      http: { host: address?.address ?? '', port: address?.port ?? 0 },
+      http: { socket: this.socketPath, host: address?.address ?? '', port: address?.port ?? 0 },
       models: [...this.slots.values()].map(s => this.modelStatus(s)),
       uplink: uplink !== undefined ? { configured: true, brokerUrl: redactUrl(this.options.brokerUrl ?? ''), ...uplink.status() } : { configured: false },
       policy: this.guard.status(),
@@ -426,8 +449,7 @@ export class Daemon {
     if (this.stopping !== undefined) return await this.stopping
     this.stopping = (async () => {
       this.logger.info({ reason }, 'daemon stopping')
-      this.server.close()
-      this.server.closeIdleConnections()
+      this.api.close()
       await Promise.allSettled([...this.requests])
       for (const slot of this.slots.values()) await Promise.allSettled([...slot.inflight])
       await this.loadQueue.catch(() => {})
@@ -435,7 +457,7 @@ export class Daemon {
         await this.agent.stop(reason, { beforeClose: async () => await this.stopUplink() })
       } finally {
         await this.stopUplink().catch(() => {})
-        this.server.closeAllConnections()
+        this.api.closeAll()
         await fs.rm(join(this.stateDir, RUNTIME_FILE), { force: true })
         this.logger.info({ reason, seq: this.agent.log.head.seq }, 'daemon stopped')
       }
@@ -471,9 +493,17 @@ export class Daemon {
     void request.finally(() => this.requests.delete(request)).catch(() => {})
   }
 
-  /** @internal Records of a seq range, for the API's export route. */
-  async records (fromSeq: number, toSeq: number, limit: number): Promise<SignedRecord[]> {
-    return await this.agent.log.range(fromSeq, toSeq, limit)
+  /** @internal Records of a seq range, for the API's export route: at most `limit`, and no more once `maxBytes` of envelopes are read (at least one). */
+  async records (fromSeq: number, toSeq: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<SignedRecord[]> {
+    const out: SignedRecord[] = []
+    let bytes = 0
+    if (limit <= 0) return out
+    for await (const r of this.agent.log.iterate(fromSeq, toSeq)) {
+      out.push(r)
+      bytes += r.envelope.byteLength
+      if (out.length >= limit || bytes >= maxBytes) break
+    }
+    return out
   }
 
   private async stopUplink (): Promise<void> {
@@ -556,7 +586,9 @@ function isRefusal (e: unknown): boolean {
 function assertDaemonOptions (o: DaemonOptions): void {
   if (typeof o.deviceId !== 'string' || !DEVICE_ID_PATTERN.test(o.deviceId) || o.deviceId.length > LIMITS.deviceIdChars) throw new TypeError(`deviceId must match ${DEVICE_ID_PATTERN.source}`)
   if (typeof o.stateDir !== 'string' || o.stateDir === '') throw new TypeError('stateDir must be a non-empty string')
-  if (!Number.isSafeInteger(o.statusPort) || o.statusPort < 0 || o.statusPort > 65535) throw new RangeError('statusPort must be an integer in 0..65535')
+  if (o.statusPort !== undefined && (!Number.isSafeInteger(o.statusPort) || o.statusPort < 0 || o.statusPort > 65535)) throw new RangeError('statusPort must be an integer in 0..65535')
+  if (o.apiSocketMode !== undefined && o.apiSocketMode !== 0o600 && o.apiSocketMode !== 0o660) throw new RangeError('apiSocketMode must be 0o600 or 0o660')
+  if (o.apiSocket !== undefined && (typeof o.apiSocket !== 'string' || o.apiSocket === '')) throw new TypeError('apiSocket must be a non-empty path')
   const names = new Set<string>()
   for (const m of o.models) {
     if (!MODEL_NAME_PATTERN.test(m.name)) throw new TypeError(`model name "${m.name}" must match ${MODEL_NAME_PATTERN.source}`)
@@ -577,18 +609,6 @@ async function assertModelFile (path: string): Promise<void> {
     if (e instanceof ModelError) throw e
     throw new ModelError('MODEL_UNREADABLE', `cannot open model ${path}: ${(e as Error).message}`, { cause: e })
   }
-}
-
-async function listen (server: Server, host: string, port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error): void => { reject(new DaemonError('LISTEN_FAILED', `cannot listen on ${host}:${port}: ${e.message}`, { cause: e })) }
-    server.once('error', onError)
-    server.listen(port, host, () => { server.off('error', onError); resolve() })
-  })
-}
-
-async function closeServer (server: Server): Promise<void> {
-  await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
 }
 
 function captureLogger (logger: Logger, sink: () => ProviderWarning[] | undefined): Logger {

@@ -15,18 +15,29 @@ export type DaemonErrorCode =
   | 'REQUEST_TOO_LARGE'
   /** The daemon is shutting down and takes no new runs. */
   | 'DAEMON_STOPPING'
-  /** The HTTP API could not listen on its loopback port (in use, or not permitted). */
+  /** The HTTP API could not listen on its unix socket or loopback port (in use, not a socket, path too long, not permitted). */
   | 'LISTEN_FAILED'
   /** No such route in the HTTP API. */
   | 'ROUTE_UNKNOWN'
   /** Incident capture is turned off on this device. */
   | 'CAPTURE_DISABLED'
+  /** A TCP request without `Authorization: Bearer <token>` (the unix socket needs none). */
+  | 'UNAUTHENTICATED'
+  /** A TCP request with a token that is not the daemon's. */
+  | 'TOKEN_INVALID'
+  /** A request target longer than the API reads. */
+  | 'TARGET_TOO_LONG'
+  /** The TCP API's token file cannot be created or read, or holds no usable token. */
+  | 'API_TOKEN_UNUSABLE'
 
 export class DaemonError extends ProvenanceError<DaemonErrorCode> {}
 
 /** HTTP status for each error code the API can answer with; anything else is 500. */
 export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   REQUEST_INVALID: 400,
+  UNAUTHENTICATED: 401,
+  TOKEN_INVALID: 403,
+  TARGET_TOO_LONG: 414,
   INPUT_INVALID: 400,
   TENSOR_INVALID: 400,
   RECORD_INVALID: 400,

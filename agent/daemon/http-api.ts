@@ -1,13 +1,19 @@
 /**
- * The daemon's loopback HTTP API for the device's own applications and the CLI:
+ * The daemon's local HTTP API for the device's own applications and the CLI:
  *   GET  /status                      identity, chain head, models, uplink, policy, budget
  *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? }
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
- * It has no authentication, so it binds to loopback only, and refuses requests whose Host is not
- * the loopback address (DNS rebinding) or that come from a web page (Origin, non-JSON POST).
+ *   POST /v1/captures, GET /v1/captures[/<name>]  incident captures (raw inputs: investigators only)
+ * It serves a unix socket in the state folder (mode 0600 or 0660: the file permissions are the
+ * authentication) and, only when a port is configured, loopback TCP, where every request needs
+ * the bearer token of `<stateDir>/api-token` (0600) and a loopback Host (DNS rebinding). Requests
+ * from a web page (Origin) are refused on both. Anything malformed gets a 4xx, never a 500.
  */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
 import { encodeCanonical, toHex } from '../../protocol/index.js'
 import type { Logger } from '../session/index.js'
@@ -20,70 +26,267 @@ export interface ApiServerOptions {
   logger: Logger
 }
 
+/** Where the API listens. */
+export interface ApiListenOptions {
+  /** Unix socket path (at most 107 bytes). A stale socket file is replaced; one that answers is another daemon. */
+  socketPath: string
+  /** 0o600 (the service user only, default) or 0o660 (and its group). */
+  socketMode: number
+  /** Loopback TCP as well, with this bearer token. */
+  tcp?: { host: string, port: number, token: string }
+}
+
 export interface ApiServer {
-  server: Server
   /** Starts serving `daemon`; before this every request gets 503. */
-  attach: (daemon: Daemon, port: number) => void
+  attach: (daemon: Daemon) => void
+  /** @throws DaemonError `LISTEN_FAILED`. */
+  listen: (options: ApiListenOptions) => Promise<void>
+  /** The socket path, once listening. */
+  readonly socketPath: string | undefined
+  /** The TCP address, when TCP is on. */
+  readonly tcpAddress: AddressInfo | undefined
+  /** Stops accepting connections and closes the idle ones. */
+  close: () => void
+  /** Closes every connection, busy or not. */
+  closeAll: () => void
+  /** close() then closeAll(), once the servers have closed (and the socket file is gone). */
+  shutdown: () => Promise<void>
 }
 
 /** Most records one GET /v1/records answers with. */
 export const MAX_RECORDS_PER_REQUEST = 1024
+/** Most envelope bytes in one GET /v1/records answer (at least one record is always sent). */
+export const MAX_RECORDS_RESPONSE_BYTES = 8 * 1024 * 1024
+/** Longest request target; longer gets 414 before any parsing. */
+export const MAX_TARGET_CHARS = 4096
+/** Largest request head, bytes (431 beyond). */
+export const MAX_HEADER_BYTES = 16 * 1024
+/** The token file of the TCP listener, in the state folder. */
+export const API_TOKEN_FILE = 'api-token'
+/** The default unix socket, in the state folder. */
+export const API_SOCKET_FILE = 'api.sock'
+/** sockaddr_un.sun_path holds 108 bytes with the terminating NUL (Linux). */
+const MAX_SOCKET_PATH_BYTES = 107
 
-/** The HTTP server of the API (not yet listening). */
+type Transport = 'unix' | 'tcp'
+
+/** The HTTP servers of the API (not yet listening). */
 export function createApiServer (options: ApiServerOptions): ApiServer {
   let daemon: Daemon | undefined
   let allowedHosts = new Set<string>()
-  const server = createServer((req, res) => {
-    const target = daemon
-    if (target === undefined) {
-      sendError(res, new DaemonError('DAEMON_STOPPING', 'the daemon is starting'))
-      return
-    }
-    const handling = handle(target, req, res, options, allowedHosts).catch((e: unknown) => {
-      if (!res.headersSent) sendError(res, e)
-      else res.destroy()
+  let tokenDigest: Buffer | undefined
+  const servers: Server[] = []
+  let socketPath: string | undefined
+  let tcpAddress: AddressInfo | undefined
+
+  const make = (transport: Transport): Server => {
+    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+      const target = daemon
+      if (target === undefined) {
+        sendError(res, new DaemonError('DAEMON_STOPPING', 'the daemon is starting'))
+        return
+      }
+      const handling = (async () => {
+        if (transport === 'tcp') checkTcp(req, allowedHosts, tokenDigest)
+        await handle(target, req, res, options)
+      })().catch((e: unknown) => {
+        if (!res.headersSent) sendError(res, e)
+        else res.destroy()
+      })
+      // 'close' comes once the response is sent or the connection is gone: stop() waits for it.
+      target.track(Promise.all([handling, new Promise<void>(resolve => res.once('close', resolve))]))
     })
-    // 'close' comes once the response is sent or the connection is gone: stop() waits for it.
-    target.track(Promise.all([handling, new Promise<void>(resolve => res.once('close', resolve))]))
-  })
-  server.requestTimeout = 120_000
-  server.headersTimeout = 30_000
-  return {
-    server,
-    attach (d, port) {
-      daemon = d
-      allowedHosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`])
+    server.requestTimeout = 120_000
+    server.headersTimeout = 30_000
+    // A request node cannot parse (bad request line, head too large): a JSON 4xx, then close.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
+      const [status, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'REQUEST_TOO_LARGE'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_INVALID'] : [400, 'REQUEST_INVALID']
+      const text = JSON.stringify({ error: { code, message: 'the request could not be read' } })
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
+    })
+    servers.push(server)
+    return server
+  }
+
+  const api: ApiServer = {
+    attach (d) { daemon = d },
+    async listen (o) {
+      const unix = make('unix')
+      await listenUnix(unix, o.socketPath, o.socketMode)
+      socketPath = o.socketPath
+      if (o.tcp !== undefined) {
+        tokenDigest = digest(o.tcp.token)
+        const tcp = make('tcp')
+        try {
+          await listenTcp(tcp, o.tcp.host, o.tcp.port)
+        } catch (e) {
+          await api.shutdown()
+          throw e
+        }
+        tcpAddress = tcp.address() as AddressInfo
+        const port = tcpAddress.port
+        allowedHosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`])
+      }
+    },
+    get socketPath () { return socketPath },
+    get tcpAddress () { return tcpAddress },
+    close () {
+      for (const s of servers) { s.close(); s.closeIdleConnections() }
+    },
+    closeAll () {
+      for (const s of servers) s.closeAllConnections()
+    },
+    async shutdown () {
+      await Promise.all(servers.map(async s => await new Promise<void>(resolve => {
+        if (!s.listening) { resolve(); return }
+        s.close(() => resolve())
+        s.closeAllConnections()
+      })))
     }
+  }
+  return api
+}
+
+/**
+ * TCP only: a loopback Host (a page of another origin resolving to 127.0.0.1 sends its own name)
+ * and the bearer token (RFC 6750 §2.1), compared as SHA-256 digests in constant time.
+ * @throws DaemonError `REQUEST_INVALID`, `UNAUTHENTICATED`, `TOKEN_INVALID`.
+ */
+function checkTcp (req: IncomingMessage, allowedHosts: Set<string>, tokenDigest: Buffer | undefined): void {
+  if (!allowedHosts.has(req.headers.host ?? '')) {
+    throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (Host must be the loopback address)')
+  }
+  const m = /^Bearer +([\x21-\x7e]{1,4096}) *$/i.exec(req.headers.authorization ?? '')
+  if (m === null || tokenDigest === undefined) throw new DaemonError('UNAUTHENTICATED', 'the TCP API needs Authorization: Bearer <the token in <stateDir>/api-token>')
+  if (!timingSafeEqual(digest(m[1] as string), tokenDigest)) throw new DaemonError('TOKEN_INVALID', 'the token is not this daemon\'s')
+}
+
+function digest (token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest()
+}
+
+/**
+ * The token of the TCP listener in `path`, created (32 random bytes, base64url, mode 0600) when
+ * absent, so that only the service user (and root) can read it.
+ * @throws DaemonError `API_TOKEN_UNUSABLE`.
+ */
+export async function loadOrCreateApiToken (path: string): Promise<string> {
+  try {
+    const handle = await fs.open(path, 'wx', 0o600)
+    try {
+      const token = randomBytes(32).toString('base64url')
+      await handle.writeFile(token + '\n')
+      await handle.sync()
+      return token
+    } finally {
+      await handle.close()
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new DaemonError('API_TOKEN_UNUSABLE', `cannot create ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e })
+  }
+  let token: string
+  try {
+    token = (await fs.readFile(path, 'utf8')).trim()
+  } catch (e) {
+    throw new DaemonError('API_TOKEN_UNUSABLE', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e })
+  }
+  // The message names the file, never its content.
+  if (!/^[\x21-\x7e]{16,4096}$/.test(token)) throw new DaemonError('API_TOKEN_UNUSABLE', `${path} does not hold a token of 16..4096 printable characters`)
+  return token
+}
+
+async function listenUnix (server: Server, path: string, mode: number): Promise<void> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new DaemonError('LISTEN_FAILED', `socket path ${path} is longer than ${MAX_SOCKET_PATH_BYTES} bytes: set apiSocket to a shorter one`)
+  }
+  const existing = await fs.lstat(path).catch(() => undefined)
+  if (existing !== undefined) {
+    // Never unlink what is not a socket (a misconfigured path must not delete a file), nor a
+    // socket some process still answers on (another daemon on the same state folder).
+    if (!existing.isSocket()) throw new DaemonError('LISTEN_FAILED', `${path} exists and is not a socket`)
+    if (await answers(path)) throw new DaemonError('LISTEN_FAILED', `another process listens on ${path}`)
+    await fs.unlink(path).catch(() => {})
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => { reject(new DaemonError('LISTEN_FAILED', `cannot listen on ${path}: ${e.message}`, { cause: e })) }
+    server.once('error', onError)
+    server.listen(path, () => { server.off('error', onError); resolve() })
+  })
+  // The socket is created with the umask's mode and then narrowed; the state folder (0700) keeps
+  // everyone else out of that moment.
+  try {
+    await fs.chmod(path, mode)
+  } catch (e) {
+    await new Promise<void>(resolve => server.close(() => resolve()))
+    throw new DaemonError('LISTEN_FAILED', `cannot set the mode of ${path}: ${(e as Error).message}`, { cause: e })
   }
 }
 
-async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, allowedHosts: Set<string>): Promise<void> {
-  if (!allowedHosts.has(req.headers.host ?? '') || req.headers.origin !== undefined) {
-    throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (Host must be the loopback address, no Origin)')
+async function answers (path: string): Promise<boolean> {
+  return await new Promise<boolean>(resolve => {
+    const probe = connect(path)
+    probe.once('connect', () => { probe.destroy(); resolve(true) })
+    probe.once('error', () => resolve(false))
+  })
+}
+
+async function listenTcp (server: Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => { reject(new DaemonError('LISTEN_FAILED', `cannot listen on ${host}:${port}: ${e.message}`, { cause: e })) }
+    server.once('error', onError)
+    server.listen(port, host, () => { server.off('error', onError); resolve() })
+  })
+}
+
+/**
+ * The path segments and query of a request target, parsed by hand: `new URL` throws on targets
+ * such as `//` or `/\`, and a bad %-escape must be a 400, not an exception.
+ * @throws DaemonError `REQUEST_INVALID`, `TARGET_TOO_LONG`.
+ */
+function parseTarget (target: string): { path: string, parts: string[], query: URLSearchParams } {
+  if (target.length > MAX_TARGET_CHARS) throw new DaemonError('TARGET_TOO_LONG', `request target longer than ${MAX_TARGET_CHARS} characters`)
+  if (!target.startsWith('/')) throw new DaemonError('REQUEST_INVALID', 'the request target must be an absolute path')
+  const q = target.indexOf('?')
+  const path = q === -1 ? target : target.slice(0, q)
+  const parts = path.split('/').filter(p => p !== '').map(p => {
+    try {
+      return decodeURIComponent(p)
+    } catch {
+      throw new DaemonError('REQUEST_INVALID', 'bad percent-encoding in the path')
+    }
+  })
+  return { path, parts, query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)) }
+}
+
+async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+  if (req.headers.origin !== undefined) {
+    throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }
-  const url = new URL(req.url ?? '/', 'http://localhost')
-  const parts = url.pathname.split('/').filter(p => p !== '')
-  if (req.method === 'GET' && url.pathname === '/status') {
+  const { path, parts, query } = parseTarget(req.url ?? '')
+  if (req.method === 'GET' && path === '/status') {
     sendJson(res, 200, await daemon.status())
     return
   }
-  if (req.method === 'GET' && url.pathname === '/v1/records') {
-    const from = parseSeq(url.searchParams.get('from'), 0, 'from')
-    const to = parseSeq(url.searchParams.get('to'), Number.MAX_SAFE_INTEGER, 'to')
-    const limit = Math.min(parseSeq(url.searchParams.get('limit'), MAX_RECORDS_PER_REQUEST, 'limit'), MAX_RECORDS_PER_REQUEST)
-    const records = await daemon.records(from, to, limit)
+  if (req.method === 'GET' && path === '/v1/records') {
+    const from = parseSeq(query.get('from'), 0, 'from')
+    const to = parseSeq(query.get('to'), Number.MAX_SAFE_INTEGER, 'to')
+    const limit = Math.min(parseSeq(query.get('limit'), MAX_RECORDS_PER_REQUEST, 'limit'), MAX_RECORDS_PER_REQUEST)
+    const records = await daemon.records(from, to, limit, MAX_RECORDS_RESPONSE_BYTES)
     const body = encodeCanonical(records.map(r => r.envelope))
     res.writeHead(200, {
       'content-type': 'application/cbor',
       'content-length': body.byteLength,
       'x-head-seq': String(daemon.log.head.seq),
-      'x-acked-seq': String(daemon.log.acked)
+      'x-acked-seq': String(daemon.log.acked),
+      ...closeIfUnread(req)
     })
     res.end(body)
     return
   }
   if (parts.length === 4 && parts[0] === 'v1' && parts[1] === 'models' && req.method === 'POST' && (parts[3] === 'run' || parts[3] === 'reload')) {
-    const name = decodeURIComponent(parts[2] as string)
+    const name = parts[2] as string
     if (parts[3] === 'reload') {
       await drain(req, options.maxRequestBytes)
       sendJson(res, 200, await daemon.reload(name))
@@ -107,7 +310,7 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     // Incident capture: freeze the ring, list frozen captures, fetch one (for the investigator).
     if (parts.length === 2 && req.method === 'POST') {
       await drain(req, options.maxRequestBytes)
-      const reason = (url.searchParams.get('reason') ?? 'request').slice(0, 200)
+      const reason = (query.get('reason') ?? 'request').slice(0, 200)
       sendJson(res, 200, await daemon.freezeCapture(reason))
       return
     }
@@ -116,13 +319,18 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
       return
     }
     if (parts.length === 3 && req.method === 'GET') {
-      const bytes = await daemon.readCapture(decodeURIComponent(parts[2] as string))
-      res.writeHead(200, { 'content-type': 'application/cbor', 'content-length': bytes.byteLength })
+      const bytes = await daemon.readCapture(parts[2] as string)
+      res.writeHead(200, { 'content-type': 'application/cbor', 'content-length': bytes.byteLength, ...closeIfUnread(req) })
       res.end(bytes)
       return
     }
   }
-  throw new DaemonError('ROUTE_UNKNOWN', `no route ${req.method ?? ''} ${url.pathname}`)
+  throw new DaemonError('ROUTE_UNKNOWN', `no route ${(req.method ?? '').slice(0, 16)} ${path.slice(0, 256)}`)
+}
+
+/** A body the handler did not read (a GET with a body, an endless one): close after answering, so it goes nowhere. */
+function closeIfUnread (req: IncomingMessage): Record<string, string> {
+  return req.complete ? {} : { connection: 'close' }
 }
 
 /**
@@ -186,9 +394,9 @@ async function readJson (req: IncomingMessage, maxBytes: number): Promise<unknow
   }
 }
 
-function sendJson (res: ServerResponse, status: number, value: unknown): void {
+function sendJson (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...closeIfUnread(res.req), ...headers })
   res.end(body)
 }
 
@@ -196,5 +404,6 @@ function sendError (res: ServerResponse, e: unknown): void {
   const code = (e as { code?: unknown }).code
   const known = typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)
   const status = known ? HTTP_STATUS_BY_CODE[code] ?? (code.includes('BUDGET') ? 507 : 500) : 500
-  sendJson(res, status, { error: { code: known ? code : 'INTERNAL', message: (e as Error)?.message ?? String(e) } })
+  const challenge: Record<string, string> = status === 401 || status === 403 ? { 'www-authenticate': `Bearer realm="provenance-agent"${status === 403 ? ', error="invalid_token"' : ''}` } : {}
+  sendJson(res, status, { error: { code: known ? code : 'INTERNAL', message: (e as Error)?.message ?? String(e) } }, challenge)
 }

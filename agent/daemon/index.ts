@@ -1,11 +1,14 @@
 /**
- * The device daemon: agent, profile, key ring, model policy, uplink and the loopback HTTP API,
+ * The device daemon: agent, profile, key ring, model policy, uplink and the local HTTP API (unix socket, optional TCP),
  * started in an order that leaves no trace when the configuration is bad.
  */
 export {
-  Daemon, DEFAULT_MAX_REQUEST_BYTES, MODEL_NAME_PATTERN, RUNTIME_FILE,
+  Daemon, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_API_SOCKET_MODE, MODEL_NAME_PATTERN, RUNTIME_FILE,
   type DaemonOptions, type DaemonModelConfig, type DaemonStatus, type DaemonRunResult, type ModelStatusEntry, type ProviderWarning, type UplinkLike, type UplinkFactory
 } from './daemon.js'
 export { DaemonError, HTTP_STATUS_BY_CODE, type DaemonErrorCode } from './errors.js'
-export { createApiServer, parseRunRequest, MAX_RECORDS_PER_REQUEST, type ApiServer, type ApiServerOptions } from './http-api.js'
+export {
+  createApiServer, loadOrCreateApiToken, parseRunRequest, MAX_RECORDS_PER_REQUEST, MAX_RECORDS_RESPONSE_BYTES, MAX_TARGET_CHARS, MAX_HEADER_BYTES,
+  API_TOKEN_FILE, API_SOCKET_FILE, type ApiServer, type ApiServerOptions, type ApiListenOptions
+} from './http-api.js'
 export { decodeTensorJson, encodeTensorJson, TENSOR_JSON_TYPES, type TensorJson } from './tensor-json.js'

@@ -41,6 +41,8 @@ export interface ExportOptions {
   pageLimit?: number
   /** Per HTTP request. Default 30 000 ms. */
   timeoutMs?: number
+  /** Bearer token of the gateway's API. Never logged. */
+  gatewayToken?: string
   /** Clock for `createdAtMs`. Default Date.now. */
   now?: () => number
   onProgress?: (progress: ExportProgress) => void
@@ -65,7 +67,11 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be a positive integer')
   if (!Number.isSafeInteger(pageLimit) || pageLimit < 1) throw new RangeError('pageLimit must be a positive integer')
   const progress = options.onProgress ?? (() => {})
-  const gateway = new GatewayClient({ gatewayUrl: options.gatewayUrl, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) })
+  const gateway = new GatewayClient({
+    gatewayUrl: options.gatewayUrl,
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...(options.gatewayToken === undefined ? {} : { token: options.gatewayToken })
+  })
 
   const reader = await openChainReader(options.rpcUrl, options.registry)
   try {

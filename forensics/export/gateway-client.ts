@@ -1,6 +1,6 @@
 /**
  * The two gateway HTTP endpoints export reads: a device's records page by page, and one record's
- * C2SP tlog-proof. Answers come from the network: sizes are bounded while reading, shapes checked
+ * C2SP tlog-proof, with the gateway's bearer token. Answers come from the network: sizes are bounded while reading, shapes checked
  * before use; nothing the gateway says is trusted (verify checks it all against the chain).
  */
 import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES } from '../../protocol/index.js'
@@ -16,6 +16,8 @@ export interface GatewayClientOptions {
   gatewayUrl: string
   /** Per request. Default 30 000 ms. */
   timeoutMs?: number
+  /** Bearer token of the gateway's API (its `api-token` file). Absent: no Authorization header. Never logged. */
+  token?: string
 }
 
 /** One page of `GET /v1/devices/<device>/records?fromSeq=&limit=`. */
@@ -29,6 +31,7 @@ export interface RecordPage {
 export class GatewayClient {
   private readonly base: URL
   private readonly timeoutMs: number
+  private readonly headers: Record<string, string>
 
   /** @throws TypeError for a URL that is not http(s). */
   constructor (options: GatewayClientOptions) {
@@ -42,6 +45,11 @@ export class GatewayClient {
     if (!base.pathname.endsWith('/')) base.pathname += '/'
     this.base = base
     this.timeoutMs = options.timeoutMs ?? DEFAULT_GATEWAY_TIMEOUT_MS
+    if (options.token !== undefined && (typeof options.token !== 'string' || !/^[\x21-\x7e]{1,4096}$/.test(options.token))) {
+      // The message never shows the token.
+      throw new TypeError('gateway token must be 1..4096 printable ASCII characters without spaces')
+    }
+    this.headers = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }
   }
 
   /**
@@ -96,7 +104,8 @@ export class GatewayClient {
 
   private async get (url: URL): Promise<Response> {
     try {
-      return await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' })
+      // redirect: 'error': the token goes to this gateway only, never to where it points.
+      return await fetch(url, { headers: this.headers, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' })
     } catch (e) {
       throw new ForensicsError('GATEWAY_FAILED', `GET ${url.pathname} failed: ${(e as Error).message}`, { cause: e })
     }
@@ -112,6 +121,7 @@ async function statusError (res: Response, url: URL): Promise<ForensicsError> {
   try {
     const body = JSON.parse(await readBody(res, 4096, url)) as { error?: { code?: unknown, message?: unknown } }
     if (typeof body.error?.code === 'string') detail = ` (${body.error.code.slice(0, 64)})`
+    if (res.status === 401 || res.status === 403) detail += ': give the gateway\'s API token (--token-file)'
   } catch {
     // an error page that is not our JSON: the status says enough
   }

@@ -1,9 +1,12 @@
 /**
  * The gateway's HTTP API (node:http, GET only): record proofs, device status, batches, recent
- * quarantine, health and Prometheus metrics. Path parameters come from anyone who can reach the
- * port, so each is checked against its pattern before it reaches the store.
+ * quarantine, health and Prometheus metrics, behind a bearer token. Everything in a request comes
+ * from whoever reaches the port: the target is parsed by hand (no parser that throws), every
+ * listing is a bounded page with a cursor, and a malformed request gets a 4xx, never a 500.
  */
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { DEVICE_ID_PATTERN, LIMITS, toHex } from '../../protocol/index.js'
 import { formatRecordProof, recordProofJson, type ProofLookup } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
@@ -12,16 +15,42 @@ import type { GatewayLogger } from '../logger.js'
 import type { QuarantineEntry, StoredBatch } from '../store/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/index.js'
 
+/** A page of a listing: the items, and the cursor of the next page (null: this was the last). */
+export interface Page<T> { items: T[], next: string | null }
+
 /** What the API serves; the Gateway implements it. */
 export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
   deviceIds: () => string[]
-  records: (deviceId: string, fromSeq: number, limit: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
+  /** Up to `limit` records with seq >= fromSeq, stopping once `maxBytes` of envelopes are read (at least one). */
+  records: (deviceId: string, fromSeq: number, limit: number, maxBytes: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
   batch: (id: number) => Promise<{ batch: StoredBatch, state: AnchorState | undefined, receipt: AnchorReceipt | undefined } | undefined>
-  quarantine: (limit: number) => Promise<QuarantineEntry[]>
+  /** Entries older than the cursor `before` (newest first), up to `limit` and `maxBytes` of raw input (at least one). */
+  quarantine: (limit: number, maxBytes: number, before: string | undefined) => Promise<Page<QuarantineEntry>>
   health: () => { ok: boolean } & Record<string, unknown>
   metrics: () => Promise<{ contentType: string, body: string }>
+}
+
+export interface ApiServerOptions {
+  host: string
+  /** 0: the OS picks. */
+  port: number
+  logger: GatewayLogger
+  /** The bearer token every non-public route needs; undefined: no authentication. Never logged. */
+  token: string | undefined
+  /** Routes that answer without a token. */
+  publicRoutes: { health: boolean, proofs: boolean, metrics: boolean }
+  /** Most payload bytes in one listing page (at least one item is always sent). */
+  maxPageBytes: number
+  /** Largest request head, bytes (431 beyond). */
+  maxHeaderBytes: number
+  /** A request must arrive whole within this, ms (408 beyond). */
+  requestTimeoutMs: number
+  /** Open connections at most. */
+  maxConnections: number
+  /** Listing pages built at once at most; the others queue. */
+  maxConcurrentPages: number
 }
 
 export interface ApiServer {
@@ -31,24 +60,64 @@ export interface ApiServer {
   close: () => Promise<void>
 }
 
+/** Hard caps on items per page, whatever `limit` asks: a page's memory is bounded twice (items and bytes). */
+export const MAX_PAGE_ITEMS = Object.freeze({ devices: 1000, records: 1000, quarantine: 100 })
+const DEFAULT_PAGE_ITEMS = Object.freeze({ devices: 1000, records: 100, quarantine: 20 })
+/** Longest request target; longer gets 414 before any parsing. */
+export const MAX_TARGET_CHARS = 4096
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/
-const MAX_LIST = 10_000
+/** Quarantine cursor: `<12 hex time>-<hex nonce and counter>`, the store key without its prefix. */
+const QUARANTINE_CURSOR = /^[0-9a-f]{12}-[0-9a-f]{1,64}$/
+
+type Route =
+  | { kind: 'health' }
+  | { kind: 'metrics' }
+  | { kind: 'proof', device: string, seq: string }
+  | { kind: 'devices' }
+  | { kind: 'device', device: string }
+  | { kind: 'records', device: string }
+  | { kind: 'batch', id: string }
+  | { kind: 'quarantine' }
+  | { kind: 'unknown' }
+
+/** A 4xx answer decided while reading the request. */
+class Refusal {
+  constructor (readonly status: number, readonly code: string, readonly message: string, readonly headers: Record<string, string> = {}) {}
+}
 
 /**
- * Starts the API on `host:port` (port 0: the OS picks).
+ * Starts the API on `host:port`.
  * @throws GatewayError `HTTP_LISTEN_FAILED`.
  */
-export async function startApiServer (backend: ApiBackend, options: { host: string, port: number, logger: GatewayLogger }): Promise<ApiServer> {
-  const server: Server = createServer((req, res) => {
-    route(backend, req, res).catch((e: unknown) => {
+export async function startApiServer (backend: ApiBackend, options: ApiServerOptions): Promise<ApiServer> {
+  const tokenDigest = options.token === undefined ? undefined : digest(options.token)
+  const pages = new Semaphore(options.maxConcurrentPages)
+  const server: Server = createServer({
+    maxHeaderSize: options.maxHeaderBytes,
+    requestTimeout: options.requestTimeoutMs,
+    headersTimeout: Math.min(options.requestTimeoutMs, 10_000)
+  }, (req, res) => {
+    handle(backend, req, res, options, tokenDigest, pages).catch((e: unknown) => {
+      if (e instanceof Refusal) { sendError(res, e.status, e.code, e.message, e.headers); return }
+      // Only the backend gets here (a store failure): input never makes a 500.
       options.logger.error({ path: (req.url ?? '').slice(0, 256), error: (e as Error).message }, 'http handler failed')
       if (!res.headersSent) sendError(res, 500, 'INTERNAL', 'internal error')
       else res.destroy()
     })
   })
   server.keepAliveTimeout = 5_000
-  server.headersTimeout = 10_000
-  server.requestTimeout = 30_000
+  server.maxConnections = options.maxConnections
+  // A malformed request line, an oversized head or a timeout: a JSON 4xx when the socket still
+  // takes it, then close (node's default writes a bare status line).
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') { socket.destroy(); return }
+    const [status, code] = err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'HEADERS_TOO_LARGE']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT'] : [400, 'BAD_REQUEST']
+    const body = JSON.stringify({ error: { code, message: 'the request could not be read' } })
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -70,133 +139,227 @@ export async function startApiServer (backend: ApiBackend, options: { host: stri
   }
 }
 
-async function route (backend: ApiBackend, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, tokenDigest: Buffer | undefined, pages: Semaphore): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('allow', 'GET, HEAD')
-    sendError(res, 405, 'METHOD_NOT_ALLOWED', 'only GET and HEAD')
-    return
+    throw new Refusal(405, 'METHOD_NOT_ALLOWED', 'only GET and HEAD', { allow: 'GET, HEAD', connection: 'close' })
   }
-  const url = new URL(req.url ?? '/', 'http://gateway.invalid')
-  const parts = url.pathname.split('/').slice(1).map(safeDecode)
-  if (parts.some(p => p === undefined)) { sendError(res, 400, 'BAD_PATH', 'bad percent-encoding'); return }
-  const [a, b, c, d, e] = parts as string[]
+  // GET takes no body: refuse one rather than read (or wait for) it, and close the connection so
+  // that an endless body ends with it.
+  if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')) {
+    throw new Refusal(413, 'BODY_NOT_ALLOWED', 'GET and HEAD take no request body', { connection: 'close' })
+  }
+  const { path, query } = splitTarget(req.url ?? '')
+  const route = parseRoute(path)
+  const isPublic = (route.kind === 'health' && options.publicRoutes.health) ||
+    (route.kind === 'metrics' && options.publicRoutes.metrics) ||
+    (route.kind === 'proof' && options.publicRoutes.proofs)
+  // Authentication before anything else, unknown routes included: an anonymous client learns
+  // nothing of what exists.
+  if (tokenDigest !== undefined && !isPublic) checkBearer(req.headers.authorization, tokenDigest)
 
-  if (a === 'healthz' && b === undefined) {
-    const h = backend.health()
-    sendJson(res, h.ok ? 200 : 503, h)
-    return
+  switch (route.kind) {
+    case 'health': {
+      const h = backend.health()
+      sendJson(res, h.ok ? 200 : 503, h)
+      return
+    }
+    case 'metrics': {
+      const m = await backend.metrics()
+      send(res, 200, m.contentType, m.body)
+      return
+    }
+    case 'proof': {
+      const { device, seq } = route
+      if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      if (!DECIMAL.test(seq) || !Number.isSafeInteger(Number(seq))) throw new Refusal(400, 'BAD_SEQ', 'seq must be a decimal integer')
+      const format = query.get('format') ?? 'text'
+      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+      const found = await backend.proof(device, Number(seq))
+      if (found.status === 'not-found') throw new Refusal(404, 'RECORD_NOT_FOUND', `record ${device}/${seq} is not stored at this gateway`)
+      if (found.status === 'batch-open') throw new Refusal(409, 'BATCH_OPEN', `record ${device}/${seq} is in batch ${found.batchId}, not sealed yet`)
+      if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
+      else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
+      return
+    }
+    case 'devices': {
+      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.devices, MAX_PAGE_ITEMS.devices)
+      const after = query.get('after')
+      if (after !== null && !isDeviceId(after)) throw new Refusal(400, 'BAD_CURSOR', 'after must be a device id')
+      // Sorted so that `after` is a stable cursor however the set grows between pages.
+      const ids = backend.deviceIds().sort()
+      let start = 0
+      if (after !== null) { while (start < ids.length && (ids[start] as string) <= after) start++ }
+      const devices = ids.slice(start, start + limit)
+      const more = start + limit < ids.length
+      sendJson(res, 200, { devices, total: ids.length, next: more ? devices.at(-1) ?? null : null })
+      return
+    }
+    case 'device': {
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const s = backend.deviceStatus(route.device)
+      if (s === undefined) throw new Refusal(404, 'DEVICE_NOT_FOUND', `no records of ${route.device} seen`)
+      sendJson(res, 200, s)
+      return
+    }
+    case 'records': {
+      // The stored records of a device, for forensic export: pages of envelopes in seq order.
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const from = query.get('fromSeq') ?? '0'
+      if (!DECIMAL.test(from) || !Number.isSafeInteger(Number(from))) throw new Refusal(400, 'BAD_SEQ', 'fromSeq must be a decimal integer')
+      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.records, MAX_PAGE_ITEMS.records)
+      const body = await pages.run(async () => {
+        const page = await backend.records(route.device, Number(from), limit, options.maxPageBytes)
+        const bytes = page.reduce((n, r) => n + r.envelope.byteLength, 0)
+        const last = page.at(-1)
+        // Full by count or by bytes: there may be more.
+        const full = page.length >= limit || (bytes >= options.maxPageBytes && page.length > 0)
+        return JSON.stringify({
+          records: page.map(r => Buffer.from(r.envelope).toString('base64')),
+          next: full && last !== undefined ? last.seq + 1 : null
+        })
+      })
+      send(res, 200, 'application/json; charset=utf-8', body)
+      return
+    }
+    case 'batch': {
+      const id = route.id
+      if (!DECIMAL.test(id) || id === '0') throw new Refusal(400, 'BAD_BATCH', 'batch id must be a positive decimal integer')
+      const found = await backend.batch(Number(id))
+      if (found === undefined) throw new Refusal(404, 'BATCH_NOT_FOUND', `no sealed batch ${id}`)
+      const { batch, state, receipt } = found
+      sendJson(res, 200, {
+        id: batch.id,
+        size: batch.size,
+        root: toHex(batch.root),
+        firstRecordTimeMs: batch.firstRecordTimeMs,
+        lastRecordTimeMs: batch.lastRecordTimeMs,
+        metadataHash: toHex(batch.metadataHash),
+        checkpoint: batch.checkpoint,
+        sealedAtMs: batch.sealedAtMs,
+        anchor: { state: state ?? null, receipt: receipt ?? null }
+      })
+      return
+    }
+    case 'quarantine': {
+      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.quarantine, MAX_PAGE_ITEMS.quarantine)
+      const before = query.get('before')
+      if (before !== null && !QUARANTINE_CURSOR.test(before)) throw new Refusal(400, 'BAD_CURSOR', 'before must be a cursor from a previous page')
+      const body = await pages.run(async () => {
+        const page = await backend.quarantine(limit, options.maxPageBytes, before ?? undefined)
+        return JSON.stringify({
+          entries: page.items.map(q => ({
+            timeMs: q.timeMs,
+            reason: q.reason,
+            topic: q.topic,
+            device: q.deviceId ?? null,
+            seq: q.seq ?? null,
+            detail: q.detail,
+            rawBytes: q.rawBytes,
+            raw: Buffer.from(q.raw).toString('base64')
+          })),
+          next: page.next
+        })
+      })
+      send(res, 200, 'application/json; charset=utf-8', body)
+      return
+    }
+    case 'unknown':
+      throw new Refusal(404, 'NOT_FOUND', 'no such route')
   }
-  if (a === 'metrics' && b === undefined) {
-    const m = await backend.metrics()
-    send(res, 200, m.contentType, m.body)
-    return
-  }
-  if (a !== 'v1') { sendError(res, 404, 'NOT_FOUND', 'no such route'); return }
+}
 
-  if (b === 'proof' && c !== undefined && d !== undefined && e === undefined) {
-    if (!isDeviceId(c)) { sendError(res, 400, 'BAD_DEVICE', 'not a device id'); return }
-    if (!DECIMAL.test(d) || !Number.isSafeInteger(Number(d))) { sendError(res, 400, 'BAD_SEQ', 'seq must be a decimal integer'); return }
-    const format = url.searchParams.get('format') ?? 'text'
-    if (format !== 'text' && format !== 'json') { sendError(res, 400, 'BAD_FORMAT', 'format is text or json'); return }
-    const found = await backend.proof(c, Number(d))
-    if (found.status === 'not-found') { sendError(res, 404, 'RECORD_NOT_FOUND', `record ${c}/${d} is not stored at this gateway`); return }
-    if (found.status === 'batch-open') { sendError(res, 409, 'BATCH_OPEN', `record ${c}/${d} is in batch ${found.batchId}, not sealed yet`); return }
-    if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
-    else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
-    return
+/**
+ * The path and query of a request target. Only origin-form (`/path?query`) is served; the
+ * parsing is by hand because `new URL` throws on targets such as `//` or `/\`.
+ * @throws Refusal 400 / 414.
+ */
+function splitTarget (target: string): { path: string, query: URLSearchParams } {
+  if (target.length > MAX_TARGET_CHARS) throw new Refusal(414, 'URI_TOO_LONG', `request target longer than ${MAX_TARGET_CHARS} characters`)
+  if (!target.startsWith('/')) throw new Refusal(400, 'BAD_PATH', 'the request target must be an absolute path')
+  const q = target.indexOf('?')
+  const path = q === -1 ? target : target.slice(0, q)
+  // URLSearchParams never throws: a bad %-escape stays as typed, and then fails its own check.
+  return { path, query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)) }
+}
+
+/** @throws Refusal 400 for a bad %-escape. */
+function parseRoute (path: string): Route {
+  const parts = path.split('/').slice(1).map(p => {
+    try {
+      return decodeURIComponent(p)
+    } catch {
+      throw new Refusal(400, 'BAD_PATH', 'bad percent-encoding in the path')
+    }
+  })
+  const [a, b, c, d] = parts
+  const n = parts.length
+  if (a === 'healthz' && n === 1) return { kind: 'health' }
+  if (a === 'metrics' && n === 1) return { kind: 'metrics' }
+  if (a !== 'v1') return { kind: 'unknown' }
+  if (b === 'proof' && c !== undefined && d !== undefined && n === 4) return { kind: 'proof', device: c, seq: d }
+  if (b === 'devices' && n === 2) return { kind: 'devices' }
+  if (b === 'devices' && c !== undefined && n === 3) return { kind: 'device', device: c }
+  if (b === 'devices' && c !== undefined && d === 'records' && n === 4) return { kind: 'records', device: c }
+  if (b === 'batches' && c !== undefined && n === 3) return { kind: 'batch', id: c }
+  if (b === 'quarantine' && n === 2) return { kind: 'quarantine' }
+  return { kind: 'unknown' }
+}
+
+/**
+ * Checks `Authorization: Bearer <token>` (RFC 6750 §2.1) against the token's digest; comparing
+ * digests keeps the comparison constant-time whatever length is sent.
+ * @throws Refusal 401 (none, RFC 6750 §3) or 403 (a token, but not this one).
+ */
+function checkBearer (header: string | undefined, tokenDigest: Buffer): void {
+  const challenge = { 'www-authenticate': 'Bearer realm="provenance-gateway"' }
+  const m = header === undefined ? null : /^Bearer +([\x21-\x7e]{1,4096}) *$/i.exec(header)
+  if (m === null) throw new Refusal(401, 'UNAUTHENTICATED', 'this route needs Authorization: Bearer <token>', challenge)
+  if (!timingSafeEqual(digest(m[1] as string), tokenDigest)) {
+    throw new Refusal(403, 'FORBIDDEN', 'the token is not valid for this gateway', { 'www-authenticate': 'Bearer realm="provenance-gateway", error="invalid_token"' })
   }
-  if (b === 'devices' && c === undefined) {
-    const limit = parseLimit(url.searchParams.get('limit'), 1000)
-    if (limit === undefined) { sendError(res, 400, 'BAD_LIMIT', `limit must be 1..${MAX_LIST}`); return }
-    const ids = backend.deviceIds()
-    sendJson(res, 200, { devices: ids.slice(0, limit), total: ids.length })
-    return
-  }
-  if (b === 'devices' && c !== undefined && d === undefined) {
-    if (!isDeviceId(c)) { sendError(res, 400, 'BAD_DEVICE', 'not a device id'); return }
-    const s = backend.deviceStatus(c)
-    if (s === undefined) { sendError(res, 404, 'DEVICE_NOT_FOUND', `no records of ${c} seen`); return }
-    sendJson(res, 200, s)
-    return
-  }
-  if (b === 'devices' && c !== undefined && d === 'records' && e === undefined) {
-    // The stored records of a device, for forensic export: pages of envelopes in seq order.
-    if (!isDeviceId(c)) { sendError(res, 400, 'BAD_DEVICE', 'not a device id'); return }
-    const from = url.searchParams.get('fromSeq') ?? '0'
-    if (!DECIMAL.test(from) || !Number.isSafeInteger(Number(from))) { sendError(res, 400, 'BAD_SEQ', 'fromSeq must be a decimal integer'); return }
-    const limit = parseLimit(url.searchParams.get('limit'), 1000)
-    if (limit === undefined) { sendError(res, 400, 'BAD_LIMIT', `limit must be 1..${MAX_LIST}`); return }
-    const page = await backend.records(c, Number(from), limit)
-    const last = page.at(-1)
-    sendJson(res, 200, {
-      records: page.map(r => Buffer.from(r.envelope).toString('base64')),
-      next: page.length === limit && last !== undefined ? last.seq + 1 : null
-    })
-    return
-  }
-  if (b === 'batches' && c !== undefined && d === undefined) {
-    if (!DECIMAL.test(c) || c === '0') { sendError(res, 400, 'BAD_BATCH', 'batch id must be a positive decimal integer'); return }
-    const found = await backend.batch(Number(c))
-    if (found === undefined) { sendError(res, 404, 'BATCH_NOT_FOUND', `no sealed batch ${c}`); return }
-    const { batch, state, receipt } = found
-    sendJson(res, 200, {
-      id: batch.id,
-      size: batch.size,
-      root: toHex(batch.root),
-      firstRecordTimeMs: batch.firstRecordTimeMs,
-      lastRecordTimeMs: batch.lastRecordTimeMs,
-      metadataHash: toHex(batch.metadataHash),
-      checkpoint: batch.checkpoint,
-      sealedAtMs: batch.sealedAtMs,
-      anchor: { state: state ?? null, receipt: receipt ?? null }
-    })
-    return
-  }
-  if (b === 'quarantine' && c === undefined) {
-    const limit = parseLimit(url.searchParams.get('limit'), 100)
-    if (limit === undefined) { sendError(res, 400, 'BAD_LIMIT', `limit must be 1..${MAX_LIST}`); return }
-    const entries = await backend.quarantine(limit)
-    sendJson(res, 200, {
-      entries: entries.map(q => ({
-        timeMs: q.timeMs,
-        reason: q.reason,
-        topic: q.topic,
-        device: q.deviceId ?? null,
-        seq: q.seq ?? null,
-        detail: q.detail,
-        rawBytes: q.rawBytes,
-        raw: Buffer.from(q.raw).toString('base64')
-      }))
-    })
-    return
-  }
-  sendError(res, 404, 'NOT_FOUND', 'no such route')
+}
+
+function digest (token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest()
 }
 
 function isDeviceId (s: string): boolean {
   return s.length <= LIMITS.deviceIdChars && DEVICE_ID_PATTERN.test(s)
 }
 
-function parseLimit (v: string | null, fallback: number): number | undefined {
+/** `limit` as asked, lowered to `max` (an old client asking for more gets a shorter page and a cursor). */
+function parseLimit (v: string | null, fallback: number, max: number): number {
   if (v === null) return fallback
-  if (!DECIMAL.test(v)) return undefined
-  const n = Number(v)
-  return n >= 1 && n <= MAX_LIST ? n : undefined
+  if (!DECIMAL.test(v) || v === '0') throw new Refusal(400, 'BAD_LIMIT', 'limit must be a positive decimal integer')
+  return Math.min(Number(v), max)
 }
 
-function safeDecode (s: string): string | undefined {
-  try {
-    return decodeURIComponent(s)
-  } catch {
-    return undefined
+/** At most `slots` tasks at once; the others wait in order. */
+class Semaphore {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor (private readonly slots: number) {}
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.slots) await new Promise<void>(resolve => this.waiting.push(resolve))
+    else this.active++
+    try {
+      return await task()
+    } finally {
+      const next = this.waiting.shift()
+      // The slot passes straight to the next waiter.
+      if (next !== undefined) next()
+      else this.active--
+    }
   }
 }
 
-function send (res: ServerResponse, status: number, contentType: string, body: string): void {
+function send (res: ServerResponse, status: number, contentType: string, body: string, headers: Record<string, string> = {}): void {
   res.statusCode = status
   res.setHeader('content-type', contentType)
   res.setHeader('cache-control', 'no-store')
   res.setHeader('content-length', Buffer.byteLength(body))
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
   res.end(res.req.method === 'HEAD' ? undefined : body)
 }
 
@@ -204,6 +367,7 @@ function sendJson (res: ServerResponse, status: number, value: unknown): void {
   send(res, status, 'application/json; charset=utf-8', JSON.stringify(value))
 }
 
-function sendError (res: ServerResponse, status: number, code: string, message: string): void {
-  sendJson(res, status, { error: { code, message } })
+function sendError (res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) { res.destroy(); return }
+  send(res, status, 'application/json; charset=utf-8', JSON.stringify({ error: { code, message } }), headers)
 }

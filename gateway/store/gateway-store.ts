@@ -450,11 +450,18 @@ export class GatewayStore {
     }
   }
 
-  /** Up to `limit` stored records of one device with seq >= fromSeq, ascending. */
-  async recordsFrom (deviceId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number, envelope: Uint8Array }>> {
+  /**
+   * Up to `limit` stored records of one device with seq >= fromSeq, ascending; stops once
+   * `maxBytes` of envelopes are read (at least one record), so a page's memory is bounded.
+   */
+  async recordsFrom (deviceId: string, fromSeq: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<Array<{ seq: number, envelope: Uint8Array }>> {
     const out: Array<{ seq: number, envelope: Uint8Array }> = []
+    let bytes = 0
     for await (const [k, v] of this.db.iterator({ gte: keys.record(deviceId, fromSeq), lt: `r/${deviceId}/\xff`, limit })) {
-      out.push({ seq: parseInt(k.slice(k.lastIndexOf('/') + 1), 16), envelope: decodeStoredRecord(v).envelope })
+      const envelope = decodeStoredRecord(v).envelope
+      out.push({ seq: parseInt(k.slice(k.lastIndexOf('/') + 1), 16), envelope })
+      bytes += envelope.byteLength
+      if (bytes >= maxBytes) break
     }
     return out
   }
@@ -478,6 +485,30 @@ export class GatewayStore {
     for await (const k of this.db.keys({ ...range('q/'), limit: count })) ops.push({ type: 'del', key: k })
     if (ops.length > 0) this.enqueue(ops)
     return ops.length
+  }
+
+  /**
+   * A page of quarantine entries, newest first, older than the cursor `before` (from an earlier
+   * page); stops at `limit` entries or once `maxBytes` of raw input are read (at least one).
+   * `next` is the cursor of the following page, null after the oldest entry.
+   */
+  async quarantinePage (limit: number, maxBytes: number, before?: string): Promise<{ items: QuarantineEntry[], next: string | null }> {
+    const items: QuarantineEntry[] = []
+    let bytes = 0
+    let lastKey: string | undefined
+    let full = false
+    const r = range('q/')
+    // The cursor is the key without its `q/` prefix, with `-` for its inner `/` (URL-friendly).
+    const lt = before === undefined ? r.lt : `q/${before.replace('-', '/')}`
+    for await (const [k, v] of this.db.iterator({ gte: r.gte, lt, reverse: true, limit })) {
+      const entry = decodeQuarantine(v)
+      items.push(entry)
+      lastKey = k
+      bytes += entry.raw.byteLength
+      if (bytes >= maxBytes) { full = true; break }
+    }
+    if (items.length >= limit) full = true
+    return { items, next: full && lastKey !== undefined ? lastKey.slice(2).replace('/', '-') : null }
   }
 
   /** Quarantine entries, newest first. */

@@ -17,6 +17,8 @@ const chain = await startChain(t)
 const incident = await startIncident(t, chain)
 const dir = await makeTempDir(t, 'forensics-cli-')
 const bundlePath = join(dir, 'bundle.json')
+const tokenFile = join(dir, 'gateway-token')
+await writeFile(tokenFile, incident.gatewayToken + '\n', { mode: 0o600 })
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
@@ -73,7 +75,7 @@ if (process.env.NO_NET_ALLOW_ETHERS !== '1') {
 `
 
 t.test('behavior: export writes a bundle that verify, timeline and report accept', async t => {
-  const exported = await cli(['export', '--gateway', incident.gatewayUrl, '--rpc-url', chain.anvil.rpcUrl, '--registry', chain.deployment.address,
+  const exported = await cli(['export', '--gateway', incident.gatewayUrl, '--token-file', tokenFile, '--rpc-url', chain.anvil.rpcUrl, '--registry', chain.deployment.address,
     '--device', 'dev-0001', '--out', bundlePath, '--json'])
   t.equal(exported.code, 0, exported.stderr)
   const summary = JSON.parse(exported.stdout) as { records: number, proofs: number }
@@ -146,9 +148,26 @@ t.test('error: unreadable or malformed files are CODE: message with exit 1', asy
   const bad = await inProcess(['timeline', junk])
   t.equal(bad.code, 1)
   t.match(bad.stderr, /^BUNDLE_MALFORMED: /)
-  const unknown = await inProcess(['export', '--gateway', incident.gatewayUrl, '--rpc-url', chain.anvil.rpcUrl, '--registry', chain.deployment.address, '--device', 'nobody-9'])
+  const unknown = await inProcess(['export', '--gateway', incident.gatewayUrl, '--rpc-url', chain.anvil.rpcUrl, '--registry', chain.deployment.address, '--device', 'nobody-9'],
+    { PROVENANCE_GATEWAY_TOKEN: incident.gatewayToken })
   t.equal(unknown.code, 1)
   t.match(unknown.stderr, /^DEVICE_NOT_REGISTERED: /)
+})
+
+t.test('error: export without the gateway token, or with a wrong one, is refused and says so', async t => {
+  const base = ['export', '--gateway', incident.gatewayUrl, '--rpc-url', chain.anvil.rpcUrl, '--registry', chain.deployment.address, '--device', 'dev-0001']
+  const none = await inProcess(base)
+  t.equal(none.code, 1)
+  t.match(none.stderr, /^GATEWAY_FAILED: .*HTTP 401 \(UNAUTHENTICATED\).*--token-file/)
+  const wrongFile = join(dir, 'wrong-token')
+  await writeFile(wrongFile, 'not-the-gateway-token-at-all\n')
+  const wrong = await inProcess([...base, '--token-file', wrongFile])
+  t.equal(wrong.code, 1)
+  t.match(wrong.stderr, /^GATEWAY_FAILED: .*HTTP 403 \(FORBIDDEN\)/)
+  t.notMatch(wrong.stderr, /not-the-gateway-token/, 'the token never reaches the output')
+  const missing = await inProcess([...base, '--token-file', join(dir, 'no-such-token')])
+  t.equal(missing.code, 2, 'an unreadable token file is a usage error')
+  t.match(missing.stderr, /--token-file/)
 })
 
 t.test('error: usage errors exit 2 with the usage on stderr; --help exits 0 on stdout', async t => {

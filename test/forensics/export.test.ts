@@ -103,6 +103,24 @@ t.test('error: gateway failures and answers outside the contract', async t => {
   t.throws(() => new GatewayClient({ gatewayUrl: 'ftp://example' }), TypeError)
 })
 
+t.test('behavior: export follows the cursor through pages shorter than asked (a gateway byte cap)', async t => {
+  const capped = await startIncident(t, chain, { pageCap: 3 })
+  const before = capped.requests.length
+  const bundle = await exportBundle({ ...capped.exportOptions, pageLimit: 50 })
+  t.same(bundle.records, capped.device.records.map(r => encodeBundleRecord(r.envelope)), 'every record, once, in order')
+  const listings = capped.requests.slice(before).filter(r => r.includes('/records?'))
+  t.equal(listings.length, Math.ceil(capped.device.records.length / 3), 'one request per short page')
+})
+
+t.test('error: the gateway refuses an export without its token (401) or with a wrong one (403)', async t => {
+  const { gatewayToken: _, ...anonymous } = incident.exportOptions
+  await t.rejects(exportBundle(anonymous), { constructor: ForensicsError, code: 'GATEWAY_FAILED', message: /HTTP 401 \(UNAUTHENTICATED\)/ })
+  const wrong = await exportBundle({ ...incident.exportOptions, gatewayToken: 'wrong-token-wrong-token' }).then(() => undefined, (e: unknown) => e)
+  t.match(wrong, { code: 'GATEWAY_FAILED', message: /HTTP 403/ })
+  t.notMatch((wrong as Error).message, /wrong-token/, 'the token is not in the message')
+  t.throws(() => new GatewayClient({ gatewayUrl: 'http://127.0.0.1:1', token: 'has a space' }), TypeError)
+})
+
 t.test('error: registry and device problems', async t => {
   await t.rejects(exportBundle({ ...incident.exportOptions, deviceId: 'nobody-7' }), { constructor: ForensicsError, code: 'DEVICE_NOT_REGISTERED' })
   await t.rejects(exportBundle({ ...incident.exportOptions, registry: '0x' + '22'.repeat(20) }), { constructor: ForensicsError, code: 'REGISTRY_NOT_FOUND' })

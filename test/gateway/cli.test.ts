@@ -69,8 +69,11 @@ t.test('behavior: start runs until the stop signal, logs JSON lines without secr
   const keyFile = join(dir, 'anchor.key')
   const key = chain.anvil.accounts[3]?.privateKey as string
   await writeFile(keyFile, key + '\n', { mode: 0o600 })
+  const tokenFile = join(dir, 'api.token')
+  const token = 'cli-test-token-that-is-secret'
+  await writeFile(tokenFile, token + '\n', { mode: 0o600 })
   const config = join(dir, 'gateway.json')
-  await writeFile(config, JSON.stringify({ name: 'cli-gw', stateDir: join(dir, 'state'), rpcUrl: chain.anvil.rpcUrl, registry: chain.deployment.address, anchorPrivateKeyFile: keyFile, processMetrics: false }))
+  await writeFile(config, JSON.stringify({ name: 'cli-gw', stateDir: join(dir, 'state'), rpcUrl: chain.anvil.rpcUrl, registry: chain.deployment.address, anchorPrivateKeyFile: keyFile, httpTokenFile: tokenFile, processMetrics: false }))
   const x = io({ PROVENANCE_GATEWAY_BATCH_MAX_AGE_MS: '250' })
   const running = runCli(['start', '--config', config], x)
   const deadline = Date.now() + 15_000
@@ -87,9 +90,12 @@ t.test('behavior: start runs until the stop signal, logs JSON lines without secr
     if (!health.ok) await new Promise(resolve => setTimeout(resolve, 20))
   }
   t.equal(health.ok, true, 'healthy once connected to its embedded broker')
+  t.equal((await fetch(`${started?.http as string}/v1/devices`)).status, 401, 'the API asks for a token')
+  t.equal((await fetch(`${started?.http as string}/v1/devices`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the one of httpTokenFile')
   x.stop()
   t.equal(await running, 0)
   t.notOk(x.out.join('').includes(key.slice(2)), 'the private key is never logged')
+  t.notOk(x.out.join('').includes(token), 'nor the API token')
   t.ok(lines.every(l => typeof l.time === 'string' && typeof l.level === 'number'), 'JSON lines with time and level')
 })
 

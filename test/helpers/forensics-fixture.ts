@@ -34,7 +34,12 @@ export interface Batch {
   anchored?: { batchId: bigint, txHash: string, blockNumber: number, blockHash: string }
 }
 
+/** The bearer token the stand-in gateway asks for, as the real one does. */
+export const FIXTURE_GATEWAY_TOKEN = 'fixture-gateway-token-0123456789'
+
 export interface IncidentOptions {
+  /** Most records per listing page whatever `limit` asks (a gateway's byte cap), with a `next` cursor. */
+  pageCap?: number
   /** Leaves per batch. Default 12. */
   batchSize?: number
   /** The last sealed batch is not anchored on chain. */
@@ -60,9 +65,11 @@ export interface Incident {
   other: SignedRecord[]
   batches: Batch[]
   gatewayUrl: string
+  /** The stand-in gateway's bearer token (FIXTURE_GATEWAY_TOKEN). */
+  gatewayToken: string
   /** Requests the stand-in gateway served, e.g. `/v1/proof/dev-0001/3`. */
   requests: string[]
-  exportOptions: { gatewayUrl: string, rpcUrl: string, registry: string, deviceId: string }
+  exportOptions: { gatewayUrl: string, gatewayToken: string, rpcUrl: string, registry: string, deviceId: string }
 }
 
 /** A started dev chain, stopped when the test (file) ends. */
@@ -169,12 +176,16 @@ export async function startIncident (t: Test, chain: DevChain, options: Incident
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
       res.end(body)
     }
+    if (req.headers.authorization !== `Bearer ${FIXTURE_GATEWAY_TOKEN}`) {
+      send(req.headers.authorization === undefined ? 401 : 403, 'application/json', JSON.stringify({ error: { code: req.headers.authorization === undefined ? 'UNAUTHENTICATED' : 'FORBIDDEN', message: 'token' } }))
+      return
+    }
     const list = /^\/v1\/devices\/([^/]+)\/records$/.exec(url.pathname)
     if (list !== null) {
       const rs = records.get(decodeURIComponent(list[1] as string))
       if (rs === undefined) { send(404, 'application/json', JSON.stringify({ error: { code: 'DEVICE_NOT_FOUND', message: 'no such device' } })); return }
       const fromSeq = Number(url.searchParams.get('fromSeq') ?? 0)
-      const limit = Number(url.searchParams.get('limit') ?? 1000)
+      const limit = Math.min(Number(url.searchParams.get('limit') ?? 1000), options.pageCap ?? Number.POSITIVE_INFINITY)
       const from = rs.filter(r => r.record.seq >= fromSeq)
       const page = from.slice(0, limit)
       const next = from[limit]?.record.seq ?? null
@@ -214,8 +225,9 @@ export async function startIncident (t: Test, chain: DevChain, options: Incident
     other,
     batches,
     gatewayUrl,
+    gatewayToken: FIXTURE_GATEWAY_TOKEN,
     requests,
-    exportOptions: { gatewayUrl, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: MAIN_DEVICE }
+    exportOptions: { gatewayUrl, gatewayToken: FIXTURE_GATEWAY_TOKEN, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: MAIN_DEVICE }
   }
 }
 

@@ -184,7 +184,10 @@ t.test('behavior: start → status → run → SIGTERM: the shutdown record is w
   t.match(human.stdout, /tiny +loaded/)
 
   const x = Buffer.from(Float32Array.from([1, 0, 0, 1]).buffer).toString('base64')
-  const reply = await fetch(`http://127.0.0.1:${daemon.port}/v1/models/tiny/run`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data: x } }, decision: 'ok' }) })
+  // Over TCP (statusPort is set) with the token the daemon keeps in its state folder.
+  const token = (await readFile(join(stateDir, 'api-token'), 'utf8')).trim()
+  t.equal((await fetch(`http://127.0.0.1:${daemon.port}/status`)).status, 401, 'no token, no TCP API')
+  const reply = await fetch(`http://127.0.0.1:${daemon.port}/v1/models/tiny/run`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data: x } }, decision: 'ok' }) })
   t.equal(reply.status, 200)
   const run = await reply.json() as { record: { seq: number, hash: string } }
   t.equal(run.record.seq, 2)
@@ -220,6 +223,37 @@ t.test('behavior: start → status → run → SIGTERM: the shutdown record is w
   const rows = lines.stdout.trim().split('\n').map(l => JSON.parse(l) as { seq: number, kind: string, envelope: string })
   t.same(rows.map(r => r.kind), ['boot', 'model-load', 'inference', 'shutdown'])
   t.same(fromHex(rows[3]?.envelope ?? ''), records[3]?.envelope)
+})
+
+t.test('behavior: status and capture go through the 0600 socket by default; another user gets DAEMON_ACCESS_DENIED', async t => {
+  const { dir, configPath, stateDir } = await setup(t, { statusPort: undefined })
+  const daemon = await startDaemon(configPath)
+  t.teardown(() => { daemon.proc.kill('SIGKILL') })
+  t.equal(daemon.port, 0, 'no TCP listener unless statusPort is set')
+  const status = await cli(['status', '--json', '--config', configPath])
+  t.equal(status.code, 0, status.stderr)
+  t.match(JSON.parse(status.stdout), { http: { socket: join(stateDir, 'api.sock'), port: 0 } })
+  const out = join(dir, 'incident.cbor')
+  const frozen = await cli(['capture', 'freeze', '--config', configPath, '--reason', 'drill', '--out', out, '--json'])
+  t.equal(frozen.code, 0, frozen.stderr)
+  t.ok((await readFile(out)).byteLength > 0, 'the capture came through the socket')
+  const list = await cli(['capture', 'list', '--config', configPath, '--json'])
+  t.equal(JSON.parse(list.stdout).captures.length, 1)
+  if (process.getuid?.() === 0) {
+    // The same CLI as uid nobody, with the folders on the way opened: the socket's 0600 stops it.
+    for (const d of [dir, stateDir]) await chmod(d, 0o755)
+    await chmod(configPath, 0o644)
+    const proc = spawn('/usr/bin/env', ['-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, process.execPath, '--import', 'tsx', MAIN, 'status', '--config', configPath],
+      { uid: 65534, gid: 65534, cwd: fileURLToPath(new URL('../../..', import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    const code = await new Promise<number | null>(resolve => proc.on('close', resolve))
+    t.equal(code, 1, stderr)
+    t.match(stderr, /^DAEMON_ACCESS_DENIED: /m, 'another user: access denied')
+  }
+  const stopped = await daemon.stop('SIGTERM')
+  t.equal(stopped.code, 0)
+  await t.rejects(access(join(stateDir, 'api.sock')), 'the socket is gone once stopped')
 })
 
 t.test('behavior: keys rotate, then verify-log passes; a record signed with the old key afterwards fails it', async t => {

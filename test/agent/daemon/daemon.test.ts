@@ -41,7 +41,6 @@ async function setup (t: { teardown: (fn: () => unknown) => void }, o: Partial<D
     stateDir: join(dir, 'state'),
     profile: await resolveProfile(o.profileName ?? 'generic-x86_64'),
     models: [{ name: 'tiny', path: join(dir, 'a.onnx') }],
-    statusPort: 0,
     logger,
     ...o
   }
@@ -54,10 +53,15 @@ async function setup (t: { teardown: (fn: () => unknown) => void }, o: Partial<D
 }
 
 interface Reply { status: number, body: any }
-async function call (port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+/** The daemon's socket (the default), or its TCP API with a token. */
+type To = Daemon | { port: number, token?: string }
+async function call (to: To, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body)
+  const where = to instanceof Daemon
+    ? { socketPath: to.socketPath }
+    : { host: '127.0.0.1', port: to.port, headers: to.token === undefined ? {} : { authorization: `Bearer ${to.token}` } }
   return await new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
+    const req = request({ ...where, method, path, headers: { ...where.headers, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
@@ -71,9 +75,9 @@ async function call (port: number, method: string, path: string, body?: unknown,
 }
 
 /** A request announcing a body larger than the daemon takes; the daemon answers before reading it. */
-async function callTooLarge (port: number): Promise<Reply> {
+async function callTooLarge (daemon: Daemon): Promise<Reply> {
   return await new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1')
+    const socket = connect(daemon.socketPath)
     let text = ''
     socket.on('data', (d: Buffer) => { text += d.toString('utf8') })
     socket.on('error', reject)
@@ -81,7 +85,7 @@ async function callTooLarge (port: number): Promise<Reply> {
       const status = Number(text.split(' ')[1])
       resolve({ status, body: JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) })
     })
-    socket.write(`POST /v1/models/tiny/run HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\nconnection: close\r\n\r\n{`)
+    socket.write(`POST /v1/models/tiny/run HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\nconnection: close\r\n\r\n{`)
   })
 }
 
@@ -100,7 +104,7 @@ t.test('behavior: an application runs the tiny classifier over HTTP, gets its ou
   const { start, options } = await setup(t)
   const daemon = await start()
   const x = [0.1, -0.2, 0.3, 0.4]
-  const reply = await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody(x, 'class=2'))
+  const reply = await call(daemon, 'POST', '/v1/models/tiny/run', runBody(x, 'class=2'))
   t.equal(reply.status, 200, JSON.stringify(reply.body))
   t.equal(reply.body.modelHash, toHex(sha256(modelA)))
   const probs = reply.body.outputs.probs
@@ -112,7 +116,7 @@ t.test('behavior: an application runs the tiny classifier over HTTP, gets its ou
   t.equal(toHex(stored?.hash ?? new Uint8Array()), reply.body.record.hash, 'the record the caller got is the one in the log')
   t.equal((stored?.record.body as InferenceBody).decision, 'class=2')
 
-  const s = (await call(daemon.port, 'GET', '/status')).body as DaemonStatus
+  const s = (await call(daemon, 'GET', '/status')).body as DaemonStatus
   t.equal(s.deviceId, 'dev-d')
   t.equal(s.seq, 2)
   t.equal(s.boot, 1)
@@ -151,9 +155,10 @@ t.test('behavior: on a Jetson profile without GPU the model falls back to CPU, a
 })
 
 t.test('error: bad requests get a code and an HTTP status, and cost no seq', async t => {
-  const { start } = await setup(t)
+  const { start, options } = await setup(t, { statusPort: 0 })
   const daemon = await start()
-  const port = daemon.port
+  const port = daemon
+  const tcp = { port: daemon.port, token: (await readFile(join(options.stateDir, 'api-token'), 'utf8')).trim() }
   const cases: Array<[string, Reply, number, string]> = [
     ['unknown model', await call(port, 'POST', '/v1/models/nope/run', runBody([1, 2, 3, 4])), 404, 'MODEL_UNKNOWN'],
     ['not JSON', await call(port, 'POST', '/v1/models/tiny/run', '{'), 400, 'REQUEST_INVALID'],
@@ -161,10 +166,10 @@ t.test('error: bad requests get a code and an HTTP status, and cost no seq', asy
     ['bad tensor', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { x: { type: 'float33', dims: [1, -4], data: 5 } }, extra: 1 }), 400, 'REQUEST_INVALID'],
     ['wrong input name', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { y: { type: 'float32', dims: [1, 4], data: f32([1, 2, 3, 4]) } } }), 400, 'INPUT_INVALID'],
     ['wrong shape', await call(port, 'POST', '/v1/models/tiny/run', { inputs: { x: { type: 'float32', dims: [1, 5], data: f32([1, 2, 3, 4, 5]) } } }), 422, 'INFERENCE_FAILED'],
-    ['foreign Host header', await call(port, 'GET', '/status', undefined, { host: 'attacker.example' }), 400, 'REQUEST_INVALID'],
+    ['foreign Host header on TCP', await call(tcp, 'GET', '/status', undefined, { host: 'attacker.example' }), 400, 'REQUEST_INVALID'],
     ['a web page', await call(port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]), { origin: 'http://attacker.example' }), 400, 'REQUEST_INVALID'],
     ['unknown route', await call(port, 'GET', '/v2/whatever'), 404, 'ROUTE_UNKNOWN'],
-    ['too large', await callTooLarge(port), 413, 'REQUEST_TOO_LARGE']
+    ['too large', await callTooLarge(daemon), 413, 'REQUEST_TOO_LARGE']
   ]
   for (const [what, reply, status, code] of cases) {
     t.equal(reply.status, status, `${what}: HTTP ${status}`)
@@ -186,7 +191,7 @@ t.test('behavior: under enforce a refused model is not loaded and runs are refus
   t.match(s.policy, { configured: true, version: 1, mode: 'enforce' })
   t.match(s.models, [{ name: 'tiny', state: 'loaded', policy: 'approved' }, { name: 'other', state: 'refused', runnable: false, error: { code: 'MODEL_NOT_APPROVED' } }])
   t.ok(logger.lines.some(l => l.msg === 'model refused by policy; nothing was loaded'))
-  const refused = await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))
+  const refused = await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))
   t.equal(refused.status, 503)
   t.match(refused.body.error.message, /MODEL_NOT_APPROVED/)
   t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'model-load'], 'no record for the refused model')
@@ -194,9 +199,9 @@ t.test('behavior: under enforce a refused model is not loaded and runs are refus
   await t.rejects(daemon.acceptPolicy(policy({ version: 1, modelHashes: [sha256(modelB)] })), { code: 'POLICY_STALE' })
   t.equal(await daemon.acceptPolicy(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), 'accepted')
   t.match((await daemon.status()).models[1], { name: 'other', state: 'loaded', policy: 'approved', runnable: true })
-  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
+  t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
   await daemon.acceptPolicy(policy({ version: 3, modelHashes: [sha256(modelB)] }))
-  const dropped = await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))
+  const dropped = await call(daemon, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))
   t.equal(dropped.status, 403, 'a model the newer policy dropped runs no more')
   t.equal(dropped.body.error.code, 'MODEL_NOT_APPROVED')
 })
@@ -206,14 +211,14 @@ t.test('behavior: reload notices a swapped file; an unapproved replacement is re
   await (await import('../../../agent/keys/index.js')).writeFileAtomic(join(options.stateDir, 'policy.cbor'), policy({ modelHashes: [sha256(modelA)] }))
   const daemon = await start()
   await writeFile(join(dir, 'a.onnx'), modelB)
-  const reply = await call(daemon.port, 'POST', '/v1/models/tiny/reload')
+  const reply = await call(daemon, 'POST', '/v1/models/tiny/reload')
   t.equal(reply.status, 403)
   t.equal(reply.body.error.code, 'MODEL_NOT_APPROVED')
   const s = await daemon.status()
   t.match(s.models[0], { state: 'loaded', modelHash: toHex(sha256(modelA)), runnable: true, error: { code: 'MODEL_NOT_APPROVED' } })
-  t.equal((await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).body.modelHash, toHex(sha256(modelA)), 'runs go to the approved model')
+  t.equal((await call(daemon, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).body.modelHash, toHex(sha256(modelA)), 'runs go to the approved model')
   await daemon.acceptPolicy(policy({ version: 2, mode: 'audit' }))
-  const audited = await call(daemon.port, 'POST', '/v1/models/tiny/reload')
+  const audited = await call(daemon, 'POST', '/v1/models/tiny/reload')
   t.equal(audited.status, 200)
   t.match(audited.body, { modelHash: toHex(sha256(modelB)), policy: 'unapproved' })
   t.ok(logger.lines.some(l => l.msg === 'model file changed on disk since it was last loaded' && l.previousHash === toHex(sha256(modelA))))
@@ -235,9 +240,13 @@ t.test('error: no boot record and nothing listening when the start checks fail',
   await check({ policyAdminPublicKey: createSigner(new Uint8Array(32).fill(1)).publicKey }, 'POLICY_SIGNATURE_INVALID')
   const { rm } = await import('node:fs/promises')
   await rm(join(options.stateDir, 'policy.cbor'))
-  const first = await Daemon.start(options)
+  const first = await Daemon.start({ ...options, statusPort: 0 })
   t.teardown(async () => await first.stop())
-  await check({ statusPort: first.port }, 'LISTEN_FAILED', true)
+  await check({}, 'LISTEN_FAILED', true)
+  await check({ statusPort: first.port, apiSocket: join(dir, 'other.sock') }, 'LISTEN_FAILED', true)
+  await writeFile(join(dir, 'not-a-socket'), 'precious')
+  await check({ apiSocket: join(dir, 'not-a-socket') }, 'LISTEN_FAILED', true)
+  t.equal(await readFile(join(dir, 'not-a-socket'), 'utf8'), 'precious', 'a file where the socket should go is left alone')
   const rows = await first.log.range(0, 100)
   t.same(rows.map(r => r.record.body.kind), ['boot', 'model-load'], 'the failed starts left no trace')
 })
@@ -257,11 +266,11 @@ t.test('behavior: a retained policy published on the broker reaches the daemon t
   const s = await daemon.status()
   t.match(s.uplink, { configured: true, connected: true, acks: { mode: 'verified' } }, 'the gateway key reached the uplink')
   t.match(s.models, [{ name: 'tiny', policy: 'unchecked', runnable: true }, { name: 'other', policy: 'unchecked', runnable: false }], 'enforce now blocks the unlisted model')
-  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_NOT_APPROVED')
+  t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_NOT_APPROVED')
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), { qos: 1, retain: true })
   await waitFor('the second policy', async () => (await daemon.status()).policy.version === 2)
   t.match((await daemon.status()).models[1], { name: 'other', runnable: true })
-  t.equal((await call(daemon.port, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
+  t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
   const stored = await readFile(join(options.stateDir, 'policy.cbor'))
   t.equal(stored.byteLength, policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] }).byteLength, 'the accepted policy is stored')
 })
@@ -269,7 +278,7 @@ t.test('behavior: a retained policy published on the broker reaches the daemon t
 t.test('error: a model that only fails once parsed stops the start after the boot record, with a shutdown record saying why', async t => {
   const { options, dir } = await setup(t)
   await writeFile(join(dir, 'garbage.onnx'), Buffer.from('this is not a model at all'))
-  const e = await Daemon.start({ ...options, statusPort: 0, models: [{ name: 'junk', path: join(dir, 'garbage.onnx') }] }).catch(err => err)
+  const e = await Daemon.start({ ...options, models: [{ name: 'junk', path: join(dir, 'garbage.onnx') }] }).catch(err => err)
   t.equal(e.code, 'MODEL_NOT_ONNX')
   await t.rejects(access(join(options.stateDir, 'daemon.json')), 'not left running')
   const ring = await KeyRing.open(join(options.stateDir, 'keys', 'device-key.json'))
@@ -284,15 +293,15 @@ t.test('behavior: an incident capture frozen through the API replays against the
   const { start, dir } = await setup(t)
   const daemon = await start()
   for (const x of [[0.1, 0.2, 0.3, 0.4], [1, 0, -1, 0], [0.5, 0.5, 0.5, 0.5]]) {
-    t.equal((await call(daemon.port, 'POST', '/v1/models/tiny/run', runBody(x))).status, 200)
+    t.equal((await call(daemon, 'POST', '/v1/models/tiny/run', runBody(x))).status, 200)
   }
-  const frozen = await call(daemon.port, 'POST', '/v1/captures?reason=incident-42')
+  const frozen = await call(daemon, 'POST', '/v1/captures?reason=incident-42')
   t.equal(frozen.status, 200, JSON.stringify(frozen.body))
   t.equal(frozen.body.entries, 3)
-  const list = await call(daemon.port, 'GET', '/v1/captures')
+  const list = await call(daemon, 'GET', '/v1/captures')
   t.same(list.body.captures.map((c: { name: string }) => c.name), [frozen.body.name])
   const bytes = await new Promise<Buffer>((resolve, reject) => {
-    request({ host: '127.0.0.1', port: daemon.port, path: `/v1/captures/${frozen.body.name as string}` }, res => {
+    request({ socketPath: daemon.socketPath, path: `/v1/captures/${frozen.body.name as string}` }, res => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => resolve(Buffer.concat(chunks)))
@@ -303,5 +312,5 @@ t.test('behavior: an incident capture frozen through the API replays against the
   const report = await replayCapture({ capture: bytes, records: await daemon.records(0, 100, 100), modelPaths: dir })
   t.equal(report.summary.ok, true, JSON.stringify(report.summary))
   t.equal(report.summary.entries, 3)
-  t.equal((await call(daemon.port, 'GET', '/v1/captures/not-a-capture')).status, 400)
+  t.equal((await call(daemon, 'GET', '/v1/captures/not-a-capture')).status, 400)
 })
