@@ -23,6 +23,10 @@ export type AgentErrorCode =
   | 'LOG_WRITE_FAILED'
   /** Fail-closed budget: the log is full until the gateway acknowledges records. */
   | 'LOG_BUDGET_EXCEEDED'
+  /** Fail-closed on a physically full disk: records are refused until the space reserve can be taken again. */
+  | 'LOG_DISK_FULL'
+  /** The record log could not be reopened after a write error; appends are refused until it can be. */
+  | 'LOG_UNAVAILABLE'
   /** The feeds of a run do not match the model's inputs. */
   | 'INPUT_INVALID'
   /** onnxruntime refused the run (wrong type or shape); nothing was recorded. */
