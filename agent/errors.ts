@@ -19,11 +19,11 @@ export type AgentErrorCode =
   | 'LOG_CORRUPT'
   /** The record log is closed. */
   | 'LOG_CLOSED'
-  /** A write to the record log failed; the records of that write were not kept and the chain rewound. */
+  /** A write to the record log failed; its records were not kept, the chain rewound, and the log reopened and checked its head before writing again. */
   | 'LOG_WRITE_FAILED'
   /** Fail-closed budget: the log is full until the gateway acknowledges records. */
   | 'LOG_BUDGET_EXCEEDED'
-  /** Fail-closed on a physically full disk: records are refused until the space reserve can be taken again. */
+  /** The record log's disk is full: fail-closed refuses records until its space reserve can be taken again (fail-open only when even its gap record cannot be written). */
   | 'LOG_DISK_FULL'
   /** The record log could not be reopened after a write error; appends are refused until it can be. */
   | 'LOG_UNAVAILABLE'

@@ -262,13 +262,17 @@ export class RecordLog {
   private async appendAt (newBoot: boolean, build: (seq: number) => RecordBody): Promise<SignedRecord> {
     // The hot path stays synchronous up to the queue: group commit needs every concurrent append queued at once.
     if (this.state !== 'open' || this.recovering !== undefined || this.closed) await this.ready()
-    if (this.state === 'disk-full') return await this.appendDropped(newBoot, build)
+    if (this.state === 'disk-full' && !(newBoot && this.budgetMode === 'fail-open')) return await this.appendDropped(newBoot, build)
+    // A boot record is never dropped (a verifier cannot tell a new boot inside a hole): on a
+    // full disk, fail-open writes it on the reserve's space, after sealing the drops before it.
+    this.sealDrops()
     let signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
     if (this.budgetBytes !== undefined && this.bytes + signed.envelope.byteLength + GAP_RECORD_ALLOWANCE > this.budgetBytes) {
       await this.makeRoom(signed.envelope.byteLength)
       await this.ready()
       // makeRoom awaited: a write may have failed meanwhile and left the disk full.
-      if ((this.state as LogState) === 'disk-full') return await this.appendDropped(newBoot, build)
+      if ((this.state as LogState) === 'disk-full' && !newBoot) return await this.appendDropped(newBoot, build)
+      this.sealDrops()
       // Others may have appended (or a gap record was written) meanwhile: sign again after the tip.
       signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
       if (this.bytes + signed.envelope.byteLength > this.budgetBytes) {
@@ -467,7 +471,9 @@ export class RecordLog {
       const records = failed.flatMap(p => p.covers !== undefined ? p.covers : p.signed !== undefined ? [p] : [])
       // A gap record that failed is not declared by another: a disk that refuses even that is
       // full beyond the reserve, and the records are refused.
-      const declare = this.state !== 'failed' && this.budgetMode === 'fail-open' && !failed.some(p => p.covers !== undefined) && records.length > 0
+      // Nor is a boot record declared dropped: a verifier cannot see a new boot inside a hole.
+      const declare = this.state !== 'failed' && this.budgetMode === 'fail-open' && records.length > 0 &&
+        !failed.some(p => p.covers !== undefined) && !records.some(p => p.signed?.record.body.kind === 'boot')
       const error = this.state === 'failed'
         ? new AgentError('LOG_UNAVAILABLE', `record log write failed and it could not be reopened: ${(this.failure as Error).message}`, { cause: this.failure })
         : this.state === 'disk-full' || /no space left/i.test(String((cause as Error).message))
@@ -635,6 +641,11 @@ export class RecordLog {
         const b = r.record.body
         const declaresBefore = b.kind === 'gap' && b.lastSeq === r.record.seq - 1
         const next = (drop.at(-1)?.record.seq ?? -2) + 1
+        if (b.kind === 'boot') {
+          // Never dropped: a verifier cannot tell a new boot inside a hole.
+          if (drop.length === 0) continue
+          break
+        }
         if (drop.length === 0) {
           if (b.kind === 'gap') {
             // Only a hole that starts at the first unsent seq: one further back may be declared

@@ -181,3 +181,32 @@ t.test('property: after any sequence of append, ack, deleteAcknowledged and reop
   ), { numRuns: 60, seed: 20261130 })
   t.pass('60 random histories')
 })
+
+t.test('attack: on a full disk fail-open declares records in gap records but never drops a boot record; fail-closed refuses without a seq', async t => {
+  // A reserve larger than the disk cannot be taken: the log opens in the disk-full state.
+  const huge = 2 ** 50
+  const dir = await makeTempDir(t)
+  const log = await open(dir, { budgetMode: 'fail-open', reserveBytes: huge })
+  t.equal(log.stats().state, 'disk-full')
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  const resolved = await Promise.all(Array.from({ length: 20 }, async () => await log.append(body)))
+  const boot = await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  await Promise.all(Array.from({ length: 5 }, async () => await log.append(body)))
+  const stored = await log.range(0, Number.MAX_SAFE_INTEGER)
+  t.ok(stored.some(r => r.record.seq === boot.record.seq && r.record.body.kind === 'boot'), 'the boot record is stored')
+  t.equal(stored.filter(r => r.record.body.kind === 'inference').length, 0, 'no inference record stored')
+  const v = verifyChain(stored, { deviceId: 'dev-acc', keyAt: fixedKey(signer.publicKey) })
+  t.equal(v.failure, undefined, v.failure?.message ?? 'chain with its gaps verifies')
+  t.equal(v.gaps.reduce((n, g) => n + g.lastSeq - g.firstSeq + 1, 0), 25, 'every resolved record is declared')
+  t.ok(resolved.every(r => v.gaps.some(g => g.firstSeq <= r.record.seq && r.record.seq <= g.lastSeq)))
+  await log.close()
+
+  const dir2 = await makeTempDir(t)
+  const closed = await open(dir2, { budgetMode: 'fail-closed', reserveBytes: huge })
+  const seq = closed.nextSeq
+  const err = await closed.append(body).catch(e => e)
+  t.type(err, AgentError)
+  t.equal(err.code, 'LOG_DISK_FULL')
+  t.equal(closed.nextSeq, seq, 'a refusal costs no seq')
+  await closed.close()
+})

@@ -175,7 +175,7 @@ const fullDisk = ((): string | undefined => {
 
 t.test('error: on a full disk a failed write rejects its records (LOG_DISK_FULL) and rewinds to the durable head', { skip: fullDisk === undefined ? 'cannot mount a tmpfs here' : false }, async t => {
   const dir = fullDisk as string
-  t.teardown(() => { execFileSync('umount', [dir]); rmSync(dir, { recursive: true, force: true }) })
+  t.teardown(() => { execFileSync('umount', ['-l', dir]); rmSync(dir, { recursive: true, force: true }) })
   const log = await RecordLog.open({ dir: join(dir, 'log'), deviceId: 'dev-a', signer, reserveBytes: 64 * 1024 })
   await log.appendBoot({ agentVersion: 't', profile: 'p' })
   let failure: AgentError | undefined
