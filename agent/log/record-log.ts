@@ -67,6 +67,8 @@ export function defaultReserveBytes (writeBufferBytes: number): number {
   return 2 * writeBufferBytes + 1024 * 1024
 }
 export const DEFAULT_RESERVE_BYTES = defaultReserveBytes(DEFAULT_WRITE_BUFFER_BYTES)
+/** Free space below which a failed log does not even try to reopen. */
+const MIN_REOPEN_FREE_BYTES = 64 * 1024
 /** Room kept for the gap record a drop writes. */
 const GAP_RECORD_ALLOWANCE = 512
 
@@ -99,6 +101,8 @@ interface Pending {
   dropRanges?: Array<[number, number]>
   /** Delete every stored record up to this seq, except the head (acknowledged records). */
   pruneThrough?: number
+  /** What the caller read of the prune range beforehand, so the write path need not read it. */
+  scan?: PruneScan
   ackedSeq?: number
   dropped?: number
   /** Drops this gap record declares: they settle with it. */
@@ -106,6 +110,9 @@ interface Pending {
   resolve: (s: SignedRecord | undefined) => void
   reject: (e: unknown) => void
 }
+
+/** Stored records in [from, through] with their sizes, read while `epoch` deletions had been committed. */
+interface PruneScan { epoch: number, from: number, through: number, entries: Array<[string, number]> }
 
 export class RecordLog {
   private db: Db
@@ -141,6 +148,8 @@ export class RecordLog {
   private reserveHeld: boolean
   private closed = false
   private readonly listeners = new Set<(head: LogHead) => void>()
+  /** Counts commits that deleted records (and reopens): a prune scan read before a change is stale. */
+  private deletionEpoch = 0
 
   private constructor (db: Db, options: RecordLogOptions, meta: Meta, reserve: SpaceReserve, reserveHeld: boolean) {
     this.db = db
@@ -269,7 +278,8 @@ export class RecordLog {
       if (this.state === 'failed') {
         const free = await this.reserve.freeBytes()
         if (this.recovering !== undefined || this.state !== 'failed') continue
-        if (free < 2 * this.reserve.bytes) {
+        // A reopen needs at most the reserve (LevelDB's recovery); without a reserve, some room.
+        if (free < Math.max(this.reserve.bytes, MIN_REOPEN_FREE_BYTES)) {
           throw new AgentError('LOG_UNAVAILABLE', `the record log could not be reopened after a write error: ${(this.failure as Error).message}`, { cause: this.failure })
         }
         // The disk has room again: one more reopen, shared by every caller waiting here.
@@ -372,8 +382,10 @@ export class RecordLog {
         if (p.ackedSeq !== undefined) next.ackedSeq = Math.max(next.ackedSeq, p.ackedSeq)
         if (p.dropped !== undefined) next.dropped += p.dropped
       }
+      let deleted = false
       try {
         const dels = await this.collectDeletions(batch, next)
+        deleted = dels.keys.length > 0
         next.bytes += putBytes - dels.bytes
         // A chained batch: abstract-level's array form costs several times more per operation,
         // and every record is one operation.
@@ -387,6 +399,7 @@ export class RecordLog {
         continue
       }
       this.durable = next
+      if (deleted) this.deletionEpoch++
       this.queuedBytes -= putBytes
       for (const p of batch) {
         p.resolve(p.signed)
@@ -415,12 +428,23 @@ export class RecordLog {
     const keep = recordKey(next.head.seq)
     const found = new Map<string, number>()
     if (prune >= next.low) {
-      ranges.push([next.low, prune])
+      // A scan read since the last deletion, from the same low mark, is what the disk holds.
+      const scan = batch.reduce<PruneScan | undefined>((best, p) => {
+        const s = p.scan
+        return s !== undefined && s.epoch === this.deletionEpoch && s.from === next.low && s.through <= prune && (best === undefined || s.through > best.through) ? s : best
+      }, undefined)
+      if (scan !== undefined) {
+        for (const [key, size] of scan.entries) if (key !== keep) found.set(key, size)
+        if (prune > scan.through) ranges.push([scan.through + 1, prune])
+      } else {
+        ranges.push([next.low, prune])
+      }
       next.low = prune >= next.head.seq ? next.head.seq : prune + 1
     }
     for (const [from, to] of ranges) {
       if (to < from) continue
-      for await (const [key, value] of this.db.iterator({ gte: recordKey(Math.max(from, 0)), lte: recordKey(to) })) {
+      // One call for the whole range: an async step per entry costs more than reading it.
+      for (const [key, value] of await this.db.iterator({ gte: recordKey(Math.max(from, 0)), lte: recordKey(to) }).all()) {
         if (key !== keep) found.set(key, value.byteLength)
       }
     }
@@ -490,6 +514,7 @@ export class RecordLog {
         throw e
       }
       this.db = db
+      this.deletionEpoch++
       this.durable = meta
       this.ackedSeq = meta.ackedSeq
     } catch (e) {
@@ -571,7 +596,28 @@ export class RecordLog {
     const upTo = Math.min(seq, this.tip.seq)
     this.ackedSeq = upTo
     this.sentSeq = Math.max(this.sentSeq, upTo)
-    await this.enqueue(undefined, { ackedSeq: upTo, ...(options.deleteAcked ?? true ? { pruneThrough: upTo } : {}) })
+    if (!(options.deleteAcked ?? true)) {
+      await this.enqueue(undefined, { ackedSeq: upTo })
+      return
+    }
+    // Read what the prune deletes here, beside the writes, not in the write path that every
+    // append waits for; the queue uses it only if nothing was deleted meanwhile.
+    const scan = await this.scanPrune(upTo)
+    await this.enqueue(undefined, { ackedSeq: upTo, pruneThrough: upTo, ...(scan !== undefined ? { scan } : {}) })
+  }
+
+  private async scanPrune (upTo: number): Promise<PruneScan | undefined> {
+    const epoch = this.deletionEpoch
+    const from = this.durable.low
+    const through = Math.min(upTo, this.durable.head.seq)
+    if (through < from || this.recovering !== undefined) return undefined
+    try {
+      const entries = await this.db.iterator({ gte: recordKey(from), lte: recordKey(through) }).all()
+      return { epoch, from, through, entries: entries.map(([key, value]) => [key, value.byteLength]) }
+    } catch {
+      // The handle was closed by a recovery meanwhile: the queue reads it itself.
+      return undefined
+    }
   }
 
   /**

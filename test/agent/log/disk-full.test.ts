@@ -1,4 +1,4 @@
-// A real full disk under a process that holds the record log: a tmpfs of 2 MiB filled by another
+// A real full disk under a process that holds the record log: a tmpfs of 4 MiB filled by another
 // file, freed, filled again, the process SIGKILLed and the log reopened on a nearly full disk.
 // Every append that resolved must be there (fail-open: there, or declared by a signed gap record).
 import t from 'tap'
@@ -8,9 +8,9 @@ import { RecordLog } from '../../../agent/log/index.js'
 import { createSigner, fixedKey, toHex, verifyChain, type SignedRecord } from '../../../protocol/index.js'
 import { fill, freeBytes, mountTmpfs, startLogChild, unmount } from '../../helpers/tiny-disk.js'
 
-const DISK_BYTES = 2 * 1024 * 1024
+const DISK_BYTES = 4 * 1024 * 1024
 const WRITE_BUFFER_BYTES = 64 * 1024
-const RESERVE_BYTES = 512 * 1024
+const RESERVE_BYTES = 1024 * 1024
 const signer = createSigner(new Uint8Array(32).fill(7))
 
 /** Every resolved append is stored with its hash, or (fail-open) lies in a gap a stored gap record declares. */
