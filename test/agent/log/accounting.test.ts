@@ -210,3 +210,14 @@ t.test('attack: on a full disk fail-open declares records in gap records but nev
   t.equal(closed.nextSeq, seq, 'a refusal costs no seq')
   await closed.close()
 })
+
+t.test('attack: a second opener (verify-log while the daemon runs) is refused as locked and leaves the reserve alone', async t => {
+  const { statSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const dir = await makeTempDir(t)
+  const log = await open(dir, { reserveBytes: 64 * 1024 })
+  t.equal(log.stats().reserveHeld, true)
+  await t.rejects(open(dir, { reserveBytes: 64 * 1024 }), { code: 'LOG_LOCKED' })
+  t.equal(statSync(join(dir, 'space.reserve')).size, 64 * 1024, 'the reserve is still there')
+  await log.close()
+})

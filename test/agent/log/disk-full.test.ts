@@ -69,3 +69,22 @@ for (const mode of ['fail-closed', 'fail-open'] as const) {
     t.ok('record' in next || next.code === 'LOG_DISK_FULL', `after the restart the log appends, or refuses for want of space (${'record' in next ? 'appended' : String(next.code)})`)
   })
 }
+
+const restartDisk = mountTmpfs(DISK_BYTES)
+t.test('behavior: a restart on a disk with no free byte opens on the reserve (it used to fail with LOG_OPEN_FAILED)', { skip: 'skip' in restartDisk ? restartDisk.skip : false }, async t => {
+  const mnt = (restartDisk as { dir: string }).dir
+  t.teardown(() => { unmount(mnt) })
+  const dir = join(mnt, 'log')
+  const child = startLogChild(dir, 'fail-closed', RESERVE_BYTES, WRITE_BUFFER_BYTES)
+  t.teardown(child.kill)
+  // Killed with records in LevelDB's write-ahead log, which the next open must turn into a table.
+  await child.waitResolved(600)
+  await child.kill()
+  fill(join(mnt, 'filler'))
+  t.equal(freeBytes(mnt), 0, 'not one byte free')
+  const log = await RecordLog.open({ dir, deviceId: 'dev-full', signer, reserveBytes: RESERVE_BYTES, writeBufferBytes: WRITE_BUFFER_BYTES })
+  t.teardown(async () => await log.close())
+  t.equal(log.stats().state, 'disk-full', 'open, on the reserve, and says the disk is full')
+  t.same(lostRecords(child.resolved, await log.range(0, Number.MAX_SAFE_INTEGER)), [], `all ${child.resolved.size} resolved appends are there`)
+  await t.rejects(log.append(() => ({ kind: 'shutdown', reason: 'x' })), { code: 'LOG_DISK_FULL' }, 'fail-closed refuses until space returns')
+})
