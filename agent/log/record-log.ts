@@ -500,6 +500,8 @@ export class RecordLog {
     this.ackedSeq = this.durable.ackedSeq
     this.reserveHeld = false
     await this.db.close().catch(() => {})
+    // A take in progress would write the file again after it was given up.
+    await this.taking?.catch(() => {})
     await this.reserve.release().catch(() => {})
     try {
       const db = await openDb(this.dir, this.writeBufferBytes)
