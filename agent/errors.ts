@@ -19,10 +19,14 @@ export type AgentErrorCode =
   | 'LOG_CORRUPT'
   /** The record log is closed. */
   | 'LOG_CLOSED'
-  /** A write to the record log failed; the records of that write were not kept and the chain rewound. */
+  /** A write to the record log failed; its records were not kept, the chain rewound, and the log reopened and checked its head before writing again. */
   | 'LOG_WRITE_FAILED'
   /** Fail-closed budget: the log is full until the gateway acknowledges records. */
   | 'LOG_BUDGET_EXCEEDED'
+  /** The record log's disk is full: fail-closed refuses records until its space reserve can be taken again (fail-open only when even its gap record cannot be written). */
+  | 'LOG_DISK_FULL'
+  /** The record log could not be reopened after a write error; appends are refused until it can be. */
+  | 'LOG_UNAVAILABLE'
   /** The feeds of a run do not match the model's inputs. */
   | 'INPUT_INVALID'
   /** onnxruntime refused the run (wrong type or shape); nothing was recorded. */

@@ -4,10 +4,17 @@
  * write (group commit), so many records share one sync. Every mutation (records, acks, budget
  * drops) goes through that one ordered write queue, and the head (seq, boot, hash, bytes) is
  * written in the same atomic batch as the change it describes: a crash leaves all or nothing.
+ * After a failed write nothing more is written to that handle (LevelDB would append after the
+ * torn write, and its recovery drops everything after it): the log closes, reopens and checks
+ * its head first. docs/OPERATIONS.md ("Record log on a full disk") tells the whole story.
  */
-import { Level } from 'level'
-import { decodeEnvelope, signRecord, toHex, fromHex, equalBytes, ZERO_HASH, type RecordBody, type SignedRecord, type Signer } from '../../protocol/index.js'
+import { mkdir } from 'node:fs/promises'
+import { signRecord, equalBytes, ZERO_HASH, type RecordBody, type SignedRecord, type Signer } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
+import { SpaceReserve } from './space-reserve.js'
+import { HEAD_KEY, decodeStored, encodeMeta, openDb, readMeta, recordKey, type Db, type LogHead, type Meta } from './log-store.js'
+
+export { recordKey, type LogHead } from './log-store.js'
 
 /** What to do when the log reaches its disk budget. */
 export type BudgetMode = 'fail-closed' | 'fail-open'
@@ -26,58 +33,91 @@ export interface RecordLogOptions {
   /** Largest total size of the stored records, in bytes (envelopes). Default: no limit. */
   budgetBytes?: number
   /**
-   * At the budget: `fail-closed` refuses appends (LOG_BUDGET_EXCEEDED) until acks free space;
-   * `fail-open` drops the oldest unsent records and writes a signed gap record naming them.
+   * At the budget, and on a physically full disk: `fail-closed` refuses appends
+   * (LOG_BUDGET_EXCEEDED, LOG_DISK_FULL) until space returns; `fail-open` drops records (the
+   * oldest unsent ones at the budget, the ones it cannot store on a full disk) and writes a
+   * signed gap record naming them.
    */
   budgetMode?: BudgetMode
   /** Fraction of the budget a fail-open drop frees at least, so drops stay rare. Default 0.05. */
   dropFraction?: number
+  /**
+   * Disk space held back in a file in `dir`, given up when the disk is full so that LevelDB can
+   * reopen and the log can write its gap record, and taken again once twice as much is free.
+   * 0 turns it off (then a full disk may leave the log unable to reopen). Default: twice
+   * `writeBufferBytes` and 1 MiB (9 MiB), what LevelDB's recovery needs at most.
+   */
+  reserveBytes?: number
+  /**
+   * LevelDB's write buffer (memtable) size: its write-ahead log grows to this before it is
+   * turned into a table, so it bounds what a reopen must write. Default 4 MiB (LevelDB's own).
+   */
+  writeBufferBytes?: number
 }
 
 export const DEFAULT_MAX_BATCH_RECORDS = 2048
 export const DEFAULT_DROP_FRACTION = 0.05
+export const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+/**
+ * The reserve for a write buffer: LevelDB's recovery turns its write-ahead logs (the current one
+ * and one being flushed, each up to a write buffer of incompressible signed records) into tables
+ * before it deletes them, and starts a new log and manifest. Measured in docs/OPERATIONS.md.
+ */
+export function defaultReserveBytes (writeBufferBytes: number): number {
+  return 2 * writeBufferBytes + 1024 * 1024
+}
+export const DEFAULT_RESERVE_BYTES = defaultReserveBytes(DEFAULT_WRITE_BUFFER_BYTES)
+/** Free space below which a failed log does not even try to reopen. */
+const MIN_REOPEN_FREE_BYTES = 64 * 1024
 /** Room kept for the gap record a drop writes. */
 const GAP_RECORD_ALLOWANCE = 512
 
-/** Where the log stands: the last record written. `seq` is -1 for an empty log. */
-export interface LogHead { seq: number, boot: number, hash: Uint8Array }
+/**
+ * `open`: appends are written. `disk-full`: the disk had no room and the reserve is given up;
+ * fail-closed refuses appends, fail-open declares them in gap records, until the reserve can be
+ * taken again. `failed`: the log could not be reopened after a write error.
+ */
+export type LogState = 'open' | 'disk-full' | 'failed'
 
 export interface LogStats {
   head: LogHead
-  /** Bytes of the records in the log (durable or queued). */
+  /** Bytes of the records in the log (durable or queued): the envelopes stored under `r/`. */
   bytes: number
   budgetBytes: number | undefined
   ackedSeq: number
-  /** Records dropped by fail-open since the log was created. */
+  /** Records dropped by fail-open (budget or full disk) since the log was created. */
   droppedRecords: number
+  state: LogState
+  /** The space reserve file is in place. */
+  reserveHeld: boolean
 }
 
-type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+type Put = { key: string, value: Uint8Array }
 
 interface Pending {
+  /** A record to write (or, for a drop, a record that will not be written). */
   signed: SignedRecord | undefined
-  /** Extra operations written in the same batch (deletions of a drop or an ack). */
-  ops: Op[]
-  /** Change in stored bytes once written. */
-  bytesDelta: number
+  /** Delete the stored records in these seq ranges (a fail-open drop at the budget). */
+  dropRanges?: Array<[number, number]>
+  /** Delete every stored record up to this seq, except the head (acknowledged records). */
+  pruneThrough?: number
+  /** What the caller read of the prune range beforehand, so the write path need not read it. */
+  scan?: PruneScan
   ackedSeq?: number
   dropped?: number
+  /** Drops this gap record declares: they settle with it. */
+  covers?: Pending[]
   resolve: (s: SignedRecord | undefined) => void
   reject: (e: unknown) => void
 }
 
-const RECORD_PREFIX = 'r/'
-const HEAD_KEY = 'm/head'
-
-/** LevelDB key of a record: fixed-width hex keeps lexicographic order equal to seq order. */
-export function recordKey (seq: number): string {
-  return RECORD_PREFIX + seq.toString(16).padStart(14, '0')
-}
-
-interface Meta { head: LogHead, bytes: number, ackedSeq: number, dropped: number }
+/** Stored records in [from, through] with their sizes, read while `epoch` deletions had been committed. */
+interface PruneScan { epoch: number, from: number, through: number, entries: Array<[string, number]> }
 
 export class RecordLog {
-  private readonly db: Level<string, Uint8Array>
+  private db: Db
+  private readonly dir: string
+  private readonly writeBufferBytes: number
   private readonly deviceId: string
   private readonly signer: Signer
   private readonly clock: () => number
@@ -86,23 +126,35 @@ export class RecordLog {
   private readonly budgetBytes: number | undefined
   private readonly budgetMode: BudgetMode
   private readonly dropFraction: number
+  private readonly reserve: SpaceReserve
   /** Last record handed out (may not be durable yet). */
   private tip: LogHead
   /** What is on disk. */
   private durable: Meta
-  /** Bytes including queued records and queued deletions. */
-  private bytes: number
+  /** Bytes of the records queued for writing. */
+  private queuedBytes = 0
   private ackedSeq: number
   /** Highest seq the uplink has handed to the broker on this connection: never dropped. */
   private sentSeq = -1
   private queue: Pending[] = []
+  /** Records signed but not to be written, awaiting the gap record that declares them. */
+  private unsealed: Pending[] = []
   private writing: Promise<void> | undefined
   private dropping: Promise<void> | undefined
+  private recovering: Promise<void> | undefined
+  private taking: Promise<boolean> | undefined
+  private state: LogState
+  private failure: unknown
+  private reserveHeld: boolean
   private closed = false
   private readonly listeners = new Set<(head: LogHead) => void>()
+  /** Counts commits that deleted records (and reopens): a prune scan read before a change is stale. */
+  private deletionEpoch = 0
 
-  private constructor (db: Level<string, Uint8Array>, options: RecordLogOptions, meta: Meta) {
+  private constructor (db: Db, options: RecordLogOptions, meta: Meta, reserve: SpaceReserve, reserveHeld: boolean) {
     this.db = db
+    this.dir = options.dir
+    this.writeBufferBytes = options.writeBufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES
     this.deviceId = options.deviceId
     this.signer = options.signer
     this.clock = options.clock ?? Date.now
@@ -111,30 +163,43 @@ export class RecordLog {
     this.budgetBytes = options.budgetBytes
     this.budgetMode = options.budgetMode ?? 'fail-closed'
     this.dropFraction = options.dropFraction ?? DEFAULT_DROP_FRACTION
+    this.reserve = reserve
+    this.reserveHeld = reserveHeld
+    this.state = reserveHeld ? 'open' : 'disk-full'
     this.tip = meta.head
     this.durable = meta
-    this.bytes = meta.bytes
     this.ackedSeq = meta.ackedSeq
   }
 
   /**
-   * Opens (or creates) the log and checks that its head matches the last stored record.
+   * Opens (or creates) the log and checks that its head matches the last stored record. When
+   * LevelDB cannot open for want of space, the reserve is given up and the open tried again.
    * @throws AgentError `LOG_LOCKED` (another process has it open), `LOG_OPEN_FAILED`, `LOG_CORRUPT`;
-   *   RangeError for a budget below 4 KiB.
+   *   RangeError for a budget below 4 KiB or a bad reserve size.
    */
   static async open (options: RecordLogOptions): Promise<RecordLog> {
     if (options.budgetBytes !== undefined && !(Number.isSafeInteger(options.budgetBytes) && options.budgetBytes >= 4096)) {
       throw new RangeError('budgetBytes must be an integer of at least 4096')
     }
-    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    const writeBufferBytes = options.writeBufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES
+    if (!Number.isSafeInteger(writeBufferBytes) || writeBufferBytes < 4096) throw new RangeError('writeBufferBytes must be an integer of at least 4096')
+    const reserveBytes = options.reserveBytes ?? defaultReserveBytes(writeBufferBytes)
+    if (!Number.isSafeInteger(reserveBytes) || reserveBytes < 0) throw new RangeError('reserveBytes must be a non-negative integer')
+    await mkdir(options.dir, { recursive: true }).catch(() => {})
+    const reserve = new SpaceReserve(options.dir, reserveBytes)
+    let db: Db
     try {
-      await db.open()
+      db = await openDb(options.dir, writeBufferBytes)
     } catch (e) {
-      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-      throw new AgentError(locked ? 'LOG_LOCKED' : 'LOG_OPEN_FAILED', `cannot open record log ${options.dir}: ${(e as Error).message}`, { cause: e })
+      // Never touch the reserve of a log another process holds.
+      if (e instanceof AgentError && e.code === 'LOG_LOCKED') throw e
+      await reserve.release()
+      db = await openDb(options.dir, writeBufferBytes)
     }
     try {
-      return new RecordLog(db, options, await readMeta(db, options.deviceId))
+      const meta = await readMeta(db, options.deviceId)
+      const held = await reserve.take()
+      return new RecordLog(db, options, meta, reserve, held)
     } catch (e) {
       await db.close()
       throw e
@@ -148,14 +213,25 @@ export class RecordLog {
   get nextSeq (): number { return this.tip.seq + 1 }
 
   stats (): LogStats {
-    return { head: this.head, bytes: this.bytes, budgetBytes: this.budgetBytes, ackedSeq: this.ackedSeq, droppedRecords: this.durable.dropped }
+    return {
+      head: this.head,
+      bytes: this.durable.bytes + this.queuedBytes,
+      budgetBytes: this.budgetBytes,
+      ackedSeq: this.ackedSeq,
+      droppedRecords: this.durable.dropped,
+      state: this.state,
+      reserveHeld: this.reserveHeld
+    }
   }
+
+  private get bytes (): number { return this.durable.bytes + this.queuedBytes }
 
   /**
    * Appends a record whose body `build` makes from its seq (the seq salts tensor commitments).
-   * Resolves with the signed record once it is durable.
-   * @throws AgentError `LOG_CLOSED`, `LOG_WRITE_FAILED`, `LOG_BUDGET_EXCEEDED`; ProtocolError
-   *   `RECORD_INVALID` from a bad body.
+   * Resolves with the signed record once it is durable or, in fail-open mode on a full disk,
+   * once a durable signed gap record declares it dropped.
+   * @throws AgentError `LOG_CLOSED`, `LOG_WRITE_FAILED`, `LOG_BUDGET_EXCEEDED`, `LOG_DISK_FULL`,
+   *   `LOG_UNAVAILABLE`; ProtocolError `RECORD_INVALID` from a bad body.
    */
   async append (build: (seq: number) => RecordBody): Promise<SignedRecord> {
     return await this.appendAt(false, build)
@@ -167,11 +243,19 @@ export class RecordLog {
   }
 
   private async appendAt (newBoot: boolean, build: (seq: number) => RecordBody): Promise<SignedRecord> {
-    if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
+    // The hot path stays synchronous up to the queue: group commit needs every concurrent append queued at once.
+    if (this.state !== 'open' || this.recovering !== undefined || this.closed) await this.ready()
+    if (this.state === 'disk-full' && !(newBoot && this.budgetMode === 'fail-open')) return await this.appendDropped(newBoot, build)
+    // A boot record is never dropped (a verifier cannot tell a new boot inside a hole): on a
+    // full disk, fail-open writes it on the reserve's space, after sealing the drops before it.
+    this.sealDrops()
     let signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
     if (this.budgetBytes !== undefined && this.bytes + signed.envelope.byteLength + GAP_RECORD_ALLOWANCE > this.budgetBytes) {
       await this.makeRoom(signed.envelope.byteLength)
-      if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
+      await this.ready()
+      // makeRoom awaited: a write may have failed meanwhile and left the disk full.
+      if ((this.state as LogState) === 'disk-full' && !newBoot) return await this.appendDropped(newBoot, build)
+      this.sealDrops()
       // Others may have appended (or a gap record was written) meanwhile: sign again after the tip.
       signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
       if (this.bytes + signed.envelope.byteLength > this.budgetBytes) {
@@ -179,7 +263,56 @@ export class RecordLog {
         throw new AgentError('LOG_BUDGET_EXCEEDED', `record log is at its budget of ${this.budgetBytes} bytes (${this.bytes} used)`)
       }
     }
-    return await (this.enqueue(this.advance(signed), [], 0) as Promise<SignedRecord>)
+    return await (this.enqueue(this.advance(signed)) as Promise<SignedRecord>)
+  }
+
+  /**
+   * Waits out a recovery, and on a full disk takes the reserve again if there is room now.
+   * @throws AgentError `LOG_CLOSED`, `LOG_UNAVAILABLE`
+   */
+  private async ready (): Promise<void> {
+    for (;;) {
+      while (this.recovering !== undefined) await this.recovering
+      if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
+      if (this.state === 'open') return
+      if (this.state === 'failed') {
+        const free = await this.reserve.freeBytes()
+        if (this.recovering !== undefined || this.state !== 'failed') continue
+        // A reopen needs at most the reserve (LevelDB's recovery); without a reserve, some room.
+        if (free < Math.max(this.reserve.bytes, MIN_REOPEN_FREE_BYTES)) {
+          throw new AgentError('LOG_UNAVAILABLE', `the record log could not be reopened after a write error: ${(this.failure as Error).message}`, { cause: this.failure })
+        }
+        // The disk has room again: one more reopen, shared by every caller waiting here.
+        this.recovering = this.reopen(this.failure).finally(() => { this.recovering = undefined })
+        continue
+      }
+      this.taking ??= this.reserve.take().finally(() => { this.taking = undefined })
+      const held = await this.taking
+      if (this.recovering !== undefined) continue
+      if (held && this.state === 'disk-full') {
+        // No await between the check and the change: drops signed meanwhile are sealed first.
+        this.reserveHeld = true
+        this.sealDrops()
+        this.state = 'open'
+      }
+      return
+    }
+  }
+
+  /**
+   * On a full disk: fail-closed refuses (no seq spent); fail-open signs the record and leaves it
+   * out, to be declared by the next gap record (one gap for all drops of a write).
+   */
+  private async appendDropped (newBoot: boolean, build: (seq: number) => RecordBody): Promise<SignedRecord> {
+    if (this.budgetMode === 'fail-closed') {
+      throw new AgentError('LOG_DISK_FULL', `the disk of the record log ${this.dir} is full: records are refused until space is freed`)
+    }
+    const signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)
+    this.advance(signed)
+    return await new Promise((resolve, reject) => {
+      this.unsealed.push({ signed, resolve: resolve as (s: SignedRecord | undefined) => void, reject })
+      this.startDrain()
+    })
   }
 
   /** Signs the record after the tip, without moving it: a record that is refused costs no seq. */
@@ -194,56 +327,206 @@ export class RecordLog {
     return signed
   }
 
-  private enqueue (signed: SignedRecord | undefined, ops: Op[], bytesDelta: number, extra: { ackedSeq?: number, dropped?: number } = {}): Promise<SignedRecord | undefined> {
-    const size = signed?.envelope.byteLength ?? 0
-    this.bytes += size + bytesDelta
-    return new Promise((resolve, reject) => {
-      this.queue.push({ signed, ops, bytesDelta: bytesDelta + size, ackedSeq: extra.ackedSeq, dropped: extra.dropped, resolve, reject })
-      if (this.writing === undefined) this.writing = this.drain()
+  /**
+   * Queues one gap record declaring every unsealed drop. They end at the tip (nothing else is
+   * signed while there are any), so the gap is signed right after them.
+   */
+  private sealDrops (): void {
+    if (this.unsealed.length === 0) return
+    const covers = this.unsealed
+    this.unsealed = []
+    const first = (covers[0] as Pending).signed as SignedRecord
+    const last = (covers.at(-1) as Pending).signed as SignedRecord
+    const gap = signRecord({
+      deviceId: this.deviceId,
+      boot: this.tip.boot,
+      seq: this.tip.seq + 1,
+      timeMs: this.clock(),
+      prev: this.tip.hash,
+      body: {
+        kind: 'gap', firstSeq: first.record.seq, lastSeq: last.record.seq, beforeHash: first.record.prev, lastHash: last.hash,
+        reason: `disk full: ${covers.length} records not stored`
+      }
+    }, this.signer)
+    this.advance(gap)
+    this.queuedBytes += gap.envelope.byteLength
+    this.queue.push({ signed: gap, dropped: covers.length, covers, resolve: () => {}, reject: () => {} })
+  }
+
+  private async enqueue (signed: SignedRecord | undefined, extra: Omit<Pending, 'signed' | 'resolve' | 'reject'> = {}): Promise<SignedRecord | undefined> {
+    this.queuedBytes += signed?.envelope.byteLength ?? 0
+    return await new Promise((resolve, reject) => {
+      this.queue.push({ signed, ...extra, resolve, reject })
+      this.startDrain()
     })
   }
 
+  private startDrain (): void {
+    if (this.writing === undefined) this.writing = this.drain()
+  }
+
   private async drain (): Promise<void> {
-    while (this.queue.length > 0) {
+    for (;;) {
+      this.sealDrops()
+      if (this.queue.length === 0) break
       const batch = this.queue.splice(0, this.maxBatch)
       const next: Meta = { ...this.durable }
-      const ops: Op[] = []
+      const puts: Put[] = []
+      let putBytes = 0
       for (const p of batch) {
-        for (const op of p.ops) ops.push(op)
         if (p.signed !== undefined) {
-          ops.push({ type: 'put', key: recordKey(p.signed.record.seq), value: p.signed.envelope })
+          puts.push({ key: recordKey(p.signed.record.seq), value: p.signed.envelope })
+          putBytes += p.signed.envelope.byteLength
           next.head = { seq: p.signed.record.seq, boot: p.signed.record.boot, hash: p.signed.hash }
         }
-        next.bytes += p.bytesDelta
         if (p.ackedSeq !== undefined) next.ackedSeq = Math.max(next.ackedSeq, p.ackedSeq)
         if (p.dropped !== undefined) next.dropped += p.dropped
       }
+      let deleted = false
       try {
+        const dels = await this.collectDeletions(batch, next)
+        deleted = dels.keys.length > 0
+        next.bytes += putBytes - dels.bytes
         // A chained batch: abstract-level's array form costs several times more per operation,
         // and every record is one operation.
-        const batch = this.db.batch()
-        for (const op of ops) {
-          if (op.type === 'put') batch.put(op.key, op.value)
-          else batch.del(op.key)
-        }
-        batch.put(HEAD_KEY, encodeMeta(next))
-        await batch.write({ sync: this.sync })
+        const write = this.db.batch()
+        for (const key of dels.keys) write.del(key)
+        for (const put of puts) write.put(put.key, put.value)
+        write.put(HEAD_KEY, encodeMeta(next))
+        await write.write({ sync: this.sync })
       } catch (cause) {
-        // Records queued behind this batch chain onto it: none of them can be kept. Rewind to
-        // what is on disk so the chain stays whole, and fail them all.
-        const failed = [...batch, ...this.queue.splice(0)]
-        this.tip = this.durable.head
-        this.bytes = this.durable.bytes
-        this.ackedSeq = this.durable.ackedSeq
-        const error = new AgentError('LOG_WRITE_FAILED', `record log write failed: ${(cause as Error).message}`, { cause })
-        for (const p of failed) p.reject(error)
+        await this.recover(cause, batch)
         continue
       }
       this.durable = next
-      for (const p of batch) p.resolve(p.signed)
+      if (deleted) this.deletionEpoch++
+      this.queuedBytes -= putBytes
+      for (const p of batch) {
+        p.resolve(p.signed)
+        for (const c of p.covers ?? []) c.resolve(c.signed)
+      }
       if (batch.some(p => p.signed !== undefined)) for (const l of this.listeners) l(next.head)
     }
     this.writing = undefined
+  }
+
+  /**
+   * The stored records a batch deletes, with their exact sizes read from disk, so the byte count
+   * follows what is there whatever was asked. The head after the batch is never deleted: the next
+   * record's prev and verify-log's starting point stay checkable.
+   */
+  private async collectDeletions (batch: Pending[], next: Meta): Promise<{ keys: string[], bytes: number }> {
+    const ranges: Array<[number, number]> = []
+    let prune = -1
+    for (const p of batch) {
+      for (const r of p.dropRanges ?? []) ranges.push(r)
+      if (p.pruneThrough !== undefined) prune = Math.max(prune, p.pruneThrough)
+    }
+    // Only what is on disk before this batch: a record of this batch is not seen by the
+    // iterator, and the low mark must not pass it.
+    prune = Math.min(prune, this.durable.head.seq)
+    const keep = recordKey(next.head.seq)
+    const found = new Map<string, number>()
+    if (prune >= next.low) {
+      // A scan read since the last deletion, from the same low mark, is what the disk holds.
+      const scan = batch.reduce<PruneScan | undefined>((best, p) => {
+        const s = p.scan
+        return s !== undefined && s.epoch === this.deletionEpoch && s.from === next.low && s.through <= prune && (best === undefined || s.through > best.through) ? s : best
+      }, undefined)
+      if (scan !== undefined) {
+        for (const [key, size] of scan.entries) if (key !== keep) found.set(key, size)
+        if (prune > scan.through) ranges.push([scan.through + 1, prune])
+      } else {
+        ranges.push([next.low, prune])
+      }
+      next.low = prune >= next.head.seq ? next.head.seq : prune + 1
+    }
+    for (const [from, to] of ranges) {
+      if (to < from) continue
+      // One call for the whole range: an async step per entry costs more than reading it.
+      for (const [key, value] of await this.db.iterator({ gte: recordKey(Math.max(from, 0)), lte: recordKey(to) }).all()) {
+        if (key !== keep) found.set(key, value.byteLength)
+      }
+    }
+    let bytes = 0
+    for (const n of found.values()) bytes += n
+    return { keys: [...found.keys()], bytes }
+  }
+
+  /**
+   * A write failed: LevelDB may hold a torn record in its write-ahead log, and anything written
+   * after it would be lost at the next recovery. So: close, give up the reserve, reopen, check the
+   * head. Fail-open then declares the records of the failed write in a gap record; fail-closed
+   * rejects them. Nothing is signed meanwhile (appends wait for `recovering`).
+   */
+  private async recover (cause: unknown, batch: Pending[]): Promise<void> {
+    const failed = [...batch, ...this.queue.splice(0), ...this.unsealed.splice(0)]
+    this.queuedBytes = 0
+    let done!: () => void
+    this.recovering = new Promise(resolve => { done = resolve })
+    try {
+      await this.reopen(cause)
+      const records = failed.flatMap(p => p.covers !== undefined ? p.covers : p.signed !== undefined ? [p] : [])
+      // A gap record that failed is not declared by another: a disk that refuses even that is
+      // full beyond the reserve, and the records are refused.
+      // Nor is a boot record declared dropped: a verifier cannot see a new boot inside a hole.
+      const declare = this.state !== 'failed' && this.budgetMode === 'fail-open' && records.length > 0 &&
+        !failed.some(p => p.covers !== undefined) && !records.some(p => p.signed?.record.body.kind === 'boot')
+      const error = this.state === 'failed'
+        ? new AgentError('LOG_UNAVAILABLE', `record log write failed and it could not be reopened: ${(this.failure as Error).message}`, { cause: this.failure })
+        : this.state === 'disk-full' || /no space left/i.test(String((cause as Error).message))
+          ? new AgentError('LOG_DISK_FULL', `record log write failed on a full disk: ${(cause as Error).message}`, { cause })
+          : new AgentError('LOG_WRITE_FAILED', `record log write failed: ${(cause as Error).message}`, { cause })
+      if (declare) {
+        // The failed records chain from the durable head to the tip: one gap record after them.
+        for (const p of failed) if (!records.includes(p)) p.reject(error)
+        this.unsealed = records.map(p => ({ signed: p.signed, resolve: p.resolve, reject: p.reject }))
+        this.sealDrops()
+      } else {
+        this.tip = this.durable.head
+        for (const p of failed) {
+          p.reject(error)
+          for (const c of p.covers ?? []) c.reject(error)
+        }
+      }
+    } finally {
+      this.recovering = undefined
+      done()
+    }
+  }
+
+  /** Closes the handle, gives up the reserve, reopens and checks that the head is what was durable. */
+  private async reopen (cause: unknown): Promise<void> {
+    this.ackedSeq = this.durable.ackedSeq
+    this.reserveHeld = false
+    await this.db.close().catch(() => {})
+    // A take in progress would write the file again after it was given up.
+    await this.taking?.catch(() => {})
+    await this.reserve.release().catch(() => {})
+    try {
+      const db = await openDb(this.dir, this.writeBufferBytes)
+      let meta: Meta
+      try {
+        meta = await readMeta(db, this.deviceId)
+        if (meta.head.seq !== this.durable.head.seq || !equalBytes(meta.head.hash, this.durable.head.hash)) {
+          throw new AgentError('LOG_CORRUPT', `record log head after reopening is seq ${meta.head.seq}, not the durable seq ${this.durable.head.seq}`)
+        }
+      } catch (e) {
+        await db.close().catch(() => {})
+        throw e
+      }
+      this.db = db
+      this.deletionEpoch++
+      this.durable = meta
+      this.ackedSeq = meta.ackedSeq
+    } catch (e) {
+      this.state = 'failed'
+      this.failure = e
+      return
+    }
+    this.reserveHeld = await this.reserve.take()
+    this.state = this.reserveHeld ? 'open' : 'disk-full'
+    this.failure = cause
   }
 
   /** Calls `listener` after each write that made new records durable; returns an unsubscribe. */
@@ -254,14 +537,26 @@ export class RecordLog {
 
   /** Resolves once every write issued so far has settled. */
   async flush (): Promise<void> {
-    while (this.writing !== undefined) await this.writing
+    while (this.writing !== undefined || this.recovering !== undefined) {
+      await this.writing
+      await this.recovering
+    }
   }
 
-  /** Records with seq in [fromSeq, toSeq], oldest first. */
+  /**
+   * Records with seq in [fromSeq, toSeq], oldest first.
+   * @throws AgentError `LOG_UNAVAILABLE` when the log could not be reopened after a write error.
+   */
   async * iterate (fromSeq = 0, toSeq = Number.MAX_SAFE_INTEGER): AsyncGenerator<SignedRecord> {
+    await this.readable()
     for await (const value of this.db.values({ gte: recordKey(Math.max(0, fromSeq)), lte: recordKey(Math.min(toSeq, 0xff_ffff_ffff_ffff)) })) {
       yield decodeStored(value)
     }
+  }
+
+  private async readable (): Promise<void> {
+    while (this.recovering !== undefined) await this.recovering
+    if (this.state === 'failed') throw new AgentError('LOG_UNAVAILABLE', 'the record log could not be reopened after a write error', { cause: this.failure })
   }
 
   /** Records with seq in [fromSeq, toSeq], at most `limit`. */
@@ -277,6 +572,7 @@ export class RecordLog {
 
   /** The record with this seq, or undefined. */
   async get (seq: number): Promise<SignedRecord | undefined> {
+    await this.readable()
     const value = await this.db.get(recordKey(seq))
     return value === undefined ? undefined : decodeStored(value)
   }
@@ -291,39 +587,51 @@ export class RecordLog {
   resetSent (): void { this.sentSeq = this.ackedSeq }
 
   /**
-   * Records an acknowledgement and, unless `deleteAcked` is false, deletes the acknowledged
-   * records, keeping the head record so the chain can always continue from it.
+   * Records an acknowledgement and, unless `deleteAcked` is false, deletes every acknowledged
+   * record still stored (older ones left by an earlier ack included), keeping the head record so
+   * the chain can always continue from it.
+   * @throws AgentError `LOG_CLOSED`, `LOG_WRITE_FAILED`, `LOG_UNAVAILABLE`
    */
   async acknowledge (seq: number, options: { deleteAcked?: boolean } = {}): Promise<void> {
-    if (this.closed) throw new AgentError('LOG_CLOSED', 'the record log is closed')
+    if (this.state !== 'open' || this.recovering !== undefined || this.closed) await this.ready()
     if (seq <= this.ackedSeq) return
     const upTo = Math.min(seq, this.tip.seq)
-    const from = this.ackedSeq + 1
     this.ackedSeq = upTo
     this.sentSeq = Math.max(this.sentSeq, upTo)
-    const ops: Op[] = []
-    let freed = 0
-    if (options.deleteAcked ?? true) {
-      // The tip record stays: the next record's prev must be checkable after a restart.
-      for await (const [key, value] of this.db.iterator({ gte: recordKey(Math.max(from, 0)), lte: recordKey(upTo) })) {
-        if (key === recordKey(this.tip.seq)) continue
-        ops.push({ type: 'del', key })
-        freed += value.byteLength
-      }
+    if (!(options.deleteAcked ?? true)) {
+      await this.enqueue(undefined, { ackedSeq: upTo })
+      return
     }
-    await this.enqueue(undefined, ops, -freed, { ackedSeq: upTo })
+    // Read what the prune deletes here, beside the writes, not in the write path that every
+    // append waits for; the queue uses it only if nothing was deleted meanwhile.
+    const scan = await this.scanPrune(upTo)
+    await this.enqueue(undefined, { ackedSeq: upTo, pruneThrough: upTo, ...(scan !== undefined ? { scan } : {}) })
   }
 
-  /** Deletes acknowledged records still kept (retention until anchored), oldest first. */
-  async deleteAcknowledged (throughSeq: number): Promise<void> {
-    const ops: Op[] = []
-    let freed = 0
-    for await (const [key, value] of this.db.iterator({ lte: recordKey(Math.min(throughSeq, this.ackedSeq)) })) {
-      if (key === recordKey(this.tip.seq)) continue
-      ops.push({ type: 'del', key })
-      freed += value.byteLength
+  private async scanPrune (upTo: number): Promise<PruneScan | undefined> {
+    const epoch = this.deletionEpoch
+    const from = this.durable.low
+    const through = Math.min(upTo, this.durable.head.seq)
+    if (through < from || this.recovering !== undefined) return undefined
+    try {
+      const entries = await this.db.iterator({ gte: recordKey(from), lte: recordKey(through) }).all()
+      return { epoch, from, through, entries: entries.map(([key, value]) => [key, value.byteLength]) }
+    } catch {
+      // The handle was closed by a recovery meanwhile: the queue reads it itself.
+      return undefined
     }
-    if (ops.length > 0) await this.enqueue(undefined, ops, -freed)
+  }
+
+  /**
+   * Deletes acknowledged records still kept (retention until anchored) up to `throughSeq`.
+   * @throws AgentError `LOG_CLOSED`, `LOG_WRITE_FAILED`, `LOG_UNAVAILABLE`
+   */
+  async deleteAcknowledged (throughSeq: number): Promise<void> {
+    const through = Math.min(throughSeq, this.ackedSeq)
+    // Nothing stored at or below `through` but the head: no write at all.
+    if (through < this.durable.low || (through >= this.durable.head.seq && this.durable.low === this.durable.head.seq)) return
+    if (this.state !== 'open' || this.recovering !== undefined || this.closed) await this.ready()
+    await this.enqueue(undefined, { pruneThrough: through })
   }
 
   /**
@@ -340,77 +648,64 @@ export class RecordLog {
       const target = Math.max(Math.ceil(budget * this.dropFraction), needed * 2)
       await this.deleteAcknowledged(this.ackedSeq)
       if (this.budgetMode === 'fail-closed' || this.bytes + needed <= budget) return
+      await this.ready()
+      if (this.state !== 'open') return
+      // The run dropped: contiguous unsent records, and the gap records of earlier drops that
+      // declare the hole right before them (merged into the new declaration, so that gap records
+      // cannot fill the budget). A gap declaring an older hole ends the run: its declaration stays.
       const drop: SignedRecord[] = []
       let freed = 0
-      const durableSeq = this.durable.head.seq
-      for await (const r of this.iterate(Math.max(this.ackedSeq, this.sentSeq) + 1, durableSeq - 1)) {
-        if (r.record.body.kind === 'gap') {
-          if (drop.length > 0) break
-          continue
+      let firstSeq = -1
+      let beforeHash = ZERO_HASH
+      let redeclared = 0
+      const start = Math.max(this.ackedSeq, this.sentSeq) + 1
+      for await (const r of this.iterate(start, this.durable.head.seq - 1)) {
+        const b = r.record.body
+        const declaresBefore = b.kind === 'gap' && b.lastSeq === r.record.seq - 1
+        const next = (drop.at(-1)?.record.seq ?? -2) + 1
+        if (b.kind === 'boot') {
+          // Never dropped: a verifier cannot tell a new boot inside a hole.
+          if (drop.length === 0) continue
+          break
         }
-        if (drop.length > 0 && r.record.seq !== (drop.at(-1) as SignedRecord).record.seq + 1) break
+        if (drop.length === 0) {
+          if (b.kind === 'gap') {
+            // Only a hole that starts at the first unsent seq: one further back may be declared
+            // by a gap record that stays, which the merged declaration would contradict.
+            if (!declaresBefore || b.firstSeq !== start) continue
+            firstSeq = b.firstSeq
+            beforeHash = b.beforeHash
+          } else {
+            firstSeq = r.record.seq
+            beforeHash = r.record.prev
+          }
+        } else if (b.kind === 'gap' ? !(declaresBefore && b.firstSeq === next) : r.record.seq !== next) {
+          break
+        }
+        if (b.kind === 'gap') redeclared += b.lastSeq - b.firstSeq + 1
         drop.push(r)
         freed += r.envelope.byteLength
         if (freed >= target) break
       }
-      if (drop.length === 0) return
-      const first = drop[0] as SignedRecord
+      if (drop.length === 0 || this.recovering !== undefined || this.state !== 'open') return
       const last = drop.at(-1) as SignedRecord
+      const count = last.record.seq - firstSeq + 1
       const gap = this.sign(this.tip.boot, () => ({
-        kind: 'gap', firstSeq: first.record.seq, lastSeq: last.record.seq, beforeHash: first.record.prev, lastHash: last.hash,
-        reason: `disk budget ${budget} bytes: dropped ${drop.length} unsent records`
+        kind: 'gap', firstSeq, lastSeq: last.record.seq, beforeHash, lastHash: last.hash,
+        reason: `disk budget ${budget} bytes: dropped ${count} unsent records`
       }))
-      const ops: Op[] = drop.map(r => ({ type: 'del', key: recordKey(r.record.seq) }))
-      await this.enqueue(this.advance(gap), ops, -freed, { dropped: drop.length })
+      await this.enqueue(this.advance(gap), { dropRanges: [[drop[0]?.record.seq as number, last.record.seq]], dropped: count - redeclared })
     })()
     try { await this.dropping } finally { this.dropping = undefined }
   }
 
-  /** Waits for pending writes and closes the database. */
+  /** Waits for pending writes and closes the database. The reserve file stays for the next open. */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     while (this.dropping !== undefined) await this.dropping.catch(() => {})
     await this.flush()
-    await this.db.close()
+    if (this.state !== 'failed') await this.db.close()
   }
 }
 
-function encodeMeta (m: Meta): Uint8Array {
-  return Buffer.from(JSON.stringify({ seq: m.head.seq, boot: m.head.boot, hash: toHex(m.head.hash), bytes: m.bytes, acked: m.ackedSeq, dropped: m.dropped }))
-}
-
-function decodeStored (value: Uint8Array): SignedRecord {
-  try {
-    return decodeEnvelope(value)
-  } catch (cause) {
-    throw new AgentError('LOG_CORRUPT', `stored record is unreadable: ${(cause as Error).message}`, { cause })
-  }
-}
-
-async function readMeta (db: Level<string, Uint8Array>, deviceId: string): Promise<Meta> {
-  const raw = await db.get(HEAD_KEY)
-  if (raw === undefined) {
-    // No head: the log must be empty too, or records were written by something else.
-    for await (const _ of db.keys({ gte: RECORD_PREFIX, lt: 'r0', limit: 1 })) {
-      throw new AgentError('LOG_CORRUPT', 'record log has records but no head')
-    }
-    return { head: { seq: -1, boot: 0, hash: ZERO_HASH }, bytes: 0, ackedSeq: -1, dropped: 0 }
-  }
-  let meta: Meta
-  try {
-    const h = JSON.parse(Buffer.from(raw).toString('utf8')) as { seq: number, boot: number, hash: string, bytes: number, acked: number, dropped: number }
-    for (const n of [h.seq, h.boot, h.bytes, h.acked, h.dropped]) if (!Number.isSafeInteger(n)) throw new TypeError('bad head numbers')
-    meta = { head: { seq: h.seq, boot: h.boot, hash: fromHex(h.hash) }, bytes: h.bytes, ackedSeq: h.acked, dropped: h.dropped }
-  } catch (cause) {
-    throw new AgentError('LOG_CORRUPT', 'record log head is unreadable', { cause })
-  }
-  const last = await db.get(recordKey(meta.head.seq))
-  if (last !== undefined) {
-    const signed = decodeStored(last)
-    if (!equalBytes(signed.hash, meta.head.hash) || signed.record.deviceId !== deviceId) {
-      throw new AgentError('LOG_CORRUPT', `record log head (seq ${meta.head.seq}) does not match the stored record or device`)
-    }
-  }
-  return meta
-}
