@@ -53,5 +53,9 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.free
   DAEMON_STOPPING: 503,
   MODEL_UNAVAILABLE: 503,
   AGENT_STOPPED: 503,
-  LOG_CLOSED: 503
+  LOG_CLOSED: 503,
+  // The log refuses for now (full disk in fail-closed, or reopening after a write error): the
+  // client may retry later; it is no server fault.
+  LOG_DISK_FULL: 507,
+  LOG_UNAVAILABLE: 503
 })
