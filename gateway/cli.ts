@@ -71,7 +71,16 @@ const FIELDS: Record<string, Kind> = {
   httpPort: 'int',
   syncWrites: 'bool',
   processMetrics: 'bool',
-  logLevel: 'string'
+  logLevel: 'string',
+  // Memory budgets (docs/GATEWAY.md §Memory).
+  maxPendingBytesPerDevice: 'int',
+  maxPendingBytesTotal: 'int',
+  maxBacklogBytes: 'int',
+  drainChunkBytes: 'int',
+  keyCacheMaxBytes: 'int',
+  unknownKeyCacheMaxEntries: 'int',
+  keyLookupsPerSecond: 'int',
+  keyLookupBurst: 'int'
 }
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 

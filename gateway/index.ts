@@ -11,17 +11,23 @@ export {
   DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS,
   type GatewayOptions, type ResolvedGatewayOptions
 } from './options.js'
+export {
+  DEFAULT_MAX_PENDING_BYTES_PER_DEVICE, DEFAULT_MAX_PENDING_BYTES_TOTAL, DEFAULT_MAX_BACKLOG_BYTES, DEFAULT_DRAIN_CHUNK_BYTES,
+  DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_KEY_LOOKUPS_PER_SECOND, DEFAULT_KEY_LOOKUP_BURST
+} from './options.js'
 export { GatewayError, type GatewayErrorCode } from './errors.js'
 export { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 export {
   RegistryKeyDirectory, DEFAULT_KEY_CACHE_MAX_DEVICES, DEFAULT_KEY_REFRESH_MIN_INTERVAL_MS,
   type KeyAnswer, type KeyDirectory, type RegistryKeyDirectoryOptions
 } from './keys/index.js'
+export { cachedBytesOf, type KeyDirectoryStats } from './keys/index.js'
 export {
   IngestPipeline, linkRecords, QUARANTINE_REASONS, MqttIngest, setNoDelay, startEmbeddedBroker,
   type IngestPipelineOptions, type IngestCounters, type DeviceStatus, type OpenGap, type LinkResult, type LinkFailure,
   type LinkFailureReason, type QuarantineReason, type MqttIngestOptions, type EmbeddedBroker
 } from './ingest/index.js'
+export { WAITING_RECORD_OVERHEAD_BYTES, type IngestMemory, type ParkRefusal } from './ingest/index.js'
 export {
   Batcher, AnchoredTracker, ProofService, formatRecordProof, recordProofJson, anchorExtra,
   type BatcherOptions, type LeafPlace, type RecordProof, type ProofLookup, type AnchorReader

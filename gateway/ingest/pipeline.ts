@@ -21,6 +21,7 @@ import {
   DeviceTable, signedOf, waitingRecordOf, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal, type WaitingRecord
 } from './device-state.js'
 import type { QuarantineReason } from './quarantine.js'
+import { WarnLimiter } from './warn-limiter.js'
 
 export type { OpenGap, ParkRefusal } from './device-state.js'
 
@@ -123,12 +124,14 @@ export class IngestPipeline {
   private readonly idleWaiters: Array<() => void> = []
   private readonly drainWaiters: Array<{ belowRecords: number, belowBytes: number, resolve: () => void }> = []
   private stopped = false
+  private readonly warnings: WarnLimiter
   /** Quarantine entries on disk (approximately: pruning lags a little). */
   quarantineCount = 0
 
   constructor (options: IngestPipelineOptions) {
     this.o = options
     this.devices = new DeviceTable(options)
+    this.warnings = new WarnLimiter(options.logger, options.now)
     this.acks = new AckScheduler({
       devices: this.devices,
       tracker: options.tracker,
@@ -514,7 +517,7 @@ export class IngestPipeline {
       return
     }
     this.o.counters.keyUnavailable()
-    this.o.logger.warn({ device: d.id, seq: s.record.seq, error: (e as Error).message }, 'device key unavailable: record left for the device to resend')
+    this.warnings.warn({ device: d.id, seq: s.record.seq, error: (e as Error).message }, 'device key unavailable: record left for the device to resend')
   }
 
   /** A verified record above the tip: link it now, or wait for the records before it. */
@@ -548,7 +551,7 @@ export class IngestPipeline {
     const parked = this.devices.park(d, waitingRecordOf(s), this.o.now())
     if (typeof parked === 'string') {
       this.o.counters.pendingDropped(parked)
-      this.o.logger.warn({ device: d.id, seq: s.record.seq, waiting: d.pending.size, waitingBytes: d.pendingBytes, budget: parked },
+      this.warnings.warn({ device: d.id, seq: s.record.seq, waiting: d.pending.size, waitingBytes: d.pendingBytes, budget: parked },
         'records waiting for a gap are at their budget: dropped (the device resends)')
       return
     }
@@ -651,7 +654,7 @@ export class IngestPipeline {
       d.quarantined++
       this.markDirty(d)
     }
-    this.o.logger.warn({ device: d?.id, topic: q.topic.slice(0, 256), seq: q.seq, reason: q.reason, detail: q.detail.slice(0, 256) }, 'input quarantined')
+    this.warnings.warn({ device: d?.id, topic: q.topic.slice(0, 256), seq: q.seq, reason: q.reason, detail: q.detail.slice(0, 256) }, 'input quarantined')
   }
 
   // A provisional device is not persisted: it may never be more than an attacker's made-up id.
