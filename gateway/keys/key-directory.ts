@@ -193,7 +193,10 @@ export class RegistryKeyDirectory implements KeyDirectory {
     // One request per device at a time: a burst of records of one device asks once.
     let p = this.inflight.get(deviceId)
     if (p === undefined) {
-      if (!this.takeToken()) return this.limitedAnswer(deviceId, timeMs)
+      // Only ids with no key cached take a token: a flood of made-up ids must not delay the TTL
+      // refresh of a known device (that is how a revocation is seen). Known devices refresh at
+      // most once per ttlMs (or refreshMinIntervalMs), so their own load is bounded by the fleet.
+      if (!this.cache.has(deviceId) && !this.takeToken()) return this.limitedAnswer(deviceId, timeMs)
       p = this.fetch(deviceId).finally(() => this.inflight.delete(deviceId))
       this.inflight.set(deviceId, p)
     }
@@ -214,10 +217,8 @@ export class RegistryKeyDirectory implements KeyDirectory {
     return true
   }
 
-  // Out of tokens: a stale answer is better than none (as while the chain is down).
+  // Out of tokens: the last word on an unknown id still holds for a while (it is not in the cache).
   private limitedAnswer (deviceId: string, timeMs: number): KeyAnswer {
-    const old = this.cache.get(deviceId)
-    if (old !== undefined) return answerFrom(old, timeMs)
     if (this.unknown.has(deviceId)) return { revoked: false, unknown: true }
     this.limited++
     throw new GatewayError('KEY_LOOKUP_LIMITED', `registry look-ups are rate limited (${this.lookupsPerSecond}/s); key of "${deviceId}" not read`)
