@@ -530,7 +530,8 @@ export class IngestPipeline {
       return
     }
     if (r.seq === expected) {
-      if (this.link(d, [s], topic)) this.pruneAndDrain(d)
+      // The tip moved by one: nothing waiting can be at or below it, no prune scan.
+      if (this.link(d, [s], topic)) this.pruneAndDrain(d, false)
       return
     }
     this.park(d, s)
@@ -602,21 +603,13 @@ export class IngestPipeline {
   }
 
   /**
-   * Drops waiting records the tip has passed, then links whatever now follows the tip. Stops
+   * Drops waiting records the tip has passed (when `prune`), then links whatever now follows the tip. Stops
    * once `drainChunkBytes` are queued for the store and goes on in a later drain job, after the
    * write: waiting records linked at once would otherwise be one write of all their bytes.
    */
-  private pruneAndDrain (d: DeviceRuntime): void {
+  private pruneAndDrain (d: DeviceRuntime, prune = true): void {
     const tipBefore = d.tip?.seq
-    const tipSeq = tipBefore ?? -1
-    const ops: StoreOp[] = []
-    for (const seq of [...d.pending.keys()]) {
-      if (seq <= tipSeq) {
-        this.devices.unpark(d, seq, ops)
-        this.o.counters.duplicate()
-      }
-    }
-    if (ops.length > 0) this.o.store.enqueue(ops)
+    if (prune) this.prunePassed(d)
     const topic = deviceTopic(d.id, 'records')
     for (;;) {
       if (d.pending.size > 0 && this.o.store.queuedBytes >= this.o.drainChunkBytes) {
@@ -632,6 +625,8 @@ export class IngestPipeline {
       const run = this.devices.declaredRun(d)
       if (run === undefined) break
       if (!this.link(d, this.decodeRun(d, run), topic)) break
+      // A declared hole may have jumped over records that wait inside it.
+      this.prunePassed(d)
     }
     if (d.pending.size === 0) {
       d.gapSinceMs = undefined
@@ -640,6 +635,22 @@ export class IngestPipeline {
       d.gapSinceMs = this.o.now()
       d.gapReported = false
     }
+  }
+
+  /**
+   * Drops waiting records the tip has passed (a peer's ack or a declared hole moved it): a scan
+   * of the device's waiting records, so only done when the tip jumped, never per linked record.
+   */
+  private prunePassed (d: DeviceRuntime): void {
+    const tipSeq = d.tip?.seq ?? -1
+    const ops: StoreOp[] = []
+    for (const seq of [...d.pending.keys()]) {
+      if (seq <= tipSeq) {
+        this.devices.unpark(d, seq, ops)
+        this.o.counters.duplicate()
+      }
+    }
+    if (ops.length > 0) this.o.store.enqueue(ops)
   }
 
   private quarantine (d: DeviceRuntime | undefined, q: Quarantine): void {
