@@ -73,7 +73,8 @@ export class MqttIngest {
       const sessionPresent = connack.sessionPresent
       // Packets above the broker's limit are dropped by the broker: the gateway never sees them.
       const brokerMaxPacketBytes = connack.properties?.maximumPacketSize
-      this.o.logger.info({ broker: redactUrl(o.url), sessionPresent, brokerMaxPacketBytes: brokerMaxPacketBytes ?? null }, 'connected to the broker')
+      // And packets above our own limit (CONNECT Maximum Packet Size) the broker discards for us (MQTT 5 §3.1.2.11.4).
+      this.o.logger.info({ broker: redactUrl(o.url), sessionPresent, brokerMaxPacketBytes: brokerMaxPacketBytes ?? null, gatewayMaxPacketBytes: o.maxPacketBytes }, 'connected to the broker')
       this.o.onBrokerMaxPacket?.(brokerMaxPacketBytes)
       if (!sessionPresent) this.subscribe()
       this.o.onConnect(sessionPresent)

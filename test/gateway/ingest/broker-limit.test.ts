@@ -18,7 +18,7 @@ t.test('behavior: the broker\'s maximum packet size (MQTT 5 CONNACK) is logged, 
     error: () => {}
   }
   const gw = await env.gateway({ processMetrics: false, logger, maxPayloadBytes: 1024 * 1024 })
-  t.ok(infos.some(f => f.brokerMaxPacketBytes === 100000), 'the connection log names the broker limit')
+  t.ok(infos.some(f => f.brokerMaxPacketBytes === 100000 && f.gatewayMaxPacketBytes === 2 * 1024 * 1024 + 64 * 1024), 'the connection log names both limits')
   t.match(warnings.find(w => w.fields.brokerMaxPacketBytes === 100000), { fields: { maxPayloadBytes: 1024 * 1024 }, message: /vanish at the broker/ })
   t.match((await httpGet(`${gw.httpUrl}/metrics`)).text, /provenance_gateway_broker_max_packet_bytes 100000\b/)
 })
