@@ -10,8 +10,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { deviceTopic, encodeRecordBatch, type InferenceBody, type SignedRecord } from '../../../protocol/index.js'
 import { deviceIdOf } from '../../../contracts/index.js'
-import { startGatewayEnv, httpGet } from '../../fixtures/gateway-env.js'
-import { MIB, metricsOf, rssOf, sampleHeld, sleep, slowestScrape, startChild, waitFor } from '../../fixtures/gateway-probe.js'
+import { startGatewayEnv } from '../../fixtures/gateway-env.js'
+import { MIB, getText, metricsOf, rssOf, sampleHeld, sleep, slowestScrape, startChild, waitFor } from '../../fixtures/gateway-probe.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../../helpers/records.js'
 
 const PENDING_PER_DEVICE = 16 * MIB
@@ -71,7 +71,7 @@ t.test('behavior: a device withholding seq 0 and flooding 58 KiB records holds a
 
   await publish([first])
   await waitFor('the waiting records linked', async () => {
-    const status = (await httpGet(`${child.httpUrl}/v1/devices/hoarder`)).json()
+    const status = JSON.parse(await getText(`${child.httpUrl}/v1/devices/hoarder`))
     return status.lastSeq === waiting && status.pending === 0
   })
   await waitFor('nothing held', async () => {
