@@ -4,10 +4,11 @@
  * wait, durably, until the records before it arrive), store and batch, and acknowledge once the
  * write is durable. Anything that fails goes to quarantine with its reason and ingest goes on.
  * Devices are independent: each has its own queue, so one slow key lookup delays only its device.
- * Device state lives in device-state.ts, acks in ack-scheduler.ts; memory is counted in bytes.
+ * Device state lives in device-state.ts, linking in chain-linker.ts, acks in ack-scheduler.ts;
+ * memory is counted in bytes.
  */
 import {
-  decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, hashLeaf, parseTopic, verifyRecordSignature,
+  decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifyRecordSignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, Batcher } from '../batch/index.js'
@@ -16,10 +17,8 @@ import type { KeyAnswer, KeyDirectory } from '../keys/index.js'
 import type { GatewayLogger } from '../logger.js'
 import { storeOps, type DeviceTip, type GatewayStore, type StoreOp } from '../store/index.js'
 import { AckScheduler } from './ack-scheduler.js'
-import { linkRecords } from './chain-link.js'
-import {
-  DeviceTable, signedOf, waitingRecordOf, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal, type WaitingRecord
-} from './device-state.js'
+import { ChainLinker, type Quarantine } from './chain-linker.js'
+import { DeviceTable, waitingRecordOf, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal } from './device-state.js'
 import type { QuarantineReason } from './quarantine.js'
 import { WarnLimiter } from './warn-limiter.js'
 
@@ -110,12 +109,12 @@ export interface IngestMemory {
 const QUEUED_RECORD_COPIES = 3
 const QUEUED_RECORD_OVERHEAD_BYTES = 512
 
-interface Quarantine { reason: QuarantineReason, topic: string, seq?: number, detail: string, raw: Uint8Array }
 
 export class IngestPipeline {
   private readonly o: IngestPipelineOptions
   private readonly devices: DeviceTable
   private readonly acks: AckScheduler
+  private readonly chains: ChainLinker
   private readonly dirty = new Set<DeviceRuntime>()
   private persistedFolded: number
   private queuedRecords = 0
@@ -140,6 +139,19 @@ export class IngestPipeline {
       markDirty: (d) => this.markDirty(d),
       scheduleDrain: (d) => this.schedule(d, { kind: 'drain' }),
       logger: options.logger
+    })
+    this.chains = new ChainLinker({
+      store: options.store,
+      batcher: options.batcher,
+      tracker: options.tracker,
+      devices: this.devices,
+      drainChunkBytes: options.drainChunkBytes,
+      counters: options.counters,
+      quarantine: (d, q) => this.quarantine(d, q),
+      markDirty: (d) => this.markDirty(d),
+      scheduleDrain: (d) => this.schedule(d, { kind: 'drain' }),
+      warnings: this.warnings,
+      now: options.now
     })
     this.persistedFolded = options.tracker.foldedThrough
     options.store.setWriteHook({ beforeWrite: () => this.beforeWrite() })
@@ -373,7 +385,7 @@ export class IngestPipeline {
         if (job.kind === 'drain') {
           // Let the store write what earlier drain steps queued before linking more.
           if (this.o.store.queuedBytes >= this.o.drainChunkBytes) await this.o.store.flush().catch(() => {})
-          this.pruneAndDrain(d)
+          this.chains.pruneAndDrain(d)
           continue
         }
         await this.runRecords(d, job)
@@ -425,7 +437,7 @@ export class IngestPipeline {
       this.o.counters.duplicate()
       return
     }
-    this.place(d, s, topic)
+    this.chains.place(d, s, topic)
   }
 
   /** A record at or below the tip: a resend (duplicate) or a different record for a used seq. */
@@ -457,7 +469,7 @@ export class IngestPipeline {
     if (equalBytes(waiting.hash, s.hash)) {
       this.o.counters.duplicate()
       // A resent gap record retries the declared holes it may complete.
-      if (s.record.body.kind === 'gap') this.linkDeclared(d, deviceTopic(d.id, 'records'))
+      if (s.record.body.kind === 'gap') this.chains.linkDeclared(d, deviceTopic(d.id, 'records'))
       this.acks.requestAck(d)
       return 'done'
     }
@@ -518,139 +530,6 @@ export class IngestPipeline {
     }
     this.o.counters.keyUnavailable()
     this.warnings.warn({ device: d.id, seq: s.record.seq, error: (e as Error).message }, 'device key unavailable: record left for the device to resend')
-  }
-
-  /** A verified record above the tip: link it now, or wait for the records before it. */
-  private place (d: DeviceRuntime, s: SignedRecord, topic: string): void {
-    const r = s.record
-    const expected = (d.tip?.seq ?? -1) + 1
-    if (d.pending.has(r.seq)) {
-      // Two validly signed records for one seq: the device equivocates. Keep the first.
-      this.quarantine(d, { reason: 'seq-reuse', topic, seq: r.seq, detail: `another validly signed record for seq ${r.seq} is waiting`, raw: s.envelope })
-      return
-    }
-    if (r.seq === expected) {
-      // The tip moved by one: nothing waiting can be at or below it, no prune scan.
-      if (this.link(d, [s], topic)) this.pruneAndDrain(d, false)
-      return
-    }
-    this.park(d, s)
-    // A gap record may complete the records that a declared hole keeps waiting.
-    if (r.body.kind === 'gap') this.linkDeclared(d, topic)
-  }
-
-  private linkDeclared (d: DeviceRuntime, topic: string): void {
-    const run = this.devices.declaredRun(d)
-    if (run !== undefined && this.link(d, this.decodeRun(d, run), topic)) this.pruneAndDrain(d)
-  }
-
-  private decodeRun (d: DeviceRuntime, run: WaitingRecord[]): SignedRecord[] {
-    return run.map(w => signedOf(w, d.id))
-  }
-
-  private park (d: DeviceRuntime, s: SignedRecord): void {
-    const parked = this.devices.park(d, waitingRecordOf(s), this.o.now())
-    if (typeof parked === 'string') {
-      this.o.counters.pendingDropped(parked)
-      this.warnings.warn({ device: d.id, seq: s.record.seq, waiting: d.pending.size, waitingBytes: d.pendingBytes, budget: parked },
-        'records waiting for a gap are at their budget: dropped (the device resends)')
-      return
-    }
-    this.o.store.enqueue([parked])
-  }
-
-  /**
-   * Links `run` (ascending, verified) after the tip and stores what links. Returns true when all
-   * of it was stored; the record that breaks the chain is quarantined, later ones keep waiting.
-   */
-  private link (d: DeviceRuntime, run: SignedRecord[], topic: string): boolean {
-    const result = linkRecords(d.tip, run)
-    for (let i = 0; i < result.accepted; i++) this.storeLinked(d, run[i] as SignedRecord)
-    if (result.failure === undefined) {
-      if (result.accepted < run.length) for (let i = result.accepted; i < run.length; i++) this.parkIfNew(d, run[i] as SignedRecord)
-      return result.accepted === run.length
-    }
-    const bad = run[result.failure.index] as SignedRecord
-    const ops: StoreOp[] = []
-    this.devices.unpark(d, bad.record.seq, ops)
-    if (ops.length > 0) this.o.store.enqueue(ops)
-    this.quarantine(d, { reason: result.failure.reason, topic, seq: bad.record.seq, detail: result.failure.message, raw: bad.envelope })
-    for (let i = result.accepted; i < run.length; i++) if (i !== result.failure.index) this.parkIfNew(d, run[i] as SignedRecord)
-    return false
-  }
-
-  private parkIfNew (d: DeviceRuntime, s: SignedRecord): void {
-    if (!d.pending.has(s.record.seq) && s.record.seq > (d.tip?.seq ?? -1)) this.park(d, s)
-  }
-
-  private storeLinked (d: DeviceRuntime, s: SignedRecord): void {
-    const r = s.record
-    const afterSeq = d.tip?.seq ?? -1
-    const place = this.o.batcher.append(
-      { deviceId: d.id, seq: r.seq, leafHash: hashLeaf(s.envelope), timeMs: r.timeMs, afterSeq },
-      (p) => {
-        const ops: StoreOp[] = [storeOps.putRecord(d.id, r.seq, { batchId: p.batchId, index: p.index, envelope: s.envelope })]
-        this.devices.unpark(d, r.seq, ops)
-        return ops
-      })
-    this.o.tracker.noteLeaf(d.id, afterSeq, r.seq, place.batchId)
-    d.tip = { seq: r.seq, hash: s.hash, boot: r.boot }
-    d.tipFromPeer = false
-    d.stored++
-    d.ownAdvance = true
-    this.o.counters.recordStored()
-    this.markDirty(d)
-  }
-
-  /**
-   * Drops waiting records the tip has passed (when `prune`), then links whatever now follows the tip. Stops
-   * once `drainChunkBytes` are queued for the store and goes on in a later drain job, after the
-   * write: waiting records linked at once would otherwise be one write of all their bytes.
-   */
-  private pruneAndDrain (d: DeviceRuntime, prune = true): void {
-    const tipBefore = d.tip?.seq
-    if (prune) this.prunePassed(d)
-    const topic = deviceTopic(d.id, 'records')
-    for (;;) {
-      if (d.pending.size > 0 && this.o.store.queuedBytes >= this.o.drainChunkBytes) {
-        this.schedule(d, { kind: 'drain' })
-        break
-      }
-      const expected = (d.tip?.seq ?? -1) + 1
-      const next = d.pending.get(expected)
-      if (next !== undefined) {
-        if (!this.link(d, [signedOf(next, d.id)], topic)) break
-        continue
-      }
-      const run = this.devices.declaredRun(d)
-      if (run === undefined) break
-      if (!this.link(d, this.decodeRun(d, run), topic)) break
-      // A declared hole may have jumped over records that wait inside it.
-      this.prunePassed(d)
-    }
-    if (d.pending.size === 0) {
-      d.gapSinceMs = undefined
-      d.gapReported = false
-    } else if (d.tip?.seq !== tipBefore) {
-      d.gapSinceMs = this.o.now()
-      d.gapReported = false
-    }
-  }
-
-  /**
-   * Drops waiting records the tip has passed (a peer's ack or a declared hole moved it): a scan
-   * of the device's waiting records, so only done when the tip jumped, never per linked record.
-   */
-  private prunePassed (d: DeviceRuntime): void {
-    const tipSeq = d.tip?.seq ?? -1
-    const ops: StoreOp[] = []
-    for (const seq of [...d.pending.keys()]) {
-      if (seq <= tipSeq) {
-        this.devices.unpark(d, seq, ops)
-        this.o.counters.duplicate()
-      }
-    }
-    if (ops.length > 0) this.o.store.enqueue(ops)
   }
 
   private quarantine (d: DeviceRuntime | undefined, q: Quarantine): void {
