@@ -93,7 +93,16 @@ const FIELDS: Record<string, Kind> = {
   // Signed acks (docs/GATEWAY.md §Log key); a list is a JSON array in the file, comma-separated in the environment.
   logKeyFile: 'string',
   gatewayId: 'string',
-  peerGatewayKeys: 'list'
+  peerGatewayKeys: 'list',
+  // Memory budgets (docs/GATEWAY.md §Memory).
+  maxPendingBytesPerDevice: 'int',
+  maxPendingBytesTotal: 'int',
+  maxBacklogBytes: 'int',
+  drainChunkBytes: 'int',
+  keyCacheMaxBytes: 'int',
+  unknownKeyCacheMaxEntries: 'int',
+  keyLookupsPerSecond: 'int',
+  keyLookupBurst: 'int'
 }
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 

@@ -21,6 +21,8 @@ export type GatewayErrorCode =
   | 'BROKER_FAILED'
   /** A device key could not be read from the registry and none is cached (the record is left for the device to resend). */
   | 'KEY_LOOKUP_FAILED'
+  /** Registry look-ups are rate limited now and nothing is cached for the device (the record is left for the device to resend). */
+  | 'KEY_LOOKUP_LIMITED'
   /** The HTTP API could not listen on its host and port. */
   | 'HTTP_LISTEN_FAILED'
   /** The HTTP API token file cannot be read or created, or holds no usable token. */

@@ -45,6 +45,7 @@ export class Gateway {
   private anchorer: Anchorer | undefined
   private batcher: Batcher | undefined
   private pipeline: IngestPipeline | undefined
+  private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
   private mqtt: MqttIngest | undefined
   private embedded: EmbeddedBroker | undefined
@@ -130,8 +131,13 @@ export class Gateway {
       registry: new RegistryClient(o.registry, this.provider),
       ttlMs: o.keyCacheTtlMs,
       unknownTtlMs: o.unknownKeyCacheTtlMs,
+      maxBytes: o.keyCacheMaxBytes,
+      maxUnknownEntries: o.unknownKeyCacheMaxEntries,
+      lookupsPerSecond: o.keyLookupsPerSecond,
+      lookupBurst: o.keyLookupBurst,
       onLookupError: (code) => this.metrics.chainError(code)
     })
+    this.keys = keys
     void this.checkLogKeyOnChain(keys, logKey)
     if (o.anchorPrivateKey !== undefined) {
       this.anchorer = await Anchorer.open({
@@ -169,6 +175,9 @@ export class Gateway {
       maxPayloadBytes: o.maxPayloadBytes,
       quarantineMaxRawBytes: o.quarantineMaxRawBytes,
       maxPendingPerDevice: o.maxPendingPerDevice,
+      maxPendingBytesPerDevice: o.maxPendingBytesPerDevice,
+      maxPendingBytesTotal: o.maxPendingBytesTotal,
+      drainChunkBytes: o.drainChunkBytes,
       gapReportAfterMs: o.gapReportAfterMs,
       publishAck: (deviceId, ack) => this.publishAck(deviceId, ack),
       correctPeerAcks: o.shareGroup !== undefined,
@@ -219,11 +228,14 @@ export class Gateway {
       onRecords: (topic, payload) => pipeline.acceptRecords(topic, payload),
       onAck: (topic, payload) => pipeline.acceptPeerAck(topic, payload),
       flowControl: () => {
-        if (pipeline.backlog >= backlogLimit) return pipeline.whenBacklogBelow(Math.floor(backlogLimit / 2))
+        if (pipeline.backlog >= backlogLimit || pipeline.backlogBytes >= o.maxBacklogBytes) {
+          return pipeline.whenBacklogBelow(Math.floor(backlogLimit / 2), Math.floor(o.maxBacklogBytes / 2))
+        }
         // A slow disk: let the writer catch up before reading more.
-        if (store.queuedOps >= 4 * backlogLimit) return store.flush().catch(() => {})
+        if (store.queuedOps >= 4 * backlogLimit || store.queuedBytes >= o.maxBacklogBytes) return store.flush().catch(() => {})
         return undefined
       },
+      onBrokerMaxPacket: (bytes) => this.noteBrokerMaxPacket(bytes),
       onConnect: (sessionPresent) => {
         this.metrics.brokerConnected.set(1)
         // Without its session the broker may have lost the retained acks too: put them back.
@@ -387,8 +399,22 @@ export class Gateway {
     })
   }
 
+  // Point 7 of issue 9: a payload above the broker's limit is dropped by the broker and never
+  // reaches the gateway; what the gateway can do is say where that limit is.
+  private noteBrokerMaxPacket (bytes: number | undefined): void {
+    this.metrics.brokerMaxPacketBytes.set(bytes ?? 0)
+    const limit = this.options.maxPayloadBytes
+    if (bytes !== undefined && bytes < limit) {
+      this.options.logger.warn({ brokerMaxPacketBytes: bytes, maxPayloadBytes: limit },
+        'the broker drops packets above its maximum packet size, below maxPayloadBytes: larger records payloads vanish at the broker (devices must size to it)')
+    }
+  }
+
   private refreshGauges (): void {
     this.pruneQuarantine()
+    if (this.pipeline !== undefined) {
+      this.metrics.setMemory({ ...this.pipeline.memory(), storeQueueBytes: this.store?.queuedBytes ?? 0 }, this.keys?.stats?.())
+    }
     const gaps = this.pipeline?.checkGaps() ?? { open: 0, overdue: 0 }
     this.metrics.openGaps.set(gaps.open)
     this.metrics.overdueGaps.set(gaps.overdue)

@@ -16,6 +16,10 @@ export {
   DEFAULT_HTTP_AUTH, HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, DEFAULT_HTTP_MAX_PAGE_BYTES, DEFAULT_HTTP_MAX_HEADER_BYTES,
   DEFAULT_HTTP_REQUEST_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_MAX_CONCURRENT_PAGES, type HttpAuth
 } from './options.js'
+export {
+  DEFAULT_MAX_PENDING_BYTES_PER_DEVICE, DEFAULT_MAX_PENDING_BYTES_TOTAL, DEFAULT_MAX_BACKLOG_BYTES, DEFAULT_DRAIN_CHUNK_BYTES,
+  DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_KEY_LOOKUPS_PER_SECOND, DEFAULT_KEY_LOOKUP_BURST
+} from './options.js'
 export { GatewayError, type GatewayErrorCode } from './errors.js'
 export { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 export {
@@ -24,11 +28,13 @@ export {
 } from './keys/index.js'
 export { loadOrCreateLogKey, type GatewayLogKey } from './keys/index.js'
 export { createPeerAckReader, type PeerAckReader, type PeerAckReaderOptions } from './ingest/index.js'
+export { cachedBytesOf, type KeyDirectoryStats } from './keys/index.js'
 export {
   IngestPipeline, linkRecords, QUARANTINE_REASONS, MqttIngest, setNoDelay, startEmbeddedBroker,
   type IngestPipelineOptions, type IngestCounters, type DeviceStatus, type OpenGap, type LinkResult, type LinkFailure,
   type LinkFailureReason, type QuarantineReason, type MqttIngestOptions, type EmbeddedBroker
 } from './ingest/index.js'
+export { WAITING_RECORD_OVERHEAD_BYTES, type IngestMemory, type ParkRefusal } from './ingest/index.js'
 export {
   Batcher, AnchoredTracker, ProofService, formatRecordProof, recordProofJson, anchorExtra,
   type BatcherOptions, type LeafPlace, type RecordProof, type ProofLookup, type AnchorReader

@@ -5,7 +5,10 @@
 import { join } from 'node:path'
 import { DEVICE_ID_PATTERN, LIMITS, MAX_BATCH_BYTES } from '../protocol/index.js'
 import { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS } from './batch/index.js'
-import { DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory } from './keys/index.js'
+import {
+  DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_KEY_LOOKUP_BURST, DEFAULT_KEY_LOOKUPS_PER_SECOND,
+  DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory
+} from './keys/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 
 export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
@@ -38,6 +41,13 @@ export const DEFAULT_HTTP_MAX_CONCURRENT_PAGES = 4
 // --- end HTTP API ---------------------------------------------------------------------------
 
 export { DEFAULT_BATCH_MAX_AGE_MS, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS }
+
+// Memory budgets (docs/GATEWAY.md §Memory): what the gateway holds is bounded in bytes, not only in records.
+export const DEFAULT_MAX_PENDING_BYTES_PER_DEVICE = 16 * 1024 * 1024
+export const DEFAULT_MAX_PENDING_BYTES_TOTAL = 256 * 1024 * 1024
+export const DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+export const DEFAULT_DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
+export { DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_KEY_LOOKUPS_PER_SECOND, DEFAULT_KEY_LOOKUP_BURST }
 
 /** Gateway names are safe as MQTT client ids, checkpoint origins and file names. */
 export const GATEWAY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -146,6 +156,23 @@ export interface GatewayOptions {
   gatewayId?: string
   /** Hex log keys (64 hex digits each) of the other gateways of the share group: their retained acks count as the shared tip. Own key always counts. Default none. */
   peerGatewayKeys?: string[]
+  // ---- Memory budgets (docs/GATEWAY.md §Memory) ----
+  /** Bytes of records waiting ahead of one device's tip (envelope + 512 each); beyond, dropped unacknowledged. Default 16 MiB. */
+  maxPendingBytesPerDevice?: number
+  /** Bytes of records waiting ahead of their tips over all devices; beyond, dropped unacknowledged. Default 256 MiB. */
+  maxPendingBytesTotal?: number
+  /** Stop reading from the broker while received records of this many bytes (as counted) wait to be processed. Default 64 MiB. */
+  maxBacklogBytes?: number
+  /** Linking waiting records pauses for a store write once this many bytes are queued for it. Default 4 MiB. */
+  drainChunkBytes?: number
+  /** Bytes of device key histories cached (as counted); the least recently used go first. Default 32 MiB. */
+  keyCacheMaxBytes?: number
+  /** Ids the registry does not know, remembered for unknownKeyCacheTtlMs (negative cache). Default 20 000. */
+  unknownKeyCacheMaxEntries?: number
+  /** Registry look-ups per second over all devices; records beyond wait for the device to resend. Default 50. */
+  keyLookupsPerSecond?: number
+  /** Registry look-ups that may start at once. Default 200. */
+  keyLookupBurst?: number
 }
 
 /** The id a gateway's log key is registered under by default. */
@@ -195,6 +222,14 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     processMetrics: true,
     logger: SILENT_LOGGER,
     peerGatewayKeys: [],
+    maxPendingBytesPerDevice: DEFAULT_MAX_PENDING_BYTES_PER_DEVICE,
+    maxPendingBytesTotal: DEFAULT_MAX_PENDING_BYTES_TOTAL,
+    maxBacklogBytes: DEFAULT_MAX_BACKLOG_BYTES,
+    drainChunkBytes: DEFAULT_DRAIN_CHUNK_BYTES,
+    keyCacheMaxBytes: DEFAULT_KEY_CACHE_MAX_BYTES,
+    unknownKeyCacheMaxEntries: DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES,
+    keyLookupsPerSecond: DEFAULT_KEY_LOOKUPS_PER_SECOND,
+    keyLookupBurst: DEFAULT_KEY_LOOKUP_BURST,
     ...stripUndefined(options)
   } as ResolvedGatewayOptions
   o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
@@ -241,6 +276,15 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('maxBacklogRecords', 2)
   int('httpPort', 0, 65535)
   if (o.chainId !== undefined) int('chainId', 1)
+  // Memory budgets.
+  int('maxPendingBytesPerDevice', 1)
+  int('maxPendingBytesTotal', 1)
+  int('maxBacklogBytes', 1)
+  int('drainChunkBytes', 1)
+  int('keyCacheMaxBytes', 1)
+  int('unknownKeyCacheMaxEntries', 1)
+  int('keyLookupsPerSecond', 1)
+  int('keyLookupBurst', 1)
   str('httpHost', true)
   // --- HTTP API (issue 9, item 5)
   if (o.httpAuth !== 'bearer' && o.httpAuth !== 'none') throw new RangeError('httpAuth must be bearer or none')

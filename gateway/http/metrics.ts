@@ -4,7 +4,8 @@
  * latency, chain errors, open gaps, broker and anchoring state.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { IngestCounters, QuarantineReason } from '../ingest/index.js'
+import type { IngestCounters, IngestMemory, ParkRefusal, QuarantineReason } from '../ingest/index.js'
+import type { KeyDirectoryStats } from '../keys/index.js'
 
 const PREFIX = 'provenance_gateway_'
 
@@ -17,7 +18,21 @@ export class GatewayMetrics implements IngestCounters {
   private readonly duplicates = new Counter({ name: `${PREFIX}records_duplicate_total`, help: 'Records received again (resends, or already stored by a peer gateway): dropped', registers: [this.registry] })
   private readonly quarantine = new Counter({ name: `${PREFIX}records_quarantined_total`, help: 'Input quarantined, by reason', labelNames: ['reason'], registers: [this.registry] })
   private readonly keyUnavailableCount = new Counter({ name: `${PREFIX}records_key_unavailable_total`, help: 'Records not checked because the device key could not be read (left for the device to resend)', registers: [this.registry] })
-  private readonly pendingDroppedCount = new Counter({ name: `${PREFIX}records_pending_dropped_total`, help: 'Records ahead of their tip dropped because too many wait (left for the device to resend)', registers: [this.registry] })
+  private readonly pendingDroppedCount = new Counter({
+    name: `${PREFIX}records_pending_dropped_total`,
+    help: 'Records ahead of their tip dropped because a budget is full (left for the device to resend), by budget: device-records, device-bytes, total-bytes',
+    labelNames: ['budget'],
+    registers: [this.registry]
+  })
+  private readonly keyLookupLimitedCount = new Counter({ name: `${PREFIX}records_key_lookup_limited_total`, help: 'Records not checked because registry look-ups were rate limited (left for the device to resend)', registers: [this.registry] })
+  /** What the gateway holds in memory by its own count; set with {@link GatewayMetrics.setMemory}. */
+  private readonly heldBytes = new Gauge({ name: `${PREFIX}held_bytes`, help: 'Bytes held in memory by the gateway\'s own count, by what: pending (records waiting ahead of their tip), backlog (received, not processed), store-queue (waiting for the next write), key-cache', labelNames: ['what'], registers: [this.registry] })
+  private readonly heldRecords = new Gauge({ name: `${PREFIX}held_records`, help: 'Records held in memory, by what: pending, backlog', labelNames: ['what'], registers: [this.registry] })
+  private readonly devicesGauge = new Gauge({ name: `${PREFIX}devices`, help: 'Devices in memory, by state: known (kept), provisional (ids with work queued the registry has not confirmed)', labelNames: ['state'], registers: [this.registry] })
+  private readonly keyCacheEntries = new Gauge({ name: `${PREFIX}key_cache_entries`, help: 'Key directory cache entries, by kind: known, unknown (negative cache)', labelNames: ['kind'], registers: [this.registry] })
+  private readonly registryCalls = new Gauge({ name: `${PREFIX}key_registry_calls`, help: 'Registry calls (eth_call) made by the key directory since start', registers: [this.registry] })
+  private readonly keyLookupsLimited = new Gauge({ name: `${PREFIX}key_lookups_limited`, help: 'Key look-ups refused by the rate limit since start', registers: [this.registry] })
+  readonly brokerMaxPacketBytes = new Gauge({ name: `${PREFIX}broker_max_packet_bytes`, help: 'Maximum packet size the broker accepts (MQTT 5 CONNACK); 0 when it did not say. Larger records payloads never reach the gateway', registers: [this.registry] })
   private readonly acks = new Counter({ name: `${PREFIX}acks_published_total`, help: 'Acks published', registers: [this.registry] })
   private readonly batchSize = new Histogram({
     name: `${PREFIX}batch_size_records`,
@@ -50,7 +65,25 @@ export class GatewayMetrics implements IngestCounters {
   duplicate (): void { this.duplicates.inc() }
   quarantined (reason: QuarantineReason): void { this.quarantine.inc({ reason }) }
   keyUnavailable (): void { this.keyUnavailableCount.inc() }
-  pendingDropped (): void { this.pendingDroppedCount.inc() }
+  pendingDropped (budget: ParkRefusal): void { this.pendingDroppedCount.inc({ budget }) }
+  keyLookupLimited (): void { this.keyLookupLimitedCount.inc() }
+
+  /** Sets the held-memory gauges from the gateway's own accounting. */
+  setMemory (m: IngestMemory & { storeQueueBytes: number }, keys: KeyDirectoryStats | undefined): void {
+    this.heldBytes.set({ what: 'pending' }, m.pendingBytes)
+    this.heldBytes.set({ what: 'backlog' }, m.backlogBytes)
+    this.heldBytes.set({ what: 'store-queue' }, m.storeQueueBytes)
+    this.heldRecords.set({ what: 'pending' }, m.pendingRecords)
+    this.heldRecords.set({ what: 'backlog' }, m.backlogRecords)
+    this.devicesGauge.set({ state: 'known' }, m.knownDevices)
+    this.devicesGauge.set({ state: 'provisional' }, m.provisionalDevices)
+    if (keys === undefined) return
+    this.heldBytes.set({ what: 'key-cache' }, keys.cachedBytes)
+    this.keyCacheEntries.set({ kind: 'known' }, keys.cachedDevices)
+    this.keyCacheEntries.set({ kind: 'unknown' }, keys.unknownEntries)
+    this.registryCalls.set(keys.registryCalls)
+    this.keyLookupsLimited.set(keys.limited)
+  }
   ackPublished (): void { this.acks.inc() }
   batchSealed (size: number): void { this.batchSize.observe(size) }
   anchored (latencyMs: number): void { this.anchorLatency.observe(latencyMs / 1000) }

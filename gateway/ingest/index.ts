@@ -1,7 +1,8 @@
 /** Ingest: the record pipeline, the chain rules it applies, quarantine reasons, MQTT and the embedded broker. */
 export {
-  IngestPipeline, type IngestPipelineOptions, type IngestCounters, type DeviceStatus, type OpenGap
+  IngestPipeline, type IngestPipelineOptions, type IngestCounters, type IngestMemory, type DeviceStatus, type OpenGap, type ParkRefusal
 } from './pipeline.js'
+export { WAITING_RECORD_OVERHEAD_BYTES } from './device-state.js'
 export { linkRecords, type LinkResult, type LinkFailure, type LinkFailureReason } from './chain-link.js'
 export { QUARANTINE_REASONS, type QuarantineReason } from './quarantine.js'
 export { MqttIngest, redactUrl, setNoDelay, type MqttIngestOptions } from './mqtt-ingest.js'

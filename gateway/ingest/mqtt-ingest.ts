@@ -33,6 +33,8 @@ export interface MqttIngestOptions {
   flowControl: () => Promise<void> | undefined
   /** Every (re)connection; `sessionPresent` false means the broker forgot us (and maybe its retained acks). */
   onConnect: (sessionPresent: boolean) => void
+  /** The broker's maximum packet size from each CONNACK (MQTT 5), undefined when it sets none. */
+  onBrokerMaxPacket?: (bytes: number | undefined) => void
   logger: GatewayLogger
 }
 
@@ -69,7 +71,11 @@ export class MqttIngest {
     this.client.on('connect', (connack) => {
       setNoDelay(this.client)
       const sessionPresent = connack.sessionPresent
-      this.o.logger.info({ broker: redactUrl(o.url), sessionPresent }, 'connected to the broker')
+      // Packets above the broker's limit are dropped by the broker: the gateway never sees them.
+      const brokerMaxPacketBytes = connack.properties?.maximumPacketSize
+      // And packets above our own limit (CONNECT Maximum Packet Size) the broker discards for us (MQTT 5 §3.1.2.11.4).
+      this.o.logger.info({ broker: redactUrl(o.url), sessionPresent, brokerMaxPacketBytes: brokerMaxPacketBytes ?? null, gatewayMaxPacketBytes: o.maxPacketBytes }, 'connected to the broker')
+      this.o.onBrokerMaxPacket?.(brokerMaxPacketBytes)
       if (!sessionPresent) this.subscribe()
       this.o.onConnect(sessionPresent)
     })

@@ -241,6 +241,20 @@ function decodeInt (b: Uint8Array, what: string): number {
   return int(decodeArray(b, what, 2)[1], what)
 }
 
+/**
+ * Typed writes of the ingest side: each op names what it writes, so callers never spell keys or
+ * pick codecs themselves.
+ */
+export const storeOps = {
+  /** A record waiting ahead of its device's tip. */
+  putPending: (deviceId: string, seq: number, envelope: Uint8Array): StoreOp => ({ type: 'put', key: keys.pending(deviceId, seq), value: envelope }),
+  delPending: (deviceId: string, seq: number): StoreOp => ({ type: 'del', key: keys.pending(deviceId, seq) }),
+  /** A record linked to its device's chain, with its place in a batch. */
+  putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r) }),
+  putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
+  putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) })
+} as const
+
 // ---------------------------------------------------------------------------------------------
 
 /** What the writer asks its owner for right before each write (e.g. device states as they stand). */
@@ -259,6 +273,7 @@ export class GatewayStore {
   private readonly onFatal: (error: GatewayError) => void
   private readonly onCallbackError: (error: unknown) => void
   private ops: StoreOp[] = []
+  private opsBytes = 0
   private callbacks: Array<() => void> = []
   private writing: Promise<void> | undefined
   private scheduled = false
@@ -316,9 +331,19 @@ export class GatewayStore {
   enqueue (ops: StoreOp[], afterDurable?: () => void): void {
     if (this.failure !== undefined) throw this.failure
     if (this.closed) throw new GatewayError('STORE_CLOSED', 'the gateway store is closed')
-    for (const op of ops) this.ops.push(op)
+    for (const op of ops) this.push(op)
     if (afterDurable !== undefined) this.callbacks.push(afterDurable)
     this.schedule()
+  }
+
+  private push (op: StoreOp): void {
+    this.ops.push(op)
+    this.opsBytes += op.key.length + (op.type === 'put' ? op.value.byteLength : 0)
+  }
+
+  /** The put of a new quarantine entry (key unique within this store). */
+  quarantineOp (entry: QuarantineEntry): StoreOp {
+    return { type: 'put', key: this.quarantineKey(entry.timeMs), value: encodeQuarantine(entry) }
   }
 
   /** Asks for a write soon even with nothing queued (the hook may have something). */
@@ -334,6 +359,11 @@ export class GatewayStore {
   /** Number of operations waiting for the next write. */
   get queuedOps (): number {
     return this.ops.length
+  }
+
+  /** Bytes (keys and values) of the operations waiting for the next write. */
+  get queuedBytes (): number {
+    return this.opsBytes
   }
 
   private schedule (): void {
@@ -366,6 +396,7 @@ export class GatewayStore {
       }
       if (ops.length === 0 && callbacks.length === 0) break
       this.ops = []
+      this.opsBytes = 0
       this.callbacks = []
       if (ops.length > 0) {
         try {
@@ -405,7 +436,7 @@ export class GatewayStore {
       if (this.writing !== undefined) { await this.writing; continue }
       const hooked = this.hook?.beforeWrite()
       if (hooked !== undefined && (hooked.ops.length > 0 || hooked.afterDurable !== undefined)) {
-        for (const op of hooked.ops) this.ops.push(op)
+        for (const op of hooked.ops) this.push(op)
         if (hooked.afterDurable !== undefined) this.callbacks.push(hooked.afterDurable)
       }
       if (this.ops.length === 0 && this.callbacks.length === 0) return

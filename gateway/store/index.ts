@@ -1,6 +1,6 @@
 /** The gateway's durable state on LevelDB: records, tips, waiting records, batches, quarantine. */
 export {
-  GatewayStore, keys as storeKeys, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
+  GatewayStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
   encodeLeaf, decodeLeaf, encodeBatch, decodeBatch, encodeQuarantine, decodeQuarantine,
   type GatewayStoreOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
   type QuarantineEntry, type StoreOp, type WriteHook

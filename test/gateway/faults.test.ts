@@ -5,42 +5,18 @@
  * record is stored once, anchored once, and its proof from the API verifies against the chain.
  */
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { hashLeaf, parseProof, toHex, verifyProof } from '../../protocol/index.js'
 import { startAnvil, type AnvilInstance } from '../../contracts/index.js'
 import { startGatewayEnv, httpGet } from '../fixtures/gateway-env.js'
 import { DeviceFleet, makeDevices, registerDevices } from '../fixtures/gateway-fleet.js'
+import { startGatewayProcess } from '../fixtures/gateway-process.js'
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
-const CHILD = join(ROOT, 'test/fixtures/gateway-child.ts')
 const DEVICES = 50
 const RECORDS = 60
 
-interface Child { proc: ChildProcess, httpUrl: string, exited: Promise<number | null>, log: string[] }
-
-async function startChild (configPath: string): Promise<Child> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, 'start', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  const log: string[] = []
-  proc.stderr?.on('data', (d: Buffer) => log.push(d.toString()))
-  const exited = new Promise<number | null>(resolve => proc.once('exit', code => resolve(code)))
-  const httpUrl = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream })
-    lines.on('line', line => {
-      log.push(line)
-      if (log.length > 400) log.splice(0, 100)
-      try {
-        const entry = JSON.parse(line) as { msg?: string, http?: string }
-        if (entry.msg === 'gateway started' && entry.http !== undefined) resolve(entry.http)
-      } catch {}
-    })
-    void exited.then(code => reject(new Error(`gateway child exited (${code}) before starting: ${log.slice(-20).join('\n')}`)))
-  })
-  return { proc, httpUrl, exited, log }
-}
+const startChild = startGatewayProcess
 
 async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
