@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics'] as const
+const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage'] as const
 const chosen = process.argv.slice(2).filter(a => !a.startsWith('-'))
 const names = chosen.length > 0 ? chosen : [...ALL]
 let failed = false

@@ -18,20 +18,24 @@ interface IProvenanceRegistry {
         bytes32 manifestHash,
         string calldata metadataURI
     ) external;
+    function approveModel(bytes32 modelHash) external;
+    function deprecateModel(bytes32 modelHash) external;
+    function revokeModel(bytes32 modelHash) external;
 }
 
 /// @title LineageRegistry
 /// @notice Datasets are written only by DATA_CURATOR_ROLE holders, and a new version of a dataset
 /// only by the curator of its parent. Trainer keys (Ed25519, 32 bytes) are listed by
-/// TRAINER_REGISTRAR_ROLE. A training run is attached to a registered model by a holder of
-/// MODEL_PUBLISHER_ROLE *in the ProvenanceRegistry*, once, naming a valid trainer key and
-/// registered datasets. Append-only apart from a trainer key's revocation.
+/// TRAINER_REGISTRAR_ROLE. A training run is attached to a registered model by a publisher
+/// (MODEL_PUBLISHER_ROLE in the ProvenanceRegistry or in this contract), once, naming a valid
+/// trainer key and registered datasets. Append-only apart from a trainer key's revocation.
 contract LineageRegistry is AccessControl {
     /// @notice May register datasets (and new versions of the datasets it curates).
     bytes32 public constant DATA_CURATOR_ROLE = keccak256("DATA_CURATOR_ROLE");
     /// @notice May list and revoke trainer keys.
     bytes32 public constant TRAINER_REGISTRAR_ROLE = keccak256("TRAINER_REGISTRAR_ROLE");
-    /// @notice The ProvenanceRegistry role a caller needs to attach a training run (checked there).
+    /// @notice Publishers: held in the ProvenanceRegistry (direct registration allowed) or here (when
+    /// only this contract may register models there, so every model comes with a training run).
     bytes32 public constant MODEL_PUBLISHER_ROLE = keccak256("MODEL_PUBLISHER_ROLE");
     /// @notice Version of this contract's interface; bumped on any ABI change.
     uint256 public constant LINEAGE_VERSION = 1;
@@ -195,13 +199,30 @@ contract LineageRegistry is AccessControl {
         _attach(m.modelHash, m.statementHash, m.trainerKey, m.datasetHashes);
     }
 
+    /// @notice Model status changes for publishers who hold their role here (the registry sees this
+    /// contract as the caller; it must hold MODEL_PUBLISHER_ROLE there).
+    function approveModel(bytes32 modelHash) external {
+        _onlyPublisher();
+        registry.approveModel(modelHash);
+    }
+
+    function deprecateModel(bytes32 modelHash) external {
+        _onlyPublisher();
+        registry.deprecateModel(modelHash);
+    }
+
+    function revokeModel(bytes32 modelHash) external {
+        _onlyPublisher();
+        registry.revokeModel(modelHash);
+    }
+
     /// @notice The run attached to a model; statementHash 0 when none.
     function getTrainingRun(bytes32 modelHash) external view returns (TrainingRun memory) {
         return _runs[modelHash];
     }
 
     function _onlyPublisher() private view {
-        if (!registry.hasRole(MODEL_PUBLISHER_ROLE, msg.sender)) {
+        if (!hasRole(MODEL_PUBLISHER_ROLE, msg.sender) && !registry.hasRole(MODEL_PUBLISHER_ROLE, msg.sender)) {
             revert AccessControlUnauthorizedAccount(msg.sender, MODEL_PUBLISHER_ROLE);
         }
     }

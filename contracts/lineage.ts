@@ -12,11 +12,15 @@ export const LINEAGE_ABI: readonly unknown[] = artifact.abi
 export const LINEAGE_BYTECODE: string = artifact.bytecode
 export const lineageInterface = new Interface(artifact.abi as ConstructorParameters<typeof Interface>[0])
 
-/** Role ids of LineageRegistry. `modelPublisher` is held in the ProvenanceRegistry, not here. */
+/**
+ * Role ids of LineageRegistry. `modelPublisher` counts here or in the ProvenanceRegistry (held here
+ * when only the LineageRegistry may register models there: docs/CONTRACTS.md §Requiring a training run).
+ */
 export const LINEAGE_ROLES = {
   admin: ZeroHash,
   dataCurator: id('DATA_CURATOR_ROLE'),
-  trainerRegistrar: id('TRAINER_REGISTRAR_ROLE')
+  trainerRegistrar: id('TRAINER_REGISTRAR_ROLE'),
+  modelPublisher: id('MODEL_PUBLISHER_ROLE')
 } as const
 export type LineageRoleName = keyof typeof LINEAGE_ROLES
 
@@ -202,6 +206,19 @@ export class LineageClient {
       trainerKey: bytes32(input.trainerKey, 'trainerKey'),
       datasetHashes: input.datasetHashes.map((h, i) => bytes32(h, `datasetHashes[${i}]`))
     }]))
+  }
+
+  /** Model status changes through this contract (for publishers holding their role here). */
+  async approveModel (modelHash: BytesLike): Promise<TxResult> {
+    return txResult(await this.#send('approveModel', [bytes32(modelHash, 'modelHash')]))
+  }
+
+  async deprecateModel (modelHash: BytesLike): Promise<TxResult> {
+    return txResult(await this.#send('deprecateModel', [bytes32(modelHash, 'modelHash')]))
+  }
+
+  async revokeModel (modelHash: BytesLike): Promise<TxResult> {
+    return txResult(await this.#send('revokeModel', [bytes32(modelHash, 'modelHash')]))
   }
 
   /** undefined when no run is attached to the model. */

@@ -111,6 +111,25 @@ t.test('behavior: registerTrainedModel registers model and run in one transactio
   await rejects(t, as(chain.wallets.modelPublisher).registerTrainedModel(input), 'REGISTRY_REVERTED', 'ModelAlreadyRegistered')
 })
 
+t.test('behavior: required mode: only the lineage contract publishes in the registry, so every model has a run', async t => {
+  // A second pair of contracts, so the roles of the tests above stay as they were.
+  const registry = (await (await import('../../contracts/index.js')).deployRegistry(chain.wallets.admin)).registry
+  const { lineage, address: lineageAddress } = await deployLineage(chain.wallets.admin, registry.address)
+  const person = account(8)
+  await registry.grantRole('modelPublisher', lineageAddress)
+  await lineage.grantRole('modelPublisher', person.address)
+  await lineage.grantRole('trainerRegistrar', chain.wallets.admin.address)
+  await lineage.registerTrainerKey(trainerKey, 'ci')
+  const modelHash = hash()
+  // The person cannot register in the registry directly, only with a run through the lineage contract.
+  await rejects(t, registry.connect(person).registerModel({ modelHash, name: 'm', version: '1' }), 'REGISTRY_UNAUTHORIZED', 'AccessControlUnauthorizedAccount')
+  await lineage.connect(person).registerTrainedModel({ modelHash, name: 'm', version: '1', statementHash: hash(), trainerKey, datasetHashes: [] })
+  await lineage.connect(person).approveModel(modelHash)
+  t.equal(await registry.modelStatus(modelHash), 'approved')
+  await rejects(t, lineage.connect(chain.wallets.outsider).approveModel(modelHash), 'REGISTRY_UNAUTHORIZED', 'AccessControlUnauthorizedAccount')
+  t.ok((await lineage.getTrainingRun(modelHash)) !== undefined)
+})
+
 t.test('behavior: the lineage contract points at its registry', async t => {
   t.equal(await admin.registryAddress(), chain.deployment.address)
   t.ok(await admin.hasRole('admin', chain.wallets.admin.address))
