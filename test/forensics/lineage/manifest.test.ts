@@ -197,3 +197,13 @@ t.test('error: truncated, garbage, huge and inconsistent manifests are MANIFEST_
   t.match(msg, /resources\[0\]\.size/)
   t.match(msg, /resources\[1\]\.digest/)
 })
+
+t.test('behavior: a model folder manifest covers the ONNX file and its external-data files', async t => {
+  const dir = await tree(t, { 'model.onnx': 'graph with external refs', 'model.onnx.data': Buffer.alloc(4096, 1), 'weights/conv1.bin': Buffer.alloc(100, 2) })
+  const m = await hashTree(dir, { name: 'detector' })
+  t.same(m.predicate.resources.map(r => r.name), ['model.onnx', 'model.onnx.data', 'weights/conv1.bin'])
+  await writeFile(join(dir, 'weights/conv1.bin'), Buffer.alloc(100, 3))
+  const d = await verifyTree(dir, m)
+  t.same(d.changed, ['weights/conv1.bin'], 'a changed external weight file changes the model folder identity')
+  t.not(d.actualRoot, d.expectedRoot)
+})
