@@ -31,7 +31,8 @@ const USAGE: Record<string, string> = {
   'dataset hash': `usage: provenance dataset hash <dir> [options]
        provenance dataset hash --root DIR <file>... [options]
 
-Hashes every file once (SHA-256, worker threads) into an OpenSSF model-signing v1.0 manifest:
+Hashes every file once (SHA-256, worker threads) into an OpenSSF model-signing v1.0 manifest
+(with --root: the given files, which must lie inside DIR, named relative to it):
 an in-toto Statement whose subject digest is SHA-256 over the per-file digests in name order
 (names: POSIX paths relative to the folder, sorted by UTF-8 bytes). Works for model folders too:
 an ONNX model's external-data files are files of the folder, so the digest covers them.

@@ -19,6 +19,8 @@ export interface HashRange {
   path: string
   startByte: number
   endByte: number | null
+  /** With endByte null: the size seen when listing, so batches balance by bytes (not read as truth). */
+  sizeHintBytes?: number
 }
 
 /** Digest of a range and the bytes actually read. */
@@ -93,7 +95,7 @@ export async function hashRanges (ranges: readonly HashRange[], options: HashRan
   let current = { first: 0, count: 0, bytes: 0 }
   for (let i = 0; i < ranges.length; i++) {
     const r = ranges[i] as HashRange
-    const bytes = r.endByte === null ? 0 : r.endByte - r.startByte
+    const bytes = r.endByte === null ? (r.sizeHintBytes ?? 0) : r.endByte - r.startByte
     if (current.count > 0 && (current.count >= DEFAULT_BATCH_RANGES || current.bytes + bytes > DEFAULT_BATCH_BYTES)) {
       batches.push(current)
       current = { first: i, count: 0, bytes: 0 }

@@ -66,7 +66,7 @@ export function rootDigest (resources: readonly Resource[]): string {
 function rangesOf (files: readonly TreeFile[], shardSize: number | undefined): Array<HashRange & { name: string }> {
   const out: Array<HashRange & { name: string }> = []
   for (const f of files) {
-    if (shardSize === undefined) { out.push({ name: f.name, path: f.path, startByte: 0, endByte: null }); continue }
+    if (shardSize === undefined) { out.push({ name: f.name, path: f.path, startByte: 0, endByte: null, sizeHintBytes: f.sizeBytes }); continue }
     // OMS shards: `name:start:end`; an empty file is one empty shard so it is still covered.
     if (f.sizeBytes === 0) out.push({ name: `${f.name}:0:0`, path: f.path, startByte: 0, endByte: 0 })
     for (let start = 0; start < f.sizeBytes; start += shardSize) {

@@ -6,7 +6,7 @@
  */
 import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs'
 import { lstat, stat } from 'node:fs/promises'
-import { isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { ForensicsError } from '../errors.js'
 
 /** One file to hash: its name in the manifest and where to read it. */
@@ -102,18 +102,21 @@ export async function listTree (root: string, options: ListTreeOptions = {}): Pr
 }
 
 /**
- * Lists the given files, named by their path relative to `root` (the `hash files…` form).
+ * Lists the given files (paths resolved from the working directory, as a shell user expects),
+ * named by their path relative to `root` (the `hash --root DIR files…` form).
  * @throws ForensicsError LINEAGE_PATH_OUTSIDE_ROOT, LINEAGE_SYMLINK, LINEAGE_UNREADABLE, LINEAGE_NOT_REGULAR_FILE
  */
 export async function listFiles (paths: readonly string[], root: string, options: ListTreeOptions = {}): Promise<TreeFile[]> {
   const ignored = compileIgnore(options.ignore ?? [])
   const base = resolve(root)
+  let realBase: string
+  try { realBase = realpathSync(base) } catch (e) { throw unreadable(root, e) }
   const seen = new Set<string>()
   const out: TreeFile[] = []
   for (const p of paths) {
-    const path = resolve(base, p)
+    const path = resolve(p)
     const rel = relative(base, path)
-    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new ForensicsError('LINEAGE_PATH_OUTSIDE_ROOT', `${p} is not inside ${root}`)
+    if (rel === '' || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new ForensicsError('LINEAGE_PATH_OUTSIDE_ROOT', `${p} is not inside ${root}`)
     const name = rel.split(sep).join('/')
     if (ignored(name) || seen.has(name)) continue
     seen.add(name)
@@ -122,6 +125,12 @@ export async function listFiles (paths: readonly string[], root: string, options
     if (s.isSymbolicLink()) {
       if (options.followSymlinks !== true) throw new ForensicsError('LINEAGE_SYMLINK', `${name} is a symbolic link; give --follow-symlinks to hash its target`)
       try { s = await stat(path) } catch (e) { throw unreadable(p, e) }
+    }
+    // A linked folder on the way (root/link/file) is a symlink too, though the file itself is not.
+    if (options.followSymlinks !== true) {
+      let realParent: string
+      try { realParent = realpathSync(dirname(path)) } catch (e) { throw unreadable(p, e) }
+      if (realParent !== realBase && !realParent.startsWith(realBase + sep)) throw new ForensicsError('LINEAGE_SYMLINK', `${name} lies under a symbolic link; give --follow-symlinks to hash its target`)
     }
     if (!s.isFile()) throw new ForensicsError('LINEAGE_NOT_REGULAR_FILE', `${name} is not a regular file`)
     out.push({ name, path, sizeBytes: s.size })

@@ -133,8 +133,14 @@ t.test('error: an unreadable file is named with LINEAGE_UNREADABLE', async t => 
   const dir = await tree(t, { a: 'a' })
   // Given files: one vanished between listing and hashing is the same failure as EACCES (tests
   // run as root here, where chmod 000 does not stop a read).
-  await rejectsWith(t, hashTree(dir, { files: ['a', 'missing'] }), 'LINEAGE_UNREADABLE')
-  await rejectsWith(t, hashTree(dir, { files: ['../etc/passwd'] }), 'LINEAGE_PATH_OUTSIDE_ROOT')
+  await rejectsWith(t, hashTree(dir, { files: [join(dir, 'a'), join(dir, 'missing')] }), 'LINEAGE_UNREADABLE')
+  await rejectsWith(t, hashTree(dir, { files: [join(dir, '../etc/passwd')] }), 'LINEAGE_PATH_OUTSIDE_ROOT')
+  await rejectsWith(t, hashTree(dir, { files: ['/etc/passwd'] }), 'LINEAGE_PATH_OUTSIDE_ROOT')
+  // Attack: a folder link inside the root leads outside it; the file itself is not a link.
+  await symlink('/etc', join(dir, 'etc-link'))
+  await rejectsWith(t, hashTree(dir, { files: [join(dir, 'etc-link', 'hostname')] }), 'LINEAGE_SYMLINK')
+  await writeFile(join(dir, '..dots'), 'a file whose name starts with two dots is inside')
+  t.equal((await hashTree(dir, { files: [join(dir, '..dots')] })).predicate.resources[0]?.name, '..dots')
   await rejectsWith(t, hashTree(join(dir, 'nope')), 'LINEAGE_UNREADABLE')
   if (process.getuid?.() !== 0) {
     const { chmod } = await import('node:fs/promises')
