@@ -113,11 +113,12 @@ export async function hashRanges (ranges: readonly HashRange[], options: HashRan
     await new Promise<void>((resolve, reject) => {
       let active = 0
       let failed = false
+      let settled = false
       const feed = (w: Worker): void => {
         if (failed) return
         const b = batches[next++]
         if (b === undefined) {
-          if (active === 0) resolve()
+          if (active === 0) { settled = true; resolve() }
           return
         }
         active++
@@ -146,6 +147,12 @@ export async function hashRanges (ranges: readonly HashRange[], options: HashRan
           if (failed) return
           failed = true
           reject(new ForensicsError('LINEAGE_UNREADABLE', `hash worker failed: ${e.message}`, { cause: e }))
+        })
+        // A worker that ends without answering (killed, out of memory) must not leave the caller waiting.
+        w.on('exit', code => {
+          if (failed || settled) return
+          failed = true
+          reject(new ForensicsError('LINEAGE_UNREADABLE', `hash worker exited (code ${code}) before finishing`))
         })
         workers.push(w)
       }

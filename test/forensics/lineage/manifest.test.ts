@@ -213,3 +213,14 @@ t.test('behavior: a model folder manifest covers the ONNX file and its external-
   t.same(d.changed, ['weights/conv1.bin'], 'a changed external weight file changes the model folder identity')
   t.not(d.actualRoot, d.expectedRoot)
 })
+
+t.test('error: a hash worker that dies mid-run fails the call instead of leaving it waiting', async t => {
+  const { hashRanges } = await import('../../../forensics/lineage/hash-pool.js')
+  const { Worker } = await import('node:worker_threads')
+  const dir = await tree(t, { a: 'a' })
+  // Kill every worker the pool starts, as the OOM killer would.
+  const original = Worker.prototype.postMessage
+  Worker.prototype.postMessage = function (this: InstanceType<typeof Worker>) { void this.terminate() }
+  t.teardown(() => { Worker.prototype.postMessage = original })
+  await rejectsWith(t, hashRanges([{ path: join(dir, 'a'), startByte: 0, endByte: null }], { workers: 1 }), 'LINEAGE_UNREADABLE')
+})
