@@ -1,12 +1,14 @@
 /**
  * Gas of the ProvenanceRegistry calls, measured from receipts on a local anvil chain: anchor
- * (and the gas per record it implies for growing batches), device and model registry calls.
+ * (and the gas per record it implies for growing batches), device and model registry calls, and
+ * the LineageRegistry calls (datasets, trainer keys, training runs) beside it.
  * Run: `node --import tsx bench/contracts-gas.ts`; the last stdout line is the figures as JSON.
  */
 
 import { randomBytes } from 'node:crypto'
 import { getBytes, hexlify } from 'ethers'
-import { startDevChain, deviceIdOf, type DevChain } from '../contracts/index.js'
+import { Wallet } from 'ethers'
+import { startDevChain, deviceIdOf, deployLineage, type DevChain } from '../contracts/index.js'
 import { isEntryPoint } from '../contracts/entry-point.js'
 
 /** Batch sizes whose per-record cost is reported. */
@@ -37,6 +39,17 @@ export interface ContractsGasReport {
   modelRegistration: number
   modelApproval: number
   roleGrant: number
+  /** LineageRegistry (a second contract: the figures above are unchanged by it). */
+  lineage: {
+    deploy: number
+    datasetRegistration: number
+    datasetVersion: number
+    trainerKeyRegistration: number
+    /** attachTrainingRun naming one registered dataset. */
+    trainingRunAttach: number
+    /** registerTrainedModel (model + run in one transaction, one dataset): compare with registerModel + attach. */
+    trainedModelRegistration: number
+  }
 }
 
 function calldataGas (data: string): number {
@@ -81,6 +94,7 @@ export async function main (): Promise<ContractsGasReport> {
     })
     const modelApproval = await publisher.approveModel(modelHash)
     const roleGrant = await chain.registryAs('admin').grantRole('anchorer', chain.wallets.outsider.address)
+    const lineage = await measureLineage(chain, modelHash)
 
     const report: ContractsGasReport = {
       bench: 'contracts-gas',
@@ -91,12 +105,41 @@ export async function main (): Promise<ContractsGasReport> {
       deviceRevocation: Number(deviceRevocation.gasUsed),
       modelRegistration: Number(modelRegistration.gasUsed),
       modelApproval: Number(modelApproval.gasUsed),
-      roleGrant: Number(roleGrant.gasUsed)
+      roleGrant: Number(roleGrant.gasUsed),
+      lineage
     }
     printReport(report)
     return report
   } finally {
     await chain.stop()
+  }
+}
+
+async function measureLineage (chain: DevChain, registeredModel: string): Promise<ContractsGasReport['lineage']> {
+  const deployed = await deployLineage(chain.wallets.admin, chain.deployment.address)
+  const admin = deployed.lineage
+  const curator = new Wallet((chain.anvil.accounts[5] as { privateKey: string }).privateKey, chain.provider)
+  await admin.grantRole('dataCurator', curator.address)
+  await admin.grantRole('trainerRegistrar', chain.wallets.admin.address)
+  const v1 = hexlify(randomBytes(32))
+  const datasetRegistration = await admin.connect(curator).registerDataset({ datasetHash: v1, name: 'street-photos', version: '1.0.0', uri: 's3://datasets/street-photos/1.0.0' })
+  const datasetVersion = await admin.connect(curator).registerDataset({ datasetHash: randomBytes(32), parentHash: v1, name: 'street-photos', version: '1.1.0', uri: 's3://datasets/street-photos/1.1.0' })
+  const trainerKey = hexlify(randomBytes(32))
+  const trainerKeyRegistration = await admin.registerTrainerKey(trainerKey, 'ci-trainer-01')
+  const publisher = admin.connect(chain.wallets.modelPublisher)
+  const trainingRunAttach = await publisher.attachTrainingRun({ modelHash: registeredModel, statementHash: randomBytes(32), trainerKey, datasetHashes: [v1] })
+  await chain.registryAs('admin').grantRole('modelPublisher', deployed.address)
+  const trainedModelRegistration = await publisher.registerTrainedModel({
+    modelHash: randomBytes(32), name: 'ch_PP-OCRv4_det_infer', version: '4.1.0', manifestHash: randomBytes(32),
+    metadataURI: 'https://models.example/ocr/det/4.1.0.json', statementHash: randomBytes(32), trainerKey, datasetHashes: [v1]
+  })
+  return {
+    deploy: Number(deployed.gasUsed),
+    datasetRegistration: Number(datasetRegistration.gasUsed),
+    datasetVersion: Number(datasetVersion.gasUsed),
+    trainerKeyRegistration: Number(trainerKeyRegistration.gasUsed),
+    trainingRunAttach: Number(trainingRunAttach.gasUsed),
+    trainedModelRegistration: Number(trainedModelRegistration.gasUsed)
   }
 }
 
@@ -118,6 +161,16 @@ function printReport (r: ContractsGasReport): void {
     ['grantRole', r.roleGrant]
   ]
   for (const [name, gas] of rows) lines.push(`  ${name.padEnd(28)}${String(gas).padStart(8)}`)
+  lines.push('lineage registry calls        gas')
+  const lineageRows: Array<[string, number]> = [
+    ['deploy LineageRegistry', r.lineage.deploy],
+    ['registerDataset', r.lineage.datasetRegistration],
+    ['registerDataset (version)', r.lineage.datasetVersion],
+    ['registerTrainerKey', r.lineage.trainerKeyRegistration],
+    ['attachTrainingRun (1 ds)', r.lineage.trainingRunAttach],
+    ['registerTrainedModel (1 ds)', r.lineage.trainedModelRegistration]
+  ]
+  for (const [name, gas] of lineageRows) lines.push(`  ${name.padEnd(28)}${String(gas).padStart(8)}`)
   lines.push(JSON.stringify(r))
   process.stdout.write(lines.join('\n') + '\n')
 }

@@ -1,7 +1,7 @@
 /**
- * Compiles contracts/ProvenanceRegistry.sol with solc from npm (standard JSON, optimizer on,
- * OpenZeppelin imports resolved from node_modules) and writes the commit-able artifact
- * contracts/build/ProvenanceRegistry.json. Run: `node --import tsx contracts/compile.ts [--check]`.
+ * Compiles contracts/ProvenanceRegistry.sol and contracts/LineageRegistry.sol with solc from npm
+ * (standard JSON, optimizer on, OpenZeppelin imports resolved from node_modules) and writes the
+ * commit-able artifacts contracts/build/<Name>.json. Run: `node --import tsx contracts/compile.ts [--check]`.
  */
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
@@ -19,6 +19,10 @@ export const REGISTRY_SOURCE_NAME = 'contracts/ProvenanceRegistry.sol'
 export const REGISTRY_CONTRACT_NAME = 'ProvenanceRegistry'
 /** Where the committed artifact lives. */
 export const REGISTRY_ARTIFACT_PATH = join(here, 'build', 'ProvenanceRegistry.json')
+/** The lineage contract (datasets, trainer keys, training runs): built the same way. */
+export const LINEAGE_SOURCE_NAME = 'contracts/LineageRegistry.sol'
+export const LINEAGE_CONTRACT_NAME = 'LineageRegistry'
+export const LINEAGE_ARTIFACT_PATH = join(here, 'build', 'LineageRegistry.json')
 
 /**
  * Compiler settings. `cancun` is supported by mainnet, the major L2s and anvil; the high `runs`
@@ -68,14 +72,26 @@ export function resolveSolidityImport (path: string): { contents: string } | { e
  * @throws RegistryError CONTRACT_COMPILE_FAILED on any solc error
  */
 export function compileRegistry (): RegistryArtifact {
+  return compileContract(REGISTRY_SOURCE_NAME, REGISTRY_CONTRACT_NAME)
+}
+
+/**
+ * Compiles the lineage contract from source and returns the artifact (does not write it).
+ * @throws RegistryError CONTRACT_COMPILE_FAILED on any solc error
+ */
+export function compileLineage (): RegistryArtifact {
+  return compileContract(LINEAGE_SOURCE_NAME, LINEAGE_CONTRACT_NAME)
+}
+
+function compileContract (sourceName: string, contractName: string): RegistryArtifact {
   const solc = require('solc') as {
     compile: (input: string, callbacks: { import: typeof resolveSolidityImport }) => string
     version: () => string
   }
-  const source = readFileSync(join(here, 'ProvenanceRegistry.sol'), 'utf8')
+  const source = readFileSync(join(here, `${contractName}.sol`), 'utf8')
   const input = {
     language: 'Solidity',
-    sources: { [REGISTRY_SOURCE_NAME]: { content: source } },
+    sources: { [sourceName]: { content: source } },
     settings: {
       ...COMPILER_SETTINGS,
       outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } }
@@ -92,13 +108,13 @@ export function compileRegistry (): RegistryArtifact {
     const text = errors.map((e) => e.formattedMessage ?? e.message).join('\n')
     throw new RegistryError('CONTRACT_COMPILE_FAILED', `solc reported errors:\n${text}`)
   }
-  const contract = output.contracts?.[REGISTRY_SOURCE_NAME]?.[REGISTRY_CONTRACT_NAME]
+  const contract = output.contracts?.[sourceName]?.[contractName]
   if (contract === undefined) {
-    throw new RegistryError('CONTRACT_COMPILE_FAILED', `solc produced no ${REGISTRY_CONTRACT_NAME}`)
+    throw new RegistryError('CONTRACT_COMPILE_FAILED', `solc produced no ${contractName}`)
   }
   return {
-    contractName: REGISTRY_CONTRACT_NAME,
-    sourceName: REGISTRY_SOURCE_NAME,
+    contractName,
+    sourceName,
     compiler: { version: solc.version(), settings: COMPILER_SETTINGS },
     abi: contract.abi,
     bytecode: '0x' + contract.evm.bytecode.object,
@@ -119,18 +135,28 @@ export function writeRegistryArtifact (path: string = REGISTRY_ARTIFACT_PATH): s
   return path
 }
 
+/** Compiles and writes the lineage artifact; returns its path. @throws RegistryError CONTRACT_COMPILE_FAILED */
+export function writeLineageArtifact (path: string = LINEAGE_ARTIFACT_PATH): string {
+  const text = serializeArtifact(compileLineage())
+  mkdirSync(dirname(path), { recursive: true })
+  writeFileSync(path, text)
+  return path
+}
+
 if (isEntryPoint(import.meta.url)) {
   const check = process.argv.includes('--check')
   try {
     if (check) {
-      const fresh = serializeArtifact(compileRegistry())
-      if (readFileSync(REGISTRY_ARTIFACT_PATH, 'utf8') !== fresh) {
-        process.stderr.write('CONTRACT_ARTIFACT_INVALID: committed artifact differs from a fresh compile; run contracts/compile.ts\n')
-        process.exit(1)
+      for (const [path, compile] of [[REGISTRY_ARTIFACT_PATH, compileRegistry], [LINEAGE_ARTIFACT_PATH, compileLineage]] as const) {
+        if (readFileSync(path, 'utf8') !== serializeArtifact(compile())) {
+          process.stderr.write(`CONTRACT_ARTIFACT_INVALID: ${path} differs from a fresh compile; run contracts/compile.ts\n`)
+          process.exit(1)
+        }
+        process.stdout.write(`${path} is up to date\n`)
       }
-      process.stdout.write(`${REGISTRY_ARTIFACT_PATH} is up to date\n`)
     } else {
       process.stdout.write(writeRegistryArtifact() + '\n')
+      process.stdout.write(writeLineageArtifact() + '\n')
     }
   } catch (e) {
     const code = (e as { code?: string }).code ?? 'CONTRACT_COMPILE_FAILED'

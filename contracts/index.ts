@@ -34,6 +34,13 @@ export type {
   AnchorEvent,
   BlockRange
 } from './registry.js'
+export {
+  LineageClient, deployLineage, decodeLineageRevert, lineageInterface, LINEAGE_ABI, LINEAGE_BYTECODE, LINEAGE_ROLES
+} from './lineage.js'
+export type {
+  LineageRoleName, LineageDeployment, DatasetRegistration, DatasetInfo, TrainerKeyInfo, TrainingRunAttachment, TrainingRunInfo,
+  TrainedModelRegistration
+} from './lineage.js'
 export { RegistryError } from './errors.js'
 export type { RegistryErrorCode, DecodedRevert } from './errors.js'
 export { createRpcProvider, DEFAULT_POLLING_INTERVAL_MS } from './provider.js'
@@ -53,8 +60,13 @@ export { runDeployCli, deployToRpc, fetchChainId, DEPLOYER_KEY_ENV, DEFAULT_DEPL
 export type { DeployCliIo, DeployOutcome } from './deploy.js'
 export {
   compileRegistry,
+  compileLineage,
   serializeArtifact,
   writeRegistryArtifact,
+  writeLineageArtifact,
+  LINEAGE_ARTIFACT_PATH,
+  LINEAGE_SOURCE_NAME,
+  LINEAGE_CONTRACT_NAME,
   REGISTRY_ARTIFACT_PATH,
   REGISTRY_SOURCE_NAME,
   REGISTRY_CONTRACT_NAME,

@@ -10,6 +10,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
+import { runLineageCli } from './lineage/cli.js'
 import { ForensicsError } from './errors.js'
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
 import { createProgress, type ProgressStream } from './cli/progress.js'
@@ -42,6 +43,8 @@ Commands:
   export                  export a bundle of a device from a gateway and the chain
   report <bundle.json>    verify and write a single-file HTML report
   replay                  re-run an incident capture through the model and check its commitments
+  dataset hash|verify     OpenSSF model-signing manifests of dataset and model folders (docs/LINEAGE.md)
+  training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
 
 Run "provenance <command> --help" for the options of a command.
 Exit codes: 0 ok (valid verdict), 1 failure or invalid verdict (CODE: message on stderr), 2 usage error.
@@ -146,6 +149,15 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     })
   }
   const spec = SPECS[command]
+  if (command === 'dataset' || command === 'training') {
+    try {
+      return await runLineageCli(command, rest, io)
+    } catch (e) {
+      if (e instanceof ProvenanceError) { err(`${e.code}: ${e.message}\n`); return 1 }
+      err(`INTERNAL: ${(e as Error)?.stack ?? String(e)}\n`)
+      return 1
+    }
+  }
   if (spec === undefined) { err(`usage error: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
   try {
     const args = parseArgs(rest, spec)

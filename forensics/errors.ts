@@ -23,5 +23,23 @@ export type ForensicsErrorCode =
   | 'EXPORT_EMPTY'
   /** CLI: a file could not be read or written. */
   | 'IO_FAILED'
+  /** Lineage: a symbolic link in a hashed tree without --follow-symlinks, or a link cycle (docs/LINEAGE.md §1.3). */
+  | 'LINEAGE_SYMLINK'
+  /** Lineage: a file of a hashed tree could not be opened or read (permissions, vanished, changed while hashed). */
+  | 'LINEAGE_UNREADABLE'
+  /** Lineage: a tree entry is neither a regular file nor a directory (FIFO, socket, device). */
+  | 'LINEAGE_NOT_REGULAR_FILE'
+  /** Lineage: a path given to hash lies outside the root it is named against. */
+  | 'LINEAGE_PATH_OUTSIDE_ROOT'
+  /** Lineage: a manifest is not a valid OMS v1.0 statement (truncated, garbage, bad field, root digest mismatch). */
+  | 'MANIFEST_INVALID'
+  /** Lineage: a manifest or statement file exceeds its size limit (checked before reading). */
+  | 'LINEAGE_INPUT_TOO_LARGE'
+  /** Lineage: a training-run envelope or statement is malformed (not DSSE, not in-toto v1, bad predicate). */
+  | 'STATEMENT_INVALID'
+  /** Lineage: hyperparameters or another canonical-JSON value hold what RFC 8785 cannot encode. */
+  | 'CANONICAL_JSON_INVALID'
+  /** Lineage: a trainer key file is not a 32-byte Ed25519 seed (64 hex digits). */
+  | 'TRAINER_KEY_INVALID'
 
 export class ForensicsError extends ProvenanceError<ForensicsErrorCode> {}

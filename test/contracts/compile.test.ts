@@ -2,7 +2,7 @@
 // artifact and the source never drift apart.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { compileRegistry, serializeArtifact, REGISTRY_ARTIFACT_PATH, registryInterface } from '../../contracts/index.js'
+import { compileRegistry, compileLineage, serializeArtifact, REGISTRY_ARTIFACT_PATH, LINEAGE_ARTIFACT_PATH, registryInterface, lineageInterface } from '../../contracts/index.js'
 import { resolveSolidityImport } from '../../contracts/compile.js'
 
 t.test('behavior: the committed artifact matches a fresh compile of the source', async t => {
@@ -29,4 +29,14 @@ t.test('behavior: solc imports resolve only inside @openzeppelin/contracts', asy
   t.match(resolveSolidityImport('@openzeppelin/contracts/../../package.json'), { error: /not allowed/ })
   t.match(resolveSolidityImport('/etc/passwd'), { error: /not allowed/ })
   t.match(resolveSolidityImport('@openzeppelin/contracts/nope/Missing.sol'), { error: /cannot read/ })
+})
+
+t.test('behavior: the committed LineageRegistry artifact matches a fresh compile of its source', async t => {
+  const fresh = serializeArtifact(compileLineage())
+  const committed = readFileSync(LINEAGE_ARTIFACT_PATH, 'utf8')
+  t.equal(committed.length, fresh.length, 'same length (run `node --import tsx contracts/compile.ts` after editing the .sol)')
+  t.ok(committed === fresh, 'committed artifact is byte-identical to a fresh compile')
+  const errors = new Set<string>()
+  lineageInterface.forEachError(e => { errors.add(e.name) })
+  for (const name of ['AccessControlUnauthorizedAccount', 'NotDatasetCurator', 'UnknownDataset', 'UnknownTrainerKey', 'TrainerKeyNotValid', 'TrainingRunAlreadyAttached', 'UnknownModel']) t.ok(errors.has(name), name)
 })

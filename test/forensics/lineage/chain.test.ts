@@ -1,0 +1,96 @@
+// `provenance training verify --rpc-url --lineage` against anvil: a run recorded with the CLI,
+// registered through LineageRegistry, verifies end to end; an unknown or revoked trainer key, an
+// unregistered dataset and a model whose registered run differs each fail with their reason.
+import t from 'tap'
+import { mkdir, writeFile, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createHash } from 'node:crypto'
+import { Wallet } from 'ethers'
+import { createSigner } from '../../../protocol/index.js'
+import { startDevChain, deployLineage } from '../../../contracts/index.js'
+import { runCli, type CliIo } from '../../../forensics/cli.js'
+import { makeTempDir } from '../../helpers/tmp.js'
+
+const chain = await startDevChain()
+t.teardown(chain.stop)
+const curator = new Wallet((chain.anvil.accounts[5] as { privateKey: string }).privateKey, chain.provider)
+const { lineage, address } = await deployLineage(chain.wallets.admin, chain.deployment.address)
+await lineage.grantRole('dataCurator', curator.address)
+await lineage.grantRole('trainerRegistrar', chain.wallets.admin.address)
+const publisher = lineage.connect(chain.wallets.modelPublisher)
+
+async function run (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  let stdout = ''
+  let stderr = ''
+  const io: CliIo = { stdout: s => { stdout += s }, stderr: { write: s => { stderr += s }, isTTY: false }, env: {} }
+  return { code: await runCli(args, io), stdout, stderr }
+}
+
+const dir = await makeTempDir(t, 'lineage-chain-')
+await mkdir(join(dir, 'ds'))
+await writeFile(join(dir, 'ds', 'a.csv'), 'x\n1\n')
+const trainerSeed = Buffer.alloc(32, 11)
+const strangerSeed = Buffer.alloc(32, 12)
+await writeFile(join(dir, 'trainer.key'), trainerSeed.toString('hex'))
+await writeFile(join(dir, 'stranger.key'), strangerSeed.toString('hex'))
+const trainerKey = '0x' + Buffer.from(createSigner(trainerSeed).publicKey).toString('hex')
+await lineage.registerTrainerKey(trainerKey, 'ci')
+// Set-up outside any subtest: fail loudly, not with a top-level assertion (which would end the root test).
+const hashed = await run(['dataset', 'hash', join(dir, 'ds'), '--out', join(dir, 'm.json'), '--name', 'ds'])
+if (hashed.code !== 0) throw new Error(hashed.stderr)
+const datasetHash = '0x' + (JSON.parse(await readFile(join(dir, 'm.json'), 'utf8')) as { subject: Array<{ digest: { sha256: string } }> }).subject[0]?.digest.sha256
+await lineage.connect(curator).registerDataset({ datasetHash, name: 'ds', version: '1' })
+
+let n = 0
+async function recordModel (key: string, datasets = `ds@1=${join(dir, 'm.json')}`): Promise<{ file: string, modelHash: string, statementHash: string, envelope: string }> {
+  const file = join(dir, `model${++n}.onnx`)
+  await writeFile(file, `model ${n}`)
+  const envelope = join(dir, `run${n}.json`)
+  const r = await run(['training', 'record', '--model', file, '--name', 'det', '--code-revision', 'git:1', '--key-file', join(dir, key), '--datasets', datasets, '--out', envelope, '--json'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  const s = JSON.parse(r.stdout) as { model: string, statementHash: string }
+  return { file, modelHash: '0x' + s.model, statementHash: '0x' + s.statementHash, envelope }
+}
+const verify = async (envelope: string, extra: string[] = []): Promise<{ code: number, stdout: string, stderr: string }> =>
+  await run(['training', 'verify', envelope, '--rpc-url', chain.anvil.rpcUrl, '--lineage', address, '--json', ...extra])
+const failed = (stdout: string): string[] => (JSON.parse(stdout) as { checks: Array<{ ok: boolean, reason?: string }> }).checks.filter(c => !c.ok).map(c => c.reason as string)
+
+t.test('behavior: a run registered with its model verifies against the files and the chain', async t => {
+  await chain.registryAs('admin').grantRole('modelPublisher', address)
+  const m = await recordModel('trainer.key')
+  await publisher.registerTrainedModel({ modelHash: m.modelHash, name: 'det', version: '1', statementHash: m.statementHash, trainerKey, datasetHashes: [datasetHash] })
+  const r = await verify(m.envelope, ['--model', m.file, '--datasets', `ds=${join(dir, 'm.json')}=${join(dir, 'ds')}`])
+  t.equal(r.code, 0, r.stdout + r.stderr)
+  t.same(failed(r.stdout), [])
+})
+
+t.test('error: a statement signed by an unknown key fails TRAINER_UNKNOWN', async t => {
+  const m = await recordModel('stranger.key')
+  await chain.registryAs('modelPublisher').registerModel({ modelHash: m.modelHash, name: 'det', version: '2' })
+  const r = await verify(m.envelope)
+  t.equal(r.code, 1)
+  t.same(failed(r.stdout), ['TRAINER_UNKNOWN', 'TRAINING_RUN_MISSING'])
+})
+
+t.test('error: a model whose registered training run is another statement fails TRAINING_RUN_MISMATCH', async t => {
+  const m = await recordModel('trainer.key')
+  await publisher.registerTrainedModel({ modelHash: m.modelHash, name: 'det', version: '3', statementHash: '0x' + createHash('sha256').update('other').digest('hex'), trainerKey, datasetHashes: [] })
+  t.same(failed((await verify(m.envelope)).stdout), ['TRAINING_RUN_MISMATCH'])
+})
+
+t.test('error: an unregistered dataset fails DATASET_NOT_REGISTERED; a revoked trainer key counts as unknown', async t => {
+  await mkdir(join(dir, 'ds2'))
+  await writeFile(join(dir, 'ds2', 'b'), 'b')
+  t.equal((await run(['dataset', 'hash', join(dir, 'ds2'), '--out', join(dir, 'm2.json')])).code, 0)
+  const m = await recordModel('trainer.key', `ds2@1=${join(dir, 'm2.json')}`)
+  t.same(failed((await verify(m.envelope)).stdout), ['DATASET_NOT_REGISTERED', 'TRAINING_RUN_MISSING'])
+  await lineage.revokeTrainerKey(trainerKey)
+  t.same(failed((await verify(m.envelope)).stdout), ['TRAINER_UNKNOWN', 'DATASET_NOT_REGISTERED', 'TRAINING_RUN_MISSING'])
+})
+
+t.test('error: an unreachable node is RPC_FAILED', async t => {
+  const m = await recordModel('trainer.key')
+  const r = await run(['training', 'verify', m.envelope, '--rpc-url', 'http://127.0.0.1:9', '--lineage', address])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^RPC_FAILED: /)
+})
