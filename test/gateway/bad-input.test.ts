@@ -10,7 +10,7 @@ import { ChainBuilder, sampleBody, sampleInference, resign } from '../helpers/re
 
 const LIMIT = 64 * 1024
 
-async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
