@@ -8,12 +8,12 @@ import t from 'tap'
 import mqtt from 'mqtt'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ZERO_HASH, createSigner, deviceTopic, encodeRecordBatch, signRecord, type SignedRecord } from '../../../protocol/index.js'
-import { deviceIdOf } from '../../../contracts/index.js'
-import { GatewayStore } from '../../../gateway/index.js'
-import { startGatewayEnv, httpGet } from '../../fixtures/gateway-env.js'
-import { MIB, metricsOf, rssOf, sleep, slowestScrape, startChild, startCountingProxy, waitFor } from '../../fixtures/gateway-probe.js'
-import { ChainBuilder, sampleBody, seedFrom } from '../../helpers/records.js'
+import { ZERO_HASH, createSigner, deviceTopic, encodeRecordBatch, signRecord, type SignedRecord } from '../protocol/index.js'
+import { deviceIdOf } from '../contracts/index.js'
+import { GatewayStore } from '../gateway/index.js'
+import { startGatewayEnv, httpGet } from '../test/fixtures/gateway-env.js'
+import { MIB, metricsOf, rssOf, sleep, slowestScrape, startChild, startCountingProxy, waitFor } from '../test/fixtures/gateway-probe.js'
+import { ChainBuilder, sampleBody, seedFrom } from '../test/helpers/records.js'
 
 t.test('behavior: made-up device ids and records before a key\'s validity cost bounded registry calls and no lasting state', async t => {
   const GHOSTS = 20_000

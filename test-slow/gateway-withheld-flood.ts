@@ -8,11 +8,11 @@ import t from 'tap'
 import mqtt from 'mqtt'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { deviceTopic, encodeRecordBatch, type InferenceBody, type SignedRecord } from '../../../protocol/index.js'
-import { deviceIdOf } from '../../../contracts/index.js'
-import { startGatewayEnv } from '../../fixtures/gateway-env.js'
-import { MIB, getText, metricsOf, rssOf, sampleHeld, sleep, slowestScrape, startChild, waitFor } from '../../fixtures/gateway-probe.js'
-import { ChainBuilder, fakeHash, sampleBody } from '../../helpers/records.js'
+import { deviceTopic, encodeRecordBatch, type InferenceBody, type SignedRecord } from '../protocol/index.js'
+import { deviceIdOf } from '../contracts/index.js'
+import { startGatewayEnv } from '../test/fixtures/gateway-env.js'
+import { MIB, getText, metricsOf, rssOf, sampleHeld, sleep, slowestScrape, startChild, waitFor } from '../test/fixtures/gateway-probe.js'
+import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
 
 const PENDING_PER_DEVICE = 16 * MIB
 const BACKLOG_BYTES = 64 * MIB
