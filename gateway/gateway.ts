@@ -150,7 +150,7 @@ export class Gateway {
       log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
     }
     const anchorer = this.anchorer
-    const proofs = this.proofs = new ProofService({ store, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
+    const proofs = this.proofs = new ProofService({ store, receiptSigner: logKey.signer, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
@@ -159,6 +159,7 @@ export class Gateway {
       origin: `edge-provenance/${o.name}`,
       maxRecords: o.batchMaxRecords,
       maxAgeMs: o.batchMaxAgeMs,
+      signer: logKey.signer,
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
     const pipeline = this.pipeline = new IngestPipeline({
@@ -424,6 +425,7 @@ export class Gateway {
   private apiBackend (): ApiBackend {
     return {
       proof: async (d, s) => await this.proof(d, s),
+      receipt: (p) => this.proofs?.receipt(p),
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
       records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),

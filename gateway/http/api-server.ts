@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { DEVICE_ID_PATTERN, LIMITS, toHex } from '../../protocol/index.js'
-import { formatRecordProof, recordProofJson, type ProofLookup } from '../batch/index.js'
+import { formatRecordProof, recordProofJson, type ProofLookup, type RecordProof } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
 import type { GatewayLogger } from '../logger.js'
@@ -21,6 +21,8 @@ export interface Page<T> { items: T[], next: string | null }
 /** What the API serves; the Gateway implements it. */
 export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
+  /** The COSE receipt (PROTOCOL.md §7.9) of a proof; undefined when the gateway issues none. */
+  receipt?: (proof: RecordProof) => Uint8Array | undefined
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
   deviceIds: () => string[]
   /** Up to `limit` records with seq >= fromSeq, stopping once `maxBytes` of envelopes are read (at least one). */
@@ -173,11 +175,16 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
       if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
       if (!DECIMAL.test(seq) || !Number.isSafeInteger(Number(seq))) throw new Refusal(400, 'BAD_SEQ', 'seq must be a decimal integer')
       const format = query.get('format') ?? 'text'
-      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+      if (format !== 'text' && format !== 'json' && format !== 'cose') throw new Refusal(400, 'BAD_FORMAT', 'format is text, json or cose')
       const found = await backend.proof(device, Number(seq))
       if (found.status === 'not-found') throw new Refusal(404, 'RECORD_NOT_FOUND', `record ${device}/${seq} is not stored at this gateway`)
       if (found.status === 'batch-open') throw new Refusal(409, 'BATCH_OPEN', `record ${device}/${seq} is in batch ${found.batchId}, not sealed yet`)
-      if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
+      if (format === 'cose') {
+        const receipt = backend.receipt?.(found.proof)
+        if (receipt === undefined) throw new Refusal(404, 'RECEIPT_UNAVAILABLE', 'this gateway issues no COSE receipts')
+        // RFC 9052 §2: COSE_Sign1 tagged, media type application/cose with its cose-type parameter.
+        send(res, 200, 'application/cose; cose-type="cose-sign1"', receipt)
+      } else if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
       else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
       return
     }
@@ -354,7 +361,7 @@ class Semaphore {
   }
 }
 
-function send (res: ServerResponse, status: number, contentType: string, body: string, headers: Record<string, string> = {}): void {
+function send (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
   res.statusCode = status
   res.setHeader('content-type', contentType)
   res.setHeader('cache-control', 'no-store')
