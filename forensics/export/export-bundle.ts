@@ -81,6 +81,7 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     const device = await readDeviceFacts(reader, deviceId, readAtBlock)
     if (device === undefined) throw new ForensicsError('DEVICE_NOT_REGISTERED', `the registry at ${reader.registry.address} does not know device "${deviceId}"`)
 
+    const logKey = await gateway.getLogKey()
     const selected = await listWindow(gateway, deviceId, fromMs, toMs, pageLimit, progress)
     if (selected.length === 0) throw new ForensicsError('EXPORT_EMPTY', `the gateway has no record of "${deviceId}" in the window`)
 
@@ -128,7 +129,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       models,
       records: selected.map(s => s.base64),
       proofs,
-      anchors
+      anchors,
+      ...(logKey === undefined ? {} : { gateways: [logKey] })
     }
     assertBundle(bundle)
     return bundle

@@ -11,7 +11,7 @@ import { exportBundle } from '../../forensics/export/index.js'
 import { verifyBundle, type Verdict } from '../../forensics/verify/index.js'
 import { ForensicsError } from '../../forensics/errors.js'
 import { fakeHash, seedFrom } from '../helpers/records.js'
-import { MAIN_DEVICE, MODEL_0, MODEL_1, clone, startChain, startIncident, type Incident } from '../helpers/forensics-fixture.js'
+import { FIXTURE_GATEWAY, MAIN_DEVICE, MODEL_0, MODEL_1, clone, startChain, startIncident, type Incident } from '../helpers/forensics-fixture.js'
 
 const chain = await startChain(t)
 const rpcUrl = chain.anvil.rpcUrl
@@ -274,4 +274,72 @@ t.test('error: a model revoked on chain after export is model-revoked online; de
   const lying = clone(bundle)
   lying.models = lying.models.map(m => m.hash === MODEL_1 ? { ...m, version: '9.9.9' } : m)
   t.same(failed(await verifyBundle(lying, { rpcUrl })).filter(f => f[1] === 'model-mismatch'), [[uses[0], 'model-mismatch']])
+})
+
+// ---------------------------------------------------------------------------------------------
+// Signed checkpoints (PROTOCOL.md §7.8, FORENSICS.md §3)
+
+/** The bundle with every proof's checkpoint signature lines rewritten by `edit`. */
+function editCheckpointSignatures (b: Bundle, edit: (sigLines: string) => string): Bundle {
+  const c = clone(b)
+  c.proofs = c.proofs.map(p => {
+    const at = p.proof.indexOf('\n\n') + 2
+    const note = p.proof.slice(at)
+    const split = note.indexOf('\n\n') + 2
+    return { seq: p.seq, proof: p.proof.slice(0, at) + note.slice(0, split) + edit(note.slice(split)) }
+  })
+  return c
+}
+
+t.test('behavior: the exported bundle names the gateway log key and every checkpoint signature verifies', async t => {
+  t.same(bundle.gateways, [FIXTURE_GATEWAY])
+  t.ok(bundle.proofs.every(p => p.proof.includes('\n— test-gateway ')), 'proofs end in a signed checkpoint')
+})
+
+t.test('behavior: unsigned checkpoints (proofs from before signing) are a checkpoint-unsigned warning once per batch, still valid', async t => {
+  const old = editCheckpointSignatures(bundle, () => '')
+  delete old.gateways
+  const [offline, online] = await offlineAndOnline(old)
+  for (const v of [offline, online]) {
+    t.equal(v.verdict, 'valid', v.mode)
+    t.same(new Set(v.warnings.map(w => w.reason)), new Set(['checkpoint-unsigned']))
+    t.equal(v.warnings.length, incident.batches.length, 'one warning per checkpoint, not per record')
+  }
+  // A bundle that names no gateway key cannot check signed checkpoints either: warned, not failed.
+  const noKey = clone(bundle)
+  delete noKey.gateways
+  const v = await verifyBundle(noKey, { offline: true })
+  t.equal(v.verdict, 'valid')
+  t.match(v.warnings[0], { reason: 'checkpoint-unsigned', message: /names no gateway key/ })
+})
+
+t.test('error: a forged checkpoint signature is checkpoint-signature-invalid at the first record of each batch', async t => {
+  const forged = editCheckpointSignatures(bundle, lines => {
+    const b64 = lines.slice(lines.lastIndexOf(' ') + 1, -1)
+    const raw = Buffer.from(b64, 'base64')
+    raw[10] = (raw[10] as number) ^ 1
+    return lines.slice(0, lines.lastIndexOf(' ') + 1) + raw.toString('base64') + '\n'
+  })
+  const [offline, online] = await offlineAndOnline(forged)
+  for (const v of [offline, online]) {
+    t.equal(v.verdict, 'invalid', v.mode)
+    t.same(new Set(v.failures.map(f => f.reason)), new Set(['checkpoint-signature-invalid']))
+    t.equal(v.failures.length, incident.batches.length)
+    t.equal(v.failures[0]?.seq, 0)
+    t.match(v.failures[0]?.message, /SIGNATURE_INVALID/)
+  }
+})
+
+t.test('error: a bundle naming another gateway key is checkpoint-signature-invalid offline and gateway-key-mismatch online', async t => {
+  const other = clone(bundle)
+  other.gateways = [{ ...FIXTURE_GATEWAY, publicKey: toHex(createSigner(seedFrom('another gateway')).publicKey) }]
+  const [offline, online] = await offlineAndOnline(other)
+  t.same(new Set(failed(offline).map(f => f[1])), new Set(['checkpoint-signature-invalid']))
+  t.match(offline.failures[0]?.message, /NOTE_UNVERIFIED/)
+  t.ok(failed(online).some(([seq, reason]) => seq === undefined && reason === 'gateway-key-mismatch'), 'online: the key is not the registered one')
+  // Re-signed by the other key and naming it: offline cannot tell, the chain can.
+  const unknown = clone(bundle)
+  unknown.gateways = [{ ...FIXTURE_GATEWAY, id: 'gw-nobody' }]
+  const v = await verifyBundle(unknown, { rpcUrl })
+  t.match(v.failures, [{ reason: 'gateway-key-mismatch', message: /does not know gateway "gw-nobody"/ }])
 })
