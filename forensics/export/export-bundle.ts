@@ -81,7 +81,6 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     const device = await readDeviceFacts(reader, deviceId, readAtBlock)
     if (device === undefined) throw new ForensicsError('DEVICE_NOT_REGISTERED', `the registry at ${reader.registry.address} does not know device "${deviceId}"`)
 
-    const logKey = await gateway.getLogKey()
     const selected = await listWindow(gateway, deviceId, fromMs, toMs, pageLimit, progress)
     if (selected.length === 0) throw new ForensicsError('EXPORT_EMPTY', `the gateway has no record of "${deviceId}" in the window`)
 
@@ -95,6 +94,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     })
     progress({ phase: 'proofs', done: seqs.length, total: seqs.length })
     proofs.sort((a, b) => a.seq - b.seq)
+    // The key that signs the proofs' checkpoints; a gateway from before signing has none (404).
+    const logKey = await gateway.getLogKey()
 
     progress({ phase: 'facts', done: 0, total: 2 })
     const roots = new Set<string>()

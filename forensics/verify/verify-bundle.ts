@@ -457,7 +457,10 @@ class Run {
 
           if (resync) {
             if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
-            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature })
+            // The bundle's first record opens a window (an export --from): a gap record there
+            // declares a range before the window (PROTOCOL.md §6, windows).
+            const windowStart = verifier === undefined && this.counts.malformed === 0
+            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart })
             resync = false
           }
           const failure = (verifier as ChainVerifier).push(signed)
