@@ -457,10 +457,10 @@ class Run {
 
           if (resync) {
             if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
-            // The bundle's first record opens a window (an export --from): a gap record there
-            // declares a range before the window (PROTOCOL.md §6, windows).
-            const windowStart = verifier === undefined && this.counts.malformed === 0
-            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart })
+            // A segment opens a window (the bundle's start, an export --from, or the record after
+            // a break already reported): a gap record there declares a range before the segment,
+            // which nothing in it can settle (PROTOCOL.md §6, inputs that start after the genesis).
+            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart: true })
             resync = false
           }
           const failure = (verifier as ChainVerifier).push(signed)
