@@ -120,4 +120,8 @@ t.test('behavior: sealed checkpoints are signed notes by the log key, metadataHa
   t.equal(checked.leafIndex, proof.index)
   const bad = await httpGet(`${gw.httpUrl}/v1/proof/${d.id}/2?format=xml`)
   t.equal(bad.status, 400)
+  const logKey = await httpGet(`${gw.httpUrl}/v1/log-key`)
+  t.equal(logKey.status, 200)
+  t.same(logKey.json(), { gatewayId: gw.options.gatewayId, keyName, publicKey: toHex(publicKey), verifierKey: formatVerifierKey(keyName, publicKey) })
+  t.equal((await httpGet(`${gw.httpUrl}/v1/log-key`, null)).status, 401, 'behind the token like proofs')
 })
