@@ -77,6 +77,17 @@ t.test('behavior: headless Chromium shows the verdict, a row per failure, the SV
   t.notMatch(dom, /<img/i)
   t.match(dom, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/, 'the hostile decision is shown as text')
 
+  // The per-record table: every record, the deleted seq as a row of its own, failing rows marked
+  // with their reasons, and the script-free filter.
+  const records = section('records')
+  t.equal((records.match(/<tr class="rec/g) ?? []).length, tampered.records.length + 1, 'a row per record and one for the hole')
+  t.match(records, /<tr class="rec fail gap missing"><td>12\.\.12<\/td>/, 'the deleted record shown where it is missing')
+  t.match(records, /<tr class="rec fail"><td>23<\/td>[\s\S]*?<span class="reason"[^>]*>model-unknown<\/span>/, 'the failing record with why')
+  t.match(records, /<tr class="rec gap"><td>8<\/td><td>[^<]*<\/td><td>gap 6\.\.7 \(disk-budget\)/, 'the honest gap record in amber')
+  t.match(records, /policy: approved/, 'the policy verdict of each model load')
+  t.match(records, /<input type="radio" name="rf" id="rf-fail">/)
+  t.equal((records.match(/<tr class="rec[^"]*"><td>\d+<\/td>.*?<\/td><td>verified<\/td>/g) ?? []).length > 10, true, 'proof status per record')
+
   const png = join(dir, 'report.png')
   await chromium(['--window-size=1000,2400', `--screenshot=${png}`, `file://${page}`])
   const image = await readFile(png)
