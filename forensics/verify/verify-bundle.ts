@@ -280,7 +280,9 @@ async function onlineFacts (bundle: Bundle, rpcUrl: string, progress: (p: Verify
     // The gateways' log keys: each must be registered on chain under its gateway id (§7.8).
     for (const g of bundle.gateways ?? []) {
       const registered = await chain.readDeviceFacts(reader, g.id, latest)
-      if (registered === undefined) facts.failures.push({ reason: 'gateway-key-mismatch', message: `the registry does not know gateway "${g.id}"` })
+      // Never registered: nothing on chain to compare with, as for an unsigned checkpoint (the
+      // anchors still decide). Registered with another key: someone swapped the key in the bundle.
+      if (registered === undefined) facts.warnings.push({ reason: 'gateway-key-unregistered', message: `the registry knows no key of gateway "${g.id}": its checkpoint signatures are checked against the bundle's key only` })
       else if (!registered.keys.some(k => k.publicKey.toLowerCase() === g.publicKey)) {
         facts.failures.push({ reason: 'gateway-key-mismatch', message: `the bundle's log key ${g.publicKey.slice(0, 16)}… of gateway "${g.id}" is not registered on chain under it` })
       }
