@@ -114,13 +114,8 @@ ${table(['Model hash', 'Name', 'Version', 'Registry status', 'Inferences', 'Firs
   formatTime(m.firstMs), formatTime(m.lastMs)
 ]), { className: 'models' })}
 <h3>Decisions</h3>
-${table(['Decision', 'Count'], [
-  ...timeline.decisions.slice(0, 20).map(d => [d.decision === null ? html`<span class="empty">none</span>` : d.decision, formatCount(d.count)]),
-  ...(timeline.decisions.length > 20 || timeline.otherDecisions.count > 0
-    ? [[html`<span class="empty">${timeline.decisions.length - Math.min(20, timeline.decisions.length) + timeline.otherDecisions.distinct} other values</span>`,
-        formatCount(timeline.decisions.slice(20).reduce((n, d) => n + d.count, 0) + timeline.otherDecisions.count)]]
-    : [])
-], { className: 'decisions' })}
+<p class="note">Grouped by label: decimal numbers (scores, confidences) are folded into <code>…</code>, so <code>person 0.91</code> and <code>person 0.87</code> count as <code>person …</code>; each group shows how many distinct values it folds.</p>
+${decisionTable(timeline)}
 </section>
 
 <section id="gaps">
@@ -220,6 +215,30 @@ function recordTable (bundle: Bundle, verdict: Verdict, timeline: Timeline): Saf
 <input type="radio" name="rf" id="rf-gap"><label for="rf-gap">failing and gaps</label>
 <table class="records"><thead><tr><th>Seq</th><th>Device time</th><th>Kind</th><th>Model</th><th>Decision</th><th>Proof</th><th>Findings</th></tr></thead><tbody>${rows}</tbody></table>
 </div>`
+}
+
+/** Decision strings folded into labels (decimals → `…`), largest group first. */
+export function groupDecisions (decisions: ReadonlyArray<{ decision: string | null, count: number }>): Array<{ label: string | null, count: number, distinct: number }> {
+  const groups = new Map<string | null, { count: number, distinct: number }>()
+  for (const d of decisions) {
+    const label = d.decision === null ? null : d.decision.replace(/[-+]?\d+\.\d+(?:e[-+]?\d+)?/gi, '…')
+    const g = groups.get(label) ?? { count: 0, distinct: 0 }
+    g.count += d.count
+    g.distinct++
+    groups.set(label, g)
+  }
+  return [...groups].map(([label, g]) => ({ label, ...g })).sort((a, b) => b.count - a.count || String(a.label).localeCompare(String(b.label)))
+}
+
+function decisionTable (timeline: Timeline): Safe {
+  const groups = groupDecisions(timeline.decisions)
+  const total = groups.reduce((n, g) => n + g.count, 0) + timeline.otherDecisions.count
+  const rows: unknown[][] = groups.slice(0, 20).map(g => [
+    g.label === null ? html`<span class="empty">none</span>` : g.label, formatCount(g.count), `${total === 0 ? 0 : Math.round(g.count * 1000 / total) / 10} %`, g.distinct > 1 ? formatCount(g.distinct) : ''
+  ])
+  const restCount = groups.slice(20).reduce((n, g) => n + g.count, 0) + timeline.otherDecisions.count
+  if (restCount > 0) rows.push([html`<span class="empty">other values (${formatCount(groups.slice(20).reduce((n, g) => n + g.distinct, 0) + timeline.otherDecisions.distinct)} distinct)</span>`, formatCount(restCount), '', ''])
+  return table(['Decision', 'Count', 'Share', 'Values folded'], rows, { className: 'decisions' })
 }
 
 function recordTimes (bundle: Bundle): Map<number, number> {

@@ -108,3 +108,13 @@ t.test('behavior: the report is one self-contained file: no script, no external 
   t.match(valid, /<span class="verdict valid" id="verdict-value">VALID<\/span>/)
   t.match(valid, /<h3>Failures<\/h3>\n<p class="empty">None\.<\/p>/)
 })
+
+t.test('behavior: decisions are grouped by label, scores folded, largest group first', async t => {
+  const { groupDecisions } = await import('../../forensics/report/render-report.js')
+  t.same(groupDecisions([
+    { decision: 'person 0.91', count: 3 }, { decision: 'car', count: 5 }, { decision: 'person 0.87', count: 4 }, { decision: null, count: 1 }, { decision: 'class-1', count: 2 }, { decision: 'class-2', count: 2 }
+  ]), [
+    { label: 'person …', count: 7, distinct: 2 }, { label: 'car', count: 5, distinct: 1 }, { label: 'class-1', count: 2, distinct: 1 }, { label: 'class-2', count: 2, distinct: 1 }, { label: null, count: 1, distinct: 1 }
+  ])
+  t.match(html, /<table class="decisions"><thead><tr><th>Decision<\/th><th>Count<\/th><th>Share<\/th><th>Values folded<\/th>/)
+})
