@@ -118,3 +118,19 @@ t.test('behavior: decisions are grouped by label, scores folded, largest group f
   ])
   t.match(html, /<table class="decisions"><thead><tr><th>Decision<\/th><th>Count<\/th><th>Share<\/th><th>Values folded<\/th>/)
 })
+
+t.test('behavior: the script-free record filter hides the rows that are not failing, in Chromium', { skip: !hasChromium }, async t => {
+  // The same page with "failing only" selected instead of "all records": CSS alone must hide rows.
+  const filtered = html.replace('<input type="radio" name="rf" id="rf-all" checked>', '<input type="radio" name="rf" id="rf-all">')
+    .replace('<input type="radio" name="rf" id="rf-fail">', '<input type="radio" name="rf" id="rf-fail" checked>')
+  t.not(filtered, html)
+  const shots: number[] = []
+  for (const [name, text] of [['all', html], ['failing', filtered]] as const) {
+    const file = join(dir, `filter-${name}.html`)
+    await writeFile(file, text.replace(/<section id="(timeline|models|gaps|anchors)">[\s\S]*?<\/section>/g, ''))
+    const png = join(dir, `filter-${name}.png`)
+    await chromium(['--window-size=1000,3000', `--screenshot=${png}`, `file://${file}`])
+    shots.push((await readFile(png)).byteLength)
+  }
+  t.ok((shots[1] as number) < (shots[0] as number) * 0.8, `failing only draws much less (${shots.join(' vs ')} bytes of PNG)`)
+})
