@@ -74,6 +74,11 @@ export class Gateway {
     return this.api?.url
   }
 
+  /** The checkpoint origin prefix, and the key name its checkpoints are signed under (PROTOCOL.md §7.8). */
+  get checkpointKeyName (): string {
+    return `edge-provenance/${this.options.name}`
+  }
+
   /** Public half of the gateway's log key, which signs its acks (register it on chain, give it to devices); set once started. */
   get logPublicKey (): Uint8Array | undefined {
     return this.logKey?.publicKey.slice()
@@ -156,15 +161,16 @@ export class Gateway {
       log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
     }
     const anchorer = this.anchorer
-    const proofs = this.proofs = new ProofService({ store, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
+    const proofs = this.proofs = new ProofService({ store, receiptSigner: logKey.signer, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
     const batcher = this.batcher = await Batcher.open({
       store,
-      origin: `edge-provenance/${o.name}`,
+      origin: this.checkpointKeyName,
       maxRecords: o.batchMaxRecords,
       maxAgeMs: o.batchMaxAgeMs,
+      signer: logKey.signer,
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
     const pipeline = this.pipeline = new IngestPipeline({
@@ -450,6 +456,8 @@ export class Gateway {
   private apiBackend (): ApiBackend {
     return {
       proof: async (d, s) => await this.proof(d, s),
+      receipt: (p) => this.proofs?.receipt(p),
+      logKey: () => this.logKey === undefined ? undefined : { gatewayId: this.options.gatewayId, keyName: this.checkpointKeyName, publicKey: this.logKey.publicKey.slice() },
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
       records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),

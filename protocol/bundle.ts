@@ -7,6 +7,7 @@
 import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
 import { MAX_PROOF_BYTES } from './checkpoint.js'
+import { isValidKeyName } from './note.js'
 
 /** Codes of bundle decoding. Stable API. */
 export type BundleErrorCode =
@@ -42,6 +43,7 @@ export const BUNDLE_LIMITS = {
   models: 4096,
   anchors: 100_000,
   captures: 10_000,
+  gateways: 64,
   nameBytes: 256,
   metadataUriBytes: 2048,
   /** Problems collected before giving up on a document. */
@@ -121,6 +123,20 @@ export interface BundleAnchor {
   metadataHash: string
 }
 
+/**
+ * A gateway whose checkpoints the proofs carry, with the log key that signs them (PROTOCOL.md
+ * §7.8): what an offline verifier checks checkpoint signatures with, and what an online one
+ * compares with the key registered on chain under `id`.
+ */
+export interface BundleGateway {
+  /** The gateway id, under which its log key is registered on chain (registerDevice). */
+  id: string
+  /** The key name its checkpoints are signed under (its checkpointOrigin, e.g. `edge-provenance/gw-1`). */
+  keyName: string
+  /** Raw Ed25519 log key, 64 lower-case hex digits. */
+  publicKey: string
+}
+
 export interface Bundle {
   format: typeof BUNDLE_FORMAT
   createdAtMs: number
@@ -133,6 +149,8 @@ export interface Bundle {
   records: string[]
   proofs: BundleProof[]
   anchors: BundleAnchor[]
+  /** Optional: the gateways whose signed checkpoints the proofs carry; absent in bundles before issue 12. */
+  gateways?: BundleGateway[]
   /**
    * Incident captures (agent/capture, forensics/replay): objects opaque to this format, by
    * convention `{ "capture": base64 of a capture file (protocol/capture.ts) }`.
@@ -149,7 +167,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
 const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
 
-const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'captures'])
+const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'captures'])
 
 // Collects problems up to the limit, then stops the walk: a hostile document with a million bad
 // fields costs no more than one with fifty.
@@ -186,7 +204,7 @@ export function assertBundle (value: unknown): asserts value is Bundle {
   }
   // List lengths first, before walking any of them.
   const limits: Array<[string, number]> = [['records', BUNDLE_LIMITS.records], ['proofs', BUNDLE_LIMITS.records], ['anchors', BUNDLE_LIMITS.anchors],
-    ['models', BUNDLE_LIMITS.models], ['captures', BUNDLE_LIMITS.captures]]
+    ['models', BUNDLE_LIMITS.models], ['captures', BUNDLE_LIMITS.captures], ['gateways', BUNDLE_LIMITS.gateways]]
   for (const [key, max] of limits) {
     const list = value[key]
     if (Array.isArray(list) && list.length > max) throw new BundleError('BUNDLE_TOO_LARGE', `${key}: ${list.length} entries, at most ${max}`)
@@ -286,6 +304,22 @@ function walkBundle (b: Record<string, unknown>, p: Problems): void {
     }
   }
 
+  // gateways
+  if (b.gateways !== undefined) {
+    const seenGateways = new Set<string>()
+    list(b.gateways, 'gateways').forEach((g, i) => {
+      const path = `gateways[${i}]`
+      if (!isObject(g)) { p.add(path, 'not an object'); return }
+      only(g, ['id', 'keyName', 'publicKey'], path)
+      if (typeof g.id !== 'string' || g.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(g.id)) p.add(`${path}.id`, 'not a gateway id (a device id)')
+      if (!isValidKeyName(g.keyName)) p.add(`${path}.keyName`, 'not a C2SP key name (1..256 characters, no space, no +)')
+      match(g.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
+      const key = `${String(g.keyName)}\n${String(g.publicKey)}`
+      if (seenGateways.has(key)) p.add(path, 'the same key name and key twice')
+      seenGateways.add(key)
+    })
+  }
+
   // models
   const seenModels = new Set<string>()
   list(b.models, 'models').forEach((m, i) => {
@@ -372,6 +406,7 @@ export function encodeBundle (bundle: Bundle): string {
   if (bundle.window !== undefined) fields.push(`${s('window')}: ${s(bundle.window)}`)
   fields.push(listField('models', bundle.models), listField('records', bundle.records), listField('proofs', bundle.proofs),
     listField('anchors', bundle.anchors))
+  if (bundle.gateways !== undefined) fields.push(`${s('gateways')}: ${s(bundle.gateways)}`)
   if (bundle.captures !== undefined) fields.push(listField('captures', bundle.captures))
   lines.push(fields.join(',\n'), '}')
   return lines.join('\n') + '\n'

@@ -25,10 +25,12 @@ export type ChainFailureReason =
 
 export interface ChainFailure {
   reason: ChainFailureReason
-  /** Position of the failing record in the input (0-based). */
+  /** Position of the failing record in the input (0-based); for `seq-gap`, of the record after the hole. */
   index: number
-  /** Its seq as it claims it. */
+  /** Its seq as it claims it; for `seq-gap`, the first missing seq (docs/PROTOCOL.md §6). */
   seq: number
+  /** For `seq-gap`: the last missing seq. */
+  lastSeq?: number
   message: string
 }
 
@@ -49,6 +51,13 @@ export interface ChainVerifierOptions {
    * caller that verified the signatures in bulk (on worker threads) before the chain walk.
    */
   checkSignature?: (signed: SignedRecord, publicKey: Uint8Array) => boolean
+  /**
+   * With `after`: the input is a window cut out of a longer chain (an export `--from`). If its
+   * first record is a gap record whose declared range ends before it, that range lies before the
+   * window: listed as declared, with `lastHash` checked against the record's `prev` when the range
+   * ends right before it; `beforeHash` cannot be checked (docs/PROTOCOL.md §6, windows).
+   */
+  windowStart?: boolean
 }
 
 /** A hole in the seq numbers, waiting for the gap record that accounts for it. */
@@ -87,6 +96,7 @@ export class ChainVerifier {
   private failure: ChainFailure | undefined
   private readonly gaps: ChainResult['gaps'] = []
   private readonly holes: PendingHole[] = []
+  private readonly windowStart: boolean
 
   constructor (options: ChainVerifierOptions) {
     if (typeof options.keyAt !== 'function') throw new TypeError('keyAt must be a function')
@@ -95,6 +105,7 @@ export class ChainVerifier {
     this.backend = options.backend ?? 'node'
     this.checkSignature = options.checkSignature
     this.last = options.after
+    this.windowStart = options.windowStart === true && options.after !== undefined
   }
 
   /** Accepts the next record or returns the failure it causes. */
@@ -128,8 +139,9 @@ export class ChainVerifier {
         failure: {
           reason: 'seq-gap',
           index: hole.index,
-          seq: hole.lastSeq + 1,
-          message: `seq ${hole.lastSeq + 1}: records ${hole.firstSeq}..${hole.lastSeq} are missing and no gap record accounts for them`
+          seq: hole.firstSeq,
+          lastSeq: hole.lastSeq,
+          message: `seq ${hole.firstSeq}: records ${hole.firstSeq}..${hole.lastSeq} are missing and no gap record accounts for them`
         }
       }
     }
@@ -176,6 +188,15 @@ export class ChainVerifier {
     // two gap records: each declaration may settle the front part of a hole, chained by hashes.
     const at = this.holes.findIndex(h => h.firstSeq === gap.firstSeq && gap.lastSeq <= h.lastSeq)
     const hole = this.holes[at]
+    if (hole === undefined && this.windowStart && this.count === 0 && gap.lastSeq < signed.record.seq) {
+      // The first record of a window declares a range before the window: nothing in the input
+      // can contradict it but its own prev, when the range ends right before it.
+      if (gap.lastSeq === signed.record.seq - 1 && !equalBytes(gap.lastHash, signed.record.prev)) {
+        return this.fail('bad-gap', signed, `gap record for ${gap.firstSeq}..${gap.lastSeq} names a last hash that is not its own prev`)
+      }
+      this.gaps.push({ firstSeq: gap.firstSeq, lastSeq: gap.lastSeq, reason: gap.reason })
+      return undefined
+    }
     if (hole === undefined) {
       // Declared records that the chain did not miss: the device lies about what it dropped.
       return this.fail('bad-gap', signed, `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)

@@ -263,6 +263,10 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
           const list = b[side]
           if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
           list.forEach((t, i) => { checkText(problems, t?.name, `body.${side}[${i}].name`); checkBytes(problems, t?.hash, `body.${side}[${i}].hash`) })
+          // One order, one meaning (docs/PROTOCOL.md §2): names strictly ascending by UTF-16 code
+          // units, as JavaScript's default sort gives them, so each name appears once.
+          const at = list.findIndex((t, i) => i > 0 && !(typeof t?.name === 'string' && typeof list[i - 1]?.name === 'string' && (list[i - 1] as TensorCommitment).name < t.name))
+          if (at !== -1) problems.push(`body.${side}[${at}].name: names must be unique and in ascending order`)
         }
         checkUint(problems, b.latencyUs, 'body.latencyUs')
         if (b.decision !== null) checkText(problems, b.decision, 'body.decision', LIMITS.decisionBytes)

@@ -1,5 +1,5 @@
 /**
- * The MQTT layout, version 1 (docs/PROTOCOL.md §MQTT): topic names and the payload of the
+ * The MQTT layout, version 1 (docs/PROTOCOL.md §10): topic names and the payload of the
  * records topic, in canonical CBOR (acks are signed: ack.ts). Payloads arrive from the network:
  * decoding checks sizes and counts before it trusts anything.
  */

@@ -94,6 +94,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     })
     progress({ phase: 'proofs', done: seqs.length, total: seqs.length })
     proofs.sort((a, b) => a.seq - b.seq)
+    // The key that signs the proofs' checkpoints; a gateway from before signing has none (404).
+    const logKey = await gateway.getLogKey()
 
     progress({ phase: 'facts', done: 0, total: 2 })
     const roots = new Set<string>()
@@ -128,7 +130,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       models,
       records: selected.map(s => s.base64),
       proofs,
-      anchors
+      anchors,
+      ...(logKey === undefined ? {} : { gateways: [logKey] })
     }
     assertBundle(bundle)
     return bundle

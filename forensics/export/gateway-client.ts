@@ -3,7 +3,7 @@
  * C2SP tlog-proof, with the gateway's bearer token. Answers come from the network: sizes are bounded while reading, shapes checked
  * before use; nothing the gateway says is trusted (verify checks it all against the chain).
  */
-import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES, isValidKeyName, type BundleGateway } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
 
 export const DEFAULT_GATEWAY_TIMEOUT_MS = 30_000
@@ -96,6 +96,37 @@ export class GatewayClient {
     const text = await readBody(res, MAX_PROOF_BYTES, url)
     if (text.length === 0) throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: empty proof`)
     return text
+  }
+
+  /**
+   * The gateway's log key (GET /v1/log-key, PROTOCOL.md §7.8); undefined from a gateway that has
+   * none (404: one from before signed checkpoints). Unauthenticated here: verify compares it with
+   * the key registered on chain under the gateway id.
+   * @throws ForensicsError `GATEWAY_FAILED`, `GATEWAY_BAD_RESPONSE`.
+   */
+  async getLogKey (): Promise<BundleGateway | undefined> {
+    const url = this.url('v1/log-key')
+    const res = await this.get(url)
+    if (res.status === 404) {
+      await res.body?.cancel()
+      return undefined
+    }
+    if (res.status !== 200) throw await statusError(res, url)
+    let value: { gatewayId?: unknown, keyName?: unknown, publicKey?: unknown } | null
+    try {
+      value = JSON.parse(await readBody(res, 4096, url)) as typeof value
+    } catch (cause) {
+      if (cause instanceof ForensicsError) throw cause
+      throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not JSON`, { cause })
+    }
+    const id = value?.gatewayId
+    const keyName = value?.keyName
+    const publicKey = value?.publicKey
+    if (typeof id !== 'string' || id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(id) || !isValidKeyName(keyName) ||
+        typeof publicKey !== 'string' || !/^[0-9a-f]{64}$/.test(publicKey)) {
+      throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not { gatewayId, keyName, publicKey: 64 hex digits }`)
+    }
+    return { id, keyName, publicKey }
   }
 
   private url (path: string): URL {

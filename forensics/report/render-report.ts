@@ -13,6 +13,8 @@ import { pickModelColor, renderTimelineChart } from './timeline-chart.js'
 /** Rows of each findings table; the verdict JSON has them all. */
 export const REPORT_MAX_FINDING_ROWS = 200
 export const DEFAULT_REPORT_PROOFS = 3
+/** Rows of the per-record table besides the failing and gap ones, which are always listed. */
+export const REPORT_MAX_RECORD_ROWS = 2000
 
 export interface ReportInput {
   bundle: Bundle
@@ -41,6 +43,8 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:6px 0 0;padding:0;list-style:none;font-size:12px}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 pre.proof{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:8px;overflow-x:auto;font-size:12px}
 footer{color:var(--muted);font-size:12px;margin:24px 0}
+.filter{margin:6px 0}.filter label{margin-right:14px}tr.rec.fail td{background:#fdecea}tr.rec.gap td{background:#fff4e0}tr.rec.missing td{font-style:italic}
+#rf-fail:checked~table.records tr.rec:not(.fail){display:none}#rf-gap:checked~table.records tr.rec:not(.fail):not(.gap){display:none}
 `
 
 /**
@@ -83,6 +87,12 @@ ${findingsTable(verdict.failures, verdict.counts.failures, times, 'failures')}
 ${findingsTable(verdict.warnings, verdict.counts.warnings, times, 'warnings warn')}
 </section>
 
+<section id="records">
+<h2>Records</h2>
+<p class="note">One row per record, seq order${bundle.records.length > REPORT_MAX_RECORD_ROWS ? html`; every failing and gap record, and the first ${formatCount(REPORT_MAX_RECORD_ROWS)} others` : ''}. Failing records are red, gaps amber; the filter needs no script.</p>
+${recordTable(bundle, verdict, timeline)}
+</section>
+
 <section id="timeline">
 <h2>Timeline</h2>
 <p class="note">${formatCount(timeline.records)} records from ${formatTime(timeline.startMs)}; ${formatCount(timeline.inferences)} inferences in bars of ${formatDuration(timeline.intervalMs)}.</p>
@@ -104,13 +114,8 @@ ${table(['Model hash', 'Name', 'Version', 'Registry status', 'Inferences', 'Firs
   formatTime(m.firstMs), formatTime(m.lastMs)
 ]), { className: 'models' })}
 <h3>Decisions</h3>
-${table(['Decision', 'Count'], [
-  ...timeline.decisions.slice(0, 20).map(d => [d.decision === null ? html`<span class="empty">none</span>` : d.decision, formatCount(d.count)]),
-  ...(timeline.decisions.length > 20 || timeline.otherDecisions.count > 0
-    ? [[html`<span class="empty">${timeline.decisions.length - Math.min(20, timeline.decisions.length) + timeline.otherDecisions.distinct} other values</span>`,
-        formatCount(timeline.decisions.slice(20).reduce((n, d) => n + d.count, 0) + timeline.otherDecisions.count)]]
-    : [])
-], { className: 'decisions' })}
+<p class="note">Grouped by label: decimal numbers (scores, confidences) are folded into <code>…</code>, so <code>person 0.91</code> and <code>person 0.87</code> count as <code>person …</code>; each group shows how many distinct values it folds.</p>
+${decisionTable(timeline)}
 </section>
 
 <section id="gaps">
@@ -149,6 +154,91 @@ ${proofSamples(bundle, anchorsUsed, input.proofs ?? DEFAULT_REPORT_PROOFS)}
 </body>
 </html>
 `
+}
+
+/** The per-record table: time, kind, model, decision, proof status and the findings at that seq. */
+function recordTable (bundle: Bundle, verdict: Verdict, timeline: Timeline): Safe {
+  const modelIndex = new Map(timeline.models.map((m, i) => [m.modelHash, i]))
+  const findingsAt = new Map<string, Finding[]>()
+  const at = (f: Finding): string => f.index !== undefined ? `i${f.index}` : `s${String(f.seq)}`
+  for (const f of [...verdict.failures, ...verdict.warnings]) {
+    // seq-gap names the record after the hole by index: its row is the hole's, not that record's.
+    if ((f.seq === undefined && f.index === undefined) || f.reason === 'seq-gap') continue
+    const list = findingsAt.get(at(f)) ?? []
+    list.push(f)
+    findingsAt.set(at(f), list)
+  }
+  const failed = new Set(verdict.failures.filter(f => f.reason !== 'seq-gap').flatMap(f => f.index !== undefined ? [`i${f.index}`] : [`s${String(f.seq)}`]))
+  const proofs = new Set(bundle.proofs.map(p => p.seq))
+  const PROOF_FAILURES = new Set(['proof-invalid', 'root-mismatch', 'root-not-anchored', 'anchor-mismatch', 'record-not-anchored', 'checkpoint-signature-invalid'])
+  const missing = verdict.failures.filter(f => f.reason === 'seq-gap' && f.seq !== undefined).sort((a, b) => (a.seq as number) - (b.seq as number))
+  const rows: Safe[] = []
+  let others = 0
+  const reasons = (list: Finding[] | undefined): Safe => html`${(list ?? []).map(f => html`<span class="reason" title="${f.message}">${f.reason}</span> `)}`
+  bundle.records.forEach((b64, i) => {
+    let r
+    try {
+      r = decodeEnvelope(decodeBundleRecord(b64)).record
+    } catch {
+      rows.push(html`<tr class="rec fail"><td>—</td><td>—</td><td>malformed</td><td>—</td><td>—</td><td>—</td><td>${reasons(findingsAt.get(`i${i}`))}</td></tr>`)
+      return
+    }
+    const here = [...(findingsAt.get(`i${i}`) ?? []), ...(findingsAt.get(`s${r.seq}`) ?? []).filter(f => f.index === undefined)]
+    // Undeclared holes get a row of their own, before the first record after them.
+    while (missing.length > 0 && ((missing[0] as Finding).lastSeq ?? (missing[0] as Finding).seq as number) < r.seq) {
+      const m = missing.shift() as Finding
+      rows.push(html`<tr class="rec fail gap missing"><td>${m.seq}..${m.lastSeq ?? m.seq}</td><td>—</td><td>missing</td><td>—</td><td>—</td><td>—</td><td>${reasons([m])}</td></tr>`)
+    }
+    const isFail = failed.has(`i${i}`) || failed.has(`s${r.seq}`)
+    const isGap = r.body.kind === 'gap'
+    if (!isFail && !isGap && here.length === 0 && ++others > REPORT_MAX_RECORD_ROWS) return
+    const body = r.body
+    let model: Safe | string = '—'
+    let decision: unknown = '—'
+    let detail = ''
+    if (body.kind === 'model-load' || body.kind === 'inference') {
+      const hash = toHex(body.modelHash)
+      const m = timeline.models.find(x => x.modelHash === hash)
+      model = html`<span class="sw" style="background:${pickModelColor(modelIndex.get(hash) ?? -1)}"></span>${m?.name ?? shortHex(hash, 8)} ${m?.version ?? ''}`
+      if (body.kind === 'inference') decision = body.decision ?? html`<span class="empty">none</span>`
+      else detail = ` (policy: ${body.policy})`
+    } else if (body.kind === 'gap') {
+      detail = ` ${body.firstSeq}..${body.lastSeq} (${body.reason})`
+    }
+    const proofBad = here.find(f => PROOF_FAILURES.has(f.reason))
+    const proof = proofBad !== undefined ? html`<span class="reason">${proofBad.reason}</span>` : proofs.has(r.seq) ? 'verified' : 'none'
+    rows.push(html`<tr class="rec${isFail ? ' fail' : ''}${isGap ? ' gap' : ''}"><td>${r.seq}</td><td>${formatTime(r.timeMs)}</td><td>${body.kind}${detail}</td><td>${model}</td><td>${decision}</td><td>${proof}</td><td>${reasons(here)}</td></tr>`)
+  })
+  return html`<div class="filter">
+<input type="radio" name="rf" id="rf-all" checked><label for="rf-all">all records</label>
+<input type="radio" name="rf" id="rf-fail"><label for="rf-fail">failing only</label>
+<input type="radio" name="rf" id="rf-gap"><label for="rf-gap">failing and gaps</label>
+<table class="records"><thead><tr><th>Seq</th><th>Device time</th><th>Kind</th><th>Model</th><th>Decision</th><th>Proof</th><th>Findings</th></tr></thead><tbody>${rows}</tbody></table>
+</div>`
+}
+
+/** Decision strings folded into labels (decimals → `…`), largest group first. */
+export function groupDecisions (decisions: ReadonlyArray<{ decision: string | null, count: number }>): Array<{ label: string | null, count: number, distinct: number }> {
+  const groups = new Map<string | null, { count: number, distinct: number }>()
+  for (const d of decisions) {
+    const label = d.decision === null ? null : d.decision.replace(/[-+]?\d+\.\d+(?:e[-+]?\d+)?/gi, '…')
+    const g = groups.get(label) ?? { count: 0, distinct: 0 }
+    g.count += d.count
+    g.distinct++
+    groups.set(label, g)
+  }
+  return [...groups].map(([label, g]) => ({ label, ...g })).sort((a, b) => b.count - a.count || String(a.label).localeCompare(String(b.label)))
+}
+
+function decisionTable (timeline: Timeline): Safe {
+  const groups = groupDecisions(timeline.decisions)
+  const total = groups.reduce((n, g) => n + g.count, 0) + timeline.otherDecisions.count
+  const rows: unknown[][] = groups.slice(0, 20).map(g => [
+    g.label === null ? html`<span class="empty">none</span>` : g.label, formatCount(g.count), `${total === 0 ? 0 : Math.round(g.count * 1000 / total) / 10} %`, g.distinct > 1 ? formatCount(g.distinct) : ''
+  ])
+  const restCount = groups.slice(20).reduce((n, g) => n + g.count, 0) + timeline.otherDecisions.count
+  if (restCount > 0) rows.push([html`<span class="empty">other values (${formatCount(groups.slice(20).reduce((n, g) => n + g.distinct, 0) + timeline.otherDecisions.distinct)} distinct)</span>`, formatCount(restCount), '', ''])
+  return table(['Decision', 'Count', 'Share', 'Values folded'], rows, { className: 'decisions' })
 }
 
 function recordTimes (bundle: Bundle): Map<number, number> {

@@ -38,6 +38,10 @@ export type FailureReason =
   | 'chain-mismatch'
   /** Nothing to judge: no record in the bundle (or in the window). */
   | 'no-records'
+  /** The proof's checkpoint carries a note signature that fails: a bad signature by a gateway key, one by no gateway key the bundle names, or malformed signature lines. */
+  | 'checkpoint-signature-invalid'
+  /** Online: a gateway key of the bundle is not among the keys registered on chain under its gateway id. */
+  | 'gateway-key-mismatch'
 
 /** Reasons that are reported but leave the verdict valid. */
 export type WarningReason =
@@ -51,6 +55,10 @@ export type WarningReason =
   | 'record-not-anchored'
   /** Online: the node could not serve state at the bundle's block; facts were compared at the latest block. */
   | 'facts-not-historic'
+  /** The proof's checkpoint is not signed (a proof from before signed checkpoints), or the bundle names no gateway key to check it with. */
+  | 'checkpoint-unsigned'
+  /** Online: the registry knows no key under a gateway id of the bundle: its checkpoint signatures cannot be tied to the chain. */
+  | 'gateway-key-unregistered'
 
 export type FindingReason = FailureReason | WarningReason
 
@@ -93,6 +101,10 @@ export const REASON_DESCRIPTIONS: Readonly<Record<FindingReason, string>> = {
   'device-unknown': 'the registry does not know the device',
   'chain-mismatch': 'the bundle\'s block is not on this chain',
   'no-records': 'nothing to judge',
+  'checkpoint-signature-invalid': 'the checkpoint\'s note signature fails or is by no known gateway key',
+  'gateway-key-mismatch': 'the bundle\'s gateway key is not the one registered on chain',
+  'checkpoint-unsigned': 'the checkpoint is unsigned, or no gateway key to check it (warning)',
+  'gateway-key-unregistered': 'the gateway\'s log key is not registered on chain (warning)',
   'model-deprecated': 'the model was deprecated (warning)',
   'model-not-approved': 'the model was registered but never approved (warning)',
   'rotation-unregistered': 'a key rotation the registry does not list (warning)',

@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ProtocolError, assertBundle, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
   verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
@@ -277,6 +277,16 @@ async function onlineFacts (bundle: Bundle, rpcUrl: string, progress: (p: Verify
       // Anchored after the bundle's block: the bundle could not know it.
       if (!listed.has(root) && c.blockNumber <= at) facts.anchorMismatch.set(root, `the bundle leaves out the anchor of root ${root.slice(0, 16)}…, which the chain had at block ${at}`)
     }
+    // The gateways' log keys: each must be registered on chain under its gateway id (§7.8).
+    for (const g of bundle.gateways ?? []) {
+      const registered = await chain.readDeviceFacts(reader, g.id, latest)
+      // Never registered: nothing on chain to compare with, as for an unsigned checkpoint (the
+      // anchors still decide). Registered with another key: someone swapped the key in the bundle.
+      if (registered === undefined) facts.warnings.push({ reason: 'gateway-key-unregistered', message: `the registry knows no key of gateway "${g.id}": its checkpoint signatures are checked against the bundle's key only` })
+      else if (!registered.keys.some(k => k.publicKey.toLowerCase() === g.publicKey)) {
+        facts.failures.push({ reason: 'gateway-key-mismatch', message: `the bundle's log key ${g.publicKey.slice(0, 16)}… of gateway "${g.id}" is not registered on chain under it` })
+      }
+    }
     progress({ phase: 'facts', done: 4, total: 4 })
     return facts
   } finally {
@@ -327,6 +337,11 @@ class Run {
   private readonly maxFindings: number
   private readonly keyAt
   private readonly proofs: Map<number, string>
+  /** The gateways' note verifier keys (§7.8), from the bundle. */
+  private readonly noteKeys: NoteVerifierKey[]
+  /** Outcome per distinct checkpoint note: a batch's checkpoint is checked once, not once per record. */
+  private readonly checkpointsReported = new Set<string>()
+  private readonly checkpointOutcomes = new Map<string, { reason: 'checkpoint-signature-invalid' | 'checkpoint-unsigned', message: string } | null>()
   private readonly counts: VerifyCounts
   private readonly reasons: Partial<Record<FindingReason, number>> = {}
   private readonly failures: Finding[] = []
@@ -359,6 +374,10 @@ class Run {
     this.maxFindings = options.maxFindings ?? DEFAULT_MAX_FINDINGS
     this.keyAt = createKeyLookup(bundle.device.id, facts.keys)
     this.proofs = new Map(bundle.proofs.map(p => [p.seq, p.proof]))
+    this.noteKeys = (bundle.gateways ?? []).map(g => {
+      const publicKey = fromHex(g.publicKey)
+      return { name: g.keyName, keyId: noteKeyId(g.keyName, publicKey), publicKey }
+    })
     const n = bundle.records.length
     this.seqs = new Float64Array(n).fill(NaN)
     this.times = new Float64Array(n).fill(NaN)
@@ -440,7 +459,10 @@ class Run {
 
           if (resync) {
             if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
-            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature })
+            // A segment opens a window (the bundle's start, an export --from, or the record after
+            // a break already reported): a gap record there declares a range before the segment,
+            // which nothing in it can settle (PROTOCOL.md §6, inputs that start after the genesis).
+            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart: true })
             resync = false
           }
           const failure = (verifier as ChainVerifier).push(signed)
@@ -614,6 +636,7 @@ class Run {
       this.fail('proof-invalid', judged, { ...at, message: `seq ${r.seq}: malformed proof: ${(e as Error).message}` })
       return
     }
+    this.checkCheckpointSignature(text, at, judged)
     const root = toHex(proof.checkpoint.rootHash)
     const mismatch = this.facts.anchorMismatch.get(root)
     if (mismatch !== undefined && judged) {
@@ -639,6 +662,42 @@ class Run {
     }
     const problems = this.proofDisagreements(proof, anchor, r)
     if (problems.length > 0) this.fail('anchor-mismatch', judged, { ...at, message: `seq ${r.seq}: ${problems.join('; ')}` })
+  }
+
+  /**
+   * The note signature of the proof's checkpoint (§7.8), against the bundle's gateway keys. An
+   * unsigned checkpoint (proofs from before signing) or one no key can be checked for is a warning:
+   * the anchor on chain, not the signature, is what authenticates a root (§7.4). Reported once per
+   * checkpoint, at the first judged record whose proof carries it.
+   */
+  private checkCheckpointSignature (proofText: string, at: { seq: number, index: number }, judged: boolean): void {
+    // A parsed proof has an empty line before its checkpoint: the checkpoint note is what follows.
+    const note = proofText.slice(proofText.indexOf('\n\n') + 2)
+    let outcome = this.checkpointOutcomes.get(note)
+    if (outcome === undefined) {
+      outcome = this.judgeCheckpoint(note)
+      this.checkpointOutcomes.set(note, outcome)
+    }
+    // Once per checkpoint (a batch's records share it), at the first judged record that relies on it.
+    if (outcome === null || !judged || this.checkpointsReported.has(note)) return
+    this.checkpointsReported.add(note)
+    const message = `seq ${at.seq}: ${outcome.message}`
+    if (outcome.reason === 'checkpoint-unsigned') this.warn('checkpoint-unsigned', judged, { ...at, message })
+    else this.fail('checkpoint-signature-invalid', judged, { ...at, message })
+  }
+
+  private judgeCheckpoint (note: string): { reason: 'checkpoint-signature-invalid' | 'checkpoint-unsigned', message: string } | null {
+    // The checkpoint ends at its first empty line (no extension lines are empty): nothing after it, no signature.
+    const signed = note.indexOf('\n\n') + 2 < note.length
+    if (!signed) return { reason: 'checkpoint-unsigned', message: 'the checkpoint carries no signature' }
+    if (this.noteKeys.length === 0) return { reason: 'checkpoint-unsigned', message: 'the checkpoint is signed, but the bundle names no gateway key to check it with' }
+    try {
+      openCheckpoint(note, this.noteKeys, this.verifier)
+      return null
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      return { reason: 'checkpoint-signature-invalid', message: `checkpoint signature: ${e.code}: ${e.message}` }
+    }
   }
 
   /** What the proof file and the record say that the anchor facts contradict. */

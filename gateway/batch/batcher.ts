@@ -4,7 +4,7 @@
  * write as its record, and the seal after all of its leaves, so a crash never leaves a record
  * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
  */
-import { MerkleBuilder, formatCheckpoint, sha256 } from '../../protocol/index.js'
+import { MerkleBuilder, formatCheckpoint, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
 import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
 
 export const DEFAULT_BATCH_MAX_RECORDS = 10_000
@@ -22,13 +22,18 @@ export interface BatcherOptions {
   onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
   /** Clock for seal times, Unix ms. Default Date.now. */
   now?: () => number
+  /**
+   * The gateway's log key: each sealed checkpoint is stored signed as a C2SP note under the key
+   * name `origin` (PROTOCOL.md §7.8). Without it checkpoints are stored unsigned (tests, old data).
+   */
+  signer?: Signer | undefined
 }
 
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<BatcherOptions>
+  private readonly o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -37,7 +42,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<BatcherOptions>, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -51,7 +56,7 @@ export class Batcher {
     if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
     if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
     formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
-    const o = { now: Date.now, ...options }
+    const o = { now: Date.now, signer: undefined, ...options }
     const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
     const leaves = await o.store.leaves(openId)
     return new Batcher(o, openId, leaves)
@@ -103,7 +108,11 @@ export class Batcher {
     if (this.builder.size === 0) return undefined
     const id = this.openId
     const root = this.builder.root()
-    const checkpoint = formatCheckpoint({ origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root })
+    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root }
+    const unsigned = formatCheckpoint(head)
+    // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
+    // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
+    const checkpoint = this.o.signer === undefined ? unsigned : signCheckpoint(head, this.o.origin, this.o.signer)
     const batch: StoredBatch = {
       id,
       size: this.builder.size,
@@ -111,7 +120,7 @@ export class Batcher {
       firstRecordTimeMs: this.firstTimeMs,
       lastRecordTimeMs: this.lastTimeMs,
       checkpoint,
-      metadataHash: sha256(new TextEncoder().encode(checkpoint)),
+      metadataHash: sha256(new TextEncoder().encode(unsigned)),
       sealedAtMs: this.o.now()
     }
     const leafHashes = this.leafHashes

@@ -3,7 +3,7 @@
  * batch, the batch checkpoint, and the anchoring of the batch once confirmed, as a C2SP
  * tlog-proof text (anchoring in its extra data) or as JSON. Trees of recent batches stay cached.
  */
-import { MerkleTree, formatProof, hashLeaf, parseCheckpoint, toHex, type ProofExtra } from '../../protocol/index.js'
+import { MerkleTree, assembleReceipt, formatProof, hashLeaf, parseCheckpoint, signReceiptRoot, toHex, type ProofExtra, type ReceiptRootSignature, type Signer } from '../../protocol/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/index.js'
 import { GatewayError } from '../errors.js'
 import type { GatewayStore, StoredBatch } from '../store/index.js'
@@ -41,11 +41,35 @@ export class ProofService {
   private readonly anchors: AnchorReader | undefined
   private readonly maxCached: number
   private readonly trees = new Map<number, MerkleTree>()
+  private readonly receiptSigner: Signer | undefined
+  // One root signature serves every receipt of a batch (§7.9): signed once, kept with the tree.
+  private readonly rootSignatures = new Map<number, ReceiptRootSignature>()
 
-  constructor (options: { store: GatewayStore, anchors?: AnchorReader, cacheBatches?: number }) {
+  /** `receiptSigner`: the gateway's log key, which signs COSE receipts; without it none are issued. */
+  constructor (options: { store: GatewayStore, anchors?: AnchorReader, cacheBatches?: number, receiptSigner?: Signer }) {
     this.store = options.store
     this.anchors = options.anchors
     this.maxCached = options.cacheBatches ?? DEFAULT_PROOF_CACHE_BATCHES
+    this.receiptSigner = options.receiptSigner
+  }
+
+  /**
+   * The COSE receipt (RFC 9942, PROTOCOL.md §7.9) of a record proof, signed by the log key;
+   * undefined when this service has no key.
+   */
+  receipt (p: RecordProof): Uint8Array | undefined {
+    if (this.receiptSigner === undefined) return undefined
+    let signed = this.rootSignatures.get(p.batch.id)
+    if (signed === undefined) {
+      signed = signReceiptRoot(p.batch.root, this.receiptSigner)
+      this.rootSignatures.set(p.batch.id, signed)
+      while (this.rootSignatures.size > this.maxCached) {
+        const oldest = this.rootSignatures.keys().next().value
+        if (oldest === undefined) break
+        this.rootSignatures.delete(oldest)
+      }
+    }
+    return assembleReceipt({ leafHash: p.leafHash, leafIndex: p.leafIndex, treeSize: p.batch.size, path: p.hashes, root: p.batch.root }, signed)
   }
 
   /** Seeds the cache with a batch just sealed (its leaves are in memory anyway). */
@@ -129,9 +153,20 @@ export function anchorExtra (p: RecordProof): ProofExtra[] {
   return extra
 }
 
-/** The C2SP tlog-proof text of a record proof, anchoring in the extra data. */
+/**
+ * The C2SP tlog-proof text of a record proof, anchoring in the extra data, ending in the batch's
+ * checkpoint exactly as stored: signed by the log key (§7.8) when it was sealed with one.
+ */
 export function formatRecordProof (p: RecordProof): string {
-  return formatProof({ index: p.leafIndex, hashes: p.hashes, checkpoint: parseCheckpoint(p.batch.checkpoint), extra: anchorExtra(p) })
+  const unsigned = formatProof({ index: p.leafIndex, hashes: p.hashes, checkpoint: parseCheckpoint(p.batch.checkpoint), extra: anchorExtra(p) })
+  // A signed checkpoint is the unsigned bytes followed by signature lines (§7.8): append those.
+  return unsigned + checkpointSignatureLines(p.batch.checkpoint)
+}
+
+/** The signature lines of a stored checkpoint: what follows its first empty line ('' when unsigned). */
+export function checkpointSignatureLines (checkpoint: string): string {
+  const split = checkpoint.indexOf('\n\n')
+  return split === -1 ? '' : checkpoint.slice(split + 2)
 }
 
 /** The JSON form of a record proof (hex hashes, base64 envelope). */

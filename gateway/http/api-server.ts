@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { DEVICE_ID_PATTERN, LIMITS, toHex } from '../../protocol/index.js'
-import { formatRecordProof, recordProofJson, type ProofLookup } from '../batch/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, formatVerifierKey, toHex } from '../../protocol/index.js'
+import { formatRecordProof, recordProofJson, type ProofLookup, type RecordProof } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
 import type { GatewayLogger } from '../logger.js'
@@ -21,6 +21,10 @@ export interface Page<T> { items: T[], next: string | null }
 /** What the API serves; the Gateway implements it. */
 export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
+  /** The COSE receipt (PROTOCOL.md §7.9) of a proof; undefined when the gateway issues none. */
+  receipt?: (proof: RecordProof) => Uint8Array | undefined
+  /** The log key that signs checkpoints, acks and receipts; undefined before the gateway started. */
+  logKey?: () => { gatewayId: string, keyName: string, publicKey: Uint8Array } | undefined
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
   deviceIds: () => string[]
   /** Up to `limit` records with seq >= fromSeq, stopping once `maxBytes` of envelopes are read (at least one). */
@@ -73,6 +77,7 @@ type Route =
   | { kind: 'health' }
   | { kind: 'metrics' }
   | { kind: 'proof', device: string, seq: string }
+  | { kind: 'log-key' }
   | { kind: 'devices' }
   | { kind: 'device', device: string }
   | { kind: 'records', device: string }
@@ -152,7 +157,7 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
   const route = parseRoute(path)
   const isPublic = (route.kind === 'health' && options.publicRoutes.health) ||
     (route.kind === 'metrics' && options.publicRoutes.metrics) ||
-    (route.kind === 'proof' && options.publicRoutes.proofs)
+    ((route.kind === 'proof' || route.kind === 'log-key') && options.publicRoutes.proofs)
   // Authentication before anything else, unknown routes included: an anonymous client learns
   // nothing of what exists.
   if (tokenDigest !== undefined && !isPublic) checkBearer(req.headers.authorization, tokenDigest)
@@ -168,16 +173,29 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
       send(res, 200, m.contentType, m.body)
       return
     }
+    case 'log-key': {
+      // What checks this gateway's signatures (PROTOCOL.md §7.8): a verifier still compares the key
+      // with the one registered on chain under gatewayId, never trusts this answer alone.
+      const k = backend.logKey?.()
+      if (k === undefined) throw new Refusal(404, 'LOG_KEY_UNAVAILABLE', 'this gateway has no log key')
+      sendJson(res, 200, { gatewayId: k.gatewayId, keyName: k.keyName, publicKey: toHex(k.publicKey), verifierKey: formatVerifierKey(k.keyName, k.publicKey) })
+      return
+    }
     case 'proof': {
       const { device, seq } = route
       if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
       if (!DECIMAL.test(seq) || !Number.isSafeInteger(Number(seq))) throw new Refusal(400, 'BAD_SEQ', 'seq must be a decimal integer')
       const format = query.get('format') ?? 'text'
-      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+      if (format !== 'text' && format !== 'json' && format !== 'cose') throw new Refusal(400, 'BAD_FORMAT', 'format is text, json or cose')
       const found = await backend.proof(device, Number(seq))
       if (found.status === 'not-found') throw new Refusal(404, 'RECORD_NOT_FOUND', `record ${device}/${seq} is not stored at this gateway`)
       if (found.status === 'batch-open') throw new Refusal(409, 'BATCH_OPEN', `record ${device}/${seq} is in batch ${found.batchId}, not sealed yet`)
-      if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
+      if (format === 'cose') {
+        const receipt = backend.receipt?.(found.proof)
+        if (receipt === undefined) throw new Refusal(404, 'RECEIPT_UNAVAILABLE', 'this gateway issues no COSE receipts')
+        // RFC 9052 §2: COSE_Sign1 tagged, media type application/cose with its cose-type parameter.
+        send(res, 200, 'application/cose; cose-type="cose-sign1"', receipt)
+      } else if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
       else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
       return
     }
@@ -296,6 +314,7 @@ function parseRoute (path: string): Route {
   if (a === 'healthz' && n === 1) return { kind: 'health' }
   if (a === 'metrics' && n === 1) return { kind: 'metrics' }
   if (a !== 'v1') return { kind: 'unknown' }
+  if (b === 'log-key' && n === 2) return { kind: 'log-key' }
   if (b === 'proof' && c !== undefined && d !== undefined && n === 4) return { kind: 'proof', device: c, seq: d }
   if (b === 'devices' && n === 2) return { kind: 'devices' }
   if (b === 'devices' && c !== undefined && n === 3) return { kind: 'device', device: c }
@@ -354,7 +373,7 @@ class Semaphore {
   }
 }
 
-function send (res: ServerResponse, status: number, contentType: string, body: string, headers: Record<string, string> = {}): void {
+function send (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
   res.statusCode = status
   res.setHeader('content-type', contentType)
   res.setHeader('cache-control', 'no-store')

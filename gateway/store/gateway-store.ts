@@ -51,9 +51,9 @@ export interface StoredBatch {
   root: Uint8Array
   firstRecordTimeMs: number
   lastRecordTimeMs: number
-  /** C2SP checkpoint text of the batch. */
+  /** C2SP checkpoint text of the batch, signed as a note by the log key when the gateway has one (PROTOCOL.md §7.8). */
   checkpoint: string
-  /** sha256 of the checkpoint text (anchored as the metadata hash). */
+  /** sha256 of the unsigned checkpoint text, signature lines excluded (anchored as the metadata hash, §7.4). */
   metadataHash: Uint8Array
   sealedAtMs: number
 }

@@ -7,7 +7,7 @@ import { decodeBundleRecord, decodeEnvelope, encodeBundleRecord, toHex } from '.
 import { exportBundle, GatewayClient } from '../../forensics/export/index.js'
 import { verifyBundle } from '../../forensics/verify/index.js'
 import { ForensicsError } from '../../forensics/errors.js'
-import { MAIN_DEVICE, MODEL_0, MODEL_1, startChain, startIncident } from '../helpers/forensics-fixture.js'
+import { FIXTURE_GATEWAY, MAIN_DEVICE, MODEL_0, MODEL_1, startChain, startIncident } from '../helpers/forensics-fixture.js'
 
 const chain = await startChain(t)
 const incident = await startIncident(t, chain)
@@ -78,6 +78,23 @@ t.test('behavior: a record the gateway serves corrupted is kept as evidence for 
   t.equal(bundle.proofs.length, inc.device.records.length - 1 - 2, 'no proof asked for the unreadable record; none for the open batch')
   const v = await verifyBundle(bundle, { offline: true })
   t.same(v.failures.map(f => [f.seq, f.reason]), [[9, 'record-malformed'], ...inc.device.records.slice(-2).map(r => [r.record.seq, 'record-not-anchored'])])
+})
+
+t.test('behavior: the bundle names the gateway log key; a gateway from before signed checkpoints gives a bundle without it that still verifies', async t => {
+  const bundle = await exportBundle(incident.exportOptions)
+  t.same(bundle.gateways, [FIXTURE_GATEWAY])
+  const old = await startIncident(t, chain, { unsignedCheckpoints: true })
+  const oldBundle = await exportBundle(old.exportOptions)
+  t.equal(oldBundle.gateways, undefined)
+  const v = await verifyBundle(oldBundle, { offline: true })
+  t.equal(v.verdict, 'valid')
+  t.same(new Set(v.warnings.map(w => w.reason)), new Set(['checkpoint-unsigned']))
+  const bad = await serve(t, path => path === '/v1/log-key'
+    ? { status: 200, body: JSON.stringify({ gatewayId: 'gw', keyName: 'has space', publicKey: '00'.repeat(32) }) }
+    : path.startsWith('/v1/proof/')
+      ? { status: 404, body: '' }
+      : { status: 200, body: JSON.stringify({ records: [encodeBundleRecord(incident.device.records[0]?.envelope as Uint8Array)], next: null }) })
+  await t.rejects(exportBundle({ ...incident.exportOptions, gatewayUrl: bad }), { constructor: ForensicsError, code: 'GATEWAY_BAD_RESPONSE', message: /log-key/ })
 })
 
 t.test('error: gateway failures and answers outside the contract', async t => {

@@ -77,6 +77,17 @@ t.test('behavior: headless Chromium shows the verdict, a row per failure, the SV
   t.notMatch(dom, /<img/i)
   t.match(dom, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/, 'the hostile decision is shown as text')
 
+  // The per-record table: every record, the deleted seq as a row of its own, failing rows marked
+  // with their reasons, and the script-free filter.
+  const records = section('records')
+  t.equal((records.match(/<tr class="rec/g) ?? []).length, tampered.records.length + 1, 'a row per record and one for the hole')
+  t.match(records, /<tr class="rec fail gap missing"><td>12\.\.12<\/td>/, 'the deleted record shown where it is missing')
+  t.match(records, /<tr class="rec fail"><td>23<\/td>[\s\S]*?<span class="reason"[^>]*>model-unknown<\/span>/, 'the failing record with why')
+  t.match(records, /<tr class="rec gap"><td>8<\/td><td>[^<]*<\/td><td>gap 6\.\.7 \(disk-budget\)/, 'the honest gap record in amber')
+  t.match(records, /policy: approved/, 'the policy verdict of each model load')
+  t.match(records, /<input type="radio" name="rf" id="rf-fail">/)
+  t.equal((records.match(/<tr class="rec[^"]*"><td>\d+<\/td>.*?<\/td><td>verified<\/td>/g) ?? []).length > 10, true, 'proof status per record')
+
   const png = join(dir, 'report.png')
   await chromium(['--window-size=1000,2400', `--screenshot=${png}`, `file://${page}`])
   const image = await readFile(png)
@@ -96,4 +107,30 @@ t.test('behavior: the report is one self-contained file: no script, no external 
   const valid = renderReport({ bundle, verdict: await verifyBundle(bundle, { offline: true, toMs: builder.records[20]?.record.timeMs as number }), timeline: buildTimeline(bundle) })
   t.match(valid, /<span class="verdict valid" id="verdict-value">VALID<\/span>/)
   t.match(valid, /<h3>Failures<\/h3>\n<p class="empty">None\.<\/p>/)
+})
+
+t.test('behavior: decisions are grouped by label, scores folded, largest group first', async t => {
+  const { groupDecisions } = await import('../../forensics/report/render-report.js')
+  t.same(groupDecisions([
+    { decision: 'person 0.91', count: 3 }, { decision: 'car', count: 5 }, { decision: 'person 0.87', count: 4 }, { decision: null, count: 1 }, { decision: 'class-1', count: 2 }, { decision: 'class-2', count: 2 }
+  ]), [
+    { label: 'person …', count: 7, distinct: 2 }, { label: 'car', count: 5, distinct: 1 }, { label: 'class-1', count: 2, distinct: 1 }, { label: 'class-2', count: 2, distinct: 1 }, { label: null, count: 1, distinct: 1 }
+  ])
+  t.match(html, /<table class="decisions"><thead><tr><th>Decision<\/th><th>Count<\/th><th>Share<\/th><th>Values folded<\/th>/)
+})
+
+t.test('behavior: the script-free record filter hides the rows that are not failing, in Chromium', { skip: !hasChromium }, async t => {
+  // The same page with "failing only" selected instead of "all records": CSS alone must hide rows.
+  const filtered = html.replace('<input type="radio" name="rf" id="rf-all" checked>', '<input type="radio" name="rf" id="rf-all">')
+    .replace('<input type="radio" name="rf" id="rf-fail">', '<input type="radio" name="rf" id="rf-fail" checked>')
+  t.not(filtered, html)
+  const shots: number[] = []
+  for (const [name, text] of [['all', html], ['failing', filtered]] as const) {
+    const file = join(dir, `filter-${name}.html`)
+    await writeFile(file, text.replace(/<section id="(timeline|models|gaps|anchors)">[\s\S]*?<\/section>/g, ''))
+    const png = join(dir, `filter-${name}.png`)
+    await chromium(['--window-size=1000,3000', `--screenshot=${png}`, `file://${file}`])
+    shots.push((await readFile(png)).byteLength)
+  }
+  t.ok((shots[1] as number) < (shots[0] as number) * 0.8, `failing only draws much less (${shots.join(' vs ')} bytes of PNG)`)
 })

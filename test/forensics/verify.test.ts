@@ -5,13 +5,13 @@
 import t from 'tap'
 import {
   createSigner, decodeBundleRecord, decodeEnvelope, encodeBundle, decodeBundle, encodeBundleRecord, formatProof, parseProof, toHex,
-  type Bundle
+  type Bundle, type GapBody
 } from '../../protocol/index.js'
 import { exportBundle } from '../../forensics/export/index.js'
 import { verifyBundle, type Verdict } from '../../forensics/verify/index.js'
 import { ForensicsError } from '../../forensics/errors.js'
-import { fakeHash, seedFrom } from '../helpers/records.js'
-import { MAIN_DEVICE, MODEL_0, MODEL_1, clone, startChain, startIncident, type Incident } from '../helpers/forensics-fixture.js'
+import { fakeHash, resign, seedFrom } from '../helpers/records.js'
+import { FIXTURE_GATEWAY, MAIN_DEVICE, MODEL_0, MODEL_1, clone, startChain, startIncident, type Incident } from '../helpers/forensics-fixture.js'
 
 const chain = await startChain(t)
 const rpcUrl = chain.anvil.rpcUrl
@@ -274,4 +274,97 @@ t.test('error: a model revoked on chain after export is model-revoked online; de
   const lying = clone(bundle)
   lying.models = lying.models.map(m => m.hash === MODEL_1 ? { ...m, version: '9.9.9' } : m)
   t.same(failed(await verifyBundle(lying, { rpcUrl })).filter(f => f[1] === 'model-mismatch'), [[uses[0], 'model-mismatch']])
+})
+
+// ---------------------------------------------------------------------------------------------
+// Signed checkpoints (PROTOCOL.md §7.8, FORENSICS.md §3)
+
+/** Findings other than the model facts (which earlier tests change on the shared chain). */
+function notModel<F extends { reason: string }> (findings: F[]): F[] {
+  return findings.filter(f => !f.reason.startsWith('model-'))
+}
+
+/** The bundle with every proof's checkpoint signature lines rewritten by `edit`. */
+function editCheckpointSignatures (b: Bundle, edit: (sigLines: string) => string): Bundle {
+  const c = clone(b)
+  c.proofs = c.proofs.map(p => {
+    const at = p.proof.indexOf('\n\n') + 2
+    const note = p.proof.slice(at)
+    const split = note.indexOf('\n\n') + 2
+    return { seq: p.seq, proof: p.proof.slice(0, at) + note.slice(0, split) + edit(note.slice(split)) }
+  })
+  return c
+}
+
+t.test('behavior: the exported bundle names the gateway log key and every checkpoint signature verifies', async t => {
+  t.same(bundle.gateways, [FIXTURE_GATEWAY])
+  t.ok(bundle.proofs.every(p => p.proof.includes('\n— test-gateway ')), 'proofs end in a signed checkpoint')
+})
+
+t.test('behavior: unsigned checkpoints (proofs from before signing) are a checkpoint-unsigned warning once per batch, still valid', async t => {
+  const old = editCheckpointSignatures(bundle, () => '')
+  delete old.gateways
+  const [offline, online] = await offlineAndOnline(old)
+  for (const v of [offline, online]) {
+    // (An earlier test revokes model 1 on the shared chain: only checkpoint findings are looked at online.)
+    t.same(notModel(v.failures), [], v.mode)
+    t.same(new Set(notModel(v.warnings).map(w => w.reason)), new Set(['checkpoint-unsigned']))
+    t.equal(notModel(v.warnings).length, incident.batches.length, 'one warning per checkpoint, not per record')
+  }
+  // A bundle that names no gateway key cannot check signed checkpoints either: warned, not failed.
+  const noKey = clone(bundle)
+  delete noKey.gateways
+  const v = await verifyBundle(noKey, { offline: true })
+  t.equal(v.verdict, 'valid')
+  t.match(v.warnings[0], { reason: 'checkpoint-unsigned', message: /names no gateway key/ })
+})
+
+t.test('error: a forged checkpoint signature is checkpoint-signature-invalid at the first record of each batch', async t => {
+  const forged = editCheckpointSignatures(bundle, lines => {
+    const b64 = lines.slice(lines.lastIndexOf(' ') + 1, -1)
+    const raw = Buffer.from(b64, 'base64')
+    raw[10] = (raw[10] as number) ^ 1
+    return lines.slice(0, lines.lastIndexOf(' ') + 1) + raw.toString('base64') + '\n'
+  })
+  const [offline, online] = await offlineAndOnline(forged)
+  for (const v of [offline, online]) {
+    t.equal(v.verdict, 'invalid', v.mode)
+    const f = notModel(v.failures)
+    t.same(new Set(f.map(x => x.reason)), new Set(['checkpoint-signature-invalid']))
+    t.equal(f.length, incident.batches.length)
+    t.equal(f[0]?.seq, 0)
+    t.match(f[0]?.message, /SIGNATURE_INVALID/)
+  }
+})
+
+t.test('error: a bundle naming another gateway key is checkpoint-signature-invalid offline and gateway-key-mismatch online; an unregistered gateway only warns', async t => {
+  const other = clone(bundle)
+  other.gateways = [{ ...FIXTURE_GATEWAY, publicKey: toHex(createSigner(seedFrom('another gateway')).publicKey) }]
+  const [offline, online] = await offlineAndOnline(other)
+  t.same(new Set(failed(offline).map(f => f[1])), new Set(['checkpoint-signature-invalid']))
+  t.match(offline.failures[0]?.message, /NOTE_UNVERIFIED/)
+  t.ok(failed(online).some(([seq, reason]) => seq === undefined && reason === 'gateway-key-mismatch'), 'online: the key is not the registered one')
+  const unknown = clone(bundle)
+  unknown.gateways = [{ ...FIXTURE_GATEWAY, id: 'gw-nobody' }]
+  const v = await verifyBundle(unknown, { rpcUrl })
+  t.same(notModel(v.failures), [], 'a gateway never registered is not a failure')
+  t.ok(v.warnings.some(f => f.reason === 'gateway-key-unregistered' && f.seq === undefined && /knows no key of gateway "gw-nobody"/.test(f.message)))
+})
+
+t.test('behavior: an export window that begins at a gap record verifies, the declared range listed as an honest gap', async t => {
+  const gap = incident.device.records.find(r => r.record.body.kind === 'gap')
+  if (gap === undefined) throw new Error('the fixture has a gap record')
+  const windowed = await exportBundle({ ...incident.exportOptions, fromMs: gap.record.timeMs })
+  t.equal(seqOf(windowed.records[0] as string), gap.record.seq, 'the bundle starts at the gap record')
+  const [offline, online] = await offlineAndOnline(windowed)
+  for (const v of [offline, online]) {
+    t.same(notModel(v.failures), [], v.mode)
+    t.same(v.gaps, [{ firstSeq: 6, lastSeq: 7, reason: 'disk-budget' }])
+    t.equal(v.fromGenesis, false)
+  }
+  // Its lastHash must still be its own prev: a forged declaration is bad-gap at its seq.
+  const forged = clone(windowed)
+  const body = decodeEnvelope(decodeBundleRecord(forged.records[0] as string)).record
+  forged.records[0] = encodeBundleRecord(resign({ ...body, body: { ...(body.body as GapBody), lastHash: new Uint8Array(32).fill(7) } }).envelope)
+  t.same(failed(await verifyBundle(forged, { offline: true })).filter(f => f[1] === 'bad-gap'), [[gap.record.seq, 'bad-gap']])
 })

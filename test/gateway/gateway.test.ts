@@ -1,6 +1,6 @@
 import t from 'tap'
-import { hashLeaf, parseProof, verifyProof, fromHex, toHex } from '../../protocol/index.js'
-import { startGatewayEnv, httpGet } from '../fixtures/gateway-env.js'
+import { hashLeaf, parseProof, verifyProof, fromHex, toHex, openCheckpoint, parseVerifierKey, formatVerifierKey, sha256, formatCheckpoint, verifyReceipt } from '../../protocol/index.js'
+import { startGatewayEnv, httpGet, TEST_HTTP_TOKEN } from '../fixtures/gateway-env.js'
 import { DeviceFleet, makeDevices, registerDevices } from '../fixtures/gateway-fleet.js'
 
 t.test('behavior: stores, acks and anchors every record; each proof verifies against the root on chain', async t => {
@@ -84,4 +84,44 @@ t.test('behavior: API answers 404 for unknown records and 400 for bad path param
   t.equal((await httpGet(`${gw.httpUrl}/nope`)).status, 404)
   const post = await fetch(`${gw.httpUrl}/healthz`, { method: 'POST' })
   t.equal(post.status, 405)
+})
+
+t.test('behavior: sealed checkpoints are signed notes by the log key, metadataHash stays the unsigned bytes, and each record has a COSE receipt', async t => {
+  const env = await startGatewayEnv(t)
+  const devices = makeDevices('signed', 2, 5)
+  await registerDevices(env.chain.registryAs('deviceRegistrar'), devices)
+  const gw = await env.gateway({ batchMaxRecords: 4 })
+  const fleet = new DeviceFleet({ brokerUrl: env.broker.url, devices })
+  t.teardown(async () => await fleet.stop())
+  await fleet.start()
+  await fleet.waitAllStored(20_000)
+  await fleet.waitAllAnchored(20_000)
+  const publicKey = gw.logPublicKey as Uint8Array
+  const d = devices[0] as (typeof devices)[number]
+  const r = d.records[2] as (typeof d.records)[number]
+
+  const res = await httpGet(`${gw.httpUrl}/v1/proof/${d.id}/2`)
+  t.equal(res.status, 200)
+  const proof = parseProof(res.text)
+  const checkpointNote = res.text.slice(res.text.indexOf('\n\n') + 2)
+  const keyName = proof.checkpoint.origin.replace(/\/batch\/\d+$/, '')
+  const opened = openCheckpoint(checkpointNote, [parseVerifierKey(formatVerifierKey(keyName, publicKey))])
+  t.equal(opened.verified.length, 1, 'the checkpoint verifies under the gateway log key')
+  t.equal(toHex(opened.checkpoint.rootHash), toHex(proof.checkpoint.rootHash))
+  const anchor = await env.chain.registryAs('outsider').getAnchorEvent('0x' + toHex(proof.checkpoint.rootHash))
+  t.equal(anchor?.metadataHash?.toLowerCase(), '0x' + toHex(sha256(Buffer.from(opened.checkpointText, 'utf8'))), 'metadataHash is SHA-256 of the unsigned checkpoint')
+  t.equal(opened.checkpointText, formatCheckpoint(proof.checkpoint))
+
+  const cose = await fetch(`${gw.httpUrl}/v1/proof/${d.id}/2?format=cose`, { headers: { authorization: `Bearer ${TEST_HTTP_TOKEN}` } })
+  t.equal(cose.status, 200)
+  t.match(cose.headers.get('content-type'), /^application\/cose/)
+  const receipt = new Uint8Array(await cose.arrayBuffer())
+  const checked = verifyReceipt(receipt, hashLeaf(r.envelope), { root: proof.checkpoint.rootHash, treeSize: proof.checkpoint.size, publicKey })
+  t.equal(checked.leafIndex, proof.index)
+  const bad = await httpGet(`${gw.httpUrl}/v1/proof/${d.id}/2?format=xml`)
+  t.equal(bad.status, 400)
+  const logKey = await httpGet(`${gw.httpUrl}/v1/log-key`)
+  t.equal(logKey.status, 200)
+  t.same(logKey.json(), { gatewayId: gw.options.gatewayId, keyName, publicKey: toHex(publicKey), verifierKey: formatVerifierKey(keyName, publicKey) })
+  t.equal((await httpGet(`${gw.httpUrl}/v1/log-key`, null)).status, 401, 'behind the token like proofs')
 })

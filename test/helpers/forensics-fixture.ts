@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http'
 import type { Test } from 'tap'
 import { startDevChain, deviceIdOf, type DevChain } from '../../contracts/index.js'
 import {
-  BUNDLE_FORMAT, MerkleTree, formatCheckpoint, formatProof, hashLeaf, sha256, toHex, encodeBundleRecord,
-  type Bundle, type BundleModel, type ProofExtra, type SignedRecord
+  BUNDLE_FORMAT, MerkleTree, createSigner, formatCheckpoint, formatProof, hashLeaf, sha256, signCheckpoint, toHex, encodeBundleRecord,
+  type Bundle, type BundleGateway, type BundleModel, type Checkpoint, type ProofExtra, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
 import { ChainBuilder, fakeHash, makeChain, makeMixedChain, sampleBody, sampleInference } from './records.js'
 
@@ -34,10 +34,30 @@ export interface Batch {
   anchored?: { batchId: bigint, txHash: string, blockNumber: number, blockHash: string }
 }
 
+/** The stand-in gateway's fixed log key, which signs its checkpoints (PROTOCOL.md §7.8). */
+export const FIXTURE_GATEWAY_ID = 'fixture-gateway'
+export const FIXTURE_GATEWAY_KEY_NAME = 'test-gateway'
+export const FIXTURE_GATEWAY_SIGNER = createSigner(sha256(new TextEncoder().encode('fixture gateway log key')))
+/** The bundle entry of that key. */
+export const FIXTURE_GATEWAY: BundleGateway = { id: FIXTURE_GATEWAY_ID, keyName: FIXTURE_GATEWAY_KEY_NAME, publicKey: toHex(FIXTURE_GATEWAY_SIGNER.publicKey) }
+
+/** A checkpoint signed by the stand-in gateway's log key: what the real gateway stores and serves. */
+export function fixtureSignedCheckpoint (checkpoint: Checkpoint): string {
+  return signCheckpoint(checkpoint, FIXTURE_GATEWAY_KEY_NAME, FIXTURE_GATEWAY_SIGNER)
+}
+
+/** A proof file ending in the signed checkpoint, as gateway/batch/proofs.ts formatRecordProof writes it. */
+export function fixtureSignedProof (proof: TlogProof): string {
+  const signed = fixtureSignedCheckpoint(proof.checkpoint)
+  return formatProof(proof) + signed.slice(signed.indexOf('\n\n') + 2)
+}
+
 /** The bearer token the stand-in gateway asks for, as the real one does. */
 export const FIXTURE_GATEWAY_TOKEN = 'fixture-gateway-token-0123456789'
 
 export interface IncidentOptions {
+  /** The stand-in gateway predates signed checkpoints: unsigned proofs and no /v1/log-key. */
+  unsignedCheckpoints?: boolean
   /** Most records per listing page whatever `limit` asks (a gateway's byte cap), with a `next` cursor. */
   pageCap?: number
   /** Leaves per batch. Default 12. */
@@ -99,6 +119,10 @@ export async function registerFacts (chain: DevChain, device: ChainBuilder): Pro
     const [first, ...rest] = device.keys
     await registrar.registerDevice({ deviceId: id, publicKey: (first as { publicKey: Uint8Array }).publicKey, validFromMs: 0 })
     for (const k of rest) await registrar.rotateDeviceKey({ deviceId: id, publicKey: k.publicKey, validFromMs: k.validFromMs })
+  }
+  const gatewayId = deviceIdOf(FIXTURE_GATEWAY_ID)
+  if (await registrar.getDevice(gatewayId) === undefined) {
+    await registrar.registerDevice({ deviceId: gatewayId, publicKey: FIXTURE_GATEWAY_SIGNER.publicKey, validFromMs: 0 })
   }
   const publisher = chain.registryAs('modelPublisher')
   if (await publisher.modelStatus('0x' + MODEL_0) === 'none') {
@@ -180,6 +204,11 @@ export async function startIncident (t: Test, chain: DevChain, options: Incident
       send(req.headers.authorization === undefined ? 401 : 403, 'application/json', JSON.stringify({ error: { code: req.headers.authorization === undefined ? 'UNAUTHENTICATED' : 'FORBIDDEN', message: 'token' } }))
       return
     }
+    if (url.pathname === '/v1/log-key') {
+      if (options.unsignedCheckpoints === true) { send(404, 'application/json', JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } })); return }
+      send(200, 'application/json', JSON.stringify({ gatewayId: FIXTURE_GATEWAY.id, keyName: FIXTURE_GATEWAY.keyName, publicKey: FIXTURE_GATEWAY.publicKey }))
+      return
+    }
     const list = /^\/v1\/devices\/([^/]+)\/records$/.exec(url.pathname)
     if (list !== null) {
       const rs = records.get(decodeURIComponent(list[1] as string))
@@ -202,12 +231,13 @@ export async function startIncident (t: Test, chain: DevChain, options: Incident
       const p = place.get(`${device}/${seq}`)
       if (p === undefined) { send(409, 'application/json', JSON.stringify({ error: { code: 'BATCH_OPEN', message: 'not sealed yet' } })); return }
       const tree = new MerkleTree(p.batch.leaves.map(l => hashLeaf(l.signed.envelope)))
-      send(200, 'text/plain; charset=utf-8', formatProof({
+      const proofFile = {
         index: p.index,
         hashes: tree.proveInclusion(p.index),
         checkpoint: { origin: `test-gateway/batch/${p.batch.id}`, size: p.batch.size, rootHash: p.batch.root },
         extra: proofExtra(device, seq, p.batch, chainId, registry)
-      }))
+      }
+      send(200, 'text/plain; charset=utf-8', options.unsignedCheckpoints === true ? formatProof(proofFile) : fixtureSignedProof(proofFile))
       return
     }
     send(404, 'application/json', JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }))
@@ -284,7 +314,8 @@ export function offlineBundle (device: ChainBuilder, models: BundleModel[] = OFF
     chain: { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 42, readAtBlockHash: '0x' + 'ab'.repeat(32) },
     models,
     records: records.map(r => encodeBundleRecord(r.envelope)),
-    proofs: records.map((r, i) => ({ seq: r.record.seq, proof: formatProof({ index: i, hashes: tree.proveInclusion(i), checkpoint }) })),
+    proofs: records.map((r, i) => ({ seq: r.record.seq, proof: fixtureSignedProof({ index: i, hashes: tree.proveInclusion(i), checkpoint }) })),
+    gateways: [FIXTURE_GATEWAY],
     anchors: [{
       root: toHex(tree.root()), size: tree.size, onChainBatchId: '1', txHash: '0x' + 'cd'.repeat(32), blockNumber: 7, blockHash: '0x' + 'ef'.repeat(32),
       firstRecordTimeMs: Math.min(...times), lastRecordTimeMs: Math.max(...times), metadataHash: toHex(sha256(new TextEncoder().encode(formatCheckpoint(checkpoint))))

@@ -6,7 +6,7 @@
 import t from 'tap'
 import {
   assertChain, decodeEnvelope, encodeRecord, fixedKey, isErrorCode, signRecord, toHex, verifyChain, ChainVerifier,
-  ProtocolError, ZERO_HASH, createSigner, type ChainFailure, type ChainVerifierOptions, type SignedRecord
+  ProtocolError, ZERO_HASH, createSigner, type ChainFailure, type GapBody, type ChainVerifierOptions, type SignedRecord
 } from '../../protocol/index.js'
 import {
   ChainBuilder, keyOf, makeChain, makeMixedChain, resign, sampleBody, sampleInference, seedFrom, TEST_DEVICE_ID, TEST_SEED
@@ -146,7 +146,7 @@ function signRecordEnvelope (recordBytes: Uint8Array, signature: Uint8Array): Ui
   return Uint8Array.from([0x82, ...bstr(recordBytes), ...bstr(signature)])
 }
 
-t.test('error: a deleted record is a seq-gap at the next seq once the input ends', async t => {
+t.test('error: a deleted record is a seq-gap at the first missing seq once the input ends', async t => {
   const chain = makeChain({ count: 12 })
   for (const k of [0, 1, 5, 10]) {
     const records = chain.filter((_, i) => i !== k)
@@ -154,12 +154,12 @@ t.test('error: a deleted record is a seq-gap at the next seq once the input ends
     t.ok(records.every(r => verifier.push(r) === undefined), `deleting ${k}: no failure while the hole may still be explained`)
     t.same(verifier.openHoles(), [{ firstSeq: k, lastSeq: k }])
     const result = verifier.result()
-    t.match(result.failure, { reason: 'seq-gap', seq: k + 1, index: k }, `deleting seq ${k}`)
+    t.match(result.failure, { reason: 'seq-gap', seq: k, lastSeq: k, index: k }, `deleting seq ${k}`)
     t.match(result.failure?.message, new RegExp(`records ${k}\\.\\.${k} are missing`))
-    t.throws(() => assertChain(records, options()), { constructor: ProtocolError, code: 'CHAIN_BROKEN', cause: { reason: 'seq-gap', seq: k + 1 } })
+    t.throws(() => assertChain(records, options()), { constructor: ProtocolError, code: 'CHAIN_BROKEN', cause: { reason: 'seq-gap', seq: k } })
   }
   const records = chain.filter((_, i) => i < 3 || i > 6)
-  t.match(failureOf(records), { reason: 'seq-gap', seq: 7, index: 3, message: /records 3\.\.6 are missing/ }, 'deleting a run')
+  t.match(failureOf(records), { reason: 'seq-gap', seq: 3, lastSeq: 6, index: 3, message: /records 3\.\.6 are missing/ }, 'deleting a run')
   // Dropping the tail is invisible to the chain alone: that is what acks and anchored roots are for.
   t.same(failureOf(chain.slice(0, 8)), undefined, 'a truncated chain is a valid prefix')
 })
@@ -239,7 +239,7 @@ t.test('error: a wrong prev is prev-hash-mismatch; a non-zero genesis prev is ba
   const tail = chain.slice(3)
   t.same(failureOf(tail, options({ after: { seq: 2, boot: 1, hash: chain[2]!.hash } })), undefined)
   t.match(failureOf(tail, options({ after: { seq: 2, boot: 1, hash: ZERO_HASH } })), { reason: 'prev-hash-mismatch', index: 0, seq: 3 })
-  t.match(failureOf(tail), { reason: 'seq-gap', seq: 3 }, 'without `after`, a tail is missing its genesis')
+  t.match(failureOf(tail), { reason: 'seq-gap', seq: 0, lastSeq: 2 }, 'without `after`, a tail is missing its genesis')
 })
 
 t.test('behavior: an honest gap — written right after the hole or later — is accepted and listed', async t => {
@@ -253,7 +253,7 @@ t.test('behavior: an honest gap — written right after the hole or later — is
   const verifier = new ChainVerifier(options())
   for (const r of b.records) t.equal(verifier.push(r), undefined)
   t.same(verifier.openHoles(), [{ firstSeq: 5, lastSeq: 7 }], 'the hole is pending')
-  t.match(verifier.result().failure, { reason: 'seq-gap', seq: 8 })
+  t.match(verifier.result().failure, { reason: 'seq-gap', seq: 5, lastSeq: 7 })
   b.appendGap('disk-budget') // seq 10, declares 5..7
   b.appendInference()
   const result = verifyChain(b.records, options())
@@ -351,4 +351,41 @@ t.test('behavior: after the first failure the verifier keeps returning it', asyn
   t.equal(verifier.result().count, 2)
   t.throws(() => new ChainVerifier({ deviceId: 'x', keyAt: undefined as unknown as ChainVerifierOptions['keyAt'] }), TypeError)
   t.ok(signRecord(chain[0]!.record, createSigner(TEST_SEED)).hash.length === 32)
+})
+
+t.test('behavior: a hole pending across a reboot is settled by the gap record written after it, under the new boot counter', async t => {
+  const b = new ChainBuilder()
+  b.append(sampleBody('boot'))
+  for (let i = 0; i < 3; i++) b.appendInference()
+  b.drop(2) // seqs 4..5 dropped before the power cut
+  b.reboot() // seq 6, boot + 1, its prev the hash of the dropped seq 5
+  b.appendGap('disk-budget') // seq 7, declares 4..5 after the restart
+  b.appendInference()
+  const result = verifyChain(b.records, options())
+  t.same(result.failure, undefined)
+  t.same(result.gaps, [{ firstSeq: 4, lastSeq: 5, reason: 'disk-budget' }])
+  // Without the gap record the hole stays pending through the reboot: seq-gap at its first seq.
+  t.match(failureOf(b.records.filter(r => r.record.body.kind !== 'gap')), { reason: 'seq-gap', seq: 4, lastSeq: 5 })
+})
+
+t.test('behavior: a window that starts at a gap record lists its declared range; only its own prev can contradict it', async t => {
+  const b = new ChainBuilder()
+  b.append(sampleBody('boot'))
+  for (let i = 0; i < 3; i++) b.appendInference()
+  b.drop(2) // 4..5
+  const gap = b.appendGap('disk-budget') // seq 6
+  b.appendInference()
+  const window = b.records.filter(r => r.record.seq >= 6)
+  const after = { seq: 5, boot: gap.record.boot, hash: gap.record.prev }
+  t.match(failureOf(window, options({ after })), { reason: 'bad-gap', seq: 6 }, 'without windowStart the hole is not in the input')
+  const result = verifyChain(window, options({ after, windowStart: true }))
+  t.same(result.failure, undefined)
+  t.same(result.gaps, [{ firstSeq: 4, lastSeq: 5, reason: 'disk-budget' }])
+  // A gap record whose last hash is not its own prev is still caught.
+  const forged = resign({ ...gap.record, body: { ...(gap.record.body as GapBody), lastHash: new Uint8Array(32).fill(9) } })
+  t.match(failureOf([forged], options({ after, windowStart: true })), { reason: 'bad-gap', seq: 6 })
+  // Only the first record of the window gets this: a later one must still settle a hole it saw.
+  const seven = window[1] as SignedRecord
+  const lateGap = resign({ ...gap.record, seq: 8, timeMs: seven.record.timeMs + 1, prev: seven.hash })
+  t.match(failureOf([...window, lateGap], options({ after, windowStart: true })), { reason: 'bad-gap', seq: 8 })
 })

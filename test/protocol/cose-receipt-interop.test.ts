@@ -5,6 +5,7 @@
  * through RFC 9162 to the anchored root.
  */
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { createRequire } from 'node:module'
 import t from 'tap'
@@ -12,6 +13,7 @@ import type * as CoseKit from 'cose-kit'
 import { decode } from 'cbor-x'
 import { computeRoot, createSigner, buildReceipt, fromHex, hashLeaf, proveInclusion, sha256, verifyInclusion } from '../../protocol/index.js'
 import { BATCH_VECTORS_PATH, type BatchVectors } from '../../scripts/gen-batch-vectors.js'
+import { CONFORMANCE_DIR } from '../../scripts/gen-conformance.js'
 
 // cose-kit's ESM build imports @peculiar/webcrypto's ESM file, which has a .js extension in a
 // package without "type": "module": plain Node detects its syntax, tap's TypeScript loader does
@@ -71,5 +73,15 @@ t.test('interop: cose-kit verifies fresh receipts of every leaf of a 5-leaf batc
       const receipt = buildReceipt({ leafHash: leaves[i] as Uint8Array, leafIndex: i, treeSize: n, path: proveInclusion(leaves, i), root }, log)
       t.equal(await verifyDetached(receipt, root, logKey), true, `leaf ${i} of ${n}`)
     }
+  }
+})
+
+t.test('interop: cose-kit agrees with the signature verdict of the conformance suite receipts', async t => {
+  const manifest = JSON.parse(readFileSync(join(CONFORMANCE_DIR, 'cases.json'), 'utf8')) as { cases: Array<{ name: string, kind: string, file: string, inputs: Record<string, string>, expect: { verdict: string, error?: string } }> }
+  const receipts = manifest.cases.filter(c => c.kind === 'receipt' && (c.expect.error === undefined || c.expect.error === 'SIGNATURE_INVALID'))
+  t.ok(receipts.length >= 2)
+  for (const c of receipts) {
+    const ok = await verifyDetached(readFileSync(join(CONFORMANCE_DIR, c.file)), fromHex(c.inputs.anchoredRoot as string), keyObject(fromHex(c.inputs.publicKey as string)))
+    t.equal(ok ? 'valid' : 'invalid', c.expect.verdict, c.name)
   }
 })

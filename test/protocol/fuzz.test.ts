@@ -126,7 +126,9 @@ t.test('behavior: mutated valid envelopes raise only typed errors, and whatever 
 const text = (max: number): fc.Arbitrary<string> => fc.string({ unit: 'grapheme', maxLength: max }).filter(s => Buffer.byteLength(s) <= max)
 const hash = fc.uint8Array({ minLength: 32, maxLength: 32 })
 const uint = fc.oneof(fc.nat(1000), fc.maxSafeNat())
-const commitments = fc.array(fc.record({ name: text(40), hash }), { maxLength: 6 })
+// Unique names in ascending UTF-16 order, as a valid record lists them (docs/PROTOCOL.md §2).
+const commitments = fc.uniqueArray(fc.record({ name: text(40), hash }), { maxLength: 6, selector: c => c.name })
+  .map(list => [...list].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 const body: fc.Arbitrary<RecordBody> = fc.oneof(
   fc.record({ kind: fc.constant('boot' as const), agentVersion: text(20), profile: text(40) }),
   fc.record({

@@ -13,6 +13,7 @@ import {
 } from '../../protocol/index.js'
 import { makeTempDir } from '../helpers/tmp.js'
 import { BATCH_VECTORS_PATH, type BatchVectors } from '../../scripts/gen-batch-vectors.js'
+import { CONFORMANCE_DIR } from '../../scripts/gen-conformance.js'
 
 const GOPATH = '/usr/share/gocode'
 const NOTE_PACKAGE = join(GOPATH, 'src', 'golang.org', 'x', 'mod', 'sumdb', 'note', 'note.go')
@@ -159,5 +160,15 @@ t.test('interop: golang.org/x/mod/sumdb/note', { skip }, async t => {
     const tampered = Buffer.from(signed)
     tampered[tampered.indexOf('\n6\n') + 1] = 0x37
     t.throws(() => openNote(tampered, [key]), { name: 'ProtocolError', code: 'SIGNATURE_INVALID' })
+  })
+  t.test('interop: note.Open gives the verdict of every checkpoint case of the conformance suite', async t => {
+    const dir = join(CONFORMANCE_DIR)
+    const manifest = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8')) as { cases: Array<{ name: string, kind: string, file: string, inputs?: { verifierKey?: string }, expect: { verdict: string } }> }
+    const cases = manifest.cases.filter(c => c.kind === 'checkpoint')
+    t.ok(cases.length >= 5)
+    for (const c of cases) {
+      const r = await goOpen(c.inputs?.verifierKey as string, readFileSync(join(dir, c.file)))
+      t.equal(r.status === 0 ? 'valid' : 'invalid', c.expect.verdict, `${c.name}: ${r.stderr.trim()}`)
+    }
   })
 })

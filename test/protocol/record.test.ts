@@ -13,7 +13,7 @@ import {
 import {
   buildRecordVectors, renderVectorsMarkdown, DOC_BEGIN, DOC_END, PROTOCOL_DOC_PATH, RECORD_VECTORS_PATH, type RecordVectors
 } from '../../scripts/gen-record-vectors.js'
-import { fakeHash, makeRecord, sampleBody, TEST_SEED } from '../helpers/records.js'
+import { fakeHash, makeRecord, sampleBody, sampleInference, TEST_SEED } from '../helpers/records.js'
 
 const KINDS = Object.keys(RECORD_KINDS) as RecordKind[]
 const signer = createSigner(TEST_SEED)
@@ -94,7 +94,7 @@ t.test('behavior: every kind round-trips through bytes and envelope', async t =>
     { kind: 'model-load', modelHash: fakeHash('m'), manifestHash: fakeHash('n'), graphHash: fakeHash('g'), name: '', sizeBytes: 2 ** 53 - 1, policy: 'unapproved', providers: [] },
     { kind: 'model-load', modelHash: fakeHash('m'), manifestHash: fakeHash('n'), graphHash: fakeHash('g'), name: 'm', sizeBytes: 0, policy: 'unchecked', providers: new Array<string>(16).fill('CPUExecutionProvider') },
     { kind: 'boot', agentVersion: 'é'.repeat(128), profile: '\u{1F600}' },
-    { kind: 'inference', modelHash: fakeHash('m'), inputs: new Array(256).fill(0).map((_, i) => ({ name: `in${i}`, hash: fakeHash(String(i)) })), outputs: [], latencyUs: 0, decision: 'x'.repeat(1024) }
+    { kind: 'inference', modelHash: fakeHash('m'), inputs: new Array(256).fill(0).map((_, i) => ({ name: `in${String(i).padStart(3, '0')}`, hash: fakeHash(String(i)) })), outputs: [], latencyUs: 0, decision: 'x'.repeat(1024) }
   ]
   for (const body of bodies) {
     const record = makeRecord(body, { deviceId: 'Dev_01.a:b-c', boot: 2 ** 32, seq: body.kind === 'gap' ? 5 : 2 ** 40, timeMs: 2 ** 53 - 1, prev: fakeHash('prev') })
@@ -241,3 +241,17 @@ t.test('error: hostile envelopes → RECORD_INVALID or CBOR_*', async t => {
   t.not(toHex(back.envelope), toHex(signed.envelope), 'decodeEnvelope keeps its own copy of the input')
 })
 
+
+t.test('error: inference inputs and outputs must be unique names in ascending order (one order, one meaning)', async t => {
+  const base = sampleInference(1)
+  const two = (a: string, b: string) => [{ name: a, hash: fakeHash(a) }, { name: b, hash: fakeHash(b) }]
+  t.doesNotThrow(() => encodeRecord(makeRecord({ ...base, inputs: two('a', 'b'), outputs: two('boxes', 'scores') })))
+  for (const [side, list] of [['inputs', two('b', 'a')], ['outputs', two('x', 'x')]] as const) {
+    const e = t.throws(() => encodeRecord(makeRecord({ ...base, [side]: list })), { constructor: ProtocolError, code: 'RECORD_INVALID' }) as unknown as Error
+    t.match(e.message, new RegExp(`body\\.${side}\\[1\\]\\.name: names must be unique and in ascending order`))
+  }
+  // UTF-16 code unit order, as JavaScript sorts: U+1F600 (surrogates d83d de00) before U+FF5E,
+  // the reverse of code point and UTF-8 byte order: the trap §2 warns about.
+  t.doesNotThrow(() => encodeRecord(makeRecord({ ...base, inputs: two('\u{1F600}', '\uFF5E') })))
+  t.throws(() => encodeRecord(makeRecord({ ...base, inputs: two('\uFF5E', '\u{1F600}') })), { code: 'RECORD_INVALID' })
+})
