@@ -19,7 +19,7 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
     return exitCodeFor(e)
   }
   if (parsed.kind === 'help') { io.stdout.write(formatHelp(parsed.topic)); return EXIT_CODES.ok }
-  if (parsed.kind === 'version') { io.stdout.write(`${(await import('../session/index.js')).AGENT_VERSION}\n`); return EXIT_CODES.ok }
+  if (parsed.kind === 'version') { io.stdout.write(`${(await import('../session/version.js')).AGENT_VERSION}\n`); return EXIT_CODES.ok }
   const { command, values } = parsed
   try {
     // Commands load their modules on demand: --help and usage errors stay fast.

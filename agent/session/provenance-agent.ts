@@ -15,8 +15,9 @@ import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
 import { RecordLog, type RecordLogOptions } from '../log/index.js'
 import type { LoadedModel } from '../model/index.js'
 import { loadModelInWorker, type WorkerLoadedModel, type WorkerRunResult } from './worker-session.js'
+import { AGENT_VERSION } from './version.js'
 
-export const AGENT_VERSION = '0.1.0'
+export { AGENT_VERSION }
 
 /** Minimal structured logger (pino-compatible). */
 export interface Logger {

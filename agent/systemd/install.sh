@@ -49,7 +49,8 @@ run() {
 [ -n "$node_bin" ] && [ -x "$node_bin" ] || fail "no node binary (give --node PATH)"
 node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || fail "node $node_major is too old: version 20 or later is needed"
-[ -f "$app_dir/agent/cli/bin.mjs" ] || fail "$app_dir does not hold agent/cli/bin.mjs (give --app-dir)"
+# The service runs the compiled agent: no TypeScript compiler at start-up.
+[ -f "$app_dir/dist/agent/cli/main.js" ] || fail "$app_dir does not hold dist/agent/cli/main.js (run npm run build there, or give --app-dir)"
 case "$app_dir$node_bin" in *'#'*|*'&'*|*'\'*) fail "paths must not contain #, & or backslash" ;; esac
 
 unit_dir="$root/etc/systemd/system"
@@ -67,7 +68,7 @@ fi
 
 run install -d -m 0755 "$unit_dir" "$conf_dir"
 if [ "$dry_run" -eq 1 ]; then
-  echo "would write: $unit (ExecStart: $node_bin $app_dir/agent/cli/bin.mjs start --config /etc/provenance-agent/config.json)"
+  echo "would write: $unit (ExecStart: $node_bin $app_dir/dist/agent/cli/main.js start --config /etc/provenance-agent/config.json)"
 else
   tmp=$(mktemp)
   sed -e "s#@NODE@#$node_bin#g" -e "s#@APP_DIR@#$app_dir#g" "$script_dir/provenance-agent.service" > "$tmp"
