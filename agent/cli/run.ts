@@ -4,7 +4,8 @@
  */
 import { parseCommandLine } from './args.js'
 import type { CliIo } from './context.js'
-import { EXIT_CODES, exitCodeFor, formatError } from './errors.js'
+import { formatErrorLine } from '../../common/index.js'
+import { EXIT_CODES, exitCodeFor } from './errors.js'
 import { formatHelp } from './help.js'
 
 export type { CliIo } from './context.js'
@@ -15,7 +16,7 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
   try {
     parsed = parseCommandLine(argv)
   } catch (e) {
-    io.stderr.write(`${formatError(e)}\nRun \`provenance-agent --help\` for usage.\n`)
+    io.stderr.write(`${formatErrorLine(e)}\nRun \`provenance-agent --help\` for usage.\n`)
     return exitCodeFor(e)
   }
   if (parsed.kind === 'help') { io.stdout.write(formatHelp(parsed.topic)); return EXIT_CODES.ok }
@@ -36,7 +37,8 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
       default: throw new Error(`no runner for ${command.path.join(' ')}`)
     }
   } catch (e) {
-    io.stderr.write(formatError(e) + '\n')
+    // One convention with every bin (common/cli): `usage: message` for usage errors, else `CODE: message`.
+    io.stderr.write(formatErrorLine(e) + '\n')
     return exitCodeFor(e)
   }
 }
