@@ -11,11 +11,15 @@ import { fileURLToPath } from 'node:url'
 import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
 import { ForensicsError } from './errors.js'
+import pkg from '../package.json' with { type: 'json' }
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
 import { createProgress, type ProgressStream } from './cli/progress.js'
 import { buildTimeline, type Timeline } from './timeline/index.js'
 import { renderReport } from './report/index.js'
 import { REASON_DESCRIPTIONS, verifyBundle, type Verdict, type VerifyOptions } from './verify/index.js'
+
+/** The version `provenance --version` prints: the package's. */
+export const FORENSICS_VERSION: string = pkg.version
 
 /** Environment variable read for the JSON-RPC URL when --rpc-url is not given. */
 export const RPC_URL_ENV = 'PROVENANCE_RPC_URL'
@@ -43,6 +47,7 @@ Commands:
   report <bundle.json>    verify and write a single-file HTML report
   replay                  re-run an incident capture through the model and check its commitments
 
+Options: --help (on stdout), --version.
 Run "provenance <command> --help" for the options of a command.
 Exit codes: 0 ok (valid verdict), 1 failure or invalid verdict (CODE: message on stderr), 2 usage error.
 `
@@ -132,6 +137,8 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
 export async function runCli (argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
   const [command, ...rest] = argv
   const err = (text: string): void => { io.stderr.write(text) }
+  // --version and the `usage:` prefix as every bin has them (common/cli); the parser is node:util's.
+  if (command === '--version') { io.stdout(`${FORENSICS_VERSION}\n`); return 0 }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     if (command === undefined) { err(MAIN_USAGE); return 2 }
     io.stdout(MAIN_USAGE)
@@ -146,7 +153,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     })
   }
   const spec = SPECS[command]
-  if (spec === undefined) { err(`usage error: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
+  if (spec === undefined) { err(`usage: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
   try {
     const args = parseArgs(rest, spec)
     if (args.flags.has('help')) { io.stdout(USAGE[command] as string); return 0 }
@@ -158,7 +165,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`usage error: ${e.message}\n\n${USAGE[command] as string}`)
+      err(`usage: ${e.message}\n\n${USAGE[command] as string}`)
       return 2
     }
     if (e instanceof ProvenanceError) {

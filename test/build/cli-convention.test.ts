@@ -74,14 +74,20 @@ t.test('behavior: every bin on the scaffold follows the convention: help, versio
   }))
 })
 
-// Not yet on the scaffold (its commands are being extended on another branch): the parts of the
-// convention it already keeps, so a regression there shows too.
-t.test('behavior: provenance (forensics) prints --help on stdout and exits 2 on an unknown command', async t => {
+// Not on the scaffold yet (its commands are being extended on another branch), but on the same
+// parser (node:util) with the same --help, --version and usage: line; it reads no config file.
+t.test('behavior: provenance (forensics) prints --help on stdout, --version, and one usage: line with exit 2', async t => {
   const cwd = await makeTempDir(t, 'prov-convention-')
   const help = await bin('provenance', ['--help'], cwd)
   t.equal(help.code, 0)
   t.match(help.stdout, /usage: provenance <command>/)
-  const unknown = await bin('provenance', ['frobnicate'], cwd)
-  t.equal(unknown.code, 2)
-  t.equal(unknown.stdout, '')
+  t.equal(help.stderr, '')
+  const version = await bin('provenance', ['--version'], cwd)
+  t.same([version.code, version.stdout], [0, `${pkg.version}\n`])
+  for (const args of [['frobnicate'], ['verify', 'b.json', '--offline', '--frobnicate']]) {
+    const r = await bin('provenance', args, cwd)
+    t.equal(r.code, 2, args.join(' '))
+    t.match(r.stderr, /^usage: /, `${args.join(' ')}: one usage: line`)
+    t.equal(r.stdout, '')
+  }
 })

@@ -56,7 +56,7 @@ t.test('behavior: every launcher runs the compiled code (there is no .ts beside 
     t.match(help.stdout, /usage/i, `${name} --help on stdout`)
     t.notMatch(help.stderr, /tsx|\.ts\b/, `${name}: no TypeScript at run time`)
   }
-  for (const bin of [pkg.bin['provenance-agent'], pkg.bin['provenance-gateway'], pkg.bin['provenance-fleet']]) {
+  for (const bin of Object.values(pkg.bin)) {
     const version = await node([join(app, bin as string), '--version'], app)
     t.equal(version.code, 0, version.stderr)
     t.equal(version.stdout, `${pkg.version}\n`)
