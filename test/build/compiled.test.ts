@@ -8,6 +8,8 @@ import { copyFile, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { request } from 'node:http'
+import { makeClassifierModel } from '../helpers/onnx-models.js'
 import { makeTempDir } from '../helpers/tmp.js'
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
@@ -87,4 +89,39 @@ t.test('behavior: compiled forensics verify reads a bundle and fails it with a c
   const r = await node([join(dist, 'forensics/main.js'), 'verify', '--offline', join(dir, 'bundle.json')], dir)
   t.equal(r.code, 1, r.stderr)
   t.match(r.stderr, /^[A-Z_]+: /m)
+})
+
+t.test('behavior: the compiled agent starts, runs a model in its compiled worker thread over its socket, and stops on SIGTERM', async t => {
+  const dir = await makeTempDir(t, 'prov-build-start-')
+  await writeFile(join(dir, 'tiny.onnx'), makeClassifierModel({ seed: 1 }))
+  const config = join(dir, 'config.json')
+  await writeFile(config, JSON.stringify({ deviceId: 'cam-9', stateDir: join(dir, 'state'), profile: 'generic-x86_64', models: [{ name: 'tiny', path: join(dir, 'tiny.onnx') }] }))
+  const proc = spawn(process.execPath, [join(dist, 'agent/cli/main.js'), 'start', '--json', '--config', config], { cwd: dir, env: BASE_ENV, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
+  let stdout = ''
+  let stderr = ''
+  proc.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  const closed = new Promise<number | null>(resolve => proc.on('close', resolve))
+  const socket = await new Promise<string>((resolve, reject) => {
+    proc.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s
+      const ready = stdout.split('\n').map(l => { try { return JSON.parse(l) as { event?: string, socket?: string } } catch { return {} } }).find(e => e.event === 'ready')
+      if (ready?.socket !== undefined) resolve(ready.socket)
+    })
+    void closed.then(code => { reject(new Error(`agent exited ${String(code)}: ${stderr}`)) })
+  })
+  const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data: Buffer.from(Float32Array.from([0.1, 0.2, 0.3, 0.4]).buffer).toString('base64') } } })
+  const reply = await new Promise<{ status: number, text: string }>((resolve, reject) => {
+    const req = request({ socketPath: socket, method: 'POST', path: '/v1/models/tiny/run', headers: { 'content-type': 'application/json' } }, res => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (c: string) => { text += c }).on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  t.equal(reply.status, 200, reply.text)
+  t.same(JSON.parse(reply.text).outputs.probs.dims, [1, 3], 'the model ran in the compiled worker')
+  proc.kill('SIGTERM')
+  t.equal(await closed, 0, stderr)
+  t.notMatch(stderr, /tsx|\.ts:/, 'no TypeScript at run time')
 })
