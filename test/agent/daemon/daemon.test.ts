@@ -334,3 +334,14 @@ t.test('behavior: /status lists each model\'s inputs and /metrics answers Promet
   // The metrics route is as closed as the rest of the API: a page's request is refused.
   t.equal((await call(daemon, 'GET', '/metrics', undefined, { origin: 'http://attacker.example' })).status, 400)
 })
+
+t.test('error: /metrics on the TCP API needs the bearer token, like every route there', async t => {
+  const { start, options } = await setup(t, { statusPort: 0 })
+  const daemon = await start()
+  const token = (await readFile(join(options.stateDir, 'api-token'), 'utf8')).trim()
+  t.equal((await call({ port: daemon.port }, 'GET', '/metrics')).status, 401, 'no token')
+  t.equal((await call({ port: daemon.port, token: 'x'.repeat(43) }, 'GET', '/metrics')).status, 403, 'a wrong token')
+  const ok = await call({ port: daemon.port, token }, 'GET', '/metrics')
+  t.equal(ok.status, 200)
+  t.match(ok.body, /^provenance_agent_info\{/m)
+})
