@@ -15,11 +15,13 @@ const GATEWAY_UNIT_TEMPLATE_PATH = join(APP_DIR, 'gateway', 'systemd', 'provenan
 /** The exposure score the agent's unit must not exceed (issue 10: from 3.7 to ≤ 2.0). */
 const MAX_EXPOSURE = 2.0
 
-/** An application folder as `npm run build` leaves it (install.sh checks the compiled entry). */
+/** An application folder as `npm run build` leaves it (install.sh checks the compiled entries). */
 async function builtAppDir (t: Test): Promise<string> {
   const dir = await makeTempDir(t, 'prov-app-')
   await mkdir(join(dir, 'dist', 'agent', 'cli'), { recursive: true })
   await writeFile(join(dir, 'dist', 'agent', 'cli', 'main.js'), '')
+  await mkdir(join(dir, 'dist', 'gateway'), { recursive: true })
+  await writeFile(join(dir, 'dist', 'gateway', 'main.js'), '')
   return dir
 }
 
@@ -194,4 +196,34 @@ t.test('behavior: the gateway unit, rendered, passes systemd-analyze verify, run
   t.same(d.get('Environment'), ['NODE_ENV=production', 'PROVENANCE_GATEWAY_STATE_DIR=/var/lib/provenance-gateway'])
   t.same(d.get('User'), ['provenance-gateway'])
   t.notOk(d.has('MemoryDenyWriteExecute'))
+})
+
+t.test('behavior: install.sh --service gateway installs the gateway unit (verified) and its config, with its own user', async t => {
+  const root = await makeTempDir(t, 'prov-install-')
+  const appDir = await builtAppDir(t)
+  const dry = await install(['--service', 'gateway', '--dry-run', '--node', process.execPath, '--app-dir', appDir])
+  t.equal(dry.code, 0, dry.stderr)
+  t.match(dry.stdout, /would run: useradd --system --gid provenance-gateway .*provenance-gateway/)
+  t.match(dry.stdout, /ExecStart: .*\/dist\/gateway\/main\.js start --config \/etc\/provenance-gateway\/config\.json/)
+  const result = await install(['--service', 'gateway', '--root', root, '--node', process.execPath, '--app-dir', appDir])
+  t.equal(result.code, 0, result.stderr)
+  const unitPath = join(root, 'etc', 'systemd', 'system', 'provenance-gateway.service')
+  t.match(await readFile(unitPath, 'utf8'), `ExecStart=${process.execPath} ${appDir}/dist/gateway/main.js start`)
+  const verified = await verify(unitPath)
+  t.equal(verified.code, 0, verified.output)
+  t.match(JSON.parse(await readFile(join(root, 'etc', 'provenance-gateway', 'config.json'), 'utf8')), { name: '', stateDir: '/var/lib/provenance-gateway' },
+    'an empty name: the gateway refuses to start (78) until it is set')
+})
+
+t.test('error: install.sh refuses an unknown service, --gpu for the gateway, and a folder without the compiled gateway', async t => {
+  const root = await makeTempDir(t, 'prov-install-')
+  t.equal((await install(['--service', 'broker', '--root', root])).code, 2)
+  t.equal((await install(['--service', 'gateway', '--gpu', '--root', root])).code, 2)
+  const agentOnly = await makeTempDir(t, 'prov-app-')
+  await mkdir(join(agentOnly, 'dist', 'agent', 'cli'), { recursive: true })
+  await writeFile(join(agentOnly, 'dist', 'agent', 'cli', 'main.js'), '')
+  const bad = await install(['--service', 'gateway', '--root', root, '--node', process.execPath, '--app-dir', agentOnly])
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /does not hold dist\/gateway\/main\.js/)
+  t.same(await files(root), [])
 })
