@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// `provenance-fleet` launcher: registers tsx (resolved next to this file, not in the working
-// folder) and runs the TypeScript entry point, so the command works from any folder.
-import { register } from 'tsx/esm/api'
+// `provenance-fleet` launcher: runs the compiled CLI (dist/, `npm run build`) when it is there;
+// in a source checkout without a build, or with PROVENANCE_FROM_SOURCE=1, the TypeScript through tsx.
+import { existsSync } from 'node:fs'
 
-register()
-await import('./main.ts')
+const compiled = new URL('../dist/fleet/main.js', import.meta.url)
+if (process.env.PROVENANCE_FROM_SOURCE !== '1' && existsSync(compiled)) {
+  await import(compiled.href)
+} else {
+  // tsx is resolved next to this file, not in the working folder: the command works from anywhere.
+  const { register } = await import('tsx/esm/api')
+  register()
+  await import('./main.ts')
+}

@@ -12,11 +12,15 @@ import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundle
 import { runReplayCli } from './replay/index.js'
 import { runLineageCli } from './lineage/cli.js'
 import { ForensicsError } from './errors.js'
+import pkg from '../package.json' with { type: 'json' }
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
 import { createProgress, type ProgressStream } from './cli/progress.js'
 import { buildTimeline, type Timeline } from './timeline/index.js'
 import { renderReport } from './report/index.js'
 import { REASON_DESCRIPTIONS, verifyBundle, type Verdict, type VerifyOptions } from './verify/index.js'
+
+/** The version `provenance --version` prints: the package's. */
+export const FORENSICS_VERSION: string = pkg.version
 
 /** Environment variable read for the JSON-RPC URL when --rpc-url is not given. */
 export const RPC_URL_ENV = 'PROVENANCE_RPC_URL'
@@ -46,6 +50,7 @@ Commands:
   dataset hash|verify     OpenSSF model-signing manifests of dataset and model folders (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
 
+Options: --help (on stdout), --version.
 Run "provenance <command> --help" for the options of a command.
 Exit codes: 0 ok (valid verdict), 1 failure or invalid verdict (CODE: message on stderr), 2 usage error.
 `
@@ -135,6 +140,8 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
 export async function runCli (argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
   const [command, ...rest] = argv
   const err = (text: string): void => { io.stderr.write(text) }
+  // --version and the `usage:` prefix as every bin has them (common/cli); the parser is node:util's.
+  if (command === '--version') { io.stdout(`${FORENSICS_VERSION}\n`); return 0 }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     if (command === undefined) { err(MAIN_USAGE); return 2 }
     io.stdout(MAIN_USAGE)
@@ -158,7 +165,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
       return 1
     }
   }
-  if (spec === undefined) { err(`usage error: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
+  if (spec === undefined) { err(`usage: unknown command "${command}"\n\n${MAIN_USAGE}`); return 2 }
   try {
     const args = parseArgs(rest, spec)
     if (args.flags.has('help')) { io.stdout(USAGE[command] as string); return 0 }
@@ -170,7 +177,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`usage error: ${e.message}\n\n${USAGE[command] as string}`)
+      err(`usage: ${e.message}\n\n${USAGE[command] as string}`)
       return 2
     }
     if (e instanceof ProvenanceError) {

@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// `provenance-gateway` launcher: registers tsx (resolved next to this file) and runs the CLI.
-import { register } from 'tsx/esm/api'
+// `provenance-gateway` launcher: runs the compiled gateway (dist/, `npm run build`) when it is
+// there; in a source checkout without a build, or with PROVENANCE_FROM_SOURCE=1, the TypeScript through tsx.
+import { existsSync } from 'node:fs'
 
-register()
-const { main } = await import('./cli.ts')
-await main(process.argv.slice(2))
+const compiled = new URL('../dist/gateway/main.js', import.meta.url)
+if (process.env.PROVENANCE_FROM_SOURCE !== '1' && existsSync(compiled)) {
+  await import(compiled.href)
+} else {
+  // tsx is resolved next to this file, not in the working folder: the command works from anywhere.
+  const { register } = await import('tsx/esm/api')
+  register()
+  await import('./main.ts')
+}

@@ -1,12 +1,14 @@
 /**
- * `provenance-gateway start`: runs the fleet gateway from a JSON config file and
- * PROVENANCE_GATEWAY_* environment overrides, logs JSON lines (pino) on stdout, and stops
- * gracefully on SIGTERM/SIGINT. Exit codes: 0 stopped cleanly, 1 failure, 2 usage error.
+ * `provenance-gateway start|log-key` on the shared CLI scaffold (common/cli: --help on stdout,
+ * --version, --json, exit codes 0/1/2/78): the config from a JSON file and PROVENANCE_GATEWAY_*
+ * overrides, checked against one field table the compiler derives from GatewayOptions.
  */
 import { readFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
+import { runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
+import pkg from '../package.json' with { type: 'json' }
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
 import { loadOrCreateLogKey } from './keys/index.js'
@@ -23,28 +25,19 @@ export interface CliIo {
 
 const ENV_PREFIX = 'PROVENANCE_GATEWAY_'
 
-const HELP = `Usage: provenance-gateway <command> [options]
-
-Commands:
-  start            run the gateway until SIGTERM or SIGINT
-  log-key          create the log key if missing; print gatewayId and the public key as JSON
-                   (register it on chain under gatewayId; give it to devices: docs/GATEWAY.md §Log key)
-
-Options of start and log-key:
-  --config <file>  JSON file of gateway options (docs/GATEWAY.md §Configuration)
-  --help           this text
-
-Every option can also come from the environment as ${ENV_PREFIX}<NAME>, the option name in
-UPPER_SNAKE_CASE (e.g. ${ENV_PREFIX}BROKER_URL, ${ENV_PREFIX}BATCH_MAX_RECORDS); the environment
-overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile / httpTokenFile name files to
-read them from. The HTTP API needs a bearer token (httpTokenFile; unset: <stateDir>/api-token,
-created on first start).
-Logs are JSON lines on stdout. Exit codes: 0 stopped cleanly, 1 failure, 2 usage error.
-`
-
 type Kind = 'string' | 'int' | 'bool' | 'list'
-/** Options a config file or the environment may set, with their types. */
-const FIELDS: Record<string, Kind> = {
+/** The kind a config file or an environment variable gives a field of type T. */
+type KindOf<T> = [NonNullable<T>] extends [number] ? 'int' : [NonNullable<T>] extends [boolean] ? 'bool' : [NonNullable<T>] extends [readonly string[]] ? 'list' : 'string'
+/**
+ * What a config file may set: GatewayOptions without the objects only code can pass, plus the
+ * secret-file indirections and the log level.
+ */
+type FileOptions = Omit<GatewayOptions, 'logger' | 'keyDirectory'> & { mqttPasswordFile?: string, anchorPrivateKeyFile?: string, httpTokenFile?: string, logLevel?: string }
+/**
+ * Every field of FileOptions with its kind. Not a second list that can drift: the mapped type makes
+ * a field added to GatewayOptions (or a changed type) a compile error here until it is listed.
+ */
+const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[K]> } = {
   name: 'string',
   stateDir: 'string',
   brokerUrl: 'string',
@@ -74,7 +67,6 @@ const FIELDS: Record<string, Kind> = {
   maxBacklogRecords: 'int',
   httpHost: 'string',
   httpPort: 'int',
-  // --- HTTP API: authentication and bounds (issue 9, item 5)
   httpAuth: 'string',
   httpToken: 'string',
   httpTokenFile: 'string',
@@ -86,7 +78,6 @@ const FIELDS: Record<string, Kind> = {
   httpRequestTimeoutMs: 'int',
   httpMaxConnections: 'int',
   httpMaxConcurrentPages: 'int',
-  // --- end HTTP API
   syncWrites: 'bool',
   processMetrics: 'bool',
   logLevel: 'string',
@@ -106,48 +97,76 @@ const FIELDS: Record<string, Kind> = {
 }
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
-class UsageError extends Error {}
-
 /** `anchorPrivateKey` → `ANCHOR_PRIVATE_KEY`. */
 export function envNameOf (field: string): string {
   return ENV_PREFIX + field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
 }
 
+function configError (message: string): GatewayError {
+  return new GatewayError('CONFIG_INVALID', message)
+}
+
+const CONFIG_OPTION: CliOptionSpec = {
+  name: 'config',
+  type: 'string',
+  value: '<file>',
+  env: `${ENV_PREFIX}CONFIG`,
+  description: 'JSON file of gateway options (docs/GATEWAY.md §Configuration). Without it, the options come from the environment alone.'
+}
+
+const EPILOG = [
+  `Every option can also come from the environment as ${ENV_PREFIX}<NAME>, the option name in UPPER_SNAKE_CASE (e.g. ${ENV_PREFIX}BROKER_URL, ${ENV_PREFIX}BATCH_MAX_RECORDS); the environment overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile / httpTokenFile name files to read them from. The HTTP API needs a bearer token (httpTokenFile; unset: <stateDir>/api-token, created on first start).`,
+  `Options: ${Object.keys(FIELDS).join(', ')}.`,
+  'Logs of start are JSON lines on stdout.'
+]
+
+/** The program, bound to the streams and stop signal of one run. */
+function gatewayProgram (io: CliIo, exit: { code: number }): CliProgram {
+  return {
+    name: 'provenance-gateway',
+    version: pkg.version,
+    summary: 'The fleet gateway: verifies device records from MQTT, batches them into Merkle trees, anchors the roots on chain, serves proofs.',
+    commonOptions: [CONFIG_OPTION],
+    configErrorCodes: ['CONFIG_INVALID'],
+    epilog: EPILOG,
+    commands: [
+      {
+        path: ['start'],
+        summary: 'Run the gateway until SIGTERM or SIGINT.',
+        description: ['Exits 0 once stopped cleanly, 1 when it fails to start or a fatal error stops it, 78 on a configuration error.'],
+        run: async (ctx) => {
+          const config = await loadConfig(ctx.string('config'), io.env)
+          exit.code = await runGateway(config, io)
+          return undefined
+        }
+      },
+      {
+        path: ['log-key'],
+        summary: 'Create the log key if missing; print gatewayId and the public key as JSON.',
+        description: ['Register the key on chain under gatewayId and give it to devices (docs/GATEWAY.md §Log key). The output is JSON with or without --json.'],
+        run: async (ctx) => {
+          const config = await loadConfig(ctx.string('config'), io.env)
+          const out = await logKeyOf(config)
+          return { value: out, text: JSON.stringify(out) }
+        }
+      }
+    ]
+  }
+}
+
 /**
  * Runs the CLI with `argv` (without node and script). Resolves with the exit code once the
- * gateway has stopped (or at once for --help and usage errors).
+ * gateway has stopped (or at once for --help, --version and errors).
  */
 export async function runCli (argv: string[], io: CliIo): Promise<number> {
-  let config: Record<string, unknown>
-  try {
-    const [command, ...rest] = argv
-    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-      io.stderr.write(HELP)
-      return command === undefined ? 2 : 0
-    }
-    if (command !== 'start' && command !== 'log-key') throw new UsageError(`unknown command "${command}"`)
-    let configPath: string | undefined
-    for (let i = 0; i < rest.length; i++) {
-      const a = rest[i] as string
-      if (a === '--help' || a === '-h') { io.stderr.write(HELP); return 0 }
-      if (a === '--config') {
-        configPath = rest[++i]
-        if (configPath === undefined) throw new UsageError('--config needs a file')
-        continue
-      }
-      if (a.startsWith('--config=')) { configPath = a.slice('--config='.length); continue }
-      throw new UsageError(`unknown option "${a}"`)
-    }
-    config = await loadConfig(configPath, io.env)
-    if (command === 'log-key') return await printLogKey(config, io)
-  } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`CONFIG_INVALID: ${e.message}\n\n${HELP}`)
-      return 2
-    }
-    throw e
-  }
+  const exit = { code: 0 }
+  // The scaffold writes only text (help, results, error lines) to these streams.
+  const text = (w: { write: (s: string) => unknown }) => ({ write: (s: string | Uint8Array) => w.write(typeof s === 'string' ? s : Buffer.from(s).toString('utf8')) })
+  const code = await runProgram(gatewayProgram(io, exit), argv, { env: io.env, stdout: text(io.stdout), stderr: text(io.stderr) })
+  return code !== 0 ? code : exit.code
+}
 
+async function runGateway (config: Record<string, unknown>, io: CliIo): Promise<number> {
   const level = (config.logLevel as string | undefined) ?? 'info'
   delete config.logLevel
   const logger = pino({
@@ -162,10 +181,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   try {
     gateway = new Gateway({ ...(config as unknown as GatewayOptions), logger })
   } catch (e) {
-    if (e instanceof TypeError || e instanceof RangeError) {
-      io.stderr.write(`CONFIG_INVALID: ${e.message}\n`)
-      return 2
-    }
+    if (e instanceof TypeError || e instanceof RangeError) throw configError(e.message)
     throw e
   }
 
@@ -212,70 +228,67 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     try {
       text = await readFile(path, 'utf8')
     } catch (e) {
-      throw new UsageError(`cannot read config file ${path}: ${(e as Error).message}`)
+      throw configError(`cannot read config file ${path}: ${(e as Error).message}`)
     }
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
     } catch (e) {
-      throw new UsageError(`config file ${path} is not JSON: ${(e as Error).message}`)
+      throw configError(`config file ${path} is not JSON: ${(e as Error).message}`)
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`config file ${path} must hold a JSON object`)
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw configError(`config file ${path} must hold a JSON object`)
     const problems: string[] = []
     for (const [k, v] of Object.entries(parsed)) {
-      const kind = FIELDS[k]
+      const kind = (FIELDS as Record<string, Kind | undefined>)[k]
       if (kind === undefined) { problems.push(`${k}: unknown option`); continue }
       const ok = kind === 'string' ? typeof v === 'string' : kind === 'int' ? Number.isSafeInteger(v) : kind === 'list' ? Array.isArray(v) && v.every(x => typeof x === 'string') : typeof v === 'boolean'
       if (!ok) { problems.push(`${k}: must be ${kind === 'int' ? 'an integer' : kind === 'list' ? 'an array of strings' : `a ${kind === 'bool' ? 'boolean' : 'string'}`}`); continue }
       config[k] = v
     }
-    if (problems.length > 0) throw new UsageError(`config file ${path}: ${problems.join('; ')}`)
+    if (problems.length > 0) throw configError(`config file ${path}: ${problems.join('; ')}`)
   }
-  for (const [field, kind] of Object.entries(FIELDS)) {
+  for (const [field, kind] of Object.entries(FIELDS) as Array<[string, Kind]>) {
     const raw = env[envNameOf(field)]
     if (raw === undefined || raw === '') continue
     if (kind === 'string') config[field] = raw
     else if (kind === 'list') config[field] = raw.split(',').map(x => x.trim()).filter(x => x !== '')
     else if (kind === 'int') {
-      if (!/^-?[0-9]{1,16}$/.test(raw)) throw new UsageError(`${envNameOf(field)} must be an integer`)
+      if (!/^-?[0-9]{1,16}$/.test(raw)) throw configError(`${envNameOf(field)} must be an integer`)
       config[field] = Number(raw)
     } else {
-      if (raw !== 'true' && raw !== 'false') throw new UsageError(`${envNameOf(field)} must be true or false`)
+      if (raw !== 'true' && raw !== 'false') throw configError(`${envNameOf(field)} must be true or false`)
       config[field] = raw === 'true'
     }
   }
-  if (config.logLevel !== undefined && !LOG_LEVELS.includes(config.logLevel as string)) throw new UsageError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
+  if (config.logLevel !== undefined && !LOG_LEVELS.includes(config.logLevel as string)) throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   for (const [fileField, field] of [['anchorPrivateKeyFile', 'anchorPrivateKey'], ['mqttPasswordFile', 'mqttPassword'], ['httpTokenFile', 'httpToken']] as const) {
     const file = config[fileField]
     delete config[fileField]
     if (file === undefined) continue
-    if (config[field] !== undefined) throw new UsageError(`give ${field} or ${fileField}, not both`)
+    if (config[field] !== undefined) throw configError(`give ${field} or ${fileField}, not both`)
     try {
       config[field] = (await readFile(file as string, 'utf8')).trim()
     } catch (e) {
       // The path may be logged; the content never is.
-      throw new UsageError(`cannot read ${fileField} ${String(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
+      throw configError(`cannot read ${fileField} ${String(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
     }
   }
   return config
 }
 
 // `log-key`: what an operator registers on chain and configures on devices, before the first start.
-async function printLogKey (config: Record<string, unknown>, io: CliIo): Promise<number> {
+async function logKeyOf (config: Record<string, unknown>): Promise<{ gatewayId: string, publicKey: string, logKeyFile: string, createdMs: number }> {
   let o: ResolvedGatewayOptions
   try {
     o = resolveGatewayOptions(config as unknown as GatewayOptions)
   } catch (e) {
-    io.stderr.write(`CONFIG_INVALID: ${(e as Error).message}\n`)
-    return 2
+    throw configError((e as Error).message)
   }
   const key = await loadOrCreateLogKey(o.logKeyFile)
-  const out = { gatewayId: o.gatewayId, publicKey: Buffer.from(key.publicKey).toString('hex'), logKeyFile: o.logKeyFile, createdMs: key.createdMs }
-  io.stdout.write(JSON.stringify(out) + '\n')
-  return 0
+  return { gatewayId: o.gatewayId, publicKey: Buffer.from(key.publicKey).toString('hex'), logKeyFile: o.logKeyFile, createdMs: key.createdMs }
 }
 
-/** Entry point: `node --import tsx gateway/cli.ts start --config gateway.json`. */
+/** Entry point (gateway/main.ts): `provenance-gateway start --config gateway.json`. */
 export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
   let code: number
   try {

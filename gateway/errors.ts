@@ -5,7 +5,7 @@
 import { ProvenanceError } from '../protocol/errors.js'
 
 export type GatewayErrorCode =
-  /** CLI: bad command line, config file or environment override (exit code 2). */
+  /** CLI: bad config file, environment override or option value (exit code 78). */
   | 'CONFIG_INVALID'
   /** The LevelDB of the state folder could not be opened. */
   | 'STORE_OPEN_FAILED'

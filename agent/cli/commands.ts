@@ -22,7 +22,7 @@ export interface CommandSpec {
   options: OptionSpec[]
 }
 
-const CONFIG: OptionSpec = {
+export const CONFIG_OPTION: OptionSpec = {
   name: 'config',
   type: 'string',
   value: '<path>',
@@ -32,7 +32,7 @@ const JSON_OUT: OptionSpec = { name: 'json', type: 'boolean', description: 'Prin
 const HELP: OptionSpec = { name: 'help', short: 'h', type: 'boolean', description: 'Show this help and exit.' }
 
 /** Options every command takes. */
-export const COMMON_OPTIONS: readonly OptionSpec[] = Object.freeze([CONFIG, JSON_OUT, HELP])
+export const COMMON_OPTIONS: readonly OptionSpec[] = Object.freeze([CONFIG_OPTION, JSON_OUT, HELP])
 
 export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   {

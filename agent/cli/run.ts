@@ -1,42 +1,14 @@
 /**
- * The CLI's dispatcher: parses the command line, runs the command, and turns every outcome into
- * an exit code (0 ok, 1 failure, 2 usage, 78 configuration) and at most one `CODE: message` line.
+ * The CLI's dispatcher: the shared scaffold (common/cli) runs the agent's program, so the exit
+ * codes (0 ok, 1 failure, 2 usage, 78 configuration) and the one error line are every bin's.
  */
-import { parseCommandLine } from './args.js'
+import { runProgram } from '../../common/index.js'
 import type { CliIo } from './context.js'
-import { EXIT_CODES, exitCodeFor, formatError } from './errors.js'
-import { formatHelp } from './help.js'
+import { AGENT_PROGRAM } from './program.js'
 
 export type { CliIo } from './context.js'
 
 /** Runs `provenance-agent <argv>`; resolves with the exit code. */
 export async function runCli (argv: readonly string[], io: CliIo): Promise<number> {
-  let parsed
-  try {
-    parsed = parseCommandLine(argv)
-  } catch (e) {
-    io.stderr.write(`${formatError(e)}\nRun \`provenance-agent --help\` for usage.\n`)
-    return exitCodeFor(e)
-  }
-  if (parsed.kind === 'help') { io.stdout.write(formatHelp(parsed.topic)); return EXIT_CODES.ok }
-  if (parsed.kind === 'version') { io.stdout.write(`${(await import('../session/index.js')).AGENT_VERSION}\n`); return EXIT_CODES.ok }
-  const { command, values } = parsed
-  try {
-    // Commands load their modules on demand: --help and usage errors stay fast.
-    switch (command.path.join(' ')) {
-      case 'init': return await (await import('./run-init.js')).runInit(values, io)
-      case 'start': return await (await import('./run-start.js')).runStart(values, io)
-      case 'status': return await (await import('./run-status.js')).runStatus(values, io)
-      case 'keys show': return await (await import('./run-keys.js')).runKeysShow(values, io)
-      case 'keys rotate': return await (await import('./run-keys.js')).runKeysRotate(values, io)
-      case 'verify-log': return await (await import('./run-verify-log.js')).runVerifyLog(values, io)
-      case 'export': return await (await import('./run-export.js')).runExport(values, io)
-      case 'capture freeze': return await (await import('./run-capture.js')).runCaptureFreeze(values, io)
-      case 'capture list': return await (await import('./run-capture.js')).runCaptureList(values, io)
-      default: throw new Error(`no runner for ${command.path.join(' ')}`)
-    }
-  } catch (e) {
-    io.stderr.write(formatError(e) + '\n')
-    return exitCodeFor(e)
-  }
+  return await runProgram(AGENT_PROGRAM, argv, io)
 }

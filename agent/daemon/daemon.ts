@@ -10,7 +10,7 @@ import type { Tensor } from 'onnxruntime-node'
 import { DEVICE_ID_PATTERN, LIMITS, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
-import { ModelError } from '../model/index.js'
+import { ModelError, type ModelInputInfo } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup, type PolicyStatus } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
 import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type ProvenanceModel } from '../session/index.js'
@@ -107,6 +107,8 @@ export interface ModelStatusEntry {
   policy?: PolicyVerdict
   loadSeq?: number
   requestedProviders: string[]
+  /** The model's inputs (name, element type, dims), once loaded: what a run request must send. */
+  inputs?: ModelInputInfo[]
   /** Providers the session uses, in order. */
   providers?: string[]
   /** The most preferred provider was not available: the model runs on a fallback. */
@@ -571,6 +573,7 @@ export class Daemon {
       entry.sizeBytes = body.sizeBytes
       entry.policy = body.policy
       entry.loadSeq = model.loadRecord.record.seq
+      entry.inputs = model.inputs.map(i => ({ ...i, dims: [...i.dims] }))
       entry.providers = [...model.loaded.executionProviders]
       entry.fallback = entry.providers[0] !== requested[0]
     }

@@ -1,6 +1,7 @@
 /**
  * The daemon's local HTTP API for the device's own applications and the CLI:
- *   GET  /status                      identity, chain head, models, uplink, policy, budget
+ *   GET  /status                      identity, chain head, models (with their inputs), uplink, policy, budget
+ *   GET  /metrics                     Prometheus text (prom-client), as the gateway's
  *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? }
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
@@ -19,6 +20,7 @@ import { encodeCanonical, toHex } from '../../protocol/index.js'
 import type { Logger } from '../session/index.js'
 import type { Daemon } from './daemon.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
+import { createAgentMetrics } from './metrics.js'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
 
 export interface ApiServerOptions {
@@ -260,6 +262,17 @@ function parseTarget (target: string): { path: string, parts: string[], query: U
   return { path, parts, query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)) }
 }
 
+const METRICS = new WeakMap<Daemon, ReturnType<typeof createAgentMetrics>>()
+/** The daemon's metrics registry, made at its first scrape. */
+function metricsOf (daemon: Daemon): ReturnType<typeof createAgentMetrics> {
+  let registry = METRICS.get(daemon)
+  if (registry === undefined) {
+    registry = createAgentMetrics(async () => await daemon.status())
+    METRICS.set(daemon, registry)
+  }
+  return registry
+}
+
 async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
@@ -267,6 +280,13 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
   const { path, parts, query } = parseTarget(req.url ?? '')
   if (req.method === 'GET' && path === '/status') {
     sendJson(res, 200, await daemon.status())
+    return
+  }
+  if (req.method === 'GET' && path === '/metrics') {
+    const registry = metricsOf(daemon)
+    const body = await registry.metrics()
+    res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(body), ...closeIfUnread(req) })
+    res.end(body)
     return
   }
   if (req.method === 'GET' && path === '/v1/records') {

@@ -21,6 +21,8 @@ export {
 export {
   loadModel,
   identifyModel,
+  describeInputs,
+  type ModelInputInfo,
   hashModelFile,
   DEFAULT_EXECUTION_PROVIDERS,
   DEFAULT_HASH_CHUNK_BYTES,

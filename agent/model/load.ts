@@ -65,6 +65,20 @@ export interface IdentifiedModel {
   readonly manifest: ModelManifest
 }
 
+/** One input of a model as GET /status lists it. */
+export interface ModelInputInfo {
+  readonly name: string
+  /** Element type (`float32`, `uint8`, …), or `non-tensor` (a sequence or map input). */
+  readonly type: string
+  /** Dims; a string is a symbolic dim (`batch`), -1 an unnamed dynamic one. Empty for non-tensors. */
+  readonly dims: ReadonlyArray<number | string>
+}
+
+/** The inputs of a session from onnxruntime's metadata. */
+export function describeInputs (metadata: readonly InferenceSession.ValueMetadata[]): ModelInputInfo[] {
+  return metadata.map(m => m.isTensor ? { name: m.name, type: m.type, dims: [...m.shape] } : { name: m.name, type: 'non-tensor', dims: [] })
+}
+
 /**
  * What the agent needs of an onnxruntime session: onnxruntime's own InferenceSession, or a
  * session that runs in a worker thread (agent/session).
@@ -72,6 +86,8 @@ export interface IdentifiedModel {
 export interface ModelSession {
   readonly inputNames: readonly string[]
   readonly outputNames: readonly string[]
+  /** Each input's element type and dims (a string dim is symbolic, e.g. `batch`), when known. */
+  readonly inputs?: readonly ModelInputInfo[]
   run: (feeds: InferenceSession.FeedsType) => Promise<InferenceSession.ReturnType>
   release: () => Promise<void>
 }

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { digestTensor, type TensorDigest } from '../../protocol/index.js'
-import { loadModel, type LoadedModel } from '../model/index.js'
+import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
 import { toWireError, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 
 const port = parentPort
@@ -50,7 +50,8 @@ async function start (): Promise<void> {
     manifest: loaded.manifest,
     executionProviders: loaded.executionProviders,
     inputNames: session.inputNames,
-    outputNames: session.outputNames
+    outputNames: session.outputNames,
+    inputs: describeInputs(session.inputMetadata)
   }, transferable(bytes))
 }
 

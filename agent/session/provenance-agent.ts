@@ -13,10 +13,11 @@ import {
 import { AgentError } from '../errors.js'
 import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
 import { RecordLog, type RecordLogOptions } from '../log/index.js'
-import type { LoadedModel } from '../model/index.js'
+import type { LoadedModel, ModelInputInfo } from '../model/index.js'
 import { loadModelInWorker, type WorkerLoadedModel, type WorkerRunResult } from './worker-session.js'
+import { AGENT_VERSION } from './version.js'
 
-export const AGENT_VERSION = '0.1.0'
+export { AGENT_VERSION }
 
 /** Minimal structured logger (pino-compatible). */
 export interface Logger {
@@ -234,6 +235,10 @@ export class ProvenanceModel {
 
   get inputNames (): readonly string[] { return this.loaded.session.inputNames }
   get outputNames (): readonly string[] { return this.loaded.session.outputNames }
+  /** Each input's name, type and dims (names only with a session that does not describe them). */
+  get inputs (): readonly ModelInputInfo[] {
+    return this.loaded.session.inputs ?? this.inputNames.map(name => ({ name, type: 'unknown', dims: [] }))
+  }
 
   /**
    * Runs the model and resolves once its inference record is durable.

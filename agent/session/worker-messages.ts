@@ -3,7 +3,7 @@
  * with the plain-data tensor form that crosses the thread boundary. Internal to agent/session.
  */
 import type { TensorDigest } from '../../protocol/index.js'
-import type { ModelManifest } from '../model/index.js'
+import type { ModelInputInfo, ModelManifest } from '../model/index.js'
 
 /** What the worker needs to load its model; passed as `workerData`. */
 export interface WorkerLoadRequest {
@@ -43,6 +43,7 @@ export type WorkerToMain =
     readonly executionProviders: readonly string[]
     readonly inputNames: readonly string[]
     readonly outputNames: readonly string[]
+    readonly inputs: readonly ModelInputInfo[]
   }
   | { readonly op: 'load-failed', readonly error: WireError }
   | {

@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
-import { ModelError, type LoadedModel, type ModelErrorCode, type ModelLogger, type ModelSession } from '../model/index.js'
+import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelLogger, type ModelSession } from '../model/index.js'
 import { DEFAULT_SYNC_HASH_MAX_BYTES, hashCanonical, hashCanonicalYielding } from './digest-feeds.js'
 import type { WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
 
@@ -88,7 +88,7 @@ export async function loadModelInWorker (path: string, options: WorkerModelOptio
     await worker.terminate()
     throw e
   })
-  const session = new WorkerSession(worker, loaded.inputNames, loaded.outputNames, options.logger)
+  const session = new WorkerSession(worker, loaded.inputNames, loaded.outputNames, options.logger, loaded.inputs)
   const fileHash = Buffer.from(loaded.fileHash.buffer, loaded.fileHash.byteOffset, loaded.fileHash.byteLength)
   return {
     path,
@@ -114,6 +114,7 @@ interface Pending {
 export class WorkerSession implements ModelSession {
   readonly inputNames: readonly string[]
   readonly outputNames: readonly string[]
+  readonly inputs: readonly ModelInputInfo[]
   private readonly worker: Worker
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
@@ -121,8 +122,9 @@ export class WorkerSession implements ModelSession {
   private released: Promise<void> | undefined
 
   /** @internal Made by loadModelInWorker. */
-  constructor (worker: Worker, inputNames: readonly string[], outputNames: readonly string[], logger?: ModelLogger) {
+  constructor (worker: Worker, inputNames: readonly string[], outputNames: readonly string[], logger?: ModelLogger, inputs: readonly ModelInputInfo[] = []) {
     this.worker = worker
+    this.inputs = inputs
     this.inputNames = inputNames
     this.outputNames = outputNames
     worker.on('message', (m: WorkerToMain) => {

@@ -33,8 +33,9 @@ function formatProgramHelp (program: CliProgram): string {
     'Options:',
     ...formatOptions([HELP_OPTION, VERSION_OPTION]),
     '',
-    `Run \`${program.name} <command> --help\` for the options of a command; every command takes --json and --help,`,
-    'every command that changes something takes --dry-run.',
+    `Run \`${program.name} <command> --help\` for the options of a command; every command takes --json and --help${program.commands.some(c => c.mutating === true) ? ',' : '.'}`,
+    // Only a program with a mutating command promises --dry-run.
+    ...(program.commands.some(c => c.mutating === true) ? ['every command that changes something takes --dry-run.'] : []),
     '',
     ...(program.epilog ?? []).flatMap(p => [...wrap(p, WIDTH), '']),
     ...formatExitCodes()
@@ -49,6 +50,9 @@ function formatGroupHelp (program: CliProgram, group: string): string {
     '',
     'Subcommands:',
     ...formatTable(subs.map(c => [c.path.join(' '), c.summary])),
+    '',
+    'Options:',
+    ...formatOptions([HELP_OPTION]),
     '',
     `Run \`${program.name} ${group} <subcommand> --help\` for its options.`,
     '',

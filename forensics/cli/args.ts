@@ -1,7 +1,9 @@
 /**
- * Command-line parsing for the forensics CLI: `--name value`, `--name=value` and boolean
- * `--name`, checked against each subcommand's spec. Anything unexpected is a UsageError (exit 2).
+ * Command-line parsing for the forensics CLI on node:util parseArgs, the parser every bin shares
+ * (common/cli uses it too): `--name value`, `--name=value` and boolean `--name`, checked against
+ * each subcommand's spec. Anything unexpected is a UsageError (exit 2).
  */
+import { parseArgs as parseWithNode } from 'node:util'
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
 export class UsageError extends Error {}
@@ -18,25 +20,29 @@ export interface ParsedArgs {
  * @throws UsageError for an unknown flag, a missing value, or a flag given twice.
  */
 export function parseArgs (argv: readonly string[], spec: Readonly<Record<string, FlagKind>>): ParsedArgs {
+  let tokens
+  try {
+    tokens = parseWithNode({
+      args: [...argv],
+      options: Object.fromEntries(Object.entries(spec).map(([name, type]) => [name, { type }])),
+      strict: true,
+      allowPositionals: true,
+      tokens: true
+    }).tokens
+  } catch (e) {
+    // parseArgs's messages are good but mention `strict:false`: keep the first sentence.
+    throw new UsageError(((e as Error).message.split('\n')[0] ?? 'bad arguments').replace(/\. To specify a positional.*$/, ''), { cause: e })
+  }
   const positional: string[] = []
   const flags = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string
-    if (arg === '--') { positional.push(...argv.slice(i + 1)); break }
-    if (!arg.startsWith('--') || arg === '--') { positional.push(arg); continue }
-    const eq = arg.indexOf('=')
-    const name = arg.slice(2, eq === -1 ? undefined : eq)
-    const kind = spec[name]
-    if (kind === undefined) throw new UsageError(`unknown option --${name}`)
-    if (flags.has(name)) throw new UsageError(`--${name} given twice`)
-    if (kind === 'boolean') {
-      if (eq !== -1) throw new UsageError(`--${name} takes no value`)
-      flags.set(name, true)
-    } else {
-      const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i]
-      if (value === undefined || value === '') throw new UsageError(`--${name} needs a value`)
-      flags.set(name, value)
-    }
+  for (const token of tokens) {
+    if (token.kind === 'positional') { positional.push(token.value); continue }
+    if (token.kind !== 'option') continue
+    // node:util keeps the last of a repeated option; here twice is a mistake (`--from` given twice).
+    if (flags.has(token.name)) throw new UsageError(`--${token.name} given twice`)
+    if (spec[token.name] === 'boolean') { flags.set(token.name, true); continue }
+    if (token.value === undefined || token.value === '') throw new UsageError(`--${token.name} needs a value`)
+    flags.set(token.name, token.value)
   }
   return { positional, flags }
 }

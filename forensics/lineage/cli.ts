@@ -132,7 +132,7 @@ export async function runLineageCli (group: 'dataset' | 'training', argv: readon
   }
   const command = `${group} ${sub}`
   const spec = SPECS[command]
-  if (spec === undefined) { io.stderr.write(`usage error: unknown command "${command}"\n\n${GROUP_USAGE[group] as string}`); return 2 }
+  if (spec === undefined) { io.stderr.write(`usage: unknown command "${command}"\n\n${GROUP_USAGE[group] as string}`); return 2 }
   try {
     const args = parseArgs(rest, spec)
     if (args.flags.has('help')) { io.stdout(USAGE[command] as string); return 0 }
@@ -145,7 +145,7 @@ export async function runLineageCli (group: 'dataset' | 'training', argv: readon
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`usage error: ${e.message}\n\n${USAGE[command] as string}`)
+      io.stderr.write(`usage: ${e.message}\n\n${USAGE[command] as string}`)
       return 2
     }
     throw e

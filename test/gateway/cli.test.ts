@@ -21,17 +21,39 @@ function io (env: Record<string, string> = {}): CliIo & { out: string[], err: st
   }
 }
 
-t.test('behavior: --help prints the usage and exits 0; no command exits 2', async t => {
+t.test('behavior: --help prints the usage on stdout and exits 0; --version prints the version; no command exits 2', async t => {
   const a = io()
   t.equal(await runCli(['--help'], a), 0)
-  t.match(a.err.join(''), /Usage: provenance-gateway <command>/)
-  t.match(a.err.join(''), /PROVENANCE_GATEWAY_BROKER_URL/)
+  t.match(a.out.join(''), /Usage: provenance-gateway <command>/)
+  t.match(a.out.join(''), /PROVENANCE_GATEWAY_BROKER_URL/)
+  t.same(a.err, [])
   const b = io()
   t.equal(await runCli(['start', '--help'], b), 0)
-  t.equal(await runCli([], io()), 2)
+  t.match(b.out.join(''), /--config <file>/)
+  const v = io()
+  t.equal(await runCli(['--version'], v), 0)
+  t.match(v.out.join(''), /^\d+\.\d+\.\d+\n$/)
+  const none = io()
+  t.equal(await runCli([], none), 2)
+  t.match(none.err.join(''), /^usage: /)
 })
 
-t.test('error: usage errors exit 2 with CONFIG_INVALID on stderr', async t => {
+t.test('error: command-line mistakes exit 2 with usage: on stderr', async t => {
+  const cases: Array<[string[], RegExp]> = [
+    [['launch'], /unknown command "launch"/],
+    [['start', '--verbose'], /Unknown option '--verbose'/],
+    [['start', '--config'], /--config <value>' argument missing/]
+  ]
+  for (const [argv, message] of cases) {
+    const x = io()
+    t.equal(await runCli(argv, x), 2, argv.join(' '))
+    t.match(x.err.join(''), /^usage: /)
+    t.match(x.err.join(''), message)
+  }
+})
+
+// The CLI convention (issue 10 item 6): a configuration error exits 78 (EX_CONFIG), not 2.
+t.test('error: configuration errors exit 78 with CONFIG_INVALID on stderr', async t => {
   const dir = await makeTempDir(t)
   const bad = join(dir, 'bad.json')
   const unknown = join(dir, 'unknown.json')
@@ -40,9 +62,6 @@ t.test('error: usage errors exit 2 with CONFIG_INVALID on stderr', async t => {
   await writeFile(unknown, JSON.stringify({ name: 'x', colour: 'blue' }))
   await writeFile(wrongType, JSON.stringify({ name: 'x', batchMaxRecords: '10' }))
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
-    [['launch'], {}, /unknown command "launch"/],
-    [['start', '--verbose'], {}, /unknown option "--verbose"/],
-    [['start', '--config'], {}, /--config needs a file/],
     [['start', '--config', join(dir, 'missing.json')], {}, /cannot read config file/],
     [['start', '--config', bad], {}, /is not JSON/],
     [['start', '--config', unknown], {}, /colour: unknown option/],
@@ -55,7 +74,7 @@ t.test('error: usage errors exit 2 with CONFIG_INVALID on stderr', async t => {
   ]
   for (const [argv, env, message] of cases) {
     const x = io(env)
-    t.equal(await runCli(argv, x), 2, argv.join(' '))
+    t.equal(await runCli(argv, x), 78, argv.join(' '))
     t.match(x.err.join(''), /^CONFIG_INVALID: /)
     t.match(x.err.join(''), message)
   }
@@ -125,6 +144,6 @@ t.test('behavior: log-key creates the gateway log key and prints its id and publ
   t.equal(await runCli(['log-key'], b), 0)
   t.match(JSON.parse(b.out.join('')), { gatewayId: 'gw.k.custom', publicKey: printed.publicKey }, 'the same key on every call')
   const c = io({ ...env, PROVENANCE_GATEWAY_PEER_GATEWAY_KEYS: 'nothex' })
-  t.equal(await runCli(['log-key'], c), 2)
+  t.equal(await runCli(['log-key'], c), 78)
   t.match(c.err.join(''), /^CONFIG_INVALID: peerGatewayKeys/)
 })

@@ -115,13 +115,14 @@ t.test('behavior: --help of every command exits 0 and names exactly the options 
   t.match(results[2]?.result.stdout, /PROVENANCE_AGENT_DEVICE_ID/, 'start --help lists the environment overrides')
 })
 
-t.test('error: usage errors exit 2 with one USAGE line', async t => {
+// The shared CLI convention (common/cli): one usage-error prefix, `usage: `, in every bin (was `USAGE: `).
+t.test('error: usage errors exit 2 with one usage: line', async t => {
   const cases = [[], ['frobnicate'], ['start', '--bogus'], ['keys'], ['keys', 'burn'], ['status', '--port', 'abc'], ['export'], ['export', '--out', '-', '--json'], ['export', '--out', 'x', '--format', 'xml'], ['verify-log', 'extra']]
   const results = await Promise.all(cases.map(async args => await cli(args)))
   results.forEach((r, i) => {
     const where = cases[i]?.join(' ') || '(nothing)'
     t.equal(r.code, 2, `${where}: exit 2`)
-    t.match(plainLines(r.stderr)[0], /^USAGE: /, `${where}: USAGE line`)
+    t.match(plainLines(r.stderr)[0], /^usage: /, `${where}: usage line`)
     t.equal(r.stdout, '', `${where}: nothing on stdout`)
   })
 })

@@ -314,3 +314,34 @@ t.test('behavior: an incident capture frozen through the API replays against the
   t.equal(report.summary.entries, 3)
   t.equal((await call(daemon, 'GET', '/v1/captures/not-a-capture')).status, 400)
 })
+
+t.test('behavior: /status lists each model\'s inputs and /metrics answers Prometheus text beside the gateway\'s', async t => {
+  const { start } = await setup(t)
+  const daemon = await start()
+  const s = (await call(daemon, 'GET', '/status')).body as DaemonStatus
+  t.same(s.models[0]?.inputs, [{ name: 'x', type: 'float32', dims: [1, 4] }], 'name, element type and dims of what a run must send')
+  const m = await call(daemon, 'GET', '/metrics')
+  t.equal(m.status, 200)
+  const text = m.body as string
+  t.match(text, /^provenance_agent_info\{device="dev-d",version="[0-9.]+",profile="generic-x86_64@[^"]+"\} 1$/m)
+  t.match(text, /^provenance_agent_log_head_seq 1$/m, 'boot 0, model-load 1')
+  t.match(text, /^provenance_agent_models\{state="loaded"\} 1$/m)
+  t.match(text, /^provenance_agent_models_runnable 1$/m)
+  t.match(text, /^provenance_agent_uplink_connected 0$/m)
+  t.match(text, /^provenance_agent_process_resident_memory_bytes \d+/m, 'process metrics too')
+  await call(daemon, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))
+  t.match((await call(daemon, 'GET', '/metrics')).body, /^provenance_agent_log_head_seq 2$/m, 'read from the daemon at each scrape')
+  // The metrics route is as closed as the rest of the API: a page's request is refused.
+  t.equal((await call(daemon, 'GET', '/metrics', undefined, { origin: 'http://attacker.example' })).status, 400)
+})
+
+t.test('error: /metrics on the TCP API needs the bearer token, like every route there', async t => {
+  const { start, options } = await setup(t, { statusPort: 0 })
+  const daemon = await start()
+  const token = (await readFile(join(options.stateDir, 'api-token'), 'utf8')).trim()
+  t.equal((await call({ port: daemon.port }, 'GET', '/metrics')).status, 401, 'no token')
+  t.equal((await call({ port: daemon.port, token: 'x'.repeat(43) }, 'GET', '/metrics')).status, 403, 'a wrong token')
+  const ok = await call({ port: daemon.port, token }, 'GET', '/metrics')
+  t.equal(ok.status, 200)
+  t.match(ok.body, /^provenance_agent_info\{/m)
+})
