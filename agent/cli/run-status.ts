@@ -25,7 +25,7 @@ export function describeStatus (s: DaemonStatus): string[] {
     `chain    boot ${s.boot}, seq ${s.seq}, head ${s.headHash.slice(0, 16)}…`,
     `key      ${s.publicKey} (${s.keyCount} key${s.keyCount === 1 ? '' : 's'} in history)`,
     `profile  ${s.profile.id} (providers ${s.profile.executionProviders.join(', ')})`,
-    `policy   ${p.version !== undefined ? `v${p.version} ${p.mode ?? ''}, ${p.modelCount ?? 0} models, fleet ${p.fleetId ?? '?'}` : p.configured ? 'none received yet (models are unchecked)' : 'not configured (models are unchecked)'}`,
+    `policy   ${p.version !== undefined ? `v${p.version} ${p.mode ?? ''} in force, ${p.modelCount ?? 0} models, fleet ${p.fleetId ?? '?'}` : p.awaiting ? 'awaiting a signed policy (no model is loaded until one is in force)' : p.configured ? 'none received yet (models are unchecked)' : 'not configured (models are unchecked)'}`,
     `uplink   ${u.configured ? `${u.connected ? 'connected' : 'disconnected'} to ${u.brokerUrl}, acked ${u.ackedSeq}, anchored ${u.anchoredSeq}, backlog ${u.backlog}${u.lastError !== undefined ? `, last error: ${u.lastError}` : ''}` : 'not configured'}`,
     `budget   ${mib(s.budget.usedBytes)} of ${mib(s.budget.budgetBytes)} (${s.budget.budgetMode}), ${mib(s.budget.diskBytes)} on disk, ${s.budget.droppedRecords} dropped`,
     `api      socket ${s.http.socket}${s.http.port !== 0 ? `, tcp ${s.http.host}:${s.http.port} (bearer token)` : ''}`,

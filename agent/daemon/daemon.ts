@@ -46,6 +46,13 @@ export interface DaemonOptions {
   gatewayPublicKeys?: Uint8Array[]
   /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
   policyAdminPublicKey?: Uint8Array
+  /**
+   * Load no model before a verified policy is in force (stored by an earlier run, pinned with
+   * `provenance-agent init --policy`, or received over MQTT): until then models wait in state
+   * `awaiting-policy` and runs are refused, so no model-load record says `unchecked`.
+   * Default: true when policyAdminPublicKey is set.
+   */
+  requirePolicy?: boolean
   /** The device's fleet; policies for other fleets are refused. */
   fleetId?: string
   /** On-chain model registry, asked while a policy is in force. */
@@ -99,7 +106,8 @@ export interface ProviderWarning { provider?: string, fallback?: string, message
 export interface ModelStatusEntry {
   name: string
   path: string
-  state: 'loading' | 'loaded' | 'refused' | 'failed'
+  /** `awaiting-policy`: nothing is loaded until a verified policy is in force (requirePolicy). */
+  state: 'loading' | 'loaded' | 'refused' | 'failed' | 'awaiting-policy'
   /** Runs are accepted (loaded, and allowed by the policy in force). */
   runnable: boolean
   modelHash?: string
@@ -217,6 +225,7 @@ export class Daemon {
       storePath: join(stateDir, 'policy.cbor'),
       logger,
       ...(options.policyAdminPublicKey !== undefined ? { adminPublicKey: options.policyAdminPublicKey } : {}),
+      requirePolicy: options.requirePolicy ?? options.policyAdminPublicKey !== undefined,
       ...(options.fleetId !== undefined ? { fleetId: options.fleetId } : {}),
       ...(options.registry !== undefined ? { registry: options.registry } : {}),
       ...(options.registryTimeoutMs !== undefined ? { registryTimeoutMs: options.registryTimeoutMs } : {})
@@ -280,6 +289,12 @@ export class Daemon {
     try {
       api.attach(daemon)
       for (const slot of daemon.slots.values()) {
+        // First boot of a managed device: the retained policy may arrive seconds after the start.
+        // The models wait for it (acceptPolicy loads them) rather than load unchecked.
+        if (guard.awaiting) {
+          slot.state = 'awaiting-policy'
+          continue
+        }
         // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
         // the fleet may approve it, and it could not arrive if the daemon refused to start.
         await daemon.enqueueLoad(slot, true).catch((e: unknown) => { if (!isRefusal(e)) throw e })
@@ -337,6 +352,7 @@ export class Daemon {
     if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured (configured: ${[...this.slots.keys()].join(', ')})`)
     const model = slot.model
     if (model === undefined) {
+      if (slot.state === 'awaiting-policy') throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" is not loaded: it waits for a signed model policy (none is in force yet; pin one with provenance-agent init --policy, or publish one with provenance-fleet policy publish)`)
       if (slot.state === 'refused' && slot.error !== undefined) throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" was refused: ${slot.error.code}: ${slot.error.message}`)
       throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" is not loaded (${slot.state}${slot.error !== undefined ? `: ${slot.error.code}` : ''})`)
     }
@@ -396,7 +412,7 @@ export class Daemon {
     }
     if (outcome === 'accepted') {
       for (const slot of this.slots.values()) {
-        if (slot.model === undefined && slot.state === 'refused' && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
+        if (slot.model === undefined && (slot.state === 'refused' || slot.state === 'awaiting-policy') && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
       }
     }
     return outcome
@@ -545,7 +561,7 @@ export class Daemon {
       const code = (e as { code?: string }).code ?? 'ERROR'
       const refused = isRefusal(e)
       slot.error = { code, message: (e as Error).message }
-      if (previous === undefined) slot.state = refused ? 'refused' : 'failed'
+      if (previous === undefined) slot.state = code === 'POLICY_AWAITED' ? 'awaiting-policy' : refused ? 'refused' : 'failed'
       if (refused) this.logger.warn({ model: name, path, code, error: (e as Error).message, kept: previous !== undefined }, 'model refused by policy; nothing was loaded')
       throw e
     } finally {
@@ -580,7 +596,7 @@ export class Daemon {
 
 function isRefusal (e: unknown): boolean {
   const code = (e as { code?: unknown }).code
-  return code === 'MODEL_NOT_APPROVED' || code === 'MODEL_REVOKED'
+  return code === 'MODEL_NOT_APPROVED' || code === 'MODEL_REVOKED' || code === 'POLICY_AWAITED'
 }
 
 function assertDaemonOptions (o: DaemonOptions): void {
