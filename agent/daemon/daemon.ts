@@ -140,6 +140,14 @@ export interface DaemonStatus {
   models: ModelStatusEntry[]
   uplink: ({ configured: true, brokerUrl: string } & UplinkStatus) | { configured: false }
   policy: PolicyStatus
+  /**
+   * Whether a gateway has acknowledged this device's records. The gateway quarantines the
+   * records of a device whose key the registry does not know (`unknown-device`) and acks none
+   * of them: the device keeps them all and says `unacknowledged` here, with the device time of
+   * the oldest record no ack covers. It cannot tell an unregistered key from a gateway that is
+   * down; the hint says what to check.
+   */
+  registration: RegistrationStatus
   budget: {
     budgetBytes: number
     budgetMode: string
@@ -149,6 +157,16 @@ export interface DaemonStatus {
     diskBytes: number
     droppedRecords: number
   }
+}
+
+export interface RegistrationStatus {
+  /** `acknowledged`: a gateway acknowledged records of this device; `unacknowledged`: none yet; `no-uplink`: no broker configured. */
+  state: 'acknowledged' | 'unacknowledged' | 'no-uplink'
+  /** Device time (Unix ms) of the oldest record no ack covers; absent when every record is acknowledged. */
+  unacknowledgedSinceMs?: number
+  /** Seq of that record. */
+  unacknowledgedSinceSeq?: number
+  hint?: string
 }
 
 export interface DaemonRunResult {
@@ -447,6 +465,7 @@ export class Daemon {
       models: [...this.slots.values()].map(s => this.modelStatus(s)),
       uplink: uplink !== undefined ? { configured: true, brokerUrl: redactUrl(this.options.brokerUrl ?? ''), ...uplink.status() } : { configured: false },
       policy: this.guard.status(),
+      registration: await this.registrationStatus(),
       budget: {
         budgetBytes: profile.profile.storage.budgetBytes,
         budgetMode: profile.profile.storage.budgetMode,
@@ -566,6 +585,21 @@ export class Daemon {
       throw e
     } finally {
       this.capture = undefined
+    }
+  }
+
+  private async registrationStatus (): Promise<RegistrationStatus> {
+    const uplink = this.uplink?.status()
+    if (uplink === undefined) return { state: 'no-uplink' }
+    const log = this.agent.log
+    let oldest: SignedRecord | undefined
+    for await (const r of log.iterate(log.acked + 1, log.head.seq)) { oldest = r; break }
+    const since = oldest !== undefined ? { unacknowledgedSinceMs: oldest.record.timeMs, unacknowledgedSinceSeq: oldest.record.seq } : {}
+    if (uplink.ackedSeq >= 0 || log.acked >= 0) return { state: 'acknowledged', ...since }
+    return {
+      state: 'unacknowledged',
+      ...since,
+      hint: 'no gateway has acknowledged a record of this device; every record is kept. Check that the device key is registered (provenance-fleet device show --id <deviceId>; else provenance-fleet device register --enrollment) — the gateway quarantines records of unknown devices — and that the uplink is connected and a gateway runs'
     }
   }
 

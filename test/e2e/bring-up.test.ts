@@ -184,6 +184,8 @@ t.test('behavior: the documented bring-up, with the CLIs alone, ends in provenan
   t.match(JSON.parse(rogue.stdout), { error: { code: 'MODEL_UNAVAILABLE' } }, 'the model the policy excludes does not run')
   const head = (await status()).seq as number
   await waitFor('the records anchored', async () => (await status()).uplink.anchoredSeq >= head, () => agent.output() + gateway.output())
+  t.match((await status()).registration, { state: 'acknowledged' }, 'the registered device\'s records are acknowledged')
+  t.match(await ok('provenance-agent', ['status', '--config', agentConfig]), /policy +v1 enforce in force/)
 
   // Export with the gateway's token, then verify against the chain.
   const bundle = join(dir, 'cam-1.bundle.json')

@@ -124,6 +124,7 @@ t.test('behavior: an application runs the tiny classifier over HTTP, gets its ou
   t.match(s.profile.id, /^generic-x86_64@/)
   t.same(s.uplink, { configured: false })
   t.same(s.policy, { configured: false, required: false, awaiting: false })
+  t.same(s.registration, { state: 'no-uplink' })
   t.equal(s.budget.budgetBytes, options.profile.profile.storage.budgetBytes)
   t.ok(s.budget.usedBytes > 0 && s.budget.diskBytes > 0)
   t.match(s.models, [{ name: 'tiny', state: 'loaded', runnable: true, modelHash: toHex(sha256(modelA)), providers: ['cpu'], fallback: false, policy: 'unchecked', loadSeq: 1 }])
@@ -268,6 +269,8 @@ t.test('behavior: first boot in enforce mode with a late retained policy: nothin
   t.equal(early.body.error.code, 'MODEL_UNAVAILABLE')
   t.match(early.body.error.message, /waits for a signed model policy/)
   t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot'], 'no model-load record before the policy')
+  // No gateway runs: nothing is acknowledged, everything is kept, and the status says since when.
+  t.match(before.registration, { state: 'unacknowledged', unacknowledgedSinceSeq: 0, hint: /device register/ })
 
   // The fleet publishes the retained policy only now, after the agent started.
   const admin$ = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
