@@ -256,7 +256,7 @@ t.test('behavior: first boot in enforce mode with a late retained policy: nothin
   const broker = await startMosquitto()
   t.teardown(async () => await broker.close())
   const gatewayKey = createSigner(new Uint8Array(32).fill(8))
-  const { start, options, dir } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url, gatewayPublicKeys: [gatewayKey.publicKey] })
+  const { start, options, dir, logger } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url, gatewayPublicKeys: [gatewayKey.publicKey] })
   options.models = [{ name: 'tiny', path: join(dir, 'a.onnx') }, { name: 'other', path: join(dir, 'b.onnx') }]
   const daemon = await start()
   await waitFor('the uplink', async () => ((await daemon.status()).uplink as { connected?: boolean }).connected === true)
@@ -275,6 +275,14 @@ t.test('behavior: first boot in enforce mode with a late retained policy: nothin
   // The fleet publishes the retained policy only now, after the agent started.
   const admin$ = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
   t.teardown(async () => await admin$.endAsync())
+  // An attacker on the broker goes first: a forged policy and one for another fleet change nothing.
+  const forged = signPolicy({ issuedAtMs: 1, version: 9, mode: 'audit', modelHashes: [sha256(modelB)], fleetId: 'f' }, createSigner(new Uint8Array(32).fill(3))).envelope
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(forged), { qos: 1, retain: true })
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 9, mode: 'audit', fleetId: 'other' })), { qos: 1, retain: true })
+  await waitFor('both refusals', async () => logger.lines.filter(l => l.msg === 'model policy refused').length >= 2)
+  t.same(logger.lines.filter(l => l.msg === 'model policy refused').map(l => l.code), ['POLICY_SIGNATURE_INVALID', 'POLICY_WRONG_FLEET'])
+  t.match((await daemon.status()).models, [{ state: 'awaiting-policy' }, { state: 'awaiting-policy' }], 'still waiting')
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot'], 'still no model-load record')
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ modelHashes: [sha256(modelA)] })), { qos: 1, retain: true })
   await waitFor('the policy', async () => (await daemon.status()).models[0]?.state === 'loaded')
   const s = await daemon.status()
