@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
-import { DEVICE_ID_PATTERN, LIMITS, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
@@ -306,6 +306,8 @@ export class Daemon {
     captureTarget.daemon = daemon
     try {
       api.attach(daemon)
+      // The stored policy is in force from this boot on: say so in the chain before any model-load it judges.
+      await daemon.recordPolicy()
       for (const slot of daemon.slots.values()) {
         // First boot of a managed device: the retained policy may arrive seconds after the start.
         // The models wait for it (acceptPolicy loads them) rather than load unchecked.
@@ -429,6 +431,7 @@ export class Daemon {
       throw e
     }
     if (outcome === 'accepted') {
+      await this.recordPolicy()
       for (const slot of this.slots.values()) {
         if (slot.model === undefined && (slot.state === 'refused' || slot.state === 'awaiting-policy') && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
       }
@@ -586,6 +589,14 @@ export class Daemon {
     } finally {
       this.capture = undefined
     }
+  }
+
+  /** A policy record for the policy in force, so an investigator sees which allowlist judged the loads that follow. */
+  private async recordPolicy (): Promise<void> {
+    const signed = this.guard.policy
+    if (signed === undefined || this.stopping !== undefined) return
+    const p = signed.policy
+    await this.agent.log.append(() => ({ kind: 'policy', version: p.version, mode: p.mode, fleetId: p.fleetId, policyHash: sha256(signed.policyBytes) }))
   }
 
   private async registrationStatus (): Promise<RegistrationStatus> {

@@ -195,6 +195,8 @@ t.test('behavior: the documented bring-up, with the CLIs alone, ends in provenan
   t.equal(verdict.code, 0, verdict.stdout + verdict.stderr)
   t.match(verdict.stdout, /\bVALID\b/)
   const timeline = await ok('provenance', ['timeline', bundle])
+  t.match(timeline, /policy v1 enforce in force \(fleet fleet-1/, 'the policy in force is in the device\'s records')
+  t.match(timeline, /model load cls 1\.0 .*policy approved/)
   t.notMatch(timeline, /unchecked/, 'no model-load record says unchecked')
   t.notMatch(timeline, /rogue/, 'the excluded model was never loaded')
 })

@@ -195,7 +195,7 @@ t.test('behavior: under enforce a refused model is not loaded and runs are refus
   const refused = await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))
   t.equal(refused.status, 503)
   t.match(refused.body.error.message, /MODEL_NOT_APPROVED/)
-  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'model-load'], 'no record for the refused model')
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'policy', 'model-load'], 'the stored policy is recorded in force; no record for the refused model')
 
   await t.rejects(daemon.acceptPolicy(policy({ version: 1, modelHashes: [sha256(modelB)] })), { code: 'POLICY_STALE' })
   t.equal(await daemon.acceptPolicy(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), 'accepted')
@@ -293,6 +293,9 @@ t.test('behavior: first boot in enforce mode with a late retained policy: nothin
   t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_UNAVAILABLE')
   const loads = (await daemon.log.range(0, 100)).filter(r => r.record.body.kind === 'model-load').map(r => r.record.body as ModelLoadBody)
   t.same(loads.map(b => [b.name, b.policy]), [['tiny', 'approved']], 'the excluded model was never loaded nor recorded, nothing says unchecked')
+  const rows = await daemon.log.range(0, 100)
+  t.same(rows.map(r => r.record.body.kind), ['boot', 'policy', 'model-load', 'inference'], 'the policy in force is recorded before the load it judged')
+  t.match(rows[1]?.record.body, { kind: 'policy', version: 1, mode: 'enforce', fleetId: 'f' })
 
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), { qos: 1, retain: true })
   await waitFor('the second policy', async () => (await daemon.status()).policy.version === 2)
