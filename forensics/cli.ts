@@ -421,7 +421,8 @@ export function formatTimeline (t: Timeline): string {
   const events: Array<[number, number, string]> = [
     ...t.boots.map(e => [e.timeMs, e.seq, `boot ${e.boot} (agent ${e.agentVersion}, ${e.profile})`] as [number, number, string]),
     ...t.reboots.filter(e => !e.clean).map(e => [e.timeMs, e.seq, `unclean reboot ${e.fromBoot} -> ${e.toBoot} (no shutdown record)`] as [number, number, string]),
-    ...t.modelLoads.map(e => [e.timeMs, e.seq, `model load ${e.name === null ? 'UNREGISTERED' : `${e.name} ${String(e.version)}`} ${e.modelHash.slice(0, 12)} (${e.file}, ${e.status})`] as [number, number, string]),
+    ...t.modelLoads.map(e => [e.timeMs, e.seq, `model load ${e.name === null ? 'UNREGISTERED' : `${e.name} ${String(e.version)}`} ${e.modelHash.slice(0, 12)} (${e.file}, ${e.status}, policy ${e.policy})`] as [number, number, string]),
+    ...t.policies.map(e => [e.timeMs, e.seq, `policy v${e.version} ${e.mode} in force (fleet ${e.fleetId}, sha256 ${e.policyHash.slice(0, 12)})`] as [number, number, string]),
     ...t.gaps.map(e => [e.timeMs, e.seq, `gap ${e.firstSeq}..${e.lastSeq} dropped: ${e.reason}`] as [number, number, string]),
     ...t.keyRotations.map(e => [e.timeMs, e.seq, `key rotation to ${e.keyFingerprint}, valid from ${iso(e.validFromMs)}`] as [number, number, string]),
     ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string])

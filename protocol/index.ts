@@ -14,7 +14,7 @@ export {
   encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
   type RecordKind, type PolicyVerdict, type TensorCommitment, type RecordBody, type BootBody, type ModelLoadBody,
-  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type ProvenanceRecord, type SignedRecord
+  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
   ChainVerifier, verifyChain, assertChain, fixedKey,

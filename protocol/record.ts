@@ -20,7 +20,8 @@ export const RECORD_KINDS = {
   inference: 2,
   gap: 3,
   'key-rotation': 4,
-  shutdown: 5
+  shutdown: 5,
+  policy: 6
 } as const
 export type RecordKind = keyof typeof RECORD_KINDS
 const KIND_BY_CODE = Object.keys(RECORD_KINDS) as RecordKind[]
@@ -68,7 +69,23 @@ export interface GapBody {
 }
 export interface KeyRotationBody { kind: 'key-rotation', newPublicKey: Uint8Array, validFromMs: number }
 export interface ShutdownBody { kind: 'shutdown', reason: string }
-export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody
+/** Mode codes of a policy record: the model policy's own (protocol/policy.ts POLICY_MODES). */
+export const POLICY_RECORD_MODES = { enforce: 0, audit: 1 } as const
+const POLICY_MODE_BY_CODE = Object.keys(POLICY_RECORD_MODES) as Array<keyof typeof POLICY_RECORD_MODES>
+/**
+ * The model policy in force from this record on (written at start when a stored policy is in
+ * force, and whenever a newer one is accepted): which signed allowlist judged the model-load
+ * records that follow.
+ */
+export interface PolicyBody {
+  kind: 'policy'
+  version: number
+  mode: keyof typeof POLICY_RECORD_MODES
+  fleetId: string
+  /** SHA-256 of the policy bytes the fleet admin signed (the envelope's first element). */
+  policyHash: Uint8Array
+}
+export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody
 
 export interface ProvenanceRecord<B extends RecordBody = RecordBody> {
   deviceId: string
@@ -112,6 +129,7 @@ function bodyToCbor (body: RecordBody): CborValue[] {
     case 'gap': return [body.firstSeq, body.lastSeq, body.beforeHash, body.lastHash, body.reason]
     case 'key-rotation': return [body.newPublicKey, body.validFromMs]
     case 'shutdown': return [body.reason]
+    case 'policy': return [body.version, POLICY_RECORD_MODES[body.mode], body.fleetId, body.policyHash]
   }
 }
 
@@ -197,7 +215,7 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
 }
 
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
-  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1 }
+  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4 }
   if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
   const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
     if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
@@ -223,6 +241,11 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
     case 'gap': return { kind, firstSeq: f[0] as number, lastSeq: f[1] as number, beforeHash: f[2] as Uint8Array, lastHash: f[3] as Uint8Array, reason: f[4] as string }
     case 'key-rotation': return { kind, newPublicKey: f[0] as Uint8Array, validFromMs: f[1] as number }
     case 'shutdown': return { kind, reason: f[0] as string }
+    case 'policy': {
+      const mode = typeof f[1] === 'number' ? POLICY_MODE_BY_CODE[f[1]] : undefined
+      if (mode === undefined) problems.push('body.mode: unknown policy mode')
+      return { kind, version: f[0] as number, mode: mode ?? 'enforce', fleetId: f[2] as string, policyHash: f[3] as Uint8Array }
+    }
   }
 }
 
@@ -282,6 +305,10 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
       }
       case 'key-rotation': checkBytes(problems, b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); checkUint(problems, b.validFromMs, 'body.validFromMs'); break
       case 'shutdown': checkText(problems, b.reason, 'body.reason'); break
+      case 'policy':
+        checkUint(problems, b.version, 'body.version'); checkText(problems, b.fleetId, 'body.fleetId'); checkBytes(problems, b.policyHash, 'body.policyHash')
+        if (!(typeof b.mode === 'string' && b.mode in POLICY_RECORD_MODES)) problems.push('body.mode: unknown policy mode')
+        break
     }
   }
   if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)

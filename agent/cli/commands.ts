@@ -51,7 +51,8 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     description: [
       'Creates the key file named by the firmware profile (keys.path, relative to stateDir) with mode 0600 in a 0700 folder: the Ed25519 signing key and the secret tensor commitments are salted with. An existing key file is reused, never replaced. Prints the enrollment request (JSON: format, deviceId, publicKey, validFromMs, profile, agentVersion, createdMs) on stdout; register it before the first start with `provenance-fleet device register`, which reads this file, so the first records are signed by a registered key. Neither the daemon nor the record log is touched.'
     ],
-    options: [...COMMON_OPTIONS, { name: 'out', type: 'string', value: '<path>', description: 'Also write the enrollment request to this file (mode 0644; it holds no secret).' }]
+    options: [...COMMON_OPTIONS, { name: 'out', type: 'string', value: '<path>', description: 'Also write the enrollment request to this file (mode 0644; it holds no secret).' },
+      { name: 'policy', type: 'string', value: '<file>', description: 'Pin the fleet\'s signed model policy (the file `provenance-fleet policy sign` writes): verified with policyAdminPublicKey and fleetId, stored as <stateDir>/policy.cbor, so the first start loads approved models at once instead of waiting for the retained policy.' }]
   },
   {
     path: ['status'],

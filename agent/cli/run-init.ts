@@ -2,10 +2,15 @@
  * `provenance-agent init`: creates the device key file (Ed25519 seed and commitment salt secret,
  * mode 0600, folder 0700) before the first start, at the path `start` uses, and prints the
  * enrollment request the fleet registers (`provenance-fleet device register --enrollment`), so
- * the device's first records are signed by a key the registry already knows.
+ * the device's first records are signed by a key the registry already knows. With `--policy` it
+ * also pins the fleet's signed model policy (verified with the configured admin key and stored
+ * where a received one goes), so the first start loads the approved models at once.
  */
-import { ENROLLMENT_FORMAT, assertEnrollmentRequest, toHex, type EnrollmentRequest } from '../../protocol/index.js'
+import { promises as fs } from 'node:fs'
+import { join } from 'node:path'
+import { ENROLLMENT_FORMAT, assertEnrollmentRequest, fromHex, toHex, type EnrollmentRequest } from '../../protocol/index.js'
 import { KeyError, KeyRing, readKeyFile, writeFileAtomic } from '../keys/index.js'
+import { ModelGuard } from '../policy/index.js'
 import { AGENT_VERSION } from '../session/index.js'
 import type { OptionValues } from './args.js'
 import { prepare, type CliIo } from './context.js'
@@ -41,8 +46,37 @@ export async function runInit (values: OptionValues, io: CliIo): Promise<number>
       throw new CliError('EXPORT_FAILED', `cannot write the enrollment request to ${out}: ${(cause as Error).message}`, { cause })
     }
   }
+  const policyFile = typeof values.policy === 'string' ? values.policy : undefined
+  if (policyFile !== undefined) await pinPolicy(setup.config, policyFile, io)
   io.stdout.write(text)
   io.stderr.write(`${existed ? 'key file exists, reused' : 'created key file'}: ${setup.keyPath}\n` +
     `register it: provenance-fleet device register --enrollment ${out ?? '<this output saved to a file>'}\n`)
   return 0
+}
+
+/**
+ * Verifies the signed policy file with the configured admin key and fleet and stores it as
+ * `<stateDir>/policy.cbor`, exactly as a policy received over MQTT is stored.
+ * @throws CliError `CONFIG_INVALID` (no policyAdminPublicKey), `CONFIG_UNREADABLE` (the file);
+ *   ModelPolicyError / PolicyError `POLICY_*`.
+ */
+async function pinPolicy (config: { stateDir: string, policyAdminPublicKey?: string, fleetId?: string }, file: string, io: CliIo): Promise<void> {
+  if (config.policyAdminPublicKey === undefined) {
+    throw new CliError('CONFIG_INVALID', 'init --policy needs policyAdminPublicKey in the config: the policy is verified with the fleet admin key before it is stored')
+  }
+  let envelope: Uint8Array
+  try {
+    envelope = new Uint8Array(await fs.readFile(file))
+  } catch (cause) {
+    throw new CliError('CONFIG_UNREADABLE', `cannot read the policy file ${file}: ${(cause as Error).message}`, { cause })
+  }
+  await fs.mkdir(config.stateDir, { recursive: true, mode: 0o700 })
+  const guard = await ModelGuard.open({
+    storePath: join(config.stateDir, 'policy.cbor'),
+    adminPublicKey: fromHex(config.policyAdminPublicKey),
+    ...(config.fleetId !== undefined ? { fleetId: config.fleetId } : {})
+  })
+  const outcome = await guard.accept(envelope)
+  const p = guard.status()
+  io.stderr.write(`policy v${p.version ?? '?'} (${p.mode ?? '?'}, ${p.modelCount ?? 0} models, fleet ${p.fleetId ?? '?'}) ${outcome === 'accepted' ? 'pinned' : 'already in force'}: ${join(config.stateDir, 'policy.cbor')}\n`)
 }

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
-import { DEVICE_ID_PATTERN, LIMITS, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
 import { ModelError, type ModelInputInfo } from '../model/index.js'
@@ -46,6 +46,13 @@ export interface DaemonOptions {
   gatewayPublicKeys?: Uint8Array[]
   /** Fleet admin's Ed25519 public key (32 bytes) that signs model policies. */
   policyAdminPublicKey?: Uint8Array
+  /**
+   * Load no model before a verified policy is in force (stored by an earlier run, pinned with
+   * `provenance-agent init --policy`, or received over MQTT): until then models wait in state
+   * `awaiting-policy` and runs are refused, so no model-load record says `unchecked`.
+   * Default: true when policyAdminPublicKey is set.
+   */
+  requirePolicy?: boolean
   /** The device's fleet; policies for other fleets are refused. */
   fleetId?: string
   /** On-chain model registry, asked while a policy is in force. */
@@ -99,7 +106,8 @@ export interface ProviderWarning { provider?: string, fallback?: string, message
 export interface ModelStatusEntry {
   name: string
   path: string
-  state: 'loading' | 'loaded' | 'refused' | 'failed'
+  /** `awaiting-policy`: nothing is loaded until a verified policy is in force (requirePolicy). */
+  state: 'loading' | 'loaded' | 'refused' | 'failed' | 'awaiting-policy'
   /** Runs are accepted (loaded, and allowed by the policy in force). */
   runnable: boolean
   modelHash?: string
@@ -134,6 +142,14 @@ export interface DaemonStatus {
   models: ModelStatusEntry[]
   uplink: ({ configured: true, brokerUrl: string } & UplinkStatus) | { configured: false }
   policy: PolicyStatus
+  /**
+   * Whether a gateway has acknowledged this device's records. The gateway quarantines the
+   * records of a device whose key the registry does not know (`unknown-device`) and acks none
+   * of them: the device keeps them all and says `unacknowledged` here, with the device time of
+   * the oldest record no ack covers. It cannot tell an unregistered key from a gateway that is
+   * down; the hint says what to check.
+   */
+  registration: RegistrationStatus
   budget: {
     budgetBytes: number
     budgetMode: string
@@ -143,6 +159,16 @@ export interface DaemonStatus {
     diskBytes: number
     droppedRecords: number
   }
+}
+
+export interface RegistrationStatus {
+  /** `acknowledged`: a gateway acknowledged records of this device; `unacknowledged`: none yet; `no-uplink`: no broker configured. */
+  state: 'acknowledged' | 'unacknowledged' | 'no-uplink'
+  /** Device time (Unix ms) of the oldest record no ack covers; absent when every record is acknowledged. */
+  unacknowledgedSinceMs?: number
+  /** Seq of that record. */
+  unacknowledgedSinceSeq?: number
+  hint?: string
 }
 
 export interface DaemonRunResult {
@@ -219,6 +245,7 @@ export class Daemon {
       storePath: join(stateDir, 'policy.cbor'),
       logger,
       ...(options.policyAdminPublicKey !== undefined ? { adminPublicKey: options.policyAdminPublicKey } : {}),
+      requirePolicy: options.requirePolicy ?? options.policyAdminPublicKey !== undefined,
       ...(options.fleetId !== undefined ? { fleetId: options.fleetId } : {}),
       ...(options.registry !== undefined ? { registry: options.registry } : {}),
       ...(options.registryTimeoutMs !== undefined ? { registryTimeoutMs: options.registryTimeoutMs } : {})
@@ -281,7 +308,15 @@ export class Daemon {
     captureTarget.daemon = daemon
     try {
       api.attach(daemon)
+      // The stored policy is in force from this boot on: say so in the chain before any model-load it judges.
+      await daemon.recordPolicy()
       for (const slot of daemon.slots.values()) {
+        // First boot of a managed device: the retained policy may arrive seconds after the start.
+        // The models wait for it (acceptPolicy loads them) rather than load unchecked.
+        if (guard.awaiting) {
+          slot.state = 'awaiting-policy'
+          continue
+        }
         // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
         // the fleet may approve it, and it could not arrive if the daemon refused to start.
         await daemon.enqueueLoad(slot, true).catch((e: unknown) => { if (!isRefusal(e)) throw e })
@@ -339,6 +374,7 @@ export class Daemon {
     if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured (configured: ${[...this.slots.keys()].join(', ')})`)
     const model = slot.model
     if (model === undefined) {
+      if (slot.state === 'awaiting-policy') throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" is not loaded: it waits for a signed model policy (none is in force yet; pin one with provenance-agent init --policy, or publish one with provenance-fleet policy publish)`)
       if (slot.state === 'refused' && slot.error !== undefined) throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" was refused: ${slot.error.code}: ${slot.error.message}`)
       throw new DaemonError('MODEL_UNAVAILABLE', `model "${name}" is not loaded (${slot.state}${slot.error !== undefined ? `: ${slot.error.code}` : ''})`)
     }
@@ -397,8 +433,9 @@ export class Daemon {
       throw e
     }
     if (outcome === 'accepted') {
+      await this.recordPolicy()
       for (const slot of this.slots.values()) {
-        if (slot.model === undefined && slot.state === 'refused' && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
+        if (slot.model === undefined && (slot.state === 'refused' || slot.state === 'awaiting-policy') && this.stopping === undefined) await this.enqueueLoad(slot, false).catch(() => {})
       }
     }
     return outcome
@@ -433,6 +470,7 @@ export class Daemon {
       models: [...this.slots.values()].map(s => this.modelStatus(s)),
       uplink: uplink !== undefined ? { configured: true, brokerUrl: redactUrl(this.options.brokerUrl ?? ''), ...uplink.status() } : { configured: false },
       policy: this.guard.status(),
+      registration: await this.registrationStatus(),
       budget: {
         budgetBytes: profile.profile.storage.budgetBytes,
         budgetMode: profile.profile.storage.budgetMode,
@@ -547,11 +585,34 @@ export class Daemon {
       const code = (e as { code?: string }).code ?? 'ERROR'
       const refused = isRefusal(e)
       slot.error = { code, message: (e as Error).message }
-      if (previous === undefined) slot.state = refused ? 'refused' : 'failed'
+      if (previous === undefined) slot.state = code === 'POLICY_AWAITED' ? 'awaiting-policy' : refused ? 'refused' : 'failed'
       if (refused) this.logger.warn({ model: name, path, code, error: (e as Error).message, kept: previous !== undefined }, 'model refused by policy; nothing was loaded')
       throw e
     } finally {
       this.capture = undefined
+    }
+  }
+
+  /** A policy record for the policy in force, so an investigator sees which allowlist judged the loads that follow. */
+  private async recordPolicy (): Promise<void> {
+    const signed = this.guard.policy
+    if (signed === undefined || this.stopping !== undefined) return
+    const p = signed.policy
+    await this.agent.log.append(() => ({ kind: 'policy', version: p.version, mode: p.mode, fleetId: p.fleetId, policyHash: sha256(signed.policyBytes) }))
+  }
+
+  private async registrationStatus (): Promise<RegistrationStatus> {
+    const uplink = this.uplink?.status()
+    if (uplink === undefined) return { state: 'no-uplink' }
+    const log = this.agent.log
+    let oldest: SignedRecord | undefined
+    for await (const r of log.iterate(log.acked + 1, log.head.seq)) { oldest = r; break }
+    const since = oldest !== undefined ? { unacknowledgedSinceMs: oldest.record.timeMs, unacknowledgedSinceSeq: oldest.record.seq } : {}
+    if (uplink.ackedSeq >= 0 || log.acked >= 0) return { state: 'acknowledged', ...since }
+    return {
+      state: 'unacknowledged',
+      ...since,
+      hint: 'no gateway has acknowledged a record of this device; every record is kept. Check that the device key is registered (provenance-fleet device show --id <deviceId>; else provenance-fleet device register --enrollment) — the gateway quarantines records of unknown devices — and that the uplink is connected and a gateway runs'
     }
   }
 
@@ -583,7 +644,7 @@ export class Daemon {
 
 function isRefusal (e: unknown): boolean {
   const code = (e as { code?: unknown }).code
-  return code === 'MODEL_NOT_APPROVED' || code === 'MODEL_REVOKED'
+  return code === 'MODEL_NOT_APPROVED' || code === 'MODEL_REVOKED' || code === 'POLICY_AWAITED'
 }
 
 function assertDaemonOptions (o: DaemonOptions): void {

@@ -17,5 +17,7 @@ export type ModelPolicyErrorCode =
   | 'POLICY_NOT_CONFIGURED'
   /** The accepted policy could not be stored, or the stored one could not be read. */
   | 'POLICY_STORE_FAILED'
+  /** A policy is required (an admin key is configured) and none is in force yet: nothing is loaded. */
+  | 'POLICY_AWAITED'
 
 export class ModelPolicyError extends ProvenanceError<ModelPolicyErrorCode> {}

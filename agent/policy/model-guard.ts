@@ -3,7 +3,9 @@
  * keeps the newest one (refusing forged, foreign and older ones) across restarts, and judges each
  * model the agent loads. Under `enforce` an unlisted model is refused before onnxruntime sees its
  * bytes (a streaming pre-hash) and again on the bytes actually loaded (the authoritative check);
- * under `audit` it loads and its model-load record says `unapproved`.
+ * under `audit` it loads and its model-load record says `unapproved`. With `requirePolicy` (the
+ * daemon sets it whenever an admin key is configured) nothing is judged before a verified policy
+ * is in force, so no model-load record ever says `unchecked` on a managed device.
  */
 import { promises as fs } from 'node:fs'
 import type { LoadedModel } from '../model/index.js'
@@ -30,6 +32,11 @@ export interface ModelGuardOptions {
   registry?: ModelRegistryLookup
   /** Longest wait for the registry before the allowlist alone decides. Default 2000 ms. */
   registryTimeoutMs?: number
+  /**
+   * Refuse every check and load (`POLICY_AWAITED`) until a verified policy is in force, instead of
+   * loading models `unchecked`. Needs adminPublicKey. Default false.
+   */
+  requirePolicy?: boolean
   logger?: Logger
 }
 
@@ -49,6 +56,10 @@ export interface ModelCheck {
 export interface PolicyStatus {
   /** An admin key is configured. */
   configured: boolean
+  /** Models wait for a verified policy: none loads `unchecked` (requirePolicy). */
+  required: boolean
+  /** Required and none in force yet: no model is loaded. */
+  awaiting: boolean
   version?: number
   mode?: PolicyMode
   issuedAtMs?: number
@@ -80,6 +91,7 @@ export class ModelGuard {
    */
   static async open (options: ModelGuardOptions): Promise<ModelGuard> {
     if (options.adminPublicKey !== undefined && options.adminPublicKey.byteLength !== 32) throw new RangeError('adminPublicKey must be 32 bytes')
+    if (options.requirePolicy === true && options.adminPublicKey === undefined) throw new TypeError('requirePolicy needs adminPublicKey')
     const stored = await readStoredPolicy(options.storePath)
     if (stored === undefined) return new ModelGuard(options, undefined)
     if (options.adminPublicKey === undefined) {
@@ -129,6 +141,7 @@ export class ModelGuard {
    * @throws ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED`; ModelError `MODEL_UNREADABLE`.
    */
   async check (path: string, name: string): Promise<ModelCheck> {
+    this.assertPolicyKnown(name)
     const policy = this.current?.policy
     const result: ModelCheck = { path, name }
     if (policy === undefined || (policy.mode === 'audit' && this.options.registry === undefined)) {
@@ -150,10 +163,11 @@ export class ModelGuard {
   /**
    * The verdict on the bytes actually loaded (the agent's `judgeModel`). Warns when the file of
    * a model changed since it was last loaded under the same name or path.
-   * @throws ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED` under enforce (the agent then
-   *   releases the session and writes no model-load record).
+   * @throws ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED` under enforce, `POLICY_AWAITED`
+   *   (the agent then releases the session and writes no model-load record).
    */
   judge (loaded: LoadedModel): PolicyVerdict {
+    this.assertPolicyKnown(loaded.path)
     const name = this.expected?.path === loaded.path ? this.expected.name : loaded.path
     this.expected = undefined
     const hashHex = loaded.fileHashHex
@@ -173,15 +187,27 @@ export class ModelGuard {
   /** Whether a loaded model may run now (a newer enforce policy may have dropped it). */
   allows (modelHashHex: string): boolean {
     const policy = this.current?.policy
-    if (policy === undefined || policy.mode === 'audit') return true
+    if (policy === undefined) return this.options.requirePolicy !== true
+    if (policy.mode === 'audit') return true
     return this.isApproved(modelHashHex)
   }
+
+  /** A policy is required and none is in force yet. */
+  get awaiting (): boolean { return this.options.requirePolicy === true && this.current === undefined }
 
   status (): PolicyStatus {
     const p = this.current?.policy
     return {
       configured: this.options.adminPublicKey !== undefined,
+      required: this.options.requirePolicy === true,
+      awaiting: this.awaiting,
       ...(p !== undefined ? { version: p.version, mode: p.mode, issuedAtMs: p.issuedAtMs, fleetId: p.fleetId, modelCount: p.modelHashes.length } : {})
+    }
+  }
+
+  private assertPolicyKnown (model: string): void {
+    if (this.awaiting) {
+      throw new ModelPolicyError('POLICY_AWAITED', `model ${model} waits for a signed model policy: none is in force yet (pin one with provenance-agent init --policy, or publish one with provenance-fleet policy publish)`)
     }
   }
 

@@ -280,6 +280,7 @@ function events (t: Timeline, modelIndex: Map<string, number>): unknown[][] {
   for (const e of t.gaps) rows.push({ ...e, cells: ['gap', `seq ${e.firstSeq}..${e.lastSeq} dropped by the device: ${e.reason}`] })
   for (const e of t.keyRotations) rows.push({ ...e, cells: ['key rotation', html`new key fingerprint <code>${e.keyFingerprint}</code>, valid from ${formatTime(e.validFromMs)}`] })
   for (const e of t.shutdowns) rows.push({ ...e, cells: ['shutdown', e.reason] })
+  for (const e of t.policies) rows.push({ ...e, cells: ['model policy', html`v${e.version} ${e.mode} in force, fleet ${e.fleetId}, policy ${shortHex(e.policyHash, 12)}`] })
   rows.sort((a, b) => a.seq - b.seq || a.timeMs - b.timeMs)
   return rows.map(r => [formatTime(r.timeMs), r.seq, ...r.cells])
 }

@@ -70,6 +70,8 @@ export interface Timeline {
   /** Key fingerprints (first 16 hex of sha256 of the key), never the keys. */
   keyRotations: Array<{ seq: number, timeMs: number, keyFingerprint: string, validFromMs: number }>
   shutdowns: Array<{ seq: number, timeMs: number, reason: string }>
+  /** Model policies put in force on the device (policy records): version, mode, fleet, sha256 of the signed policy bytes. */
+  policies: Array<{ seq: number, timeMs: number, boot: number, version: number, mode: string, fleetId: string, policyHash: string }>
 }
 
 /**
@@ -111,7 +113,8 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     gaps: [],
     missing: [],
     keyRotations: [],
-    shutdowns: []
+    shutdowns: [],
+    policies: []
   }
   const inferences: Array<{ timeMs: number, modelHash: string }> = []
   const decisions = new Map<string | null, number>()
@@ -177,6 +180,7 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
         t.keyRotations.push({ ...at, keyFingerprint: toHex(sha256(body.newPublicKey)).slice(0, 16), validFromMs: body.validFromMs })
         break
       case 'shutdown': t.shutdowns.push({ ...at, reason: body.reason }); break
+      case 'policy': t.policies.push({ ...at, boot: r.boot, version: body.version, mode: body.mode, fleetId: body.fleetId, policyHash: toHex(body.policyHash) }); break
     }
   }
   t.inferences = inferences.length

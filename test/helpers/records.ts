@@ -66,6 +66,7 @@ export function sampleBody (kind: RecordKind, n = 0): RecordBody {
     case 'gap': return { kind, firstSeq: 1, lastSeq: 1, beforeHash: fakeHash(`before/${n}`), lastHash: fakeHash(`last/${n}`), reason: 'disk-budget' }
     case 'key-rotation': return { kind, newPublicKey: createSigner(seedFrom(`rotated/${n}`)).publicKey, validFromMs: TEST_START_TIME_MS + 1_000_000 }
     case 'shutdown': return { kind, reason: 'sigterm' }
+    case 'policy': return { kind, version: n + 1, mode: 'enforce', fleetId: 'fleet-test', policyHash: fakeHash(`policy/${n}`) }
   }
 }
 

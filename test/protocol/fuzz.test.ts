@@ -139,7 +139,8 @@ const body: fc.Arbitrary<RecordBody> = fc.oneof(
   fc.record({ kind: fc.constant('gap' as const), firstSeq: fc.nat(50), lastSeq: fc.nat(50), beforeHash: hash, lastHash: hash, reason: text(30) })
     .map(g => ({ ...g, firstSeq: Math.min(g.firstSeq, g.lastSeq), lastSeq: Math.max(g.firstSeq, g.lastSeq) })),
   fc.record({ kind: fc.constant('key-rotation' as const), newPublicKey: hash, validFromMs: uint }),
-  fc.record({ kind: fc.constant('shutdown' as const), reason: text(60) })
+  fc.record({ kind: fc.constant('shutdown' as const), reason: text(60) }),
+  fc.record({ kind: fc.constant('policy' as const), version: uint, mode: fc.constantFrom('enforce' as const, 'audit' as const), fleetId: text(40), policyHash: hash })
 )
 const deviceId = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40}$/)
 const record: fc.Arbitrary<ProvenanceRecord> = fc.record({

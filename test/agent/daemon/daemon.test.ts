@@ -123,7 +123,8 @@ t.test('behavior: an application runs the tiny classifier over HTTP, gets its ou
   t.equal(s.state, 'running')
   t.match(s.profile.id, /^generic-x86_64@/)
   t.same(s.uplink, { configured: false })
-  t.same(s.policy, { configured: false })
+  t.same(s.policy, { configured: false, required: false, awaiting: false })
+  t.same(s.registration, { state: 'no-uplink' })
   t.equal(s.budget.budgetBytes, options.profile.profile.storage.budgetBytes)
   t.ok(s.budget.usedBytes > 0 && s.budget.diskBytes > 0)
   t.match(s.models, [{ name: 'tiny', state: 'loaded', runnable: true, modelHash: toHex(sha256(modelA)), providers: ['cpu'], fallback: false, policy: 'unchecked', loadSeq: 1 }])
@@ -194,7 +195,7 @@ t.test('behavior: under enforce a refused model is not loaded and runs are refus
   const refused = await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))
   t.equal(refused.status, 503)
   t.match(refused.body.error.message, /MODEL_NOT_APPROVED/)
-  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'model-load'], 'no record for the refused model')
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot', 'policy', 'model-load'], 'the stored policy is recorded in force; no record for the refused model')
 
   await t.rejects(daemon.acceptPolicy(policy({ version: 1, modelHashes: [sha256(modelB)] })), { code: 'POLICY_STALE' })
   t.equal(await daemon.acceptPolicy(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), 'accepted')
@@ -251,28 +252,63 @@ t.test('error: no boot record and nothing listening when the start checks fail',
   t.same(rows.map(r => r.record.body.kind), ['boot', 'model-load'], 'the failed starts left no trace')
 })
 
-t.test('behavior: a retained policy published on the broker reaches the daemon through the uplink', async t => {
+t.test('behavior: first boot in enforce mode with a late retained policy: nothing loads or is recorded before it, then only the approved model loads', async t => {
   const broker = await startMosquitto()
   t.teardown(async () => await broker.close())
   const gatewayKey = createSigner(new Uint8Array(32).fill(8))
-  const { start, options, dir } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url, gatewayPublicKeys: [gatewayKey.publicKey] })
+  const { start, options, dir, logger } = await setup(t, { policyAdminPublicKey: admin.publicKey, fleetId: 'f', brokerUrl: broker.url, gatewayPublicKeys: [gatewayKey.publicKey] })
   options.models = [{ name: 'tiny', path: join(dir, 'a.onnx') }, { name: 'other', path: join(dir, 'b.onnx') }]
+  const daemon = await start()
+  await waitFor('the uplink', async () => ((await daemon.status()).uplink as { connected?: boolean }).connected === true)
+  const before = await daemon.status()
+  t.match(before.policy, { configured: true, required: true, awaiting: true })
+  t.notOk('version' in before.policy, 'no policy in force yet')
+  t.match(before.models, [{ name: 'tiny', state: 'awaiting-policy', runnable: false }, { name: 'other', state: 'awaiting-policy', runnable: false }])
+  const early = await call(daemon, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))
+  t.equal(early.status, 503, 'a run before the policy is refused')
+  t.equal(early.body.error.code, 'MODEL_UNAVAILABLE')
+  t.match(early.body.error.message, /waits for a signed model policy/)
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot'], 'no model-load record before the policy')
+  // No gateway runs: nothing is acknowledged, everything is kept, and the status says since when.
+  t.match(before.registration, { state: 'unacknowledged', unacknowledgedSinceSeq: 0, hint: /device register/ })
+
+  // The fleet publishes the retained policy only now, after the agent started.
   const admin$ = await mqtt.connectAsync(broker.url, { protocolVersion: 5 })
   t.teardown(async () => await admin$.endAsync())
+  // An attacker on the broker goes first: a forged policy and one for another fleet change nothing.
+  const forged = signPolicy({ issuedAtMs: 1, version: 9, mode: 'audit', modelHashes: [sha256(modelB)], fleetId: 'f' }, createSigner(new Uint8Array(32).fill(3))).envelope
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(forged), { qos: 1, retain: true })
+  await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 9, mode: 'audit', fleetId: 'other' })), { qos: 1, retain: true })
+  await waitFor('both refusals', async () => logger.lines.filter(l => l.msg === 'model policy refused').length >= 2)
+  t.same(logger.lines.filter(l => l.msg === 'model policy refused').map(l => l.code), ['POLICY_SIGNATURE_INVALID', 'POLICY_WRONG_FLEET'])
+  t.match((await daemon.status()).models, [{ state: 'awaiting-policy' }, { state: 'awaiting-policy' }], 'still waiting')
+  t.same((await daemon.log.range(0, 10)).map(r => r.record.body.kind), ['boot'], 'still no model-load record')
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ modelHashes: [sha256(modelA)] })), { qos: 1, retain: true })
-  const daemon = await start()
-  // No policy was stored yet: both models loaded unchecked before the uplink connected.
-  await waitFor('the policy', async () => (await daemon.status()).policy.version === 1)
+  await waitFor('the policy', async () => (await daemon.status()).models[0]?.state === 'loaded')
   const s = await daemon.status()
   t.match(s.uplink, { configured: true, connected: true, acks: { mode: 'verified' } }, 'the gateway key reached the uplink')
-  t.match(s.models, [{ name: 'tiny', policy: 'unchecked', runnable: true }, { name: 'other', policy: 'unchecked', runnable: false }], 'enforce now blocks the unlisted model')
-  t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_NOT_APPROVED')
+  t.match(s.policy, { version: 1, mode: 'enforce', awaiting: false })
+  t.match(s.models, [{ name: 'tiny', state: 'loaded', policy: 'approved', runnable: true }, { name: 'other', state: 'refused', runnable: false, error: { code: 'MODEL_NOT_APPROVED' } }])
+  t.equal((await call(daemon, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).status, 200, 'the approved model runs once the policy arrived')
+  t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).body.error.code, 'MODEL_UNAVAILABLE')
+  const loads = (await daemon.log.range(0, 100)).filter(r => r.record.body.kind === 'model-load').map(r => r.record.body as ModelLoadBody)
+  t.same(loads.map(b => [b.name, b.policy]), [['tiny', 'approved']], 'the excluded model was never loaded nor recorded, nothing says unchecked')
+  const rows = await daemon.log.range(0, 100)
+  t.same(rows.map(r => r.record.body.kind), ['boot', 'policy', 'model-load', 'inference'], 'the policy in force is recorded before the load it judged')
+  t.match(rows[1]?.record.body, { kind: 'policy', version: 1, mode: 'enforce', fleetId: 'f' })
+
   await admin$.publishAsync(deviceTopic('dev-d', 'policy'), Buffer.from(policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] })), { qos: 1, retain: true })
   await waitFor('the second policy', async () => (await daemon.status()).policy.version === 2)
-  t.match((await daemon.status()).models[1], { name: 'other', runnable: true })
+  await waitFor('the other model', async () => (await daemon.status()).models[1]?.runnable === true)
   t.equal((await call(daemon, 'POST', '/v1/models/other/run', runBody([1, 2, 3, 4]))).status, 200)
   const stored = await readFile(join(options.stateDir, 'policy.cbor'))
   t.equal(stored.byteLength, policy({ version: 2, modelHashes: [sha256(modelA), sha256(modelB)] }).byteLength, 'the accepted policy is stored')
+})
+
+t.test('behavior: a device with an admin key but requirePolicy false loads unchecked (the daemon opt-out)', async t => {
+  const { start } = await setup(t, { policyAdminPublicKey: admin.publicKey, requirePolicy: false })
+  const daemon = await start()
+  t.match((await daemon.status()).models, [{ name: 'tiny', state: 'loaded', policy: 'unchecked', runnable: true }])
 })
 
 t.test('error: a model that only fails once parsed stops the start after the boot record, with a shutdown record saying why', async t => {

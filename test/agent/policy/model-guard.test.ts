@@ -68,7 +68,7 @@ t.test('behavior: audit loads an unlisted model and its model-load record says u
 t.test('behavior: without a policy every model is unchecked', async t => {
   const { pathB, load, guard } = await setup(t)
   t.equal(((await load(pathB, 'b')).loadRecord.record.body as ModelLoadBody).policy, 'unchecked')
-  t.same(guard.status(), { configured: true })
+  t.same(guard.status(), { configured: true, required: false, awaiting: false })
 })
 
 t.test('error: forged, damaged, foreign and older policies are refused; the one in force stays', async t => {
@@ -85,7 +85,7 @@ t.test('error: forged, damaged, foreign and older policies are refused; the one 
   await t.rejects(guard.accept(policy({ version: 5, mode: 'audit' })), { code: 'POLICY_STALE' }, 'same version, other content')
   await t.rejects(guard.accept(policy({ version: 7, fleetId: 'fleet-b' })), { code: 'POLICY_WRONG_FLEET' })
   t.equal(await guard.accept(policy({ version: 5 })), 'unchanged', 'the retained policy again')
-  t.same(guard.status(), { configured: true, version: 5, mode: 'enforce', issuedAtMs: 1_700_000_000_000, fleetId: 'fleet-a', modelCount: 1 })
+  t.same(guard.status(), { configured: true, required: false, awaiting: false, version: 5, mode: 'enforce', issuedAtMs: 1_700_000_000_000, fleetId: 'fleet-a', modelCount: 1 })
   t.equal(await guard.accept(policy({ version: 6, mode: 'audit' })), 'accepted', 'a newer one replaces it')
 
   // Stored across restarts, verified again on the way in.
@@ -143,4 +143,25 @@ t.test('behavior: the on-chain registry approves or revokes beyond the allowlist
   t.equal(((await offline.load(offline.pathB, 'b')).loadRecord.record.body as ModelLoadBody).policy, 'approved', 'the allowlist decides')
   await t.rejects(offline.load(offline.pathA, 'a'), { code: 'MODEL_NOT_APPROVED' })
   t.ok(logger.lines.some(l => l.msg === 'model registry not reachable; the allowlist decides'))
+})
+
+t.test('behavior: with requirePolicy nothing is checked, loaded or recorded before a policy is in force, and nothing says unchecked', async t => {
+  const { guard, agent, pathA, pathB, load } = await setup(t, { requirePolicy: true })
+  t.match(guard.status(), { required: true, awaiting: true })
+  const early = await load(pathA, 'a').catch(e => e)
+  t.type(early, ModelPolicyError)
+  t.equal(early.code, 'POLICY_AWAITED')
+  t.match(early.message, /waits for a signed model policy/)
+  // Skipping the pre-check (a load path that forgot it) is refused on the loaded bytes too.
+  await t.rejects(agent.loadModel(pathA, { name: 'a' }), { code: 'POLICY_AWAITED' })
+  t.equal(guard.allows('00'.repeat(32)), false, 'no run is allowed before the policy')
+  t.same((await agent.log.range(0, 100)).map(r => r.record.body.kind), ['boot'], 'no model-load record')
+  await guard.accept(policy())
+  t.match(guard.status(), { awaiting: false, version: 1 })
+  t.equal(((await load(pathA, 'a')).loadRecord.record.body as ModelLoadBody).policy, 'approved')
+  await t.rejects(load(pathB, 'b'), { code: 'MODEL_NOT_APPROVED' })
+})
+
+t.test('error: requirePolicy without an admin key is a programming error', async t => {
+  await t.rejects(ModelGuard.open({ storePath: '/nonexistent/policy.cbor', requirePolicy: true }), TypeError)
 })
