@@ -18,7 +18,7 @@ const h = sha256(new Uint8Array([1]))
 /** ~ 150 to 1 150 bytes of envelope, so that a few fit one 2 KiB packet. */
 const body = (seq: number): RecordBody => ({ kind: 'inference', modelHash: h, inputs: [{ name: 'x', hash: h }], outputs: [], latencyUs: seq, decision: 'd'.repeat((seq * 97) % 1000) })
 /** One record bigger than any packet the broker takes (tensor commitments are ~ 45 bytes each). */
-const hugeBody = (seq: number): RecordBody => ({ kind: 'inference', modelHash: h, inputs: Array.from({ length: 100 }, (_, i) => ({ name: `input-${i}`, hash: h })), outputs: [], latencyUs: seq, decision: null })
+const hugeBody = (seq: number): RecordBody => ({ kind: 'inference', modelHash: h, inputs: Array.from({ length: 100 }, (_, i) => ({ name: `input-${String(i).padStart(3, '0')}`, hash: h })), outputs: [], latencyUs: seq, decision: null })
 const recordsTopic = deviceTopic(DEVICE, 'records')
 
 type Tap = { teardown: (fn: () => unknown) => void }
