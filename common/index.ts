@@ -4,7 +4,10 @@
  */
 export { CommonError, UsageError, type CommonErrorCode } from './errors.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
-export { readSecret, parseHexSecret32, MAX_SECRET_FILE_BYTES, type ReadSecretOptions } from './secret-file.js'
+export {
+  readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,
+  type ReadSecretOptions, type ReadOwnerOnlyFileOptions, type OwnerOnlyFileProblem
+} from './secret-file.js'
 export {
   EXIT_CODES, JSON_OPTION, HELP_OPTION, VERSION_OPTION, DRY_RUN_OPTION, optionsOf, parseCommandLine, findCommand, groupsOf, formatHelp,
   runProgram, runMain, exitCodeOf, formatErrorLine,

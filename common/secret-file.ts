@@ -53,6 +53,50 @@ export async function readSecret (options: ReadSecretOptions): Promise<string> {
   return value
 }
 
+/** Why {@link readOwnerOnlyFile} refused a file: callers map it to their own error codes. */
+export type OwnerOnlyFileProblem = 'insecure' | 'invalid' | 'unreadable'
+
+export interface ReadOwnerOnlyFileOptions {
+  /** Largest size read; a larger file is `invalid` before any byte is read. */
+  maxBytes: number
+  /** What the file is, for messages ("key file", "log key"). */
+  what: string
+  /** Makes the caller's error for a problem (its class and code). */
+  error: (problem: OwnerOnlyFileProblem, message: string, cause?: unknown) => Error
+}
+
+/**
+ * The UTF-8 text of a small key file readable by its owner only; undefined when it does not
+ * exist. Mode and size are checked on the open handle, so the file read is the file checked.
+ * @throws whatever `options.error` makes: `insecure` (group or others may read it), `invalid`
+ *   (not a regular file, or too large), `unreadable` (any other I/O failure).
+ */
+export async function readOwnerOnlyFile (path: string, options: ReadOwnerOnlyFileOptions): Promise<string | undefined> {
+  const { maxBytes, what, error } = options
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(path, constants.O_RDONLY)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error('unreadable', `cannot read ${what} ${path}: ${(e as Error).message}`, e)
+  }
+  try {
+    const stat = await handle.stat()
+    // A key that others can read is already leaked: refuse it so the operator fixes the mode.
+    if ((stat.mode & 0o077) !== 0) {
+      throw error('insecure', `${what} ${path} has mode ${(stat.mode & 0o777).toString(8)}: it must be readable by its owner only (chmod 600)`)
+    }
+    if (!stat.isFile() || stat.size > maxBytes) throw error('invalid', `${what} ${path} is ${stat.isFile() ? `${stat.size} bytes` : 'not a regular file'}, not a key file`)
+    try {
+      return await handle.readFile('utf8')
+    } catch (e) {
+      throw error('unreadable', `cannot read ${what} ${path}: ${(e as Error).message}`, e)
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
  * A 32-byte secret written as 64 hex digits (optionally 0x-prefixed), as lower-case hex without prefix.
  * @throws CommonError `SECRET_INVALID`.

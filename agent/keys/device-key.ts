@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path'
 import { createSigner, equalBytes, fromHex, toHex, type Signer } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { syncDir, writeFileAtomic } from '../../common/atomic-file.js'
+import { readOwnerOnlyFile } from '../../common/secret-file.js'
 import { KeyError } from './errors.js'
 
 /** One public key of the device and the device time from which it signs. */
@@ -77,26 +78,15 @@ export function deviceKeyOf (content: KeyFileContent): DeviceKey {
  * @throws AgentError `KEY_UNREADABLE`, `KEY_INVALID`, `KEY_INSECURE`.
  */
 export async function readKeyFile (path: string): Promise<KeyFileContent | undefined> {
-  let text: string
-  try {
-    const handle = await fs.open(path, constants.O_RDONLY)
-    try {
-      const stat = await handle.stat()
-      if ((stat.mode & 0o077) !== 0) {
-        throw new AgentError('KEY_INSECURE', `key file ${path} has mode ${(stat.mode & 0o777).toString(8)}: it must be readable by its owner only (chmod 600)`)
-      }
-      if (stat.size > MAX_KEY_FILE_BYTES) throw new AgentError('KEY_INVALID', `key file ${path} is ${stat.size} bytes, not a key file`)
-      text = await handle.readFile('utf8')
-    } finally {
-      await handle.close()
-    }
-  } catch (e) {
-    if (e instanceof AgentError) throw e
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new AgentError('KEY_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`, { cause: e })
-  }
-  return parseKeyFile(text, path)
+  const text = await readOwnerOnlyFile(path, {
+    maxBytes: MAX_KEY_FILE_BYTES,
+    what: 'key file',
+    error: (problem, message, cause) => new AgentError(KEY_FILE_CODES[problem], message, { cause })
+  })
+  return text === undefined ? undefined : parseKeyFile(text, path)
 }
+
+const KEY_FILE_CODES = { insecure: 'KEY_INSECURE', invalid: 'KEY_INVALID', unreadable: 'KEY_UNREADABLE' } as const
 
 /**
  * Replaces the key file atomically (mode 0600).

@@ -7,6 +7,9 @@ import { constants, promises as fs } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { createSigner, fromHex, generateSeed, toHex, type Signer } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
+import { readOwnerOnlyFile } from '../../common/secret-file.js'
+
+const LOG_KEY_CODES = { insecure: 'LOG_KEY_INSECURE', invalid: 'LOG_KEY_INVALID', unreadable: 'LOG_KEY_UNREADABLE' } as const
 
 export interface GatewayLogKey {
   signer: Signer
@@ -41,24 +44,12 @@ export async function loadOrCreateLogKey (path: string, options: { create?: bool
 }
 
 async function readLogKey (path: string): Promise<GatewayLogKey | undefined> {
-  let text: string
-  try {
-    const handle = await fs.open(path, constants.O_RDONLY)
-    try {
-      const stat = await handle.stat()
-      if ((stat.mode & 0o077) !== 0) {
-        throw new GatewayError('LOG_KEY_INSECURE', `log key ${path} has mode ${(stat.mode & 0o777).toString(8)}: it must be readable by its owner only (chmod 600)`)
-      }
-      if (stat.size > MAX_FILE_BYTES) throw new GatewayError('LOG_KEY_INVALID', `log key ${path} is ${stat.size} bytes, not a key file`)
-      text = await handle.readFile('utf8')
-    } finally {
-      await handle.close()
-    }
-  } catch (e) {
-    if (e instanceof GatewayError) throw e
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new GatewayError('LOG_KEY_UNREADABLE', `cannot read log key ${path}: ${(e as Error).message}`, { cause: e })
-  }
+  const text = await readOwnerOnlyFile(path, {
+    maxBytes: MAX_FILE_BYTES,
+    what: 'log key',
+    error: (problem, message, cause) => new GatewayError(LOG_KEY_CODES[problem], message, { cause })
+  })
+  if (text === undefined) return undefined
   let doc: { v?: unknown, seed?: unknown, createdMs?: unknown }
   try {
     doc = JSON.parse(text) as typeof doc
