@@ -6,6 +6,7 @@
 import { Contract, ContractFactory, Interface, ZeroHash, getAddress, getBytes, hexlify, id, isError, type BytesLike, type ContractRunner, type ContractTransactionReceipt, type Signer } from 'ethers'
 import artifact from './build/LineageRegistry.json' with { type: 'json' }
 import { RegistryError, type DecodedRevert } from './errors.js'
+import { ContractCalls, contractError } from './contract-calls.js'
 import { registryInterface, type TxResult } from './registry.js'
 
 export const LINEAGE_ABI: readonly unknown[] = artifact.abi
@@ -134,10 +135,12 @@ const bytes32 = (value: BytesLike | undefined, what: string): string => {
 export class LineageClient {
   readonly address: string
   readonly contract: Contract
+  readonly #calls: ContractCalls
 
   constructor (address: string, runner: ContractRunner) {
     this.address = getAddress(address)
     this.contract = new Contract(this.address, lineageInterface, runner)
+    this.#calls = new ContractCalls(this.contract, (e) => contractError(e, decodeLineageRevert, 'lineage registry'))
   }
 
   connect (runner: ContractRunner): LineageClient {
@@ -145,19 +148,19 @@ export class LineageClient {
   }
 
   async registryAddress (): Promise<string> {
-    return await this.#read<string>('registry', [])
+    return await this.#calls.read<string>('registry', [])
   }
 
   async hasRole (role: LineageRoleName, account: string): Promise<boolean> {
-    return await this.#read<boolean>('hasRole', [LINEAGE_ROLES[role], getAddress(account)])
+    return await this.#calls.read<boolean>('hasRole', [LINEAGE_ROLES[role], getAddress(account)])
   }
 
   async grantRole (role: LineageRoleName, account: string): Promise<TxResult> {
-    return txResult(await this.#send('grantRole', [LINEAGE_ROLES[role], getAddress(account)]))
+    return txResult(await this.#calls.send('grantRole', [LINEAGE_ROLES[role], getAddress(account)]))
   }
 
   async registerDataset (input: DatasetRegistration): Promise<TxResult> {
-    return txResult(await this.#send('registerDataset', [
+    return txResult(await this.#calls.send('registerDataset', [
       bytes32(input.datasetHash, 'datasetHash'), bytes32(input.parentHash, 'parentHash'), input.name, input.version, input.uri ?? ''
     ]))
   }
@@ -165,29 +168,29 @@ export class LineageClient {
   /** undefined when the dataset is not registered. */
   async getDataset (datasetHash: BytesLike): Promise<DatasetInfo | undefined> {
     const hash = bytes32(datasetHash, 'datasetHash')
-    const d = await this.#readOrUndefined<{ parentHash: string, curator: string, registeredAt: bigint, name: string, version: string, uri: string }>('getDataset', [hash], 'UnknownDataset')
+    const d = await this.#calls.readOrUndefined<{ parentHash: string, curator: string, registeredAt: bigint, name: string, version: string, uri: string }>('getDataset', [hash], 'UnknownDataset')
     if (d === undefined) return undefined
     return { datasetHash: hash, parentHash: d.parentHash === ZeroHash ? undefined : d.parentHash, curator: d.curator, registeredAtSec: d.registeredAt, name: d.name, version: d.version, uri: d.uri }
   }
 
   async registerTrainerKey (publicKey: BytesLike, name: string): Promise<TxResult> {
-    return txResult(await this.#send('registerTrainerKey', [bytes32(publicKey, 'publicKey'), name]))
+    return txResult(await this.#calls.send('registerTrainerKey', [bytes32(publicKey, 'publicKey'), name]))
   }
 
   async revokeTrainerKey (publicKey: BytesLike): Promise<TxResult> {
-    return txResult(await this.#send('revokeTrainerKey', [bytes32(publicKey, 'publicKey')]))
+    return txResult(await this.#calls.send('revokeTrainerKey', [bytes32(publicKey, 'publicKey')]))
   }
 
   /** undefined when the key was never registered. */
   async getTrainerKey (publicKey: BytesLike): Promise<TrainerKeyInfo | undefined> {
     const key = bytes32(publicKey, 'publicKey')
-    const k = await this.#readOrUndefined<{ registeredAt: bigint, revokedAt: bigint, name: string }>('getTrainerKey', [key], 'UnknownTrainerKey')
+    const k = await this.#calls.readOrUndefined<{ registeredAt: bigint, revokedAt: bigint, name: string }>('getTrainerKey', [key], 'UnknownTrainerKey')
     if (k === undefined) return undefined
     return { publicKey: key, name: k.name, registeredAtSec: k.registeredAt, revokedAtSec: k.revokedAt === 0n ? undefined : k.revokedAt }
   }
 
   async attachTrainingRun (input: TrainingRunAttachment): Promise<TxResult> {
-    return txResult(await this.#send('attachTrainingRun', [
+    return txResult(await this.#calls.send('attachTrainingRun', [
       bytes32(input.modelHash, 'modelHash'), bytes32(input.statementHash, 'statementHash'), bytes32(input.trainerKey, 'trainerKey'),
       input.datasetHashes.map((h, i) => bytes32(h, `datasetHashes[${i}]`))
     ]))
@@ -195,7 +198,7 @@ export class LineageClient {
 
   /** Registers the model in the ProvenanceRegistry through this contract, with its training run. */
   async registerTrainedModel (input: TrainedModelRegistration): Promise<TxResult> {
-    return txResult(await this.#send('registerTrainedModel', [{
+    return txResult(await this.#calls.send('registerTrainedModel', [{
       modelHash: bytes32(input.modelHash, 'modelHash'),
       name: input.name,
       version: input.version,
@@ -210,61 +213,24 @@ export class LineageClient {
 
   /** Model status changes through this contract (for publishers holding their role here). */
   async approveModel (modelHash: BytesLike): Promise<TxResult> {
-    return txResult(await this.#send('approveModel', [bytes32(modelHash, 'modelHash')]))
+    return txResult(await this.#calls.send('approveModel', [bytes32(modelHash, 'modelHash')]))
   }
 
   async deprecateModel (modelHash: BytesLike): Promise<TxResult> {
-    return txResult(await this.#send('deprecateModel', [bytes32(modelHash, 'modelHash')]))
+    return txResult(await this.#calls.send('deprecateModel', [bytes32(modelHash, 'modelHash')]))
   }
 
   async revokeModel (modelHash: BytesLike): Promise<TxResult> {
-    return txResult(await this.#send('revokeModel', [bytes32(modelHash, 'modelHash')]))
+    return txResult(await this.#calls.send('revokeModel', [bytes32(modelHash, 'modelHash')]))
   }
 
   /** undefined when no run is attached to the model. */
   async getTrainingRun (modelHash: BytesLike): Promise<TrainingRunInfo | undefined> {
-    const r = await this.#read<{ statementHash: string, trainerKey: string, publisher: string, attachedAt: bigint }>('getTrainingRun', [bytes32(modelHash, 'modelHash')])
+    const r = await this.#calls.read<{ statementHash: string, trainerKey: string, publisher: string, attachedAt: bigint }>('getTrainingRun', [bytes32(modelHash, 'modelHash')])
     if (r.statementHash === ZeroHash) return undefined
     return { statementHash: r.statementHash, trainerKey: r.trainerKey, publisher: r.publisher, attachedAtSec: r.attachedAt }
   }
 
-  async #send (method: string, args: unknown[]): Promise<ContractTransactionReceipt> {
-    return await this.#guard(async () => {
-      const tx = await this.contract.getFunction(method).send(...args)
-      const receipt = await tx.wait()
-      if (receipt === null) throw new RegistryError('REGISTRY_BAD_RESPONSE', `${method}: no receipt`)
-      return receipt
-    })
-  }
-
-  async #read<T> (method: string, args: unknown[]): Promise<T> {
-    return await this.#guard(async () => await this.contract.getFunction(method).staticCall(...args) as T)
-  }
-
-  async #readOrUndefined<T> (method: string, args: unknown[], unknownError: string): Promise<T | undefined> {
-    try {
-      return await this.#read<T>(method, args)
-    } catch (e) {
-      if (e instanceof RegistryError && e.revert?.name === unknownError) return undefined
-      throw e
-    }
-  }
-
-  async #guard<T> (fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (e) {
-      if (e instanceof RegistryError) throw e
-      const revert = decodeLineageRevert(e)
-      if (revert !== undefined) {
-        const code = revert.name === 'AccessControlUnauthorizedAccount' ? 'REGISTRY_UNAUTHORIZED' : 'REGISTRY_REVERTED'
-        throw new RegistryError(code, `lineage registry reverted: ${revert.name}`, { cause: e, revert })
-      }
-      if (isError(e, 'CALL_EXCEPTION')) throw new RegistryError('REGISTRY_REVERTED', `lineage registry call failed: ${e.shortMessage}`, { cause: e })
-      const message = (e as { shortMessage?: string, message?: string }).shortMessage ?? (e as Error).message
-      throw new RegistryError('REGISTRY_RPC_FAILED', `lineage registry RPC failed: ${String(message)}`, { cause: e })
-    }
-  }
 }
 
 function txResult (receipt: ContractTransactionReceipt): TxResult {

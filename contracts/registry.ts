@@ -11,6 +11,7 @@ import {
 } from 'ethers'
 import artifact from './build/ProvenanceRegistry.json' with { type: 'json' }
 import { RegistryError, type DecodedRevert } from './errors.js'
+import { ContractCalls, contractError } from './contract-calls.js'
 
 /** ABI and creation bytecode of the committed build (contracts/build/ProvenanceRegistry.json). */
 export const REGISTRY_ABI: readonly unknown[] = artifact.abi
@@ -218,10 +219,12 @@ export function decodeRegistryRevert (e: unknown): DecodedRevert | undefined {
 export class RegistryClient {
   readonly address: string
   readonly contract: Contract
+  readonly #calls: ContractCalls
 
   constructor (address: string, runner: ContractRunner) {
     this.address = getAddress(address)
     this.contract = new Contract(this.address, registryInterface, runner)
+    this.#calls = new ContractCalls(this.contract, (e) => contractError(e, decodeRegistryRevert, 'registry'))
   }
 
   /** The same registry with another runner (e.g. another role's signer). */
@@ -232,45 +235,45 @@ export class RegistryClient {
   // -------------------------------------------------------------------------- roles
 
   async hasRole (role: RoleName | BytesLike, account: string): Promise<boolean> {
-    return await this.#read<boolean>('hasRole', [roleId(role), getAddress(account)])
+    return await this.#calls.read<boolean>('hasRole', [roleId(role), getAddress(account)])
   }
 
   /** The role that administers `role` (DEFAULT_ADMIN_ROLE, 0x00…00, for all four). */
   async getRoleAdmin (role: RoleName | BytesLike): Promise<string> {
-    return await this.#read<string>('getRoleAdmin', [roleId(role)])
+    return await this.#calls.read<string>('getRoleAdmin', [roleId(role)])
   }
 
   /** REGISTRY_VERSION of the deployed contract (1 for this ABI). */
   async registryVersion (): Promise<bigint> {
-    return await this.#read<bigint>('REGISTRY_VERSION', [])
+    return await this.#calls.read<bigint>('REGISTRY_VERSION', [])
   }
 
   /** Admin only (the role's admin role, DEFAULT_ADMIN_ROLE for all four). */
   async grantRole (role: RoleName | BytesLike, account: string): Promise<TxResult> {
-    return txResult(await this.#send('grantRole', [roleId(role), getAddress(account)]))
+    return txResult(await this.#calls.send('grantRole', [roleId(role), getAddress(account)]))
   }
 
   async revokeRole (role: RoleName | BytesLike, account: string): Promise<TxResult> {
-    return txResult(await this.#send('revokeRole', [roleId(role), getAddress(account)]))
+    return txResult(await this.#calls.send('revokeRole', [roleId(role), getAddress(account)]))
   }
 
   /** The caller gives up one of its own roles; `account` must be the caller. */
   async renounceRole (role: RoleName | BytesLike, account: string): Promise<TxResult> {
-    return txResult(await this.#send('renounceRole', [roleId(role), getAddress(account)]))
+    return txResult(await this.#calls.send('renounceRole', [roleId(role), getAddress(account)]))
   }
 
   // -------------------------------------------------------------------------- devices
 
   /** DEVICE_REGISTRAR_ROLE. @throws RangeError for a key that is not 32 bytes */
   async registerDevice (input: DeviceRegistration): Promise<TxResult> {
-    return txResult(await this.#send('registerDevice', [
+    return txResult(await this.#calls.send('registerDevice', [
       toBytes32(input.deviceId, 'deviceId'), toBytes32(input.publicKey, 'publicKey'), toUint64(input.validFromMs, 'validFromMs')
     ]))
   }
 
   /** DEVICE_REGISTRAR_ROLE. `validFromMs` must be later than the current key's. */
   async rotateDeviceKey (input: DeviceRegistration): Promise<TxResult & { keyIndex: number }> {
-    const receipt = await this.#send('rotateDeviceKey', [
+    const receipt = await this.#calls.send('rotateDeviceKey', [
       toBytes32(input.deviceId, 'deviceId'), toBytes32(input.publicKey, 'publicKey'), toUint64(input.validFromMs, 'validFromMs')
     ])
     const event = findEvent(receipt, 'DeviceKeyRotated')
@@ -279,13 +282,13 @@ export class RegistryClient {
 
   /** DEVICE_REGISTRAR_ROLE. Final: records at device times >= `revokedFromMs` count as revoked. */
   async revokeDevice (deviceId: BytesLike, revokedFromMs: number | bigint): Promise<TxResult> {
-    return txResult(await this.#send('revokeDevice', [toBytes32(deviceId, 'deviceId'), toUint64(revokedFromMs, 'revokedFromMs')]))
+    return txResult(await this.#calls.send('revokeDevice', [toBytes32(deviceId, 'deviceId'), toUint64(revokedFromMs, 'revokedFromMs')]))
   }
 
   /** The device, or undefined when it was never registered. */
   async getDevice (deviceId: BytesLike): Promise<DeviceInfo | undefined> {
     const id32 = toBytes32(deviceId, 'deviceId')
-    const d = await this.#readOrUndefined<{ registeredAt: bigint, revoked: boolean, revokedFromMs: bigint, keyCount: bigint }>(
+    const d = await this.#calls.readOrUndefined<{ registeredAt: bigint, revoked: boolean, revokedFromMs: bigint, keyCount: bigint }>(
       'getDevice', [id32], 'UnknownDevice')
     if (d === undefined) return undefined
     return {
@@ -299,7 +302,7 @@ export class RegistryClient {
 
   /** The full key history, oldest first. @throws RegistryError REGISTRY_REVERTED (UnknownDevice) */
   async getDeviceKeys (deviceId: BytesLike): Promise<KeyPeriod[]> {
-    const result = await this.#read<Array<{ publicKey: string, validFromMs: bigint }>>('deviceKeys', [toBytes32(deviceId, 'deviceId')])
+    const result = await this.#calls.read<Array<{ publicKey: string, validFromMs: bigint }>>('deviceKeys', [toBytes32(deviceId, 'deviceId')])
     // An ethers Result throws on out-of-range indexes: copy it into a plain array first.
     const keys = Array.from(result)
     return keys.map((k, i) => ({ publicKey: k.publicKey, validFromMs: k.validFromMs, validUntilMs: keys[i + 1]?.validFromMs }))
@@ -307,7 +310,7 @@ export class RegistryClient {
 
   /** The key valid at device time `timeMs`. @throws RegistryError REGISTRY_REVERTED (UnknownDevice) */
   async keyAt (deviceId: BytesLike, timeMs: number | bigint): Promise<KeyAtResult> {
-    const [publicKey, validFromMs, revoked] = await this.#read<[string, bigint, boolean]>(
+    const [publicKey, validFromMs, revoked] = await this.#calls.read<[string, bigint, boolean]>(
       'keyAt', [toBytes32(deviceId, 'deviceId'), toUint64(timeMs, 'timeMs')])
     const none = publicKey === ZeroHash
     return { publicKey: none ? undefined : publicKey, validFromMs: none ? undefined : validFromMs, revoked }
@@ -317,7 +320,7 @@ export class RegistryClient {
 
   /** MODEL_PUBLISHER_ROLE. The model starts as 'registered'. */
   async registerModel (input: ModelRegistration): Promise<TxResult> {
-    return txResult(await this.#send('registerModel', [
+    return txResult(await this.#calls.send('registerModel', [
       toBytes32(input.modelHash, 'modelHash'),
       input.name,
       input.version,
@@ -345,7 +348,7 @@ export class RegistryClient {
   /** The model, or undefined when the hash was never registered. */
   async getModel (modelHash: BytesLike): Promise<ModelInfo | undefined> {
     const hash = toBytes32(modelHash, 'modelHash')
-    const m = await this.#readOrUndefined<{
+    const m = await this.#calls.readOrUndefined<{
       parentHash: string, manifestHash: string, publisher: string, registeredAt: bigint, status: bigint,
       name: string, version: string, metadataURI: string
     }>('getModel', [hash], 'UnknownModel')
@@ -365,7 +368,7 @@ export class RegistryClient {
 
   /** The status; 'none' for an unregistered hash. */
   async modelStatus (modelHash: BytesLike): Promise<ModelStatus> {
-    return toStatus(await this.#read<bigint>('modelStatus', [toBytes32(modelHash, 'modelHash')]))
+    return toStatus(await this.#calls.read<bigint>('modelStatus', [toBytes32(modelHash, 'modelHash')]))
   }
 
   /**
@@ -377,7 +380,7 @@ export class RegistryClient {
     const chain: string[] = []
     let next = toBytes32(modelHash, 'modelHash')
     for (;;) {
-      const [page, complete] = await this.#read<[string[], boolean]>('lineage', [next, Math.min(64, maxDepth - chain.length)])
+      const [page, complete] = await this.#calls.read<[string[], boolean]>('lineage', [next, Math.min(64, maxDepth - chain.length)])
       chain.push(...page)
       if (complete) return { chain, complete: true }
       if (chain.length >= maxDepth) return { chain, complete: false }
@@ -391,7 +394,7 @@ export class RegistryClient {
 
   /** ANCHORER_ROLE. Anchors a batch root; a root is accepted once only. */
   async anchor (input: AnchorInput): Promise<AnchorResult> {
-    const receipt = await this.#send('anchor', [
+    const receipt = await this.#calls.send('anchor', [
       toBytes32(input.root, 'root'),
       toUint64(input.size, 'size'),
       toUint64(input.firstRecordTimeMs, 'firstRecordTimeMs'),
@@ -405,7 +408,7 @@ export class RegistryClient {
   /** What the contract stores for `root`, or undefined when it was never anchored. */
   async getAnchor (root: BytesLike): Promise<StoredAnchor | undefined> {
     const r = toBytes32(root, 'root')
-    const a = await this.#read<{ batchId: bigint, size: bigint, blockNumber: bigint, anchoredAt: bigint }>('getAnchor', [r])
+    const a = await this.#calls.read<{ batchId: bigint, size: bigint, blockNumber: bigint, anchoredAt: bigint }>('getAnchor', [r])
     if (a.batchId === 0n) return undefined
     return { root: r, batchId: a.batchId, size: a.size, blockNumber: Number(a.blockNumber), anchoredAtSec: a.anchoredAt }
   }
@@ -426,67 +429,24 @@ export class RegistryClient {
   async listAnchors (range: BlockRange = {}, filter: { root?: BytesLike, batchId?: number | bigint } = {}): Promise<AnchorEvent[]> {
     const batchId = filter.batchId === undefined ? null : toUint64(filter.batchId, 'batchId')
     const root = filter.root === undefined ? null : toBytes32(filter.root, 'root')
-    const logs = await this.#guard(async () => await this.contract.queryFilter(
+    const logs = await this.#calls.guard(async () => await this.contract.queryFilter(
       this.contract.filters.Anchored!(batchId, root, null), range.fromBlock ?? 0, range.toBlock ?? 'latest'))
     return logs.map(toAnchorEvent)
   }
 
   /** Number of batches anchored so far (= the last batch id). */
   async batchCount (): Promise<bigint> {
-    return await this.#read<bigint>('batchCount', [])
+    return await this.#calls.read<bigint>('batchCount', [])
   }
 
   // -------------------------------------------------------------------------- internals
 
   async #changeStatus (method: string, modelHash: BytesLike): Promise<ModelStatusChange> {
-    const receipt = await this.#send(method, [toBytes32(modelHash, 'modelHash')])
+    const receipt = await this.#calls.send(method, [toBytes32(modelHash, 'modelHash')])
     const event = findEvent(receipt, 'ModelStatusChanged')
     return { ...txResult(receipt), from: toStatus(event.args.getValue('from')), to: toStatus(event.args.getValue('to')) }
   }
 
-  async #send (method: string, args: unknown[]): Promise<ContractTransactionReceipt> {
-    return await this.#guard(async () => {
-      const tx = await this.contract.getFunction(method).send(...args)
-      const receipt = await tx.wait()
-      if (receipt === null) throw new RegistryError('REGISTRY_BAD_RESPONSE', `${method}: no receipt`)
-      return receipt
-    })
-  }
-
-  async #read<T> (method: string, args: unknown[]): Promise<T> {
-    return await this.#guard(async () => await this.contract.getFunction(method).staticCall(...args) as T)
-  }
-
-  async #readOrUndefined<T> (method: string, args: unknown[], unknownError: string): Promise<T | undefined> {
-    try {
-      return await this.#read<T>(method, args)
-    } catch (e) {
-      if (e instanceof RegistryError && e.revert?.name === unknownError) return undefined
-      throw e
-    }
-  }
-
-  async #guard<T> (fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (e) {
-      throw toRegistryError(e)
-    }
-  }
-}
-
-function toRegistryError (e: unknown): RegistryError {
-  if (e instanceof RegistryError) return e
-  const revert = decodeRegistryRevert(e)
-  if (revert !== undefined) {
-    const code = revert.name === 'AccessControlUnauthorizedAccount' ? 'REGISTRY_UNAUTHORIZED' : 'REGISTRY_REVERTED'
-    return new RegistryError(code, `registry reverted: ${revert.name}`, { cause: e, revert })
-  }
-  if (isError(e, 'CALL_EXCEPTION')) {
-    return new RegistryError('REGISTRY_REVERTED', `registry call failed: ${e.shortMessage}`, { cause: e })
-  }
-  const message = (e as { shortMessage?: string, message?: string }).shortMessage ?? (e as Error).message
-  return new RegistryError('REGISTRY_RPC_FAILED', `registry RPC failed: ${String(message)}`, { cause: e })
 }
 
 function roleId (role: RoleName | BytesLike): string {
