@@ -19,7 +19,7 @@ const BACKLOG_BYTES = 64 * MIB
 
 /** An inference body of ≈ 58 KiB: 206 input tensors with long names (each record well under the 64 KiB envelope limit). */
 function bigInference (n: number): InferenceBody {
-  const inputs = Array.from({ length: 206 }, (_, i) => ({ name: `input-${n}-${i}-`.padEnd(250, 'x'), hash: fakeHash(`in/${n}/${i}`) }))
+  const inputs = Array.from({ length: 206 }, (_, i) => ({ name: `input-${n}-${String(i).padStart(3, '0')}-`.padEnd(250, 'x'), hash: fakeHash(`in/${n}/${i}`) }))
   return { kind: 'inference', modelHash: fakeHash('model'), inputs, outputs: [{ name: 'out', hash: fakeHash(`out/${n}`) }], latencyUs: 1000, decision: null }
 }
 
