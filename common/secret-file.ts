@@ -69,7 +69,7 @@ export interface ReadOwnerOnlyFileOptions {
  * The UTF-8 text of a small key file readable by its owner only; undefined when it does not
  * exist. Mode and size are checked on the open handle, so the file read is the file checked.
  * @throws whatever `options.error` makes: `insecure` (group or others may read it), `invalid`
- *   (not a regular file, or too large), `unreadable` (any other I/O failure).
+ *   (larger than `maxBytes`), `unreadable` (not a regular file, or any other I/O failure).
  */
 export async function readOwnerOnlyFile (path: string, options: ReadOwnerOnlyFileOptions): Promise<string | undefined> {
   const { maxBytes, what, error } = options
@@ -86,7 +86,8 @@ export async function readOwnerOnlyFile (path: string, options: ReadOwnerOnlyFil
     if ((stat.mode & 0o077) !== 0) {
       throw error('insecure', `${what} ${path} has mode ${(stat.mode & 0o777).toString(8)}: it must be readable by its owner only (chmod 600)`)
     }
-    if (!stat.isFile() || stat.size > maxBytes) throw error('invalid', `${what} ${path} is ${stat.isFile() ? `${stat.size} bytes` : 'not a regular file'}, not a key file`)
+    if (!stat.isFile()) throw error('unreadable', `cannot read ${what} ${path}: not a regular file`)
+    if (stat.size > maxBytes) throw error('invalid', `${what} ${path} is ${stat.size} bytes, not a key file`)
     try {
       return await handle.readFile('utf8')
     } catch (e) {

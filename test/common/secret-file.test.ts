@@ -46,5 +46,5 @@ t.test('behavior: readOwnerOnlyFile reads a 0600 file, answers undefined for a m
   await t.rejects(readOwnerOnlyFile(file, options), { problem: 'insecure', message: /mode 640/ })
   await writeFile(join(dir, 'big'), 'x'.repeat(65), { mode: 0o600 })
   await t.rejects(readOwnerOnlyFile(join(dir, 'big'), options), { problem: 'invalid', message: /65 bytes/ })
-  await t.rejects(readOwnerOnlyFile(dir, { ...options, maxBytes: 1 << 20 }), { problem: 'invalid', message: /not a regular file/ })
+  await t.rejects(readOwnerOnlyFile(dir, { ...options, maxBytes: 1 << 20 }), { problem: 'unreadable', message: /not a regular file/ })
 })
