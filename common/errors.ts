@@ -11,6 +11,8 @@ export type CommonErrorCode =
   | 'USAGE'
   /** A command failed with an error that carries no code of its own (a bug): exit 1. */
   | 'INTERNAL'
+  /** A configuration (file, environment variable or option value) is invalid; the message names each field (exit 78). */
+  | 'CONFIG_INVALID'
   /** A secret (key file or environment variable) is not given (exit 78). */
   | 'SECRET_MISSING'
   /** A secret file cannot be read (exit 78). */
@@ -21,6 +23,13 @@ export type CommonErrorCode =
   | 'SECRET_INVALID'
 
 export class CommonError extends ProvenanceError<CommonErrorCode> {}
+
+/** An invalid configuration (`CONFIG_INVALID`): exit 78, restarting will not help. */
+export class ConfigError extends CommonError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('CONFIG_INVALID', message, options)
+  }
+}
 
 /** A usage error: exit 2, one `usage: message` line and a pointer to `--help`. */
 export class UsageError extends CommonError {

@@ -2,7 +2,7 @@
  * Shared infrastructure for the services and CLIs (agent, gateway, forensics, fleet): what every
  * part needs but protocol/ must not do, because it does I/O. Imports protocol/ only.
  */
-export { CommonError, UsageError, type CommonErrorCode } from './errors.js'
+export { CommonError, ConfigError, UsageError, type CommonErrorCode } from './errors.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {
   readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
-import { runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
+import { CommonError, ConfigError, runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
@@ -102,8 +102,8 @@ export function envNameOf (field: string): string {
   return ENV_PREFIX + field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
 }
 
-function configError (message: string): GatewayError {
-  return new GatewayError('CONFIG_INVALID', message)
+function configError (message: string): ConfigError {
+  return new ConfigError(message)
 }
 
 const CONFIG_OPTION: CliOptionSpec = {
@@ -295,7 +295,7 @@ export async function main (argv: string[] = process.argv.slice(2)): Promise<nev
   try {
     code = await runCli(argv, { stdout: pino.destination({ dest: 1, sync: true }), stderr: process.stderr, env: process.env })
   } catch (e) {
-    const c = e instanceof GatewayError ? e.code : 'INTERNAL'
+    const c = e instanceof GatewayError || e instanceof CommonError ? e.code : 'INTERNAL'
     process.stderr.write(`${c}: ${(e as Error).message}\n`)
     code = 1
   }

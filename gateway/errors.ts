@@ -5,8 +5,6 @@
 import { ProvenanceError } from '../protocol/errors.js'
 
 export type GatewayErrorCode =
-  /** CLI: bad config file, environment override or option value (exit code 78). */
-  | 'CONFIG_INVALID'
   /** The LevelDB of the state folder could not be opened. */
   | 'STORE_OPEN_FAILED'
   /** The state folder is open in another process (one gateway per folder). */

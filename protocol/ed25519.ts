@@ -36,13 +36,13 @@ export function generateSeed (): Uint8Array {
 
 function checkLength (value: Uint8Array, length: number, what: string): void {
   if (!(value instanceof Uint8Array) || value.byteLength !== length) {
-    throw new ProtocolError('KEY_INVALID', `${what} must be ${length} bytes`)
+    throw new ProtocolError('SEED_INVALID', `${what} must be ${length} bytes`)
   }
 }
 
 /**
  * A node:crypto signer for a raw 32-byte seed (RFC 8032 private key).
- * @throws ProtocolError `KEY_INVALID` when the seed is not 32 bytes.
+ * @throws ProtocolError `SEED_INVALID` when the seed is not 32 bytes.
  */
 export function createSigner (seed: Uint8Array): Signer {
   checkLength(seed, SEED_BYTES, 'Ed25519 seed')

@@ -25,8 +25,8 @@ export type ProtocolErrorCode =
   | 'RECORD_INVALID'
   /** A signature does not verify. */
   | 'SIGNATURE_INVALID'
-  /** A key or seed has the wrong length or is not a valid Ed25519 key. */
-  | 'KEY_INVALID'
+  /** An Ed25519 seed is not 32 bytes. */
+  | 'SEED_INVALID'
   /** A hash chain is broken; the message names the seq and reason, `cause` is the ChainFailure. */
   | 'CHAIN_BROKEN'
   /** A tensor cannot be committed: unknown dtype, bad dims, data that does not fit them. */

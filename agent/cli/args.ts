@@ -2,8 +2,7 @@
  * The command line of `provenance-agent`, parsed by the shared scaffold (common/cli, node:util
  * parseArgs) from the program of program.ts, and the option readers the runners share.
  */
-import { parseCommandLine as parseWith, type ParsedCommandLine } from '../../common/index.js'
-import { CliError } from './errors.js'
+import { UsageError, parseCommandLine as parseWith, type ParsedCommandLine } from '../../common/index.js'
 import { AGENT_PROGRAM } from './program.js'
 
 export type OptionValues = Record<string, string | boolean | undefined>
@@ -19,11 +18,11 @@ export function parseCommandLine (argv: readonly string[], env: Readonly<Record<
 
 /**
  * A non-negative integer option (seq numbers, ports), or `fallback` when absent.
- * @throws CliError `USAGE`.
+ * @throws UsageError `USAGE`.
  */
 export function integerOption (values: OptionValues, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   const v = values[name]
   if (v === undefined) return fallback
-  if (typeof v !== 'string' || !/^\d{1,16}$/.test(v) || Number(v) > max) throw new CliError('USAGE', `--${name} must be an integer in 0..${max}`)
+  if (typeof v !== 'string' || !/^\d{1,16}$/.test(v) || Number(v) > max) throw new UsageError(`--${name} must be an integer in 0..${max}`)
   return Number(v)
 }

@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { DEVICE_ID_PATTERN, LIMITS } from '../../protocol/index.js'
 import { MODEL_NAME_PATTERN } from '../daemon/index.js'
+import { ConfigError } from '../../common/index.js'
 import { CliError } from './errors.js'
 import { CONFIG_ENV, CONFIG_FIELDS, LOG_LEVELS, type AgentConfig, type LogLevel } from './config-fields.js'
 
@@ -27,7 +28,7 @@ export interface LoadConfigOptions {
 
 /**
  * Reads, merges and validates the configuration.
- * @throws CliError `CONFIG_UNREADABLE`, `CONFIG_INVALID`.
+ * @throws CliError `CONFIG_UNREADABLE`, ConfigError `CONFIG_INVALID`.
  */
 export async function loadConfig (options: LoadConfigOptions): Promise<{ config: AgentConfig, source: string | undefined }> {
   const env = options.env
@@ -54,18 +55,18 @@ export async function loadConfig (options: LoadConfigOptions): Promise<{ config:
   try {
     assertConfig(merged, problems)
   } catch (e) {
-    throw new CliError('CONFIG_INVALID', `${where}: ${(e as Error).message}`, { cause: e })
+    throw new ConfigError(`${where}: ${(e as Error).message}`, { cause: e })
   }
   return { config: merged, source }
 }
 
 /**
  * Asserts a complete configuration, collecting every bad field (and earlier `problems`).
- * @throws CliError `CONFIG_INVALID`.
+ * @throws ConfigError `CONFIG_INVALID`.
  */
 export function assertConfig (value: unknown, problems: string[] = []): asserts value is AgentConfig {
   const c = value as Record<string, unknown> | null
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new CliError('CONFIG_INVALID', 'the configuration must be a JSON object')
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError('the configuration must be a JSON object')
   const str = (name: string, required: boolean, test?: (s: string) => boolean, why = 'must be a non-empty string'): void => {
     const v = c[name]
     if (v === undefined) { if (required) problems.push(`${name}: is missing (or set ${CONFIG_FIELDS[name as keyof AgentConfig].env})`); return }
@@ -121,7 +122,7 @@ export function assertConfig (value: unknown, problems: string[] = []): asserts 
   }
   // A misspelt field must not silently fall back to a default.
   for (const k of Object.keys(c)) if (!Object.hasOwn(CONFIG_FIELDS, k)) problems.push(`${k}: is not a config field`)
-  if (problems.length > 0) throw new CliError('CONFIG_INVALID', problems.join('; '))
+  if (problems.length > 0) throw new ConfigError(problems.join('; '))
 }
 
 async function readConfigFile (path: string): Promise<Record<string, unknown>> {
@@ -131,22 +132,22 @@ async function readConfigFile (path: string): Promise<Record<string, unknown>> {
     try {
       const stat = await handle.stat()
       if (!stat.isFile()) throw new Error('not a regular file')
-      if (stat.size > MAX_CONFIG_BYTES) throw new CliError('CONFIG_INVALID', `config ${path} is ${stat.size} bytes, more than ${MAX_CONFIG_BYTES}`)
+      if (stat.size > MAX_CONFIG_BYTES) throw new ConfigError(`config ${path} is ${stat.size} bytes, more than ${MAX_CONFIG_BYTES}`)
       text = await handle.readFile('utf8')
     } finally {
       await handle.close()
     }
   } catch (e) {
-    if (e instanceof CliError) throw e
+    if (e instanceof ConfigError) throw e
     throw new CliError('CONFIG_UNREADABLE', `cannot read config ${path}: ${(e as Error).message}`, { cause: e })
   }
   let doc: unknown
   try {
     doc = JSON.parse(text)
   } catch (cause) {
-    throw new CliError('CONFIG_INVALID', `config ${path} is not JSON: ${(cause as Error).message}`, { cause })
+    throw new ConfigError(`config ${path} is not JSON: ${(cause as Error).message}`, { cause })
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new CliError('CONFIG_INVALID', `config ${path} must be a JSON object`)
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError(`config ${path} must be a JSON object`)
   return doc as Record<string, unknown>
 }
 

@@ -4,11 +4,8 @@
  */
 import { ProvenanceError } from '../../protocol/errors.js'
 
+/** Codes of the agent CLI; `USAGE` and `CONFIG_INVALID` are common/'s (UsageError, ConfigError). */
 export type CliErrorCode =
-  /** The command line is wrong: unknown command or option, missing or bad option value. */
-  | 'USAGE'
-  /** The config file or a PROVENANCE_AGENT_* variable is invalid (the message names each field). */
-  | 'CONFIG_INVALID'
   /** The config file cannot be read. */
   | 'CONFIG_UNREADABLE'
   /** No daemon answers on its socket (or loopback port). */

@@ -6,6 +6,7 @@ import { encodeCanonical, toHex, type SignedRecord } from '../../protocol/index.
 import { writeFileAtomic } from '../keys/index.js'
 import { integerOption, type OptionValues } from './args.js'
 import { prepare, type CliIo } from './context.js'
+import { UsageError } from '../../common/index.js'
 import { CliError } from './errors.js'
 import { openRecordSource } from './record-source.js'
 
@@ -14,13 +15,13 @@ export const EXPORT_FORMATS = ['cbor', 'jsonl'] as const
 export async function runExport (values: OptionValues, io: CliIo): Promise<number> {
   const json = values.json === true
   const format = values.format ?? 'cbor'
-  if (typeof format !== 'string' || !(EXPORT_FORMATS as readonly string[]).includes(format)) throw new CliError('USAGE', `--format must be one of ${EXPORT_FORMATS.join(', ')}`)
+  if (typeof format !== 'string' || !(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}`)
   const out = values.out
-  if (typeof out !== 'string' || out === '') throw new CliError('USAGE', '--out is required (a file, or - for stdout)')
-  if (out === '-' && json) throw new CliError('USAGE', '--json cannot be combined with --out - (stdout carries the export)')
+  if (typeof out !== 'string' || out === '') throw new UsageError('--out is required (a file, or - for stdout)')
+  if (out === '-' && json) throw new UsageError('--json cannot be combined with --out - (stdout carries the export)')
   const from = integerOption(values, 'from', 0)
   const to = integerOption(values, 'to', Number.MAX_SAFE_INTEGER)
-  if (from > to) throw new CliError('USAGE', '--from must not be above --to')
+  if (from > to) throw new UsageError('--from must not be above --to')
   const setup = await prepare(values, io)
   const source = await openRecordSource(setup)
   const records: SignedRecord[] = []

@@ -14,6 +14,7 @@ import { ModelGuard } from '../policy/index.js'
 import { AGENT_VERSION } from '../session/index.js'
 import type { OptionValues } from './args.js'
 import { prepare, type CliIo } from './context.js'
+import { ConfigError } from '../../common/index.js'
 import { CliError } from './errors.js'
 
 export async function runInit (values: OptionValues, io: CliIo): Promise<number> {
@@ -57,12 +58,12 @@ export async function runInit (values: OptionValues, io: CliIo): Promise<number>
 /**
  * Verifies the signed policy file with the configured admin key and fleet and stores it as
  * `<stateDir>/policy.cbor`, exactly as a policy received over MQTT is stored.
- * @throws CliError `CONFIG_INVALID` (no policyAdminPublicKey), `CONFIG_UNREADABLE` (the file);
+ * @throws ConfigError `CONFIG_INVALID` (no policyAdminPublicKey), CliError `CONFIG_UNREADABLE` (the file);
  *   ModelPolicyError / PolicyError `POLICY_*`.
  */
 async function pinPolicy (config: { stateDir: string, policyAdminPublicKey?: string, fleetId?: string }, file: string, io: CliIo): Promise<void> {
   if (config.policyAdminPublicKey === undefined) {
-    throw new CliError('CONFIG_INVALID', 'init --policy needs policyAdminPublicKey in the config: the policy is verified with the fleet admin key before it is stored')
+    throw new ConfigError('init --policy needs policyAdminPublicKey in the config: the policy is verified with the fleet admin key before it is stored')
   }
   let envelope: Uint8Array
   try {

@@ -240,9 +240,9 @@ t.test('behavior: verification never throws on wrong lengths or junk; signing ch
   padded.set(signer.publicKey, 5)
   t.ok(verifySignature(signature, message, padded.subarray(5, 37)), 'offset view of the key')
   for (const bad of [new Uint8Array(31), new Uint8Array(33), new Uint8Array(64)]) {
-    t.throws(() => createSigner(bad), { constructor: ProtocolError, code: 'KEY_INVALID' }, `node seed of ${bad.length} bytes`)
-    t.throws(() => publicKeyFromSeedNoble(bad), { constructor: ProtocolError, code: 'KEY_INVALID' }, `noble seed of ${bad.length} bytes`)
-    t.throws(() => signNoble(message, bad), { constructor: ProtocolError, code: 'KEY_INVALID' }, `noble signing seed of ${bad.length} bytes`)
+    t.throws(() => createSigner(bad), { constructor: ProtocolError, code: 'SEED_INVALID' }, `node seed of ${bad.length} bytes`)
+    t.throws(() => publicKeyFromSeedNoble(bad), { constructor: ProtocolError, code: 'SEED_INVALID' }, `noble seed of ${bad.length} bytes`)
+    t.throws(() => signNoble(message, bad), { constructor: ProtocolError, code: 'SEED_INVALID' }, `noble signing seed of ${bad.length} bytes`)
   }
   t.equal(generateSeed().length, 32)
   t.not(toHex(generateSeed()), toHex(generateSeed()), 'seeds are random')

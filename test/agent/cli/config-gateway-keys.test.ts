@@ -1,7 +1,7 @@
 // The agent's gatewayPublicKeys setting (docs/OPERATIONS.md §Signed acks): a list from the file,
 // a JSON array or a comma-separated list from the environment, each key 64 hex digits.
 import t from 'tap'
-import { CliError } from '../../../agent/cli/errors.js'
+import { ConfigError } from '../../../common/index.js'
 import { loadConfig } from '../../../agent/cli/config.js'
 
 const KEY_A = 'ab'.repeat(32)
@@ -22,8 +22,8 @@ t.test('behavior: gateway keys from the environment, comma-separated or JSON', a
 t.test('error: a gateway key that is not 64 hex digits, or an empty list, is CONFIG_INVALID', async t => {
   for (const bad of ['abc', `${KEY_A},xyz`, '[]', '[1]', '[not json']) {
     const err = await loadConfig({ env: env({ PROVENANCE_AGENT_GATEWAY_PUBLIC_KEYS: bad }) }).then(() => undefined, (e: unknown) => e)
-    t.type(err, CliError, bad)
-    t.equal((err as CliError).code, 'CONFIG_INVALID', bad)
+    t.type(err, ConfigError, bad)
+    t.equal((err as ConfigError).code, 'CONFIG_INVALID', bad)
     t.match((err as Error).message, /gatewayPublicKeys|GATEWAY_PUBLIC_KEYS/, bad)
   }
 })
