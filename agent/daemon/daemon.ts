@@ -7,14 +7,15 @@
 import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
-import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
-import { ModelError, type ModelInputInfo } from '../model/index.js'
-import { ModelGuard, ModelPolicyError, type ModelRegistryLookup, type PolicyStatus } from '../policy/index.js'
+import { ModelError } from '../model/index.js'
+import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
 import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type ProvenanceModel } from '../session/index.js'
 import { DaemonError } from './errors.js'
+import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
 import { Uplink, type UplinkOptions, type UplinkStatus } from '../uplink/index.js'
 import { CaptureRing, listFrozenCaptures, readFrozenCapture, type FrozenCaptureInfo } from '../capture/index.js'
@@ -101,82 +102,7 @@ export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** Runtime file in the state dir while the daemon runs: `{ pid, socket, host?, port?, startedMs, deviceId }`. */
 export const RUNTIME_FILE = 'daemon.json'
 
-export interface ProviderWarning { provider?: string, fallback?: string, message: string, error?: string }
-
-export interface ModelStatusEntry {
-  name: string
-  path: string
-  /** `awaiting-policy`: nothing is loaded until a verified policy is in force (requirePolicy). */
-  state: 'loading' | 'loaded' | 'refused' | 'failed' | 'awaiting-policy'
-  /** Runs are accepted (loaded, and allowed by the policy in force). */
-  runnable: boolean
-  modelHash?: string
-  sizeBytes?: number
-  policy?: PolicyVerdict
-  loadSeq?: number
-  requestedProviders: string[]
-  /** The model's inputs (name, element type, dims), once loaded: what a run request must send. */
-  inputs?: ModelInputInfo[]
-  /** Providers the session uses, in order. */
-  providers?: string[]
-  /** The most preferred provider was not available: the model runs on a fallback. */
-  fallback?: boolean
-  providerWarnings: ProviderWarning[]
-  error?: { code: string, message: string }
-}
-
-export interface DaemonStatus {
-  deviceId: string
-  agentVersion: string
-  pid: number
-  startedMs: number
-  state: 'running' | 'stopping'
-  boot: number
-  seq: number
-  headHash: string
-  publicKey: string
-  keyCount: number
-  profile: { id: string, name: string, source: string, overrideSource?: string, executionProviders: string[] }
-  /** The API's unix socket, and its TCP address (empty host and port 0 when TCP is off). */
-  http: { socket: string, host: string, port: number }
-  models: ModelStatusEntry[]
-  uplink: ({ configured: true, brokerUrl: string } & UplinkStatus) | { configured: false }
-  policy: PolicyStatus
-  /**
-   * Whether a gateway has acknowledged this device's records. The gateway quarantines the
-   * records of a device whose key the registry does not know (`unknown-device`) and acks none
-   * of them: the device keeps them all and says `unacknowledged` here, with the device time of
-   * the oldest record no ack covers. It cannot tell an unregistered key from a gateway that is
-   * down; the hint says what to check.
-   */
-  registration: RegistrationStatus
-  budget: {
-    budgetBytes: number
-    budgetMode: string
-    /** Bytes of the stored records, as the budget counts them. */
-    usedBytes: number
-    /** Bytes of the log's folder on disk (LevelDB files). */
-    diskBytes: number
-    droppedRecords: number
-  }
-}
-
-export interface RegistrationStatus {
-  /** `acknowledged`: a gateway acknowledged records of this device; `unacknowledged`: none yet; `no-uplink`: no broker configured. */
-  state: 'acknowledged' | 'unacknowledged' | 'no-uplink'
-  /** Device time (Unix ms) of the oldest record no ack covers; absent when every record is acknowledged. */
-  unacknowledgedSinceMs?: number
-  /** Seq of that record. */
-  unacknowledgedSinceSeq?: number
-  hint?: string
-}
-
-export interface DaemonRunResult {
-  model: string
-  modelHash: string
-  outputs: Record<string, Tensor>
-  record: SignedRecord
-}
+export type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 
 interface ModelSlot {
   config: DaemonModelConfig
@@ -187,7 +113,7 @@ interface ModelSlot {
   inflight: Set<Promise<unknown>>
 }
 
-export class Daemon {
+export class Daemon implements DaemonApi {
   readonly deviceId: string
   readonly stateDir: string
   readonly startedMs: number

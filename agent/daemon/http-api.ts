@@ -18,7 +18,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
 import { encodeCanonical, toHex } from '../../protocol/index.js'
 import type { Logger } from '../session/index.js'
-import type { Daemon } from './daemon.js'
+import type { DaemonApi } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
@@ -40,7 +40,7 @@ export interface ApiListenOptions {
 
 export interface ApiServer {
   /** Starts serving `daemon`; before this every request gets 503. */
-  attach: (daemon: Daemon) => void
+  attach: (daemon: DaemonApi) => void
   /** @throws DaemonError `LISTEN_FAILED`. */
   listen: (options: ApiListenOptions) => Promise<void>
   /** The socket path, once listening. */
@@ -74,7 +74,7 @@ type Transport = 'unix' | 'tcp'
 
 /** The HTTP servers of the API (not yet listening). */
 export function createApiServer (options: ApiServerOptions): ApiServer {
-  let daemon: Daemon | undefined
+  let daemon: DaemonApi | undefined
   let allowedHosts = new Set<string>()
   let tokenDigest: Buffer | undefined
   const servers: Server[] = []
@@ -262,9 +262,9 @@ function parseTarget (target: string): { path: string, parts: string[], query: U
   return { path, parts, query: new URLSearchParams(q === -1 ? '' : target.slice(q + 1)) }
 }
 
-const METRICS = new WeakMap<Daemon, ReturnType<typeof createAgentMetrics>>()
+const METRICS = new WeakMap<DaemonApi, ReturnType<typeof createAgentMetrics>>()
 /** The daemon's metrics registry, made at its first scrape. */
-function metricsOf (daemon: Daemon): ReturnType<typeof createAgentMetrics> {
+function metricsOf (daemon: DaemonApi): ReturnType<typeof createAgentMetrics> {
   let registry = METRICS.get(daemon)
   if (registry === undefined) {
     registry = createAgentMetrics(async () => await daemon.status())
@@ -273,7 +273,7 @@ function metricsOf (daemon: Daemon): ReturnType<typeof createAgentMetrics> {
   return registry
 }
 
-async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }

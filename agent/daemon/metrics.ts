@@ -3,7 +3,7 @@
  * the gateway's): read from the daemon's status at each scrape, so no code path has to count twice.
  */
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { DaemonStatus } from './daemon.js'
+import type { DaemonStatus } from './api.js'
 
 const PREFIX = 'provenance_agent_'
 const MODEL_STATES = ['loading', 'loaded', 'refused', 'failed'] as const
