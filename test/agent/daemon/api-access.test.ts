@@ -164,7 +164,9 @@ t.test('attack: malformed requests on the socket get a JSON 4xx, never a 500, an
   t.equal(endless.status, 413, 'endless body: 413 past maxRequestBytes')
   t.ok(endless.closed, 'and the connection is closed')
   // A body on a GET is not read and does not keep the connection.
-  const getBody = await rawRequest(to, 'GET /status HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n', { feed: Buffer.from('400\r\n' + 'z'.repeat(1024) + '\r\n') })
+  // One unterminated chunk sent with the head, no feed: a server that waited for the body would never answer,
+  // and no write of ours races the answer and the close.
+  const getBody = await rawRequest(to, 'GET /status HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n400\r\n' + 'z'.repeat(1024) + '\r\n')
   t.equal(getBody.status, 200)
   t.ok(getBody.closed, 'a GET whose body was not read closes after the answer')
   const status = await rawRequest(to, `GET /status HTTP/1.1\r\n${H}\r\n`)
