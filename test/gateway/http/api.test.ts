@@ -139,6 +139,8 @@ t.test('behavior: public routes are chosen by option; a gateway without a token 
   const none = await env.gateway({ httpAuth: 'none' })
   t.equal((await httpGet(`${none.httpUrl as string}/v1/devices`, null)).status, 200, 'httpAuth none: no token asked')
   t.throws(() => new Gateway(env.gatewayOptions({ httpToken: 'short' })), RangeError)
+  // They would ingest and ack later tests' records too (a later test waits on one gateway's store).
+  for (const g of [open, again, none]) await g.stop()
 })
 
 t.test('behavior: quarantine pages are capped and a cursor walks all of them exactly once', async t => {
@@ -185,6 +187,8 @@ t.test('behavior: listing pages stop at httpMaxPageBytes, and the cursor carries
   await fleet.start()
   await fleet.waitAllStored(20_000)
   const id = devices[0]?.id as string
+  // The fleet's wait ends on the first ack of any gateway: wait for small's own store to list the last record.
+  await waitFor('small stored the last record', async () => ((await httpGet(`${small.httpUrl as string}/v1/devices/${id}/records?fromSeq=39&limit=1`)).json() as { records?: string[] }).records?.length === 1)
   const envelopeBytes = devices[0]?.records[0]?.envelope.byteLength ?? 0
   const got: string[] = []
   let from: number | null = 0
