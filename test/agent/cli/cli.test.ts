@@ -11,6 +11,7 @@ import { RecordLog } from '../../../agent/log/index.js'
 import { createSigner, decodeCanonical, decodeEnvelope, fromHex, toHex, verifyChain, type SignedRecord } from '../../../protocol/index.js'
 import { makeClassifierModel } from '../../helpers/onnx-models.js'
 import { makeTempDir } from '../../helpers/tmp.js'
+import { processSlots } from '../../helpers/semaphore.js'
 
 const MAIN = fileURLToPath(new URL('../../../agent/cli/main.ts', import.meta.url))
 // The children get no PROVENANCE_AGENT_* variable of ours: unknown ones are configuration errors.
@@ -22,16 +23,19 @@ function spawnCli (args: string[], env: Record<string, string> = {}): ChildProce
   return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
 }
 
+/** One CLI run; runs beyond the shared process slots wait their turn (the timer only catches a hang). */
 async function cli (args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const proc = spawnCli(args, env)
-  let stdout = ''
-  let stderr = ''
-  proc.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
-  proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number | null>(resolve => proc.on('close', resolve))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
+  return await processSlots.run(async () => {
+    const proc = spawnCli(args, env)
+    let stdout = ''
+    let stderr = ''
+    proc.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+    proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000)
+    const code = await new Promise<number | null>(resolve => proc.on('close', resolve))
+    clearTimeout(timer)
+    return { code, stdout, stderr }
+  })
 }
 
 /** The lines of stderr that are not JSON log lines. */
