@@ -66,3 +66,8 @@ export {
 export {
   ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  TipTree, TIP_KEY_BITS, TIP_LEAF_PREFIX, TIP_NODE_PREFIX, TIP_EMPTY_HASH, TIP_PROOF_HEADER, TIP_CHECKPOINT_TAG, MAX_TIP_PROOF_BYTES,
+  tipKey, hashTipLeaf, hashTipNode, tipProofRoot, verifyTipProof, formatTipExtension, tipRootOfCheckpoint, formatTipProof, parseTipProof,
+  type DeviceTipValue, type TipTerminal, type TipProof, type TipProofFile
+} from './tip-tree.js'
