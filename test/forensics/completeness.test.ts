@@ -40,7 +40,7 @@ t.test('behavior: tips served, exported and judged online; attacks on the tip pr
   t.match(json, { device: a.id, tip: { seq: COUNT - 1 }, anchor: { state: 'confirmed' } })
 
   const rpcUrl = env.chain.anvil.rpcUrl
-  const exportOf = async (id: string): Promise<Bundle> => await exportBundle({ gatewayUrl: gw.httpUrl, gatewayToken: TEST_HTTP_TOKEN, rpcUrl, registry: env.chain.deployment.address, deviceId: id })
+  const exportOf = async (id: string): Promise<Bundle> => await exportBundle({ gatewayUrl: gw.httpUrl as string, gatewayToken: TEST_HTTP_TOKEN, rpcUrl, registry: env.chain.deployment.address, deviceId: id })
   const bundleA = await exportOf(a.id)
   t.ok(bundleA.tip !== undefined, 'export carries the tip proof')
   const online = async (bundle: Bundle): Promise<Awaited<ReturnType<typeof verifyBundle>>> => await verifyBundle(bundle, { rpcUrl })
