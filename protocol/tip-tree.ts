@@ -6,7 +6,8 @@
  * The tree is the compact form of a 256-level sparse Merkle tree: a subtree holding one device is
  * that device's leaf hash at whatever depth it stops, an empty subtree is 32 zero bytes. An update
  * costs about log2(devices) node hashes instead of 256, and the leaf binds the whole key, so a leaf
- * cannot be replayed at another place. Nodes are immutable (path copying): a snapshot is O(1).
+ * cannot be replayed at another place. A snapshot is O(1): nodes it can see are never changed again
+ * (copy on write, by generation).
  */
 import * as crypto from 'node:crypto'
 import { ProtocolError } from './errors.js'
@@ -34,6 +35,8 @@ function sha256 (data: Uint8Array): Uint8Array {
 
 const leafScratch = new Uint8Array(1 + 32 + 8 + 32)
 leafScratch[0] = TIP_LEAF_PREFIX
+const leafView = new DataView(leafScratch.buffer)
+const utf8 = new TextEncoder()
 const nodeScratch = new Uint8Array(1 + 64)
 nodeScratch[0] = TIP_NODE_PREFIX
 
@@ -46,7 +49,7 @@ export interface DeviceTipValue {
 
 /** The key of a device: SHA-256 of its id in UTF-8. */
 export function tipKey (deviceId: string): Uint8Array {
-  return sha256(new TextEncoder().encode(deviceId))
+  return sha256(utf8.encode(deviceId))
 }
 
 /** SHA-256(0x02 ‖ key ‖ u64be(seq) ‖ recordHash). */
@@ -54,7 +57,9 @@ export function hashTipLeaf (key: Uint8Array, seq: number, recordHash: Uint8Arra
   if (key.byteLength !== 32 || recordHash.byteLength !== 32) throw new RangeError('tip key and record hash must be 32 bytes')
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError('tip seq must be a non-negative safe integer')
   leafScratch.set(key, 1)
-  new DataView(leafScratch.buffer).setBigUint64(33, BigInt(seq))
+  // u64be without BigInt: seq is a safe integer, so its high word is below 2^21.
+  leafView.setUint32(33, Math.floor(seq / 0x1_0000_0000))
+  leafView.setUint32(37, seq >>> 0)
   leafScratch.set(recordHash, 41)
   return sha256(leafScratch)
 }
@@ -71,7 +76,10 @@ function bit (key: Uint8Array, depth: number): number {
 }
 
 interface Leaf { readonly key: Uint8Array, readonly seq: number, readonly hash: Uint8Array, h?: Uint8Array }
-interface Inner { readonly l: TNode, readonly r: TNode, h?: Uint8Array }
+// `g`: the generation of the tree that created the node. A tree changes its own generation's nodes
+// in place and copies older ones, and a snapshot moves both trees to new generations: so a node a
+// snapshot can see is never changed, while a batch's updates copy each shared upper node once.
+interface Inner { l: TNode, r: TNode, h: Uint8Array | undefined, readonly g: number }
 type TNode = Leaf | Inner | null
 
 function isLeaf (n: Leaf | Inner): n is Leaf {
@@ -89,21 +97,30 @@ function sameKey (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
-// Path copying: returns a new subtree, sharing every untouched node with the old one.
-function insert (n: TNode, depth: number, leaf: Leaf): TNode {
-  if (n === null) return leaf
+// Set by insert when the key was not in the tree (one walk for both, instead of a lookup first).
+let inserted = false
+let generations = 0
+
+// Returns the new subtree: nodes of generation `g` are updated in place, older ones copied.
+function insert (n: TNode, depth: number, leaf: Leaf, g: number): TNode {
+  if (n === null) { inserted = true; return leaf }
   if (isLeaf(n)) {
     if (sameKey(n.key, leaf.key)) return leaf
+    inserted = true
     // Two keys now share this subtree: push both down until their bits differ.
     const a = bit(n.key, depth)
     const b = bit(leaf.key, depth)
     if (a === b) {
-      const child = insert(n, depth + 1, leaf)
-      return a === 0 ? { l: child, r: null } : { l: null, r: child }
+      const child = insert(n, depth + 1, leaf, g)
+      return a === 0 ? { l: child, r: null, h: undefined, g } : { l: null, r: child, h: undefined, g }
     }
-    return a === 0 ? { l: n, r: leaf } : { l: leaf, r: n }
+    return a === 0 ? { l: n, r: leaf, h: undefined, g } : { l: leaf, r: n, h: undefined, g }
   }
-  return bit(leaf.key, depth) === 0 ? { l: insert(n.l, depth + 1, leaf), r: n.r } : { l: n.l, r: insert(n.r, depth + 1, leaf) }
+  const own = n.g === g ? n : { l: n.l, r: n.r, h: undefined, g }
+  own.h = undefined
+  if (bit(leaf.key, depth) === 0) own.l = insert(own.l, depth + 1, leaf, g)
+  else own.r = insert(own.r, depth + 1, leaf, g)
+  return own
 }
 
 /** The end of a proof's path: the device's own leaf, nothing, or the one other device there. */
@@ -127,10 +144,21 @@ export interface TipProof {
 export class TipTree {
   private top: TNode
   private count: number
+  private gen = ++generations
+  // Keys by device id: a device's key is hashed once, not at every record (shared with snapshots:
+  // a key never changes).
+  private readonly keys: Map<string, Uint8Array>
 
-  constructor (top: TNode = null, count = 0) {
+  constructor (top: TNode = null, count = 0, keys = new Map<string, Uint8Array>()) {
     this.top = top
     this.count = count
+    this.keys = keys
+  }
+
+  private keyOf (deviceId: string): Uint8Array {
+    let k = this.keys.get(deviceId)
+    if (k === undefined) { k = tipKey(deviceId); this.keys.set(deviceId, k) }
+    return k
   }
 
   /** Devices in the tree. */
@@ -142,9 +170,9 @@ export class TipTree {
   set (deviceId: string, seq: number, recordHash: Uint8Array): void {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError('tip seq must be a non-negative safe integer')
     if (!(recordHash instanceof Uint8Array) || recordHash.byteLength !== 32) throw new RangeError('tip record hash must be 32 bytes')
-    const key = tipKey(deviceId)
-    if (this.lookup(key) === undefined) this.count++
-    this.top = insert(this.top, 0, { key, seq, hash: recordHash.slice() })
+    inserted = false
+    this.top = insert(this.top, 0, { key: this.keyOf(deviceId), seq, hash: recordHash.slice() }, this.gen)
+    if (inserted) this.count++
   }
 
   /** A device's tip, or undefined. */
@@ -169,7 +197,8 @@ export class TipTree {
 
   /** An immutable copy of the tree as it stands. */
   snapshot (): TipTree {
-    return new TipTree(this.top, this.count)
+    this.gen = ++generations
+    return new TipTree(this.top, this.count, this.keys)
   }
 
   /** The proof of a device's tip, or of its absence. */
