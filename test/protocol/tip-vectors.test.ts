@@ -1,6 +1,7 @@
 // The tip tree vectors (docs/PROTOCOL.md §7.10) are current, and the code's proofs verify, and fail,
 // as the doc says: each attack on a proof is refused with the documented code.
 import { readFileSync } from 'node:fs'
+import fc from 'fast-check'
 import t from 'tap'
 import { TIP_VECTORS, buildTipVectors, spliceTipDoc } from '../../scripts/gen-tip-vectors.js'
 import {
@@ -65,4 +66,20 @@ t.test('behavior: hostile proof files are refused with MERKLE_INVALID_PROOF', as
   ]
   for (const b of bad) t.throws(() => parseTipProof(b), { code: 'MERKLE_INVALID_PROOF' }, b.slice(0, 40))
   t.equal(formatTipProof(parseTipProof(good)), good)
+})
+
+t.test('behavior: any text, and any line of a valid proof replaced, parses to a proof or fails with MERKLE_INVALID_PROOF only', async t => {
+  const good = (vectors.proofs[2]?.file as string).split('\n')
+  const onlyProtocolErrors = (text: string): boolean => {
+    try {
+      const file = parseTipProof(text)
+      try { verifyTipProof(file.proof, root) } catch (e) { if (!(e instanceof ProtocolError)) throw e }
+    } catch (e) {
+      if (!(e instanceof ProtocolError) || (e.code !== 'MERKLE_INVALID_PROOF' && e.code !== 'MERKLE_ROOT_MISMATCH')) throw e
+    }
+    return true
+  }
+  fc.assert(fc.property(fc.string({ maxLength: 400 }), onlyProtocolErrors), { numRuns: 300 })
+  fc.assert(fc.property(fc.nat(good.length - 1), fc.string({ maxLength: 120 }), (i, line) => onlyProtocolErrors(good.map((l, j) => j === i ? line : l).join('\n'))), { numRuns: 300 })
+  t.pass('no other exception')
 })
