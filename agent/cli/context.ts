@@ -6,7 +6,7 @@ import { isAbsolute, join } from 'node:path'
 import { resolveProfile, type ResolvedProfile } from '../profile/index.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, RUNTIME_FILE } from '../daemon/index.js'
 import { loadConfig, type AgentConfig } from './config.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 
 /** Streams and environment of one CLI run (the process's, or a test's). */
 export interface CliIo {

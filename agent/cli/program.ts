@@ -5,7 +5,7 @@
  */
 import { type CliOptionSpec, type CliProgram } from '../../common/index.js'
 import { AGENT_VERSION } from '../session/version.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 import { COMMANDS, CONFIG_OPTION, type CommandSpec } from './commands.js'
 import { CONFIG_ENV, CONFIG_FIELDS } from './config-fields.js'
 import type { CliIo } from './context.js'

@@ -2,7 +2,7 @@
  * `provenance-agent capture freeze|list`: incident captures through the running daemon's API.
  */
 import { resolve } from 'node:path'
-import { integerOption, type OptionValues } from './args.js'
+import { integerOption, type OptionValues } from './options.js'
 import { prepare, printResult, type CliIo } from './context.js'
 import { findDaemon, parseDaemonJson, requestDaemon, type DaemonEndpoint } from './daemon-client.js'
 import { CliError } from './errors.js'

@@ -4,7 +4,7 @@
  */
 import { encodeCanonical, toHex, type SignedRecord } from '../../protocol/index.js'
 import { writeFileAtomic } from '../keys/index.js'
-import { integerOption, type OptionValues } from './args.js'
+import { integerOption, type OptionValues } from './options.js'
 import { prepare, type CliIo } from './context.js'
 import { UsageError } from '../../common/index.js'
 import { CliError } from './errors.js'

@@ -12,7 +12,7 @@ import { ENROLLMENT_FORMAT, assertEnrollmentRequest, fromHex, toHex, type Enroll
 import { KeyError, KeyRing, readKeyFile, writeFileAtomic } from '../keys/index.js'
 import { ModelGuard } from '../policy/index.js'
 import { AGENT_VERSION } from '../session/index.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 import { prepare, type CliIo } from './context.js'
 import { ConfigError } from '../../common/index.js'
 import { CliError } from './errors.js'

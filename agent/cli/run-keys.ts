@@ -4,7 +4,7 @@
 import { toHex } from '../../protocol/index.js'
 import { KeyError, KeyRing } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 import { prepare, printResult, type CliIo } from './context.js'
 
 export async function runKeysShow (values: OptionValues, io: CliIo): Promise<number> {

@@ -5,7 +5,7 @@
 import { fromHex } from '../../protocol/index.js'
 import { Daemon } from '../daemon/index.js'
 import type { ModelRegistryLookup } from '../policy/index.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 import type { AgentConfig } from './config.js'
 import { prepare, type CliIo } from './context.js'
 import { createLogger } from './logger.js'

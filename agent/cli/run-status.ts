@@ -2,7 +2,7 @@
  * `provenance-agent status`: the running daemon's GET /status, as JSON or as a short report.
  */
 import type { DaemonStatus } from '../daemon/index.js'
-import { integerOption, type OptionValues } from './args.js'
+import { integerOption, type OptionValues } from './options.js'
 import { prepare, printResult, type CliIo } from './context.js'
 import { findDaemon, parseDaemonJson, requestDaemon } from './daemon-client.js'
 

@@ -4,7 +4,7 @@
  */
 import { ProtocolError } from '../../protocol/index.js'
 import { KeyRing } from '../keys/index.js'
-import type { OptionValues } from './args.js'
+import type { OptionValues } from './options.js'
 import { prepare, printResult, type CliIo } from './context.js'
 import { openRecordSource } from './record-source.js'
 import { verifyLog } from './verify-log.js'
