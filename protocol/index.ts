@@ -9,7 +9,7 @@ export {
   createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,
   PUBLIC_KEY_BYTES, SEED_BYTES, SIGNATURE_BYTES, type Signer, type VerifierBackend
 } from './ed25519.js'
-export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
+export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
 export {
   encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
@@ -66,3 +66,9 @@ export {
 export {
   ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  ErasureError, PRUNING_FORMAT, SHREDDING_FORMAT, PRUNING_SIGNING_PREFIX, SHREDDING_SIGNING_PREFIX, MAX_STATEMENT_BYTES, STATEMENT_LIMITS,
+  assertPruningStatement, assertShreddingStatement, encodePruningStatement, encodeShreddingStatement, signPruningStatement,
+  signShreddingStatement, verifyPruningStatement, verifyShreddingStatement, pruningExtensionLine,
+  type ErasureErrorCode, type PruningStatement, type ShreddingStatement, type SignedStatement
+} from './erasure.js'
