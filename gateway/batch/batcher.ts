@@ -27,13 +27,18 @@ export interface BatcherOptions {
    * name `origin` (PROTOCOL.md §7.8). Without it checkpoints are stored unsigned (tests, old data).
    */
   signer?: Signer | undefined
+  /**
+   * Asked at each seal for checkpoint extension lines (pruning statements to commit, PROTOCOL.md
+   * §12.1) and the writes that go with them, written in the same atomic write as the seal.
+   */
+  commitments?: ((batchId: number) => { lines: string[], ops: StoreOp[] }) | undefined
 }
 
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }
+  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'commitments'>> & Pick<BatcherOptions, 'signer' | 'commitments'>
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -42,7 +47,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'commitments'>> & Pick<BatcherOptions, 'signer' | 'commitments'>, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -108,7 +113,8 @@ export class Batcher {
     if (this.builder.size === 0) return undefined
     const id = this.openId
     const root = this.builder.root()
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root }
+    const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
+    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(committed.lines.length > 0 ? { extensions: committed.lines } : {}) }
     const unsigned = formatCheckpoint(head)
     // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
     // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
@@ -133,7 +139,8 @@ export class Batcher {
     this.timer = undefined
     this.o.store.enqueue([
       { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
-      this.o.store.putInt(storeKeys.openBatch, id + 1)
+      this.o.store.putInt(storeKeys.openBatch, id + 1),
+      ...committed.ops
     ], () => this.o.onSealed(batch, leafHashes))
     return batch
   }
