@@ -391,10 +391,13 @@ export function formatVerdict (v: Verdict): string {
   const c = v.counts
   const lines = [
     `${v.verdict.toUpperCase()}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
-    `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : ''}`,
+    `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : v.prunedFromGenesis ? ' from genesis (earlier seqs pruned by policy)' : ''}`,
     `signature ${c.signaturesValid}/${c.signaturesChecked} valid (noble)`,
     `chain     ${c.chainLinked} linked, ${v.gaps.length} honest gap(s)${v.gaps.map(g => ` [${g.firstSeq}..${g.lastSeq} ${g.reason}]`).join('')}`,
     `proofs    ${c.proofsValid}/${c.proofsChecked} valid in ${c.anchors} anchored batch(es); ${c.models} model(s)`,
+    // Removal by policy, not loss (PROTOCOL.md §12): named with the statement that did it.
+    ...v.pruned.map(p => `PRUNED    seq ${p.firstSeq}..${p.lastSeq} by statement ${p.statement} (gateway ${p.gatewayId}, ${p.reason}, retention ${p.retentionDays} days, ${iso(p.prunedAtMs)}${p.committed ? ', anchored' : ', not yet anchored'})`),
+    ...v.shredded.map(x => `SHREDDED  seq ${x.firstSeq}..${x.lastSeq} (${x.records} record(s) here) by statement ${x.statement}: subject ${x.subjectRef.slice(0, 16)}…, ${x.reason}, ${iso(x.shreddedAtMs)}; commitments unopenable, signatures and proofs checked`),
     `findings  ${c.failures} failure(s) on ${c.recordsFailed} record(s), ${c.warnings} warning(s)${c.notJudged > 0 ? `, ${c.notJudged} outside the window` : ''}`
   ]
   const list = (title: string, findings: Verdict['failures']): void => {

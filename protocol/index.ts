@@ -59,7 +59,7 @@ export {
 export {
   BundleError, BUNDLE_FORMAT, BUNDLE_LIMITS, BUNDLE_MODEL_STATUSES, assertBundle, encodeBundle, decodeBundle, decodeBundleRecord,
   encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
-  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway
+  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway, type BundlePruning
 } from './bundle.js'
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
 // module, not from here: it loads protobufjs, which every importer of the protocol would pay for.

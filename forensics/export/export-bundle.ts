@@ -5,7 +5,7 @@
  * Nothing the gateway serves is trusted here; bad records are kept as evidence for verify to name.
  */
 import {
-  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseProof, toHex,
+  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseCheckpoint, parseProof, toHex,
   type Bundle, type BundleProof, type SignedRecord
 } from '../../protocol/index.js'
 import { openChainReader, readAnchorFacts, readBlockHash, readDeviceFacts, readLatestBlock, readModelFacts } from '../chain/index.js'
@@ -96,6 +96,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     proofs.sort((a, b) => a.seq - b.seq)
     // The key that signs the proofs' checkpoints; a gateway from before signing has none (404).
     const logKey = await gateway.getLogKey()
+    // What retention removed before these records, with the checkpoints that commit it (§12.1).
+    const prunings = await gateway.getPrunings(deviceId)
 
     progress({ phase: 'facts', done: 0, total: 2 })
     const roots = new Set<string>()
@@ -104,6 +106,14 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
         roots.add(toHex(parseProof(p.proof).checkpoint.rootHash))
       } catch {
         // kept as served: verify names it proof-invalid
+      }
+    }
+    for (const p of prunings) {
+      if (p.checkpoint === undefined) continue
+      try {
+        roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+      } catch {
+        // kept as served: verify names it pruning-invalid
       }
     }
     const anchors = [...(await readAnchorFacts(reader, roots, readAtBlock)).values()]
@@ -131,7 +141,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       records: selected.map(s => s.base64),
       proofs,
       anchors,
-      ...(logKey === undefined ? {} : { gateways: [logKey] })
+      ...(logKey === undefined ? {} : { gateways: [logKey] }),
+      ...(prunings.length === 0 ? {} : { prunings })
     }
     assertBundle(bundle)
     return bundle
