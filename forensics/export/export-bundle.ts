@@ -43,6 +43,8 @@ export interface ExportOptions {
   timeoutMs?: number
   /** Bearer token of the gateway's API. Never logged. */
   gatewayToken?: string
+  /** The device's shredding statements (envelopes, PROTOCOL.md §12.2), carried as they are: verify judges them. */
+  shreddings?: readonly Uint8Array[]
   /** Clock for `createdAtMs`. Default Date.now. */
   now?: () => number
   onProgress?: (progress: ExportProgress) => void
@@ -142,7 +144,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       proofs,
       anchors,
       ...(logKey === undefined ? {} : { gateways: [logKey] }),
-      ...(prunings.length === 0 ? {} : { prunings })
+      ...(prunings.length === 0 ? {} : { prunings }),
+      ...(options.shreddings === undefined || options.shreddings.length === 0 ? {} : { shreddings: options.shreddings.map(b => Buffer.from(b).toString('base64')) })
     }
     assertBundle(bundle)
     return bundle
