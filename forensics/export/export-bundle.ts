@@ -5,7 +5,7 @@
  * Nothing the gateway serves is trusted here; bad records are kept as evidence for verify to name.
  */
 import {
-  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseCheckpoint, parseProof, toHex,
+  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, fromHex, parseCheckpoint, parseProof, toHex, verifyPruningStatement,
   type Bundle, type BundleProof, type SignedRecord
 } from '../../protocol/index.js'
 import { openChainReader, readAnchorFacts, readBlockHash, readDeviceFacts, readLatestBlock, readModelFacts } from '../chain/index.js'
@@ -111,6 +111,14 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       }
     }
     for (const p of prunings) {
+      // The batches the pruned records were in: their anchors show they were anchored before.
+      if (logKey !== undefined) {
+        try {
+          for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), [fromHex(logKey.publicKey)]).statement.batches) roots.add(toHex(b.root))
+        } catch {
+          // kept as served: verify names it pruning-invalid
+        }
+      }
       if (p.checkpoint === undefined) continue
       try {
         roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))

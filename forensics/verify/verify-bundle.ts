@@ -224,8 +224,13 @@ function scanBundle (bundle: Bundle, progress: (p: VerifyProgress) => void): { m
     const proof = tryParseProof(p.proof)
     if (proof !== undefined) roots.add(toHex(proof.checkpoint.rootHash))
   }
-  // The checkpoints that commit pruning statements: their anchors are asked for too.
+  // The checkpoints that commit pruning statements, and the batches the pruned records were in:
+  // their anchors are asked for too.
+  const gatewayKeys = (bundle.gateways ?? []).map(g => fromHex(g.publicKey))
   for (const p of bundle.prunings ?? []) {
+    try {
+      for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), gatewayKeys).statement.batches) roots.add(toHex(b.root))
+    } catch { /* judged by checkPrunings */ }
     if (p.checkpoint === undefined) continue
     try {
       roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
@@ -584,6 +589,12 @@ class Run {
       const links = this.firstSeq !== null && this.firstPrev !== undefined && s.lastSeq + 1 === this.firstSeq
       if (links && !equalHex(s.lastHash, this.firstPrev as Uint8Array)) {
         this.fail('pruning-invalid', true, { seq: s.lastSeq + 1, message: `${at}: statement ${hash.slice(0, 16)}… ends at seq ${s.lastSeq} with a hash that is not the prev of record ${s.lastSeq + 1}` })
+        return
+      }
+      // Only anchored records may be pruned: each batch the statement names must be anchored.
+      const unanchored = s.batches.filter(b => !this.facts.anchors.has(toHex(b.root)))
+      if (unanchored.length > 0) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… names batch(es) ${unanchored.map(b => b.id).join(', ')} whose root is not anchored: only anchored records may be pruned` })
         return
       }
       const committed = this.pruningCommitted(p.checkpoint, signed.hash, at)

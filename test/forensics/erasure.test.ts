@@ -76,6 +76,12 @@ t.test('error: a forged or unlinked pruning statement fails with pruning-invalid
   // The checkpoint of another statement: it does not commit to this one.
   b.prunings = [{ statement: b.prunings?.[0]?.statement ?? '', checkpoint: fixtureSignedCheckpoint({ origin: 'test-gateway/batch/2', size: 1, rootHash: sha256(Uint8Array.of(5)), extensions: [pruningExtensionLine(sha256(Uint8Array.of(6)))] }) }]
   t.match((await verifyBundle(b, { offline: true })).failures, [{ reason: 'pruning-invalid', message: /does not commit to the statement/ }])
+  // The gateway key pruned records of a batch that was never anchored.
+  const early = prunedBundle()
+  early.anchors = early.anchors.filter(a => a.root !== full.anchors[0]?.root)
+  early.records = []
+  early.proofs = []
+  t.match((await verifyBundle(early, { offline: true })).failures, [{ reason: 'pruning-invalid', message: /not anchored: only anchored records may be pruned/ }, { reason: 'no-records' }])
 })
 
 t.test('behavior: a shredded subject is SHREDDED, every signature and proof still checked, verdict VALID', async t => {
