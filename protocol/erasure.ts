@@ -193,7 +193,7 @@ function decodePruningBytes (bytes: Uint8Array): PruningStatement {
   const [, gatewayId, gatewayKey, deviceId, firstSeq, lastSeq, lastHash, batches, retentionDays, cutoffMs, prunedAtMs, reason] = v as CborValue[]
   const s = {
     gatewayId, gatewayKey, deviceId, firstSeq, lastSeq, lastHash,
-    batches: Array.isArray(batches) ? batches.map((b: CborValue) => Array.isArray(b) && b.length === 2 ? { id: b[0], root: b[1] } : {}) : batches,
+    batches: Array.isArray(batches) ? (batches as readonly CborValue[]).map(b => { const p = pairOf(b); return p === undefined ? {} : { id: p[0], root: p[1] } }) : batches,
     retentionDays, cutoffMs, prunedAtMs, reason
   }
   assertPruningStatement(s)
@@ -206,7 +206,7 @@ function decodeShreddingBytes (bytes: Uint8Array): ShreddingStatement {
   const [, deviceId, subjectRef, ranges, shreddedAtMs, reason] = v as CborValue[]
   const s = {
     deviceId, subjectRef,
-    ranges: Array.isArray(ranges) ? ranges.map((r: CborValue) => Array.isArray(r) && r.length === 2 ? { firstSeq: r[0], lastSeq: r[1] } : {}) : ranges,
+    ranges: Array.isArray(ranges) ? (ranges as readonly CborValue[]).map(r => { const p = pairOf(r); return p === undefined ? {} : { firstSeq: p[0], lastSeq: p[1] } }) : ranges,
     shreddedAtMs, reason
   }
   assertShreddingStatement(s)
@@ -283,6 +283,11 @@ export function verifyShreddingStatement (envelope: Uint8Array, keyAt: (deviceId
 export function pruningExtensionLine (statementHash: Uint8Array): string {
   if (!(statementHash instanceof Uint8Array) || statementHash.byteLength !== HASH_BYTES) throw new RangeError('statement hash must be 32 bytes')
   return `pruning ${Buffer.from(statementHash).toString('hex')}`
+}
+
+/** A CBOR array of exactly two items, or undefined. */
+function pairOf (v: CborValue): readonly [CborValue, CborValue] | undefined {
+  return Array.isArray(v) && v.length === 2 ? v as unknown as readonly [CborValue, CborValue] : undefined
 }
 
 function decodeOrThrow (bytes: Uint8Array, maxDepth: number): CborValue {

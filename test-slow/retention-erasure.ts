@@ -87,7 +87,7 @@ t.test('behavior: a pruned range and a shredded subject show as such, and the ve
   for (const r of otherRuns) t.same(r.body.inputs[0]?.hash, commitTensor(agent.saltFor(r.seq), 'x', x(r.i)), `seq ${r.seq} still opens`)
 
   const bundle = await exportBundle({
-    gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken as string, rpcUrl: env.chain.anvil.rpcUrl,
+    gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken, rpcUrl: env.chain.anvil.rpcUrl,
     registry: env.chain.deployment.address, deviceId: id, shreddings: [shredding.envelope]
   })
   t.equal(bundle.prunings?.length, 1, 'the export carries the pruning statement')
