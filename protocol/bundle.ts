@@ -8,6 +8,7 @@ import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
 import { MAX_PROOF_BYTES } from './checkpoint.js'
 import { isValidKeyName } from './note.js'
+import { MAX_TIP_PROOF_BYTES } from './tip-tree.js'
 
 /** Codes of bundle decoding. Stable API. */
 export type BundleErrorCode =
@@ -147,6 +148,12 @@ export interface BundlePruning {
   checkpoint?: string
 }
 
+/** A device's anchored tip, as the gateway proved it. */
+export interface BundleTip {
+  /** The tip proof file, its checkpoint included (unauthenticated: verify checks it on chain). */
+  proof: string
+}
+
 export interface Bundle {
   format: typeof BUNDLE_FORMAT
   createdAtMs: number
@@ -161,6 +168,12 @@ export interface Bundle {
   anchors: BundleAnchor[]
   /** Optional: the gateways whose signed checkpoints the proofs carry; absent in bundles before issue 12. */
   gateways?: BundleGateway[]
+  /**
+   * Optional: the device's tip proof file (PROTOCOL.md §7.10) at the gateway's newest anchored
+   * batch when the bundle was exported; what `verify --online` proves the bundle complete with.
+   * Absent in bundles before issue 14 and in windowed exports.
+   */
+  tip?: BundleTip
   /**
    * Incident captures (agent/capture, forensics/replay): objects opaque to this format, by
    * convention `{ "capture": base64 of a capture file (protocol/capture.ts) }`.
@@ -181,7 +194,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
 const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
 
-const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'captures', 'prunings', 'shreddings'])
+const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'tip', 'captures', 'prunings', 'shreddings'])
 /** Longest base64 text of a statement envelope (MAX_STATEMENT_BYTES, protocol/erasure.ts). */
 const MAX_STATEMENT_BASE64 = 4 * Math.ceil(64 * 1024 / 3)
 
@@ -398,6 +411,16 @@ function walkBundle (b: Record<string, unknown>, p: Problems): void {
     match(a.metadataHash, HEX32, `${path}.metadataHash`, '64 lower-case hex digits')
   })
 
+  // tip: one bounded text; verify parses it
+  if (b.tip !== undefined) {
+    const tip = b.tip
+    if (!isObject(tip)) {
+      p.add('tip', 'not an object')
+    } else {
+      only(tip, ['proof'], 'tip')
+      if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
+    }
+  }
   // statements: form only (base64 of at most one envelope); the verifier decodes and judges them.
   const statement = (v: unknown, path: string): void => {
     if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !BASE64.test(v)) p.add(path, 'not standard base64 of at most 64 KiB')
@@ -439,6 +462,7 @@ export function encodeBundle (bundle: Bundle): string {
   fields.push(listField('models', bundle.models), listField('records', bundle.records), listField('proofs', bundle.proofs),
     listField('anchors', bundle.anchors))
   if (bundle.gateways !== undefined) fields.push(`${s('gateways')}: ${s(bundle.gateways)}`)
+  if (bundle.tip !== undefined) fields.push(`${s('tip')}: ${s(bundle.tip)}`)
   if (bundle.captures !== undefined) fields.push(listField('captures', bundle.captures))
   if (bundle.prunings !== undefined) fields.push(listField('prunings', bundle.prunings))
   if (bundle.shreddings !== undefined) fields.push(listField('shreddings', bundle.shreddings))

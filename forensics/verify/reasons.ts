@@ -46,6 +46,12 @@ export type FailureReason =
   | 'pruning-invalid'
   /** A shredding statement that is malformed, for another device, or not signed by the device key valid at its time. */
   | 'shredding-invalid'
+  /** Online: the bundle stops before the device's tip anchored on chain (PROTOCOL.md §7.10); `seq`..`lastSeq` are missing. */
+  | 'incomplete'
+  /** Online: the tip proof is malformed, of another device, not anchored, or does not lead to the anchored tip root. */
+  | 'tip-proof-invalid'
+  /** Online: the anchored tip contradicts the bundle (another record at the tip's seq, or a record proven in an earlier batch beyond it). */
+  | 'tip-mismatch'
 
 /** Reasons that are reported but leave the verdict valid. */
 export type WarningReason =
@@ -112,6 +118,9 @@ export const REASON_DESCRIPTIONS: Readonly<Record<FindingReason, string>> = {
   'pruning-invalid': 'a pruning statement that is forged, foreign or contradicted by its commitment',
   'shredding-invalid': 'a shredding statement that is forged or foreign',
   'pruning-uncommitted': 'a pruning statement not yet committed by an anchored checkpoint (warning)',
+  incomplete: 'the bundle stops before the device\'s anchored tip: records missing at the end',
+  'tip-proof-invalid': 'the tip proof is malformed, of another device, not anchored or forged',
+  'tip-mismatch': 'the anchored tip contradicts the bundle\'s records',
   'checkpoint-unsigned': 'the checkpoint is unsigned, or no gateway key to check it (warning)',
   'gateway-key-unregistered': 'the gateway\'s log key is not registered on chain (warning)',
   'model-deprecated': 'the model was deprecated (warning)',

@@ -4,8 +4,9 @@
  * write as its record, and the seal after all of its leaves, so a crash never leaves a record
  * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
  */
-import { MerkleBuilder, formatCheckpoint, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
+import { MerkleBuilder, formatCheckpoint, formatTipExtension, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
 import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
+import type { TipTracker } from './tips.js'
 
 export const DEFAULT_BATCH_MAX_RECORDS = 10_000
 export const DEFAULT_BATCH_MAX_AGE_MS = 60_000
@@ -28,17 +29,26 @@ export interface BatcherOptions {
    */
   signer?: Signer | undefined
   /**
+   * The tip tree (PROTOCOL.md §7.10): each leaf given with its record hash moves its device's tip
+   * in the same write, and each checkpoint carries the tree's root. Without it checkpoints carry no
+   * tips line (tests, old data).
+   */
+  tips?: TipTracker | undefined
+  /**
    * Asked at each seal for checkpoint extension lines (pruning statements to commit, PROTOCOL.md
    * §12.1) and the writes that go with them, written in the same atomic write as the seal.
    */
   commitments?: ((batchId: number) => { lines: string[], ops: StoreOp[] }) | undefined
 }
 
+/** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
+export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }
+
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'commitments'>> & Pick<BatcherOptions, 'signer' | 'commitments'>
+  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -47,7 +57,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'commitments'>> & Pick<BatcherOptions, 'signer' | 'commitments'>, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -61,7 +71,7 @@ export class Batcher {
     if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
     if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
     formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
-    const o = { now: Date.now, signer: undefined, ...options }
+    const o = { now: Date.now, signer: undefined, tips: undefined, commitments: undefined, ...options }
     const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
     const leaves = await o.store.leaves(openId)
     return new Batcher(o, openId, leaves)
@@ -94,10 +104,11 @@ export class Batcher {
    * Appends a leaf to the open batch. `recordOps` gives the operations that must be written in the
    * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
    */
-  append (leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: this.openId, index: this.builder.size }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
+    if (this.o.tips !== undefined && leaf.recordHash !== undefined) ops.push(this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId))
     this.o.store.enqueue(ops)
     this.addToTree(leaf)
     if (this.builder.size >= this.o.maxRecords) this.seal()
@@ -113,8 +124,10 @@ export class Batcher {
     if (this.builder.size === 0) return undefined
     const id = this.openId
     const root = this.builder.root()
+    // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
     const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(committed.lines.length > 0 ? { extensions: committed.lines } : {}) }
+    const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
+    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(extensions.length === 0 ? {} : { extensions }) }
     const unsigned = formatCheckpoint(head)
     // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
     // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
