@@ -16,7 +16,9 @@ export interface DaemonApi {
   status: () => Promise<DaemonStatus>
   records: (fromSeq: number, toSeq: number, limit: number, maxBytes?: number) => Promise<SignedRecord[]>
   reload: (name: string) => Promise<ModelStatusEntry>
-  run: (name: string, feeds: Record<string, Tensor>, decision?: string) => Promise<DaemonRunResult>
+  run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string) => Promise<DaemonRunResult>
+  /** Crypto-shredding of a data subject (docs/OPERATIONS.md §Erasure). */
+  shred: (subject: string, reason: string) => Promise<{ statement: string, hash: string, ranges: Array<{ firstSeq: number, lastSeq: number }>, path: string, capturesDropped: number }>
   freezeCapture: (reason: string) => Promise<FrozenCaptureInfo & { entries: number }>
   listCaptures: () => Promise<FrozenCaptureInfo[]>
   readCapture: (name: string) => Promise<Uint8Array>

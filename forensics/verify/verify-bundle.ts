@@ -8,25 +8,31 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, noteKeyId, type NoteVerifierKey, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
-  verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type ChainPoint, type ChainResult,
+  ChainVerifier, ErasureError, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, pruningExtensionLine, sha256, verifyPruningStatement, verifyShreddingStatement, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
+import { ForensicsError } from '../errors.js'
 import { judgeCompleteness, type Completeness } from './completeness.js'
-import { PROGRESS_EVERY, offlineFacts, onlineFacts, tryDecode, type Facts, type VerifyProgress } from './facts.js'
-import { createKeyLookup } from './key-history.js'
+import { findKeyDifference, createKeyLookup } from './key-history.js'
 import type { FailureReason, Finding, FindingReason, WarningReason } from './reasons.js'
 import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool } from './signature-pool.js'
 
 export const DEFAULT_MAX_FINDINGS = 1000
 /** Records between two progress reports. */
+const PROGRESS_EVERY = 500
 const ZERO_HEX = '0'.repeat(64)
 /** Bundles from this many records up verify their signatures on worker threads by default. */
 export const DEFAULT_PARALLEL_MIN_RECORDS = 4096
 /** Records per signature batch: large enough to amortise a message, small enough to keep all workers fed. */
 const CHUNK_RECORDS = 1024
 
-export type { VerifyProgress } from './facts.js'
+export interface VerifyProgress {
+  /** `scan`: reading the bundle for what to ask the chain; `facts`: reading the chain; `records`: verifying. */
+  phase: 'scan' | 'facts' | 'records'
+  done: number
+  total: number
+}
 
 export interface VerifyOptions {
   /** Judge against the bundle's own facts and make no network call at all. Default: true unless `rpcUrl` is given. */
@@ -102,12 +108,65 @@ export interface Verdict {
   truncated: boolean
   /** Honest gaps: ranges the device declared dropped, with signed gap records. */
   gaps: ChainResult['gaps']
+  /**
+   * Ranges a gateway pruned by its retention policy (valid signed pruning statements, PROTOCOL.md
+   * §12.1): removal by policy, not loss. `links` when the range ends right before the bundle's
+   * first record and its lastHash is that record's prev.
+   */
+  pruned: PrunedRange[]
+  /** True when the bundle's records, with the pruned ranges before them, go back to seq 0. */
+  prunedFromGenesis: boolean
+  /** Records whose commitments can no longer be opened: their subject key was destroyed (PROTOCOL.md §12.2). */
+  shredded: ShreddedRange[]
   chain: { chainId: number, registry: string, readAtBlock: number, checkedAtBlock: number | null }
   /** Whether the bundle reaches the device's anchored tip (PROTOCOL.md §7.10); judged online only. */
   completeness: Completeness
   elapsedMs: number
 }
 
+export interface PrunedRange {
+  firstSeq: number
+  lastSeq: number
+  /** sha256 of the statement envelope, hex: "PRUNED by statement <hash>". */
+  statement: string
+  gatewayId: string
+  reason: string
+  retentionDays: number
+  prunedAtMs: number
+  /** The pruned records' batches (gateway ids). */
+  batches: number[]
+  links: boolean
+  /** An anchored checkpoint of the bundle commits to the statement. */
+  committed: boolean
+}
+
+export interface ShreddedRange {
+  firstSeq: number
+  lastSeq: number
+  statement: string
+  /** The subject's pseudonym, hex. */
+  subjectRef: string
+  reason: string
+  shreddedAtMs: number
+  /** Records of the bundle in the range. */
+  records: number
+}
+
+/** The facts a verdict is judged against, and the bundle-level disagreements found while reading them. */
+interface Facts {
+  keys: readonly BundleKey[]
+  revokedFromMs: number | undefined
+  models: Map<string, BundleModel>
+  anchors: Map<string, BundleAnchor>
+  checkedAtBlock: number | null
+  /** Device time from which the bundle's key history disagrees with the registry's. */
+  keyMismatch: { fromMs: number, message: string } | undefined
+  modelMismatch: Map<string, string>
+  anchorMismatch: Map<string, string>
+  /** Findings about the bundle as a whole (no record). */
+  failures: Array<{ reason: FailureReason, message: string }>
+  warnings: Array<{ reason: WarningReason, message: string }>
+}
 
 /**
  * Verifies a bundle, offline (against its own facts, no network) or online (against the chain).
@@ -140,7 +199,193 @@ export async function verifyBundle (bundle: Bundle, options: VerifyOptions = {})
 }
 
 // ---------------------------------------------------------------------------------------------
+// Facts
+
+function offlineFacts (bundle: Bundle): Facts {
+  return {
+    keys: bundle.device.keys,
+    revokedFromMs: bundle.device.revokedFromMs,
+    models: new Map(bundle.models.map(m => [m.hash, m])),
+    anchors: new Map(bundle.anchors.map(a => [a.root, a])),
+    checkedAtBlock: null,
+    keyMismatch: undefined,
+    modelMismatch: new Map(),
+    anchorMismatch: new Map(),
+    failures: [],
+    warnings: []
+  }
+}
+
+/** What the records and proofs name, so that the chain is asked about exactly that. */
+function scanBundle (bundle: Bundle, progress: (p: VerifyProgress) => void): { models: Set<string>, roots: Set<string> } {
+  const models = new Set(bundle.models.map(m => m.hash))
+  const roots = new Set(bundle.anchors.map(a => a.root))
+  const total = bundle.records.length
+  bundle.records.forEach((b64, i) => {
+    const signed = tryDecode(b64)
+    const body = signed?.record.body
+    if (body?.kind === 'model-load' || body?.kind === 'inference') models.add(toHex(body.modelHash))
+    if ((i + 1) % PROGRESS_EVERY === 0) progress({ phase: 'scan', done: i + 1, total })
+  })
+  for (const p of bundle.proofs) {
+    const proof = tryParseProof(p.proof)
+    if (proof !== undefined) roots.add(toHex(proof.checkpoint.rootHash))
+  }
+  // The checkpoints that commit pruning statements, and the batches the pruned records were in:
+  // their anchors are asked for too.
+  const gatewayKeys = (bundle.gateways ?? []).map(g => fromHex(g.publicKey))
+  for (const p of bundle.prunings ?? []) {
+    try {
+      for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), gatewayKeys).statement.batches) roots.add(toHex(b.root))
+    } catch { /* judged by checkPrunings */ }
+    if (p.checkpoint === undefined) continue
+    try {
+      roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+    } catch { /* judged by checkPrunings */ }
+  }
+  // The tip proof's batch too (§7.10): its anchor is what completeness is judged at.
+  if (bundle.tip !== undefined) {
+    try {
+      roots.add(toHex(parseCheckpoint(parseTipProof(bundle.tip.proof).checkpoint).rootHash))
+    } catch {
+      // judged (and named) by judgeCompleteness
+    }
+  }
+  progress({ phase: 'scan', done: total, total })
+  return { models, roots }
+}
+
+async function onlineFacts (bundle: Bundle, rpcUrl: string, progress: (p: VerifyProgress) => void): Promise<Facts> {
+  const named = scanBundle(bundle, progress)
+  // Loaded here only: offline verification never loads ethers nor constructs a provider.
+  const chain = await import('../chain/index.js')
+  progress({ phase: 'facts', done: 0, total: 4 })
+  const reader = await chain.openChainReader(rpcUrl, bundle.chain.registry, { expectChainId: bundle.chain.chainId })
+  try {
+    const facts = offlineFacts(bundle)
+    facts.anchors = new Map()
+    const latest = await chain.readLatestBlock(reader)
+    facts.checkedAtBlock = latest
+
+    // The bundle's facts must be the chain's facts at the bundle's block.
+    const at = bundle.chain.readAtBlock
+    let then: number | 'latest' = at
+    if (at > latest) {
+      facts.failures.push({ reason: 'chain-mismatch', message: `the bundle was read at block ${at}, beyond this chain's latest block ${latest}` })
+      then = 'latest'
+    } else if (bundle.chain.readAtBlockHash !== undefined) {
+      const hash = await chain.readBlockHash(reader, at)
+      if (hash?.toLowerCase() !== bundle.chain.readAtBlockHash.toLowerCase()) {
+        facts.failures.push({ reason: 'chain-mismatch', message: `block ${at} of this chain has hash ${String(hash)}, the bundle names ${bundle.chain.readAtBlockHash}` })
+      }
+    }
+    progress({ phase: 'facts', done: 1, total: 4 })
+    const bundleModelHashes = bundle.models.map(m => m.hash)
+    let deviceThen, modelsThen
+    try {
+      deviceThen = await chain.readDeviceFacts(reader, bundle.device.id, then)
+      modelsThen = await chain.readModelFacts(reader, bundleModelHashes, then)
+    } catch (e) {
+      if (!(e instanceof ForensicsError) || then === 'latest') throw e
+      // A node that prunes old state cannot answer at the bundle's block: compare with today's facts.
+      facts.warnings.push({ reason: 'facts-not-historic', message: `the node cannot read state at block ${at} (${e.message}); facts compared at block ${latest}` })
+      deviceThen = await chain.readDeviceFacts(reader, bundle.device.id, latest)
+      modelsThen = await chain.readModelFacts(reader, bundleModelHashes, latest)
+    }
+    progress({ phase: 'facts', done: 2, total: 4 })
+
+    // Judged against the facts of today: a revocation after the export counts.
+    const deviceNow = await chain.readDeviceFacts(reader, bundle.device.id, latest)
+    if (deviceNow === undefined) facts.failures.push({ reason: 'device-unknown', message: `the registry does not know device "${bundle.device.id}"` })
+    facts.keys = deviceNow?.keys ?? []
+    facts.revokedFromMs = deviceNow?.revokedFromMs
+    const keyDiff = findKeyDifference(bundle.device.keys, deviceThen?.keys ?? [])
+    if (keyDiff !== undefined) {
+      facts.keyMismatch = {
+        fromMs: keyDiff.fromMs,
+        message: deviceThen === undefined
+          ? `the bundle lists keys of a device the registry did not know at block ${String(then)}`
+          : `key ${keyDiff.index} of the bundle differs from the registry's at block ${String(then)} (from device time ${keyDiff.fromMs})`
+      }
+    }
+    const revokedThen = deviceThen?.revokedFromMs
+    if (revokedThen !== bundle.device.revokedFromMs) {
+      const fromMs = Math.min(...[revokedThen, bundle.device.revokedFromMs].filter((v): v is number => v !== undefined))
+      if (facts.keyMismatch === undefined || fromMs < facts.keyMismatch.fromMs) {
+        facts.keyMismatch = { fromMs, message: `the bundle's revocation (${String(bundle.device.revokedFromMs ?? 'none')}) differs from the registry's (${String(revokedThen ?? 'none')})` }
+      }
+    }
+
+    const byHash = new Map(modelsThen.map(m => [m.hash, m]))
+    for (const m of bundle.models) {
+      const c = byHash.get(m.hash)
+      const diff = c === undefined ? ['entry'] : (Object.keys(m) as Array<keyof BundleModel>).filter(k => m[k] !== c[k])
+      if (diff.length > 0) facts.modelMismatch.set(m.hash, `the bundle's ${diff.join(', ')} of model ${m.hash.slice(0, 16)}… differ from the registry's at block ${String(then)}`)
+    }
+    facts.models = new Map((await chain.readModelFacts(reader, named.models, latest)).map(m => [m.hash, m]))
+    progress({ phase: 'facts', done: 3, total: 4 })
+
+    // Anchors never change once written: the latest block answers for the bundle's block too.
+    facts.anchors = await chain.readAnchorFacts(reader, named.roots, latest)
+    const listed = new Set<string>()
+    for (const a of bundle.anchors) {
+      listed.add(a.root)
+      const c = facts.anchors.get(a.root)
+      if (c === undefined) {
+        facts.anchorMismatch.set(a.root, `the bundle lists an anchor of root ${a.root.slice(0, 16)}… that the chain does not have`)
+        continue
+      }
+      const diff = (Object.keys(a) as Array<keyof BundleAnchor>).filter(k => !sameValue(a[k], c[k]))
+      if (diff.length > 0) facts.anchorMismatch.set(a.root, `the bundle's ${diff.join(', ')} of anchor ${a.root.slice(0, 16)}… differ from the chain's`)
+    }
+    for (const [root, c] of facts.anchors) {
+      // Anchored after the bundle's block: the bundle could not know it.
+      if (!listed.has(root) && c.blockNumber <= at) facts.anchorMismatch.set(root, `the bundle leaves out the anchor of root ${root.slice(0, 16)}…, which the chain had at block ${at}`)
+    }
+    // The gateways' log keys: each must be registered on chain under its gateway id (§7.8).
+    for (const g of bundle.gateways ?? []) {
+      const registered = await chain.readDeviceFacts(reader, g.id, latest)
+      // Never registered: nothing on chain to compare with, as for an unsigned checkpoint (the
+      // anchors still decide). Registered with another key: someone swapped the key in the bundle.
+      if (registered === undefined) facts.warnings.push({ reason: 'gateway-key-unregistered', message: `the registry knows no key of gateway "${g.id}": its checkpoint signatures are checked against the bundle's key only` })
+      else if (!registered.keys.some(k => k.publicKey.toLowerCase() === g.publicKey)) {
+        facts.failures.push({ reason: 'gateway-key-mismatch', message: `the bundle's log key ${g.publicKey.slice(0, 16)}… of gateway "${g.id}" is not registered on chain under it` })
+      }
+    }
+    progress({ phase: 'facts', done: 4, total: 4 })
+    return facts
+  } finally {
+    reader.close()
+  }
+}
+
+function equalHex (a: Uint8Array, b: Uint8Array): boolean {
+  return toHex(a) === toHex(b)
+}
+
+function sameValue (a: unknown, b: unknown): boolean {
+  // 0x-hex from the chain may be checksummed or not: compare hex text case-insensitively.
+  return typeof a === 'string' && typeof b === 'string' ? a.toLowerCase() === b.toLowerCase() : a === b
+}
+
+// ---------------------------------------------------------------------------------------------
 // Records
+
+function tryDecode (b64: string): SignedRecord | undefined {
+  try {
+    return decodeEnvelope(decodeBundleRecord(b64))
+  } catch {
+    return undefined
+  }
+}
+
+function tryParseProof (text: string): TlogProof | undefined {
+  try {
+    return parseProof(text)
+  } catch {
+    return undefined
+  }
+}
 
 /** The point just before `r`, taken from its own header: where checking resumes after a break. */
 function pointBefore (r: ProvenanceRecord): ChainPoint | undefined {
@@ -172,6 +417,10 @@ class Run {
   private readonly warnings: Finding[] = []
   private truncated = false
   private readonly gaps: ChainResult['gaps'] = []
+  private readonly pruned: PrunedRange[] = []
+  private prunedFromGenesis = false
+  private readonly shredded: ShreddedRange[] = []
+  private firstPrev: Uint8Array | undefined
   private readonly anchorsUsed = new Set<string>()
   private readonly modelsUsed = new Set<string>()
   /** Per record: seq and device time (NaN when it does not decode), for judging holes. */
@@ -275,7 +524,7 @@ class Run {
           const r = signed.record
           this.seqs[i] = r.seq
           this.times[i] = r.timeMs
-          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0 }
+          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0; this.firstPrev = r.prev }
           this.lastSeq = r.seq
           lastDecodedSeq = r.seq
           const judged = this.inWindow(r.timeMs)
@@ -316,6 +565,9 @@ class Run {
     if (verifier !== undefined) this.closeSegment(verifier, resync ? brokenSeq : undefined)
     progress({ phase: 'records', done: total, total })
 
+    this.checkPrunings()
+    this.checkShreddings()
+
     // Bundle-level disagreements no judged record pointed at.
     if (facts.keyMismatch !== undefined) this.fail('key-mismatch', true, { message: facts.keyMismatch.message })
     for (const message of facts.modelMismatch.values()) this.fail('model-mismatch', true, { message })
@@ -323,6 +575,112 @@ class Run {
     if (this.counts.judged === 0 && this.counts.malformed === 0) {
       this.fail('no-records', true, { message: this.counts.records === 0 ? 'the bundle holds no record' : 'no record of the bundle lies in the window' })
     }
+  }
+
+  /**
+   * The gateways' pruning statements: each must be signed by a gateway key of the bundle, be about
+   * this device, and be committed by an anchored checkpoint (else a warning: the next seal commits
+   * it). Valid ones are listed as pruned ranges; the one that ends before the first record must
+   * link to it.
+   */
+  private checkPrunings (): void {
+    const trusted = this.noteKeys.map(k => k.publicKey)
+    this.bundle.prunings?.forEach((p, i) => {
+      const at = `prunings[${i}]`
+      let signed
+      try {
+        signed = verifyPruningStatement(Buffer.from(p.statement, 'base64'), trusted, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('pruning-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      const hash = toHex(signed.hash)
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… prunes device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      const links = this.firstSeq !== null && this.firstPrev !== undefined && s.lastSeq + 1 === this.firstSeq
+      if (links && !equalHex(s.lastHash, this.firstPrev as Uint8Array)) {
+        this.fail('pruning-invalid', true, { seq: s.lastSeq + 1, message: `${at}: statement ${hash.slice(0, 16)}… ends at seq ${s.lastSeq} with a hash that is not the prev of record ${s.lastSeq + 1}` })
+        return
+      }
+      // Only anchored records may be pruned: each batch the statement names must be anchored.
+      const unanchored = s.batches.filter(b => !this.facts.anchors.has(toHex(b.root)))
+      if (unanchored.length > 0) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… names batch(es) ${unanchored.map(b => b.id).join(', ')} whose root is not anchored: only anchored records may be pruned` })
+        return
+      }
+      const committed = this.pruningCommitted(p.checkpoint, signed.hash, at)
+      if (committed === 'invalid') return
+      if (!committed) this.warn('pruning-uncommitted', true, { message: `${at}: statement ${hash.slice(0, 16)}… (seq ${s.firstSeq}..${s.lastSeq}) is signed but no anchored checkpoint of the bundle commits to it yet` })
+      this.pruned.push({
+        firstSeq: s.firstSeq, lastSeq: s.lastSeq, statement: hash, gatewayId: s.gatewayId, reason: s.reason, retentionDays: s.retentionDays,
+        prunedAtMs: s.prunedAtMs, batches: s.batches.map(b => b.id), links, committed
+      })
+    })
+    this.pruned.sort((a, b) => a.firstSeq - b.firstSeq)
+    // Pruned ranges back to seq 0, contiguous, the last one linked to the first record.
+    let next = 0
+    for (const r of this.pruned) { if (r.firstSeq === next) next = r.lastSeq + 1 }
+    this.prunedFromGenesis = this.firstSeq !== null && next === this.firstSeq && this.pruned.some(r => r.links)
+  }
+
+  /** True when `checkpoint` commits to the statement and is anchored; 'invalid' after a failure. */
+  private pruningCommitted (checkpoint: string | undefined, statementHash: Uint8Array, at: string): boolean | 'invalid' {
+    if (checkpoint === undefined) return false
+    const unsigned = checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2)
+    let parsed
+    try {
+      parsed = parseCheckpoint(unsigned)
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.fail('pruning-invalid', true, { message: `${at}: malformed checkpoint: ${e.message}` })
+      return 'invalid'
+    }
+    if (!(parsed.extensions ?? []).includes(pruningExtensionLine(statementHash))) {
+      this.fail('pruning-invalid', true, { message: `${at}: the checkpoint given does not commit to the statement` })
+      return 'invalid'
+    }
+    const outcome = this.judgeCheckpoint(checkpoint)
+    if (outcome?.reason === 'checkpoint-signature-invalid') {
+      this.fail('pruning-invalid', true, { message: `${at}: ${outcome.message}` })
+      return 'invalid'
+    }
+    const anchor = this.facts.anchors.get(toHex(parsed.rootHash))
+    if (anchor === undefined) return false
+    if (anchor.metadataHash !== toHex(sha256(new TextEncoder().encode(unsigned))) || anchor.size !== parsed.size) {
+      this.fail('pruning-invalid', true, { message: `${at}: the anchor of root ${anchor.root.slice(0, 16)}… does not commit to this checkpoint (metadata hash or size differ)` })
+      return 'invalid'
+    }
+    return true
+  }
+
+  /** The device's shredding statements, each signed by the device key valid at its time. */
+  private checkShreddings (): void {
+    this.bundle.shreddings?.forEach((b64, i) => {
+      const at = `shreddings[${i}]`
+      let signed
+      try {
+        signed = verifyShreddingStatement(Buffer.from(b64, 'base64'), this.keyAt, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('shredding-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('shredding-invalid', true, { message: `${at}: statement shreds records of device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      for (const r of s.ranges) {
+        let records = 0
+        for (const seq of this.seqs) if (seq >= r.firstSeq && seq <= r.lastSeq) records++
+        this.shredded.push({ firstSeq: r.firstSeq, lastSeq: r.lastSeq, statement: toHex(signed.hash), subjectRef: toHex(s.subjectRef), reason: s.reason, shreddedAtMs: s.shreddedAtMs, records })
+      }
+    })
+    this.shredded.sort((a, b) => a.firstSeq - b.firstSeq)
   }
 
   /** Decodes records [start, end) and, with a pool, sends their signatures to be verified. */
@@ -580,6 +938,9 @@ class Run {
       warnings: bySeq(this.warnings),
       truncated: this.truncated,
       gaps: this.gaps,
+      pruned: this.pruned,
+      prunedFromGenesis: this.prunedFromGenesis,
+      shredded: this.shredded,
       chain: { chainId: this.bundle.chain.chainId, registry: this.bundle.chain.registry, readAtBlock: this.bundle.chain.readAtBlock, checkedAtBlock: this.facts.checkedAtBlock },
       completeness: this.completeness,
       elapsedMs: Math.round(elapsedMs)
