@@ -22,7 +22,7 @@ export {
 } from './chain.js'
 export {
   hashLeaf, hashChildren, emptyRoot, computeRoot, MerkleBuilder, MerkleTree, proveInclusion, proveAllInclusions,
-  proveConsistency, verifyInclusion, isValidInclusion, verifyConsistency, isValidConsistency,
+  proveConsistency, verifyInclusion, InclusionChecker, isValidInclusion, verifyConsistency, isValidConsistency,
   inclusionProofLength, consistencyProofLength
 } from './merkle.js'
 export {
