@@ -33,7 +33,7 @@ function judgeProofs (batch: SignatureBatch, context: ProofContext): ProofResult
   for (let i = 0; i < count; i++) {
     const text = proofs[i]
     if (text === null || text === undefined) continue
-    const envelope = envelopes.subarray(envelopeOffsets[i] as number, envelopeOffsets[i + 1] as number)
+    const envelope = envelopes.subarray(envelopeOffsets[i], envelopeOffsets[i + 1])
     const judgement = j.judge(text, envelope, { deviceId, seq: seqs[i] as number, timeMs: times[i] as number })
     if (judgement.kind === 'checked' && judgement.inclusion === undefined && judgement.disagreements.length === 0) {
       let r = rootIds.get(judgement.root)
@@ -58,12 +58,12 @@ port.on('message', (batch: SignatureBatch) => {
   for (let i = 0; i < count; i++) {
     const key = keys[keyIndex[i] as number] as Uint8Array
     const signature = signatures.subarray(i * 64, i * 64 + 64)
-    const message = messages.subarray(offsets[i] as number, offsets[i + 1] as number)
+    const message = messages.subarray(offsets[i], offsets[i + 1])
     valid[i] = verifySignature(signature, message, key, backend) ? 1 : 0
   }
   const proofs = batch.proofContext === undefined ? undefined : judgeProofs(batch, batch.proofContext)
   const result: SignatureBatchResult = proofs === undefined ? { id: batch.id, valid } : { id: batch.id, valid, proofs }
-  const transfer = [valid.buffer as ArrayBuffer]
+  const transfer = [valid.buffer]
   if (proofs !== undefined) transfer.push(proofs.codes.buffer as ArrayBuffer, proofs.rootIndex.buffer as ArrayBuffer)
   port.postMessage(result, transfer)
 })

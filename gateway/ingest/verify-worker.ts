@@ -16,10 +16,10 @@ port.on('message', (batch: VerifyBatch) => {
   const valid = new Uint8Array(count)
   for (let i = 0; i < count; i++) {
     const key = keys[keyIndex[i] as number] as Uint8Array
-    const signature = signatures.subarray(signatureOffsets[i] as number, signatureOffsets[i + 1] as number)
-    const message = messages.subarray(offsets[i] as number, offsets[i + 1] as number)
+    const signature = signatures.subarray(signatureOffsets[i], signatureOffsets[i + 1])
+    const message = messages.subarray(offsets[i], offsets[i + 1])
     valid[i] = verifySignature(signature, message, key) ? 1 : 0
   }
   const result: VerifyBatchResult = { id: batch.id, valid }
-  port.postMessage(result, [valid.buffer as ArrayBuffer])
+  port.postMessage(result, [valid.buffer])
 })
