@@ -1,0 +1,173 @@
+// The auditor's export (EU AI Act profile): a period of a small demo fleet (a camera's use of a
+// watchlist, a reviewing station's oversight records) is VALID with every review accepted and the
+// use, reference database and reviewers shown; forged oversight records (unknown station, wrong
+// decision hash, a decision that does not exist, a record that is no decision) are each rejected
+// with a named reason. HTML checked in headless Chromium; JSON and the CLI too. Offline: no chain.
+import t from 'tap'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { encodeBundle, sha256, toHex } from '../../protocol/index.js'
+import { buildCompliance, renderCompliance, type ComplianceReport } from '../../forensics/compliance/index.js'
+import { buildTimeline } from '../../forensics/timeline/index.js'
+import { runCli, type CliIo } from '../../forensics/cli.js'
+import { offlineBundle } from '../helpers/forensics-fixture.js'
+import { ChainBuilder, fakeHash, sampleBody } from '../helpers/records.js'
+import { CAMERA, REFERENCE_DB, ROGUE_STATION, STATION, makeDemoFleet, review } from '../helpers/compliance-fleet.js'
+import { hasChromium, runChromium } from '../helpers/chromium.js'
+import { makeTempDir } from '../helpers/tmp.js'
+
+const fleet = makeDemoFleet()
+const GENERATED = 1_700_000_900_000
+const good = await buildCompliance([fleet.cameraBundle, fleet.stationBundle], { offline: true, reviewers: [STATION], generatedAtMs: GENERATED })
+
+// Forgeries, each in a station's log as an attacker would write it.
+const HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+const forgedStation = new ChainBuilder({ deviceId: STATION, seed: 'station' })
+forgedStation.append({ ...sampleBody('boot'), profile: 'review-station' })
+forgedStation.append({ ...review(fleet.reviewed.overridden, 'confirmed', HOSTILE), decisionHash: fakeHash('not the decision') }) // seq 1: wrong hash
+forgedStation.append({ ...review(fleet.reviewed.confirmed, 'overridden', 'no such record'), decisionSeq: 999 }) // seq 2: no such decision
+forgedStation.append(review(fleet.camera.records[0]!, 'confirmed', 'a boot is no decision')) // seq 3: a boot record
+const rogue = new ChainBuilder({ deviceId: ROGUE_STATION, seed: 'rogue' })
+rogue.append({ ...sampleBody('boot'), profile: 'review-station' })
+rogue.append(review(fleet.reviewed.escalated, 'confirmed', 'all fine, trust me')) // a station nobody registered as a reviewer
+const forged = await buildCompliance([fleet.cameraBundle, offlineBundle(forgedStation), offlineBundle(rogue)], { offline: true, reviewers: [STATION], generatedAtMs: GENERATED })
+
+t.test('behavior: a period export of the demo fleet with oversight actions is VALID, every review accepted', async t => {
+  t.equal(good.verdict, 'valid')
+  t.equal(good.profile, 'eu-ai-act')
+  t.same(good.devices.map(d => [d.device, d.verdict.verdict, d.roles]), [[CAMERA, 'valid', ['decisions']], [STATION, 'valid', ['reviewing-station']]])
+  t.same(good.findings, [])
+  t.same(good.oversight.map(o => [o.station, o.reviewer, o.verdict, o.decision.seq, o.status]), [
+    [STATION, 'reviewer-17', 'confirmed', fleet.reviewed.confirmed.record.seq, 'accepted'],
+    [STATION, 'reviewer-17', 'overridden', fleet.reviewed.overridden.record.seq, 'accepted'],
+    [STATION, 'reviewer-21', 'escalated', fleet.reviewed.escalated.record.seq, 'accepted']
+  ])
+  t.equal(good.oversight[0]?.decision.hash, toHex(fleet.reviewed.confirmed.hash), 'the decision is named by its record hash')
+  t.equal(good.oversight[0]?.decision.decision, 'match watchlist#0')
+})
+
+t.test('behavior: Art. 12(3): the use, its reference database, its matches with input commitments and who verified them', async t => {
+  t.equal(good.sessions.length, 1)
+  const u = good.sessions[0]!
+  t.same([u.device, u.sessionId, u.startSeq, u.endSeq, u.referenceName, u.referenceHash], [CAMERA, 'use-0001', 2, 8, 'watchlist-2026-11', toHex(sha256(REFERENCE_DB))])
+  t.equal(u.inferences, 5)
+  t.same(u.decisions.map(d => d.seq), [3, 5, 7], 'the records whose search led to a match')
+  t.match(u.decisions[0]?.inputs[0], /^input:[0-9a-f]{64}$/, 'each match names its input by commitment')
+  t.equal(u.reviewedBy.length, 3, 'the persons who verified the results, with their stations')
+  t.match(u.reviewedBy.join(' '), /reviewer-21 \(escalated, review-01 seq 3\)/)
+})
+
+t.test('behavior: Art. 12(2) events, models with registry and lineage entries, retention marked as not reported', async t => {
+  const cam = good.devices[0]!
+  t.ok(cam.articles['12(2)(a)'].events.some(e => e.kind === 'model-load'), '(a): a model load is a possible substantial modification')
+  t.ok(cam.articles['12(2)(a)'].events.some(e => e.kind === 'oversight' && /overridden by reviewer-17/.test(e.summary)), '(a): an overridden decision is a risk signal on the camera')
+  t.equal(cam.articles['12(2)(b)'].inferences, 5)
+  t.same(cam.articles['12(2)(c)'].events.map(e => e.kind), ['boot', 'session', 'session', 'shutdown'])
+  t.same(good.models.map(m => [m.name, m.version, m.status, m.lineage.map(p => p.version), m.devices, m.inferences]), [['detector', '1.1.0', 'approved', ['1.0.0'], [CAMERA], 5]])
+  t.equal(cam.retention.policy, 'not-reported')
+  t.match(cam.retention.note, /^NOT REPORTED/)
+  t.equal(cam.retention.coversMinimum, true, 'the bundle reaches back to the device\'s first record')
+  const reported = await buildCompliance([fleet.cameraBundle], { offline: true, retentionMs: 200 * 86_400_000, generatedAtMs: GENERATED })
+  t.same([reported.devices[0]?.retention.policy, reported.devices[0]?.retention.retentionMs], ['reported', 200 * 86_400_000])
+  t.ok(good.notCovered.length >= 5, 'the JSON says what it does not cover')
+})
+
+t.test('error: forged oversight records are rejected, each with a named reason', async t => {
+  t.equal(forged.verdict, 'invalid')
+  t.same(forged.devices.map(d => d.verdict.verdict), ['valid', 'valid', 'valid'], 'every bundle verifies on its own: only the cross-bundle check catches them')
+  t.same(forged.findings.filter(f => f.severity === 'failure').map(f => [f.device, f.seq, f.reason]), [
+    [STATION, 1, 'oversight-decision-mismatch'],
+    [STATION, 2, 'oversight-decision-unknown'],
+    [STATION, 3, 'oversight-decision-not-inference'],
+    [ROGUE_STATION, 1, 'oversight-reviewer-unknown']
+  ])
+  t.same(forged.oversight.map(o => o.status), ['oversight-decision-mismatch', 'oversight-decision-unknown', 'oversight-decision-not-inference', 'oversight-reviewer-unknown'])
+  t.match(forged.findings.find(f => f.reason === 'oversight-reviewer-unknown')?.message, /review-99 is not one of the reviewing stations review-01/)
+  t.equal(forged.sessions[0]?.reviewedBy.length, 0, 'a rejected review verifies nothing')
+})
+
+t.test('error: without a reviewer list, a station whose key the bundle does not give it is still an unknown reviewer', async t => {
+  const stolen = offlineBundle(fleet.station)
+  stolen.device.keys = [{ publicKey: toHex(fakeHash('another key')), validFromMs: 0 }]
+  const r = await buildCompliance([fleet.cameraBundle, stolen], { offline: true, generatedAtMs: GENERATED })
+  t.equal(r.verdict, 'invalid')
+  t.same([...new Set(r.oversight.map(o => o.status))], ['oversight-reviewer-unknown'])
+})
+
+t.test('behavior: a use that never ends, or ends without a start, is a warning, not a failure', async t => {
+  const b = new ChainBuilder({ deviceId: 'cam-0002', seed: 'camera-2' })
+  b.append(sampleBody('boot'))
+  b.append({ kind: 'session', phase: 'end', sessionId: 'use-x', referenceName: '', referenceHash: null })
+  b.append({ kind: 'session', phase: 'start', sessionId: 'use-y', referenceName: '', referenceHash: null })
+  const r = await buildCompliance([offlineBundle(b)], { offline: true, generatedAtMs: GENERATED })
+  t.equal(r.verdict, 'valid')
+  t.same(r.findings.map(f => [f.reason, f.severity, f.seq]), [['session-end-unmatched', 'warning', 1], ['session-open', 'warning', 2]])
+})
+
+t.test('behavior: the timeline lists oversight and session records', async t => {
+  const tl = buildTimeline(fleet.stationBundle)
+  t.same(tl.oversight.map(o => [o.seq, o.verdict, o.decisionDeviceId, o.decisionSeq]), [[1, 'confirmed', CAMERA, 3], [2, 'overridden', CAMERA, 5], [3, 'escalated', CAMERA, 7]])
+  t.same(buildTimeline(fleet.cameraBundle).sessions.map(s => [s.seq, s.phase, s.sessionId]), [[2, 'start', 'use-0001'], [8, 'end', 'use-0001']])
+})
+
+t.test('behavior: headless Chromium shows the verdict, the oversight rows with their status, the use and the marked retention', { skip: !hasChromium }, async t => {
+  const dir = await makeTempDir(t, 'compliance-report-')
+  const page = join(dir, 'good.html')
+  await writeFile(page, renderCompliance(good))
+  const section = (dom: string, id: string): string => {
+    const start = dom.indexOf(`<section id="${id}">`)
+    return dom.slice(start, dom.indexOf('</section>', start))
+  }
+  const rows = (fragment: string): number => (fragment.match(/<tr>/g) ?? []).length - 1
+  const ok = await runChromium(t, ['--dump-dom', `file://${page}`])
+  t.match(ok, /<span class="verdict valid" id="verdict-value">VALID<\/span>/)
+  t.equal(rows(section(ok, 'oversight')), 3, 'one row per oversight action')
+  t.equal((section(ok, 'oversight').match(/>accepted</g) ?? []).length, 3)
+  t.match(section(ok, 'sessions'), /watchlist-2026-11/)
+  t.match(section(ok, 'devices'), /class="marked retention-not-reported">not reported</)
+  t.match(section(ok, 'not-covered'), /<li>/)
+})
+
+t.test('behavior: the report of the forgeries is INVALID, names each reason, and shows hostile text as text', async t => {
+  // The page's markup is the renderer's own (Chromium reads the valid page above): checked as text.
+  const bad = renderCompliance(forged)
+  t.match(bad, /<span class="verdict invalid" id="verdict-value">INVALID<\/span>/)
+  const findings = bad.slice(bad.indexOf('<table class="findings">'), bad.indexOf('</table>', bad.indexOf('<table class="findings">')))
+  t.equal((findings.match(/<tr>/g) ?? []).length - 1, 4, 'one row per rejected record')
+  const oversight = bad.slice(bad.indexOf('<section id="oversight">'))
+  for (const reason of ['oversight-reviewer-unknown', 'oversight-decision-mismatch', 'oversight-decision-unknown', 'oversight-decision-not-inference']) {
+    t.match(oversight, new RegExp(`class="reason">${reason}<`), reason)
+  }
+  t.notMatch(bad, /<script>alert|<img src=x/, 'a hostile reason is text, not markup')
+  t.match(bad, /&lt;script&gt;alert\(1\)/)
+})
+
+t.test('behavior: provenance compliance writes the HTML and the JSON; exit 0 valid, 1 with the first reason for a forgery', async t => {
+  const dir = await makeTempDir(t, 'compliance-cli-')
+  const paths = { cam: join(dir, 'cam.json'), station: join(dir, 'station.json'), forged: join(dir, 'forged.json'), html: join(dir, 'r.html'), json: join(dir, 'r.json') }
+  await writeFile(paths.cam, encodeBundle(fleet.cameraBundle))
+  await writeFile(paths.station, encodeBundle(fleet.stationBundle))
+  await writeFile(paths.forged, encodeBundle(offlineBundle(forgedStation)))
+  const run = async (argv: string[]): Promise<{ code: number, out: string, err: string }> => {
+    let out = ''
+    let err = ''
+    const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } } as unknown as CliIo['stderr'], env: {} }
+    return { code: await runCli(argv, io), out, err }
+  }
+  const ok = await run(['compliance', paths.cam, paths.station, '--offline', '--reviewers', STATION, '--out', paths.html, '--json-out', paths.json, '--quiet'])
+  t.equal(ok.code, 0, ok.err)
+  t.match(ok.out, /^VALID {2}2 bundle\(s\), 3 oversight action\(s\) \(0 rejected\), 1 use session\(s\)/)
+  const json = JSON.parse(await readFile(paths.json, 'utf8')) as ComplianceReport
+  t.same([json.format, json.verdict, json.oversight.length], ['edge-provenance/compliance/v1', 'valid', 3])
+  t.match(await readFile(paths.html, 'utf8'), /^<!doctype html>/)
+  const bad = await run(['compliance', paths.cam, paths.forged, '--offline', '--reviewers', STATION, '--json', '--quiet'])
+  t.equal(bad.code, 1)
+  t.match(bad.err, /^VERDICT_INVALID: oversight-decision-mismatch: review-01 seq 1: /)
+  t.equal((JSON.parse(bad.out) as ComplianceReport).verdict, 'invalid')
+  t.equal((await run(['compliance', paths.cam, '--offline', '--profile', 'iso-42001'])).code, 2, 'an unknown profile is a usage error')
+  t.equal((await run(['compliance', paths.cam, paths.cam, '--offline'])).code, 2, 'the same device twice is a usage error')
+  t.equal((await run(['compliance', '--offline'])).code, 2, 'no bundle is a usage error')
+  const help = await run(['compliance', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.out, /--reviewers ID,ID/)
+})
