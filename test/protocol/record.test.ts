@@ -39,7 +39,7 @@ t.test('behavior: test/vectors/records.json is exactly what the code produces no
   const file = JSON.parse(readFileSync(RECORD_VECTORS_PATH, 'utf8')) as RecordVectors
   t.equal(file.source.startsWith('docs/PROTOCOL.md'), true, 'source names the spec')
   t.same(file, buildRecordVectors(), 'rerun `npx tsx scripts/gen-record-vectors.ts --doc` after a deliberate format change')
-  // Every kind once; the policy record (code 6) comes before the shutdown that ends the chain.
+  // A record of every kind; the policy record (code 6) and a use session around a review come before the shutdown that ends the chain.
   t.same([...new Set(file.records.map(r => r.kind))].sort(), [...KINDS].sort(), 'a record of every kind')
 })
 
