@@ -2,15 +2,17 @@
 // watchlist, a reviewing station's oversight records) is VALID with every review accepted and the
 // use, reference database and reviewers shown; forged oversight records (unknown station, wrong
 // decision hash, a decision that does not exist, a record that is no decision) are each rejected
-// with a named reason. HTML checked in headless Chromium; JSON and the CLI too. Offline: no chain.
+// with a named reason. HTML checked in headless Chromium; JSON and the CLI too. Offline, and once
+// online against anvil, where the registry alone rejects a station nobody registered.
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { encodeBundle, sha256, toHex } from '../../protocol/index.js'
+import { MerkleTree, encodeBundle, hashLeaf, sha256, toHex, type Bundle } from '../../protocol/index.js'
+import { deviceIdOf, type DevChain } from '../../contracts/index.js'
 import { buildCompliance, renderCompliance, type ComplianceReport } from '../../forensics/compliance/index.js'
 import { buildTimeline } from '../../forensics/timeline/index.js'
 import { runCli, type CliIo } from '../../forensics/cli.js'
-import { offlineBundle } from '../helpers/forensics-fixture.js'
+import { offlineBundle, registerFacts, startChain } from '../helpers/forensics-fixture.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../helpers/records.js'
 import { CAMERA, REFERENCE_DB, ROGUE_STATION, STATION, makeDemoFleet, review } from '../helpers/compliance-fleet.js'
 import { hasChromium, runChromium } from '../helpers/chromium.js'
@@ -170,4 +172,45 @@ t.test('behavior: provenance compliance writes the HTML and the JSON; exit 0 val
   const help = await run(['compliance', '--help'])
   t.equal(help.code, 0)
   t.match(help.out, /--reviewers ID,ID/)
+})
+
+/** offlineBundle's made-up anchor replaced by a real one on `chain`, and the chain facts read from it. */
+async function anchoredBundle (chain: DevChain, device: ChainBuilder): Promise<Bundle> {
+  const bundle = offlineBundle(device)
+  const a = bundle.anchors[0] as Bundle['anchors'][number]
+  const tree = new MerkleTree(device.records.map(r => hashLeaf(r.envelope)))
+  const r = await chain.registryAs('anchorer').anchor({
+    root: tree.root(), size: tree.size, firstRecordTimeMs: a.firstRecordTimeMs, lastRecordTimeMs: a.lastRecordTimeMs, metadataHash: Buffer.from(a.metadataHash, 'hex')
+  })
+  const block = await chain.provider.getBlock(r.blockNumber)
+  bundle.anchors = [{ ...a, onChainBatchId: r.batchId.toString(), txHash: r.txHash, blockNumber: r.blockNumber, blockHash: block?.hash as string }]
+  return bundle
+}
+
+async function readAt (chain: DevChain, bundles: Bundle[]): Promise<void> {
+  const latest = await chain.provider.getBlock('latest')
+  for (const b of bundles) b.chain = { chainId: chain.anvil.chainId, registry: chain.deployment.address, readAtBlock: latest?.number as number, readAtBlockHash: latest?.hash as string }
+}
+
+t.test('behavior: online, registered stations need no reviewer list; an unregistered one is rejected by the registry', async t => {
+  const chain = await startChain(t)
+  const fleet = makeDemoFleet()
+  await registerFacts(chain, fleet.camera)
+  await chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(fleet.station.deviceId), publicKey: fleet.station.signer.publicKey, validFromMs: 0 })
+  const rogue = new ChainBuilder({ deviceId: ROGUE_STATION, seed: 'rogue' })
+  rogue.append({ ...sampleBody('boot'), profile: 'review-station' })
+  rogue.append(review(fleet.reviewed.escalated, 'confirmed', 'all fine, trust me'))
+  const bundles = [await anchoredBundle(chain, fleet.camera), await anchoredBundle(chain, fleet.station), await anchoredBundle(chain, rogue)]
+  await readAt(chain, bundles)
+  const rpcUrl = chain.anvil.rpcUrl
+
+  const good = await buildCompliance(bundles.slice(0, 2), { rpcUrl })
+  t.equal(good.mode, 'online')
+  t.equal(good.verdict, 'valid', JSON.stringify([good.findings, good.devices.map(d => d.verdict.failures)]))
+  t.same(good.oversight.map(o => o.status), ['accepted', 'accepted', 'accepted'])
+
+  const bad = await buildCompliance(bundles, { rpcUrl })
+  t.equal(bad.verdict, 'invalid')
+  t.ok(bad.devices.find(d => d.device === ROGUE_STATION)?.verdict.failures.some(f => f.reason === 'device-unknown'), 'the registry does not know the rogue station')
+  t.same(bad.findings.map(f => [f.device, f.reason]), [[ROGUE_STATION, 'oversight-reviewer-unknown']])
 })
