@@ -5,7 +5,7 @@
  * decision that exists with that hash, by a station the deployer counts among its reviewers.
  * docs/COMPLIANCE.md maps every field to its article; it describes, verifyBundle judges.
  */
-import { assertBundle, decodeBundleRecord, decodeEnvelope, toHex, type Bundle, type BundleModel, type SignedRecord } from '../../protocol/index.js'
+import { assertBundle, decodeBundleRecord, decodeEnvelope, toHex, type Bundle, type BundleModel, type OversightBody, type RecordKind, type SignedRecord } from '../../protocol/index.js'
 import { buildTimeline, type Timeline } from '../timeline/index.js'
 import { verifyBundle, type FindingReason, type Verdict, type VerifyOptions } from '../verify/index.js'
 
@@ -163,7 +163,26 @@ export const NOT_COVERED: readonly string[] = Object.freeze([
 // Findings on a record of the station that mean its key is not a registered one for it.
 const KEY_REASONS: ReadonlySet<FindingReason> = new Set(['unknown-key', 'bad-signature', 'key-revoked', 'key-mismatch', 'device-unknown', 'device-mismatch'])
 
-interface Decoded { signed: SignedRecord, index: number }
+/** What a review is checked against, for every record of every bundle: small, as a fleet's period may hold millions. */
+interface Indexed { hash: string, kind: RecordKind, timeMs: number, decision: string | null }
+
+/** The decodable records of the bundle's own device, in seq order, first copy of a seq only (verifyBundle names the rest). */
+function decodeRecords (bundle: Bundle): SignedRecord[] {
+  const out: SignedRecord[] = []
+  const seen = new Set<number>()
+  for (const b64 of bundle.records) {
+    let signed: SignedRecord
+    try {
+      signed = decodeEnvelope(decodeBundleRecord(b64))
+    } catch {
+      continue
+    }
+    if (signed.record.deviceId !== bundle.device.id || seen.has(signed.record.seq)) continue
+    seen.add(signed.record.seq)
+    out.push(signed)
+  }
+  return out.sort((x, y) => x.record.seq - y.record.seq)
+}
 
 /**
  * Verifies every bundle and builds the compliance report of the period.
@@ -189,18 +208,18 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
   }
 
   // Every record of every bundle, by device and seq: oversight records are judged against them all.
-  const records = new Map<string, Map<number, Decoded>>()
+  const records = new Map<string, Map<number, Indexed>>()
+  const reviews = new Map<string, Array<SignedRecord<OversightBody>>>()
   for (const b of bundles) {
-    const bySeq = new Map<number, Decoded>()
-    b.records.forEach((b64, index) => {
-      try {
-        const signed = decodeEnvelope(decodeBundleRecord(b64))
-        if (signed.record.deviceId === b.device.id && !bySeq.has(signed.record.seq)) bySeq.set(signed.record.seq, { signed, index })
-      } catch {
-        // Malformed: verifyBundle names it.
-      }
-    })
+    const bySeq = new Map<number, Indexed>()
+    const mine: Array<SignedRecord<OversightBody>> = []
+    for (const signed of decodeRecords(b)) {
+      const body = signed.record.body
+      bySeq.set(signed.record.seq, { hash: toHex(signed.hash), kind: body.kind, timeMs: signed.record.timeMs, decision: body.kind === 'inference' ? body.decision : null })
+      if (body.kind === 'oversight') mine.push(signed as SignedRecord<OversightBody>)
+    }
     records.set(b.device.id, bySeq)
+    reviews.set(b.device.id, mine)
   }
 
   const verdicts = new Map<string, Verdict>()
@@ -213,17 +232,16 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
     const station = b.device.id
     const verdict = verdicts.get(station) as Verdict
     const stationKeyFails = verdict.failures.some(f => f.seq === undefined && KEY_REASONS.has(f.reason))
-    for (const { signed } of (records.get(station) as Map<number, Decoded>).values()) {
+    for (const signed of reviews.get(station) ?? []) {
       const r = signed.record
-      if (r.body.kind !== 'oversight' || !inPeriod(r.timeMs)) continue
+      if (!inPeriod(r.timeMs)) continue
       const body = r.body
       const target = records.get(body.decisionDeviceId)?.get(body.decisionSeq)
-      const decisionBody = target?.signed.record.body
       const action: OversightAction = {
         station, seq: r.seq, timeMs: r.timeMs, reviewer: body.reviewer,
         decision: {
           device: body.decisionDeviceId, seq: body.decisionSeq, hash: toHex(body.decisionHash),
-          timeMs: target?.signed.record.timeMs ?? null, decision: decisionBody?.kind === 'inference' ? decisionBody.decision : null
+          timeMs: target?.timeMs ?? null, decision: target?.decision ?? null
         },
         verdict: body.verdict, reason: body.reason, status: 'accepted'
       }
@@ -236,10 +254,10 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
       else if (keyFails) fail('oversight-reviewer-unknown', `station ${station} signed this review with a key the registry does not give it`)
       if (target === undefined) {
         fail('oversight-decision-unknown', `reviews record seq ${body.decisionSeq} of ${body.decisionDeviceId}, which ${records.has(body.decisionDeviceId) ? 'that device\'s bundle does not hold' : 'no bundle of the export holds'}`)
-      } else if (toHex(target.signed.hash) !== action.decision.hash) {
-        fail('oversight-decision-mismatch', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId} by hash ${action.decision.hash.slice(0, 16)}…, but that record's hash is ${toHex(target.signed.hash).slice(0, 16)}…`)
-      } else if (decisionBody?.kind !== 'inference') {
-        fail('oversight-decision-not-inference', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId}, a ${String(decisionBody?.kind)} record, not a decision`)
+      } else if (target.hash !== action.decision.hash) {
+        fail('oversight-decision-mismatch', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId} by hash ${action.decision.hash.slice(0, 16)}…, but that record's hash is ${target.hash.slice(0, 16)}…`)
+      } else if (target.kind !== 'inference') {
+        fail('oversight-decision-not-inference', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId}, a ${target.kind} record, not a decision`)
       }
       oversight.push(action)
     }
@@ -252,7 +270,8 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
     const id = b.device.id
     const verdict = verdicts.get(id) as Verdict
     const timeline = buildTimeline(b, { ...(fromMs === undefined ? {} : { fromMs }), ...(toMs === undefined ? {} : { toMs }) })
-    const decoded = [...(records.get(id) as Map<number, Decoded>).values()].map(d => d.signed).sort((x, y) => x.record.seq - y.record.seq)
+    // Decoded again, one bundle at a time, rather than kept from the first pass.
+    const decoded = decodeRecords(b)
     const mine = decoded.filter(s => inPeriod(s.record.timeMs))
     for (const m of timeline.models) {
       const use = modelUse.get(m.modelHash) ?? { devices: new Set<string>(), inferences: 0 }
