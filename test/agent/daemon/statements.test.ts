@@ -7,8 +7,9 @@ import { request } from 'node:http'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
+import fc from 'fast-check'
 import { runCli, type CliIo } from '../../../agent/cli/index.js'
-import { Daemon } from '../../../agent/daemon/index.js'
+import { Daemon, DaemonError, parseStatementRequest } from '../../../agent/daemon/index.js'
 import { resolveProfile } from '../../../agent/profile/index.js'
 import { KeyRing } from '../../../agent/keys/index.js'
 import { buildCompliance } from '../../../forensics/compliance/index.js'
@@ -113,4 +114,22 @@ t.test('error: the CLI refuses a bad verdict, hash or missing option as a usage 
     t.equal(r.code, 2, `${what}: ${r.stderr}`)
     t.match(r.stderr, /^usage: /, what)
   }
+})
+
+t.test('error: any JSON value is either a well-formed statement or REQUEST_INVALID, never another exception', async t => {
+  const near = fc.record({
+    kind: fc.constantFrom('oversight', 'session', 'inference', 7),
+    reviewer: fc.oneof(fc.string(), fc.integer()), decisionDeviceId: fc.oneof(fc.string(), fc.constant('cam-1')), decisionSeq: fc.oneof(fc.integer(), fc.double(), fc.string()),
+    decisionHash: fc.oneof(fc.string(), fc.constant('ab'.repeat(32))), verdict: fc.constantFrom('confirmed', 'x', 0), reason: fc.oneof(fc.string(), fc.constant(null)),
+    phase: fc.constantFrom('start', 'end', 1), sessionId: fc.oneof(fc.string(), fc.array(fc.string())), referenceHash: fc.oneof(fc.constant(null), fc.string())
+  }, { requiredKeys: ['kind'] })
+  fc.assert(fc.property(fc.oneof(fc.jsonValue(), near), (value) => {
+    try {
+      const body = parseStatementRequest(value)
+      return body.kind === 'oversight' || body.kind === 'session'
+    } catch (e) {
+      return e instanceof DaemonError && e.code === 'REQUEST_INVALID'
+    }
+  }), { numRuns: 2000 })
+  t.pass('2000 random bodies')
 })
