@@ -122,6 +122,7 @@ Exit 0: report written, verdict valid. Exit 1: report written, verdict invalid; 
 }
 
 USAGE.compliance = `usage: provenance compliance <bundle.json>... (--offline | --rpc-url URL) [options]
+       provenance compliance --gateway URL --registry ADDRESS --devices ID,ID --rpc-url URL [options]
 
 The auditor's export (profile eu-ai-act, docs/COMPLIANCE.md): verifies the bundles of the devices
 and reviewing stations of a fleet, maps their events of the period to Art. 12(2)(a)-(c) and 12(3),
@@ -130,6 +131,10 @@ hash, and the station is a reviewer), use sessions with their reference database
 with registry and lineage entries, retention status, and says what it does not cover.
 
   --profile eu-ai-act     the mapping used (the only one; default)
+  --gateway URL           export the bundles of --devices from this gateway first (as provenance
+                          export, with --registry, --token-file and the period), then judge them
+  --devices ID,ID         the devices and reviewing stations to export (with --gateway)
+  --bundles-dir DIR       also keep the exported bundles there, as <id>.bundle.json
   --offline               judge against the bundles' own facts; no network call at all
   --rpc-url URL           judge against the chain (default: $${RPC_URL_ENV})
   --from TIME, --to TIME  the period, in device time (Unix ms or ISO 8601)
@@ -160,7 +165,7 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
   },
   report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' },
   compliance: {
-    profile: 'string', offline: 'boolean', 'rpc-url': 'string', from: 'string', to: 'string', reviewers: 'string', 'retention-days': 'string',
+    profile: 'string', offline: 'boolean', 'rpc-url': 'string', gateway: 'string', 'token-file': 'string', registry: 'string', devices: 'string', 'bundles-dir': 'string', from: 'string', to: 'string', reviewers: 'string', 'retention-days': 'string',
     'allow-unanchored': 'boolean', out: 'string', 'json-out': 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   }
 }
@@ -412,7 +417,9 @@ async function runReport (args: ParsedArgs, io: CliIo): Promise<number> {
 }
 
 async function runCompliance (args: ParsedArgs, io: CliIo): Promise<number> {
-  if (args.positional.length === 0) throw new UsageError('give the bundle files of the fleet\'s devices and reviewing stations')
+  const fromGateway = stringFlag(args, 'gateway') !== undefined
+  if (fromGateway && args.positional.length > 0) throw new UsageError('give bundle files, or --gateway with --devices, not both')
+  if (!fromGateway && args.positional.length === 0) throw new UsageError('give the bundle files of the fleet\'s devices and reviewing stations, or --gateway with --devices')
   const profile = stringFlag(args, 'profile') ?? 'eu-ai-act'
   if (profile !== 'eu-ai-act') throw new UsageError(`--profile ${JSON.stringify(profile)} is unknown: the only profile is eu-ai-act`)
   const v = verifyOptions(args, io)
@@ -423,6 +430,7 @@ async function runCompliance (args: ParsedArgs, io: CliIo): Promise<number> {
   const out = stringFlag(args, 'out')
   const jsonOut = stringFlag(args, 'json-out')
   const bundles: Bundle[] = []
+  if (fromGateway) bundles.push(...await exportFleet(args, io, v))
   for (const path of args.positional) bundles.push(await readBundleFile(path))
   const { buildCompliance, renderCompliance } = await import('./compliance/index.js')
   let report
@@ -457,6 +465,39 @@ async function runCompliance (args: ParsedArgs, io: CliIo): Promise<number> {
     return 1
   }
   return 0
+}
+
+/** The bundles of --devices exported from --gateway (as `provenance export`), saved in --bundles-dir when given. */
+async function exportFleet (args: ParsedArgs, io: CliIo, v: VerifyOptions): Promise<Bundle[]> {
+  if (v.rpcUrl === undefined) throw new UsageError('--gateway needs --rpc-url (the export reads the registry), not --offline')
+  const gatewayUrl = stringFlag(args, 'gateway') as string
+  const registry = stringFlag(args, 'registry')
+  if (registry === undefined || !/^0x[0-9a-fA-F]{40}$/.test(registry)) throw new UsageError('--gateway needs --registry, a 0x-hex address')
+  const devices = (stringFlag(args, 'devices') ?? '').split(',').map(d => d.trim()).filter(d => d !== '')
+  if (devices.length === 0 || devices.some(d => !DEVICE_ID_PATTERN.test(d))) throw new UsageError('--gateway needs --devices, a comma-separated list of device ids')
+  const dir = stringFlag(args, 'bundles-dir')
+  const gatewayToken = await readGatewayToken(stringFlag(args, 'token-file'), io.env[GATEWAY_TOKEN_ENV])
+  const { exportBundle } = await import('./export/index.js')
+  const out: Bundle[] = []
+  for (const deviceId of devices) {
+    const progress = createProgress(io.stderr, { label: `export ${deviceId}` }, !args.flags.has('quiet'))
+    try {
+      out.push(await exportBundle({
+        gatewayUrl, rpcUrl: v.rpcUrl, registry, deviceId,
+        ...(gatewayToken === undefined ? {} : { gatewayToken }),
+        ...(v.fromMs === undefined ? {} : { fromMs: v.fromMs }),
+        ...(v.toMs === undefined ? {} : { toMs: v.toMs }),
+        onProgress: p => progress.update(p.phase, p.done, p.total)
+      }))
+    } catch (e) {
+      if (e instanceof TypeError) throw new UsageError(e.message)
+      throw e
+    } finally {
+      progress.finish()
+    }
+    if (dir !== undefined) await writeOut(resolve(dir, `${deviceId}.bundle.json`), encodeBundle(out.at(-1) as Bundle))
+  }
+  return out
 }
 
 // ---------------------------------------------------------------------------------------------

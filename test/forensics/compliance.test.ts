@@ -12,7 +12,7 @@ import { deviceIdOf, type DevChain } from '../../contracts/index.js'
 import { buildCompliance, renderCompliance, type ComplianceReport } from '../../forensics/compliance/index.js'
 import { buildTimeline } from '../../forensics/timeline/index.js'
 import { runCli, type CliIo } from '../../forensics/cli.js'
-import { offlineBundle, registerFacts, startChain } from '../helpers/forensics-fixture.js'
+import { MAIN_DEVICE, offlineBundle, registerFacts, startChain, startIncident } from '../helpers/forensics-fixture.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../helpers/records.js'
 import { CAMERA, REFERENCE_DB, ROGUE_STATION, STATION, makeDemoFleet, review } from '../helpers/compliance-fleet.js'
 import { hasChromium, runChromium } from '../helpers/chromium.js'
@@ -192,7 +192,7 @@ async function readAt (chain: DevChain, bundles: Bundle[]): Promise<void> {
   for (const b of bundles) b.chain = { chainId: chain.anvil.chainId, registry: chain.deployment.address, readAtBlock: latest?.number as number, readAtBlockHash: latest?.hash as string }
 }
 
-t.test('behavior: online, registered stations need no reviewer list; an unregistered one is rejected by the registry', async t => {
+t.test('behavior: online, registered stations need no reviewer list, an unregistered one is rejected by the registry; compliance exports from a gateway itself', async t => {
   const chain = await startChain(t)
   const fleet = makeDemoFleet()
   await registerFacts(chain, fleet.camera)
@@ -213,4 +213,19 @@ t.test('behavior: online, registered stations need no reviewer list; an unregist
   t.equal(bad.verdict, 'invalid')
   t.ok(bad.devices.find(d => d.device === ROGUE_STATION)?.verdict.failures.some(f => f.reason === 'device-unknown'), 'the registry does not know the rogue station')
   t.same(bad.findings.map(f => [f.device, f.reason]), [[ROGUE_STATION, 'oversight-reviewer-unknown']])
+
+  // The same chain serves a gateway's export: compliance exports the devices itself, then judges.
+  const incident = await startIncident(t, chain)
+  const dir = await makeTempDir(t, 'compliance-export-')
+  let out = ''
+  let err = ''
+  const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } } as unknown as CliIo['stderr'], env: { PROVENANCE_GATEWAY_TOKEN: incident.gatewayToken } }
+  const code = await runCli(['compliance', '--gateway', incident.gatewayUrl, '--registry', chain.deployment.address, '--devices', MAIN_DEVICE, '--rpc-url', rpcUrl,
+    '--bundles-dir', dir, '--json-out', join(dir, 'compliance.json'), '--out', join(dir, 'compliance.html'), '--quiet'], io)
+  t.equal(code, 0, err)
+  t.match(out, /^VALID {2}1 bundle\(s\)/)
+  const exported = JSON.parse(await readFile(join(dir, `${MAIN_DEVICE}.bundle.json`), 'utf8')) as Bundle
+  t.equal(exported.records.length, incident.device.records.length, 'the exported bundle is kept')
+  const json = JSON.parse(await readFile(join(dir, 'compliance.json'), 'utf8')) as ComplianceReport
+  t.same([json.mode, json.devices.map(d => d.device)], ['online', [MAIN_DEVICE]])
 })
