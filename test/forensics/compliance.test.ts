@@ -153,7 +153,7 @@ t.test('behavior: provenance compliance writes the HTML and the JSON; exit 0 val
   const run = async (argv: string[]): Promise<{ code: number, out: string, err: string }> => {
     let out = ''
     let err = ''
-    const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } } as unknown as CliIo['stderr'], env: {} }
+    const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } }, env: {} }
     return { code: await runCli(argv, io), out, err }
   }
   const ok = await run(['compliance', paths.cam, paths.station, '--offline', '--reviewers', STATION, '--out', paths.html, '--json-out', paths.json, '--quiet'])
@@ -219,7 +219,7 @@ t.test('behavior: online, registered stations need no reviewer list, an unregist
   const dir = await makeTempDir(t, 'compliance-export-')
   let out = ''
   let err = ''
-  const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } } as unknown as CliIo['stderr'], env: { PROVENANCE_GATEWAY_TOKEN: incident.gatewayToken } }
+  const io: CliIo = { stdout: s => { out += s }, stderr: { write: (s: string) => { err += s; return true } }, env: { PROVENANCE_GATEWAY_TOKEN: incident.gatewayToken } }
   const code = await runCli(['compliance', '--gateway', incident.gatewayUrl, '--registry', chain.deployment.address, '--devices', MAIN_DEVICE, '--rpc-url', rpcUrl,
     '--bundles-dir', dir, '--json-out', join(dir, 'compliance.json'), '--out', join(dir, 'compliance.html'), '--quiet'], io)
   t.equal(code, 0, err)
