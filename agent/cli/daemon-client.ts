@@ -50,13 +50,13 @@ export interface DaemonResponse { status: number, headers: Record<string, string
  */
 export async function requestDaemon (to: DaemonEndpoint, method: string, path: string, timeoutMs = DEFAULT_DAEMON_TIMEOUT_MS, json?: unknown): Promise<DaemonResponse> {
   const where = describe(to)
+  const payload = json === undefined ? undefined : Buffer.from(JSON.stringify(json), 'utf8')
+  const bodyHeaders: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(payload.byteLength) }
   const res = await new Promise<DaemonResponse>((resolve, reject) => {
     const target = 'socketPath' in to
-      ? { socketPath: to.socketPath, headers: { host: 'localhost' } }
-      : { host: '127.0.0.1', port: to.port, headers: to.token === undefined ? {} : { authorization: `Bearer ${to.token}` } }
-    const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json), 'utf8')
-    const headers = body === undefined ? target.headers : { ...target.headers, 'content-type': 'application/json', 'content-length': String(body.byteLength) }
-    const req = request({ ...target, headers, method, path, timeout: timeoutMs }, (res) => {
+      ? { socketPath: to.socketPath, headers: { host: 'localhost', ...bodyHeaders } }
+      : { host: '127.0.0.1', port: to.port, headers: { ...(to.token === undefined ? {} : { authorization: `Bearer ${to.token}` }), ...bodyHeaders } }
+    const req = request({ ...target, method, path, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = []
       let size = 0
       res.on('data', (c: Buffer) => {
@@ -75,7 +75,7 @@ export async function requestDaemon (to: DaemonEndpoint, method: string, path: s
       }
       reject(new CliError('DAEMON_NOT_RUNNING', `no daemon answers on ${where}: ${e.message}`, { cause: e }))
     })
-    req.end(body)
+    req.end(payload)
   })
   if (res.status === 401 || res.status === 403) {
     throw new CliError('DAEMON_ACCESS_DENIED', `the daemon on ${where} refused the request (HTTP ${res.status}): the TCP API needs the token of <stateDir>/api-token, readable by the service user`)

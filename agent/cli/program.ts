@@ -26,7 +26,8 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
   'capture list': async () => (await import('./run-capture.js')).runCaptureList,
   oversight: async () => (await import('./run-statement.js')).runOversight,
   'session start': async () => (await import('./run-statement.js')).runSessionStart,
-  'session end': async () => (await import('./run-statement.js')).runSessionEnd
+  'session end': async () => (await import('./run-statement.js')).runSessionEnd,
+  shred: async () => (await import('./run-capture.js')).runShred
 }
 
 /** The configuration fields with their environment variables, one paragraph each (for --help). */
