@@ -7,7 +7,7 @@
  */
 import { assertBundle, decodeBundleRecord, decodeEnvelope, toHex, type Bundle, type BundleModel, type OversightBody, type RecordKind, type SignedRecord } from '../../protocol/index.js'
 import { buildTimeline, type Timeline } from '../timeline/index.js'
-import { verifyBundle, type FindingReason, type Verdict, type VerifyOptions } from '../verify/index.js'
+import { verifyBundle, type FindingReason, type PrunedRange, type ShreddedRange, type Verdict, type VerifyOptions } from '../verify/index.js'
 
 export const COMPLIANCE_FORMAT = 'edge-provenance/compliance/v1'
 export const COMPLIANCE_PROFILE = 'eu-ai-act'
@@ -52,17 +52,25 @@ export interface ComplianceFinding {
   message: string
 }
 
-/** Where a device's retention stands. The gateway's policy is read when the caller has it. */
+/** Where a device's retention stands: the gateway's policy as given, or as its signed pruning statements state it. */
 export interface RetentionStatus {
-  /** 'reported' when the gateway's retention policy was given; 'not-reported' otherwise (this field says so plainly). */
-  policy: 'reported' | 'not-reported'
-  /** The gateway's configured retention, when reported. */
+  /**
+   * 'reported' when the gateway's retention was given (--retention-days); 'by-pruning-statement'
+   * when only the bundle's verified pruning statements state it; 'not-reported' otherwise (this
+   * field says so plainly).
+   */
+  policy: 'reported' | 'by-pruning-statement' | 'not-reported'
+  /** The gateway's retention, when known. */
   retentionMs: number | null
+  /** Ranges a gateway pruned by policy (valid signed pruning statements): removal by retention, not loss. */
+  pruned: Array<Pick<PrunedRange, 'firstSeq' | 'lastSeq' | 'gatewayId' | 'reason' | 'retentionDays' | 'prunedAtMs' | 'statement' | 'committed'>>
+  /** Ranges whose commitments were crypto-shredded for a data subject (erasure): signatures and proofs still verify. */
+  shredded: Array<Pick<ShreddedRange, 'firstSeq' | 'lastSeq' | 'subjectRef' | 'reason' | 'shreddedAtMs' | 'statement'>>
   minimumMs: number
   /** Device times of the oldest and newest record in the bundle. */
   oldestRecordMs: number | null
   newestRecordMs: number | null
-  /** True when the bundle reaches back at least the minimum before its newest record, or back to the device's first record (seq 0). */
+  /** True when the bundle reaches back at least the minimum before its newest record, or back to the device's first record (seq 0, or pruned ranges by policy from seq 0). */
   coversMinimum: boolean
   /** Ranges the device declared dropped (gap records), with their reasons: pruning by the device's own rules is declared, never silent. */
   declaredDrops: Array<{ firstSeq: number, lastSeq: number, reason: string }>
@@ -296,7 +304,7 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
         '12(2)(b)': { inferences: timeline.inferences, decisions: timeline.decisions, models: timeline.models },
         '12(2)(c)': { count: c.length, events: c.slice(0, MAX_EVENTS_PER_ARTICLE) }
       },
-      retention: retentionOf(decoded, options.retentionMs)
+      retention: retentionOf(decoded, verdict, options.retentionMs)
     })
   }
 
@@ -411,22 +419,26 @@ function collectSessions (device: string, records: SignedRecord[], oversight: Ov
   return out
 }
 
-function retentionOf (records: SignedRecord[], retentionMs: number | undefined): RetentionStatus {
+function retentionOf (records: SignedRecord[], verdict: Verdict, given: number | undefined): RetentionStatus {
   const times = records.map(s => s.record.timeMs)
   const oldest = times.length === 0 ? null : Math.min(...times)
   const newest = times.length === 0 ? null : Math.max(...times)
-  const fromGenesis = records[0]?.record.seq === 0
+  const fromGenesis = records[0]?.record.seq === 0 || verdict.prunedFromGenesis
+  const stated = verdict.pruned.length === 0 ? undefined : Math.max(...verdict.pruned.map(p => p.retentionDays)) * 86_400_000
+  const retentionMs = given ?? stated
   const declaredDrops = records.flatMap(s => s.record.body.kind === 'gap' ? [{ firstSeq: s.record.body.firstSeq, lastSeq: s.record.body.lastSeq, reason: s.record.body.reason }] : [])
   return {
-    policy: retentionMs === undefined ? 'not-reported' : 'reported',
+    policy: given !== undefined ? 'reported' : stated !== undefined ? 'by-pruning-statement' : 'not-reported',
     retentionMs: retentionMs ?? null,
+    pruned: verdict.pruned.map(p => ({ firstSeq: p.firstSeq, lastSeq: p.lastSeq, gatewayId: p.gatewayId, reason: p.reason, retentionDays: p.retentionDays, prunedAtMs: p.prunedAtMs, statement: p.statement, committed: p.committed })),
+    shredded: verdict.shredded.map(x => ({ firstSeq: x.firstSeq, lastSeq: x.lastSeq, subjectRef: x.subjectRef, reason: x.reason, shreddedAtMs: x.shreddedAtMs, statement: x.statement })),
     minimumMs: MIN_RETENTION_MS,
     oldestRecordMs: oldest,
     newestRecordMs: newest,
     coversMinimum: oldest !== null && newest !== null && (fromGenesis || newest - oldest >= MIN_RETENTION_MS),
     declaredDrops,
     note: retentionMs === undefined
-      ? 'NOT REPORTED: the gateway\'s retention policy was not given to this export (issue 16 item 1); what the records themselves show is below.'
+      ? 'NOT REPORTED: the gateway\'s retention was not given to this export (--retention-days) and no pruning statement states it; what the records themselves show is below.'
       : retentionMs < MIN_RETENTION_MS ? 'the gateway keeps records for less than the six-month minimum of Art. 19(1) and 26(6)' : 'the gateway keeps records at least six months'
   }
 }

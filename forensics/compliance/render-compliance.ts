@@ -47,15 +47,17 @@ ${table(['Device', 'Seq', 'Reason', 'Message'], report.findings.map(f => [
 
 <section id="devices">
 <h2>Devices and retention (Art. 12(1), 19(1), 26(6))</h2>
-${table(['Device', 'Roles', 'Verdict', 'Records', 'Seqs', 'Kept from – to', 'Retention', 'Declared drops'], report.devices.map(d => [
+${table(['Device', 'Roles', 'Verdict', 'Records', 'Seqs', 'Kept from – to', 'Retention', 'Declared drops', 'Pruned by policy', 'Shredded'], report.devices.map(d => [
   html`<code>${d.device}</code>`, d.roles.join(', ') || '—',
   html`<span class="${d.verdict.verdict === 'valid' ? '' : 'reason'}">${d.verdict.verdict.toUpperCase()}</span>${d.verdict.failures.length > 0 ? html` (${d.verdict.failures.slice(0, 3).map(f => f.reason).join(', ')})` : ''}`,
   formatCount(d.verdict.counts.judged), `${String(d.verdict.firstSeq)}…${String(d.verdict.lastSeq)}`,
   `${formatTime(d.retention.oldestRecordMs)} – ${formatTime(d.retention.newestRecordMs)}`,
-  d.retention.policy === 'reported'
-    ? `${formatDuration(d.retention.retentionMs as number)} at the gateway`
-    : html`<span class="marked retention-not-reported">not reported</span>`,
-  d.retention.declaredDrops.length === 0 ? 'none' : d.retention.declaredDrops.map(g => html`${g.firstSeq}..${g.lastSeq} (${g.reason}) `)
+  d.retention.policy === 'not-reported'
+    ? html`<span class="marked retention-not-reported">not reported</span>`
+    : `${formatDuration(d.retention.retentionMs as number)} at the gateway${d.retention.policy === 'by-pruning-statement' ? ' (as its pruning statements state)' : ''}`,
+  d.retention.declaredDrops.length === 0 ? 'none' : d.retention.declaredDrops.map(g => html`${g.firstSeq}..${g.lastSeq} (${g.reason}) `),
+  d.retention.pruned.length === 0 ? 'none' : d.retention.pruned.map(p => html`<span class="pruned">PRUNED ${p.firstSeq}..${p.lastSeq}</span> by ${p.gatewayId} ${formatTime(p.prunedAtMs)} (${p.reason}, ${p.retentionDays} d) ${shortHex(p.statement, 12)}<br>`),
+  d.retention.shredded.length === 0 ? 'none' : d.retention.shredded.map(x => html`<span class="shredded">SHREDDED ${x.firstSeq}..${x.lastSeq}</span> subject ${shortHex(x.subjectRef, 12)} ${formatTime(x.shreddedAtMs)} (${x.reason})<br>`)
 ]), { className: 'devices' })}
 <p class="note">${report.devices[0]?.retention.note ?? ''} Minimum: ${formatDuration(report.devices[0]?.retention.minimumMs ?? 0)}.</p>
 </section>

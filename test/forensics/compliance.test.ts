@@ -7,12 +7,17 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { MerkleTree, encodeBundle, hashLeaf, sha256, toHex, type Bundle } from '../../protocol/index.js'
+import {
+  MerkleTree, decodeBundleRecord, decodeEnvelope, deriveSubjectRef, encodeBundle, formatCheckpoint, hashLeaf, pruningExtensionLine, sha256, signPruningStatement,
+  signShreddingStatement, toHex, type Bundle
+} from '../../protocol/index.js'
 import { deviceIdOf, type DevChain } from '../../contracts/index.js'
 import { buildCompliance, renderCompliance, type ComplianceReport } from '../../forensics/compliance/index.js'
 import { buildTimeline } from '../../forensics/timeline/index.js'
 import { runCli, type CliIo } from '../../forensics/cli.js'
-import { MAIN_DEVICE, offlineBundle, registerFacts, startChain, startIncident } from '../helpers/forensics-fixture.js'
+import {
+  FIXTURE_GATEWAY_ID, FIXTURE_GATEWAY_SIGNER, MAIN_DEVICE, clone, fixtureSignedCheckpoint, offlineBundle, registerFacts, startChain, startIncident
+} from '../helpers/forensics-fixture.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../helpers/records.js'
 import { CAMERA, REFERENCE_DB, ROGUE_STATION, STATION, makeDemoFleet, review } from '../helpers/compliance-fleet.js'
 import { hasChromium, runChromium } from '../helpers/chromium.js'
@@ -72,6 +77,40 @@ t.test('behavior: Art. 12(2) events, models with registry and lineage entries, r
   const reported = await buildCompliance([fleet.cameraBundle], { offline: true, retentionMs: 200 * 86_400_000, generatedAtMs: GENERATED })
   t.same([reported.devices[0]?.retention.policy, reported.devices[0]?.retention.retentionMs], ['reported', 200 * 86_400_000])
   t.ok(good.notCovered.length >= 5, 'the JSON says what it does not cover')
+})
+
+t.test('behavior: a pruned range and a shredded subject show as such in the retention status, and the period stays VALID', async t => {
+  // The gateway pruned the camera's seqs 0..1 by retention (a signed statement committed by an
+  // anchored checkpoint, as test/forensics/erasure.test.ts builds it); the camera shredded the subject of seq 3.
+  const b = clone(fleet.cameraBundle)
+  const seqOf = (b64: string): number => decodeEnvelope(decodeBundleRecord(b64)).record.seq
+  b.records = b.records.filter(r => seqOf(r) > 1)
+  b.proofs = b.proofs.filter(p => p.seq > 1)
+  const pruning = signPruningStatement({
+    gatewayId: FIXTURE_GATEWAY_ID, deviceId: CAMERA, firstSeq: 0, lastSeq: 1, lastHash: fleet.camera.records[1]!.hash,
+    batches: [{ id: 1, root: Buffer.from(b.anchors[0]!.root, 'hex') }], retentionDays: 190, cutoffMs: GENERATED - 190 * 86_400_000, prunedAtMs: GENERATED, reason: 'retention'
+  }, FIXTURE_GATEWAY_SIGNER)
+  const tree = new MerkleTree([hashLeaf(Uint8Array.of(1))])
+  const checkpoint = { origin: 'test-gateway/batch/2', size: 1, rootHash: tree.root(), extensions: [pruningExtensionLine(pruning.hash)] }
+  b.prunings = [{ statement: Buffer.from(pruning.envelope).toString('base64'), checkpoint: fixtureSignedCheckpoint(checkpoint) }]
+  b.anchors.push({
+    root: toHex(tree.root()), size: 1, onChainBatchId: '2', txHash: '0x' + '12'.repeat(32), blockNumber: 8, blockHash: '0x' + '34'.repeat(32),
+    firstRecordTimeMs: 1, lastRecordTimeMs: 1, metadataHash: toHex(sha256(new TextEncoder().encode(formatCheckpoint(checkpoint))))
+  })
+  const shredding = signShreddingStatement({
+    deviceId: CAMERA, subjectRef: deriveSubjectRef(new Uint8Array(32).fill(5), 'face:subject-1'), ranges: [{ firstSeq: 3, lastSeq: 3 }], shreddedAtMs: GENERATED, reason: 'erasure request 7'
+  }, fleet.camera.signer)
+  b.shreddings = [Buffer.from(shredding.envelope).toString('base64')]
+  const r = await buildCompliance([b, fleet.stationBundle], { offline: true, reviewers: [STATION], generatedAtMs: GENERATED })
+  t.equal(r.verdict, 'valid', JSON.stringify(r.devices[0]?.verdict.failures))
+  const ret = r.devices[0]!.retention
+  t.same([ret.policy, ret.retentionMs, ret.coversMinimum], ['by-pruning-statement', 190 * 86_400_000, true])
+  t.match(ret.pruned, [{ firstSeq: 0, lastSeq: 1, gatewayId: FIXTURE_GATEWAY_ID, reason: 'retention', retentionDays: 190, committed: true }])
+  t.match(ret.shredded, [{ firstSeq: 3, lastSeq: 3, reason: 'erasure request 7' }])
+  t.same(r.oversight.map(o => o.status), ['accepted', 'accepted', 'accepted'], 'a review of a shredded decision still names it by hash')
+  const page = renderCompliance(r)
+  t.match(page, /<span class="pruned">PRUNED 0\.\.1<\/span>/)
+  t.match(page, /<span class="shredded">SHREDDED 3\.\.3<\/span>/)
 })
 
 t.test('error: forged oversight records are rejected, each with a named reason', async t => {
