@@ -17,6 +17,9 @@ export {
   type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
+  OVERSIGHT_VERDICTS, SESSION_PHASES, type OversightBody, type OversightVerdict, type SessionBody, type SessionPhase
+} from './record.js'
+export {
   ChainVerifier, verifyChain, assertChain, fixedKey,
   type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
 } from './chain.js'
