@@ -3,7 +3,7 @@
  * with. daemon.ts implements it and starts the API; http-api.ts only knows this interface (no circle).
  */
 import type { Tensor } from 'onnxruntime-node'
-import type { PolicyVerdict, SignedRecord } from '../../protocol/index.js'
+import type { OversightBody, PolicyVerdict, SessionBody, SignedRecord } from '../../protocol/index.js'
 import type { FrozenCaptureInfo } from '../capture/index.js'
 import type { ModelInputInfo } from '../model/index.js'
 import type { PolicyStatus } from '../policy/index.js'
@@ -17,6 +17,8 @@ export interface DaemonApi {
   records: (fromSeq: number, toSeq: number, limit: number, maxBytes?: number) => Promise<SignedRecord[]>
   reload: (name: string) => Promise<ModelStatusEntry>
   run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string) => Promise<DaemonRunResult>
+  /** Appends a signed oversight or use-session statement to the log. */
+  appendStatement: (body: OversightBody | SessionBody) => Promise<SignedRecord>
   /** Crypto-shredding of a data subject (docs/OPERATIONS.md §Erasure). */
   shred: (subject: string, reason: string) => Promise<{ statement: string, hash: string, ranges: Array<{ firstSeq: number, lastSeq: number }>, path: string, capturesDropped: number }>
   freezeCapture: (reason: string) => Promise<FrozenCaptureInfo & { entries: number }>
