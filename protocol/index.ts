@@ -17,8 +17,14 @@ export {
   type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
+  KEY_CERTIFICATION_VERSION, KEY_CERTIFICATION_PREFIX, IDENTITY_KEY_ID_PREFIX, P256_PUBLIC_KEY_BYTES, P256_SIGNATURE_BYTES,
+  MAX_KEY_CERTIFICATION_BYTES, identityKeyId, isP256PublicKey, encodeKeyCertification, decodeKeyCertification,
+  keyCertificationMessage, normalizeP256Signature, verifyP256, checkKeyCertification, certifyRecordKey,
+  type KeyCertification, type SignedKeyCertification, type CertificationProblem, type IdentitySigner
+} from './identity.js'
+export {
   ChainVerifier, verifyChain, assertChain, fixedKey,
-  type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
+  type CertifiedKey, type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
 } from './chain.js'
 export {
   hashLeaf, hashChildren, emptyRoot, computeRoot, MerkleBuilder, MerkleTree, proveInclusion, proveAllInclusions,
@@ -66,3 +72,7 @@ export {
 export {
   ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  AttestationError, TPMA, parseTpmEccPublic, parseTpmCertify, checkKeyAttestation,
+  type AttestationErrorCode, type TpmEccPublic, type TpmCertifyInfo, type KeyAttestation
+} from './tpm-attest.js'
