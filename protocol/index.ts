@@ -70,7 +70,7 @@ export {
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
 // module, not from here: it loads protobufjs, which every importer of the protocol would pay for.
 export {
-  ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
+  ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentIdentity, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
 export {
   AttestationError, TPMA, parseTpmEccPublic, parseTpmCertify, checkKeyAttestation,

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { constants, promises as fs } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseTpmEccPublic, type IdentitySigner, type KeyAttestation } from '../../protocol/index.js'
+import { certifyRecordKey, parseTpmEccPublic, type IdentitySigner, type KeyAttestation } from '../../protocol/index.js'
 import { ProvenanceError } from '../../protocol/errors.js'
 
 /** Codes of the TPM key store (docs/ERRORS.md). */
@@ -149,4 +149,27 @@ async function tpm2 (tool: string, args: string[], tcti: string, timeoutMs: numb
       else reject(new TpmError('TPM_COMMAND_FAILED', `${tool} failed: ${detail !== '' ? detail : error.message}`, { cause: error }))
     })
   })
+}
+
+/** How long a boot's record key is certified for: beyond any boot (the agent certifies again at each start). */
+export const DEFAULT_BOOT_KEY_VALIDITY_MS = 365 * 24 * 3600 * 1000
+
+/**
+ * The agent's `certifyBootKey` for keyStore `tpm`: opens the TPM identity, certifies the boot's
+ * record key for `validityMs` from the request's device time, and closes it again (the TPM is not
+ * needed once the boot record is signed).
+ * @throws TpmError `TPM_*`; ProtocolError `SIGNATURE_INVALID` when the TPM's signature does not verify.
+ */
+export function tpmBootCertifier (options: TpmIdentityOptions & { validityMs?: number }): (r: { deviceId: string, boot: number, recordKey: Uint8Array, timeMs: number }) => Promise<{ bytes: Uint8Array, signature: Uint8Array }> {
+  return async (r) => {
+    const identity = await openTpmIdentity(options)
+    try {
+      const signed = await certifyRecordKey({
+        deviceId: r.deviceId, boot: r.boot, recordKey: r.recordKey, validFromMs: r.timeMs, validUntilMs: r.timeMs + (options.validityMs ?? DEFAULT_BOOT_KEY_VALIDITY_MS)
+      }, identity)
+      return { bytes: signed.bytes, signature: signed.signature }
+    } finally {
+      await identity.close()
+    }
+  }
 }
