@@ -149,6 +149,11 @@ export class ChainVerifier {
     this.isRevoked = options.isRevoked
   }
 
+  /** True once the device showed a certified boot (or the options said so): a failing key is `uncertified-key`. */
+  isIdentityRooted (): boolean {
+    return this.identityRooted
+  }
+
   /** The record key of the current certified boot, if any (to carry into a later input's options). */
   certifiedKey (): CertifiedKey | undefined {
     return this.certified

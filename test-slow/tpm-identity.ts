@@ -94,7 +94,10 @@ t.test('behavior: a TPM-rooted device, enrolled with attestation, verified end t
   await ok('provenance-fleet', ['gateway', 'register', '--id', 'gateway-1', '--public-key', logKey.publicKey], env)
   const gateway = service('provenance-gateway', ['start', '--config', gatewayConfig])
   await waitFor('the gateway', async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok, gateway.output)
-  const metrics = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+  const metrics = async (): Promise<string> => {
+    const token = (await readFile(join(dir, 'gateway', 'api-token'), 'utf8')).trim()
+    return await (await fetch(`http://127.0.0.1:${httpPort}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text()
+  }
   const quarantined = async (reason: string): Promise<number> =>
     Number(new RegExp(`records_quarantined_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`).exec(await metrics())?.[1] ?? '0')
 

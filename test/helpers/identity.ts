@@ -4,8 +4,9 @@
  * TPM: a fresh Ed25519 record key per boot, certified in the boot record.
  */
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto'
+import { p256 } from '@noble/curves/p256'
 import {
-  certifyRecordKey, createSigner, identityKeyId, type IdentitySigner, type KeyLookup, type SignedKeyCertification, type SignedRecord
+  certifyRecordKey, createSigner, identityKeyId, sha256, type IdentitySigner, type KeyLookup, type SignedKeyCertification, type SignedRecord
 } from '../../protocol/index.js'
 import { ChainBuilder, seedFrom, type ChainOptions } from './records.js'
 
@@ -61,5 +62,17 @@ export class CertifiedChain {
   /** `n` inference records under the current boot key. */
   inferences (n: number): void {
     for (let i = 0; i < n; i++) this.b.appendInference()
+  }
+}
+
+/**
+ * A P-256 identity from a label with RFC 6979 signatures (noble): the same bytes on every run,
+ * for generated vectors and conformance files (a TPM's signatures are random).
+ */
+export function deterministicIdentity (label: string): IdentitySigner {
+  const scalar = sha256(new TextEncoder().encode(`test-identity/${label}`))
+  return {
+    publicKey: p256.getPublicKey(scalar, false),
+    sign: async (message) => p256.sign(sha256(message), scalar, { lowS: true }).toCompactRawBytes()
   }
 }
