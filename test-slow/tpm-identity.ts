@@ -88,7 +88,9 @@ t.test('behavior: a TPM-rooted device, enrolled with attestation, verified end t
   const httpPort = await freePort()
   await writeFile(gatewayConfig, JSON.stringify({
     name: 'gateway-1', gatewayId: 'gateway-1', stateDir: join(dir, 'gateway'), brokerUrl: broker.url, rpcUrl: anvil.rpcUrl,
-    registry: env.PROVENANCE_REGISTRY, anchorPrivateKeyFile: anchorKey, batchMaxAgeMs: 500, httpHost: '127.0.0.1', httpPort, logLevel: 'info'
+    registry: env.PROVENANCE_REGISTRY, anchorPrivateKeyFile: anchorKey, batchMaxAgeMs: 500, httpHost: '127.0.0.1', httpPort, logLevel: 'info',
+    // A revocation reaches the gateway once its cached key answer expires: one second here.
+    keyCacheTtlMs: 1000
   }, null, 2))
   const logKey = JSON.parse(await ok('provenance-gateway', ['log-key', '--config', gatewayConfig])) as { publicKey: string }
   await ok('provenance-fleet', ['gateway', 'register', '--id', 'gateway-1', '--public-key', logKey.publicKey], env)
@@ -180,6 +182,7 @@ t.test('behavior: a TPM-rooted device, enrolled with attestation, verified end t
 
   // Revocation of the identity: the device's next records stop at the gateway.
   await ok('provenance-fleet', ['device', 'revoke', '--id', 'cam-1'], env)
+  await new Promise(resolve => setTimeout(resolve, 1500)) // the gateway's key cache TTL, not a race
   const before = await quarantined('device-revoked')
   const late = service('provenance-agent', ['start', '--config', agentConfig, '--json'])
   await waitFor('the revoked device\'s boot record refused', async () => await quarantined('device-revoked') > before, () => late.output() + gateway.output())
