@@ -9,7 +9,7 @@ import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describeMachine } from './measure.js'
 
-const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage', 'startup', 'identity'] as const
+const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage', 'startup', 'tips', 'identity'] as const
 const chosen = process.argv.slice(2).filter(a => !a.startsWith('-'))
 const names = chosen.length > 0 ? chosen : [...ALL]
 let failed = false
@@ -31,7 +31,7 @@ for (const name of names) {
     console.error(`bench ${name} failed: ${(e as Error).stack ?? String(e)}`)
   }
 }
-machine.loadEnd = loadavg()[0] as number
+machine.loadEnd = loadavg()[0] ?? 0
 const outDir = fileURLToPath(new URL('./out/', import.meta.url))
 await mkdir(outDir, { recursive: true })
 const report = JSON.stringify({ at: new Date().toISOString(), machine, underLoad: Math.max(machine.loadStart, machine.loadEnd) > machine.cores, results }, null, 2)
