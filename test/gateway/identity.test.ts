@@ -61,8 +61,10 @@ t.test('behavior: certified boots are stored across a gateway restart; replayed,
   Object.assign(foreign.b, { seq: device.b.seq, timeMs: device.b.timeMs, prev: device.b.prev, boot: device.b.boot })
   await foreign.boot({ by: softwareIdentity() })
   await publish(foreign.records)
-  await waitFor('three quarantined', () => gw.deviceStatus(id)?.quarantined === 3)
-  const entries = (await httpGet(`${gw.httpUrl}/v1/quarantine?limit=10`)).json().entries as Array<{ reason: string, seq: number }>
+  // The counter moves at once, the entries once their write is done: wait for the entries.
+  const quarantine = async (): Promise<Array<{ reason: string, seq: number }>> => (await httpGet(`${gw.httpUrl}/v1/quarantine?limit=10`)).json().entries
+  await waitFor('three quarantine entries', async () => (await quarantine()).length === 3)
+  const entries = await quarantine()
   t.same(entries.map(e => `${e.reason}@${e.seq}`).sort(), ['bad-certification@6', 'certification-replayed@6', 'uncertified-key@7'])
   t.match(gw.deviceStatus(id), { lastSeq: 5, stored: 6 }, 'nothing of the forged boots stored')
 
