@@ -11,9 +11,10 @@ import { Anchorer, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, ProofService, TipTracker, lookupTip, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
-import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
+import { IngestPipeline, MqttIngest, VerifyPool, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
 import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
@@ -45,6 +46,7 @@ export class Gateway {
   private anchorer: Anchorer | undefined
   private batcher: Batcher | undefined
   private pipeline: IngestPipeline | undefined
+  private verifyPoolInstance: VerifyPool | undefined
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
   private tips: TipTracker | undefined
@@ -53,6 +55,9 @@ export class Gateway {
   private api: ApiServer | undefined
   private token: string | undefined
   private gapTimer: NodeJS.Timeout | undefined
+  private pruneTimer: NodeJS.Timeout | undefined
+  private pruner: Pruner | undefined
+  private pruneChain: Promise<unknown> = Promise.resolve()
   private sealedThrough = 0
   private fatal: GatewayError | undefined
   private logKey: GatewayLogKey | undefined
@@ -166,6 +171,14 @@ export class Gateway {
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
+    const pruner = this.pruner = await Pruner.open({
+      store,
+      signer: logKey.signer,
+      gatewayId: o.gatewayId,
+      retentionDays: o.retentionDays,
+      // The live view: the store's copy of device states is written behind it.
+      anchoredSeqOf: async (d) => this.pipeline?.status(d)?.anchoredSeq ?? (await store.getDeviceState(d))?.anchoredSeq ?? -1
+    })
     // The tip tree (PROTOCOL.md §7.10): the batcher moves tips with leaves and seals their root.
     const tips = this.tips = await TipTracker.open({ store, openBatchId: (await store.getInt(storeKeys.openBatch)) ?? 1 })
     const batcher = this.batcher = await Batcher.open({
@@ -175,7 +188,12 @@ export class Gateway {
       maxRecords: o.batchMaxRecords,
       maxAgeMs: o.batchMaxAgeMs,
       signer: logKey.signer,
+      commitments: (id) => pruner.takeCommitments(id),
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
+    })
+    const verifyPool = this.verifyPoolInstance = new VerifyPool({
+      workers: o.verifyWorkers,
+      onWorkerLost: (e) => { log.warn({ error: e.error, restarts: e.restarts, inline: e.inline }, e.inline ? 'verify workers keep dying: verifying on the main thread' : 'verify worker lost and replaced; its signatures are verified again') }
     })
     const pipeline = this.pipeline = new IngestPipeline({
       store,
@@ -194,7 +212,8 @@ export class Gateway {
       readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: log }),
       counters: this.metrics,
       logger: log,
-      now: Date.now
+      now: Date.now,
+      verifier: verifyPool
     })
     await pipeline.load()
 
@@ -272,6 +291,12 @@ export class Gateway {
     const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
     this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
     this.gapTimer.unref()
+    if (o.pruneIntervalMs > 0) {
+      this.pruneTimer = setInterval(() => {
+        this.pruneAll().catch((e: unknown) => log.error({ error: (e as Error).message }, 'scheduled pruning failed'))
+      }, o.pruneIntervalMs)
+      this.pruneTimer.unref()
+    }
     log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined }, 'gateway started')
   }
 
@@ -297,6 +322,32 @@ export class Gateway {
       backlogRecords: this.pipeline?.backlog ?? 0,
       openBatch: { id: this.batcher?.openBatchId ?? 0, size: this.batcher?.openSize ?? 0 }
     }
+  }
+
+  /**
+   * Prunes one device's oldest records that are anchored and past retention, signing a pruning
+   * statement that the next sealed batch commits to (docs/GATEWAY.md §Retention).
+   * @throws GatewayError `PRUNE_NOT_ANCHORED`, `PRUNE_BEFORE_RETENTION`, `PRUNE_NOTHING`, `GATEWAY_STOPPED`.
+   */
+  async prune (request: PruneRequest): Promise<PruneResult | undefined> {
+    const pruner = this.pruner
+    if (pruner === undefined || this.state !== 'running') throw new GatewayError('GATEWAY_STOPPED', 'gateway is not running')
+    // One pruning at a time: two would read the same oldest records.
+    const run = this.pruneChain.then(async () => await pruner.prune(request))
+    this.pruneChain = run.catch(() => {})
+    const result = await run
+    if (result !== undefined) this.options.logger.info({ ...result }, 'pruned by retention policy')
+    return result
+  }
+
+  /** Prunes every device as far as retention allows (what the scheduled run does). */
+  async pruneAll (): Promise<PruneResult[]> {
+    const out: PruneResult[] = []
+    for (const deviceId of this.pipeline?.deviceIds() ?? []) {
+      const r = await this.prune({ deviceId })
+      if (r !== undefined) out.push(r)
+    }
+    return out
   }
 
   /** Status of a device, or undefined when it was never seen. */
@@ -327,6 +378,11 @@ export class Gateway {
    * process what was taken, seal the open batch, flush, publish the last acks, close everything.
    * Safe to call twice.
    */
+  /** The pool that verifies record signatures (its stats; tests kill its workers); undefined before start. */
+  get verifyPool (): VerifyPool | undefined {
+    return this.verifyPoolInstance
+  }
+
   async stop (): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return
     this.state = 'stopping'
@@ -351,13 +407,16 @@ export class Gateway {
 
   private async close (): Promise<void> {
     if (this.gapTimer !== undefined) clearInterval(this.gapTimer)
+    if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer)
+    await this.pruneChain
     this.batcher?.stop()
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
       ['http', this.api?.close],
       ['mqtt', this.mqtt === undefined ? undefined : async () => await this.mqtt?.close()],
       ['broker', this.embedded?.close],
       ['anchorer', this.anchorer === undefined ? undefined : async () => await this.anchorer?.close()],
-      ['store', this.store === undefined ? undefined : async () => await this.store?.close()]
+      ['store', this.store === undefined ? undefined : async () => await this.store?.close()],
+      ['verify pool', this.verifyPoolInstance === undefined ? undefined : async () => await this.verifyPoolInstance?.close()]
     ]
     for (const [what, step] of steps) {
       if (step === undefined) continue
@@ -470,6 +529,7 @@ export class Gateway {
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
       records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),
+      prunings: async (d) => await (this.store?.prunings(d) ?? Promise.resolve([])),
       batch: async (id) => {
         const batch = await this.store?.getBatch(id)
         if (batch === undefined) return undefined

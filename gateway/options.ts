@@ -9,7 +9,9 @@ import {
   DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_KEY_LOOKUP_BURST, DEFAULT_KEY_LOOKUPS_PER_SECOND,
   DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory
 } from './keys/index.js'
+import { DEFAULT_RETENTION_DAYS, checkRetentionDays } from './retention/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+import { DEFAULT_VERIFY_WORKERS } from './ingest/verify-pool.js'
 
 export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
 export const DEFAULT_SESSION_EXPIRY_SECONDS = 3600
@@ -47,6 +49,7 @@ export const DEFAULT_MAX_PENDING_BYTES_PER_DEVICE = 16 * 1024 * 1024
 export const DEFAULT_MAX_PENDING_BYTES_TOTAL = 256 * 1024 * 1024
 export const DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 export const DEFAULT_DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
+export { DEFAULT_VERIFY_WORKERS }
 export { DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_KEY_LOOKUPS_PER_SECOND, DEFAULT_KEY_LOOKUP_BURST }
 
 /** Gateway names are safe as MQTT client ids, checkpoint origins and file names. */
@@ -111,6 +114,14 @@ export interface GatewayOptions {
   batchMaxAgeMs?: number
   /** Stop reading from the broker while this many received records wait to be processed. Default 50 000. */
   maxBacklogRecords?: number
+  /**
+   * Retention period, days: records, proofs and anchors are kept at least this long after their
+   * batch was sealed (docs/GATEWAY.md §Retention). Default and minimum 183 (six months, EU AI Act
+   * Art. 19(1), 26(6)); a shorter value is refused.
+   */
+  retentionDays?: number
+  /** Run the pruning of every device this often, ms; 0 (default): only `provenance-gateway prune` prunes. */
+  pruneIntervalMs?: number
   /** Address of the HTTP API. Default 127.0.0.1. */
   httpHost?: string
   /** Port of the HTTP API; 0 lets the OS pick. Default 0. */
@@ -173,6 +184,8 @@ export interface GatewayOptions {
   keyLookupsPerSecond?: number
   /** Registry look-ups that may start at once. Default 200. */
   keyLookupBurst?: number
+  /** Worker threads that verify record signatures (gateway/ingest/verify-pool.ts); 0 verifies on the main thread. Default: one per core. */
+  verifyWorkers?: number
 }
 
 /** The id a gateway's log key is registered under by default. */
@@ -206,6 +219,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     batchMaxRecords: DEFAULT_BATCH_MAX_RECORDS,
     batchMaxAgeMs: DEFAULT_BATCH_MAX_AGE_MS,
     maxBacklogRecords: DEFAULT_MAX_BACKLOG_RECORDS,
+    retentionDays: DEFAULT_RETENTION_DAYS,
+    pruneIntervalMs: 0,
     httpHost: DEFAULT_HTTP_HOST,
     httpPort: DEFAULT_HTTP_PORT,
     // HTTP API (issue 9, item 5)
@@ -230,6 +245,7 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     unknownKeyCacheMaxEntries: DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES,
     keyLookupsPerSecond: DEFAULT_KEY_LOOKUPS_PER_SECOND,
     keyLookupBurst: DEFAULT_KEY_LOOKUP_BURST,
+    verifyWorkers: DEFAULT_VERIFY_WORKERS,
     ...stripUndefined(options)
   } as ResolvedGatewayOptions
   o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
@@ -274,6 +290,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('batchMaxRecords', 1, 16_777_216)
   int('batchMaxAgeMs', 1)
   int('maxBacklogRecords', 2)
+  checkRetentionDays(o.retentionDays)
+  int('pruneIntervalMs', 0)
   int('httpPort', 0, 65535)
   if (o.chainId !== undefined) int('chainId', 1)
   // Memory budgets.
@@ -285,6 +303,7 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('unknownKeyCacheMaxEntries', 1)
   int('keyLookupsPerSecond', 1)
   int('keyLookupBurst', 1)
+  int('verifyWorkers', 0, 256)
   str('httpHost', true)
   // --- HTTP API (issue 9, item 5)
   if (o.httpAuth !== 'bearer' && o.httpAuth !== 'none') throw new RangeError('httpAuth must be bearer or none')

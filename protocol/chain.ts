@@ -23,7 +23,7 @@ export type ChainFailureReason =
   | 'boot-mismatch'
   | 'bad-gap'
   | 'bad-genesis'
-  /** Identity-rooted device: a record of a boot whose record key no certification covers (§12). */
+  /** Identity-rooted device: a record of a boot whose record key no certification covers (§13). */
   | 'uncertified-key'
   /** The boot record's certification is not the registered identity's, or its signature does not verify. */
   | 'bad-certification'
@@ -52,7 +52,7 @@ export interface ChainPoint { seq: number, boot: number, hash: Uint8Array }
 export type KeyLookup = (deviceId: string, timeMs: number) => Uint8Array | undefined
 
 /**
- * A boot's record key as its certification established it (docs/PROTOCOL.md §12): the state a
+ * A boot's record key as its certification established it (docs/PROTOCOL.md §13): the state a
  * verifier carries from a boot record to the records after it, and across inputs with `after`.
  */
 export interface CertifiedKey {
@@ -84,7 +84,7 @@ export interface ChainVerifierOptions {
    */
   windowStart?: boolean
   /**
-   * The device's record key is certified per boot by a hardware identity (docs/PROTOCOL.md §12):
+   * The device's record key is certified per boot by a hardware identity (docs/PROTOCOL.md §13):
    * a boot without a valid certification is `uncertified-key` rather than `bad-signature`. Also
    * set by itself once a certified boot record was seen.
    */

@@ -1,5 +1,5 @@
 /**
- * Hardware-rooted device identity (docs/IDENTITY.md, docs/PROTOCOL.md §12): a non-exportable
+ * Hardware-rooted device identity (docs/IDENTITY.md, docs/PROTOCOL.md §13): a non-exportable
  * ECDSA P-256 identity key in the device's TPM certifies, once per boot, the fresh Ed25519 key that
  * signs that boot's records. Here: the certification's bytes, its signature and its checks.
  */
@@ -180,7 +180,7 @@ export function verifyP256 (signature: Uint8Array, message: Uint8Array, publicKe
   }
 }
 
-/** Why a certification does not certify a record key (chain reasons of docs/PROTOCOL.md §12). */
+/** Why a certification does not certify a record key (chain reasons of docs/PROTOCOL.md §13). */
 export type CertificationProblem = 'bad-certification' | 'certification-replayed' | 'certification-expired'
 
 /**

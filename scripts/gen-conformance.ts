@@ -195,7 +195,7 @@ function bundleCases (): Array<{ c: ConformanceCase, bundle: Bundle }> {
 }
 
 /**
- * A TPM-rooted device (docs/PROTOCOL.md §12): the registry slot holds the identity key id, each
+ * A TPM-rooted device (docs/PROTOCOL.md §13): the registry slot holds the identity key id, each
  * boot record carries the identity's certification of that boot's record key. RFC 6979 signatures
  * stand in for the TPM's random ones.
  */

@@ -23,7 +23,11 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
   'verify-log': async () => (await import('./run-verify-log.js')).runVerifyLog,
   export: async () => (await import('./run-export.js')).runExport,
   'capture freeze': async () => (await import('./run-capture.js')).runCaptureFreeze,
-  'capture list': async () => (await import('./run-capture.js')).runCaptureList
+  'capture list': async () => (await import('./run-capture.js')).runCaptureList,
+  oversight: async () => (await import('./run-statement.js')).runOversight,
+  'session start': async () => (await import('./run-statement.js')).runSessionStart,
+  'session end': async () => (await import('./run-statement.js')).runSessionEnd,
+  shred: async () => (await import('./run-capture.js')).runShred
 }
 
 /** The configuration fields with their environment variables, one paragraph each (for --help). */

@@ -5,6 +5,7 @@
  *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? }
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
+ *   POST /v1/records                  { kind: 'oversight' | 'session', ... }: a review or a use start/end (docs/COMPLIANCE.md)
  *   POST /v1/captures, GET /v1/captures[/<name>]  incident captures (raw inputs: investigators only)
  * It serves a unix socket in the state folder (mode 0600 or 0660: the file permissions are the
  * authentication) and, only when a port is configured, loopback TCP, where every request needs
@@ -16,7 +17,7 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { encodeCanonical, toHex } from '../../protocol/index.js'
+import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../session/index.js'
 import type { Daemon } from './daemon.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
@@ -305,6 +306,14 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     res.end(body)
     return
   }
+  if (req.method === 'POST' && path === '/v1/records') {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+    if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
+    const body = parseStatementRequest(await readJson(req, options.maxRequestBytes))
+    const r = await daemon.appendStatement(body)
+    sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
+    return
+  }
   if (parts.length === 4 && parts[0] === 'v1' && parts[1] === 'models' && req.method === 'POST' && (parts[3] === 'run' || parts[3] === 'reload')) {
     const name = parts[2] as string
     if (parts[3] === 'reload') {
@@ -315,8 +324,8 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
     if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
     const body = await readJson(req, options.maxRequestBytes)
-    const { feeds, decision } = parseRunRequest(body)
-    const result = await daemon.run(name, feeds, decision)
+    const { feeds, decision, subject } = parseRunRequest(body)
+    const result = await daemon.run(name, feeds, decision, subject)
     const r = result.record
     sendJson(res, 200, {
       model: result.model,
@@ -324,6 +333,15 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
       outputs: Object.fromEntries(Object.entries(result.outputs).map(([k, t]) => [k, encodeTensorJson(t)])),
       record: { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
     })
+    return
+  }
+  if (parts.length === 3 && parts[0] === 'v1' && parts[1] === 'subjects' && parts[2] === 'shred' && req.method === 'POST') {
+    // Crypto-shredding (docs/OPERATIONS.md §Erasure): the subject travels in the body, never in a URL or a log line.
+    const body = await readJson(req, options.maxRequestBytes) as { subject?: unknown, reason?: unknown } | null
+    if (typeof body !== 'object' || body === null || !isSubject(body.subject) || (body.reason !== undefined && typeof body.reason !== 'string')) {
+      throw new DaemonError('REQUEST_INVALID', 'body must be { subject: non-empty string of at most 256 bytes, reason?: string }')
+    }
+    sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
     return
   }
   if (parts[0] === 'v1' && parts[1] === 'captures' && parts.length <= 3) {
@@ -357,11 +375,11 @@ function closeIfUnread (req: IncomingMessage): Record<string, string> {
  * The feeds and decision of a run request, every bad field named.
  * @throws DaemonError `REQUEST_INVALID`.
  */
-export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string } {
-  const b = body as { inputs?: unknown, decision?: unknown } | null
+export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string, subject?: string } {
+  const b = body as { inputs?: unknown, decision?: unknown, subject?: unknown } | null
   const problems: string[] = []
   if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DaemonError('REQUEST_INVALID', 'body must be a JSON object { inputs, decision? }')
-  for (const key of Object.keys(b)) if (key !== 'inputs' && key !== 'decision') problems.push(`${key}: not a field of a run request`)
+  for (const key of Object.keys(b)) if (key !== 'inputs' && key !== 'decision' && key !== 'subject') problems.push(`${key}: not a field of a run request`)
   const feeds: Record<string, Tensor> = {}
   if (typeof b.inputs !== 'object' || b.inputs === null || Array.isArray(b.inputs)) {
     problems.push('inputs: must be an object of named tensors')
@@ -372,8 +390,63 @@ export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>
     }
   }
   if (b.decision !== undefined && typeof b.decision !== 'string') problems.push('decision: must be a string')
+  if (b.subject !== undefined && !isSubject(b.subject)) problems.push('subject: must be a non-empty string of at most 256 UTF-8 bytes')
   if (problems.length > 0) throw new DaemonError('REQUEST_INVALID', `invalid run request: ${problems.join('; ')}`)
-  return { feeds, ...(typeof b.decision === 'string' ? { decision: b.decision } : {}) }
+  return { feeds, ...(typeof b.decision === 'string' ? { decision: b.decision } : {}), ...(typeof b.subject === 'string' ? { subject: b.subject } : {}) }
+}
+
+/** A data subject's identifier as a run or a shredding names it. */
+function isSubject (v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && Buffer.byteLength(v, 'utf8') <= 256
+}
+
+/** Fields each statement kind takes on the API (hashes as 64 hex digits). */
+const STATEMENT_FIELDS: Readonly<Record<'oversight' | 'session', readonly string[]>> = {
+  oversight: ['kind', 'reviewer', 'decisionDeviceId', 'decisionSeq', 'decisionHash', 'verdict', 'reason'],
+  session: ['kind', 'phase', 'sessionId', 'referenceName', 'referenceHash']
+}
+
+/**
+ * The body of an oversight or session record from a POST /v1/records request, every bad field
+ * named; checked as a record before it reaches the log.
+ * @throws DaemonError `REQUEST_INVALID`.
+ */
+export function parseStatementRequest (body: unknown): OversightBody | SessionBody {
+  const b = body as Record<string, unknown> | null
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DaemonError('REQUEST_INVALID', 'body must be a JSON object { kind: "oversight" | "session", ... }')
+  if (b.kind !== 'oversight' && b.kind !== 'session') throw new DaemonError('REQUEST_INVALID', 'kind: must be "oversight" or "session"')
+  const problems: string[] = []
+  for (const key of Object.keys(b)) if (!STATEMENT_FIELDS[b.kind].includes(key)) problems.push(`${key}: not a field of a ${b.kind} record`)
+  const hash = (v: unknown, name: string): Uint8Array => {
+    if (typeof v === 'string' && /^[0-9a-f]{64}$/i.test(v)) return fromHex(v.toLowerCase())
+    problems.push(`${name}: must be 64 hex digits`)
+    return new Uint8Array(32)
+  }
+  let parsed: OversightBody | SessionBody
+  if (b.kind === 'oversight') {
+    if (!(typeof b.verdict === 'string' && b.verdict in OVERSIGHT_VERDICTS)) problems.push(`verdict: must be one of ${Object.keys(OVERSIGHT_VERDICTS).join(', ')}`)
+    parsed = {
+      kind: 'oversight', reviewer: b.reviewer as string, decisionDeviceId: b.decisionDeviceId as string, decisionSeq: b.decisionSeq as number,
+      decisionHash: hash(b.decisionHash, 'decisionHash'), verdict: b.verdict as OversightBody['verdict'], reason: (b.reason ?? '') as string
+    }
+  } else {
+    if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push(`phase: must be one of ${Object.keys(SESSION_PHASES).join(', ')}`)
+    parsed = {
+      kind: 'session', phase: b.phase as SessionBody['phase'], sessionId: b.sessionId as string, referenceName: (b.referenceName ?? '') as string,
+      referenceHash: b.referenceHash === undefined || b.referenceHash === null ? null : hash(b.referenceHash, 'referenceHash')
+    }
+  }
+  if (problems.length === 0) {
+    // The record rules (text sizes, ids, seq) are protocol/record.ts's: a header stands in for the log's.
+    try {
+      assertRecord({ deviceId: 'x', boot: 0, seq: 0, timeMs: 0, prev: new Uint8Array(32), body: parsed })
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      problems.push(e.message.replace(/^invalid record: /, '').replace(/body\./g, ''))
+    }
+  }
+  if (problems.length > 0) throw new DaemonError('REQUEST_INVALID', `invalid ${b.kind} request: ${problems.join('; ')}`)
+  return parsed
 }
 
 function parseSeq (value: string | null, fallback: number, name: string): number {

@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  ChainVerifier, ErasureError, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, pruningExtensionLine, sha256, verifyPruningStatement, verifyShreddingStatement, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, parseProof, toHex, fromHex,
   verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
@@ -16,7 +16,8 @@ import { ForensicsError } from '../errors.js'
 import { judgeCompleteness, type Completeness } from './completeness.js'
 import { findKeyDifference, createKeyLookup } from './key-history.js'
 import type { FailureReason, Finding, FindingReason, WarningReason } from './reasons.js'
-import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool } from './signature-pool.js'
+import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
+import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool, type BatchAnswer } from './signature-pool.js'
 
 export const DEFAULT_MAX_FINDINGS = 1000
 /** Records between two progress reports. */
@@ -108,10 +109,48 @@ export interface Verdict {
   truncated: boolean
   /** Honest gaps: ranges the device declared dropped, with signed gap records. */
   gaps: ChainResult['gaps']
+  /**
+   * Ranges a gateway pruned by its retention policy (valid signed pruning statements, PROTOCOL.md
+   * §12.1): removal by policy, not loss. `links` when the range ends right before the bundle's
+   * first record and its lastHash is that record's prev.
+   */
+  pruned: PrunedRange[]
+  /** True when the bundle's records, with the pruned ranges before them, go back to seq 0. */
+  prunedFromGenesis: boolean
+  /** Records whose commitments can no longer be opened: their subject key was destroyed (PROTOCOL.md §12.2). */
+  shredded: ShreddedRange[]
   chain: { chainId: number, registry: string, readAtBlock: number, checkedAtBlock: number | null }
   /** Whether the bundle reaches the device's anchored tip (PROTOCOL.md §7.10); judged online only. */
   completeness: Completeness
   elapsedMs: number
+}
+
+export interface PrunedRange {
+  firstSeq: number
+  lastSeq: number
+  /** sha256 of the statement envelope, hex: "PRUNED by statement <hash>". */
+  statement: string
+  gatewayId: string
+  reason: string
+  retentionDays: number
+  prunedAtMs: number
+  /** The pruned records' batches (gateway ids). */
+  batches: number[]
+  links: boolean
+  /** An anchored checkpoint of the bundle commits to the statement. */
+  committed: boolean
+}
+
+export interface ShreddedRange {
+  firstSeq: number
+  lastSeq: number
+  statement: string
+  /** The subject's pseudonym, hex. */
+  subjectRef: string
+  reason: string
+  shreddedAtMs: number
+  /** Records of the bundle in the range. */
+  records: number
 }
 
 /** The facts a verdict is judged against, and the bundle-level disagreements found while reading them. */
@@ -192,6 +231,18 @@ function scanBundle (bundle: Bundle, progress: (p: VerifyProgress) => void): { m
   for (const p of bundle.proofs) {
     const proof = tryParseProof(p.proof)
     if (proof !== undefined) roots.add(toHex(proof.checkpoint.rootHash))
+  }
+  // The checkpoints that commit pruning statements, and the batches the pruned records were in:
+  // their anchors are asked for too.
+  const gatewayKeys = (bundle.gateways ?? []).map(g => fromHex(g.publicKey))
+  for (const p of bundle.prunings ?? []) {
+    try {
+      for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), gatewayKeys).statement.batches) roots.add(toHex(b.root))
+    } catch { /* judged by checkPrunings */ }
+    if (p.checkpoint === undefined) continue
+    try {
+      roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+    } catch { /* judged by checkPrunings */ }
   }
   // The tip proof's batch too (§7.10): its anchor is what completeness is judged at.
   if (bundle.tip !== undefined) {
@@ -309,6 +360,10 @@ async function onlineFacts (bundle: Bundle, rpcUrl: string, progress: (p: Verify
   }
 }
 
+function equalHex (a: Uint8Array, b: Uint8Array): boolean {
+  return toHex(a) === toHex(b)
+}
+
 function sameValue (a: unknown, b: unknown): boolean {
   // 0x-hex from the chain may be checksummed or not: compare hex text case-insensitively.
   return typeof a === 'string' && typeof b === 'string' ? a.toLowerCase() === b.toLowerCase() : a === b
@@ -339,6 +394,7 @@ function pointBefore (r: ProvenanceRecord): ChainPoint | undefined {
   return { seq: r.seq - 1, boot: r.body.kind === 'boot' ? r.boot - 1 : r.boot, hash: r.prev }
 }
 
+const NO_DISAGREEMENTS: readonly string[] = Object.freeze([])
 const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked'])
 const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked', 'bad-signature', 'uncertified-key', 'bad-certification', 'certification-replayed', 'certification-expired'])
 
@@ -363,6 +419,10 @@ class Run {
   private readonly warnings: Finding[] = []
   private truncated = false
   private readonly gaps: ChainResult['gaps'] = []
+  private readonly pruned: PrunedRange[] = []
+  private prunedFromGenesis = false
+  private readonly shredded: ShreddedRange[] = []
+  private firstPrev: Uint8Array | undefined
   private readonly anchorsUsed = new Set<string>()
   private readonly modelsUsed = new Set<string>()
   /** Per record: seq and device time (NaN when it does not decode), for judging holes. */
@@ -375,8 +435,11 @@ class Run {
   private fromGenesis = false
   private readonly verifier: VerifierBackend
   private readonly workers: number
-  /** The chunk being walked and the index in it of the record being pushed: for checkSignature. */
-  private current: { chunk: PreparedChunk, flags: Uint8Array | undefined, j: number } | undefined
+  /** The chunk being walked and the index in it of the record being pushed: for checkSignature and checkProof. */
+  private current: { chunk: PreparedChunk, answer: BatchAnswer | undefined, j: number } | undefined
+  /** The facts proofs are judged against, sent with each batch; and the judge of proofs no worker judged. */
+  private readonly proofContext: ProofContext
+  private readonly proofJudge: ProofJudge
 
   constructor (bundle: Bundle, facts: Facts, options: VerifyOptions) {
     this.verifier = options.verifier ?? 'node'
@@ -389,6 +452,8 @@ class Run {
     this.maxFindings = options.maxFindings ?? DEFAULT_MAX_FINDINGS
     this.keyAt = createKeyLookup(bundle.device.id, facts.keys)
     this.proofs = new Map(bundle.proofs.map(p => [p.seq, p.proof]))
+    this.proofContext = { anchors: [...facts.anchors], chainId: bundle.chain.chainId, registry: bundle.chain.registry }
+    this.proofJudge = new ProofJudge(this.proofContext)
     this.noteKeys = (bundle.gateways ?? []).map(g => {
       const publicKey = fromHex(g.publicKey)
       return { name: g.keyName, keyId: noteKeyId(g.keyName, publicKey), publicKey }
@@ -448,11 +513,11 @@ class Run {
           nextChunk += CHUNK_RECORDS
         }
         const chunk = inflight.shift() as PreparedChunk
-        const flags = await chunk.flags
+        const answer = await chunk.answer
         for (let j = 0; j < chunk.signed.length; j++) {
           const i = chunk.start + j
           const signed = chunk.signed[j]
-          this.current = { chunk, flags, j }
+          this.current = { chunk, answer, j }
           if (signed === undefined) {
             this.counts.malformed++
             // Its time is unknown: a record nobody can read is judged whatever the window.
@@ -466,7 +531,7 @@ class Run {
           const r = signed.record
           this.seqs[i] = r.seq
           this.times[i] = r.timeMs
-          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0 }
+          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0; this.firstPrev = r.prev }
           this.lastSeq = r.seq
           lastDecodedSeq = r.seq
           const judged = this.inWindow(r.timeMs)
@@ -474,7 +539,7 @@ class Run {
 
           if (resync) {
             // A TPM-rooted device stays one across a break, and the records after a broken one of
-            // the same certified boot still verify under that boot's key (PROTOCOL.md §12).
+            // the same certified boot still verify under that boot's key (PROTOCOL.md §13).
             const certified = verifier?.certifiedKey()
             const identityRooted = verifier?.isIdentityRooted() === true
             if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
@@ -514,6 +579,9 @@ class Run {
     if (verifier !== undefined) this.closeSegment(verifier, resync ? brokenSeq : undefined)
     progress({ phase: 'records', done: total, total })
 
+    this.checkPrunings()
+    this.checkShreddings()
+
     // Bundle-level disagreements no judged record pointed at.
     if (facts.keyMismatch !== undefined) this.fail('key-mismatch', true, { message: facts.keyMismatch.message })
     for (const message of facts.modelMismatch.values()) this.fail('model-mismatch', true, { message })
@@ -523,35 +591,142 @@ class Run {
     }
   }
 
-  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified. */
+  /**
+   * The gateways' pruning statements: each must be signed by a gateway key of the bundle, be about
+   * this device, and be committed by an anchored checkpoint (else a warning: the next seal commits
+   * it). Valid ones are listed as pruned ranges; the one that ends before the first record must
+   * link to it.
+   */
+  private checkPrunings (): void {
+    const trusted = this.noteKeys.map(k => k.publicKey)
+    this.bundle.prunings?.forEach((p, i) => {
+      const at = `prunings[${i}]`
+      let signed
+      try {
+        signed = verifyPruningStatement(Buffer.from(p.statement, 'base64'), trusted, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('pruning-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      const hash = toHex(signed.hash)
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… prunes device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      const links = this.firstSeq !== null && this.firstPrev !== undefined && s.lastSeq + 1 === this.firstSeq
+      if (links && !equalHex(s.lastHash, this.firstPrev as Uint8Array)) {
+        this.fail('pruning-invalid', true, { seq: s.lastSeq + 1, message: `${at}: statement ${hash.slice(0, 16)}… ends at seq ${s.lastSeq} with a hash that is not the prev of record ${s.lastSeq + 1}` })
+        return
+      }
+      // Only anchored records may be pruned: each batch the statement names must be anchored.
+      const unanchored = s.batches.filter(b => !this.facts.anchors.has(toHex(b.root)))
+      if (unanchored.length > 0) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… names batch(es) ${unanchored.map(b => b.id).join(', ')} whose root is not anchored: only anchored records may be pruned` })
+        return
+      }
+      const committed = this.pruningCommitted(p.checkpoint, signed.hash, at)
+      if (committed === 'invalid') return
+      if (!committed) this.warn('pruning-uncommitted', true, { message: `${at}: statement ${hash.slice(0, 16)}… (seq ${s.firstSeq}..${s.lastSeq}) is signed but no anchored checkpoint of the bundle commits to it yet` })
+      this.pruned.push({
+        firstSeq: s.firstSeq, lastSeq: s.lastSeq, statement: hash, gatewayId: s.gatewayId, reason: s.reason, retentionDays: s.retentionDays,
+        prunedAtMs: s.prunedAtMs, batches: s.batches.map(b => b.id), links, committed
+      })
+    })
+    this.pruned.sort((a, b) => a.firstSeq - b.firstSeq)
+    // Pruned ranges back to seq 0, contiguous, the last one linked to the first record.
+    let next = 0
+    for (const r of this.pruned) { if (r.firstSeq === next) next = r.lastSeq + 1 }
+    this.prunedFromGenesis = this.firstSeq !== null && next === this.firstSeq && this.pruned.some(r => r.links)
+  }
+
+  /** True when `checkpoint` commits to the statement and is anchored; 'invalid' after a failure. */
+  private pruningCommitted (checkpoint: string | undefined, statementHash: Uint8Array, at: string): boolean | 'invalid' {
+    if (checkpoint === undefined) return false
+    const unsigned = checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2)
+    let parsed
+    try {
+      parsed = parseCheckpoint(unsigned)
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.fail('pruning-invalid', true, { message: `${at}: malformed checkpoint: ${e.message}` })
+      return 'invalid'
+    }
+    if (!(parsed.extensions ?? []).includes(pruningExtensionLine(statementHash))) {
+      this.fail('pruning-invalid', true, { message: `${at}: the checkpoint given does not commit to the statement` })
+      return 'invalid'
+    }
+    const outcome = this.judgeCheckpoint(checkpoint)
+    if (outcome?.reason === 'checkpoint-signature-invalid') {
+      this.fail('pruning-invalid', true, { message: `${at}: ${outcome.message}` })
+      return 'invalid'
+    }
+    const anchor = this.facts.anchors.get(toHex(parsed.rootHash))
+    if (anchor === undefined) return false
+    if (anchor.metadataHash !== toHex(sha256(new TextEncoder().encode(unsigned))) || anchor.size !== parsed.size) {
+      this.fail('pruning-invalid', true, { message: `${at}: the anchor of root ${anchor.root.slice(0, 16)}… does not commit to this checkpoint (metadata hash or size differ)` })
+      return 'invalid'
+    }
+    return true
+  }
+
+  /** The device's shredding statements, each signed by the device key valid at its time. */
+  private checkShreddings (): void {
+    this.bundle.shreddings?.forEach((b64, i) => {
+      const at = `shreddings[${i}]`
+      let signed
+      try {
+        signed = verifyShreddingStatement(Buffer.from(b64, 'base64'), this.keyAt, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('shredding-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('shredding-invalid', true, { message: `${at}: statement shreds records of device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      for (const r of s.ranges) {
+        let records = 0
+        for (const seq of this.seqs) if (seq >= r.firstSeq && seq <= r.lastSeq) records++
+        this.shredded.push({ firstSeq: r.firstSeq, lastSeq: r.lastSeq, statement: toHex(signed.hash), subjectRef: toHex(s.subjectRef), reason: s.reason, shreddedAtMs: s.shreddedAtMs, records })
+      }
+    })
+    this.shredded.sort((a, b) => a.firstSeq - b.firstSeq)
+  }
+
+  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified and their proofs to be judged. */
   private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
     const deviceId = this.bundle.device.id
     const signed: Array<SignedRecord | undefined> = []
     const at = new Int32Array(end - start).fill(-1)
     const keys: Array<Uint8Array | undefined> = []
-    const builder = pool === undefined ? undefined : new SignatureBatchBuilder()
+    const builder = pool === undefined ? undefined : new SignatureBatchBuilder(deviceId, this.proofContext)
     for (let i = start; i < end; i++) {
       const s = tryDecode(this.bundle.records[i] as string)
       signed.push(s)
       if (builder === undefined || s === undefined || s.record.deviceId !== deviceId) continue
       const key = this.keyAt(deviceId, s.record.timeMs)
       if (key === undefined) continue
-      at[i - start] = builder.add(s.signature, s.recordBytes, key)
+      const text = this.proofs.get(s.record.seq)
+      at[i - start] = builder.add(s.signature, s.recordBytes, key, text === undefined ? undefined : { text, envelope: s.envelope, seq: s.record.seq, timeMs: s.record.timeMs })
       keys[i - start] = key
     }
-    // A failed pool only means the walk verifies those signatures itself.
-    const flags = pool === undefined || builder === undefined || builder.count === 0
+    // A failed pool only means the walk verifies those signatures and proofs itself.
+    const answer = pool === undefined || builder === undefined || builder.count === 0
       ? Promise.resolve(undefined)
       : pool.verify(builder, this.verifier).catch(() => undefined)
-    return { start, signed, at, keys, flags }
+    return { start, signed, at, keys, answer }
   }
 
   /** The pool's answer for the record being pushed, when it checked that record under that key. */
   private checkSignature (signed: SignedRecord, key: Uint8Array): boolean {
     const c = this.current
-    if (c !== undefined && c.flags !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
+    if (c !== undefined && c.answer !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
       const b = c.chunk.at[c.j] as number
-      if (b >= 0) return c.flags[b] === 1
+      if (b >= 0) return c.answer.valid[b] === 1
     }
     return verifyRecordSignature(signed, key, this.verifier)
   }
@@ -651,39 +826,40 @@ class Run {
       else this.fail('record-not-anchored', judged, { ...at, message })
       return
     }
-    let proof: TlogProof
-    try {
-      proof = parseProof(text)
-    } catch (e) {
-      this.fail('proof-invalid', judged, { ...at, message: `seq ${r.seq}: malformed proof: ${(e as Error).message}` })
+    const judgement = this.workerJudgement(signed) ?? this.proofJudge.judge(text, signed.envelope, r)
+    if (judgement.kind === 'malformed') {
+      this.fail('proof-invalid', judged, { ...at, message: `seq ${r.seq}: ${judgement.message}` })
       return
     }
     this.checkCheckpointSignature(text, at, judged)
-    const root = toHex(proof.checkpoint.rootHash)
+    const root = judgement.root
     const mismatch = this.facts.anchorMismatch.get(root)
     if (mismatch !== undefined && judged) {
       this.fail('anchor-mismatch', true, { ...at, message: `seq ${r.seq}: ${mismatch}` })
       this.facts.anchorMismatch.delete(root)
     }
-    // The proof names a root; everything else about it — above all the tree size — comes from the
-    // anchor facts, never from the proof's own checkpoint.
-    const anchor = this.facts.anchors.get(root)
-    if (anchor === undefined) {
+    if (judgement.kind === 'unanchored') {
       this.fail('root-not-anchored', judged, { ...at, message: `seq ${r.seq}: root ${root.slice(0, 16)}… is not anchored` })
       return
     }
     if (judged) this.anchorsUsed.add(root)
     this.counts.proofsChecked++
-    try {
-      verifyInclusion(hashLeaf(signed.envelope), proof.index, anchor.size, proof.hashes, fromHex(anchor.root))
-      this.counts.proofsValid++
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
-      const reason = e.code === 'MERKLE_ROOT_MISMATCH' ? 'root-mismatch' : 'proof-invalid'
-      this.fail(reason, judged, { ...at, message: `seq ${r.seq}: leaf ${proof.index} of the anchored tree of ${anchor.size}: ${e.message}` })
-    }
-    const problems = this.proofDisagreements(proof, anchor, r)
-    if (problems.length > 0) this.fail('anchor-mismatch', judged, { ...at, message: `seq ${r.seq}: ${problems.join('; ')}` })
+    if (judgement.inclusion === undefined) this.counts.proofsValid++
+    else this.fail(judgement.inclusion.reason, judged, { ...at, message: `seq ${r.seq}: ${judgement.inclusion.message}` })
+    if (judgement.disagreements.length > 0) this.fail('anchor-mismatch', judged, { ...at, message: `seq ${r.seq}: ${judgement.disagreements.join('; ')}` })
+  }
+
+  /** The pool's judgement of the proof of the record being pushed, when a worker judged it. */
+  private workerJudgement (signed: SignedRecord): ProofJudgement | undefined {
+    const c = this.current
+    const proofs = c?.answer?.proofs
+    if (c === undefined || proofs === undefined || c.chunk.signed[c.j] !== signed) return undefined
+    const b = c.chunk.at[c.j] as number
+    if (b < 0) return undefined
+    const code = proofs.codes[b]
+    if (code === 1) return { kind: 'checked', root: proofs.roots[proofs.rootIndex[b] as number] as string, disagreements: NO_DISAGREEMENTS }
+    if (code === 2) return proofs.details.get(b)
+    return undefined
   }
 
   /**
@@ -722,31 +898,6 @@ class Run {
     }
   }
 
-  /** What the proof file and the record say that the anchor facts contradict. */
-  private proofDisagreements (proof: TlogProof, anchor: BundleAnchor, r: ProvenanceRecord): string[] {
-    const out: string[] = []
-    if (proof.checkpoint.size !== anchor.size) out.push(`the proof's checkpoint says ${proof.checkpoint.size} leaves, the anchor ${anchor.size}`)
-    if (r.timeMs < anchor.firstRecordTimeMs || r.timeMs > anchor.lastRecordTimeMs) {
-      out.push(`record time ${r.timeMs} is outside the anchored batch's ${anchor.firstRecordTimeMs}..${anchor.lastRecordTimeMs}`)
-    }
-    const chain = this.bundle.chain
-    const expected: Record<string, string> = {
-      device: r.deviceId,
-      seq: String(r.seq),
-      'chain-id': String(chain.chainId),
-      contract: chain.registry,
-      'batch-id': anchor.onChainBatchId,
-      'tx-hash': anchor.txHash,
-      block: String(anchor.blockNumber),
-      'block-hash': anchor.blockHash
-    }
-    for (const { key, value } of proof.extra ?? []) {
-      const want = expected[key]
-      if (want !== undefined && want.toLowerCase() !== value.toLowerCase()) out.push(`the proof's ${key} is ${value}, the facts say ${want}`)
-    }
-    return out
-  }
-
   private completeness: Completeness = { status: 'unknown', message: 'not judged' }
 
   /** Completeness as judged after the records; its findings are the bundle's (no record index). */
@@ -778,6 +929,9 @@ class Run {
       warnings: bySeq(this.warnings),
       truncated: this.truncated,
       gaps: this.gaps,
+      pruned: this.pruned,
+      prunedFromGenesis: this.prunedFromGenesis,
+      shredded: this.shredded,
       chain: { chainId: this.bundle.chain.chainId, registry: this.bundle.chain.registry, readAtBlock: this.bundle.chain.readAtBlock, checkedAtBlock: this.facts.checkedAtBlock },
       completeness: this.completeness,
       elapsedMs: Math.round(elapsedMs)
@@ -793,7 +947,7 @@ interface PreparedChunk {
   readonly at: Int32Array
   /** The key each sent record was checked under. */
   readonly keys: Array<Uint8Array | undefined>
-  readonly flags: Promise<Uint8Array | undefined>
+  readonly answer: Promise<BatchAnswer | undefined>
 }
 
 /** Findings in seq order (stable: a record's findings keep the order they were found in); bundle-level ones last. */

@@ -22,7 +22,7 @@ export const QUARANTINE_REASONS = [
   'no-key',
   /** The signature does not verify under the device key valid at the record's time. */
   'bad-signature',
-  /** TPM-rooted device (docs/PROTOCOL.md §12): a record of a boot no certification covers. */
+  /** TPM-rooted device (docs/PROTOCOL.md §13): a record of a boot no certification covers. */
   'uncertified-key',
   /** A boot record whose certification is not by the registered identity key, or whose signature fails. */
   'bad-certification',

@@ -1,5 +1,5 @@
 /**
- * A TPM-rooted device at the gateway (docs/PROTOCOL.md §12): the registry holds its identity key id,
+ * A TPM-rooted device at the gateway (docs/PROTOCOL.md §13): the registry holds its identity key id,
  * certified boots are stored, the boot key survives a gateway restart, and a replayed or foreign
  * certification and records under an uncertified key are quarantined with their reasons.
  */

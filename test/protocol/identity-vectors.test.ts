@@ -1,5 +1,5 @@
 /**
- * The device identity vectors of docs/PROTOCOL.md §12: the JSON is what the code produces now, the
+ * The device identity vectors of docs/PROTOCOL.md §13: the JSON is what the code produces now, the
  * doc holds exactly its block, and the published bytes verify (and the high-s twin does not) on
  * both backends, as another implementation would check them.
  */

@@ -1,5 +1,5 @@
 /**
- * Hardware-rooted identity (docs/PROTOCOL.md §12): boot certifications by a P-256 identity key,
+ * Hardware-rooted identity (docs/PROTOCOL.md §13): boot certifications by a P-256 identity key,
  * checked by the chain on both backends; the attacks of issue 15 (foreign TPM, replayed
  * certification, uncertified key, revoked identity, expiry) each fail with their own reason.
  */
