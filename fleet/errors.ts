@@ -19,5 +19,7 @@ export type FleetErrorCode =
   | 'BROKER_USERNAME_INVALID'
   /** The broker could not be reached, refused the credentials, or refused to take the message. */
   | 'MQTT_PUBLISH_FAILED'
+  /** `device register --require-attestation` with an enrollment that carries no TPM key attestation. */
+  | 'ENROLLMENT_NOT_ATTESTED'
 
 export class FleetError extends ProvenanceError<FleetErrorCode> {}

@@ -9,6 +9,7 @@ import { ProtocolError } from './errors.js'
 import { ZERO_HASH, equalBytes } from './hash.js'
 import { verifyRecordSignature, type GapBody, type SignedRecord } from './record.js'
 import type { VerifierBackend } from './ed25519.js'
+import { checkKeyCertification } from './identity.js'
 
 /** Why a chain is broken at a record. Stable API: tools branch on these. */
 export type ChainFailureReason =
@@ -22,6 +23,16 @@ export type ChainFailureReason =
   | 'boot-mismatch'
   | 'bad-gap'
   | 'bad-genesis'
+  /** Identity-rooted device: a record of a boot whose record key no certification covers (§13). */
+  | 'uncertified-key'
+  /** The boot record's certification is not the registered identity's, or its signature does not verify. */
+  | 'bad-certification'
+  /** A valid certification of another device or another boot, carried by this boot record. */
+  | 'certification-replayed'
+  /** A record's device time outside its boot key's certified validity. */
+  | 'certification-expired'
+  /** The device's identity was revoked at or before the record's device time. */
+  | 'identity-revoked'
 
 export interface ChainFailure {
   reason: ChainFailureReason
@@ -39,6 +50,20 @@ export interface ChainPoint { seq: number, boot: number, hash: Uint8Array }
 
 /** Finds the device key valid at a device time; undefined when none is known. */
 export type KeyLookup = (deviceId: string, timeMs: number) => Uint8Array | undefined
+
+/**
+ * A boot's record key as its certification established it (docs/PROTOCOL.md §13): the state a
+ * verifier carries from a boot record to the records after it, and across inputs with `after`.
+ */
+export interface CertifiedKey {
+  boot: number
+  /** Ed25519 record key of that boot. */
+  recordKey: Uint8Array
+  /** The registry key slot (identity key id) it was certified under. */
+  registryKey: Uint8Array
+  validFromMs: number
+  validUntilMs: number
+}
 
 export interface ChainVerifierOptions {
   deviceId: string
@@ -58,6 +83,16 @@ export interface ChainVerifierOptions {
    * ends right before it; `beforeHash` cannot be checked (docs/PROTOCOL.md §6, windows).
    */
   windowStart?: boolean
+  /**
+   * The device's record key is certified per boot by a hardware identity (docs/PROTOCOL.md §13):
+   * a boot without a valid certification is `uncertified-key` rather than `bad-signature`. Also
+   * set by itself once a certified boot record was seen.
+   */
+  identityRooted?: boolean
+  /** With `after` inside a certified boot: that boot's key, as the boot record established it. */
+  certified?: CertifiedKey
+  /** True when the device (its identity) was revoked at or before the device time: `identity-revoked`. */
+  isRevoked?: (deviceId: string, timeMs: number) => boolean
 }
 
 /** A hole in the seq numbers, waiting for the gap record that accounts for it. */
@@ -97,6 +132,9 @@ export class ChainVerifier {
   private readonly gaps: ChainResult['gaps'] = []
   private readonly holes: PendingHole[] = []
   private readonly windowStart: boolean
+  private identityRooted: boolean
+  private certified: CertifiedKey | undefined
+  private readonly isRevoked: ((deviceId: string, timeMs: number) => boolean) | undefined
 
   constructor (options: ChainVerifierOptions) {
     if (typeof options.keyAt !== 'function') throw new TypeError('keyAt must be a function')
@@ -106,6 +144,19 @@ export class ChainVerifier {
     this.checkSignature = options.checkSignature
     this.last = options.after
     this.windowStart = options.windowStart === true && options.after !== undefined
+    this.certified = options.certified
+    this.identityRooted = options.identityRooted === true || options.certified !== undefined
+    this.isRevoked = options.isRevoked
+  }
+
+  /** True once the device showed a certified boot (or the options said so): a failing key is `uncertified-key`. */
+  isIdentityRooted (): boolean {
+    return this.identityRooted
+  }
+
+  /** The record key of the current certified boot, if any (to carry into a later input's options). */
+  certifiedKey (): CertifiedKey | undefined {
+    return this.certified
   }
 
   /** Accepts the next record or returns the failure it causes. */
@@ -155,10 +206,11 @@ export class ChainVerifier {
   private check (signed: SignedRecord): ChainFailure | undefined {
     const r = signed.record
     if (r.deviceId !== this.deviceId) return this.fail('device-mismatch', signed, `record of device "${r.deviceId}" in the chain of "${this.deviceId}"`)
+    if (this.isRevoked?.(r.deviceId, r.timeMs) === true) return this.fail('identity-revoked', signed, `"${r.deviceId}" was revoked at or before ${r.timeMs}`)
     const key = this.keyAt(r.deviceId, r.timeMs)
     if (key === undefined) return this.fail('unknown-key', signed, `no key of "${r.deviceId}" valid at ${r.timeMs}`)
-    const valid = this.checkSignature !== undefined ? this.checkSignature(signed, key) : verifyRecordSignature(signed, key, this.backend)
-    if (!valid) return this.fail('bad-signature', signed, 'signature does not verify under the device key')
+    const failure = this.checkKey(signed, key)
+    if (failure !== undefined) return failure
     const last = this.last
     if (last !== undefined) {
       if (r.seq <= last.seq) return this.fail('seq-reuse', signed, `seq does not advance past ${last.seq}`)
@@ -181,6 +233,40 @@ export class ChainVerifier {
     }
     if (r.body.kind === 'gap') return this.settleGap(signed, r.body)
     return undefined
+  }
+
+  /**
+   * The record's signature under the key its boot is certified for, or, for a device without a
+   * hardware identity, under the registry key itself (`key`).
+   */
+  private checkKey (signed: SignedRecord, key: Uint8Array): ChainFailure | undefined {
+    const r = signed.record
+    if (r.body.kind === 'boot' && r.body.certification !== undefined) {
+      const checked = checkKeyCertification(r.body.certification.bytes, r.body.certification.signature,
+        { registryKey: key, deviceId: r.deviceId, boot: r.boot, timeMs: r.timeMs }, this.backend)
+      if ('problem' in checked) {
+        this.identityRooted = true
+        return this.fail(checked.problem, signed, checked.message)
+      }
+      const c = checked.certification
+      // The boot record proves possession of the record key: it is signed by it.
+      if (!verifyRecordSignature(signed, c.recordKey, this.backend)) return this.fail('bad-signature', signed, 'boot record not signed by the key its certification names')
+      this.identityRooted = true
+      this.certified = { boot: r.boot, recordKey: c.recordKey, registryKey: key, validFromMs: c.validFromMs, validUntilMs: c.validUntilMs }
+      return undefined
+    }
+    const certified = this.certified
+    if (certified !== undefined && certified.boot === r.boot && r.body.kind !== 'boot' && equalBytes(certified.registryKey, key)) {
+      if (r.timeMs < certified.validFromMs || r.timeMs >= certified.validUntilMs) {
+        return this.fail('certification-expired', signed, `device time ${r.timeMs} outside the boot key's certified [${certified.validFromMs}, ${certified.validUntilMs})`)
+      }
+      if (!verifyRecordSignature(signed, certified.recordKey, this.backend)) return this.fail('bad-signature', signed, 'signature does not verify under the boot\'s certified key')
+      return undefined
+    }
+    const valid = this.checkSignature !== undefined ? this.checkSignature(signed, key) : verifyRecordSignature(signed, key, this.backend)
+    if (valid) return undefined
+    if (this.identityRooted) return this.fail('uncertified-key', signed, `no certification covers the record key of boot ${r.boot}`)
+    return this.fail('bad-signature', signed, 'signature does not verify under the device key')
   }
 
   private settleGap (signed: SignedRecord, gap: GapBody): ChainFailure | undefined {

@@ -6,6 +6,8 @@
  */
 import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
+import { identityKeyId, isP256PublicKey } from './identity.js'
+import { fromHex, toHex } from './hash.js'
 
 /** Codes of enrollment requests. */
 export type EnrollmentErrorCode =
@@ -32,6 +34,21 @@ export interface EnrollmentRequest {
   agentVersion: string
   /** When the key was created, Unix ms (informational). */
   createdMs: number
+  /**
+   * A device whose identity key is in its TPM (docs/IDENTITY.md): the P-256 identity key and the
+   * TPM's attestation of it. `publicKey` is then the identity key id (identityKeyId), which is
+   * what the registry stores; the fleet checks the attestation before registering it.
+   */
+  identity?: EnrollmentIdentity
+}
+
+/** The identity part of an enrollment request; every byte string in lower-case hex. */
+export interface EnrollmentIdentity {
+  type: 'tpm-p256'
+  /** SEC 1 uncompressed P-256 point, 130 hex digits. */
+  publicKey: string
+  /** TPM2_Certify of the identity key by an AK under the endorsement key (protocol/tpm-attest.ts); absent when the TPM has no EK. */
+  attestation?: { identityPublic: string, akPublic: string, attest: string, signature: string }
 }
 
 /**
@@ -61,9 +78,33 @@ export function assertEnrollmentRequest (value: unknown): asserts value is Enrol
   text('profile', 256)
   text('agentVersion', 64)
   for (const k of Object.keys(r)) {
-    if (!['format', 'deviceId', 'publicKey', 'validFromMs', 'profile', 'agentVersion', 'createdMs'].includes(k)) problems.push(`${k}: not an enrollment field`)
+    if (!['format', 'deviceId', 'publicKey', 'validFromMs', 'profile', 'agentVersion', 'createdMs', 'identity'].includes(k)) problems.push(`${k}: not an enrollment field`)
   }
+  if (r.identity !== undefined) identityProblems(r.identity, r.publicKey, problems)
   if (problems.length > 0) throw new EnrollmentError('ENROLLMENT_INVALID', `invalid enrollment request: ${problems.join('; ')}`)
+}
+
+const HEX = /^(?:[0-9a-f]{2})+$/
+const MAX_TPM_STRUCTURE_HEX = 2048
+
+function identityProblems (value: unknown, publicKey: unknown, problems: string[]): void {
+  const id = value as Record<string, unknown> | null
+  if (typeof id !== 'object' || id === null || Array.isArray(id)) { problems.push('identity: not an object'); return }
+  if (id.type !== 'tpm-p256') problems.push('identity.type: not "tpm-p256"')
+  if (typeof id.publicKey !== 'string' || !/^04[0-9a-f]{128}$/.test(id.publicKey) || !isP256PublicKey(fromHex(id.publicKey))) {
+    problems.push('identity.publicKey: not an uncompressed P-256 point (130 lower-case hex digits)')
+  } else if (typeof publicKey === 'string' && toHex(identityKeyId(fromHex(id.publicKey))) !== publicKey) {
+    problems.push('publicKey: not the identity key id of identity.publicKey')
+  }
+  for (const k of Object.keys(id)) if (!['type', 'publicKey', 'attestation'].includes(k)) problems.push(`identity.${k}: not an identity field`)
+  if (id.attestation === undefined) return
+  const a = id.attestation as Record<string, unknown> | null
+  if (typeof a !== 'object' || a === null || Array.isArray(a)) { problems.push('identity.attestation: not an object'); return }
+  for (const k of ['identityPublic', 'akPublic', 'attest', 'signature']) {
+    const v = a[k]
+    if (typeof v !== 'string' || v.length > MAX_TPM_STRUCTURE_HEX || !HEX.test(v)) problems.push(`identity.attestation.${k}: not lower-case hex of at most ${MAX_TPM_STRUCTURE_HEX} digits`)
+  }
+  for (const k of Object.keys(a)) if (!['identityPublic', 'akPublic', 'attest', 'signature'].includes(k)) problems.push(`identity.attestation.${k}: not an attestation field`)
 }
 
 /**

@@ -27,6 +27,8 @@ export type ProtocolErrorCode =
   | 'SIGNATURE_INVALID'
   /** An Ed25519 seed is not 32 bytes. */
   | 'SEED_INVALID'
+  /** An identity key is not an uncompressed P-256 point (65 bytes). */
+  | 'IDENTITY_KEY_INVALID'
   /** A hash chain is broken; the message names the seq and reason, `cause` is the ChainFailure. */
   | 'CHAIN_BROKEN'
   /** A tensor cannot be committed: unknown dtype, bad dims, data that does not fit them. */

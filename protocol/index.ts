@@ -17,11 +17,17 @@ export {
   type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
+  KEY_CERTIFICATION_VERSION, KEY_CERTIFICATION_PREFIX, IDENTITY_KEY_ID_PREFIX, P256_PUBLIC_KEY_BYTES, P256_SIGNATURE_BYTES,
+  MAX_KEY_CERTIFICATION_BYTES, identityKeyId, isP256PublicKey, encodeKeyCertification, decodeKeyCertification,
+  keyCertificationMessage, normalizeP256Signature, verifyP256, checkKeyCertification, certifyRecordKey,
+  type KeyCertification, type SignedKeyCertification, type CertificationProblem, type IdentitySigner
+} from './identity.js'
+export {
   OVERSIGHT_VERDICTS, SESSION_PHASES, type OversightBody, type OversightVerdict, type SessionBody, type SessionPhase
 } from './record.js'
 export {
   ChainVerifier, verifyChain, assertChain, fixedKey,
-  type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
+  type CertifiedKey, type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
 } from './chain.js'
 export {
   hashLeaf, hashChildren, emptyRoot, computeRoot, MerkleBuilder, MerkleTree, proveInclusion, proveAllInclusions,
@@ -67,8 +73,12 @@ export {
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
 // module, not from here: it loads protobufjs, which every importer of the protocol would pay for.
 export {
-  ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
+  ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentIdentity, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  AttestationError, TPMA, parseTpmEccPublic, parseTpmCertify, checkKeyAttestation,
+  type AttestationErrorCode, type TpmEccPublic, type TpmCertifyInfo, type KeyAttestation
+} from './tpm-attest.js'
 export {
   ErasureError, PRUNING_FORMAT, SHREDDING_FORMAT, PRUNING_SIGNING_PREFIX, SHREDDING_SIGNING_PREFIX, MAX_STATEMENT_BYTES, STATEMENT_LIMITS,
   assertPruningStatement, assertShreddingStatement, encodePruningStatement, encodeShreddingStatement, signPruningStatement,

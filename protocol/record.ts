@@ -37,7 +37,17 @@ const VERDICT_BY_CODE = Object.keys(POLICY_VERDICTS) as PolicyVerdict[]
 /** A named tensor's commitment (see tensor.ts). */
 export interface TensorCommitment { name: string, hash: Uint8Array }
 
-export interface BootBody { kind: 'boot', agentVersion: string, profile: string }
+export interface BootBody {
+  kind: 'boot'
+  agentVersion: string
+  profile: string
+  /**
+   * On a device with a hardware identity (docs/PROTOCOL.md §13): the identity key's certification of
+   * the boot's record key (canonical bytes, identity-key.ts) and its ECDSA P-256 signature (r ‖ s).
+   * Absent with a file key: the boot record then has exactly the two fields it always had.
+   */
+  certification?: { bytes: Uint8Array, signature: Uint8Array }
+}
 export interface ModelLoadBody {
   kind: 'model-load'
   /** SHA-256 of the model file bytes. */
@@ -152,6 +162,10 @@ export interface SignedRecord<B extends RecordBody = RecordBody> {
   hash: Uint8Array
 }
 
+// Sizes of a boot record's certification fields (identity.ts holds the format itself).
+const MAX_CERTIFICATION_BYTES = 512
+const CERTIFICATION_SIGNATURE_BYTES = 64
+
 export const LIMITS = {
   deviceIdChars: 128,
   textBytes: 256,
@@ -166,7 +180,9 @@ export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/
 
 function bodyToCbor (body: RecordBody): CborValue[] {
   switch (body.kind) {
-    case 'boot': return [body.agentVersion, body.profile]
+    case 'boot': return body.certification === undefined
+      ? [body.agentVersion, body.profile]
+      : [body.agentVersion, body.profile, body.certification.bytes, body.certification.signature]
     case 'model-load': return [body.modelHash, body.manifestHash, body.graphHash, body.name, body.sizeBytes, POLICY_VERDICTS[body.policy], body.providers]
     case 'inference': return [body.modelHash, body.inputs.map(t => [t.name, t.hash]), body.outputs.map(t => [t.name, t.hash]), body.latencyUs, body.decision]
     case 'gap': return [body.firstSeq, body.lastSeq, body.beforeHash, body.lastHash, body.reason]
@@ -261,6 +277,9 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
 
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
   const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4 }
+  if (kind === 'boot' && f.length === 4) {
+    return { kind, agentVersion: f[0] as string, profile: f[1] as string, certification: { bytes: f[2] as Uint8Array, signature: f[3] as Uint8Array } }
+  }
   if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
   const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
     if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
@@ -329,7 +348,19 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
     problems.push('body.kind: unknown')
   } else {
     switch (b.kind) {
-      case 'boot': checkText(problems, b.agentVersion, 'body.agentVersion'); checkText(problems, b.profile, 'body.profile'); break
+      case 'boot':
+        checkText(problems, b.agentVersion, 'body.agentVersion'); checkText(problems, b.profile, 'body.profile')
+        if (b.certification !== undefined) {
+          // Only the form here; what it certifies is the chain's to check (it needs the registry).
+          const c = b.certification as Partial<NonNullable<BootBody['certification']>> | null
+          if (typeof c !== 'object' || c === null || !(c.bytes instanceof Uint8Array) || c.bytes.byteLength === 0 || c.bytes.byteLength > MAX_CERTIFICATION_BYTES) {
+            problems.push(`body.certification: not 1..${MAX_CERTIFICATION_BYTES} bytes`)
+          }
+          if (typeof c !== 'object' || c === null || !(c.signature instanceof Uint8Array) || c.signature.byteLength !== CERTIFICATION_SIGNATURE_BYTES) {
+            problems.push(`body.certificationSignature: not ${CERTIFICATION_SIGNATURE_BYTES} bytes`)
+          }
+        }
+        break
       case 'model-load': {
         checkBytes(problems, b.modelHash, 'body.modelHash'); checkBytes(problems, b.manifestHash, 'body.manifestHash'); checkBytes(problems, b.graphHash, 'body.graphHash')
         checkText(problems, b.name, 'body.name'); checkUint(problems, b.sizeBytes, 'body.sizeBytes')

@@ -19,6 +19,7 @@ import {
 } from '../protocol/index.js'
 import { verifyBundle } from '../forensics/verify/index.js'
 import { ChainBuilder, fakeHash, makeMixedChain, resign } from '../test/helpers/records.js'
+import { CertifiedChain, deterministicIdentity } from '../test/helpers/identity.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const CONFORMANCE_DIR = join(ROOT, 'test', 'vectors', 'conformance')
@@ -193,6 +194,55 @@ function bundleCases (): Array<{ c: ConformanceCase, bundle: Bundle }> {
   return out
 }
 
+/**
+ * A TPM-rooted device (docs/PROTOCOL.md §13): the registry slot holds the identity key id, each
+ * boot record carries the identity's certification of that boot's record key. RFC 6979 signatures
+ * stand in for the TPM's random ones.
+ */
+async function identityCases (): Promise<Array<{ c: ConformanceCase, bundle: Bundle }>> {
+  const out: Array<{ c: ConformanceCase, bundle: Bundle }> = []
+  const add = (name: string, description: string, chain: CertifiedChain, expect: ConformanceCase['expect']): void => {
+    const bundle = bundleOf(chain.b)
+    bundle.device.keys = [{ publicKey: toHex(chain.registryKey), validFromMs: 0 }]
+    out.push({ c: { name, kind: 'bundle', file: `bundles/${name}.json`, description, expect }, bundle })
+  }
+  const identity = deterministicIdentity('conformance')
+  const honest = async (): Promise<CertifiedChain> => {
+    const c = new CertifiedChain(identity, { deviceId: 'dev-tpm' })
+    await c.boot()
+    c.inferences(4)
+    await c.boot()
+    c.inferences(4)
+    return c
+  }
+  add('valid-tpm-identity', 'two boots, each record key certified by the P-256 identity in its boot record', await honest(), { verdict: 'valid', failures: [], warnings: [] })
+
+  const foreign = new CertifiedChain(identity, { deviceId: 'dev-tpm' })
+  await foreign.boot()
+  foreign.inferences(4)
+  await foreign.boot({ by: deterministicIdentity('another TPM') })
+  foreign.inferences(4)
+  add('invalid-tpm-foreign-identity', 'the second boot certified by another TPM\'s identity (a copied disk)', foreign,
+    { verdict: 'invalid', failures: [['bad-certification', 5], ...[6, 7, 8, 9].map(seq => ['uncertified-key', seq] as [string, number])], warnings: [] })
+
+  const replayed = new CertifiedChain(identity, { deviceId: 'dev-tpm' })
+  await replayed.boot()
+  replayed.inferences(4)
+  await replayed.boot({ replay: replayed.lastCertification })
+  replayed.inferences(4)
+  add('invalid-tpm-certification-replayed', 'boot 1\'s certification carried by the boot record of boot 2', replayed,
+    { verdict: 'invalid', failures: [['certification-replayed', 5], ...[6, 7, 8, 9].map(seq => ['uncertified-key', seq] as [string, number])], warnings: [] })
+
+  const uncertified = new CertifiedChain(identity, { deviceId: 'dev-tpm' })
+  await uncertified.boot()
+  uncertified.inferences(4)
+  await uncertified.boot({ certify: false })
+  uncertified.inferences(4)
+  add('invalid-tpm-uncertified-boot', 'the second boot has no certification (an image run without the TPM)', uncertified,
+    { verdict: 'invalid', failures: [5, 6, 7, 8, 9].map(seq => ['uncertified-key', seq] as [string, number]), warnings: [] })
+  return out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints, proofs, receipts
 
@@ -311,7 +361,7 @@ export function findingsOf (v: { failures: Array<{ reason: string, seq?: number 
 export async function buildConformance (): Promise<Map<string, Uint8Array>> {
   const files = new Map<string, Uint8Array>()
   const cases: ConformanceCase[] = []
-  for (const { c, bundle } of bundleCases()) {
+  for (const { c, bundle } of [...bundleCases(), ...await identityCases()]) {
     const v = await verifyBundle(bundle, { offline: true })
     const got = findingsOf(v)
     if (v.verdict !== c.expect.verdict || JSON.stringify(got.failures) !== JSON.stringify(c.expect.failures) || JSON.stringify(got.warnings) !== JSON.stringify(c.expect.warnings)) {

@@ -8,8 +8,8 @@
  */
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
-import { ENROLLMENT_FORMAT, assertEnrollmentRequest, fromHex, toHex, type EnrollmentRequest } from '../../protocol/index.js'
-import { KeyError, KeyRing, readKeyFile, writeFileAtomic } from '../keys/index.js'
+import { ENROLLMENT_FORMAT, assertEnrollmentRequest, fromHex, identityKeyId, isErrorCode, toHex, type EnrollmentIdentity, type EnrollmentRequest } from '../../protocol/index.js'
+import { KeyError, KeyRing, openTpmIdentity, readKeyFile, writeFileAtomic } from '../keys/index.js'
 import { ModelGuard } from '../policy/index.js'
 import { AGENT_VERSION } from '../session/index.js'
 import type { OptionValues } from './options.js'
@@ -27,14 +27,36 @@ export async function runInit (values: OptionValues, io: CliIo): Promise<number>
     throw new KeyError('KEY_ROTATION_PENDING', `key file ${setup.keyPath} holds an interrupted key rotation; start the agent once (it settles it), then run init again`)
   }
   const current = ring.history[ring.history.length - 1]
+  // keyStore "tpm": the identity key is made in the TPM (or loaded: init may run again) and the
+  // registry gets its id; the key file then keeps only the salt secret that matters.
+  let identity: EnrollmentIdentity | undefined
+  const keys = setup.profile.profile.keys
+  if (keys.keyStore === 'tpm') {
+    const tpm = await openTpmIdentity({ stateDir: setup.config.stateDir, tcti: process.env.TPM2TOOLS_TCTI ?? keys.tpmTcti, create: true })
+    try {
+      let attestation: EnrollmentIdentity['attestation']
+      try {
+        const a = await tpm.attest()
+        attestation = { identityPublic: toHex(a.identityPublic), akPublic: toHex(a.akPublic), attest: toHex(a.attest), signature: toHex(a.signature) }
+      } catch (e) {
+        // A TPM without an endorsement key still gives an identity; the fleet decides whether it takes one unattested.
+        if (!isErrorCode(e, 'TPM_COMMAND_FAILED')) throw e
+        io.stderr.write(`no TPM key attestation (no endorsement key?): ${(e as Error).message}\n`)
+      }
+      identity = { type: 'tpm-p256', publicKey: toHex(tpm.publicKey), ...(attestation !== undefined ? { attestation } : {}) }
+    } finally {
+      await tpm.close()
+    }
+  }
   const request: EnrollmentRequest = {
     format: ENROLLMENT_FORMAT,
     deviceId: setup.config.deviceId,
-    publicKey: toHex(ring.publicKey),
+    publicKey: identity !== undefined ? toHex(identityKeyId(fromHex(identity.publicKey))) : toHex(ring.publicKey),
     validFromMs: current?.validFromMs ?? 0,
     profile: setup.config.profile,
     agentVersion: AGENT_VERSION,
-    createdMs: ring.createdMs
+    createdMs: ring.createdMs,
+    ...(identity !== undefined ? { identity } : {})
   }
   assertEnrollmentRequest(request)
   const text = JSON.stringify(request, null, values.json === true ? undefined : 2) + '\n'

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
 import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type OversightBody, type SessionBody, type SignedRecord } from '../../protocol/index.js'
-import { KeyRing, SubjectKeyStore, writeFileAtomic } from '../keys/index.js'
+import { KeyRing, SubjectKeyStore, tpmBootCertifier, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
@@ -32,6 +32,8 @@ export interface DaemonOptions {
   stateDir: string
   /** The firmware profile, resolved and validated (agent/profile). */
   profile: ResolvedProfile
+  /** TCTI of the TPM with keyStore `tpm`, instead of the profile's `keys.tpmTcti` (tests: a swtpm). */
+  tpmTcti?: string
   models: DaemonModelConfig[]
   /** MQTT broker of the gateway, e.g. `mqtts://gw.example:8883`. Unset: no uplink. */
   brokerUrl?: string
@@ -215,7 +217,9 @@ export class Daemon implements DaemonApi {
       : new CaptureRing({ stateDir, deviceId: options.deviceId, maxEntries: captureEntries, maxBytes: options.captureMaxBytes ?? DEFAULT_CAPTURE_MAX_BYTES, clock: ring.clock, logger })
     const subjectKeys = await SubjectKeyStore.open({ path: join(stateDir, SUBJECT_KEYS_FILE), secret: ring.toDeviceKey().saltSecret })
     try {
+      const keys = profile.keys
       agent = await ProvenanceAgent.start({
+        ...(keys.keyStore === 'tpm' ? { certifyBootKey: tpmBootCertifier({ stateDir, tcti: options.tpmTcti ?? keys.tpmTcti }) } : {}),
         ...(captureRing !== undefined ? { onRun: (run) => { captureRing.observe(run) } } : {}),
         subjectKeys,
         stateDir,

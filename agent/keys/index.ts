@@ -12,3 +12,7 @@ export { KeyError, type KeyErrorCode } from './errors.js'
 export { SubjectKeyStore, type SubjectKeyStoreOptions } from './subject-keys.js'
 // The writer lives in common/ (fleet and gateway use it too); re-exported for the agent's importers.
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from '../../common/atomic-file.js'
+export {
+  openTpmIdentity, tpmBootCertifier, TpmError, DEFAULT_TPM_TCTI, DEFAULT_TPM_COMMAND_TIMEOUT_MS, DEFAULT_BOOT_KEY_VALIDITY_MS,
+  IDENTITY_PUBLIC_FILE, IDENTITY_PRIVATE_FILE, type TpmErrorCode, type TpmIdentity, type TpmIdentityOptions
+} from './tpm-identity.js'

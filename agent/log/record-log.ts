@@ -211,6 +211,8 @@ export class RecordLog {
 
   /** Seq the next record will get. */
   get nextSeq (): number { return this.tip.seq + 1 }
+  /** Boot counter the next boot record gets (what a boot key certification must name). */
+  get nextBoot (): number { return this.tip.boot + 1 }
 
   stats (): LogStats {
     return {

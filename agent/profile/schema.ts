@@ -51,8 +51,18 @@ export interface FirmwareProfile {
   keys: {
     /** Key file, relative to the state dir (or absolute, e.g. a read-only factory-provisioned key). */
     path: string
+    /**
+     * Where the device identity lives (docs/IDENTITY.md): `file` (the Ed25519 key file signs every
+     * record: development, devices without a TPM) or `tpm` (a P-256 identity key in the TPM
+     * certifies a fresh in-memory Ed25519 record key at each boot).
+     */
+    keyStore: KeyStore
+    /** tpm2-tools TCTI of the TPM with keyStore `tpm`: `device:/dev/tpmrm0` (the kernel's resource manager). */
+    tpmTcti: string
   }
 }
+
+export type KeyStore = 'file' | 'tpm'
 
 /** A field of the schema: its type, bounds and one line of documentation. */
 export type FieldSpec =
@@ -107,7 +117,9 @@ export const PROFILE_SCHEMA: Extract<FieldSpec, { kind: 'object' }> = {
       kind: 'object',
       doc: 'the device key',
       fields: {
-        path: { kind: 'string', pattern: /^[^\0]+$/, maxLength: 4096, doc: 'key file, relative to the state dir or absolute; no ".." segments' }
+        path: { kind: 'string', pattern: /^[^\0]+$/, maxLength: 4096, doc: 'key file, relative to the state dir or absolute; no ".." segments' },
+        keyStore: { kind: 'enum', values: ['file', 'tpm'], doc: 'file: the key file signs records (development); tpm: a TPM identity key certifies a fresh record key each boot' },
+        tpmTcti: { kind: 'string', pattern: /^(?:device|swtpm|mssim|tabrmd):[^\0]*$/, maxLength: 512, doc: 'tpm2-tools TCTI of the TPM for keyStore "tpm", e.g. device:/dev/tpmrm0' }
       }
     }
   }

@@ -7,7 +7,7 @@
 import { join } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import {
-  commitDigest, deriveSalt, deriveSubjectSalt, fromHex,
+  commitDigest, createSigner, deriveSalt, deriveSubjectSalt, fromHex, generateSeed,
   type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
@@ -63,6 +63,21 @@ export interface AgentOptions {
    * with a subject is refused.
    */
   subjectKeys?: SubjectKeyStore
+  /**
+   * A hardware identity (keyStore `tpm`, docs/IDENTITY.md): the agent signs this boot's records
+   * with a fresh Ed25519 key made in memory now (the key file's seed signs nothing), and this
+   * certifies it for the boot; the certification goes into the boot record.
+   */
+  certifyBootKey?: (request: BootKeyRequest) => Promise<{ bytes: Uint8Array, signature: Uint8Array }>
+}
+
+/** What a boot key certification must bind (protocol/identity.ts KeyCertification). */
+export interface BootKeyRequest {
+  deviceId: string
+  boot: number
+  recordKey: Uint8Array
+  /** Device time now: the key signs from here. */
+  timeMs: number
 }
 
 /** What `AgentOptions.onRun` sees of a run. */
@@ -113,7 +128,12 @@ export class ProvenanceAgent {
    * @throws AgentError `KEY_*`, `LOG_*`.
    */
   static async start (options: AgentOptions): Promise<ProvenanceAgent> {
-    const key = options.key ?? await loadOrCreateDeviceKey(options.keyPath ?? join(options.stateDir, 'device-key.json'), { create: true })
+    let key = options.key ?? await loadOrCreateDeviceKey(options.keyPath ?? join(options.stateDir, 'device-key.json'), { create: true })
+    if (options.certifyBootKey !== undefined) {
+      // The record key of this boot exists only in this process: a copied disk holds no key that signs.
+      const signer = createSigner(generateSeed())
+      key = { ...key, signer, publicKey: signer.publicKey }
+    }
     const log = await RecordLog.open({
       ...options.logOptions,
       dir: join(options.stateDir, 'records'),
@@ -124,7 +144,10 @@ export class ProvenanceAgent {
     })
     const agent = new ProvenanceAgent(options, key, log)
     try {
-      const boot = await log.appendBoot({ agentVersion: AGENT_VERSION, profile: options.profile ?? 'default' })
+      const certification = options.certifyBootKey === undefined
+        ? undefined
+        : await options.certifyBootKey({ deviceId: options.deviceId, boot: log.nextBoot, recordKey: key.publicKey, timeMs: (options.clock ?? Date.now)() })
+      const boot = await log.appendBoot({ agentVersion: AGENT_VERSION, profile: options.profile ?? 'default', ...(certification !== undefined ? { certification } : {}) })
       agent.logger.info({ deviceId: options.deviceId, boot: boot.record.boot, seq: boot.record.seq }, 'agent started')
     } catch (e) {
       await log.close()

@@ -14,6 +14,7 @@ Usage: install.sh [options]
   --root DIR      install below DIR (a staging or package root): files only, no user, no systemctl
   --service NAME  agent (default) or gateway
   --gpu           add the provenance user to the `video` group (Jetson GPU device nodes; agent only)
+  --tpm           keyStore "tpm": install the drop-in that grants /dev/tpmrm0 and only it (agent only)
   --enable        enable and start the service after installing (default: daemon-reload only)
   --dry-run       print every action, change nothing
   -h, --help      this help
@@ -28,6 +29,7 @@ node_bin=$(command -v node || true)
 root=""
 service=agent
 gpu=0
+tpm=0
 enable=0
 dry_run=0
 while [ $# -gt 0 ]; do
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --root) [ $# -ge 2 ] || { echo "install.sh: --root needs a value" >&2; exit 2; }; root=$2; shift 2 ;;
     --service) [ $# -ge 2 ] || { echo "install.sh: --service needs a value" >&2; exit 2; }; service=$2; shift 2 ;;
     --gpu) gpu=1; shift ;;
+    --tpm) tpm=1; shift ;;
     --enable) enable=1; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -53,7 +56,8 @@ case "$service" in
   gateway)
     name=provenance-gateway; user=provenance-gateway; entry=dist/gateway/main.js
     template="$repo_dir/gateway/systemd/provenance-gateway.service"; example="$repo_dir/gateway/systemd/config.example.json"
-    [ "$gpu" -eq 0 ] || { echo "install.sh: --gpu is for the agent" >&2; exit 2; } ;;
+    [ "$gpu" -eq 0 ] || { echo "install.sh: --gpu is for the agent" >&2; exit 2; }
+    [ "$tpm" -eq 0 ] || { echo "install.sh: --tpm is for the agent" >&2; exit 2; } ;;
   *) echo "install.sh: --service is agent or gateway, not $service" >&2; exit 2 ;;
 esac
 # Runs a command, or prints it under --dry-run.
@@ -89,6 +93,10 @@ else
   sed -e "s#@NODE@#$node_bin#g" -e "s#@APP_DIR@#$app_dir#g" "$template" > "$tmp"
   install -m 0644 "$tmp" "$unit"
   rm -f "$tmp"
+fi
+if [ "$tpm" -eq 1 ]; then
+  run install -d -m 0755 "$unit.d"
+  run install -m 0644 "$script_dir/tpm.conf" "$unit.d/tpm.conf"
 fi
 if [ -e "$conf_dir/config.json" ]; then
   echo "keeping existing $conf_dir/config.json"

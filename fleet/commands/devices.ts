@@ -5,7 +5,11 @@
  */
 import { promises as fs } from 'node:fs'
 import { UsageError, type CliCommandSpec, type CliContext } from '../../common/index.js'
-import { DEVICE_ID_PATTERN, LIMITS, parseEnrollmentRequest, type EnrollmentRequest } from '../../protocol/index.js'
+import { join, resolve } from 'node:path'
+import { writeFileAtomic } from '../../common/atomic-file.js'
+import {
+  AttestationError, DEVICE_ID_PATTERN, LIMITS, checkKeyAttestation, fromHex, parseEnrollmentRequest, toHex, type EnrollmentRequest
+} from '../../protocol/index.js'
 import { removeBrokerUser } from '../broker-files.js'
 import { applyBrokerPlan, brokerPlanOf } from '../broker-options.js'
 import { FleetError } from '../errors.js'
@@ -21,6 +25,39 @@ const ID = { name: 'id', type: 'string', value: '<device-id>', description: 'The
 const ENROLLMENT = { name: 'enrollment', type: 'string', value: '<file>', description: 'Enrollment request printed by `provenance-agent init` (gives id, public key and validFromMs).' } as const
 const PUBLIC_KEY = { name: 'public-key', type: 'string', value: '<hex>', description: 'Ed25519 public key, 64 hex digits (instead of --enrollment).' } as const
 const VALID_FROM = { name: 'valid-from-ms', type: 'string', value: '<ms>', description: 'Device time (Unix ms) from which the key signs. Default: the enrollment\'s, else 0 for register.' } as const
+
+const REQUIRE_ATTESTATION = { name: 'require-attestation', type: 'boolean', description: 'Refuse an enrollment without a TPM key attestation (devices with keyStore "tpm").' } as const
+const IDENTITY_DIR = { name: 'identity-dir', type: 'string', value: '<dir>', description: 'Fleet folder where a TPM-rooted device\'s identity key and checked attestation are kept (<dir>/<device-id>.identity.json).' } as const
+
+/** What the fleet keeps of a TPM-rooted device (written to --identity-dir). */
+export interface StoredIdentity {
+  deviceId: string
+  /** Registry key slot: identityKeyId(identityKey), hex. */
+  registryKey: string
+  /** SEC 1 P-256 identity key, hex. */
+  identityKey: string
+  /** Name of the AK that attested it (TPM name, hex); absent when the TPM gave no attestation. */
+  akName?: string
+  attestation?: NonNullable<EnrollmentRequest['identity']>['attestation']
+  checkedMs: number
+}
+
+/**
+ * Checks the TPM identity of an enrollment (docs/IDENTITY.md §Enrollment): the attestation
+ * certifies exactly the identity key the request names. Returns what the fleet stores.
+ * @throws AttestationError `ATTESTATION_*`; FleetError `ENROLLMENT_NOT_ATTESTED` when attestation is required and missing.
+ */
+export function checkEnrollmentIdentity (enrollment: EnrollmentRequest, requireAttestation: boolean, nowMs: number): StoredIdentity | undefined {
+  const identity = enrollment.identity
+  if (identity?.attestation === undefined) {
+    if (requireAttestation) throw new FleetError('ENROLLMENT_NOT_ATTESTED', `the enrollment of ${enrollment.deviceId} carries no TPM key attestation (--require-attestation)`)
+    return identity === undefined ? undefined : { deviceId: enrollment.deviceId, registryKey: enrollment.publicKey, identityKey: identity.publicKey, checkedMs: nowMs }
+  }
+  const a = identity.attestation
+  const checked = checkKeyAttestation({ identityPublic: fromHex(a.identityPublic), akPublic: fromHex(a.akPublic), attest: fromHex(a.attest), signature: fromHex(a.signature) })
+  if (toHex(checked.identityKey) !== identity.publicKey) throw new AttestationError('ATTESTATION_REJECTED', 'the attestation certifies another key than the enrollment\'s identity key')
+  return { deviceId: enrollment.deviceId, registryKey: enrollment.publicKey, identityKey: identity.publicKey, akName: checked.akName, attestation: a, checkedMs: nowMs }
+}
 
 interface KeyInput { deviceId: string, publicKey: string, validFromMs: number | undefined, enrollment?: EnrollmentRequest }
 
@@ -69,11 +106,17 @@ function registerCommand (kind: 'device' | 'gateway'): CliCommandSpec {
       ? ['The gateway signs acks and checkpoints with its own Ed25519 key; verifiers look it up in the device registry under sha256(gateway id), exactly as a device key. Needs DEVICE_REGISTRAR_ROLE. With --mosquitto-acl/--mosquitto-passwd the gateway\'s broker user is written too (read every device\'s records and status, write acks).']
       : ['Needs DEVICE_REGISTRAR_ROLE. The key is registered under sha256(device id) and is valid from validFromMs of device time (0 for a fresh `provenance-agent init`, so the first records verify). Registering an id twice fails with DeviceAlreadyRegistered: use `device rotate` for a new key.',
           'With --mosquitto-acl and/or --mosquitto-passwd the device\'s broker user is written after the transaction: it may publish only prov/v1/<id>/records and /status and read only its own /ack and /policy.'],
-    options: [...(gateway ? [ID, PUBLIC_KEY] : [ENROLLMENT, ID, PUBLIC_KEY]), VALID_FROM, ...CHAIN_WRITE, ...BROKER_FILES],
+    options: [...(gateway ? [ID, PUBLIC_KEY] : [ENROLLMENT, ID, PUBLIC_KEY, REQUIRE_ATTESTATION, IDENTITY_DIR]), VALID_FROM, ...CHAIN_WRITE, ...BROKER_FILES],
     mutating: true,
     run: async (ctx) => {
       const input = await keyInputOf(ctx)
       const validFromMs = input.validFromMs ?? 0
+      // A TPM-rooted device: its attestation is checked before anything is written or sent.
+      if (!gateway && input.enrollment === undefined && ctx.flag('require-attestation')) {
+        throw new FleetError('ENROLLMENT_NOT_ATTESTED', '--require-attestation needs --enrollment (a TPM key attestation comes only in one)')
+      }
+      const identity = input.enrollment !== undefined ? checkEnrollmentIdentity(input.enrollment, ctx.flag('require-attestation'), Date.now()) : undefined
+      const identityDir = ctx.string('identity-dir')
       const broker = brokerPlanOf(ctx, input.deviceId)
       const { openChain, transact, deviceIdOf } = await loadChain()
       const idHash = deviceIdOf(input.deviceId)
@@ -83,13 +126,30 @@ function registerCommand (kind: 'device' | 'gateway'): CliCommandSpec {
         const tx = await transact(ctx, chain, 'registerDevice', [idHash, key, BigInt(validFromMs)],
           async () => await chain.registry.registerDevice({ deviceId: idHash, publicKey: key, validFromMs }))
         const brokerChange = broker !== undefined ? await applyBrokerPlan(ctx, broker, input.deviceId, gateway ? 'gateway' : 'device') : undefined
+        let identityPath: string | undefined
+        if (identity !== undefined && identityDir !== undefined) {
+          identityPath = join(resolve(ctx.io.cwd ?? process.cwd(), identityDir), `${input.deviceId}.identity.json`)
+          if (!tx.dryRun) {
+            try {
+              await fs.mkdir(resolve(ctx.io.cwd ?? process.cwd(), identityDir), { recursive: true })
+              await writeFileAtomic(identityPath, JSON.stringify(identity, null, 2) + '\n')
+            } catch (e) {
+              throw new FleetError('FLEET_FILE_UNWRITABLE', `cannot write ${identityPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e })
+            }
+          }
+        }
         const { result: _mined, ...txOut } = tx
-        const value = { ...txOut, [gateway ? 'gatewayId' : 'deviceId']: input.deviceId, idHash, publicKey: input.publicKey, validFromMs, ...(brokerChange !== undefined ? { broker: brokerChange } : {}) }
+        const value = {
+          ...txOut, [gateway ? 'gatewayId' : 'deviceId']: input.deviceId, idHash, publicKey: input.publicKey, validFromMs,
+          ...(identity !== undefined ? { identity: { keyType: 'tpm-p256', attested: identity.akName !== undefined, ...(identity.akName !== undefined ? { akName: identity.akName } : {}), ...(identityPath !== undefined ? { path: identityPath } : {}) } } : {}),
+          ...(brokerChange !== undefined ? { broker: brokerChange } : {})
+        }
         return {
           value,
           text: [
             `${tx.dryRun ? 'dry run: would register' : 'registered'} ${kind} ${input.deviceId} (${idHash})`,
             `  key ${input.publicKey}, valid from ${validFromMs}`,
+            ...(identity !== undefined ? [`  TPM identity (P-256) ${identity.akName !== undefined ? `attested by AK ${identity.akName}` : 'NOT attested'}${identityPath !== undefined ? `, kept in ${identityPath}` : ''}`] : []),
             ...(tx.txHash !== undefined ? [`  tx ${tx.txHash} in block ${tx.blockNumber ?? ''}`] : []),
             ...(brokerChange?.acl !== undefined ? [`  ACL ${brokerChange.acl.written ? 'written to' : 'would go to'} ${brokerChange.acl.path}: ${brokerChange.acl.lines.slice(1).join('; ')}`] : []),
             ...(brokerChange?.passwd !== undefined ? [`  password ${brokerChange.passwd.written ? 'written to' : 'would go to'} ${brokerChange.passwd.path}${brokerChange.passwordGenerated === true ? ` (generated into ${broker?.passwordFile ?? ''})` : ''}`] : [])

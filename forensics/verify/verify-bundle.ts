@@ -395,8 +395,8 @@ function pointBefore (r: ProvenanceRecord): ChainPoint | undefined {
 }
 
 const NO_DISAGREEMENTS: readonly string[] = Object.freeze([])
-const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key'])
-const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'bad-signature'])
+const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked'])
+const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked', 'bad-signature', 'uncertified-key', 'bad-certification', 'certification-replayed', 'certification-expired'])
 
 /** One verification: the record loop and everything it counts. */
 class Run {
@@ -538,11 +538,18 @@ class Run {
           if (judged) this.counts.judged++
 
           if (resync) {
+            // A TPM-rooted device stays one across a break, and the records after a broken one of
+            // the same certified boot still verify under that boot's key (PROTOCOL.md §13).
+            const certified = verifier?.certifiedKey()
+            const identityRooted = verifier?.isIdentityRooted() === true
             if (verifier !== undefined) this.closeSegment(verifier, brokenSeq)
             // A segment opens a window (the bundle's start, an export --from, or the record after
             // a break already reported): a gap record there declares a range before the segment,
             // which nothing in it can settle (PROTOCOL.md §6, inputs that start after the genesis).
-            verifier = new ChainVerifier({ deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart: true })
+            verifier = new ChainVerifier({
+              deviceId: bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature, windowStart: true,
+              identityRooted, ...(certified !== undefined ? { certified } : {})
+            })
             resync = false
           }
           const failure = (verifier as ChainVerifier).push(signed)

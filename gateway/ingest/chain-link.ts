@@ -8,7 +8,8 @@ import { ZERO_HASH, equalBytes, type ChainFailureReason, type SignedRecord } fro
 import type { DeviceTip } from '../store/index.js'
 
 /** The chain reasons that remain once signatures are checked. */
-export type LinkFailureReason = Exclude<ChainFailureReason, 'bad-signature' | 'unknown-key' | 'device-mismatch' | 'seq-gap'>
+export type LinkFailureReason = Exclude<ChainFailureReason, 'bad-signature' | 'unknown-key' | 'device-mismatch' | 'seq-gap' |
+  'uncertified-key' | 'bad-certification' | 'certification-replayed' | 'certification-expired' | 'identity-revoked'>
 
 export interface LinkFailure {
   reason: LinkFailureReason

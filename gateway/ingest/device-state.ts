@@ -4,7 +4,7 @@
  * knows are kept for good; a device id first seen on a topic is provisional until then, and is
  * forgotten once its queued work is done (an attacker's made-up ids cost no lasting state).
  */
-import { decodeEnvelope, type SignedRecord } from '../../protocol/index.js'
+import { decodeEnvelope, type CertifiedKey, type SignedRecord } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 import { storeOps, type DeviceTip, type StoreOp } from '../store/index.js'
 
@@ -65,6 +65,8 @@ export interface DeviceRuntime {
   ownAdvance: boolean
   lastAck: { stored: number, anchored: number } | undefined
   forceAck: boolean
+  /** TPM-rooted device: the record key its latest certified boot record established (persisted with the state). */
+  certified?: CertifiedKey
 }
 
 /** Why a record could not wait. */

@@ -8,7 +8,7 @@
  * memory is counted in bytes.
  */
 import {
-  RECORD_SIGNING_PREFIX, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifySignature,
+  RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifyRecordSignature, verifySignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, Batcher } from '../batch/index.js'
@@ -187,6 +187,7 @@ export class IngestPipeline {
       d.lastSeenMs = s.lastSeenMs
       d.stored = s.stored
       d.quarantined = s.quarantined
+      if (s.certified !== undefined) d.certified = s.certified
       this.o.tracker.load(s.deviceId, s.anchoredSeq)
     }
     for await (const p of this.o.store.pending()) {
@@ -551,6 +552,12 @@ export class IngestPipeline {
     if (this.devices.promote(d)) this.markDirty(d)
     if (answer.revoked) return q('device-revoked', `device revoked at or before ${t}`)
     if (answer.publicKey === undefined) return q('no-key', `no key valid at ${t}`)
+    const certified = this.certifiedKeyFor(d, s, answer.publicKey)
+    if (certified !== undefined) {
+      if ('reason' in certified) return q(certified.reason, certified.detail)
+      this.o.counters.recordVerified()
+      return certified.key
+    }
     if (await this.signatureValid(s, answer.publicKey)) {
       this.o.counters.recordVerified()
       return answer.publicKey
@@ -568,7 +575,34 @@ export class IngestPipeline {
         // Fall through: the cached key is what we have.
       }
     }
+    if (d.certified !== undefined) return q('uncertified-key', `no certification covers the record key of boot ${s.record.boot}`)
     return q('bad-signature', 'signature does not verify under the device key')
+  }
+
+  /**
+   * A TPM-rooted device (docs/PROTOCOL.md §13): a boot record's certification is checked against
+   * the registry key slot (the identity key id) and establishes the boot's record key; the records
+   * of that boot are verified under it. Undefined: not a certified record (plain key path).
+   */
+  private certifiedKeyFor (d: DeviceRuntime, s: SignedRecord, registryKey: Uint8Array): { key: Uint8Array } | { reason: QuarantineReason, detail: string } | undefined {
+    const r = s.record
+    if (r.body.kind === 'boot' && r.body.certification !== undefined) {
+      const checked = checkKeyCertification(r.body.certification.bytes, r.body.certification.signature, { registryKey, deviceId: d.id, boot: r.boot, timeMs: r.timeMs })
+      if ('problem' in checked) return { reason: checked.problem, detail: checked.message }
+      const c = checked.certification
+      if (!verifyRecordSignature(s, c.recordKey)) return { reason: 'bad-signature', detail: 'boot record not signed by the key its certification names' }
+      // Only a later boot replaces the boot key held (an old boot record resent changes nothing).
+      if (d.certified === undefined || d.certified.boot < r.boot) {
+        d.certified = { boot: r.boot, recordKey: c.recordKey, registryKey, validFromMs: c.validFromMs, validUntilMs: c.validUntilMs }
+        this.markDirty(d)
+      }
+      return { key: c.recordKey }
+    }
+    const c = d.certified
+    if (c === undefined || c.boot !== r.boot || !equalBytes(c.registryKey, registryKey)) return undefined
+    if (r.timeMs < c.validFromMs || r.timeMs >= c.validUntilMs) return { reason: 'certification-expired', detail: `device time ${r.timeMs} outside the boot key's certified [${c.validFromMs}, ${c.validUntilMs})` }
+    if (!verifyRecordSignature(s, c.recordKey)) return { reason: 'bad-signature', detail: 'signature does not verify under the boot\'s certified key' }
+    return { key: c.recordKey }
   }
 
   private keyUnavailable (d: DeviceRuntime, s: SignedRecord, e: unknown): void {
@@ -612,7 +646,8 @@ export class IngestPipeline {
     const ops: StoreOp[] = []
     for (const d of this.dirty) {
       ops.push(storeOps.putDeviceState({
-        deviceId: d.id, tip: d.tip, lastSeenMs: d.lastSeenMs, stored: d.stored, quarantined: d.quarantined, anchoredSeq: this.o.tracker.anchoredSeq(d.id)
+        deviceId: d.id, tip: d.tip, lastSeenMs: d.lastSeenMs, stored: d.stored, quarantined: d.quarantined, anchoredSeq: this.o.tracker.anchoredSeq(d.id),
+        ...(d.certified !== undefined ? { certified: d.certified } : {})
       }))
       snapshot.push({ d, tip: d.tip, own: d.ownAdvance })
       d.ownAdvance = false

@@ -22,6 +22,14 @@ export const QUARANTINE_REASONS = [
   'no-key',
   /** The signature does not verify under the device key valid at the record's time. */
   'bad-signature',
+  /** TPM-rooted device (docs/PROTOCOL.md §13): a record of a boot no certification covers. */
+  'uncertified-key',
+  /** A boot record whose certification is not by the registered identity key, or whose signature fails. */
+  'bad-certification',
+  /** A valid certification of another boot (or device) carried by this boot record. */
+  'certification-replayed',
+  /** A record's device time outside its boot key's certified validity. */
+  'certification-expired',
   /** A different, validly signed record for a seq already stored or waiting (equivocation). */
   'seq-reuse',
   /** Chain rules (protocol/chain.ts), checked when the record's turn comes in seq order. */

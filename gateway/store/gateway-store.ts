@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
-import { decodeCanonical, encodeCanonical, type CborValue } from '../../protocol/index.js'
+import { decodeCanonical, encodeCanonical, type CborValue, type CertifiedKey } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 
 /** A device's verified chain tip: every record up to `seq` is stored (here or at a peer gateway). */
@@ -30,6 +30,8 @@ export interface StoredDeviceState {
   quarantined: number
   /** Every record up to this seq is in a confirmed batch (here or, by their acks, at peers); -1 for none. */
   anchoredSeq: number
+  /** TPM-rooted device: its latest certified boot key (docs/PROTOCOL.md §13), so a restart can check that boot's records. */
+  certified?: CertifiedKey
 }
 
 /**
@@ -156,14 +158,14 @@ function corrupt (what: string, cause?: unknown): never {
   throw new GatewayError('STORE_CORRUPT', `stored ${what} is malformed`, { cause })
 }
 
-function decodeArray (bytes: Uint8Array, what: string, length: number): CborValue[] {
+function decodeArray (bytes: Uint8Array, what: string, length: number | number[]): CborValue[] {
   let v: CborValue
   try {
     v = decodeCanonical(bytes, { maxBytes: 1024 * 1024, maxDepth: 2 })
   } catch (e) {
     corrupt(what, e)
   }
-  if (!Array.isArray(v) || v.length !== length || v[0] !== STORE_VERSION) corrupt(what)
+  if (!Array.isArray(v) || !(Array.isArray(length) ? length.includes(v.length) : v.length === length) || v[0] !== STORE_VERSION) corrupt(what)
   return v as CborValue[]
 }
 
@@ -184,15 +186,24 @@ function text (v: CborValue | undefined, what: string): string {
 
 export function encodeDeviceState (s: StoredDeviceState): Uint8Array {
   const t = s.tip
+  const c = s.certified
   return encodeCanonical([STORE_VERSION, s.deviceId, t === undefined ? 0 : t.seq + 1, t?.hash ?? null,
-    t?.boot === undefined ? 0 : t.boot + 1, s.lastSeenMs, s.stored, s.quarantined, s.anchoredSeq + 1])
+    t?.boot === undefined ? 0 : t.boot + 1, s.lastSeenMs, s.stored, s.quarantined, s.anchoredSeq + 1,
+    // A tenth field only for a TPM-rooted device: other devices' states keep their bytes.
+    ...(c !== undefined ? [[c.boot, c.recordKey, c.registryKey, c.validFromMs, c.validUntilMs]] : [])])
 }
 
 export function decodeDeviceState (b: Uint8Array): StoredDeviceState {
-  const v = decodeArray(b, 'device state', 9)
+  const v = decodeArray(b, 'device state', [9, 10])
   const tipSeq = int(v[2], 'device tip') - 1
   const boot = int(v[4], 'device boot') - 1
+  const raw = v[9]
+  if (raw !== undefined && (!Array.isArray(raw) || raw.length !== 5)) corrupt('device certified key')
+  const c = raw as readonly CborValue[] | undefined
   return {
+    ...(c !== undefined
+      ? { certified: { boot: int(c[0], 'certified boot'), recordKey: bytes(c[1], 'certified key', 32), registryKey: bytes(c[2], 'certified registry key', 32), validFromMs: int(c[3], 'certified from'), validUntilMs: int(c[4], 'certified until') } }
+      : {}),
     deviceId: text(v[1], 'device id'),
     tip: tipSeq < 0 ? undefined : { seq: tipSeq, hash: bytes(v[3], 'device tip hash', 32), boot: boot < 0 ? undefined : boot },
     lastSeenMs: int(v[5], 'device last seen'),

@@ -56,8 +56,8 @@ t.test('error: each bad field of a profile is named', async t => {
     'schemaVersion', 'name', 'description', 'executionProviders', 'threads.intraOp', 'threads.interOp',
     'storage.budgetBytes', 'storage.budgetMode', 'storage.syncWrites', 'storage.maxBatchRecords',
     'uplink.batchRecords', 'uplink.maxInFlightBatches', 'uplink.keepUntil', 'uplink.reconnectMinMs', 'uplink.reconnectMaxMs',
-    'keys.path'
-  ], 'providers, threads, budget and mode, sync policy, batching, retention, key path')
+    'keys.path', 'keys.keyStore', 'keys.tpmTcti'
+  ], 'providers, threads, budget and mode, sync policy, batching, retention, key path and store')
   for (const { path, spec } of fields) {
     const bad = structuredClone(base)
     setPath(bad, path, badValue(spec))

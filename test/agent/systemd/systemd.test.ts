@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process'
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import { INSTALL_SCRIPT_PATH, UNIT_TEMPLATE_PATH, renderUnit } from '../../../agent/systemd/index.js'
+import { INSTALL_SCRIPT_PATH, TPM_DROPIN_PATH, UNIT_TEMPLATE_PATH, renderUnit } from '../../../agent/systemd/index.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
 const run = promisify(execFile)
@@ -226,4 +226,25 @@ t.test('error: install.sh refuses an unknown service, --gpu for the gateway, and
   t.equal(bad.code, 1)
   t.match(bad.stderr, /does not hold dist\/gateway\/main\.js/)
   t.same(await files(root), [])
+})
+
+t.test('behavior: install.sh --tpm adds the drop-in that opens /dev/tpmrm0 and no other device; the unit with it verifies and stays hardened', async t => {
+  const root = await makeTempDir(t, 'prov-install-')
+  const appDir = await builtAppDir(t)
+  const result = await install(['--tpm', '--root', root, '--node', process.execPath, '--app-dir', appDir])
+  t.equal(result.code, 0, result.stderr)
+  const dropIn = await readFile(join(root, 'etc', 'systemd', 'system', 'provenance-agent.service.d', 'tpm.conf'), 'utf8')
+  t.equal(dropIn, await readFile(TPM_DROPIN_PATH, 'utf8'))
+  const d = directivesOf(dropIn)
+  t.same(d.get('DevicePolicy'), ['closed'], 'the device list is closed')
+  t.same(d.get('DeviceAllow'), ['/dev/tpmrm0 rw'], 'the resource manager only, not the raw /dev/tpm0')
+  // The unit and its drop-in as systemd merges them: verified, and still within the exposure bound.
+  const dir = await makeTempDir(t, 'prov-systemd-')
+  const unitPath = join(dir, 'provenance-agent.service')
+  const unit = renderUnit(await readFile(UNIT_TEMPLATE_PATH, 'utf8'), { node: process.execPath, appDir: APP_DIR })
+  await writeFile(unitPath, unit.replace('\n[Install]', '\n' + dropIn.replace('[Service]\n', '') + '\n[Install]'))
+  const verified = await verify(unitPath)
+  t.equal(verified.code, 0, verified.output)
+  t.ok(await exposure(unitPath) <= MAX_EXPOSURE)
+  t.equal((await install(['--service', 'gateway', '--tpm', '--root', root])).code, 2, '--tpm is for the agent')
 })
