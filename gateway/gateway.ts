@@ -14,7 +14,7 @@ import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, 
 import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
-import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
+import { LevelGatewayStore, storeKeys, type GatewayStore, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
 export interface GatewayHealth {
@@ -125,7 +125,7 @@ export class Gateway {
     // The log key first: a gateway that cannot sign acks must not take records it cannot acknowledge.
     const logKey = this.logKey = await loadOrCreateLogKey(o.logKeyFile)
     log.info({ gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }, 'log key loaded (register it on chain under gatewayId)')
-    const store = this.store = await GatewayStore.open({
+    const store = this.store = await LevelGatewayStore.open({
       dir: join(o.stateDir, 'store'),
       syncWrites: o.syncWrites,
       onFatal: (e) => this.die(e),

@@ -1,7 +1,9 @@
 /** The gateway's durable state on LevelDB: records, tips, waiting records, batches, quarantine. */
 export {
-  GatewayStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
+  LevelGatewayStore, GroupCommitStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
   encodeLeaf, decodeLeaf, encodeBatch, decodeBatch, encodeQuarantine, decodeQuarantine,
-  type GatewayStoreOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
+  type GatewayStore, type GatewayStoreOptions, type StoreWriterOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
   type QuarantineEntry, type StoreOp, type WriteHook
 } from './gateway-store.js'
+export { PostgresGatewayStore, isTransientPgError, checkFence, DEFAULT_PG_POOL_SIZE, type PostgresStoreOptions, type Fence } from './postgres/postgres-store.js'
+export { migrate, MIGRATIONS, type Migration } from './postgres/migrations.js'
