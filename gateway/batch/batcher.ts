@@ -29,6 +29,41 @@ export interface BatcherOptions {
   signer?: Signer | undefined
 }
 
+/** What a batch is before its checkpoint: id, leaves and record times. */
+export interface BatchHead {
+  id: number
+  size: number
+  root: Uint8Array
+  firstRecordTimeMs: number
+  lastRecordTimeMs: number
+}
+
+/**
+ * Builds the sealed batch (checkpoint, signed note, metadata hash) from its head: the one place a
+ * batch's committed fields are made, for the single-node batcher and the PostgreSQL sequencer alike.
+ */
+export function sealBatch (head: BatchHead, origin: string, signer: Signer | undefined, nowMs: number): StoredBatch {
+  const note = { origin: `${origin}/batch/${head.id}`, size: head.size, rootHash: head.root }
+  const unsigned = formatCheckpoint(note)
+  // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
+  // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
+  const checkpoint = signer === undefined ? unsigned : signCheckpoint(note, origin, signer)
+  return { ...head, checkpoint, metadataHash: sha256(new TextEncoder().encode(unsigned)), sealedAtMs: nowMs }
+}
+
+/** Builds the Merkle tree of `leaves` (in leaf order) and seals it as batch `id`. */
+export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: string, signer: Signer | undefined, nowMs: number): StoredBatch {
+  const b = new MerkleBuilder()
+  let first = Infinity
+  let last = -Infinity
+  for (const l of leaves) {
+    b.append(l.leafHash)
+    if (l.timeMs < first) first = l.timeMs
+    if (l.timeMs > last) last = l.timeMs
+  }
+  return sealBatch({ id, size: b.size, root: b.root(), firstRecordTimeMs: first, lastRecordTimeMs: last }, origin, signer, nowMs)
+}
+
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
@@ -107,22 +142,8 @@ export class Batcher {
   seal (): StoredBatch | undefined {
     if (this.builder.size === 0) return undefined
     const id = this.openId
-    const root = this.builder.root()
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root }
-    const unsigned = formatCheckpoint(head)
-    // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
-    // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
-    const checkpoint = this.o.signer === undefined ? unsigned : signCheckpoint(head, this.o.origin, this.o.signer)
-    const batch: StoredBatch = {
-      id,
-      size: this.builder.size,
-      root,
-      firstRecordTimeMs: this.firstTimeMs,
-      lastRecordTimeMs: this.lastTimeMs,
-      checkpoint,
-      metadataHash: sha256(new TextEncoder().encode(unsigned)),
-      sealedAtMs: this.o.now()
-    }
+    const batch = sealBatch({ id, size: this.builder.size, root: this.builder.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
+      this.o.origin, this.o.signer, this.o.now())
     const leafHashes = this.leafHashes
     this.openId = id + 1
     this.builder = new MerkleBuilder()

@@ -5,3 +5,5 @@ export {
   ProofService, formatRecordProof, recordProofJson, anchorExtra, DEFAULT_PROOF_CACHE_BATCHES,
   type RecordProof, type ProofLookup, type AnchorReader
 } from './proofs.js'
+export { sealBatch, sealLeaves, type BatchHead } from './batcher.js'
+export { Sequencer, DeferredBatcher, type LeafSink, type SequencerOptions } from './sequencer.js'

@@ -7,3 +7,5 @@ export {
 } from './gateway-store.js'
 export { PostgresGatewayStore, isTransientPgError, checkFence, DEFAULT_PG_POOL_SIZE, type PostgresStoreOptions, type Fence } from './postgres/postgres-store.js'
 export { migrate, MIGRATIONS, type Migration } from './postgres/migrations.js'
+export { Lease, DEFAULT_LEASE_TTL_MS, SEQUENCER_LEASE, type LeaseOptions } from './postgres/lease.js'
+export { PgAnchorStateStore } from './postgres/anchor-state.js'

@@ -26,6 +26,7 @@ export const MIGRATIONS: readonly Migration[] = [
         leaf_index integer,
         envelope bytea NOT NULL,
         ingest_id bigserial NOT NULL,
+        ingested_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (device_id, seq)
       );
       CREATE INDEX gw_records_unbatched ON gw_records (ingest_id) WHERE batch_id IS NULL;

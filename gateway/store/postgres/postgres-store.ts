@@ -5,6 +5,7 @@
  * waiting records belong to one process (its node name). A lost connection is retried, never fatal.
  */
 import pg from 'pg'
+import { decodeEnvelope, hashLeaf } from '../../../protocol/index.js'
 import { GatewayError } from '../../errors.js'
 import {
   GroupCommitStore, decodeInt, encodeInt, decodeBatch, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord,
@@ -384,6 +385,63 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
 
   putInt (key: string, n: number): StoreOp {
     return { type: 'put', key, value: encodeMetaInt(n) }
+  }
+
+  /**
+   * The sequencer's step: when `maxRecords` records wait unbatched or the oldest has waited
+   * `maxAgeMs`, takes up to `maxRecords` of them (ingest order) and seals them as the next batch,
+   * all in one transaction under the fence. Returns the batch and its leaf hashes, or undefined.
+   * @throws GatewayError `LEASE_LOST`, `STORE_UNAVAILABLE`, `STORE_CORRUPT` (an undecodable record).
+   */
+  async sealUnbatched (o: { maxRecords: number, maxAgeMs: number, fence: Fence | undefined, seal: (id: number, leaves: LeafEntry[]) => StoredBatch }): Promise<{ batch: StoredBatch, leafHashes: Uint8Array[] } | undefined> {
+    let client: pg.PoolClient | undefined
+    let broken = false
+    try {
+      client = await this.pool.connect()
+      await client.query('BEGIN')
+      await checkFence(client, o.fence)
+      const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer, old: boolean }>(
+        `SELECT device_id, seq, envelope, ingested_at <= now() - make_interval(secs => $2::double precision / 1000) AS old
+         FROM gw_records WHERE batch_id IS NULL ORDER BY ingest_id LIMIT $1 FOR UPDATE`, [o.maxRecords, o.maxAgeMs])).rows
+      if (rows.length === 0 || (rows.length < o.maxRecords && rows[0]?.old !== true)) {
+        await client.query('ROLLBACK')
+        return undefined
+      }
+      const leaves: LeafEntry[] = rows.map(r => {
+        const envelope = u8(r.envelope)
+        let timeMs: number
+        try {
+          timeMs = decodeEnvelope(envelope).record.timeMs
+        } catch (e) {
+          throw new GatewayError('STORE_CORRUPT', `stored record ${r.device_id}/${r.seq} does not decode`, { cause: e })
+        }
+        // afterSeq is the single-node tracker's bookkeeping; the tier's acks do not use it.
+        return { deviceId: r.device_id, seq: Number(r.seq), leafHash: hashLeaf(envelope), timeMs, afterSeq: Number(r.seq) - 1 }
+      })
+      const top = await client.query<{ id: string | null }>('SELECT max(id) AS id FROM gw_batches')
+      const id = Number(top.rows[0]?.id ?? 0) + 1
+      const batch = o.seal(id, leaves)
+      await client.query(`INSERT INTO gw_leaves (batch_id, leaf_index, device_id, seq, leaf_hash, time_ms, after_seq)
+        SELECT $1, i - 1, d, s, h, t, a FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x(d, s, h, t, a, i)`,
+      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq), leaves.map(l => buf(l.leafHash)), leaves.map(l => l.timeMs), leaves.map(l => l.afterSeq)])
+      await client.query(`UPDATE gw_records r SET batch_id = $1, leaf_index = x.i - 1
+        FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(d, s, i) WHERE r.device_id = x.d AND r.seq = x.s`,
+      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq)])
+      await client.query(`INSERT INTO gw_batches (id, size, root, first_record_time_ms, last_record_time_ms, checkpoint, metadata_hash, sealed_at_ms)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [batch.id, batch.size, buf(batch.root), batch.firstRecordTimeMs, batch.lastRecordTimeMs, batch.checkpoint, buf(batch.metadataHash), batch.sealedAtMs])
+      await client.query(`INSERT INTO gw_meta (node, key, value) VALUES ('', 'm/open-batch', $1) ON CONFLICT (node, key) DO UPDATE SET value = EXCLUDED.value`, [id + 1])
+      await client.query('COMMIT')
+      return { batch, leafHashes: leaves.map(l => l.leafHash) }
+    } catch (e) {
+      broken = isTransientPgError(e)
+      if (client !== undefined && !broken) await client.query('ROLLBACK').catch(() => {})
+      if (e instanceof GatewayError) throw e
+      if (broken) throw new GatewayError('STORE_UNAVAILABLE', `gateway database unreachable: ${(e as Error).message}`, { cause: e })
+      throw new GatewayError('STORE_WRITE_FAILED', `sealing a batch failed: ${(e as Error).message}`, { cause: e })
+    } finally {
+      client?.release(broken)
+    }
   }
 
   /** Flushes what is queued and closes the pool. Safe to call twice. */

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { GatewayError } from '../../../gateway/index.js'
 import {
-  LevelGatewayStore, PostgresGatewayStore, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type GatewayStore
+  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore
 } from '../../../gateway/store/index.js'
 import { startPostgres, type Postgres } from '../../helpers/postgres.js'
 import { makeTempDir } from '../../helpers/tmp.js'
@@ -163,4 +163,37 @@ t.test('behavior: writes wait out a database restart and their callbacks run onc
   t.equal(committed, true)
   t.same(outages, ['STORE_UNAVAILABLE', undefined], 'outage reported once, and its end')
   t.same((await store.getRecord('dev-a', 1))?.envelope, Uint8Array.of(2))
+})
+
+t.test('behavior: the sequencer lease moves only after it expires, with a higher token; the old holder is fenced out', async t => {
+  const url = await freshDb()
+  const store = await PostgresGatewayStore.open({ url, node: 'gw-a' })
+  t.teardown(async () => await store.close())
+  const a = new Lease({ pool: store.pool, node: 'gw-a', ttlMs: 600 })
+  const b = new Lease({ pool: store.pool, node: 'gw-b', ttlMs: 600 })
+  const fa = await a.tryOnce()
+  t.equal(fa?.token, 1)
+  t.equal(await b.tryOnce(), undefined, 'held and not expired: not taken')
+  // a stalls (no renewal); once its lease expired b takes it over.
+  let fb: Fence | undefined
+  while ((fb = await b.tryOnce()) === undefined) await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(fb.token, 2, 'takeover raises the token')
+  t.equal(a.fence(), undefined, 'a knows its lease ran out')
+  t.equal(await a.tryOnce(), undefined, 'a cannot renew a lease that moved')
+  // A write a still had in flight with its old token is refused inside the transaction.
+  store.enqueue([{ type: 'put', key: 'x/1', value: Uint8Array.of(1) }])
+  store.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  await store.flush()
+  const stale = await store.sealUnbatched({ maxRecords: 10, maxAgeMs: 0, fence: fa, seal: () => { throw new Error('must not seal') } }).catch((e: unknown) => e)
+  t.ok(stale instanceof GatewayError)
+  t.equal((stale as GatewayError).code, 'LEASE_LOST')
+  const c = await store.pool.connect()
+  t.teardown(() => c.release())
+  await c.query('BEGIN')
+  const e = await checkFence(c, fa).catch((e: unknown) => e)
+  await c.query('ROLLBACK')
+  t.equal((e as GatewayError).code, 'LEASE_LOST')
+  await checkFence(c, fb)
+  await b.stop(true)
+  t.equal((await new Lease({ pool: store.pool, node: 'gw-c', ttlMs: 600 }).tryOnce())?.token, 3, 'a released lease is taken at once')
 })
