@@ -332,7 +332,7 @@ export class Gateway {
     const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
     this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
     this.gapTimer.unref()
-    log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined }, 'gateway started')
+    log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined || (this.sequencer !== undefined && o.anchorPrivateKey !== undefined), postgres: this.sequencer !== undefined }, 'gateway started')
   }
 
   /** Resolves once connected to the broker. @throws GatewayError `BROKER_FAILED` after `timeoutMs`. */

@@ -151,7 +151,7 @@ export class Sequencer implements AnchorReader {
     log.info({ holder: held.holder, token: held.token }, 'sequencer lease taken: batching and anchoring here')
     if (this.o.anchorer === undefined) { this.anchorer = undefined; return }
     try {
-      const anchorer = await Anchorer.open({ ...this.o.anchorer, stateDir: '', stateStore: new PgAnchorStateStore(this.o.store.pool, () => this.lease.fence()) })
+      const anchorer = await Anchorer.open({ ...this.o.anchorer, stateDir: 'postgres (unused: stateStore)', stateStore: new PgAnchorStateStore(this.o.store.pool, () => this.lease.fence()) })
       // Batches sealed by an earlier holder that never reached its anchorer: enqueue is idempotent.
       for await (const b of this.o.store.batches(anchorer.confirmedThrough() + 1)) await anchorer.enqueue(toSealed(b))
       anchorer.start()
