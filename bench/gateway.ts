@@ -38,8 +38,8 @@ const encoder = new TextEncoder()
 const seedOf = (i: number | string): Uint8Array => sha256(encoder.encode(`bench-gateway/${i}`))
 const deviceName = (i: number): string => `bench-${String(i).padStart(3, '0')}`
 
-/** A device's chain: boot, then inferences, signed as the agent signs them. */
-function makeChain (deviceId: string, seed: Uint8Array, count: number, startTimeMs: number): SignedRecord[] {
+/** A device's chain: boot, then inferences, signed as the agent signs them (bench/gateway-postgres.ts uses it too). */
+export function makeChain (deviceId: string, seed: Uint8Array, count: number, startTimeMs: number): SignedRecord[] {
   const signer = createSigner(seed)
   const out: SignedRecord[] = []
   let prev = ZERO_HASH
@@ -73,7 +73,7 @@ function percentile (xs: number[], p: number): number {
 }
 
 /** Raw node:crypto verifications per second of record-sized messages under prepared keys. */
-function measureRawVerifies (): number {
+export function measureRawVerifies (): number {
   const records = makeChain('bench-raw', seedOf('raw'), 64, 1_700_000_000_000)
   const key = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), createSigner(seedOf('raw')).publicKey]), format: 'der', type: 'spki' })
   const messages = records.map(r => ({ message: concat(RECORD_SIGNING_PREFIX, r.recordBytes), signature: r.signature }))
