@@ -34,7 +34,7 @@ async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs =
 t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-anchor, worker SIGKILL, database restart, chain outage: every acked record once, anchored once, provable`, { timeout: 10 * 60_000 }, async t => {
   const starting = startPostgres()
   t.teardown(async () => await (await starting.catch(() => undefined))?.close())
-  const [pgServer, env] = await Promise.all([starting, startGatewayEnv(t, { anvilState: true })])
+  const [pgServer, env] = await Promise.all([starting, startGatewayEnv(t, { anvilState: true, anvil: { blockTimeSeconds: 1 } })])
   const db = new pg.Client({ connectionString: pgServer.url })
   db.on('error', () => {})
   const query = async <R extends pg.QueryResultRow>(sql: string): Promise<R[]> => {
@@ -94,12 +94,15 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   t.teardown(async () => await fleet.stop())
   await fleet.start()
   const total = DEVICES * RECORDS
+  const faultsAt: number[] = []
 
-  // Fault 1: the sequencer holder dies while a batch's anchor transaction is out (state 'sent').
+  // Fault 1: the sequencer holder dies while a batch's anchor transaction is out (state 'sent':
+  // one block a second keeps it there long enough to be seen).
   await waitFor('a batch being anchored', async () => await count("SELECT count(*) AS n FROM gw_anchor_batches WHERE state = 'sent'") > 0)
   const holder = await holderName()
   t.ok(holder !== undefined && NAMES.includes(holder), `sequencer holder is ${holder}`)
   await kill(holder as string)
+  faultsAt.push(fleet.storedRecords)
   t.comment(`sequencer ${holder} killed mid-anchor at ${fleet.storedRecords} stored`)
   await waitFor('another process to take the lease', async () => { const h = await holderName(); return h !== undefined && h !== holder }, 30_000)
   t.comment(`lease taken over by ${await holderName()}`)
@@ -110,12 +113,14 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   const current = await holderName()
   const worker = NAMES.find(n => n !== current) as string
   await kill(worker)
+  faultsAt.push(fleet.storedRecords)
   t.comment(`worker ${worker} killed at ${fleet.storedRecords} stored`)
   await restart(worker)
 
   // Fault 3: the database restarts (immediate stop: a crash as far as PostgreSQL is concerned).
   while (fleet.storedRecords < total * 0.6) await sleep(50)
   await pgServer.stop()
+  faultsAt.push(fleet.storedRecords)
   t.comment(`database stopped at ${fleet.storedRecords} stored`)
   await sleep(1500)
   await pgServer.restart()
@@ -124,9 +129,10 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   while (fleet.storedRecords < total * 0.75) await sleep(50)
   const port = env.chain.anvil.port
   await env.chain.anvil.stop()
+  faultsAt.push(fleet.storedRecords)
   t.comment(`chain stopped at ${fleet.storedRecords} stored`)
   await sleep(3000)
-  restartedAnvil = await startAnvil({ stateDir: env.anvilStateDir, port })
+  restartedAnvil = await startAnvil({ stateDir: env.anvilStateDir, port, blockTimeSeconds: 1 })
 
   await fleet.waitAllStored(180_000)
   t.comment(`all acked; resends ${fleet.resends}, messages ${fleet.published}`)
@@ -170,6 +176,7 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   for (const [root, set] of leaves) t.equal(anchored.get(root), set.size, `batch ${root.slice(0, 8)} is on chain with exactly our records`)
   t.equal([...anchored.values()].reduce((a, b) => a + b, 0), total, 'every record anchored once, nothing else anchored')
 
+  t.ok(faultsAt.every(n => n < total), `every fault landed while records were still coming (${faultsAt.join(', ')} of ${total} stored)`)
   for (const p of procs.values()) p.proc.kill('SIGTERM')
   for (const p of procs.values()) t.equal(await p.exited, 0, 'SIGTERM stops each gateway cleanly')
 })

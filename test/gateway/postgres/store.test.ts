@@ -6,7 +6,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import pg from 'pg'
-import { GatewayError } from '../../../gateway/index.js'
+import { GatewayError, resolveGatewayOptions } from '../../../gateway/index.js'
 import {
   LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore
 } from '../../../gateway/store/index.js'
@@ -196,4 +196,12 @@ t.test('behavior: the sequencer lease moves only after it expires, with a higher
   await checkFence(c, fb)
   await b.stop(true)
   t.equal((await new Lease({ pool: store.pool, node: 'gw-c', ttlMs: 600 }).tryOnce())?.token, 3, 'a released lease is taken at once')
+})
+
+t.test('error: postgresUrl must be a postgres:// URL; the tier options have bounds', async t => {
+  const base = { name: 'gw', stateDir: '/tmp/x', rpcUrl: 'http://127.0.0.1:1', registry: '0x0000000000000000000000000000000000000001' }
+  t.throws(() => resolveGatewayOptions({ ...base, postgresUrl: 'mysql://x' }), RangeError)
+  t.throws(() => resolveGatewayOptions({ ...base, postgresUrl: 'postgres://x', sequencerLeaseTtlMs: 10 }), RangeError)
+  t.equal(resolveGatewayOptions({ ...base, postgresUrl: 'postgres://u@h/db' }).sequencerLeaseTtlMs, 5000)
+  t.equal(resolveGatewayOptions(base).postgresUrl, undefined, 'LevelDB stays the default')
 })
