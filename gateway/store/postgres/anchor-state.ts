@@ -7,7 +7,7 @@ import type pg from 'pg'
 import { AnchorError } from '../../anchor/errors.js'
 import { assertStoredBatch, batchKey, type LoadedState, type StoredBatch, type StoredConfig } from '../../anchor/state-store.js'
 import type { AnchorStateStore } from '../../anchor/types.js'
-import { checkFence, isTransientPgError, type Fence } from './postgres-store.js'
+import { checkFence, connectClient, isTransientPgError, type Fence } from './postgres-store.js'
 
 const CONFIG = 'config'
 const CONFIRMED = 'confirmed-through'
@@ -78,7 +78,7 @@ export class PgAnchorStateStore implements AnchorStateStore {
     let client: pg.PoolClient | undefined
     let broken = false
     try {
-      client = await this.pool.connect()
+      client = await connectClient(this.pool)
       await client.query('BEGIN')
       await checkFence(client, this.fence())
       await fn(client)

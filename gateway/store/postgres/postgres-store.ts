@@ -51,6 +51,22 @@ export function isTransientPgError (e: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error|terminating connection/i.test(m)
 }
 
+const guarded = new WeakSet<pg.PoolClient>()
+
+/**
+ * A client from the pool with an 'error' listener: a checked-out client whose server goes away
+ * (a database restart) emits 'error', which would otherwise crash the process. The query in
+ * flight fails on its own and the client is released as broken.
+ */
+export async function connectClient (pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect()
+  if (!guarded.has(client)) {
+    guarded.add(client)
+    client.on('error', () => {})
+  }
+  return client
+}
+
 const buf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const num = (v: string | number | null): number => v === null ? -1 : Number(v)
@@ -101,7 +117,7 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     pool.on('error', () => {})
     let client: pg.PoolClient
     try {
-      client = await pool.connect()
+      client = await connectClient(pool)
     } catch (e) {
       await pool.end().catch(() => {})
       throw new GatewayError('STORE_OPEN_FAILED', `cannot connect to the gateway database: ${(e as Error).message}`, { cause: e })
@@ -157,7 +173,7 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       if (list === undefined) by.set(k, list = [])
       list.push(op)
     }
-    const client = await this.pool.connect()
+    const client = await connectClient(this.pool)
     let broken = false
     try {
       await client.query('BEGIN')
@@ -397,7 +413,7 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     let client: pg.PoolClient | undefined
     let broken = false
     try {
-      client = await this.pool.connect()
+      client = await connectClient(this.pool)
       await client.query('BEGIN')
       await checkFence(client, o.fence)
       const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer, old: boolean }>(
