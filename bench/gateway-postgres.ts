@@ -134,7 +134,7 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
           name, stateDir: join(dir, name), brokerUrl: broker.url, shareGroup: 'bench', postgresUrl: url, rpcUrl: chain.anvil.rpcUrl,
           registry: chain.deployment.address, chainId: chain.anvil.chainId, batchMaxRecords: 10_000, batchMaxAgeMs: 1000,
           processMetrics: false, httpToken: 'bench-http-token-0123456789', peerGatewayKeys: keys.filter((_, j) => j !== i),
-          sessionExpirySeconds: 3600, logLevel: 'warn', maxBacklogRecords: 20_000
+          sessionExpirySeconds: 3600, logLevel: 'info', maxBacklogRecords: 20_000
         }))
         return path
       }))
@@ -152,7 +152,11 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
         const cpu0 = procs.reduce((s, p) => s + pidCpuMs(p.proc.pid ?? 0), 0)
         const t0 = performance.now()
         if (!backlog) await publisher.go()
-        await watcher.done
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in 5 min: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), 300_000)
+        })
+        await Promise.race([watcher.done, timeout]).finally(() => clearTimeout(timer))
         const wallMs = performance.now() - t0
         const gatewayCpuMs = procs.reduce((s, p) => s + pidCpuMs(p.proc.pid ?? 0), 0) - cpu0
         const records = DEVICES * perDevice
