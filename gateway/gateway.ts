@@ -8,12 +8,13 @@ import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
 import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type AnchorerOptions, type SealedBatch } from './anchor/index.js'
-import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, type LeafSink, type ProofLookup } from './batch/index.js'
+import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
 import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
 import { LevelGatewayStore, PostgresGatewayStore, storeKeys, type GatewayStore, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
@@ -49,11 +50,15 @@ export class Gateway {
   private pipeline: IngestPipeline | undefined
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
+  private tips: TipTracker | undefined
   private mqtt: MqttIngest | undefined
   private embedded: EmbeddedBroker | undefined
   private api: ApiServer | undefined
   private token: string | undefined
   private gapTimer: NodeJS.Timeout | undefined
+  private pruneTimer: NodeJS.Timeout | undefined
+  private pruner: Pruner | undefined
+  private pruneChain: Promise<unknown> = Promise.resolve()
   private sealedThrough = 0
   private fatal: GatewayError | undefined
   private logKey: GatewayLogKey | undefined
@@ -184,12 +189,24 @@ export class Gateway {
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
+    const pruner = this.pruner = await Pruner.open({
+      store,
+      signer: logKey.signer,
+      gatewayId: o.gatewayId,
+      retentionDays: o.retentionDays,
+      // The live view: the store's copy of device states is written behind it.
+      anchoredSeqOf: async (d) => this.pipeline?.status(d)?.anchoredSeq ?? (await store.getDeviceState(d))?.anchoredSeq ?? -1
+    })
+    // The tip tree (PROTOCOL.md §7.10): the batcher moves tips with leaves and seals their root.
+    const tips = this.tips = await TipTracker.open({ store, openBatchId: (await store.getInt(storeKeys.openBatch)) ?? 1 })
     const batcher = this.batcher = await Batcher.open({
+      tips,
       store,
       origin: this.checkpointKeyName,
       maxRecords: o.batchMaxRecords,
       maxAgeMs: o.batchMaxAgeMs,
       signer: logKey.signer,
+      commitments: (id) => pruner.takeCommitments(id),
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
     const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
@@ -205,6 +222,7 @@ export class Gateway {
       }
       for (const leaf of await store.leaves(batcher.openBatchId)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batcher.openBatchId)
       pipeline.confirmThrough(anchorer.confirmedThrough())
+      anchorer.onConfirmed((r) => { tips.anchored(r.batch) })
       anchorer.onConfirmed(() => {
         if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping') pipeline.confirmThrough(anchorer.confirmedThrough())
       })
@@ -332,6 +350,12 @@ export class Gateway {
     const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
     this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
     this.gapTimer.unref()
+    if (o.pruneIntervalMs > 0) {
+      this.pruneTimer = setInterval(() => {
+        this.pruneAll().catch((e: unknown) => log.error({ error: (e as Error).message }, 'scheduled pruning failed'))
+      }, o.pruneIntervalMs)
+      this.pruneTimer.unref()
+    }
     log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined || (this.sequencer !== undefined && o.anchorPrivateKey !== undefined), postgres: this.sequencer !== undefined }, 'gateway started')
   }
 
@@ -357,6 +381,32 @@ export class Gateway {
       backlogRecords: this.pipeline?.backlog ?? 0,
       openBatch: { id: this.batcher?.openBatchId ?? 0, size: this.batcher?.openSize ?? 0 }
     }
+  }
+
+  /**
+   * Prunes one device's oldest records that are anchored and past retention, signing a pruning
+   * statement that the next sealed batch commits to (docs/GATEWAY.md §Retention).
+   * @throws GatewayError `PRUNE_NOT_ANCHORED`, `PRUNE_BEFORE_RETENTION`, `PRUNE_NOTHING`, `GATEWAY_STOPPED`.
+   */
+  async prune (request: PruneRequest): Promise<PruneResult | undefined> {
+    const pruner = this.pruner
+    if (pruner === undefined || this.state !== 'running') throw new GatewayError('GATEWAY_STOPPED', 'gateway is not running')
+    // One pruning at a time: two would read the same oldest records.
+    const run = this.pruneChain.then(async () => await pruner.prune(request))
+    this.pruneChain = run.catch(() => {})
+    const result = await run
+    if (result !== undefined) this.options.logger.info({ ...result }, 'pruned by retention policy')
+    return result
+  }
+
+  /** Prunes every device as far as retention allows (what the scheduled run does). */
+  async pruneAll (): Promise<PruneResult[]> {
+    const out: PruneResult[] = []
+    for (const deviceId of this.pipeline?.deviceIds() ?? []) {
+      const r = await this.prune({ deviceId })
+      if (r !== undefined) out.push(r)
+    }
+    return out
   }
 
   /** Status of a device, or undefined when it was never seen. */
@@ -415,6 +465,8 @@ export class Gateway {
 
   private async close (): Promise<void> {
     if (this.gapTimer !== undefined) clearInterval(this.gapTimer)
+    if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer)
+    await this.pruneChain
     this.batcher?.stop()
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
       ['http', this.api?.close],
@@ -527,10 +579,15 @@ export class Gateway {
     return {
       proof: async (d, s) => await this.proof(d, s),
       receipt: (p) => this.proofs?.receipt(p),
+      tip: async (d) => {
+        if (this.tips === undefined || this.store === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
+        return await lookupTip(this.tips, this.store, this.anchorer, d)
+      },
       logKey: () => this.logKey === undefined ? undefined : { gatewayId: this.options.gatewayId, keyName: this.checkpointKeyName, publicKey: this.logKey.publicKey.slice() },
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
       records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),
+      prunings: async (d) => await (this.store?.prunings(d) ?? Promise.resolve([])),
       batch: async (id) => {
         const batch = await this.store?.getBatch(id)
         if (batch === undefined) return undefined

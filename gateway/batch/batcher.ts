@@ -4,8 +4,9 @@
  * write as its record, and the seal after all of its leaves, so a crash never leaves a record
  * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
  */
-import { MerkleBuilder, formatCheckpoint, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
+import { MerkleBuilder, formatCheckpoint, formatTipExtension, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
 import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
+import type { TipTracker } from './tips.js'
 
 export const DEFAULT_BATCH_MAX_RECORDS = 10_000
 export const DEFAULT_BATCH_MAX_AGE_MS = 60_000
@@ -27,6 +28,17 @@ export interface BatcherOptions {
    * name `origin` (PROTOCOL.md §7.8). Without it checkpoints are stored unsigned (tests, old data).
    */
   signer?: Signer | undefined
+  /**
+   * The tip tree (PROTOCOL.md §7.10): each leaf given with its record hash moves its device's tip
+   * in the same write, and each checkpoint carries the tree's root. Without it checkpoints carry no
+   * tips line (tests, old data).
+   */
+  tips?: TipTracker | undefined
+  /**
+   * Asked at each seal for checkpoint extension lines (pruning statements to commit, PROTOCOL.md
+   * §12.1) and the writes that go with them, written in the same atomic write as the seal.
+   */
+  commitments?: ((batchId: number) => { lines: string[], ops: StoreOp[] }) | undefined
 }
 
 /** What a batch is before its checkpoint: id, leaves and record times. */
@@ -41,9 +53,10 @@ export interface BatchHead {
 /**
  * Builds the sealed batch (checkpoint, signed note, metadata hash) from its head: the one place a
  * batch's committed fields are made, for the single-node batcher and the PostgreSQL sequencer alike.
+ * `extensions`: checkpoint extension lines (the tips line, pruning statements).
  */
-export function sealBatch (head: BatchHead, origin: string, signer: Signer | undefined, nowMs: number): StoredBatch {
-  const note = { origin: `${origin}/batch/${head.id}`, size: head.size, rootHash: head.root }
+export function sealBatch (head: BatchHead, origin: string, signer: Signer | undefined, nowMs: number, extensions: string[] = []): StoredBatch {
+  const note = { origin: `${origin}/batch/${head.id}`, size: head.size, rootHash: head.root, ...(extensions.length === 0 ? {} : { extensions }) }
   const unsigned = formatCheckpoint(note)
   // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
   // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
@@ -63,12 +76,14 @@ export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: st
   }
   return sealBatch({ id, size: b.size, root: b.root(), firstRecordTimeMs: first, lastRecordTimeMs: last }, origin, signer, nowMs)
 }
+/** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
+export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }
 
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }
+  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -77,7 +92,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -91,7 +106,7 @@ export class Batcher {
     if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
     if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
     formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
-    const o = { now: Date.now, signer: undefined, ...options }
+    const o = { now: Date.now, signer: undefined, tips: undefined, commitments: undefined, ...options }
     const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
     const leaves = await o.store.leaves(openId)
     return new Batcher(o, openId, leaves)
@@ -124,10 +139,11 @@ export class Batcher {
    * Appends a leaf to the open batch. `recordOps` gives the operations that must be written in the
    * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
    */
-  append (leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: this.openId, index: this.builder.size }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
+    if (this.o.tips !== undefined && leaf.recordHash !== undefined) ops.push(this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId))
     this.o.store.enqueue(ops)
     this.addToTree(leaf)
     if (this.builder.size >= this.o.maxRecords) this.seal()
@@ -142,8 +158,11 @@ export class Batcher {
   seal (): StoredBatch | undefined {
     if (this.builder.size === 0) return undefined
     const id = this.openId
+    // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
+    const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
+    const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
     const batch = sealBatch({ id, size: this.builder.size, root: this.builder.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
-      this.o.origin, this.o.signer, this.o.now())
+      this.o.origin, this.o.signer, this.o.now(), extensions)
     const leafHashes = this.leafHashes
     this.openId = id + 1
     this.builder = new MerkleBuilder()
@@ -154,7 +173,8 @@ export class Batcher {
     this.timer = undefined
     this.o.store.enqueue([
       { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
-      this.o.store.putInt(storeKeys.openBatch, id + 1)
+      this.o.store.putInt(storeKeys.openBatch, id + 1),
+      ...committed.ops
     ], () => this.o.onSealed(batch, leafHashes))
     return batch
   }

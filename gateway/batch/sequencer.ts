@@ -9,13 +9,13 @@ import type { AnchorReceipt, AnchorState } from '../anchor/types.js'
 import type { GatewayLogger } from '../logger.js'
 import type { Signer } from '../../protocol/index.js'
 import { Lease, PgAnchorStateStore, type PostgresGatewayStore, type Fence } from '../store/index.js'
-import type { LeafEntry, StoreOp, StoredBatch } from '../store/index.js'
-import { sealLeaves, type LeafPlace } from './batcher.js'
+import type { StoreOp, StoredBatch } from '../store/index.js'
+import { sealLeaves, type AppendLeaf, type LeafPlace } from './batcher.js'
 import type { AnchorReader } from './proofs.js'
 
 /** What the ingest pipeline needs of a batcher (the Batcher, or the tier's DeferredBatcher). */
 export interface LeafSink {
-  append: (leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]) => LeafPlace
+  append: (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]) => LeafPlace
   seal: () => StoredBatch | undefined
   readonly openBatchId: number
   readonly openSize: number
@@ -26,7 +26,7 @@ export interface LeafSink {
 /** Ingest side of the tier: records are written unbatched (batch 0); the sequencer places them. */
 export class DeferredBatcher implements LeafSink {
   constructor (private readonly store: { enqueue: (ops: StoreOp[]) => void }) {}
-  append (_leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (_leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: 0, index: 0 }
     this.store.enqueue(recordOps(place))
     return place

@@ -1,5 +1,5 @@
 /**
- * The gateway's HTTP API (node:http, GET only): record proofs, device status, batches, recent
+ * The gateway's HTTP API (node:http, GET only): record and tip proofs, device status, batches, recent
  * quarantine, health and Prometheus metrics, behind a bearer token. Everything in a request comes
  * from whoever reaches the port: the target is parsed by hand (no parser that throws), every
  * listing is a bounded page with a cursor, and a malformed request gets a 4xx, never a 500.
@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { DEVICE_ID_PATTERN, LIMITS, formatVerifierKey, toHex } from '../../protocol/index.js'
-import { formatRecordProof, recordProofJson, type ProofLookup, type RecordProof } from '../batch/index.js'
+import { formatBatchTipProof, formatRecordProof, recordProofJson, type ProofLookup, type RecordProof, type TipLookup } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
 import type { GatewayLogger } from '../logger.js'
@@ -23,12 +23,16 @@ export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
   /** The COSE receipt (PROTOCOL.md §7.9) of a proof; undefined when the gateway issues none. */
   receipt?: (proof: RecordProof) => Uint8Array | undefined
+  /** A device's tip (or absence) in the newest anchored batch, PROTOCOL.md §7.10; undefined: not served. */
+  tip?: (deviceId: string) => Promise<TipLookup>
   /** The log key that signs checkpoints, acks and receipts; undefined before the gateway started. */
   logKey?: () => { gatewayId: string, keyName: string, publicKey: Uint8Array } | undefined
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
   deviceIds: () => string[]
   /** Up to `limit` records with seq >= fromSeq, stopping once `maxBytes` of envelopes are read (at least one). */
   records: (deviceId: string, fromSeq: number, limit: number, maxBytes: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
+  /** A device's pruning statements (PROTOCOL.md §12.1) with the batch that commits each (0: the next seal). */
+  prunings?: (deviceId: string) => Promise<Array<{ envelope: Uint8Array, committedInBatch: number }>>
   batch: (id: number) => Promise<{ batch: StoredBatch, state: AnchorState | undefined, receipt: AnchorReceipt | undefined } | undefined>
   /** Entries older than the cursor `before` (newest first), up to `limit` and `maxBytes` of raw input (at least one). */
   quarantine: (limit: number, maxBytes: number, before: string | undefined) => Promise<Page<QuarantineEntry>>
@@ -78,9 +82,11 @@ type Route =
   | { kind: 'metrics' }
   | { kind: 'proof', device: string, seq: string }
   | { kind: 'log-key' }
+  | { kind: 'tip', device: string }
   | { kind: 'devices' }
   | { kind: 'device', device: string }
   | { kind: 'records', device: string }
+  | { kind: 'prunings', device: string }
   | { kind: 'batch', id: string }
   | { kind: 'quarantine' }
   | { kind: 'unknown' }
@@ -160,7 +166,7 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
   const route = parseRoute(path)
   const isPublic = (route.kind === 'health' && options.publicRoutes.health) ||
     (route.kind === 'metrics' && options.publicRoutes.metrics) ||
-    ((route.kind === 'proof' || route.kind === 'log-key') && options.publicRoutes.proofs)
+    ((route.kind === 'proof' || route.kind === 'log-key' || route.kind === 'tip') && options.publicRoutes.proofs)
   // Authentication before anything else, unknown routes included: an anonymous client learns
   // nothing of what exists.
   if (tokenDigest !== undefined && !isPublic) checkBearer(req.headers.authorization, tokenDigest)
@@ -202,6 +208,28 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
       else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
       return
     }
+    case 'tip': {
+      // What proves a bundle complete (PROTOCOL.md §7.10): public with the record proofs, since it
+      // says no more than they do (a seq and a record hash) and absence of an unknown device.
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const format = query.get('format') ?? 'text'
+      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+      if (backend.tip === undefined) throw new Refusal(404, 'TIP_UNAVAILABLE', 'this gateway keeps no tip tree')
+      const found = await backend.tip(route.device)
+      if (found.status === 'not-anchored') throw new Refusal(409, 'TIP_NOT_ANCHORED', 'no batch with a tip tree is anchored yet')
+      const text = formatBatchTipProof(found.proof, found.batch)
+      if (format === 'text') { send(res, 200, 'text/plain; charset=utf-8', text); return }
+      const t = found.proof.terminal
+      const r = found.receipt
+      sendJson(res, 200, {
+        device: route.device,
+        tip: t.kind === 'present' ? { seq: t.tip.seq, hash: toHex(t.tip.hash) } : null,
+        batch: { id: found.batch.id, size: found.batch.size, root: toHex(found.batch.root), metadataHash: toHex(found.batch.metadataHash) },
+        proof: text,
+        anchor: { state: found.anchorState ?? null, ...(r === undefined ? {} : { chainId: r.chainId, contract: r.contract, onChainBatchId: r.onChainBatchId, txHash: r.txHash, blockNumber: r.blockNumber, blockHash: r.blockHash }) }
+      })
+      return
+    }
     case 'devices': {
       const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.devices, MAX_PAGE_ITEMS.devices)
       const after = query.get('after')
@@ -240,6 +268,14 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
         })
       })
       send(res, 200, 'application/json; charset=utf-8', body)
+      return
+    }
+    case 'prunings': {
+      // Signed statements of what retention removed (docs/GATEWAY.md §Retention): an exporter puts
+      // them in the bundle with the checkpoint of the batch that commits each (GET /v1/batches/<id>).
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const list = await backend.prunings?.(route.device) ?? []
+      sendJson(res, 200, { prunings: list.map(p => ({ statement: Buffer.from(p.envelope).toString('base64'), batchId: p.committedInBatch === 0 ? null : p.committedInBatch })) })
       return
     }
     case 'batch': {
@@ -319,9 +355,11 @@ function parseRoute (path: string): Route {
   if (a !== 'v1') return { kind: 'unknown' }
   if (b === 'log-key' && n === 2) return { kind: 'log-key' }
   if (b === 'proof' && c !== undefined && d !== undefined && n === 4) return { kind: 'proof', device: c, seq: d }
+  if (b === 'tip' && c !== undefined && n === 3) return { kind: 'tip', device: c }
   if (b === 'devices' && n === 2) return { kind: 'devices' }
   if (b === 'devices' && c !== undefined && n === 3) return { kind: 'device', device: c }
   if (b === 'devices' && c !== undefined && d === 'records' && n === 4) return { kind: 'records', device: c }
+  if (b === 'devices' && c !== undefined && d === 'prunings' && n === 4) return { kind: 'prunings', device: c }
   if (b === 'batches' && c !== undefined && n === 3) return { kind: 'batch', id: c }
   if (b === 'quarantine' && n === 2) return { kind: 'quarantine' }
   return { kind: 'unknown' }

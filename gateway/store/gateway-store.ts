@@ -32,6 +32,22 @@ export interface StoredDeviceState {
   anchoredSeq: number
 }
 
+/**
+ * A device's tip in the tip tree (PROTOCOL.md §7.10): its latest record this gateway put in a
+ * batch, and what the tip was when the batch before that one was sealed (what a restart needs to
+ * rebuild the last sealed batch's tree).
+ */
+export interface StoredTreeTip {
+  deviceId: string
+  seq: number
+  /** Record hash (sha256 of the envelope). */
+  hash: Uint8Array
+  /** Batch the record is a leaf of. */
+  batchId: number
+  /** The tip as of batches below `batchId`; undefined when the device had none there. */
+  before: { seq: number, hash: Uint8Array } | undefined
+}
+
 /** One leaf of a batch, in leaf order. */
 export interface LeafEntry {
   deviceId: string
@@ -63,6 +79,16 @@ export interface StoredRecord {
   batchId: number
   index: number
   envelope: Uint8Array
+}
+
+/** A signed pruning statement (PROTOCOL.md §12.1) and the batch whose checkpoint commits it. */
+export interface StoredPruning {
+  deviceId: string
+  lastSeq: number
+  /** The statement envelope, CBOR [statement bytes, signature]. */
+  envelope: Uint8Array
+  /** The sealed batch whose checkpoint carries the statement's hash; 0 while waiting for the next seal. */
+  committedInBatch: number
 }
 
 /** One piece of rejected input. */
@@ -97,7 +123,10 @@ export const keys = {
   pending: (d: string, seq: number) => `p/${d}/${hex(seq, SEQ_HEX)}`,
   leaf: (batch: number, index: number) => `l/${hex(batch, ID_HEX)}/${hex(index, ID_HEX)}`,
   batch: (batch: number) => `b/${hex(batch, ID_HEX)}`,
+  treeTip: (d: string) => `t/${d}`,
   quarantine: (timeMs: number, nonce: string) => `q/${hex(timeMs, ID_HEX)}/${nonce}`,
+  /** A pruning statement of a device, by the last seq it prunes (docs/GATEWAY.md §Retention). */
+  pruning: (d: string, lastSeq: number) => `s/${d}/${hex(lastSeq, SEQ_HEX)}`,
   openBatch: 'm/open-batch',
   foldedThrough: 'm/folded-through',
   version: 'm/version'
@@ -162,6 +191,22 @@ export function decodeDeviceState (b: Uint8Array): StoredDeviceState {
   }
 }
 
+export function encodeTreeTip (t: StoredTreeTip): Uint8Array {
+  return encodeCanonical([STORE_VERSION, t.deviceId, t.seq, t.hash, t.batchId, t.before === undefined ? 0 : t.before.seq + 1, t.before?.hash ?? null])
+}
+
+export function decodeTreeTip (b: Uint8Array): StoredTreeTip {
+  const v = decodeArray(b, 'tree tip', 7)
+  const beforeSeq = int(v[5], 'tree tip before') - 1
+  return {
+    deviceId: text(v[1], 'tree tip device'),
+    seq: int(v[2], 'tree tip seq'),
+    hash: bytes(v[3], 'tree tip hash', 32),
+    batchId: int(v[4], 'tree tip batch'),
+    before: beforeSeq < 0 ? undefined : { seq: beforeSeq, hash: bytes(v[6], 'tree tip before hash', 32) }
+  }
+}
+
 export function encodeStoredRecord (r: StoredRecord): Uint8Array {
   return encodeCanonical([STORE_VERSION, r.batchId, r.index, r.envelope])
 }
@@ -204,6 +249,15 @@ export function decodeBatch (b: Uint8Array): StoredBatch {
   }
 }
 
+export function encodePruning (p: StoredPruning): Uint8Array {
+  return encodeCanonical([STORE_VERSION, p.deviceId, p.lastSeq, p.envelope, p.committedInBatch])
+}
+
+export function decodePruning (b: Uint8Array): StoredPruning {
+  const a = decodeArray(b, 'pruning', 5)
+  return { deviceId: text(a[1], 'pruning'), lastSeq: int(a[2], 'pruning'), envelope: bytes(a[3], 'pruning'), committedInBatch: int(a[4], 'pruning') }
+}
+
 export function encodeQuarantine (q: QuarantineEntry): Uint8Array {
   return encodeCanonical([STORE_VERSION, q.timeMs, q.reason, q.topic, q.deviceId ?? null, q.seq === undefined ? null : q.seq, q.detail, q.raw, q.rawBytes])
 }
@@ -242,7 +296,12 @@ export const storeOps = {
   /** A record linked to its device's chain, with its place in a batch. */
   putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r) }),
   putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
-  putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) })
+  /** A device's tip in the tip tree, written with the leaf that moves it. */
+  putTreeTip: (t: StoredTreeTip): StoreOp => ({ type: 'put', key: keys.treeTip(t.deviceId), value: encodeTreeTip(t) }),
+  putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) }),
+  /** Removes a stored record (pruning: docs/GATEWAY.md §Retention); its leaf hash stays in its batch. */
+  delRecord: (deviceId: string, seq: number): StoreOp => ({ type: 'del', key: keys.record(deviceId, seq) }),
+  putPruning: (p: StoredPruning): StoreOp => ({ type: 'put', key: keys.pruning(p.deviceId, p.lastSeq), value: encodePruning(p) })
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -272,6 +331,9 @@ export interface GatewayStore {
   touch: () => void
   flush: () => Promise<void>
   getRecord: (deviceId: string, seq: number) => Promise<StoredRecord | undefined>
+  getDeviceState: (deviceId: string) => Promise<StoredDeviceState | undefined>
+  treeTips: () => AsyncGenerator<StoredTreeTip>
+  prunings: (deviceId?: string) => Promise<StoredPruning[]>
   getBatch: (id: number) => Promise<StoredBatch | undefined>
   batches: (fromId?: number) => AsyncGenerator<StoredBatch>
   leaves: (id: number) => Promise<LeafEntry[]>
@@ -287,6 +349,9 @@ export interface GatewayStore {
   putInt: (key: string, n: number) => StoreOp
   close: () => Promise<void>
 }
+
+/** The LevelDB store under its old name, so `GatewayStore.open(…)` keeps working (the type is the interface). */
+export const GatewayStore = { open: async (options: GatewayStoreOptions): Promise<LevelGatewayStore> => await LevelGatewayStore.open(options) }
 
 /** Options both stores take. */
 export interface StoreWriterOptions {
@@ -539,6 +604,11 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
     for await (const v of this.db.values(range('d/'))) yield decodeDeviceState(v)
   }
 
+  /** Every device's tip in the tip tree (PROTOCOL.md §7.10), in key order. */
+  async * treeTips (): AsyncGenerator<StoredTreeTip> {
+    for await (const v of this.db.values(range('t/'))) yield decodeTreeTip(v)
+  }
+
   /** Every waiting record: [deviceId, seq, envelope]. */
   async * pending (): AsyncGenerator<{ deviceId: string, seq: number, envelope: Uint8Array }> {
     for await (const [k, v] of this.db.iterator(range('p/'))) {
@@ -567,6 +637,19 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
   /** Stored record seqs of one device, ascending (for listings and tests). */
   async * recordSeqs (deviceId: string): AsyncGenerator<number> {
     for await (const k of this.db.keys(range(`r/${deviceId}/`))) yield parseInt(k.slice(k.lastIndexOf('/') + 1), 16)
+  }
+
+  /** One device's state, or undefined for a device never seen. */
+  async getDeviceState (deviceId: string): Promise<StoredDeviceState | undefined> {
+    const v = await this.db.get(keys.device(deviceId))
+    return v === undefined ? undefined : decodeDeviceState(v)
+  }
+
+  /** Pruning statements: of one device, or of every device; by device, then last seq ascending. */
+  async prunings (deviceId?: string): Promise<StoredPruning[]> {
+    const out: StoredPruning[] = []
+    for await (const v of this.db.values(range(deviceId === undefined ? 's/' : `s/${deviceId}/`))) out.push(decodePruning(v))
+    return out
   }
 
   /** Number of quarantine entries (a scan of their keys: at start only). */

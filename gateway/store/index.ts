@@ -1,9 +1,9 @@
 /** The gateway's durable state on LevelDB: records, tips, waiting records, batches, quarantine. */
 export {
-  LevelGatewayStore, GroupCommitStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
-  encodeLeaf, decodeLeaf, encodeBatch, decodeBatch, encodeQuarantine, decodeQuarantine,
-  type GatewayStore, type GatewayStoreOptions, type StoreWriterOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
-  type QuarantineEntry, type StoreOp, type WriteHook
+  GatewayStore, LevelGatewayStore, GroupCommitStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
+  encodeLeaf, decodeLeaf, encodeBatch, decodeBatch, encodeQuarantine, decodeQuarantine, encodeTreeTip, decodeTreeTip, encodePruning, decodePruning,
+  type GatewayStoreOptions, type StoreWriterOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
+  type QuarantineEntry, type StoredTreeTip, type StoredPruning, type StoreOp, type WriteHook
 } from './gateway-store.js'
 export { PostgresGatewayStore, isTransientPgError, checkFence, DEFAULT_PG_POOL_SIZE, type PostgresStoreOptions, type Fence } from './postgres/postgres-store.js'
 export { migrate, MIGRATIONS, type Migration } from './postgres/migrations.js'

@@ -8,7 +8,7 @@ import pg from 'pg'
 import { decodeEnvelope, hashLeaf } from '../../../protocol/index.js'
 import { GatewayError } from '../../errors.js'
 import {
-  GroupCommitStore, decodeInt, encodeInt, decodeBatch, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord,
+  GroupCommitStore, decodeInt, encodeInt, decodeBatch, decodeTreeTip, decodePruning, type StoredTreeTip, type StoredPruning, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord,
   type GatewayStore, type LeafEntry, type QuarantineEntry, type StoreOp, type StoreWriterOptions, type StoredBatch,
   type StoredDeviceState, type StoredRecord
 } from '../gateway-store.js'
@@ -307,6 +307,23 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       'SELECT batch_id, leaf_index, envelope FROM gw_records WHERE device_id = $1 AND seq = $2', [deviceId, seq])
     const r = rows[0]
     return r === undefined ? undefined : { batchId: r.batch_id === null ? 0 : Number(r.batch_id), index: r.leaf_index ?? -1, envelope: u8(r.envelope) }
+  }
+
+  async getDeviceState (deviceId: string): Promise<StoredDeviceState | undefined> {
+    const rows = await this.q<DeviceRow>('SELECT * FROM gw_devices WHERE node = $1 AND device_id = $2', [this.o.node, deviceId])
+    return rows[0] === undefined ? undefined : deviceOf(rows[0])
+  }
+
+  // Tip-tree entries and pruning statements (#14 item 4, retention) travel as generic ops: gw_kv.
+  async * treeTips (): AsyncGenerator<StoredTreeTip> {
+    const rows = await this.q<{ value: Buffer }>("SELECT value FROM gw_kv WHERE key >= 't/' AND key < 't0' ORDER BY key", [])
+    for (const r of rows) yield decodeTreeTip(u8(r.value))
+  }
+
+  async prunings (deviceId?: string): Promise<StoredPruning[]> {
+    const prefix = deviceId === undefined ? 's/' : `s/${deviceId}/`
+    const rows = await this.q<{ value: Buffer }>('SELECT value FROM gw_kv WHERE key >= $1 AND key < $2 ORDER BY key', [prefix, prefix + '\uffff'])
+    return rows.map(r => decodePruning(u8(r.value)))
   }
 
   async getBatch (id: number): Promise<StoredBatch | undefined> {
