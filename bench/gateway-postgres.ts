@@ -114,7 +114,7 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
   const brokers: Mosquitto[] = []
   try {
     process.stderr.write('gateway-postgres bench: raw Ed25519 verifications (one core)…\n')
-    const rawVerifiesPerSecOneCore = measureRawVerifies()
+    const rawVerifiesPerSecOneCore = (await measureRawVerifies(20_000, 1)).perSec
     process.stderr.write(`gateway-postgres bench: registering ${DEVICES} devices…\n`)
     const registrar = chain.registryAs('deviceRegistrar')
     for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })

@@ -11,7 +11,7 @@ import { Anchorer, type AnchorerOptions, type SealedBatch } from './anchor/index
 import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
-import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
+import { IngestPipeline, MqttIngest, VerifyPool, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
@@ -48,6 +48,7 @@ export class Gateway {
   private pgStore: PostgresGatewayStore | undefined
   private sequencer: Sequencer | undefined
   private pipeline: IngestPipeline | undefined
+  private verifyPoolInstance: VerifyPool | undefined
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
   private tips: TipTracker | undefined
@@ -268,6 +269,11 @@ export class Gateway {
 
   private newPipeline (store: GatewayStore, batcher: LeafSink, tracker: AnchoredTracker, keys: KeyDirectory, logKey: GatewayLogKey): IngestPipeline {
     const o = this.options
+    const log = o.logger
+    const verifyPool = this.verifyPoolInstance = new VerifyPool({
+      workers: o.verifyWorkers,
+      onWorkerLost: (e) => { log.warn({ error: e.error, restarts: e.restarts, inline: e.inline }, e.inline ? 'verify workers keep dying: verifying on the main thread' : 'verify worker lost and replaced; its signatures are verified again') }
+    })
     return new IngestPipeline({
       store,
       batcher,
@@ -285,7 +291,8 @@ export class Gateway {
       readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: o.logger }),
       counters: this.metrics,
       logger: o.logger,
-      now: Date.now
+      now: Date.now,
+      verifier: verifyPool
     })
   }
 
@@ -441,6 +448,11 @@ export class Gateway {
    * process what was taken, seal the open batch, flush, publish the last acks, close everything.
    * Safe to call twice.
    */
+  /** The pool that verifies record signatures (its stats; tests kill its workers); undefined before start. */
+  get verifyPool (): VerifyPool | undefined {
+    return this.verifyPoolInstance
+  }
+
   async stop (): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return
     this.state = 'stopping'
@@ -474,7 +486,8 @@ export class Gateway {
       ['broker', this.embedded?.close],
       ['anchorer', this.anchorer === undefined ? undefined : async () => await this.anchorer?.close()],
       ['sequencer', this.sequencer === undefined ? undefined : async () => await this.sequencer?.stop()],
-      ['store', this.store === undefined ? undefined : async () => await this.store?.close()]
+      ['store', this.store === undefined ? undefined : async () => await this.store?.close()],
+      ['verify pool', this.verifyPoolInstance === undefined ? undefined : async () => await this.verifyPoolInstance?.close()]
     ]
     for (const [what, step] of steps) {
       if (step === undefined) continue

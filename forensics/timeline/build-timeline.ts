@@ -72,6 +72,12 @@ export interface Timeline {
   shutdowns: Array<{ seq: number, timeMs: number, reason: string }>
   /** Model policies put in force on the device (policy records): version, mode, fleet, sha256 of the signed policy bytes. */
   policies: Array<{ seq: number, timeMs: number, boot: number, version: number, mode: string, fleetId: string, policyHash: string }>
+  /** A person's reviews of decisions, signed by this (reviewing) station: oversight records. The decision is named, not judged (`provenance compliance` judges it). */
+  oversight: Array<{
+    seq: number, timeMs: number, reviewer: string, decisionDeviceId: string, decisionSeq: number, decisionHash: string, verdict: string, reason: string
+  }>
+  /** Starts and ends of uses (session records), with the reference database each names (sha256, or null for none). */
+  sessions: Array<{ seq: number, timeMs: number, phase: string, sessionId: string, referenceName: string, referenceHash: string | null }>
 }
 
 /**
@@ -114,7 +120,9 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     missing: [],
     keyRotations: [],
     shutdowns: [],
-    policies: []
+    policies: [],
+    oversight: [],
+    sessions: []
   }
   const inferences: Array<{ timeMs: number, modelHash: string }> = []
   const decisions = new Map<string | null, number>()
@@ -181,6 +189,14 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
         break
       case 'shutdown': t.shutdowns.push({ ...at, reason: body.reason }); break
       case 'policy': t.policies.push({ ...at, boot: r.boot, version: body.version, mode: body.mode, fleetId: body.fleetId, policyHash: toHex(body.policyHash) }); break
+      case 'oversight':
+        t.oversight.push({
+          ...at, reviewer: body.reviewer, decisionDeviceId: body.decisionDeviceId, decisionSeq: body.decisionSeq, decisionHash: toHex(body.decisionHash), verdict: body.verdict, reason: body.reason
+        })
+        break
+      case 'session':
+        t.sessions.push({ ...at, phase: body.phase, sessionId: body.sessionId, referenceName: body.referenceName, referenceHash: body.referenceHash === null ? null : toHex(body.referenceHash) })
+        break
     }
   }
   t.inferences = inferences.length
