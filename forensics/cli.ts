@@ -47,7 +47,7 @@ Commands:
   export                  export a bundle of a device from a gateway and the chain
   report <bundle.json>    verify and write a single-file HTML report
   replay                  re-run an incident capture through the model and check its commitments
-  dataset hash|verify     OpenSSF model-signing manifests of dataset and model folders (docs/LINEAGE.md)
+  dataset hash|verify|captures  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
 
 Options: --help (on stdout), --version.
@@ -423,6 +423,7 @@ export function formatTimeline (t: Timeline): string {
     ...t.reboots.filter(e => !e.clean).map(e => [e.timeMs, e.seq, `unclean reboot ${e.fromBoot} -> ${e.toBoot} (no shutdown record)`] as [number, number, string]),
     ...t.modelLoads.map(e => [e.timeMs, e.seq, `model load ${e.name === null ? 'UNREGISTERED' : `${e.name} ${String(e.version)}`} ${e.modelHash.slice(0, 12)} (${e.file}, ${e.status}, policy ${e.policy})`] as [number, number, string]),
     ...t.policies.map(e => [e.timeMs, e.seq, `policy v${e.version} ${e.mode} in force (fleet ${e.fleetId}, sha256 ${e.policyHash.slice(0, 12)})`] as [number, number, string]),
+    ...t.dataCaptures.map(e => [e.timeMs, e.seq, `data capture for ${e.dataset}${e.label === null ? '' : ` (${e.label})`}, ${e.sizeBytes} bytes, commitment ${e.commitment.slice(0, 12)}`] as [number, number, string]),
     ...t.gaps.map(e => [e.timeMs, e.seq, `gap ${e.firstSeq}..${e.lastSeq} dropped: ${e.reason}`] as [number, number, string]),
     ...t.keyRotations.map(e => [e.timeMs, e.seq, `key rotation to ${e.keyFingerprint}, valid from ${iso(e.validFromMs)}`] as [number, number, string]),
     ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string])

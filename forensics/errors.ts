@@ -41,5 +41,7 @@ export type ForensicsErrorCode =
   | 'CANONICAL_JSON_INVALID'
   /** Lineage: a trainer key file is not a 32-byte Ed25519 seed (64 hex digits). */
   | 'TRAINER_KEY_INVALID'
+  /** Lineage: a data-captures file is malformed (not JSON, wrong format, bad entry) (docs/LINEAGE.md §5). */
+  | 'CAPTURES_INVALID'
 
 export class ForensicsError extends ProvenanceError<ForensicsErrorCode> {}

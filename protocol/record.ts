@@ -21,10 +21,12 @@ export const RECORD_KINDS = {
   gap: 3,
   'key-rotation': 4,
   shutdown: 5,
-  policy: 6
+  policy: 6,
+  'data-capture': 10
 } as const
 export type RecordKind = keyof typeof RECORD_KINDS
-const KIND_BY_CODE = Object.keys(RECORD_KINDS) as RecordKind[]
+// Codes are assigned per kind, not by position (7-9 belong to other kinds), so the reverse table is a map.
+const KIND_BY_CODE: ReadonlyMap<number, RecordKind> = new Map(Object.entries(RECORD_KINDS).map(([k, c]) => [c, k as RecordKind]))
 
 /** How the device's model policy judged a model when it loaded it. */
 export const POLICY_VERDICTS = { unchecked: 0, approved: 1, unapproved: 2 } as const
@@ -85,7 +87,25 @@ export interface PolicyBody {
   /** SHA-256 of the policy bytes the fleet admin signed (the envelope's first element). */
   policyHash: Uint8Array
 }
-export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody
+/**
+ * A sample the device keeps to feed training (kind 10): a salted commitment to its bytes, so the
+ * record proves which device held which data when, without letting a holder of the record confirm
+ * a guessed sample; disclosing the record's salt with the sample (or its SHA-256) opens it.
+ */
+export interface DataCaptureBody {
+  kind: 'data-capture'
+  /** SHA-256(DATA_CAPTURE_DOMAIN ‖ salt(seq) ‖ SHA-256(sample bytes)): see commitSample. */
+  commitment: Uint8Array
+  /** Bytes of the sample. */
+  sizeBytes: number
+  /** The dataset (id or name) the sample is kept for. */
+  dataset: string
+  /** The sample's label or purpose, or null. */
+  label: string | null
+  /** When the sample was captured (device time, Unix ms); the record's timeMs is when it was recorded. */
+  capturedAtMs: number
+}
+export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody | DataCaptureBody
 
 export interface ProvenanceRecord<B extends RecordBody = RecordBody> {
   deviceId: string
@@ -130,6 +150,7 @@ function bodyToCbor (body: RecordBody): CborValue[] {
     case 'key-rotation': return [body.newPublicKey, body.validFromMs]
     case 'shutdown': return [body.reason]
     case 'policy': return [body.version, POLICY_RECORD_MODES[body.mode], body.fleetId, body.policyHash]
+    case 'data-capture': return [body.commitment, body.sizeBytes, body.dataset, body.label, body.capturedAtMs]
   }
 }
 
@@ -206,7 +227,7 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
   if (!Array.isArray(value) || value.length !== 8) throw new ProtocolError('RECORD_INVALID', 'record must be an array of 8 fields')
   const [version, kindCode, deviceId, boot, seq, timeMs, prev, body] = value as CborValue[]
   if (version !== RECORD_VERSION) throw new ProtocolError('RECORD_INVALID', `unsupported record version ${String(version)}`)
-  const kind = typeof kindCode === 'number' ? KIND_BY_CODE[kindCode] : undefined
+  const kind = typeof kindCode === 'number' ? KIND_BY_CODE.get(kindCode) : undefined
   if (kind === undefined) throw new ProtocolError('RECORD_INVALID', `unknown record kind ${String(kindCode)}`)
   if (!Array.isArray(body)) throw new ProtocolError('RECORD_INVALID', 'body must be an array')
   const record = { deviceId, boot, seq, timeMs, prev, body: bodyFromCbor(kind, body, problems) } as ProvenanceRecord
@@ -215,7 +236,7 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
 }
 
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
-  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4 }
+  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, 'data-capture': 5 }
   if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
   const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
     if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
@@ -245,6 +266,9 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
       const mode = typeof f[1] === 'number' ? POLICY_MODE_BY_CODE[f[1]] : undefined
       if (mode === undefined) problems.push('body.mode: unknown policy mode')
       return { kind, version: f[0] as number, mode: mode ?? 'enforce', fleetId: f[2] as string, policyHash: f[3] as Uint8Array }
+    }
+    case 'data-capture': return {
+      kind, commitment: f[0] as Uint8Array, sizeBytes: f[1] as number, dataset: f[2] as string, label: f[3] as string | null, capturedAtMs: f[4] as number
     }
   }
 }
@@ -309,6 +333,11 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
         checkUint(problems, b.version, 'body.version'); checkText(problems, b.fleetId, 'body.fleetId'); checkBytes(problems, b.policyHash, 'body.policyHash')
         if (!(typeof b.mode === 'string' && b.mode in POLICY_RECORD_MODES)) problems.push('body.mode: unknown policy mode')
         break
+      case 'data-capture':
+        checkBytes(problems, b.commitment, 'body.commitment'); checkUint(problems, b.sizeBytes, 'body.sizeBytes'); checkText(problems, b.dataset, 'body.dataset')
+        if (b.label !== null) checkText(problems, b.label, 'body.label')
+        checkUint(problems, b.capturedAtMs, 'body.capturedAtMs')
+        break
     }
   }
   if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)
@@ -326,6 +355,18 @@ function checkBytes (problems: string[], v: unknown, path: string, length: numbe
 function checkText (problems: string[], v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void {
   if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
   else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
+}
+
+/** Domain of a data-capture commitment (docs/PROTOCOL.md §5.1). */
+export const DATA_CAPTURE_DOMAIN: Uint8Array = new TextEncoder().encode('edge-provenance/data-capture/v1\0')
+
+/**
+ * The salted commitment of a data-capture record: SHA-256(DATA_CAPTURE_DOMAIN ‖ salt ‖ contentHash),
+ * contentHash being the SHA-256 of the sample bytes (what a dataset manifest lists for the file).
+ */
+export function commitSample (salt: Uint8Array, contentHash: Uint8Array): Uint8Array {
+  if (salt.byteLength !== 32 || contentHash.byteLength !== HASH_BYTES) throw new RangeError('salt and content hash must be 32 bytes')
+  return sha256(concat(DATA_CAPTURE_DOMAIN, salt, contentHash))
 }
 
 /** Concatenates byte strings. */

@@ -140,7 +140,8 @@ const body: fc.Arbitrary<RecordBody> = fc.oneof(
     .map(g => ({ ...g, firstSeq: Math.min(g.firstSeq, g.lastSeq), lastSeq: Math.max(g.firstSeq, g.lastSeq) })),
   fc.record({ kind: fc.constant('key-rotation' as const), newPublicKey: hash, validFromMs: uint }),
   fc.record({ kind: fc.constant('shutdown' as const), reason: text(60) }),
-  fc.record({ kind: fc.constant('policy' as const), version: uint, mode: fc.constantFrom('enforce' as const, 'audit' as const), fleetId: text(40), policyHash: hash })
+  fc.record({ kind: fc.constant('policy' as const), version: uint, mode: fc.constantFrom('enforce' as const, 'audit' as const), fleetId: text(40), policyHash: hash }),
+  fc.record({ kind: fc.constant('data-capture' as const), commitment: hash, sizeBytes: uint, dataset: text(40), label: fc.option(text(60), { nil: null }), capturedAtMs: uint })
 )
 const deviceId = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40}$/)
 const record: fc.Arbitrary<ProvenanceRecord> = fc.record({

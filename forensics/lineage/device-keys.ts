@@ -1,0 +1,50 @@
+/**
+ * Device keys for lineage checks (data captures, federated contributions, trace): from a list given
+ * on the command line (offline), or from the ProvenanceRegistry at the chain's latest block.
+ * The registry is loaded on demand, so offline checks load no chain code.
+ */
+import { ForensicsError } from '../errors.js'
+import type { DeviceKeyLookup } from './captures.js'
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+/**
+ * `ID=HEX[:revoked],...`: each device's one key, valid at every time; `:revoked` marks it revoked.
+ * @throws TypeError naming the bad item (a usage error for the CLI).
+ */
+export function parseDeviceKeyList (text: string): DeviceKeyLookup {
+  const keys = new Map<string, { publicKey: Uint8Array, revoked: boolean }>()
+  for (const item of text.split(',').map(s => s.trim()).filter(s => s !== '')) {
+    const m = /^([^=]+)=([0-9a-f]{64})(:revoked)?$/.exec(item)
+    if (m === null || !HEX64.test(m[2] as string)) throw new TypeError(`--device-keys: expected ID=HEX64[:revoked], got ${JSON.stringify(item)}`)
+    keys.set(m[1] as string, { publicKey: new Uint8Array(Buffer.from(m[2] as string, 'hex')), revoked: m[3] !== undefined })
+  }
+  return async (deviceId) => keys.get(deviceId)
+}
+
+/**
+ * Reads keys from the registry (`keyAt(sha256(id), time)`), caching per device and time.
+ * The caller must call `close`.
+ */
+export async function registryDeviceKeys (rpcUrl: string, registryAddress: string): Promise<{ lookup: DeviceKeyLookup, close: () => void }> {
+  const { RegistryClient, RegistryError, createRpcProvider, deviceIdOf } = await import('../../contracts/index.js')
+  const provider = createRpcProvider(rpcUrl)
+  const registry = new RegistryClient(registryAddress, provider)
+  const cache = new Map<string, { publicKey: Uint8Array, revoked: boolean } | undefined>()
+  const lookup: DeviceKeyLookup = async (deviceId, timeMs) => {
+    const k = `${deviceId}@${timeMs}`
+    if (cache.has(k)) return cache.get(k)
+    try {
+      const id = deviceIdOf(deviceId)
+      const device = await registry.getDevice(id)
+      const at = device === undefined ? undefined : await registry.keyAt(id, timeMs)
+      const value = at?.publicKey === undefined ? undefined : { publicKey: new Uint8Array(Buffer.from(at.publicKey.slice(2), 'hex')), revoked: at.revoked }
+      cache.set(k, value)
+      return value
+    } catch (e) {
+      if (e instanceof RegistryError) throw new ForensicsError('RPC_FAILED', `registry: ${e.message}`, { cause: e })
+      throw e
+    }
+  }
+  return { lookup, close: () => { provider.destroy() } }
+}
