@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
 import { runLineageCli } from './lineage/cli.js'
+import { runFlCli } from './lineage/fl-cli.js'
 import { ForensicsError } from './errors.js'
 import pkg from '../package.json' with { type: 'json' }
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
@@ -49,6 +50,7 @@ Commands:
   replay                  re-run an incident capture through the model and check its commitments
   dataset hash|verify|captures  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
+  fl aggregate|contributors  federated rounds: FedAvg of device contributions, and who contributed to a model
 
 Options: --help (on stdout), --version.
 Run "provenance <command> --help" for the options of a command.
@@ -156,9 +158,9 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     })
   }
   const spec = SPECS[command]
-  if (command === 'dataset' || command === 'training') {
+  if (command === 'dataset' || command === 'training' || command === 'fl') {
     try {
-      return await runLineageCli(command, rest, io)
+      return command === 'fl' ? await runFlCli(rest, io) : await runLineageCli(command, rest, io)
     } catch (e) {
       if (e instanceof ProvenanceError) { err(`${e.code}: ${e.message}\n`); return 1 }
       err(`INTERNAL: ${(e as Error)?.stack ?? String(e)}\n`)

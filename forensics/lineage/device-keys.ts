@@ -48,3 +48,29 @@ export async function registryDeviceKeys (rpcUrl: string, registryAddress: strin
   }
   return { lookup, close: () => { provider.destroy() } }
 }
+
+/**
+ * From the LineageRegistry: which of the envelope's key ids are registered, non-revoked trainer keys,
+ * and the statement hash attached to `modelHash` (null: none).
+ * @throws ForensicsError RPC_FAILED
+ */
+export async function lineageRunFacts (rpcUrl: string, lineageAddress: string, keyIds: readonly string[], modelHash: string): Promise<{ trainerKeys: Uint8Array[], registeredStatementHash: string | null }> {
+  const { LineageClient, RegistryError, createRpcProvider } = await import('../../contracts/index.js')
+  const provider = createRpcProvider(rpcUrl)
+  try {
+    const lineage = new LineageClient(lineageAddress, provider)
+    const trainerKeys: Uint8Array[] = []
+    for (const id of keyIds) {
+      if (!HEX64.test(id)) continue
+      const key = await lineage.getTrainerKey('0x' + id)
+      if (key !== undefined && key.revokedAtSec === undefined) trainerKeys.push(new Uint8Array(Buffer.from(id, 'hex')))
+    }
+    const run = await lineage.getTrainingRun('0x' + modelHash)
+    return { trainerKeys, registeredStatementHash: run === undefined ? null : run.statementHash.replace(/^0x/, '').toLowerCase() }
+  } catch (e) {
+    if (e instanceof RegistryError) throw new ForensicsError('RPC_FAILED', `lineage registry: ${e.message}`, { cause: e })
+    throw e
+  } finally {
+    provider.destroy()
+  }
+}
