@@ -48,6 +48,7 @@ Commands:
   export                  export a bundle of a device from a gateway and the chain
   report <bundle.json>    verify and write a single-file HTML report
   replay                  re-run an incident capture through the model and check its commitments
+  trace <bundle.json>     from one record back to its model, training run or round, datasets and contributors
   dataset hash|verify|captures  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
   fl aggregate|contributors  federated rounds: FedAvg of device contributions, and who contributed to a model
@@ -119,6 +120,31 @@ ${VERIFY_OPTIONS}
   --quiet                 no progress on stderr
 
 Exit 0: report written, verdict valid. Exit 1: report written, verdict invalid; or an error.
+`,
+  trace: `usage: provenance trace <bundle.json> --record DEVICE:SEQ (--offline | --rpc-url URL) [options]
+
+Walks from one record of the bundle back to where its model came from, checking every link
+(docs/LINEAGE.md §7): the record and its model-load (signature, hash chain, inclusion proof, as
+verify), the model's registration, the training-run statement or federated round statement naming
+the model (signed by a known trainer, attached to the model on chain), the datasets it names
+(manifest digest, folder re-hashed, field captures) or the contributions it averages (registered,
+non-revoked devices, signatures, commitments). Prints the tree; a broken link names its reason.
+
+${VERIFY_OPTIONS}
+  --record DEVICE:SEQ     the record to trace (an inference or model-load record of the bundle's device)
+  --statements F1,F2      training-run and round statement envelopes; the one naming the model is used
+  --trainer-keys HEX,...  trusted trainer keys (offline)
+  --lineage ADDRESS       with --rpc-url: trainer keys and the model's attached run from the LineageRegistry
+  --device-keys LIST      ID=HEX64[:revoked],... keys of capturing and contributing devices (offline;
+                          online they come from the bundle's registry)
+  --datasets LIST         NAME=MANIFEST[=DIR],... dataset manifests, and folders to re-hash
+  --captures LIST         NAME=CAPTURES.json,... field captures behind a dataset
+  --contributions FILE    the round's contributions
+  --html FILE             also write the HTML report with the lineage diagram
+  --json                  the trace as JSON on stdout
+  --quiet                 no progress on stderr
+
+Exit 0: every link verified. Exit 1: a link is broken (TRACE_BROKEN on stderr), or an error.
 `
 }
 
@@ -133,7 +159,11 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
     gateway: 'string', 'token-file': 'string', 'rpc-url': 'string', registry: 'string', device: 'string', from: 'string', to: 'string', out: 'string',
     concurrency: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   },
-  report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' }
+  report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' },
+  trace: {
+    ...VERIFY_FLAGS, record: 'string', statements: 'string', 'trainer-keys': 'string', lineage: 'string', 'device-keys': 'string', datasets: 'string',
+    captures: 'string', contributions: 'string', html: 'string'
+  }
 }
 
 /**
@@ -175,6 +205,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
       case 'verify': return await runVerify(args, io)
       case 'timeline': return await runTimeline(args, io)
       case 'export': return await runExport(args, io)
+      case 'trace': return await runTrace(args, io)
       default: return await runReport(args, io)
     }
   } catch (e) {
@@ -378,6 +409,73 @@ async function runReport (args: ParsedArgs, io: CliIo): Promise<number> {
     io.stdout(args.flags.has('json') ? JSON.stringify(verdict, null, 2) + '\n' : `report written to ${out}: ${verdict.verdict}\n`)
   }
   if (verdict.verdict === 'invalid') { io.stderr.write(invalidSummary(verdict)); return 1 }
+  return 0
+}
+
+async function runTrace (args: ParsedArgs, io: CliIo): Promise<number> {
+  const path = onePath(args)
+  const options = verifyOptions(args, io)
+  const recordArg = stringFlag(args, 'record')
+  const m = recordArg === undefined ? null : /^(.+):(\d{1,15})$/.exec(recordArg)
+  if (m === null) throw new UsageError('--record DEVICE:SEQ is required')
+  const bundle = await readBundleFile(path)
+  if (m[1] !== bundle.device.id) throw new UsageError(`the bundle is of device ${bundle.device.id}, not ${m[1] as string}`)
+  const { parseDeviceKeyList, registryDeviceKeys, lineageRunFacts } = await import('./lineage/device-keys.js')
+  const { readBounded } = await import('./lineage/cli.js')
+  const { parseCaptures, DEFAULT_CAPTURES_MAX_BYTES } = await import('./lineage/captures.js')
+  const { parseContributions, DEFAULT_CONTRIBUTIONS_MAX_BYTES } = await import('./lineage/federated.js')
+  const { traceRecord, formatTrace } = await import('./lineage/trace.js')
+  const list = (name: string): string[] => (stringFlag(args, name) ?? '').split(',').map(x => x.trim()).filter(x => x !== '')
+  const statements = await Promise.all(list('statements').map(async f => await readBounded(f, 16 * 1024 * 1024)))
+  const captures = new Map<string, Uint8Array>()
+  for (const item of list('captures')) {
+    const eq = item.indexOf('=')
+    if (eq < 1) throw new UsageError(`--captures: expected NAME=FILE, got ${JSON.stringify(item)}`)
+    captures.set(item.slice(0, eq), await readBounded(item.slice(eq + 1), DEFAULT_CAPTURES_MAX_BYTES))
+  }
+  const datasets = []
+  for (const item of list('datasets')) {
+    const [name, manifest, dir, ...extra] = item.split('=')
+    if (name === undefined || name === '' || manifest === undefined || manifest === '' || extra.length > 0) throw new UsageError(`--datasets: expected NAME=MANIFEST[=DIR], got ${JSON.stringify(item)}`)
+    const c = captures.get(name)
+    datasets.push({ name, manifest: await readBounded(manifest, 256 * 1024 * 1024), ...(dir === undefined ? {} : { dir }), ...(c === undefined ? {} : { captures: parseCaptures(c) }) })
+  }
+  const contributionsPath = stringFlag(args, 'contributions')
+  const contributions = contributionsPath === undefined ? undefined : parseContributions(await readBounded(contributionsPath, DEFAULT_CONTRIBUTIONS_MAX_BYTES))
+  const keysFlag = stringFlag(args, 'trainer-keys')
+  const lineage = stringFlag(args, 'lineage')
+  const trainerKeys = keysFlag === undefined ? [] : keysFlag.split(',').map(k => {
+    if (!/^[0-9a-f]{64}$/.test(k)) throw new UsageError('--trainer-keys: 64 lower-case hex digits each')
+    return new Uint8Array(Buffer.from(k, 'hex'))
+  })
+  if (lineage !== undefined && options.rpcUrl === undefined) throw new UsageError('--lineage needs --rpc-url')
+  if (lineage !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(lineage)) throw new UsageError('--lineage must be a 0x-hex address')
+  const deviceKeys = stringFlag(args, 'device-keys')
+  let keyAt
+  let close = (): void => {}
+  if (deviceKeys !== undefined) {
+    try { keyAt = parseDeviceKeyList(deviceKeys) } catch (e) { throw new UsageError((e as Error).message) }
+  } else if (options.rpcUrl !== undefined) {
+    const keys = await registryDeviceKeys(options.rpcUrl, bundle.chain.registry)
+    keyAt = keys.lookup
+    close = keys.close
+  }
+  let trace
+  try {
+    trace = await traceRecord({
+      bundle, seq: Number(m[2]), verify: options, statements, trainerKeys, datasets,
+      ...(contributions === undefined ? {} : { contributions }),
+      ...(keyAt === undefined ? {} : { keyAt }),
+      ...(lineage === undefined ? {} : { lineageFacts: async (keyIds: string[], modelHash: string) => await lineageRunFacts(options.rpcUrl as string, lineage, keyIds, modelHash) })
+    })
+  } finally { close() }
+  const htmlOut = stringFlag(args, 'html')
+  if (htmlOut !== undefined) {
+    const verdict = await verifyBundle(bundle, options)
+    await writeOut(htmlOut, renderReport({ bundle, verdict, timeline: buildTimeline(bundle), lineage: trace }))
+  }
+  io.stdout(args.flags.has('json') ? JSON.stringify(trace, null, 2) + '\n' : formatTrace(trace))
+  if (!trace.ok) { io.stderr.write(`TRACE_BROKEN: ${trace.broken.join('; ')}\n`); return 1 }
   return 0
 }
 

@@ -49,5 +49,7 @@ export type ForensicsErrorCode =
   | 'FL_CONTRIBUTIONS_INVALID'
   /** Federated: no contribution of the round was accepted, so there is nothing to aggregate. */
   | 'FL_NO_ACCEPTED_CONTRIBUTION'
+  /** Trace: the bundle has no decodable record with the seq asked for. */
+  | 'TRACE_RECORD_UNKNOWN'
 
 export class ForensicsError extends ProvenanceError<ForensicsErrorCode> {}

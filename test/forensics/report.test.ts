@@ -3,7 +3,6 @@
 // timeline, models, anchors and proofs; the page has no script and loads nothing; hostile text
 // from records is escaped; keys and envelopes never appear. No chain needed.
 import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { toHex } from '../../protocol/index.js'
@@ -12,6 +11,7 @@ import { verifyBundle } from '../../forensics/verify/index.js'
 import { renderReport } from '../../forensics/report/index.js'
 import { fakeHash, makeMixedChain, sampleInference } from '../helpers/records.js'
 import { makeTempDir } from '../helpers/tmp.js'
+import { chromium as runChromium, hasChromium } from '../helpers/chromium.js'
 import { clone, offlineBundle } from '../helpers/forensics-fixture.js'
 
 const HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -28,25 +28,7 @@ const dir = await makeTempDir(t, 'forensics-report-')
 const page = join(dir, 'report.html')
 await writeFile(page, html)
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync']
-
-/** Runs chromium with a fresh profile; resolves with its stdout. */
-async function chromium (args: string[]): Promise<string> {
-  const profile = await makeTempDir(t, 'chromium-profile-')
-  const child = spawn('chromium', [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
-  clearTimeout(timer)
-  if (code !== 0) throw new Error(`chromium exited ${String(code)}: ${stderr.slice(-2000)}`)
-  return stdout
-}
-
-const hasChromium = spawnSync('chromium', ['--version'], { stdio: 'ignore' }).status === 0
+const chromium = async (args: string[]): Promise<string> => await runChromium(t, args)
 if (!hasChromium) t.fail('chromium is not installed: run scripts/ensure-system-deps.sh (apt-get install chromium)')
 
 t.test('behavior: headless Chromium shows the verdict, a row per failure, the SVG timeline and the tables', { skip: !hasChromium }, async t => {
