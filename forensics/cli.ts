@@ -49,7 +49,7 @@ Commands:
   report <bundle.json>    verify and write a single-file HTML report
   replay                  re-run an incident capture through the model and check its commitments
   trace <bundle.json>     from one record back to its model, training run or round, datasets and contributors
-  dataset hash|verify|captures  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
+  dataset hash|verify|captures|register  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
   fl aggregate|contributors  federated rounds: FedAvg of device contributions, and who contributed to a model
 

@@ -122,6 +122,9 @@ then datasets, base model, output model, code revision and environment. Signatur
 const SPECS: Record<string, Record<string, FlagKind>> = {
   'dataset hash': { out: 'string', name: 'string', ignore: 'string', 'shard-size': 'string', workers: 'string', root: 'string', 'follow-symlinks': 'boolean', json: 'boolean', quiet: 'boolean', help: 'boolean' },
   'dataset verify': { manifest: 'string', workers: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean' },
+  'dataset register': {
+    manifest: 'string', 'dataset-version': 'string', name: 'string', parent: 'string', uri: 'string', 'rpc-url': 'string', lineage: 'string', 'key-file': 'string', json: 'boolean', help: 'boolean'
+  },
   'dataset captures': { manifest: 'string', captures: 'string', 'device-keys': 'string', 'rpc-url': 'string', registry: 'string', json: 'boolean', help: 'boolean' },
   'training record': {
     model: 'string', name: 'string', 'manifest-hash': 'string', 'model-manifest': 'string', 'base-model': 'string', datasets: 'string', hyperparameters: 'string',
@@ -134,7 +137,7 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
 }
 
 const GROUP_USAGE: Record<string, string> = {
-  dataset: 'usage: provenance dataset <hash|verify|captures> [options]   (run "provenance dataset <sub> --help")\n',
+  dataset: 'usage: provenance dataset <hash|verify|captures|register> [options]   (run "provenance dataset <sub> --help")\n',
   training: 'usage: provenance training <record|verify|diff> [options]   (run "provenance training <sub> --help")\n'
 }
 
@@ -154,18 +157,19 @@ export async function runLineageCli (group: 'dataset' | 'training', argv: readon
   if (spec === undefined) { io.stderr.write(`usage: unknown command "${command}"\n\n${GROUP_USAGE[group] as string}`); return 2 }
   try {
     const args = parseArgs(rest, spec)
-    if (args.flags.has('help')) { io.stdout(USAGE[command] as string); return 0 }
+    if (args.flags.has('help')) { io.stdout(command === 'dataset register' ? (await import('./register.js')).REGISTER_USAGE : USAGE[command] as string); return 0 }
     switch (command) {
       case 'dataset hash': return await runDatasetHash(args, io)
       case 'dataset verify': return await runDatasetVerify(args, io)
       case 'dataset captures': return await runDatasetCaptures(args, io)
+      case 'dataset register': return await (await import('./register.js')).runDatasetRegister(args, io)
       case 'training record': return await runTrainingRecord(args, io)
       case 'training verify': return await runTrainingVerify(args, io)
       default: return await runTrainingDiff(args, io)
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`usage: ${e.message}\n\n${USAGE[command] as string}`)
+      io.stderr.write(`usage: ${e.message}\n\n${command === 'dataset register' ? (await import('./register.js')).REGISTER_USAGE : USAGE[command] as string}`)
       return 2
     }
     throw e

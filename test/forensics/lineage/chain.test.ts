@@ -2,7 +2,7 @@
 // registered through LineageRegistry, verifies end to end; an unknown or revoked trainer key, an
 // unregistered dataset and a model whose registered run differs each fail with their reason.
 import t from 'tap'
-import { mkdir, writeFile, readFile } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { Wallet } from 'ethers'
@@ -93,4 +93,26 @@ t.test('error: an unreachable node is RPC_FAILED', async t => {
   const r = await run(['training', 'verify', m.envelope, '--rpc-url', 'http://127.0.0.1:9', '--lineage', address])
   t.equal(r.code, 1)
   t.match(r.stderr, /^RPC_FAILED: /)
+})
+
+t.test('behavior: provenance dataset register writes a child version by the curator; a non-curator is refused with REGISTRY_UNAUTHORIZED', async t => {
+  await writeFile(join(dir, 'ds', 'b.csv'), 'x\n2\n')
+  t.teardown(async () => { await rm(join(dir, 'ds', 'b.csv')) })
+  const hashed = await run(['dataset', 'hash', join(dir, 'ds'), '--out', join(dir, 'm-v2.json'), '--name', 'ds'])
+  t.equal(hashed.code, 0, hashed.stderr)
+  await writeFile(join(dir, 'curator.key'), curator.privateKey.slice(2) + '\n', { mode: 0o600 })
+  await writeFile(join(dir, 'other.key'), (chain.anvil.accounts[6] as { privateKey: string }).privateKey + '\n', { mode: 0o600 })
+  const args = (key: string): string[] => ['dataset', 'register', '--manifest', join(dir, 'm-v2.json'), '--dataset-version', '2', '--parent', join(dir, 'm.json'),
+    '--uri', 'file:///data/ds', '--rpc-url', chain.anvil.rpcUrl, '--lineage', address, '--key-file', join(dir, key), '--json']
+  const refused = await run(args('other.key'))
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /^REGISTRY_UNAUTHORIZED: /)
+  const ok = await run(args('curator.key'))
+  t.equal(ok.code, 0, ok.stderr)
+  const out = JSON.parse(ok.stdout) as { datasetHash: string, parentHash: string, curator: string }
+  t.equal(out.parentHash, datasetHash.slice(2))
+  const info = await lineage.getDataset('0x' + out.datasetHash)
+  t.match(info, { parentHash: datasetHash, curator: curator.address }, 'on chain: parent and curator')
+  const usage = await run(['dataset', 'register', '--manifest', join(dir, 'm-v2.json')])
+  t.equal(usage.code, 2)
 })
