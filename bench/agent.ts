@@ -188,7 +188,7 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
   for (let i = 0; i < 3; i++) {
     await session.run(feeds)
     const { outputs } = await model.run(feeds)
-    outputBytes = Object.values(outputs).reduce((n, t) => n + ((t as ort.Tensor).data as Float32Array).byteLength, 0)
+    outputBytes = Object.values(outputs).reduce((n, t) => n + (t.data as Float32Array).byteLength, 0)
   }
   const histogram = monitorEventLoopDelay({ resolution: 1 })
   let busyMs = 0

@@ -165,7 +165,7 @@ export async function main (): Promise<GatewayBenchResult> {
 
     process.stderr.write(`gateway bench: publisher signing ${DEVICES * RECORDS_PER_DEVICE} records…\n`)
     const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--publisher', broker.url, String(Date.now())], { stdio: ['pipe', 'pipe', 'inherit'] })
-    cleanups.push(async () => { child.kill('SIGKILL') })
+    cleanups.push(() => { child.kill('SIGKILL'); return Promise.resolve() })
     const lines = createInterface({ input: child.stdout })
     const nextLine = async (): Promise<string> => await new Promise(resolve => lines.once('line', resolve))
     if (await nextLine() !== 'ready') throw new Error('publisher did not start')

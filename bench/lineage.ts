@@ -44,7 +44,7 @@ async function openssl (files: readonly string[]): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const child = spawn('openssl', ['dgst', '-sha256', ...files.slice(i, i + 2000)], { stdio: ['ignore', 'ignore', 'inherit'] })
       child.on('error', reject)
-      child.on('exit', code => { code === 0 ? resolve() : reject(new Error(`openssl exited ${String(code)}`)) })
+      child.on('exit', code => { if (code === 0) resolve(); else reject(new Error(`openssl exited ${String(code)}`)) })
     })
   }
 }

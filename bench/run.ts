@@ -31,7 +31,7 @@ for (const name of names) {
     console.error(`bench ${name} failed: ${(e as Error).stack ?? String(e)}`)
   }
 }
-machine.loadEnd = loadavg()[0] as number
+machine.loadEnd = loadavg()[0] ?? 0
 const outDir = fileURLToPath(new URL('./out/', import.meta.url))
 await mkdir(outDir, { recursive: true })
 const report = JSON.stringify({ at: new Date().toISOString(), machine, underLoad: Math.max(machine.loadStart, machine.loadEnd) > machine.cores, results }, null, 2)

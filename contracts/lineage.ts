@@ -11,7 +11,7 @@ import { registryInterface, type TxResult } from './registry.js'
 
 export const LINEAGE_ABI: readonly unknown[] = artifact.abi
 export const LINEAGE_BYTECODE: string = artifact.bytecode
-export const lineageInterface = new Interface(artifact.abi as ConstructorParameters<typeof Interface>[0])
+export const lineageInterface = new Interface(artifact.abi)
 
 /**
  * Role ids of LineageRegistry. `modelPublisher` counts here or in the ProvenanceRegistry (held here

@@ -16,7 +16,7 @@ import { ContractCalls, contractError } from './contract-calls.js'
 /** ABI and creation bytecode of the committed build (contracts/build/ProvenanceRegistry.json). */
 export const REGISTRY_ABI: readonly unknown[] = artifact.abi
 export const REGISTRY_BYTECODE: string = artifact.bytecode
-export const registryInterface = new Interface(artifact.abi as ConstructorParameters<typeof Interface>[0])
+export const registryInterface = new Interface(artifact.abi)
 
 /** Role ids, as the contract computes them (DEFAULT_ADMIN_ROLE is 0x00…00). */
 export const REGISTRY_ROLES = {
@@ -451,7 +451,7 @@ export class RegistryClient {
 
 function roleId (role: RoleName | BytesLike): string {
   if (typeof role === 'string' && role in REGISTRY_ROLES) return REGISTRY_ROLES[role as RoleName]
-  return toBytes32(role as BytesLike, 'role')
+  return toBytes32(role, 'role')
 }
 
 function toBytes32 (value: BytesLike, what: string): string {

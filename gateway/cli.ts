@@ -265,12 +265,13 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     const file = config[fileField]
     delete config[fileField]
     if (file === undefined) continue
+    if (typeof file !== 'string') throw configError(`${fileField} must be a path`)
     if (config[field] !== undefined) throw configError(`give ${field} or ${fileField}, not both`)
     try {
-      config[field] = (await readFile(file as string, 'utf8')).trim()
+      config[field] = (await readFile(file, 'utf8')).trim()
     } catch (e) {
       // The path may be logged; the content never is.
-      throw configError(`cannot read ${fileField} ${String(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
+      throw configError(`cannot read ${fileField} ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
     }
   }
   return config

@@ -161,7 +161,7 @@ export class Gateway {
       log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
     }
     const anchorer = this.anchorer
-    const proofs = this.proofs = new ProofService({ store, receiptSigner: logKey.signer, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
+    this.proofs = new ProofService({ store, receiptSigner: logKey.signer, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)

@@ -9,6 +9,7 @@ import { ProtocolError, ProvenanceError } from './errors.js'
 import { HASH_BYTES, sha256 } from './hash.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
 import { MAX_TENSOR_RANK, SALT_BYTES, TENSOR_DTYPES, commitDigest, type TensorDtype, type TensorLike } from './tensor.js'
+import { isArray } from './guards.js'
 
 /** Codes of capture encoding and decoding. */
 export type CaptureErrorCode =
@@ -87,7 +88,7 @@ export function captureTensor (name: string, tensor: TensorLike): CapturedTensor
     throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": unsupported dtype ${String(tensor.type)}`)
   }
   const dtype = tensor.type as TensorDtype
-  const dims = Array.isArray(tensor.dims) ? [...tensor.dims] : []
+  const dims = isArray(tensor.dims) ? [...tensor.dims] : []
   const elements = Array.isArray(tensor.dims) && dims.length <= MAX_TENSOR_RANK ? countElements(dims) : undefined
   if (elements === undefined) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": bad dims`)
   if (dtype === 'string') {
@@ -95,7 +96,7 @@ export function captureTensor (name: string, tensor: TensorLike): CapturedTensor
     if (!Array.isArray(values) || values.length !== elements || !values.every(v => typeof v === 'string')) {
       throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": string tensor needs ${elements} strings`)
     }
-    return { name, dtype, dims, data: encodeStrings(values as string[]) }
+    return { name, dtype, dims, data: encodeStrings(values) }
   }
   const data = tensor.data
   if (!ArrayBuffer.isView(data) || data.byteLength !== elements * elementBytes(dtype)) {

@@ -31,7 +31,7 @@ const encoder = new Encoder({
   pack: false,
   structuredClone: false,
   variableMapSize: true
-} as ConstructorParameters<typeof Encoder>[0])
+})
 
 const UINT32_MAX = 0xffff_ffff
 // With the u flag a surrogate pair is one code point, so this matches unpaired surrogates only.
@@ -256,7 +256,7 @@ function write (out: Buffer, o: number, value: CborValue): number {
     out.set(value, o)
     return o + value.byteLength
   }
-  const items = value as readonly CborValue[]
+  const items = value
   o = writeHead(out, o, 4, items.length)
   for (const v of items) o = write(out, o, v)
   return o

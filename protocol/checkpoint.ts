@@ -35,6 +35,7 @@
  */
 import { ProtocolError } from './errors.js'
 import { HASH_BYTES, inclusionProofLength, verifyInclusion } from './merkle.js'
+import { isArray } from './guards.js'
 
 /** First line of a proof file. */
 export const PROOF_HEADER = 'c2sp.org/tlog-proof@v1'
@@ -59,7 +60,7 @@ const EXTRA_KEY = /^[a-z0-9][a-z0-9._-]{0,63}$/
 const EXTRA_VALUE = /^[\x21-\x7e]+$/
 // C0 controls, DEL, C1 controls, Unicode line separators and the byte order mark (which would
 // silently become part of the origin): never part of a line we accept.
-// eslint-disable-next-line no-control-regex
+ 
 const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029\uFEFF]/
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
@@ -106,7 +107,7 @@ export function formatCheckpoint (checkpoint: Checkpoint): string {
   }
   if (!Number.isSafeInteger(size) || size < 0) throw new RangeError('checkpoint size must be a safe non-negative integer')
   requireHash(rootHash, 'checkpoint rootHash')
-  if (!Array.isArray(extensions) || extensions.length > MAX_EXTENSION_LINES ||
+  if (!isArray(extensions) || extensions.length > MAX_EXTENSION_LINES ||
       !extensions.every((l) => typeof l === 'string' && isValidLine(l, MAX_EXTENSION_CHARS))) {
     throw new RangeError(`checkpoint extensions must be at most ${MAX_EXTENSION_LINES} non-empty lines`)
   }

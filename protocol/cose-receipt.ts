@@ -94,7 +94,7 @@ export function receiptToBeSigned (protectedHeader: Uint8Array, root: Uint8Array
 export function encodeInclusionProof (treeSize: number, leafIndex: number, path: readonly Uint8Array[]): Uint8Array {
   // The direct writer: same bytes as cbor-x (a property test in cbor.test.ts holds them equal), a
   // third of the time, and a gateway writes one per record.
-  return encodeCanonicalDirect([treeSize, leafIndex, path as CborValue[]])
+  return encodeCanonicalDirect([treeSize, leafIndex, path])
 }
 
 /** The signed part of every receipt of one batch: the signature covers the root only. */

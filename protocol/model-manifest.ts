@@ -329,9 +329,9 @@ class TensorCollector {
 }
 
 function refuseExternal (tensor: onnx.ITensorProto, where: string): void {
-  // DataLocation EXTERNAL = 1. Those bytes live in another file that onnxruntime would open by
+  // DataLocation EXTERNAL: those bytes live in another file that onnxruntime would open by
   // path after we hashed this one: exactly the time-of-check/time-of-use gap we exist to close.
-  if (tensor.dataLocation === 1 || (tensor.externalData?.length ?? 0) > 0) {
+  if (tensor.dataLocation === onnxProto.onnx.TensorProto.DataLocation.EXTERNAL || (tensor.externalData?.length ?? 0) > 0) {
     throw new ModelError('MODEL_EXTERNAL_DATA', `tensor '${where}' keeps its data in an external file`)
   }
 }

@@ -16,6 +16,7 @@ import { ProtocolError } from './errors.js'
 import { verifySignature, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, type Signer, type VerifierBackend } from './ed25519.js'
 import { sha256 } from './hash.js'
 import { formatCheckpoint, parseCheckpoint, MAX_CHECKPOINT_BYTES, type Checkpoint } from './checkpoint.js'
+import { isArray } from './guards.js'
 
 /** Signature type byte of Ed25519 in key IDs and verifier keys (C2SP signed-note §Signature types). */
 export const NOTE_ED25519_TYPE = 0x01
@@ -34,7 +35,7 @@ const BLANK_LINE = Buffer.from('\n\n', 'latin1')
 // which Go accepts in a name, so the class is spelled out.
 const UNICODE_SPACE = /[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]/
 // C2SP: no ASCII control characters other than newline anywhere in a signed note.
-// eslint-disable-next-line no-control-regex
+ 
 const CONTROL = /[\x00-\x09\x0b-\x1f]/
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const KEY_ID_HEX = /^[0-9a-f]{8}$/
@@ -283,7 +284,7 @@ function noteBytes (input: unknown): Buffer {
 const mapKey = (name: string, keyId: number): string => `${keyId.toString(16)} ${name}`
 
 function indexKeys (keys: readonly NoteVerifierKey[]): Map<string, NoteVerifierKey> {
-  if (!Array.isArray(keys)) throw new TypeError('keys must be an array of NoteVerifierKey')
+  if (!isArray(keys)) throw new TypeError('keys must be an array of NoteVerifierKey')
   const known = new Map<string, NoteVerifierKey>()
   for (const k of keys) {
     requireName(k.name)

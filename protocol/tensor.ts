@@ -7,6 +7,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import { endianness } from 'node:os'
 import { ProtocolError } from './errors.js'
+import { isArray } from './guards.js'
 
 /** Tensor element types, named as onnxruntime names them, coded as ONNX TensorProto.DataType. */
 export const TENSOR_DTYPES = {
@@ -99,7 +100,7 @@ export function canonicalTensor (name: string, tensor: TensorLike): CanonicalTen
   const dtypeCode = (TENSOR_DTYPES as Record<string, number>)[tensor.type]
   if (dtypeCode === undefined) throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": unsupported dtype ${String(tensor.type)}`)
   const dims = tensor.dims
-  if (!Array.isArray(dims) || dims.length > MAX_TENSOR_RANK) {
+  if (!isArray(dims) || dims.length > MAX_TENSOR_RANK) {
     throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": rank must be at most ${MAX_TENSOR_RANK}`)
   }
   let elements = 1

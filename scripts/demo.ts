@@ -133,7 +133,7 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
     console.log(`  ${health.confirmedThrough} batch(es) anchored; every record through seq ${uplink.status().anchoredSeq} is on chain`)
 
     step('investigator: export the device history from the gateway and the chain, verify it')
-    const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken as string, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: DEVICE })
+    const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken, rpcUrl: chain.anvil.rpcUrl, registry, deviceId: DEVICE })
     await mkdir(outDir, { recursive: true })
     const bundlePath = join(outDir, 'bundle.json')
     await writeFile(bundlePath, encodeBundle(bundle))

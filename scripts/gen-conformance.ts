@@ -90,7 +90,7 @@ function bundleOf (b: ChainBuilder, o: BundleOptions = {}): Bundle {
     createdAtMs: 1_700_000_100_000,
     device: {
       id: b.deviceId,
-      keys: b.keys.map((k, i) => ({ publicKey: toHex(k.publicKey), validFromMs: k.validFromMs, ...(i + 1 < b.keys.length ? { validUntilMs: b.keys[i + 1]?.validFromMs as number } : {}) }))
+      keys: b.keys.map((k, i) => ({ publicKey: toHex(k.publicKey), validFromMs: k.validFromMs, ...(i + 1 < b.keys.length ? { validUntilMs: b.keys[i + 1]?.validFromMs } : {}) }))
     },
     chain: { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 42, readAtBlockHash: '0x' + toHex(fakeHash('block/42')) },
     models: MODELS,

@@ -81,7 +81,6 @@ t.test('behavior: a device withholding seq 0 and flooding 58 KiB records holds a
   await sampler.stop()
   await sleep(2000)
   const after = await rssOf(pid)
-  const m = await metricsOf(child)
   t.ok(max.pending <= PENDING_PER_DEVICE, `pending held at most ${(max.pending / MIB).toFixed(1)} MiB (budget ${PENDING_PER_DEVICE / MIB} MiB)`)
   // One message can arrive while the reader is about to pause: one payload's count over the budget.
   t.ok(max.backlog <= BACKLOG_BYTES + 4 * MIB * 3, `backlog held at most ${(max.backlog / MIB).toFixed(1)} MiB (budget ${BACKLOG_BYTES / MIB} MiB)`)

@@ -61,7 +61,7 @@ export const AGENT_PROGRAM: CliProgram = {
     run: async (ctx) => {
       const runner = await (RUNNERS[c.path.join(' ')] as () => Promise<Runner>)()
       // ctx.io is the io runCli was given (the agent's CliIo, with its signal source).
-      await runner(ctx.values as OptionValues, ctx.io as CliIo)
+      await runner(ctx.values as OptionValues, ctx.io)
       return undefined
     }
   }))

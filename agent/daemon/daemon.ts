@@ -388,7 +388,7 @@ export class Daemon {
     slot.inflight.add(pending)
     try {
       const { outputs, record } = await pending
-      return { model: name, modelHash: model.loaded.fileHashHex, outputs: outputs as Record<string, Tensor>, record }
+      return { model: name, modelHash: model.loaded.fileHashHex, outputs, record }
     } finally {
       slot.inflight.delete(pending)
     }

@@ -16,7 +16,6 @@ export function createAgentMetrics (status: () => Promise<DaemonStatus>): Regist
   // One status read per scrape, shared by every gauge's collect().
   const current = async (): Promise<DaemonStatus> => (last ??= status().finally(() => { setImmediate(() => { last = undefined }) }))
   const gauge = (name: string, help: string, read: (s: DaemonStatus, g: Gauge) => void, labelNames: string[] = []): void => {
-    // eslint-disable-next-line no-new
     new Gauge({ name: PREFIX + name, help, labelNames, registers: [registry], async collect () { read(await current(), this) } })
   }
   gauge('info', 'Always 1; the labels name the device, agent version and firmware profile', (s, g) => {

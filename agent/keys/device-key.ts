@@ -5,7 +5,7 @@
  * by others, and never logged.
  */
 import { randomBytes } from 'node:crypto'
-import { constants, promises as fs } from 'node:fs'
+import { promises as fs } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createSigner, equalBytes, fromHex, toHex, type Signer } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
@@ -118,7 +118,7 @@ function parseKeyFile (text: string, path: string): KeyFileContent {
   } catch (cause) {
     throw new AgentError('KEY_INVALID', `key file ${path} is not JSON`, { cause })
   }
-  const d = doc as { v?: unknown, seed?: unknown, saltSecret?: unknown, createdMs?: unknown, history?: unknown, pending?: unknown } | null
+  const d = doc as { v?: unknown, seed?: unknown, saltSecret?: unknown, createdMs?: unknown, history?: unknown, pending?: { previousSeed?: unknown, rotationSeq?: unknown } | null } | null
   const hex64 = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)
   const uint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
   const problems: string[] = []
@@ -140,15 +140,15 @@ function parseKeyFile (text: string, path: string): KeyFileContent {
       if (!hex64(h?.publicKey)) problems.push(`history[${i}].publicKey`)
       if (!uint(h?.validFromMs)) problems.push(`history[${i}].validFromMs`)
       else if (i === 0 && h?.validFromMs !== 0) problems.push('history[0].validFromMs: the first key is valid from 0')
-      else if (i > 0 && (history[i - 1]?.validFromMs ?? Infinity) >= (h?.validFromMs as number)) problems.push(`history[${i}].validFromMs: not after history[${i - 1}]`)
-      history.push({ publicKey: hex64(h?.publicKey) ? fromHex(h?.publicKey as string) : new Uint8Array(32), validFromMs: uint(h?.validFromMs) ? h?.validFromMs as number : 0 })
+      else if (i > 0 && (history[i - 1]?.validFromMs ?? Infinity) >= h?.validFromMs) problems.push(`history[${i}].validFromMs: not after history[${i - 1}]`)
+      history.push({ publicKey: hex64(h?.publicKey) ? fromHex(h?.publicKey) : new Uint8Array(32), validFromMs: uint(h?.validFromMs) ? h?.validFromMs : 0 })
     })
     const last = history[history.length - 1]
     if (last !== undefined && !equalBytes(last.publicKey, publicKey)) problems.push('history: the last key is not the key of seed')
   }
   let pending: PendingRotation | undefined
   if (d.pending !== undefined) {
-    const p = d.pending as { previousSeed?: unknown, rotationSeq?: unknown } | null
+    const p = d.pending
     if (!hex64(p?.previousSeed) || !uint(p?.rotationSeq)) {
       problems.push('pending')
     } else {

@@ -64,10 +64,10 @@ export class KeyRing {
     // With a rotation pending, the old key is in force until recover() has looked at the log.
     this.current = createSigner(content.pending?.previousSeed ?? content.seed)
     this.floorMs = lastPeriod(this.confirmedHistory()).validFromMs
-    const ring = this
+    const current = (): Signer => this.current
     this.signer = {
-      get publicKey () { return ring.current.publicKey },
-      sign: (message: Uint8Array) => ring.sign(message)
+      get publicKey () { return current().publicKey },
+      sign: (message: Uint8Array) => this.sign(message)
     }
     this.clock = () => this.now()
   }
@@ -100,13 +100,14 @@ export class KeyRing {
 
   /** The DeviceKey view for ProvenanceAgent: its signer and public key follow rotations. */
   toDeviceKey (): DeviceKey {
-    const ring = this
+    const publicKey = (): Uint8Array => this.publicKey
+    const history = (): DeviceKey['history'] => this.history
     return {
       signer: this.signer,
-      get publicKey () { return ring.publicKey },
+      get publicKey () { return publicKey() },
       saltSecret: this.content.saltSecret,
       createdMs: this.content.createdMs,
-      get history () { return ring.history }
+      get history () { return history() }
     }
   }
 

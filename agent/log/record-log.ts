@@ -254,7 +254,7 @@ export class RecordLog {
       await this.makeRoom(signed.envelope.byteLength)
       await this.ready()
       // makeRoom awaited: a write may have failed meanwhile and left the disk full.
-      if ((this.state as LogState) === 'disk-full' && !newBoot) return await this.appendDropped(newBoot, build)
+      if (this.state === 'disk-full' && !newBoot) return await this.appendDropped(newBoot, build)
       this.sealDrops()
       // Others may have appended (or a gap record was written) meanwhile: sign again after the tip.
       signed = this.sign(this.tip.boot + (newBoot ? 1 : 0), build)

@@ -71,7 +71,7 @@ async function run (session: InferenceSession, id: number, feeds: readonly WireT
     const transfer = new Set<ArrayBuffer>()
     for (const name of Object.keys(outputs)) {
       const t = outputs[name] as Tensor
-      wire.push({ name, type: t.type, dims: t.dims, data: t.data as WireTensor['data'] })
+      wire.push({ name, type: t.type, dims: t.dims, data: t.data })
       if (ArrayBuffer.isView(t.data)) for (const b of transferable(t.data)) transfer.add(b)
     }
     send({ op: 'result', id, outputs: wire, digests, runUs }, [...transfer])

@@ -139,7 +139,7 @@ export class WorkerSession implements ModelSession {
 
   /** Runs the model in the worker; the bare run, without any digest. */
   async run (feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType> {
-    const wire = Object.entries(feeds).map(([name, t]) => toWireTensor(name, t as Tensor, false))
+    const wire = Object.entries(feeds).map(([name, t]) => toWireTensor(name, t, false))
     return (await this.post(wire, false)).outputs
   }
 

@@ -188,15 +188,16 @@ export class Uplink {
     }
   }
 
-  /** Connects (in the background: an unreachable broker is retried, never thrown). */
-  async start (): Promise<void> {
-    if (this.running) return
+  /** Connects (in the background: an unreachable broker is retried, never thrown). Returns a promise for callers that treat uplinks alike. */
+  start (): Promise<void> {
+    if (this.running) return Promise.resolve()
     this.running = true
     this.unsubscribe = this.o.log.onDurable(() => this.poke())
     if (this.acks.mode === 'keep-all') {
       this.logger.warn({ deviceId: this.o.deviceId }, 'no gateway public key configured: acks are not trusted and delete nothing; records stay until the disk budget decides (set gatewayPublicKeys)')
     }
     this.connect()
+    return Promise.resolve()
   }
 
   private connect (): void {

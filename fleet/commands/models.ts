@@ -32,7 +32,7 @@ async function modelHashOf (ctx: CliContext): Promise<{ hash: string, identity?:
 const PAST = { approve: 'approved', deprecate: 'deprecated', revoke: 'revoked' } as const
 
 function statusCommand (verb: 'approve' | 'deprecate' | 'revoke'): CliCommandSpec {
-  const method = `${verb}Model` as 'approveModel' | 'deprecateModel' | 'revokeModel'
+  const method = `${verb}Model` as const
   const summaries = {
     approve: 'Approve a registered model (registered → approved).',
     deprecate: 'Deprecate a model (registered | approved → deprecated).',

@@ -169,7 +169,7 @@ async function readBody (res: Response, maxBytes: number, url: URL): Promise<str
   if (res.body === null) return ''
   const chunks: Uint8Array[] = []
   let size = 0
-  const reader = res.body.getReader()
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
   try {
     for (;;) {
       const { done, value } = await reader.read()

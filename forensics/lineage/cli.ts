@@ -251,7 +251,7 @@ async function runDatasetHash (args: ParsedArgs, io: LineageCliIo): Promise<numb
   const workers = intFlag(args, 'workers')
   const out = stringFlag(args, 'out')
   const name = stringFlag(args, 'name')
-  const dir = root ?? args.positional[0] as string
+  const dir = root ?? args.positional[0] ?? ''
   const ignore = list(stringFlag(args, 'ignore'))
   // A manifest written into the folder it describes must not describe itself.
   if (out !== undefined && root === undefined) {

@@ -105,7 +105,7 @@ export async function hashRanges (ranges: readonly HashRange[], options: HashRan
   }
   if (current.count > 0) batches.push(current)
 
-  const results: RangeDigest[] = new Array(ranges.length)
+  const results = new Array<RangeDigest>(ranges.length)
   let next = 0
   let doneBytes = 0
   const workers: Worker[] = []

@@ -280,7 +280,7 @@ export function diffTrainingRuns (a: TrainingStatement, b: TrainingStatement): {
   for (const path of [...new Set([...la.keys(), ...lb.keys()])].sort()) {
     const x = la.get(path)
     const y = lb.get(path)
-    if (x === undefined) hyperparameters.push({ path, to: y as JsonValue })
+    if (x === undefined) hyperparameters.push({ path, to: y })
     else if (y === undefined) hyperparameters.push({ path, from: x })
     else if (canonicalJson(x) !== canonicalJson(y)) hyperparameters.push({ path, from: x, to: y })
   }
@@ -288,8 +288,8 @@ export function diffTrainingRuns (a: TrainingStatement, b: TrainingStatement): {
   const pa = a.predicate
   const pb = b.predicate
   const pairs: Array<[string, JsonValue, JsonValue]> = [
-    ['/outputModel', pa.outputModel as unknown as JsonValue, pb.outputModel as unknown as JsonValue],
-    ['/baseModel', pa.baseModel as unknown as JsonValue, pb.baseModel as unknown as JsonValue],
+    ['/outputModel', pa.outputModel, pb.outputModel],
+    ['/baseModel', pa.baseModel, pb.baseModel],
     ['/datasets', pa.datasets as unknown as JsonValue, pb.datasets as unknown as JsonValue],
     ['/codeRevision', pa.codeRevision, pb.codeRevision],
     ['/environment', pa.environment, pb.environment]

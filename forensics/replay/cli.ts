@@ -97,7 +97,7 @@ export function decodeRecordsFile (bytes: Uint8Array): SignedRecord[] {
   if (!Array.isArray(value) || !value.every(v => v instanceof Uint8Array)) {
     throw new ReplayError('REPLAY_RECORDS_INVALID', 'records file must be a CBOR array of record envelopes')
   }
-  return (value as Uint8Array[]).map((envelope, i) => {
+  return value.map((envelope, i) => {
     try {
       return decodeEnvelope(envelope)
     } catch (cause) {

@@ -191,7 +191,7 @@ function recordTable (bundle: Bundle, verdict: Verdict, timeline: Timeline): Saf
     }
     const here = [...(findingsAt.get(`i${i}`) ?? []), ...(findingsAt.get(`s${r.seq}`) ?? []).filter(f => f.index === undefined)]
     // Undeclared holes get a row of their own, before the first record after them.
-    while (missing.length > 0 && ((missing[0] as Finding).lastSeq ?? (missing[0] as Finding).seq as number) < r.seq) {
+    while ((missing[0]?.lastSeq ?? missing[0]?.seq ?? Infinity) < r.seq) {
       const m = missing.shift() as Finding
       rows.push(html`<tr class="rec fail gap missing"><td>${m.seq}..${m.lastSeq ?? m.seq}</td><td>—</td><td>missing</td><td>—</td><td>—</td><td>—</td><td>${reasons([m])}</td></tr>`)
     }

@@ -16,9 +16,9 @@ port.on('message', (batch: SignatureBatch) => {
   for (let i = 0; i < count; i++) {
     const key = keys[keyIndex[i] as number] as Uint8Array
     const signature = signatures.subarray(i * 64, i * 64 + 64)
-    const message = messages.subarray(offsets[i] as number, offsets[i + 1] as number)
+    const message = messages.subarray(offsets[i], offsets[i + 1])
     valid[i] = verifySignature(signature, message, key, backend) ? 1 : 0
   }
   const result: SignatureBatchResult = { id: batch.id, valid }
-  port.postMessage(result, [valid.buffer as ArrayBuffer])
+  port.postMessage(result, [valid.buffer])
 })

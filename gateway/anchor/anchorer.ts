@@ -591,8 +591,8 @@ export class Anchorer {
   }
 
   private report (err: AnchorError, extra: object = {}): void {
-    const log = err.code === 'ANCHOR_RPC_UNREACHABLE' || err.code === 'ANCHOR_NONCE_CONFLICT' ? this.o.logger.warn : this.o.logger.error
-    log.call(this.o.logger, { code: err.code, err: err.message, ...extra }, 'anchorer: chain step failed')
+    const level = err.code === 'ANCHOR_RPC_UNREACHABLE' || err.code === 'ANCHOR_NONCE_CONFLICT' ? 'warn' : 'error'
+    this.o.logger[level]({ code: err.code, err: err.message, ...extra }, 'anchorer: chain step failed')
     try {
       this.o.onChainError?.(err.code)
     } catch {

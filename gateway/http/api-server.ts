@@ -86,8 +86,11 @@ type Route =
   | { kind: 'unknown' }
 
 /** A 4xx answer decided while reading the request. */
-class Refusal {
-  constructor (readonly status: number, readonly code: string, readonly message: string, readonly headers: Record<string, string> = {}) {}
+class Refusal extends Error {
+  constructor (readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message)
+    this.name = 'Refusal'
+  }
 }
 
 /**

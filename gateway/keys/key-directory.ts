@@ -196,7 +196,7 @@ export class RegistryKeyDirectory implements KeyDirectory {
       // Only ids with no key cached take a token: a flood of made-up ids must not delay the TTL
       // refresh of a known device (that is how a revocation is seen). Known devices refresh at
       // most once per ttlMs (or refreshMinIntervalMs), so their own load is bounded by the fleet.
-      if (!this.cache.has(deviceId) && !this.takeToken()) return this.limitedAnswer(deviceId, timeMs)
+      if (!this.cache.has(deviceId) && !this.takeToken()) return this.limitedAnswer(deviceId)
       p = this.fetch(deviceId).finally(() => this.inflight.delete(deviceId))
       this.inflight.set(deviceId, p)
     }
@@ -218,7 +218,7 @@ export class RegistryKeyDirectory implements KeyDirectory {
   }
 
   // Out of tokens: the last word on an unknown id still holds for a while (it is not in the cache).
-  private limitedAnswer (deviceId: string, timeMs: number): KeyAnswer {
+  private limitedAnswer (deviceId: string): KeyAnswer {
     if (this.unknown.has(deviceId)) return { revoked: false, unknown: true }
     this.limited++
     throw new GatewayError('KEY_LOOKUP_LIMITED', `registry look-ups are rate limited (${this.lookupsPerSecond}/s); key of "${deviceId}" not read`)

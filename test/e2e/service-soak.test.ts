@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
@@ -48,12 +48,12 @@ async function device (t: Tap, env: GatewayEnv, gateway: Gateway, id: string, op
 }
 type Tap = { teardown: (fn: () => unknown) => void }
 
-async function verifyAtGateway (t: { equal: Function, same: Function, ok: Function }, env: GatewayEnv, gateway: Gateway, id: string, agent: ProvenanceAgent): Promise<void> {
+async function verifyAtGateway (t: Test, env: GatewayEnv, gateway: Gateway, id: string, agent: ProvenanceAgent): Promise<void> {
   await waitFor('anchoring', () => (gateway.deviceStatus(id)?.anchoredSeq ?? -1) >= agent.log.head.seq)
   const status = gateway.deviceStatus(id)
   t.equal(status?.lastSeq, agent.log.head.seq, 'the gateway holds the chain up to the device head')
   t.same(status?.openGaps, [], 'no open gap at the gateway')
-  const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken as string, rpcUrl: env.chain.anvil.rpcUrl, registry: env.chain.deployment.address, deviceId: id })
+  const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken, rpcUrl: env.chain.anvil.rpcUrl, registry: env.chain.deployment.address, deviceId: id })
   const seqs = bundle.records.map(r => decodeEnvelope(decodeBundleRecord(r)).record.seq)
   t.equal(new Set(seqs).size, seqs.length, 'no duplicate stored')
   const verdict = await verifyBundle(bundle, { rpcUrl: env.chain.anvil.rpcUrl })
@@ -111,7 +111,7 @@ t.test('behavior: a fail-open budget writes gap records that the gateway and the
     throw e
   })
   await verifyAtGateway(t, env, gateway, 'soak-budget', d.agent)
-  const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken as string, rpcUrl: env.chain.anvil.rpcUrl, registry: env.chain.deployment.address, deviceId: 'soak-budget' })
+  const bundle = await exportBundle({ gatewayUrl: gateway.httpUrl as string, gatewayToken: gateway.httpToken, rpcUrl: env.chain.anvil.rpcUrl, registry: env.chain.deployment.address, deviceId: 'soak-budget' })
   const verdict = await verifyBundle(bundle, { rpcUrl: env.chain.anvil.rpcUrl })
   t.equal(verdict.gaps.reduce((n, g) => n + g.lastSeq - g.firstSeq + 1, 0), dropped, 'every dropped record is declared by a signed gap')
 })

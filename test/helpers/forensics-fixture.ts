@@ -308,7 +308,7 @@ export function offlineBundle (device: ChainBuilder, models: BundleModel[] = OFF
     device: {
       id: device.deviceId,
       keys: device.keys.map((k, i) => ({
-        publicKey: toHex(k.publicKey), validFromMs: k.validFromMs, ...(i + 1 < device.keys.length ? { validUntilMs: device.keys[i + 1]?.validFromMs as number } : {})
+        publicKey: toHex(k.publicKey), validFromMs: k.validFromMs, ...(i + 1 < device.keys.length ? { validUntilMs: device.keys[i + 1]?.validFromMs } : {})
       }))
     },
     chain: { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 42, readAtBlockHash: '0x' + 'ab'.repeat(32) },

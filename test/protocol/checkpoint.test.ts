@@ -181,7 +181,7 @@ t.test('error: malformed checkpoints are MERKLE_INVALID_PROOF', async (t) => {
 
 t.test('error: malformed proof files are MERKLE_INVALID_PROOF', async (t) => {
   const good = formatProof(sampleProof())
-  const [header, extraLine, indexLine, h1, h2, h3, blank, ...cp] = good.split('\n') as string[]
+  const [header, extraLine, indexLine, h1, h2, h3, blank, ...cp] = good.split('\n')
   const join = (...lines: Array<string | undefined>): string => lines.join('\n')
   const rest = [blank, ...cp]
   const extraOf = (text: string): string => `extra ${Buffer.from(text).toString('base64')}`

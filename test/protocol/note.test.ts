@@ -69,12 +69,12 @@ t.test('behavior: a signed checkpoint is the checkpoint bytes plus one signature
 
 t.test('behavior: signatures by unknown keys are ignored, as C2SP requires (witness cosignatures)', async t => {
   const note = signCheckpoint(checkpoint, LOG, log)
-  const cosigned = note + signNote(formatCheckpoint(checkpoint).slice(0, -1), 'witness.example/w1', other).split('\n\n')[1] as string
+  const cosigned = note + signNote(formatCheckpoint(checkpoint).slice(0, -1), 'witness.example/w1', other).split('\n\n')[1]
   const opened = openCheckpoint(cosigned, [logKey])
   t.equal(opened.verified.length, 1)
   t.same(opened.unknown.map(s => s.name), ['witness.example/w1'])
   const longName = 'w'.repeat(1000)
-  const long = note + signNote(formatCheckpoint(checkpoint).slice(0, -1), 'w', other).split('\n\n')[1]?.replace('\u2014 w ', `\u2014 ${longName} `) as string
+  const long = note + signNote(formatCheckpoint(checkpoint).slice(0, -1), 'w', other).split('\n\n')[1]?.replace('\u2014 w ', `\u2014 ${longName} `)
   t.same(openCheckpoint(long, [logKey]).unknown.map(s => s.name), [longName], 'an unknown key\'s name of any length is ignored, not refused')
 })
 

@@ -114,7 +114,7 @@ t.test('behavior: every kind round-trips through bytes and envelope', async t =>
 t.test('error: records built in memory with bad fields → RECORD_INVALID naming each path', async t => {
   const ok = makeRecord(sampleBody('inference', 1))
   const bad = (patch: Partial<ProvenanceRecord>, body?: Record<string, unknown>): ProvenanceRecord =>
-    ({ ...ok, ...patch, body: body === undefined ? (patch.body ?? ok.body) : { ...ok.body, ...body } }) as ProvenanceRecord
+    ({ ...ok, ...patch, body: body === undefined ? (patch.body ?? ok.body) : { ...ok.body, ...body } })
   const cases: Array<[string, ProvenanceRecord, string[]]> = [
     ['empty deviceId', bad({ deviceId: '' }), ['deviceId']],
     ['deviceId with a slash', bad({ deviceId: 'a/b' }), ['deviceId']],

@@ -48,7 +48,7 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, options: Parti
     const x = new ort.Tensor('float32', Float32Array.from([v, v / 2, -v, 1]), [1, 4])
     const { record } = await model.run({ x }, { decide: () => decision })
     // The caller reuses its buffer at once: the ring must have copied it.
-    ;(x.data as Float32Array).fill(0)
+    ;(x.data).fill(0)
     return record
   }
   return { stateDir, ring, agent, run, logger }

@@ -92,7 +92,7 @@ async function callTooLarge (daemon: Daemon): Promise<Reply> {
 const f32 = (values: number[]): string => Buffer.from(Float32Array.from(values).buffer).toString('base64')
 const runBody = (x: number[], decision?: string) => ({ inputs: { x: { type: 'float32', dims: [1, 4], data: f32(x) } }, ...(decision !== undefined ? { decision } : {}) })
 
-async function waitFor (what: string, fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+async function waitFor (what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)

@@ -102,7 +102,8 @@ t.test('attack: a head whose record is missing or has records beyond it is refus
   for (let i = 0; i < 3; i++) await log.append(body)
   await log.close()
   const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
-  const head = await db.get(recordKey(3)) as Uint8Array
+  const head = await db.get(recordKey(3))
+  if (head === undefined) throw new Error('record 3 is missing')
   await db.put(recordKey(4), head)
   await db.close()
   await t.rejects(open(dir), { code: 'LOG_CORRUPT' })
@@ -213,11 +214,11 @@ t.test('attack: on a full disk fail-open declares records in gap records but nev
 
 t.test('attack: a second opener (verify-log while the daemon runs) is refused as locked and leaves the reserve alone', async t => {
   const { statSync } = await import('node:fs')
-  const { join } = await import('node:path')
+  const path = await import('node:path')
   const dir = await makeTempDir(t)
   const log = await open(dir, { reserveBytes: 64 * 1024 })
   t.equal(log.stats().reserveHeld, true)
   await t.rejects(open(dir, { reserveBytes: 64 * 1024 }), { code: 'LOG_LOCKED' })
-  t.equal(statSync(join(dir, 'space.reserve')).size, 64 * 1024, 'the reserve is still there')
+  t.equal(statSync(path.join(dir, 'space.reserve')).size, 64 * 1024, 'the reserve is still there')
   await log.close()
 })

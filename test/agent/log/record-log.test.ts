@@ -182,7 +182,7 @@ t.test('error: on a full disk a failed write rejects its records (LOG_DISK_FULL)
   for (let i = 0; i < 5000 && failure === undefined; i++) {
     const settled = await Promise.allSettled(Array.from({ length: 8 }, async () => await log.append(big)))
     const rejected = settled.find(r => r.status === 'rejected')
-    if (rejected !== undefined) failure = (rejected as PromiseRejectedResult).reason as AgentError
+    if (rejected !== undefined) failure = (rejected).reason as AgentError
   }
   t.type(failure, AgentError)
   t.match(failure?.code, /^LOG_(DISK_FULL|UNAVAILABLE)$/, 'a write that failed for want of space')

@@ -57,7 +57,7 @@ for (const [label, elements] of [['small (hashed at once)', 1000], ['large (copi
     const body = record.record.body as InferenceBody
     t.same(body.inputs[0]?.hash, commitTensor(salt, 'x', original), 'the input commitment covers the bytes at the time of run()')
     const got = outputs.y?.data as Float32Array
-    const want = original.data as Float32Array
+    const want = original.data
     t.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength)), 'the model computed on those bytes')
     t.same(body.outputs[0]?.hash, commitTensor(salt, 'y', outputs.y as ort.Tensor), 'the output commitment covers the returned outputs')
   })
@@ -72,7 +72,7 @@ t.test('behavior: feeds over part of a larger buffer or over a SharedArrayBuffer
   const sab = new ort.Tensor('float32', shared, [10])
   for (const x of [view, sab]) {
     const { outputs, record } = await model.run({ x })
-    t.same([...(outputs.y?.data as Float32Array)], [...(x.data as Float32Array)])
+    t.same([...(outputs.y?.data as Float32Array)], [...(x.data)])
     t.same((record.record.body as InferenceBody).inputs[0]?.hash, commitTensor(agent.saltFor(record.record.seq), 'x', x))
   }
 })

@@ -219,8 +219,8 @@ t.test('error: a hash worker that dies mid-run fails the call instead of leaving
   const { Worker } = await import('node:worker_threads')
   const dir = await tree(t, { a: 'a' })
   // Kill every worker the pool starts, as the OOM killer would.
-  const original = Worker.prototype.postMessage
+  const original = Object.getOwnPropertyDescriptor(Worker.prototype, 'postMessage') as PropertyDescriptor
   Worker.prototype.postMessage = function (this: InstanceType<typeof Worker>) { void this.terminate() }
-  t.teardown(() => { Worker.prototype.postMessage = original })
+  t.teardown(() => { Object.defineProperty(Worker.prototype, 'postMessage', original) })
   await rejectsWith(t, hashRanges([{ path: join(dir, 'a'), startByte: 0, endByte: null }], { workers: 1 }), 'LINEAGE_UNREADABLE')
 })

@@ -110,7 +110,7 @@ t.test('error: a tampered payload, a moved signature or a lying keyid fails the 
   // Tamper: change lr in the payload, keep the signature.
   const st = JSON.parse(Buffer.from(env.payload, 'base64').toString()) as { predicate: { hyperparameters: { lr: number }, hyperparametersDigest: string } }
   st.predicate.hyperparameters.lr = 0.1
-  st.predicate.hyperparametersDigest = hyperparametersDigestOf(st.predicate.hyperparameters as unknown as JsonValue)
+  st.predicate.hyperparametersDigest = hyperparametersDigestOf(st.predicate.hyperparameters)
   const tampered = { ...env, payload: Buffer.from(canonicalJson(st as unknown as JsonValue)).toString('base64') }
   const run = parseTrainingRun(Buffer.from(JSON.stringify(tampered)))
   t.same(checkTrainingRun(run, { trainerKeys: [trainer.publicKey] }).checks[0]?.reason, 'SIGNATURE_INVALID')

@@ -150,7 +150,7 @@ t.test('error: hostile capture bytes give CAPTURE_MALFORMED or CAPTURE_TOO_LARGE
   t.throws(() => decodeCapture('x' as unknown as Uint8Array), { code: 'CAPTURE_MALFORMED' })
 })
 
-t.test('fuzz: truncated, garbage, bit-flipped and arbitrary-CBOR captures give typed errors only', async t => {
+t.test('fuzz: truncated, garbage, bit-flipped and arbitrary-CBOR captures give typed errors only', async () => {
   const good = encodeCapture(sampleCapture())
   const decodesOrCaptureError = (bytes: Uint8Array): boolean => {
     try {

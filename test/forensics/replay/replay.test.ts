@@ -77,7 +77,7 @@ t.test('error: another model file for the recorded hash is a model-mismatch; edi
   // The attacker rewrites the records to name the variant: the signatures no longer verify.
   const forged = s.records.map(r => r.record.body.kind !== 'inference'
     ? r
-    : forge(r as SignedRecord<InferenceBody>, { ...(r.record.body as InferenceBody), modelHash: sha256(variant) }))
+    : forge(r as SignedRecord<InferenceBody>, { ...(r.record.body), modelHash: sha256(variant) }))
   const target = forged.find(r => r.record.seq === 2) as SignedRecord
   t.notOk(verifyRecordSignature(target, s.publicKey, 'noble'), 'the edited record does not verify')
   const chain = verifyChain(forged, { deviceId: s.deviceId, keyAt: fixedKey(s.publicKey) })

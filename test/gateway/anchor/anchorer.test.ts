@@ -3,7 +3,7 @@
 // missing role reported with backoff instead of a tight loop. Prints the measured throughput.
 import t from 'tap'
 import { Wallet, hexlify } from 'ethers'
-import { startDevChain, registryInterface, type RegistryClient } from '../../../contracts/index.js'
+import { startDevChain, registryInterface } from '../../../contracts/index.js'
 import { AnchorError, type AnchorReceipt } from '../../../gateway/anchor/index.js'
 import { assertAnchoredOnce, makeBatch, openAnchorer, pooledTxs, waitFor } from '../../helpers/anchor.js'
 
@@ -106,11 +106,11 @@ t.test('error: same id with another root, a reused root, a skipped id, a closed 
   t.equal(await anchorer.state(2), undefined, 'nothing stored for refused batches')
   t.equal(await anchorer.state(3), undefined)
 
-  t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), root: new Uint8Array(31) }), TypeError)
-  t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), root: new Uint8Array(32) }), RangeError, 'zero root')
-  t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), size: 0 }), RangeError)
-  t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), lastRecordTimeMs: 1 }), RangeError, 'last before first')
-  t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), id: 0 }), RangeError)
+  await t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), root: new Uint8Array(31) }), TypeError)
+  await t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), root: new Uint8Array(32) }), RangeError, 'zero root')
+  await t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), size: 0 }), RangeError)
+  await t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), lastRecordTimeMs: 1 }), RangeError, 'last before first')
+  await t.rejects(anchorer.enqueue({ ...makeBatch(2, 'conflict'), id: 0 }), RangeError)
 
   await anchorer.close()
   const closed = await rejection(anchorer.enqueue(makeBatch(2, 'conflict')))
@@ -123,15 +123,15 @@ t.test('error: bad options are refused without echoing the key', async t => {
   const e = await rejection(openAnchorer(t, { ...base, privateKey: secret }))
   t.ok(e instanceof TypeError)
   t.notMatch((e as Error).message, 'abab', 'message does not carry the key')
-  t.rejects(openAnchorer(t, { ...base, registry: 'not an address' }), TypeError)
-  t.rejects(openAnchorer(t, { ...base, confirmations: 0 }), RangeError)
+  await t.rejects(openAnchorer(t, { ...base, registry: 'not an address' }), TypeError)
+  await t.rejects(openAnchorer(t, { ...base, confirmations: 0 }), RangeError)
 })
 
 t.test('behavior: a root someone else anchored first is adopted, no transaction sent', async t => {
   const other = new Wallet(account(5).privateKey, chain.provider)
   await chain.registryAs('admin').grantRole('anchorer', other.address)
   const batch = makeBatch(1, 'foreign-first')
-  const theirs = await (reader.connect(other) as RegistryClient).anchor({ ...batch })
+  const theirs = await (reader.connect(other)).anchor({ ...batch })
   const anchorer = await openAnchorer(t, base)
   const nonceBefore = await chain.provider.getTransactionCount(anchorer.address, 'latest')
   anchorer.start()
