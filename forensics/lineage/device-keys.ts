@@ -19,7 +19,7 @@ export function parseDeviceKeyList (text: string): DeviceKeyLookup {
     if (m === null || !HEX64.test(m[2] as string)) throw new TypeError(`--device-keys: expected ID=HEX64[:revoked], got ${JSON.stringify(item)}`)
     keys.set(m[1] as string, { publicKey: new Uint8Array(Buffer.from(m[2] as string, 'hex')), revoked: m[3] !== undefined })
   }
-  return async (deviceId) => keys.get(deviceId)
+  return async (deviceId) => await Promise.resolve(keys.get(deviceId))
 }
 
 /**

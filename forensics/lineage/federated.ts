@@ -49,7 +49,7 @@ export function decodeFlUpdate (bytes: Uint8Array): FlUpdate {
   let v: CborValue
   try { v = decodeCanonical(bytes, { maxBytes: 16 * 1024 * 1024, maxDepth: 1 }) } catch (e) { throw new ForensicsError('FL_CONTRIBUTIONS_INVALID', 'update: not canonical CBOR', { cause: e }) }
   if (!Array.isArray(v) || v.length !== 7 || v[0] !== FL_UPDATE_FORMAT) throw new ForensicsError('FL_CONTRIBUTIONS_INVALID', `update: not an ${FL_UPDATE_FORMAT} array of 7`)
-  const [, roundId, base, sampleCount, inputSize, W, b] = v
+  const [, roundId, base, sampleCount, inputSize, W, b] = v as CborValue[]
   if (typeof roundId !== 'string' || !ROUND_ID.test(roundId) || !(base instanceof Uint8Array) || base.byteLength !== 32 ||
     typeof sampleCount !== 'number' || sampleCount < 1 || typeof inputSize !== 'number' || inputSize < 1 || inputSize > 1_000_000 ||
     !(W instanceof Uint8Array) || W.byteLength !== inputSize * 8 || !(b instanceof Uint8Array) || b.byteLength !== 8) {

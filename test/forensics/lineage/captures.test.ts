@@ -26,7 +26,7 @@ async function setup (t: { teardown: (fn: () => unknown) => void }): Promise<{ d
     const bytes = new TextEncoder().encode(text)
     await mkdir(join(dir, 'data', name.split('/')[0] as string), { recursive: true })
     await writeFile(join(dir, 'data', name), bytes)
-    const receipt = await agent.recordDataCapture(bytes, { dataset: 'street-counts', label: name.split('/')[0] as string, capturedAtMs: 1_699_999_999_000 })
+    const receipt = await agent.recordDataCapture(bytes, { dataset: 'street-counts', label: name.split('/')[0], capturedAtMs: 1_699_999_999_000 })
     entries.push({ name, record: receipt.record, salt: receipt.salt })
   }
   const key = agent.publicKey
@@ -109,7 +109,7 @@ function io (): { io: Parameters<typeof runCli>[1] & object, out: () => string, 
   let out = ''
   let err = ''
   return {
-    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false } as never, env: {} },
+    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false }, env: {} },
     out: () => out,
     err: () => err
   }

@@ -175,7 +175,7 @@ function io (): { io: Parameters<typeof runCli>[1] & object, out: () => string, 
   let out = ''
   let err = ''
   return {
-    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false } as never, env: {} },
+    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false }, env: {} },
     out: () => out,
     err: () => err
   }

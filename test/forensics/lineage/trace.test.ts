@@ -63,7 +63,7 @@ const fixture = (async () => {
   }
   const keys = new Map([['cam-7', cam.publicKey], ['edge-1', edge.publicKey]])
   const keyAt: TraceOptions['keyAt'] = async (id) => keys.has(id) ? { publicKey: keys.get(id)!, revoked: false } : undefined
-  const round = await aggregateRound({ baseModel: zero, roundId: 'r1', contributions: { format: FL_CONTRIBUTIONS_FORMAT, contributions }, keyAt: keyAt!, signer: trainer, name: 'speed-b' })
+  const round = await aggregateRound({ baseModel: zero, roundId: 'r1', contributions: { format: FL_CONTRIBUTIONS_FORMAT, contributions }, keyAt, signer: trainer, name: 'speed-b' })
   // The edge device runs both models; its records become the bundle.
   const seqs: Record<string, number> = {}
   const models: BundleModel[] = []
@@ -171,7 +171,7 @@ function io (): { io: Parameters<typeof runCli>[1] & object, out: () => string, 
   let out = ''
   let err = ''
   return {
-    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false } as never, env: {} },
+    io: { stdout: (s: string) => { out += s }, stderr: { write: (s: string) => { err += s; return true }, isTTY: false }, env: {} },
     out: () => out,
     err: () => err
   }
