@@ -9,7 +9,7 @@ import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describeMachine } from './measure.js'
 
-const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage', 'startup'] as const
+const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage', 'startup', 'tips'] as const
 const chosen = process.argv.slice(2).filter(a => !a.startsWith('-'))
 const names = chosen.length > 0 ? chosen : [...ALL]
 let failed = false

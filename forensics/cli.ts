@@ -75,6 +75,9 @@ const USAGE: Record<string, string> = {
 Verifies every record of the bundle: Ed25519 signature (@noble/ed25519), hash chain and honest gaps,
 the key valid at its time, its model's registry status, and its inclusion proof against an anchored
 root and tree size taken from the facts (the bundle's offline, the chain's online).
+Online it also judges completeness: the bundle's tip proof against the device's tip anchored on
+chain; a bundle that stops before it is INCOMPLETE, with the missing seqs named. Offline,
+completeness is not judged.
 
 ${VERIFY_OPTIONS}
   --json                  the verdict as JSON on stdout
@@ -490,11 +493,12 @@ function iso (ms: number | null): string {
 export function formatVerdict (v: Verdict): string {
   const c = v.counts
   const lines = [
-    `${v.verdict.toUpperCase()}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
+    `${v.verdict.toUpperCase()}${v.completeness.status === 'incomplete' ? ' (INCOMPLETE)' : ''}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
     `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : ''}`,
     `signature ${c.signaturesValid}/${c.signaturesChecked} valid (noble)`,
     `chain     ${c.chainLinked} linked, ${v.gaps.length} honest gap(s)${v.gaps.map(g => ` [${g.firstSeq}..${g.lastSeq} ${g.reason}]`).join('')}`,
     `proofs    ${c.proofsValid}/${c.proofsChecked} valid in ${c.anchors} anchored batch(es); ${c.models} model(s)`,
+    `complete  ${v.completeness.status}${v.completeness.missing === undefined ? '' : ` (missing seq ${v.completeness.missing.fromSeq}..${v.completeness.missing.toSeq})`}: ${v.completeness.message}`,
     `findings  ${c.failures} failure(s) on ${c.recordsFailed} record(s), ${c.warnings} warning(s)${c.notJudged > 0 ? `, ${c.notJudged} outside the window` : ''}`
   ]
   const list = (title: string, findings: Verdict['failures']): void => {

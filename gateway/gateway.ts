@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
 import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type SealedBatch } from './anchor/index.js'
-import { AnchoredTracker, Batcher, ProofService, type ProofLookup } from './batch/index.js'
+import { AnchoredTracker, Batcher, ProofService, TipTracker, lookupTip, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
 import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
@@ -47,6 +47,7 @@ export class Gateway {
   private pipeline: IngestPipeline | undefined
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
+  private tips: TipTracker | undefined
   private mqtt: MqttIngest | undefined
   private embedded: EmbeddedBroker | undefined
   private api: ApiServer | undefined
@@ -165,7 +166,10 @@ export class Gateway {
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
+    // The tip tree (PROTOCOL.md §7.10): the batcher moves tips with leaves and seals their root.
+    const tips = this.tips = await TipTracker.open({ store, openBatchId: (await store.getInt(storeKeys.openBatch)) ?? 1 })
     const batcher = this.batcher = await Batcher.open({
+      tips,
       store,
       origin: this.checkpointKeyName,
       maxRecords: o.batchMaxRecords,
@@ -204,6 +208,7 @@ export class Gateway {
       }
       for (const leaf of await store.leaves(batcher.openBatchId)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batcher.openBatchId)
       pipeline.confirmThrough(anchorer.confirmedThrough())
+      anchorer.onConfirmed((r) => { tips.anchored(r.batch) })
       anchorer.onConfirmed(() => {
         if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping') pipeline.confirmThrough(anchorer.confirmedThrough())
       })
@@ -457,6 +462,10 @@ export class Gateway {
     return {
       proof: async (d, s) => await this.proof(d, s),
       receipt: (p) => this.proofs?.receipt(p),
+      tip: async (d) => {
+        if (this.tips === undefined || this.store === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
+        return await lookupTip(this.tips, this.store, this.anchorer, d)
+      },
       logKey: () => this.logKey === undefined ? undefined : { gatewayId: this.options.gatewayId, keyName: this.checkpointKeyName, publicKey: this.logKey.publicKey.slice() },
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],

@@ -8,6 +8,7 @@ import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
 import { MAX_PROOF_BYTES } from './checkpoint.js'
 import { isValidKeyName } from './note.js'
+import { MAX_TIP_PROOF_BYTES } from './tip-tree.js'
 
 /** Codes of bundle decoding. Stable API. */
 export type BundleErrorCode =
@@ -137,6 +138,12 @@ export interface BundleGateway {
   publicKey: string
 }
 
+/** A device's anchored tip, as the gateway proved it. */
+export interface BundleTip {
+  /** The tip proof file, its checkpoint included (unauthenticated: verify checks it on chain). */
+  proof: string
+}
+
 export interface Bundle {
   format: typeof BUNDLE_FORMAT
   createdAtMs: number
@@ -151,6 +158,12 @@ export interface Bundle {
   anchors: BundleAnchor[]
   /** Optional: the gateways whose signed checkpoints the proofs carry; absent in bundles before issue 12. */
   gateways?: BundleGateway[]
+  /**
+   * Optional: the device's tip proof file (PROTOCOL.md §7.10) at the gateway's newest anchored
+   * batch when the bundle was exported; what `verify --online` proves the bundle complete with.
+   * Absent in bundles before issue 14 and in windowed exports.
+   */
+  tip?: BundleTip
   /**
    * Incident captures (agent/capture, forensics/replay): objects opaque to this format, by
    * convention `{ "capture": base64 of a capture file (protocol/capture.ts) }`.
@@ -167,7 +180,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
 const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
 
-const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'captures'])
+const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'tip', 'captures'])
 
 // Collects problems up to the limit, then stops the walk: a hostile document with a million bad
 // fields costs no more than one with fifty.
@@ -381,6 +394,17 @@ function walkBundle (b: Record<string, unknown>, p: Problems): void {
     match(a.metadataHash, HEX32, `${path}.metadataHash`, '64 lower-case hex digits')
   })
 
+  // tip: one bounded text; verify parses it
+  if (b.tip !== undefined) {
+    const tip = b.tip
+    if (!isObject(tip)) {
+      p.add('tip', 'not an object')
+    } else {
+      only(tip, ['proof'], 'tip')
+      if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
+    }
+  }
+
   // captures: opaque objects (the document's size bounds them)
   if (b.captures !== undefined) {
     list(b.captures, 'captures').forEach((x, i) => {
@@ -407,6 +431,7 @@ export function encodeBundle (bundle: Bundle): string {
   fields.push(listField('models', bundle.models), listField('records', bundle.records), listField('proofs', bundle.proofs),
     listField('anchors', bundle.anchors))
   if (bundle.gateways !== undefined) fields.push(`${s('gateways')}: ${s(bundle.gateways)}`)
+  if (bundle.tip !== undefined) fields.push(`${s('tip')}: ${s(bundle.tip)}`)
   if (bundle.captures !== undefined) fields.push(listField('captures', bundle.captures))
   lines.push(fields.join(',\n'), '}')
   return lines.join('\n') + '\n'

@@ -59,10 +59,15 @@ export {
 export {
   BundleError, BUNDLE_FORMAT, BUNDLE_LIMITS, BUNDLE_MODEL_STATUSES, assertBundle, encodeBundle, decodeBundle, decodeBundleRecord,
   encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
-  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway
+  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway, type BundleTip
 } from './bundle.js'
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
 // module, not from here: it loads protobufjs, which every importer of the protocol would pay for.
 export {
   ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  TipTree, TIP_KEY_BITS, TIP_LEAF_PREFIX, TIP_NODE_PREFIX, TIP_EMPTY_HASH, TIP_PROOF_HEADER, TIP_CHECKPOINT_TAG, MAX_TIP_PROOF_BYTES,
+  tipKey, hashTipLeaf, hashTipNode, tipProofRoot, verifyTipProof, formatTipExtension, tipRootOfCheckpoint, formatTipProof, parseTipProof,
+  type DeviceTipValue, type TipTerminal, type TipProof, type TipProofFile
+} from './tip-tree.js'

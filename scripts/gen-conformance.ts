@@ -1,6 +1,6 @@
 /**
  * Writes the conformance suite for outside implementers (docs/FORENSICS.md §11): bundles, signed
- * checkpoints, proof files and COSE receipts, valid and tampered, each with the verdict and
+ * checkpoints, proof files, COSE receipts and device tip proofs, valid and tampered, each with the verdict and
  * findings `provenance verify --offline` (or the protocol call) must give. Deterministic: fixed
  * seeds and times, no chain. Every expectation is checked against our code before anything is
  * written, so the suite never disagrees with the implementation it documents.
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import {
   BUNDLE_FORMAT, MerkleTree, ProtocolError, buildReceipt, createSigner, encodeBundle, encodeBundleRecord, formatCheckpoint, formatProof,
   formatVerifierKey, hashLeaf, openCheckpoint, parseProof, parseVerifierKey, sha256, signCheckpoint, signNote, toHex, verifyProof, verifyReceipt,
+  TipTree, formatTipExtension, formatTipProof, parseTipProof, verifyTipProof,
   type Bundle, type BundleModel, type Checkpoint, type SignedRecord
 } from '../protocol/index.js'
 import { verifyBundle } from '../forensics/verify/index.js'
@@ -36,7 +37,7 @@ const MODELS: BundleModel[] = [
 type Found = Array<[string, number | null]>
 export interface ConformanceCase {
   name: string
-  kind: 'bundle' | 'checkpoint' | 'proof' | 'receipt'
+  kind: 'bundle' | 'checkpoint' | 'proof' | 'receipt' | 'tip'
   /** File under test/vectors/conformance/, relative. */
   file: string
   description: string
@@ -237,6 +238,33 @@ function otherCases (): Array<{ c: ConformanceCase, bytes: Uint8Array }> {
   const badSig = Uint8Array.from(receipt)
   badSig[badSig.length - 1] = (badSig[badSig.length - 1] as number) ^ 1
   rc('receipt-bad-signature', 'the last signature byte flipped', badSig, leaves[2] as Uint8Array, tree.size, { verdict: 'invalid', error: 'SIGNATURE_INVALID' })
+
+  // Device tip proofs (PROTOCOL.md §7.10): checked for `device` against the tip root of the
+  // anchored checkpoint (`anchoredTipRoot`); a valid case states the tip (`tipSeq`, `tipHash`) or absence.
+  const tips = new TipTree()
+  for (let i = 0; i < 12; i++) tips.set(`cam-${i}`, 10 + i, sha256(text(`cam-${i}/${10 + i}`)))
+  const older = tips.snapshot()
+  tips.set('cam-3', 40, sha256(text('cam-3/40')))
+  const tipCheckpoint = signCheckpoint({ ...checkpoint, extensions: [formatTipExtension(tips.root())] }, KEY_NAME, GATEWAY)
+  const tipFile = (tree: TipTree, device: string): string => formatTipProof({ proof: tree.prove(device), checkpoint: tipCheckpoint })
+  let absentEmpty = ''
+  let absentOther = ''
+  for (let i = 0; absentEmpty === '' || absentOther === ''; i++) {
+    const kind = tips.prove(`unknown-${i}`).terminal.kind
+    if (kind === 'absent' && absentEmpty === '') absentEmpty = `unknown-${i}`
+    if (kind === 'absent-other' && absentOther === '') absentOther = `unknown-${i}`
+  }
+  const tp = (name: string, description: string, file: string, device: string, root: Uint8Array, expect: ConformanceCase['expect'], tip?: { seq: number, hash: Uint8Array }): void => {
+    const inputs: Record<string, string | number> = { device, anchoredTipRoot: toHex(root), ...(tip === undefined ? {} : { tipSeq: tip.seq, tipHash: toHex(tip.hash) }) }
+    out.push({ c: { name, kind: 'tip', file: `tips/${name}.tip-proof`, description, inputs, expect }, bytes: text(file) })
+  }
+  tp('tip-present', 'the tip of cam-3 (seq 40) in a tree of 12 devices', tipFile(tips, 'cam-3'), 'cam-3', tips.root(), { verdict: 'valid' }, { seq: 40, hash: sha256(text('cam-3/40')) })
+  tp('tip-absent-empty', 'a device never stored: its path ends in an empty subtree', tipFile(tips, absentEmpty), absentEmpty, tips.root(), { verdict: 'valid' })
+  tp('tip-absent-other', 'a device never stored: its path ends in another device\'s leaf', tipFile(tips, absentOther), absentOther, tips.root(), { verdict: 'valid' })
+  tp('tip-forged-seq', 'cam-3\'s tip rewritten to an earlier seq (a cut tail made to look complete)', tipFile(tips, 'cam-3').replace('\ntip 40 ', '\ntip 13 '), 'cam-3', tips.root(), { verdict: 'invalid', error: 'MERKLE_ROOT_MISMATCH' })
+  tp('tip-other-device', 'the proof of cam-4 checked for cam-3', tipFile(tips, 'cam-4').replace('device cam-4', 'device cam-3'), 'cam-3', tips.root(), { verdict: 'invalid', error: 'MERKLE_ROOT_MISMATCH' })
+  tp('tip-other-anchor', 'cam-3\'s proof from an earlier anchor (seq 13) checked against the later tip root', tipFile(older, 'cam-3'), 'cam-3', tips.root(), { verdict: 'invalid', error: 'MERKLE_ROOT_MISMATCH' })
+  tp('tip-malformed', 'a sibling line that is not base64 of 32 bytes', tipFile(tips, 'cam-3').replace(/\n([A-Za-z0-9+/]{43}=)\n/, '\n$1$1\n'), 'cam-3', tips.root(), { verdict: 'invalid', error: 'MERKLE_INVALID_PROOF' })
   return out
 }
 
@@ -254,6 +282,14 @@ export function runProtocolCase (c: ConformanceCase, bytes: Uint8Array): string 
       const proof = parseProof(text)
       verifyProof({ ...proof, checkpoint: { ...proof.checkpoint, size: Number(inputs.anchoredSize), rootHash: Buffer.from(String(inputs.anchoredRoot), 'hex') } }, Buffer.from(String(inputs.leafHash), 'hex'))
       openCheckpoint(text.slice(text.indexOf('\n\n') + 2), [parseVerifierKey(inputs.verifierKey)])
+    } else if (c.kind === 'tip') {
+      const file = parseTipProof(new TextDecoder().decode(bytes))
+      // Checked for the device asked about, whatever the file's device line says.
+      const tip = verifyTipProof({ ...file.proof, deviceId: String(inputs.device) }, Buffer.from(String(inputs.anchoredTipRoot), 'hex'))
+      const want = inputs.tipSeq === undefined ? undefined : { seq: Number(inputs.tipSeq), hash: String(inputs.tipHash) }
+      if ((tip === undefined) !== (want === undefined) || (tip !== undefined && (tip.seq !== want?.seq || toHex(tip.hash) !== want.hash))) {
+        throw new Error(`case ${c.name}: the proof gives ${JSON.stringify(tip === undefined ? 'absent' : { seq: tip.seq, hash: toHex(tip.hash) })}`)
+      }
     } else if (c.kind === 'receipt') {
       verifyReceipt(bytes, Buffer.from(String(inputs.leafHash), 'hex'), {
         root: Buffer.from(String(inputs.anchoredRoot), 'hex'), treeSize: Number(inputs.anchoredSize), publicKey: Buffer.from(String(inputs.publicKey), 'hex')

@@ -1,11 +1,11 @@
 /**
- * Export of an incident bundle: a device's records and their inclusion proofs from the gateway's
- * HTTP API, and the registry's facts (key history, models, anchors) read at ONE block, so that the
+ * Export of an incident bundle: a device's records, their inclusion proofs and its anchored tip
+ * from the gateway's HTTP API, and the registry's facts (key history, models, anchors) read at ONE block, so that the
  * bundle is a consistent snapshot an investigator can verify offline, and online against the chain.
  * Nothing the gateway serves is trusted here; bad records are kept as evidence for verify to name.
  */
 import {
-  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseProof, toHex,
+  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseCheckpoint, parseProof, parseTipProof, toHex,
   type Bundle, type BundleProof, type SignedRecord
 } from '../../protocol/index.js'
 import { openChainReader, readAnchorFacts, readBlockHash, readDeviceFacts, readLatestBlock, readModelFacts } from '../chain/index.js'
@@ -75,6 +75,10 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
 
   const reader = await openChainReader(options.rpcUrl, options.registry)
   try {
+    // The device's tip at the gateway's newest anchored batch (PROTOCOL.md §7.10), asked FIRST: every
+    // record up to it is stored before the listing starts, and its anchor is in a block before the
+    // one the facts are read at. A windowed export stops where it was asked to: no tip.
+    const tip = toMs === undefined ? await gateway.getTip(deviceId) : undefined
     // One block for every fact, so the bundle is a snapshot and online verification can compare exactly.
     const readAtBlock = await readLatestBlock(reader)
     const readAtBlockHash = await readBlockHash(reader, readAtBlock)
@@ -106,6 +110,13 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
         // kept as served: verify names it proof-invalid
       }
     }
+    if (tip !== undefined) {
+      try {
+        roots.add(toHex(parseCheckpoint(parseTipProof(tip).checkpoint).rootHash))
+      } catch {
+        // kept as served: verify names it tip-proof-invalid
+      }
+    }
     const anchors = [...(await readAnchorFacts(reader, roots, readAtBlock)).values()]
     progress({ phase: 'facts', done: 1, total: 2 })
     const modelHashes = new Set<string>()
@@ -131,7 +142,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       records: selected.map(s => s.base64),
       proofs,
       anchors,
-      ...(logKey === undefined ? {} : { gateways: [logKey] })
+      ...(logKey === undefined ? {} : { gateways: [logKey] }),
+      ...(tip === undefined ? {} : { tip: { proof: tip } })
     }
     assertBundle(bundle)
     return bundle

@@ -3,7 +3,7 @@
  * C2SP tlog-proof, with the gateway's bearer token. Answers come from the network: sizes are bounded while reading, shapes checked
  * before use; nothing the gateway says is trusted (verify checks it all against the chain).
  */
-import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES, isValidKeyName, type BundleGateway } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES, MAX_TIP_PROOF_BYTES, isValidKeyName, type BundleGateway } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
 
 export const DEFAULT_GATEWAY_TIMEOUT_MS = 30_000
@@ -95,6 +95,26 @@ export class GatewayClient {
     if (res.status !== 200) throw await statusError(res, url)
     const text = await readBody(res, MAX_PROOF_BYTES, url)
     if (text.length === 0) throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: empty proof`)
+    return text
+  }
+
+  /**
+   * The tip proof file of a device in the gateway's newest anchored batch (GET /v1/tip/<device>,
+   * PROTOCOL.md §7.10); undefined from a gateway without tip trees (404) or before one is
+   * anchored (409). Unauthenticated here: verify checks it against the chain.
+   * @throws ForensicsError `GATEWAY_FAILED`, `GATEWAY_BAD_RESPONSE`.
+   */
+  async getTip (deviceId: string): Promise<string | undefined> {
+    checkDevice(deviceId)
+    const url = this.url(`v1/tip/${encodeURIComponent(deviceId)}`)
+    const res = await this.get(url)
+    if (res.status === 404 || res.status === 409) {
+      await res.body?.cancel()
+      return undefined
+    }
+    if (res.status !== 200) throw await statusError(res, url)
+    const text = await readBody(res, MAX_TIP_PROOF_BYTES, url)
+    if (text.length === 0) throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: empty tip proof`)
     return text
   }
 

@@ -83,6 +83,7 @@ export function renderReport (input: ReportInput): string {
 <dt>Signatures (Ed25519, noble)</dt><dd>${formatCount(verdict.counts.signaturesValid)} valid of ${formatCount(verdict.counts.signaturesChecked)} checked</dd>
 <dt>Hash chain</dt><dd>${formatCount(verdict.counts.chainLinked)} records linked; ${verdict.gaps.length} honest gap(s) declared by the device</dd>
 <dt>Inclusion proofs</dt><dd>${formatCount(verdict.counts.proofsValid)} valid of ${formatCount(verdict.counts.proofsChecked)} checked, in ${verdict.counts.anchors} anchored batch(es)</dd>
+<dt>Completeness</dt><dd>${verdict.completeness.status}: ${verdict.completeness.message}</dd>
 <dt>Failures / warnings</dt><dd>${formatCount(verdict.counts.failures)} / ${formatCount(verdict.counts.warnings)} on ${formatCount(verdict.counts.recordsFailed)} record(s)${verdict.counts.notJudged > 0 ? html`; ${verdict.counts.notJudged} outside the window, not judged` : ''}</dd>
 </dl>
 <h3>Failures</h3>

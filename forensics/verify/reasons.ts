@@ -42,6 +42,12 @@ export type FailureReason =
   | 'checkpoint-signature-invalid'
   /** Online: a gateway key of the bundle is not among the keys registered on chain under its gateway id. */
   | 'gateway-key-mismatch'
+  /** Online: the bundle stops before the device's tip anchored on chain (PROTOCOL.md §7.10); `seq`..`lastSeq` are missing. */
+  | 'incomplete'
+  /** Online: the tip proof is malformed, of another device, not anchored, or does not lead to the anchored tip root. */
+  | 'tip-proof-invalid'
+  /** Online: the anchored tip contradicts the bundle (another record at the tip's seq, or a record proven in an earlier batch beyond it). */
+  | 'tip-mismatch'
 
 /** Reasons that are reported but leave the verdict valid. */
 export type WarningReason =
@@ -103,6 +109,9 @@ export const REASON_DESCRIPTIONS: Readonly<Record<FindingReason, string>> = {
   'no-records': 'nothing to judge',
   'checkpoint-signature-invalid': 'the checkpoint\'s note signature fails or is by no known gateway key',
   'gateway-key-mismatch': 'the bundle\'s gateway key is not the one registered on chain',
+  incomplete: 'the bundle stops before the device\'s anchored tip: records missing at the end',
+  'tip-proof-invalid': 'the tip proof is malformed, of another device, not anchored or forged',
+  'tip-mismatch': 'the anchored tip contradicts the bundle\'s records',
   'checkpoint-unsigned': 'the checkpoint is unsigned, or no gateway key to check it (warning)',
   'gateway-key-unregistered': 'the gateway\'s log key is not registered on chain (warning)',
   'model-deprecated': 'the model was deprecated (warning)',

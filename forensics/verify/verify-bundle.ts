@@ -8,11 +8,12 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
   verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
+import { judgeCompleteness, type Completeness } from './completeness.js'
 import { findKeyDifference, createKeyLookup } from './key-history.js'
 import type { FailureReason, Finding, FindingReason, WarningReason } from './reasons.js'
 import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool } from './signature-pool.js'
@@ -108,6 +109,8 @@ export interface Verdict {
   /** Honest gaps: ranges the device declared dropped, with signed gap records. */
   gaps: ChainResult['gaps']
   chain: { chainId: number, registry: string, readAtBlock: number, checkedAtBlock: number | null }
+  /** Whether the bundle reaches the device's anchored tip (PROTOCOL.md §7.10); judged online only. */
+  completeness: Completeness
   elapsedMs: number
 }
 
@@ -150,7 +153,11 @@ export async function verifyBundle (bundle: Bundle, options: VerifyOptions = {})
   const facts = offline ? offlineFacts(bundle) : await onlineFacts(bundle, options.rpcUrl as string, progress)
   const run = new Run(bundle, facts, options)
   await run.verifyRecords(progress)
-  return run.verdict(offline ? 'offline' : 'online', performance.now() - started)
+  const mode = offline ? 'offline' : 'online'
+  run.noteCompleteness(judgeCompleteness({
+    bundle, mode, anchors: facts.anchors, windowed: options.fromMs !== undefined || options.toMs !== undefined, verifier: options.verifier ?? 'node'
+  }))
+  return run.verdict(mode, performance.now() - started)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +192,14 @@ function scanBundle (bundle: Bundle, progress: (p: VerifyProgress) => void): { m
   for (const p of bundle.proofs) {
     const proof = tryParseProof(p.proof)
     if (proof !== undefined) roots.add(toHex(proof.checkpoint.rootHash))
+  }
+  // The tip proof's batch too (§7.10): its anchor is what completeness is judged at.
+  if (bundle.tip !== undefined) {
+    try {
+      roots.add(toHex(parseCheckpoint(parseTipProof(bundle.tip.proof).checkpoint).rootHash))
+    } catch {
+      // judged (and named) by judgeCompleteness
+    }
   }
   progress({ phase: 'scan', done: total, total })
   return { models, roots }
@@ -725,6 +740,16 @@ class Run {
     return out
   }
 
+  private completeness: Completeness = { status: 'unknown', message: 'not judged' }
+
+  /** Completeness as judged after the records; its findings are the bundle's (no record index). */
+  noteCompleteness (judged: { completeness: Completeness, findings: Array<{ reason: FailureReason, message: string, seq?: number, lastSeq?: number }> }): void {
+    this.completeness = judged.completeness
+    for (const f of judged.findings) {
+      this.fail(f.reason, true, { message: f.message, ...(f.seq === undefined ? {} : { seq: f.seq }), ...(f.lastSeq === undefined ? {} : { lastSeq: f.lastSeq }) })
+    }
+  }
+
   verdict (mode: 'offline' | 'online', elapsedMs: number): Verdict {
     let recordsFailed = 0
     for (const f of this.failed) recordsFailed += f
@@ -747,6 +772,7 @@ class Run {
       truncated: this.truncated,
       gaps: this.gaps,
       chain: { chainId: this.bundle.chain.chainId, registry: this.bundle.chain.registry, readAtBlock: this.bundle.chain.readAtBlock, checkedAtBlock: this.facts.checkedAtBlock },
+      completeness: this.completeness,
       elapsedMs: Math.round(elapsedMs)
     }
   }

@@ -4,8 +4,9 @@
  * write as its record, and the seal after all of its leaves, so a crash never leaves a record
  * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
  */
-import { MerkleBuilder, formatCheckpoint, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
+import { MerkleBuilder, formatCheckpoint, formatTipExtension, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
 import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
+import type { TipTracker } from './tips.js'
 
 export const DEFAULT_BATCH_MAX_RECORDS = 10_000
 export const DEFAULT_BATCH_MAX_AGE_MS = 60_000
@@ -27,13 +28,22 @@ export interface BatcherOptions {
    * name `origin` (PROTOCOL.md §7.8). Without it checkpoints are stored unsigned (tests, old data).
    */
   signer?: Signer | undefined
+  /**
+   * The tip tree (PROTOCOL.md §7.10): each leaf given with its record hash moves its device's tip
+   * in the same write, and each checkpoint carries the tree's root. Without it checkpoints carry no
+   * tips line (tests, old data).
+   */
+  tips?: TipTracker | undefined
 }
+
+/** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
+export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }
 
 /** Where a leaf went. */
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }
+  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips'>> & { signer: Signer | undefined, tips: TipTracker | undefined }
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -42,7 +52,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<Omit<BatcherOptions, 'signer'>> & { signer: Signer | undefined }, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'tips'>> & { signer: Signer | undefined, tips: TipTracker | undefined }, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -56,7 +66,7 @@ export class Batcher {
     if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
     if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
     formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
-    const o = { now: Date.now, signer: undefined, ...options }
+    const o = { now: Date.now, signer: undefined, tips: undefined, ...options }
     const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
     const leaves = await o.store.leaves(openId)
     return new Batcher(o, openId, leaves)
@@ -89,10 +99,11 @@ export class Batcher {
    * Appends a leaf to the open batch. `recordOps` gives the operations that must be written in the
    * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
    */
-  append (leaf: LeafEntry, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: this.openId, index: this.builder.size }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
+    if (this.o.tips !== undefined && leaf.recordHash !== undefined) ops.push(this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId))
     this.o.store.enqueue(ops)
     this.addToTree(leaf)
     if (this.builder.size >= this.o.maxRecords) this.seal()
@@ -108,7 +119,9 @@ export class Batcher {
     if (this.builder.size === 0) return undefined
     const id = this.openId
     const root = this.builder.root()
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root }
+    // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
+    const extensions = this.o.tips === undefined ? undefined : [formatTipExtension(this.o.tips.seal(id))]
+    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(extensions === undefined ? {} : { extensions }) }
     const unsigned = formatCheckpoint(head)
     // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
     // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.

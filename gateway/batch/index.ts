@@ -1,7 +1,8 @@
 /** Merkle batching of stored records, the anchored-seq bookkeeping for acks, and inclusion proofs. */
-export { Batcher, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_BATCH_MAX_AGE_MS, type BatcherOptions, type LeafPlace } from './batcher.js'
+export { Batcher, DEFAULT_BATCH_MAX_RECORDS, DEFAULT_BATCH_MAX_AGE_MS, type BatcherOptions, type LeafPlace, type AppendLeaf } from './batcher.js'
 export { AnchoredTracker } from './anchored-tracker.js'
 export {
   ProofService, formatRecordProof, recordProofJson, anchorExtra, DEFAULT_PROOF_CACHE_BATCHES,
   type RecordProof, type ProofLookup, type AnchorReader
 } from './proofs.js'
+export { TipTracker, formatBatchTipProof, lookupTip, DEFAULT_TIP_SNAPSHOTS, type TipTrackerOptions, type TipLookup } from './tips.js'

@@ -1,5 +1,5 @@
 /**
- * The gateway's HTTP API (node:http, GET only): record proofs, device status, batches, recent
+ * The gateway's HTTP API (node:http, GET only): record and tip proofs, device status, batches, recent
  * quarantine, health and Prometheus metrics, behind a bearer token. Everything in a request comes
  * from whoever reaches the port: the target is parsed by hand (no parser that throws), every
  * listing is a bounded page with a cursor, and a malformed request gets a 4xx, never a 500.
@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { DEVICE_ID_PATTERN, LIMITS, formatVerifierKey, toHex } from '../../protocol/index.js'
-import { formatRecordProof, recordProofJson, type ProofLookup, type RecordProof } from '../batch/index.js'
+import { formatBatchTipProof, formatRecordProof, recordProofJson, type ProofLookup, type RecordProof, type TipLookup } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
 import type { GatewayLogger } from '../logger.js'
@@ -23,6 +23,8 @@ export interface ApiBackend {
   proof: (deviceId: string, seq: number) => Promise<ProofLookup>
   /** The COSE receipt (PROTOCOL.md §7.9) of a proof; undefined when the gateway issues none. */
   receipt?: (proof: RecordProof) => Uint8Array | undefined
+  /** A device's tip (or absence) in the newest anchored batch, PROTOCOL.md §7.10; undefined: not served. */
+  tip?: (deviceId: string) => Promise<TipLookup>
   /** The log key that signs checkpoints, acks and receipts; undefined before the gateway started. */
   logKey?: () => { gatewayId: string, keyName: string, publicKey: Uint8Array } | undefined
   deviceStatus: (deviceId: string) => DeviceStatus | undefined
@@ -78,6 +80,7 @@ type Route =
   | { kind: 'metrics' }
   | { kind: 'proof', device: string, seq: string }
   | { kind: 'log-key' }
+  | { kind: 'tip', device: string }
   | { kind: 'devices' }
   | { kind: 'device', device: string }
   | { kind: 'records', device: string }
@@ -160,7 +163,7 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
   const route = parseRoute(path)
   const isPublic = (route.kind === 'health' && options.publicRoutes.health) ||
     (route.kind === 'metrics' && options.publicRoutes.metrics) ||
-    ((route.kind === 'proof' || route.kind === 'log-key') && options.publicRoutes.proofs)
+    ((route.kind === 'proof' || route.kind === 'log-key' || route.kind === 'tip') && options.publicRoutes.proofs)
   // Authentication before anything else, unknown routes included: an anonymous client learns
   // nothing of what exists.
   if (tokenDigest !== undefined && !isPublic) checkBearer(req.headers.authorization, tokenDigest)
@@ -200,6 +203,28 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
         send(res, 200, 'application/cose; cose-type="cose-sign1"', receipt)
       } else if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
       else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
+      return
+    }
+    case 'tip': {
+      // What proves a bundle complete (PROTOCOL.md §7.10): public with the record proofs, since it
+      // says no more than they do (a seq and a record hash) and absence of an unknown device.
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const format = query.get('format') ?? 'text'
+      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+      if (backend.tip === undefined) throw new Refusal(404, 'TIP_UNAVAILABLE', 'this gateway keeps no tip tree')
+      const found = await backend.tip(route.device)
+      if (found.status === 'not-anchored') throw new Refusal(409, 'TIP_NOT_ANCHORED', 'no batch with a tip tree is anchored yet')
+      const text = formatBatchTipProof(found.proof, found.batch)
+      if (format === 'text') { send(res, 200, 'text/plain; charset=utf-8', text); return }
+      const t = found.proof.terminal
+      const r = found.receipt
+      sendJson(res, 200, {
+        device: route.device,
+        tip: t.kind === 'present' ? { seq: t.tip.seq, hash: toHex(t.tip.hash) } : null,
+        batch: { id: found.batch.id, size: found.batch.size, root: toHex(found.batch.root), metadataHash: toHex(found.batch.metadataHash) },
+        proof: text,
+        anchor: { state: found.anchorState ?? null, ...(r === undefined ? {} : { chainId: r.chainId, contract: r.contract, onChainBatchId: r.onChainBatchId, txHash: r.txHash, blockNumber: r.blockNumber, blockHash: r.blockHash }) }
+      })
       return
     }
     case 'devices': {
@@ -319,6 +344,7 @@ function parseRoute (path: string): Route {
   if (a !== 'v1') return { kind: 'unknown' }
   if (b === 'log-key' && n === 2) return { kind: 'log-key' }
   if (b === 'proof' && c !== undefined && d !== undefined && n === 4) return { kind: 'proof', device: c, seq: d }
+  if (b === 'tip' && c !== undefined && n === 3) return { kind: 'tip', device: c }
   if (b === 'devices' && n === 2) return { kind: 'devices' }
   if (b === 'devices' && c !== undefined && n === 3) return { kind: 'device', device: c }
   if (b === 'devices' && c !== undefined && d === 'records' && n === 4) return { kind: 'records', device: c }

@@ -105,7 +105,7 @@ export class ChainLinker {
     const r = s.record
     const afterSeq = d.tip?.seq ?? -1
     const place = this.o.batcher.append(
-      { deviceId: d.id, seq: r.seq, leafHash: hashLeaf(s.envelope), timeMs: r.timeMs, afterSeq },
+      { deviceId: d.id, seq: r.seq, leafHash: hashLeaf(s.envelope), timeMs: r.timeMs, afterSeq, recordHash: s.hash },
       (p) => {
         const ops: StoreOp[] = [storeOps.putRecord(d.id, r.seq, { batchId: p.batchId, index: p.index, envelope: s.envelope })]
         this.o.devices.unpark(d, r.seq, ops)

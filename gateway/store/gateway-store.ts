@@ -32,6 +32,22 @@ export interface StoredDeviceState {
   anchoredSeq: number
 }
 
+/**
+ * A device's tip in the tip tree (PROTOCOL.md §7.10): its latest record this gateway put in a
+ * batch, and what the tip was when the batch before that one was sealed (what a restart needs to
+ * rebuild the last sealed batch's tree).
+ */
+export interface StoredTreeTip {
+  deviceId: string
+  seq: number
+  /** Record hash (sha256 of the envelope). */
+  hash: Uint8Array
+  /** Batch the record is a leaf of. */
+  batchId: number
+  /** The tip as of batches below `batchId`; undefined when the device had none there. */
+  before: { seq: number, hash: Uint8Array } | undefined
+}
+
 /** One leaf of a batch, in leaf order. */
 export interface LeafEntry {
   deviceId: string
@@ -108,6 +124,7 @@ export const keys = {
   pending: (d: string, seq: number) => `p/${d}/${hex(seq, SEQ_HEX)}`,
   leaf: (batch: number, index: number) => `l/${hex(batch, ID_HEX)}/${hex(index, ID_HEX)}`,
   batch: (batch: number) => `b/${hex(batch, ID_HEX)}`,
+  treeTip: (d: string) => `t/${d}`,
   quarantine: (timeMs: number, nonce: string) => `q/${hex(timeMs, ID_HEX)}/${nonce}`,
   openBatch: 'm/open-batch',
   foldedThrough: 'm/folded-through',
@@ -170,6 +187,22 @@ export function decodeDeviceState (b: Uint8Array): StoredDeviceState {
     stored: int(v[6], 'device stored'),
     quarantined: int(v[7], 'device quarantined'),
     anchoredSeq: int(v[8], 'device anchored') - 1
+  }
+}
+
+export function encodeTreeTip (t: StoredTreeTip): Uint8Array {
+  return encodeCanonical([STORE_VERSION, t.deviceId, t.seq, t.hash, t.batchId, t.before === undefined ? 0 : t.before.seq + 1, t.before?.hash ?? null])
+}
+
+export function decodeTreeTip (b: Uint8Array): StoredTreeTip {
+  const v = decodeArray(b, 'tree tip', 7)
+  const beforeSeq = int(v[5], 'tree tip before') - 1
+  return {
+    deviceId: text(v[1], 'tree tip device'),
+    seq: int(v[2], 'tree tip seq'),
+    hash: bytes(v[3], 'tree tip hash', 32),
+    batchId: int(v[4], 'tree tip batch'),
+    before: beforeSeq < 0 ? undefined : { seq: beforeSeq, hash: bytes(v[6], 'tree tip before hash', 32) }
   }
 }
 
@@ -252,6 +285,8 @@ export const storeOps = {
   /** A record linked to its device's chain, with its place in a batch. */
   putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r) }),
   putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
+  /** A device's tip in the tip tree, written with the leaf that moves it. */
+  putTreeTip: (t: StoredTreeTip): StoreOp => ({ type: 'put', key: keys.treeTip(t.deviceId), value: encodeTreeTip(t) }),
   putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) })
 } as const
 
@@ -470,6 +505,11 @@ export class GatewayStore {
 
   async * devices (): AsyncGenerator<StoredDeviceState> {
     for await (const v of this.db.values(range('d/'))) yield decodeDeviceState(v)
+  }
+
+  /** Every device's tip in the tip tree (PROTOCOL.md §7.10), in key order. */
+  async * treeTips (): AsyncGenerator<StoredTreeTip> {
+    for await (const v of this.db.values(range('t/'))) yield decodeTreeTip(v)
   }
 
   /** Every waiting record: [deviceId, seq, envelope]. */

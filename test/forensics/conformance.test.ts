@@ -13,7 +13,7 @@ t.test('behavior: the suite on disk is exactly what the generator writes (determ
   const files = await buildConformance()
   for (const [path, bytes] of files) t.ok(Buffer.from(readFileSync(join(CONFORMANCE_DIR, path))).equals(bytes), `${path} is current`)
   t.ok(manifest.cases.length >= 20, 'bundles, checkpoints, proofs and receipts')
-  t.same(new Set(manifest.cases.map(c => c.kind)), new Set(['bundle', 'checkpoint', 'proof', 'receipt']))
+  t.same(new Set(manifest.cases.map(c => c.kind)), new Set(['bundle', 'checkpoint', 'proof', 'receipt', 'tip']))
 })
 
 t.test('behavior: every bundle case gives its verdict and findings through provenance verify --offline --json', async t => {
@@ -28,7 +28,7 @@ t.test('behavior: every bundle case gives its verdict and findings through prove
   }
 })
 
-t.test('behavior: every checkpoint, proof and receipt case gives its verdict and error code', async t => {
+t.test('behavior: every checkpoint, proof, receipt and tip case gives its verdict and error code', async t => {
   for (const c of manifest.cases.filter(c => c.kind !== 'bundle')) {
     const error = runProtocolCase(c, readFileSync(join(CONFORMANCE_DIR, c.file)))
     t.equal(error, c.expect.error, `${c.name}: ${c.expect.verdict}`)
