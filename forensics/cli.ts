@@ -108,6 +108,7 @@ Reads the device's records and inclusion proofs from the gateway's HTTP API and 
   --from TIME, --to TIME  only records in this device-time window (Unix ms or ISO 8601)
   --out FILE              write the bundle there (default: stdout)
   --concurrency N         proof requests in flight (default 8)
+  --shreddings DIR        add the device's shredding statements (*.shredding, its <stateDir>/shreddings/)
   --json                  with --out: a JSON summary on stdout
   --quiet                 no progress on stderr
 `,
@@ -160,7 +161,7 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
   timeline: { from: 'string', to: 'string', 'interval-ms': 'string', json: 'boolean', help: 'boolean' },
   export: {
     gateway: 'string', 'token-file': 'string', 'rpc-url': 'string', registry: 'string', device: 'string', from: 'string', to: 'string', out: 'string',
-    concurrency: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
+    concurrency: 'string', shreddings: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   },
   report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' },
   trace: {
@@ -336,6 +337,25 @@ async function readGatewayToken (file: string | undefined, fromEnv: string | und
   return token
 }
 
+/** The `*.shredding` files of a folder (the device's `<stateDir>/shreddings/`), name order. Verify judges them. */
+async function readShreddings (dir: string | undefined): Promise<Uint8Array[]> {
+  if (dir === undefined) return []
+  const { readdir, readFile } = await import('node:fs/promises')
+  let names: string[]
+  try {
+    names = (await readdir(dir)).filter(n => n.endsWith('.shredding')).sort()
+  } catch (e) {
+    throw new UsageError(`--shreddings: cannot read folder ${dir}: ${(e as Error).message}`)
+  }
+  const out: Uint8Array[] = []
+  for (const n of names) {
+    const bytes = await readFile(`${dir}/${n}`)
+    if (bytes.byteLength > 64 * 1024) throw new UsageError(`--shreddings: ${n} is larger than a statement (64 KiB)`)
+    out.push(new Uint8Array(bytes))
+  }
+  return out
+}
+
 async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const need = (name: string): string => {
@@ -354,6 +374,7 @@ async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
   const concurrency = intFlag(args, 'concurrency')
   const out = stringFlag(args, 'out')
   const gatewayToken = await readGatewayToken(stringFlag(args, 'token-file'), io.env[GATEWAY_TOKEN_ENV])
+  const shreddings = await readShreddings(stringFlag(args, 'shreddings'))
   const progress = createProgress(io.stderr, { label: 'export' }, !args.flags.has('quiet'))
   // Loaded here only: the chain client is not needed by the other commands.
   const { exportBundle } = await import('./export/index.js')
@@ -365,6 +386,7 @@ async function runExport (args: ParsedArgs, io: CliIo): Promise<number> {
       ...(fromMs === undefined ? {} : { fromMs }),
       ...(toMs === undefined ? {} : { toMs }),
       ...(concurrency === undefined ? {} : { concurrency }),
+      ...(shreddings.length === 0 ? {} : { shreddings }),
       onProgress: p => progress.update(p.phase, p.done, p.total)
     })
   } catch (e) {
@@ -494,11 +516,14 @@ export function formatVerdict (v: Verdict): string {
   const c = v.counts
   const lines = [
     `${v.verdict.toUpperCase()}${v.completeness.status === 'incomplete' ? ' (INCOMPLETE)' : ''}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
-    `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : ''}`,
+    `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : v.prunedFromGenesis ? ' from genesis (earlier seqs pruned by policy)' : ''}`,
     `signature ${c.signaturesValid}/${c.signaturesChecked} valid (noble)`,
     `chain     ${c.chainLinked} linked, ${v.gaps.length} honest gap(s)${v.gaps.map(g => ` [${g.firstSeq}..${g.lastSeq} ${g.reason}]`).join('')}`,
     `proofs    ${c.proofsValid}/${c.proofsChecked} valid in ${c.anchors} anchored batch(es); ${c.models} model(s)`,
     `complete  ${v.completeness.status}${v.completeness.missing === undefined ? '' : ` (missing seq ${v.completeness.missing.fromSeq}..${v.completeness.missing.toSeq})`}: ${v.completeness.message}`,
+    // Removal by policy, not loss (PROTOCOL.md §12): named with the statement that did it.
+    ...v.pruned.map(p => `PRUNED    seq ${p.firstSeq}..${p.lastSeq} by statement ${p.statement} (gateway ${p.gatewayId}, ${p.reason}, retention ${p.retentionDays} days, ${iso(p.prunedAtMs)}${p.committed ? ', anchored' : ', not yet anchored'})`),
+    ...v.shredded.map(x => `SHREDDED  seq ${x.firstSeq}..${x.lastSeq} (${x.records} record(s) here) by statement ${x.statement}: subject ${x.subjectRef.slice(0, 16)}…, ${x.reason}, ${iso(x.shreddedAtMs)}; commitments unopenable, signatures and proofs checked`),
     `findings  ${c.failures} failure(s) on ${c.recordsFailed} record(s), ${c.warnings} warning(s)${c.notJudged > 0 ? `, ${c.notJudged} outside the window` : ''}`
   ]
   const list = (title: string, findings: Verdict['failures']): void => {

@@ -1,5 +1,5 @@
 /**
- * `provenance-gateway start|log-key` on the shared CLI scaffold (common/cli: --help on stdout,
+ * `provenance-gateway start|prune|log-key` on the shared CLI scaffold (common/cli: --help on stdout,
  * --version, --json, exit codes 0/1/2/78): the config from a JSON file and PROVENANCE_GATEWAY_*
  * overrides, checked against one field table the compiler derives from GatewayOptions.
  */
@@ -7,11 +7,14 @@ import { readFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
-import { runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
+import { join } from 'node:path'
+import { UsageError, runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
 import { loadOrCreateLogKey } from './keys/index.js'
+import { Pruner, type PruneResult } from './retention/index.js'
+import { GatewayStore } from './store/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 
 export interface CliIo {
@@ -65,6 +68,8 @@ const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[
   batchMaxRecords: 'int',
   batchMaxAgeMs: 'int',
   maxBacklogRecords: 'int',
+  retentionDays: 'int',
+  pruneIntervalMs: 'int',
   httpHost: 'string',
   httpPort: 'int',
   httpAuth: 'string',
@@ -138,6 +143,40 @@ function gatewayProgram (io: CliIo, exit: { code: number }): CliProgram {
           const config = await loadConfig(ctx.string('config'), io.env)
           exit.code = await runGateway(config, io)
           return undefined
+        }
+      },
+      {
+        path: ['prune'],
+        summary: 'Remove records that are anchored and past retention, with a signed pruning statement per device.',
+        description: [
+          'Run with the gateway stopped (it opens the state folder; STORE_LOCKED while a gateway has it): the gateway commits the statements in the next batch it seals after its start. A running gateway prunes by itself with pruneIntervalMs. See docs/GATEWAY.md §Retention.',
+          'Without --device: every device, each as far as allowed (nothing past that, no error). With --device and --through-seq: exactly that range from the oldest stored record, or a refusal: PRUNE_NOT_ANCHORED when a record up to it is not in a confirmed batch, PRUNE_BEFORE_RETENTION when one is in a batch sealed within retentionDays (default and minimum 183), PRUNE_NOTHING when nothing is stored there.',
+          'Prints what was pruned (device, seq range, batches, statement hash).'
+        ],
+        mutating: true,
+        options: [
+          { name: 'device', type: 'string', value: '<id>', description: 'Prune only this device.' },
+          { name: 'through-seq', type: 'string', value: '<n>', description: 'With --device: prune through this seq or refuse.' },
+          { name: 'reason', type: 'string', value: '<text>', description: 'Reason recorded in the statement (default: retention).' }
+        ],
+        run: async (ctx) => {
+          const config = await loadConfig(ctx.string('config'), io.env)
+          const device = ctx.string('device')
+          const through = ctx.string('through-seq')
+          if (through !== undefined && (device === undefined || !/^(0|[1-9][0-9]{0,15})$/.test(through))) {
+            throw new UsageError(device === undefined ? '--through-seq needs --device' : '--through-seq must be a decimal seq')
+          }
+          const reason = ctx.string('reason')
+          const results = await pruneOffline(config, {
+            ...(device === undefined ? {} : { deviceId: device }),
+            ...(through === undefined ? {} : { throughSeq: Number(through) }),
+            ...(reason === undefined ? {} : { reason }),
+            dryRun: ctx.dryRun
+          })
+          const lines = results.length === 0
+            ? ['nothing to prune: no record is both anchored and past retention']
+            : results.map(r => `${ctx.dryRun ? 'would prune' : 'pruned'} ${r.deviceId} seq ${r.firstSeq}..${r.lastSeq} (${r.records} records, batches ${r.batches.join(',')}), statement ${r.statementHash}`)
+          return { value: { pruned: results }, text: lines }
         }
       },
       {
@@ -275,6 +314,27 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
     }
   }
   return config
+}
+
+// `prune` with the gateway stopped: the store, the log key and the retention of the config.
+async function pruneOffline (config: Record<string, unknown>, request: { deviceId?: string, throughSeq?: number, reason?: string, dryRun: boolean }): Promise<PruneResult[]> {
+  let o: ResolvedGatewayOptions
+  try {
+    o = resolveGatewayOptions(config as unknown as GatewayOptions)
+  } catch (e) {
+    throw configError((e as Error).message)
+  }
+  const key = await loadOrCreateLogKey(o.logKeyFile)
+  const store = await GatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites })
+  try {
+    const pruner = await Pruner.open({ store, signer: key.signer, gatewayId: o.gatewayId, retentionDays: o.retentionDays })
+    const { deviceId, ...rest } = request
+    if (deviceId === undefined) return await pruner.pruneAll(rest)
+    const r = await pruner.prune({ deviceId, ...rest })
+    return r === undefined ? [] : [r]
+  } finally {
+    await store.close()
+  }
 }
 
 // `log-key`: what an operator registers on chain and configures on devices, before the first start.

@@ -35,5 +35,11 @@ export type GatewayErrorCode =
   | 'LOG_KEY_INVALID'
   /** The log key file may be read by group or others (it must be 0600). */
   | 'LOG_KEY_INSECURE'
+  /** Pruning refused: a record of the range is not yet in a batch whose anchor is confirmed. */
+  | 'PRUNE_NOT_ANCHORED'
+  /** Pruning refused: a record of the range is in a batch sealed within the retention period. */
+  | 'PRUNE_BEFORE_RETENTION'
+  /** Pruning refused: no stored record of the device in the range asked for. */
+  | 'PRUNE_NOTHING'
 
 export class GatewayError extends ProvenanceError<GatewayErrorCode> {}

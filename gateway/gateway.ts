@@ -14,6 +14,7 @@ import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, 
 import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
 import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
@@ -53,6 +54,9 @@ export class Gateway {
   private api: ApiServer | undefined
   private token: string | undefined
   private gapTimer: NodeJS.Timeout | undefined
+  private pruneTimer: NodeJS.Timeout | undefined
+  private pruner: Pruner | undefined
+  private pruneChain: Promise<unknown> = Promise.resolve()
   private sealedThrough = 0
   private fatal: GatewayError | undefined
   private logKey: GatewayLogKey | undefined
@@ -166,6 +170,14 @@ export class Gateway {
 
     const folded = (await store.getInt(storeKeys.foldedThrough)) ?? 0
     const tracker = new AnchoredTracker(folded, folded, anchorer !== undefined)
+    const pruner = this.pruner = await Pruner.open({
+      store,
+      signer: logKey.signer,
+      gatewayId: o.gatewayId,
+      retentionDays: o.retentionDays,
+      // The live view: the store's copy of device states is written behind it.
+      anchoredSeqOf: async (d) => this.pipeline?.status(d)?.anchoredSeq ?? (await store.getDeviceState(d))?.anchoredSeq ?? -1
+    })
     // The tip tree (PROTOCOL.md §7.10): the batcher moves tips with leaves and seals their root.
     const tips = this.tips = await TipTracker.open({ store, openBatchId: (await store.getInt(storeKeys.openBatch)) ?? 1 })
     const batcher = this.batcher = await Batcher.open({
@@ -175,6 +187,7 @@ export class Gateway {
       maxRecords: o.batchMaxRecords,
       maxAgeMs: o.batchMaxAgeMs,
       signer: logKey.signer,
+      commitments: (id) => pruner.takeCommitments(id),
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
     const pipeline = this.pipeline = new IngestPipeline({
@@ -272,6 +285,12 @@ export class Gateway {
     const gapCheckMs = Math.max(100, Math.min(5000, Math.floor(o.gapReportAfterMs / 2)))
     this.gapTimer = setInterval(() => this.refreshGauges(), gapCheckMs)
     this.gapTimer.unref()
+    if (o.pruneIntervalMs > 0) {
+      this.pruneTimer = setInterval(() => {
+        this.pruneAll().catch((e: unknown) => log.error({ error: (e as Error).message }, 'scheduled pruning failed'))
+      }, o.pruneIntervalMs)
+      this.pruneTimer.unref()
+    }
     log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined }, 'gateway started')
   }
 
@@ -297,6 +316,32 @@ export class Gateway {
       backlogRecords: this.pipeline?.backlog ?? 0,
       openBatch: { id: this.batcher?.openBatchId ?? 0, size: this.batcher?.openSize ?? 0 }
     }
+  }
+
+  /**
+   * Prunes one device's oldest records that are anchored and past retention, signing a pruning
+   * statement that the next sealed batch commits to (docs/GATEWAY.md §Retention).
+   * @throws GatewayError `PRUNE_NOT_ANCHORED`, `PRUNE_BEFORE_RETENTION`, `PRUNE_NOTHING`, `GATEWAY_STOPPED`.
+   */
+  async prune (request: PruneRequest): Promise<PruneResult | undefined> {
+    const pruner = this.pruner
+    if (pruner === undefined || this.state !== 'running') throw new GatewayError('GATEWAY_STOPPED', 'gateway is not running')
+    // One pruning at a time: two would read the same oldest records.
+    const run = this.pruneChain.then(async () => await pruner.prune(request))
+    this.pruneChain = run.catch(() => {})
+    const result = await run
+    if (result !== undefined) this.options.logger.info({ ...result }, 'pruned by retention policy')
+    return result
+  }
+
+  /** Prunes every device as far as retention allows (what the scheduled run does). */
+  async pruneAll (): Promise<PruneResult[]> {
+    const out: PruneResult[] = []
+    for (const deviceId of this.pipeline?.deviceIds() ?? []) {
+      const r = await this.prune({ deviceId })
+      if (r !== undefined) out.push(r)
+    }
+    return out
   }
 
   /** Status of a device, or undefined when it was never seen. */
@@ -351,6 +396,8 @@ export class Gateway {
 
   private async close (): Promise<void> {
     if (this.gapTimer !== undefined) clearInterval(this.gapTimer)
+    if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer)
+    await this.pruneChain
     this.batcher?.stop()
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
       ['http', this.api?.close],
@@ -470,6 +517,7 @@ export class Gateway {
       deviceStatus: (d) => this.deviceStatus(d),
       deviceIds: () => this.pipeline?.deviceIds() ?? [],
       records: async (d, from, limit, maxBytes) => await (this.store?.recordsFrom(d, from, limit, maxBytes) ?? Promise.resolve([])),
+      prunings: async (d) => await (this.store?.prunings(d) ?? Promise.resolve([])),
       batch: async (id) => {
         const batch = await this.store?.getBatch(id)
         if (batch === undefined) return undefined

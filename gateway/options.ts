@@ -9,6 +9,7 @@ import {
   DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_KEY_CACHE_TTL_MS, DEFAULT_KEY_LOOKUP_BURST, DEFAULT_KEY_LOOKUPS_PER_SECOND,
   DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory
 } from './keys/index.js'
+import { DEFAULT_RETENTION_DAYS, checkRetentionDays } from './retention/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
 
 export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
@@ -111,6 +112,14 @@ export interface GatewayOptions {
   batchMaxAgeMs?: number
   /** Stop reading from the broker while this many received records wait to be processed. Default 50 000. */
   maxBacklogRecords?: number
+  /**
+   * Retention period, days: records, proofs and anchors are kept at least this long after their
+   * batch was sealed (docs/GATEWAY.md §Retention). Default and minimum 183 (six months, EU AI Act
+   * Art. 19(1), 26(6)); a shorter value is refused.
+   */
+  retentionDays?: number
+  /** Run the pruning of every device this often, ms; 0 (default): only `provenance-gateway prune` prunes. */
+  pruneIntervalMs?: number
   /** Address of the HTTP API. Default 127.0.0.1. */
   httpHost?: string
   /** Port of the HTTP API; 0 lets the OS pick. Default 0. */
@@ -206,6 +215,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     batchMaxRecords: DEFAULT_BATCH_MAX_RECORDS,
     batchMaxAgeMs: DEFAULT_BATCH_MAX_AGE_MS,
     maxBacklogRecords: DEFAULT_MAX_BACKLOG_RECORDS,
+    retentionDays: DEFAULT_RETENTION_DAYS,
+    pruneIntervalMs: 0,
     httpHost: DEFAULT_HTTP_HOST,
     httpPort: DEFAULT_HTTP_PORT,
     // HTTP API (issue 9, item 5)
@@ -274,6 +285,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('batchMaxRecords', 1, 16_777_216)
   int('batchMaxAgeMs', 1)
   int('maxBacklogRecords', 2)
+  checkRetentionDays(o.retentionDays)
+  int('pruneIntervalMs', 0)
   int('httpPort', 0, 65535)
   if (o.chainId !== undefined) int('chainId', 1)
   // Memory budgets.

@@ -44,6 +44,8 @@ export const BUNDLE_LIMITS = {
   models: 4096,
   anchors: 100_000,
   captures: 10_000,
+  /** Pruning and shredding statements (PROTOCOL.md §12). */
+  statements: 10_000,
   gateways: 64,
   nameBytes: 256,
   metadataUriBytes: 2048,
@@ -138,6 +140,14 @@ export interface BundleGateway {
   publicKey: string
 }
 
+/** A gateway's pruning statement (PROTOCOL.md §12.1) with the checkpoint that commits it. */
+export interface BundlePruning {
+  /** The statement envelope, standard base64. */
+  statement: string
+  /** The signed checkpoint of the batch whose extension line commits the statement; absent while none does yet. Its anchor is in `anchors`. */
+  checkpoint?: string
+}
+
 /** A device's anchored tip, as the gateway proved it. */
 export interface BundleTip {
   /** The tip proof file, its checkpoint included (unauthenticated: verify checks it on chain). */
@@ -169,6 +179,10 @@ export interface Bundle {
    * convention `{ "capture": base64 of a capture file (protocol/capture.ts) }`.
    */
   captures?: Array<Record<string, unknown>>
+  /** Optional: what the gateways pruned of this device by retention (PROTOCOL.md §12.1). */
+  prunings?: BundlePruning[]
+  /** Optional: the device's shredding statements (PROTOCOL.md §12.2), standard base64 envelopes. */
+  shreddings?: string[]
 }
 
 const HEX32 = /^[0-9a-f]{64}$/
@@ -180,7 +194,9 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
 const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
 
-const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'tip', 'captures'])
+const TOP_KEYS = new Set(['format', 'createdAtMs', 'device', 'chain', 'window', 'models', 'records', 'proofs', 'anchors', 'gateways', 'tip', 'captures', 'prunings', 'shreddings'])
+/** Longest base64 text of a statement envelope (MAX_STATEMENT_BYTES, protocol/erasure.ts). */
+const MAX_STATEMENT_BASE64 = 4 * Math.ceil(64 * 1024 / 3)
 
 // Collects problems up to the limit, then stops the walk: a hostile document with a million bad
 // fields costs no more than one with fifty.
@@ -217,7 +233,8 @@ export function assertBundle (value: unknown): asserts value is Bundle {
   }
   // List lengths first, before walking any of them.
   const limits: Array<[string, number]> = [['records', BUNDLE_LIMITS.records], ['proofs', BUNDLE_LIMITS.records], ['anchors', BUNDLE_LIMITS.anchors],
-    ['models', BUNDLE_LIMITS.models], ['captures', BUNDLE_LIMITS.captures], ['gateways', BUNDLE_LIMITS.gateways]]
+    ['models', BUNDLE_LIMITS.models], ['captures', BUNDLE_LIMITS.captures], ['gateways', BUNDLE_LIMITS.gateways],
+    ['prunings', BUNDLE_LIMITS.statements], ['shreddings', BUNDLE_LIMITS.statements]]
   for (const [key, max] of limits) {
     const list = value[key]
     if (Array.isArray(list) && list.length > max) throw new BundleError('BUNDLE_TOO_LARGE', `${key}: ${list.length} entries, at most ${max}`)
@@ -404,6 +421,20 @@ function walkBundle (b: Record<string, unknown>, p: Problems): void {
       if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
     }
   }
+  // statements: form only (base64 of at most one envelope); the verifier decodes and judges them.
+  const statement = (v: unknown, path: string): void => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !BASE64.test(v)) p.add(path, 'not standard base64 of at most 64 KiB')
+  }
+  if (b.prunings !== undefined) {
+    list(b.prunings, 'prunings').forEach((x, i) => {
+      const path = `prunings[${i}]`
+      if (!isObject(x)) { p.add(path, 'not an object'); return }
+      only(x, ['statement', 'checkpoint'], path)
+      statement(x.statement, `${path}.statement`)
+      if (x.checkpoint !== undefined && (typeof x.checkpoint !== 'string' || x.checkpoint.length === 0 || x.checkpoint.length > MAX_PROOF_BYTES)) p.add(`${path}.checkpoint`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
+    })
+  }
+  if (b.shreddings !== undefined) list(b.shreddings, 'shreddings').forEach((x, i) => statement(x, `shreddings[${i}]`))
 
   // captures: opaque objects (the document's size bounds them)
   if (b.captures !== undefined) {
@@ -433,6 +464,8 @@ export function encodeBundle (bundle: Bundle): string {
   if (bundle.gateways !== undefined) fields.push(`${s('gateways')}: ${s(bundle.gateways)}`)
   if (bundle.tip !== undefined) fields.push(`${s('tip')}: ${s(bundle.tip)}`)
   if (bundle.captures !== undefined) fields.push(listField('captures', bundle.captures))
+  if (bundle.prunings !== undefined) fields.push(listField('prunings', bundle.prunings))
+  if (bundle.shreddings !== undefined) fields.push(listField('shreddings', bundle.shreddings))
   lines.push(fields.join(',\n'), '}')
   return lines.join('\n') + '\n'
 }

@@ -9,7 +9,7 @@ export {
   createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,
   PUBLIC_KEY_BYTES, SEED_BYTES, SIGNATURE_BYTES, type Signer, type VerifierBackend
 } from './ed25519.js'
-export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
+export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
 export {
   encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
@@ -59,13 +59,19 @@ export {
 export {
   BundleError, BUNDLE_FORMAT, BUNDLE_LIMITS, BUNDLE_MODEL_STATUSES, assertBundle, encodeBundle, decodeBundle, decodeBundleRecord,
   encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
-  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway, type BundleTip
+  type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway, type BundleTip, type BundlePruning
 } from './bundle.js'
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own
 // module, not from here: it loads protobufjs, which every importer of the protocol would pay for.
 export {
   ENROLLMENT_FORMAT, assertEnrollmentRequest, parseEnrollmentRequest, type EnrollmentRequest, type EnrollmentErrorCode, EnrollmentError
 } from './enrollment.js'
+export {
+  ErasureError, PRUNING_FORMAT, SHREDDING_FORMAT, PRUNING_SIGNING_PREFIX, SHREDDING_SIGNING_PREFIX, MAX_STATEMENT_BYTES, STATEMENT_LIMITS,
+  assertPruningStatement, assertShreddingStatement, encodePruningStatement, encodeShreddingStatement, signPruningStatement,
+  signShreddingStatement, verifyPruningStatement, verifyShreddingStatement, pruningExtensionLine,
+  type ErasureErrorCode, type PruningStatement, type ShreddingStatement, type SignedStatement
+} from './erasure.js'
 export {
   TipTree, TIP_KEY_BITS, TIP_LEAF_PREFIX, TIP_NODE_PREFIX, TIP_EMPTY_HASH, TIP_PROOF_HEADER, TIP_CHECKPOINT_TAG, MAX_TIP_PROOF_BYTES,
   tipKey, hashTipLeaf, hashTipNode, tipProofRoot, verifyTipProof, formatTipExtension, tipRootOfCheckpoint, formatTipProof, parseTipProof,

@@ -39,6 +39,10 @@ export const SALT_BYTES = 32
 export const MAX_TENSOR_RANK = 32
 const TENSOR_DOMAIN = Buffer.from('edge-provenance/tensor/v1\0', 'utf8')
 const SALT_DOMAIN = Buffer.from('edge-provenance/salt/v1\0', 'utf8')
+const SUBJECT_SALT_DOMAIN = Buffer.from('edge-provenance/salt/v2\0', 'utf8')
+const SUBJECT_REF_DOMAIN = Buffer.from('edge-provenance/subject/v1\0', 'utf8')
+/** Length of a subject key (the disclosure material that crypto-shredding destroys). */
+export const SUBJECT_KEY_BYTES = 32
 
 // Raw bytes are hashed as they lie in memory: that is the canonical little-endian form only on a
 // little-endian host (every Jetson, Pi and x86-64 is one). Refuse rather than commit wrong bytes.
@@ -54,6 +58,33 @@ export function deriveSalt (secret: Uint8Array, seq: number): Uint8Array {
   const seqBytes = Buffer.alloc(8)
   seqBytes.writeBigUInt64BE(BigInt(seq))
   return new Uint8Array(createHmac('sha256', secret).update(SALT_DOMAIN).update(seqBytes).digest())
+}
+
+/**
+ * The salt of record `seq` run for a data subject (docs/PROTOCOL.md §12.3):
+ * HMAC-SHA256(subjectKey, "edge-provenance/salt/v2\0" ‖ u64be(seq)). The subject key is random and
+ * kept apart from the device secret, so destroying it makes these salts, and with them the
+ * record's commitments, impossible to recompute (crypto-shredding).
+ * @throws RangeError for a key that is not 32 bytes or a bad seq.
+ */
+export function deriveSubjectSalt (subjectKey: Uint8Array, seq: number): Uint8Array {
+  if (!(subjectKey instanceof Uint8Array) || subjectKey.byteLength !== SUBJECT_KEY_BYTES) throw new RangeError('subject key must be 32 bytes')
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad seq ${seq}`)
+  const seqBytes = Buffer.alloc(8)
+  seqBytes.writeBigUInt64BE(BigInt(seq))
+  return new Uint8Array(createHmac('sha256', subjectKey).update(SUBJECT_SALT_DOMAIN).update(seqBytes).digest())
+}
+
+/**
+ * The pseudonym of a data subject in a shredding statement (§12.3):
+ * HMAC-SHA256(secret, "edge-provenance/subject/v1\0" ‖ UTF-8(subject)), under the device secret.
+ * The device can show which subject a statement is about; a reader of the statement cannot.
+ * @throws RangeError for a short secret or an empty subject.
+ */
+export function deriveSubjectRef (secret: Uint8Array, subject: string): Uint8Array {
+  if (!(secret instanceof Uint8Array) || secret.byteLength < 32) throw new RangeError('salt secret must be at least 32 bytes')
+  if (typeof subject !== 'string' || subject.length === 0) throw new RangeError('subject must be a non-empty string')
+  return new Uint8Array(createHmac('sha256', secret).update(SUBJECT_REF_DOMAIN).update(subject, 'utf8').digest())
 }
 
 /** What a commitment needs of a tensor, with its data already hashed (no salt involved yet). */

@@ -152,7 +152,7 @@ export function buildRecordVectors (): RecordVectors {
     description: 'Byte strings are lower-case hex. keys[i].seed is the RFC 8032 private key; records[j].key indexes the key that signed it. ' +
       'The records form one valid chain of device "' + DEVICE_ID + '" (seqs 3 and 4 were dropped and are declared by the gap record); ' +
       'the key-rotation record makes keys[1] valid from its validFromMs. The inference record commits to tensors[0] and tensors[1] under salt.salt. ' +
-      'The data-capture record (seq 8) commits to the 20-byte sample "label,speed\\ncar,42\\n" under the salt of seq 8 from salt.secret.',
+      'The data-capture record (seq 8) commits to the 19-byte sample "label,speed\\ncar,42\\n" under the salt of seq 8 from salt.secret.',
     signingPrefix: toHex(RECORD_SIGNING_PREFIX),
     keys: seeds.map((s, i) => ({ seed: toHex(s), publicKey: toHex(signers[i]!.publicKey) })),
     salt: { secret: toHex(secret), seq: saltSeq, salt: toHex(salt) },

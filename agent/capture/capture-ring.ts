@@ -195,6 +195,21 @@ export class CaptureRing {
     this.totalBytes = 0
   }
 
+  /**
+   * Drops the runs whose seq `drop` selects (crypto-shredding: the raw inputs and salts of a
+   * shredded subject must not outlive its key). Returns how many went.
+   */
+  forget (drop: (seq: number) => boolean): number {
+    const before = this.slots.length
+    this.slots = this.slots.filter(s => {
+      if (!drop(s.entry.seq)) return true
+      s.entry.salt.fill(0)
+      this.totalBytes -= s.bytes
+      return false
+    })
+    return before - this.slots.length
+  }
+
   private keep (entry: CaptureEntry): void {
     const bytes = sizeCaptureEntry(entry)
     if (bytes > this.maxBytes) {

@@ -118,6 +118,20 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     summary: 'List the frozen incident captures waiting on the device.',
     description: ['Asks the running daemon (GET /v1/captures).'],
     options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
+  },
+  {
+    path: ['shred'],
+    summary: 'Crypto-shred a data subject: destroy the key that salts its records, so their commitments can never be opened.',
+    description: [
+      'Asks the running daemon (POST /v1/subjects/shred) to destroy the subject key of the runs made with that subject (run requests with "subject"), drop those runs from the capture ring, and sign a shredding statement (docs/PROTOCOL.md §12.2) with the device key, written to <stateDir>/shreddings/<hash>.shredding. Records, signatures, chain and proofs stay valid; verification shows the records as SHREDDED. Frozen captures already taken must be deleted by whoever holds them. Fails with SUBJECT_UNKNOWN when no run was made for the subject, SUBJECT_SHREDDED when it was shredded already.'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      { name: 'subject', type: 'string', value: '<id>', description: 'The data subject, as the runs named it. Required.' },
+      { name: 'reason', type: 'string', value: '<text>', description: 'Why (kept in the signed statement), e.g. the erasure request\'s reference. Default "erasure request".' },
+      { name: 'out', type: 'string', value: '<path>', description: 'Also write the statement here.' }
+    ]
   }
 ])
 

@@ -48,12 +48,14 @@ export interface DaemonResponse { status: number, headers: Record<string, string
  * @throws CliError `DAEMON_NOT_RUNNING` (nothing listening, timeout), `DAEMON_ACCESS_DENIED`
  *   (the socket's mode keeps this user out; no or a wrong token on TCP).
  */
-export async function requestDaemon (to: DaemonEndpoint, method: string, path: string, timeoutMs = DEFAULT_DAEMON_TIMEOUT_MS): Promise<DaemonResponse> {
+export async function requestDaemon (to: DaemonEndpoint, method: string, path: string, timeoutMs = DEFAULT_DAEMON_TIMEOUT_MS, json?: unknown): Promise<DaemonResponse> {
   const where = describe(to)
+  const payload = json === undefined ? undefined : Buffer.from(JSON.stringify(json), 'utf8')
+  const bodyHeaders: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(payload.byteLength) }
   const res = await new Promise<DaemonResponse>((resolve, reject) => {
     const target = 'socketPath' in to
-      ? { socketPath: to.socketPath, headers: { host: 'localhost' } }
-      : { host: '127.0.0.1', port: to.port, headers: to.token === undefined ? {} : { authorization: `Bearer ${to.token}` } }
+      ? { socketPath: to.socketPath, headers: { host: 'localhost', ...bodyHeaders } }
+      : { host: '127.0.0.1', port: to.port, headers: { ...(to.token === undefined ? {} : { authorization: `Bearer ${to.token}` }), ...bodyHeaders } }
     const req = request({ ...target, method, path, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = []
       let size = 0
@@ -73,7 +75,7 @@ export async function requestDaemon (to: DaemonEndpoint, method: string, path: s
       }
       reject(new CliError('DAEMON_NOT_RUNNING', `no daemon answers on ${where}: ${e.message}`, { cause: e }))
     })
-    req.end()
+    req.end(payload)
   })
   if (res.status === 401 || res.status === 403) {
     throw new CliError('DAEMON_ACCESS_DENIED', `the daemon on ${where} refused the request (HTTP ${res.status}): the TCP API needs the token of <stateDir>/api-token, readable by the service user`)

@@ -23,7 +23,8 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
   'verify-log': async () => (await import('./run-verify-log.js')).runVerifyLog,
   export: async () => (await import('./run-export.js')).runExport,
   'capture freeze': async () => (await import('./run-capture.js')).runCaptureFreeze,
-  'capture list': async () => (await import('./run-capture.js')).runCaptureList
+  'capture list': async () => (await import('./run-capture.js')).runCaptureList,
+  shred: async () => (await import('./run-capture.js')).runShred
 }
 
 /** The configuration fields with their environment variables, one paragraph each (for --help). */

@@ -45,3 +45,28 @@ export async function runCaptureList (values: OptionValues, io: CliIo): Promise<
     : captures.map(c => `${c.name}  ${c.sizeBytes} bytes  frozen ${new Date(c.frozenAtMs).toISOString()}`))
   return 0
 }
+
+interface ShredInfo { statement: string, hash: string, ranges: Array<{ firstSeq: number, lastSeq: number }>, path: string, capturesDropped: number }
+
+/** `provenance-agent shred`: crypto-shredding of one data subject through the running daemon. */
+export async function runShred (values: OptionValues, io: CliIo): Promise<number> {
+  const daemon = await daemonEndpoint(values, io)
+  const subject = values.subject
+  if (typeof subject !== 'string' || subject === '') throw new CliError('USAGE', 'shred needs --subject <id>')
+  const reason = typeof values.reason === 'string' ? values.reason : 'erasure request'
+  const shredded = parseDaemonJson(await requestDaemon(daemon, 'POST', '/v1/subjects/shred', undefined, { subject, reason })) as ShredInfo
+  let out: string | undefined
+  if (typeof values.out === 'string') {
+    out = resolve(values.out)
+    try {
+      await writeFileAtomic(out, Buffer.from(shredded.statement, 'base64'), { mode: 0o644 })
+    } catch (e) {
+      throw new CliError('EXPORT_FAILED', `cannot write ${out}: ${(e as Error).message}`, { cause: e })
+    }
+  }
+  printResult(io, values.json === true, { ...shredded, ...(out !== undefined ? { out } : {}) }, () => [
+    `subject key destroyed: seq ${shredded.ranges.map(r => r.firstSeq === r.lastSeq ? String(r.firstSeq) : `${r.firstSeq}..${r.lastSeq}`).join(', ')} can no longer be opened (${shredded.capturesDropped} captured run(s) dropped)`,
+    `shredding statement ${shredded.hash} at ${shredded.path}${out !== undefined ? ` and ${out}` : ''}: give it to investigators (provenance export --shredding <file>)`
+  ])
+  return 0
+}

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
 import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
-import { KeyRing, writeFileAtomic } from '../keys/index.js'
+import { KeyRing, SubjectKeyStore, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
 import { ModelError, type ModelInputInfo } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup, type PolicyStatus } from '../policy/index.js'
@@ -100,6 +100,8 @@ export const DEFAULT_API_SOCKET_MODE = 0o600
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** Runtime file in the state dir while the daemon runs: `{ pid, socket, host?, port?, startedMs, deviceId }`. */
 export const RUNTIME_FILE = 'daemon.json'
+/** Subject keys of crypto-shredding, in the state folder (mode 0600). */
+export const SUBJECT_KEYS_FILE = 'subject-keys.json'
 
 export interface ProviderWarning { provider?: string, fallback?: string, message: string, error?: string }
 
@@ -207,9 +209,11 @@ export class Daemon {
 
   /** The incident capture ring, when enabled. */
   readonly captureRing: CaptureRing | undefined
+  private readonly subjectKeys: SubjectKeyStore
 
-  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, api: ApiServer, startedMs: number, captureRing: CaptureRing | undefined }) {
+  private constructor (options: DaemonOptions, parts: { agent: ProvenanceAgent, ring: KeyRing, guard: ModelGuard, api: ApiServer, startedMs: number, captureRing: CaptureRing | undefined, subjectKeys: SubjectKeyStore }) {
     this.captureRing = parts.captureRing
+    this.subjectKeys = parts.subjectKeys
     this.options = options
     this.deviceId = options.deviceId
     this.stateDir = options.stateDir
@@ -283,9 +287,11 @@ export class Daemon {
     const captureRing = captureEntries === 0
       ? undefined
       : new CaptureRing({ stateDir, deviceId: options.deviceId, maxEntries: captureEntries, maxBytes: options.captureMaxBytes ?? DEFAULT_CAPTURE_MAX_BYTES, clock: ring.clock, logger })
+    const subjectKeys = await SubjectKeyStore.open({ path: join(stateDir, SUBJECT_KEYS_FILE), secret: ring.toDeviceKey().saltSecret })
     try {
       agent = await ProvenanceAgent.start({
         ...(captureRing !== undefined ? { onRun: (run) => { captureRing.observe(run) } } : {}),
+        subjectKeys,
         stateDir,
         deviceId: options.deviceId,
         key: ring.toDeviceKey(),
@@ -304,7 +310,7 @@ export class Daemon {
       await api.shutdown()
       throw e
     }
-    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, api, startedMs: wallClock(), captureRing })
+    const daemon = new Daemon({ ...options, stateDir }, { agent, ring, guard, api, startedMs: wallClock(), captureRing, subjectKeys })
     captureTarget.daemon = daemon
     try {
       api.attach(daemon)
@@ -368,7 +374,7 @@ export class Daemon {
    *   ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED`; AgentError `INPUT_INVALID`,
    *   `INFERENCE_FAILED`, `LOG_*`; ProtocolError `TENSOR_INVALID`.
    */
-  async run (name: string, feeds: Record<string, Tensor>, decision?: string): Promise<DaemonRunResult> {
+  async run (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string): Promise<DaemonRunResult> {
     if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
     const slot = this.slots.get(name)
     if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured (configured: ${[...this.slots.keys()].join(', ')})`)
@@ -384,7 +390,7 @@ export class Daemon {
     if (decision !== undefined && Buffer.byteLength(decision, 'utf8') > LIMITS.decisionBytes) {
       throw new DaemonError('REQUEST_INVALID', `decision: at most ${LIMITS.decisionBytes} bytes`)
     }
-    const pending = model.run(feeds, { decide: () => decision ?? null })
+    const pending = model.run(feeds, { decide: () => decision ?? null, ...(subject === undefined ? {} : { subject }) })
     slot.inflight.add(pending)
     try {
       const { outputs, record } = await pending
@@ -525,6 +531,24 @@ export class Daemon {
     const frozen = await this.captureRing.freeze(reason)
     this.logger.warn({ capture: frozen.name, reason, entries: frozen.seqs.length }, 'incident capture frozen')
     return { name: frozen.name, path: frozen.path, sizeBytes: frozen.bytes.byteLength, frozenAtMs: frozen.frozenAtMs, entries: frozen.seqs.length }
+  }
+
+  /**
+   * Crypto-shredding (docs/OPERATIONS.md §Erasure): destroys the subject's key, drops its runs from
+   * the capture ring, and writes the signed shredding statement to `<stateDir>/shreddings/`.
+   * Frozen captures already handed out are the investigator's to delete.
+   * @throws KeyError `SUBJECT_UNKNOWN`, `SUBJECT_SHREDDED`, `SUBJECT_KEYS_INVALID`.
+   */
+  async shred (subject: string, reason: string): Promise<{ statement: string, hash: string, ranges: Array<{ firstSeq: number, lastSeq: number }>, path: string, capturesDropped: number }> {
+    const store = this.subjectKeys
+    const signed = await store.shred(subject, { deviceId: this.agent.deviceId, signer: this.ring.signer, nowMs: this.ring.clock(), reason })
+    const ranges = signed.statement.ranges
+    const capturesDropped = this.captureRing?.forget(seq => ranges.some(r => r.firstSeq <= seq && seq <= r.lastSeq)) ?? 0
+    const hash = Buffer.from(signed.hash).toString('hex')
+    const path = join(this.stateDir, 'shreddings', `${hash}.shredding`)
+    await writeFileAtomic(path, signed.envelope, { mode: 0o600 })
+    this.logger.warn({ statement: hash, ranges, capturesDropped }, 'subject key destroyed (crypto-shredding)')
+    return { statement: Buffer.from(signed.envelope).toString('base64'), hash, ranges, path, capturesDropped }
   }
 
   /** Frozen captures waiting in `<stateDir>/captures/`. */

@@ -316,8 +316,8 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
     if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
     const body = await readJson(req, options.maxRequestBytes)
-    const { feeds, decision } = parseRunRequest(body)
-    const result = await daemon.run(name, feeds, decision)
+    const { feeds, decision, subject } = parseRunRequest(body)
+    const result = await daemon.run(name, feeds, decision, subject)
     const r = result.record
     sendJson(res, 200, {
       model: result.model,
@@ -341,6 +341,15 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
       salt: toHex(receipt.salt),
       contentHash: toHex(receipt.contentHash)
     })
+    return
+  }
+  if (parts.length === 3 && parts[0] === 'v1' && parts[1] === 'subjects' && parts[2] === 'shred' && req.method === 'POST') {
+    // Crypto-shredding (docs/OPERATIONS.md §Erasure): the subject travels in the body, never in a URL or a log line.
+    const body = await readJson(req, options.maxRequestBytes) as { subject?: unknown, reason?: unknown } | null
+    if (typeof body !== 'object' || body === null || !isSubject(body.subject) || (body.reason !== undefined && typeof body.reason !== 'string')) {
+      throw new DaemonError('REQUEST_INVALID', 'body must be { subject: non-empty string of at most 256 bytes, reason?: string }')
+    }
+    sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
     return
   }
   if (parts[0] === 'v1' && parts[1] === 'captures' && parts.length <= 3) {
@@ -374,11 +383,11 @@ function closeIfUnread (req: IncomingMessage): Record<string, string> {
  * The feeds and decision of a run request, every bad field named.
  * @throws DaemonError `REQUEST_INVALID`.
  */
-export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string } {
-  const b = body as { inputs?: unknown, decision?: unknown } | null
+export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string, subject?: string } {
+  const b = body as { inputs?: unknown, decision?: unknown, subject?: unknown } | null
   const problems: string[] = []
   if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DaemonError('REQUEST_INVALID', 'body must be a JSON object { inputs, decision? }')
-  for (const key of Object.keys(b)) if (key !== 'inputs' && key !== 'decision') problems.push(`${key}: not a field of a run request`)
+  for (const key of Object.keys(b)) if (key !== 'inputs' && key !== 'decision' && key !== 'subject') problems.push(`${key}: not a field of a run request`)
   const feeds: Record<string, Tensor> = {}
   if (typeof b.inputs !== 'object' || b.inputs === null || Array.isArray(b.inputs)) {
     problems.push('inputs: must be an object of named tensors')
@@ -389,8 +398,14 @@ export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>
     }
   }
   if (b.decision !== undefined && typeof b.decision !== 'string') problems.push('decision: must be a string')
+  if (b.subject !== undefined && !isSubject(b.subject)) problems.push('subject: must be a non-empty string of at most 256 UTF-8 bytes')
   if (problems.length > 0) throw new DaemonError('REQUEST_INVALID', `invalid run request: ${problems.join('; ')}`)
-  return { feeds, ...(typeof b.decision === 'string' ? { decision: b.decision } : {}) }
+  return { feeds, ...(typeof b.decision === 'string' ? { decision: b.decision } : {}), ...(typeof b.subject === 'string' ? { subject: b.subject } : {}) }
+}
+
+/** A data subject's identifier as a run or a shredding names it. */
+function isSubject (v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && Buffer.byteLength(v, 'utf8') <= 256
 }
 
 function parseSeq (value: string | null, fallback: number, name: string): number {

@@ -9,5 +9,11 @@ export type KeyErrorCode =
   | 'KEY_ROTATION_FAILED'
   /** The key file holds a rotation that was interrupted; open it through KeyRing to finish or undo it. */
   | 'KEY_ROTATION_PENDING'
+  /** The subject key file is not one this code writes, or others may read it (chmod 600). */
+  | 'SUBJECT_KEYS_INVALID'
+  /** The subject's key was destroyed (crypto-shredding): its records cannot be opened, nor new ones salted. */
+  | 'SUBJECT_SHREDDED'
+  /** No record of this device was run for that subject. */
+  | 'SUBJECT_UNKNOWN'
 
 export class KeyError extends ProvenanceError<KeyErrorCode> {}

@@ -9,5 +9,6 @@ export {
 } from './device-key.js'
 export { KeyRing, keyAtFromHistory, type KeyRingOptions, type RotationLog, type RotationResult, type RecoveryOutcome } from './key-ring.js'
 export { KeyError, type KeyErrorCode } from './errors.js'
+export { SubjectKeyStore, type SubjectKeyStoreOptions } from './subject-keys.js'
 // The writer lives in common/ (fleet and gateway use it too); re-exported for the agent's importers.
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from '../../common/atomic-file.js'

@@ -7,11 +7,11 @@
 import { join } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import {
-  commitDigest, commitSample, deriveSalt, fromHex, sha256, LIMITS,
+  commitDigest, commitSample, deriveSalt, deriveSubjectSalt, fromHex, sha256, LIMITS,
   type DataCaptureBody, type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
-import { loadOrCreateDeviceKey, type DeviceKey } from '../keys/index.js'
+import { loadOrCreateDeviceKey, type DeviceKey, type SubjectKeyStore } from '../keys/index.js'
 import { RecordLog, type RecordLogOptions } from '../log/index.js'
 import type { LoadedModel, ModelInputInfo } from '../model/index.js'
 import { loadModelInWorker, type WorkerLoadedModel, type WorkerRunResult } from './worker-session.js'
@@ -57,6 +57,12 @@ export interface AgentOptions {
    * `CaptureRing.observe`). Synchronous; an exception is logged and never fails the run.
    */
   onRun?: (run: ObservedRun) => void
+  /**
+   * Subject keys (agent/keys/subject-keys.ts): runs with a `subject` are salted by that subject's
+   * key, so that they can be crypto-shredded later (docs/PROTOCOL.md §12.3). Without it, a run
+   * with a subject is refused.
+   */
+  subjectKeys?: SubjectKeyStore
 }
 
 /** What `AgentOptions.onRun` sees of a run. */
@@ -76,6 +82,11 @@ export interface RunResult {
 export interface RunOptions {
   /** Makes the record's small decision summary from the outputs (at most 1 KiB). */
   decide?: (outputs: InferenceSession.OnnxValueMapType) => string | null
+  /**
+   * The data subject the input is about (e.g. a plate number): the record's commitments are
+   * salted by that subject's own key, which `shred` can destroy on an erasure request.
+   */
+  subject?: string
 }
 
 export class ProvenanceAgent {
@@ -122,9 +133,12 @@ export class ProvenanceAgent {
     return agent
   }
 
-  /** The salt of record `seq`, for an investigator who must check a commitment. */
+  /**
+   * The salt of record `seq`, for an investigator who must check a commitment.
+   * @throws KeyError `SUBJECT_SHREDDED` for a record of a shredded subject.
+   */
   saltFor (seq: number): Uint8Array {
-    return deriveSalt(this.key.saltSecret, seq)
+    return this.options.subjectKeys?.saltFor(seq) ?? deriveSalt(this.key.saltSecret, seq)
   }
 
   /**
@@ -164,10 +178,18 @@ export class ProvenanceAgent {
   }
 
   /** @internal Appends the inference record of a finished run. */
-  async recordInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null): Promise<SignedRecord> {
+  async recordInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null, subject?: string): Promise<{ record: SignedRecord, salt: Uint8Array }> {
     this.assertRunning()
-    return await this.log.append((seq): InferenceBody => {
-      const salt = this.saltFor(seq)
+    let subjectKey: { ref: string, key: Uint8Array } | undefined
+    if (subject !== undefined) {
+      const store = this.options.subjectKeys
+      if (store === undefined) throw new AgentError('INPUT_INVALID', 'a run with a subject needs the agent\'s subject key store')
+      // Written before the record: no record is salted by a key that was not kept.
+      subjectKey = await store.keyFor(subject)
+    }
+    let salt: Uint8Array = new Uint8Array()
+    const record = await this.log.append((seq): InferenceBody => {
+      salt = subjectKey === undefined ? deriveSalt(this.key.saltSecret, seq) : deriveSubjectSalt(subjectKey.key, seq)
       return {
         kind: 'inference',
         modelHash,
@@ -177,6 +199,10 @@ export class ProvenanceAgent {
         decision
       }
     })
+    // A crash between the record and this note leaves the record salted by a kept key but not
+    // listed under its subject: a later shredding statement would not name it (docs/OPERATIONS.md).
+    if (subjectKey !== undefined) await this.options.subjectKeys?.noteUse(subjectKey.ref, record.record.seq)
+    return { record, salt }
   }
 
   /**
@@ -207,11 +233,11 @@ export class ProvenanceAgent {
   }
 
   /** @internal Hands a run whose record is durable to `options.onRun`. */
-  observeRun (record: SignedRecord, feeds: Readonly<Record<string, Tensor>>, outputs: InferenceSession.OnnxValueMapType): void {
+  observeRun (record: SignedRecord, salt: Uint8Array, feeds: Readonly<Record<string, Tensor>>, outputs: InferenceSession.OnnxValueMapType): void {
     const onRun = this.options.onRun
     if (onRun === undefined) return
     try {
-      onRun({ record, salt: this.saltFor(record.record.seq), feeds, outputs })
+      onRun({ record, salt, feeds, outputs })
     } catch (e) {
       this.logger.error({ seq: record.record.seq, err: (e as Error)?.message }, 'onRun hook failed')
     }
@@ -315,8 +341,8 @@ export class ProvenanceModel {
     }
     const { outputs, digests: outputDigests, runUs: latencyUs } = result
     const decision = options.decide?.(outputs) ?? null
-    const record = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision)
-    this.agent.observeRun(record, feeds, outputs)
+    const { record, salt } = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision, options.subject)
+    this.agent.observeRun(record, salt, feeds, outputs)
     return { outputs, record }
   }
 

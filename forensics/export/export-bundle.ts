@@ -5,7 +5,7 @@
  * Nothing the gateway serves is trusted here; bad records are kept as evidence for verify to name.
  */
 import {
-  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, parseCheckpoint, parseProof, parseTipProof, toHex,
+  BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, fromHex, parseCheckpoint, parseProof, parseTipProof, toHex, verifyPruningStatement,
   type Bundle, type BundleProof, type SignedRecord
 } from '../../protocol/index.js'
 import { openChainReader, readAnchorFacts, readBlockHash, readDeviceFacts, readLatestBlock, readModelFacts } from '../chain/index.js'
@@ -43,6 +43,8 @@ export interface ExportOptions {
   timeoutMs?: number
   /** Bearer token of the gateway's API. Never logged. */
   gatewayToken?: string
+  /** The device's shredding statements (envelopes, PROTOCOL.md §12.2), carried as they are: verify judges them. */
+  shreddings?: readonly Uint8Array[]
   /** Clock for `createdAtMs`. Default Date.now. */
   now?: () => number
   onProgress?: (progress: ExportProgress) => void
@@ -100,6 +102,8 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     proofs.sort((a, b) => a.seq - b.seq)
     // The key that signs the proofs' checkpoints; a gateway from before signing has none (404).
     const logKey = await gateway.getLogKey()
+    // What retention removed before these records, with the checkpoints that commit it (§12.1).
+    const prunings = await gateway.getPrunings(deviceId)
 
     progress({ phase: 'facts', done: 0, total: 2 })
     const roots = new Set<string>()
@@ -108,6 +112,22 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
         roots.add(toHex(parseProof(p.proof).checkpoint.rootHash))
       } catch {
         // kept as served: verify names it proof-invalid
+      }
+    }
+    for (const p of prunings) {
+      // The batches the pruned records were in: their anchors show they were anchored before.
+      if (logKey !== undefined) {
+        try {
+          for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), [fromHex(logKey.publicKey)]).statement.batches) roots.add(toHex(b.root))
+        } catch {
+          // kept as served: verify names it pruning-invalid
+        }
+      }
+      if (p.checkpoint === undefined) continue
+      try {
+        roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+      } catch {
+        // kept as served: verify names it pruning-invalid
       }
     }
     if (tip !== undefined) {
@@ -143,7 +163,9 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
       proofs,
       anchors,
       ...(logKey === undefined ? {} : { gateways: [logKey] }),
-      ...(tip === undefined ? {} : { tip: { proof: tip } })
+      ...(tip === undefined ? {} : { tip: { proof: tip } }),
+      ...(prunings.length === 0 ? {} : { prunings }),
+      ...(options.shreddings === undefined || options.shreddings.length === 0 ? {} : { shreddings: options.shreddings.map(b => Buffer.from(b).toString('base64')) })
     }
     assertBundle(bundle)
     return bundle

@@ -3,7 +3,7 @@
  * C2SP tlog-proof, with the gateway's bearer token. Answers come from the network: sizes are bounded while reading, shapes checked
  * before use; nothing the gateway says is trusted (verify checks it all against the chain).
  */
-import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES, MAX_TIP_PROOF_BYTES, isValidKeyName, type BundleGateway } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, MAX_PROOF_BYTES, MAX_TIP_PROOF_BYTES, isValidKeyName, type BundleGateway, type BundlePruning } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
 
 export const DEFAULT_GATEWAY_TIMEOUT_MS = 30_000
@@ -147,6 +147,62 @@ export class GatewayClient {
       throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not { gatewayId, keyName, publicKey: 64 hex digits }`)
     }
     return { id, keyName, publicKey }
+  }
+
+  /**
+   * The device's pruning statements (GET /v1/devices/<id>/prunings, docs/GATEWAY.md §Retention),
+   * each with the checkpoint of the batch that commits it (GET /v1/batches/<id>); none from a
+   * gateway without retention (404). Unauthenticated here: verify judges every statement.
+   * @throws ForensicsError `GATEWAY_FAILED`, `GATEWAY_BAD_RESPONSE`.
+   */
+  async getPrunings (deviceId: string): Promise<BundlePruning[]> {
+    checkDevice(deviceId)
+    const url = this.url(`v1/devices/${encodeURIComponent(deviceId)}/prunings`)
+    const res = await this.get(url)
+    if (res.status === 404) {
+      await res.body?.cancel()
+      return []
+    }
+    if (res.status !== 200) throw await statusError(res, url)
+    let value: { prunings?: unknown } | null
+    try {
+      value = JSON.parse(await readBody(res, 16 * 1024 * 1024, url)) as typeof value
+    } catch (cause) {
+      if (cause instanceof ForensicsError) throw cause
+      throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not JSON`, { cause })
+    }
+    const list = value?.prunings
+    if (!Array.isArray(list) || !list.every((p: { statement?: unknown, batchId?: unknown } | null) =>
+      typeof p?.statement === 'string' && p.statement.length <= 128 * 1024 && (p.batchId === null || (Number.isSafeInteger(p.batchId) && (p.batchId as number) > 0)))) {
+      throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not { prunings: [{ statement: base64, batchId: id | null }] }`)
+    }
+    const out: BundlePruning[] = []
+    for (const p of list as Array<{ statement: string, batchId: number | null }>) {
+      const checkpoint = p.batchId === null ? undefined : await this.getBatchCheckpoint(p.batchId)
+      out.push({ statement: p.statement, ...(checkpoint === undefined ? {} : { checkpoint }) })
+    }
+    return out
+  }
+
+  /** The signed checkpoint of sealed batch `id`; undefined when the gateway has none (404). */
+  private async getBatchCheckpoint (id: number): Promise<string | undefined> {
+    const url = this.url(`v1/batches/${id}`)
+    const res = await this.get(url)
+    if (res.status === 404) {
+      await res.body?.cancel()
+      return undefined
+    }
+    if (res.status !== 200) throw await statusError(res, url)
+    let value: { checkpoint?: unknown } | null
+    try {
+      value = JSON.parse(await readBody(res, 1024 * 1024, url)) as typeof value
+    } catch (cause) {
+      if (cause instanceof ForensicsError) throw cause
+      throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: not JSON`, { cause })
+    }
+    const checkpoint = value?.checkpoint
+    if (typeof checkpoint !== 'string' || checkpoint.length === 0 || checkpoint.length > MAX_PROOF_BYTES) throw new ForensicsError('GATEWAY_BAD_RESPONSE', `${url.pathname}: no checkpoint text`)
+    return checkpoint
   }
 
   private url (path: string): URL {

@@ -5,8 +5,9 @@
  */
 import { parseArgs } from 'node:util'
 import {
-  DEFAULT_CAPTURE_MAX_BYTES, decodeCanonical, decodeEnvelope, fromHex, isErrorCode, toHex, type SignedRecord
+  DEFAULT_CAPTURE_MAX_BYTES, decodeBundle, decodeCanonical, decodeEnvelope, fromHex, isErrorCode, toHex, verifyShreddingStatement, type SignedRecord
 } from '../../protocol/index.js'
+import { createKeyLookup } from '../verify/key-history.js'
 import { ReplayError } from './errors.js'
 import { readWhole } from './model-source.js'
 import { replayCapture, type ReplayReport } from './replay.js'
@@ -68,12 +69,13 @@ export async function runReplayCli (argv: readonly string[], io: ReplayCliIo = {
     const records = args.records !== undefined
       ? decodeRecordsFile(await readWhole(args.records, MAX_RECORDS_FILE_BYTES))
       : await readBundleRecords(args.bundle as string, io)
+    const shredded = args.bundle !== undefined ? await readBundleShreddings(args.bundle) : []
     const tolerance = {
       absolute: args.atol ?? args.tolerance ?? 0,
       relative: args.rtol ?? args.tolerance ?? 0
     }
     err.write(`replaying ${args.capture}\n`)
-    const report = await replayCapture({ capture, records, modelPaths: args.modelPaths as string | Map<string, string>, tolerance })
+    const report = await replayCapture({ capture, records, modelPaths: args.modelPaths as string | Map<string, string>, tolerance, shredded })
     out.write(args.json ? `${JSON.stringify(report, jsonBytes, 2)}\n` : formatReport(report))
     return report.summary.ok ? 0 : 1
   } catch (e) {
@@ -104,6 +106,28 @@ export function decodeRecordsFile (bytes: Uint8Array): SignedRecord[] {
       throw new ReplayError('REPLAY_RECORDS_INVALID', `record ${i} of the records file: ${(cause as Error).message}`, { cause })
     }
   })
+}
+
+/**
+ * The seq ranges of the bundle's shredding statements that verify under the device's keys; the
+ * others are ignored here (verify names them `shredding-invalid`).
+ */
+async function readBundleShreddings (path: string): Promise<Array<{ firstSeq: number, lastSeq: number }>> {
+  let bundle
+  try {
+    bundle = decodeBundle(await readWhole(path, MAX_RECORDS_FILE_BYTES))
+  } catch {
+    return []
+  }
+  const keyAt = createKeyLookup(bundle.device.id, bundle.device.keys)
+  const out: Array<{ firstSeq: number, lastSeq: number }> = []
+  for (const b64 of bundle.shreddings ?? []) {
+    try {
+      const s = verifyShreddingStatement(Buffer.from(b64, 'base64'), keyAt).statement
+      if (s.deviceId === bundle.device.id) out.push(...s.ranges)
+    } catch { /* not trusted: not applied */ }
+  }
+  return out
 }
 
 async function readBundleRecords (path: string, io: ReplayCliIo): Promise<SignedRecord[]> {
@@ -193,8 +217,8 @@ export function formatReport (report: ReplayReport): string {
     lines.push(`seq ${e.seq}: ${e.verdict}${how}`)
     for (const f of e.findings) lines.push(`  ${f.code}: ${f.message}`)
   }
-  const failed = s.entries - s.counts.ok
-  lines.push(`${s.counts.ok} ok (${s.exact} exact, ${s.withinTolerance} within tolerance ${s.tolerance.absolute}+${s.tolerance.relative}·|x|), ${failed} not ok`)
+  const failed = s.entries - s.counts.ok - s.counts.shredded
+  lines.push(`${s.counts.ok} ok (${s.exact} exact, ${s.withinTolerance} within tolerance ${s.tolerance.absolute}+${s.tolerance.relative}·|x|), ${s.counts.shredded > 0 ? `${s.counts.shredded} shredded (not opened), ` : ''}${failed} not ok`)
   return `${lines.join('\n')}\n`
 }
 

@@ -17,7 +17,7 @@ import { ModelSource, type ModelLookup } from './model-source.js'
  * of its findings in this order, or `ok`.
  */
 export const REPLAY_VERDICTS = [
-  'record-missing', 'input-mismatch', 'output-mismatch', 'model-mismatch', 'model-missing', 'replay-failed', 'replay-diverged', 'ok'
+  'record-missing', 'input-mismatch', 'output-mismatch', 'model-mismatch', 'model-missing', 'replay-failed', 'replay-diverged', 'shredded', 'ok'
 ] as const
 export type ReplayVerdict = typeof REPLAY_VERDICTS[number]
 export type ReplayFindingCode = Exclude<ReplayVerdict, 'ok'>
@@ -48,6 +48,11 @@ export interface ReplayOptions {
   /** onnxruntime execution providers for the replay. Default ['cpu']. */
   executionProviders?: readonly string[]
   intraOpNumThreads?: number
+  /**
+   * Seq ranges of verified shredding statements (PROTOCOL.md §12.2): a captured run among them is
+   * reported `shredded` and not opened, its subject's disclosure material having been destroyed.
+   */
+  shredded?: ReadonlyArray<{ firstSeq: number, lastSeq: number }>
 }
 
 export interface ReplayComparison {
@@ -122,7 +127,10 @@ export async function replayCapture (options: ReplayOptions): Promise<ReplayRepo
   const modelReports = new Map<string, ModelReport>()
   try {
     for (const entry of capture.entries) {
-      entries.push(await replayEntry(entry, records.get(entry.seq), models, tolerance, modelReports))
+      const shredded = options.shredded?.some(r => r.firstSeq <= entry.seq && entry.seq <= r.lastSeq) ?? false
+      entries.push(shredded
+        ? { seq: entry.seq, verdict: 'shredded', findings: [{ code: 'shredded', message: `record ${entry.seq} belongs to a shredded subject: its commitments are not opened (delete this capture)` }], modelHash: toHex(entry.modelHash), replay: { status: 'not-run', maxAbsDiff: NaN, maxRelDiff: NaN } }
+        : await replayEntry(entry, records.get(entry.seq), models, tolerance, modelReports))
     }
   } finally {
     await models.release()
@@ -136,7 +144,8 @@ export async function replayCapture (options: ReplayOptions): Promise<ReplayRepo
       frozenAtMs: capture.frozenAtMs,
       captureSha256: toHex(sha256(options.capture)),
       entries: entries.length,
-      ok: counts.ok === entries.length,
+      // Shredded runs are removal by policy, not a failure.
+      ok: counts.ok + counts.shredded === entries.length,
       counts,
       exact: entries.filter(e => e.verdict === 'ok' && e.replay.status === 'exact').length,
       withinTolerance: entries.filter(e => e.verdict === 'ok' && e.replay.status === 'within-tolerance').length,

@@ -42,6 +42,10 @@ export type FailureReason =
   | 'checkpoint-signature-invalid'
   /** Online: a gateway key of the bundle is not among the keys registered on chain under its gateway id. */
   | 'gateway-key-mismatch'
+  /** A pruning statement that is malformed, not signed by a gateway key of the bundle, for another device, or whose commitment (checkpoint, anchor) contradicts it. */
+  | 'pruning-invalid'
+  /** A shredding statement that is malformed, for another device, or not signed by the device key valid at its time. */
+  | 'shredding-invalid'
   /** Online: the bundle stops before the device's tip anchored on chain (PROTOCOL.md §7.10); `seq`..`lastSeq` are missing. */
   | 'incomplete'
   /** Online: the tip proof is malformed, of another device, not anchored, or does not lead to the anchored tip root. */
@@ -65,6 +69,8 @@ export type WarningReason =
   | 'checkpoint-unsigned'
   /** Online: the registry knows no key under a gateway id of the bundle: its checkpoint signatures cannot be tied to the chain. */
   | 'gateway-key-unregistered'
+  /** A valid pruning statement that no anchored checkpoint of the bundle commits to yet (the gateway seals it with its next batch). */
+  | 'pruning-uncommitted'
 
 export type FindingReason = FailureReason | WarningReason
 
@@ -109,6 +115,9 @@ export const REASON_DESCRIPTIONS: Readonly<Record<FindingReason, string>> = {
   'no-records': 'nothing to judge',
   'checkpoint-signature-invalid': 'the checkpoint\'s note signature fails or is by no known gateway key',
   'gateway-key-mismatch': 'the bundle\'s gateway key is not the one registered on chain',
+  'pruning-invalid': 'a pruning statement that is forged, foreign or contradicted by its commitment',
+  'shredding-invalid': 'a shredding statement that is forged or foreign',
+  'pruning-uncommitted': 'a pruning statement not yet committed by an anchored checkpoint (warning)',
   incomplete: 'the bundle stops before the device\'s anchored tip: records missing at the end',
   'tip-proof-invalid': 'the tip proof is malformed, of another device, not anchored or forged',
   'tip-mismatch': 'the anchored tip contradicts the bundle\'s records',

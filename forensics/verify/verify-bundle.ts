@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  ChainVerifier, ErasureError, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, pruningExtensionLine, sha256, verifyPruningStatement, verifyShreddingStatement, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
   verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
@@ -108,10 +108,48 @@ export interface Verdict {
   truncated: boolean
   /** Honest gaps: ranges the device declared dropped, with signed gap records. */
   gaps: ChainResult['gaps']
+  /**
+   * Ranges a gateway pruned by its retention policy (valid signed pruning statements, PROTOCOL.md
+   * §12.1): removal by policy, not loss. `links` when the range ends right before the bundle's
+   * first record and its lastHash is that record's prev.
+   */
+  pruned: PrunedRange[]
+  /** True when the bundle's records, with the pruned ranges before them, go back to seq 0. */
+  prunedFromGenesis: boolean
+  /** Records whose commitments can no longer be opened: their subject key was destroyed (PROTOCOL.md §12.2). */
+  shredded: ShreddedRange[]
   chain: { chainId: number, registry: string, readAtBlock: number, checkedAtBlock: number | null }
   /** Whether the bundle reaches the device's anchored tip (PROTOCOL.md §7.10); judged online only. */
   completeness: Completeness
   elapsedMs: number
+}
+
+export interface PrunedRange {
+  firstSeq: number
+  lastSeq: number
+  /** sha256 of the statement envelope, hex: "PRUNED by statement <hash>". */
+  statement: string
+  gatewayId: string
+  reason: string
+  retentionDays: number
+  prunedAtMs: number
+  /** The pruned records' batches (gateway ids). */
+  batches: number[]
+  links: boolean
+  /** An anchored checkpoint of the bundle commits to the statement. */
+  committed: boolean
+}
+
+export interface ShreddedRange {
+  firstSeq: number
+  lastSeq: number
+  statement: string
+  /** The subject's pseudonym, hex. */
+  subjectRef: string
+  reason: string
+  shreddedAtMs: number
+  /** Records of the bundle in the range. */
+  records: number
 }
 
 /** The facts a verdict is judged against, and the bundle-level disagreements found while reading them. */
@@ -192,6 +230,18 @@ function scanBundle (bundle: Bundle, progress: (p: VerifyProgress) => void): { m
   for (const p of bundle.proofs) {
     const proof = tryParseProof(p.proof)
     if (proof !== undefined) roots.add(toHex(proof.checkpoint.rootHash))
+  }
+  // The checkpoints that commit pruning statements, and the batches the pruned records were in:
+  // their anchors are asked for too.
+  const gatewayKeys = (bundle.gateways ?? []).map(g => fromHex(g.publicKey))
+  for (const p of bundle.prunings ?? []) {
+    try {
+      for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), gatewayKeys).statement.batches) roots.add(toHex(b.root))
+    } catch { /* judged by checkPrunings */ }
+    if (p.checkpoint === undefined) continue
+    try {
+      roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+    } catch { /* judged by checkPrunings */ }
   }
   // The tip proof's batch too (§7.10): its anchor is what completeness is judged at.
   if (bundle.tip !== undefined) {
@@ -309,6 +359,10 @@ async function onlineFacts (bundle: Bundle, rpcUrl: string, progress: (p: Verify
   }
 }
 
+function equalHex (a: Uint8Array, b: Uint8Array): boolean {
+  return toHex(a) === toHex(b)
+}
+
 function sameValue (a: unknown, b: unknown): boolean {
   // 0x-hex from the chain may be checksummed or not: compare hex text case-insensitively.
   return typeof a === 'string' && typeof b === 'string' ? a.toLowerCase() === b.toLowerCase() : a === b
@@ -363,6 +417,10 @@ class Run {
   private readonly warnings: Finding[] = []
   private truncated = false
   private readonly gaps: ChainResult['gaps'] = []
+  private readonly pruned: PrunedRange[] = []
+  private prunedFromGenesis = false
+  private readonly shredded: ShreddedRange[] = []
+  private firstPrev: Uint8Array | undefined
   private readonly anchorsUsed = new Set<string>()
   private readonly modelsUsed = new Set<string>()
   /** Per record: seq and device time (NaN when it does not decode), for judging holes. */
@@ -466,7 +524,7 @@ class Run {
           const r = signed.record
           this.seqs[i] = r.seq
           this.times[i] = r.timeMs
-          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0 }
+          if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0; this.firstPrev = r.prev }
           this.lastSeq = r.seq
           lastDecodedSeq = r.seq
           const judged = this.inWindow(r.timeMs)
@@ -507,6 +565,9 @@ class Run {
     if (verifier !== undefined) this.closeSegment(verifier, resync ? brokenSeq : undefined)
     progress({ phase: 'records', done: total, total })
 
+    this.checkPrunings()
+    this.checkShreddings()
+
     // Bundle-level disagreements no judged record pointed at.
     if (facts.keyMismatch !== undefined) this.fail('key-mismatch', true, { message: facts.keyMismatch.message })
     for (const message of facts.modelMismatch.values()) this.fail('model-mismatch', true, { message })
@@ -514,6 +575,112 @@ class Run {
     if (this.counts.judged === 0 && this.counts.malformed === 0) {
       this.fail('no-records', true, { message: this.counts.records === 0 ? 'the bundle holds no record' : 'no record of the bundle lies in the window' })
     }
+  }
+
+  /**
+   * The gateways' pruning statements: each must be signed by a gateway key of the bundle, be about
+   * this device, and be committed by an anchored checkpoint (else a warning: the next seal commits
+   * it). Valid ones are listed as pruned ranges; the one that ends before the first record must
+   * link to it.
+   */
+  private checkPrunings (): void {
+    const trusted = this.noteKeys.map(k => k.publicKey)
+    this.bundle.prunings?.forEach((p, i) => {
+      const at = `prunings[${i}]`
+      let signed
+      try {
+        signed = verifyPruningStatement(Buffer.from(p.statement, 'base64'), trusted, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('pruning-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      const hash = toHex(signed.hash)
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… prunes device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      const links = this.firstSeq !== null && this.firstPrev !== undefined && s.lastSeq + 1 === this.firstSeq
+      if (links && !equalHex(s.lastHash, this.firstPrev as Uint8Array)) {
+        this.fail('pruning-invalid', true, { seq: s.lastSeq + 1, message: `${at}: statement ${hash.slice(0, 16)}… ends at seq ${s.lastSeq} with a hash that is not the prev of record ${s.lastSeq + 1}` })
+        return
+      }
+      // Only anchored records may be pruned: each batch the statement names must be anchored.
+      const unanchored = s.batches.filter(b => !this.facts.anchors.has(toHex(b.root)))
+      if (unanchored.length > 0) {
+        this.fail('pruning-invalid', true, { message: `${at}: statement ${hash.slice(0, 16)}… names batch(es) ${unanchored.map(b => b.id).join(', ')} whose root is not anchored: only anchored records may be pruned` })
+        return
+      }
+      const committed = this.pruningCommitted(p.checkpoint, signed.hash, at)
+      if (committed === 'invalid') return
+      if (!committed) this.warn('pruning-uncommitted', true, { message: `${at}: statement ${hash.slice(0, 16)}… (seq ${s.firstSeq}..${s.lastSeq}) is signed but no anchored checkpoint of the bundle commits to it yet` })
+      this.pruned.push({
+        firstSeq: s.firstSeq, lastSeq: s.lastSeq, statement: hash, gatewayId: s.gatewayId, reason: s.reason, retentionDays: s.retentionDays,
+        prunedAtMs: s.prunedAtMs, batches: s.batches.map(b => b.id), links, committed
+      })
+    })
+    this.pruned.sort((a, b) => a.firstSeq - b.firstSeq)
+    // Pruned ranges back to seq 0, contiguous, the last one linked to the first record.
+    let next = 0
+    for (const r of this.pruned) { if (r.firstSeq === next) next = r.lastSeq + 1 }
+    this.prunedFromGenesis = this.firstSeq !== null && next === this.firstSeq && this.pruned.some(r => r.links)
+  }
+
+  /** True when `checkpoint` commits to the statement and is anchored; 'invalid' after a failure. */
+  private pruningCommitted (checkpoint: string | undefined, statementHash: Uint8Array, at: string): boolean | 'invalid' {
+    if (checkpoint === undefined) return false
+    const unsigned = checkpoint.slice(0, checkpoint.indexOf('\n\n') + 2)
+    let parsed
+    try {
+      parsed = parseCheckpoint(unsigned)
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.fail('pruning-invalid', true, { message: `${at}: malformed checkpoint: ${e.message}` })
+      return 'invalid'
+    }
+    if (!(parsed.extensions ?? []).includes(pruningExtensionLine(statementHash))) {
+      this.fail('pruning-invalid', true, { message: `${at}: the checkpoint given does not commit to the statement` })
+      return 'invalid'
+    }
+    const outcome = this.judgeCheckpoint(checkpoint)
+    if (outcome?.reason === 'checkpoint-signature-invalid') {
+      this.fail('pruning-invalid', true, { message: `${at}: ${outcome.message}` })
+      return 'invalid'
+    }
+    const anchor = this.facts.anchors.get(toHex(parsed.rootHash))
+    if (anchor === undefined) return false
+    if (anchor.metadataHash !== toHex(sha256(new TextEncoder().encode(unsigned))) || anchor.size !== parsed.size) {
+      this.fail('pruning-invalid', true, { message: `${at}: the anchor of root ${anchor.root.slice(0, 16)}… does not commit to this checkpoint (metadata hash or size differ)` })
+      return 'invalid'
+    }
+    return true
+  }
+
+  /** The device's shredding statements, each signed by the device key valid at its time. */
+  private checkShreddings (): void {
+    this.bundle.shreddings?.forEach((b64, i) => {
+      const at = `shreddings[${i}]`
+      let signed
+      try {
+        signed = verifyShreddingStatement(Buffer.from(b64, 'base64'), this.keyAt, this.verifier)
+      } catch (e) {
+        if (!(e instanceof ErasureError)) throw e
+        this.fail('shredding-invalid', true, { message: `${at}: ${e.code}: ${e.message}` })
+        return
+      }
+      const s = signed.statement
+      if (s.deviceId !== this.bundle.device.id) {
+        this.fail('shredding-invalid', true, { message: `${at}: statement shreds records of device "${s.deviceId}", not "${this.bundle.device.id}"` })
+        return
+      }
+      for (const r of s.ranges) {
+        let records = 0
+        for (const seq of this.seqs) if (seq >= r.firstSeq && seq <= r.lastSeq) records++
+        this.shredded.push({ firstSeq: r.firstSeq, lastSeq: r.lastSeq, statement: toHex(signed.hash), subjectRef: toHex(s.subjectRef), reason: s.reason, shreddedAtMs: s.shreddedAtMs, records })
+      }
+    })
+    this.shredded.sort((a, b) => a.firstSeq - b.firstSeq)
   }
 
   /** Decodes records [start, end) and, with a pool, sends their signatures to be verified. */
@@ -771,6 +938,9 @@ class Run {
       warnings: bySeq(this.warnings),
       truncated: this.truncated,
       gaps: this.gaps,
+      pruned: this.pruned,
+      prunedFromGenesis: this.prunedFromGenesis,
+      shredded: this.shredded,
       chain: { chainId: this.bundle.chain.chainId, registry: this.bundle.chain.registry, readAtBlock: this.bundle.chain.readAtBlock, checkedAtBlock: this.facts.checkedAtBlock },
       completeness: this.completeness,
       elapsedMs: Math.round(elapsedMs)

@@ -34,6 +34,11 @@ export interface BatcherOptions {
    * tips line (tests, old data).
    */
   tips?: TipTracker | undefined
+  /**
+   * Asked at each seal for checkpoint extension lines (pruning statements to commit, PROTOCOL.md
+   * §12.1) and the writes that go with them, written in the same atomic write as the seal.
+   */
+  commitments?: ((batchId: number) => { lines: string[], ops: StoreOp[] }) | undefined
 }
 
 /** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
@@ -43,7 +48,7 @@ export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }
 export interface LeafPlace { batchId: number, index: number }
 
 export class Batcher {
-  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips'>> & { signer: Signer | undefined, tips: TipTracker | undefined }
+  private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }
   private openId: number
   private builder = new MerkleBuilder()
   private leafHashes: Uint8Array[] = []
@@ -52,7 +57,7 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined
   private running = false
 
-  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'tips'>> & { signer: Signer | undefined, tips: TipTracker | undefined }, openId: number, leaves: LeafEntry[]) {
+  private constructor (o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }, openId: number, leaves: LeafEntry[]) {
     this.o = o
     this.openId = openId
     for (const l of leaves) this.addToTree(l)
@@ -66,7 +71,7 @@ export class Batcher {
     if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) throw new RangeError('maxRecords must be a positive integer')
     if (!Number.isFinite(options.maxAgeMs) || options.maxAgeMs <= 0) throw new RangeError('maxAgeMs must be a positive number')
     formatCheckpoint({ origin: `${options.origin}/batch/1`, size: 0, rootHash: new Uint8Array(32) })
-    const o = { now: Date.now, signer: undefined, tips: undefined, ...options }
+    const o = { now: Date.now, signer: undefined, tips: undefined, commitments: undefined, ...options }
     const openId = (await o.store.getInt(storeKeys.openBatch)) ?? 1
     const leaves = await o.store.leaves(openId)
     return new Batcher(o, openId, leaves)
@@ -120,8 +125,9 @@ export class Batcher {
     const id = this.openId
     const root = this.builder.root()
     // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
-    const extensions = this.o.tips === undefined ? undefined : [formatTipExtension(this.o.tips.seal(id))]
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(extensions === undefined ? {} : { extensions }) }
+    const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
+    const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
+    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(extensions.length === 0 ? {} : { extensions }) }
     const unsigned = formatCheckpoint(head)
     // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
     // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
@@ -146,7 +152,8 @@ export class Batcher {
     this.timer = undefined
     this.o.store.enqueue([
       { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
-      this.o.store.putInt(storeKeys.openBatch, id + 1)
+      this.o.store.putInt(storeKeys.openBatch, id + 1),
+      ...committed.ops
     ], () => this.o.onSealed(batch, leafHashes))
     return batch
   }

@@ -31,6 +31,8 @@ export interface ApiBackend {
   deviceIds: () => string[]
   /** Up to `limit` records with seq >= fromSeq, stopping once `maxBytes` of envelopes are read (at least one). */
   records: (deviceId: string, fromSeq: number, limit: number, maxBytes: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
+  /** A device's pruning statements (PROTOCOL.md §12.1) with the batch that commits each (0: the next seal). */
+  prunings?: (deviceId: string) => Promise<Array<{ envelope: Uint8Array, committedInBatch: number }>>
   batch: (id: number) => Promise<{ batch: StoredBatch, state: AnchorState | undefined, receipt: AnchorReceipt | undefined } | undefined>
   /** Entries older than the cursor `before` (newest first), up to `limit` and `maxBytes` of raw input (at least one). */
   quarantine: (limit: number, maxBytes: number, before: string | undefined) => Promise<Page<QuarantineEntry>>
@@ -84,6 +86,7 @@ type Route =
   | { kind: 'devices' }
   | { kind: 'device', device: string }
   | { kind: 'records', device: string }
+  | { kind: 'prunings', device: string }
   | { kind: 'batch', id: string }
   | { kind: 'quarantine' }
   | { kind: 'unknown' }
@@ -267,6 +270,14 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
       send(res, 200, 'application/json; charset=utf-8', body)
       return
     }
+    case 'prunings': {
+      // Signed statements of what retention removed (docs/GATEWAY.md §Retention): an exporter puts
+      // them in the bundle with the checkpoint of the batch that commits each (GET /v1/batches/<id>).
+      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+      const list = await backend.prunings?.(route.device) ?? []
+      sendJson(res, 200, { prunings: list.map(p => ({ statement: Buffer.from(p.envelope).toString('base64'), batchId: p.committedInBatch === 0 ? null : p.committedInBatch })) })
+      return
+    }
     case 'batch': {
       const id = route.id
       if (!DECIMAL.test(id) || id === '0') throw new Refusal(400, 'BAD_BATCH', 'batch id must be a positive decimal integer')
@@ -348,6 +359,7 @@ function parseRoute (path: string): Route {
   if (b === 'devices' && n === 2) return { kind: 'devices' }
   if (b === 'devices' && c !== undefined && n === 3) return { kind: 'device', device: c }
   if (b === 'devices' && c !== undefined && d === 'records' && n === 4) return { kind: 'records', device: c }
+  if (b === 'devices' && c !== undefined && d === 'prunings' && n === 4) return { kind: 'prunings', device: c }
   if (b === 'batches' && c !== undefined && n === 3) return { kind: 'batch', id: c }
   if (b === 'quarantine' && n === 2) return { kind: 'quarantine' }
   return { kind: 'unknown' }

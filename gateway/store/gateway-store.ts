@@ -81,6 +81,16 @@ export interface StoredRecord {
   envelope: Uint8Array
 }
 
+/** A signed pruning statement (PROTOCOL.md §12.1) and the batch whose checkpoint commits it. */
+export interface StoredPruning {
+  deviceId: string
+  lastSeq: number
+  /** The statement envelope, CBOR [statement bytes, signature]. */
+  envelope: Uint8Array
+  /** The sealed batch whose checkpoint carries the statement's hash; 0 while waiting for the next seal. */
+  committedInBatch: number
+}
+
 /** One piece of rejected input. */
 export interface QuarantineEntry {
   /** Gateway time of receipt, Unix ms. */
@@ -126,6 +136,8 @@ export const keys = {
   batch: (batch: number) => `b/${hex(batch, ID_HEX)}`,
   treeTip: (d: string) => `t/${d}`,
   quarantine: (timeMs: number, nonce: string) => `q/${hex(timeMs, ID_HEX)}/${nonce}`,
+  /** A pruning statement of a device, by the last seq it prunes (docs/GATEWAY.md §Retention). */
+  pruning: (d: string, lastSeq: number) => `s/${d}/${hex(lastSeq, SEQ_HEX)}`,
   openBatch: 'm/open-batch',
   foldedThrough: 'm/folded-through',
   version: 'm/version'
@@ -248,6 +260,15 @@ export function decodeBatch (b: Uint8Array): StoredBatch {
   }
 }
 
+export function encodePruning (p: StoredPruning): Uint8Array {
+  return encodeCanonical([STORE_VERSION, p.deviceId, p.lastSeq, p.envelope, p.committedInBatch])
+}
+
+export function decodePruning (b: Uint8Array): StoredPruning {
+  const a = decodeArray(b, 'pruning', 5)
+  return { deviceId: text(a[1], 'pruning'), lastSeq: int(a[2], 'pruning'), envelope: bytes(a[3], 'pruning'), committedInBatch: int(a[4], 'pruning') }
+}
+
 export function encodeQuarantine (q: QuarantineEntry): Uint8Array {
   return encodeCanonical([STORE_VERSION, q.timeMs, q.reason, q.topic, q.deviceId ?? null, q.seq === undefined ? null : q.seq, q.detail, q.raw, q.rawBytes])
 }
@@ -287,7 +308,10 @@ export const storeOps = {
   putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
   /** A device's tip in the tip tree, written with the leaf that moves it. */
   putTreeTip: (t: StoredTreeTip): StoreOp => ({ type: 'put', key: keys.treeTip(t.deviceId), value: encodeTreeTip(t) }),
-  putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) })
+  putFoldedThrough: (batchId: number): StoreOp => ({ type: 'put', key: keys.foldedThrough, value: encodeInt(batchId) }),
+  /** Removes a stored record (pruning: docs/GATEWAY.md §Retention); its leaf hash stays in its batch. */
+  delRecord: (deviceId: string, seq: number): StoreOp => ({ type: 'del', key: keys.record(deviceId, seq) }),
+  putPruning: (p: StoredPruning): StoreOp => ({ type: 'put', key: keys.pruning(p.deviceId, p.lastSeq), value: encodePruning(p) })
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -540,6 +564,19 @@ export class GatewayStore {
   /** Stored record seqs of one device, ascending (for listings and tests). */
   async * recordSeqs (deviceId: string): AsyncGenerator<number> {
     for await (const k of this.db.keys(range(`r/${deviceId}/`))) yield parseInt(k.slice(k.lastIndexOf('/') + 1), 16)
+  }
+
+  /** One device's state, or undefined for a device never seen. */
+  async getDeviceState (deviceId: string): Promise<StoredDeviceState | undefined> {
+    const v = await this.db.get(keys.device(deviceId))
+    return v === undefined ? undefined : decodeDeviceState(v)
+  }
+
+  /** Pruning statements: of one device, or of every device; by device, then last seq ascending. */
+  async prunings (deviceId?: string): Promise<StoredPruning[]> {
+    const out: StoredPruning[] = []
+    for await (const v of this.db.values(range(deviceId === undefined ? 's/' : `s/${deviceId}/`))) out.push(decodePruning(v))
+    return out
   }
 
   /** Number of quarantine entries (a scan of their keys: at start only). */

@@ -28,6 +28,10 @@ t.test('behavior: an honest capture of the tiny classifier replays ok, bit for b
   t.equal(report.summary.captureSha256, s.frozen.sha256)
   t.same(report.summary.models, [{ modelHash: s.modelHashHex, status: 'loaded', path: s.modelPath }])
   t.equal(report.entries[0]?.recordHash, toHex((s.records.find(r => r.record.seq === 2) as SignedRecord).hash))
+  // A run of a shredded subject (PROTOCOL.md §12.2) is reported as such, not opened, and is no failure.
+  const shredded = await replayCapture({ capture: s.frozen.bytes, records: s.records, modelPaths: new Map([[s.modelHashHex, s.modelPath]]), shredded: [{ firstSeq: 3, lastSeq: 3 }] })
+  t.same(shredded.entries.map(e => e.verdict), ['ok', 'shredded', 'ok'])
+  t.equal(shredded.summary.ok, true)
 
   // The same through a folder searched by hash, among other files.
   const models = join(s.dir, 'models')
