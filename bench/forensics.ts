@@ -3,7 +3,7 @@
  * node:crypto verifications of the same messages on the same cores (one worker thread per core),
  * measured in interleaved rounds of the same run; noble's figures beside it (the independent
  * backend, `--verifier noble`); the extrapolation to a device with 1 M records, and the size of a
- * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N]
+ * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N]
  */
 import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
@@ -31,7 +31,7 @@ export interface ForensicsBenchResult {
   cores: number
   verify: { offlineRecordsPerSec: number, perRecordMs: number, onlineRecords: number, onlineRecordsPerSec: number }
   /** Interleaved rounds: verify --offline (node:crypto on every core) against raw node:crypto verifies on as many worker threads. */
-  parallel: { verifyPerSec: Spread, rawNodeVerifiesPerSec: Spread, ratio: Spread, nobleVerifyPerSec: number }
+  parallel: { verifyPerSec: Spread, rawNodeVerifiesPerSec: Spread, ratio: Spread, cpuRatio: Spread, verifyCpuMsPerRecord: Spread, rawCpuMsPerVerify: Spread, nobleVerifyPerSec: number }
   noble: { rawVerifiesPerSec: number, strictVerifiesPerSec: number, ratioToRaw: number, ratioToStrict: number }
   extrapolation: { oneMillionRecordsMin: number }
   bundle: { bytesPer1kRecords: number, recordBytesPer1k: number, proofBytesPer1k: number, oneMillionRecordsMiB: number, recordsPerMaxBundle: number }
@@ -148,7 +148,7 @@ export async function main (): Promise<ForensicsBenchResult> {
   // The floor on the same cores: raw node:crypto verifies of as many signatures, one thread per core.
   const cores = availableParallelism()
   log(`interleaved rounds: verify --offline vs raw node:crypto verifies on ${cores} threads...`)
-  const rounds = await interleave(3, {
+  const rounds = await interleave(argValue('rounds', 5), {
     ours: async () => {
       const v = await verifyBundle(bundle, { offline: true })
       if (v.verdict !== 'valid') throw new Error('bench bundle did not verify')
@@ -157,12 +157,23 @@ export async function main (): Promise<ForensicsBenchResult> {
   })
   const ours = (rounds.ours ?? []).map(x => rate(count, x.wallMs))
   const raw = (rounds.raw ?? []).map(x => rate(count, x.wallMs))
+  // CPU time of all threads (the pool's and the baseline's workers included): what a loaded machine does not distort.
+  const oursCpu = (rounds.ours ?? []).map(x => x.cpuMs / count)
+  const rawCpu = (rounds.raw ?? []).map(x => x.cpuMs / count)
   const nobleCount = Math.min(count, 5_000)
   const nobleBundle = { ...bundle, records: bundle.records.slice(0, nobleCount), proofs: bundle.proofs.slice(0, nobleCount) }
   t0 = performance.now()
   await verifyBundle(nobleBundle, { offline: true, verifier: 'noble', workers: cores, allowUnanchored: true })
   const nobleVerifyPerSec = rate(nobleCount, performance.now() - t0)
-  const parallel = { verifyPerSec: spread(ours), rawNodeVerifiesPerSec: spread(raw), ratio: spread(ours.map((x, i) => x / (raw[i] as number))), nobleVerifyPerSec }
+  const parallel = {
+    verifyPerSec: spread(ours),
+    rawNodeVerifiesPerSec: spread(raw),
+    ratio: spread(ours.map((x, i) => x / (raw[i] as number))),
+    cpuRatio: spread(rawCpu.map((x, i) => x / (oursCpu[i] as number))),
+    verifyCpuMsPerRecord: spread(oursCpu),
+    rawCpuMsPerVerify: spread(rawCpu),
+    nobleVerifyPerSec
+  }
 
   // Sizes.
   const text = encodeBundle(bundle)
@@ -232,7 +243,8 @@ export async function main (): Promise<ForensicsBenchResult> {
 | --- | ---: |
 | verify --offline, node:crypto on ${cores} threads, interleaved rounds | ${fmtSpread(parallel.verifyPerSec, 0)} records/s |
 | raw node:crypto verifies, same messages, ${cores} threads | ${fmtSpread(parallel.rawNodeVerifiesPerSec, 0)} /s |
-| verify / raw node:crypto, same cores (target ≥ 0.7) | ${fmtSpread(parallel.ratio)} |
+| verify / raw node:crypto, same cores, wall (target ≥ 0.7) | ${fmtSpread(parallel.ratio)} |
+| verify / raw node:crypto, CPU time (raw CPU per verify ÷ verify CPU per record) | ${fmtSpread(parallel.cpuRatio)} (${fmtSpread(parallel.verifyCpuMsPerRecord, 3)} vs ${fmtSpread(parallel.rawCpuMsPerVerify, 3)} ms) |
 | verify --offline, first run (pool start-up included) | ${f(offlineRecordsPerSec)} records/s (${f(result.verify.perRecordMs, 3)} ms/record) |
 | verify --offline --verifier noble, ${cores} threads, ${nobleCount} records | ${f(nobleVerifyPerSec)} records/s |
 | verify online (anvil, ${onlineCount} records) | ${f(onlineRecordsPerSec)} records/s |

@@ -8,7 +8,7 @@
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { BUNDLE_LIMITS, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
+import { BUNDLE_LIMITS, DEVICE_ID_PATTERN, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
 import { runLineageCli } from './lineage/cli.js'
 import { runFlCli } from './lineage/fl-cli.js'
@@ -47,6 +47,7 @@ Commands:
   timeline <bundle.json>  what ran on the device between two times
   export                  export a bundle of a device from a gateway and the chain
   report <bundle.json>    verify and write a single-file HTML report
+  compliance <bundle.json>...  the auditor's export of a fleet's period (EU AI Act): HTML and JSON
   replay                  re-run an incident capture through the model and check its commitments
   trace <bundle.json>     from one record back to its model, training run or round, datasets and contributors
   dataset hash|verify|captures|register  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
@@ -152,6 +153,37 @@ Exit 0: every link verified. Exit 1: a link is broken (TRACE_BROKEN on stderr), 
 `
 }
 
+USAGE.compliance = `usage: provenance compliance <bundle.json>... (--offline | --rpc-url URL) [options]
+       provenance compliance --gateway URL --registry ADDRESS --devices ID,ID --rpc-url URL [options]
+
+The auditor's export (profile eu-ai-act, docs/COMPLIANCE.md): verifies the bundles of the devices
+and reviewing stations of a fleet, maps their events of the period to Art. 12(2)(a)-(c) and 12(3),
+lists oversight actions (each checked across the bundles: the decision it names exists with that
+hash, and the station is a reviewer), use sessions with their reference database, model versions
+with registry and lineage entries, retention status, and says what it does not cover.
+
+  --profile eu-ai-act     the mapping used (the only one; default)
+  --gateway URL           export the bundles of --devices from this gateway first (as provenance
+                          export, with --registry, --token-file and the period), then judge them
+  --devices ID,ID         the devices and reviewing stations to export (with --gateway)
+  --bundles-dir DIR       also keep the exported bundles there, as <id>.bundle.json
+  --offline               judge against the bundles' own facts; no network call at all
+  --rpc-url URL           judge against the chain (default: $${RPC_URL_ENV})
+  --from TIME, --to TIME  the period, in device time (Unix ms or ISO 8601)
+  --reviewers ID,ID       device ids of the reviewing stations; oversight records of any other
+                          station are rejected (oversight-reviewer-unknown). Without it, any
+                          station whose bundle verifies counts (online: registered in the registry)
+  --retention-days N      the gateway's configured retention, shown as reported; without it the
+                          report marks retention "not reported"
+  --allow-unanchored      records not yet anchored are warnings, not failures
+  --out FILE              write the HTML report there (default: stdout, unless --json-out)
+  --json-out FILE         write the machine-readable report (JSON) there
+  --json                  the JSON report on stdout instead of a summary (with --out)
+  --quiet                 no progress on stderr
+
+Exit 0: valid (every bundle valid, every oversight record accepted). Exit 1: invalid, or an error.
+`
+
 const VERIFY_FLAGS: Record<string, FlagKind> = {
   offline: 'boolean', 'rpc-url': 'string', from: 'string', to: 'string', 'allow-unanchored': 'boolean', 'max-findings': 'string',
   verifier: 'string', workers: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
@@ -167,6 +199,10 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
   trace: {
     ...VERIFY_FLAGS, record: 'string', statements: 'string', 'trainer-keys': 'string', lineage: 'string', 'device-keys': 'string', datasets: 'string',
     captures: 'string', contributions: 'string', html: 'string'
+  },
+  compliance: {
+    profile: 'string', offline: 'boolean', 'rpc-url': 'string', gateway: 'string', 'token-file': 'string', registry: 'string', devices: 'string', 'bundles-dir': 'string', from: 'string', to: 'string', reviewers: 'string', 'retention-days': 'string',
+    'allow-unanchored': 'boolean', out: 'string', 'json-out': 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   }
 }
 
@@ -210,6 +246,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
       case 'timeline': return await runTimeline(args, io)
       case 'export': return await runExport(args, io)
       case 'trace': return await runTrace(args, io)
+      case 'compliance': return await runCompliance(args, io)
       default: return await runReport(args, io)
     }
   } catch (e) {
@@ -504,6 +541,90 @@ async function runTrace (args: ParsedArgs, io: CliIo): Promise<number> {
   return 0
 }
 
+async function runCompliance (args: ParsedArgs, io: CliIo): Promise<number> {
+  const fromGateway = stringFlag(args, 'gateway') !== undefined
+  if (fromGateway && args.positional.length > 0) throw new UsageError('give bundle files, or --gateway with --devices, not both')
+  if (!fromGateway && args.positional.length === 0) throw new UsageError('give the bundle files of the fleet\'s devices and reviewing stations, or --gateway with --devices')
+  const profile = stringFlag(args, 'profile') ?? 'eu-ai-act'
+  if (profile !== 'eu-ai-act') throw new UsageError(`--profile ${JSON.stringify(profile)} is unknown: the only profile is eu-ai-act`)
+  const v = verifyOptions(args, io)
+  const reviewersFlag = stringFlag(args, 'reviewers')
+  const reviewers = reviewersFlag?.split(',').map(r => r.trim()).filter(r => r !== '')
+  if (reviewers !== undefined && reviewers.some(r => !DEVICE_ID_PATTERN.test(r))) throw new UsageError('--reviewers is a comma-separated list of device ids')
+  const days = intFlag(args, 'retention-days')
+  const out = stringFlag(args, 'out')
+  const jsonOut = stringFlag(args, 'json-out')
+  const bundles: Bundle[] = []
+  if (fromGateway) bundles.push(...await exportFleet(args, io, v))
+  for (const path of args.positional) bundles.push(await readBundleFile(path))
+  const { buildCompliance, renderCompliance } = await import('./compliance/index.js')
+  let report
+  try {
+    report = await buildCompliance(bundles, {
+      ...(v.offline === true ? { offline: true } : { rpcUrl: v.rpcUrl as string }),
+      ...(v.fromMs === undefined ? {} : { fromMs: v.fromMs }),
+      ...(v.toMs === undefined ? {} : { toMs: v.toMs }),
+      ...(reviewers === undefined ? {} : { reviewers }),
+      ...(days === undefined ? {} : { retentionMs: days * 86_400_000 }),
+      allowUnanchored: v.allowUnanchored ?? false
+    })
+  } catch (e) {
+    if (e instanceof TypeError) throw new UsageError(e.message)
+    throw e
+  }
+  const json = JSON.stringify(report, null, 2) + '\n'
+  if (jsonOut !== undefined) await writeOut(jsonOut, json)
+  const page = renderCompliance(report)
+  if (out !== undefined) await writeOut(out, page)
+  if (out === undefined && jsonOut === undefined) io.stdout(args.flags.has('json') ? json : page)
+  else if (args.flags.has('json')) io.stdout(json)
+  else {
+    const rejected = report.oversight.filter(o => o.status !== 'accepted').length
+    io.stdout(`${report.verdict.toUpperCase()}  ${report.devices.length} bundle(s), ${report.oversight.length} oversight action(s) (${rejected} rejected), ${report.sessions.length} use session(s)` +
+      `${out === undefined ? '' : `; report ${out}`}${jsonOut === undefined ? '' : `; JSON ${jsonOut}`}\n`)
+  }
+  if (report.verdict === 'invalid') {
+    const first = report.findings.find(f => f.severity === 'failure')
+    const bad = report.devices.find(d => d.verdict.verdict === 'invalid')
+    io.stderr.write(`VERDICT_INVALID: ${first !== undefined ? `${first.reason}: ${first.message}` : `device ${String(bad?.device)}: ${String(bad?.verdict.failures[0]?.reason)}`}\n`)
+    return 1
+  }
+  return 0
+}
+
+/** The bundles of --devices exported from --gateway (as `provenance export`), saved in --bundles-dir when given. */
+async function exportFleet (args: ParsedArgs, io: CliIo, v: VerifyOptions): Promise<Bundle[]> {
+  if (v.rpcUrl === undefined) throw new UsageError('--gateway needs --rpc-url (the export reads the registry), not --offline')
+  const gatewayUrl = stringFlag(args, 'gateway') as string
+  const registry = stringFlag(args, 'registry')
+  if (registry === undefined || !/^0x[0-9a-fA-F]{40}$/.test(registry)) throw new UsageError('--gateway needs --registry, a 0x-hex address')
+  const devices = (stringFlag(args, 'devices') ?? '').split(',').map(d => d.trim()).filter(d => d !== '')
+  if (devices.length === 0 || devices.some(d => !DEVICE_ID_PATTERN.test(d))) throw new UsageError('--gateway needs --devices, a comma-separated list of device ids')
+  const dir = stringFlag(args, 'bundles-dir')
+  const gatewayToken = await readGatewayToken(stringFlag(args, 'token-file'), io.env[GATEWAY_TOKEN_ENV])
+  const { exportBundle } = await import('./export/index.js')
+  const out: Bundle[] = []
+  for (const deviceId of devices) {
+    const progress = createProgress(io.stderr, { label: `export ${deviceId}` }, !args.flags.has('quiet'))
+    try {
+      out.push(await exportBundle({
+        gatewayUrl, rpcUrl: v.rpcUrl, registry, deviceId,
+        ...(gatewayToken === undefined ? {} : { gatewayToken }),
+        ...(v.fromMs === undefined ? {} : { fromMs: v.fromMs }),
+        ...(v.toMs === undefined ? {} : { toMs: v.toMs }),
+        onProgress: p => progress.update(p.phase, p.done, p.total)
+      }))
+    } catch (e) {
+      if (e instanceof TypeError) throw new UsageError(e.message)
+      throw e
+    } finally {
+      progress.finish()
+    }
+    if (dir !== undefined) await writeOut(resolve(dir, `${deviceId}.bundle.json`), encodeBundle(out.at(-1) as Bundle))
+  }
+  return out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Text output
 
@@ -555,7 +676,9 @@ export function formatTimeline (t: Timeline): string {
     ...t.dataCaptures.map(e => [e.timeMs, e.seq, `data capture for ${e.dataset}${e.label === null ? '' : ` (${e.label})`}, ${e.sizeBytes} bytes, commitment ${e.commitment.slice(0, 12)}`] as [number, number, string]),
     ...t.gaps.map(e => [e.timeMs, e.seq, `gap ${e.firstSeq}..${e.lastSeq} dropped: ${e.reason}`] as [number, number, string]),
     ...t.keyRotations.map(e => [e.timeMs, e.seq, `key rotation to ${e.keyFingerprint}, valid from ${iso(e.validFromMs)}`] as [number, number, string]),
-    ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string])
+    ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string]),
+    ...t.oversight.map(e => [e.timeMs, e.seq, `oversight by ${e.reviewer}: ${e.verdict} decision ${e.decisionDeviceId} seq ${e.decisionSeq} (${e.decisionHash.slice(0, 12)}): ${e.reason}`] as [number, number, string]),
+    ...t.sessions.map(e => [e.timeMs, e.seq, `use ${e.phase} ${e.sessionId}, reference ${e.referenceHash === null ? 'none' : `${e.referenceName} ${e.referenceHash.slice(0, 12)}`}`] as [number, number, string])
   ].sort((a, b) => a[1] - b[1])
   lines.push('', 'events:')
   for (const [timeMs, seq, text] of events) lines.push(`  ${iso(timeMs)}  seq ${String(seq).padEnd(8)} ${text}`)

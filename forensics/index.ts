@@ -21,4 +21,8 @@ export {
   openChainReader, readDeviceFacts, readModelFacts, readAnchorFacts, readLatestBlock, readBlockHash,
   type ChainReader, type ChainReaderOptions, type BlockTag
 } from './chain/index.js'
+export {
+  buildCompliance, renderCompliance, COMPLIANCE_FORMAT, COMPLIANCE_REASON_DESCRIPTIONS, NOT_COVERED,
+  type ComplianceOptions, type ComplianceReport, type ComplianceReason, type OversightAction, type UseSession, type RetentionStatus
+} from './compliance/index.js'
 export { runCli, formatVerdict, formatTimeline, RPC_URL_ENV, type CliIo } from './cli.js'

@@ -98,7 +98,8 @@ const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[
   keyCacheMaxBytes: 'int',
   unknownKeyCacheMaxEntries: 'int',
   keyLookupsPerSecond: 'int',
-  keyLookupBurst: 'int'
+  keyLookupBurst: 'int',
+  verifyWorkers: 'int'
 }
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 

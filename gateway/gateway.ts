@@ -11,7 +11,7 @@ import { Anchorer, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, ProofService, TipTracker, lookupTip, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
-import { IngestPipeline, MqttIngest, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
+import { IngestPipeline, MqttIngest, VerifyPool, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
@@ -46,6 +46,7 @@ export class Gateway {
   private anchorer: Anchorer | undefined
   private batcher: Batcher | undefined
   private pipeline: IngestPipeline | undefined
+  private verifyPoolInstance: VerifyPool | undefined
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
   private tips: TipTracker | undefined
@@ -190,6 +191,10 @@ export class Gateway {
       commitments: (id) => pruner.takeCommitments(id),
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
+    const verifyPool = this.verifyPoolInstance = new VerifyPool({
+      workers: o.verifyWorkers,
+      onWorkerLost: (e) => { log.warn({ error: e.error, restarts: e.restarts, inline: e.inline }, e.inline ? 'verify workers keep dying: verifying on the main thread' : 'verify worker lost and replaced; its signatures are verified again') }
+    })
     const pipeline = this.pipeline = new IngestPipeline({
       store,
       batcher,
@@ -207,7 +212,8 @@ export class Gateway {
       readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: log }),
       counters: this.metrics,
       logger: log,
-      now: Date.now
+      now: Date.now,
+      verifier: verifyPool
     })
     await pipeline.load()
 
@@ -372,6 +378,11 @@ export class Gateway {
    * process what was taken, seal the open batch, flush, publish the last acks, close everything.
    * Safe to call twice.
    */
+  /** The pool that verifies record signatures (its stats; tests kill its workers); undefined before start. */
+  get verifyPool (): VerifyPool | undefined {
+    return this.verifyPoolInstance
+  }
+
   async stop (): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return
     this.state = 'stopping'
@@ -404,7 +415,8 @@ export class Gateway {
       ['mqtt', this.mqtt === undefined ? undefined : async () => await this.mqtt?.close()],
       ['broker', this.embedded?.close],
       ['anchorer', this.anchorer === undefined ? undefined : async () => await this.anchorer?.close()],
-      ['store', this.store === undefined ? undefined : async () => await this.store?.close()]
+      ['store', this.store === undefined ? undefined : async () => await this.store?.close()],
+      ['verify pool', this.verifyPoolInstance === undefined ? undefined : async () => await this.verifyPoolInstance?.close()]
     ]
     for (const [what, step] of steps) {
       if (step === undefined) continue

@@ -11,6 +11,7 @@ import {
 } from './keys/index.js'
 import { DEFAULT_RETENTION_DAYS, checkRetentionDays } from './retention/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+import { DEFAULT_VERIFY_WORKERS } from './ingest/verify-pool.js'
 
 export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
 export const DEFAULT_SESSION_EXPIRY_SECONDS = 3600
@@ -48,6 +49,7 @@ export const DEFAULT_MAX_PENDING_BYTES_PER_DEVICE = 16 * 1024 * 1024
 export const DEFAULT_MAX_PENDING_BYTES_TOTAL = 256 * 1024 * 1024
 export const DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 export const DEFAULT_DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
+export { DEFAULT_VERIFY_WORKERS }
 export { DEFAULT_KEY_CACHE_MAX_BYTES, DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_KEY_LOOKUPS_PER_SECOND, DEFAULT_KEY_LOOKUP_BURST }
 
 /** Gateway names are safe as MQTT client ids, checkpoint origins and file names. */
@@ -182,6 +184,8 @@ export interface GatewayOptions {
   keyLookupsPerSecond?: number
   /** Registry look-ups that may start at once. Default 200. */
   keyLookupBurst?: number
+  /** Worker threads that verify record signatures (gateway/ingest/verify-pool.ts); 0 verifies on the main thread. Default: one per core. */
+  verifyWorkers?: number
 }
 
 /** The id a gateway's log key is registered under by default. */
@@ -241,6 +245,7 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     unknownKeyCacheMaxEntries: DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES,
     keyLookupsPerSecond: DEFAULT_KEY_LOOKUPS_PER_SECOND,
     keyLookupBurst: DEFAULT_KEY_LOOKUP_BURST,
+    verifyWorkers: DEFAULT_VERIFY_WORKERS,
     ...stripUndefined(options)
   } as ResolvedGatewayOptions
   o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
@@ -298,6 +303,7 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   int('unknownKeyCacheMaxEntries', 1)
   int('keyLookupsPerSecond', 1)
   int('keyLookupBurst', 1)
+  int('verifyWorkers', 0, 256)
   str('httpHost', true)
   // --- HTTP API (issue 9, item 5)
   if (o.httpAuth !== 'bearer' && o.httpAuth !== 'none') throw new RangeError('httpAuth must be bearer or none')

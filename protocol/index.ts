@@ -17,12 +17,15 @@ export {
   type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type DataCaptureBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
+  OVERSIGHT_VERDICTS, SESSION_PHASES, type OversightBody, type OversightVerdict, type SessionBody, type SessionPhase
+} from './record.js'
+export {
   ChainVerifier, verifyChain, assertChain, fixedKey,
   type ChainFailure, type ChainFailureReason, type ChainPoint, type ChainResult, type KeyLookup, type ChainVerifierOptions
 } from './chain.js'
 export {
   hashLeaf, hashChildren, emptyRoot, computeRoot, MerkleBuilder, MerkleTree, proveInclusion, proveAllInclusions,
-  proveConsistency, verifyInclusion, isValidInclusion, verifyConsistency, isValidConsistency,
+  proveConsistency, verifyInclusion, InclusionChecker, isValidInclusion, verifyConsistency, isValidConsistency,
   inclusionProofLength, consistencyProofLength
 } from './merkle.js'
 export {

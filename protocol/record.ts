@@ -22,11 +22,13 @@ export const RECORD_KINDS = {
   'key-rotation': 4,
   shutdown: 5,
   policy: 6,
+  oversight: 8,
+  session: 9,
   'data-capture': 10
 } as const
 export type RecordKind = keyof typeof RECORD_KINDS
-// Codes are assigned per kind, not by position (7-9 belong to other kinds), so the reverse table is a map.
-const KIND_BY_CODE: ReadonlyMap<number, RecordKind> = new Map(Object.entries(RECORD_KINDS).map(([k, c]) => [c, k as RecordKind]))
+// By wire code, not by position: codes are assigned per issue and need not be contiguous.
+const KIND_BY_CODE = new Map<number, RecordKind>(Object.entries(RECORD_KINDS).map(([k, c]) => [c, k as RecordKind]))
 
 /** How the device's model policy judged a model when it loaded it. */
 export const POLICY_VERDICTS = { unchecked: 0, approved: 1, unapproved: 2 } as const
@@ -87,6 +89,46 @@ export interface PolicyBody {
   /** SHA-256 of the policy bytes the fleet admin signed (the envelope's first element). */
   policyHash: Uint8Array
 }
+/** What a person reviewing a decision concluded (EU AI Act Art. 14): wire codes of an oversight record. */
+export const OVERSIGHT_VERDICTS = { confirmed: 0, overridden: 1, escalated: 2 } as const
+export type OversightVerdict = keyof typeof OVERSIGHT_VERDICTS
+const OVERSIGHT_VERDICT_BY_CODE = Object.keys(OVERSIGHT_VERDICTS) as OversightVerdict[]
+/**
+ * A person's review of one decision (an inference record), written by the reviewing station: a
+ * device-like identity whose key is registered like a device's, so the record's deviceId is the
+ * station and its signature says which station. The decision is named by device, seq and hash:
+ * device and seq find it, the hash pins its exact bytes.
+ */
+export interface OversightBody {
+  kind: 'oversight'
+  /** The person who reviewed, as the deployer registers its reviewers (an opaque id, not a name). */
+  reviewer: string
+  decisionDeviceId: string
+  decisionSeq: number
+  /** Hash of the decision record's envelope. */
+  decisionHash: Uint8Array
+  verdict: OversightVerdict
+  reason: string
+}
+/** Start or end of a use (EU AI Act Art. 12(3)(a)): wire codes of a session record's phase. */
+export const SESSION_PHASES = { start: 0, end: 1 } as const
+export type SessionPhase = keyof typeof SESSION_PHASES
+const SESSION_PHASE_BY_CODE = Object.keys(SESSION_PHASES) as SessionPhase[]
+/**
+ * Start or end of a period of use of the system on this device; the inference records between a
+ * start and its end belong to the use. Names the reference database the model's results are
+ * checked against (Art. 12(3)(b)) by a label and the SHA-256 of its bytes, or none.
+ */
+export interface SessionBody {
+  kind: 'session'
+  phase: SessionPhase
+  /** Chosen by the operator or application; a start and its end carry the same id. */
+  sessionId: string
+  /** A label of the reference database ('' when none). */
+  referenceName: string
+  /** SHA-256 of the reference database's bytes; null when the use consults none. */
+  referenceHash: Uint8Array | null
+}
 /**
  * A sample the device keeps to feed training (kind 10): a salted commitment to its bytes, so the
  * record proves which device held which data when, without letting a holder of the record confirm
@@ -105,7 +147,7 @@ export interface DataCaptureBody {
   /** When the sample was captured (device time, Unix ms); the record's timeMs is when it was recorded. */
   capturedAtMs: number
 }
-export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody | DataCaptureBody
+export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody | OversightBody | SessionBody | DataCaptureBody
 
 export interface ProvenanceRecord<B extends RecordBody = RecordBody> {
   deviceId: string
@@ -150,6 +192,8 @@ function bodyToCbor (body: RecordBody): CborValue[] {
     case 'key-rotation': return [body.newPublicKey, body.validFromMs]
     case 'shutdown': return [body.reason]
     case 'policy': return [body.version, POLICY_RECORD_MODES[body.mode], body.fleetId, body.policyHash]
+    case 'oversight': return [body.reviewer, body.decisionDeviceId, body.decisionSeq, body.decisionHash, OVERSIGHT_VERDICTS[body.verdict], body.reason]
+    case 'session': return [SESSION_PHASES[body.phase], body.sessionId, body.referenceName, body.referenceHash]
     case 'data-capture': return [body.commitment, body.sizeBytes, body.dataset, body.label, body.capturedAtMs]
   }
 }
@@ -236,7 +280,7 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
 }
 
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
-  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, 'data-capture': 5 }
+  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4, 'data-capture': 5 }
   if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
   const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
     if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
@@ -266,6 +310,19 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
       const mode = typeof f[1] === 'number' ? POLICY_MODE_BY_CODE[f[1]] : undefined
       if (mode === undefined) problems.push('body.mode: unknown policy mode')
       return { kind, version: f[0] as number, mode: mode ?? 'enforce', fleetId: f[2] as string, policyHash: f[3] as Uint8Array }
+    }
+    case 'oversight': {
+      const verdict = typeof f[4] === 'number' ? OVERSIGHT_VERDICT_BY_CODE[f[4]] : undefined
+      if (verdict === undefined) problems.push('body.verdict: unknown oversight verdict')
+      return {
+        kind, reviewer: f[0] as string, decisionDeviceId: f[1] as string, decisionSeq: f[2] as number, decisionHash: f[3] as Uint8Array,
+        verdict: verdict ?? 'confirmed', reason: f[5] as string
+      }
+    }
+    case 'session': {
+      const phase = typeof f[0] === 'number' ? SESSION_PHASE_BY_CODE[f[0]] : undefined
+      if (phase === undefined) problems.push('body.phase: unknown session phase')
+      return { kind, phase: phase ?? 'start', sessionId: f[1] as string, referenceName: f[2] as string, referenceHash: f[3] as Uint8Array | null }
     }
     case 'data-capture': return {
       kind, commitment: f[0] as Uint8Array, sizeBytes: f[1] as number, dataset: f[2] as string, label: f[3] as string | null, capturedAtMs: f[4] as number
@@ -332,6 +389,20 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
       case 'policy':
         checkUint(problems, b.version, 'body.version'); checkText(problems, b.fleetId, 'body.fleetId'); checkBytes(problems, b.policyHash, 'body.policyHash')
         if (!(typeof b.mode === 'string' && b.mode in POLICY_RECORD_MODES)) problems.push('body.mode: unknown policy mode')
+        break
+      case 'oversight':
+        checkText(problems, b.reviewer, 'body.reviewer'); checkUint(problems, b.decisionSeq, 'body.decisionSeq'); checkBytes(problems, b.decisionHash, 'body.decisionHash'); checkText(problems, b.reason, 'body.reason')
+        if (typeof b.reviewer === 'string' && b.reviewer === '') problems.push('body.reviewer: must not be empty')
+        if (typeof b.decisionDeviceId !== 'string' || b.decisionDeviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(b.decisionDeviceId)) {
+          problems.push(`body.decisionDeviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)
+        }
+        if (!(typeof b.verdict === 'string' && b.verdict in OVERSIGHT_VERDICTS)) problems.push('body.verdict: unknown oversight verdict')
+        break
+      case 'session':
+        checkText(problems, b.sessionId, 'body.sessionId'); checkText(problems, b.referenceName, 'body.referenceName')
+        if (typeof b.sessionId === 'string' && b.sessionId === '') problems.push('body.sessionId: must not be empty')
+        if (b.referenceHash !== null) checkBytes(problems, b.referenceHash, 'body.referenceHash')
+        if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push('body.phase: unknown session phase')
         break
       case 'data-capture':
         checkBytes(problems, b.commitment, 'body.commitment'); checkUint(problems, b.sizeBytes, 'body.sizeBytes'); checkText(problems, b.dataset, 'body.dataset')

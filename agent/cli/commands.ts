@@ -120,6 +120,49 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
   },
   {
+    path: ['oversight'],
+    summary: 'Record a person\'s review of a decision (EU AI Act Art. 14): confirmed, overridden or escalated.',
+    description: [
+      'Run on a reviewing station: an agent whose device id and key are registered in the registry like a device\'s (provenance-agent init, then provenance-fleet device register). Asks the running daemon (POST /v1/records) to append an oversight record naming the decision by device, seq and record hash (the hash the decision\'s API answer or `provenance timeline` shows), signed by the station\'s key and sent through the uplink like every record. `provenance compliance` rejects a review whose decision does not exist with that hash, or whose station is not a reviewer (docs/COMPLIANCE.md).'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      { name: 'decision', type: 'string', value: '<hash>', description: 'Record hash of the decision reviewed (64 hex digits). Required.' },
+      { name: 'decision-device', type: 'string', value: '<id>', description: 'Device id of the decision. Required.' },
+      { name: 'decision-seq', type: 'string', value: '<seq>', description: 'Seq of the decision record. Required.' },
+      { name: 'verdict', type: 'string', value: '<confirmed|overridden|escalated>', description: 'What the reviewer concluded. Required.' },
+      { name: 'reviewer', type: 'string', value: '<id>', description: 'The person, as the deployer registers its reviewers (an id, not a name). Required.' },
+      { name: 'reason', type: 'string', value: '<text>', description: 'Why (at most 256 bytes). Default empty.' }
+    ]
+  },
+  {
+    path: ['session', 'start'],
+    summary: 'Record the start of a use (EU AI Act Art. 12(3)) and the reference database it checks against.',
+    description: [
+      'Asks the running daemon (POST /v1/records) to append a session record: the inference records after it, up to the end of the same session id, belong to this use. --reference hashes the reference database file here (SHA-256 of its bytes); the file itself never leaves the device.'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      { name: 'id', type: 'string', value: '<session-id>', description: 'Id of the use (at most 256 bytes). Required.' },
+      { name: 'reference', type: 'string', value: '<file>', description: 'The reference database consulted: its SHA-256 is recorded. Default: none.' },
+      { name: 'reference-name', type: 'string', value: '<label>', description: 'A label of the reference database (version, name). Default: the file name.' }
+    ]
+  },
+  {
+    path: ['session', 'end'],
+    summary: 'Record the end of a use started with `session start`.',
+    description: ['As `session start`, with the same --id (and the same --reference, so each record names the database on its own).'],
+    options: [
+      ...COMMON_OPTIONS,
+      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      { name: 'id', type: 'string', value: '<session-id>', description: 'Id of the use. Required.' },
+      { name: 'reference', type: 'string', value: '<file>', description: 'The reference database consulted. Default: none.' },
+      { name: 'reference-name', type: 'string', value: '<label>', description: 'A label of the reference database. Default: the file name.' }
+    ]
+  },
+  {
     path: ['shred'],
     summary: 'Crypto-shred a data subject: destroy the key that salts its records, so their commitments can never be opened.',
     description: [

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Tensor } from 'onnxruntime-node'
-import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type PolicyVerdict, type SignedRecord } from '../../protocol/index.js'
+import { DEVICE_ID_PATTERN, LIMITS, sha256, toHex, type ModelLoadBody, type OversightBody, type PolicyVerdict, type SessionBody, type SignedRecord } from '../../protocol/index.js'
 import { KeyRing, SubjectKeyStore, writeFileAtomic } from '../keys/index.js'
 import { RecordLog } from '../log/index.js'
 import { ModelError, type ModelInputInfo } from '../model/index.js'
@@ -625,6 +625,19 @@ export class Daemon {
     } finally {
       this.capture = undefined
     }
+  }
+
+  /**
+   * Appends what a person or the application states at this device: an oversight record (this
+   * agent runs a reviewing station) or the start or end of a use. Signed by the device key and
+   * sent through the uplink like every record; durable when it resolves.
+   * @throws DaemonError `DAEMON_STOPPING`; ProtocolError `RECORD_INVALID`; LogError `LOG_*`.
+   */
+  async appendStatement (body: OversightBody | SessionBody): Promise<SignedRecord> {
+    if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
+    const signed = await this.agent.log.append(() => body)
+    this.logger.info({ kind: body.kind, seq: signed.record.seq, ...(body.kind === 'oversight' ? { verdict: body.verdict } : { phase: body.phase }) }, `${body.kind} record written`)
+    return signed
   }
 
   /** A policy record for the policy in force, so an investigator sees which allowlist judged the loads that follow. */

@@ -5,6 +5,7 @@
  *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? }
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
+ *   POST /v1/records                  { kind: 'oversight' | 'session', ... }: a review or a use start/end (docs/COMPLIANCE.md)
  *   POST /v1/captures, GET /v1/captures[/<name>]  incident captures (raw inputs: investigators only)
  *   POST /v1/data-captures?dataset=&label=&capturedAtMs=  a sample kept for training (body: its bytes)
  * It serves a unix socket in the state folder (mode 0600 or 0660: the file permissions are the
@@ -17,7 +18,7 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { encodeCanonical, toHex } from '../../protocol/index.js'
+import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../session/index.js'
 import type { Daemon } from './daemon.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
@@ -306,6 +307,14 @@ async function handle (daemon: Daemon, req: IncomingMessage, res: ServerResponse
     res.end(body)
     return
   }
+  if (req.method === 'POST' && path === '/v1/records') {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+    if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
+    const body = parseStatementRequest(await readJson(req, options.maxRequestBytes))
+    const r = await daemon.appendStatement(body)
+    sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
+    return
+  }
   if (parts.length === 4 && parts[0] === 'v1' && parts[1] === 'models' && req.method === 'POST' && (parts[3] === 'run' || parts[3] === 'reload')) {
     const name = parts[2] as string
     if (parts[3] === 'reload') {
@@ -406,6 +415,55 @@ export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>
 /** A data subject's identifier as a run or a shredding names it. */
 function isSubject (v: unknown): v is string {
   return typeof v === 'string' && v.length > 0 && Buffer.byteLength(v, 'utf8') <= 256
+}
+
+/** Fields each statement kind takes on the API (hashes as 64 hex digits). */
+const STATEMENT_FIELDS: Readonly<Record<'oversight' | 'session', readonly string[]>> = {
+  oversight: ['kind', 'reviewer', 'decisionDeviceId', 'decisionSeq', 'decisionHash', 'verdict', 'reason'],
+  session: ['kind', 'phase', 'sessionId', 'referenceName', 'referenceHash']
+}
+
+/**
+ * The body of an oversight or session record from a POST /v1/records request, every bad field
+ * named; checked as a record before it reaches the log.
+ * @throws DaemonError `REQUEST_INVALID`.
+ */
+export function parseStatementRequest (body: unknown): OversightBody | SessionBody {
+  const b = body as Record<string, unknown> | null
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DaemonError('REQUEST_INVALID', 'body must be a JSON object { kind: "oversight" | "session", ... }')
+  if (b.kind !== 'oversight' && b.kind !== 'session') throw new DaemonError('REQUEST_INVALID', 'kind: must be "oversight" or "session"')
+  const problems: string[] = []
+  for (const key of Object.keys(b)) if (!STATEMENT_FIELDS[b.kind].includes(key)) problems.push(`${key}: not a field of a ${b.kind} record`)
+  const hash = (v: unknown, name: string): Uint8Array => {
+    if (typeof v === 'string' && /^[0-9a-f]{64}$/i.test(v)) return fromHex(v.toLowerCase())
+    problems.push(`${name}: must be 64 hex digits`)
+    return new Uint8Array(32)
+  }
+  let parsed: OversightBody | SessionBody
+  if (b.kind === 'oversight') {
+    if (!(typeof b.verdict === 'string' && b.verdict in OVERSIGHT_VERDICTS)) problems.push(`verdict: must be one of ${Object.keys(OVERSIGHT_VERDICTS).join(', ')}`)
+    parsed = {
+      kind: 'oversight', reviewer: b.reviewer as string, decisionDeviceId: b.decisionDeviceId as string, decisionSeq: b.decisionSeq as number,
+      decisionHash: hash(b.decisionHash, 'decisionHash'), verdict: b.verdict as OversightBody['verdict'], reason: (b.reason ?? '') as string
+    }
+  } else {
+    if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push(`phase: must be one of ${Object.keys(SESSION_PHASES).join(', ')}`)
+    parsed = {
+      kind: 'session', phase: b.phase as SessionBody['phase'], sessionId: b.sessionId as string, referenceName: (b.referenceName ?? '') as string,
+      referenceHash: b.referenceHash === undefined || b.referenceHash === null ? null : hash(b.referenceHash, 'referenceHash')
+    }
+  }
+  if (problems.length === 0) {
+    // The record rules (text sizes, ids, seq) are protocol/record.ts's: a header stands in for the log's.
+    try {
+      assertRecord({ deviceId: 'x', boot: 0, seq: 0, timeMs: 0, prev: new Uint8Array(32), body: parsed })
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      problems.push(e.message.replace(/^invalid record: /, '').replace(/body\./g, ''))
+    }
+  }
+  if (problems.length > 0) throw new DaemonError('REQUEST_INVALID', `invalid ${b.kind} request: ${problems.join('; ')}`)
+  return parsed
 }
 
 function parseSeq (value: string | null, fallback: number, name: string): number {

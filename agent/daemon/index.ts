@@ -8,7 +8,7 @@ export {
 } from './daemon.js'
 export { DaemonError, HTTP_STATUS_BY_CODE, type DaemonErrorCode } from './errors.js'
 export {
-  createApiServer, loadOrCreateApiToken, parseRunRequest, MAX_RECORDS_PER_REQUEST, MAX_RECORDS_RESPONSE_BYTES, MAX_TARGET_CHARS, MAX_HEADER_BYTES,
+  createApiServer, loadOrCreateApiToken, parseRunRequest, parseStatementRequest, MAX_RECORDS_PER_REQUEST, MAX_RECORDS_RESPONSE_BYTES, MAX_TARGET_CHARS, MAX_HEADER_BYTES,
   API_TOKEN_FILE, API_SOCKET_FILE, type ApiServer, type ApiServerOptions, type ApiListenOptions
 } from './http-api.js'
 export { decodeTensorJson, encodeTensorJson, TENSOR_JSON_TYPES, type TensorJson } from './tensor-json.js'

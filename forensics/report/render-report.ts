@@ -288,6 +288,12 @@ function events (t: Timeline, modelIndex: Map<string, number>): unknown[][] {
   for (const e of t.keyRotations) rows.push({ ...e, cells: ['key rotation', html`new key fingerprint <code>${e.keyFingerprint}</code>, valid from ${formatTime(e.validFromMs)}`] })
   for (const e of t.shutdowns) rows.push({ ...e, cells: ['shutdown', e.reason] })
   for (const e of t.policies) rows.push({ ...e, cells: ['model policy', html`v${e.version} ${e.mode} in force, fleet ${e.fleetId}, policy ${shortHex(e.policyHash, 12)}`] })
+  for (const e of t.oversight) {
+    rows.push({ ...e, cells: ['oversight', html`reviewer ${e.reviewer}: <strong>${e.verdict}</strong> decision seq ${e.decisionSeq} of <code>${e.decisionDeviceId}</code> ${shortHex(e.decisionHash, 12)}: ${e.reason}`] })
+  }
+  for (const e of t.sessions) {
+    rows.push({ ...e, cells: [`use ${e.phase}`, html`session ${e.sessionId}, reference ${e.referenceHash === null ? 'none' : html`${e.referenceName} ${shortHex(e.referenceHash, 12)}`}`] })
+  }
   for (const e of t.dataCaptures) rows.push({ ...e, cells: ['data capture', html`sample for ${e.dataset}${e.label === null ? '' : ` (${e.label})`}, ${formatCount(e.sizeBytes)} bytes, commitment ${shortHex(e.commitment, 12)}`] })
   rows.sort((a, b) => a.seq - b.seq || a.timeMs - b.timeMs)
   return rows.map(r => [formatTime(r.timeMs), r.seq, ...r.cells])

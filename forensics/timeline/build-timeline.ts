@@ -74,6 +74,12 @@ export interface Timeline {
   policies: Array<{ seq: number, timeMs: number, boot: number, version: number, mode: string, fleetId: string, policyHash: string }>
   /** Samples the device kept for training (data-capture records): dataset, label, size, salted commitment. */
   dataCaptures: Array<{ seq: number, timeMs: number, capturedAtMs: number, dataset: string, label: string | null, sizeBytes: number, commitment: string }>
+  /** A person's reviews of decisions, signed by this (reviewing) station: oversight records. The decision is named, not judged (`provenance compliance` judges it). */
+  oversight: Array<{
+    seq: number, timeMs: number, reviewer: string, decisionDeviceId: string, decisionSeq: number, decisionHash: string, verdict: string, reason: string
+  }>
+  /** Starts and ends of uses (session records), with the reference database each names (sha256, or null for none). */
+  sessions: Array<{ seq: number, timeMs: number, phase: string, sessionId: string, referenceName: string, referenceHash: string | null }>
 }
 
 /**
@@ -117,7 +123,9 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     keyRotations: [],
     shutdowns: [],
     policies: [],
-    dataCaptures: []
+    dataCaptures: [],
+    oversight: [],
+    sessions: []
   }
   const inferences: Array<{ timeMs: number, modelHash: string }> = []
   const decisions = new Map<string | null, number>()
@@ -186,6 +194,14 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
       case 'policy': t.policies.push({ ...at, boot: r.boot, version: body.version, mode: body.mode, fleetId: body.fleetId, policyHash: toHex(body.policyHash) }); break
       case 'data-capture':
         t.dataCaptures.push({ ...at, capturedAtMs: body.capturedAtMs, dataset: body.dataset, label: body.label, sizeBytes: body.sizeBytes, commitment: toHex(body.commitment) })
+        break
+      case 'oversight':
+        t.oversight.push({
+          ...at, reviewer: body.reviewer, decisionDeviceId: body.decisionDeviceId, decisionSeq: body.decisionSeq, decisionHash: toHex(body.decisionHash), verdict: body.verdict, reason: body.reason
+        })
+        break
+      case 'session':
+        t.sessions.push({ ...at, phase: body.phase, sessionId: body.sessionId, referenceName: body.referenceName, referenceHash: body.referenceHash === null ? null : toHex(body.referenceHash) })
         break
     }
   }

@@ -1,11 +1,13 @@
 /**
- * Ed25519 verification on every core: batches of (signature, signed message, key) go to a pool
- * of worker threads, which answer one flag per signature. The chain walk stays on the calling
- * thread and only looks the flags up (ChainVerifierOptions.checkSignature).
+ * Ed25519 verification and inclusion proofs on every core: batches of (signature, signed message,
+ * key) and, when the batch carries a proof context, (proof text, envelope) go to a pool of worker
+ * threads, which answer one flag per signature and one proof judgement per record. The chain walk
+ * stays on the calling thread and only looks the answers up.
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { RECORD_SIGNING_PREFIX, type VerifierBackend } from '../../protocol/index.js'
+import type { ProofContext, ProofJudgement } from './proof-check.js'
 
 /** One batch as a worker gets it; its buffers are transferred, not copied. */
 export interface SignatureBatch {
@@ -20,12 +22,41 @@ export interface SignatureBatch {
   /** Signed messages (RECORD_SIGNING_PREFIX ‖ record bytes) back to back; i is [offsets[i], offsets[i+1]). */
   readonly messages: Uint8Array
   readonly offsets: Uint32Array
+  /** Set when the worker is to judge proofs too: the facts they are judged against. */
+  readonly proofContext?: ProofContext
+  /** Per record: its proof text, or null for none to judge here. */
+  readonly proofs: Array<string | null>
+  /** Envelopes (the leaves) back to back; i is [envelopeOffsets[i], envelopeOffsets[i+1]). */
+  readonly envelopes: Uint8Array
+  readonly envelopeOffsets: Uint32Array
+  /** Per record: seq and device time, which a proof's claims are compared with. */
+  readonly seqs: Float64Array
+  readonly times: Float64Array
+  readonly deviceId: string
+}
+
+/** Proof judgements of a batch, compact: the common clean case is a code and a root, no object. */
+export interface ProofResults {
+  /** Per record: 0 not judged (no proof sent), 1 checked and clean (root in `roots`), 2 see `details`. */
+  readonly codes: Uint8Array
+  /** Index into `roots` for code 1. */
+  readonly rootIndex: Int32Array
+  readonly roots: string[]
+  /** Judgements other than clean, by index in the batch. */
+  readonly details: Map<number, ProofJudgement>
 }
 
 export interface SignatureBatchResult {
   readonly id: number
   /** 1 where the signature verifies, 0 where it does not. */
   readonly valid: Uint8Array
+  readonly proofs?: ProofResults
+}
+
+/** A batch's answers: the signature flags and, if asked, the proof judgements. */
+export interface BatchAnswer {
+  readonly valid: Uint8Array
+  readonly proofs: ProofResults | undefined
 }
 
 /** Workers by default: one per core. */
@@ -42,11 +73,27 @@ export class SignatureBatchBuilder {
   private readonly signatures: Uint8Array[] = []
   private readonly records: Uint8Array[] = []
   private bytes = 0
+  private readonly proofs: Array<string | null> = []
+  private readonly envelopes: Uint8Array[] = []
+  private envelopeBytes = 0
+  private readonly seqs: number[] = []
+  private readonly times: number[] = []
+  private readonly deviceId: string
+  private readonly proofContext: ProofContext | undefined
+
+  /** With a `proofContext`, proofs given to add() are judged in the worker too. */
+  constructor (deviceId = '', proofContext?: ProofContext) {
+    this.deviceId = deviceId
+    this.proofContext = proofContext
+  }
 
   get count (): number { return this.signatures.length }
 
-  /** Adds a record's signature and bytes under `key`; returns its index in the batch. */
-  add (signature: Uint8Array, recordBytes: Uint8Array, key: Uint8Array): number {
+  /**
+   * Adds a record's signature and bytes under `key`, and its proof to judge (text, envelope, seq,
+   * device time) when there is one; returns its index in the batch.
+   */
+  add (signature: Uint8Array, recordBytes: Uint8Array, key: Uint8Array, proof?: { text: string, envelope: Uint8Array, seq: number, timeMs: number }): number {
     let k = this.keyIds.get(key)
     if (k === undefined) {
       k = this.keys.length
@@ -57,6 +104,18 @@ export class SignatureBatchBuilder {
     this.signatures.push(signature)
     this.records.push(recordBytes)
     this.bytes += RECORD_SIGNING_PREFIX.length + recordBytes.byteLength
+    if (proof !== undefined && this.proofContext !== undefined) {
+      this.proofs.push(proof.text)
+      this.envelopes.push(proof.envelope)
+      this.envelopeBytes += proof.envelope.byteLength
+      this.seqs.push(proof.seq)
+      this.times.push(proof.timeMs)
+    } else {
+      this.proofs.push(null)
+      this.envelopes.push(EMPTY)
+      this.seqs.push(NaN)
+      this.times.push(NaN)
+    }
     return this.signatures.length - 1
   }
 
@@ -77,12 +136,40 @@ export class SignatureBatchBuilder {
       at += (this.records[i] as Uint8Array).byteLength
     }
     offsets[count] = at
-    return { id, count, backend, keys: [...this.keys], keyIndex: Uint32Array.from(this.keyIndex), signatures, messages, offsets }
+    const envelopes = new Uint8Array(this.envelopeBytes)
+    const envelopeOffsets = new Uint32Array(count + 1)
+    at = 0
+    for (let i = 0; i < count; i++) {
+      const e = this.envelopes[i] as Uint8Array
+      envelopeOffsets[i] = at
+      envelopes.set(e, at)
+      at += e.byteLength
+    }
+    envelopeOffsets[count] = at
+    return {
+      id,
+      count,
+      backend,
+      keys: [...this.keys],
+      keyIndex: Uint32Array.from(this.keyIndex),
+      signatures,
+      messages,
+      offsets,
+      ...(this.proofContext === undefined ? {} : { proofContext: this.proofContext }),
+      proofs: this.proofs,
+      envelopes,
+      envelopeOffsets,
+      seqs: Float64Array.from(this.seqs),
+      times: Float64Array.from(this.times),
+      deviceId: this.deviceId
+    }
   }
 }
 
+const EMPTY = new Uint8Array(0)
+
 interface Pending {
-  resolve: (valid: Uint8Array) => void
+  resolve: (answer: BatchAnswer) => void
   reject: (e: Error) => void
 }
 
@@ -104,7 +191,7 @@ export class SignaturePool {
         this.busy.delete(worker)
         const p = this.pending.get(r.id)
         this.pending.delete(r.id)
-        p?.resolve(r.valid)
+        p?.resolve({ valid: r.valid, proofs: r.proofs })
         this.idle.push(worker)
         this.dispatch()
       })
@@ -117,11 +204,11 @@ export class SignaturePool {
 
   get size (): number { return this.workers.length }
 
-  /** Verifies a batch on the next free worker; resolves to one flag per record. */
-  async verify (builder: SignatureBatchBuilder, backend: VerifierBackend): Promise<Uint8Array> {
+  /** Verifies a batch on the next free worker; resolves to one flag per record (and the proof judgements asked for). */
+  async verify (builder: SignatureBatchBuilder, backend: VerifierBackend): Promise<BatchAnswer> {
     if (this.failure !== undefined) throw this.failure
     const batch = builder.build(this.nextId++, backend)
-    const result = new Promise<Uint8Array>((resolve, reject) => { this.pending.set(batch.id, { resolve, reject }) })
+    const result = new Promise<BatchAnswer>((resolve, reject) => { this.pending.set(batch.id, { resolve, reject }) })
     this.queue.push(batch)
     this.dispatch()
     return await result
@@ -132,7 +219,10 @@ export class SignaturePool {
       const worker = this.idle.pop() as Worker
       const batch = this.queue.shift() as SignatureBatch
       this.busy.set(worker, batch.id)
-      worker.postMessage(batch, [batch.signatures.buffer, batch.messages.buffer, batch.offsets.buffer, batch.keyIndex.buffer] as ArrayBuffer[])
+      worker.postMessage(batch, [
+        batch.signatures.buffer, batch.messages.buffer, batch.offsets.buffer, batch.keyIndex.buffer,
+        batch.envelopes.buffer, batch.envelopeOffsets.buffer, batch.seqs.buffer, batch.times.buffer
+      ] as ArrayBuffer[])
     }
   }
 

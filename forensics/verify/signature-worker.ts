@@ -1,14 +1,56 @@
 /**
  * The body of a signature worker: verifies a batch of Ed25519 signatures with the backend it is
- * told (node:crypto by default, noble on request) and answers one flag per signature. The key
- * checks and imports are done once per key and kept (protocol/ed25519.ts caches them).
+ * told (node:crypto by default, noble on request) and, when the batch carries a proof context,
+ * judges each record's inclusion proof (proof-check.ts). The key checks and imports are done once
+ * per key and kept (protocol/ed25519.ts caches them); each anchored tree's shared nodes once.
  */
 import { parentPort } from 'node:worker_threads'
 import { verifySignature } from '../../protocol/index.js'
-import type { SignatureBatch, SignatureBatchResult } from './signature-pool.js'
+import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
+import type { ProofResults, SignatureBatch, SignatureBatchResult } from './signature-pool.js'
 
 const port = parentPort
 if (port === null) throw new Error('signature-worker.ts runs only as a worker thread')
+
+// One judge per context: a verification sends the same context object with every batch, and a
+// worker lives for one verification, so keeping the last one keeps its trees' checkers warm.
+let judge: { key: string, judge: ProofJudge } | undefined
+
+function judgeFor (context: ProofContext): ProofJudge {
+  const key = JSON.stringify(context)
+  if (judge?.key !== key) judge = { key, judge: new ProofJudge(context) }
+  return judge.judge
+}
+
+function judgeProofs (batch: SignatureBatch, context: ProofContext): ProofResults {
+  const j = judgeFor(context)
+  const { count, proofs, envelopes, envelopeOffsets, seqs, times, deviceId } = batch
+  const codes = new Uint8Array(count)
+  const rootIndex = new Int32Array(count).fill(-1)
+  const roots: string[] = []
+  const rootIds = new Map<string, number>()
+  const details = new Map<number, ProofJudgement>()
+  for (let i = 0; i < count; i++) {
+    const text = proofs[i]
+    if (text === null || text === undefined) continue
+    const envelope = envelopes.subarray(envelopeOffsets[i], envelopeOffsets[i + 1])
+    const judgement = j.judge(text, envelope, { deviceId, seq: seqs[i] as number, timeMs: times[i] as number })
+    if (judgement.kind === 'checked' && judgement.inclusion === undefined && judgement.disagreements.length === 0) {
+      let r = rootIds.get(judgement.root)
+      if (r === undefined) {
+        r = roots.length
+        roots.push(judgement.root)
+        rootIds.set(judgement.root, r)
+      }
+      codes[i] = 1
+      rootIndex[i] = r
+    } else {
+      codes[i] = 2
+      details.set(i, judgement)
+    }
+  }
+  return { codes, rootIndex, roots, details }
+}
 
 port.on('message', (batch: SignatureBatch) => {
   const { count, keyIndex, keys, signatures, messages, offsets, backend } = batch
@@ -19,6 +61,9 @@ port.on('message', (batch: SignatureBatch) => {
     const message = messages.subarray(offsets[i], offsets[i + 1])
     valid[i] = verifySignature(signature, message, key, backend) ? 1 : 0
   }
-  const result: SignatureBatchResult = { id: batch.id, valid }
-  port.postMessage(result, [valid.buffer])
+  const proofs = batch.proofContext === undefined ? undefined : judgeProofs(batch, batch.proofContext)
+  const result: SignatureBatchResult = proofs === undefined ? { id: batch.id, valid } : { id: batch.id, valid, proofs }
+  const transfer = [valid.buffer]
+  if (proofs !== undefined) transfer.push(proofs.codes.buffer as ArrayBuffer, proofs.rootIndex.buffer as ArrayBuffer)
+  port.postMessage(result, transfer)
 })

@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
-  ChainVerifier, ErasureError, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, pruningExtensionLine, sha256, verifyPruningStatement, verifyShreddingStatement, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, fromHex, verifyInclusion,
+  ChainVerifier, ErasureError, ProtocolError, assertBundle, openCheckpoint, parseCheckpoint, parseTipProof, pruningExtensionLine, sha256, verifyPruningStatement, verifyShreddingStatement, noteKeyId, type NoteVerifierKey, decodeBundleRecord, decodeEnvelope, parseProof, toHex, fromHex,
   verifyRecordSignature, type VerifierBackend, type Bundle, type BundleAnchor, type BundleKey, type BundleModel, type ChainPoint, type ChainResult,
   type ProvenanceRecord, type SignedRecord, type TlogProof
 } from '../../protocol/index.js'
@@ -16,7 +16,8 @@ import { ForensicsError } from '../errors.js'
 import { judgeCompleteness, type Completeness } from './completeness.js'
 import { findKeyDifference, createKeyLookup } from './key-history.js'
 import type { FailureReason, Finding, FindingReason, WarningReason } from './reasons.js'
-import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool } from './signature-pool.js'
+import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
+import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool, type BatchAnswer } from './signature-pool.js'
 
 export const DEFAULT_MAX_FINDINGS = 1000
 /** Records between two progress reports. */
@@ -393,6 +394,7 @@ function pointBefore (r: ProvenanceRecord): ChainPoint | undefined {
   return { seq: r.seq - 1, boot: r.body.kind === 'boot' ? r.boot - 1 : r.boot, hash: r.prev }
 }
 
+const NO_DISAGREEMENTS: readonly string[] = Object.freeze([])
 const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key'])
 const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'bad-signature'])
 
@@ -433,8 +435,11 @@ class Run {
   private fromGenesis = false
   private readonly verifier: VerifierBackend
   private readonly workers: number
-  /** The chunk being walked and the index in it of the record being pushed: for checkSignature. */
-  private current: { chunk: PreparedChunk, flags: Uint8Array | undefined, j: number } | undefined
+  /** The chunk being walked and the index in it of the record being pushed: for checkSignature and checkProof. */
+  private current: { chunk: PreparedChunk, answer: BatchAnswer | undefined, j: number } | undefined
+  /** The facts proofs are judged against, sent with each batch; and the judge of proofs no worker judged. */
+  private readonly proofContext: ProofContext
+  private readonly proofJudge: ProofJudge
 
   constructor (bundle: Bundle, facts: Facts, options: VerifyOptions) {
     this.verifier = options.verifier ?? 'node'
@@ -447,6 +452,8 @@ class Run {
     this.maxFindings = options.maxFindings ?? DEFAULT_MAX_FINDINGS
     this.keyAt = createKeyLookup(bundle.device.id, facts.keys)
     this.proofs = new Map(bundle.proofs.map(p => [p.seq, p.proof]))
+    this.proofContext = { anchors: [...facts.anchors], chainId: bundle.chain.chainId, registry: bundle.chain.registry }
+    this.proofJudge = new ProofJudge(this.proofContext)
     this.noteKeys = (bundle.gateways ?? []).map(g => {
       const publicKey = fromHex(g.publicKey)
       return { name: g.keyName, keyId: noteKeyId(g.keyName, publicKey), publicKey }
@@ -506,11 +513,11 @@ class Run {
           nextChunk += CHUNK_RECORDS
         }
         const chunk = inflight.shift() as PreparedChunk
-        const flags = await chunk.flags
+        const answer = await chunk.answer
         for (let j = 0; j < chunk.signed.length; j++) {
           const i = chunk.start + j
           const signed = chunk.signed[j]
-          this.current = { chunk, flags, j }
+          this.current = { chunk, answer, j }
           if (signed === undefined) {
             this.counts.malformed++
             // Its time is unknown: a record nobody can read is judged whatever the window.
@@ -683,35 +690,36 @@ class Run {
     this.shredded.sort((a, b) => a.firstSeq - b.firstSeq)
   }
 
-  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified. */
+  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified and their proofs to be judged. */
   private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
     const deviceId = this.bundle.device.id
     const signed: Array<SignedRecord | undefined> = []
     const at = new Int32Array(end - start).fill(-1)
     const keys: Array<Uint8Array | undefined> = []
-    const builder = pool === undefined ? undefined : new SignatureBatchBuilder()
+    const builder = pool === undefined ? undefined : new SignatureBatchBuilder(deviceId, this.proofContext)
     for (let i = start; i < end; i++) {
       const s = tryDecode(this.bundle.records[i] as string)
       signed.push(s)
       if (builder === undefined || s === undefined || s.record.deviceId !== deviceId) continue
       const key = this.keyAt(deviceId, s.record.timeMs)
       if (key === undefined) continue
-      at[i - start] = builder.add(s.signature, s.recordBytes, key)
+      const text = this.proofs.get(s.record.seq)
+      at[i - start] = builder.add(s.signature, s.recordBytes, key, text === undefined ? undefined : { text, envelope: s.envelope, seq: s.record.seq, timeMs: s.record.timeMs })
       keys[i - start] = key
     }
-    // A failed pool only means the walk verifies those signatures itself.
-    const flags = pool === undefined || builder === undefined || builder.count === 0
+    // A failed pool only means the walk verifies those signatures and proofs itself.
+    const answer = pool === undefined || builder === undefined || builder.count === 0
       ? Promise.resolve(undefined)
       : pool.verify(builder, this.verifier).catch(() => undefined)
-    return { start, signed, at, keys, flags }
+    return { start, signed, at, keys, answer }
   }
 
   /** The pool's answer for the record being pushed, when it checked that record under that key. */
   private checkSignature (signed: SignedRecord, key: Uint8Array): boolean {
     const c = this.current
-    if (c !== undefined && c.flags !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
+    if (c !== undefined && c.answer !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
       const b = c.chunk.at[c.j] as number
-      if (b >= 0) return c.flags[b] === 1
+      if (b >= 0) return c.answer.valid[b] === 1
     }
     return verifyRecordSignature(signed, key, this.verifier)
   }
@@ -811,39 +819,40 @@ class Run {
       else this.fail('record-not-anchored', judged, { ...at, message })
       return
     }
-    let proof: TlogProof
-    try {
-      proof = parseProof(text)
-    } catch (e) {
-      this.fail('proof-invalid', judged, { ...at, message: `seq ${r.seq}: malformed proof: ${(e as Error).message}` })
+    const judgement = this.workerJudgement(signed) ?? this.proofJudge.judge(text, signed.envelope, r)
+    if (judgement.kind === 'malformed') {
+      this.fail('proof-invalid', judged, { ...at, message: `seq ${r.seq}: ${judgement.message}` })
       return
     }
     this.checkCheckpointSignature(text, at, judged)
-    const root = toHex(proof.checkpoint.rootHash)
+    const root = judgement.root
     const mismatch = this.facts.anchorMismatch.get(root)
     if (mismatch !== undefined && judged) {
       this.fail('anchor-mismatch', true, { ...at, message: `seq ${r.seq}: ${mismatch}` })
       this.facts.anchorMismatch.delete(root)
     }
-    // The proof names a root; everything else about it — above all the tree size — comes from the
-    // anchor facts, never from the proof's own checkpoint.
-    const anchor = this.facts.anchors.get(root)
-    if (anchor === undefined) {
+    if (judgement.kind === 'unanchored') {
       this.fail('root-not-anchored', judged, { ...at, message: `seq ${r.seq}: root ${root.slice(0, 16)}… is not anchored` })
       return
     }
     if (judged) this.anchorsUsed.add(root)
     this.counts.proofsChecked++
-    try {
-      verifyInclusion(hashLeaf(signed.envelope), proof.index, anchor.size, proof.hashes, fromHex(anchor.root))
-      this.counts.proofsValid++
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
-      const reason = e.code === 'MERKLE_ROOT_MISMATCH' ? 'root-mismatch' : 'proof-invalid'
-      this.fail(reason, judged, { ...at, message: `seq ${r.seq}: leaf ${proof.index} of the anchored tree of ${anchor.size}: ${e.message}` })
-    }
-    const problems = this.proofDisagreements(proof, anchor, r)
-    if (problems.length > 0) this.fail('anchor-mismatch', judged, { ...at, message: `seq ${r.seq}: ${problems.join('; ')}` })
+    if (judgement.inclusion === undefined) this.counts.proofsValid++
+    else this.fail(judgement.inclusion.reason, judged, { ...at, message: `seq ${r.seq}: ${judgement.inclusion.message}` })
+    if (judgement.disagreements.length > 0) this.fail('anchor-mismatch', judged, { ...at, message: `seq ${r.seq}: ${judgement.disagreements.join('; ')}` })
+  }
+
+  /** The pool's judgement of the proof of the record being pushed, when a worker judged it. */
+  private workerJudgement (signed: SignedRecord): ProofJudgement | undefined {
+    const c = this.current
+    const proofs = c?.answer?.proofs
+    if (c === undefined || proofs === undefined || c.chunk.signed[c.j] !== signed) return undefined
+    const b = c.chunk.at[c.j] as number
+    if (b < 0) return undefined
+    const code = proofs.codes[b]
+    if (code === 1) return { kind: 'checked', root: proofs.roots[proofs.rootIndex[b] as number] as string, disagreements: NO_DISAGREEMENTS }
+    if (code === 2) return proofs.details.get(b)
+    return undefined
   }
 
   /**
@@ -880,31 +889,6 @@ class Run {
       if (!(e instanceof ProtocolError)) throw e
       return { reason: 'checkpoint-signature-invalid', message: `checkpoint signature: ${e.code}: ${e.message}` }
     }
-  }
-
-  /** What the proof file and the record say that the anchor facts contradict. */
-  private proofDisagreements (proof: TlogProof, anchor: BundleAnchor, r: ProvenanceRecord): string[] {
-    const out: string[] = []
-    if (proof.checkpoint.size !== anchor.size) out.push(`the proof's checkpoint says ${proof.checkpoint.size} leaves, the anchor ${anchor.size}`)
-    if (r.timeMs < anchor.firstRecordTimeMs || r.timeMs > anchor.lastRecordTimeMs) {
-      out.push(`record time ${r.timeMs} is outside the anchored batch's ${anchor.firstRecordTimeMs}..${anchor.lastRecordTimeMs}`)
-    }
-    const chain = this.bundle.chain
-    const expected: Record<string, string> = {
-      device: r.deviceId,
-      seq: String(r.seq),
-      'chain-id': String(chain.chainId),
-      contract: chain.registry,
-      'batch-id': anchor.onChainBatchId,
-      'tx-hash': anchor.txHash,
-      block: String(anchor.blockNumber),
-      'block-hash': anchor.blockHash
-    }
-    for (const { key, value } of proof.extra ?? []) {
-      const want = expected[key]
-      if (want !== undefined && want.toLowerCase() !== value.toLowerCase()) out.push(`the proof's ${key} is ${value}, the facts say ${want}`)
-    }
-    return out
   }
 
   private completeness: Completeness = { status: 'unknown', message: 'not judged' }
@@ -956,7 +940,7 @@ interface PreparedChunk {
   readonly at: Int32Array
   /** The key each sent record was checked under. */
   readonly keys: Array<Uint8Array | undefined>
-  readonly flags: Promise<Uint8Array | undefined>
+  readonly answer: Promise<BatchAnswer | undefined>
 }
 
 /** Findings in seq order (stable: a record's findings keep the order they were found in); bundle-level ones last. */

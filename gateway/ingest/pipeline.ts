@@ -8,7 +8,7 @@
  * memory is counted in bytes.
  */
 import {
-  decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifyRecordSignature,
+  RECORD_SIGNING_PREFIX, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifySignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, Batcher } from '../batch/index.js'
@@ -73,6 +73,17 @@ export interface IngestPipelineOptions {
   logger: GatewayLogger
   /** Gateway clock, Unix ms. */
   now: () => number
+  /**
+   * Where record signatures are verified (a VerifyPool: worker threads, verify-pool.ts). Default:
+   * on this thread. With one, the signatures of a received message are sent ahead as soon as it
+   * is queued, under the keys cached for them; records are still judged one by one in seq order.
+   */
+  verifier?: SignatureVerifier
+}
+
+/** Ed25519 verification as the pipeline asks for it (VerifyPool implements it). */
+export interface SignatureVerifier {
+  verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => Promise<boolean>
 }
 
 /** What the status API says about a device. */
@@ -127,6 +138,8 @@ export class IngestPipeline {
   private readonly drainWaiters: Array<{ belowRecords: number, belowBytes: number, resolve: () => void }> = []
   private stopped = false
   private readonly warnings: WarnLimiter
+  /** Signatures sent to the verifier ahead of their turn, under the key then cached. */
+  private readonly ahead = new WeakMap<SignedRecord, { key: Uint8Array, valid: Promise<boolean> }>()
   /** Quarantine entries on disk (approximately: pruning lags a little). */
   quarantineCount = 0
 
@@ -238,6 +251,7 @@ export class IngestPipeline {
     if (records.length > 0) {
       let heldBytes = 0
       for (const s of records) heldBytes += QUEUED_RECORD_COPIES * s.envelope.byteLength + QUEUED_RECORD_OVERHEAD_BYTES
+      this.verifyAhead(d, records)
       this.schedule(d, { kind: 'records', topic, records, heldBytes })
     } else {
       this.devices.forgetIfProvisional(d)
@@ -280,6 +294,37 @@ export class IngestPipeline {
       records.push(signed)
     }
     return records
+  }
+
+  /**
+   * With a verifier on other threads, sends the signatures of new records (above the tip, not
+   * already waiting) whose key is cached, so that the workers verify while this thread links.
+   * Resends and unknown keys are left to their turn: they cost the workers nothing.
+   */
+  private verifyAhead (d: DeviceRuntime, records: readonly SignedRecord[]): void {
+    const verifier = this.o.verifier
+    const peek = this.o.keys.peek
+    if (verifier === undefined || peek === undefined) return
+    const tipSeq = d.tip?.seq ?? -1
+    for (const s of records) {
+      if (s.record.seq <= tipSeq || d.pending.has(s.record.seq)) continue
+      const answer = peek.call(this.o.keys, d.id, s.record.timeMs)
+      const key = answer?.publicKey
+      if (key === undefined || answer?.revoked === true || answer?.unknown === true) continue
+      this.ahead.set(s, { key, valid: verifier.verify(s.signature, concat(RECORD_SIGNING_PREFIX, s.recordBytes), key) })
+    }
+  }
+
+  /** Whether the signature of `s` verifies under `key`: the answer sent ahead when it was for this key, else asked now. */
+  private async signatureValid (s: SignedRecord, key: Uint8Array): Promise<boolean> {
+    const ahead = this.ahead.get(s)
+    if (ahead !== undefined) {
+      this.ahead.delete(s)
+      if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid
+    }
+    const message = concat(RECORD_SIGNING_PREFIX, s.recordBytes)
+    const verifier = this.o.verifier
+    return verifier === undefined ? verifySignature(s.signature, message, key) : await verifier.verify(s.signature, message, key)
   }
 
   /** Handles one message on `prov/v1/<device>/ack` from a peer gateway (scale-out mode). */
@@ -506,7 +551,7 @@ export class IngestPipeline {
     if (this.devices.promote(d)) this.markDirty(d)
     if (answer.revoked) return q('device-revoked', `device revoked at or before ${t}`)
     if (answer.publicKey === undefined) return q('no-key', `no key valid at ${t}`)
-    if (verifyRecordSignature(s, answer.publicKey)) {
+    if (await this.signatureValid(s, answer.publicKey)) {
       this.o.counters.recordVerified()
       return answer.publicKey
     }
@@ -515,7 +560,7 @@ export class IngestPipeline {
       keys.refresh(d.id)
       try {
         const again = await keys.keyAt(d.id, t)
-        if (again.publicKey !== undefined && !again.revoked && verifyRecordSignature(s, again.publicKey)) {
+        if (again.publicKey !== undefined && !again.revoked && await this.signatureValid(s, again.publicKey)) {
           this.o.counters.recordVerified()
           return again.publicKey
         }

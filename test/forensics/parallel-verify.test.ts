@@ -2,7 +2,7 @@
 // (the independent backend) must reach the same verdict, finding for finding, on valid and
 // tampered bundles, including signatures that only a lax verifier would accept.
 import t from 'tap'
-import { decodeBundleRecord, encodeBundleRecord, type Bundle } from '../../protocol/index.js'
+import { decodeBundleRecord, encodeBundleRecord, formatProof, parseProof, type Bundle, type TlogProof } from '../../protocol/index.js'
 import { verifyBundle, type Verdict } from '../../forensics/verify/index.js'
 import { clone, makeDeviceHistory, offlineBundle } from '../helpers/forensics-fixture.js'
 import { fakeHash, sampleInference } from '../helpers/records.js'
@@ -74,6 +74,37 @@ t.test('attack: a small-order device key with the identity signature (which Open
     t.equal(v.counts.signaturesValid, 0, `${v.verifier}: no signature accepted`)
     t.equal(v.verdict, 'invalid')
   }
+})
+
+t.test('attack: tampered inclusion proofs give the same findings whether the workers or the calling thread judge them', async t => {
+  const b = clone(bigBundle(1100))
+  const edit = (i: number, change: (p: TlogProof) => TlogProof): void => {
+    const entry = b.proofs[i] as Bundle['proofs'][number]
+    entry.proof = formatProof(change(parseProof(entry.proof)))
+  }
+  const flip = (h: Uint8Array): Uint8Array => { const c = h.slice(); c[0] = (c[0] as number) ^ 1; return c }
+  // A wrong sibling after its neighbours verified (the remembered node must not be reused), in
+  // the first batch and in a later one; a wrong index; a proof for another root.
+  edit(5, p => ({ ...p, hashes: p.hashes.map((h, k) => k === 0 ? flip(h) : h) }))
+  edit(1030, p => ({ ...p, hashes: p.hashes.map((h, k) => k === p.hashes.length - 1 ? flip(h) : h) }))
+  edit(700, p => ({ ...p, index: p.index + 1 }))
+  edit(800, p => ({ ...p, checkpoint: { ...p.checkpoint, rootHash: flip(p.checkpoint.rootHash) } }))
+  // Extra lines that contradict the facts, one named like an Object.prototype property.
+  edit(900, p => ({ ...p, extra: [{ key: 'constructor', value: 'x' }, { key: 'seq', value: '999999' }, { key: 'hasownproperty', value: 'y' }] }))
+  ;(b.proofs[950] as Bundle['proofs'][number]).proof = 'not a proof'
+  const pooled = await verifyBundle(b, { offline: true, workers: 2 })
+  const inline = await verifyBundle(b, { offline: true, workers: 0 })
+  t.equal(pooled.verdict, 'invalid')
+  t.same(comparable(inline), comparable(pooled))
+  const failed = new Map(pooled.failures.map(f => [f.seq, f.reason]))
+  const seqOf = (i: number): number => (b.proofs[i] as Bundle['proofs'][number]).seq
+  t.equal(failed.get(seqOf(5)), 'root-mismatch')
+  t.equal(failed.get(seqOf(1030)), 'root-mismatch')
+  t.ok(['root-mismatch', 'proof-invalid'].includes(failed.get(seqOf(700)) as string))
+  t.equal(failed.get(seqOf(800)), 'root-not-anchored')
+  t.match(pooled.failures.find(f => f.seq === seqOf(900))?.message, /seq is 999999/)
+  t.equal(failed.get(seqOf(950)), 'proof-invalid')
+  t.equal(pooled.counts.proofsValid, b.records.length - 5)
 })
 
 t.test('error: contradictory verifier options are refused', async t => {

@@ -11,7 +11,7 @@ import { verifyBundle } from '../../forensics/verify/index.js'
 import { renderReport } from '../../forensics/report/index.js'
 import { fakeHash, makeMixedChain, sampleInference } from '../helpers/records.js'
 import { makeTempDir } from '../helpers/tmp.js'
-import { chromium as runChromium, hasChromium } from '../helpers/chromium.js'
+import { hasChromium, runChromium } from '../helpers/chromium.js'
 import { clone, offlineBundle } from '../helpers/forensics-fixture.js'
 
 const HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -28,7 +28,11 @@ const dir = await makeTempDir(t, 'forensics-report-')
 const page = join(dir, 'report.html')
 await writeFile(page, html)
 
-const chromium = async (args: string[]): Promise<string> => await runChromium(t, args)
+/** Runs chromium with a fresh profile; resolves with its stdout. */
+async function chromium (args: string[]): Promise<string> {
+  return await runChromium(t, args)
+}
+
 if (!hasChromium) t.fail('chromium is not installed: run scripts/ensure-system-deps.sh (apt-get install chromium)')
 
 t.test('behavior: headless Chromium shows the verdict, a row per failure, the SVG timeline and the tables', { skip: !hasChromium }, async t => {

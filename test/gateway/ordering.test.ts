@@ -136,3 +136,32 @@ t.test('behavior: a key rotated on chain is picked up at once, without quarantin
   await waitFor('all five', () => gw.deviceStatus('rotator')?.lastSeq === 4)
   t.match(gw.deviceStatus('rotator'), { stored: 5, quarantined: 0 })
 })
+
+t.test('attack: a verify worker killed while records flow: every record is still verified and stored, in seq order, none lost', async t => {
+  const { env, device, publish } = await setup(t, 'pooled')
+  device.append(sampleBody('boot'))
+  for (let i = 1; i < 400; i++) device.appendInference()
+  const r = device.records
+  const gw = await env.gateway({ verifyWorkers: 2 })
+  await publish(r.slice(0, 100))
+  await waitFor('first message', () => gw.deviceStatus('pooled')?.lastSeq === 99)
+  // With the key cached, each message's 100 signatures go to the workers ahead of their turn.
+  await publish(r.slice(300, 400))
+  await publish(r.slice(100, 200))
+  await publish(r.slice(200, 300))
+  const pool = gw.verifyPool
+  await waitFor('workers started', () => pool?.stats.started === true)
+  await pool?.threads[0]?.terminate()
+  await waitFor('all stored', () => gw.deviceStatus('pooled')?.lastSeq === 399, 60_000)
+  t.match(gw.deviceStatus('pooled'), { stored: 400, quarantined: 0, pending: 0 })
+  t.ok((pool?.stats.restarts ?? 0) >= 1, 'the killed worker was replaced')
+  // A forged record after the kill is still refused by the replacement workers.
+  const forged = device.appendInference()
+  const envelope = forged.envelope.slice()
+  envelope[envelope.length - 1] = (envelope[envelope.length - 1] as number) ^ 1
+  const client = await mqtt.connectAsync(env.broker.url, { protocolVersion: 5, clientId: 'pooled-forger' })
+  t.teardown(async () => await client.endAsync(true))
+  await client.publishAsync(deviceTopic('pooled', 'records'), Buffer.from(encodeRecordBatch([envelope])), { qos: 1 })
+  await waitFor('quarantined', () => gw.deviceStatus('pooled')?.quarantined === 1)
+  t.equal(gw.deviceStatus('pooled')?.lastSeq, 399)
+})

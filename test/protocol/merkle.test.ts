@@ -10,7 +10,7 @@ import { ProtocolError } from '../../protocol/errors.js'
 import {
   HASH_BYTES, MerkleBuilder, MerkleTree, computeRoot, consistencyProofLength, emptyRoot, hashChildren, hashLeaf,
   inclusionProofLength, isValidConsistency, isValidInclusion, proveAllInclusions, proveConsistency, proveInclusion,
-  verifyConsistency, verifyInclusion
+  verifyConsistency, verifyInclusion, InclusionChecker
 } from '../../protocol/merkle.js'
 
 interface InclusionVector { index: number, size: number, proof: string[] }
@@ -448,4 +448,38 @@ t.test('behavior: length formulas and verifiers agree up to 2^53 - 1', async (t)
   t.equal(inclusionProofLength(0, Number.MAX_SAFE_INTEGER), 53, 'deepest leaf of the largest tree')
   t.equal(inclusionProofLength(Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER), 52, 'one sibling per other perfect subtree')
   t.equal(inclusionProofLength(0, 2 ** 52), 52)
+})
+
+t.test('behavior: InclusionChecker, which hashes shared nodes once, accepts and rejects exactly what verifyInclusion does', async (t) => {
+  // Sizes around powers of two (promoted right edges), every leaf, and per leaf a mutated proof
+  // checked after the good ones, so that it meets remembered nodes and must not reuse them.
+  for (const n of [1, 2, 3, 5, 8, 13, 33, 100]) {
+    const leaves = makeLeaves(n, n)
+    const tree = new MerkleTree(leaves)
+    const checker = new InclusionChecker(n, tree.root())
+    const mutated = new InclusionChecker(n, tree.root())
+    for (let i = 0; i < n; i++) {
+      const proof = tree.proveInclusion(i)
+      t.equal(outcome(() => checker.verify(leaves[i] as Uint8Array, i, proof)), 'ok', `n=${n} i=${i}`)
+      mutated.verify(leaves[i] as Uint8Array, i, proof)
+    }
+    for (let i = 0; i < n; i++) {
+      const proof = tree.proveInclusion(i)
+      const cases: Array<[Uint8Array, number, Uint8Array[]]> = [
+        [flipBit(leaves[i] as Uint8Array, i), i, proof],
+        [leaves[i] as Uint8Array, (i + 1) % n, proof],
+        ...proof.map((_, k) => [leaves[i] as Uint8Array, i, proof.map((h, m) => m === k ? flipBit(h, i + k) : h)] as [Uint8Array, number, Uint8Array[]]),
+        [leaves[i] as Uint8Array, i, proof.slice(1)]
+      ]
+      for (const [leafHash, index, p] of cases) {
+        const want = outcome(() => verifyInclusion(leafHash, index, n, p, tree.root()))
+        if (n > 1) t.not(want, 'ok')
+        t.equal(outcome(() => mutated.verify(leafHash, index, p)), want, `n=${n} i=${i} index=${index}`)
+      }
+      // Good proofs still verify after the bad ones met the same nodes.
+      t.equal(outcome(() => mutated.verify(leaves[i] as Uint8Array, i, proof)), 'ok')
+    }
+  }
+  t.throws(() => new InclusionChecker(-1, emptyRoot()), { name: 'ProtocolError', code: 'MERKLE_INVALID_PROOF' }, 'negative size')
+  t.throws(() => new InclusionChecker(2, new Uint8Array(31)), { name: 'ProtocolError', code: 'MERKLE_INVALID_PROOF' }, 'short root')
 })

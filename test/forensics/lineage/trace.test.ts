@@ -21,7 +21,7 @@ import { runCli } from '../../../forensics/cli.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 import { offlineBundle } from '../../helpers/forensics-fixture.js'
 import type { ChainBuilder } from '../../helpers/records.js'
-import { chromium, hasChromium } from '../../helpers/chromium.js'
+import { runChromium as chromium, hasChromium } from '../../helpers/chromium.js'
 
 const trainer = createSigner(new Uint8Array(32).fill(0x51))
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
