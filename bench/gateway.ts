@@ -56,8 +56,8 @@ const encoder = new TextEncoder()
 const seedOf = (i: number | string): Uint8Array => sha256(encoder.encode(`bench-gateway/${i}`))
 const deviceName = (i: number): string => `bench-${String(i).padStart(3, '0')}`
 
-/** A device's chain: boot, then inferences, signed as the agent signs them. */
-function makeChain (deviceId: string, seed: Uint8Array, count: number, startTimeMs: number): SignedRecord[] {
+/** A device's chain: boot, then inferences, signed as the agent signs them (bench/gateway-postgres.ts uses it too). */
+export function makeChain (deviceId: string, seed: Uint8Array, count: number, startTimeMs: number): SignedRecord[] {
   const signer = createSigner(seed)
   const out: SignedRecord[] = []
   let prev = ZERO_HASH
@@ -108,7 +108,7 @@ parentPort.postMessage(ok)
 `
 
 /** Raw node:crypto verifications of record-sized messages under a prepared key, `total` split over `threads` worker threads: per second and CPU ms per verify. */
-async function measureRawVerifies (total: number, threads: number): Promise<{ perSec: number, cpuMsPerVerify: number }> {
+export async function measureRawVerifies (total: number, threads: number): Promise<{ perSec: number, cpuMsPerVerify: number }> {
   const records = makeChain('bench-raw', seedOf('raw'), 64, 1_700_000_000_000)
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), createSigner(seedOf('raw')).publicKey])
   const items = records.map(r => ({ message: concat(RECORD_SIGNING_PREFIX, r.recordBytes), signature: r.signature }))

@@ -9,7 +9,7 @@ import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describeMachine } from './measure.js'
 
-const ALL = ['agent', 'contracts-gas', 'gateway', 'agent-service', 'forensics', 'lineage', 'startup', 'tips', 'identity'] as const
+const ALL = ['agent', 'contracts-gas', 'gateway', 'gateway-postgres', 'agent-service', 'forensics', 'lineage', 'startup', 'tips', 'identity'] as const
 // Bench names are words; options (`--records 40000`) and their values go to the benches.
 const chosen = process.argv.slice(2).filter(a => /^[a-z][a-z-]*$/.test(a))
 const names = chosen.length > 0 ? chosen : [...ALL]

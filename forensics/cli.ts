@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { BUNDLE_LIMITS, DEVICE_ID_PATTERN, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
 import { runLineageCli } from './lineage/cli.js'
+import { runFlCli } from './lineage/fl-cli.js'
 import { ForensicsError } from './errors.js'
 import pkg from '../package.json' with { type: 'json' }
 import { intFlag, parseArgs, stringFlag, timeFlag, UsageError, type FlagKind, type ParsedArgs } from './cli/args.js'
@@ -48,8 +49,10 @@ Commands:
   report <bundle.json>    verify and write a single-file HTML report
   compliance <bundle.json>...  the auditor's export of a fleet's period (EU AI Act): HTML and JSON
   replay                  re-run an incident capture through the model and check its commitments
-  dataset hash|verify     OpenSSF model-signing manifests of dataset and model folders (docs/LINEAGE.md)
+  trace <bundle.json>     from one record back to its model, training run or round, datasets and contributors
+  dataset hash|verify|captures|register  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
+  fl aggregate|contributors  federated rounds: FedAvg of device contributions, and who contributed to a model
 
 Options: --help (on stdout), --version.
 Run "provenance <command> --help" for the options of a command.
@@ -122,6 +125,31 @@ ${VERIFY_OPTIONS}
   --quiet                 no progress on stderr
 
 Exit 0: report written, verdict valid. Exit 1: report written, verdict invalid; or an error.
+`,
+  trace: `usage: provenance trace <bundle.json> --record DEVICE:SEQ (--offline | --rpc-url URL) [options]
+
+Walks from one record of the bundle back to where its model came from, checking every link
+(docs/LINEAGE.md §7): the record and its model-load (signature, hash chain, inclusion proof, as
+verify), the model's registration, the training-run statement or federated round statement naming
+the model (signed by a known trainer, attached to the model on chain), the datasets it names
+(manifest digest, folder re-hashed, field captures) or the contributions it averages (registered,
+non-revoked devices, signatures, commitments). Prints the tree; a broken link names its reason.
+
+${VERIFY_OPTIONS}
+  --record DEVICE:SEQ     the record to trace (an inference or model-load record of the bundle's device)
+  --statements F1,F2      training-run and round statement envelopes; the one naming the model is used
+  --trainer-keys HEX,...  trusted trainer keys (offline)
+  --lineage ADDRESS       with --rpc-url: trainer keys and the model's attached run from the LineageRegistry
+  --device-keys LIST      ID=HEX64[:revoked],... keys of capturing and contributing devices (offline;
+                          online they come from the bundle's registry)
+  --datasets LIST         NAME=MANIFEST[=DIR],... dataset manifests, and folders to re-hash
+  --captures LIST         NAME=CAPTURES.json,... field captures behind a dataset
+  --contributions FILE    the round's contributions
+  --html FILE             also write the HTML report with the lineage diagram
+  --json                  the trace as JSON on stdout
+  --quiet                 no progress on stderr
+
+Exit 0: every link verified. Exit 1: a link is broken (TRACE_BROKEN on stderr), or an error.
 `
 }
 
@@ -168,6 +196,10 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
     concurrency: 'string', shreddings: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
   },
   report: { ...VERIFY_FLAGS, 'interval-ms': 'string', out: 'string' },
+  trace: {
+    ...VERIFY_FLAGS, record: 'string', statements: 'string', 'trainer-keys': 'string', lineage: 'string', 'device-keys': 'string', datasets: 'string',
+    captures: 'string', contributions: 'string', html: 'string'
+  },
   compliance: {
     profile: 'string', offline: 'boolean', 'rpc-url': 'string', gateway: 'string', 'token-file': 'string', registry: 'string', devices: 'string', 'bundles-dir': 'string', from: 'string', to: 'string', reviewers: 'string', 'retention-days': 'string',
     'allow-unanchored': 'boolean', out: 'string', 'json-out': 'string', json: 'boolean', quiet: 'boolean', help: 'boolean'
@@ -196,9 +228,9 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
     })
   }
   const spec = SPECS[command]
-  if (command === 'dataset' || command === 'training') {
+  if (command === 'dataset' || command === 'training' || command === 'fl') {
     try {
-      return await runLineageCli(command, rest, io)
+      return command === 'fl' ? await runFlCli(rest, io) : await runLineageCli(command, rest, io)
     } catch (e) {
       if (e instanceof ProvenanceError) { err(`${e.code}: ${e.message}\n`); return 1 }
       err(`INTERNAL: ${(e as Error)?.stack ?? String(e)}\n`)
@@ -213,6 +245,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
       case 'verify': return await runVerify(args, io)
       case 'timeline': return await runTimeline(args, io)
       case 'export': return await runExport(args, io)
+      case 'trace': return await runTrace(args, io)
       case 'compliance': return await runCompliance(args, io)
       default: return await runReport(args, io)
     }
@@ -441,6 +474,73 @@ async function runReport (args: ParsedArgs, io: CliIo): Promise<number> {
   return 0
 }
 
+async function runTrace (args: ParsedArgs, io: CliIo): Promise<number> {
+  const path = onePath(args)
+  const options = verifyOptions(args, io)
+  const recordArg = stringFlag(args, 'record')
+  const m = recordArg === undefined ? null : /^(.+):(\d{1,15})$/.exec(recordArg)
+  if (m === null) throw new UsageError('--record DEVICE:SEQ is required')
+  const bundle = await readBundleFile(path)
+  if (m[1] !== bundle.device.id) throw new UsageError(`the bundle is of device ${bundle.device.id}, not ${m[1] as string}`)
+  const { parseDeviceKeyList, registryDeviceKeys, lineageRunFacts } = await import('./lineage/device-keys.js')
+  const { readBounded } = await import('./lineage/cli.js')
+  const { parseCaptures, DEFAULT_CAPTURES_MAX_BYTES } = await import('./lineage/captures.js')
+  const { parseContributions, DEFAULT_CONTRIBUTIONS_MAX_BYTES } = await import('./lineage/federated.js')
+  const { traceRecord, formatTrace } = await import('./lineage/trace.js')
+  const list = (name: string): string[] => (stringFlag(args, name) ?? '').split(',').map(x => x.trim()).filter(x => x !== '')
+  const statements = await Promise.all(list('statements').map(async f => await readBounded(f, 16 * 1024 * 1024)))
+  const captures = new Map<string, Uint8Array>()
+  for (const item of list('captures')) {
+    const eq = item.indexOf('=')
+    if (eq < 1) throw new UsageError(`--captures: expected NAME=FILE, got ${JSON.stringify(item)}`)
+    captures.set(item.slice(0, eq), await readBounded(item.slice(eq + 1), DEFAULT_CAPTURES_MAX_BYTES))
+  }
+  const datasets = []
+  for (const item of list('datasets')) {
+    const [name, manifest, dir, ...extra] = item.split('=')
+    if (name === undefined || name === '' || manifest === undefined || manifest === '' || extra.length > 0) throw new UsageError(`--datasets: expected NAME=MANIFEST[=DIR], got ${JSON.stringify(item)}`)
+    const c = captures.get(name)
+    datasets.push({ name, manifest: await readBounded(manifest, 256 * 1024 * 1024), ...(dir === undefined ? {} : { dir }), ...(c === undefined ? {} : { captures: parseCaptures(c) }) })
+  }
+  const contributionsPath = stringFlag(args, 'contributions')
+  const contributions = contributionsPath === undefined ? undefined : parseContributions(await readBounded(contributionsPath, DEFAULT_CONTRIBUTIONS_MAX_BYTES))
+  const keysFlag = stringFlag(args, 'trainer-keys')
+  const lineage = stringFlag(args, 'lineage')
+  const trainerKeys = keysFlag === undefined ? [] : keysFlag.split(',').map(k => {
+    if (!/^[0-9a-f]{64}$/.test(k)) throw new UsageError('--trainer-keys: 64 lower-case hex digits each')
+    return new Uint8Array(Buffer.from(k, 'hex'))
+  })
+  if (lineage !== undefined && options.rpcUrl === undefined) throw new UsageError('--lineage needs --rpc-url')
+  if (lineage !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(lineage)) throw new UsageError('--lineage must be a 0x-hex address')
+  const deviceKeys = stringFlag(args, 'device-keys')
+  let keyAt
+  let close = (): void => {}
+  if (deviceKeys !== undefined) {
+    try { keyAt = parseDeviceKeyList(deviceKeys) } catch (e) { throw new UsageError((e as Error).message) }
+  } else if (options.rpcUrl !== undefined) {
+    const keys = await registryDeviceKeys(options.rpcUrl, bundle.chain.registry)
+    keyAt = keys.lookup
+    close = keys.close
+  }
+  let trace
+  try {
+    trace = await traceRecord({
+      bundle, seq: Number(m[2]), verify: options, statements, trainerKeys, datasets,
+      ...(contributions === undefined ? {} : { contributions }),
+      ...(keyAt === undefined ? {} : { keyAt }),
+      ...(lineage === undefined ? {} : { lineageFacts: async (keyIds: string[], modelHash: string) => await lineageRunFacts(options.rpcUrl as string, lineage, keyIds, modelHash) })
+    })
+  } finally { close() }
+  const htmlOut = stringFlag(args, 'html')
+  if (htmlOut !== undefined) {
+    const verdict = await verifyBundle(bundle, options)
+    await writeOut(htmlOut, renderReport({ bundle, verdict, timeline: buildTimeline(bundle), lineage: trace }))
+  }
+  io.stdout(args.flags.has('json') ? JSON.stringify(trace, null, 2) + '\n' : formatTrace(trace))
+  if (!trace.ok) { io.stderr.write(`TRACE_BROKEN: ${trace.broken.join('; ')}\n`); return 1 }
+  return 0
+}
+
 async function runCompliance (args: ParsedArgs, io: CliIo): Promise<number> {
   const fromGateway = stringFlag(args, 'gateway') !== undefined
   if (fromGateway && args.positional.length > 0) throw new UsageError('give bundle files, or --gateway with --devices, not both')
@@ -573,6 +673,7 @@ export function formatTimeline (t: Timeline): string {
     ...t.reboots.filter(e => !e.clean).map(e => [e.timeMs, e.seq, `unclean reboot ${e.fromBoot} -> ${e.toBoot} (no shutdown record)`] as [number, number, string]),
     ...t.modelLoads.map(e => [e.timeMs, e.seq, `model load ${e.name === null ? 'UNREGISTERED' : `${e.name} ${String(e.version)}`} ${e.modelHash.slice(0, 12)} (${e.file}, ${e.status}, policy ${e.policy})`] as [number, number, string]),
     ...t.policies.map(e => [e.timeMs, e.seq, `policy v${e.version} ${e.mode} in force (fleet ${e.fleetId}, sha256 ${e.policyHash.slice(0, 12)})`] as [number, number, string]),
+    ...t.dataCaptures.map(e => [e.timeMs, e.seq, `data capture for ${e.dataset}${e.label === null ? '' : ` (${e.label})`}, ${e.sizeBytes} bytes, commitment ${e.commitment.slice(0, 12)}`] as [number, number, string]),
     ...t.gaps.map(e => [e.timeMs, e.seq, `gap ${e.firstSeq}..${e.lastSeq} dropped: ${e.reason}`] as [number, number, string]),
     ...t.keyRotations.map(e => [e.timeMs, e.seq, `key rotation to ${e.keyFingerprint}, valid from ${iso(e.validFromMs)}`] as [number, number, string]),
     ...t.shutdowns.map(e => [e.timeMs, e.seq, `shutdown: ${e.reason}`] as [number, number, string]),

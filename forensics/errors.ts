@@ -41,5 +41,15 @@ export type ForensicsErrorCode =
   | 'CANONICAL_JSON_INVALID'
   /** Lineage: a trainer key file is not a 32-byte Ed25519 seed (64 hex digits). */
   | 'TRAINER_KEY_INVALID'
+  /** Lineage: a data-captures file is malformed (not JSON, wrong format, bad entry) (docs/LINEAGE.md §5). */
+  | 'CAPTURES_INVALID'
+  /** Federated: a model is not the round's logistic-regression ONNX (no float32 initializers W [d, 2], b [2]). */
+  | 'FL_MODEL_INVALID'
+  /** Federated: a contributions file or an update inside it is malformed (docs/LINEAGE.md §6). */
+  | 'FL_CONTRIBUTIONS_INVALID'
+  /** Federated: no contribution of the round was accepted, so there is nothing to aggregate. */
+  | 'FL_NO_ACCEPTED_CONTRIBUTION'
+  /** Trace: the bundle has no decodable record with the seq asked for. */
+  | 'TRACE_RECORD_UNKNOWN'
 
 export class ForensicsError extends ProvenanceError<ForensicsErrorCode> {}

@@ -43,6 +43,9 @@ type FileOptions = Omit<GatewayOptions, 'logger' | 'keyDirectory'> & { mqttPassw
 const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[K]> } = {
   name: 'string',
   stateDir: 'string',
+  postgresUrl: 'string',
+  sequencerLeaseTtlMs: 'int',
+  postgresPoolSize: 'int',
   brokerUrl: 'string',
   mqttProtocolVersion: 'int',
   mqttUsername: 'string',
@@ -214,7 +217,7 @@ async function runGateway (config: Record<string, unknown>, io: CliIo): Promise<
     base: { service: 'provenance-gateway', gateway: config.name },
     timestamp: pino.stdTimeFunctions.isoTime,
     // Belt and braces: options never reach a log line, but if they ever do, no secret goes with them.
-    redact: ['anchorPrivateKey', 'mqttPassword', 'httpToken', '*.anchorPrivateKey', '*.mqttPassword', '*.httpToken']
+    redact: ['anchorPrivateKey', 'mqttPassword', 'httpToken', 'postgresUrl', '*.anchorPrivateKey', '*.mqttPassword', '*.httpToken', '*.postgresUrl']
   }, io.stdout)
 
   let gateway: Gateway

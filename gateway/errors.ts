@@ -5,7 +5,7 @@
 import { ProvenanceError } from '../protocol/errors.js'
 
 export type GatewayErrorCode =
-  /** The LevelDB of the state folder could not be opened. */
+  /** The LevelDB of the state folder, or the PostgreSQL database, could not be opened. */
   | 'STORE_OPEN_FAILED'
   /** The state folder is open in another process (one gateway per folder). */
   | 'STORE_LOCKED'
@@ -15,6 +15,12 @@ export type GatewayErrorCode =
   | 'STORE_WRITE_FAILED'
   /** Write after close. */
   | 'STORE_CLOSED'
+  /** PostgreSQL store: the database cannot be reached or read now (writes are retried, reads fail with this). */
+  | 'STORE_UNAVAILABLE'
+  /** PostgreSQL store: the database schema is newer than this gateway, or a migration failed. */
+  | 'STORE_MIGRATION_FAILED'
+  /** The sequencer lease moved to another process: this one's sequencer writes are refused (fencing). */
+  | 'LEASE_LOST'
   /** No connection to the broker in the time asked for (waitForBroker). */
   | 'BROKER_FAILED'
   /** A device key could not be read from the registry and none is cached (the record is left for the device to resend). */

@@ -7,15 +7,15 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
 import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
-import { Anchorer, type SealedBatch } from './anchor/index.js'
-import { AnchoredTracker, Batcher, ProofService, TipTracker, lookupTip, type ProofLookup } from './batch/index.js'
+import { Anchorer, type AnchorerOptions, type SealedBatch } from './anchor/index.js'
+import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
 import { IngestPipeline, MqttIngest, VerifyPool, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
 import { RegistryKeyDirectory, loadOrCreateLogKey, type GatewayLogKey, type KeyDirectory } from './keys/index.js'
 import { HTTP_TOKEN_FILE, MIN_HTTP_TOKEN_CHARS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { Pruner, type PruneRequest, type PruneResult } from './retention/index.js'
-import { GatewayStore, storeKeys, type StoredBatch } from './store/index.js'
+import { LevelGatewayStore, PostgresGatewayStore, storeKeys, type GatewayStore, type StoredBatch } from './store/index.js'
 
 /** What /healthz reports. */
 export interface GatewayHealth {
@@ -44,7 +44,9 @@ export class Gateway {
   private store: GatewayStore | undefined
   private provider: ReturnType<typeof createRpcProvider> | undefined
   private anchorer: Anchorer | undefined
-  private batcher: Batcher | undefined
+  private batcher: LeafSink | undefined
+  private pgStore: PostgresGatewayStore | undefined
+  private sequencer: Sequencer | undefined
   private pipeline: IngestPipeline | undefined
   private verifyPoolInstance: VerifyPool | undefined
   private keys: KeyDirectory | undefined
@@ -131,12 +133,23 @@ export class Gateway {
     // The log key first: a gateway that cannot sign acks must not take records it cannot acknowledge.
     const logKey = this.logKey = await loadOrCreateLogKey(o.logKeyFile)
     log.info({ gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }, 'log key loaded (register it on chain under gatewayId)')
-    const store = this.store = await GatewayStore.open({
-      dir: join(o.stateDir, 'store'),
-      syncWrites: o.syncWrites,
-      onFatal: (e) => this.die(e),
-      onCallbackError: (e) => log.error({ error: (e as Error).message, stack: (e as Error).stack }, 'bug: an after-write callback failed')
-    })
+    const writer = {
+      onFatal: (e: GatewayError) => this.die(e),
+      onCallbackError: (e: unknown) => log.error({ error: (e as Error).message, stack: (e as Error).stack }, 'bug: an after-write callback failed')
+    }
+    const store: GatewayStore = this.store = o.postgresUrl === undefined
+      ? await LevelGatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites, ...writer })
+      : this.pgStore = await PostgresGatewayStore.open({
+        url: o.postgresUrl,
+        node: o.name,
+        poolSize: o.postgresPoolSize,
+        fence: () => this.sequencer?.lease.fence(),
+        onOutage: (e) => {
+          if (e === undefined) log.info({}, 'gateway database reachable again: writes resumed')
+          else log.error({ code: e.code, error: e.message }, 'gateway database unreachable: writes wait (nothing is acknowledged meanwhile)')
+        },
+        ...writer
+      })
     this.provider = createRpcProvider(o.rpcUrl, o.chainId === undefined ? {} : { chainId: o.chainId })
     const keys: KeyDirectory = o.keyDirectory ?? new RegistryKeyDirectory({
       registry: new RegistryClient(o.registry, this.provider),
@@ -150,19 +163,25 @@ export class Gateway {
     })
     this.keys = keys
     void this.checkLogKeyOnChain(keys, logKey)
-    if (o.anchorPrivateKey !== undefined) {
-      this.anchorer = await Anchorer.open({
-        stateDir: join(o.stateDir, 'anchor'),
-        rpcUrl: o.rpcUrl,
-        registry: o.registry,
-        privateKey: o.anchorPrivateKey,
-        confirmations: o.anchorConfirmations,
-        pollIntervalMs: o.anchorPollIntervalMs,
-        syncWrites: o.syncWrites,
-        logger: log,
-        onChainError: (code) => this.metrics.chainError(code),
-        onAnchored: (_r, latencyMs) => this.metrics.anchored(latencyMs)
-      })
+    const anchorOptions = o.anchorPrivateKey === undefined
+      ? undefined
+      : {
+          rpcUrl: o.rpcUrl,
+          registry: o.registry,
+          privateKey: o.anchorPrivateKey,
+          confirmations: o.anchorConfirmations,
+          pollIntervalMs: o.anchorPollIntervalMs,
+          syncWrites: o.syncWrites,
+          logger: log,
+          onChainError: (code: string) => this.metrics.chainError(code),
+          onAnchored: (_r: unknown, latencyMs: number) => this.metrics.anchored(latencyMs)
+        }
+    if (this.pgStore !== undefined) {
+      await this.openTier(this.pgStore, logKey, keys, anchorOptions)
+      return
+    }
+    if (anchorOptions !== undefined) {
+      this.anchorer = await Anchorer.open({ stateDir: join(o.stateDir, 'anchor'), ...anchorOptions })
     } else {
       log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
     }
@@ -191,30 +210,7 @@ export class Gateway {
       commitments: (id) => pruner.takeCommitments(id),
       onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
     })
-    const verifyPool = this.verifyPoolInstance = new VerifyPool({
-      workers: o.verifyWorkers,
-      onWorkerLost: (e) => { log.warn({ error: e.error, restarts: e.restarts, inline: e.inline }, e.inline ? 'verify workers keep dying: verifying on the main thread' : 'verify worker lost and replaced; its signatures are verified again') }
-    })
-    const pipeline = this.pipeline = new IngestPipeline({
-      store,
-      batcher,
-      tracker,
-      keys,
-      maxPayloadBytes: o.maxPayloadBytes,
-      quarantineMaxRawBytes: o.quarantineMaxRawBytes,
-      maxPendingPerDevice: o.maxPendingPerDevice,
-      maxPendingBytesPerDevice: o.maxPendingBytesPerDevice,
-      maxPendingBytesTotal: o.maxPendingBytesTotal,
-      drainChunkBytes: o.drainChunkBytes,
-      gapReportAfterMs: o.gapReportAfterMs,
-      publishAck: (deviceId, ack) => this.publishAck(deviceId, ack),
-      correctPeerAcks: o.shareGroup !== undefined,
-      readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: log }),
-      counters: this.metrics,
-      logger: log,
-      now: Date.now,
-      verifier: verifyPool
-    })
+    const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
     await pipeline.load()
 
     // Batches sealed before a crash: back to the anchorer (idempotent), and their leaves into the
@@ -234,6 +230,76 @@ export class Gateway {
       anchorer.start()
     }
 
+    await this.startIo(store, pipeline, batcher)
+  }
+
+  // The PostgreSQL tier: this process ingests into the shared database (records unbatched); the
+  // sequencer seals and anchors while this process holds the lease (batch/sequencer.ts).
+  private async openTier (store: PostgresGatewayStore, logKey: GatewayLogKey, keys: KeyDirectory,
+    anchorOptions: Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined): Promise<void> {
+    const o = this.options
+    const log = o.logger
+    if (anchorOptions === undefined) log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
+    const sequencer = this.sequencer = new Sequencer({
+      store,
+      node: o.name,
+      origin: this.checkpointKeyName,
+      signer: logKey.signer,
+      maxRecords: o.batchMaxRecords,
+      maxAgeMs: o.batchMaxAgeMs,
+      leaseTtlMs: o.sequencerLeaseTtlMs,
+      anchorer: anchorOptions,
+      onSealed: (batch, leafHashes) => {
+        this.sealedThrough = Math.max(this.sealedThrough, batch.id)
+        this.metrics.batchSealed(batch.size)
+        this.proofs?.remember(batch.id, leafHashes)
+        log.info({ batch: batch.id, size: batch.size, root: Buffer.from(batch.root).toString('hex') }, 'batch sealed')
+      },
+      logger: log
+    })
+    this.proofs = new ProofService({ store, receiptSigner: logKey.signer, anchors: sequencer })
+    // Acks carry anchoredSeq -1 in the tier: which records are anchored is the sequencer's to know.
+    const tracker = new AnchoredTracker(0, 0, false)
+    const batcher = this.batcher = new DeferredBatcher(store)
+    const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
+    await pipeline.load()
+    sequencer.start()
+    await this.startIo(store, pipeline, batcher)
+  }
+
+  private newPipeline (store: GatewayStore, batcher: LeafSink, tracker: AnchoredTracker, keys: KeyDirectory, logKey: GatewayLogKey): IngestPipeline {
+    const o = this.options
+    const log = o.logger
+    const verifyPool = this.verifyPoolInstance = new VerifyPool({
+      workers: o.verifyWorkers,
+      onWorkerLost: (e) => { log.warn({ error: e.error, restarts: e.restarts, inline: e.inline }, e.inline ? 'verify workers keep dying: verifying on the main thread' : 'verify worker lost and replaced; its signatures are verified again') }
+    })
+    return new IngestPipeline({
+      store,
+      batcher,
+      tracker,
+      keys,
+      maxPayloadBytes: o.maxPayloadBytes,
+      quarantineMaxRawBytes: o.quarantineMaxRawBytes,
+      maxPendingPerDevice: o.maxPendingPerDevice,
+      maxPendingBytesPerDevice: o.maxPendingBytesPerDevice,
+      maxPendingBytesTotal: o.maxPendingBytesTotal,
+      drainChunkBytes: o.drainChunkBytes,
+      gapReportAfterMs: o.gapReportAfterMs,
+      publishAck: (deviceId, ack) => this.publishAck(deviceId, ack),
+      correctPeerAcks: o.shareGroup !== undefined,
+      readPeerAck: createPeerAckReader({ trustedKeys: [logKey.publicKey, ...o.peerGatewayKeys.map(fromHex)], logger: o.logger }),
+      counters: this.metrics,
+      logger: o.logger,
+      now: Date.now,
+      verifier: verifyPool
+    })
+  }
+
+  private async startIo (store: GatewayStore, pipeline: IngestPipeline, batcher: LeafSink): Promise<void> {
+    const o = this.options
+    const log = o.logger
+    const anchorer = this.anchorer
     let url = o.brokerUrl
     let protocolVersion = o.mqttProtocolVersion
     if (url === undefined) {
@@ -297,7 +363,7 @@ export class Gateway {
       }, o.pruneIntervalMs)
       this.pruneTimer.unref()
     }
-    log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined }, 'gateway started')
+    log.info({ name: o.name, broker: this.brokerUrl, http: this.api.url, shareGroup: o.shareGroup ?? null, anchoring: anchorer !== undefined || (this.sequencer !== undefined && o.anchorPrivateKey !== undefined), postgres: this.sequencer !== undefined }, 'gateway started')
   }
 
   /** Resolves once connected to the broker. @throws GatewayError `BROKER_FAILED` after `timeoutMs`. */
@@ -368,6 +434,10 @@ export class Gateway {
   async sealNow (): Promise<StoredBatch | undefined> {
     if (this.batcher === undefined || this.store === undefined || this.pipeline === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
     await this.pipeline.idle()
+    if (this.sequencer !== undefined) {
+      await this.store.flush()
+      return await this.sequencer.step(true)
+    }
     const batch = this.batcher.seal()
     await this.store.flush()
     return batch
@@ -415,6 +485,7 @@ export class Gateway {
       ['mqtt', this.mqtt === undefined ? undefined : async () => await this.mqtt?.close()],
       ['broker', this.embedded?.close],
       ['anchorer', this.anchorer === undefined ? undefined : async () => await this.anchorer?.close()],
+      ['sequencer', this.sequencer === undefined ? undefined : async () => await this.sequencer?.stop()],
       ['store', this.store === undefined ? undefined : async () => await this.store?.close()],
       ['verify pool', this.verifyPoolInstance === undefined ? undefined : async () => await this.verifyPoolInstance?.close()]
     ]

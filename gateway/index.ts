@@ -40,7 +40,7 @@ export {
   type BatcherOptions, type LeafPlace, type RecordProof, type ProofLookup, type AnchorReader
 } from './batch/index.js'
 export {
-  GatewayStore, type GatewayStoreOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch,
+  LevelGatewayStore, type GatewayStore, type GatewayStoreOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch,
   type StoredRecord, type QuarantineEntry
 } from './store/index.js'
 export {

@@ -11,6 +11,7 @@ import {
 } from './keys/index.js'
 import { DEFAULT_RETENTION_DAYS, checkRetentionDays } from './retention/index.js'
 import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+import { DEFAULT_LEASE_TTL_MS, DEFAULT_PG_POOL_SIZE } from './store/index.js'
 import { DEFAULT_VERIFY_WORKERS } from './ingest/verify-pool.js'
 
 export const DEFAULT_MQTT_PROTOCOL_VERSION = 5
@@ -64,6 +65,17 @@ export interface GatewayOptions {
   name: string
   /** Folder of the gateway's state: `store/` (records, batches, quarantine) and `anchor/` (the anchorer). */
   stateDir: string
+  /**
+   * PostgreSQL URL (`postgres://user:pass@host:port/db`): keep records, batches, quarantine and
+   * anchoring state in that database instead of LevelDB under stateDir (the scale-out tier,
+   * docs/GATEWAY.md §PostgreSQL tier). Gateways sharing one database are ingest workers; the one
+   * holding the sequencer lease batches and anchors. Absent: LevelDB (the single-node default). Never logged.
+   */
+  postgresUrl?: string
+  /** PostgreSQL tier: sequencer lease time to live, ms; a dead holder is replaced within about this. Default 5000. */
+  sequencerLeaseTtlMs?: number
+  /** PostgreSQL tier: connections per gateway process. Default 4. */
+  postgresPoolSize?: number
   /** Broker URL (`mqtt://host:port`, `mqtts://…`). Absent: an embedded aedes broker on 127.0.0.1, port from the OS. */
   brokerUrl?: string
   /** MQTT version towards `brokerUrl`: 5 (default) or 4 (3.1.1: no shared subscriptions). The embedded broker uses 4. */
@@ -194,8 +206,8 @@ export function defaultGatewayId (name: string): string {
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayOptions,
-  'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken'>> &
-  Pick<GatewayOptions, 'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken'>
+  'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken' | 'postgresUrl'>> &
+  Pick<GatewayOptions, 'brokerUrl' | 'mqttUsername' | 'mqttPassword' | 'shareGroup' | 'chainId' | 'anchorPrivateKey' | 'keyDirectory' | 'httpToken' | 'postgresUrl'>
 
 /**
  * Applies defaults and checks every field.
@@ -234,6 +246,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     httpMaxConnections: DEFAULT_HTTP_MAX_CONNECTIONS,
     httpMaxConcurrentPages: DEFAULT_HTTP_MAX_CONCURRENT_PAGES,
     syncWrites: true,
+    sequencerLeaseTtlMs: DEFAULT_LEASE_TTL_MS,
+    postgresPoolSize: DEFAULT_PG_POOL_SIZE,
     processMetrics: true,
     logger: SILENT_LOGGER,
     peerGatewayKeys: [],
@@ -265,6 +279,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   str('mqttPassword', false)
   str('anchorPrivateKey', false)
   str('shareGroup', false)
+  str('postgresUrl', false)
+  if (o.postgresUrl !== undefined && !/^postgres(ql)?:\/\//.test(o.postgresUrl)) throw new RangeError('postgresUrl must be a postgres:// URL')
   if (o.shareGroup !== undefined) {
     if (!SHARE_GROUP_PATTERN.test(o.shareGroup)) throw new RangeError(`shareGroup must match ${SHARE_GROUP_PATTERN.source}`)
     if (o.brokerUrl === undefined) throw new RangeError('shareGroup needs brokerUrl: the embedded broker has no shared subscriptions')
@@ -293,6 +309,8 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   checkRetentionDays(o.retentionDays)
   int('pruneIntervalMs', 0)
   int('httpPort', 0, 65535)
+  int('sequencerLeaseTtlMs', 500, 600_000)
+  int('postgresPoolSize', 2, 100)
   if (o.chainId !== undefined) int('chainId', 1)
   // Memory budgets.
   int('maxPendingBytesPerDevice', 1)

@@ -11,10 +11,10 @@ export {
 } from './ed25519.js'
 export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
 export {
-  encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat,
+  encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
   type RecordKind, type PolicyVerdict, type TensorCommitment, type RecordBody, type BootBody, type ModelLoadBody,
-  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type ProvenanceRecord, type SignedRecord
+  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type DataCaptureBody, type ProvenanceRecord, type SignedRecord
 } from './record.js'
 export {
   KEY_CERTIFICATION_VERSION, KEY_CERTIFICATION_PREFIX, IDENTITY_KEY_ID_PREFIX, P256_PUBLIC_KEY_BYTES, P256_SIGNATURE_BYTES,

@@ -23,7 +23,8 @@ export const RECORD_KINDS = {
   shutdown: 5,
   policy: 6,
   oversight: 8,
-  session: 9
+  session: 9,
+  'data-capture': 10
 } as const
 export type RecordKind = keyof typeof RECORD_KINDS
 // By wire code, not by position: codes are assigned per issue and need not be contiguous.
@@ -138,7 +139,25 @@ export interface SessionBody {
   /** SHA-256 of the reference database's bytes; null when the use consults none. */
   referenceHash: Uint8Array | null
 }
-export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody | OversightBody | SessionBody
+/**
+ * A sample the device keeps to feed training (kind 10): a salted commitment to its bytes, so the
+ * record proves which device held which data when, without letting a holder of the record confirm
+ * a guessed sample; disclosing the record's salt with the sample (or its SHA-256) opens it.
+ */
+export interface DataCaptureBody {
+  kind: 'data-capture'
+  /** SHA-256(DATA_CAPTURE_DOMAIN ‖ salt(seq) ‖ SHA-256(sample bytes)): see commitSample. */
+  commitment: Uint8Array
+  /** Bytes of the sample. */
+  sizeBytes: number
+  /** The dataset (id or name) the sample is kept for. */
+  dataset: string
+  /** The sample's label or purpose, or null. */
+  label: string | null
+  /** When the sample was captured (device time, Unix ms); the record's timeMs is when it was recorded. */
+  capturedAtMs: number
+}
+export type RecordBody = BootBody | ModelLoadBody | InferenceBody | GapBody | KeyRotationBody | ShutdownBody | PolicyBody | OversightBody | SessionBody | DataCaptureBody
 
 export interface ProvenanceRecord<B extends RecordBody = RecordBody> {
   deviceId: string
@@ -191,6 +210,7 @@ function bodyToCbor (body: RecordBody): CborValue[] {
     case 'policy': return [body.version, POLICY_RECORD_MODES[body.mode], body.fleetId, body.policyHash]
     case 'oversight': return [body.reviewer, body.decisionDeviceId, body.decisionSeq, body.decisionHash, OVERSIGHT_VERDICTS[body.verdict], body.reason]
     case 'session': return [SESSION_PHASES[body.phase], body.sessionId, body.referenceName, body.referenceHash]
+    case 'data-capture': return [body.commitment, body.sizeBytes, body.dataset, body.label, body.capturedAtMs]
   }
 }
 
@@ -276,7 +296,7 @@ export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
 }
 
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
-  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4 }
+  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4, 'data-capture': 5 }
   if (kind === 'boot' && f.length === 4) {
     return { kind, agentVersion: f[0] as string, profile: f[1] as string, certification: { bytes: f[2] as Uint8Array, signature: f[3] as Uint8Array } }
   }
@@ -322,6 +342,9 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
       const phase = typeof f[0] === 'number' ? SESSION_PHASE_BY_CODE[f[0]] : undefined
       if (phase === undefined) problems.push('body.phase: unknown session phase')
       return { kind, phase: phase ?? 'start', sessionId: f[1] as string, referenceName: f[2] as string, referenceHash: f[3] as Uint8Array | null }
+    }
+    case 'data-capture': return {
+      kind, commitment: f[0] as Uint8Array, sizeBytes: f[1] as number, dataset: f[2] as string, label: f[3] as string | null, capturedAtMs: f[4] as number
     }
   }
 }
@@ -412,6 +435,11 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
         if (b.referenceHash !== null) checkBytes(problems, b.referenceHash, 'body.referenceHash')
         if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push('body.phase: unknown session phase')
         break
+      case 'data-capture':
+        checkBytes(problems, b.commitment, 'body.commitment'); checkUint(problems, b.sizeBytes, 'body.sizeBytes'); checkText(problems, b.dataset, 'body.dataset')
+        if (b.label !== null) checkText(problems, b.label, 'body.label')
+        checkUint(problems, b.capturedAtMs, 'body.capturedAtMs')
+        break
     }
   }
   if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)
@@ -429,6 +457,18 @@ function checkBytes (problems: string[], v: unknown, path: string, length: numbe
 function checkText (problems: string[], v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void {
   if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
   else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
+}
+
+/** Domain of a data-capture commitment (docs/PROTOCOL.md §5.1). */
+export const DATA_CAPTURE_DOMAIN: Uint8Array = new TextEncoder().encode('edge-provenance/data-capture/v1\0')
+
+/**
+ * The salted commitment of a data-capture record: SHA-256(DATA_CAPTURE_DOMAIN ‖ salt ‖ contentHash),
+ * contentHash being the SHA-256 of the sample bytes (what a dataset manifest lists for the file).
+ */
+export function commitSample (salt: Uint8Array, contentHash: Uint8Array): Uint8Array {
+  if (salt.byteLength !== 32 || contentHash.byteLength !== HASH_BYTES) throw new RangeError('salt and content hash must be 32 bytes')
+  return sha256(concat(DATA_CAPTURE_DOMAIN, salt, contentHash))
 }
 
 /** Concatenates byte strings. */

@@ -3,7 +3,8 @@
  * registry, the gateway on an embedded aedes broker, the agent running the real PaddleOCR models
  * on synthetic pages, an offline spell and its backlog, anchoring, then the investigator's
  * export, verify and report — and one altered record caught. Output folder: argv[2] or
- * ./demo-output (bundle, HTML report, proof).
+ * ./demo-output (bundle, HTML report, proof). With --lineage, also the lineage story
+ * (scripts/demo-lineage.ts): field samples → dataset → training run → registered model → decision → trace.
  */
 import { mkdir, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,6 +18,7 @@ import { buildModelManifest } from '../agent/model/index.js'
 import { makeTextLikeImage, makeClassifierCrop, paddleOcrModelPaths } from '../agent/input/index.js'
 import { exportBundle, verifyBundle, buildTimeline, renderReport, type Verdict } from '../forensics/index.js'
 import { encodeBundle, decodeBundleRecord, encodeBundleRecord, sha256, toHex, type Bundle } from '../protocol/index.js'
+import type { LineageDemo } from './demo-lineage.js'
 
 const DEVICE = 'demo-jetson-01'
 const started = Date.now()
@@ -55,7 +57,7 @@ function printVerdict (v: Verdict): void {
   for (const f of v.failures.slice(0, 5)) console.log(`  failure at seq ${String(f.seq)}: ${f.reason}: ${f.message}`)
 }
 
-export async function runDemo (outDir: string): Promise<{ valid: boolean, tamperCaught: boolean }> {
+export async function runDemo (outDir: string, options: { lineage?: boolean } = {}): Promise<{ valid: boolean, tamperCaught: boolean, traced?: boolean }> {
   const work = await mkdtemp(join(tmpdir(), 'prov-demo-'))
   const cleanup: Array<() => Promise<void>> = []
   try {
@@ -94,6 +96,12 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     // The API asks for the token the gateway keeps in its state folder (created 0600 on first start).
     const api = { authorization: `Bearer ${gateway.httpToken as string}` }
 
+    let lineage: LineageDemo | undefined
+    if (options.lineage === true) {
+      step('lineage: field samples kept by the device, a registered dataset, a trained model registered with its signed training run')
+      lineage = await (await import('./demo-lineage.js')).setUpLineage(chain, agent, work, text => { console.log(text) })
+    }
+
     const det = await agent.loadModel(paths.detection, { name: 'ppocr-v4-det' })
     const cls = await agent.loadModel(paths.classification, { name: 'ppocr-mobile-v2-cls' })
     let uplink = new Uplink({ log: agent.log, deviceId: DEVICE, brokerUrl: gateway.brokerUrl as string, mqttProtocolVersion: 4, reconnectMinMs: 100, gatewayPublicKeys: [gateway.logPublicKey as Uint8Array] })
@@ -102,6 +110,8 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
 
     step('online: 4 pages through detection and direction classification')
     for (let seed = 1; seed <= 4; seed++) console.log(`  page ${seed}: ${(await infer(det, cls, seed)).join(', ')}`)
+    const decisionSeq = lineage === undefined ? undefined : await lineage.decide()
+    if (decisionSeq !== undefined) console.log(`  truck-detector: a decision at seq ${decisionSeq}`)
     await waitFor("the gateway to acknowledge", () => uplink.status().ackedSeq >= agent.log.head.seq, 8000).catch(async e => { console.log(uplink.status(), gateway.health(), await (await fetch(`${gateway.httpUrl as string}/v1/quarantine`, { headers: api })).text()); throw e })
     console.log(`  acknowledged by the gateway through seq ${uplink.status().ackedSeq}`)
 
@@ -151,7 +161,19 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
     const tamperCaught = caught.verdict === 'invalid' && caught.failures.some(f => f.seq === victim)
     console.log(`  ${tamperCaught ? `caught: record seq ${victim} is named` : 'NOT CAUGHT'}`)
 
-    return { valid: verdict.verdict === 'valid' && offline.verdict === 'valid', tamperCaught }
+    let traced: boolean | undefined
+    if (lineage !== undefined && decisionSeq !== undefined) {
+      step(`trace: from the truck-detector decision (seq ${decisionSeq}) back to its training run, dataset files and the device's capture records`)
+      const { formatTrace } = await import('./demo-lineage.js')
+      const trace = await lineage.trace(bundle, decisionSeq, chain.anvil.rpcUrl)
+      console.log(formatTrace(trace).trimEnd().split('\n').map(l => '  ' + l).join('\n'))
+      const tracePath = join(outDir, 'trace-report.html')
+      await writeFile(tracePath, renderReport({ bundle, verdict, timeline: buildTimeline(bundle), lineage: trace }))
+      console.log(`  report with the lineage diagram: ${tracePath}`)
+      traced = trace.ok
+    }
+
+    return { valid: verdict.verdict === 'valid' && offline.verdict === 'valid', tamperCaught, ...(traced === undefined ? {} : { traced }) }
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {})
     await rm(work, { recursive: true, force: true })
@@ -159,9 +181,12 @@ export async function runDemo (outDir: string): Promise<{ valid: boolean, tamper
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]).endsWith('scripts/demo.ts')) {
-  runDemo(resolve(process.argv[2] ?? 'demo-output')).then(({ valid, tamperCaught }) => {
-    step(valid && tamperCaught ? 'demo finished: history VALID, tampering CAUGHT' : 'demo finished with unexpected results')
-    process.exitCode = valid && tamperCaught ? 0 : 1
+  const args = process.argv.slice(2)
+  const lineage = args.includes('--lineage')
+  runDemo(resolve(args.find(a => !a.startsWith('--')) ?? 'demo-output'), { lineage }).then(({ valid, tamperCaught, traced }) => {
+    const ok = valid && tamperCaught && (!lineage || traced === true)
+    step(ok ? `demo finished: history VALID, tampering CAUGHT${lineage ? ', lineage TRACED' : ''}` : 'demo finished with unexpected results')
+    process.exitCode = ok ? 0 : 1
   }, (e: unknown) => {
     console.error(`${(e as { code?: string }).code ?? 'ERROR'}: ${(e as Error).message}`)
     process.exitCode = 1

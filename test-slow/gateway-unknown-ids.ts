@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ZERO_HASH, createSigner, deviceTopic, encodeRecordBatch, signRecord, type SignedRecord } from '../protocol/index.js'
 import { deviceIdOf } from '../contracts/index.js'
-import { GatewayStore } from '../gateway/index.js'
+import { LevelGatewayStore } from '../gateway/index.js'
 import { startGatewayEnv, httpGet } from '../test/fixtures/gateway-env.js'
 import { MIB, metricsOf, rssOf, sleep, slowestScrape, startChild, startCountingProxy, waitFor } from '../test/fixtures/gateway-probe.js'
 import { ChainBuilder, sampleBody, seedFrom } from '../test/helpers/records.js'
@@ -93,7 +93,7 @@ t.test('behavior: made-up device ids and records before a key\'s validity cost b
   child.proc.kill('SIGTERM')
   t.equal(await child.exited, 0)
   // Nothing of the made-up ids on disk either (quarantine entries aside).
-  const store = await GatewayStore.open({ dir: join(env.dir, 'gw-ghosts', 'store') })
+  const store = await LevelGatewayStore.open({ dir: join(env.dir, 'gw-ghosts', 'store') })
   const kept: string[] = []
   for await (const d of store.devices()) kept.push(d.deviceId)
   await store.close()

@@ -7,6 +7,7 @@ import type { OversightBody, PolicyVerdict, SessionBody, SignedRecord } from '..
 import type { FrozenCaptureInfo } from '../capture/index.js'
 import type { ModelInputInfo } from '../model/index.js'
 import type { PolicyStatus } from '../policy/index.js'
+import type { DataCaptureMeta, DataCaptureReceipt } from '../session/index.js'
 import type { UplinkStatus } from '../uplink/index.js'
 
 /** What the API serves: each method is one route (docs/OPERATIONS.md, local API). */
@@ -19,6 +20,8 @@ export interface DaemonApi {
   run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string) => Promise<DaemonRunResult>
   /** Appends a signed oversight or use-session statement to the log. */
   appendStatement: (body: OversightBody | SessionBody) => Promise<SignedRecord>
+  /** Records a data capture (a training sample) and answers with its receipt. */
+  recordDataCapture: (sample: Uint8Array, meta: DataCaptureMeta) => Promise<DataCaptureReceipt>
   /** Crypto-shredding of a data subject (docs/OPERATIONS.md §Erasure). */
   shred: (subject: string, reason: string) => Promise<{ statement: string, hash: string, ranges: Array<{ firstSeq: number, lastSeq: number }>, path: string, capturesDropped: number }>
   freezeCapture: (reason: string) => Promise<FrozenCaptureInfo & { entries: number }>

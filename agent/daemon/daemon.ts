@@ -13,7 +13,7 @@ import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
-import { AGENT_VERSION, ProvenanceAgent, silentLogger, type Logger, type ProvenanceModel } from '../session/index.js'
+import { AGENT_VERSION, ProvenanceAgent, silentLogger, type DataCaptureMeta, type DataCaptureReceipt, type Logger, type ProvenanceModel } from '../session/index.js'
 import { DaemonError } from './errors.js'
 import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
@@ -328,6 +328,16 @@ export class Daemon implements DaemonApi {
     } finally {
       slot.inflight.delete(pending)
     }
+  }
+
+  /**
+   * Writes a data-capture record for a sample an application keeps to feed training; resolves once
+   * it is durable, with the salt and content hash that open its commitment (docs/LINEAGE.md §5).
+   * @throws DaemonError `DAEMON_STOPPING`; AgentError `INPUT_INVALID`, `LOG_*`.
+   */
+  async recordDataCapture (sample: Uint8Array, meta: DataCaptureMeta): Promise<DataCaptureReceipt> {
+    if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
+    return await this.agent.recordDataCapture(sample, meta)
   }
 
   /**

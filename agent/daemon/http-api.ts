@@ -7,6 +7,7 @@
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
  *   POST /v1/records                  { kind: 'oversight' | 'session', ... }: a review or a use start/end (docs/COMPLIANCE.md)
  *   POST /v1/captures, GET /v1/captures[/<name>]  incident captures (raw inputs: investigators only)
+ *   POST /v1/data-captures?dataset=&label=&capturedAtMs=  a sample kept for training (body: its bytes)
  * It serves a unix socket in the state folder (mode 0600 or 0660: the file permissions are the
  * authentication) and, only when a port is configured, loopback TCP, where every request needs
  * the bearer token of `<stateDir>/api-token` (0600) and a loopback Host (DNS rebinding). Requests
@@ -332,6 +333,22 @@ async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerRespo
       modelHash: result.modelHash,
       outputs: Object.fromEntries(Object.entries(result.outputs).map(([k, t]) => [k, encodeTensorJson(t)])),
       record: { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
+    })
+    return
+  }
+  if (parts.length === 2 && parts[0] === 'v1' && parts[1] === 'data-captures' && req.method === 'POST') {
+    // A sample kept for training: the raw bytes in the body, what it is for in the query.
+    const dataset = query.get('dataset')
+    if (dataset === null) throw new DaemonError('REQUEST_INVALID', 'query: dataset is required')
+    const at = query.get('capturedAtMs')
+    if (at !== null && !/^[0-9]{1,16}$/.test(at)) throw new DaemonError('REQUEST_INVALID', 'query: capturedAtMs must be Unix milliseconds')
+    const sample = await readBody(req, options.maxRequestBytes)
+    const receipt = await daemon.recordDataCapture(new Uint8Array(sample), { dataset, label: query.get('label'), ...(at !== null ? { capturedAtMs: Number(at) } : {}) })
+    const r = receipt.record
+    sendJson(res, 200, {
+      record: { deviceId: r.record.deviceId, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), envelope: toHex(r.envelope) },
+      salt: toHex(receipt.salt),
+      contentHash: toHex(receipt.contentHash)
     })
     return
   }

@@ -7,8 +7,8 @@
 import { join } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import {
-  commitDigest, createSigner, deriveSalt, deriveSubjectSalt, fromHex, generateSeed,
-  type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
+  commitDigest, commitSample, createSigner, deriveSalt, deriveSubjectSalt, fromHex, generateSeed, sha256, LIMITS,
+  type DataCaptureBody, type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { loadOrCreateDeviceKey, type DeviceKey, type SubjectKeyStore } from '../keys/index.js'
@@ -228,6 +228,33 @@ export class ProvenanceAgent {
     return { record, salt }
   }
 
+  /**
+   * Writes a data-capture record (kind 10) for a sample kept to feed training, and resolves once it
+   * is durable. The record holds a salted commitment, not the content hash; the receipt returned
+   * carries the salt and content hash that open it, to keep with the sample (docs/LINEAGE.md §5).
+   * @throws AgentError `INPUT_INVALID` (dataset or label too long), `AGENT_STOPPED`, `LOG_*`.
+   */
+  async recordDataCapture (sample: Uint8Array | { contentHash: Uint8Array, sizeBytes: number }, meta: DataCaptureMeta): Promise<DataCaptureReceipt> {
+    this.assertRunning()
+    const contentHash = sample instanceof Uint8Array ? sha256(sample) : sample.contentHash
+    const sizeBytes = sample instanceof Uint8Array ? sample.byteLength : sample.sizeBytes
+    const label = meta.label ?? null
+    for (const [what, v] of [['dataset', meta.dataset], ['label', label]] as const) {
+      if (v !== null && (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > LIMITS.textBytes || v.length === 0)) {
+        throw new AgentError('INPUT_INVALID', `data capture ${what}: 1 to ${LIMITS.textBytes} bytes of text`)
+      }
+    }
+    if (contentHash.byteLength !== 32 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new AgentError('INPUT_INVALID', 'data capture: content hash of 32 bytes and a size in bytes')
+    const capturedAtMs = meta.capturedAtMs ?? (this.options.clock ?? Date.now)()
+    if (!Number.isSafeInteger(capturedAtMs) || capturedAtMs < 0) throw new AgentError('INPUT_INVALID', 'data capture: capturedAtMs must be a non-negative integer')
+    let salt: Uint8Array = new Uint8Array()
+    const record = await this.log.append((seq): DataCaptureBody => {
+      salt = this.saltFor(seq)
+      return { kind: 'data-capture', commitment: commitSample(salt, contentHash), sizeBytes, dataset: meta.dataset, label, capturedAtMs }
+    })
+    return { record, salt, contentHash }
+  }
+
   /** @internal Hands a run whose record is durable to `options.onRun`. */
   observeRun (record: SignedRecord, salt: Uint8Array, feeds: Readonly<Record<string, Tensor>>, outputs: InferenceSession.OnnxValueMapType): void {
     const onRun = this.options.onRun
@@ -264,6 +291,23 @@ export class ProvenanceAgent {
       this.logger.info({ deviceId: this.deviceId, reason }, 'agent stopped')
     }
   }
+}
+
+/** What a data-capture record says about its sample besides the commitment. */
+export interface DataCaptureMeta {
+  /** The dataset (id or name) the sample is kept for. */
+  dataset: string
+  /** Its label or purpose. */
+  label?: string | null
+  /** When it was captured (device time, Unix ms); default: the record's time. */
+  capturedAtMs?: number
+}
+
+/** A durable data-capture record with what opens its commitment (keep it with the sample). */
+export interface DataCaptureReceipt {
+  record: SignedRecord
+  salt: Uint8Array
+  contentHash: Uint8Array
 }
 
 export class ProvenanceModel {

@@ -4,6 +4,8 @@
  * inclusion proofs. No script and no external resource (a Content-Security-Policy forbids both);
  * every value is escaped; keys appear as fingerprints and raw inputs never appear at all.
  */
+import type { TraceResult } from '../lineage/trace.js'
+import { renderLineageSection } from './lineage-diagram.js'
 import { decodeBundleRecord, decodeEnvelope, hashLeaf, parseProof, toHex, type Bundle, type TlogProof } from '../../protocol/index.js'
 import type { Timeline } from '../timeline/index.js'
 import { REASON_DESCRIPTIONS, type Finding, type Verdict } from '../verify/index.js'
@@ -24,6 +26,8 @@ export interface ReportInput {
   generatedAtMs?: number
   /** Inclusion proofs shown in full (first, middle and last record with one). Default 3. */
   proofs?: number
+  /** A trace of one record (provenance trace --html): drawn as the lineage diagram. */
+  lineage?: TraceResult
 }
 
 const CSS = `
@@ -87,6 +91,8 @@ ${findingsTable(verdict.failures, verdict.counts.failures, times, 'failures')}
 <h3>Warnings</h3>
 ${findingsTable(verdict.warnings, verdict.counts.warnings, times, 'warnings warn')}
 </section>
+
+${input.lineage === undefined ? '' : renderLineageSection(input.lineage)}
 
 <section id="records">
 <h2>Records</h2>
@@ -288,6 +294,7 @@ function events (t: Timeline, modelIndex: Map<string, number>): unknown[][] {
   for (const e of t.sessions) {
     rows.push({ ...e, cells: [`use ${e.phase}`, html`session ${e.sessionId}, reference ${e.referenceHash === null ? 'none' : html`${e.referenceName} ${shortHex(e.referenceHash, 12)}`}`] })
   }
+  for (const e of t.dataCaptures) rows.push({ ...e, cells: ['data capture', html`sample for ${e.dataset}${e.label === null ? '' : ` (${e.label})`}, ${formatCount(e.sizeBytes)} bytes, commitment ${shortHex(e.commitment, 12)}`] })
   rows.sort((a, b) => a.seq - b.seq || a.timeMs - b.timeMs)
   return rows.map(r => [formatTime(r.timeMs), r.seq, ...r.cells])
 }

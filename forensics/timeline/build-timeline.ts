@@ -72,6 +72,8 @@ export interface Timeline {
   shutdowns: Array<{ seq: number, timeMs: number, reason: string }>
   /** Model policies put in force on the device (policy records): version, mode, fleet, sha256 of the signed policy bytes. */
   policies: Array<{ seq: number, timeMs: number, boot: number, version: number, mode: string, fleetId: string, policyHash: string }>
+  /** Samples the device kept for training (data-capture records): dataset, label, size, salted commitment. */
+  dataCaptures: Array<{ seq: number, timeMs: number, capturedAtMs: number, dataset: string, label: string | null, sizeBytes: number, commitment: string }>
   /** A person's reviews of decisions, signed by this (reviewing) station: oversight records. The decision is named, not judged (`provenance compliance` judges it). */
   oversight: Array<{
     seq: number, timeMs: number, reviewer: string, decisionDeviceId: string, decisionSeq: number, decisionHash: string, verdict: string, reason: string
@@ -121,6 +123,7 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     keyRotations: [],
     shutdowns: [],
     policies: [],
+    dataCaptures: [],
     oversight: [],
     sessions: []
   }
@@ -189,6 +192,9 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
         break
       case 'shutdown': t.shutdowns.push({ ...at, reason: body.reason }); break
       case 'policy': t.policies.push({ ...at, boot: r.boot, version: body.version, mode: body.mode, fleetId: body.fleetId, policyHash: toHex(body.policyHash) }); break
+      case 'data-capture':
+        t.dataCaptures.push({ ...at, capturedAtMs: body.capturedAtMs, dataset: body.dataset, label: body.label, sizeBytes: body.sizeBytes, commitment: toHex(body.commitment) })
+        break
       case 'oversight':
         t.oversight.push({
           ...at, reviewer: body.reviewer, decisionDeviceId: body.decisionDeviceId, decisionSeq: body.decisionSeq, decisionHash: toHex(body.decisionHash), verdict: body.verdict, reason: body.reason

@@ -11,7 +11,7 @@ import {
   fetchChainId, findRevert, isAlreadyKnown, isNonceUsed, toAnchorError, toBroadcastError, withTimeout
 } from './chain-errors.js'
 import { StateStore, type MinedAt, type StoredBatch, type StoredConfig, type StoredTx } from './state-store.js'
-import type { AnchorLogger, AnchorReceipt, AnchorState, AnchorerOptions, SealedBatch } from './types.js'
+import type { AnchorLogger, AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
 
 export const DEFAULT_CONFIRMATIONS = 1
 export const DEFAULT_POLL_INTERVAL_MS = 500
@@ -60,7 +60,7 @@ export class Anchorer {
   /** Registry address (checksummed). */
   readonly registry: string
   private readonly o: Resolved
-  private readonly store: StateStore
+  private readonly store: AnchorStateStore
   private readonly wallet: Wallet
   private config: StoredConfig
   /** Every batch not yet confirmed, by id. Confirmed ones live only on disk. */
@@ -83,7 +83,7 @@ export class Anchorer {
   private failure: AnchorError | undefined
   private feeCache: { fee: Fee, atMs: number } | undefined
 
-  private constructor (o: Resolved, store: StateStore, wallet: Wallet, registry: string, config: StoredConfig,
+  private constructor (o: Resolved, store: AnchorStateStore, wallet: Wallet, registry: string, config: StoredConfig,
     loaded: { confirmedThrough: number, highestId: number, nextNonce: number | undefined, unconfirmed: StoredBatch[] }) {
     this.o = o
     this.store = store
@@ -119,8 +119,13 @@ export class Anchorer {
     } catch (e) {
       throw new TypeError('registry is not an address', { cause: e })
     }
-    await mkdir(o.stateDir, { recursive: true })
-    const store = await StateStore.open(o.stateDir, o.syncWrites)
+    let store: AnchorStateStore
+    if (options.stateStore !== undefined) {
+      store = options.stateStore
+    } else {
+      await mkdir(o.stateDir, { recursive: true })
+      store = await StateStore.open(o.stateDir, o.syncWrites)
+    }
     try {
       const loaded = await store.load()
       let config = loaded.config

@@ -5,7 +5,7 @@
  */
 import { Level } from 'level'
 import { AnchorError } from './errors.js'
-import type { AnchorReceipt, AnchorState } from './types.js'
+import type { AnchorReceipt, AnchorState, AnchorStateStore } from './types.js'
 
 /** A signed transaction of a batch, kept so a restart re-broadcasts exactly the same bytes. */
 export interface StoredTx {
@@ -77,7 +77,7 @@ export interface LoadedState {
   unconfirmed: StoredBatch[]
 }
 
-export class StateStore {
+export class StateStore implements AnchorStateStore {
   private readonly db: Level<string, unknown>
   private readonly sync: boolean
 

@@ -2,6 +2,7 @@
  * The public shapes of anchoring: what the batcher hands over (SealedBatch), what comes back
  * once a batch is on chain (AnchorReceipt), and the Anchorer's options.
  */
+import type { LoadedState, StoredBatch as StoredAnchorBatch, StoredConfig } from './state-store.js'
 
 export interface SealedBatch {
   /** Local batch number at this gateway, consecutive from 1. */
@@ -50,9 +51,25 @@ export interface AnchorLogger {
   error(o: object, m?: string): void
 }
 
+/** The anchorer's durable state (state-store.ts for LevelDB, pg-state-store.ts for PostgreSQL). */
+export interface AnchorStateStore {
+  load: () => Promise<LoadedState>
+  getBatch: (id: number) => Promise<StoredAnchorBatch | undefined>
+  idOfRoot: (root: string) => Promise<number | undefined>
+  putConfig: (config: StoredConfig) => Promise<void>
+  putNewBatch: (batch: StoredAnchorBatch) => Promise<void>
+  putBatch: (batch: StoredAnchorBatch, meta?: { confirmedThrough?: number, nextNonce?: number }) => Promise<void>
+  close: () => Promise<void>
+}
+
 export interface AnchorerOptions {
-  /** Folder for the anchorer's own LevelDB (package `level`), created if missing. */
+  /** Folder for the anchorer's own LevelDB (package `level`), created if missing; unused with `stateStore`. */
   stateDir: string
+  /**
+   * Where the anchoring state lives instead of the LevelDB under stateDir (the PostgreSQL tier
+   * passes its fenced store, pg-state-store.ts). The anchorer closes it on close().
+   */
+  stateStore?: AnchorStateStore
   /** JSON-RPC endpoint of the chain. */
   rpcUrl: string
   /** Registry contract address. */

@@ -41,6 +41,41 @@ export interface BatcherOptions {
   commitments?: ((batchId: number) => { lines: string[], ops: StoreOp[] }) | undefined
 }
 
+/** What a batch is before its checkpoint: id, leaves and record times. */
+export interface BatchHead {
+  id: number
+  size: number
+  root: Uint8Array
+  firstRecordTimeMs: number
+  lastRecordTimeMs: number
+}
+
+/**
+ * Builds the sealed batch (checkpoint, signed note, metadata hash) from its head: the one place a
+ * batch's committed fields are made, for the single-node batcher and the PostgreSQL sequencer alike.
+ * `extensions`: checkpoint extension lines (the tips line, pruning statements).
+ */
+export function sealBatch (head: BatchHead, origin: string, signer: Signer | undefined, nowMs: number, extensions: string[] = []): StoredBatch {
+  const note = { origin: `${origin}/batch/${head.id}`, size: head.size, rootHash: head.root, ...(extensions.length === 0 ? {} : { extensions }) }
+  const unsigned = formatCheckpoint(note)
+  // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
+  // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
+  const checkpoint = signer === undefined ? unsigned : signCheckpoint(note, origin, signer)
+  return { ...head, checkpoint, metadataHash: sha256(new TextEncoder().encode(unsigned)), sealedAtMs: nowMs }
+}
+
+/** Builds the Merkle tree of `leaves` (in leaf order) and seals it as batch `id`. */
+export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: string, signer: Signer | undefined, nowMs: number): StoredBatch {
+  const b = new MerkleBuilder()
+  let first = Infinity
+  let last = -Infinity
+  for (const l of leaves) {
+    b.append(l.leafHash)
+    if (l.timeMs < first) first = l.timeMs
+    if (l.timeMs > last) last = l.timeMs
+  }
+  return sealBatch({ id, size: b.size, root: b.root(), firstRecordTimeMs: first, lastRecordTimeMs: last }, origin, signer, nowMs)
+}
 /** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
 export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }
 
@@ -123,25 +158,11 @@ export class Batcher {
   seal (): StoredBatch | undefined {
     if (this.builder.size === 0) return undefined
     const id = this.openId
-    const root = this.builder.root()
     // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
     const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
     const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
-    const head = { origin: `${this.o.origin}/batch/${id}`, size: this.builder.size, rootHash: root, ...(extensions.length === 0 ? {} : { extensions }) }
-    const unsigned = formatCheckpoint(head)
-    // The signed note begins with the unsigned bytes unchanged (§7.8): metadataHash stays the hash
-    // of those bytes (§7.4), signed or not, so the anchor commits to the same thing either way.
-    const checkpoint = this.o.signer === undefined ? unsigned : signCheckpoint(head, this.o.origin, this.o.signer)
-    const batch: StoredBatch = {
-      id,
-      size: this.builder.size,
-      root,
-      firstRecordTimeMs: this.firstTimeMs,
-      lastRecordTimeMs: this.lastTimeMs,
-      checkpoint,
-      metadataHash: sha256(new TextEncoder().encode(unsigned)),
-      sealedAtMs: this.o.now()
-    }
+    const batch = sealBatch({ id, size: this.builder.size, root: this.builder.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
+      this.o.origin, this.o.signer, this.o.now(), extensions)
     const leafHashes = this.leafHashes
     this.openId = id + 1
     this.builder = new MerkleBuilder()

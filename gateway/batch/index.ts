@@ -5,4 +5,6 @@ export {
   ProofService, formatRecordProof, recordProofJson, anchorExtra, DEFAULT_PROOF_CACHE_BATCHES,
   type RecordProof, type ProofLookup, type AnchorReader
 } from './proofs.js'
+export { sealBatch, sealLeaves, type BatchHead } from './batcher.js'
+export { Sequencer, DeferredBatcher, type LeafSink, type SequencerOptions } from './sequencer.js'
 export { TipTracker, formatBatchTipProof, lookupTip, DEFAULT_TIP_SNAPSHOTS, type TipTrackerOptions, type TipLookup } from './tips.js'

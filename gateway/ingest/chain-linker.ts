@@ -4,7 +4,7 @@
  * what then follows the tip links too, a store write every `drainChunkBytes`.
  */
 import { deviceTopic, hashLeaf, type SignedRecord } from '../../protocol/index.js'
-import type { AnchoredTracker, Batcher } from '../batch/index.js'
+import type { AnchoredTracker, LeafSink } from '../batch/index.js'
 import { storeOps, type GatewayStore, type StoreOp } from '../store/index.js'
 import { linkRecords } from './chain-link.js'
 import { signedOf, waitingRecordOf, type DeviceRuntime, type DeviceTable, type ParkRefusal, type WaitingRecord } from './device-state.js'
@@ -16,7 +16,7 @@ export interface Quarantine { reason: QuarantineReason, topic: string, seq?: num
 
 export interface ChainLinkerOptions {
   store: GatewayStore
-  batcher: Batcher
+  batcher: LeafSink
   tracker: AnchoredTracker
   devices: DeviceTable
   /** Linking pauses for a store write once this many bytes are queued for it. */

@@ -11,7 +11,7 @@ import {
   RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifyRecordSignature, verifySignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
-import type { AnchoredTracker, Batcher } from '../batch/index.js'
+import type { AnchoredTracker, LeafSink } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { KeyAnswer, KeyDirectory } from '../keys/index.js'
 import type { GatewayLogger } from '../logger.js'
@@ -43,7 +43,7 @@ export interface IngestCounters {
 
 export interface IngestPipelineOptions {
   store: GatewayStore
-  batcher: Batcher
+  batcher: LeafSink
   tracker: AnchoredTracker
   keys: KeyDirectory
   /** Largest records payload accepted, in bytes. */

@@ -1,5 +1,5 @@
 /**
- * The gateway's durable state on LevelDB: stored records with their place in a batch, records
+ * The gateway's durable state (the interface, and its LevelDB implementation): stored records with their place in a batch, records
  * waiting ahead of a device's tip, device tips, batch leaves and sealed batches, and quarantined
  * input. Writes go through one group-commit writer, so a crash leaves whole write batches only,
  * in the order they were issued (docs/GATEWAY.md §Storage).
@@ -109,17 +109,6 @@ export interface QuarantineEntry {
 }
 
 export type StoreOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
-
-export interface GatewayStoreOptions {
-  /** LevelDB folder (created when missing). */
-  dir: string
-  /** fsync every write batch. Default true; group commit amortises it. */
-  syncWrites?: boolean
-  /** Called once when a write fails: the gateway cannot go on consistently after that. */
-  onFatal?: (error: GatewayError) => void
-  /** Called when an after-durable callback throws (a bug). Default: rethrown asynchronously. */
-  onCallbackError?: (error: unknown) => void
-}
 
 const STORE_VERSION = 1
 const SEQ_HEX = 14
@@ -298,11 +287,12 @@ export function decodeQuarantine (b: Uint8Array): QuarantineEntry {
   }
 }
 
-function encodeInt (n: number): Uint8Array {
+/** A small integer as stored (store metadata). */
+export function encodeInt (n: number): Uint8Array {
   return encodeCanonical([STORE_VERSION, n])
 }
 
-function decodeInt (b: Uint8Array, what: string): number {
+export function decodeInt (b: Uint8Array, what: string): number {
   return int(decodeArray(b, what, 2)[1], what)
 }
 
@@ -334,12 +324,59 @@ export interface WriteHook {
 }
 
 /**
- * The LevelDB store. Reads are direct; every write goes through {@link GatewayStore.enqueue}:
- * operations queued while a write is in flight share the next one (group commit).
+ * The gateway's store as the rest of the gateway sees it: LevelDB (embedded, the default) or
+ * PostgreSQL (postgres-store.ts, the scale-out tier). Writes are typed ops through one group-commit
+ * writer; `afterDurable` callbacks run only once the ops are committed.
  */
-export class GatewayStore {
-  private readonly db: Level<string, Uint8Array>
-  private readonly sync: boolean
+export interface GatewayStore {
+  readonly isOpen: boolean
+  /** Number of write batches so far (for tests and metrics). */
+  readonly writes: number
+  /** Operations and bytes waiting for the next write. */
+  readonly queuedOps: number
+  readonly queuedBytes: number
+  setWriteHook: (hook: WriteHook) => void
+  enqueue: (ops: StoreOp[], afterDurable?: () => void) => void
+  quarantineOp: (entry: QuarantineEntry) => StoreOp
+  quarantineKey: (timeMs: number) => string
+  touch: () => void
+  flush: () => Promise<void>
+  getRecord: (deviceId: string, seq: number) => Promise<StoredRecord | undefined>
+  getDeviceState: (deviceId: string) => Promise<StoredDeviceState | undefined>
+  treeTips: () => AsyncGenerator<StoredTreeTip>
+  prunings: (deviceId?: string) => Promise<StoredPruning[]>
+  getBatch: (id: number) => Promise<StoredBatch | undefined>
+  batches: (fromId?: number) => AsyncGenerator<StoredBatch>
+  leaves: (id: number) => Promise<LeafEntry[]>
+  devices: () => AsyncGenerator<StoredDeviceState>
+  pending: () => AsyncGenerator<{ deviceId: string, seq: number, envelope: Uint8Array }>
+  recordsFrom: (deviceId: string, fromSeq: number, limit: number, maxBytes?: number) => Promise<Array<{ seq: number, envelope: Uint8Array }>>
+  recordSeqs: (deviceId: string) => AsyncGenerator<number>
+  countQuarantined: () => Promise<number>
+  pruneQuarantined: (count: number) => Promise<number>
+  quarantinePage: (limit: number, maxBytes: number, before?: string) => Promise<{ items: QuarantineEntry[], next: string | null }>
+  quarantined: (limit: number) => Promise<QuarantineEntry[]>
+  getInt: (key: string) => Promise<number | undefined>
+  putInt: (key: string, n: number) => StoreOp
+  close: () => Promise<void>
+}
+
+/** The LevelDB store under its old name, so `GatewayStore.open(…)` keeps working (the type is the interface). */
+export const GatewayStore = { open: async (options: GatewayStoreOptions): Promise<LevelGatewayStore> => await LevelGatewayStore.open(options) }
+
+/** Options both stores take. */
+export interface StoreWriterOptions {
+  /** Called once when a write fails for good: the gateway cannot go on consistently after that. */
+  onFatal?: (error: GatewayError) => void
+  /** Called when an after-durable callback throws (a bug). Default: rethrown asynchronously. */
+  onCallbackError?: (error: unknown) => void
+}
+
+/**
+ * The group-commit writer both stores share: operations queued while a write is in flight share
+ * the next one; subclasses say how one batch of ops is written atomically.
+ */
+export abstract class GroupCommitStore {
   private readonly onFatal: (error: GatewayError) => void
   private readonly onCallbackError: (error: unknown) => void
   private ops: StoreOp[] = []
@@ -348,45 +385,25 @@ export class GatewayStore {
   private writing: Promise<void> | undefined
   private scheduled = false
   private failure: GatewayError | undefined
-  private closed = false
+  protected closed = false
   private hook: WriteHook | undefined
   private readonly nonce = randomBytes(4).toString('hex')
   private counter = 0
   /** Number of write batches so far (for tests and metrics). */
   writes = 0
 
-  private constructor (db: Level<string, Uint8Array>, options: GatewayStoreOptions) {
-    this.db = db
-    this.sync = options.syncWrites ?? true
+  protected constructor (options: StoreWriterOptions) {
     this.onFatal = options.onFatal ?? (() => {})
     this.onCallbackError = options.onCallbackError ?? ((e) => { queueMicrotask(() => { throw e }) })
   }
 
-  /**
-   * Opens (or creates) the store.
-   * @throws GatewayError `STORE_LOCKED` (another process has it open), `STORE_OPEN_FAILED`, `STORE_CORRUPT`.
-   */
-  static async open (options: GatewayStoreOptions): Promise<GatewayStore> {
-    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
-    try {
-      await db.open()
-    } catch (e) {
-      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-      throw new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e })
-    }
-    try {
-      const version = await db.get(keys.version)
-      if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
-      else if (decodeInt(version, 'store version') !== STORE_VERSION) throw new GatewayError('STORE_CORRUPT', 'unsupported gateway store version')
-    } catch (e) {
-      await db.close()
-      throw e
-    }
-    return new GatewayStore(db, options)
-  }
+  /** Writes `ops` atomically and durably (in order; the last op on a key wins). */
+  protected abstract writeOps (ops: StoreOp[]): Promise<void>
 
-  get isOpen (): boolean {
-    return !this.closed && this.db.status === 'open'
+  /** The error a failed write becomes (GatewayError as is, others STORE_WRITE_FAILED). */
+  protected writeFailure (cause: unknown): GatewayError {
+    if (cause instanceof GatewayError) return cause
+    return new GatewayError('STORE_WRITE_FAILED', `gateway store write failed: ${(cause as Error).message}`, { cause })
   }
 
   /** Registers the hook called before each write (one owner). */
@@ -470,16 +487,9 @@ export class GatewayStore {
       this.callbacks = []
       if (ops.length > 0) {
         try {
-          // Chained: abstract-level's array form costs several times more per operation, and
-          // each record is a few of them.
-          const batch = this.db.batch()
-          for (const op of ops) {
-            if (op.type === 'put') batch.put(op.key, op.value)
-            else batch.del(op.key)
-          }
-          await batch.write({ sync: this.sync })
+          await this.writeOps(ops)
         } catch (cause) {
-          this.failure = new GatewayError('STORE_WRITE_FAILED', `gateway store write failed: ${(cause as Error).message}`, { cause })
+          this.failure = this.writeFailure(cause)
           this.onFatal(this.failure)
           return
         }
@@ -512,6 +522,69 @@ export class GatewayStore {
       if (this.ops.length === 0 && this.callbacks.length === 0) return
       this.startDrain()
     }
+  }
+
+  /** flush() unless a write already failed (closing must not throw that failure again). */
+  protected async flushIfHealthy (): Promise<void> {
+    if (this.failure === undefined) await this.flush()
+  }
+}
+
+/** Options of the LevelDB store. */
+export interface GatewayStoreOptions extends StoreWriterOptions {
+  /** LevelDB folder (created when missing). */
+  dir: string
+  /** fsync every write batch. Default true; group commit amortises it. */
+  syncWrites?: boolean
+}
+
+/** The LevelDB store (embedded, single process). Reads are direct; writes go through the group-commit writer. */
+export class LevelGatewayStore extends GroupCommitStore implements GatewayStore {
+  private readonly db: Level<string, Uint8Array>
+  private readonly sync: boolean
+
+  private constructor (db: Level<string, Uint8Array>, options: GatewayStoreOptions) {
+    super(options)
+    this.db = db
+    this.sync = options.syncWrites ?? true
+  }
+
+  /**
+   * Opens (or creates) the store.
+   * @throws GatewayError `STORE_LOCKED` (another process has it open), `STORE_OPEN_FAILED`, `STORE_CORRUPT`.
+   */
+  static async open (options: GatewayStoreOptions): Promise<LevelGatewayStore> {
+    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    try {
+      await db.open()
+    } catch (e) {
+      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
+      throw new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e })
+    }
+    try {
+      const version = await db.get(keys.version)
+      if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
+      else if (decodeInt(version, 'store version') !== STORE_VERSION) throw new GatewayError('STORE_CORRUPT', 'unsupported gateway store version')
+    } catch (e) {
+      await db.close()
+      throw e
+    }
+    return new LevelGatewayStore(db, options)
+  }
+
+  get isOpen (): boolean {
+    return !this.closed && this.db.status === 'open'
+  }
+
+  protected async writeOps (ops: StoreOp[]): Promise<void> {
+    // Chained: abstract-level's array form costs several times more per operation, and
+    // each record is a few of them.
+    const batch = this.db.batch()
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value)
+      else batch.del(op.key)
+    }
+    await batch.write({ sync: this.sync })
   }
 
   // ------------------------------------------------------------------------------ reads
@@ -651,7 +724,7 @@ export class GatewayStore {
   async close (): Promise<void> {
     if (this.closed) return
     try {
-      if (this.failure === undefined) await this.flush()
+      await this.flushIfHealthy()
     } finally {
       this.closed = true
       await this.db.close()

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { AnchoredTracker, GatewayError, GatewayStore } from '../../gateway/index.js'
+import { AnchoredTracker, GatewayError, LevelGatewayStore } from '../../gateway/index.js'
 import {
   decodeBatch, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord, encodeBatch, encodeDeviceState, encodeLeaf,
   encodeQuarantine, encodeStoredRecord, storeKeys
@@ -28,7 +28,7 @@ t.test('behavior: stored values round-trip', async t => {
 
 t.test('error: a malformed stored value is STORE_CORRUPT, never a crash', async t => {
   const dir = await makeTempDir(t)
-  const store = await GatewayStore.open({ dir: join(dir, 's') })
+  const store = await LevelGatewayStore.open({ dir: join(dir, 's') })
   t.teardown(async () => await store.close())
   store.enqueue([{ type: 'put', key: storeKeys.device('x'), value: Uint8Array.of(0x83, 1, 2) }])
   await store.flush()
@@ -39,7 +39,7 @@ t.test('error: a malformed stored value is STORE_CORRUPT, never a crash', async 
 
 t.test('behavior: group commit writes many enqueues in few batches, callbacks only once durable', async t => {
   const dir = await makeTempDir(t)
-  const store = await GatewayStore.open({ dir: join(dir, 's') })
+  const store = await LevelGatewayStore.open({ dir: join(dir, 's') })
   t.teardown(async () => await store.close())
   const done: number[] = []
   for (let i = 0; i < 500; i++) store.enqueue([{ type: 'put', key: `x/${i}`, value: Uint8Array.of(i & 0xff) }], () => done.push(i))
@@ -52,9 +52,9 @@ t.test('behavior: group commit writes many enqueues in few batches, callbacks on
 
 t.test('error: a second process on the same folder gets STORE_LOCKED', async t => {
   const dir = await makeTempDir(t)
-  const a = await GatewayStore.open({ dir: join(dir, 's') })
+  const a = await LevelGatewayStore.open({ dir: join(dir, 's') })
   t.teardown(async () => await a.close())
-  const e = await GatewayStore.open({ dir: join(dir, 's') }).catch((e: unknown) => e)
+  const e = await LevelGatewayStore.open({ dir: join(dir, 's') }).catch((e: unknown) => e)
   t.ok(e instanceof GatewayError)
   t.equal((e as GatewayError).code, 'STORE_LOCKED')
 })

@@ -69,6 +69,7 @@ export function sampleBody (kind: RecordKind, n = 0): RecordBody {
     case 'policy': return { kind, version: n + 1, mode: 'enforce', fleetId: 'fleet-test', policyHash: fakeHash(`policy/${n}`) }
     case 'oversight': return { kind, reviewer: `reviewer-${n}`, decisionDeviceId: 'dev-0002', decisionSeq: n, decisionHash: fakeHash(`decision/${n}`), verdict: 'confirmed', reason: 'matches the image' }
     case 'session': return { kind, phase: 'start', sessionId: `use-${n}`, referenceName: 'watchlist', referenceHash: fakeHash(`reference/${n}`) }
+    case 'data-capture': return { kind, commitment: fakeHash(`capture/${n}`), sizeBytes: 1024 + n, dataset: 'street-photos', label: n % 2 === 0 ? 'car' : null, capturedAtMs: TEST_START_TIME_MS + n }
   }
 }
 

@@ -145,7 +145,8 @@ const body: fc.Arbitrary<RecordBody> = fc.oneof(
     kind: fc.constant('oversight' as const), reviewer: text(40).filter(r => r !== ''), decisionDeviceId: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40}$/),
     decisionSeq: uint, decisionHash: hash, verdict: fc.constantFrom('confirmed' as const, 'overridden' as const, 'escalated' as const), reason: text(60)
   }),
-  fc.record({ kind: fc.constant('session' as const), phase: fc.constantFrom('start' as const, 'end' as const), sessionId: text(40).filter(r => r !== ''), referenceName: text(40), referenceHash: fc.option(hash, { nil: null }) })
+  fc.record({ kind: fc.constant('session' as const), phase: fc.constantFrom('start' as const, 'end' as const), sessionId: text(40).filter(r => r !== ''), referenceName: text(40), referenceHash: fc.option(hash, { nil: null }) }),
+  fc.record({ kind: fc.constant('data-capture' as const), commitment: hash, sizeBytes: uint, dataset: text(40), label: fc.option(text(60), { nil: null }), capturedAtMs: uint })
 )
 const deviceId = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40}$/)
 const record: fc.Arbitrary<ProvenanceRecord> = fc.record({

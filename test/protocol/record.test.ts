@@ -85,7 +85,7 @@ t.test('behavior: the vectors decode, verify on both backends, and form a valid 
   })
   t.same(result.failure, undefined)
   t.same(result.gaps, [{ firstSeq: 3, lastSeq: 4, reason: 'disk-budget' }])
-  t.equal(result.count, v.records.length)
+  t.equal(result.count, v.records.length, 'every published record is in the chain')
 })
 
 t.test('behavior: every kind round-trips through bytes and envelope', async t => {
@@ -152,7 +152,11 @@ t.test('error: records built in memory with bad fields → RECORD_INVALID naming
     ['gap: reason not text', bad({ seq: 9, body: { ...sampleBody('gap'), reason: null } as unknown as RecordBody }), ['body.reason']],
     ['key-rotation: key of 33 bytes', bad({ body: { ...sampleBody('key-rotation'), newPublicKey: new Uint8Array(33) } as RecordBody }), ['body.newPublicKey']],
     ['key-rotation: negative validFromMs', bad({ body: { ...sampleBody('key-rotation'), validFromMs: -1 } as RecordBody }), ['body.validFromMs']],
-    ['shutdown: reason of 257 bytes', bad({ body: { kind: 'shutdown', reason: 'r'.repeat(257) } }), ['body.reason']]
+    ['shutdown: reason of 257 bytes', bad({ body: { kind: 'shutdown', reason: 'r'.repeat(257) } }), ['body.reason']],
+    ['data-capture: commitment of 31 bytes', bad({ body: { ...sampleBody('data-capture'), commitment: new Uint8Array(31) } as RecordBody }), ['body.commitment']],
+    ['data-capture: dataset of 257 bytes', bad({ body: { ...sampleBody('data-capture'), dataset: 'd'.repeat(257) } as RecordBody }), ['body.dataset']],
+    ['data-capture: label as a number', bad({ body: { ...sampleBody('data-capture'), label: 3 } as unknown as RecordBody }), ['body.label']],
+    ['data-capture: fractional size and time', bad({ body: { ...sampleBody('data-capture'), sizeBytes: 1.5, capturedAtMs: -1 } as RecordBody }), ['body.sizeBytes', 'body.capturedAtMs']]
   ]
   for (const [what, record, paths] of cases) {
     throwsInvalid(t, () => encodeRecord(record), paths, what)
@@ -170,6 +174,7 @@ t.test('error: hostile record bytes → RECORD_INVALID naming the field, never a
   const okModelLoad: CborValue[] = [h, h, h, 'm.onnx', 10, 1, ['CPUExecutionProvider']]
   t.ok(decodeRecord(inference(okInference)), 'the baseline inference decodes')
   t.ok(decodeRecord(modelLoad(okModelLoad)), 'the baseline model-load decodes')
+  t.match(decodeRecord(wire({ kind: 10, body: [h, 5, 'ds', null, 0] })).body, { kind: 'data-capture', dataset: 'ds', label: null }, 'kind 10 is a data capture')
 
   const cases: Array<[string, Uint8Array, string[]]> = [
     ['record of 7 fields', encodeCanonical([1, 0, 'd', 1, 0, 0, h]), []],
@@ -212,7 +217,11 @@ t.test('error: hostile record bytes → RECORD_INVALID naming the field, never a
     ['session: phase 2', wire({ kind: 9, body: [2, 'use-1', 'db', h] }), ['body.phase']],
     ['session: reference hash as text', wire({ kind: 9, body: [0, 'use-1', 'db', 'h'] }), ['body.referenceHash']],
     ['session: empty id', wire({ kind: 9, body: [0, '', 'db', null] }), ['body.sessionId']],
-    ['kind 7 is not ours to decode', wire({ kind: 7, body: [] }), []]
+    ['kind 7 is not ours to decode', wire({ kind: 7, body: [] }), []],
+    ['kind 11 (unassigned)', wire({ kind: 11 }), []],
+    ['data-capture: 4 fields', wire({ kind: 10, body: [h, 5, 'ds', null] }), ['body', 'body.capturedAtMs']],
+    ['data-capture: commitment as text', wire({ kind: 10, body: ['h', 5, 'ds', null, 0] }), ['body.commitment']],
+    ['data-capture: label as false', wire({ kind: 10, body: [h, 5, 'ds', false, 0] }), ['body.label']]
   ]
   for (const [what, bytes, paths] of cases) {
     if (paths.length === 0) t.throws(() => decodeRecord(bytes), { constructor: ProtocolError, code: 'RECORD_INVALID' }, `${what} → RECORD_INVALID`)

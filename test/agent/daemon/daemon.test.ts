@@ -10,7 +10,7 @@ import { resolveProfile } from '../../../agent/profile/index.js'
 import { RecordLog } from '../../../agent/log/index.js'
 import { KeyRing } from '../../../agent/keys/index.js'
 import type { Logger } from '../../../agent/session/index.js'
-import { createSigner, decodeCapture, deviceTopic, sha256, signPolicy, toHex, verifyChain, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
+import { commitSample, createSigner, decodeCapture, deviceTopic, fromHex, sha256, signPolicy, toHex, verifyChain, type DataCaptureBody, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
 import { replayCapture } from '../../../forensics/replay/index.js'
 import { makeClassifierModel, makeClassifierVariant, runClassifierReference } from '../../helpers/onnx-models.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
@@ -170,7 +170,10 @@ t.test('error: bad requests get a code and an HTTP status, and cost no seq', asy
     ['foreign Host header on TCP', await call(tcp, 'GET', '/status', undefined, { host: 'attacker.example' }), 400, 'REQUEST_INVALID'],
     ['a web page', await call(port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]), { origin: 'http://attacker.example' }), 400, 'REQUEST_INVALID'],
     ['unknown route', await call(port, 'GET', '/v2/whatever'), 404, 'ROUTE_UNKNOWN'],
-    ['too large', await callTooLarge(daemon), 413, 'REQUEST_TOO_LARGE']
+    ['too large', await callTooLarge(daemon), 413, 'REQUEST_TOO_LARGE'],
+    ['data capture without a dataset', await call(port, 'POST', '/v1/data-captures?label=car', 'sample'), 400, 'REQUEST_INVALID'],
+    ['data capture at a bad time', await call(port, 'POST', '/v1/data-captures?dataset=d&capturedAtMs=-1', 'sample'), 400, 'REQUEST_INVALID'],
+    ['data capture dataset too long', await call(port, 'POST', `/v1/data-captures?dataset=${'d'.repeat(300)}`, 'sample'), 400, 'INPUT_INVALID']
   ]
   for (const [what, reply, status, code] of cases) {
     t.equal(reply.status, status, `${what}: HTTP ${status}`)
@@ -180,6 +183,14 @@ t.test('error: bad requests get a code and an HTTP status, and cost no seq', asy
   for (const field of ['inputs.x.type', 'inputs.x.dims[1]', 'extra']) t.match(bad, field, `names ${field}`)
   t.equal(daemon.log.head.seq, 1, 'no record for a refused request')
   t.equal((await call(port, 'POST', '/v1/models/tiny/run', runBody([1, 2, 3, 4]))).body.record.seq, 2)
+  // A sample an application keeps for training: a data-capture record whose commitment the salt opens.
+  const kept = await call(port, 'POST', '/v1/data-captures?dataset=roadside&label=car&capturedAtMs=1700000000000', 'speed,42\n')
+  t.equal(kept.status, 200, JSON.stringify(kept.body))
+  t.equal(kept.body.record.seq, 3)
+  t.equal(kept.body.contentHash, toHex(sha256(new TextEncoder().encode('speed,42\n'))))
+  const body = (await daemon.log.get(3))?.record.body as DataCaptureBody
+  t.match(body, { kind: 'data-capture', dataset: 'roadside', label: 'car', sizeBytes: 9, capturedAtMs: 1_700_000_000_000 })
+  t.equal(toHex(body.commitment), toHex(commitSample(fromHex(kept.body.salt as string), fromHex(kept.body.contentHash as string))))
 })
 
 t.test('behavior: under enforce a refused model is not loaded and runs are refused; a newer policy that approves it loads it', async t => {

@@ -1,13 +1,16 @@
 // `provenance training verify --rpc-url --lineage` against anvil: a run recorded with the CLI,
 // registered through LineageRegistry, verifies end to end; an unknown or revoked trainer key, an
-// unregistered dataset and a model whose registered run differs each fail with their reason.
+// unregistered dataset and a model whose registered run differs each fail with their reason; a
+// dataset version registered by its curator only; a federated round's contributors checked on chain.
 import t from 'tap'
-import { mkdir, writeFile, readFile } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { Wallet } from 'ethers'
-import { createSigner } from '../../../protocol/index.js'
-import { startDevChain, deployLineage } from '../../../contracts/index.js'
+import { commitSample, createSigner, sha256, signRecord } from '../../../protocol/index.js'
+import { startDevChain, deployLineage, deviceIdOf } from '../../../contracts/index.js'
+import { buildLogisticModel } from '../../../forensics/lineage/fl-model.js'
+import { aggregateRound, buildContribution, encodeFlUpdate, flDatasetOf, FL_CONTRIBUTIONS_FORMAT, FL_UPDATE_LABEL } from '../../../forensics/lineage/federated.js'
 import { runCli, type CliIo } from '../../../forensics/cli.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
@@ -93,4 +96,60 @@ t.test('error: an unreachable node is RPC_FAILED', async t => {
   const r = await run(['training', 'verify', m.envelope, '--rpc-url', 'http://127.0.0.1:9', '--lineage', address])
   t.equal(r.code, 1)
   t.match(r.stderr, /^RPC_FAILED: /)
+})
+
+t.test('behavior: provenance dataset register writes a child version by the curator; a non-curator is refused with REGISTRY_UNAUTHORIZED', async t => {
+  await writeFile(join(dir, 'ds', 'b.csv'), 'x\n2\n')
+  t.teardown(async () => { await rm(join(dir, 'ds', 'b.csv')) })
+  const hashed = await run(['dataset', 'hash', join(dir, 'ds'), '--out', join(dir, 'm-v2.json'), '--name', 'ds'])
+  t.equal(hashed.code, 0, hashed.stderr)
+  await writeFile(join(dir, 'curator.key'), curator.privateKey.slice(2) + '\n', { mode: 0o600 })
+  await writeFile(join(dir, 'other.key'), (chain.anvil.accounts[6] as { privateKey: string }).privateKey + '\n', { mode: 0o600 })
+  const args = (key: string): string[] => ['dataset', 'register', '--manifest', join(dir, 'm-v2.json'), '--dataset-version', '2', '--parent', join(dir, 'm.json'),
+    '--uri', 'file:///data/ds', '--rpc-url', chain.anvil.rpcUrl, '--lineage', address, '--key-file', join(dir, key), '--json']
+  const refused = await run(args('other.key'))
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /^REGISTRY_UNAUTHORIZED: /)
+  const ok = await run(args('curator.key'))
+  t.equal(ok.code, 0, ok.stderr)
+  const out = JSON.parse(ok.stdout) as { datasetHash: string, parentHash: string, curator: string }
+  t.equal(out.parentHash, datasetHash.slice(2))
+  const info = await lineage.getDataset('0x' + out.datasetHash)
+  t.match(info, { parentHash: datasetHash, curator: curator.address }, 'on chain: parent and curator')
+  const usage = await run(['dataset', 'register', '--manifest', join(dir, 'm-v2.json')])
+  t.equal(usage.code, 2)
+})
+
+t.test('behavior: fl contributors checks a round against the chain; a contributor revoked at its record\'s time breaks it', async t => {
+  const base = buildLogisticModel({ inputSize: 2, W: new Float32Array(4), b: new Float32Array(2) })
+  const baseHash = createHash('sha256').update(base).digest('hex')
+  // Two devices registered in the ProvenanceRegistry; each signs the record of its update.
+  const contributions = []
+  for (const [i, id] of ['fl-dev-1', 'fl-dev-2'].entries()) {
+    const device = createSigner(Buffer.alloc(32, 40 + i))
+    await chain.registryAs('deviceRegistrar').registerDevice({ deviceId: deviceIdOf(id), publicKey: device.publicKey, validFromMs: 0 })
+    const update = encodeFlUpdate({ roundId: 'chain-round', baseModelHash: baseHash, sampleCount: 10 + i, weights: { inputSize: 2, W: Float32Array.from([i, 1, 2, 3]), b: Float32Array.from([0, i]) } })
+    const salt = Buffer.alloc(32, 60 + i)
+    const record = signRecord({
+      deviceId: id, boot: 1, seq: 1, timeMs: 1_000 + i, prev: new Uint8Array(32),
+      body: { kind: 'data-capture', commitment: commitSample(salt, sha256(update)), sizeBytes: update.byteLength, dataset: flDatasetOf('chain-round'), label: FL_UPDATE_LABEL, capturedAtMs: 1_000 }
+    }, device)
+    contributions.push(buildContribution(record, salt, update))
+  }
+  const aggregator = createSigner(Buffer.alloc(32, 13))
+  await lineage.registerTrainerKey(aggregator.publicKey, 'aggregator')
+  const result = await aggregateRound({ baseModel: base, roundId: 'chain-round', contributions: { format: FL_CONTRIBUTIONS_FORMAT, contributions }, keyAt: async (id) => await Promise.resolve(id.startsWith('fl-dev-') ? { publicKey: createSigner(Buffer.alloc(32, id === 'fl-dev-1' ? 40 : 41)).publicKey, revoked: false } : undefined), signer: aggregator, name: 'fl' })
+  await publisher.registerTrainedModel({ modelHash: '0x' + result.modelHash, name: 'fl', version: '1', statementHash: '0x' + result.statementHash, trainerKey: aggregator.publicKey, datasetHashes: [] })
+  await writeFile(join(dir, 'round.json'), JSON.stringify(result.envelope))
+  await writeFile(join(dir, 'contributions.json'), JSON.stringify({ format: FL_CONTRIBUTIONS_FORMAT, contributions }))
+  const args = ['fl', 'contributors', result.modelHash, '--statement', join(dir, 'round.json'), '--rpc-url', chain.anvil.rpcUrl, '--lineage', address,
+    '--registry', chain.deployment.address, '--contributions', join(dir, 'contributions.json'), '--json']
+  const ok = await run(args)
+  t.equal(ok.code, 0, ok.stdout + ok.stderr)
+  t.same((JSON.parse(ok.stdout) as { contributors: Array<{ deviceId: string, sampleCount: number }> }).contributors.map(c => [c.deviceId, c.sampleCount]), [['fl-dev-1', 10], ['fl-dev-2', 11]])
+  await chain.registryAs('deviceRegistrar').revokeDevice(deviceIdOf('fl-dev-2'), 500)
+  const revoked = await run(args)
+  t.equal(revoked.code, 1)
+  t.match(revoked.stderr, /^ROUND_INVALID: CONTRIBUTION_INVALID\n$/)
+  t.match(revoked.stdout, /DEVICE_REVOKED/)
 })

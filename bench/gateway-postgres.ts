@@ -1,0 +1,224 @@
+/**
+ * The PostgreSQL tier's benchmark (#14), each figure against a baseline measured in the same run:
+ * verified+stored records/s of one gateway process on PostgreSQL over raw node:crypto Ed25519
+ * verifies/s on one core (the process verifies on one core today: #11's pool is separate); one
+ * vs two gateway processes on a shared subscription, the load generator in a third process; and a
+ * backlog drain (records queued at the broker while the gateway is down). Interleaved rounds,
+ * median and range, CPU time of the gateway processes beside wall time.
+ */
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir, cpus } from 'node:os'
+import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import mqtt from 'mqtt'
+import { decodeAckEnvelope, deviceTopic, encodeRecordBatch, sha256, createSigner, topicFilter } from '../protocol/index.js'
+import { deviceIdOf, startDevChain } from '../contracts/index.js'
+import { loadOrCreateLogKey } from '../gateway/index.js'
+import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.js'
+import { startPostgres } from '../test/helpers/postgres.js'
+import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
+import { makeChain, measureRawVerifies } from './gateway.js'
+import { spread, type Spread } from './measure.js'
+
+const DEVICES = Number(process.env.PROV_BENCH_PG_DEVICES ?? 50)
+const RECORDS_PER_DEVICE = Number(process.env.PROV_BENCH_PG_RECORDS ?? 300)
+const RECORDS_PER_MESSAGE = 50
+const ROUNDS = Number(process.env.PROV_BENCH_PG_ROUNDS ?? 3)
+/** The issue asks for 1 M; what drains in about a minute on a 2-core box (set PROV_BENCH_PG_BACKLOG to change). */
+const BACKLOG_RECORDS = Number(process.env.PROV_BENCH_PG_BACKLOG ?? 60_000)
+
+const encoder = new TextEncoder()
+const seedOf = (i: number): Uint8Array => sha256(encoder.encode(`bench-gateway-pg/${i}`))
+const deviceName = (i: number): string => `bench-pg-${String(i).padStart(3, '0')}`
+
+export interface PgBenchRound { processes: number, records: number, wallMs: number, gatewayCpuMs: number, perSec: number }
+export interface GatewayPostgresBenchResult {
+  rawVerifiesPerSecOneCore: number
+  cores: number
+  oneProcess: { perSec: Spread, ratioToRawOneCore: Spread, cpuMsPerRecord: Spread }
+  twoProcesses: { perSec: Spread, speedup: Spread, cpuMsPerRecord: Spread }
+  backlog: { records: number, perSec: number, ratioToRawOneCore: number, wallMs: number, gatewayCpuMs: number }
+  rounds: PgBenchRound[]
+}
+
+/** CPU ms (user + system) a process used so far, from /proc (Linux). */
+function pidCpuMs (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) * 10
+  } catch { return 0 }
+}
+
+// -------------------------------------------------------------------------------------------
+// Publisher child: signs everything first, then publishes on "go" (devices interleaved).
+
+async function runPublisher (brokerUrl: string, devices: number, perDevice: number): Promise<void> {
+  const chains = Array.from({ length: devices }, (_, i) => makeChain(deviceName(i), seedOf(i), perDevice, 1_700_000_000_000))
+  const payloads: Array<{ topic: string, payload: Buffer }> = []
+  for (let k = 0; k < perDevice; k += RECORDS_PER_MESSAGE) {
+    for (let i = 0; i < devices; i++) {
+      payloads.push({ topic: deviceTopic(deviceName(i), 'records'), payload: Buffer.from(encodeRecordBatch((chains[i] ?? []).slice(k, k + RECORDS_PER_MESSAGE).map(r => r.envelope))) })
+    }
+  }
+  const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: 5, clientId: `bench-pg-publisher-${process.pid}` })
+  process.stdout.write('ready\n')
+  await new Promise<void>(resolve => process.stdin.once('data', () => resolve()))
+  for (let i = 0; i < payloads.length; i += 200) {
+    await Promise.all(payloads.slice(i, i + 200).map(async p => await client.publishAsync(p.topic, p.payload, { qos: 1 })))
+  }
+  process.stdout.write('published\n')
+  await client.endAsync()
+}
+
+async function startPublisher (brokerUrl: string, devices: number, perDevice: number): Promise<{ go: () => Promise<void>, kill: () => void }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--publisher', brokerUrl, String(devices), String(perDevice)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout })
+  const next = async (): Promise<string> => await new Promise(resolve => lines.once('line', resolve))
+  if (await next() !== 'ready') throw new Error('publisher did not start')
+  return {
+    go: async () => { child.stdin.write('go\n'); if (await next() !== 'published') throw new Error('publisher failed'); child.stdin.end() },
+    kill: () => { child.kill('SIGKILL') }
+  }
+}
+
+/** Follows acks; resolves once every device acked its last record. */
+async function ackWatcher (brokerUrl: string, devices: number, lastSeq: number): Promise<{ done: Promise<void>, close: () => Promise<void> }> {
+  const acked = new Map<string, number>()
+  let resolveDone: () => void = () => {}
+  const done = new Promise<void>(resolve => { resolveDone = resolve })
+  let complete = 0
+  const w = await mqtt.connectAsync(brokerUrl, { protocolVersion: 5, clientId: `bench-pg-watch-${process.pid}-${Math.random()}` })
+  w.on('message', (topic, payload) => {
+    let seq: number
+    try { seq = decodeAckEnvelope(new Uint8Array(payload)).statement.storedSeq } catch { return }
+    const d = topic.split('/')[2] as string
+    const before = acked.get(d) ?? -1
+    if (seq > before) {
+      acked.set(d, seq)
+      if (before < lastSeq && seq >= lastSeq && ++complete === devices) resolveDone()
+    }
+  })
+  await w.subscribeAsync(topicFilter('ack'), { qos: 1 })
+  return { done, close: async () => { await w.endAsync(true) } }
+}
+
+export async function main (): Promise<GatewayPostgresBenchResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'prov-bench-pg-'))
+  const pgServer = await startPostgres()
+  const chain = await startDevChain()
+  const brokers: Mosquitto[] = []
+  try {
+    process.stderr.write('gateway-postgres bench: raw Ed25519 verifications (one core)…\n')
+    const rawVerifiesPerSecOneCore = (await measureRawVerifies(20_000, 1)).perSec
+    process.stderr.write(`gateway-postgres bench: registering ${DEVICES} devices…\n`)
+    const registrar = chain.registryAs('deviceRegistrar')
+    for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
+    const names = ['pg-a', 'pg-b']
+    const keys = await Promise.all(names.map(async n => Buffer.from((await loadOrCreateLogKey(join(dir, n, 'log-key.json'))).publicKey).toString('hex')))
+    let dbs = 0
+
+    // One round: a fresh broker (no retained acks of earlier rounds) and database, `n` gateway
+    // processes, the publisher; `backlog`: the records are queued while the gateways are down.
+    const round = async (n: number, perDevice: number, backlog = false): Promise<PgBenchRound> => {
+      const broker = await startMosquitto({ config: ['set_tcp_nodelay true', 'max_queued_messages 1000000'] })
+      brokers.push(broker)
+      const url = await pgServer.createDatabase(`bench${++dbs}`)
+      const configs = await Promise.all(names.slice(0, n).map(async (name, i) => {
+        const path = join(dir, `${name}-${dbs}.json`)
+        await writeFile(path, JSON.stringify({
+          name, stateDir: join(dir, name), brokerUrl: broker.url, shareGroup: 'bench', postgresUrl: url, rpcUrl: chain.anvil.rpcUrl,
+          registry: chain.deployment.address, chainId: chain.anvil.chainId, batchMaxRecords: 10_000, batchMaxAgeMs: 1000,
+          processMetrics: false, httpToken: 'bench-http-token-0123456789', peerGatewayKeys: keys.filter((_, j) => j !== i),
+          sessionExpirySeconds: 3600, logLevel: 'info', maxBacklogRecords: 20_000
+        }))
+        return path
+      }))
+      let procs: GatewayProcess[] = await Promise.all(configs.map(async c => await startGatewayProcess(c)))
+      const publisher = await startPublisher(broker.url, DEVICES, perDevice)
+      const watcher = await ackWatcher(broker.url, DEVICES, perDevice - 1)
+      try {
+        if (backlog) {
+          // Sessions exist at the broker: stop the gateways, queue everything, then start them.
+          for (const p of procs) p.proc.kill('SIGTERM')
+          await Promise.all(procs.map(async p => await p.exited))
+          await publisher.go()
+          procs = await Promise.all(configs.map(async c => await startGatewayProcess(c)))
+        }
+        const cpu0 = procs.reduce((s, p) => s + pidCpuMs(p.proc.pid ?? 0), 0)
+        const t0 = performance.now()
+        if (!backlog) await publisher.go()
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in 5 min: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), 300_000)
+        })
+        await Promise.race([watcher.done, timeout]).finally(() => clearTimeout(timer))
+        const wallMs = performance.now() - t0
+        const gatewayCpuMs = procs.reduce((s, p) => s + pidCpuMs(p.proc.pid ?? 0), 0) - cpu0
+        const records = DEVICES * perDevice
+        return { processes: n, records, wallMs, gatewayCpuMs, perSec: records / (wallMs / 1000) }
+      } finally {
+        publisher.kill()
+        await watcher.close()
+        for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL')
+        await Promise.all(procs.map(async p => await p.exited))
+        await broker.close()
+      }
+    }
+
+    const rounds: PgBenchRound[] = []
+    for (let r = 0; r < ROUNDS; r++) {
+      // Alternating order, so that load and frequency drift treat both alike.
+      for (const n of r % 2 === 0 ? [1, 2] : [2, 1]) {
+        process.stderr.write(`gateway-postgres bench: round ${r + 1}, ${n} process(es)…\n`)
+        rounds.push(await round(n, RECORDS_PER_DEVICE))
+      }
+    }
+    process.stderr.write(`gateway-postgres bench: backlog drain of ${BACKLOG_RECORDS} records…\n`)
+    const drain = await round(1, Math.ceil(BACKLOG_RECORDS / DEVICES), true)
+
+    const one = rounds.filter(r => r.processes === 1)
+    const two = rounds.filter(r => r.processes === 2)
+    const result: GatewayPostgresBenchResult = {
+      rawVerifiesPerSecOneCore,
+      cores: cpus().length,
+      oneProcess: {
+        perSec: spread(one.map(r => r.perSec)),
+        ratioToRawOneCore: spread(one.map(r => r.perSec / rawVerifiesPerSecOneCore)),
+        cpuMsPerRecord: spread(one.map(r => r.gatewayCpuMs / r.records))
+      },
+      twoProcesses: {
+        perSec: spread(two.map(r => r.perSec)),
+        speedup: spread(two.map((r, i) => r.perSec / (one[i] as PgBenchRound).perSec)),
+        cpuMsPerRecord: spread(two.map(r => r.gatewayCpuMs / r.records))
+      },
+      backlog: { records: drain.records, perSec: drain.perSec, ratioToRawOneCore: drain.perSec / rawVerifiesPerSecOneCore, wallMs: drain.wallMs, gatewayCpuMs: drain.gatewayCpuMs },
+      rounds
+    }
+    const f = (s: Spread, d = 0): string => `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`
+    console.log(`raw Ed25519 verifies, one core      ${rawVerifiesPerSecOneCore.toFixed(0)}/s (${result.cores} cores here)`)
+    console.log(`1 process, PostgreSQL store         ${f(result.oneProcess.perSec)} records/s verified+stored+acked; ratio to raw one core ${f(result.oneProcess.ratioToRawOneCore, 2)}; gateway CPU ${f(result.oneProcess.cpuMsPerRecord, 3)} ms/record`)
+    console.log(`2 processes, shared subscription    ${f(result.twoProcesses.perSec)} records/s; speedup over 1 ${f(result.twoProcesses.speedup, 2)}; gateway CPU ${f(result.twoProcesses.cpuMsPerRecord, 3)} ms/record`)
+    console.log(`backlog drain (${drain.records} records queued at the broker, 1 process) ${drain.perSec.toFixed(0)} records/s, ratio to raw one core ${result.backlog.ratioToRawOneCore.toFixed(2)}, wall ${(drain.wallMs / 1000).toFixed(1)} s, gateway CPU ${(drain.gatewayCpuMs / 1000).toFixed(1)} s`)
+    console.log(`(${DEVICES} devices x ${RECORDS_PER_DEVICE} records per round, ${RECORDS_PER_MESSAGE} per message, ${ROUNDS} interleaved rounds; PostgreSQL, Mosquitto and the publisher share this machine)`)
+    console.log(JSON.stringify({ gatewayPostgres: { ...result, rounds: undefined } }))
+    return result
+  } finally {
+    for (const b of brokers) await b.close().catch(() => {})
+    await chain.stop()
+    await pgServer.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv[2] === '--publisher') {
+    runPublisher(process.argv[3] as string, Number(process.argv[4]), Number(process.argv[5])).catch(e => { console.error(e); process.exit(1) })
+  } else {
+    main().catch(e => { console.error(e); process.exit(1) })
+  }
+}

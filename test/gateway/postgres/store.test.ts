@@ -1,0 +1,207 @@
+/**
+ * The store contract run against both stores (LevelDB and PostgreSQL), then what only the
+ * PostgreSQL store does: migrations, duplicates dying on (device, seq), writes that wait out a
+ * database restart, and fencing of sequencer writes. One cluster for the whole file.
+ */
+import t from 'tap'
+import { join } from 'node:path'
+import pg from 'pg'
+import { GatewayError, resolveGatewayOptions } from '../../../gateway/index.js'
+import {
+  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore
+} from '../../../gateway/store/index.js'
+import { startPostgres, type Postgres } from '../../helpers/postgres.js'
+import { makeTempDir } from '../../helpers/tmp.js'
+
+const h = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+let pgServer: Postgres
+let dbCount = 0
+
+t.before(async () => { pgServer = await startPostgres() })
+t.teardown(async () => { await pgServer?.close() })
+
+async function freshDb (): Promise<string> {
+  return await pgServer.createDatabase(`t${++dbCount}`)
+}
+
+type Opener = (t: { teardown: (fn: () => unknown) => void }) => Promise<GatewayStore>
+const stores: Array<[string, Opener]> = [
+  ['leveldb', async (t) => await LevelGatewayStore.open({ dir: join(await makeTempDir(t), 's') })],
+  ['postgres', async () => await PostgresGatewayStore.open({ url: await freshDb(), node: 'gw-a' })]
+]
+
+for (const [kind, open] of stores) {
+  t.test(`behavior (${kind}): records, devices, waiting records, leaves, batches and meta read back as written`, async t => {
+    const store = await open(t)
+    t.teardown(async () => await store.close())
+    const tip = { seq: 1, hash: h(1), boot: 0 }
+    store.enqueue([
+      storeOps.putRecord('dev-a', 0, { batchId: 1, index: 0, envelope: Uint8Array.of(1, 2) }),
+      storeOps.putRecord('dev-a', 1, { batchId: 1, index: 1, envelope: Uint8Array.of(3) }),
+      storeOps.putPending('dev-a', 5, Uint8Array.of(5)),
+      storeOps.putPending('dev-a', 6, Uint8Array.of(6)),
+      storeOps.putDeviceState({ deviceId: 'dev-a', tip, lastSeenMs: 9, stored: 2, quarantined: 0, anchoredSeq: -1 }),
+      { type: 'put', key: storeKeys.leaf(1, 0), value: encodeLeaf({ deviceId: 'dev-a', seq: 0, leafHash: h(2), timeMs: 5, afterSeq: -1 }) },
+      { type: 'put', key: storeKeys.leaf(1, 1), value: encodeLeaf({ deviceId: 'dev-a', seq: 1, leafHash: h(3), timeMs: 6, afterSeq: 0 }) },
+      { type: 'put', key: storeKeys.batch(1), value: encodeBatch({ id: 1, size: 2, root: h(4), firstRecordTimeMs: 5, lastRecordTimeMs: 6, checkpoint: 'c\n', metadataHash: h(5), sealedAtMs: 7 }) },
+      store.putInt(storeKeys.openBatch, 2)
+    ])
+    store.enqueue([storeOps.delPending('dev-a', 5)])
+    await store.flush()
+    t.same(await store.getRecord('dev-a', 1), { batchId: 1, index: 1, envelope: Uint8Array.of(3) })
+    t.equal(await store.getRecord('dev-a', 2), undefined)
+    const devices = []
+    for await (const d of store.devices()) devices.push(d)
+    t.same(devices, [{ deviceId: 'dev-a', tip, lastSeenMs: 9, stored: 2, quarantined: 0, anchoredSeq: -1 }])
+    const pending = []
+    for await (const p of store.pending()) pending.push(p)
+    t.same(pending, [{ deviceId: 'dev-a', seq: 6, envelope: Uint8Array.of(6) }], 'the delete after the put wins')
+    t.same((await store.leaves(1)).map(l => l.seq), [0, 1])
+    t.equal((await store.getBatch(1))?.size, 2)
+    const batches = []
+    for await (const b of store.batches()) batches.push(b.id)
+    t.same(batches, [1])
+    t.equal(await store.getInt(storeKeys.openBatch), 2)
+    t.same((await store.recordsFrom('dev-a', 1, 10)).map(r => r.seq), [1])
+    const seqs = []
+    for await (const s of store.recordSeqs('dev-a')) seqs.push(s)
+    t.same(seqs, [0, 1])
+  })
+
+  t.test(`behavior (${kind}): quarantine pages newest first and prunes oldest first`, async t => {
+    const store = await open(t)
+    t.teardown(async () => await store.close())
+    for (let i = 0; i < 5; i++) {
+      store.enqueue([store.quarantineOp({ timeMs: 1000 + i, reason: 'bad-signature', topic: 't', deviceId: 'dev-a', seq: i, detail: `n${i}`, raw: Uint8Array.of(i), rawBytes: 1 })])
+    }
+    await store.flush()
+    t.equal(await store.countQuarantined(), 5)
+    const p1 = await store.quarantinePage(2, 1 << 20)
+    t.same(p1.items.map(q => q.seq), [4, 3])
+    t.type(p1.next, 'string')
+    const p2 = await store.quarantinePage(10, 1 << 20, p1.next ?? undefined)
+    t.same(p2.items.map(q => q.seq), [2, 1, 0])
+    t.equal(p2.next, null)
+    t.equal(await store.pruneQuarantined(2), 2)
+    await store.flush()
+    t.same((await store.quarantined(10)).map(q => q.seq), [4, 3, 2])
+  })
+
+  t.test(`behavior (${kind}): callbacks run only once the write is durable, in order`, async t => {
+    const store = await open(t)
+    t.teardown(async () => await store.close())
+    const done: number[] = []
+    for (let i = 0; i < 200; i++) store.enqueue([{ type: 'put', key: `x/${i}`, value: Uint8Array.of(i & 0xff) }], () => done.push(i))
+    t.equal(done.length, 0)
+    await store.flush()
+    t.same(done, Array.from({ length: 200 }, (_, i) => i))
+    t.ok(store.writes <= 3, `${store.writes} writes`)
+  })
+}
+
+t.test('behavior: migrations are versioned and idempotent, also when processes start at once', async t => {
+  const url = await freshDb()
+  const clients = await Promise.all([0, 1, 2].map(async () => { const c = new pg.Client({ connectionString: url }); await c.connect(); return c }))
+  t.teardown(async () => { for (const c of clients) await c.end() })
+  const applied = await Promise.all(clients.map(async c => await migrate(c)))
+  t.same(applied.flat(), [1], 'one process applied version 1, the others found it applied')
+  t.same(await migrate(clients[0] as pg.Client), [], 'nothing left to apply')
+  const rows = (await (clients[0] as pg.Client).query('SELECT version FROM gw_migrations')).rows
+  t.same(rows, [{ version: 1 }])
+})
+
+t.test('error: a database newer than the gateway is STORE_MIGRATION_FAILED', async t => {
+  const url = await freshDb()
+  const s = await PostgresGatewayStore.open({ url, node: 'gw-a' })
+  await s.pool.query("INSERT INTO gw_migrations (version, name) VALUES (99, 'from the future')")
+  await s.close()
+  const e = await PostgresGatewayStore.open({ url, node: 'gw-a' }).catch((e: unknown) => e)
+  t.ok(e instanceof GatewayError)
+  t.equal((e as GatewayError).code, 'STORE_MIGRATION_FAILED')
+})
+
+t.test('error: no database at the URL is STORE_OPEN_FAILED', async t => {
+  const e = await PostgresGatewayStore.open({ url: `postgres://postgres@127.0.0.1:${pgServer.port}/missing_db`, node: 'gw-a' }).catch((e: unknown) => e)
+  t.ok(e instanceof GatewayError)
+  t.equal((e as GatewayError).code, 'STORE_OPEN_FAILED')
+})
+
+t.test('behavior: a record stored by two processes is stored once; the first one stays', async t => {
+  const url = await freshDb()
+  const a = await PostgresGatewayStore.open({ url, node: 'gw-a' })
+  const b = await PostgresGatewayStore.open({ url, node: 'gw-b' })
+  t.teardown(async () => { await a.close(); await b.close() })
+  a.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  b.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) }), storeOps.putRecord('dev-a', 1, { batchId: 0, index: 0, envelope: Uint8Array.of(2) })])
+  await Promise.all([a.flush(), b.flush()])
+  const n = await a.pool.query('SELECT device_id, seq, batch_id FROM gw_records ORDER BY seq')
+  t.same(n.rows, [{ device_id: 'dev-a', seq: '0', batch_id: null }, { device_id: 'dev-a', seq: '1', batch_id: null }], 'unbatched, once each')
+  // A leaf for a record already in a batch cannot be written again: (device, seq) is unique among leaves.
+  await a.pool.query("INSERT INTO gw_leaves VALUES (1, 0, 'dev-a', 0, '\\x00', 0, -1)")
+  const dup = await a.pool.query("INSERT INTO gw_leaves VALUES (2, 0, 'dev-a', 0, '\\x00', 0, -1)").catch((e: unknown) => e)
+  t.equal((dup as { code?: string }).code, '23505', 'unique violation')
+})
+
+t.test('behavior: writes wait out a database restart and their callbacks run once committed', async t => {
+  const url = await freshDb()
+  const outages: Array<string | undefined> = []
+  const store = await PostgresGatewayStore.open({ url, node: 'gw-a', retryMaxMs: 200, onOutage: (e) => outages.push(e?.code) })
+  t.teardown(async () => await store.close())
+  store.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  await store.flush()
+  await pgServer.stop()
+  let committed = false
+  store.enqueue([storeOps.putRecord('dev-a', 1, { batchId: 0, index: 0, envelope: Uint8Array.of(2) })], () => { committed = true })
+  const readError = await store.getRecord('dev-a', 0).catch((e: unknown) => e)
+  t.equal((readError as GatewayError).code, 'STORE_UNAVAILABLE', 'a read says the database is unavailable')
+  // Wait until the writer has seen the outage (it reports it once) before bringing the server back.
+  while (outages.length === 0) await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(committed, false, 'no callback while nothing is committed')
+  t.equal(store.isOpen, false, 'health says the store is not usable')
+  await pgServer.restart()
+  await store.flush()
+  t.equal(committed, true)
+  t.same(outages, ['STORE_UNAVAILABLE', undefined], 'outage reported once, and its end')
+  t.same((await store.getRecord('dev-a', 1))?.envelope, Uint8Array.of(2))
+})
+
+t.test('behavior: the sequencer lease moves only after it expires, with a higher token; the old holder is fenced out', async t => {
+  const url = await freshDb()
+  const store = await PostgresGatewayStore.open({ url, node: 'gw-a' })
+  t.teardown(async () => await store.close())
+  const a = new Lease({ pool: store.pool, node: 'gw-a', ttlMs: 600 })
+  const b = new Lease({ pool: store.pool, node: 'gw-b', ttlMs: 600 })
+  const fa = await a.tryOnce()
+  t.equal(fa?.token, 1)
+  t.equal(await b.tryOnce(), undefined, 'held and not expired: not taken')
+  // a stalls (no renewal); once its lease expired b takes it over.
+  let fb: Fence | undefined
+  while ((fb = await b.tryOnce()) === undefined) await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(fb.token, 2, 'takeover raises the token')
+  t.equal(a.fence(), undefined, 'a knows its lease ran out')
+  t.equal(await a.tryOnce(), undefined, 'a cannot renew a lease that moved')
+  // A write a still had in flight with its old token is refused inside the transaction.
+  store.enqueue([{ type: 'put', key: 'x/1', value: Uint8Array.of(1) }])
+  store.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  await store.flush()
+  const stale = await store.sealUnbatched({ maxRecords: 10, maxAgeMs: 0, fence: fa, seal: () => { throw new Error('must not seal') } }).catch((e: unknown) => e)
+  t.ok(stale instanceof GatewayError)
+  t.equal((stale as GatewayError).code, 'LEASE_LOST')
+  const c = await store.pool.connect()
+  t.teardown(() => c.release())
+  await c.query('BEGIN')
+  const e = await checkFence(c, fa).catch((e: unknown) => e)
+  await c.query('ROLLBACK')
+  t.equal((e as GatewayError).code, 'LEASE_LOST')
+  await checkFence(c, fb)
+  await b.stop(true)
+  t.equal((await new Lease({ pool: store.pool, node: 'gw-c', ttlMs: 600 }).tryOnce())?.token, 3, 'a released lease is taken at once')
+})
+
+t.test('error: postgresUrl must be a postgres:// URL; the tier options have bounds', async t => {
+  const base = { name: 'gw', stateDir: '/tmp/x', rpcUrl: 'http://127.0.0.1:1', registry: '0x0000000000000000000000000000000000000001' }
+  t.throws(() => resolveGatewayOptions({ ...base, postgresUrl: 'mysql://x' }), RangeError)
+  t.throws(() => resolveGatewayOptions({ ...base, postgresUrl: 'postgres://x', sequencerLeaseTtlMs: 10 }), RangeError)
+  t.equal(resolveGatewayOptions({ ...base, postgresUrl: 'postgres://u@h/db' }).sequencerLeaseTtlMs, 5000)
+  t.equal(resolveGatewayOptions(base).postgresUrl, undefined, 'LevelDB stays the default')
+})
