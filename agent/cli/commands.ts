@@ -33,6 +33,8 @@ const HELP: OptionSpec = { name: 'help', short: 'h', type: 'boolean', descriptio
 
 /** Options every command takes. */
 export const COMMON_OPTIONS: readonly OptionSpec[] = Object.freeze([CONFIG_OPTION, JSON_OUT, HELP])
+/** The commands that ask the running daemon reach it through its socket, or its TCP API with this. */
+const DAEMON_PORT: OptionSpec = { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }
 
 export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   {
@@ -60,7 +62,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     description: [
       'Queries GET /status on the daemon\'s unix socket (apiSocket, default <stateDir>/api.sock), or with --port on its TCP API with the token of <stateDir>/api-token. Exits 1 with DAEMON_NOT_RUNNING when nothing answers, DAEMON_ACCESS_DENIED when this user may not use the API.'
     ],
-    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
+    options: [...COMMON_OPTIONS, DAEMON_PORT]
   },
   {
     path: ['keys', 'show'],
@@ -108,7 +110,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     ],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      DAEMON_PORT,
       { name: 'reason', type: 'string', value: '<text>', description: 'Why the capture is taken (kept in the capture file). Default "request".' },
       { name: 'out', type: 'string', value: '<path>', description: 'Also write the capture file here (mode 0600).' }
     ]
@@ -117,7 +119,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     path: ['capture', 'list'],
     summary: 'List the frozen incident captures waiting on the device.',
     description: ['Asks the running daemon (GET /v1/captures).'],
-    options: [...COMMON_OPTIONS, { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' }]
+    options: [...COMMON_OPTIONS, DAEMON_PORT]
   },
   {
     path: ['oversight'],
@@ -127,7 +129,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     ],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      DAEMON_PORT,
       { name: 'decision', type: 'string', value: '<hash>', description: 'Record hash of the decision reviewed (64 hex digits). Required.' },
       { name: 'decision-device', type: 'string', value: '<id>', description: 'Device id of the decision. Required.' },
       { name: 'decision-seq', type: 'string', value: '<seq>', description: 'Seq of the decision record. Required.' },
@@ -144,7 +146,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     ],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      DAEMON_PORT,
       { name: 'id', type: 'string', value: '<session-id>', description: 'Id of the use (at most 256 bytes). Required.' },
       { name: 'reference', type: 'string', value: '<file>', description: 'The reference database consulted: its SHA-256 is recorded. Default: none.' },
       { name: 'reference-name', type: 'string', value: '<label>', description: 'A label of the reference database (version, name). Default: the file name.' }
@@ -156,7 +158,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     description: ['As `session start`, with the same --id (and the same --reference, so each record names the database on its own).'],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      DAEMON_PORT,
       { name: 'id', type: 'string', value: '<session-id>', description: 'Id of the use. Required.' },
       { name: 'reference', type: 'string', value: '<file>', description: 'The reference database consulted. Default: none.' },
       { name: 'reference-name', type: 'string', value: '<label>', description: 'A label of the reference database. Default: the file name.' }
@@ -170,7 +172,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     ],
     options: [
       ...COMMON_OPTIONS,
-      { name: 'port', type: 'string', value: '<port>', description: 'Use the daemon\'s TCP API on 127.0.0.1:<port> (token from <stateDir>/api-token) instead of its socket.' },
+      DAEMON_PORT,
       { name: 'subject', type: 'string', value: '<id>', description: 'The data subject, as the runs named it. Required.' },
       { name: 'reason', type: 'string', value: '<text>', description: 'Why (kept in the signed statement), e.g. the erasure request\'s reference. Default "erasure request".' },
       { name: 'out', type: 'string', value: '<path>', description: 'Also write the statement here.' }
