@@ -524,6 +524,14 @@ export abstract class GroupCommitStore {
     }
   }
 
+  /** Removes queued operations that match (a write found them invalid before they were written). */
+  protected dropQueued (drop: (op: StoreOp) => boolean): void {
+    const kept = this.ops.filter(op => !drop(op))
+    if (kept.length === this.ops.length) return
+    this.ops = kept
+    this.opsBytes = kept.reduce((n, op) => n + op.key.length + (op.type === 'put' ? op.value.byteLength : 0), 0)
+  }
+
   /** flush() unless a write already failed (closing must not throw that failure again). */
   protected async flushIfHealthy (): Promise<void> {
     if (this.failure === undefined) await this.flush()
