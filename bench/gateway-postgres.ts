@@ -164,8 +164,11 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
       } finally {
         publisher.kill()
         await watcher.close()
-        for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL')
+        // SIGTERM first (a profiled child writes its profile on a clean exit), SIGKILL after 15 s.
+        for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGTERM')
+        const killer = setTimeout(() => { for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL') }, 15_000)
         await Promise.all(procs.map(async p => await p.exited))
+        clearTimeout(killer)
         await broker.close()
       }
     }
