@@ -8,7 +8,7 @@ import { Anchorer, type AnchorerOptions } from '../anchor/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/types.js'
 import type { GatewayLogger } from '../logger.js'
 import { TipTree, formatTipExtension, pruningExtensionLine, sha256, type Signer } from '../../protocol/index.js'
-import { Lease, PgAnchorStateStore, type PostgresGatewayStore, type Fence, type SealInput, type SealOutput, type TipRow } from '../store/index.js'
+import { Lease, PgAnchorStateStore, storeKeys, type PostgresGatewayStore, type Fence, type SealInput, type SealOutput, type TipRow } from '../store/index.js'
 import type { StoreOp, StoredBatch } from '../store/index.js'
 import { sealLeaves, type AppendLeaf, type LeafPlace } from './batcher.js'
 import type { AnchorReader } from './proofs.js'
@@ -26,9 +26,17 @@ export interface LeafSink {
 /** Ingest side of the tier: records are written unbatched (batch 0); the sequencer places them. */
 export class DeferredBatcher implements LeafSink {
   constructor (private readonly store: { enqueue: (ops: StoreOp[]) => void }) {}
-  append (_leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: 0, index: 0 }
-    this.store.enqueue(recordOps(place))
+    const ops = recordOps(place)
+    const recordHash = leaf.recordHash
+    // The record's hashes and time ride with its put (kept in its row): the sequencer reads them
+    // instead of decoding and hashing every envelope again.
+    if (recordHash !== undefined) {
+      const key = storeKeys.record(leaf.deviceId, leaf.seq)
+      for (const op of ops) if (op.type === 'put' && op.key === key) op.leaf = { leafHash: leaf.leafHash, recordHash, timeMs: leaf.timeMs }
+    }
+    this.store.enqueue(ops)
     return place
   }
 

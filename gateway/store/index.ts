@@ -3,7 +3,7 @@ export {
   GatewayStore, LevelGatewayStore, GroupCommitStore, keys as storeKeys, storeOps, encodeDeviceState, decodeDeviceState, encodeStoredRecord, decodeStoredRecord,
   encodeLeaf, decodeLeaf, encodeBatch, decodeBatch, encodeQuarantine, decodeQuarantine, encodeTreeTip, decodeTreeTip, encodePruning, decodePruning,
   type GatewayStoreOptions, type StoreWriterOptions, type DeviceTip, type StoredDeviceState, type LeafEntry, type StoredBatch, type StoredRecord,
-  type QuarantineEntry, type StoredTreeTip, type StoredPruning, type StoreOp, type WriteHook
+  type QuarantineEntry, type StoredTreeTip, type StoredPruning, type StoreOp, type WriteHook, type RecordLeafInfo
 } from './gateway-store.js'
 export {
   PostgresGatewayStore, isTransientPgError, checkFence, DEFAULT_PG_POOL_SIZE, type PostgresStoreOptions, type Fence, type RecordConflict, type TipRow, type SealInput, type SealOutput

@@ -96,7 +96,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
-    name: 'device tip tree history, pruning statements',
+    name: 'device tip tree history, pruning statements, record hashes for the sequencer',
     sql: `
       -- The tip tree (PROTOCOL.md §7.10): a row per device per batch in which its tip moved,
       -- written by the sequencer in the batch's sealing transaction. The tree of batch B is each
@@ -120,6 +120,9 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (device_id, last_seq)
       );
       CREATE INDEX gw_prunings_waiting ON gw_prunings (device_id, last_seq) WHERE committed_in_batch = 0;
+      -- What the ingest process computed of each record (leaf hash, record hash, device time), so
+      -- the sequencer seals without reading, decoding and hashing envelopes. NULL in older rows.
+      ALTER TABLE gw_records ADD COLUMN leaf_hash bytea, ADD COLUMN record_hash bytea, ADD COLUMN time_ms bigint;
     `
   }
 ]

@@ -263,12 +263,15 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     const dels = ops.filter(o => o.type === 'del').map(o => o.key)
     switch (kind) {
       case 'records/put': {
-        const r = puts.map(p => [...deviceSeq(p.key), decodeStoredRecord(p.value)] as const)
+        const r = puts.map(p => [...deviceSeq(p.key), p.record ?? decodeStoredRecord(p.value)] as const)
+        const leaf = puts.map(p => p.leaf)
         // A duplicate (another process stored it first) dies on the key; the first one stays.
-        const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope)
-          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, e FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::bytea[]) AS x(d, s, b, i, e)
+        const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope, leaf_hash, record_hash, time_ms)
+          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, e, lh, rh, t
+          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bigint[]) AS x(d, s, b, i, e, lh, rh, t)
           ON CONFLICT (device_id, seq) DO NOTHING`,
-        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index), r.map(x => buf(x[2].envelope))])
+        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index), r.map(x => buf(x[2].envelope)),
+          leaf.map(l => l === undefined ? null : buf(l.leafHash)), leaf.map(l => l === undefined ? null : buf(l.recordHash)), leaf.map(l => l?.timeMs ?? null)])
         if ((inserted.rowCount ?? 0) === r.length) return undefined
         // Some were there already: the same bytes are a resend; other bytes are a conflict, and
         // acking ours as stored would be a lie.
@@ -553,14 +556,21 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       client = await connectClient(this.pool)
       await client.query('BEGIN')
       await checkFence(client, o.fence)
-      const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer, old: boolean }>(
-        `SELECT device_id, seq, envelope, ingested_at <= now() - make_interval(secs => $2::double precision / 1000) AS old
+      // The envelope only for rows from before the hashes were kept (decoded and hashed here).
+      const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer | null, leaf_hash: Buffer | null, record_hash: Buffer | null, time_ms: string | null, old: boolean }>(
+        `SELECT device_id, seq, leaf_hash, record_hash, time_ms,
+           CASE WHEN leaf_hash IS NULL OR record_hash IS NULL OR time_ms IS NULL THEN envelope END AS envelope,
+           ingested_at <= now() - make_interval(secs => $2::double precision / 1000) AS old
          FROM gw_records WHERE batch_id IS NULL ORDER BY ingest_id LIMIT $1 FOR UPDATE`, [o.maxRecords, o.maxAgeMs])).rows
       if (rows.length === 0 || (rows.length < o.maxRecords && rows[0]?.old !== true)) {
         await client.query('ROLLBACK')
         return undefined
       }
       const leaves: SealInput['leaves'] = rows.map(r => {
+        if (r.envelope === null && r.leaf_hash !== null && r.record_hash !== null && r.time_ms !== null) {
+          return { deviceId: r.device_id, seq: Number(r.seq), leafHash: u8(r.leaf_hash), timeMs: Number(r.time_ms), afterSeq: Number(r.seq) - 1, recordHash: u8(r.record_hash) }
+        }
+        if (r.envelope === null) throw new GatewayError('STORE_CORRUPT', `stored record ${r.device_id}/${r.seq} has no envelope`)
         const envelope = u8(r.envelope)
         let timeMs: number
         try {
