@@ -159,7 +159,9 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
         if (!backlog) await publisher.go()
         let timer: NodeJS.Timeout | undefined
         const timeout = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in 5 min: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), 300_000)
+          // 5 min, or 5 ms per record for a big backlog (200 per second at worst).
+          const limitMs = Math.max(300_000, DEVICES * perDevice * 5)
+          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in ${limitMs / 1000} s: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), limitMs)
         })
         await Promise.race([watcher.done, timeout]).finally(() => clearTimeout(timer))
         const wallMs = performance.now() - t0
