@@ -108,6 +108,28 @@ const buf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byt
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const num = (v: string | number | null): number => v === null ? -1 : Number(v)
 
+/**
+ * Byte strings as one binary parameter with 0-based offsets and lengths (length 0: absent). A
+ * bytea[] parameter travels as hex text — twice the bytes, hex work on both ends, about 4 % of an
+ * ingest process's CPU in a profile — while a Buffer parameter travels as is.
+ */
+function packed (items: ReadonlyArray<Uint8Array | undefined>): { blob: Buffer, offsets: number[], lengths: number[] } {
+  let total = 0
+  for (const it of items) total += it?.byteLength ?? 0
+  const blob = Buffer.allocUnsafe(total)
+  const offsets: number[] = []
+  const lengths: number[] = []
+  let at = 0
+  for (const it of items) {
+    const n = it?.byteLength ?? 0
+    offsets.push(at)
+    lengths.push(n)
+    if (it !== undefined) blob.set(it, at)
+    at += n
+  }
+  return { blob, offsets, lengths }
+}
+
 type Table = 'records' | 'devices' | 'pending' | 'leaves' | 'batches' | 'quarantine' | 'meta' | 'prunings' | 'kv'
 
 function tableOf (key: string): Table {
@@ -265,13 +287,19 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       case 'records/put': {
         const r = puts.map(p => [...deviceSeq(p.key), p.record ?? decodeStoredRecord(p.value)] as const)
         const leaf = puts.map(p => p.leaf)
+        const env = packed(r.map(x => x[2].envelope))
+        const lh = packed(leaf.map(l => l?.leafHash))
+        const rh = packed(leaf.map(l => l?.recordHash))
         // A duplicate (another process stored it first) dies on the key; the first one stays.
         const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope, leaf_hash, record_hash, time_ms)
-          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, e, lh, rh, t
-          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bigint[]) AS x(d, s, b, i, e, lh, rh, t)
+          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, substring($5::bytea FROM eo + 1 FOR el),
+            CASE WHEN ll = 0 THEN NULL ELSE substring($8::bytea FROM lo + 1 FOR ll) END,
+            CASE WHEN rl = 0 THEN NULL ELSE substring($11::bytea FROM ro + 1 FOR rl) END, t
+          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $6::int[], $7::int[], $9::int[], $10::int[], $12::int[], $13::int[], $14::bigint[])
+            AS x(d, s, b, i, eo, el, lo, ll, ro, rl, t)
           ON CONFLICT (device_id, seq) DO NOTHING`,
-        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index), r.map(x => buf(x[2].envelope)),
-          leaf.map(l => l === undefined ? null : buf(l.leafHash)), leaf.map(l => l === undefined ? null : buf(l.recordHash)), leaf.map(l => l?.timeMs ?? null)])
+        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index),
+          env.blob, env.offsets, env.lengths, lh.blob, lh.offsets, lh.lengths, rh.blob, rh.offsets, rh.lengths, leaf.map(l => l?.timeMs ?? null)])
         if ((inserted.rowCount ?? 0) === r.length) return undefined
         // Some were there already: the same bytes are a resend; other bytes are a conflict, and
         // acking ours as stored would be a lie.
@@ -595,9 +623,11 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
         await client.query(`UPDATE gw_prunings p SET committed_in_batch = $1 FROM unnest($2::text[], $3::bigint[]) AS x(d, s) WHERE p.device_id = x.d AND p.last_seq = x.s`,
           [id, waiting.map(x => x.deviceId), waiting.map(x => x.lastSeq)])
       }
+      // Leaf hashes as one binary parameter, 32 bytes each (packed() above says why).
+      const hashes = packed(leaves.map(l => l.leafHash)).blob
       await client.query(`INSERT INTO gw_leaves (batch_id, leaf_index, device_id, seq, leaf_hash, time_ms, after_seq)
-        SELECT $1, i - 1, d, s, h, t, a FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x(d, s, h, t, a, i)`,
-      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq), leaves.map(l => buf(l.leafHash)), leaves.map(l => l.timeMs), leaves.map(l => l.afterSeq)])
+        SELECT $1, i - 1, d, s, substring($4::bytea FROM ((i - 1) * 32 + 1)::int FOR 32), t, a FROM unnest($2::text[], $3::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x(d, s, t, a, i)`,
+      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq), hashes, leaves.map(l => l.timeMs), leaves.map(l => l.afterSeq)])
       await client.query(`UPDATE gw_records r SET batch_id = $1, leaf_index = x.i - 1
         FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(d, s, i) WHERE r.device_id = x.d AND r.seq = x.s`,
       [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq)])
