@@ -1,18 +1,17 @@
 /**
  * The investigator's command line: `provenance verify|timeline|export|report|trace|compliance`
- * on the scaffold every bin shares (common/cli; the commands in cli/program.ts and cli/commands.ts),
- * and `replay`, `dataset`, `training`, `fl`, which still parse their own arguments. Run as
+ * and `replay` on the scaffold every bin shares (common/cli; the commands in cli/program.ts), and
+ * `dataset`, `training`, `fl`, which still parse their own arguments. Run as
  * `node --import tsx forensics/cli.ts <command> …` too. Offline verification loads no chain code.
  */
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { runProgram, type CliIo as ScaffoldIo } from '../common/index.js'
-import { ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope } from '../protocol/index.js'
+import { ProvenanceError } from '../protocol/index.js'
 import { defaultIo, type CliIo } from './cli/io.js'
 import { OWN_PARSER_COMMANDS, forensicsProgram } from './cli/program.js'
 import { runFlCli } from './lineage/fl-cli.js'
 import { runLineageCli } from './lineage/cli.js'
-import { runReplayCli } from './replay/index.js'
 
 export { FORENSICS_VERSION } from './cli/program.js'
 export { RPC_URL_ENV, GATEWAY_TOKEN_ENV, type CliIo } from './cli/io.js'
@@ -24,16 +23,8 @@ export { formatVerdict, formatTimeline } from './cli/format.js'
  */
 export async function runCli (argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
   const [command, ...rest] = argv
-  // `help replay` and `help dataset hash`: the help of a command with its own parser is its own.
+  // `help dataset hash`: the help of a command with its own parser is its own.
   if (command === 'help' && OWN_PARSER_COMMANDS.some(c => c.name === rest[0])) return await runCli([...rest, '--help'], io)
-  if (command === 'replay') {
-    // Replay has its own parser and help (forensics/replay/cli.ts); bundles are read here.
-    return await runReplayCli(rest, {
-      stdout: { write: (text: string) => { io.stdout(text) } },
-      stderr: io.stderr,
-      readBundle: (bytes) => decodeBundle(bytes).records.map(r => decodeEnvelope(decodeBundleRecord(r)))
-    })
-  }
   if (command === 'dataset' || command === 'training' || command === 'fl') {
     try {
       return command === 'fl' ? await runFlCli(rest, io) : await runLineageCli(command, rest, io)

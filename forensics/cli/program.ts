@@ -1,10 +1,12 @@
 /**
  * `provenance` described as data for the scaffold every bin shares (common/cli): its commands,
- * their options and the help written from them. The commands themselves are in commands.ts;
- * replay and the lineage groups still parse their own arguments (cli.ts hands them over).
+ * their options and the help written from them. The commands themselves are in commands.ts and
+ * replay/cli.ts; the lineage groups still parse their own arguments (cli.ts hands them over).
  */
 import type { CliCommandSpec, CliContext, CliOptionSpec, CliProgram, CliResult } from '../../common/index.js'
 import pkg from '../../package.json' with { type: 'json' }
+import { decodeBundle, decodeBundleRecord, decodeEnvelope } from '../../protocol/index.js'
+import { replayCommand } from '../replay/cli.js'
 import { argsOf, type ParsedArgs } from './args.js'
 import { runCompliance, runExport, runReport, runTimeline, runTrace, runVerify, type CommandFailure } from './commands.js'
 import { GATEWAY_TOKEN_ENV, RPC_URL_ENV, type CliIo } from './io.js'
@@ -12,9 +14,8 @@ import { GATEWAY_TOKEN_ENV, RPC_URL_ENV, type CliIo } from './io.js'
 /** The version `provenance --version` prints: the package's. */
 export const FORENSICS_VERSION: string = pkg.version
 
-/** Commands with their own parser and help (replay/cli.ts, lineage/cli.ts, lineage/fl-cli.ts), listed in the program's help. */
+/** Commands with their own parser and help (lineage/cli.ts, lineage/fl-cli.ts), listed in the program's help. */
 export const OWN_PARSER_COMMANDS: ReadonlyArray<{ name: string, summary: string }> = [
-  { name: 'replay', summary: 're-run an incident capture through the model and check its commitments' },
   { name: 'dataset', summary: 'hash | verify | captures | register: OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)' },
   { name: 'training', summary: 'record | verify | diff: signed training-run statements (DSSE, in-toto) and their checks' },
   { name: 'fl', summary: 'aggregate | contributors: federated rounds: FedAvg of device contributions, and who contributed to a model' }
@@ -177,6 +178,8 @@ export function forensicsProgram (io: CliIo): CliProgram {
           QUIET
         ]
       }, runCompliance),
+      // Bundles are read here: replay itself does not depend on the bundle format.
+      replayCommand(bytes => decodeBundle(bytes).records.map(r => decodeEnvelope(decodeBundleRecord(r)))),
       // Listed for the help only: cli.ts hands their arguments to their own parser before the scaffold sees them.
       ...OWN_PARSER_COMMANDS.map(c => ({
         path: [c.name],
