@@ -3,6 +3,7 @@
  * part needs but protocol/ must not do, because it does I/O. Imports protocol/ only.
  */
 export { CommonError, ConfigError, UsageError, type CommonErrorCode } from './errors.js'
+export { isEntryPoint } from './entry-point.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {
   readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,

@@ -7,7 +7,6 @@
  */
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { BUNDLE_LIMITS, DEVICE_ID_PATTERN, BundleError, ProvenanceError, decodeBundle, decodeBundleRecord, decodeEnvelope, encodeBundle, type Bundle } from '../protocol/index.js'
 import { runReplayCli } from './replay/index.js'
 import { runLineageCli } from './lineage/cli.js'
@@ -19,6 +18,7 @@ import { createProgress, type ProgressStream } from './cli/progress.js'
 import { buildTimeline, type Timeline } from './timeline/index.js'
 import { renderReport } from './report/index.js'
 import { REASON_DESCRIPTIONS, verifyBundle, type Verdict, type VerifyOptions } from './verify/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 /** The version `provenance --version` prints: the package's. */
 export const FORENSICS_VERSION: string = pkg.version
@@ -693,7 +693,7 @@ export function formatTimeline (t: Timeline): string {
   return lines.join('\n') + '\n'
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   runCli(process.argv.slice(2)).then(code => { process.exitCode = code }, (e: unknown) => {
     process.stderr.write(`INTERNAL: ${String(e)}\n`)
     process.exitCode = 1

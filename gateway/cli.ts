@@ -4,8 +4,6 @@
  * overrides, checked against one field table the compiler derives from GatewayOptions.
  */
 import { readFile } from 'node:fs/promises'
-import { resolve as resolvePath } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
 import { join } from 'node:path'
 import { CommonError, ConfigError, UsageError, runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
@@ -16,6 +14,7 @@ import { loadOrCreateLogKey } from './keys/index.js'
 import { Pruner, type PruneResult } from './retention/index.js'
 import { GatewayStore } from './store/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 export interface CliIo {
   /** Where JSON log lines go (a pino destination). */
@@ -366,6 +365,6 @@ export async function main (argv: string[] = process.argv.slice(2)): Promise<nev
   process.exit(code)
 }
 
-if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   void main()
 }
