@@ -4,6 +4,8 @@
  */
 export { CommonError, ConfigError, UsageError, type CommonErrorCode } from './errors.js'
 export { isEntryPoint } from './entry-point.js'
+export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, type UnreadableRequestCodes } from './http.js'
+export { redactUrl } from './redact-url.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {
   readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,

@@ -14,6 +14,7 @@ import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
 import { AGENT_VERSION, ProvenanceAgent, silentLogger, type DataCaptureMeta, type DataCaptureReceipt, type Logger, type ProvenanceModel } from '../session/index.js'
+import { redactUrl } from '../../common/redact-url.js'
 import { DaemonError } from './errors.js'
 import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
@@ -681,15 +682,4 @@ async function directoryBytes (dir: string): Promise<number> {
     else total += await fs.stat(p).then(s => s.size, () => 0)
   }
   return total
-}
-
-/** A broker URL without its password, for status and logs. */
-function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    return u.toString()
-  } catch {
-    return '(unparsable)'
-  }
 }

@@ -5,6 +5,7 @@
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import { deviceTopic, topicFilter } from '../../protocol/index.js'
+import { redactUrl } from '../../common/redact-url.js'
 import { GatewayError } from '../errors.js'
 import type { GatewayLogger } from '../logger.js'
 
@@ -196,16 +197,4 @@ export class MqttIngest {
 export function setNoDelay (client: MqttClient): void {
   const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => unknown } }).stream
   stream?.setNoDelay?.(true)
-}
-
-/** The URL without credentials, for logs. */
-export function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    u.username = ''
-    u.password = ''
-    return u.toString()
-  } catch {
-    return '<invalid url>'
-  }
 }
