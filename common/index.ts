@@ -3,6 +3,7 @@
  * part needs but protocol/ must not do, because it does I/O. Imports protocol/ only.
  */
 export { CommonError, ConfigError, UsageError, type CommonErrorCode } from './errors.js'
+export { backoffDelayMs, type BackoffOptions } from './backoff.js'
 export { isEntryPoint } from './entry-point.js'
 export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, type UnreadableRequestCodes } from './http.js'
 export { redactUrl } from './redact-url.js'

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
 import { deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
+import { backoffDelayMs } from '../../common/backoff.js'
 import type { RecordLog } from '../log/index.js'
 import { silentLogger, type Logger } from '../session/index.js'
 import { AckHandler, type UplinkAckStatus } from './ack-handler.js'
@@ -284,8 +285,7 @@ export class Uplink {
     if (this.o.clientId === undefined) this.clientId = this.newClientId()
     // Capped exponential backoff with full jitter, so a fleet that lost its broker does not
     // reconnect in lockstep.
-    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts, 20))
-    const delay = Math.round(this.o.reconnectMinMs / 2 + Math.random() * cap)
+    const delay = backoffDelayMs(this.attempts, { initialMs: this.o.reconnectMinMs, maxMs: this.o.reconnectMaxMs, jitter: 'full' })
     this.attempts++
     this.reconnects++
     this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.connect() }, delay)

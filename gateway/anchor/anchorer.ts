@@ -5,6 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { Transaction, Wallet, getAddress, hexlify, keccak256, type JsonRpcProvider, type TransactionReceipt } from 'ethers'
+import { backoffDelayMs } from '../../common/backoff.js'
 import { RegistryClient, createRpcProvider, registryInterface, type StoredAnchor } from '../../contracts/index.js'
 import { AnchorError } from './errors.js'
 import {
@@ -606,9 +607,8 @@ export class Anchorer {
   }
 
   private backoffMs (): number {
-    const base = Math.min(this.o.retryMaxMs, this.o.retryInitialMs * 2 ** Math.min(30, this.failures - 1))
     // ±20 % jitter: gateways that lost the same node do not come back in lockstep.
-    return Math.round(base * (0.8 + 0.4 * Math.random()))
+    return backoffDelayMs(this.failures - 1, { initialMs: this.o.retryInitialMs, maxMs: this.o.retryMaxMs, jitter: 0.2 })
   }
 
   /** Sleeps; a poll sleep ends early on enqueue, a backoff sleep only on close. */
