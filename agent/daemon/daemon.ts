@@ -13,7 +13,8 @@ import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
-import { AGENT_VERSION, ProvenanceAgent, silentLogger, type DataCaptureMeta, type DataCaptureReceipt, type Logger, type ProvenanceModel } from '../session/index.js'
+import { AGENT_VERSION, ProvenanceAgent, type DataCaptureMeta, type DataCaptureReceipt, type ProvenanceModel } from '../session/index.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { redactUrl } from '../../common/redact-url.js'
 import { DaemonError } from './errors.js'
 import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
@@ -146,7 +147,7 @@ export class Daemon implements DaemonApi {
     this.options = options
     this.deviceId = options.deviceId
     this.stateDir = options.stateDir
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
     this.agent = parts.agent
     this.ring = parts.ring
     this.guard = parts.guard
@@ -167,7 +168,7 @@ export class Daemon implements DaemonApi {
    */
   static async start (options: DaemonOptions): Promise<Daemon> {
     assertDaemonOptions(options)
-    const logger = options.logger ?? silentLogger
+    const logger = options.logger ?? SILENT_LOGGER
     const wallClock = options.wallClock ?? Date.now
     const profile = options.profile.profile
     const stateDir = resolve(options.stateDir)

@@ -11,7 +11,7 @@ import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } fr
 import { deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
 import { backoffDelayMs } from '../../common/backoff.js'
 import type { RecordLog } from '../log/index.js'
-import { silentLogger, type Logger } from '../session/index.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { AckHandler, type UplinkAckStatus } from './ack-handler.js'
 import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
@@ -150,7 +150,7 @@ export class Uplink {
     }
     if (!(this.o.batchRecords >= 1) || !(this.o.maxInFlightBatches >= 1)) throw new RangeError('batchRecords and maxInFlightBatches must be at least 1')
     if (!Number.isSafeInteger(this.o.maxPacketBytes) || this.o.maxPacketBytes < 64) throw new RangeError('maxPacketBytes must be an integer of at least 64')
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
     this.acks = new AckHandler({
       log: options.log,
       deviceId: options.deviceId,

@@ -5,14 +5,15 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { Transaction, Wallet, getAddress, hexlify, keccak256, type JsonRpcProvider, type TransactionReceipt } from 'ethers'
-import { backoffDelayMs } from '../../common/backoff.js'
 import { RegistryClient, createRpcProvider, registryInterface, type StoredAnchor } from '../../contracts/index.js'
+import { backoffDelayMs } from '../../common/backoff.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { AnchorError } from './errors.js'
 import {
   fetchChainId, findRevert, isAlreadyKnown, isNonceUsed, toAnchorError, toBroadcastError, withTimeout
 } from './chain-errors.js'
 import { StateStore, type MinedAt, type StoredBatch, type StoredConfig, type StoredTx } from './state-store.js'
-import type { AnchorLogger, AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
+import type { AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
 
 export const DEFAULT_CONFIRMATIONS = 1
 export const DEFAULT_POLL_INTERVAL_MS = 500
@@ -29,7 +30,6 @@ const CANCEL_GAS_LIMIT = 21_000n
 /** How long a fee quote is reused for new transactions. */
 const FEE_CACHE_MS = 1_000
 
-const SILENT_LOGGER: AnchorLogger = { info () {}, warn () {}, error () {} }
 
 interface Resolved {
   stateDir: string
@@ -42,7 +42,7 @@ interface Resolved {
   rpcTimeoutMs: number
   feeBumpPercent: bigint
   syncWrites: boolean
-  logger: AnchorLogger
+  logger: Logger
   onChainError: ((code: string) => void) | undefined
   onAnchored: ((receipt: AnchorReceipt, latencyMs: number) => void) | undefined
 }

@@ -12,7 +12,7 @@ import { DEVICE_ID_PATTERN, LIMITS, formatVerifierKey, toHex } from '../../proto
 import { formatBatchTipProof, formatRecordProof, recordProofJson, type ProofLookup, type RecordProof, type TipLookup } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import type { QuarantineEntry, StoredBatch } from '../store/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/index.js'
 
@@ -45,7 +45,7 @@ export interface ApiServerOptions {
   host: string
   /** 0: the OS picks. */
   port: number
-  logger: GatewayLogger
+  logger: Logger
   /** The bearer token every non-public route needs; undefined: no authentication. Never logged. */
   token: string | undefined
   /** Routes that answer without a token. */

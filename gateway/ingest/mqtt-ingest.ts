@@ -7,7 +7,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import { deviceTopic, topicFilter } from '../../protocol/index.js'
 import { redactUrl } from '../../common/redact-url.js'
 import { GatewayError } from '../errors.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 
 export interface MqttIngestOptions {
   /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
@@ -36,7 +36,7 @@ export interface MqttIngestOptions {
   onConnect: (sessionPresent: boolean) => void
   /** The broker's maximum packet size from each CONNACK (MQTT 5), undefined when it sets none. */
   onBrokerMaxPacket?: (bytes: number | undefined) => void
-  logger: GatewayLogger
+  logger: Logger
 }
 
 export class MqttIngest {
