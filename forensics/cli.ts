@@ -4,9 +4,8 @@
  * `dataset`, `training`, `fl`, which still parse their own arguments. Run as
  * `node --import tsx forensics/cli.ts <command> …` too. Offline verification loads no chain code.
  */
-import { resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { runProgram, type CliIo as ScaffoldIo } from '../common/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 import { ProvenanceError } from '../protocol/index.js'
 import { defaultIo, type CliIo } from './cli/io.js'
 import { OWN_PARSER_COMMANDS, forensicsProgram } from './cli/program.js'
@@ -43,7 +42,7 @@ export async function runCli (argv: readonly string[], io: CliIo = defaultIo): P
   return await runProgram(forensicsProgram(io), argv, scaffoldIo)
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   runCli(process.argv.slice(2)).then(code => { process.exitCode = code }, (e: unknown) => {
     process.stderr.write(`INTERNAL: ${String(e)}\n`)
     process.exitCode = 1

@@ -6,7 +6,7 @@
  */
 import { Anchorer, type AnchorerOptions } from '../anchor/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/types.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import type { Signer } from '../../protocol/index.js'
 import { Lease, PgAnchorStateStore, type PostgresGatewayStore, type Fence } from '../store/index.js'
 import type { StoreOp, StoredBatch } from '../store/index.js'
@@ -52,7 +52,7 @@ export interface SequencerOptions {
   /** Options of the anchorer opened while this process holds the lease; undefined: seal only. */
   anchorer: Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined
   onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
-  logger: GatewayLogger
+  logger: Logger
 }
 
 export class Sequencer implements AnchorReader {
