@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir, cpus, loadavg } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -24,6 +24,7 @@ import { startPostgres } from '../test/helpers/postgres.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
 import { makeChain, measureRawVerifies } from './gateway.js'
 import { spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = Number(process.env.PROV_BENCH_PG_DEVICES ?? 50)
 const RECORDS_PER_DEVICE = Number(process.env.PROV_BENCH_PG_RECORDS ?? 300)
@@ -234,7 +235,7 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4]), Number(process.argv[5])).catch(e => { console.error(e); process.exit(1) })
   } else {

@@ -293,7 +293,7 @@ export class Gateway {
             pipeline.noteAnchored(await store.tipChanges(through, c))
             through = c
           })
-          .catch((e: unknown) => log.debug({ error: (e as Error).message }, 'anchored seqs not read (retried)'))
+          .catch((e: unknown) => log.debug?.({ error: (e as Error).message }, 'anchored seqs not read (retried)'))
           .finally(() => { busy = false })
       }
       this.anchoredTimer = setInterval(poll, Math.max(100, Math.min(1000, o.anchorPollIntervalMs)))

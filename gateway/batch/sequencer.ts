@@ -6,7 +6,7 @@
  */
 import { Anchorer, type AnchorerOptions } from '../anchor/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/types.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import { TipTree, formatTipExtension, pruningExtensionLine, sha256, type Signer } from '../../protocol/index.js'
 import { Lease, PgAnchorStateStore, storeKeys, type PostgresGatewayStore, type Fence, type SealInput, type SealOutput, type TipRow } from '../store/index.js'
 import type { StoreOp, StoredBatch } from '../store/index.js'
@@ -60,7 +60,7 @@ export interface SequencerOptions {
   /** Options of the anchorer opened while this process holds the lease; undefined: seal only. */
   anchorer: Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined
   onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
-  logger: GatewayLogger
+  logger: Logger
 }
 
 export class Sequencer implements AnchorReader {

@@ -14,7 +14,7 @@ import {
 import type { AnchoredTracker, LeafSink } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { KeyAnswer, KeyDirectory } from '../keys/index.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import { storeOps, type DeviceTip, type GatewayStore, type RecordConflict, type StoreOp, type TipRow } from '../store/index.js'
 import { AckScheduler } from './ack-scheduler.js'
 import { ChainLinker, type Quarantine } from './chain-linker.js'
@@ -70,7 +70,7 @@ export interface IngestPipelineOptions {
   /** Reads a retained ack: only one a trusted gateway signed for that device counts (ack-verify.ts). */
   readPeerAck: PeerAckReader
   counters: IngestCounters
-  logger: GatewayLogger
+  logger: Logger
   /** Gateway clock, Unix ms. */
   now: () => number
   /**

@@ -5,7 +5,8 @@
  * in the order they were issued (docs/GATEWAY.md §Storage).
  */
 import { randomBytes } from 'node:crypto'
-import { Level } from 'level'
+import type { Level } from 'level'
+import { FatalWriteLevel, openLevel } from '../../common/level.js'
 import { decodeCanonical, encodeCanonical, type CborValue, type CertifiedKey } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 
@@ -567,11 +568,13 @@ export interface GatewayStoreOptions extends StoreWriterOptions {
 /** The LevelDB store (embedded, single process). Reads are direct; writes go through the group-commit writer. */
 export class LevelGatewayStore extends GroupCommitStore implements GatewayStore {
   private readonly db: Level<string, Uint8Array>
+  private readonly writer: FatalWriteLevel<Uint8Array>
   private readonly sync: boolean
 
   private constructor (db: Level<string, Uint8Array>, options: GatewayStoreOptions) {
     super(options)
     this.db = db
+    this.writer = new FatalWriteLevel(db, cause => this.writeFailure(cause))
     this.sync = options.syncWrites ?? true
   }
 
@@ -580,13 +583,8 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
    * @throws GatewayError `STORE_LOCKED` (another process has it open), `STORE_OPEN_FAILED`, `STORE_CORRUPT`.
    */
   static async open (options: GatewayStoreOptions): Promise<LevelGatewayStore> {
-    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
-    try {
-      await db.open()
-    } catch (e) {
-      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-      throw new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e })
-    }
+    const db = await openLevel<Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' }, (e, locked) =>
+      new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e }))
     try {
       const version = await db.get(keys.version)
       if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
@@ -605,12 +603,12 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
   protected async writeOps (ops: StoreOp[]): Promise<void> {
     // Chained: abstract-level's array form costs several times more per operation, and
     // each record is a few of them.
-    const batch = this.db.batch()
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value)
-      else batch.del(op.key)
-    }
-    await batch.write({ sync: this.sync })
+    await this.writer.chained(batch => {
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value)
+        else batch.del(op.key)
+      }
+    }, { sync: this.sync })
   }
 
   // ------------------------------------------------------------------------------ reads
