@@ -50,7 +50,7 @@ Commands:
   compliance <bundle.json>...  the auditor's export of a fleet's period (EU AI Act): HTML and JSON
   replay                  re-run an incident capture through the model and check its commitments
   trace <bundle.json>     from one record back to its model, training run or round, datasets and contributors
-  dataset hash|verify|captures|register  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
+  dataset hash|verify|captures|capture-proofs|register  OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)
   training record|verify|diff  signed training-run statements (DSSE, in-toto) and their checks
   fl aggregate|contributors  federated rounds: FedAvg of device contributions, and who contributed to a model
 
@@ -143,7 +143,8 @@ ${VERIFY_OPTIONS}
   --device-keys LIST      ID=HEX64[:revoked],... keys of capturing and contributing devices (offline;
                           online they come from the bundle's registry)
   --datasets LIST         NAME=MANIFEST[=DIR],... dataset manifests, and folders to re-hash
-  --captures LIST         NAME=CAPTURES.json,... field captures behind a dataset
+  --captures LIST         NAME=CAPTURES.json,... field captures behind a dataset (their records' inclusion
+                          proofs judged against the chain online, the bundle's anchors offline)
   --contributions FILE    the round's contributions
   --html FILE             also write the HTML report with the lineage diagram
   --json                  the trace as JSON on stdout
