@@ -142,7 +142,8 @@ export async function hashRanges (ranges: readonly HashRange[], options: HashRan
       }
       if (batches.length === 0) { resolve(); return }
       for (let i = 0; i < workerCount; i++) {
-        const w = new Worker(WORKER_SOURCE, { eval: true })
+        // Plain CommonJS: the thread's inherited --import hooks (tsx, tap's loaders) would only load again.
+        const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
         w.on('error', e => {
           if (failed) return
           failed = true
