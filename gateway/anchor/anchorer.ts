@@ -1,15 +1,16 @@
 /**
  * The anchorer: takes sealed batches in id order and gets each root into ProvenanceRegistry.anchor
  * exactly once, surviving crashes, RPC outages, dropped transactions and shallow reorgs. Every
- * state transition is written to its LevelDB before it is acted on (docs/ANCHORING.md).
+ * state transition is written to its LevelDB before it is acted on (docs/ANCHORING.md). This file
+ * is the state machine; its chain I/O is behind chain-link.ts (rpc-chain.ts over JSON-RPC).
  */
 import { mkdir } from 'node:fs/promises'
-import { Transaction, Wallet, getAddress, hexlify, keccak256, type JsonRpcProvider, type TransactionReceipt } from 'ethers'
-import { RegistryClient, createRpcProvider, registryInterface, type StoredAnchor } from '../../contracts/index.js'
+import { Wallet, getAddress, hexlify } from 'ethers'
+import type { StoredAnchor } from '../../contracts/index.js'
 import { AnchorError } from './errors.js'
-import {
-  fetchChainId, findRevert, isAlreadyKnown, isNonceUsed, toAnchorError, toBroadcastError, withTimeout
-} from './chain-errors.js'
+import { toAnchorError } from './chain-errors.js'
+import type { AnchorChain, AnchorChainConnector, ChainReceipt } from './chain-link.js'
+import { GAS_MARGIN_PERCENT, RpcChainConnector } from './rpc-chain.js'
 import { StateStore, type MinedAt, type StoredBatch, type StoredConfig, type StoredTx } from './state-store.js'
 import type { AnchorLogger, AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
 
@@ -20,13 +21,8 @@ export const DEFAULT_RETRY_INITIAL_MS = 500
 export const DEFAULT_RETRY_MAX_MS = 30_000
 export const DEFAULT_RPC_TIMEOUT_MS = 10_000
 export const DEFAULT_FEE_BUMP_PERCENT = 25
-/** Gas limit = estimate + this share: the estimate is exact for anchor(), the margin covers state drift. */
-const GAS_MARGIN_PERCENT = 20n
 /** Replacement versions kept per batch; older ones can only have been mined if the node saw them. */
 const MAX_TXS_PER_BATCH = 16
-const CANCEL_GAS_LIMIT = 21_000n
-/** How long a fee quote is reused for new transactions. */
-const FEE_CACHE_MS = 1_000
 
 const SILENT_LOGGER: AnchorLogger = { info () {}, warn () {}, error () {} }
 
@@ -46,14 +42,6 @@ interface Resolved {
   onAnchored: ((receipt: AnchorReceipt, latencyMs: number) => void) | undefined
 }
 
-interface Chain {
-  chainId: number
-  provider: JsonRpcProvider
-  client: RegistryClient
-}
-
-type Fee = { maxFeePerGas: bigint, maxPriorityFeePerGas: bigint } | { gasPrice: bigint }
-
 export class Anchorer {
   /** Address of the signing account (checksummed). */
   readonly address: string
@@ -61,7 +49,7 @@ export class Anchorer {
   readonly registry: string
   private readonly o: Resolved
   private readonly store: AnchorStateStore
-  private readonly wallet: Wallet
+  private readonly connector: AnchorChainConnector
   private config: StoredConfig
   /** Every batch not yet confirmed, by id. Confirmed ones live only on disk. */
   private readonly pending = new Map<number, StoredBatch>()
@@ -69,7 +57,7 @@ export class Anchorer {
   private highestId: number
   private nextNonce: number | undefined
   private readonly listeners: Array<(receipt: AnchorReceipt) => void> = []
-  private chain: Chain | undefined
+  private chain: AnchorChain | undefined
   private codeChecked = false
   private lastHead = -1
   /** Head at which a mined batch's receipt was last seen canonical (saves a lookup per poll). */
@@ -81,14 +69,13 @@ export class Anchorer {
   private failures = 0
   private enqueueTail: Promise<unknown> = Promise.resolve()
   private failure: AnchorError | undefined
-  private feeCache: { fee: Fee, atMs: number } | undefined
 
-  private constructor (o: Resolved, store: AnchorStateStore, wallet: Wallet, registry: string, config: StoredConfig,
+  private constructor (o: Resolved, store: AnchorStateStore, connector: AnchorChainConnector, registry: string, config: StoredConfig,
     loaded: { confirmedThrough: number, highestId: number, nextNonce: number | undefined, unconfirmed: StoredBatch[] }) {
     this.o = o
     this.store = store
-    this.wallet = wallet
-    this.address = wallet.address
+    this.connector = connector
+    this.address = connector.address
     this.registry = registry
     this.config = config
     this.confirmed = loaded.confirmedThrough
@@ -105,6 +92,15 @@ export class Anchorer {
    *   account while a transaction is in flight)
    */
   static async open (options: AnchorerOptions): Promise<Anchorer> {
+    return await Anchorer.openWith(options, undefined)
+  }
+
+  /**
+   * Anchorer.open with the chain I/O given (`connector`), for tests that run the state machine on
+   * a chain in memory; undefined connects over JSON-RPC to options.rpcUrl as open() does.
+   * @throws as open()
+   */
+  static async openWith (options: AnchorerOptions, connector: AnchorChainConnector | undefined): Promise<Anchorer> {
     const o = resolveOptions(options)
     let wallet: Wallet
     try {
@@ -119,6 +115,7 @@ export class Anchorer {
     } catch (e) {
       throw new TypeError('registry is not an address', { cause: e })
     }
+    const chain = connector ?? new RpcChainConnector({ rpcUrl: o.rpcUrl, registry, wallet, rpcTimeoutMs: o.rpcTimeoutMs, pollIntervalMs: o.pollIntervalMs })
     let store: AnchorStateStore
     if (options.stateStore !== undefined) {
       store = options.stateStore
@@ -132,19 +129,19 @@ export class Anchorer {
       if (config !== undefined && config.registry !== registry) {
         throw new AnchorError('ANCHOR_STATE_MISMATCH', `state folder belongs to registry ${config.registry}, not ${registry}`)
       }
-      if (config !== undefined && config.account !== wallet.address) {
+      if (config !== undefined && config.account !== chain.address) {
         // Nonces belong to an account: a batch in flight under the old key cannot be reconciled with a new one.
         if (loaded.unconfirmed.some((b) => b.state === 'sent')) {
           throw new AnchorError('ANCHOR_STATE_MISMATCH', `state folder has transactions in flight from ${config.account}; finish them with that key first`)
         }
-        config = { ...config, account: wallet.address }
+        config = { ...config, account: chain.address }
         await store.putConfig(config)
       }
       if (config === undefined) {
-        config = { registry, account: wallet.address }
+        config = { registry, account: chain.address }
         await store.putConfig(config)
       }
-      return new Anchorer(o, store, wallet, registry, config, loaded)
+      return new Anchorer(o, store, chain, registry, config, loaded)
     } catch (e) {
       await store.close()
       throw e
@@ -273,9 +270,9 @@ export class Anchorer {
     return progressed
   }
 
-  private async connect (): Promise<Chain> {
+  private async connect (): Promise<AnchorChain> {
     if (this.chain === undefined) {
-      const chainId = await fetchChainId(this.o.rpcUrl, this.o.rpcTimeoutMs)
+      const chainId = await this.connector.fetchChainId()
       if (this.config.chainId !== undefined && this.config.chainId !== chainId) {
         throw new AnchorError('ANCHOR_STATE_MISMATCH', `state folder belongs to chain ${this.config.chainId}, the RPC serves chain ${chainId}`)
       }
@@ -283,14 +280,12 @@ export class Anchorer {
         this.config = { ...this.config, chainId }
         await this.store.putConfig(this.config)
       }
-      const provider = createRpcProvider(this.o.rpcUrl, { chainId, pollingIntervalMs: this.o.pollIntervalMs })
-      this.chain = { chainId, provider, client: new RegistryClient(this.registry, provider) }
+      this.chain = this.connector.open(chainId)
       this.codeChecked = false
     }
     if (!this.codeChecked) {
       // A node restarted without state answers calls to the old address with empty success.
-      const code = await this.rpc(this.chain.provider.getCode(this.registry), 'getCode')
-      if (code === '0x') throw new AnchorError('ANCHOR_NO_CONTRACT', `no contract at ${this.registry} on chain ${this.chain.chainId}`)
+      if (!await this.chain.hasRegistryCode()) throw new AnchorError('ANCHOR_NO_CONTRACT', `no contract at ${this.registry} on chain ${this.chain.chainId}`)
       this.codeChecked = true
     }
     return this.chain
@@ -299,63 +294,59 @@ export class Anchorer {
   // ------------------------------------------------------------------------ queued → sent
 
   /** Signs the anchor transaction of a queued batch, stores it, then broadcasts it. */
-  private async send (chain: Chain, b: StoredBatch): Promise<boolean> {
-    const data = registryInterface.encodeFunctionData('anchor', [b.root, b.size, b.firstRecordTimeMs, b.lastRecordTimeMs, b.metadataHash])
-    let gas: bigint
-    try {
-      // The simulation is the on-chain check before sending: an anchored root reverts RootAlreadyAnchored
-      // and a missing role AccessControlUnauthorizedAccount, both before any nonce is spent.
-      gas = await this.rpc(chain.provider.estimateGas({ from: this.address, to: this.registry, data }), 'simulate anchor')
-    } catch (e) {
-      if (findRevert(e)?.name !== 'RootAlreadyAnchored') throw e
-      const stored = await this.getAnchor(chain, b)
+  private async send (chain: AnchorChain, b: StoredBatch): Promise<boolean> {
+    // The simulation is the on-chain check before sending: an anchored root reverts RootAlreadyAnchored
+    // and a missing role AccessControlUnauthorizedAccount (thrown), both before any nonce is spent.
+    const gas = await chain.simulateAnchor(b)
+    if (gas === 'already-anchored') {
+      const stored = await chain.getAnchor(b.root)
       if (stored !== undefined) return await this.adopt(chain, b, stored)
       // Anchored by a pending transaction (the node simulates on its pending block): look again next poll.
       this.o.logger.info({ batch: b.id }, 'anchorer: root anchored by a transaction not yet mined; waiting')
       return false
     }
-    const nonce = await this.rpc(chain.provider.getTransactionCount(this.address, 'pending'), 'getTransactionCount')
+    const nonce = await chain.pendingNonce()
     if (this.nextNonce !== undefined && nonce < this.nextNonce) {
       // The chain's count wins: a gap would block every later transaction, a reused nonce only fails.
       this.o.logger.warn({ batch: b.id, chainNonce: nonce, recordedNextNonce: this.nextNonce },
         'anchorer: chain nonce is below the nonce already used (lagging node or reset chain); using the chain\'s')
     }
-    const fee = await this.currentFee(chain)
-    const tx = await this.sign(chain, { nonce, data, to: this.registry, gasLimit: gas + gas * GAS_MARGIN_PERCENT / 100n, fee })
+    const fee = await chain.currentFee()
+    const tx = await chain.signAnchor(b, { nonce, gasLimit: gas + gas * GAS_MARGIN_PERCENT / 100n, fee })
     await this.transition({ ...b, state: 'sent', nonce, txs: [tx] }, { nextNonce: nonce + 1 })
     this.nextNonce = nonce + 1
     this.o.logger.info({ batch: b.id, nonce, txHash: tx.hash }, 'anchorer: anchor transaction stored, broadcasting')
-    await this.broadcast(chain, tx.raw)
+    await chain.broadcast(tx.raw)
     return true
   }
 
   // ------------------------------------------------------------------------ sent → mined
 
   /** Reconciles a sent batch with the chain: mined, still pending, dropped, or nonce taken. */
-  private async pollSent (chain: Chain, b: StoredBatch): Promise<boolean> {
+  private async pollSent (chain: AnchorChain, b: StoredBatch): Promise<boolean> {
     const nonce = b.nonce as number
     const txs = b.txs as StoredTx[]
-    const found = await this.findReceipt(chain, txs)
+    const hashes = txs.map((t) => t.hash)
+    const found = await chain.findReceipt(hashes)
     if (found !== undefined) return await this.onReceipt(chain, b, found)
-    const latest = await this.rpc(chain.provider.getTransactionCount(this.address, 'latest'), 'getTransactionCount')
+    const latest = await chain.minedNonce()
     if (latest > nonce) {
       // The nonce is spent. Ours may have been mined between the two lookups: look once more.
-      const again = await this.findReceipt(chain, txs)
+      const again = await chain.findReceipt(hashes)
       if (again !== undefined) return await this.onReceipt(chain, b, again)
-      const stored = await this.getAnchor(chain, b)
+      const stored = await chain.getAnchor(b.root)
       if (stored !== undefined) return await this.adopt(chain, b, stored)
       this.report(new AnchorError('ANCHOR_NONCE_CONFLICT', `batch ${b.id}: nonce ${nonce} was used by a transaction this anchorer did not sign`))
       await this.transition(requeue(b))
       return true
     }
     const current = txs[txs.length - 1] as StoredTx
-    const inPool = await this.rpc(chain.provider.getTransaction(current.hash), 'getTransaction')
-    if (inPool === null) {
+    if (!await chain.knowsTransaction(current.hash)) {
       // Dropped (evicted, node restarted) or never broadcast (crash right after the write).
-      const stored = await this.getAnchor(chain, b)
+      const stored = await chain.getAnchor(b.root)
       if (stored !== undefined) return await this.adopt(chain, b, stored)
       this.o.logger.warn({ batch: b.id, nonce, txHash: current.hash }, 'anchorer: transaction unknown to the node; re-broadcasting the stored bytes')
-      await this.broadcast(chain, current.raw)
+      await chain.broadcast(current.raw)
       // Not progress: if the node drops it again, wait a poll interval rather than spin.
       return false
     }
@@ -371,27 +362,19 @@ export class Anchorer {
    * by someone else meanwhile, the replacement is a zero-value transfer to ourselves: it frees the
    * nonce at 21 000 gas instead of paying for an anchor that would revert.
    */
-  private async replace (chain: Chain, b: StoredBatch, current: StoredTx): Promise<void> {
-    const stored = await this.getAnchor(chain, b)
-    const old = Transaction.from(current.raw)
-    const fee = bumpFee(feeOf(old), await this.fetchFee(chain), this.o.feeBumpPercent)
+  private async replace (chain: AnchorChain, b: StoredBatch, current: StoredTx): Promise<void> {
+    const stored = await chain.getAnchor(b.root)
     const cancel = stored !== undefined
-    const tx = await this.sign(chain, {
-      nonce: b.nonce as number,
-      to: cancel ? this.address : this.registry,
-      data: cancel ? '0x' : old.data,
-      gasLimit: cancel ? CANCEL_GAS_LIMIT : old.gasLimit,
-      fee
-    })
+    const tx = await chain.signReplacement(current, { nonce: b.nonce as number, cancel, feeBumpPercent: this.o.feeBumpPercent })
     const txs = [...(b.txs ?? []), tx].slice(-MAX_TXS_PER_BATCH)
     await this.transition({ ...b, txs })
     this.o.logger.warn({ batch: b.id, nonce: b.nonce, txHash: tx.hash, replaces: current.hash, cancel },
       cancel ? 'anchorer: root anchored elsewhere; cancelling our pending transaction' : 'anchorer: not mined in time; re-sending with a higher fee')
-    await this.broadcast(chain, tx.raw)
+    await chain.broadcast(tx.raw)
   }
 
-  private async onReceipt (chain: Chain, b: StoredBatch, r: TransactionReceipt): Promise<boolean> {
-    const batchId = r.status === 1 ? this.anchoredBatchId(r, b.root) : undefined
+  private async onReceipt (chain: AnchorChain, b: StoredBatch, r: ChainReceipt): Promise<boolean> {
+    const batchId = r.status === 1 ? r.anchored.get(b.root) : undefined
     if (batchId !== undefined) {
       const mined: MinedAt = { txHash: r.hash, blockNumber: r.blockNumber, blockHash: r.blockHash, onChainBatchId: batchId, adopted: false }
       await this.transition({ ...b, state: 'mined', mined })
@@ -400,35 +383,22 @@ export class Anchorer {
       return true
     }
     // Reverted (e.g. RootAlreadyAnchored after a race) or our cancel transfer: adopt an anchor if there is one.
-    const stored = await this.getAnchor(chain, b)
+    const stored = await chain.getAnchor(b.root)
     if (stored !== undefined) return await this.adopt(chain, b, stored)
     await this.transition(requeue(b))
     if (r.status === 1) throw new AnchorError('ANCHOR_BAD_RECEIPT', `batch ${b.id}: transaction ${r.hash} succeeded without anchoring the root`)
     throw new AnchorError('ANCHOR_REVERTED', `batch ${b.id}: transaction ${r.hash} reverted on chain; simulating again`)
   }
 
-  /** The registry's batch id from the receipt's Anchored event for `root`. */
-  private anchoredBatchId (r: TransactionReceipt, root: string): string | undefined {
-    for (const log of r.logs) {
-      if (log.address.toLowerCase() !== this.registry.toLowerCase()) continue
-      const parsed = registryInterface.parseLog(log)
-      if (parsed?.name === 'Anchored' && (parsed.args.getValue('root') as string).toLowerCase() === root) {
-        return (parsed.args.getValue('batchId') as bigint).toString()
-      }
-    }
-    return undefined
-  }
-
   /** Takes over an anchor already on chain (someone else's, or ours found by root). */
-  private async adopt (chain: Chain, b: StoredBatch, stored: StoredAnchor): Promise<boolean> {
-    const event = await this.rpc(chain.client.getAnchorEvent(b.root), 'getAnchorEvent')
-    const block = event === undefined ? null : await this.rpc(chain.provider.getBlock(event.blockNumber), 'getBlock')
-    if (event === undefined || block === null || block.hash === null) return false // moved by a reorg: next poll
+  private async adopt (chain: AnchorChain, b: StoredBatch, stored: StoredAnchor): Promise<boolean> {
+    const event = await chain.getAnchorEvent(b.root)
+    if (event === undefined) return false // moved by a reorg: next poll
     const own = b.txs?.some((t) => t.hash === event.txHash) ?? false
     if (stored.size !== BigInt(b.size)) {
       this.o.logger.warn({ batch: b.id, localSize: b.size, chainSize: stored.size.toString() }, 'anchorer: root anchored with another size')
     }
-    const mined: MinedAt = { txHash: event.txHash, blockNumber: event.blockNumber, blockHash: block.hash, onChainBatchId: event.batchId.toString(), adopted: !own }
+    const mined: MinedAt = { txHash: event.txHash, blockNumber: event.blockNumber, blockHash: event.blockHash, onChainBatchId: event.batchId, adopted: !own }
     await this.transition({ ...b, state: 'mined', mined })
     this.o.logger.info({ batch: b.id, txHash: event.txHash, onChainBatchId: mined.onChainBatchId, adopted: !own }, 'anchorer: root found anchored on chain')
     return true
@@ -436,10 +406,10 @@ export class Anchorer {
 
   // ------------------------------------------------------------------------ mined → confirmed
 
-  private async checkMined (chain: Chain): Promise<boolean> {
+  private async checkMined (chain: AnchorChain): Promise<boolean> {
     const mined = this.sorted('mined')
     if (mined.length === 0) return false
-    const head = await this.rpc(chain.provider.getBlockNumber(), 'getBlockNumber')
+    const head = await chain.blockNumber()
     const headMoved = head !== this.lastHead
     this.lastHead = head
     let progressed = false
@@ -448,8 +418,8 @@ export class Anchorer {
       const due = head - m.blockNumber + 1 >= this.o.confirmations
       // Reorgs matter only before confirmation: look on each new head, and right before confirming.
       if ((due || (headMoved && this.o.confirmations > 1)) && this.verifiedAt.get(b.id) !== head) {
-        const r = await this.rpc(chain.provider.getTransactionReceipt(m.txHash), 'getTransactionReceipt')
-        if (r === null || r.status !== 1) {
+        const r = await chain.receipt(m.txHash)
+        if (r === undefined || r.status !== 1) {
           // Own transaction: back to 'sent' (re-broadcast or re-mined); an adopted anchor: look again from scratch.
           const back: StoredBatch = m.adopted ? requeue(b) : { ...b, state: 'sent', mined: undefined }
           await this.transition(back)
@@ -474,7 +444,7 @@ export class Anchorer {
     return progressed
   }
 
-  private async confirm (chain: Chain, b: StoredBatch, confirmations: number): Promise<void> {
+  private async confirm (chain: AnchorChain, b: StoredBatch, confirmations: number): Promise<void> {
     const m = b.mined as MinedAt
     const receipt: AnchorReceipt = {
       batch: b.id,
@@ -506,72 +476,8 @@ export class Anchorer {
     }
   }
 
-  // ------------------------------------------------------------------------ chain helpers
-
-  private async getAnchor (chain: Chain, b: StoredBatch): Promise<StoredAnchor | undefined> {
-    return await this.rpc(chain.client.getAnchor(b.root), 'getAnchor')
-  }
-
-  private async findReceipt (chain: Chain, txs: StoredTx[]): Promise<TransactionReceipt | undefined> {
-    // Newest first: after a fee bump the replacement is the likely one.
-    for (let i = txs.length - 1; i >= 0; i--) {
-      const r = await this.rpc(chain.provider.getTransactionReceipt((txs[i] as StoredTx).hash), 'getTransactionReceipt')
-      if (r !== null) return r
-    }
-    return undefined
-  }
-
-  private async currentFee (chain: Chain): Promise<Fee> {
-    // Three requests per call: reuse for a moment; an underpriced send is caught by the fee bump anyway.
-    if (this.feeCache !== undefined && Date.now() - this.feeCache.atMs < FEE_CACHE_MS) return this.feeCache.fee
-    const fee = await this.fetchFee(chain)
-    this.feeCache = { fee, atMs: Date.now() }
-    return fee
-  }
-
-  private async fetchFee (chain: Chain): Promise<Fee> {
-    const f = await this.rpc(chain.provider.getFeeData(), 'getFeeData')
-    if (f.maxFeePerGas !== null && f.maxPriorityFeePerGas !== null) {
-      return { maxFeePerGas: f.maxFeePerGas, maxPriorityFeePerGas: f.maxPriorityFeePerGas }
-    }
-    if (f.gasPrice === null) throw new AnchorError('ANCHOR_RPC_FAILED', 'the node reports no gas price')
-    return { gasPrice: f.gasPrice }
-  }
-
-  private async sign (chain: Chain, t: { nonce: number, to: string, data: string, gasLimit: bigint, fee: Fee }): Promise<StoredTx> {
-    const raw = await this.wallet.signTransaction({
-      type: 'gasPrice' in t.fee ? 0 : 2,
-      chainId: chain.chainId,
-      nonce: t.nonce,
-      to: t.to,
-      data: t.data,
-      value: 0n,
-      gasLimit: t.gasLimit,
-      ...t.fee
-    })
-    const fee = 'gasPrice' in t.fee
-      ? { gasPrice: t.fee.gasPrice.toString() }
-      : { maxFeePerGas: t.fee.maxFeePerGas.toString(), maxPriorityFeePerGas: t.fee.maxPriorityFeePerGas.toString() }
-    return { hash: keccak256(raw), raw, sentAtMs: Date.now(), ...fee }
-  }
-
-  /** Sends signed bytes; "already known" and "nonce used" are outcomes the next poll sorts out. */
-  private async broadcast (chain: Chain, raw: string): Promise<void> {
-    try {
-      await this.rpc(chain.provider.send('eth_sendRawTransaction', [raw]), 'eth_sendRawTransaction')
-    } catch (e) {
-      if (isAlreadyKnown(e) || isNonceUsed(e)) return
-      if (e instanceof AnchorError && e.code === 'ANCHOR_RPC_UNREACHABLE') throw e
-      throw toBroadcastError(e)
-    }
-  }
-
-  private async rpc<T> (promise: Promise<T>, what: string): Promise<T> {
-    return await withTimeout(promise, this.o.rpcTimeoutMs, what)
-  }
-
   private dropChain (): void {
-    this.chain?.provider.destroy()
+    this.chain?.close()
     this.chain = undefined
   }
 
@@ -695,25 +601,4 @@ function sameBatch (a: StoredBatch, b: StoredBatch): boolean {
 function requeue (b: StoredBatch): StoredBatch {
   const { nonce: _n, txs: _t, mined: _m, ...rest } = b
   return { ...rest, state: 'queued' }
-}
-
-function feeOf (tx: Transaction): Fee {
-  if (tx.type === 2 && tx.maxFeePerGas !== null && tx.maxPriorityFeePerGas !== null) {
-    return { maxFeePerGas: tx.maxFeePerGas, maxPriorityFeePerGas: tx.maxPriorityFeePerGas }
-  }
-  return { gasPrice: tx.gasPrice ?? 0n }
-}
-
-/** A replacement must beat the old fee by the node's minimum bump, and never undercut today's fee. */
-function bumpFee (old: Fee, now: Fee, percent: bigint): Fee {
-  const up = (x: bigint): bigint => x + (x * percent + 99n) / 100n
-  const max = (a: bigint, b: bigint): bigint => a > b ? a : b
-  if ('gasPrice' in old) {
-    const current = 'gasPrice' in now ? now.gasPrice : now.maxFeePerGas
-    return { gasPrice: max(up(old.gasPrice), current) }
-  }
-  const nowMax = 'gasPrice' in now ? now.gasPrice : now.maxFeePerGas
-  const nowTip = 'gasPrice' in now ? now.gasPrice : now.maxPriorityFeePerGas
-  const tip = max(up(old.maxPriorityFeePerGas), nowTip)
-  return { maxPriorityFeePerGas: tip, maxFeePerGas: max(max(up(old.maxFeePerGas), nowMax), tip) }
 }

@@ -1,0 +1,23 @@
+/**
+ * Lenient decoding of a bundle's parts for the verifier: a record or proof that does not decode is
+ * a finding about it, never an exception that would stop the verification.
+ */
+import { decodeBundleRecord, decodeEnvelope, parseProof, type SignedRecord, type TlogProof } from '../../protocol/index.js'
+
+/** The signed record a bundle's base64 entry holds, or undefined when it is not a well-formed envelope. */
+export function tryDecode (b64: string): SignedRecord | undefined {
+  try {
+    return decodeEnvelope(decodeBundleRecord(b64))
+  } catch {
+    return undefined
+  }
+}
+
+/** The parsed proof, or undefined when the text is malformed. */
+export function tryParseProof (text: string): TlogProof | undefined {
+  try {
+    return parseProof(text)
+  } catch {
+    return undefined
+  }
+}

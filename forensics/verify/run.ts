@@ -1,0 +1,346 @@
+/**
+ * One verification run: the walk over the bundle's records in order, linking each into the hash
+ * chain (segment by segment across breaks) and running the record checks, with signatures and
+ * proofs checked ahead on worker threads when there is a pool. Judges against facts read before it
+ * (facts.ts); reads no chain itself.
+ */
+import { ChainVerifier, verifyRecordSignature, type Bundle, type ChainPoint, type ChainResult, type KeyLookup, type ProvenanceRecord, type SignedRecord, type VerifierBackend } from '../../protocol/index.js'
+import type { Completeness } from './completeness.js'
+import { tryDecode } from './decode.js'
+import { PROGRESS_EVERY, type Facts } from './facts.js'
+import { DEFAULT_MAX_FINDINGS, Findings, bySeq } from './findings.js'
+import { createKeyLookup } from './key-history.js'
+import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
+import type { FailureReason } from './reasons.js'
+import { CheckpointJudge, RecordChecks, bundleNoteKeys } from './record-checks.js'
+import { DEFAULT_SIGNATURE_WORKERS, SignatureBatchBuilder, SignaturePool, type BatchAnswer } from './signature-pool.js'
+import { checkPrunings, checkShreddings } from './statement-checks.js'
+import type { PrunedRange, ShreddedRange, Verdict, VerifyOptions, VerifyProgress } from './verify-bundle.js'
+
+/** Bundles from this many records up verify their signatures on worker threads by default. */
+export const DEFAULT_PARALLEL_MIN_RECORDS = 4096
+/** Records per signature batch: large enough to amortise a message, small enough to keep all workers fed. */
+const CHUNK_RECORDS = 1024
+
+const NO_DISAGREEMENTS: readonly string[] = Object.freeze([])
+const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked'])
+const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked', 'bad-signature', 'uncertified-key', 'bad-certification', 'certification-replayed', 'certification-expired'])
+
+/** Records decoded ahead of the chain walk, with their signature flags from the pool. */
+interface PreparedChunk {
+  readonly start: number
+  readonly signed: Array<SignedRecord | undefined>
+  /** Index of each record in its signature batch, -1 when not sent. */
+  readonly at: Int32Array
+  /** The key each sent record was checked under. */
+  readonly keys: Array<Uint8Array | undefined>
+  readonly answer: Promise<BatchAnswer | undefined>
+}
+
+/** The point just before `r`, taken from its own header: where checking resumes after a break. */
+function pointBefore (r: ProvenanceRecord): ChainPoint | undefined {
+  if (r.seq === 0) return undefined
+  return { seq: r.seq - 1, boot: r.body.kind === 'boot' ? r.boot - 1 : r.boot, hash: r.prev }
+}
+
+/** One verification: the record walk and everything it counts. */
+export class Run {
+  private readonly bundle: Bundle
+  private readonly facts: Facts
+  private readonly fromMs: number | undefined
+  private readonly toMs: number | undefined
+  private readonly keyAt: KeyLookup
+  private readonly proofs: Map<number, string>
+  private readonly findings: Findings
+  private readonly checkpoints: CheckpointJudge
+  private readonly checks: RecordChecks
+  private readonly gaps: ChainResult['gaps'] = []
+  private pruned: PrunedRange[] = []
+  private prunedFromGenesis = false
+  private shredded: ShreddedRange[] = []
+  private firstPrev: Uint8Array | undefined
+  /** Per record: seq and device time (NaN when it does not decode), for judging holes. */
+  private readonly seqs: Float64Array
+  private readonly times: Float64Array
+  private firstSeq: number | null = null
+  private lastSeq: number | null = null
+  private fromGenesis = false
+  private readonly verifier: VerifierBackend
+  private readonly workers: number
+  /** The chunk being walked and the index in it of the record being pushed: for checkSignature and workerJudgement. */
+  private current: { chunk: PreparedChunk, answer: BatchAnswer | undefined, j: number } | undefined
+  /** The facts proofs are judged against, sent with each batch. */
+  private readonly proofContext: ProofContext
+  /** The chain segment being walked; a new one starts after each break (`resync`). */
+  private segment: ChainVerifier | undefined
+  private resync = true
+  /** The seq of the record that broke the chain last, if known. */
+  private brokenSeq: number | undefined
+  private lastDecodedSeq: number | undefined
+  private readonly checkSignatureFn = (signed: SignedRecord, key: Uint8Array): boolean => this.checkSignature(signed, key)
+  private completeness: Completeness = { status: 'unknown', message: 'not judged' }
+
+  constructor (bundle: Bundle, facts: Facts, options: VerifyOptions) {
+    this.verifier = options.verifier ?? 'node'
+    this.workers = options.workers ?? (bundle.records.length >= DEFAULT_PARALLEL_MIN_RECORDS ? DEFAULT_SIGNATURE_WORKERS : 0)
+    this.bundle = bundle
+    this.facts = facts
+    this.fromMs = options.fromMs
+    this.toMs = options.toMs
+    this.keyAt = createKeyLookup(bundle.device.id, facts.keys)
+    this.proofs = new Map(bundle.proofs.map(p => [p.seq, p.proof]))
+    this.proofContext = { anchors: [...facts.anchors], chainId: bundle.chain.chainId, registry: bundle.chain.registry }
+    const n = bundle.records.length
+    this.seqs = new Float64Array(n).fill(NaN)
+    this.times = new Float64Array(n).fill(NaN)
+    this.findings = new Findings(n, options.maxFindings ?? DEFAULT_MAX_FINDINGS)
+    this.checkpoints = new CheckpointJudge(bundleNoteKeys(bundle), this.verifier)
+    this.checks = new RecordChecks({
+      facts,
+      findings: this.findings,
+      counts: this.findings.counts,
+      proofs: this.proofs,
+      proofJudge: new ProofJudge(this.proofContext),
+      checkpoints: this.checkpoints,
+      allowUnanchored: options.allowUnanchored ?? false,
+      workerAnswers: { judgementOf: signed => this.workerJudgement(signed) }
+    })
+  }
+
+  private inWindow (timeMs: number): boolean {
+    return (this.fromMs === undefined || timeMs >= this.fromMs) && (this.toMs === undefined || timeMs <= this.toMs)
+  }
+
+  /** The facts' findings, the walk over the records, then the checks of the bundle as a whole. */
+  async verifyRecords (progress: (p: VerifyProgress) => void): Promise<void> {
+    const { facts, findings } = this
+    const counts = findings.counts
+    for (const f of facts.failures) findings.fail(f.reason, true, { message: f.message })
+    for (const w of facts.warnings) findings.warn(w.reason, true, { message: w.message })
+
+    await this.walk(progress)
+
+    const statementContext = {
+      bundle: this.bundle, facts, findings, checkpoints: this.checkpoints, keyAt: this.keyAt, verifier: this.verifier,
+      firstSeq: this.firstSeq, firstPrev: this.firstPrev, seqs: this.seqs
+    }
+    ;({ pruned: this.pruned, prunedFromGenesis: this.prunedFromGenesis } = checkPrunings(statementContext))
+    this.shredded = checkShreddings(statementContext)
+
+    // Bundle-level disagreements no judged record pointed at.
+    if (facts.keyMismatch !== undefined) findings.fail('key-mismatch', true, { message: facts.keyMismatch.message })
+    for (const message of facts.modelMismatch.values()) findings.fail('model-mismatch', true, { message })
+    for (const message of facts.anchorMismatch.values()) findings.fail('anchor-mismatch', true, { message })
+    if (counts.judged === 0 && counts.malformed === 0) {
+      findings.fail('no-records', true, { message: counts.records === 0 ? 'the bundle holds no record' : 'no record of the bundle lies in the window' })
+    }
+  }
+
+  /** Every record in bundle order, chunks decoded (and, with a pool, verified) ahead of the walk. */
+  private async walk (progress: (p: VerifyProgress) => void): Promise<void> {
+    const total = this.bundle.records.length
+    const pool = this.workers > 0 ? new SignaturePool(this.workers) : undefined
+    // Chunks decoded and handed to the pool ahead of the walk, so that every worker stays busy.
+    const ahead = pool === undefined ? 1 : pool.size * 2
+    const inflight: PreparedChunk[] = []
+    let nextChunk = 0
+    try {
+      while (inflight.length > 0 || nextChunk < total) {
+        while (inflight.length < ahead && nextChunk < total) {
+          inflight.push(this.prepareChunk(nextChunk, Math.min(total, nextChunk + CHUNK_RECORDS), pool))
+          nextChunk += CHUNK_RECORDS
+        }
+        const chunk = inflight.shift() as PreparedChunk
+        const answer = await chunk.answer
+        for (let j = 0; j < chunk.signed.length; j++) {
+          const i = chunk.start + j
+          this.current = { chunk, answer, j }
+          this.walkRecord(chunk.signed[j], i)
+          if (this.findings.counts.records > PROGRESS_EVERY && (i + 1) % PROGRESS_EVERY === 0) {
+            progress({ phase: 'records', done: i + 1, total })
+            // Let timers and signals run during long verifications.
+            await new Promise(resolve => setImmediate(resolve))
+          }
+        }
+      }
+    } finally {
+      this.current = undefined
+      await pool?.close()
+    }
+    if (this.segment !== undefined) this.closeSegment(this.segment, this.resync ? this.brokenSeq : undefined)
+    progress({ phase: 'records', done: total, total })
+  }
+
+  /** One record of the walk: its chain link (a new segment after a break), then its checks. */
+  private walkRecord (signed: SignedRecord | undefined, i: number): void {
+    const { findings } = this
+    const counts = findings.counts
+    if (signed === undefined) {
+      counts.malformed++
+      // Its time is unknown: a record nobody can read is judged whatever the window.
+      const seq = this.lastDecodedSeq === undefined ? undefined : this.lastDecodedSeq + 1
+      findings.fail('record-malformed', true, { index: i, ...(seq === undefined ? {} : { seq }), message: `record ${i} of the bundle is not a well-formed envelope` })
+      if (seq !== undefined) this.lastDecodedSeq = seq
+      this.resync = true
+      this.brokenSeq = seq
+      return
+    }
+    const r = signed.record
+    this.seqs[i] = r.seq
+    this.times[i] = r.timeMs
+    if (this.firstSeq === null) { this.firstSeq = r.seq; this.fromGenesis = r.seq === 0; this.firstPrev = r.prev }
+    this.lastSeq = r.seq
+    this.lastDecodedSeq = r.seq
+    const judged = this.inWindow(r.timeMs)
+    if (judged) counts.judged++
+
+    if (this.resync) this.openSegment(r)
+    const failure = (this.segment as ChainVerifier).push(signed)
+    if (failure === undefined) counts.chainLinked++
+    if (failure === undefined || !SIGNATURE_NOT_CHECKED.has(failure.reason)) counts.signaturesChecked++
+    if (failure === undefined || !SIGNATURE_FAILED.has(failure.reason)) counts.signaturesValid++
+    if (failure !== undefined) {
+      findings.fail(failure.reason, judged, { seq: r.seq, index: i, message: failure.message })
+      this.resync = true
+      this.brokenSeq = r.seq
+    }
+    this.checks.check(signed, i, judged)
+  }
+
+  /** Closes the segment being walked (if any) and opens one at `r`, linked from its own prev. */
+  private openSegment (r: ProvenanceRecord): void {
+    const previous = this.segment
+    // A TPM-rooted device stays one across a break, and the records after a broken one of
+    // the same certified boot still verify under that boot's key (PROTOCOL.md §13).
+    const certified = previous?.certifiedKey()
+    const identityRooted = previous?.isIdentityRooted() === true
+    if (previous !== undefined) this.closeSegment(previous, this.brokenSeq)
+    // A segment opens a window (the bundle's start, an export --from, or the record after
+    // a break already reported): a gap record there declares a range before the segment,
+    // which nothing in it can settle (PROTOCOL.md §6, inputs that start after the genesis).
+    this.segment = new ChainVerifier({
+      deviceId: this.bundle.device.id, keyAt: this.keyAt, after: pointBefore(r), backend: this.verifier, checkSignature: this.checkSignatureFn, windowStart: true,
+      identityRooted, ...(certified !== undefined ? { certified } : {})
+    })
+    this.resync = false
+  }
+
+  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified and their proofs to be judged. */
+  private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
+    const deviceId = this.bundle.device.id
+    const signed: Array<SignedRecord | undefined> = []
+    const at = new Int32Array(end - start).fill(-1)
+    const keys: Array<Uint8Array | undefined> = []
+    const builder = pool === undefined ? undefined : new SignatureBatchBuilder(deviceId, this.proofContext)
+    for (let i = start; i < end; i++) {
+      const s = tryDecode(this.bundle.records[i] as string)
+      signed.push(s)
+      if (builder === undefined || s === undefined || s.record.deviceId !== deviceId) continue
+      const key = this.keyAt(deviceId, s.record.timeMs)
+      if (key === undefined) continue
+      const text = this.proofs.get(s.record.seq)
+      at[i - start] = builder.add(s.signature, s.recordBytes, key, text === undefined ? undefined : { text, envelope: s.envelope, seq: s.record.seq, timeMs: s.record.timeMs })
+      keys[i - start] = key
+    }
+    // A failed pool only means the walk verifies those signatures and proofs itself.
+    const answer = pool === undefined || builder === undefined || builder.count === 0
+      ? Promise.resolve(undefined)
+      : pool.verify(builder, this.verifier).catch(() => undefined)
+    return { start, signed, at, keys, answer }
+  }
+
+  /** The pool's answer for the record being pushed, when it checked that record under that key. */
+  private checkSignature (signed: SignedRecord, key: Uint8Array): boolean {
+    const c = this.current
+    if (c !== undefined && c.answer !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
+      const b = c.chunk.at[c.j] as number
+      if (b >= 0) return c.answer.valid[b] === 1
+    }
+    return verifyRecordSignature(signed, key, this.verifier)
+  }
+
+  /** The pool's judgement of the proof of the record being pushed, when a worker judged it. */
+  private workerJudgement (signed: SignedRecord): ProofJudgement | undefined {
+    const c = this.current
+    const proofs = c?.answer?.proofs
+    if (c === undefined || proofs === undefined || c.chunk.signed[c.j] !== signed) return undefined
+    const b = c.chunk.at[c.j] as number
+    if (b < 0) return undefined
+    const code = proofs.codes[b]
+    if (code === 1) return { kind: 'checked', root: proofs.roots[proofs.rootIndex[b] as number] as string, disagreements: NO_DISAGREEMENTS }
+    if (code === 2) return proofs.details.get(b)
+    return undefined
+  }
+
+  /** Ends a chain segment: its honest gaps, and its holes no gap record explained (deleted records). */
+  private closeSegment (verifier: ChainVerifier, brokenSeq: number | undefined): void {
+    this.gaps.push(...verifier.result().gaps)
+    for (const hole of verifier.openHoles()) {
+      // A record that broke the chain inside the hole stands in it (two records swapped): the
+      // break already names it.
+      if (brokenSeq !== undefined && hole.firstSeq <= brokenSeq && brokenSeq <= hole.lastSeq) continue
+      const after = this.indexOfSeqAbove(hole.lastSeq)
+      const before = this.indexOfSeqBelow(hole.firstSeq)
+      const tAfter = after === undefined ? Infinity : this.times[after] as number
+      const tBefore = before === undefined ? -Infinity : this.times[before] as number
+      const judged = (this.fromMs === undefined || tAfter >= this.fromMs) && (this.toMs === undefined || tBefore <= this.toMs)
+      const range = hole.firstSeq === hole.lastSeq ? `record ${hole.firstSeq} is` : `records ${hole.firstSeq}..${hole.lastSeq} are`
+      this.findings.fail('seq-gap', judged, {
+        seq: hole.firstSeq,
+        lastSeq: hole.lastSeq,
+        ...(after === undefined ? {} : { index: after }),
+        message: `${range} missing and no gap record accounts for them`
+      })
+    }
+  }
+
+  private indexOfSeqAbove (seq: number): number | undefined {
+    let best: number | undefined
+    this.seqs.forEach((s, i) => { if (s > seq && (best === undefined || s < (this.seqs[best] as number))) best = i })
+    return best
+  }
+
+  private indexOfSeqBelow (seq: number): number | undefined {
+    let best: number | undefined
+    this.seqs.forEach((s, i) => { if (s < seq && (best === undefined || s > (this.seqs[best] as number))) best = i })
+    return best
+  }
+
+  /** Completeness as judged after the records; its findings are the bundle's (no record index). */
+  noteCompleteness (judged: { completeness: Completeness, findings: Array<{ reason: FailureReason, message: string, seq?: number, lastSeq?: number }> }): void {
+    this.completeness = judged.completeness
+    for (const f of judged.findings) {
+      this.findings.fail(f.reason, true, { message: f.message, ...(f.seq === undefined ? {} : { seq: f.seq }), ...(f.lastSeq === undefined ? {} : { lastSeq: f.lastSeq }) })
+    }
+  }
+
+  verdict (mode: 'offline' | 'online', elapsedMs: number): Verdict {
+    const { findings } = this
+    const counts = findings.counts
+    counts.recordsFailed = findings.recordsFailed()
+    counts.anchors = this.checks.anchorsUsed.size
+    counts.models = this.checks.modelsUsed.size
+    return {
+      verdict: counts.failures === 0 ? 'valid' : 'invalid',
+      mode,
+      device: this.bundle.device.id,
+      window: { fromMs: this.fromMs ?? null, toMs: this.toMs ?? null },
+      firstSeq: this.firstSeq,
+      lastSeq: this.lastSeq,
+      fromGenesis: this.fromGenesis,
+      counts,
+      verifier: this.verifier,
+      reasons: findings.reasons,
+      failures: bySeq(findings.failures),
+      warnings: bySeq(findings.warnings),
+      truncated: findings.truncated,
+      gaps: this.gaps,
+      pruned: this.pruned,
+      prunedFromGenesis: this.prunedFromGenesis,
+      shredded: this.shredded,
+      chain: { chainId: this.bundle.chain.chainId, registry: this.bundle.chain.registry, readAtBlock: this.bundle.chain.readAtBlock, checkedAtBlock: this.facts.checkedAtBlock },
+      completeness: this.completeness,
+      elapsedMs: Math.round(elapsedMs)
+    }
+  }
+}
