@@ -73,7 +73,7 @@ const VERIFY_OPTIONS = `  --offline               judge against the bundle's own
 const USAGE: Record<string, string> = {
   verify: `usage: provenance verify <bundle.json> (--offline | --rpc-url URL) [options]
 
-Verifies every record of the bundle: Ed25519 signature (@noble/ed25519), hash chain and honest gaps,
+Verifies every record of the bundle: Ed25519 signature (see --verifier), hash chain and honest gaps,
 the key valid at its time, its model's registry status, and its inclusion proof against an anchored
 root and tree size taken from the facts (the bundle's offline, the chain's online).
 Online it also judges completeness: the bundle's tip proof against the device's tip anchored on
@@ -309,7 +309,9 @@ function verifyOptions (args: ParsedArgs, io: CliIo): VerifyOptions {
   const maxFindings = intFlag(args, 'max-findings')
   const verifier = stringFlag(args, 'verifier')
   if (verifier !== undefined && verifier !== 'node' && verifier !== 'noble') throw new UsageError('--verifier is node or noble')
-  const workers = intFlag(args, 'workers')
+  // 0 is a value here (verify on this thread), which intFlag refuses.
+  const workersText = stringFlag(args, 'workers')
+  const workers = workersText === '0' ? 0 : intFlag(args, 'workers')
   const progress = createProgress(io.stderr, { label: 'verify' }, !args.flags.has('quiet'))
   return {
     ...(verifier === undefined ? {} : { verifier }),
@@ -638,7 +640,7 @@ export function formatVerdict (v: Verdict): string {
   const lines = [
     `${v.verdict.toUpperCase()}${v.completeness.status === 'incomplete' ? ' (INCOMPLETE)' : ''}  device ${v.device}  ${v.mode === 'online' ? `online, chain ${v.chain.chainId} at block ${String(v.chain.checkedAtBlock)}` : `offline, bundle facts at block ${v.chain.readAtBlock}`}`,
     `records   ${c.judged} judged of ${c.records}${v.window.fromMs !== null || v.window.toMs !== null ? ` (window ${iso(v.window.fromMs)} .. ${iso(v.window.toMs)})` : ''}, seq ${String(v.firstSeq)}..${String(v.lastSeq)}${v.fromGenesis ? ' from genesis' : v.prunedFromGenesis ? ' from genesis (earlier seqs pruned by policy)' : ''}`,
-    `signature ${c.signaturesValid}/${c.signaturesChecked} valid (noble)`,
+    `signature ${c.signaturesValid}/${c.signaturesChecked} valid (${v.verifier === 'noble' ? '@noble/ed25519' : 'node:crypto'})`,
     `chain     ${c.chainLinked} linked, ${v.gaps.length} honest gap(s)${v.gaps.map(g => ` [${g.firstSeq}..${g.lastSeq} ${g.reason}]`).join('')}`,
     `proofs    ${c.proofsValid}/${c.proofsChecked} valid in ${c.anchors} anchored batch(es); ${c.models} model(s)`,
     `complete  ${v.completeness.status}${v.completeness.missing === undefined ? '' : ` (missing seq ${v.completeness.missing.fromSeq}..${v.completeness.missing.toSeq})`}: ${v.completeness.message}`,
