@@ -6,9 +6,12 @@
  * hash lines as text with the ones it met (no decoding); each batch's checkpoint, repeated in
  * every proof of the batch, is parsed once (ProofParser).
  */
-import {
-  InclusionChecker, ProofParser, ProtocolError, decodeHashLine, fromHex, hashLeaf, toHex, type BundleAnchor, type Checkpoint, type EncodedTlogProof
-} from '../../protocol/index.js'
+// Module by module, not the barrel: this also loads in every signature worker (see there).
+import { ProofParser, decodeHashLine, type Checkpoint, type EncodedTlogProof } from '../../protocol/checkpoint.js'
+import { InclusionChecker, hashLeaf } from '../../protocol/merkle.js'
+import { ProtocolError } from '../../protocol/errors.js'
+import { fromHex, toHex } from '../../protocol/hash.js'
+import type { BundleAnchor } from '../../protocol/bundle.js'
 
 /** What a proof is judged against: the anchor facts (by root hex) and the bundle's chain. */
 export interface ProofContext {
