@@ -12,6 +12,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
 import * as noble from '@noble/ed25519'
 import {
   BUNDLE_FORMAT, BUNDLE_LIMITS, MerkleTree, RECORD_SIGNING_PREFIX, concat, encodeBundle, encodeBundleRecord, formatCheckpoint, formatProof,
