@@ -12,7 +12,7 @@ import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
 import { loadOrCreateLogKey } from './keys/index.js'
 import { Pruner, type PruneResult } from './retention/index.js'
-import { GatewayStore } from './store/index.js'
+import { GatewayStore, PgAnchorStateStore, PostgresGatewayStore, type GatewayStore as Store } from './store/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
 import { isEntryPoint } from '../common/entry-point.js'
 import { createLogger } from '../common/log-factory.js'
@@ -153,7 +153,7 @@ function gatewayProgram (io: CliIo, exit: { code: number }): CliProgram {
         path: ['prune'],
         summary: 'Remove records that are anchored and past retention, with a signed pruning statement per device.',
         description: [
-          'Run with the gateway stopped (it opens the state folder; STORE_LOCKED while a gateway has it): the gateway commits the statements in the next batch it seals after its start. A running gateway prunes by itself with pruneIntervalMs. See docs/GATEWAY.md §Retention.',
+          'Run with the gateway stopped (it opens the state folder; STORE_LOCKED while a gateway has it): the gateway commits the statements in the next batch it seals after its start. A running gateway prunes by itself with pruneIntervalMs. With postgresUrl (the PostgreSQL tier) it works on the database while the tier runs, and the sequencer commits the statements at its next seal; do not run it alongside a scheduled pruneIntervalMs run of the tier. See docs/GATEWAY.md §Retention.',
           'Without --device: every device, each as far as allowed (nothing past that, no error). With --device and --through-seq: exactly that range from the oldest stored record, or a refusal: PRUNE_NOT_ANCHORED when a record up to it is not in a confirmed batch, PRUNE_BEFORE_RETENTION when one is in a batch sealed within retentionDays (default and minimum 183), PRUNE_NOTHING when nothing is stored there.',
           'Prints what was pruned (device, seq range, batches, statement hash).'
         ],
@@ -331,9 +331,30 @@ async function pruneOffline (config: Record<string, unknown>, request: { deviceI
     throw configError((e as Error).message)
   }
   const key = await loadOrCreateLogKey(o.logKeyFile)
-  const store = await GatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites })
+  let store: Store
+  let anchoredSeqOf: ((deviceId: string) => Promise<number>) | undefined
+  if (o.postgresUrl === undefined) {
+    store = await GatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites })
+  } else {
+    // The tier: anchored means in the tip tree of the newest confirmed batch (docs/GATEWAY.md §PostgreSQL tier).
+    const pgStore = await PostgresGatewayStore.open({ url: o.postgresUrl, node: `${o.name}/prune` })
+    const anchors = new PgAnchorStateStore(pgStore.pool, () => undefined)
+    anchoredSeqOf = async (d) => { const c = await anchors.confirmedThrough(); return c === 0 ? -1 : await pgStore.tipSeqAt(d, c) }
+    store = pgStore
+  }
   try {
-    const pruner = await Pruner.open({ store, signer: key.signer, gatewayId: o.gatewayId, retentionDays: o.retentionDays })
+    const pruner = await Pruner.open({
+      store, signer: key.signer, gatewayId: o.gatewayId, retentionDays: o.retentionDays,
+      ...(anchoredSeqOf === undefined ? {} : { anchoredSeqOf, keepWaiting: false })
+    })
+    if (request.deviceId === undefined && store instanceof PostgresGatewayStore) {
+      const out: PruneResult[] = []
+      for (const deviceId of await store.deviceIdsWithRecords()) {
+        const r = await pruner.prune({ deviceId, ...(request.reason === undefined ? {} : { reason: request.reason }), dryRun: request.dryRun })
+        if (r !== undefined) out.push(r)
+      }
+      return out
+    }
     const { deviceId, ...rest } = request
     if (deviceId === undefined) return await pruner.pruneAll(rest)
     const r = await pruner.prune({ deviceId, ...rest })

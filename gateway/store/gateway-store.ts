@@ -109,7 +109,25 @@ export interface QuarantineEntry {
   rawBytes: number
 }
 
-export type StoreOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+/**
+ * One write. A record's put may carry what the ingest side already knows of it, decoded: `record`
+ * (the value before encoding) and `leaf` (its leaf hash, record hash and device time). The LevelDB
+ * store writes `value` only; the PostgreSQL store uses them to skip decoding and to keep the hashes
+ * beside the record, so its sequencer never decodes or hashes an envelope.
+ */
+export type StoreOp =
+  | { type: 'put', key: string, value: Uint8Array, record?: StoredRecord, leaf?: RecordLeafInfo }
+  | { type: 'del', key: string }
+
+/** What the ingest side computed of a record that the batch needs. */
+export interface RecordLeafInfo {
+  /** RFC 9162 leaf hash of the envelope. */
+  leafHash: Uint8Array
+  /** sha256 of the envelope (the device tip's hash). */
+  recordHash: Uint8Array
+  /** Device time, Unix ms. */
+  timeMs: number
+}
 
 const STORE_VERSION = 1
 const SEQ_HEX = 14
@@ -306,7 +324,7 @@ export const storeOps = {
   putPending: (deviceId: string, seq: number, envelope: Uint8Array): StoreOp => ({ type: 'put', key: keys.pending(deviceId, seq), value: envelope }),
   delPending: (deviceId: string, seq: number): StoreOp => ({ type: 'del', key: keys.pending(deviceId, seq) }),
   /** A record linked to its device's chain, with its place in a batch. */
-  putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r) }),
+  putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r), record: r }),
   putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
   /** A device's tip in the tip tree, written with the leaf that moves it. */
   putTreeTip: (t: StoredTreeTip): StoreOp => ({ type: 'put', key: keys.treeTip(t.deviceId), value: encodeTreeTip(t) }),
@@ -523,6 +541,14 @@ export abstract class GroupCommitStore {
       if (this.ops.length === 0 && this.callbacks.length === 0) return
       this.startDrain()
     }
+  }
+
+  /** Removes queued operations that match (a write found them invalid before they were written). */
+  protected dropQueued (drop: (op: StoreOp) => boolean): void {
+    const kept = this.ops.filter(op => !drop(op))
+    if (kept.length === this.ops.length) return
+    this.ops = kept
+    this.opsBytes = kept.reduce((n, op) => n + op.key.length + (op.type === 'put' ? op.value.byteLength : 0), 0)
   }
 
   /** flush() unless a write already failed (closing must not throw that failure again). */

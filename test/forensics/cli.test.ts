@@ -132,6 +132,10 @@ t.test('error: an invalid verdict exits 1 with the seq and reason on stdout and 
   t.match(r.stdout, /^INVALID {2}device dev-0001/)
   t.match(r.stdout, /seq 3 +seq-gap/)
   t.match(r.stderr, /^VERDICT_INVALID: 1 failure\(s\) on 1 record\(s\); first: seq 3 seq-gap$/m)
+  t.match(r.stdout, /^signature .* valid \(node:crypto\)$/m, 'the summary names the verifier that ran')
+  const here = await inProcess(['verify', path, '--offline', '--workers', '0', '--verifier', 'noble'])
+  t.equal(here.code, 1, '--workers 0 (this thread) is accepted, as the help says')
+  t.match(here.stdout, /^signature .* valid \(@noble\/ed25519\)$/m)
   const json = await inProcess(['verify', path, '--offline', '--json'])
   t.match(JSON.parse(json.stdout), { verdict: 'invalid', failures: [{ seq: 3, reason: 'seq-gap' }] })
   const env = await inProcess(['verify', path], { PROVENANCE_RPC_URL: chain.anvil.rpcUrl })
@@ -187,7 +191,8 @@ t.test('error: usage errors exit 2 with the usage on stderr; --help exits 0 on s
   for (const command of ['verify', 'timeline', 'export', 'report']) {
     const r = await inProcess([command, '--help'])
     t.equal(r.code, 0)
-    t.match(r.stdout, new RegExp(`^usage: provenance ${command}`))
+    t.match(r.stdout, new RegExp(`^Usage: provenance ${command} `))
+    t.equal(r.stderr, '')
   }
   t.match((await inProcess(['--help'])).stdout, /Commands:/)
 })
