@@ -66,15 +66,16 @@ export const AGENT_CONFIG_SCHEMA = z.strictObject({
   policyAdminPublicKey: optional<string>(`${P}POLICY_ADMIN_PUBLIC_KEY`, 'hex Ed25519 key that signs model policies; unset: every model is `unchecked`', 'must be 64 hex digits (an Ed25519 public key)', hexKey),
   fleetId: optional<string>(`${P}FLEET_ID`, 'the device\'s fleet; a policy for another fleet is refused', 'must be a string of at most 256 bytes', v => nonEmpty(v) && Buffer.byteLength(v) <= 256),
   registry: REGISTRY_SCHEMA.optional().meta({ env: `${P}REGISTRY`, doc: '`{ rpcUrl, address, timeoutMs? }` of the on-chain model registry (variable: JSON)' }),
-  models: z.array(MODEL_SCHEMA, { error: 'must be an array of { "name", "path" }' }).check(ctx => {
+  // The duplicate check runs even when other models are bad (`when`): every problem in one message.
+  models: z.array(MODEL_SCHEMA, { error: 'must be an array of { "name", "path" }' }).check(z.superRefine((models: unknown[], ctx) => {
     const seen = new Set<unknown>()
-    ctx.value.forEach((m: unknown, i) => {
+    models.forEach((m, i) => {
       const name = (m as { name?: unknown } | null)?.name
       if (typeof name !== 'string' || !MODEL_NAME_PATTERN.test(name)) return
-      if (seen.has(name)) ctx.issues.push({ code: 'custom', path: [i, 'name'], message: `"${name}" appears twice`, input: name })
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `"${name}" appears twice`, input: name })
       seen.add(name)
     })
-  }).meta({ env: `${P}MODELS`, doc: '`[{ name, path }]` (variable: JSON, or `name=path,name=path`)' }),
+  }, { when: payload => Array.isArray(payload.value) })).meta({ env: `${P}MODELS`, doc: '`[{ name, path }]` (variable: JSON, or `name=path,name=path`)' }),
   apiSocket: optional<string>(`${P}API_SOCKET`, 'unix socket of the HTTP API, default `<stateDir>/api.sock` (at most 107 bytes); its mode is the API\'s access control', NON_EMPTY, nonEmpty),
   apiSocketMode: optional<'0600' | '0660'>(`${P}API_SOCKET_MODE`, '`"0600"` (default: the service user only) or `"0660"` (and its group)', 'must be "0600" or "0660"', v => v === '0600' || v === '0660'),
   statusPort: optional<number>(`${P}STATUS_PORT`, 'also serve the API on 127.0.0.1:port (0 = OS-chosen), bearer token in `<stateDir>/api-token`; unset (default): socket only', 'must be an integer in 0..65535', intIn(0, 65535)),
