@@ -2,6 +2,7 @@
  * Layering rule (docs/LAYOUT.md): protocol/ imports no other part and does no I/O; common/ (shared
  * infrastructure, does I/O) imports only protocol/; contracts/ imports protocol/ and common/;
  * agent/, gateway/, forensics/ and fleet/ import those three but never each other.
+ * bench/, scripts/ and test/ sit outside the picture and may import any part (common/ included).
  * Inside a part, static imports form no circle (findCycles).
  * Prints each violation; exits 1 when there is any.
  */

@@ -6,11 +6,9 @@
  */
 import { promises as fs } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { DEVICE_ID_PATTERN, LIMITS } from '../../protocol/index.js'
-import { MODEL_NAME_PATTERN } from '../daemon/index.js'
 import { ConfigError } from '../../common/index.js'
 import { CliError } from './errors.js'
-import { CONFIG_ENV, CONFIG_FIELDS, LOG_LEVELS, type AgentConfig, type LogLevel } from './config-fields.js'
+import { AGENT_CONFIG_SCHEMA, CONFIG_ENV, CONFIG_FIELDS, LOG_LEVELS, configProblems, type AgentConfig, type LogLevel } from './config-fields.js'
 
 export { CONFIG_ENV, CONFIG_FIELDS, LOG_LEVELS, type AgentConfig, type LogLevel }
 
@@ -65,63 +63,9 @@ export async function loadConfig (options: LoadConfigOptions): Promise<{ config:
  * @throws ConfigError `CONFIG_INVALID`.
  */
 export function assertConfig (value: unknown, problems: string[] = []): asserts value is AgentConfig {
-  const c = value as Record<string, unknown> | null
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError('the configuration must be a JSON object')
-  const str = (name: string, required: boolean, test?: (s: string) => boolean, why = 'must be a non-empty string'): void => {
-    const v = c[name]
-    if (v === undefined) { if (required) problems.push(`${name}: is missing (or set ${CONFIG_FIELDS[name as keyof AgentConfig].env})`); return }
-    if (typeof v !== 'string' || v === '' || (test !== undefined && !test(v))) problems.push(`${name}: ${why}`)
-  }
-  const int = (name: string, min: number, max: number): void => {
-    const v = c[name]
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) problems.push(`${name}: must be an integer in ${min}..${max}`)
-  }
-  str('deviceId', true, s => DEVICE_ID_PATTERN.test(s) && s.length <= LIMITS.deviceIdChars, `must match ${DEVICE_ID_PATTERN.source} (at most ${LIMITS.deviceIdChars} characters)`)
-  str('stateDir', true)
-  str('profile', true)
-  str('overrideProfile', false)
-  str('brokerUrl', false, isBrokerUrl, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
-  str('brokerUsername', false)
-  str('brokerPassword', false)
-  str('policyAdminPublicKey', false, s => /^[0-9a-fA-F]{64}$/.test(s), 'must be 64 hex digits (an Ed25519 public key)')
-  str('fleetId', false, s => Buffer.byteLength(s) <= 256, 'must be a string of at most 256 bytes')
-  if (c.gatewayPublicKeys !== undefined && (!Array.isArray(c.gatewayPublicKeys) || c.gatewayPublicKeys.length === 0 || c.gatewayPublicKeys.length > 64 ||
-    !c.gatewayPublicKeys.every((k: unknown) => typeof k === 'string' && /^[0-9a-fA-F]{64}$/.test(k)))) {
-    problems.push('gatewayPublicKeys: must be a list of 1..64 Ed25519 public keys of 64 hex digits each')
-  }
-  if (c.brokerMqttVersion !== undefined && c.brokerMqttVersion !== 4 && c.brokerMqttVersion !== 5) problems.push('brokerMqttVersion: must be 4 or 5')
-  if (c.statusPort !== undefined) int('statusPort', 0, 65535)
-  str('apiSocket', false)
-  if (c.apiSocketMode !== undefined && c.apiSocketMode !== '0600' && c.apiSocketMode !== '0660') problems.push('apiSocketMode: must be "0600" or "0660"')
-  int('maxRequestBytes', 1024, 1024 ** 3)
-  if (!(LOG_LEVELS as readonly unknown[]).includes(c.logLevel)) problems.push(`logLevel: must be one of ${LOG_LEVELS.join(', ')}`)
-  if (!Array.isArray(c.models)) {
-    problems.push('models: must be an array of { "name", "path" }')
-  } else {
-    const names = new Set<unknown>()
-    c.models.forEach((m: unknown, i) => {
-      const model = m as Record<string, unknown> | null
-      if (typeof model !== 'object' || model === null || Array.isArray(model)) { problems.push(`models[${i}]: must be an object { "name", "path" }`); return }
-      if (typeof model.name !== 'string' || !MODEL_NAME_PATTERN.test(model.name)) problems.push(`models[${i}].name: must match ${MODEL_NAME_PATTERN.source}`)
-      else if (names.has(model.name)) problems.push(`models[${i}].name: "${model.name}" appears twice`)
-      names.add(model.name)
-      if (typeof model.path !== 'string' || model.path === '') problems.push(`models[${i}].path: must be a non-empty string`)
-      for (const k of Object.keys(model)) if (k !== 'name' && k !== 'path') problems.push(`models[${i}].${k}: is not a model field`)
-    })
-  }
-  if (c.registry !== undefined) {
-    const r = c.registry as Record<string, unknown> | null
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
-      problems.push('registry: must be an object { "rpcUrl", "address", "timeoutMs"? }')
-    } else {
-      if (typeof r.rpcUrl !== 'string' || !/^(https?|wss?):\/\//.test(r.rpcUrl)) problems.push('registry.rpcUrl: must be an http(s):// or ws(s):// URL')
-      if (typeof r.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(r.address)) problems.push('registry.address: must be a 0x-prefixed 20-byte hex address')
-      if (r.timeoutMs !== undefined && (typeof r.timeoutMs !== 'number' || !Number.isSafeInteger(r.timeoutMs) || r.timeoutMs < 1 || r.timeoutMs > 60_000)) problems.push('registry.timeoutMs: must be an integer in 1..60000')
-      for (const k of Object.keys(r)) if (!['rpcUrl', 'address', 'timeoutMs'].includes(k)) problems.push(`registry.${k}: is not a registry field`)
-    }
-  }
-  // A misspelt field must not silently fall back to a default.
-  for (const k of Object.keys(c)) if (!Object.hasOwn(CONFIG_FIELDS, k)) problems.push(`${k}: is not a config field`)
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError('the configuration must be a JSON object')
+  const parsed = AGENT_CONFIG_SCHEMA.safeParse(value)
+  if (!parsed.success) problems.push(...configProblems(parsed.error.issues))
   if (problems.length > 0) throw new ConfigError(problems.join('; '))
 }
 
@@ -204,14 +148,6 @@ function resolvePaths (c: Record<string, unknown>, base: string): void {
       const model = m as Record<string, unknown> | null
       return typeof model === 'object' && model !== null && typeof model.path === 'string' ? { ...model, path: abs(model.path) } : m
     })
-  }
-}
-
-function isBrokerUrl (s: string): boolean {
-  try {
-    return ['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:'].includes(new URL(s).protocol)
-  } catch {
-    return false
   }
 }
 

@@ -35,7 +35,7 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
 export function configHelp (): string[] {
   return [
     `Configuration: a JSON file given by --config or $${CONFIG_ENV}; each field can be overridden by its environment variable; relative paths resolve against the config file's folder.`,
-    ...Object.entries(CONFIG_FIELDS).map(([name, f]) => `${name} ($${f.env}): ${f.doc}`)
+    ...Object.entries(CONFIG_FIELDS).map(([name, f]) => `${name} ($${f.env}): ${f.doc.replaceAll('`', '')}`)
   ]
 }
 

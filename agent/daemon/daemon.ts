@@ -102,7 +102,8 @@ export const DEFAULT_CAPTURE_MAX_BYTES = 32 * 1024 * 1024
 export const DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 /** Mode of the API's unix socket unless apiSocketMode says otherwise: the service user only. */
 export const DEFAULT_API_SOCKET_MODE = 0o600
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+import { MODEL_NAME_PATTERN } from './model-name.js'
+export { MODEL_NAME_PATTERN }
 /** Runtime file in the state dir while the daemon runs: `{ pid, socket, host?, port?, startedMs, deviceId }`. */
 export const RUNTIME_FILE = 'daemon.json'
 /** Subject keys of crypto-shredding, in the state folder (mode 0600). */
