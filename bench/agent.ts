@@ -38,10 +38,14 @@ export interface IdentityFigures {
   ratioCpu: Spread
 }
 
+/** The parts of this bench; `--parts records,latency` runs some (one bench at a time on a shared machine). */
+const PARTS = ['identity', 'records', 'latency', 'memory'] as const
+
+/** Figures of the parts that ran. */
 export interface AgentBenchResult {
-  identity: IdentityFigures[]
-  records: { durablePerSec: Spread, rawSignsPerSec: Spread, ratioWall: Spread, ratioCpu: Spread }
-  latency: {
+  identity?: IdentityFigures[]
+  records?: { durablePerSec: Spread, rawSignsPerSec: Spread, ratioWall: Spread, ratioCpu: Spread }
+  latency?: {
     model: string
     bareMs: Spread
     wrappedMs: Spread
@@ -61,7 +65,7 @@ export interface AgentBenchResult {
     /** The same with onnxruntime on the main thread. */
     mainThreadBusyMsPerRunInProcess: number
   }
-  memory: { bareOrtMiB: number, agentIdleMiB: number, agentPeakMiB: number, idleAboveBareMiB: number, peakAboveBareMiB: number }
+  memory?: { bareOrtMiB: number, agentIdleMiB: number, agentPeakMiB: number, idleAboveBareMiB: number, peakAboveBareMiB: number }
 }
 
 /** 32 initializers of 4 MiB: a model large enough that throughput, not start-up, is measured. */
@@ -270,31 +274,45 @@ function benchMemory (): AgentBenchResult['memory'] {
 export function printAgent (r: AgentBenchResult): void {
   console.log('| measure | ours | baseline | ratio (wall) | ratio (CPU) | target |')
   console.log('| --- | ---: | ---: | ---: | ---: | --- |')
-  for (const i of r.identity) {
+  for (const i of r.identity ?? []) {
     console.log(`| model identity, ${i.file} (${fmt(i.mib, 1)} MiB), MiB/s | ${fmtSpread(i.oursMiBps, 0)} | openssl dgst ${fmtSpread(i.opensslMiBps, 0)} | ${fmtSpread(i.ratioWall)} | ${fmtSpread(i.ratioCpu)} | ≥ 0.8 |`)
   }
   const rec = r.records
-  console.log(`| durable records/s vs raw signs of the same bodies | ${fmtSpread(rec.durablePerSec, 0)} | ${fmtSpread(rec.rawSignsPerSec, 0)} | ${fmtSpread(rec.ratioWall)} | ${fmtSpread(rec.ratioCpu)} | ≥ 0.8 |`)
+  if (rec !== undefined) console.log(`| durable records/s vs raw signs of the same bodies | ${fmtSpread(rec.durablePerSec, 0)} | ${fmtSpread(rec.rawSignsPerSec, 0)} | ${fmtSpread(rec.ratioWall)} | ${fmtSpread(rec.ratioCpu)} | ≥ 0.8 |`)
   const l = r.latency
-  console.log(`| inference latency ms, ${l.model} | ${fmtSpread(l.wrappedMs)} | bare run, same worker ${fmtSpread(l.bareMs)} | added ${fmt(l.addedMs)} ms ÷ floor ${fmt(l.floorMs)} ms = ${fmt(l.addedToFloor)} | | ≤ 1.2 |`)
-  console.log(`| event loop, longest stall during inference, ms | ${fmt(l.eventLoopMaxMs)} (p99 ${fmt(l.eventLoopP99Ms)}) | run on the main thread: ${fmt(l.eventLoopMaxMsInProcess)}; idle wait, same length: ${fmt(l.eventLoopMaxMsIdle)} | | | ≤ 5 |`)
-  console.log(`| main thread busy per inference (ELU active), ms | ${fmt(l.mainThreadBusyMsPerRun)} | run on the main thread: ${fmt(l.mainThreadBusyMsPerRunInProcess)} | | | |`)
+  if (l !== undefined) {
+    console.log(`| inference latency ms, ${l.model} | ${fmtSpread(l.wrappedMs)} | bare run, same worker ${fmtSpread(l.bareMs)} | added ${fmt(l.addedMs)} ms ÷ floor ${fmt(l.floorMs)} ms = ${fmt(l.addedToFloor)} | | ≤ 1.2 |`)
+    console.log(`| event loop, longest stall during inference, ms | ${fmt(l.eventLoopMaxMs)} (p99 ${fmt(l.eventLoopP99Ms)}) | run on the main thread: ${fmt(l.eventLoopMaxMsInProcess)}; idle wait, same length: ${fmt(l.eventLoopMaxMsIdle)} | | | ≤ 5 |`)
+    console.log(`| main thread busy per inference (ELU active), ms | ${fmt(l.mainThreadBusyMsPerRun)} | run on the main thread: ${fmt(l.mainThreadBusyMsPerRunInProcess)} | | | |`)
+  }
   const m = r.memory
-  console.log(`| RSS MiB, fresh processes | agent idle ${fmt(m.agentIdleMiB, 0)}, peak ${fmt(m.agentPeakMiB, 0)} | bare ORT ${fmt(m.bareOrtMiB, 0)} | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
+  if (m !== undefined) console.log(`| RSS MiB, fresh processes | agent idle ${fmt(m.agentIdleMiB, 0)}, peak ${fmt(m.agentPeakMiB, 0)} | bare ORT ${fmt(m.bareOrtMiB, 0)} | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
 }
 
 export async function main (): Promise<AgentBenchResult> {
+  const at = process.argv.indexOf('--parts')
+  const parts = at === -1 ? [...PARTS] : (process.argv[at + 1] ?? '').split(',')
+  const unknown = parts.filter(p => !(PARTS as readonly string[]).includes(p))
+  if (unknown.length > 0) throw new Error(`agent bench: no part ${unknown.join(', ')} (have: ${PARTS.join(', ')})`)
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-'))
   try {
-    process.stderr.write('agent bench: model identity vs openssl dgst…\n')
-    const identity = await benchIdentity(dir)
-    process.stderr.write('agent bench: durable records vs raw signs…\n')
-    const records = await benchRecords(dir)
-    process.stderr.write('agent bench: latency and event loop on PaddleOCR detection…\n')
-    const latency = await benchLatency(dir)
-    process.stderr.write('agent bench: memory in fresh processes…\n')
-    const memory = benchMemory()
-    const result: AgentBenchResult = { identity, records, latency, memory }
+    const result: AgentBenchResult = {}
+    if (parts.includes('identity')) {
+      process.stderr.write('agent bench: model identity vs openssl dgst…\n')
+      result.identity = await benchIdentity(dir)
+    }
+    if (parts.includes('records')) {
+      process.stderr.write('agent bench: durable records vs raw signs…\n')
+      result.records = await benchRecords(dir)
+    }
+    if (parts.includes('latency')) {
+      process.stderr.write('agent bench: latency and event loop on PaddleOCR detection…\n')
+      result.latency = await benchLatency(dir)
+    }
+    if (parts.includes('memory')) {
+      process.stderr.write('agent bench: memory in fresh processes…\n')
+      result.memory = benchMemory()
+    }
     printAgent(result)
     return result
   } finally {

@@ -3,18 +3,23 @@
  * node:crypto verifications of the same messages on the same cores (one worker thread per core),
  * measured in interleaved rounds of the same run; noble's figures beside it (the independent
  * backend, `--verifier noble`); the extrapolation to a device with 1 M records, and the size of a
- * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N]
+ * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--sources]
+ * The verifier measured is the compiled one in dist/ (what `provenance verify` runs; `npm run build`
+ * first), unless dist/ is missing or older than the sources or --sources is given: from sources,
+ * each signature worker loads TypeScript through tsx, ~4× the start-up CPU of a compiled one.
  */
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
 import * as noble from '@noble/ed25519'
 import {
   BUNDLE_FORMAT, BUNDLE_LIMITS, MerkleTree, RECORD_SIGNING_PREFIX, concat, encodeBundle, encodeBundleRecord, formatCheckpoint, formatProof,
   hashLeaf, sha256, toHex, verifySignature, type Bundle, type ProofExtra, type SignedRecord
 } from '../protocol/index.js'
 import { startDevChain, deviceIdOf } from '../contracts/index.js'
-import { verifyBundle } from '../forensics/verify/index.js'
+import { verifyBundle as verifyFromSources } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
@@ -27,6 +32,8 @@ const ONE_MILLION = 1_000_000
 
 export interface ForensicsBenchResult {
   records: number
+  /** The verifier measured: dist/'s (as shipped) or the sources' under tsx. */
+  verifier: 'compiled' | 'sources'
   cores: number
   verify: { offlineRecordsPerSec: number, perRecordMs: number, onlineRecords: number, onlineRecordsPerSec: number }
   /** Interleaved rounds: verify --offline (node:crypto on every core) against raw node:crypto verifies on as many worker threads. */
@@ -110,7 +117,24 @@ async function rawNodeVerifies (items: Array<{ sig: Uint8Array, msg: Uint8Array 
   }))
 }
 
+/** dist/'s verifier when it is there and no older than any source it is built from, else undefined. */
+function compiledVerifierUrl (): URL | undefined {
+  if (process.argv.includes('--sources')) return undefined
+  const entry = new URL('../dist/forensics/verify/index.js', import.meta.url)
+  if (!existsSync(entry)) return undefined
+  for (const dir of ['forensics/verify', 'protocol']) {
+    const src = fileURLToPath(new URL(`../${dir}/`, import.meta.url))
+    for (const f of readdirSync(src).filter(n => n.endsWith('.ts'))) {
+      const built = fileURLToPath(new URL(`../dist/${dir}/${f.replace(/\.ts$/, '.js')}`, import.meta.url))
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(`${src}${f}`).mtimeMs) return undefined
+    }
+  }
+  return entry
+}
+
 export async function main (): Promise<ForensicsBenchResult> {
+  const compiled = compiledVerifierUrl()
+  const verifyBundle = compiled === undefined ? verifyFromSources : (await import(compiled.href) as { verifyBundle: typeof verifyFromSources }).verifyBundle
   const count = argValue('records', 100_000)
   const onlineCount = argValue('online', 2_000)
   const log = (s: string): void => { process.stderr.write(s + '\n') }
@@ -221,6 +245,7 @@ export async function main (): Promise<ForensicsBenchResult> {
 
   const result: ForensicsBenchResult = {
     records: count,
+    verifier: compiled === undefined ? 'sources' : 'compiled',
     cores,
     parallel,
     verify: { offlineRecordsPerSec, perRecordMs: offlineMs / count, onlineRecords: onlineCount, onlineRecordsPerSec },
@@ -237,7 +262,7 @@ export async function main (): Promise<ForensicsBenchResult> {
   }
 
   const f = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
-  console.log(`forensics bench, ${count} records (${Math.ceil(count / BATCH_RECORDS)} batches of ≤ ${BATCH_RECORDS}), one run
+  console.log(`forensics bench, ${count} records (${Math.ceil(count / BATCH_RECORDS)} batches of ≤ ${BATCH_RECORDS}), one run, verifier ${compiled === undefined ? 'from sources (tsx; dist/ missing, stale or --sources)' : 'compiled (dist/)'}
 | measure | value |
 | --- | ---: |
 | verify --offline, node:crypto on ${cores} threads, interleaved rounds | ${fmtSpread(parallel.verifyPerSec, 0)} records/s |

@@ -55,7 +55,6 @@ const MAX_EXTRA_VALUE_CHARS = 1024
 const MAX_PROOF_HASHES = 64
 
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/
-const BASE64_HASH = /^[A-Za-z0-9+/]{43}=$/
 const EXTRA_KEY = /^[a-z0-9][a-z0-9._-]{0,63}$/
 const EXTRA_VALUE = /^[\x21-\x7e]+$/
 // C0 controls, DEL, C1 controls, Unicode line separators and the byte order mark (which would
@@ -195,16 +194,57 @@ export function formatProof (proof: TlogProof): string {
  */
 export function parseProof (input: string | Uint8Array): TlogProof {
   const text = decodeText(input, MAX_PROOF_BYTES, 'proof')
-  return guard('proof', () => parseProofText(text))
+  return guard('proof', () => {
+    const { hashLines, ...rest } = parseProofText(text, parseCheckpointText)
+    return { ...rest, hashes: hashLines.map(decodeHashLine) }
+  })
 }
 
-function parseProofText (text: string): TlogProof {
+/**
+ * A proof file as {@link parseProof} checks it, with its hashes left as their base64 lines (each
+ * already checked to be the canonical base64 of 32 bytes): for verifiers of many proofs of one
+ * tree, which decode only the hashes they have not met before (InclusionChecker.verifyEncoded).
+ */
+export interface EncodedTlogProof extends Omit<TlogProof, 'hashes'> {
+  readonly hashLines: readonly string[]
+}
+
+/** Distinct checkpoints a ProofParser keeps: a bundle's proofs name one checkpoint per batch. */
+const PARSED_CHECKPOINTS_KEPT = 64
+
+/**
+ * Parses many proof files that share a few checkpoints (every record of a batch carries the same
+ * one): each distinct checkpoint text is parsed once and its result reused, the hash lines are
+ * checked but not decoded. Accepts and rejects exactly what {@link parseProof} does, with the same
+ * errors; the Checkpoint objects it returns are shared between proofs, so callers must not change them.
+ */
+export class ProofParser {
+  private readonly checkpoints = new Map<string, Checkpoint>()
+
+  /**
+   * @throws ProtocolError `MERKLE_INVALID_PROOF` as {@link parseProof}.
+   * @throws TypeError when `input` is neither a string nor a Uint8Array.
+   */
+  parse (input: string | Uint8Array): EncodedTlogProof {
+    const text = decodeText(input, MAX_PROOF_BYTES, 'proof')
+    return guard('proof', () => parseProofText(text, (checkpointText) => {
+      const known = this.checkpoints.get(checkpointText)
+      if (known !== undefined) return known
+      const parsed = parseCheckpointText(checkpointText)
+      if (this.checkpoints.size >= PARSED_CHECKPOINTS_KEPT) this.checkpoints.clear()
+      this.checkpoints.set(checkpointText, parsed)
+      return parsed
+    }))
+  }
+}
+
+function parseProofText (text: string, parseCheckpointOf: (checkpointText: string) => Checkpoint): EncodedTlogProof {
   const split = text.indexOf('\n\n')
   if (split === -1) invalid('proof has no empty line before the checkpoint')
   const lines = text.slice(0, split).split('\n')
   const checkpointText = text.slice(split + 2)
   if (Buffer.byteLength(checkpointText, 'utf8') > MAX_CHECKPOINT_BYTES) invalid(`checkpoint is larger than ${MAX_CHECKPOINT_BYTES} bytes`)
-  const checkpoint = parseCheckpointText(checkpointText)
+  const checkpoint = parseCheckpointOf(checkpointText)
 
   if (lines[0] !== PROOF_HEADER) invalid(`proof must start with ${PROOF_HEADER}`)
   let at = 1
@@ -220,13 +260,13 @@ function parseProofText (text: string): TlogProof {
 
   const hashLines = lines.slice(at)
   if (hashLines.length > MAX_PROOF_HASHES) invalid(`proof has more than ${MAX_PROOF_HASHES} hashes`)
-  const hashes = hashLines.map((l, i) => decodeHash(l, `proof hash ${i + 1}`))
+  hashLines.forEach((l, i) => { checkHashLine(l, `proof hash ${i + 1}`) })
 
   if (index >= checkpoint.size) invalid(`proof index ${index} is not below the tree size ${checkpoint.size}`)
   const expected = inclusionProofLength(index, checkpoint.size)
-  if (hashes.length !== expected) invalid(`proof has ${hashes.length} hashes, index and size need ${expected}`)
+  if (hashLines.length !== expected) invalid(`proof has ${hashLines.length} hashes, index and size need ${expected}`)
 
-  return extra !== undefined ? { index, hashes, checkpoint, extra } : { index, hashes, checkpoint }
+  return extra !== undefined ? { index, hashLines, checkpoint, extra } : { index, hashLines, checkpoint }
 }
 
 /**
@@ -311,9 +351,12 @@ function decodeText (input: unknown, maxBytes: number, what: string): string {
   throw new TypeError(`${what} must be a string or a Uint8Array`)
 }
 
+// Stateless between calls (no streaming): one for all.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
 function decodeUtf8 (bytes: Uint8Array, what: string): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+    return UTF8.decode(bytes)
   } catch (cause) {
     throw new ProtocolError('MERKLE_INVALID_PROOF', `${what} is not valid UTF-8`, { cause })
   }
@@ -327,8 +370,32 @@ function parseDecimal (text: string, what: string): number {
 }
 
 function decodeHash (line: string, what: string): Uint8Array {
-  if (!BASE64_HASH.test(line)) invalid(`${what} must be the base64 of ${HASH_BYTES} bytes`)
-  return decodeBase64(line, what)
+  checkHashLine(line, what)
+  return decodeHashLine(line)
+}
+
+// Value of each base64 digit by character code, -1 for other characters (a table: this check runs
+// for every hash line of every proof a bundle verification reads).
+const BASE64_VALUE = new Int8Array(128).fill(-1)
+Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/').forEach((c, v) => { BASE64_VALUE[c.charCodeAt(0)] = v })
+const HASH_LINE_CHARS = 44
+
+/**
+ * Throws unless `line` is the canonical base64 of 32 bytes: 43 digits and `=`, the last digit
+ * carrying 2 bits of padding that must be zero (RFC 4648 §3.5) — exactly the lines for which
+ * decoding and encoding again gives the line back, without doing either.
+ */
+function checkHashLine (line: string, what: string): void {
+  let ok = line.length === HASH_LINE_CHARS && line.charCodeAt(HASH_LINE_CHARS - 1) === 0x3d
+  for (let i = 0; ok && i < HASH_LINE_CHARS - 1; i++) ok = (BASE64_VALUE[line.charCodeAt(i) & 0x7f] as number) >= 0 && line.charCodeAt(i) < 0x80
+  if (!ok) invalid(`${what} must be the base64 of ${HASH_BYTES} bytes`)
+  if (((BASE64_VALUE[line.charCodeAt(HASH_LINE_CHARS - 2)] as number) & 3) !== 0) invalid(`${what} is not canonical base64`)
+}
+
+/** The 32 bytes of a line {@link checkHashLine} accepted. */
+export function decodeHashLine (line: string): Uint8Array {
+  // A copy: Buffer.from hands out slices of a shared pool, which a transfer would detach.
+  return new Uint8Array(Buffer.from(line, 'base64'))
 }
 
 // Strict RFC 4648 §4: Buffer.from ignores bad characters and non-zero padding bits, so the input

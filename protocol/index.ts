@@ -35,8 +35,8 @@ export {
   inclusionProofLength, consistencyProofLength
 } from './merkle.js'
 export {
-  PROOF_HEADER, MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, formatCheckpoint, parseCheckpoint, formatProof, parseProof, verifyProof,
-  type Checkpoint, type TlogProof, type ProofExtra
+  PROOF_HEADER, MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, formatCheckpoint, parseCheckpoint, formatProof, parseProof, verifyProof, ProofParser, decodeHashLine,
+  type Checkpoint, type TlogProof, type EncodedTlogProof, type ProofExtra
 } from './checkpoint.js'
 export {
   NOTE_ED25519_TYPE, MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, MAX_NOTE_KEY_NAME_CHARS, isValidKeyName, noteKeyId, formatVerifierKey,

@@ -303,11 +303,20 @@ export function proveConsistency (leafHashes: readonly Uint8Array[], oldSize: nu
 export function verifyInclusion (
   leafHash: Uint8Array, index: number, treeSize: number, proof: readonly Uint8Array[], root: Uint8Array
 ): void {
-  walkInclusion(leafHash, index, treeSize, proof, root, undefined)
+  walkInclusion(leafHash, index, treeSize, proof, root, checkProofHash, plainStep)
+}
+
+function checkProofHash (h: Uint8Array, i: number): void {
+  checkHash(h, `proof[${i}]`)
+}
+
+function plainStep (_level: number, _index: number, r: Uint8Array, p: Uint8Array, pLeft: boolean): Uint8Array {
+  return pLeft ? nodeHash(p, r) : nodeHash(r, p)
 }
 
 /** An interior node met on a path: its children as they were hashed, and its hash. */
 interface MemoNode { readonly left: Uint8Array, readonly right: Uint8Array, readonly hash: Uint8Array }
+interface EncodedMemoNode { readonly child: Uint8Array, readonly sibling: string, readonly siblingLeft: boolean, readonly hash: Uint8Array }
 
 /**
  * {@link verifyInclusion} for many leaves of one tree (a batch's records): the interior nodes the
@@ -323,6 +332,8 @@ export class InclusionChecker {
   private readonly root: Uint8Array
   /** Per level above the leaves: node index at that level → node. */
   private readonly levels: Array<Map<number, MemoNode>> = []
+  /** The same for verifyEncoded: the child on the path, the sibling line beside it, the node. */
+  private readonly encoded: Array<Map<number, EncodedMemoNode>> = []
 
   /**
    * @throws ProtocolError `MERKLE_INVALID_PROOF` when the size is not a safe non-negative integer or the root not 32 bytes.
@@ -336,7 +347,34 @@ export class InclusionChecker {
 
   /** As {@link verifyInclusion} with this checker's size and root. */
   verify (leafHash: Uint8Array, index: number, proof: readonly Uint8Array[]): void {
-    walkInclusion(leafHash, index, this.treeSize, proof, this.root, this)
+    walkInclusion(leafHash, index, this.treeSize, proof, this.root, checkProofHash, (level, at, r, p, pLeft) => pLeft ? this.node(level, at, p, r) : this.node(level, at, r, p))
+  }
+
+  /**
+   * {@link verify} with the proof hashes still encoded (a proof file's base64 lines, as
+   * ProofParser returns them): `decode` turns a line into its 32 bytes or throws, and is called
+   * only for lines not met before at that position, so that a leaf whose path the tree has seen
+   * costs string comparisons instead of decoding and hashing. Lines must be canonical (ProofParser
+   * checks that), so that equal lines are equal bytes; then this accepts and rejects exactly what
+   * {@link verify} does with the decoded hashes.
+   */
+  verifyEncoded (leafHash: Uint8Array, index: number, proof: readonly string[], decode: (line: string) => Uint8Array): void {
+    walkInclusion(leafHash, index, this.treeSize, proof, this.root, checkProofLine, (level, at, r, line, pLeft) => {
+      let nodes = this.encoded[level]
+      if (nodes === undefined) {
+        nodes = new Map()
+        this.encoded[level] = nodes
+      }
+      const known = nodes.get(at)
+      if (known !== undefined && known.sibling === line && known.siblingLeft === pLeft && (known.child === r || sameBytes(known.child, r))) return known.hash
+      const p = decode(line)
+      checkHash(p, 'decoded proof hash')
+      const hash = pLeft ? nodeHash(p, r) : nodeHash(r, p)
+      // r is a leaf hash the caller owns (copied) or a node hash made here (kept as it is, so that
+      // the next path up from it compares by identity).
+      nodes.set(at, { child: r === leafHash ? r.slice() : r, sibling: line, siblingLeft: pLeft, hash })
+      return hash
+    })
   }
 
   /** SHA-256(0x01 || left || right) of the node at (level, index), reused when its children are the same. */
@@ -355,8 +393,13 @@ export class InclusionChecker {
   }
 }
 
-function walkInclusion (
-  leafHash: Uint8Array, index: number, treeSize: number, proof: readonly Uint8Array[], root: Uint8Array, memo: InclusionChecker | undefined
+/**
+ * RFC 9162 §2.1.3.2 over any proof element type: `checkElement` checks each element before any
+ * hashing, `step` hashes the path's node at (level, index) from r and the element (left of r or not).
+ */
+function walkInclusion<T> (
+  leafHash: Uint8Array, index: number, treeSize: number, proof: readonly T[], root: Uint8Array,
+  checkElement: (p: T, i: number) => void, step: (level: number, index: number, r: Uint8Array, p: T, pLeft: boolean) => Uint8Array
 ): void {
   checkHash(leafHash, 'leaf hash')
   checkHash(root, 'root')
@@ -369,7 +412,7 @@ function walkInclusion (
   // check bounds the work and names the fault.
   const expected = inclusionProofLength(index, treeSize)
   if (proof.length !== expected) invalid(`inclusion proof has ${proof.length} hashes, expected ${expected}`)
-  proof.forEach((h, i) => checkHash(h, `proof[${i}]`))
+  proof.forEach(checkElement)
 
   // RFC 9162 §2.1.3.2 steps 2-5. `level` counts the right shifts, so that (level, fn) names the
   // node r becomes: the subtree of leaves [fn·2^level, (fn+1)·2^level) cut at the tree size.
@@ -379,11 +422,9 @@ function walkInclusion (
   let r = leafHash
   for (const p of proof) {
     if (sn === 0) invalid('inclusion proof longer than the path')
-    let left = r
-    let right = p
+    let pLeft = false
     if (fn % 2 === 1 || fn === sn) {
-      left = p
-      right = r
+      pLeft = true
       if (fn % 2 === 0) {
         while (fn % 2 === 0 && fn !== 0) {
           fn = fn / 2
@@ -395,7 +436,7 @@ function walkInclusion (
     fn = Math.floor(fn / 2)
     sn = Math.floor(sn / 2)
     level++
-    r = memo === undefined ? nodeHash(left, right) : memo.node(level, fn, left, right)
+    r = step(level, fn, r, p, pLeft)
   }
   if (sn !== 0) invalid('inclusion proof shorter than the path')
   if (!equalHashes(r, root)) throw new ProtocolError('MERKLE_ROOT_MISMATCH', 'inclusion proof does not lead to the root')
@@ -563,6 +604,10 @@ function checkHash (value: unknown, what: string): asserts value is Uint8Array {
 function checkSize (value: unknown, what: string): asserts value is number {
   if (typeof value !== 'number') throw new TypeError(`${what} must be a number`)
   if (!Number.isSafeInteger(value) || value < 0) invalid(`${what} must be a safe non-negative integer, got ${value}`)
+}
+
+function checkProofLine (line: string, i: number): void {
+  if (typeof line !== 'string') throw new TypeError(`proof[${i}] must be a string`)
 }
 
 function checkProofArray (proof: unknown): void {

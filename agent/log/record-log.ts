@@ -7,12 +7,16 @@
  * After a failed write nothing more is written to that handle (LevelDB would append after the
  * torn write, and its recovery drops everything after it): the log closes, reopens and checks
  * its head first. docs/OPERATIONS.md ("Record log on a full disk") tells the whole story.
+ * Beside it: log-store.ts (keys, head, open), write-batch.ts (one write of the queue), drop-plan.ts
+ * (what a fail-open drop removes), space-reserve.ts (the reserve file).
  */
 import { mkdir } from 'node:fs/promises'
-import { signRecord, equalBytes, ZERO_HASH, type RecordBody, type SignedRecord, type Signer } from '../../protocol/index.js'
+import { signRecord, equalBytes, type RecordBody, type SignedRecord, type Signer } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { SpaceReserve } from './space-reserve.js'
-import { HEAD_KEY, decodeStored, encodeMeta, openDb, readMeta, recordKey, type Db, type LogHead, type Meta } from './log-store.js'
+import { decodeStored, openDb, readMeta, recordKey, type Db, type LogHead, type Meta } from './log-store.js'
+import { collectDeletions, planCommit, writeCommit, type Pending, type PruneScan } from './write-batch.js'
+import { planDrop } from './drop-plan.js'
 
 export { recordKey, type LogHead } from './log-store.js'
 
@@ -91,28 +95,6 @@ export interface LogStats {
   /** The space reserve file is in place. */
   reserveHeld: boolean
 }
-
-type Put = { key: string, value: Uint8Array }
-
-interface Pending {
-  /** A record to write (or, for a drop, a record that will not be written). */
-  signed: SignedRecord | undefined
-  /** Delete the stored records in these seq ranges (a fail-open drop at the budget). */
-  dropRanges?: Array<[number, number]>
-  /** Delete every stored record up to this seq, except the head (acknowledged records). */
-  pruneThrough?: number
-  /** What the caller read of the prune range beforehand, so the write path need not read it. */
-  scan?: PruneScan
-  ackedSeq?: number
-  dropped?: number
-  /** Drops this gap record declares: they settle with it. */
-  covers?: Pending[]
-  resolve: (s: SignedRecord | undefined) => void
-  reject: (e: unknown) => void
-}
-
-/** Stored records in [from, through] with their sizes, read while `epoch` deletions had been committed. */
-interface PruneScan { epoch: number, from: number, through: number, entries: Array<[string, number]> }
 
 export class RecordLog {
   private db: Db
@@ -363,8 +345,16 @@ export class RecordLog {
     })
   }
 
+  /**
+   * Starts the write loop one turn of the event loop after the first append of a burst, not at
+   * it: runs that finish in the same turn (several sessions, a capture and its record, an ack)
+   * then share the first write and its sync instead of the first going alone and the rest
+   * waiting a whole sync for the second (what halved batches before). A turn costs microseconds
+   * beside a sync; the loop keeps taking everything queued while each write was in flight.
+   */
   private startDrain (): void {
-    if (this.writing === undefined) this.writing = this.drain()
+    if (this.writing !== undefined) return
+    this.writing = new Promise<void>(resolve => { setImmediate(resolve) }).then(async () => { await this.drain() })
   }
 
   private async drain (): Promise<void> {
@@ -372,30 +362,13 @@ export class RecordLog {
       this.sealDrops()
       if (this.queue.length === 0) break
       const batch = this.queue.splice(0, this.maxBatch)
-      const next: Meta = { ...this.durable }
-      const puts: Put[] = []
-      let putBytes = 0
-      for (const p of batch) {
-        if (p.signed !== undefined) {
-          puts.push({ key: recordKey(p.signed.record.seq), value: p.signed.envelope })
-          putBytes += p.signed.envelope.byteLength
-          next.head = { seq: p.signed.record.seq, boot: p.signed.record.boot, hash: p.signed.hash }
-        }
-        if (p.ackedSeq !== undefined) next.ackedSeq = Math.max(next.ackedSeq, p.ackedSeq)
-        if (p.dropped !== undefined) next.dropped += p.dropped
-      }
+      const { next, puts, putBytes } = planCommit(this.durable, batch)
       let deleted = false
       try {
-        const dels = await this.collectDeletions(batch, next)
+        const dels = await collectDeletions(this.db, batch, this.durable, next, this.deletionEpoch)
         deleted = dels.keys.length > 0
         next.bytes += putBytes - dels.bytes
-        // A chained batch: abstract-level's array form costs several times more per operation,
-        // and every record is one operation.
-        const write = this.db.batch()
-        for (const key of dels.keys) write.del(key)
-        for (const put of puts) write.put(put.key, put.value)
-        write.put(HEAD_KEY, encodeMeta(next))
-        await write.write({ sync: this.sync })
+        await writeCommit(this.db, dels.keys, puts, next, this.sync)
       } catch (cause) {
         await this.recover(cause, batch)
         continue
@@ -410,49 +383,6 @@ export class RecordLog {
       if (batch.some(p => p.signed !== undefined)) for (const l of this.listeners) l(next.head)
     }
     this.writing = undefined
-  }
-
-  /**
-   * The stored records a batch deletes, with their exact sizes read from disk, so the byte count
-   * follows what is there whatever was asked. The head after the batch is never deleted: the next
-   * record's prev and verify-log's starting point stay checkable.
-   */
-  private async collectDeletions (batch: Pending[], next: Meta): Promise<{ keys: string[], bytes: number }> {
-    const ranges: Array<[number, number]> = []
-    let prune = -1
-    for (const p of batch) {
-      for (const r of p.dropRanges ?? []) ranges.push(r)
-      if (p.pruneThrough !== undefined) prune = Math.max(prune, p.pruneThrough)
-    }
-    // Only what is on disk before this batch: a record of this batch is not seen by the
-    // iterator, and the low mark must not pass it.
-    prune = Math.min(prune, this.durable.head.seq)
-    const keep = recordKey(next.head.seq)
-    const found = new Map<string, number>()
-    if (prune >= next.low) {
-      // A scan read since the last deletion, from the same low mark, is what the disk holds.
-      const scan = batch.reduce<PruneScan | undefined>((best, p) => {
-        const s = p.scan
-        return s !== undefined && s.epoch === this.deletionEpoch && s.from === next.low && s.through <= prune && (best === undefined || s.through > best.through) ? s : best
-      }, undefined)
-      if (scan !== undefined) {
-        for (const [key, size] of scan.entries) if (key !== keep) found.set(key, size)
-        if (prune > scan.through) ranges.push([scan.through + 1, prune])
-      } else {
-        ranges.push([next.low, prune])
-      }
-      next.low = prune >= next.head.seq ? next.head.seq : prune + 1
-    }
-    for (const [from, to] of ranges) {
-      if (to < from) continue
-      // One call for the whole range: an async step per entry costs more than reading it.
-      for (const [key, value] of await this.db.iterator({ gte: recordKey(Math.max(from, 0)), lte: recordKey(to) }).all()) {
-        if (key !== keep) found.set(key, value.byteLength)
-      }
-    }
-    let bytes = 0
-    for (const n of found.values()) bytes += n
-    return { keys: [...found.keys()], bytes }
   }
 
   /**
@@ -652,44 +582,10 @@ export class RecordLog {
       if (this.budgetMode === 'fail-closed' || this.bytes + needed <= budget) return
       await this.ready()
       if (this.state !== 'open') return
-      // The run dropped: contiguous unsent records, and the gap records of earlier drops that
-      // declare the hole right before them (merged into the new declaration, so that gap records
-      // cannot fill the budget). A gap declaring an older hole ends the run: its declaration stays.
-      const drop: SignedRecord[] = []
-      let freed = 0
-      let firstSeq = -1
-      let beforeHash = ZERO_HASH
-      let redeclared = 0
       const start = Math.max(this.ackedSeq, this.sentSeq) + 1
-      for await (const r of this.iterate(start, this.durable.head.seq - 1)) {
-        const b = r.record.body
-        const declaresBefore = b.kind === 'gap' && b.lastSeq === r.record.seq - 1
-        const next = (drop.at(-1)?.record.seq ?? -2) + 1
-        if (b.kind === 'boot') {
-          // Never dropped: a verifier cannot tell a new boot inside a hole.
-          if (drop.length === 0) continue
-          break
-        }
-        if (drop.length === 0) {
-          if (b.kind === 'gap') {
-            // Only a hole that starts at the first unsent seq: one further back may be declared
-            // by a gap record that stays, which the merged declaration would contradict.
-            if (!declaresBefore || b.firstSeq !== start) continue
-            firstSeq = b.firstSeq
-            beforeHash = b.beforeHash
-          } else {
-            firstSeq = r.record.seq
-            beforeHash = r.record.prev
-          }
-        } else if (b.kind === 'gap' ? !(declaresBefore && b.firstSeq === next) : r.record.seq !== next) {
-          break
-        }
-        if (b.kind === 'gap') redeclared += b.lastSeq - b.firstSeq + 1
-        drop.push(r)
-        freed += r.envelope.byteLength
-        if (freed >= target) break
-      }
-      if (drop.length === 0 || this.recovering !== undefined || this.state !== 'open') return
+      const plan = await planDrop(this.iterate(start, this.durable.head.seq - 1), start, target)
+      if (plan === undefined || this.recovering !== undefined || this.state !== 'open') return
+      const { drop, firstSeq, beforeHash, redeclared } = plan
       const last = drop.at(-1) as SignedRecord
       const count = last.record.seq - firstSeq + 1
       const gap = this.sign(this.tip.boot, () => ({

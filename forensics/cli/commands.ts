@@ -64,7 +64,8 @@ function verifyOptions (args: ParsedArgs, io: CliIo): VerifyOptions {
   const maxFindings = intFlag(args, 'max-findings')
   const verifier = stringFlag(args, 'verifier')
   if (verifier !== undefined && verifier !== 'node' && verifier !== 'noble') throw new UsageError('--verifier is node or noble')
-  const workers = intFlag(args, 'workers')
+  // 0 is a value here (verify on this thread), which intFlag refuses.
+  const workers = stringFlag(args, 'workers') === '0' ? 0 : intFlag(args, 'workers')
   const progress = createProgress(io.stderr, { label: 'verify' }, !args.flags.has('quiet'))
   return {
     ...(verifier === undefined ? {} : { verifier }),

@@ -48,7 +48,7 @@ const VERIFY: CommandText = {
   path: ['verify'],
   summary: 'verify a bundle: signatures, hash chain, keys, models, inclusion proofs',
   description: [
-    'Verifies every record of the bundle: Ed25519 signature, hash chain and honest gaps, the key valid at its time, its model\'s registry status, and its inclusion proof against an anchored root and tree size taken from the facts (the bundle\'s offline, the chain\'s online). Give --offline or --rpc-url.',
+    'Verifies every record of the bundle: Ed25519 signature (see --verifier), hash chain and honest gaps, the key valid at its time, its model\'s registry status, and its inclusion proof against an anchored root and tree size taken from the facts (the bundle\'s offline, the chain\'s online). Give --offline or --rpc-url.',
     'Online it also judges completeness: the bundle\'s tip proof against the device\'s tip anchored on chain; a bundle that stops before it is INCOMPLETE, with the missing seqs named. Offline, completeness is not judged.',
     'Exit 0: valid. Exit 1: invalid (the failures are on stdout; VERDICT_INVALID with a summary on stderr), or an error.'
   ],

@@ -121,7 +121,8 @@ export function openHashPool (workers: number = DEFAULT_HASH_WORKERS): HashPool 
     fail?.(e)
   }
   for (let i = 0; i < workerCount; i++) {
-    const w = new Worker(WORKER_SOURCE, { eval: true })
+    // Plain CommonJS: the thread's inherited --import hooks (tsx, tap's loaders) would only load again.
+    const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
     w.on('error', e => { onFailure(new ForensicsError('LINEAGE_UNREADABLE', `hash worker failed: ${e.message}`, { cause: e })) })
     // A worker that ends without answering (killed, out of memory) must not leave the caller waiting.
     w.on('exit', code => { onFailure(new ForensicsError('LINEAGE_UNREADABLE', `hash worker exited (code ${code}) before finishing`)) })

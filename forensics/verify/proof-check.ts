@@ -2,9 +2,16 @@
  * The per-record inclusion-proof check of `verify`, pure so that it runs where the signatures are
  * checked (signature-worker.ts) or, when there is no pool, on the calling thread, with one answer.
  * Each anchored tree is checked once: an InclusionChecker per (root, size) hashes the interior
- * nodes its records' paths share once, instead of ~14 hashes per record.
+ * nodes its records' paths share once, instead of ~14 hashes per record, and compares the proof's
+ * hash lines as text with the ones it met (no decoding); each batch's checkpoint, repeated in
+ * every proof of the batch, is parsed once (ProofParser).
  */
-import { InclusionChecker, ProtocolError, fromHex, hashLeaf, parseProof, toHex, type BundleAnchor, type TlogProof } from '../../protocol/index.js'
+// Module by module, not the barrel: this also loads in every signature worker (see there).
+import { ProofParser, decodeHashLine, type Checkpoint, type EncodedTlogProof } from '../../protocol/checkpoint.js'
+import { InclusionChecker, hashLeaf } from '../../protocol/merkle.js'
+import { ProtocolError } from '../../protocol/errors.js'
+import { fromHex, toHex } from '../../protocol/hash.js'
+import type { BundleAnchor } from '../../protocol/bundle.js'
 
 /** What a proof is judged against: the anchor facts (by root hex) and the bundle's chain. */
 export interface ProofContext {
@@ -44,6 +51,9 @@ export class ProofJudge {
   private readonly anchors: Map<string, BundleAnchor>
   private readonly context: ProofContext
   private readonly checkers = new Map<string, InclusionChecker>()
+  private readonly parser = new ProofParser()
+  /** Root hex of the parser's (shared) checkpoints. */
+  private readonly rootHex = new WeakMap<Checkpoint, string>()
 
   constructor (context: ProofContext) {
     this.context = context
@@ -52,20 +62,24 @@ export class ProofJudge {
 
   /** Judges `text` (a C2SP proof) for the record whose envelope is `envelope`. */
   judge (text: string, envelope: Uint8Array, subject: ProofSubject): ProofJudgement {
-    let proof: TlogProof
+    let proof: EncodedTlogProof
     try {
-      proof = parseProof(text)
+      proof = this.parser.parse(text)
     } catch (e) {
       return { kind: 'malformed', message: `malformed proof: ${(e as Error).message}` }
     }
-    const root = toHex(proof.checkpoint.rootHash)
+    let root = this.rootHex.get(proof.checkpoint)
+    if (root === undefined) {
+      root = toHex(proof.checkpoint.rootHash)
+      this.rootHex.set(proof.checkpoint, root)
+    }
     // The proof names a root; everything else about it — above all the tree size — comes from the
     // anchor facts, never from the proof's own checkpoint.
     const anchor = this.anchors.get(root)
     if (anchor === undefined) return { kind: 'unanchored', root }
     let inclusion: { reason: 'root-mismatch' | 'proof-invalid', message: string } | undefined
     try {
-      this.checker(anchor).verify(hashLeaf(envelope), proof.index, proof.hashes)
+      this.checker(anchor).verifyEncoded(hashLeaf(envelope), proof.index, proof.hashLines, decodeHashLine)
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e
       const reason = e.code === 'MERKLE_ROOT_MISMATCH' ? 'root-mismatch' : 'proof-invalid'
@@ -88,7 +102,7 @@ export class ProofJudge {
   }
 
   /** What the proof file and the record say that the anchor facts contradict. */
-  private disagreements (proof: TlogProof, anchor: BundleAnchor, r: ProofSubject): readonly string[] {
+  private disagreements (proof: EncodedTlogProof, anchor: BundleAnchor, r: ProofSubject): readonly string[] {
     let out: string[] | undefined
     const add = (s: string): void => { (out ??= []).push(s) }
     if (proof.checkpoint.size !== anchor.size) add(`the proof's checkpoint says ${proof.checkpoint.size} leaves, the anchor ${anchor.size}`)

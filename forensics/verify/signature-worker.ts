@@ -5,7 +5,9 @@
  * per key and kept (protocol/ed25519.ts caches them); each anchored tree's shared nodes once.
  */
 import { parentPort } from 'node:worker_threads'
-import { verifySignature } from '../../protocol/index.js'
+// The protocol modules it needs, not the barrel: a worker starts for every verification, and
+// loading all of protocol/ (CBOR, records, bundles…) was most of its start-up.
+import { verifySignature } from '../../protocol/ed25519.js'
 import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
 import type { ProofResults, SignatureBatch, SignatureBatchResult } from './signature-pool.js'
 

@@ -5,7 +5,8 @@
  * key or length is simply a 0.
  */
 import { parentPort } from 'node:worker_threads'
-import { verifySignature } from '../../protocol/index.js'
+// The one protocol module it needs, not the barrel: less to load when each worker starts.
+import { verifySignature } from '../../protocol/ed25519.js'
 import type { VerifyBatch, VerifyBatchResult } from './verify-pool.js'
 
 const port = parentPort

@@ -7,7 +7,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { ProtocolError } from '../../protocol/errors.js'
 import {
-  MAX_PROOF_BYTES, PROOF_HEADER, formatCheckpoint, formatProof, parseCheckpoint, parseProof, verifyProof,
+  MAX_PROOF_BYTES, PROOF_HEADER, ProofParser, decodeHashLine, formatCheckpoint, formatProof, parseCheckpoint, parseProof, verifyProof,
   type Checkpoint, type TlogProof
 } from '../../protocol/checkpoint.js'
 import { MerkleTree, computeRoot, hashLeaf } from '../../protocol/merkle.js'
@@ -204,6 +204,8 @@ t.test('error: malformed proof files are MERKLE_INVALID_PROOF', async (t) => {
     [join(header, extraLine, indexLine, h1, h2, h3!.slice(0, -1), ...rest), 'hash without padding'],
     [join(header, extraLine, indexLine, h1, h2, b64(new Uint8Array(48)), ...rest), '48-byte hash'],
     [join(header, extraLine, indexLine, h1, h2, h3 + ' ', ...rest), 'trailing space after a hash'],
+    [join(header, extraLine, indexLine, h1, h2, h3!.slice(0, 42) + String.fromCharCode(h3!.charCodeAt(42) ^ 1) + '=', ...rest), 'hash with non-zero padding bits'],
+    [join(header, extraLine, indexLine, h1, h2, h3!.slice(0, 42) + 'é=', ...rest), 'hash with a non-base64 character'],
     [join(header, 'extra', indexLine, h1, h2, h3, ...rest), 'extra without data'],
     [join(header, 'extra ', indexLine, h1, h2, h3, ...rest), 'extra with empty data'],
     [join(header, 'extra !!!!', indexLine, h1, h2, h3, ...rest), 'extra not base64'],
@@ -221,8 +223,45 @@ t.test('error: malformed proof files are MERKLE_INVALID_PROOF', async (t) => {
     [good.padEnd(MAX_PROOF_BYTES + 1, 'x'), 'above the size limit'],
     [good.replace(/\n/g, '\r\n'), 'CRLF line ends']
   ]
-  for (const [input, what] of cases) t.throws(() => parseProof(input), invalid, what)
+  const parser = new ProofParser()
+  for (const [input, what] of cases) {
+    t.throws(() => parseProof(input), invalid, what)
+    t.equal(outcomeOf(() => parser.parse(input)), outcomeOf(() => parseProof(input)), `ProofParser: ${what}`)
+  }
   t.doesNotThrow(() => parseProof(good))
+})
+
+// 'ok' or the error's code and message: ProofParser must fail exactly where parseProof does.
+function outcomeOf (fn: () => unknown): string {
+  try {
+    fn()
+    return 'ok'
+  } catch (e) {
+    if (e instanceof ProtocolError) return `${e.code}: ${e.message}`
+    throw e
+  }
+}
+
+t.test('behavior: ProofParser reads what parseProof reads, its hash lines decoding to the same hashes, each checkpoint parsed once', async (t) => {
+  const parser = new ProofParser()
+  const first = parser.parse(formatProof(sampleProof(5)))
+  const again = parser.parse(formatProof(sampleProof(6)))
+  t.equal(again.checkpoint, first.checkpoint, 'the same checkpoint text gives the same (shared) object')
+  for (const i of [0, 3, 5, 7]) {
+    const text = formatProof(sampleProof(i))
+    const plain = parseProof(text)
+    const encoded = parser.parse(text)
+    t.same(encoded.hashLines.map(decodeHashLine), plain.hashes, `index ${i}`)
+    const { hashLines: _lines, ...encodedRest } = encoded
+    const { hashes: _hashes, ...plainRest } = plain
+    t.same(encodedRest, plainRest, 'index, checkpoint and extra alike')
+  }
+  // Mutations of a valid file: both parsers agree on every one.
+  const good = formatProof(sampleProof())
+  fc.assert(fc.property(fc.nat({ max: good.length - 1 }), fc.string({ unit: 'binary', minLength: 0, maxLength: 2 }), fc.nat({ max: 2 }), (at, ch, del) => {
+    const text = good.slice(0, at) + ch + good.slice(at + del)
+    return outcomeOf(() => parser.parse(text)) === outcomeOf(() => parseProof(text))
+  }), { numRuns: 2000 })
 })
 
 t.test('behavior: parsers raise only ProtocolError on arbitrary and mutated input', async (t) => {

@@ -483,3 +483,36 @@ t.test('behavior: InclusionChecker, which hashes shared nodes once, accepts and 
   t.throws(() => new InclusionChecker(-1, emptyRoot()), { name: 'ProtocolError', code: 'MERKLE_INVALID_PROOF' }, 'negative size')
   t.throws(() => new InclusionChecker(2, new Uint8Array(31)), { name: 'ProtocolError', code: 'MERKLE_INVALID_PROOF' }, 'short root')
 })
+
+t.test('behavior: InclusionChecker.verifyEncoded, which compares hash lines as text, accepts and rejects exactly what verifyInclusion does', async (t) => {
+  const b64 = (h: Uint8Array): string => Buffer.from(h).toString('base64')
+  const decode = (line: string): Uint8Array => new Uint8Array(Buffer.from(line, 'base64'))
+  for (const n of [1, 2, 3, 5, 8, 13, 33, 100]) {
+    const leaves = makeLeaves(n, n)
+    const tree = new MerkleTree(leaves)
+    const checker = new InclusionChecker(n, tree.root())
+    for (let i = 0; i < n; i++) {
+      t.equal(outcome(() => checker.verifyEncoded(leaves[i] as Uint8Array, i, tree.proveInclusion(i).map(b64), decode)), 'ok', `n=${n} i=${i}`)
+    }
+    // Bad proofs after the good ones, meeting remembered nodes, then the good ones again.
+    for (let i = 0; i < n; i++) {
+      const proof = tree.proveInclusion(i)
+      const cases: Array<[Uint8Array, number, Uint8Array[]]> = [
+        [flipBit(leaves[i] as Uint8Array, i), i, proof],
+        [leaves[i] as Uint8Array, (i + 1) % n, proof],
+        ...proof.map((_, k) => [leaves[i] as Uint8Array, i, proof.map((h, m) => m === k ? flipBit(h, i + k) : h)] as [Uint8Array, number, Uint8Array[]]),
+        // Siblings swapped: the same lines at other positions must not be taken for each other.
+        [leaves[i] as Uint8Array, i, [...proof].reverse()],
+        [leaves[i] as Uint8Array, i, proof.slice(1)]
+      ]
+      for (const [leafHash, index, p] of cases) {
+        const want = outcome(() => verifyInclusion(leafHash, index, n, p, tree.root()))
+        t.equal(outcome(() => checker.verifyEncoded(leafHash, index, p.map(b64), decode)), want, `n=${n} i=${i} index=${index}`)
+      }
+      t.equal(outcome(() => checker.verifyEncoded(leaves[i] as Uint8Array, i, proof.map(b64), decode)), 'ok')
+    }
+  }
+  // A decoder that gives other than 32 bytes is refused like a short hash.
+  const four = makeLeaves(4, 4)
+  t.equal(outcome(() => new InclusionChecker(4, new MerkleTree(four).root()).verifyEncoded(four[0] as Uint8Array, 0, ['x', 'y'], () => new Uint8Array(31))), 'MERKLE_INVALID_PROOF')
+})

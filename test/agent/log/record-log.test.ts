@@ -29,6 +29,18 @@ t.test('behavior: group commit writes concurrent appends in few batches, in seq 
   await log.close()
 })
 
+t.test('behavior: appends of one turn share the first write: no lone first record', async t => {
+  const dir = await tempDir(t)
+  const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer })
+  const writes: number[] = []
+  log.onDurable(head => { writes.push(head.seq) })
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  t.same(writes, [0], 'a lone append is written by itself')
+  await Promise.all(Array.from({ length: 50 }, async () => await log.append(body)))
+  t.same(writes, [0, 50], 'fifty appends of one turn: one write, one sync')
+  await log.close()
+})
+
 t.test('behavior: seq, boot and chain continue across restarts', async t => {
   const dir = await tempDir(t)
   let log = await RecordLog.open({ dir, deviceId: 'dev-a', signer })
