@@ -115,7 +115,7 @@ export async function runCaptureProofs (args: ParsedArgs, io: LineageCliIo): Pro
     }
   }
   const captures = parseCaptures(await readBounded(capturesPath, DEFAULT_CAPTURES_MAX_BYTES))
-  const { GatewayClient } = await import('../export/index.js')
+  const { GatewayClient } = await import('../export/gateway-client.js')
   let client
   try { client = new GatewayClient({ gatewayUrl, ...(token === undefined ? {} : { token }) }) } catch (e) { throw new UsageError((e as Error).message) }
   const { captures: proved, missing } = await attachCaptureProofs(captures, async (deviceId, seq) => await client.getProof(deviceId, seq))

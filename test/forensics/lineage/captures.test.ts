@@ -4,7 +4,9 @@
  * with a file, the key or the revocation shows as a named reason. One agent and folder per file.
  */
 import t from 'tap'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
 import { AgentError } from '../../../agent/errors.js'
@@ -185,6 +187,41 @@ t.test('attack: a proof for another root, another record\'s proof, a forged path
     const bytes = new TextEncoder().encode(JSON.stringify({ ...good, captures: [{ ...good.captures[0], proof }] }))
     t.throws(() => parseCaptures(bytes), { constructor: ForensicsError, code: 'CAPTURES_INVALID' }, what)
   }
+})
+
+t.test('behavior: provenance dataset capture-proofs asks the gateway for each record\'s proof and names the ones not anchored yet', async t => {
+  const { dir, captures } = await setup(t)
+  const { proved } = prove(captures)
+  const proofs = new Map((await proved).captures.map(c => [decodeEnvelope(fromHex(c.envelope)).record.seq, c.proof as string]))
+  // A stand-in gateway: the proof API behind a bearer token; seq 3's batch is not sealed yet (409).
+  const asked: string[] = []
+  const server = createServer((req, res) => {
+    asked.push(`${req.headers.authorization ?? ''} ${req.url ?? ''}`)
+    const m = /^\/v1\/proof\/cam-7\/(\d+)$/.exec(req.url ?? '')
+    if (req.headers.authorization !== 'Bearer gw-token-1') { res.writeHead(401).end(); return }
+    if (m === null || Number(m[1]) === 3) { res.writeHead(409).end(); return }
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(proofs.get(Number(m[1])))
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const capturesPath = join(dir, 'captures.json')
+  await writeFile(capturesPath, JSON.stringify(captures))
+  const tokenFile = join(dir, 'api-token')
+  await writeFile(tokenFile, 'gw-token-1\n', { mode: 0o600 })
+  const out = join(dir, 'proved.json')
+  const r = io()
+  t.equal(await runCli(['dataset', 'capture-proofs', '--captures', capturesPath, '--gateway', url, '--token-file', tokenFile, '--out', out, '--json'], r.io), 1)
+  t.match(r.err(), /^CAPTURES_UNANCHORED: no proof yet for 1 record\(s\): bikes\/0001\.csv \(cam-7:3\)\n$/)
+  t.match(JSON.parse(r.out()), { captures: 3, proved: 2 })
+  const written = parseCaptures(new Uint8Array(await readFile(out)))
+  t.same(written.captures.map(c => c.proof !== undefined), [true, true, false])
+  t.ok(asked.every(a => a.startsWith('Bearer gw-token-1 ')), 'the token from the file')
+  // A token file others may read is refused before anything is asked.
+  await chmod(tokenFile, 0o644)
+  const insecure = io()
+  t.equal(await runCli(['dataset', 'capture-proofs', '--captures', capturesPath, '--gateway', url, '--token-file', tokenFile], insecure.io), 2)
+  t.match(insecure.err(), /^usage: gateway token file .* must be readable by its owner only/)
 })
 
 function io (): { io: Parameters<typeof runCli>[1] & object, out: () => string, err: () => string } {

@@ -58,7 +58,7 @@ t.test('behavior: names sort by UTF-8 bytes, not UTF-16 code units', async t => 
   t.same(m.predicate.resources.map(r => r.name), ['Z', 'a', '\uff61', '\u{1f600}'])
   // The comparison encodes nothing: it must agree with the UTF-8 bytes on any well-formed names.
   fc.assert(fc.property(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'grapheme' }), (a, b) =>
-    Math.sign(compareNames(a, b)) === Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b)))), { numRuns: 3000 })
+    Math.sign(compareNames(a, b)) === Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b)))), { numRuns: 1000 })
 })
 
 t.test('behavior: a folder hashed while it is listed gives the manifest of its sorted names, shards in start order', async t => {
