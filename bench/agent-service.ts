@@ -9,9 +9,8 @@
 import { createPublicKey, verify as nodeVerify } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
 import ort from 'onnxruntime-node'
 import { RECORD_SIGNING_PREFIX, concat, createSigner, sha256, type RecordBody } from '../protocol/index.js'
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
@@ -21,6 +20,7 @@ import { Uplink } from '../agent/uplink/index.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeClassifierCrop, paddleOcrModelPaths } from '../agent/input/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 export interface AgentServiceBenchResult {
   drain: { records: number, drainPerSec: number, rawVerifiesPerSec: number, ratio: number }
@@ -136,6 +136,6 @@ export async function main (): Promise<AgentServiceBenchResult> {
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   main().catch(e => { console.error(e); process.exit(1) })
 }

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import ort from 'onnxruntime-node'
@@ -23,6 +23,7 @@ import { identifyModel } from '../agent/model/index.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { fmt, fmtSpread, interleave, spread, time, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const MIB = 1024 * 1024
 
@@ -319,6 +320,6 @@ export async function main (): Promise<AgentBenchResult> {
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   main().then(r => { console.log(JSON.stringify({ agent: r })) }).catch(e => { console.error(e); process.exit(1) })
 }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { getBytes, hexlify } from 'ethers'
 import { Wallet } from 'ethers'
 import { startDevChain, deviceIdOf, deployLineage, type DevChain } from '../contracts/index.js'
-import { isEntryPoint } from '../contracts/entry-point.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 /** Batch sizes whose per-record cost is reported. */
 export const ANCHOR_BATCH_SIZES = [1, 1_000, 65_536, 1_048_576] as const

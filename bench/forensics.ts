@@ -10,7 +10,6 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { resolve } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -25,6 +24,7 @@ import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
 import { fmtSpread, interleave, spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
 const BATCH_RECORDS = 10_000
@@ -283,6 +283,6 @@ export async function main (): Promise<ForensicsBenchResult> {
   return result
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   main().catch(e => { console.error(e); process.exit(1) })
 }

@@ -1,16 +1,17 @@
 /**
  * The PostgreSQL tier's benchmark (#14), each figure against a baseline measured in the same run:
  * verified+stored records/s of one gateway process on PostgreSQL over raw node:crypto Ed25519
- * verifies/s on one core (the process verifies on one core today: #11's pool is separate); one
- * vs two gateway processes on a shared subscription, the load generator in a third process; and a
- * backlog drain (records queued at the broker while the gateway is down). Interleaved rounds,
- * median and range, CPU time of the gateway processes beside wall time.
+ * verifies/s on as many threads as cores (the gateway's verify pool has one worker per core;
+ * measured before and after the rounds), and over one core; one vs two gateway processes on a
+ * shared subscription, the load generator in a third process; and a backlog drain (records queued
+ * at the broker while the gateway is down). Interleaved rounds, median and range, CPU time of the
+ * gateway processes (all threads) beside wall time, and the load average after each round.
  */
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir, cpus } from 'node:os'
-import { join, resolve } from 'node:path'
+import { tmpdir, cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +24,7 @@ import { startPostgres } from '../test/helpers/postgres.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
 import { makeChain, measureRawVerifies } from './gateway.js'
 import { spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = Number(process.env.PROV_BENCH_PG_DEVICES ?? 50)
 const RECORDS_PER_DEVICE = Number(process.env.PROV_BENCH_PG_RECORDS ?? 300)
@@ -35,11 +37,13 @@ const encoder = new TextEncoder()
 const seedOf = (i: number): Uint8Array => sha256(encoder.encode(`bench-gateway-pg/${i}`))
 const deviceName = (i: number): string => `bench-pg-${String(i).padStart(3, '0')}`
 
-export interface PgBenchRound { processes: number, records: number, wallMs: number, gatewayCpuMs: number, perSec: number }
+export interface PgBenchRound { processes: number, records: number, wallMs: number, gatewayCpuMs: number, perSec: number, loadAvg: number }
 export interface GatewayPostgresBenchResult {
   rawVerifiesPerSecOneCore: number
+  /** Raw verifies on as many threads as cores (the gateway's pool size), before and after the rounds. */
+  rawAllCores: { perSec: Spread, cpuMsPerVerify: Spread }
   cores: number
-  oneProcess: { perSec: Spread, ratioToRawOneCore: Spread, cpuMsPerRecord: Spread }
+  oneProcess: { perSec: Spread, ratioToRawOneCore: Spread, ratioToRawAllCores: Spread, cpuMsPerRecord: Spread, cpuRatio: Spread }
   twoProcesses: { perSec: Spread, speedup: Spread, cpuMsPerRecord: Spread }
   backlog: { records: number, perSec: number, ratioToRawOneCore: number, wallMs: number, gatewayCpuMs: number }
   rounds: PgBenchRound[]
@@ -115,6 +119,8 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
   try {
     process.stderr.write('gateway-postgres bench: raw Ed25519 verifications (one core)…\n')
     const rawVerifiesPerSecOneCore = (await measureRawVerifies(20_000, 1)).perSec
+    const cores = cpus().length
+    const rawAll = [await measureRawVerifies(40_000, cores)]
     process.stderr.write(`gateway-postgres bench: registering ${DEVICES} devices…\n`)
     const registrar = chain.registryAs('deviceRegistrar')
     for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
@@ -154,18 +160,23 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
         if (!backlog) await publisher.go()
         let timer: NodeJS.Timeout | undefined
         const timeout = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in 5 min: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), 300_000)
+          // 5 min, or 5 ms per record for a big backlog (200 per second at worst).
+          const limitMs = Math.max(300_000, DEVICES * perDevice * 5)
+          timer = setTimeout(() => reject(new Error(`round with ${n} process(es) did not finish in ${limitMs / 1000} s: ${procs.map(p => p.log.slice(-5).join('\n')).join('\n')}`)), limitMs)
         })
         await Promise.race([watcher.done, timeout]).finally(() => clearTimeout(timer))
         const wallMs = performance.now() - t0
         const gatewayCpuMs = procs.reduce((s, p) => s + pidCpuMs(p.proc.pid ?? 0), 0) - cpu0
         const records = DEVICES * perDevice
-        return { processes: n, records, wallMs, gatewayCpuMs, perSec: records / (wallMs / 1000) }
+        return { processes: n, records, wallMs, gatewayCpuMs, perSec: records / (wallMs / 1000), loadAvg: loadavg()[0] ?? 0 }
       } finally {
         publisher.kill()
         await watcher.close()
-        for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL')
+        // SIGTERM first (a profiled child writes its profile on a clean exit), SIGKILL after 15 s.
+        for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGTERM')
+        const killer = setTimeout(() => { for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL') }, 15_000)
         await Promise.all(procs.map(async p => await p.exited))
+        clearTimeout(killer)
         await broker.close()
       }
     }
@@ -180,16 +191,23 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
     }
     process.stderr.write(`gateway-postgres bench: backlog drain of ${BACKLOG_RECORDS} records…\n`)
     const drain = await round(1, Math.ceil(BACKLOG_RECORDS / DEVICES), true)
+    rawAll.push(await measureRawVerifies(40_000, cores))
+    const rawPerSec = spread(rawAll.map(r => r.perSec))
+    const rawCpu = spread(rawAll.map(r => r.cpuMsPerVerify))
 
     const one = rounds.filter(r => r.processes === 1)
     const two = rounds.filter(r => r.processes === 2)
     const result: GatewayPostgresBenchResult = {
       rawVerifiesPerSecOneCore,
-      cores: cpus().length,
+      rawAllCores: { perSec: rawPerSec, cpuMsPerVerify: rawCpu },
+      cores,
       oneProcess: {
         perSec: spread(one.map(r => r.perSec)),
         ratioToRawOneCore: spread(one.map(r => r.perSec / rawVerifiesPerSecOneCore)),
-        cpuMsPerRecord: spread(one.map(r => r.gatewayCpuMs / r.records))
+        ratioToRawAllCores: spread(one.map(r => r.perSec / rawPerSec.median)),
+        cpuMsPerRecord: spread(one.map(r => r.gatewayCpuMs / r.records)),
+        // Raw CPU per verify over the gateway's CPU per verified+stored record (all its threads).
+        cpuRatio: spread(one.map(r => rawCpu.median / (r.gatewayCpuMs / r.records)))
       },
       twoProcesses: {
         perSec: spread(two.map(r => r.perSec)),
@@ -201,9 +219,11 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
     }
     const f = (s: Spread, d = 0): string => `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`
     console.log(`raw Ed25519 verifies, one core      ${rawVerifiesPerSecOneCore.toFixed(0)}/s (${result.cores} cores here)`)
-    console.log(`1 process, PostgreSQL store         ${f(result.oneProcess.perSec)} records/s verified+stored+acked; ratio to raw one core ${f(result.oneProcess.ratioToRawOneCore, 2)}; gateway CPU ${f(result.oneProcess.cpuMsPerRecord, 3)} ms/record`)
+    console.log(`raw Ed25519 verifies, ${cores} threads    ${f(rawPerSec)}/s before/after the rounds; ${f(rawCpu, 3)} ms CPU per verify`)
+    console.log(`1 process, PostgreSQL store         ${f(result.oneProcess.perSec)} records/s verified+stored+acked; wall ratio to raw on ${cores} cores ${f(result.oneProcess.ratioToRawAllCores, 2)} (to one core ${f(result.oneProcess.ratioToRawOneCore, 2)}); gateway CPU ${f(result.oneProcess.cpuMsPerRecord, 3)} ms/record, CPU ratio ${f(result.oneProcess.cpuRatio, 2)}`)
     console.log(`2 processes, shared subscription    ${f(result.twoProcesses.perSec)} records/s; speedup over 1 ${f(result.twoProcesses.speedup, 2)}; gateway CPU ${f(result.twoProcesses.cpuMsPerRecord, 3)} ms/record`)
-    console.log(`backlog drain (${drain.records} records queued at the broker, 1 process) ${drain.perSec.toFixed(0)} records/s, ratio to raw one core ${result.backlog.ratioToRawOneCore.toFixed(2)}, wall ${(drain.wallMs / 1000).toFixed(1)} s, gateway CPU ${(drain.gatewayCpuMs / 1000).toFixed(1)} s`)
+    console.log(`backlog drain (${drain.records} records queued at the broker, 1 process) ${drain.perSec.toFixed(0)} records/s, wall ratio to raw on ${cores} cores ${(drain.perSec / rawPerSec.median).toFixed(2)} (one core ${result.backlog.ratioToRawOneCore.toFixed(2)}), wall ${(drain.wallMs / 1000).toFixed(1)} s, gateway CPU ${(drain.gatewayCpuMs / 1000).toFixed(1)} s = ${(drain.gatewayCpuMs / drain.records).toFixed(3)} ms/record, CPU ratio ${(rawCpu.median / (drain.gatewayCpuMs / drain.records)).toFixed(2)}`)
+    console.log(`load average (1 min) at the end of each round: ${rounds.map(r => `${r.processes}p ${r.loadAvg.toFixed(1)}`).join(', ')}; drain ${drain.loadAvg.toFixed(1)}`)
     console.log(`(${DEVICES} devices x ${RECORDS_PER_DEVICE} records per round, ${RECORDS_PER_MESSAGE} per message, ${ROUNDS} interleaved rounds; PostgreSQL, Mosquitto and the publisher share this machine)`)
     console.log(JSON.stringify({ gatewayPostgres: { ...result, rounds: undefined } }))
     return result
@@ -215,7 +235,7 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4]), Number(process.argv[5])).catch(e => { console.error(e); process.exit(1) })
   } else {

@@ -13,7 +13,7 @@ import { createPublicKey, verify as nodeVerify } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -26,6 +26,7 @@ import { deviceIdOf, startDevChain } from '../contracts/index.js'
 import { Gateway, setNoDelay } from '../gateway/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
 import { fmtSpread, processCpuMs, spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = 50
 const RECORDS_PER_DEVICE = 1000
@@ -272,7 +273,7 @@ export async function main (): Promise<GatewayBenchResult> {
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4])).catch(e => { console.error(e); process.exit(1) })
   } else {

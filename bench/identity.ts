@@ -7,12 +7,12 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { tpmBootCertifier, openTpmIdentity } from '../agent/keys/index.js'
 import { sampleInference } from '../test/helpers/records.js'
 import { startSwtpm } from '../test/helpers/swtpm.js'
 import { fmtSpread, interleave, ratios, spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROUNDS = Number(process.env.BENCH_IDENTITY_ROUNDS ?? 9)
 const RECORDS = Number(process.env.BENCH_IDENTITY_RECORDS ?? 2000)
@@ -65,4 +65,4 @@ export async function main (): Promise<Record<string, Spread>> {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await main()
+if (isEntryPoint(import.meta.url)) await main()

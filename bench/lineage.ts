@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { isEntryPoint } from '../contracts/entry-point.js'
+import { isEntryPoint } from '../common/entry-point.js'
 import { hashTree, listTree } from '../forensics/lineage/index.js'
 
 /** Tree size in MiB and rounds; small defaults keep it short on a shared machine. */

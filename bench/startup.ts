@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { fmt, interleave, spread, type Spread } from './measure.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const ROUNDS = Number(process.env.BENCH_STARTUP_ROUNDS ?? 15)
@@ -44,4 +45,4 @@ export async function main (): Promise<Record<string, Spread>> {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await main()
+if (isEntryPoint(import.meta.url)) await main()

@@ -3,6 +3,13 @@
  * part needs but protocol/ must not do, because it does I/O. Imports protocol/ only.
  */
 export { CommonError, ConfigError, UsageError, type CommonErrorCode } from './errors.js'
+export { backoffDelayMs, type BackoffOptions } from './backoff.js'
+export { SILENT_LOGGER, LOG_LEVELS, type Logger, type LogFn, type LogLevel } from './logger.js'
+// The pino factory (log-factory.ts) and the LevelDB handle (level.ts) are imported by path, not from
+// here: loading the index (every CLI's --help does) must not load pino or LevelDB.
+export { isEntryPoint } from './entry-point.js'
+export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, type UnreadableRequestCodes } from './http.js'
+export { redactUrl } from './redact-url.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {
   readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,

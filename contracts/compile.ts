@@ -9,7 +9,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RegistryError } from './errors.js'
-import { isEntryPoint } from './entry-point.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const require = createRequire(import.meta.url)
 const here = dirname(fileURLToPath(import.meta.url))

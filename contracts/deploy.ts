@@ -10,7 +10,7 @@ import { Wallet, getAddress, isAddress } from 'ethers'
 import { RegistryError } from './errors.js'
 import { createRpcProvider } from './provider.js'
 import { deployRegistry } from './registry.js'
-import { isEntryPoint } from './entry-point.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 export const DEPLOYER_KEY_ENV = 'PROVENANCE_DEPLOYER_KEY'
 export const DEFAULT_DEPLOY_TIMEOUT_MS = 120_000

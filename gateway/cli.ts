@@ -4,23 +4,24 @@
  * overrides, checked against one field table the compiler derives from GatewayOptions.
  */
 import { readFile } from 'node:fs/promises'
-import { resolve as resolvePath } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { pino, type DestinationStream } from 'pino'
 import { join } from 'node:path'
-import { CommonError, ConfigError, UsageError, runProgram, type CliOptionSpec, type CliProgram } from '../common/index.js'
+import { CommonError, ConfigError, LOG_LEVELS, UsageError, runProgram, type LogLevel, type CliOptionSpec, type CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
 import { loadOrCreateLogKey } from './keys/index.js'
 import { Pruner, type PruneResult } from './retention/index.js'
-import { GatewayStore } from './store/index.js'
+import { GatewayStore, PgAnchorStateStore, PostgresGatewayStore, type GatewayStore as Store } from './store/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { isEntryPoint } from '../common/entry-point.js'
+import { createLogger } from '../common/log-factory.js'
 
 export interface CliIo {
-  /** Where JSON log lines go (a pino destination). */
+  /** Results, and `start`'s one announcement line (`"msg":"gateway started"` with its `http` and `broker` addresses). */
   stdout: DestinationStream
-  stderr: { write: (s: string) => unknown }
+  /** The JSON log lines (common/logger.ts's format) and `CODE: message` error lines. */
+  stderr: DestinationStream
   env: Record<string, string | undefined>
   /** Registers the graceful-stop handler (default: SIGTERM and SIGINT on process). */
   onStopSignal?: (handler: (signal: string) => void) => void
@@ -104,7 +105,6 @@ const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[
   keyLookupBurst: 'int',
   verifyWorkers: 'int'
 }
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
 /** `anchorPrivateKey` → `ANCHOR_PRIVATE_KEY`. */
 export function envNameOf (field: string): string {
@@ -126,7 +126,7 @@ const CONFIG_OPTION: CliOptionSpec = {
 const EPILOG = [
   `Every option can also come from the environment as ${ENV_PREFIX}<NAME>, the option name in UPPER_SNAKE_CASE (e.g. ${ENV_PREFIX}BROKER_URL, ${ENV_PREFIX}BATCH_MAX_RECORDS); the environment overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile / httpTokenFile name files to read them from. The HTTP API needs a bearer token (httpTokenFile; unset: <stateDir>/api-token, created on first start).`,
   `Options: ${Object.keys(FIELDS).join(', ')}.`,
-  'Logs of start are JSON lines on stdout.'
+  'start logs JSON lines on stderr and prints one JSON line on stdout once up: {"msg":"gateway started","http":…,"broker":…}.'
 ]
 
 /** The program, bound to the streams and stop signal of one run. */
@@ -153,7 +153,7 @@ function gatewayProgram (io: CliIo, exit: { code: number }): CliProgram {
         path: ['prune'],
         summary: 'Remove records that are anchored and past retention, with a signed pruning statement per device.',
         description: [
-          'Run with the gateway stopped (it opens the state folder; STORE_LOCKED while a gateway has it): the gateway commits the statements in the next batch it seals after its start. A running gateway prunes by itself with pruneIntervalMs. See docs/GATEWAY.md §Retention.',
+          'Run with the gateway stopped (it opens the state folder; STORE_LOCKED while a gateway has it): the gateway commits the statements in the next batch it seals after its start. A running gateway prunes by itself with pruneIntervalMs. With postgresUrl (the PostgreSQL tier) it works on the database while the tier runs, and the sequencer commits the statements at its next seal; do not run it alongside a scheduled pruneIntervalMs run of the tier. See docs/GATEWAY.md §Retention.',
           'Without --device: every device, each as far as allowed (nothing past that, no error). With --device and --through-seq: exactly that range from the oldest stored record, or a refusal: PRUNE_NOT_ANCHORED when a record up to it is not in a confirmed batch, PRUNE_BEFORE_RETENTION when one is in a batch sealed within retentionDays (default and minimum 183), PRUNE_NOTHING when nothing is stored there.',
           'Prints what was pruned (device, seq range, batches, statement hash).'
         ],
@@ -210,15 +210,12 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
 }
 
 async function runGateway (config: Record<string, unknown>, io: CliIo): Promise<number> {
-  const level = (config.logLevel as string | undefined) ?? 'info'
+  const level = (config.logLevel as LogLevel | undefined) ?? 'info'
   delete config.logLevel
-  const logger = pino({
-    level,
-    base: { service: 'provenance-gateway', gateway: config.name },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    // Belt and braces: options never reach a log line, but if they ever do, no secret goes with them.
-    redact: ['anchorPrivateKey', 'mqttPassword', 'httpToken', 'postgresUrl', '*.anchorPrivateKey', '*.mqttPassword', '*.httpToken', '*.postgresUrl']
-  }, io.stdout)
+  const base = { gateway: config.name }
+  // Belt and braces: options never reach a log line, but if they ever do, no secret goes with them.
+  const redact = ['anchorPrivateKey', 'mqttPassword', 'httpToken', 'postgresUrl', '*.anchorPrivateKey', '*.mqttPassword', '*.httpToken', '*.postgresUrl']
+  const logger = createLogger({ service: 'provenance-gateway', level, base, redact, destination: io.stderr })
 
   let gateway: Gateway
   try {
@@ -255,10 +252,15 @@ async function runGateway (config: Record<string, unknown>, io: CliIo): Promise<
     await gateway.start()
   } catch (e) {
     const code = (e as { code?: string }).code ?? 'START_FAILED'
-    io.stderr.write(`${code}: ${(e as Error).message}\n`)
+    // The log line first: the last line on stderr is the one `CODE: message` line of the convention.
     logger.error({ code, error: (e as Error).message }, 'gateway failed to start')
+    io.stderr.write(`${code}: ${(e as Error).message}\n`)
     return 1
   }
+  // Logs go to stderr; stdout gets this one line, in the log format, for whoever started the
+  // gateway and needs its addresses (an OS-chosen HTTP port, the embedded broker's URL).
+  createLogger({ service: 'provenance-gateway', level: 'info', base, destination: io.stdout })
+    .info({ name: config.name, broker: gateway.brokerUrl ?? null, http: gateway.httpUrl ?? null }, 'gateway started')
   await stopped
   await stopping
   return exitCode
@@ -303,7 +305,7 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
       config[field] = raw === 'true'
     }
   }
-  if (config.logLevel !== undefined && !LOG_LEVELS.includes(config.logLevel as string)) throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
+  if (config.logLevel !== undefined && !(LOG_LEVELS as readonly unknown[]).includes(config.logLevel)) throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   for (const [fileField, field] of [['anchorPrivateKeyFile', 'anchorPrivateKey'], ['mqttPasswordFile', 'mqttPassword'], ['httpTokenFile', 'httpToken']] as const) {
     const file = config[fileField]
     delete config[fileField]
@@ -329,9 +331,30 @@ async function pruneOffline (config: Record<string, unknown>, request: { deviceI
     throw configError((e as Error).message)
   }
   const key = await loadOrCreateLogKey(o.logKeyFile)
-  const store = await GatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites })
+  let store: Store
+  let anchoredSeqOf: ((deviceId: string) => Promise<number>) | undefined
+  if (o.postgresUrl === undefined) {
+    store = await GatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites })
+  } else {
+    // The tier: anchored means in the tip tree of the newest confirmed batch (docs/GATEWAY.md §PostgreSQL tier).
+    const pgStore = await PostgresGatewayStore.open({ url: o.postgresUrl, node: `${o.name}/prune` })
+    const anchors = new PgAnchorStateStore(pgStore.pool, () => undefined)
+    anchoredSeqOf = async (d) => { const c = await anchors.confirmedThrough(); return c === 0 ? -1 : await pgStore.tipSeqAt(d, c) }
+    store = pgStore
+  }
   try {
-    const pruner = await Pruner.open({ store, signer: key.signer, gatewayId: o.gatewayId, retentionDays: o.retentionDays })
+    const pruner = await Pruner.open({
+      store, signer: key.signer, gatewayId: o.gatewayId, retentionDays: o.retentionDays,
+      ...(anchoredSeqOf === undefined ? {} : { anchoredSeqOf, keepWaiting: false })
+    })
+    if (request.deviceId === undefined && store instanceof PostgresGatewayStore) {
+      const out: PruneResult[] = []
+      for (const deviceId of await store.deviceIdsWithRecords()) {
+        const r = await pruner.prune({ deviceId, ...(request.reason === undefined ? {} : { reason: request.reason }), dryRun: request.dryRun })
+        if (r !== undefined) out.push(r)
+      }
+      return out
+    }
     const { deviceId, ...rest } = request
     if (deviceId === undefined) return await pruner.pruneAll(rest)
     const r = await pruner.prune({ deviceId, ...rest })
@@ -357,7 +380,7 @@ async function logKeyOf (config: Record<string, unknown>): Promise<{ gatewayId: 
 export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
   let code: number
   try {
-    code = await runCli(argv, { stdout: pino.destination({ dest: 1, sync: true }), stderr: process.stderr, env: process.env })
+    code = await runCli(argv, { stdout: pino.destination({ dest: 1, sync: true }), stderr: pino.destination({ dest: 2, sync: true }), env: process.env })
   } catch (e) {
     const c = e instanceof GatewayError || e instanceof CommonError ? e.code : 'INTERNAL'
     process.stderr.write(`${c}: ${(e as Error).message}\n`)
@@ -366,6 +389,6 @@ export async function main (argv: string[] = process.argv.slice(2)): Promise<nev
   process.exit(code)
 }
 
-if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   void main()
 }

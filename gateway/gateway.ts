@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
 import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type AnchorerOptions, type SealedBatch } from './anchor/index.js'
-import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
+import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TierTips, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
 import { GatewayMetrics, loadOrCreateApiToken, startApiServer, type ApiBackend, type ApiServer } from './http/index.js'
 import { IngestPipeline, MqttIngest, VerifyPool, createPeerAckReader, startEmbeddedBroker, type DeviceStatus, type EmbeddedBroker } from './ingest/index.js'
@@ -52,6 +52,8 @@ export class Gateway {
   private keys: KeyDirectory | undefined
   private proofs: ProofService | undefined
   private tips: TipTracker | undefined
+  private tierTips: TierTips | undefined
+  private anchoredTimer: NodeJS.Timeout | undefined
   private mqtt: MqttIngest | undefined
   private embedded: EmbeddedBroker | undefined
   private api: ApiServer | undefined
@@ -258,12 +260,46 @@ export class Gateway {
       logger: log
     })
     this.proofs = new ProofService({ store, receiptSigner: logKey.signer, anchors: sequencer })
-    // Acks carry anchoredSeq -1 in the tier: which records are anchored is the sequencer's to know.
+    const anchoring = anchorOptions !== undefined
+    const tierTips = this.tierTips = new TierTips({ store, anchors: sequencer, anchoring })
+    // Anchored seqs come from the database (the tip of each device in the newest confirmed batch),
+    // not from runs of this process's own batches: the tracker only keeps what it is told.
     const tracker = new AnchoredTracker(0, 0, false)
     const batcher = this.batcher = new DeferredBatcher(store)
     const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
+    // A record that lost (device, seq) to a different one is never acked: quarantined, and the
+    // device follows the stored chain.
+    store.onRecordConflict = (conflicts) => { pipeline.recordConflicts(conflicts) }
     await pipeline.load()
+    this.pruner = await Pruner.open({
+      store,
+      signer: logKey.signer,
+      gatewayId: o.gatewayId,
+      retentionDays: o.retentionDays,
+      // The sequencer commits the statements at its next seal, from the database.
+      keepWaiting: false,
+      anchoredSeqOf: async (d) => await tierAnchoredSeq(store, tierTips, d)
+    })
     sequencer.start()
+    if (anchoring) {
+      let through = 0
+      let busy = false
+      const poll = (): void => {
+        if (busy || this.state === 'stopped') return
+        busy = true
+        tierTips.targetBatch()
+          .then(async (c) => {
+            if (c <= through) return
+            pipeline.noteAnchored(await store.tipChanges(through, c))
+            through = c
+          })
+          .catch((e: unknown) => log.debug?.({ error: (e as Error).message }, 'anchored seqs not read (retried)'))
+          .finally(() => { busy = false })
+      }
+      this.anchoredTimer = setInterval(poll, Math.max(100, Math.min(1000, o.anchorPollIntervalMs)))
+      this.anchoredTimer.unref()
+      poll()
+    }
     await this.startIo(store, pipeline, batcher)
   }
 
@@ -409,7 +445,10 @@ export class Gateway {
   /** Prunes every device as far as retention allows (what the scheduled run does). */
   async pruneAll (): Promise<PruneResult[]> {
     const out: PruneResult[] = []
-    for (const deviceId of this.pipeline?.deviceIds() ?? []) {
+    // The tier: the devices of the whole database, pruned by the sequencer holder only (one
+    // statement per range, not one per process).
+    const ids = this.pgStore === undefined ? this.pipeline?.deviceIds() ?? [] : this.sequencer?.isHolder === true ? await this.pgStore.deviceIdsWithRecords() : []
+    for (const deviceId of ids) {
       const r = await this.prune({ deviceId })
       if (r !== undefined) out.push(r)
     }
@@ -478,6 +517,7 @@ export class Gateway {
   private async close (): Promise<void> {
     if (this.gapTimer !== undefined) clearInterval(this.gapTimer)
     if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer)
+    if (this.anchoredTimer !== undefined) clearInterval(this.anchoredTimer)
     await this.pruneChain
     this.batcher?.stop()
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
@@ -593,6 +633,7 @@ export class Gateway {
       proof: async (d, s) => await this.proof(d, s),
       receipt: (p) => this.proofs?.receipt(p),
       tip: async (d) => {
+        if (this.tierTips !== undefined) return await this.tierTips.lookup(d)
         if (this.tips === undefined || this.store === undefined) throw new GatewayError('GATEWAY_STOPPED', 'gateway is not started')
         return await lookupTip(this.tips, this.store, this.anchorer, d)
       },
@@ -615,6 +656,12 @@ export class Gateway {
       }
     }
   }
+}
+
+// The tier's anchored seq of a device: its tip in the tree of the newest confirmed batch.
+async function tierAnchoredSeq (store: PostgresGatewayStore, tips: TierTips, deviceId: string): Promise<number> {
+  const c = await tips.targetBatch()
+  return c === 0 ? -1 : await store.tipSeqAt(deviceId, c)
 }
 
 function toSealedBatch (b: StoredBatch): SealedBatch {

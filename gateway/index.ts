@@ -22,6 +22,7 @@ export {
 } from './options.js'
 export { GatewayError, type GatewayErrorCode } from './errors.js'
 export { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+export type { Logger } from '../common/logger.js'
 export {
   RegistryKeyDirectory, DEFAULT_KEY_CACHE_MAX_DEVICES, DEFAULT_KEY_REFRESH_MIN_INTERVAL_MS,
   type KeyAnswer, type KeyDirectory, type RegistryKeyDirectoryOptions

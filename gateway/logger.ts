@@ -1,12 +1,10 @@
 /**
- * The logger seam of the gateway: pino-compatible methods taking a fields object first. The CLI
- * passes a pino logger (JSON lines); library users pass theirs or get silence.
+ * The gateway's logger seam is common's Logger (pino's shape); these names stay for library users'
+ * code written against the gateway's own interface before there was one for every service.
  */
-export interface GatewayLogger {
-  debug: (fields: object, message?: string) => void
-  info: (fields: object, message?: string) => void
-  warn: (fields: object, message?: string) => void
-  error: (fields: object, message?: string) => void
-}
+import type { Logger } from '../common/logger.js'
 
-export const SILENT_LOGGER: GatewayLogger = { debug () {}, info () {}, warn () {}, error () {} }
+export { SILENT_LOGGER } from '../common/logger.js'
+
+/** @deprecated Use `Logger` (common/logger.ts): the one logger seam of every service. */
+export type GatewayLogger = Logger

@@ -10,7 +10,7 @@ import {
   DEFAULT_UNKNOWN_KEY_CACHE_MAX_ENTRIES, DEFAULT_UNKNOWN_KEY_CACHE_TTL_MS, type KeyDirectory
 } from './keys/index.js'
 import { DEFAULT_RETENTION_DAYS, checkRetentionDays } from './retention/index.js'
-import { SILENT_LOGGER, type GatewayLogger } from './logger.js'
+import { SILENT_LOGGER, type Logger } from '../common/logger.js'
 import { DEFAULT_LEASE_TTL_MS, DEFAULT_PG_POOL_SIZE } from './store/index.js'
 import { DEFAULT_VERIFY_WORKERS } from './ingest/verify-pool.js'
 
@@ -167,7 +167,7 @@ export interface GatewayOptions {
   syncWrites?: boolean
   /** Also export process metrics (CPU, memory, event loop). Default true. */
   processMetrics?: boolean
-  logger?: GatewayLogger
+  logger?: Logger
 
   // --- Signed acks and the log key (docs/GATEWAY.md §Log key) ---
   /** File of the gateway's log key (Ed25519; signs every ack); created with mode 0600 when missing. Default `<stateDir>/log-key.json`. */
@@ -340,9 +340,9 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   // --- end HTTP API
   if (typeof o.syncWrites !== 'boolean') throw new TypeError('syncWrites must be a boolean')
   if (typeof o.processMetrics !== 'boolean') throw new TypeError('processMetrics must be a boolean')
-  const l = o.logger as Partial<GatewayLogger>
-  if (typeof l !== 'object' || l === null || !(['debug', 'info', 'warn', 'error'] as const).every(m => typeof l[m] === 'function')) {
-    throw new TypeError('logger must have debug, info, warn and error methods')
+  const l = o.logger as Partial<Logger>
+  if (typeof l !== 'object' || l === null || !(['info', 'warn', 'error'] as const).every(m => typeof l[m] === 'function')) {
+    throw new TypeError('logger must have info, warn and error methods')
   }
   if (o.keyDirectory !== undefined && typeof o.keyDirectory.keyAt !== 'function') throw new TypeError('keyDirectory must have keyAt')
   // Signed acks

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative, resolve, dirname, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const PARTS = ['protocol', 'common', 'contracts', 'agent', 'gateway', 'forensics', 'fleet']
@@ -96,7 +97,7 @@ export function findCycles (): string[][] {
   return groups
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   const v = [...findViolations(), ...findCycles().map(g => `import circle: ${g.join(' → ')}`)]
   for (const line of v) console.error(line)
   if (v.length > 0) process.exit(1)

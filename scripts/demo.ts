@@ -19,6 +19,7 @@ import { makeTextLikeImage, makeClassifierCrop, paddleOcrModelPaths } from '../a
 import { exportBundle, verifyBundle, buildTimeline, renderReport, type Verdict } from '../forensics/index.js'
 import { encodeBundle, decodeBundleRecord, encodeBundleRecord, sha256, toHex, type Bundle } from '../protocol/index.js'
 import type { LineageDemo } from './demo-lineage.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICE = 'demo-jetson-01'
 const started = Date.now()
@@ -180,7 +181,7 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
   }
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]).endsWith('scripts/demo.ts')) {
+if (isEntryPoint(import.meta.url)) {
   const args = process.argv.slice(2)
   const lineage = args.includes('--lineage')
   runDemo(resolve(args.find(a => !a.startsWith('--')) ?? 'demo-output'), { lineage }).then(({ valid, tamperCaught, traced }) => {

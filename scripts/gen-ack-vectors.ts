@@ -10,11 +10,12 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import {
   ACK_SIGNING_PREFIX, concat, createSigner, encodeCanonical, fromHex, publicKeyFromSeedNoble, sha256, signAck, signNoble, toHex,
   type AckStatement
 } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const ACK_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'acks.json')
@@ -120,4 +121,4 @@ function main (): void {
   process.stdout.write(block + '\n')
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main()
+if (isEntryPoint(import.meta.url)) main()

@@ -13,12 +13,13 @@
 import { createHash } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { id as keccakText } from 'ethers'
 import {
   buildReceipt, computeRoot, createSigner, formatCheckpoint, formatProof, formatVerifierKey, fromHex, hashLeaf, openCheckpoint,
   parseProof, parseVerifierKey, proveInclusion, signCheckpoint, signNoble, toHex, verifyProof, verifyReceipt, publicKeyFromSeedNoble
 } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const BATCH_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'batch.json')
@@ -198,4 +199,4 @@ function main (): void {
   process.stderr.write(`wrote ${BATCH_VECTORS_PATH}\n`)
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main()
+if (isEntryPoint(import.meta.url)) main()

@@ -20,6 +20,7 @@ import {
 import { verifyBundle } from '../forensics/verify/index.js'
 import { ChainBuilder, fakeHash, makeMixedChain, resign } from '../test/helpers/records.js'
 import { CertifiedChain, deterministicIdentity } from '../test/helpers/identity.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const CONFORMANCE_DIR = join(ROOT, 'test', 'vectors', 'conformance')
@@ -405,4 +406,4 @@ async function main (): Promise<void> {
   console.log(`wrote ${files.size} files to ${CONFORMANCE_DIR}`)
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) await main()
+if (isEntryPoint(import.meta.url)) await main()

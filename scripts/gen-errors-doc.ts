@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const PARTS = ['protocol', 'common', 'agent', 'gateway', 'contracts', 'forensics', 'fleet']
@@ -67,7 +68,7 @@ export function renderErrorsDoc (): string {
   return lines.join('\n')
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   writeFileSync(join(root, 'docs', 'ERRORS.md'), renderErrorsDoc())
   console.log('wrote docs/ERRORS.md')
 }

@@ -11,12 +11,13 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { p256 } from '@noble/curves/p256'
 import {
   IDENTITY_KEY_ID_PREFIX, KEY_CERTIFICATION_PREFIX, checkKeyCertification, concat, createSigner, encodeCanonical, encodeKeyCertification,
   identityKeyId, keyCertificationMessage, sha256, signRecord, toHex, verifyP256, verifyRecordSignature, ZERO_HASH
 } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const IDENTITY_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'identity.json')
@@ -129,4 +130,4 @@ function main (): void {
   process.stdout.write(block + '\n')
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main()
+if (isEntryPoint(import.meta.url)) main()

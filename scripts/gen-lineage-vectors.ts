@@ -8,12 +8,13 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { createSigner } from '../protocol/index.js'
 import {
   buildTrainingStatement, canonicalJson, encodeStatement, hashTree, pae, signTrainingStatement, statementHashOf,
   type DsseEnvelope, type JsonValue, type Manifest
 } from '../forensics/lineage/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const LINEAGE_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'lineage.json')
@@ -107,7 +108,7 @@ export function serializeLineageVectors (v: LineageVectors): string {
   return JSON.stringify(v, null, 2) + '\n'
 }
 
-if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url) {
+if (isEntryPoint(import.meta.url)) {
   const v = await buildLineageVectors()
   writeFileSync(LINEAGE_VECTORS_PATH, serializeLineageVectors(v))
   process.stdout.write(`${LINEAGE_VECTORS_PATH}\n`)

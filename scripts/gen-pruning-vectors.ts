@@ -11,11 +11,12 @@
 import { createHmac } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import {
   PRUNING_SIGNING_PREFIX, SHREDDING_SIGNING_PREFIX, concat, createSigner, deriveSubjectRef, deriveSubjectSalt, encodeCanonical,
   publicKeyFromSeedNoble, pruningExtensionLine, sha256, signNoble, signPruningStatement, signShreddingStatement, toHex
 } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const ERASURE_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'erasure.json')
@@ -142,4 +143,4 @@ function main (): void {
   process.stdout.write(block + '\n')
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main()
+if (isEntryPoint(import.meta.url)) main()

@@ -11,12 +11,13 @@
 import { createHmac } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import {
   commitSample, commitTensor, createSigner, DATA_CAPTURE_DOMAIN, deriveSalt, fromHex, publicKeyFromSeedNoble, sha256, signNoble, signRecord, toHex,
   RECORD_KINDS, RECORD_SIGNING_PREFIX, ZERO_HASH, concat,
   type ProvenanceRecord, type RecordBody, type SignedRecord, type TensorLike
 } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const RECORD_VECTORS_PATH = join(ROOT, 'test', 'vectors', 'records.json')
@@ -206,4 +207,4 @@ function main (): void {
   process.stdout.write(block + '\n')
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main()
+if (isEntryPoint(import.meta.url)) main()

@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TipTree, formatCheckpoint, formatTipExtension, formatTipProof, parseTipProof, tipProofRoot, type TipProof } from '../protocol/index.js'
+import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const TIP_VECTORS = join(ROOT, 'test', 'vectors', 'tips.json')
@@ -94,7 +95,7 @@ export function spliceTipDoc (doc: string, block: string): string {
   return doc.slice(0, a) + block + doc.slice(b + TIP_DOC_END.length)
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isEntryPoint(import.meta.url)) {
   const { json, markdown } = buildTipVectors()
   const doc = readFileSync(PROTOCOL_DOC_PATH, 'utf8')
   if (process.argv.includes('--check')) {

@@ -2,14 +2,16 @@
 // one PostgreSQL database and a shared subscription, 50 devices; the sequencer holder SIGKILLed
 // while a batch is being anchored, an ingest worker SIGKILLed mid-insert, the database restarted,
 // the chain stopped for a while. Every acked record is stored once, in exactly one anchored batch,
-// its inclusion proof verifies against a root the chain holds, and no batch is anchored twice.
+// its inclusion proof verifies against a root the chain holds, and no batch is anchored twice;
+// every device's tip proof (from any process) verifies against a checkpoint the chain anchors and
+// names its last record, and its acks reach that record as anchored.
 import t from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import pg from 'pg'
 import { startAnvil, type AnvilInstance } from '../contracts/index.js'
 import { loadOrCreateLogKey } from '../gateway/index.js'
-import { hashLeaf, parseProof, toHex, verifyProof } from '../protocol/index.js'
+import { hashLeaf, parseCheckpoint, parseProof, parseTipProof, sha256, tipRootOfCheckpoint, toHex, verifyProof, verifyTipProof } from '../protocol/index.js'
 import { startGatewayEnv, httpGet } from '../test/fixtures/gateway-env.js'
 import { DeviceFleet, makeDevices, registerDevices } from '../test/fixtures/gateway-fleet.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
@@ -148,6 +150,7 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   const registry = env.chain.registryAs('outsider')
   const events = await registry.listAnchors()
   const anchored = new Map(events.map(e => [e.root.slice(2), Number(e.size)]))
+  const metadataOf = new Map(events.map(e => [e.root.slice(2), e.metadataHash.toLowerCase().slice(2)]))
   t.equal(events.length, anchored.size, 'no root anchored twice')
   t.equal(events.length, await count('SELECT count(*) AS n FROM gw_batches'), 'one anchor transaction per batch')
   for (const [name, p] of procs) {
@@ -175,6 +178,25 @@ t.test(`behavior: 3 ingest processes, ${DEVICES} devices, sequencer SIGKILL mid-
   await Promise.all(Array.from({ length: 8 }, check))
   for (const [root, set] of leaves) t.equal(anchored.get(root), set.size, `batch ${root.slice(0, 8)} is on chain with exactly our records`)
   t.equal([...anchored.values()].reduce((a, b) => a + b, 0), total, 'every record anchored once, nothing else anchored')
+
+  // Tip proofs: the tip tree the sequencers (three holders over the run) kept in the database.
+  await fleet.waitAllAnchored(120_000)
+  t.pass('every device was acked with its last record anchored')
+  let tipsChecked = 0
+  for (const [i, d] of devices.entries()) {
+    const res = await httpGet(`${urls[i % urls.length] as string}/v1/tip/${d.id}`)
+    if (res.status !== 200) { t.fail(`no tip proof of ${d.id}: ${res.text}`); continue }
+    const file = parseTipProof(res.text)
+    const cut = file.checkpoint.indexOf('\n\n')
+    const unsigned = cut < 0 ? file.checkpoint : file.checkpoint.slice(0, cut + 2)
+    const cp = parseCheckpoint(unsigned)
+    const tip = verifyTipProof(file.proof, tipRootOfCheckpoint(cp.extensions) ?? new Uint8Array(32))
+    const last = d.records[d.records.length - 1]
+    if (tip?.seq !== last?.record.seq || toHex(tip?.hash ?? new Uint8Array()) !== toHex(last?.hash ?? new Uint8Array(1))) t.fail(`${d.id}: tip proof names ${tip?.seq}, not its last record`)
+    else if (metadataOf.get(toHex(cp.rootHash)) !== toHex(sha256(new TextEncoder().encode(unsigned)))) t.fail(`${d.id}: the tip proof's checkpoint is not the one anchored`)
+    else tipsChecked++
+  }
+  t.equal(tipsChecked, devices.length, 'every tip proof verifies against a checkpoint the chain anchors')
 
   t.ok(faultsAt.every(n => n < total), `every fault landed while records were still coming (${faultsAt.join(', ')} of ${total} stored)`)
   for (const p of procs.values()) p.proc.kill('SIGTERM')

@@ -8,6 +8,7 @@ import {
   type CaptureEntry, type CapturedTensor, type SignedRecord, type TensorLike
 } from '../../protocol/index.js'
 import { listFrozenCaptures, writeFrozenCapture } from './capture-store.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 
 /** Most runs kept by default. */
 export const DEFAULT_RING_MAX_ENTRIES = 16
@@ -32,13 +33,7 @@ export interface CaptureRun {
  */
 export type CaptureTrigger = (decision: string | null, outputs: Readonly<Record<string, TensorLike>>, record: SignedRecord) => boolean | string | null
 
-/** Pino-style logger. Only counts, seqs, names and reasons are logged: never salts or tensor data. */
-export interface CaptureLogger {
-  info: (obj: object, msg?: string) => void
-  warn: (obj: object, msg?: string) => void
-  error: (obj: object, msg?: string) => void
-}
-
+// The logger (common's seam) gets only counts, seqs, names and reasons: never salts or tensor data.
 export interface CaptureRingOptions {
   /** The agent's state folder: frozen captures go to `<stateDir>/captures/` (0700, files 0600). */
   stateDir: string
@@ -58,7 +53,7 @@ export interface CaptureRingOptions {
   onFrozen?: (frozen: FrozenCapture) => void
   /** Device clock, Unix ms. Default Date.now. */
   clock?: () => number
-  logger?: CaptureLogger
+  logger?: Logger
 }
 
 /** A capture that was frozen and written. */
@@ -95,7 +90,6 @@ export interface CaptureRingStats {
 
 interface Slot { entry: CaptureEntry, bytes: number }
 
-const silent: CaptureLogger = { info () {}, warn () {}, error () {} }
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 
 export class CaptureRing {
@@ -108,7 +102,7 @@ export class CaptureRing {
   private readonly maxFrozen: number
   private readonly onFrozen: ((frozen: FrozenCapture) => void) | undefined
   private readonly clock: () => number
-  private readonly logger: CaptureLogger
+  private readonly logger: Logger
   /** Ascending by seq. */
   private slots: Slot[] = []
   private totalBytes = 0
@@ -129,7 +123,7 @@ export class CaptureRing {
     this.triggerOn = options.triggerOn
     this.onFrozen = options.onFrozen
     this.clock = options.clock ?? Date.now
-    this.logger = options.logger ?? silent
+    this.logger = options.logger ?? SILENT_LOGGER
   }
 
   /** Runs held. */

@@ -3,8 +3,9 @@
  * table the loader (config.ts) and `--help` share. No heavy imports, so help stays fast.
  */
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
+import { LOG_LEVELS, type LogLevel } from '../../common/logger.js'
+
+export { LOG_LEVELS, type LogLevel }
 
 export interface AgentConfig {
   deviceId: string

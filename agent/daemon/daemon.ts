@@ -13,7 +13,9 @@ import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
 import type { ResolvedProfile } from '../profile/index.js'
-import { AGENT_VERSION, ProvenanceAgent, silentLogger, type DataCaptureMeta, type DataCaptureReceipt, type Logger, type ProvenanceModel } from '../session/index.js'
+import { AGENT_VERSION, ProvenanceAgent, type DataCaptureMeta, type DataCaptureReceipt, type ProvenanceModel } from '../session/index.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
+import { redactUrl } from '../../common/redact-url.js'
 import { DaemonError } from './errors.js'
 import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
@@ -145,7 +147,7 @@ export class Daemon implements DaemonApi {
     this.options = options
     this.deviceId = options.deviceId
     this.stateDir = options.stateDir
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
     this.agent = parts.agent
     this.ring = parts.ring
     this.guard = parts.guard
@@ -166,7 +168,7 @@ export class Daemon implements DaemonApi {
    */
   static async start (options: DaemonOptions): Promise<Daemon> {
     assertDaemonOptions(options)
-    const logger = options.logger ?? silentLogger
+    const logger = options.logger ?? SILENT_LOGGER
     const wallClock = options.wallClock ?? Date.now
     const profile = options.profile.profile
     const stateDir = resolve(options.stateDir)
@@ -681,15 +683,4 @@ async function directoryBytes (dir: string): Promise<number> {
     else total += await fs.stat(p).then(s => s.size, () => 0)
   }
   return total
-}
-
-/** A broker URL without its password, for status and logs. */
-function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    return u.toString()
-  } catch {
-    return '(unparsable)'
-  }
 }

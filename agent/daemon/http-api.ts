@@ -18,8 +18,9 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
+import { readBody as readLimitedBody, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
 import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
-import type { Logger } from '../session/index.js'
+import type { Logger } from '../../common/logger.js'
 import type { DaemonApi } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
@@ -104,11 +105,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
     server.headersTimeout = 30_000
     // A request node cannot parse (bad request line, head too large): a JSON 4xx, then close.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
-      const [status, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'REQUEST_TOO_LARGE'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_INVALID'] : [400, 'REQUEST_INVALID']
-      const text = JSON.stringify({ error: { code, message: 'the request could not be read' } })
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
-        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
+      replyUnreadable(err, socket, { headersTooLarge: 'REQUEST_TOO_LARGE', timeout: 'REQUEST_INVALID', malformed: 'REQUEST_INVALID' })
     })
     servers.push(server)
     return server
@@ -473,22 +470,7 @@ function parseSeq (value: string | null, fallback: number, name: string): number
 }
 
 async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > maxBytes) {
-    req.resume()
-    throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${maxBytes}`)
-  }
-  const chunks: Buffer[] = []
-  let total = 0
-  for await (const chunk of req) {
-    total += (chunk as Buffer).byteLength
-    if (total > maxBytes) {
-      req.resume()
-      throw new DaemonError('REQUEST_TOO_LARGE', `request body exceeds ${maxBytes} bytes`)
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
+  return await readLimitedBody(req, maxBytes, message => new DaemonError('REQUEST_TOO_LARGE', message))
 }
 
 async function drain (req: IncomingMessage, maxBytes: number): Promise<void> {
@@ -505,9 +487,7 @@ async function readJson (req: IncomingMessage, maxBytes: number): Promise<unknow
 }
 
 function sendJson (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify(value)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...closeIfUnread(res.req), ...headers })
-  res.end(body)
+  sendJsonReply(res, status, value, { ...closeIfUnread(res.req), ...headers })
 }
 
 function sendError (res: ServerResponse, e: unknown): void {
@@ -515,5 +495,5 @@ function sendError (res: ServerResponse, e: unknown): void {
   const known = typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)
   const status = known ? HTTP_STATUS_BY_CODE[code] ?? (code.includes('BUDGET') ? 507 : 500) : 500
   const challenge: Record<string, string> = status === 401 || status === 403 ? { 'www-authenticate': `Bearer realm="provenance-agent"${status === 403 ? ', error="invalid_token"' : ''}` } : {}
-  sendJson(res, status, { error: { code: known ? code : 'INTERNAL', message: (e as Error)?.message ?? String(e) } }, challenge)
+  sendErrorReply(res, status, known ? code : 'INTERNAL', (e as Error)?.message ?? String(e), { ...closeIfUnread(res.req), ...challenge })
 }

@@ -32,6 +32,5 @@ export {
   type IdentifiedModel,
   type LoadedModel,
   type LoadModelOptions,
-  type ModelLogger,
   type ModelSession
 } from './load.js'

@@ -13,6 +13,7 @@ import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
 import { ModelError } from '../../protocol/model-errors.js'
 import { buildModelManifestWithHashes, type ModelManifest } from '../../protocol/model-manifest.js'
 import { RawDataScanner, type ByteRange } from './raw-data-scan.js'
+import type { Logger } from '../../common/logger.js'
 
 /** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
 export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3
@@ -33,11 +34,6 @@ const MAX_READ_BYTES = 256 * 1024 ** 2
 // O_NONBLOCK keeps open() from hanging on a FIFO; it changes nothing for regular files.
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0)
 
-/** Pino-style logger; only `warn` is used (execution-provider fallbacks). */
-export interface ModelLogger {
-  warn: (obj: object, msg: string) => void
-}
-
 export interface LoadModelOptions {
   /** Largest file accepted, in bytes, checked with fstat before any allocation. Default 2 GiB. */
   readonly maxBytes?: number
@@ -50,7 +46,8 @@ export interface LoadModelOptions {
   readonly intraOpNumThreads?: number
   /** Threads across independent operators; onnxruntime's default when omitted. */
   readonly interOpNumThreads?: number
-  readonly logger?: ModelLogger
+  /** Only `warn` is used (execution-provider fallbacks). */
+  readonly logger?: Pick<Logger, 'warn'>
   /** Called after each read with the bytes read so far and the file size (progress on large models). */
   readonly onProgress?: (readBytes: number, totalBytes: number) => void
 }
@@ -199,7 +196,8 @@ interface ResolvedOptions {
   readonly executionProviders: readonly string[]
   readonly intraOpNumThreads?: number
   readonly interOpNumThreads?: number
-  readonly logger?: ModelLogger
+  /** Only `warn` is used (execution-provider fallbacks). */
+  readonly logger?: Pick<Logger, 'warn'>
 }
 
 function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOptions {

@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs'
 import type { LoadedModel } from '../model/index.js'
 import { hashModelFile } from '../model/index.js'
 import { writeFileAtomic } from '../keys/index.js'
-import { silentLogger, type Logger } from '../session/index.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { toHex, verifyPolicy, type PolicyMode, type PolicyVerdict, type SignedPolicy } from '../../protocol/index.js'
 import { ModelPolicyError } from './errors.js'
 
@@ -80,7 +80,7 @@ export class ModelGuard {
 
   private constructor (options: ModelGuardOptions, current: SignedPolicy | undefined) {
     this.options = options
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
     if (current !== undefined) this.install(current)
   }
 

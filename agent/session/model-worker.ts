@@ -26,7 +26,7 @@ async function start (): Promise<void> {
       ...(request.maxBytes !== undefined ? { maxBytes: request.maxBytes } : {}),
       ...(request.intraOpNumThreads !== undefined ? { intraOpNumThreads: request.intraOpNumThreads } : {}),
       ...(request.interOpNumThreads !== undefined ? { interOpNumThreads: request.interOpNumThreads } : {}),
-      logger: { warn: (obj, msg) => { send({ op: 'warn', obj, msg }) } }
+      logger: { warn: (obj, msg) => { send({ op: 'warn', obj, msg: msg ?? '' }) } }
     })
   } catch (e) {
     send({ op: 'load-failed', error: toWireError(e) })

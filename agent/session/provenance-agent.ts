@@ -16,17 +16,9 @@ import { RecordLog, type RecordLogOptions } from '../log/index.js'
 import type { LoadedModel, ModelInputInfo } from '../model/index.js'
 import { loadModelInWorker, type WorkerLoadedModel, type WorkerRunResult } from './worker-session.js'
 import { AGENT_VERSION } from './version.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 
 export { AGENT_VERSION }
-
-/** Minimal structured logger (pino-compatible). */
-export interface Logger {
-  info: (obj: object, msg?: string) => void
-  warn: (obj: object, msg?: string) => void
-  error: (obj: object, msg?: string) => void
-}
-
-export const silentLogger: Logger = { info () {}, warn () {}, error () {} }
 
 export interface AgentOptions {
   /** Folder for the record log and, by default, the key file. */
@@ -120,7 +112,7 @@ export class ProvenanceAgent {
     this.key = key
     this.publicKey = key.publicKey
     this.log = log
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
   }
 
   /**

@@ -6,9 +6,10 @@
 import { Worker } from 'node:worker_threads'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
-import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelLogger, type ModelSession } from '../model/index.js'
+import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelSession } from '../model/index.js'
 import { DEFAULT_SYNC_HASH_MAX_BYTES, hashCanonical, hashCanonicalYielding } from './digest-feeds.js'
 import type { WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
+import type { Logger } from '../../common/logger.js'
 
 /** Options of {@link loadModelInWorker}; the same as loadModel's. */
 export interface WorkerModelOptions {
@@ -18,7 +19,7 @@ export interface WorkerModelOptions {
   readonly executionProviders?: readonly string[]
   readonly intraOpNumThreads?: number
   readonly interOpNumThreads?: number
-  readonly logger?: ModelLogger
+  readonly logger?: Logger
 }
 
 /** What one run in the worker gives back. */
@@ -122,7 +123,7 @@ export class WorkerSession implements ModelSession {
   private released: Promise<void> | undefined
 
   /** @internal Made by loadModelInWorker. */
-  constructor (worker: Worker, inputNames: readonly string[], outputNames: readonly string[], logger?: ModelLogger, inputs: readonly ModelInputInfo[] = []) {
+  constructor (worker: Worker, inputNames: readonly string[], outputNames: readonly string[], logger?: Logger, inputs: readonly ModelInputInfo[] = []) {
     this.worker = worker
     this.inputs = inputs
     this.inputNames = inputNames

@@ -5,7 +5,7 @@
  */
 import { decodeAckEnvelope, MAX_ACK_ENVELOPE_BYTES } from '../../protocol/index.js'
 import type { RecordLog } from '../log/index.js'
-import type { Logger } from '../session/index.js'
+import type { Logger } from '../../common/logger.js'
 import { AckChecker, type AckDecision, type AckRejection } from './ack-check.js'
 
 /** What the uplink did with acks. */

@@ -9,8 +9,9 @@
 import { randomBytes } from 'node:crypto'
 import mqtt, { type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
 import { deviceTopic, encodeRecordBatch, MAX_BATCH_RECORDS } from '../../protocol/index.js'
+import { backoffDelayMs } from '../../common/backoff.js'
 import type { RecordLog } from '../log/index.js'
-import { silentLogger, type Logger } from '../session/index.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { AckHandler, type UplinkAckStatus } from './ack-handler.js'
 import { MQTT_MAX_PACKET_BYTES, envelopesThatFit, maxPayloadBytes, publishPacketBytes } from './packet-size.js'
 
@@ -149,7 +150,7 @@ export class Uplink {
     }
     if (!(this.o.batchRecords >= 1) || !(this.o.maxInFlightBatches >= 1)) throw new RangeError('batchRecords and maxInFlightBatches must be at least 1')
     if (!Number.isSafeInteger(this.o.maxPacketBytes) || this.o.maxPacketBytes < 64) throw new RangeError('maxPacketBytes must be an integer of at least 64')
-    this.logger = options.logger ?? silentLogger
+    this.logger = options.logger ?? SILENT_LOGGER
     this.acks = new AckHandler({
       log: options.log,
       deviceId: options.deviceId,
@@ -284,8 +285,7 @@ export class Uplink {
     if (this.o.clientId === undefined) this.clientId = this.newClientId()
     // Capped exponential backoff with full jitter, so a fleet that lost its broker does not
     // reconnect in lockstep.
-    const cap = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempts, 20))
-    const delay = Math.round(this.o.reconnectMinMs / 2 + Math.random() * cap)
+    const delay = backoffDelayMs(this.attempts, { initialMs: this.o.reconnectMinMs, maxMs: this.o.reconnectMaxMs, jitter: 'full' })
     this.attempts++
     this.reconnects++
     this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.connect() }, delay)

@@ -11,7 +11,7 @@ const WIDTH = 100
 export function formatHelp (program: CliProgram, topic: CliCommandSpec | string | undefined): string {
   if (topic === undefined) return formatProgramHelp(program)
   if (typeof topic === 'string') return formatGroupHelp(program, topic)
-  const positionals = (topic.positionals ?? []).map(p => p.required === true ? `<${p.name}>` : `[${p.name}]`).join(' ')
+  const positionals = (topic.positionals ?? []).map(p => (p.required === true ? `<${p.name}>` : `[${p.name}]`) + (p.variadic === true ? '...' : '')).join(' ')
   const lines = [`Usage: ${program.name} ${topic.path.join(' ')} [options]${positionals !== '' ? ' ' + positionals : ''}`, '', topic.summary, '']
   for (const p of topic.description ?? []) lines.push(...wrap(p, WIDTH), '')
   if ((topic.positionals ?? []).length > 0) {

@@ -51,8 +51,8 @@ export function parseCommandLine (program: CliProgram, argv: readonly string[], 
   // --help wins over every other problem of the line, so a half-typed command still shows its help.
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', topic: command }
   const where = `${program.name} ${command.path.join(' ')}`
-  const parsed = parseOptions(optionsOf(program, command), rest, where, (command.positionals?.length ?? 0) > 0, env)
-  const max = command.positionals?.length ?? 0
+  const parsed = parseOptions(optionsOf(program, command), rest, where, (command.positionals?.length ?? 0) > 0, env, program.rejectRepeatedOptions === true)
+  const max = command.positionals?.at(-1)?.variadic === true ? Infinity : command.positionals?.length ?? 0
   if (parsed.positionals.length > max) throw new UsageError(`${where}: unexpected argument "${parsed.positionals[max] ?? ''}"`)
   const missing = (command.positionals ?? []).slice(parsed.positionals.length).find(p => p.required === true)
   if (missing !== undefined) throw new UsageError(`${where}: <${missing.name}> is required`)
@@ -60,17 +60,25 @@ export function parseCommandLine (program: CliProgram, argv: readonly string[], 
 }
 
 function parseOptions (options: readonly CliOptionSpec[], args: readonly string[], where: string, allowPositionals: boolean,
-  env: Readonly<Record<string, string | undefined>>): { values: CliValues, positionals: string[] } {
+  env: Readonly<Record<string, string | undefined>>, rejectRepeated = false): { values: CliValues, positionals: string[] } {
   const config: Record<string, { type: 'string' | 'boolean', short?: string, multiple?: boolean }> = {}
   for (const o of options) {
     config[o.name] = { type: o.type, ...(o.short !== undefined ? { short: o.short } : {}), ...(o.multiple === true ? { multiple: true } : {}) }
   }
   let parsed
   try {
-    parsed = parseArgs({ args: [...args], options: config, strict: true, allowPositionals })
+    parsed = parseArgs({ args: [...args], options: config, strict: true, allowPositionals, tokens: true })
   } catch (e) {
     // parseArgs's messages are good but multi-line and mention `strict:false`: keep the first line.
     throw new UsageError(`${where}: ${((e as Error).message.split('\n')[0] ?? 'bad arguments').replace(/\. To specify a positional.*$/, '')}`, { cause: e })
+  }
+  if (rejectRepeated) {
+    const seen = new Set<string>()
+    for (const token of parsed.tokens) {
+      if (token.kind !== 'option' || config[token.name]?.multiple === true) continue
+      if (seen.has(token.name)) throw new UsageError(`${where}: --${token.name} given twice`)
+      seen.add(token.name)
+    }
   }
   const values = { ...parsed.values } as CliValues
   for (const o of options) {

@@ -29,12 +29,16 @@ export async function runProgram (program: CliProgram, argv: readonly string[], 
   } catch (e) {
     return reportError(program, e, io, command.path)
   }
-  if (result !== undefined) {
+  if (result !== undefined && (result.value !== undefined || result.text !== undefined)) {
     if (json) io.stdout.write(JSON.stringify(result.value, jsonReplacer) + '\n')
     else {
       const text = result.text ?? JSON.stringify(result.value, jsonReplacer, 2)
       io.stdout.write((typeof text === 'string' ? text : text.join('\n')) + '\n')
     }
+  }
+  if (result?.failure !== undefined) {
+    io.stderr.write(`${result.failure.code}: ${result.failure.message}\n`)
+    return EXIT_CODES.failure
   }
   return EXIT_CODES.ok
 }

@@ -34,6 +34,8 @@ export interface CliPositionalSpec {
   readonly description: string
   /** Default false. */
   readonly required?: boolean
+  /** The last positional only: takes every remaining argument (`<name>...` in the help). */
+  readonly variadic?: boolean
 }
 
 /** Option values after parsing (and after the environment fallbacks). */
@@ -53,6 +55,11 @@ export interface CliResult {
   value: unknown
   /** Lines for humans; default: `value` as indented JSON. */
   text?: string | readonly string[]
+  /**
+   * The command ran and its result is printed, but what it found is a failure (an invalid
+   * verdict): exit 1, with `code: message` on stderr after the result.
+   */
+  failure?: { code: string, message: string }
 }
 
 export interface CliContext {
@@ -101,6 +108,8 @@ export interface CliProgram {
   readonly configErrorCodes?: readonly string[]
   /** Paragraphs at the end of the program's help (environment, files). */
   readonly epilog?: readonly string[]
+  /** An option given twice is a usage error (`--from` twice is a mistake). Default false: the last one wins, as node:util parses. */
+  readonly rejectRepeatedOptions?: boolean
 }
 
 export const JSON_OPTION: CliOptionSpec = { name: 'json', type: 'boolean', description: 'Print the result as one JSON document on stdout (for machines).' }
@@ -112,13 +121,14 @@ export const DRY_RUN_OPTION: CliOptionSpec = {
   description: 'Check the inputs and simulate the change (a chain call is simulated with eth_call); change nothing.'
 }
 
-/** Every option a command accepts, in help order. */
+/** Every option a command accepts, in help order. A command may describe --json itself (what it prints then). */
 export function optionsOf (program: CliProgram, command: CliCommandSpec): CliOptionSpec[] {
+  const own = command.options ?? []
   return [
-    ...(command.options ?? []),
+    ...own,
     ...(program.commonOptions ?? []),
     ...(command.mutating === true ? [DRY_RUN_OPTION] : []),
-    JSON_OPTION,
+    ...(own.some(o => o.name === JSON_OPTION.name) ? [] : [JSON_OPTION]),
     HELP_OPTION
   ]
 }

@@ -4,9 +4,11 @@
  * each subcommand's spec. Anything unexpected is a UsageError (exit 2).
  */
 import { parseArgs as parseWithNode } from 'node:util'
+import type { CliContext } from '../../common/index.js'
+import { UsageError } from '../../common/index.js'
 
-/** A mistake in the command line: the CLI prints it with the usage and exits 2. */
-export class UsageError extends Error {}
+/** A mistake in the command line (exit 2): common's, so that the scaffold (common/cli) knows it too. */
+export { UsageError }
 
 export type FlagKind = 'string' | 'boolean'
 
@@ -45,6 +47,16 @@ export function parseArgs (argv: readonly string[], spec: Readonly<Record<string
     flags.set(token.name, token.value)
   }
   return { positional, flags }
+}
+
+/** The scaffold's parse of a command line (common/cli) in this file's shape, for the commands written against it. */
+export function argsOf (ctx: Pick<CliContext, 'values' | 'positionals'>): ParsedArgs {
+  const flags = new Map<string, string | true>()
+  for (const [name, v] of Object.entries(ctx.values)) {
+    if (typeof v === 'string') flags.set(name, v)
+    else if (v === true) flags.set(name, true)
+  }
+  return { positional: [...ctx.positionals], flags }
 }
 
 /** The string value of a flag, if given. */

@@ -215,7 +215,46 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
     allowUnanchored: options.allowUnanchored ?? false
   }
 
-  // Every record of every bundle, by device and seq: oversight records are judged against them all.
+  const index = indexRecords(bundles)
+  const verdicts = new Map<string, Verdict>()
+  for (const b of bundles) verdicts.set(b.device.id, await verifyBundle(b, verifyOptions))
+  const findings: ComplianceFinding[] = []
+  const reviewers = options.reviewers === undefined ? null : [...options.reviewers]
+  const oversight: OversightAction[] = []
+  for (const b of bundles) oversight.push(...judgeReviews(b.device.id, verdicts.get(b.device.id) as Verdict, index, reviewers, inPeriod, findings))
+
+  const devices: ComplianceDevice[] = []
+  const sessions: UseSession[] = []
+  const modelUse = new Map<string, { devices: Set<string>, inferences: number }>()
+  for (const b of bundles) {
+    devices.push(describeDevice(b, verdicts.get(b.device.id) as Verdict, { fromMs, toMs, inPeriod, retentionMs: options.retentionMs }, { oversight, findings, sessions, modelUse }))
+  }
+
+  const failed = devices.some(d => d.verdict.verdict === 'invalid') || findings.some(f => f.severity === 'failure')
+  return {
+    format: COMPLIANCE_FORMAT,
+    profile: COMPLIANCE_PROFILE,
+    generatedAtMs: options.generatedAtMs ?? Date.now(),
+    period: { fromMs: fromMs ?? null, toMs: toMs ?? null },
+    verdict: failed ? 'invalid' : 'valid',
+    mode: (verdicts.values().next().value as Verdict).mode,
+    reviewers,
+    devices,
+    models: listModels(bundles, modelUse),
+    oversight,
+    sessions,
+    findings: findings.sort((x, y) => x.device.localeCompare(y.device) || x.seq - y.seq),
+    notCovered: [...NOT_COVERED]
+  }
+}
+
+/** Every record of every bundle, by device and seq (oversight records are judged against them all), and each station's oversight records. */
+interface RecordIndex {
+  records: Map<string, Map<number, Indexed>>
+  reviews: Map<string, Array<SignedRecord<OversightBody>>>
+}
+
+function indexRecords (bundles: readonly Bundle[]): RecordIndex {
   const records = new Map<string, Map<number, Indexed>>()
   const reviews = new Map<string, Array<SignedRecord<OversightBody>>>()
   for (const b of bundles) {
@@ -229,88 +268,92 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
     records.set(b.device.id, bySeq)
     reviews.set(b.device.id, mine)
   }
+  return { records, reviews }
+}
 
-  const verdicts = new Map<string, Verdict>()
-  for (const b of bundles) verdicts.set(b.device.id, await verifyBundle(b, verifyOptions))
-  const findings: ComplianceFinding[] = []
-  const oversight: OversightAction[] = []
-  const reviewers = options.reviewers === undefined ? null : [...options.reviewers]
-
-  for (const b of bundles) {
-    const station = b.device.id
-    const verdict = verdicts.get(station) as Verdict
-    const stationKeyFails = verdict.failures.some(f => f.seq === undefined && KEY_REASONS.has(f.reason))
-    for (const signed of reviews.get(station) ?? []) {
-      const r = signed.record
-      if (!inPeriod(r.timeMs)) continue
-      const body = r.body
-      const target = records.get(body.decisionDeviceId)?.get(body.decisionSeq)
-      const action: OversightAction = {
-        station, seq: r.seq, timeMs: r.timeMs, reviewer: body.reviewer,
-        decision: {
-          device: body.decisionDeviceId, seq: body.decisionSeq, hash: toHex(body.decisionHash),
-          timeMs: target?.timeMs ?? null, decision: target?.decision ?? null
-        },
-        verdict: body.verdict, reason: body.reason, status: 'accepted'
-      }
-      const fail = (reason: ComplianceReason, message: string): void => {
-        if (action.status === 'accepted') action.status = reason
-        findings.push({ reason, severity: 'failure', device: station, seq: r.seq, message: `${station} seq ${r.seq}: ${message}` })
-      }
-      const keyFails = stationKeyFails || verdict.failures.some(f => f.seq === r.seq && KEY_REASONS.has(f.reason))
-      if (reviewers !== null && !reviewers.includes(station)) fail('oversight-reviewer-unknown', `station ${station} is not one of the reviewing stations ${reviewers.join(', ') || '(none)'}`)
-      else if (keyFails) fail('oversight-reviewer-unknown', `station ${station} signed this review with a key the registry does not give it`)
-      if (target === undefined) {
-        fail('oversight-decision-unknown', `reviews record seq ${body.decisionSeq} of ${body.decisionDeviceId}, which ${records.has(body.decisionDeviceId) ? 'that device\'s bundle does not hold' : 'no bundle of the export holds'}`)
-      } else if (target.hash !== action.decision.hash) {
-        fail('oversight-decision-mismatch', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId} by hash ${action.decision.hash.slice(0, 16)}…, but that record's hash is ${target.hash.slice(0, 16)}…`)
-      } else if (target.kind !== 'inference') {
-        fail('oversight-decision-not-inference', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId}, a ${target.kind} record, not a decision`)
-      }
-      oversight.push(action)
-    }
-  }
-
-  const devices: ComplianceDevice[] = []
-  const sessions: UseSession[] = []
-  const modelUse = new Map<string, { devices: Set<string>, inferences: number }>()
-  for (const b of bundles) {
-    const id = b.device.id
-    const verdict = verdicts.get(id) as Verdict
-    const timeline = buildTimeline(b, { ...(fromMs === undefined ? {} : { fromMs }), ...(toMs === undefined ? {} : { toMs }) })
-    // Decoded again, one bundle at a time, rather than kept from the first pass.
-    const decoded = decodeRecords(b)
-    const mine = decoded.filter(s => inPeriod(s.record.timeMs))
-    for (const m of timeline.models) {
-      const use = modelUse.get(m.modelHash) ?? { devices: new Set<string>(), inferences: 0 }
-      use.devices.add(id)
-      use.inferences += m.inferences
-      modelUse.set(m.modelHash, use)
-    }
-    sessions.push(...collectSessions(id, mine, oversight, findings))
-    const { a, c } = articleEvents(mine, verdict, oversight.filter(o => o.decision.device === id))
-    devices.push({
-      device: id,
-      roles: [
-        ...(timeline.inferences > 0 ? ['decisions' as const] : []),
-        ...(timeline.oversight.length > 0 ? ['reviewing-station' as const] : [])
-      ],
-      verdict: {
-        verdict: verdict.verdict, mode: verdict.mode, firstSeq: verdict.firstSeq, lastSeq: verdict.lastSeq, fromGenesis: verdict.fromGenesis,
-        counts: verdict.counts, reasons: verdict.reasons, failures: verdict.failures, warnings: verdict.warnings, gaps: verdict.gaps
+/** The oversight actions of one station in the period, each checked: a known reviewer, and a decision of the export with that hash. */
+function judgeReviews (station: string, verdict: Verdict, index: RecordIndex, reviewers: string[] | null, inPeriod: (t: number) => boolean, findings: ComplianceFinding[]): OversightAction[] {
+  const out: OversightAction[] = []
+  const stationKeyFails = verdict.failures.some(f => f.seq === undefined && KEY_REASONS.has(f.reason))
+  for (const signed of index.reviews.get(station) ?? []) {
+    const r = signed.record
+    if (!inPeriod(r.timeMs)) continue
+    const body = r.body
+    const target = index.records.get(body.decisionDeviceId)?.get(body.decisionSeq)
+    const action: OversightAction = {
+      station, seq: r.seq, timeMs: r.timeMs, reviewer: body.reviewer,
+      decision: {
+        device: body.decisionDeviceId, seq: body.decisionSeq, hash: toHex(body.decisionHash),
+        timeMs: target?.timeMs ?? null, decision: target?.decision ?? null
       },
-      articles: {
-        '12(2)(a)': { count: a.length, events: a.slice(0, MAX_EVENTS_PER_ARTICLE) },
-        '12(2)(b)': { inferences: timeline.inferences, decisions: timeline.decisions, models: timeline.models },
-        '12(2)(c)': { count: c.length, events: c.slice(0, MAX_EVENTS_PER_ARTICLE) }
-      },
-      retention: retentionOf(decoded, verdict, options.retentionMs)
-    })
+      verdict: body.verdict, reason: body.reason, status: 'accepted'
+    }
+    const fail = (reason: ComplianceReason, message: string): void => {
+      if (action.status === 'accepted') action.status = reason
+      findings.push({ reason, severity: 'failure', device: station, seq: r.seq, message: `${station} seq ${r.seq}: ${message}` })
+    }
+    const keyFails = stationKeyFails || verdict.failures.some(f => f.seq === r.seq && KEY_REASONS.has(f.reason))
+    if (reviewers !== null && !reviewers.includes(station)) fail('oversight-reviewer-unknown', `station ${station} is not one of the reviewing stations ${reviewers.join(', ') || '(none)'}`)
+    else if (keyFails) fail('oversight-reviewer-unknown', `station ${station} signed this review with a key the registry does not give it`)
+    if (target === undefined) {
+      fail('oversight-decision-unknown', `reviews record seq ${body.decisionSeq} of ${body.decisionDeviceId}, which ${index.records.has(body.decisionDeviceId) ? 'that device\'s bundle does not hold' : 'no bundle of the export holds'}`)
+    } else if (target.hash !== action.decision.hash) {
+      fail('oversight-decision-mismatch', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId} by hash ${action.decision.hash.slice(0, 16)}…, but that record's hash is ${target.hash.slice(0, 16)}…`)
+    } else if (target.kind !== 'inference') {
+      fail('oversight-decision-not-inference', `reviews seq ${body.decisionSeq} of ${body.decisionDeviceId}, a ${target.kind} record, not a decision`)
+    }
+    out.push(action)
   }
+  return out
+}
 
+/**
+ * One device's part of the report: its roles, verdict, Art. 12 events and retention; its use
+ * sessions and model use are added to `acc` (and the sessions' findings to `acc.findings`).
+ */
+function describeDevice (
+  b: Bundle, verdict: Verdict,
+  period: { fromMs: number | undefined, toMs: number | undefined, inPeriod: (t: number) => boolean, retentionMs: number | undefined },
+  acc: { oversight: OversightAction[], findings: ComplianceFinding[], sessions: UseSession[], modelUse: Map<string, { devices: Set<string>, inferences: number }> }
+): ComplianceDevice {
+  const id = b.device.id
+  const { fromMs, toMs } = period
+  const timeline = buildTimeline(b, { ...(fromMs === undefined ? {} : { fromMs }), ...(toMs === undefined ? {} : { toMs }) })
+  // Decoded again, one bundle at a time, rather than kept from the first pass.
+  const decoded = decodeRecords(b)
+  const mine = decoded.filter(s => period.inPeriod(s.record.timeMs))
+  for (const m of timeline.models) {
+    const use = acc.modelUse.get(m.modelHash) ?? { devices: new Set<string>(), inferences: 0 }
+    use.devices.add(id)
+    use.inferences += m.inferences
+    acc.modelUse.set(m.modelHash, use)
+  }
+  acc.sessions.push(...collectSessions(id, mine, acc.oversight, acc.findings))
+  const { a, c } = articleEvents(mine, verdict, acc.oversight.filter(o => o.decision.device === id))
+  return {
+    device: id,
+    roles: [
+      ...(timeline.inferences > 0 ? ['decisions' as const] : []),
+      ...(timeline.oversight.length > 0 ? ['reviewing-station' as const] : [])
+    ],
+    verdict: {
+      verdict: verdict.verdict, mode: verdict.mode, firstSeq: verdict.firstSeq, lastSeq: verdict.lastSeq, fromGenesis: verdict.fromGenesis,
+      counts: verdict.counts, reasons: verdict.reasons, failures: verdict.failures, warnings: verdict.warnings, gaps: verdict.gaps
+    },
+    articles: {
+      '12(2)(a)': { count: a.length, events: a.slice(0, MAX_EVENTS_PER_ARTICLE) },
+      '12(2)(b)': { inferences: timeline.inferences, decisions: timeline.decisions, models: timeline.models },
+      '12(2)(c)': { count: c.length, events: c.slice(0, MAX_EVENTS_PER_ARTICLE) }
+    },
+    retention: retentionOf(decoded, verdict, period.retentionMs)
+  }
+}
+
+/** The models the devices ran, with their registry facts and the lineage the bundles give. */
+function listModels (bundles: readonly Bundle[], modelUse: Map<string, { devices: Set<string>, inferences: number }>): ComplianceModel[] {
   const facts = new Map<string, BundleModel>()
   for (const b of bundles) for (const m of b.models) if (!facts.has(m.hash)) facts.set(m.hash, m)
-  const models: ComplianceModel[] = [...modelUse.entries()].map(([hash, use]) => {
+  return [...modelUse.entries()].map(([hash, use]) => {
     const m = facts.get(hash) ?? { hash, name: '', version: '', parentHash: null, manifestHash: '', status: 'none' as const, metadataUri: '' }
     const lineage: ComplianceModel['lineage'] = []
     const seen = new Set([hash])
@@ -321,23 +364,6 @@ export async function buildCompliance (bundles: readonly Bundle[], options: Comp
     }
     return { ...m, lineage, devices: [...use.devices].sort(), inferences: use.inferences }
   }).sort((x, y) => x.name.localeCompare(y.name) || x.version.localeCompare(y.version) || x.hash.localeCompare(y.hash))
-
-  const failed = devices.some(d => d.verdict.verdict === 'invalid') || findings.some(f => f.severity === 'failure')
-  return {
-    format: COMPLIANCE_FORMAT,
-    profile: COMPLIANCE_PROFILE,
-    generatedAtMs: options.generatedAtMs ?? Date.now(),
-    period: { fromMs: fromMs ?? null, toMs: toMs ?? null },
-    verdict: failed ? 'invalid' : 'valid',
-    mode: (verdicts.values().next().value as Verdict).mode,
-    reviewers,
-    devices,
-    models,
-    oversight,
-    sessions,
-    findings: findings.sort((x, y) => x.device.localeCompare(y.device) || x.seq - y.seq),
-    notCovered: [...NOT_COVERED]
-  }
 }
 
 /** Art. 12(2)(a): what may signal a risk or a substantial modification; (c): the operation the deployer monitors. */

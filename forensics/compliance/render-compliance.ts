@@ -26,6 +26,7 @@ footer{color:var(--muted);font-size:12px;margin:24px 0}
 
 /** The HTML text of the compliance report. */
 export function renderCompliance (report: ComplianceReport): string {
+  // Over 80 lines on purpose: one html`` template read top to bottom is the report in section order.
   const period = report.period.fromMs === null && report.period.toMs === null ? 'all records' : `${formatTime(report.period.fromMs)} – ${formatTime(report.period.toMs)}`
   const body = html`
 <main>

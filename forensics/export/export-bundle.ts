@@ -6,7 +6,7 @@
  */
 import {
   BUNDLE_FORMAT, assertBundle, decodeBundleRecord, decodeEnvelope, fromHex, parseCheckpoint, parseProof, parseTipProof, toHex, verifyPruningStatement,
-  type Bundle, type BundleProof, type SignedRecord
+  type Bundle, type BundleGateway, type BundleProof, type BundlePruning, type SignedRecord
 } from '../../protocol/index.js'
 import { openChainReader, readAnchorFacts, readBlockHash, readDeviceFacts, readLatestBlock, readModelFacts } from '../chain/index.js'
 import { ForensicsError } from '../errors.js'
@@ -91,52 +91,14 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
     if (selected.length === 0) throw new ForensicsError('EXPORT_EMPTY', `the gateway has no record of "${deviceId}" in the window`)
 
     const seqs = selected.flatMap(s => s.signed === undefined ? [] : [s.signed.record.seq])
-    const proofs: BundleProof[] = []
-    let done = 0
-    await runPool(seqs, concurrency, async seq => {
-      const proof = await gateway.getProof(deviceId, seq)
-      if (proof !== undefined) proofs.push({ seq, proof })
-      if (++done % 100 === 0) progress({ phase: 'proofs', done, total: seqs.length })
-    })
-    progress({ phase: 'proofs', done: seqs.length, total: seqs.length })
-    proofs.sort((a, b) => a.seq - b.seq)
+    const proofs = await fetchProofs(gateway, deviceId, seqs, concurrency, progress)
     // The key that signs the proofs' checkpoints; a gateway from before signing has none (404).
     const logKey = await gateway.getLogKey()
     // What retention removed before these records, with the checkpoints that commit it (§12.1).
     const prunings = await gateway.getPrunings(deviceId)
 
     progress({ phase: 'facts', done: 0, total: 2 })
-    const roots = new Set<string>()
-    for (const p of proofs) {
-      try {
-        roots.add(toHex(parseProof(p.proof).checkpoint.rootHash))
-      } catch {
-        // kept as served: verify names it proof-invalid
-      }
-    }
-    for (const p of prunings) {
-      // The batches the pruned records were in: their anchors show they were anchored before.
-      if (logKey !== undefined) {
-        try {
-          for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), [fromHex(logKey.publicKey)]).statement.batches) roots.add(toHex(b.root))
-        } catch {
-          // kept as served: verify names it pruning-invalid
-        }
-      }
-      if (p.checkpoint === undefined) continue
-      try {
-        roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
-      } catch {
-        // kept as served: verify names it pruning-invalid
-      }
-    }
-    if (tip !== undefined) {
-      try {
-        roots.add(toHex(parseCheckpoint(parseTipProof(tip).checkpoint).rootHash))
-      } catch {
-        // kept as served: verify names it tip-proof-invalid
-      }
-    }
+    const roots = namedRoots(proofs, prunings, logKey, tip)
     const anchors = [...(await readAnchorFacts(reader, roots, readAtBlock)).values()]
     progress({ phase: 'facts', done: 1, total: 2 })
     const modelHashes = new Set<string>()
@@ -172,6 +134,55 @@ export async function exportBundle (options: ExportOptions): Promise<Bundle> {
   } finally {
     reader.close()
   }
+}
+
+/** The proofs of `seqs` from the gateway, `concurrency` requests in flight, in seq order; a record without one is left out. */
+async function fetchProofs (gateway: GatewayClient, deviceId: string, seqs: number[], concurrency: number, progress: (p: ExportProgress) => void): Promise<BundleProof[]> {
+  const proofs: BundleProof[] = []
+  let done = 0
+  await runPool(seqs, concurrency, async seq => {
+    const proof = await gateway.getProof(deviceId, seq)
+    if (proof !== undefined) proofs.push({ seq, proof })
+    if (++done % 100 === 0) progress({ phase: 'proofs', done, total: seqs.length })
+  })
+  progress({ phase: 'proofs', done: seqs.length, total: seqs.length })
+  return proofs.sort((a, b) => a.seq - b.seq)
+}
+
+/** The roots whose anchors the bundle needs: of its proofs, of the pruned records' batches and their checkpoints, of the tip. */
+function namedRoots (proofs: readonly BundleProof[], prunings: readonly BundlePruning[], logKey: BundleGateway | undefined, tip: string | undefined): Set<string> {
+  const roots = new Set<string>()
+  for (const p of proofs) {
+    try {
+      roots.add(toHex(parseProof(p.proof).checkpoint.rootHash))
+    } catch {
+      // kept as served: verify names it proof-invalid
+    }
+  }
+  for (const p of prunings) {
+    // The batches the pruned records were in: their anchors show they were anchored before.
+    if (logKey !== undefined) {
+      try {
+        for (const b of verifyPruningStatement(Buffer.from(p.statement, 'base64'), [fromHex(logKey.publicKey)]).statement.batches) roots.add(toHex(b.root))
+      } catch {
+        // kept as served: verify names it pruning-invalid
+      }
+    }
+    if (p.checkpoint === undefined) continue
+    try {
+      roots.add(toHex(parseCheckpoint(p.checkpoint.slice(0, p.checkpoint.indexOf('\n\n') + 2)).rootHash))
+    } catch {
+      // kept as served: verify names it pruning-invalid
+    }
+  }
+  if (tip !== undefined) {
+    try {
+      roots.add(toHex(parseCheckpoint(parseTipProof(tip).checkpoint).rootHash))
+    } catch {
+      // kept as served: verify names it tip-proof-invalid
+    }
+  }
+  return roots
 }
 
 interface Listed { base64: string, signed: SignedRecord | undefined }

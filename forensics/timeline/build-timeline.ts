@@ -3,7 +3,7 @@
  * (named by the registry facts in the bundle), inferences per model per interval, decision counts,
  * gaps, key rotations and shutdowns. It describes; it does not judge — run verify for that.
  */
-import { assertBundle, decodeBundleRecord, decodeEnvelope, sha256, toHex, type Bundle, type BundleModelStatus, type SignedRecord } from '../../protocol/index.js'
+import { assertBundle, decodeBundleRecord, decodeEnvelope, sha256, toHex, type Bundle, type BundleModel, type BundleModelStatus, type SignedRecord } from '../../protocol/index.js'
 
 /** Interval steps chosen from when none is given, in ms. */
 const NICE_INTERVALS_MS = [
@@ -94,73 +94,82 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     if (v !== undefined && (!Number.isSafeInteger(v) || v < (k === 'intervalMs' || k === 'buckets' ? 1 : 0))) throw new RangeError(`${k} must be a positive safe integer`)
   }
   assertBundle(bundle)
-  const { fromMs, toMs } = options
-  const inWindow = (t: number): boolean => (fromMs === undefined || t >= fromMs) && (toMs === undefined || t <= toMs)
-  const facts = new Map(bundle.models.map(m => [m.hash, m]))
-  const named = (hash: string): { name: string | null, version: string | null, status: BundleModelStatus } => {
-    const m = facts.get(hash)
-    return m === undefined || m.status === 'none' ? { name: null, version: null, status: m?.status ?? 'none' } : { name: m.name, version: m.version, status: m.status }
-  }
+  const scan = new TimelineScan(bundle, options.fromMs, options.toMs)
+  for (const b64 of bundle.records) scan.add(b64)
+  return scan.finish(options)
+}
 
-  const t: Timeline = {
-    device: bundle.device.id,
-    fromMs: fromMs ?? null,
-    toMs: toMs ?? null,
-    intervalMs: 0,
-    startMs: null,
-    records: 0,
-    malformed: 0,
-    inferences: 0,
-    boots: [],
-    reboots: [],
-    modelLoads: [],
-    models: [],
-    buckets: [],
-    decisions: [],
-    otherDecisions: { distinct: 0, count: 0 },
-    gaps: [],
-    missing: [],
-    keyRotations: [],
-    shutdowns: [],
-    policies: [],
-    dataCaptures: [],
-    oversight: [],
-    sessions: []
-  }
-  const inferences: Array<{ timeMs: number, modelHash: string }> = []
-  const decisions = new Map<string | null, number>()
-  const models = new Map<string, TimelineModel>()
-  const model = (hash: string): TimelineModel => {
-    let m = models.get(hash)
-    if (m === undefined) {
-      m = { modelHash: hash, ...named(hash), inferences: 0, firstMs: null, lastMs: null }
-      models.set(hash, m)
+/** One pass over a bundle's records, in bundle order: the timeline's lists, and the counts its summaries come from. */
+class TimelineScan {
+  private readonly t: Timeline
+  private readonly fromMs: number | undefined
+  private readonly toMs: number | undefined
+  private readonly facts: Map<string, BundleModel>
+  private readonly inferences: Array<{ timeMs: number, modelHash: string }> = []
+  private readonly decisions = new Map<string | null, number>()
+  private readonly models = new Map<string, TimelineModel>()
+  private readonly seqJumps: Array<{ firstSeq: number, lastSeq: number }> = []
+  private readonly declared: Array<{ firstSeq: number, lastSeq: number }> = []
+  private previous: SignedRecord | undefined
+  private minMs = Infinity
+  private maxMs = -Infinity
+
+  constructor (bundle: Bundle, fromMs: number | undefined, toMs: number | undefined) {
+    this.fromMs = fromMs
+    this.toMs = toMs
+    this.facts = new Map(bundle.models.map(m => [m.hash, m]))
+    this.t = {
+      device: bundle.device.id,
+      fromMs: fromMs ?? null,
+      toMs: toMs ?? null,
+      intervalMs: 0,
+      startMs: null,
+      records: 0,
+      malformed: 0,
+      inferences: 0,
+      boots: [],
+      reboots: [],
+      modelLoads: [],
+      models: [],
+      buckets: [],
+      decisions: [],
+      otherDecisions: { distinct: 0, count: 0 },
+      gaps: [],
+      missing: [],
+      keyRotations: [],
+      shutdowns: [],
+      policies: [],
+      dataCaptures: [],
+      oversight: [],
+      sessions: []
     }
-    return m
   }
-  const seqJumps: Array<{ firstSeq: number, lastSeq: number }> = []
-  const declared: Array<{ firstSeq: number, lastSeq: number }> = []
-  let previous: SignedRecord | undefined
-  let minMs = Infinity
-  let maxMs = -Infinity
 
-  for (const b64 of bundle.records) {
+  /** One record of the bundle (base64 envelope): seq jumps and gaps from every record, events from those in the window. */
+  add (b64: string): void {
     let signed: SignedRecord
     try {
       signed = decodeEnvelope(decodeBundleRecord(b64))
     } catch {
-      t.malformed++
-      continue
+      this.t.malformed++
+      return
     }
     const r = signed.record
-    const prev = previous
-    previous = signed
-    if (prev !== undefined && r.seq > prev.record.seq + 1) seqJumps.push({ firstSeq: prev.record.seq + 1, lastSeq: r.seq - 1 })
-    if (r.body.kind === 'gap') declared.push({ firstSeq: r.body.firstSeq, lastSeq: r.body.lastSeq })
-    if (!inWindow(r.timeMs)) continue
-    t.records++
-    if (r.timeMs < minMs) minMs = r.timeMs
-    if (r.timeMs > maxMs) maxMs = r.timeMs
+    const prev = this.previous
+    this.previous = signed
+    if (prev !== undefined && r.seq > prev.record.seq + 1) this.seqJumps.push({ firstSeq: prev.record.seq + 1, lastSeq: r.seq - 1 })
+    if (r.body.kind === 'gap') this.declared.push({ firstSeq: r.body.firstSeq, lastSeq: r.body.lastSeq })
+    if ((this.fromMs !== undefined && r.timeMs < this.fromMs) || (this.toMs !== undefined && r.timeMs > this.toMs)) return
+    this.t.records++
+    if (r.timeMs < this.minMs) this.minMs = r.timeMs
+    if (r.timeMs > this.maxMs) this.maxMs = r.timeMs
+    this.addEvent(signed, prev)
+  }
+
+  /** The record's event in the list of its kind. */
+  private addEvent (signed: SignedRecord, prev: SignedRecord | undefined): void {
+    const { t } = this
+    const r = signed.record
     const at = { seq: r.seq, timeMs: r.timeMs }
     const body = r.body
     switch (body.kind) {
@@ -170,20 +179,20 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
         break
       case 'model-load': {
         const hash = toHex(body.modelHash)
-        model(hash)
+        this.model(hash)
         t.modelLoads.push({
-          ...at, boot: r.boot, modelHash: hash, file: body.name, sizeBytes: body.sizeBytes, policy: body.policy, providers: [...body.providers], ...named(hash)
+          ...at, boot: r.boot, modelHash: hash, file: body.name, sizeBytes: body.sizeBytes, policy: body.policy, providers: [...body.providers], ...this.named(hash)
         })
         break
       }
       case 'inference': {
         const hash = toHex(body.modelHash)
-        const m = model(hash)
+        const m = this.model(hash)
         m.inferences++
         m.firstMs = m.firstMs === null ? r.timeMs : Math.min(m.firstMs, r.timeMs)
         m.lastMs = m.lastMs === null ? r.timeMs : Math.max(m.lastMs, r.timeMs)
-        inferences.push({ timeMs: r.timeMs, modelHash: hash })
-        decisions.set(body.decision, (decisions.get(body.decision) ?? 0) + 1)
+        this.inferences.push({ timeMs: r.timeMs, modelHash: hash })
+        this.decisions.set(body.decision, (this.decisions.get(body.decision) ?? 0) + 1)
         break
       }
       case 'gap': t.gaps.push({ ...at, firstSeq: body.firstSeq, lastSeq: body.lastSeq, reason: body.reason }); break
@@ -205,19 +214,44 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
         break
     }
   }
-  t.inferences = inferences.length
-  t.models = [...models.values()].sort((a, b) => b.inferences - a.inferences || a.modelHash.localeCompare(b.modelHash))
-  t.missing = subtractRanges(seqJumps, declared)
 
-  const sorted = [...decisions.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])))
-  t.decisions = sorted.slice(0, MAX_TIMELINE_DECISIONS).map(([decision, count]) => ({ decision, count }))
-  const rest = sorted.slice(MAX_TIMELINE_DECISIONS)
-  t.otherDecisions = { distinct: rest.length, count: rest.reduce((n, [, c]) => n + c, 0) }
+  /** The registry's name of a model hash, from the bundle's facts. */
+  private named (hash: string): { name: string | null, version: string | null, status: BundleModelStatus } {
+    const m = this.facts.get(hash)
+    return m === undefined || m.status === 'none' ? { name: null, version: null, status: m?.status ?? 'none' } : { name: m.name, version: m.version, status: m.status }
+  }
 
-  // Buckets span the window asked, or the records seen.
-  const first = fromMs ?? (t.records > 0 ? minMs : undefined)
-  const last = toMs ?? (t.records > 0 ? maxMs : undefined)
-  if (first !== undefined && last !== undefined) {
+  private model (hash: string): TimelineModel {
+    let m = this.models.get(hash)
+    if (m === undefined) {
+      m = { modelHash: hash, ...this.named(hash), inferences: 0, firstMs: null, lastMs: null }
+      this.models.set(hash, m)
+    }
+    return m
+  }
+
+  /** The summaries after the last record: models by use, undeclared holes, decision counts, buckets. */
+  finish (options: TimelineOptions): Timeline {
+    const { t } = this
+    t.inferences = this.inferences.length
+    t.models = [...this.models.values()].sort((a, b) => b.inferences - a.inferences || a.modelHash.localeCompare(b.modelHash))
+    t.missing = subtractRanges(this.seqJumps, this.declared)
+
+    const sorted = [...this.decisions.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])))
+    t.decisions = sorted.slice(0, MAX_TIMELINE_DECISIONS).map(([decision, count]) => ({ decision, count }))
+    const rest = sorted.slice(MAX_TIMELINE_DECISIONS)
+    t.otherDecisions = { distinct: rest.length, count: rest.reduce((n, [, c]) => n + c, 0) }
+
+    // Buckets span the window asked, or the records seen.
+    const first = this.fromMs ?? (t.records > 0 ? this.minMs : undefined)
+    const last = this.toMs ?? (t.records > 0 ? this.maxMs : undefined)
+    if (first !== undefined && last !== undefined) this.fillBuckets(first, last, options)
+    return t
+  }
+
+  /** @throws RangeError when the interval needs more than MAX_TIMELINE_BUCKETS buckets. */
+  private fillBuckets (first: number, last: number, options: TimelineOptions): void {
+    const { t } = this
     const span = Math.max(1, last - first + 1)
     const interval = options.intervalMs ?? chooseInterval(span, options.buckets ?? DEFAULT_TIMELINE_BUCKETS)
     const start = Math.floor(first / interval) * interval
@@ -226,14 +260,13 @@ export function buildTimeline (bundle: Bundle, options: TimelineOptions = {}): T
     t.intervalMs = interval
     t.startMs = start
     t.buckets = Array.from({ length: count }, (_, i) => ({ startMs: start + i * interval, endMs: start + (i + 1) * interval, total: 0, byModel: {} }))
-    inferences.forEach(inf => {
+    this.inferences.forEach(inf => {
       const bucket = t.buckets[Math.floor((inf.timeMs - start) / interval)]
       if (bucket === undefined) return
       bucket.total++
       bucket.byModel[inf.modelHash] = (bucket.byModel[inf.modelHash] ?? 0) + 1
     })
   }
-  return t
 }
 
 /** The smallest round interval that gives at most `buckets` buckets over `spanMs`. */

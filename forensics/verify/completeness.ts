@@ -66,6 +66,23 @@ export function judgeCompleteness (input: CompletenessInput): { completeness: Co
   if (bundle.tip === undefined) return unknown('the bundle carries no tip proof (a gateway without tip trees, an export before any was anchored, or a windowed export): completeness is not judged')
   if (input.mode === 'offline') return unknown('offline: the tip proof is not checked against the chain, so completeness cannot be judged (verify --online)')
   if (input.windowed) return unknown('a time window is judged: completeness concerns the whole history')
+  const checked = checkTipProof(input, bundle.tip.proof)
+  return 'completeness' in checked ? checked : compareWithTip(bundle, checked)
+}
+
+/** A tip proof checked against the chain: its checkpoint, the anchor of its root, and the device's tip in it (undefined: proven absent). */
+interface CheckedTip {
+  checkpoint: Checkpoint
+  anchor: BundleAnchor
+  at: NonNullable<Completeness['anchor']>
+  tip: DeviceTipValue | undefined
+}
+
+type Judged = { completeness: Completeness, findings: CompletenessFinding[] }
+
+/** Checks the bundle's tip proof (present: the caller looked): its device, checkpoint signature, anchor and tip-tree path; or the judgement when one fails, or when the batch has no tip root. */
+function checkTipProof (input: CompletenessInput, proofText: string): CheckedTip | Judged {
+  const { bundle } = input
   const invalid = (message: string): { completeness: Completeness, findings: CompletenessFinding[] } =>
     ({ completeness: { status: 'unknown', message: `tip proof rejected: ${message}` }, findings: [{ reason: 'tip-proof-invalid', message }] })
 
@@ -73,7 +90,7 @@ export function judgeCompleteness (input: CompletenessInput): { completeness: Co
   let checkpoint: Checkpoint
   let unsignedText: string
   try {
-    file = parseTipProof(bundle.tip.proof)
+    file = parseTipProof(proofText)
     const cut = file.checkpoint.indexOf('\n\n')
     unsignedText = cut < 0 ? file.checkpoint : file.checkpoint.slice(0, cut + 2)
     checkpoint = parseCheckpoint(unsignedText)
@@ -113,7 +130,11 @@ export function judgeCompleteness (input: CompletenessInput): { completeness: Co
     if (!(e instanceof ProtocolError)) throw e
     return invalid(`${e.code}: ${e.message}`)
   }
+  return { checkpoint, anchor, at, tip }
+}
 
+/** The bundle against the anchored tip: does it reach the tip, hold the tip's record, and no record the tip tree says is not there? */
+function compareWithTip (bundle: Bundle, { checkpoint, anchor, at, tip }: CheckedTip): Judged {
   // The bundle's side: its last decodable record, and any record proven in a batch up to the anchor
   // with a seq past the tip (the gateway then contradicts itself).
   let last: SignedRecord | undefined

@@ -6,13 +6,15 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { Wallet, getAddress, hexlify } from 'ethers'
+import { backoffDelayMs } from '../../common/backoff.js'
+import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import type { StoredAnchor } from '../../contracts/index.js'
 import { AnchorError } from './errors.js'
 import { toAnchorError } from './chain-errors.js'
 import type { AnchorChain, AnchorChainConnector, ChainReceipt } from './chain-link.js'
 import { GAS_MARGIN_PERCENT, RpcChainConnector } from './rpc-chain.js'
 import { StateStore, type MinedAt, type StoredBatch, type StoredConfig, type StoredTx } from './state-store.js'
-import type { AnchorLogger, AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
+import type { AnchorReceipt, AnchorState, AnchorStateStore, AnchorerOptions, SealedBatch } from './types.js'
 
 export const DEFAULT_CONFIRMATIONS = 1
 export const DEFAULT_POLL_INTERVAL_MS = 500
@@ -24,7 +26,6 @@ export const DEFAULT_FEE_BUMP_PERCENT = 25
 /** Replacement versions kept per batch; older ones can only have been mined if the node saw them. */
 const MAX_TXS_PER_BATCH = 16
 
-const SILENT_LOGGER: AnchorLogger = { info () {}, warn () {}, error () {} }
 
 interface Resolved {
   stateDir: string
@@ -37,7 +38,7 @@ interface Resolved {
   rpcTimeoutMs: number
   feeBumpPercent: bigint
   syncWrites: boolean
-  logger: AnchorLogger
+  logger: Logger
   onChainError: ((code: string) => void) | undefined
   onAnchored: ((receipt: AnchorReceipt, latencyMs: number) => void) | undefined
 }
@@ -512,9 +513,8 @@ export class Anchorer {
   }
 
   private backoffMs (): number {
-    const base = Math.min(this.o.retryMaxMs, this.o.retryInitialMs * 2 ** Math.min(30, this.failures - 1))
     // ±20 % jitter: gateways that lost the same node do not come back in lockstep.
-    return Math.round(base * (0.8 + 0.4 * Math.random()))
+    return backoffDelayMs(this.failures - 1, { initialMs: this.o.retryInitialMs, maxMs: this.o.retryMaxMs, jitter: 0.2 })
   }
 
   /** Sleeps; a poll sleep ends early on enqueue, a backoff sleep only on close. */

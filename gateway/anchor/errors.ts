@@ -19,7 +19,7 @@ export type AnchorErrorCode =
   | 'ANCHOR_STATE_CORRUPT'
   /** open/connect: the state folder belongs to another registry, chain or (with txs in flight) account. */
   | 'ANCHOR_STATE_MISMATCH'
-  /** A durable write to the state folder failed. */
+  /** A durable write to the state folder failed; every later write fails too (common/level.ts): restart. */
   | 'ANCHOR_WRITE_FAILED'
   /** The RPC endpoint did not answer (refused, reset, timed out): retried with backoff. */
   | 'ANCHOR_RPC_UNREACHABLE'

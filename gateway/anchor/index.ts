@@ -14,4 +14,4 @@ export {
 } from './anchorer.js'
 export { AnchorError } from './errors.js'
 export type { AnchorErrorCode } from './errors.js'
-export type { SealedBatch, AnchorReceipt, AnchorState, AnchorerOptions, AnchorLogger } from './types.js'
+export type { SealedBatch, AnchorReceipt, AnchorState, AnchorerOptions } from './types.js'

@@ -3,7 +3,8 @@
  * transactions and the receipt), a root index and a few meta keys. Every state transition is one
  * atomic, fsynced write that happens before the anchorer acts on it.
  */
-import { Level } from 'level'
+import type { Level } from 'level'
+import { FatalWriteLevel, openLevel } from '../../common/level.js'
 import { AnchorError } from './errors.js'
 import type { AnchorReceipt, AnchorState, AnchorStateStore } from './types.js'
 
@@ -79,22 +80,20 @@ export interface LoadedState {
 
 export class StateStore implements AnchorStateStore {
   private readonly db: Level<string, unknown>
+  // One failed write stops the state (common/level.ts): later transitions must not land after a hole.
+  private readonly writer: FatalWriteLevel<unknown>
   private readonly sync: boolean
 
   private constructor (db: Level<string, unknown>, sync: boolean) {
     this.db = db
+    this.writer = new FatalWriteLevel(db, e => new AnchorError('ANCHOR_WRITE_FAILED', `anchor state write failed: ${(e as Error).message}`, { cause: e }))
     this.sync = sync
   }
 
   /** @throws AnchorError ANCHOR_LOCKED, ANCHOR_OPEN_FAILED */
   static async open (dir: string, sync: boolean): Promise<StateStore> {
-    const db = new Level<string, unknown>(dir, { keyEncoding: 'utf8', valueEncoding: 'json' })
-    try {
-      await db.open()
-    } catch (e) {
-      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-      throw new AnchorError(locked ? 'ANCHOR_LOCKED' : 'ANCHOR_OPEN_FAILED', `cannot open anchor state ${dir}: ${(e as Error).message}`, { cause: e })
-    }
+    const db = await openLevel<unknown>(dir, { keyEncoding: 'utf8', valueEncoding: 'json' }, (e, locked) =>
+      new AnchorError(locked ? 'ANCHOR_LOCKED' : 'ANCHOR_OPEN_FAILED', `cannot open anchor state ${dir}: ${(e as Error).message}`, { cause: e }))
     return new StateStore(db, sync)
   }
 
@@ -161,12 +160,9 @@ export class StateStore implements AnchorStateStore {
     await this.db.close()
   }
 
+  /** @throws AnchorError ANCHOR_WRITE_FAILED, for this write and every one after it. */
   private async write (ops: Op[]): Promise<void> {
-    try {
-      await this.db.batch(ops, { sync: this.sync })
-    } catch (e) {
-      throw new AnchorError('ANCHOR_WRITE_FAILED', `anchor state write failed: ${(e as Error).message}`, { cause: e })
-    }
+    await this.writer.batch(ops, { sync: this.sync })
   }
 }
 

@@ -3,6 +3,7 @@
  * once a batch is on chain (AnchorReceipt), and the Anchorer's options.
  */
 import type { LoadedState, StoredBatch as StoredAnchorBatch, StoredConfig } from './state-store.js'
+import type { Logger } from '../../common/logger.js'
 
 export interface SealedBatch {
   /** Local batch number at this gateway, consecutive from 1. */
@@ -43,13 +44,6 @@ export interface AnchorReceipt {
  * broadcast · mined: in a block, waiting for confirmations · confirmed: final receipt written.
  */
 export type AnchorState = 'queued' | 'sent' | 'mined' | 'confirmed'
-
-/** pino-compatible: structured object first, message second. Keys and raw transactions are never logged. */
-export interface AnchorLogger {
-  info(o: object, m?: string): void
-  warn(o: object, m?: string): void
-  error(o: object, m?: string): void
-}
 
 /** The anchorer's durable state (state-store.ts for LevelDB, pg-state-store.ts for PostgreSQL). */
 export interface AnchorStateStore {
@@ -92,7 +86,7 @@ export interface AnchorerOptions {
   feeBumpPercent?: number
   /** fsync every state write (crash and power-loss safe). Default true. */
   syncWrites?: boolean
-  logger?: AnchorLogger
+  logger?: Logger
   /** Called for metrics with the code of each chain-side failure (an AnchorErrorCode). */
   onChainError?: (code: string) => void
   /** Called for metrics once per confirmed batch: its receipt and seal-to-confirmed latency (ms). */

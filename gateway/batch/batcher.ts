@@ -64,8 +64,8 @@ export function sealBatch (head: BatchHead, origin: string, signer: Signer | und
   return { ...head, checkpoint, metadataHash: sha256(new TextEncoder().encode(unsigned)), sealedAtMs: nowMs }
 }
 
-/** Builds the Merkle tree of `leaves` (in leaf order) and seals it as batch `id`. */
-export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: string, signer: Signer | undefined, nowMs: number): StoredBatch {
+/** Builds the Merkle tree of `leaves` (in leaf order) and seals it as batch `id`, with checkpoint `extensions`. */
+export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: string, signer: Signer | undefined, nowMs: number, extensions: string[] = []): StoredBatch {
   const b = new MerkleBuilder()
   let first = Infinity
   let last = -Infinity
@@ -74,7 +74,7 @@ export function sealLeaves (id: number, leaves: readonly LeafEntry[], origin: st
     if (l.timeMs < first) first = l.timeMs
     if (l.timeMs > last) last = l.timeMs
   }
-  return sealBatch({ id, size: b.size, root: b.root(), firstRecordTimeMs: first, lastRecordTimeMs: last }, origin, signer, nowMs)
+  return sealBatch({ id, size: b.size, root: b.root(), firstRecordTimeMs: first, lastRecordTimeMs: last }, origin, signer, nowMs, extensions)
 }
 /** A leaf to append; with `recordHash` (sha256 of the envelope) it also moves the device's tip. */
 export type AppendLeaf = LeafEntry & { recordHash?: Uint8Array }

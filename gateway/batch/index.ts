@@ -8,3 +8,4 @@ export {
 export { sealBatch, sealLeaves, type BatchHead } from './batcher.js'
 export { Sequencer, DeferredBatcher, type LeafSink, type SequencerOptions } from './sequencer.js'
 export { TipTracker, formatBatchTipProof, lookupTip, DEFAULT_TIP_SNAPSHOTS, type TipTrackerOptions, type TipLookup } from './tips.js'
+export { TierTips, type TierTipsOptions } from './tier-tips.js'

@@ -6,9 +6,9 @@
  */
 import { Anchorer, type AnchorerOptions } from '../anchor/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/types.js'
-import type { GatewayLogger } from '../logger.js'
-import type { Signer } from '../../protocol/index.js'
-import { Lease, PgAnchorStateStore, type PostgresGatewayStore, type Fence } from '../store/index.js'
+import type { Logger } from '../../common/logger.js'
+import { TipTree, formatTipExtension, pruningExtensionLine, sha256, type Signer } from '../../protocol/index.js'
+import { Lease, PgAnchorStateStore, storeKeys, type PostgresGatewayStore, type Fence, type SealInput, type SealOutput, type TipRow } from '../store/index.js'
 import type { StoreOp, StoredBatch } from '../store/index.js'
 import { sealLeaves, type AppendLeaf, type LeafPlace } from './batcher.js'
 import type { AnchorReader } from './proofs.js'
@@ -26,9 +26,17 @@ export interface LeafSink {
 /** Ingest side of the tier: records are written unbatched (batch 0); the sequencer places them. */
 export class DeferredBatcher implements LeafSink {
   constructor (private readonly store: { enqueue: (ops: StoreOp[]) => void }) {}
-  append (_leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
+  append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
     const place = { batchId: 0, index: 0 }
-    this.store.enqueue(recordOps(place))
+    const ops = recordOps(place)
+    const recordHash = leaf.recordHash
+    // The record's hashes and time ride with its put (kept in its row): the sequencer reads them
+    // instead of decoding and hashing every envelope again.
+    if (recordHash !== undefined) {
+      const key = storeKeys.record(leaf.deviceId, leaf.seq)
+      for (const op of ops) if (op.type === 'put' && op.key === key) op.leaf = { leafHash: leaf.leafHash, recordHash, timeMs: leaf.timeMs }
+    }
+    this.store.enqueue(ops)
     return place
   }
 
@@ -52,7 +60,7 @@ export interface SequencerOptions {
   /** Options of the anchorer opened while this process holds the lease; undefined: seal only. */
   anchorer: Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined
   onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
-  logger: GatewayLogger
+  logger: Logger
 }
 
 export class Sequencer implements AnchorReader {
@@ -65,6 +73,11 @@ export class Sequencer implements AnchorReader {
   private stepping = false
   private stopped = false
   private resync = false
+  /**
+   * The tip tree as of the newest sealed batch (PROTOCOL.md §7.10), loaded from gw_tip_history
+   * when the lease is taken; undefined until then, and after a seal whose outcome is unknown.
+   */
+  private tips: { tree: TipTree, seqs: Map<string, number> } | undefined
   /** Batches this process sealed (for tests and metrics). */
   sealed = 0
 
@@ -86,7 +99,7 @@ export class Sequencer implements AnchorReader {
 
   /** Highest batch id confirmed through, as the database says (any process may read it). */
   async confirmedThrough (): Promise<number> {
-    return this.anchorer?.confirmedThrough() ?? (await this.reader.load().catch(() => ({ confirmedThrough: 0 }))).confirmedThrough
+    return this.anchorer?.confirmedThrough() ?? await this.reader.confirmedThrough().catch(() => 0)
   }
 
   async state (id: number): Promise<AnchorState | undefined> {
@@ -116,11 +129,15 @@ export class Sequencer implements AnchorReader {
 
   /** Seals what is due now; with `force`, whatever waits (tests, sealNow). Undefined when nothing was sealed. */
   async step (force = false): Promise<StoredBatch | undefined> {
+    let next: { tree: TipTree, seqs: Map<string, number> } | undefined
     if (this.stepping || this.stopped) return undefined
     const fence = this.lease.fence()
     if (fence === undefined || (this.o.anchorer !== undefined && this.anchorer === undefined)) return undefined
     this.stepping = true
     try {
+      // Read under the lease: every history row was written by a fenced seal, so this is the tree
+      // of the newest sealed batch.
+      const tips = this.tips ?? (this.tips = await this.loadTips())
       if (this.resync && this.anchorer !== undefined) {
         for await (const b of this.o.store.batches(this.anchorer.confirmedThrough() + 1)) await this.anchorer.enqueue(toSealed(b))
         this.resync = false
@@ -129,21 +146,61 @@ export class Sequencer implements AnchorReader {
         maxRecords: this.o.maxRecords,
         maxAgeMs: force ? 0 : this.o.maxAgeMs,
         fence,
-        seal: (id, leaves) => sealLeaves(id, leaves, this.o.origin, this.o.signer, Date.now())
+        seal: (input) => {
+          const out = this.sealWithTips(input, tips.tree, tips.seqs)
+          next = out.next
+          return out.sealed
+        }
       })
       if (sealed === undefined) return undefined
+      if (next !== undefined) this.tips = next
       this.sealed++
       this.o.onSealed(sealed.batch, sealed.leafHashes)
       await this.anchorer?.enqueue(toSealed(sealed.batch))
       return sealed.batch
     } catch (e) {
-      // A sealed batch whose hand-over failed is handed over again by the next step.
+      // A sealed batch whose hand-over failed is handed over again by the next step; a seal whose
+      // commit may or may not have happened leaves the tree unknown: read it again.
       this.resync = true
+      this.tips = undefined
       this.o.logger.warn({ code: (e as { code?: string }).code, error: (e as Error).message }, 'sequencer step failed (retried)')
       return undefined
     } finally {
       this.stepping = false
     }
+  }
+
+  private async loadTips (): Promise<{ tree: TipTree, seqs: Map<string, number> }> {
+    const tree = new TipTree()
+    const seqs = new Map<string, number>()
+    for (const t of await this.o.store.tipChanges(0, Number.MAX_SAFE_INTEGER)) {
+      tree.set(t.deviceId, t.seq, t.hash)
+      seqs.set(t.deviceId, t.seq)
+    }
+    return { tree, seqs }
+  }
+
+  /**
+   * The batch's checkpoint commits to the tip tree after its leaves (moved on a copy: the tree
+   * the sequencer holds changes only once the seal is committed) and to the waiting pruning
+   * statements (PROTOCOL.md §12.1), as the single-node batcher's does.
+   */
+  private sealWithTips (input: SealInput, tree: TipTree, seqs: Map<string, number>): { sealed: SealOutput, next: { tree: TipTree, seqs: Map<string, number> } } {
+    const moved = new Map<string, TipRow>()
+    for (const l of input.leaves) {
+      // Records enter batches in chain order; a lower seq must never move a tip back.
+      if (l.seq <= (moved.get(l.deviceId)?.seq ?? seqs.get(l.deviceId) ?? -1)) continue
+      moved.set(l.deviceId, { deviceId: l.deviceId, seq: l.seq, hash: l.recordHash })
+    }
+    const nextTree = tree.snapshot()
+    const nextSeqs = new Map(seqs)
+    for (const t of moved.values()) {
+      nextTree.set(t.deviceId, t.seq, t.hash)
+      nextSeqs.set(t.deviceId, t.seq)
+    }
+    const extensions = [formatTipExtension(nextTree.root()), ...input.prunings.map(p => pruningExtensionLine(sha256(p.envelope)))]
+    const batch = sealLeaves(input.id, input.leaves, this.o.origin, this.o.signer, Date.now(), extensions)
+    return { sealed: { batch, tips: [...moved.values()] }, next: { tree: nextTree, seqs: nextSeqs } }
   }
 
   private async promote (held: Fence): Promise<void> {
@@ -166,6 +223,8 @@ export class Sequencer implements AnchorReader {
   private async demote (): Promise<void> {
     const a = this.anchorer
     this.anchorer = undefined
+    // A later holder may seal batches this process never sees: read the tree again on promotion.
+    this.tips = undefined
     if (a !== undefined) {
       this.o.logger.warn({}, 'sequencer lease lost or given up: batching and anchoring stop here')
       await a.close().catch(() => {})

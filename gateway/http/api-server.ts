@@ -7,11 +7,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { JSON_CONTENT_TYPE, replyUnreadable, sendBody as send, sendError, sendJson } from '../../common/http.js'
 import { DEVICE_ID_PATTERN, LIMITS, formatVerifierKey, toHex } from '../../protocol/index.js'
 import { formatBatchTipProof, formatRecordProof, recordProofJson, type ProofLookup, type RecordProof, type TipLookup } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { DeviceStatus } from '../ingest/index.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import type { QuarantineEntry, StoredBatch } from '../store/index.js'
 import type { AnchorReceipt, AnchorState } from '../anchor/index.js'
 
@@ -44,7 +45,7 @@ export interface ApiServerOptions {
   host: string
   /** 0: the OS picks. */
   port: number
-  logger: GatewayLogger
+  logger: Logger
   /** The bearer token every non-public route needs; undefined: no authentication. Never logged. */
   token: string | undefined
   /** Routes that answer without a token. */
@@ -124,13 +125,7 @@ export async function startApiServer (backend: ApiBackend, options: ApiServerOpt
   // A malformed request line, an oversized head or a timeout: a JSON 4xx when the socket still
   // takes it, then close (node's default writes a bare status line).
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') { socket.destroy(); return }
-    const [status, code] = err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'HEADERS_TOO_LARGE']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT'] : [400, 'BAD_REQUEST']
-    const body = JSON.stringify({ error: { code, message: 'the request could not be read' } })
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
-      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    replyUnreadable(err, socket, { headersTooLarge: 'HEADERS_TOO_LARGE', timeout: 'REQUEST_TIMEOUT', malformed: 'BAD_REQUEST' })
   })
   try {
     await new Promise<void>((resolve, reject) => {
@@ -267,7 +262,7 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
           next: full && last !== undefined ? last.seq + 1 : null
         })
       })
-      send(res, 200, 'application/json; charset=utf-8', body)
+      send(res, 200, JSON_CONTENT_TYPE, body)
       return
     }
     case 'prunings': {
@@ -317,7 +312,7 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
           next: page.next
         })
       })
-      send(res, 200, 'application/json; charset=utf-8', body)
+      send(res, 200, JSON_CONTENT_TYPE, body)
       return
     }
     case 'unknown':
@@ -412,22 +407,4 @@ class Semaphore {
       else this.active--
     }
   }
-}
-
-function send (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
-  res.statusCode = status
-  res.setHeader('content-type', contentType)
-  res.setHeader('cache-control', 'no-store')
-  res.setHeader('content-length', Buffer.byteLength(body))
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
-  res.end(res.req.method === 'HEAD' ? undefined : body)
-}
-
-function sendJson (res: ServerResponse, status: number, value: unknown): void {
-  send(res, status, 'application/json; charset=utf-8', JSON.stringify(value))
-}
-
-function sendError (res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  if (res.headersSent) { res.destroy(); return }
-  send(res, status, 'application/json; charset=utf-8', JSON.stringify({ error: { code, message } }), headers)
 }

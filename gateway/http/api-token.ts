@@ -6,13 +6,13 @@
 import { randomBytes } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
 import { GatewayError } from '../errors.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 
 /**
  * The token in `path`, created (32 random bytes, base64url, mode 0600) when the file does not exist.
  * @throws GatewayError `HTTP_TOKEN_UNUSABLE` (unreadable, or not a usable token).
  */
-export async function loadOrCreateApiToken (path: string, minChars: number, logger: GatewayLogger): Promise<string> {
+export async function loadOrCreateApiToken (path: string, minChars: number, logger: Logger): Promise<string> {
   try {
     // `wx`: two gateways racing on one folder cannot overwrite each other's token.
     const handle = await open(path, 'wx', 0o600)

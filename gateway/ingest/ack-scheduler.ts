@@ -5,7 +5,7 @@
  */
 import { equalBytes, parseTopic, type Ack } from '../../protocol/index.js'
 import type { AnchoredTracker } from '../batch/index.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 import type { PeerAckReader } from './ack-verify.js'
 import type { DeviceRuntime, DeviceTable } from './device-state.js'
 
@@ -20,7 +20,7 @@ export interface AckSchedulerOptions {
   markDirty: (d: DeviceRuntime) => void
   /** The device's waiting records may link now (its tip moved). */
   scheduleDrain: (d: DeviceRuntime) => void
-  logger: GatewayLogger
+  logger: Logger
   /** Verifies a peer's retained ack (signed acks, issue 9): undefined for anything a trusted gateway did not sign. */
   readPeerAck: PeerAckReader
 }

@@ -4,12 +4,12 @@
  * unsigned or forged ack would let anyone on the broker move a device's tip.
  */
 import { AckError, verifyAck, type Ack, type AckErrorCode } from '../../protocol/index.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 
 export interface PeerAckReaderOptions {
   /** Log keys of the gateways whose acks count: this gateway's own and its peers'. */
   trustedKeys: readonly Uint8Array[]
-  logger: GatewayLogger
+  logger: Logger
   /** Called for each refused ack, with the reason. */
   onRejected?: (code: AckErrorCode) => void
 }

@@ -65,6 +65,11 @@ export interface DeviceRuntime {
   ownAdvance: boolean
   lastAck: { stored: number, anchored: number } | undefined
   forceAck: boolean
+  /**
+   * Raised when the store refused a record of this device because another process stored a
+   * different one at its seq (the PostgreSQL tier): writes snapshotted before must not ack.
+   */
+  forkEpoch: number
   /** TPM-rooted device: the record key its latest certified boot record established (persisted with the state). */
   certified?: CertifiedKey
 }
@@ -279,6 +284,7 @@ function newDevice (id: string, provisional: boolean): DeviceRuntime {
     running: false,
     ownAdvance: false,
     lastAck: undefined,
-    forceAck: false
+    forceAck: false,
+    forkEpoch: 0
   }
 }

@@ -5,8 +5,9 @@
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import { deviceTopic, topicFilter } from '../../protocol/index.js'
+import { redactUrl } from '../../common/redact-url.js'
 import { GatewayError } from '../errors.js'
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 
 export interface MqttIngestOptions {
   /** Broker URL, e.g. `mqtt://127.0.0.1:1883`. */
@@ -35,7 +36,7 @@ export interface MqttIngestOptions {
   onConnect: (sessionPresent: boolean) => void
   /** The broker's maximum packet size from each CONNACK (MQTT 5), undefined when it sets none. */
   onBrokerMaxPacket?: (bytes: number | undefined) => void
-  logger: GatewayLogger
+  logger: Logger
 }
 
 export class MqttIngest {
@@ -196,16 +197,4 @@ export class MqttIngest {
 export function setNoDelay (client: MqttClient): void {
   const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => unknown } }).stream
   stream?.setNoDelay?.(true)
-}
-
-/** The URL without credentials, for logs. */
-export function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    u.username = ''
-    u.password = ''
-    return u.toString()
-  } catch {
-    return '<invalid url>'
-  }
 }

@@ -14,8 +14,8 @@ import {
 import type { AnchoredTracker, LeafSink } from '../batch/index.js'
 import { GatewayError } from '../errors.js'
 import type { KeyAnswer, KeyDirectory } from '../keys/index.js'
-import type { GatewayLogger } from '../logger.js'
-import { storeOps, type DeviceTip, type GatewayStore, type StoreOp } from '../store/index.js'
+import type { Logger } from '../../common/logger.js'
+import { storeOps, type DeviceTip, type GatewayStore, type RecordConflict, type StoreOp, type TipRow } from '../store/index.js'
 import { AckScheduler } from './ack-scheduler.js'
 import { ChainLinker, type Quarantine } from './chain-linker.js'
 import { DeviceTable, waitingRecordOf, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal } from './device-state.js'
@@ -70,7 +70,7 @@ export interface IngestPipelineOptions {
   /** Reads a retained ack: only one a trusted gateway signed for that device counts (ack-verify.ts). */
   readPeerAck: PeerAckReader
   counters: IngestCounters
-  logger: GatewayLogger
+  logger: Logger
   /** Gateway clock, Unix ms. */
   now: () => number
   /**
@@ -345,6 +345,60 @@ export class IngestPipeline {
     this.acks.flushAcks()
   }
 
+  /**
+   * The PostgreSQL tier: every record of each device up to `seq` is in a confirmed batch (its tip
+   * in the newest confirmed batch's tree). The process that stored a device's tip acks the move.
+   */
+  noteAnchored (tips: readonly TipRow[]): void {
+    for (const t of tips) {
+      // The same fold as a peer's announced anchored seq: it only ever moves up.
+      if (!this.o.tracker.notePeer(t.deviceId, t.seq)) continue
+      const d = this.devices.get(t.deviceId)
+      if (d === undefined || d.provisional) continue
+      this.markDirty(d)
+      if (!d.tipFromPeer && d.durableTip !== undefined) this.acks.markDue(d)
+    }
+    this.acks.flushAcks()
+  }
+
+  /**
+   * The PostgreSQL tier: another process stored a different record at (device, seq) first (a
+   * fork, or a replay with another body). Ours was not written, nor what linked after it, and is
+   * never acked; it is quarantined as `seq-reuse` (as a single gateway does with a different
+   * record for a stored seq) and the device continues from the stored record.
+   */
+  recordConflicts (conflicts: readonly RecordConflict[]): void {
+    const topic = (id: string): string => deviceTopic(id, 'records')
+    const lowest = new Map<string, RecordConflict>()
+    for (const c of conflicts) if (c.seq < (lowest.get(c.deviceId)?.seq ?? Infinity)) lowest.set(c.deviceId, c)
+    for (const c of conflicts) {
+      const d = this.devices.get(c.deviceId)
+      if (d === undefined) continue
+      this.quarantine(d, { reason: 'seq-reuse', topic: topic(d.id), seq: c.seq, detail: `another validly signed record for seq ${c.seq} was stored first by another gateway process`, raw: c.envelope })
+    }
+    for (const c of lowest.values()) {
+      const d = this.devices.get(c.deviceId)
+      if (d === undefined) continue
+      // The writes snapshotted with the losing tip must not ack it (pipeline.beforeWrite).
+      d.forkEpoch++
+      let winner: SignedRecord | undefined
+      try {
+        winner = decodeEnvelope(c.storedEnvelope)
+      } catch {
+        winner = undefined
+      }
+      const tip = winner === undefined ? undefined : { seq: c.seq, hash: winner.hash, boot: winner.record.boot }
+      d.tip = tip ?? (d.durableTip !== undefined && d.durableTip.seq < c.seq ? d.durableTip : undefined)
+      // The stored record is durable (another process committed it): what a peer's ack would say.
+      if (tip !== undefined) d.durableTip = tip
+      d.tipFromPeer = true
+      d.ownAdvance = false
+      this.o.logger.error({ device: d.id, seq: c.seq }, 'a different record for this seq was stored first by another gateway process: ours quarantined, not acked')
+      this.markDirty(d)
+      if (d.pending.size > 0) this.schedule(d, { kind: 'drain' })
+    }
+  }
+
   /** Re-publishes every device's ack (after the broker lost its retained messages). */
   republishAcks (): void {
     this.acks.republishAcks()
@@ -483,9 +537,9 @@ export class IngestPipeline {
     if (key === undefined) return
     if (this.handleWaiting(d, s) === 'done') return
     if (seq <= (d.tip?.seq ?? -1)) {
-      // The tip moved while the key was looked up (a peer stored it): a duplicate now.
-      this.o.counters.duplicate()
-      return
+      // The tip moved while the key was looked up (a peer stored it): a duplicate now, or a
+      // different record for a seq the peer stored (quarantined, never acked).
+      return await this.handleOld(d, s, topic)
     }
     this.chains.place(d, s, topic)
   }
@@ -642,14 +696,14 @@ export class IngestPipeline {
   private beforeWrite (): { ops: StoreOp[], afterDurable?: () => void } {
     const folded = this.o.tracker.foldedThrough
     if (this.dirty.size === 0 && folded === this.persistedFolded) return { ops: [] }
-    const snapshot: Array<{ d: DeviceRuntime, tip: DeviceTip | undefined, own: boolean }> = []
+    const snapshot: Array<{ d: DeviceRuntime, tip: DeviceTip | undefined, own: boolean, epoch: number }> = []
     const ops: StoreOp[] = []
     for (const d of this.dirty) {
       ops.push(storeOps.putDeviceState({
         deviceId: d.id, tip: d.tip, lastSeenMs: d.lastSeenMs, stored: d.stored, quarantined: d.quarantined, anchoredSeq: this.o.tracker.anchoredSeq(d.id),
         ...(d.certified !== undefined ? { certified: d.certified } : {})
       }))
-      snapshot.push({ d, tip: d.tip, own: d.ownAdvance })
+      snapshot.push({ d, tip: d.tip, own: d.ownAdvance, epoch: d.forkEpoch })
       d.ownAdvance = false
     }
     this.dirty.clear()
@@ -658,7 +712,9 @@ export class IngestPipeline {
       ops,
       afterDurable: () => {
         this.persistedFolded = Math.max(this.persistedFolded, folded)
-        for (const { d, tip, own } of snapshot) {
+        for (const { d, tip, own, epoch } of snapshot) {
+          // A record of this write lost its seq to another process's: nothing of it is acked.
+          if (epoch !== d.forkEpoch) continue
           if (tip !== undefined && (d.durableTip === undefined || d.durableTip.seq < tip.seq)) d.durableTip = tip
           if (own) this.acks.markDue(d)
         }

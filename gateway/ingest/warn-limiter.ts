@@ -3,7 +3,7 @@
  * of made-up ids must not become a flood of log lines, nor block the event loop on a full stdout
  * pipe. The metrics count every case; the log keeps a sample and says how many it left out.
  */
-import type { GatewayLogger } from '../logger.js'
+import type { Logger } from '../../common/logger.js'
 
 /** Warnings logged per second before the rest are only counted. */
 export const DEFAULT_WARNINGS_PER_SECOND = 20
@@ -14,7 +14,7 @@ export class WarnLimiter {
   private suppressed = 0
 
   constructor (
-    private readonly logger: GatewayLogger,
+    private readonly logger: Logger,
     private readonly now: () => number,
     private readonly perSecond = DEFAULT_WARNINGS_PER_SECOND
   ) {}

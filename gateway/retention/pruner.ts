@@ -32,6 +32,11 @@ export interface PrunerOptions {
    * device state in the store (a running gateway passes its live view, which may be ahead).
    */
   anchoredSeqOf?: (deviceId: string) => Promise<number>
+  /**
+   * Keep signed statements in memory for {@link Pruner.takeCommitments}. Default true; false on
+   * the PostgreSQL tier, whose sequencer takes the waiting statements from the database.
+   */
+  keepWaiting?: boolean
 }
 
 export interface PruneRequest {
@@ -79,7 +84,8 @@ export class Pruner {
     checkRetentionDays(options.retentionDays)
     const waiting = (await options.store.prunings()).filter(p => p.committedInBatch === 0)
     const anchoredSeqOf = async (deviceId: string): Promise<number> => (await options.store.getDeviceState(deviceId))?.anchoredSeq ?? -1
-    return new Pruner({ now: Date.now, anchoredSeqOf, ...options }, waiting)
+    const keepWaiting = options.keepWaiting ?? true
+    return new Pruner({ now: Date.now, anchoredSeqOf, ...options, keepWaiting }, keepWaiting ? waiting : [])
   }
 
   /** Statements signed and not yet committed by a sealed batch. */
@@ -159,7 +165,7 @@ export class Pruner {
     const ops: StoreOp[] = [storeOps.putPruning(pruning), ...seqs.map(s => storeOps.delRecord(deviceId, s))]
     store.enqueue(ops)
     await store.flush()
-    this.waiting.push(pruning)
+    if (this.o.keepWaiting) this.waiting.push(pruning)
     return result
   }
 

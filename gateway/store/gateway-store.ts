@@ -5,7 +5,8 @@
  * in the order they were issued (docs/GATEWAY.md §Storage).
  */
 import { randomBytes } from 'node:crypto'
-import { Level } from 'level'
+import type { Level } from 'level'
+import { FatalWriteLevel, openLevel } from '../../common/level.js'
 import { decodeCanonical, encodeCanonical, type CborValue, type CertifiedKey } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 
@@ -108,7 +109,25 @@ export interface QuarantineEntry {
   rawBytes: number
 }
 
-export type StoreOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+/**
+ * One write. A record's put may carry what the ingest side already knows of it, decoded: `record`
+ * (the value before encoding) and `leaf` (its leaf hash, record hash and device time). The LevelDB
+ * store writes `value` only; the PostgreSQL store uses them to skip decoding and to keep the hashes
+ * beside the record, so its sequencer never decodes or hashes an envelope.
+ */
+export type StoreOp =
+  | { type: 'put', key: string, value: Uint8Array, record?: StoredRecord, leaf?: RecordLeafInfo }
+  | { type: 'del', key: string }
+
+/** What the ingest side computed of a record that the batch needs. */
+export interface RecordLeafInfo {
+  /** RFC 9162 leaf hash of the envelope. */
+  leafHash: Uint8Array
+  /** sha256 of the envelope (the device tip's hash). */
+  recordHash: Uint8Array
+  /** Device time, Unix ms. */
+  timeMs: number
+}
 
 const STORE_VERSION = 1
 const SEQ_HEX = 14
@@ -305,7 +324,7 @@ export const storeOps = {
   putPending: (deviceId: string, seq: number, envelope: Uint8Array): StoreOp => ({ type: 'put', key: keys.pending(deviceId, seq), value: envelope }),
   delPending: (deviceId: string, seq: number): StoreOp => ({ type: 'del', key: keys.pending(deviceId, seq) }),
   /** A record linked to its device's chain, with its place in a batch. */
-  putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r) }),
+  putRecord: (deviceId: string, seq: number, r: StoredRecord): StoreOp => ({ type: 'put', key: keys.record(deviceId, seq), value: encodeStoredRecord(r), record: r }),
   putDeviceState: (s: StoredDeviceState): StoreOp => ({ type: 'put', key: keys.device(s.deviceId), value: encodeDeviceState(s) }),
   /** A device's tip in the tip tree, written with the leaf that moves it. */
   putTreeTip: (t: StoredTreeTip): StoreOp => ({ type: 'put', key: keys.treeTip(t.deviceId), value: encodeTreeTip(t) }),
@@ -524,6 +543,14 @@ export abstract class GroupCommitStore {
     }
   }
 
+  /** Removes queued operations that match (a write found them invalid before they were written). */
+  protected dropQueued (drop: (op: StoreOp) => boolean): void {
+    const kept = this.ops.filter(op => !drop(op))
+    if (kept.length === this.ops.length) return
+    this.ops = kept
+    this.opsBytes = kept.reduce((n, op) => n + op.key.length + (op.type === 'put' ? op.value.byteLength : 0), 0)
+  }
+
   /** flush() unless a write already failed (closing must not throw that failure again). */
   protected async flushIfHealthy (): Promise<void> {
     if (this.failure === undefined) await this.flush()
@@ -541,11 +568,13 @@ export interface GatewayStoreOptions extends StoreWriterOptions {
 /** The LevelDB store (embedded, single process). Reads are direct; writes go through the group-commit writer. */
 export class LevelGatewayStore extends GroupCommitStore implements GatewayStore {
   private readonly db: Level<string, Uint8Array>
+  private readonly writer: FatalWriteLevel<Uint8Array>
   private readonly sync: boolean
 
   private constructor (db: Level<string, Uint8Array>, options: GatewayStoreOptions) {
     super(options)
     this.db = db
+    this.writer = new FatalWriteLevel(db, cause => this.writeFailure(cause))
     this.sync = options.syncWrites ?? true
   }
 
@@ -554,13 +583,8 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
    * @throws GatewayError `STORE_LOCKED` (another process has it open), `STORE_OPEN_FAILED`, `STORE_CORRUPT`.
    */
   static async open (options: GatewayStoreOptions): Promise<LevelGatewayStore> {
-    const db = new Level<string, Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
-    try {
-      await db.open()
-    } catch (e) {
-      const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-      throw new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e })
-    }
+    const db = await openLevel<Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' }, (e, locked) =>
+      new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e }))
     try {
       const version = await db.get(keys.version)
       if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
@@ -579,12 +603,12 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
   protected async writeOps (ops: StoreOp[]): Promise<void> {
     // Chained: abstract-level's array form costs several times more per operation, and
     // each record is a few of them.
-    const batch = this.db.batch()
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value)
-      else batch.del(op.key)
-    }
-    await batch.write({ sync: this.sync })
+    await this.writer.chained(batch => {
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value)
+        else batch.del(op.key)
+      }
+    }, { sync: this.sync })
   }
 
   // ------------------------------------------------------------------------------ reads

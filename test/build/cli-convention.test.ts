@@ -39,7 +39,8 @@ async function bin (name: string, args: string[], cwd: string): Promise<Run> {
 const SCAFFOLD_BINS: Array<{ name: string, command: string[], configCommand: string[] | undefined }> = [
   { name: 'provenance-agent', command: ['verify-log'], configCommand: ['status', '--config'] },
   { name: 'provenance-gateway', command: ['log-key'], configCommand: ['log-key', '--config'] },
-  { name: 'provenance-fleet', command: ['device', 'register'], configCommand: undefined }
+  { name: 'provenance-fleet', command: ['device', 'register'], configCommand: undefined },
+  { name: 'provenance', command: ['verify'], configCommand: undefined }
 ]
 
 t.test('behavior: every bin on the scaffold follows the convention: help, version, usage errors, a missing config', async t => {
@@ -74,13 +75,14 @@ t.test('behavior: every bin on the scaffold follows the convention: help, versio
   }))
 })
 
-// Not on the scaffold yet (its commands are being extended on another branch), but on the same
-// parser (node:util) with the same --help, --version and usage: line; it reads no config file.
+// On the scaffold too (above); it reads no config file. Its commands with their own parser (replay,
+// the lineage groups) are listed in its help, and a bad option after a positional is still refused.
 t.test('behavior: provenance (forensics) prints --help on stdout, --version, and one usage: line with exit 2', async t => {
   const cwd = await makeTempDir(t, 'prov-convention-')
   const help = await bin('provenance', ['--help'], cwd)
   t.equal(help.code, 0)
-  t.match(help.stdout, /usage: provenance <command>/)
+  t.match(help.stdout, /^Usage: provenance <command>/)
+  t.match(help.stdout, /^ {2}replay {2,}/m)
   t.equal(help.stderr, '')
   const version = await bin('provenance', ['--version'], cwd)
   t.same([version.code, version.stdout], [0, `${pkg.version}\n`])

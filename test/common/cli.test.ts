@@ -126,3 +126,44 @@ t.test('behavior: the parser finds commands from the spec alone', async t => {
   t.match(parseCommandLine(PROGRAM, ['help', 'thing']), { kind: 'help', topic: 'thing' })
   t.throws(() => parseCommandLine(PROGRAM, ['help', 'nope']), { code: 'USAGE' })
 })
+
+t.test('behavior: a failure found by a command prints its result, then CODE: message, exit 1; variadic positionals; --json described by the command; repeated options refused when asked', async t => {
+  const strict: CliProgram = {
+    name: 'judge',
+    version: '1.0.0',
+    summary: 'Judges files.',
+    rejectRepeatedOptions: true,
+    commands: [{
+      path: ['check'],
+      summary: 'Check files.',
+      positionals: [{ name: 'file', description: 'Files to check.', variadic: true }],
+      options: [{ name: 'json', type: 'boolean', description: 'The findings as JSON.' }, { name: 'mode', type: 'string', description: 'How.' }],
+      run: async (ctx) => {
+        ctx.io.stdout.write(`checked ${ctx.positionals.join(',')}\n`)
+        return ctx.positionals.includes('bad') ? { value: undefined, failure: { code: 'VERDICT_INVALID', message: '1 bad file' } } : undefined
+      }
+    }]
+  }
+  const io = (): { io: CliIo, out: () => string, err: () => string } => {
+    let stdout = ''
+    let stderr = ''
+    return { io: { env: {}, stdout: { write: (s) => { stdout += String(s) } }, stderr: { write: (s) => { stderr += String(s) } } }, out: () => stdout, err: () => stderr }
+  }
+  const bad = io()
+  t.equal(await runProgram(strict, ['check', 'a', 'bad', 'c'], bad.io), EXIT_CODES.failure)
+  t.equal(bad.out(), 'checked a,bad,c\n', 'the result, and nothing printed for an undefined value')
+  t.equal(bad.err(), 'VERDICT_INVALID: 1 bad file\n')
+  const good = io()
+  t.equal(await runProgram(strict, ['check', 'a'], good.io), EXIT_CODES.ok)
+  t.equal(good.err(), '')
+  const twice = io()
+  t.equal(await runProgram(strict, ['check', 'a', '--mode', 'x', '--mode', 'y'], twice.io), EXIT_CODES.usage)
+  t.match(twice.err(), /^usage: judge check: --mode given twice\n/)
+  const help = io()
+  t.equal(await runProgram(strict, ['check', '--help'], help.io), EXIT_CODES.ok)
+  t.match(help.out(), /^Usage: judge check \[options\] \[file\]\.\.\./)
+  t.equal(help.out().match(/--json/g)?.length, 1, '--json listed once, with the command\'s description')
+  t.match(help.out(), /--json +The findings as JSON\./)
+  // The default stays node:util's: the last of a repeated option wins.
+  t.match(parseCommandLine(PROGRAM, ['fail', '--how', 'a', '--how', 'b']), { kind: 'command', values: { how: 'b' } })
+})

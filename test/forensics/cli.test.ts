@@ -191,7 +191,8 @@ t.test('error: usage errors exit 2 with the usage on stderr; --help exits 0 on s
   for (const command of ['verify', 'timeline', 'export', 'report']) {
     const r = await inProcess([command, '--help'])
     t.equal(r.code, 0)
-    t.match(r.stdout, new RegExp(`^usage: provenance ${command}`))
+    t.match(r.stdout, new RegExp(`^Usage: provenance ${command} `))
+    t.equal(r.stderr, '')
   }
   t.match((await inProcess(['--help'])).stdout, /Commands:/)
 })

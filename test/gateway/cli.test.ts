@@ -100,9 +100,12 @@ t.test('behavior: start runs until the stop signal, logs JSON lines without secr
     if (Date.now() > deadline) throw new Error(`not started: ${x.err.join('')}`)
     await new Promise(resolve => setTimeout(resolve, 20))
   }
-  const lines = x.out.join('').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
-  const started = lines.find(l => l.msg === 'gateway started')
-  t.match(started, { gateway: 'cli-gw', anchoring: true, broker: /^mqtt:\/\/127\.0\.0\.1:\d+$/ })
+  const announced = x.out.join('').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+  t.equal(announced.length, 1, 'stdout holds the one start announcement')
+  const started = announced[0]
+  t.match(started, { gateway: 'cli-gw', level: 'info', broker: /^mqtt:\/\/127\.0\.0\.1:\d+$/, http: /^http:\/\// })
+  const lines = x.err.join('').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines.find(l => l.msg === 'gateway started'), { gateway: 'cli-gw', anchoring: true }, 'the log on stderr says more')
   let health = { ok: false }
   while (!health.ok && Date.now() < deadline) {
     health = await (await fetch(`${started?.http as string}/healthz`)).json() as { ok: boolean }
@@ -113,9 +116,11 @@ t.test('behavior: start runs until the stop signal, logs JSON lines without secr
   t.equal((await fetch(`${started?.http as string}/v1/devices`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the one of httpTokenFile')
   x.stop()
   t.equal(await running, 0)
-  t.notOk(x.out.join('').includes(key.slice(2)), 'the private key is never logged')
-  t.notOk(x.out.join('').includes(token), 'nor the API token')
-  t.ok(lines.every(l => typeof l.time === 'string' && typeof l.level === 'number'), 'JSON lines with time and level')
+  const everything = x.out.join('') + x.err.join('')
+  t.notOk(everything.includes(key.slice(2)), 'the private key is never logged')
+  t.notOk(everything.includes(token), 'nor the API token')
+  const logLines = x.err.join('').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+  t.ok(logLines.every(l => typeof l.time === 'string' && typeof l.level === 'string' && l.service === 'provenance-gateway'), 'stderr: JSON lines in the one log format (level by name)')
 })
 
 t.test('error: a start failure exits 1 with CODE: message', async t => {
@@ -130,7 +135,7 @@ t.test('error: a start failure exits 1 with CODE: message', async t => {
   await writeFile(config, JSON.stringify(options))
   const x = io()
   t.equal(await runCli(['start', '--config', config], x), 1)
-  t.match(x.err.join(''), /^STORE_LOCKED: /)
+  t.match(x.err.join('').trimEnd().split('\n').pop(), /^STORE_LOCKED: /, 'the last stderr line (logs come before it)')
 })
 
 t.test('behavior: log-key creates the gateway log key and prints its id and public key (to register on chain, give to devices)', async t => {

@@ -31,6 +31,12 @@ export class PgAnchorStateStore implements AnchorStateStore {
     return { config, confirmedThrough, nextNonce, highestId: Math.max(confirmedThrough, Number(top[0]?.id ?? 0)), unconfirmed }
   }
 
+  /** Every batch up to the returned id is confirmed (0: none); one small read, for non-holders. */
+  async confirmedThrough (): Promise<number> {
+    const rows = await this.read<{ value: unknown }>('SELECT value FROM gw_anchor_meta WHERE key = $1', [CONFIRMED])
+    return (rows[0]?.value as number | undefined) ?? 0
+  }
+
   async getBatch (id: number): Promise<StoredBatch | undefined> {
     const rows = await this.read<{ body: unknown }>('SELECT body FROM gw_anchor_batches WHERE id = $1', [id])
     if (rows[0] === undefined) return undefined

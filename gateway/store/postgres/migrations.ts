@@ -93,6 +93,37 @@ export const MIGRATIONS: readonly Migration[] = [
       -- The sequencer lease: one row per role; token grows on every change of holder (fencing).
       CREATE TABLE gw_lease (name text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL);
     `
+  },
+  {
+    version: 2,
+    name: 'device tip tree history, pruning statements, record hashes for the sequencer',
+    sql: `
+      -- The tip tree (PROTOCOL.md §7.10): a row per device per batch in which its tip moved,
+      -- written by the sequencer in the batch's sealing transaction. The tree of batch B is each
+      -- device's newest row with batch_id <= B; a device's anchored seq is its tip in the newest
+      -- confirmed batch.
+      CREATE TABLE gw_tip_history (
+        device_id text NOT NULL,
+        batch_id bigint NOT NULL,
+        seq bigint NOT NULL,
+        hash bytea NOT NULL,
+        PRIMARY KEY (device_id, batch_id)
+      );
+      CREATE INDEX gw_tip_history_batch ON gw_tip_history (batch_id);
+      -- Pruning statements (PROTOCOL.md §12.1); committed_in_batch 0 until a sealed batch's
+      -- checkpoint carries the statement's hash.
+      CREATE TABLE gw_prunings (
+        device_id text NOT NULL,
+        last_seq bigint NOT NULL,
+        envelope bytea NOT NULL,
+        committed_in_batch bigint NOT NULL,
+        PRIMARY KEY (device_id, last_seq)
+      );
+      CREATE INDEX gw_prunings_waiting ON gw_prunings (device_id, last_seq) WHERE committed_in_batch = 0;
+      -- What the ingest process computed of each record (leaf hash, record hash, device time), so
+      -- the sequencer seals without reading, decoding and hashing envelopes. NULL in older rows.
+      ALTER TABLE gw_records ADD COLUMN leaf_hash bytea, ADD COLUMN record_hash bytea, ADD COLUMN time_ms bigint;
+    `
   }
 ]
 

@@ -5,10 +5,10 @@
  * waiting records belong to one process (its node name). A lost connection is retried, never fatal.
  */
 import pg from 'pg'
-import { decodeEnvelope, hashLeaf } from '../../../protocol/index.js'
+import { decodeEnvelope, equalBytes, hashLeaf, sha256 } from '../../../protocol/index.js'
 import { GatewayError } from '../../errors.js'
 import {
-  GroupCommitStore, decodeInt, encodeInt, decodeBatch, decodeTreeTip, decodePruning, type StoredTreeTip, type StoredPruning, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord,
+  GroupCommitStore, decodeInt, encodeInt, decodeBatch, decodePruning, type StoredTreeTip, type StoredPruning, decodeDeviceState, decodeLeaf, decodeQuarantine, decodeStoredRecord,
   type GatewayStore, type LeafEntry, type QuarantineEntry, type StoreOp, type StoreWriterOptions, type StoredBatch,
   type StoredDeviceState, type StoredRecord
 } from '../gateway-store.js'
@@ -41,6 +41,43 @@ export interface PostgresStoreOptions extends StoreWriterOptions {
 
 export const DEFAULT_PG_POOL_SIZE = 4
 
+/**
+ * Another process stored a different record at (device, seq) first (a fork, or a replay with
+ * another body): ours was not written, nor anything of that device after it in the same write.
+ */
+export interface RecordConflict {
+  deviceId: string
+  seq: number
+  /** The envelope this process tried to store (the loser). */
+  envelope: Uint8Array
+  /** The envelope the database holds at (device, seq). */
+  storedEnvelope: Uint8Array
+}
+
+/** A device's tip in the tip tree as of a batch (PROTOCOL.md §7.10). */
+export interface TipRow {
+  deviceId: string
+  seq: number
+  /** Record hash (sha256 of the envelope). */
+  hash: Uint8Array
+}
+
+/** What the sequencer's seal callback gets: the batch's leaves with their record hashes, and the statements to commit. */
+export interface SealInput {
+  id: number
+  leaves: Array<LeafEntry & { recordHash: Uint8Array }>
+  prunings: StoredPruning[]
+}
+
+/** What it returns: the sealed batch, and the tips it moved (written in the same transaction). */
+export interface SealOutput {
+  batch: StoredBatch
+  tips: TipRow[]
+}
+
+/** Pruning statements one seal commits at most (retention/pruner.ts MAX_PRUNINGS_PER_SEAL). */
+const PRUNINGS_PER_SEAL = 8
+
 /** Errors that say "the database is not reachable now", as opposed to "this write is wrong". */
 export function isTransientPgError (e: unknown): boolean {
   const err = e as { code?: string, message?: string } | undefined
@@ -71,7 +108,29 @@ const buf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byt
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const num = (v: string | number | null): number => v === null ? -1 : Number(v)
 
-type Table = 'records' | 'devices' | 'pending' | 'leaves' | 'batches' | 'quarantine' | 'meta' | 'kv'
+/**
+ * Byte strings as one binary parameter with 0-based offsets and lengths (length 0: absent). A
+ * bytea[] parameter travels as hex text — twice the bytes, hex work on both ends, about 4 % of an
+ * ingest process's CPU in a profile — while a Buffer parameter travels as is.
+ */
+function packed (items: ReadonlyArray<Uint8Array | undefined>): { blob: Buffer, offsets: number[], lengths: number[] } {
+  let total = 0
+  for (const it of items) total += it?.byteLength ?? 0
+  const blob = Buffer.allocUnsafe(total)
+  const offsets: number[] = []
+  const lengths: number[] = []
+  let at = 0
+  for (const it of items) {
+    const n = it?.byteLength ?? 0
+    offsets.push(at)
+    lengths.push(n)
+    if (it !== undefined) blob.set(it, at)
+    at += n
+  }
+  return { blob, offsets, lengths }
+}
+
+type Table = 'records' | 'devices' | 'pending' | 'leaves' | 'batches' | 'quarantine' | 'meta' | 'prunings' | 'kv'
 
 function tableOf (key: string): Table {
   switch (key.slice(0, 2)) {
@@ -82,6 +141,7 @@ function tableOf (key: string): Table {
     case 'b/': return 'batches'
     case 'q/': return 'quarantine'
     case 'm/': return 'meta'
+    case 's/': return 'prunings'
     default: return 'kv'
   }
 }
@@ -99,6 +159,12 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
   readonly pool: pg.Pool
   private readonly o: PostgresStoreOptions
   private outage = false
+  /**
+   * Told about records that lost the race on (device, seq) to a different record (the ingest
+   * pipeline quarantines them and resets the device to the stored chain). Called before the
+   * write's after-durable callbacks run.
+   */
+  onRecordConflict: ((conflicts: RecordConflict[]) => void) | undefined
 
   private constructor (pool: pg.Pool, options: PostgresStoreOptions) {
     super(options)
@@ -142,9 +208,24 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     let pauseMs = 50
     for (;;) {
       try {
-        await this.writeOnce(ops)
+        const conflicts = await this.writeOnce(ops)
         if (this.outage) { this.outage = false; this.o.onOutage?.(undefined) }
-        return
+        if (conflicts === undefined) return
+        // Rolled back: write again without the losing records, anything of their devices linked
+        // after them (here or still queued) and their device states (they name the loser as tip).
+        const first = new Map<string, number>()
+        for (const c of conflicts) first.set(c.deviceId, Math.min(c.seq, first.get(c.deviceId) ?? Infinity))
+        const forked = (op: StoreOp): boolean => {
+          if (op.key.startsWith('d/')) return first.has(op.key.slice(2))
+          if (!op.key.startsWith('r/')) return false
+          const [d, seq] = deviceSeq(op.key)
+          const from = first.get(d)
+          return from !== undefined && seq >= from
+        }
+        ops = ops.filter(op => !forked(op))
+        this.dropQueued(forked)
+        this.onRecordConflict?.(conflicts)
+        continue
       } catch (e) {
         // Every statement is an upsert or insert-if-absent, so retrying a transaction whose
         // COMMIT reply was lost writes nothing twice.
@@ -159,7 +240,8 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     }
   }
 
-  private async writeOnce (ops: StoreOp[]): Promise<void> {
+  /** One transaction; returns the conflicts (rolled back) when a record lost to a different one. */
+  private async writeOnce (ops: StoreOp[]): Promise<RecordConflict[] | undefined> {
     // Last op on a key wins, as in a LevelDB batch; then one statement per table and kind.
     const last = new Map<string, StoreOp>()
     for (const op of ops) { last.delete(op.key); last.set(op.key, op) }
@@ -179,8 +261,15 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       await client.query('BEGIN')
       const fence = sequencer ? this.o.fence?.() : undefined
       if (sequencer && this.o.fence !== undefined) await checkFence(client, fence)
-      for (const [k, list] of by) await this.apply(client, k, list)
+      for (const [k, list] of by) {
+        const conflicts = await this.apply(client, k, list)
+        if (conflicts !== undefined && conflicts.length > 0) {
+          await client.query('ROLLBACK')
+          return conflicts
+        }
+      }
       await client.query('COMMIT')
+      return undefined
     } catch (e) {
       broken = isTransientPgError(e)
       if (!broken) await client.query('ROLLBACK').catch(() => {})
@@ -190,19 +279,41 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     }
   }
 
-  private async apply (c: pg.PoolClient, kind: string, ops: StoreOp[]): Promise<void> {
+  private async apply (c: pg.PoolClient, kind: string, ops: StoreOp[]): Promise<RecordConflict[] | undefined> {
     const node = this.o.node
     const puts = ops.filter((o): o is Extract<StoreOp, { type: 'put' }> => o.type === 'put')
     const dels = ops.filter(o => o.type === 'del').map(o => o.key)
     switch (kind) {
       case 'records/put': {
-        const r = puts.map(p => [...deviceSeq(p.key), decodeStoredRecord(p.value)] as const)
+        const r = puts.map(p => [...deviceSeq(p.key), p.record ?? decodeStoredRecord(p.value)] as const)
+        const leaf = puts.map(p => p.leaf)
+        const env = packed(r.map(x => x[2].envelope))
+        const lh = packed(leaf.map(l => l?.leafHash))
+        const rh = packed(leaf.map(l => l?.recordHash))
         // A duplicate (another process stored it first) dies on the key; the first one stays.
-        await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope)
-          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, e FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::bytea[]) AS x(d, s, b, i, e)
+        const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope, leaf_hash, record_hash, time_ms)
+          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, substring($5::bytea FROM eo + 1 FOR el),
+            CASE WHEN ll = 0 THEN NULL ELSE substring($8::bytea FROM lo + 1 FOR ll) END,
+            CASE WHEN rl = 0 THEN NULL ELSE substring($11::bytea FROM ro + 1 FOR rl) END, t
+          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $6::int[], $7::int[], $9::int[], $10::int[], $12::int[], $13::int[], $14::bigint[])
+            AS x(d, s, b, i, eo, el, lo, ll, ro, rl, t)
           ON CONFLICT (device_id, seq) DO NOTHING`,
-        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index), r.map(x => buf(x[2].envelope))])
-        return
+        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index),
+          env.blob, env.offsets, env.lengths, lh.blob, lh.offsets, lh.lengths, rh.blob, rh.offsets, rh.lengths, leaf.map(l => l?.timeMs ?? null)])
+        if ((inserted.rowCount ?? 0) === r.length) return undefined
+        // Some were there already: the same bytes are a resend; other bytes are a conflict, and
+        // acking ours as stored would be a lie.
+        const there = await c.query<{ device_id: string, seq: string, envelope: Buffer }>(
+          `SELECT g.device_id, g.seq, g.envelope FROM gw_records g JOIN unnest($1::text[], $2::bigint[]) AS x(d, s) ON g.device_id = x.d AND g.seq = x.s`,
+          [r.map(x => x[0]), r.map(x => x[1])])
+        const mine = new Map(r.map(x => [`${x[0]}/${x[1]}`, x[2].envelope]))
+        const conflicts: RecordConflict[] = []
+        for (const row of there.rows) {
+          const ours = mine.get(`${row.device_id}/${row.seq}`)
+          const stored = u8(row.envelope)
+          if (ours !== undefined && !equalBytes(ours, stored)) conflicts.push({ deviceId: row.device_id, seq: Number(row.seq), envelope: ours, storedEnvelope: stored })
+        }
+        return conflicts
       }
       case 'records/del': {
         const r = dels.map(deviceSeq)
@@ -275,6 +386,18 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
       case 'meta/del':
         for (const k of dels) await c.query('DELETE FROM gw_meta WHERE node = $1 AND key = $2', [this.metaNode(k), k])
         return
+      case 'prunings/put': {
+        const list = puts.map(p => decodePruning(p.value))
+        await c.query(`INSERT INTO gw_prunings (device_id, last_seq, envelope, committed_in_batch) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bigint[])
+          ON CONFLICT (device_id, last_seq) DO UPDATE SET envelope = EXCLUDED.envelope, committed_in_batch = EXCLUDED.committed_in_batch`,
+        [list.map(x => x.deviceId), list.map(x => x.lastSeq), list.map(x => buf(x.envelope)), list.map(x => x.committedInBatch)])
+        return
+      }
+      case 'prunings/del': {
+        const r = dels.map(deviceSeq)
+        await c.query('DELETE FROM gw_prunings WHERE (device_id, last_seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))', [r.map(x => x[0]), r.map(x => x[1])])
+        return
+      }
       case 'kv/put':
         await c.query(`INSERT INTO gw_kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
           [puts.map(p => p.key), puts.map(p => buf(p.value))])
@@ -314,16 +437,44 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
     return rows[0] === undefined ? undefined : deviceOf(rows[0])
   }
 
-  // Tip-tree entries and pruning statements (#14 item 4, retention) travel as generic ops: gw_kv.
-  async * treeTips (): AsyncGenerator<StoredTreeTip> {
-    const rows = await this.q<{ value: Buffer }>("SELECT value FROM gw_kv WHERE key >= 't/' AND key < 't0' ORDER BY key", [])
-    for (const r of rows) yield decodeTreeTip(u8(r.value))
-  }
+  // The tier keeps the tip tree as history rows the sequencer writes (gw_tip_history; tipChanges,
+  // the sequencer reads them): there are no single-node tree tips here.
+  async * treeTips (): AsyncGenerator<StoredTreeTip> {}
 
   async prunings (deviceId?: string): Promise<StoredPruning[]> {
-    const prefix = deviceId === undefined ? 's/' : `s/${deviceId}/`
-    const rows = await this.q<{ value: Buffer }>('SELECT value FROM gw_kv WHERE key >= $1 AND key < $2 ORDER BY key', [prefix, prefix + '\uffff'])
-    return rows.map(r => decodePruning(u8(r.value)))
+    const rows = deviceId === undefined
+      ? await this.q<PruningRow>('SELECT * FROM gw_prunings ORDER BY device_id, last_seq', [])
+      : await this.q<PruningRow>('SELECT * FROM gw_prunings WHERE device_id = $1 ORDER BY last_seq', [deviceId])
+    return rows.map(pruningOf)
+  }
+
+  /**
+   * Each device's tip in the tree of batch `throughBatch` whose tip moved after batch
+   * `afterBatch` (0: every device's tip): the step from one batch's tree to a later one's.
+   */
+  async tipChanges (afterBatch: number, throughBatch: number): Promise<TipRow[]> {
+    const rows = await this.q<{ device_id: string, seq: string, hash: Buffer }>(
+      `SELECT DISTINCT ON (device_id) device_id, seq, hash FROM gw_tip_history WHERE batch_id > $1 AND batch_id <= $2
+       ORDER BY device_id, batch_id DESC`, [afterBatch, throughBatch])
+    return rows.map(r => ({ deviceId: r.device_id, seq: Number(r.seq), hash: u8(r.hash) }))
+  }
+
+  /** A device's tip in the tree of batch `batchId`: every record of it up to that seq is in batches up to `batchId`; -1 for none. */
+  async tipSeqAt (deviceId: string, batchId: number): Promise<number> {
+    const rows = await this.q<{ seq: string }>('SELECT seq FROM gw_tip_history WHERE device_id = $1 AND batch_id <= $2 ORDER BY batch_id DESC LIMIT 1', [deviceId, batchId])
+    return rows[0] === undefined ? -1 : Number(rows[0].seq)
+  }
+
+  /** Id of the newest sealed batch (0: none). */
+  async newestBatchId (): Promise<number> {
+    const rows = await this.q<{ id: string | null }>('SELECT max(id) AS id FROM gw_batches', [])
+    return Number(rows[0]?.id ?? 0)
+  }
+
+  /** Devices with a stored record or a tip (for retention runs over the whole tier). */
+  async deviceIdsWithRecords (): Promise<string[]> {
+    const rows = await this.q<{ device_id: string }>('SELECT DISTINCT device_id FROM gw_tip_history ORDER BY device_id', [])
+    return rows.map(r => r.device_id)
   }
 
   async getBatch (id: number): Promise<StoredBatch | undefined> {
@@ -426,21 +577,28 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
    * all in one transaction under the fence. Returns the batch and its leaf hashes, or undefined.
    * @throws GatewayError `LEASE_LOST`, `STORE_UNAVAILABLE`, `STORE_CORRUPT` (an undecodable record).
    */
-  async sealUnbatched (o: { maxRecords: number, maxAgeMs: number, fence: Fence | undefined, seal: (id: number, leaves: LeafEntry[]) => StoredBatch }): Promise<{ batch: StoredBatch, leafHashes: Uint8Array[] } | undefined> {
+  async sealUnbatched (o: { maxRecords: number, maxAgeMs: number, fence: Fence | undefined, seal: (input: SealInput) => SealOutput }): Promise<{ batch: StoredBatch, leafHashes: Uint8Array[] } | undefined> {
     let client: pg.PoolClient | undefined
     let broken = false
     try {
       client = await connectClient(this.pool)
       await client.query('BEGIN')
       await checkFence(client, o.fence)
-      const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer, old: boolean }>(
-        `SELECT device_id, seq, envelope, ingested_at <= now() - make_interval(secs => $2::double precision / 1000) AS old
+      // The envelope only for rows from before the hashes were kept (decoded and hashed here).
+      const rows = (await client.query<{ device_id: string, seq: string, envelope: Buffer | null, leaf_hash: Buffer | null, record_hash: Buffer | null, time_ms: string | null, old: boolean }>(
+        `SELECT device_id, seq, leaf_hash, record_hash, time_ms,
+           CASE WHEN leaf_hash IS NULL OR record_hash IS NULL OR time_ms IS NULL THEN envelope END AS envelope,
+           ingested_at <= now() - make_interval(secs => $2::double precision / 1000) AS old
          FROM gw_records WHERE batch_id IS NULL ORDER BY ingest_id LIMIT $1 FOR UPDATE`, [o.maxRecords, o.maxAgeMs])).rows
       if (rows.length === 0 || (rows.length < o.maxRecords && rows[0]?.old !== true)) {
         await client.query('ROLLBACK')
         return undefined
       }
-      const leaves: LeafEntry[] = rows.map(r => {
+      const leaves: SealInput['leaves'] = rows.map(r => {
+        if (r.envelope === null && r.leaf_hash !== null && r.record_hash !== null && r.time_ms !== null) {
+          return { deviceId: r.device_id, seq: Number(r.seq), leafHash: u8(r.leaf_hash), timeMs: Number(r.time_ms), afterSeq: Number(r.seq) - 1, recordHash: u8(r.record_hash) }
+        }
+        if (r.envelope === null) throw new GatewayError('STORE_CORRUPT', `stored record ${r.device_id}/${r.seq} has no envelope`)
         const envelope = u8(r.envelope)
         let timeMs: number
         try {
@@ -449,14 +607,27 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
           throw new GatewayError('STORE_CORRUPT', `stored record ${r.device_id}/${r.seq} does not decode`, { cause: e })
         }
         // afterSeq is the single-node tracker's bookkeeping; the tier's acks do not use it.
-        return { deviceId: r.device_id, seq: Number(r.seq), leafHash: hashLeaf(envelope), timeMs, afterSeq: Number(r.seq) - 1 }
+        return { deviceId: r.device_id, seq: Number(r.seq), leafHash: hashLeaf(envelope), timeMs, afterSeq: Number(r.seq) - 1, recordHash: sha256(envelope) }
       })
       const top = await client.query<{ id: string | null }>('SELECT max(id) AS id FROM gw_batches')
       const id = Number(top.rows[0]?.id ?? 0) + 1
-      const batch = o.seal(id, leaves)
+      // Statements signed by any process (retention), waiting for a checkpoint to commit them.
+      const waiting = (await client.query<PruningRow>(
+        'SELECT * FROM gw_prunings WHERE committed_in_batch = 0 ORDER BY device_id, last_seq LIMIT $1 FOR UPDATE', [PRUNINGS_PER_SEAL])).rows.map(pruningOf)
+      const { batch, tips } = o.seal({ id, leaves, prunings: waiting })
+      if (tips.length > 0) {
+        await client.query(`INSERT INTO gw_tip_history (device_id, batch_id, seq, hash) SELECT d, $1, s, h FROM unnest($2::text[], $3::bigint[], $4::bytea[]) AS x(d, s, h)`,
+          [id, tips.map(x => x.deviceId), tips.map(x => x.seq), tips.map(x => buf(x.hash))])
+      }
+      if (waiting.length > 0) {
+        await client.query(`UPDATE gw_prunings p SET committed_in_batch = $1 FROM unnest($2::text[], $3::bigint[]) AS x(d, s) WHERE p.device_id = x.d AND p.last_seq = x.s`,
+          [id, waiting.map(x => x.deviceId), waiting.map(x => x.lastSeq)])
+      }
+      // Leaf hashes as one binary parameter, 32 bytes each (packed() above says why).
+      const hashes = packed(leaves.map(l => l.leafHash)).blob
       await client.query(`INSERT INTO gw_leaves (batch_id, leaf_index, device_id, seq, leaf_hash, time_ms, after_seq)
-        SELECT $1, i - 1, d, s, h, t, a FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x(d, s, h, t, a, i)`,
-      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq), leaves.map(l => buf(l.leafHash)), leaves.map(l => l.timeMs), leaves.map(l => l.afterSeq)])
+        SELECT $1, i - 1, d, s, substring($4::bytea FROM ((i - 1) * 32 + 1)::int FOR 32), t, a FROM unnest($2::text[], $3::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x(d, s, t, a, i)`,
+      [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq), hashes, leaves.map(l => l.timeMs), leaves.map(l => l.afterSeq)])
       await client.query(`UPDATE gw_records r SET batch_id = $1, leaf_index = x.i - 1
         FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(d, s, i) WHERE r.device_id = x.d AND r.seq = x.s`,
       [id, leaves.map(l => l.deviceId), leaves.map(l => l.seq)])
@@ -499,6 +670,12 @@ export async function checkFence (c: pg.ClientBase, fence: Fence | undefined): P
 
 interface BatchRow { id: string, size: number, root: Buffer, first_record_time_ms: string, last_record_time_ms: string, checkpoint: string, metadata_hash: Buffer, sealed_at_ms: string }
 interface DeviceRow { device_id: string, tip_seq: string | null, tip_hash: Buffer | null, tip_boot: string | null, last_seen_ms: string, stored: string, quarantined: string, anchored_seq: string }
+interface PruningRow { device_id: string, last_seq: string, envelope: Buffer, committed_in_batch: string }
+
+function pruningOf (r: PruningRow): StoredPruning {
+  return { deviceId: r.device_id, lastSeq: Number(r.last_seq), envelope: u8(r.envelope), committedInBatch: Number(r.committed_in_batch) }
+}
+
 interface QuarantineRow { key: string, time_ms: string, reason: string, topic: string, device_id: string | null, seq: string | null, detail: string, raw: Buffer, raw_bytes: number }
 
 function batchOf (r: BatchRow): StoredBatch {

@@ -66,7 +66,7 @@ async function call (to: To, method: string, path: string, body?: unknown, heade
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8')
-        resolve({ status: res.statusCode ?? 0, body: res.headers['content-type'] === 'application/json' ? JSON.parse(text) : text })
+        resolve({ status: res.statusCode ?? 0, body: (res.headers['content-type'] ?? '').startsWith('application/json') ? JSON.parse(text) : text })
       })
     })
     req.on('error', reject)

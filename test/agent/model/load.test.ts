@@ -121,7 +121,7 @@ t.test('behavior: a generated classifier loads from its one buffer and computes 
 
 t.test('behavior: an unavailable execution provider falls back to the next one, with a warning', async (t) => {
   const warnings: Array<{ obj: Record<string, unknown>, msg: string }> = []
-  const logger = { warn: (obj: object, msg: string) => { warnings.push({ obj: obj as Record<string, unknown>, msg }) } }
+  const logger = { warn: (obj: object, msg?: string) => { warnings.push({ obj: obj as Record<string, unknown>, msg: msg ?? '' }) } }
   const model = await loadForTest(t, CLS, { executionProviders: ['cuda', 'cpu'], logger })
   if (model.executionProviders[0] === 'cuda') {
     // A machine with a working CUDA provider: nothing to fall back from.

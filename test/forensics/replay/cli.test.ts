@@ -41,6 +41,7 @@ t.test('behavior: provenance replay over files: exit 0 when every run is ok, 1 w
   const bad = io()
   t.equal(await runReplayCli(['--capture', tampered, '--records', recordsPath, '--models', models, '--tolerance', '1e-6'], bad), 1)
   t.match(bad.out(), /seq 3: input-mismatch\n {2}input-mismatch: captured input "x" does not open/)
+  t.match(bad.err(), /^REPLAY_NOT_OK: 1 of \d+ run\(s\) not ok$/m, 'the failure named on stderr, after the report')
 
   // --bundle goes through the bundle reader the provenance CLI supplies.
   const viaBundle = io({ readBundle: (bytes: Uint8Array): SignedRecord[] => decodeRecordsFile(bytes) })

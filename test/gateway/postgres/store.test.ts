@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { GatewayError, resolveGatewayOptions } from '../../../gateway/index.js'
 import {
-  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore
+  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore, type RecordConflict
 } from '../../../gateway/store/index.js'
 import { startPostgres, type Postgres } from '../../helpers/postgres.js'
 import { makeTempDir } from '../../helpers/tmp.js'
@@ -104,10 +104,10 @@ t.test('behavior: migrations are versioned and idempotent, also when processes s
   const clients = await Promise.all([0, 1, 2].map(async () => { const c = new pg.Client({ connectionString: url }); await c.connect(); return c }))
   t.teardown(async () => { for (const c of clients) await c.end() })
   const applied = await Promise.all(clients.map(async c => await migrate(c)))
-  t.same(applied.flat(), [1], 'one process applied version 1, the others found it applied')
+  t.same(applied.flat(), [1, 2], 'one process applied every version, the others found them applied')
   t.same(await migrate(clients[0] as pg.Client), [], 'nothing left to apply')
-  const rows = (await (clients[0] as pg.Client).query('SELECT version FROM gw_migrations')).rows
-  t.same(rows, [{ version: 1 }])
+  const rows = (await (clients[0] as pg.Client).query('SELECT version FROM gw_migrations ORDER BY version')).rows
+  t.same(rows, [{ version: 1 }, { version: 2 }])
 })
 
 t.test('error: a database newer than the gateway is STORE_MIGRATION_FAILED', async t => {
@@ -140,6 +140,35 @@ t.test('behavior: a record stored by two processes is stored once; the first one
   await a.pool.query("INSERT INTO gw_leaves VALUES (1, 0, 'dev-a', 0, '\\x00', 0, -1)")
   const dup = await a.pool.query("INSERT INTO gw_leaves VALUES (2, 0, 'dev-a', 0, '\\x00', 0, -1)").catch((e: unknown) => e)
   t.equal((dup as { code?: string }).code, '23505', 'unique violation')
+})
+
+t.test('behavior: a different record at a stored (device, seq) is not written, is reported, and takes what linked after it along', async t => {
+  const url = await freshDb()
+  const a = await PostgresGatewayStore.open({ url, node: 'gw-a' })
+  const b = await PostgresGatewayStore.open({ url, node: 'gw-b' })
+  t.teardown(async () => { await a.close(); await b.close() })
+  a.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  await a.flush()
+  const reported: RecordConflict[] = []
+  b.onRecordConflict = (c) => { reported.push(...c) }
+  let committed = false
+  const state = storeOps.putDeviceState({ deviceId: 'dev-a', tip: { seq: 1, hash: h(9), boot: 0 }, lastSeenMs: 1, stored: 2, quarantined: 0, anchoredSeq: -1 })
+  b.enqueue([
+    storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(9) }),
+    storeOps.putRecord('dev-a', 1, { batchId: 0, index: 0, envelope: Uint8Array.of(10) }),
+    state,
+    storeOps.putRecord('dev-b', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(3) })
+  ], () => { committed = true })
+  await b.flush()
+  t.same(reported, [{ deviceId: 'dev-a', seq: 0, envelope: Uint8Array.of(9), storedEnvelope: Uint8Array.of(1) }], 'the loser is reported with what is stored')
+  t.same((await a.getRecord('dev-a', 0))?.envelope, Uint8Array.of(1), 'the first record stays')
+  t.equal(await a.getRecord('dev-a', 1), undefined, 'what linked after the loser is not written')
+  t.equal(await b.getDeviceState('dev-a'), undefined, 'nor the device state naming the loser as tip')
+  t.same((await a.getRecord('dev-b', 0))?.envelope, Uint8Array.of(3), 'other devices\' records in the write commit')
+  t.ok(committed, 'the write completes')
+  b.enqueue([storeOps.putRecord('dev-a', 0, { batchId: 0, index: 0, envelope: Uint8Array.of(1) })])
+  await b.flush()
+  t.equal(reported.length, 1, 'the same bytes again are a resend, not a conflict')
 })
 
 t.test('behavior: writes wait out a database restart and their callbacks run once committed', async t => {

@@ -1,0 +1,79 @@
+/**
+ * HTTP reply helpers shared by the agent daemon's API and the gateway's API: one JSON reply shape
+ * (`{ error: { code, message } }` for errors), one content type, bodies read under a byte limit.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+
+/** The content type of every JSON reply. */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * Sends a whole reply: explicit length, `cache-control: no-store` (replies describe live state),
+ * no body for a HEAD request. `headers` come last and may override.
+ */
+export function sendBody (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
+  res.statusCode = status
+  res.setHeader('content-type', contentType)
+  res.setHeader('cache-control', 'no-store')
+  res.setHeader('content-length', Buffer.byteLength(body))
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
+  res.end(res.req.method === 'HEAD' ? undefined : body)
+}
+
+/** Sends `value` as JSON. */
+export function sendJson (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  sendBody(res, status, JSON_CONTENT_TYPE, JSON.stringify(value), headers)
+}
+
+/** Sends `{ error: { code, message } }`; when the head is already out, drops the connection instead. */
+export function sendError (res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) { res.destroy(); return }
+  sendJson(res, status, { error: { code, message } }, headers)
+}
+
+/** Codes a service answers a request node could not parse with (see replyUnreadable). */
+export interface UnreadableRequestCodes {
+  /** The request head is over the server's maxHeaderSize (431). */
+  headersTooLarge: string
+  /** The request took longer than requestTimeout / headersTimeout (408). */
+  timeout: string
+  /** Anything else node's parser refused (400). */
+  malformed: string
+}
+
+/**
+ * The server's 'clientError' answer: a JSON 4xx when the socket still takes it, then close (node's
+ * default writes a bare status line).
+ */
+export function replyUnreadable (err: NodeJS.ErrnoException, socket: Socket, codes: UnreadableRequestCodes): void {
+  if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
+  const [status, code, reason] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, codes.headersTooLarge, 'Request Header Fields Too Large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, codes.timeout, 'Request Timeout'] : [400, codes.malformed, 'Bad Request']
+  const body = JSON.stringify({ error: { code, message: 'the request could not be read' } })
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+}
+
+/**
+ * Reads a request body of at most `maxBytes`, refusing early on a larger content-length. Over the
+ * limit the rest is drained (not parsed) and `tooLarge(message)` is thrown.
+ */
+export async function readBody (req: IncomingMessage, maxBytes: number, tooLarge: (message: string) => Error): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > maxBytes) {
+    req.resume()
+    throw tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}`)
+  }
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of req) {
+    total += (chunk as Buffer).byteLength
+    if (total > maxBytes) {
+      req.resume()
+      throw tooLarge(`request body exceeds ${maxBytes} bytes`)
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
