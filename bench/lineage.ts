@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isEntryPoint } from '../common/entry-point.js'
 import { hashTree, listTree } from '../forensics/lineage/index.js'
@@ -26,8 +26,8 @@ const MIX: Array<{ sizeBytes: number, share: number }> = [
 
 interface Sample { wallMs: number, cpuMs: number }
 interface Variant { name: string, run: () => Promise<void> }
-export interface LineageBenchRow { name: string, mbPerS: { median: number, min: number, max: number }, wallMs: number, cpuMs: number, ratioToOpenssl1: number }
-export interface LineageBenchReport { bench: 'lineage', treeBytes: number, files: number, rounds: number, underLoad: true, rows: LineageBenchRow[] }
+export interface LineageBenchRow { name: string, mbPerS: { median: number, min: number, max: number }, wallMs: number, cpuMs: number, ratioToOpenssl1: number, cpuRatioToOpenssl1: number }
+export interface LineageBenchReport { bench: 'lineage', treeBytes: number, files: number, rounds: number, underLoad: true, loadAverage: { start: number, end: number }, rows: LineageBenchRow[] }
 
 /** User+system CPU of this process (all threads) and of its waited-for children, ms (Linux /proc). */
 function cpuMs (): number {
@@ -89,6 +89,7 @@ export async function main (): Promise<LineageBenchReport> {
       { name: 'hashTree, 2 workers', run: async () => { await hashTree(dir, { workers: 2 }) } }
     ]
     const samples = new Map<string, Sample[]>(variants.map(v => [v.name, []]))
+    const loadStart = loadavg()[0] as number
     for (let r = 0; r < rounds; r++) {
       // Interleaved: each round runs every variant once, in a rotated order, so load drifts hit all alike.
       for (let k = 0; k < variants.length; k++) {
@@ -101,17 +102,21 @@ export async function main (): Promise<LineageBenchReport> {
     }
     const mbps = (s: Sample): number => treeBytes / 1e6 / (s.wallMs / 1000)
     const base = median((samples.get(variants[0]?.name as string) ?? []).map(mbps))
+    // CPU (user + system, all threads or processes) per byte: openssl's over ours, so 1.00 = as cheap.
+    const baseCpu = median((samples.get(variants[0]?.name as string) ?? []).map(x => x.cpuMs))
     const rows: LineageBenchRow[] = variants.map(v => {
       const s = samples.get(v.name) ?? []
       const m = s.map(mbps)
-      return { name: v.name, mbPerS: { median: median(m), min: Math.min(...m), max: Math.max(...m) }, wallMs: median(s.map(x => x.wallMs)), cpuMs: median(s.map(x => x.cpuMs)), ratioToOpenssl1: median(m) / base }
+      const cpu = median(s.map(x => x.cpuMs))
+      return { name: v.name, mbPerS: { median: median(m), min: Math.min(...m), max: Math.max(...m) }, wallMs: median(s.map(x => x.wallMs)), cpuMs: cpu, ratioToOpenssl1: median(m) / base, cpuRatioToOpenssl1: baseCpu / cpu }
     })
-    const report: LineageBenchReport = { bench: 'lineage', treeBytes, files: files.length, rounds, underLoad: true, rows }
-    const lines = [`dataset hashing, ${(treeBytes / 2 ** 20).toFixed(0)} MiB in ${files.length} files, ${rounds} interleaved rounds (machine under load)`,
-      '  variant                               MB/s median (min-max)    wall ms   cpu ms   vs openssl x1']
+    const loadAverage = { start: loadStart, end: loadavg()[0] as number }
+    const report: LineageBenchReport = { bench: 'lineage', treeBytes, files: files.length, rounds, underLoad: true, loadAverage, rows }
+    const lines = [`dataset hashing, ${(treeBytes / 2 ** 20).toFixed(0)} MiB in ${files.length} files, ${rounds} interleaved rounds, load average ${loadStart.toFixed(1)} -> ${loadAverage.end.toFixed(1)} (1 min)`,
+      '  variant                               MB/s median (min-max)    wall ms   cpu ms   MB/s vs openssl x1   CPU vs openssl x1']
     for (const r of rows) {
       lines.push(`  ${r.name.padEnd(36)} ${r.mbPerS.median.toFixed(0).padStart(6)} (${r.mbPerS.min.toFixed(0)}-${r.mbPerS.max.toFixed(0)})`.padEnd(64) +
-        `${r.wallMs.toFixed(0).padStart(8)} ${r.cpuMs.toFixed(0).padStart(8)} ${r.ratioToOpenssl1.toFixed(2).padStart(10)}`)
+        `${r.wallMs.toFixed(0).padStart(8)} ${r.cpuMs.toFixed(0).padStart(8)} ${r.ratioToOpenssl1.toFixed(2).padStart(20)} ${r.cpuRatioToOpenssl1.toFixed(2).padStart(19)}`)
     }
     lines.push(JSON.stringify(report))
     process.stdout.write(lines.join('\n') + '\n')

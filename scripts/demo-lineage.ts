@@ -1,8 +1,9 @@
 /**
- * The lineage story of `npm run demo -- --lineage` (docs/LINEAGE.md): the demo device keeps field
- * samples (data-capture records), a curator registers them as a dataset, a trainer trains a small
- * model on them and signs the run, the model is registered with its run; after the export, one
- * decision of that model is traced back to the dataset files and the device records behind them.
+ * The lineage story of `npm run demo` (docs/LINEAGE.md): the demo device keeps field samples
+ * (data-capture records), a curator registers them as a dataset, a trainer trains a small model on
+ * them and signs the run, the model is registered with its run and loaded by the device; after the
+ * export, one decision of that model is traced back to the dataset files and the device records
+ * behind them, each record's inclusion proof checked against the anchored root on chain.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
@@ -12,7 +13,7 @@ import { deployLineage, type DevChain } from '../contracts/index.js'
 import type { ProvenanceAgent, ProvenanceModel } from '../agent/session/index.js'
 import { buildModelManifest } from '../agent/model/index.js'
 import { createSigner, toHex, type Bundle, type SignedRecord } from '../protocol/index.js'
-import { buildCaptures } from '../forensics/lineage/captures.js'
+import { attachCaptureProofs, buildCaptures, type CapturesFile } from '../forensics/lineage/captures.js'
 import { buildLogisticModel, trainLogistic } from '../forensics/lineage/fl-model.js'
 import { encodeManifest, hashTree } from '../forensics/lineage/manifest.js'
 import { buildTrainingStatement, signTrainingStatement } from '../forensics/lineage/training.js'
@@ -27,6 +28,10 @@ export interface LineageDemo {
   lineageAddress: string
   /** Runs the model once; resolves to the inference record's seq. */
   decide: () => Promise<number>
+  /** Adds each capture record's inclusion proof (the gateway's, by seq); resolves to how many have one. */
+  attachProofs: (proofOf: (seq: number) => Promise<string | undefined>) => Promise<number>
+  /** Writes the manifest, captures file and training run for `provenance trace`; resolves to their names. */
+  writeFiles: (dir: string) => Promise<string[]>
   /** Traces a record of the exported bundle against the chain. */
   trace: (bundle: Bundle, seq: number, rpcUrl: string) => Promise<TraceResult>
 }
@@ -77,9 +82,23 @@ export async function setUpLineage (chain: DevChain, agent: ProvenanceAgent, wor
   const path = join(work, 'truck-detector.onnx')
   await writeFile(path, modelBytes)
   const model = await agent.loadModel(path, { name: 'truck-detector' })
+  log(`  device ${agent.deviceId} loaded truck-detector (a model-load record names its hash)`)
+  let captures: CapturesFile = buildCaptures(receipts)
   return {
     model,
     lineageAddress: address,
+    attachProofs: async (proofOf) => {
+      const { captures: proved, missing } = await attachCaptureProofs(captures, async (_device, seq) => await proofOf(seq))
+      captures = proved
+      return proved.captures.length - missing.length
+    },
+    writeFiles: async (out) => {
+      const files: Array<[string, Uint8Array | string]> = [
+        ['roadside.manifest.json', manifestBytes], ['roadside.captures.json', JSON.stringify(captures, null, 2) + '\n'], ['truck-detector.run.dsse.json', runBytes]
+      ]
+      for (const [name, bytes] of files) await writeFile(join(out, name), bytes)
+      return files.map(f => f[0])
+    },
     decide: async () => {
       const { record } = await model.run({ x: new ort.Tensor('float32', Float32Array.from([0.35, 0.9]), [1, 2]) }, {
         decide: out => ((out.probs?.data as Float32Array)[1] ?? 0) > 0.5 ? 'truck' : 'car'
@@ -92,7 +111,7 @@ export async function setUpLineage (chain: DevChain, agent: ProvenanceAgent, wor
         return await traceRecord({
           bundle, seq, verify: { rpcUrl }, statements: [runBytes], keyAt: keys.lookup,
           lineageFacts: async (keyIds, hash) => await lineageRunFacts(rpcUrl, address, keyIds, hash),
-          datasets: [{ name: 'roadside', manifest: manifestBytes, dir, captures: buildCaptures(receipts) }]
+          datasets: [{ name: 'roadside', manifest: manifestBytes, dir, captures }]
         })
       } finally { keys.close() }
     }

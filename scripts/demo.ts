@@ -2,9 +2,10 @@
  * `npm run demo`, the README's main job, on embedded defaults: a local anvil chain with the
  * registry, the gateway on an embedded aedes broker, the agent running the real PaddleOCR models
  * on synthetic pages, an offline spell and its backlog, anchoring, then the investigator's
- * export, verify and report — and one altered record caught. Output folder: argv[2] or
- * ./demo-output (bundle, HTML report, proof). With --lineage, also the lineage story
- * (scripts/demo-lineage.ts): field samples → dataset → training run → registered model → decision → trace.
+ * export, verify and report — and one altered record caught; then the lineage story
+ * (scripts/demo-lineage.ts): field samples → dataset → training run → registered model → device →
+ * decision → trace. Output folder: argv[2] or ./demo-output (bundle, HTML reports, proof, the
+ * lineage files). `--lineage` is accepted for older scripts; the lineage is always shown.
  */
 import { mkdir, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,7 +19,7 @@ import { buildModelManifest } from '../agent/model/index.js'
 import { makeTextLikeImage, makeClassifierCrop, paddleOcrModelPaths } from '../agent/input/index.js'
 import { exportBundle, verifyBundle, buildTimeline, renderReport, type Verdict } from '../forensics/index.js'
 import { encodeBundle, decodeBundleRecord, encodeBundleRecord, sha256, toHex, type Bundle } from '../protocol/index.js'
-import type { LineageDemo } from './demo-lineage.js'
+import { formatTrace, setUpLineage, type LineageDemo } from './demo-lineage.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICE = 'demo-jetson-01'
@@ -58,7 +59,7 @@ function printVerdict (v: Verdict): void {
   for (const f of v.failures.slice(0, 5)) console.log(`  failure at seq ${String(f.seq)}: ${f.reason}: ${f.message}`)
 }
 
-export async function runDemo (outDir: string, options: { lineage?: boolean } = {}): Promise<{ valid: boolean, tamperCaught: boolean, traced?: boolean }> {
+export async function runDemo (outDir: string): Promise<{ valid: boolean, tamperCaught: boolean, traced: boolean }> {
   const work = await mkdtemp(join(tmpdir(), 'prov-demo-'))
   const cleanup: Array<() => Promise<void>> = []
   try {
@@ -97,11 +98,8 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
     // The API asks for the token the gateway keeps in its state folder (created 0600 on first start).
     const api = { authorization: `Bearer ${gateway.httpToken as string}` }
 
-    let lineage: LineageDemo | undefined
-    if (options.lineage === true) {
-      step('lineage: field samples kept by the device, a registered dataset, a trained model registered with its signed training run')
-      lineage = await (await import('./demo-lineage.js')).setUpLineage(chain, agent, work, text => { console.log(text) })
-    }
+    step('lineage: field samples kept by the device, a registered dataset, a trained model registered with its signed training run')
+    const lineage: LineageDemo = await setUpLineage(chain, agent, work, text => { console.log(text) })
 
     const det = await agent.loadModel(paths.detection, { name: 'ppocr-v4-det' })
     const cls = await agent.loadModel(paths.classification, { name: 'ppocr-mobile-v2-cls' })
@@ -111,8 +109,8 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
 
     step('online: 4 pages through detection and direction classification')
     for (let seed = 1; seed <= 4; seed++) console.log(`  page ${seed}: ${(await infer(det, cls, seed)).join(', ')}`)
-    const decisionSeq = lineage === undefined ? undefined : await lineage.decide()
-    if (decisionSeq !== undefined) console.log(`  truck-detector: a decision at seq ${decisionSeq}`)
+    const decisionSeq = await lineage.decide()
+    console.log(`  truck-detector: a decision at seq ${decisionSeq}`)
     await waitFor("the gateway to acknowledge", () => uplink.status().ackedSeq >= agent.log.head.seq, 8000).catch(async e => { console.log(uplink.status(), gateway.health(), await (await fetch(`${gateway.httpUrl as string}/v1/quarantine`, { headers: api })).text()); throw e })
     console.log(`  acknowledged by the gateway through seq ${uplink.status().ackedSeq}`)
 
@@ -162,19 +160,20 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
     const tamperCaught = caught.verdict === 'invalid' && caught.failures.some(f => f.seq === victim)
     console.log(`  ${tamperCaught ? `caught: record seq ${victim} is named` : 'NOT CAUGHT'}`)
 
-    let traced: boolean | undefined
-    if (lineage !== undefined && decisionSeq !== undefined) {
-      step(`trace: from the truck-detector decision (seq ${decisionSeq}) back to its training run, dataset files and the device's capture records`)
-      const { formatTrace } = await import('./demo-lineage.js')
-      const trace = await lineage.trace(bundle, decisionSeq, chain.anvil.rpcUrl)
-      console.log(formatTrace(trace).trimEnd().split('\n').map(l => '  ' + l).join('\n'))
-      const tracePath = join(outDir, 'trace-report.html')
-      await writeFile(tracePath, renderReport({ bundle, verdict, timeline: buildTimeline(bundle), lineage: trace }))
-      console.log(`  report with the lineage diagram: ${tracePath}`)
-      traced = trace.ok
-    }
+    step(`trace: from the truck-detector decision (seq ${decisionSeq}) back to its training run, the dataset files and the device's capture records, each capture with its record's inclusion proof checked on chain`)
+    const proofs = await lineage.attachProofs(async seq => {
+      const res = await fetch(`${gateway.httpUrl as string}/v1/proof/${DEVICE}/${seq}`, { headers: api })
+      return res.status === 200 ? await res.text() : undefined
+    })
+    const files = await lineage.writeFiles(outDir)
+    console.log(`  ${proofs} capture proofs from the gateway; lineage files in ${outDir}: ${files.join(', ')}`)
+    const trace = await lineage.trace(bundle, decisionSeq, chain.anvil.rpcUrl)
+    console.log(formatTrace(trace).trimEnd().split('\n').map(l => '  ' + l).join('\n'))
+    const tracePath = join(outDir, 'trace-report.html')
+    await writeFile(tracePath, renderReport({ bundle, verdict, timeline: buildTimeline(bundle), lineage: trace }))
+    console.log(`  report with the lineage diagram: ${tracePath}`)
 
-    return { valid: verdict.verdict === 'valid' && offline.verdict === 'valid', tamperCaught, ...(traced === undefined ? {} : { traced }) }
+    return { valid: verdict.verdict === 'valid' && offline.verdict === 'valid', tamperCaught, traced: trace.ok }
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {})
     await rm(work, { recursive: true, force: true })
@@ -183,10 +182,9 @@ export async function runDemo (outDir: string, options: { lineage?: boolean } = 
 
 if (isEntryPoint(import.meta.url)) {
   const args = process.argv.slice(2)
-  const lineage = args.includes('--lineage')
-  runDemo(resolve(args.find(a => !a.startsWith('--')) ?? 'demo-output'), { lineage }).then(({ valid, tamperCaught, traced }) => {
-    const ok = valid && tamperCaught && (!lineage || traced === true)
-    step(ok ? `demo finished: history VALID, tampering CAUGHT${lineage ? ', lineage TRACED' : ''}` : 'demo finished with unexpected results')
+  runDemo(resolve(args.find(a => !a.startsWith('--')) ?? 'demo-output')).then(({ valid, tamperCaught, traced }) => {
+    const ok = valid && tamperCaught && traced
+    step(ok ? 'demo finished: history VALID, tampering CAUGHT, lineage TRACED' : 'demo finished with unexpected results')
     process.exitCode = ok ? 0 : 1
   }, (e: unknown) => {
     console.error(`${(e as { code?: string }).code ?? 'ERROR'}: ${(e as Error).message}`)

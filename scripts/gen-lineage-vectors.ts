@@ -1,6 +1,8 @@
 /**
  * Generates the lineage vectors of docs/LINEAGE.md §4: dataset manifests (files and shards), RFC 8785
- * canonical JSON, DSSE PAE, and a signed training-run statement. Writes test/vectors/lineage.json.
+ * canonical JSON, DSSE PAE, a signed training-run statement, and a captures file whose entries carry
+ * their records' inclusion proofs with the anchor facts they are judged against (§5.1).
+ * Writes test/vectors/lineage.json.
  * Run: node --import tsx scripts/gen-lineage-vectors.ts. test/forensics/lineage/vectors.test.ts checks
  * that the file equals what the code produces now and re-derives each value independently.
  */
@@ -9,7 +11,8 @@ import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createSigner } from '../protocol/index.js'
+import { commitSample, createSigner, deriveSalt, formatProof, hashLeaf, MerkleTree, sha256, signRecord, toHex, type BundleAnchor, type SignedRecord } from '../protocol/index.js'
+import { buildCaptures, type CapturesFile } from '../forensics/lineage/captures.js'
 import {
   buildTrainingStatement, canonicalJson, encodeStatement, hashTree, pae, signTrainingStatement, statementHashOf,
   type DsseEnvelope, type JsonValue, type Manifest
@@ -27,6 +30,62 @@ export interface LineageVectors {
   canonicalJson: Array<{ input: string, canonical: string }>
   pae: Array<{ payloadType: string, payloadHex: string, paeHex: string }>
   trainingRun: { seed: string, publicKey: string, payload: string, statementHash: string, envelope: DsseEnvelope }
+  captures: {
+    description: string
+    device: { id: string, seed: string, publicKey: string, saltSecret: string }
+    /** Leaves of the anchored batch, in order: envelopes (hex); the captures' records among them. */
+    batchEnvelopes: string[]
+    anchor: BundleAnchor
+    chain: { chainId: number, registry: string }
+    /** The captures file, each entry with its proof (files data/0001.csv and data/0002.csv of `files`). */
+    file: CapturesFile
+  }
+}
+
+/** The captures vector: two files of the dataset kept by a device, their records in a batch of 4, anchored. */
+function captureVectors (): LineageVectors['captures'] {
+  const seed = Uint8Array.from({ length: 32 }, (_, i) => 0x60 + i)
+  const saltSecret = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i)
+  const signer = createSigner(seed)
+  const deviceId = 'vector-cam'
+  const kept = VECTOR_FILES.filter(f => f.name.startsWith('data/'))
+  const records: SignedRecord[] = []
+  let prev: Uint8Array = new Uint8Array(32)
+  kept.forEach((f, i) => {
+    const seq = i + 1
+    const r = signRecord({
+      deviceId, boot: 1, seq, timeMs: 1_767_323_045_000 + seq * 1000, prev,
+      body: { kind: 'data-capture', commitment: commitSample(deriveSalt(saltSecret, seq), sha256(f.content)), sizeBytes: f.content.length, dataset: 'vector-dataset', label: 'row', capturedAtMs: 1_767_323_045_000 }
+    }, signer)
+    records.push(r)
+    prev = r.hash
+  })
+  // Two leaves of other devices around them, so the proofs have siblings on both sides.
+  const batch = [new TextEncoder().encode('a record of another device'), ...records.map(r => r.envelope), new TextEncoder().encode('and one more')]
+  const tree = new MerkleTree(batch.map(e => hashLeaf(e)))
+  const checkpoint = { origin: 'vector-gw/batch/3', size: tree.size, rootHash: tree.root() }
+  const chain = { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3' }
+  const anchor: BundleAnchor = {
+    root: toHex(tree.root()), size: tree.size, onChainBatchId: '3', txHash: '0x' + '5a'.repeat(32), blockNumber: 12, blockHash: '0x' + '6b'.repeat(32),
+    firstRecordTimeMs: 1_767_323_046_000, lastRecordTimeMs: 1_767_323_047_000, metadataHash: '7c'.repeat(32)
+  }
+  const file = buildCaptures(records.map((r, i) => {
+    const index = i + 1
+    const extra = [['device', deviceId], ['seq', String(r.record.seq)], ['gateway-batch', '3'], ['chain-id', String(chain.chainId)], ['contract', chain.registry],
+      ['batch-id', anchor.onChainBatchId], ['tx-hash', anchor.txHash], ['block', String(anchor.blockNumber)], ['block-hash', anchor.blockHash]]
+    return {
+      name: (kept[i] as { name: string }).name, record: r, salt: deriveSalt(saltSecret, r.record.seq),
+      proof: formatProof({ index, hashes: tree.proveInclusion(index), checkpoint, extra: extra.map(([key, value]) => ({ key: key as string, value: value as string })) })
+    }
+  }))
+  return {
+    description: 'data/0001.csv and data/0002.csv kept by vector-cam (seq 1, 2), leaves 1 and 2 of a batch of 4 anchored as registry batch 3',
+    device: { id: deviceId, seed: toHex(seed), publicKey: toHex(signer.publicKey), saltSecret: toHex(saltSecret) },
+    batchEnvelopes: batch.map(e => toHex(e)),
+    anchor,
+    chain,
+    file
+  }
 }
 
 /** The dataset of the vectors: names that exercise the byte order, an empty file, a folder. */
@@ -96,7 +155,8 @@ export async function buildLineageVectors (): Promise<LineageVectors> {
         payload: Buffer.from(payload).toString('utf8'),
         statementHash: statementHashOf(payload),
         envelope
-      }
+      },
+      captures: captureVectors()
     }
   } finally {
     await rm(dir, { recursive: true, force: true })

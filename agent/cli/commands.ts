@@ -122,6 +122,22 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
     options: [...COMMON_OPTIONS, DAEMON_PORT]
   },
   {
+    path: ['capture', 'sample'],
+    summary: 'Keep a sample for training: a signed data-capture record that commits to the file, with its dataset and label.',
+    description: [
+      'Asks the running daemon (POST /v1/data-captures) to append a data-capture record (docs/LINEAGE.md §5): a salted commitment to the SHA-256 of the file, its size, the dataset it is kept for, its label or purpose and the capture time, signed and uplinked like every record. The file itself stays here. Prints the receipt: the record (seq, hash, envelope), the salt and content hash that open the commitment, and `capture`, the entry of a captures file for this file (name, envelope, salt). Keep the receipt with the sample: without the salt nobody can show the record is about this file. Once the record is anchored, `provenance dataset capture-proofs` adds its inclusion proof.'
+    ],
+    options: [
+      ...COMMON_OPTIONS,
+      DAEMON_PORT,
+      { name: 'file', type: 'string', value: '<path>', description: 'The sample to keep (read here and sent to the daemon, at most 256 MiB; the daemon refuses bodies over its maxRequestBytes). Required.' },
+      { name: 'dataset', type: 'string', value: '<name>', description: 'The dataset the sample is kept for (1..256 bytes). Required.' },
+      { name: 'label', type: 'string', value: '<text>', description: 'Its label or purpose (at most 256 bytes), e.g. truck or fl-update. Default: none.' },
+      { name: 'name', type: 'string', value: '<name>', description: 'The file\'s name in the dataset, for the captures entry. Default: the file\'s base name.' },
+      { name: 'captured-at', type: 'string', value: '<ms>', description: 'When the sample was taken, Unix milliseconds. Default: now.' }
+    ]
+  },
+  {
     path: ['oversight'],
     summary: 'Record a person\'s review of a decision (EU AI Act Art. 14): confirmed, overridden or escalated.',
     description: [

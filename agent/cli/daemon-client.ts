@@ -43,15 +43,18 @@ function describe (to: DaemonEndpoint): string {
 
 export interface DaemonResponse { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
 
+/** A request body sent as is (a sample's bytes), instead of JSON. */
+export interface RawBody { bytes: Uint8Array, contentType: string }
+
 /**
- * One request to the daemon.
+ * One request to the daemon: `json` is sent as a JSON body, a {@link RawBody} as its bytes.
  * @throws CliError `DAEMON_NOT_RUNNING` (nothing listening, timeout), `DAEMON_ACCESS_DENIED`
  *   (the socket's mode keeps this user out; no or a wrong token on TCP).
  */
-export async function requestDaemon (to: DaemonEndpoint, method: string, path: string, timeoutMs = DEFAULT_DAEMON_TIMEOUT_MS, json?: unknown): Promise<DaemonResponse> {
+export async function requestDaemon (to: DaemonEndpoint, method: string, path: string, timeoutMs = DEFAULT_DAEMON_TIMEOUT_MS, json?: unknown, raw?: RawBody): Promise<DaemonResponse> {
   const where = describe(to)
-  const payload = json === undefined ? undefined : Buffer.from(JSON.stringify(json), 'utf8')
-  const bodyHeaders: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(payload.byteLength) }
+  const payload = raw !== undefined ? raw.bytes : json === undefined ? undefined : Buffer.from(JSON.stringify(json), 'utf8')
+  const bodyHeaders: Record<string, string> = payload === undefined ? {} : { 'content-type': raw?.contentType ?? 'application/json', 'content-length': String(payload.byteLength) }
   const res = await new Promise<DaemonResponse>((resolve, reject) => {
     const target = 'socketPath' in to
       ? { socketPath: to.socketPath, headers: { host: 'localhost', ...bodyHeaders } }

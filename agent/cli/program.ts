@@ -24,6 +24,7 @@ const RUNNERS: Record<string, () => Promise<Runner>> = {
   export: async () => (await import('./run-export.js')).runExport,
   'capture freeze': async () => (await import('./run-capture.js')).runCaptureFreeze,
   'capture list': async () => (await import('./run-capture.js')).runCaptureList,
+  'capture sample': async () => (await import('./run-data-capture.js')).runCaptureSample,
   oversight: async () => (await import('./run-statement.js')).runOversight,
   'session start': async () => (await import('./run-statement.js')).runSessionStart,
   'session end': async () => (await import('./run-statement.js')).runSessionEnd,

@@ -60,7 +60,10 @@ export async function loadModelInWorker (path: string, options: WorkerModelOptio
     ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {})
   }
-  const worker = new Worker(WORKER_URL, { workerData: request })
+  // The worker needs none of this thread's module hooks (compiled it is plain JS; from sources its
+  // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker,
+  // ~1 s of CPU per model.
+  const worker = new Worker(WORKER_URL, { workerData: request, execArgv: [] })
   const loaded = await new Promise<Extract<WorkerToMain, { op: 'loaded' }>>((resolve, reject) => {
     const onMessage = (m: WorkerToMain): void => {
       if (m.op === 'warn') { options.logger?.warn(m.obj, m.msg); return }

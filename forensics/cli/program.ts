@@ -16,7 +16,7 @@ export const FORENSICS_VERSION: string = pkg.version
 
 /** Commands with their own parser and help (lineage/cli.ts, lineage/fl-cli.ts), listed in the program's help. */
 export const OWN_PARSER_COMMANDS: ReadonlyArray<{ name: string, summary: string }> = [
-  { name: 'dataset', summary: 'hash | verify | captures | register: OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)' },
+  { name: 'dataset', summary: 'hash | verify | captures | capture-proofs | register: OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)' },
   { name: 'training', summary: 'record | verify | diff: signed training-run statements (DSSE, in-toto) and their checks' },
   { name: 'fl', summary: 'aggregate | contributors: federated rounds: FedAvg of device contributions, and who contributed to a model' }
 ]
@@ -48,7 +48,7 @@ const VERIFY: CommandText = {
   path: ['verify'],
   summary: 'verify a bundle: signatures, hash chain, keys, models, inclusion proofs',
   description: [
-    'Verifies every record of the bundle: Ed25519 signature, hash chain and honest gaps, the key valid at its time, its model\'s registry status, and its inclusion proof against an anchored root and tree size taken from the facts (the bundle\'s offline, the chain\'s online). Give --offline or --rpc-url.',
+    'Verifies every record of the bundle: Ed25519 signature (see --verifier), hash chain and honest gaps, the key valid at its time, its model\'s registry status, and its inclusion proof against an anchored root and tree size taken from the facts (the bundle\'s offline, the chain\'s online). Give --offline or --rpc-url.',
     'Online it also judges completeness: the bundle\'s tip proof against the device\'s tip anchored on chain; a bundle that stops before it is INCOMPLETE, with the missing seqs named. Offline, completeness is not judged.',
     'Exit 0: valid. Exit 1: invalid (the failures are on stdout; VERDICT_INVALID with a summary on stderr), or an error.'
   ],
@@ -124,7 +124,7 @@ const TRACE: CommandText = {
     { name: 'lineage', type: 'string', value: 'ADDRESS', description: 'With --rpc-url: trainer keys and the model\'s attached run from the LineageRegistry.' },
     { name: 'device-keys', type: 'string', value: 'LIST', description: 'ID=HEX64[:revoked],... keys of capturing and contributing devices (offline; online they come from the bundle\'s registry).' },
     { name: 'datasets', type: 'string', value: 'LIST', description: 'NAME=MANIFEST[=DIR],... dataset manifests, and folders to re-hash.' },
-    { name: 'captures', type: 'string', value: 'LIST', description: 'NAME=CAPTURES.json,... field captures behind a dataset.' },
+    { name: 'captures', type: 'string', value: 'LIST', description: 'NAME=CAPTURES.json,... field captures behind a dataset (their records\' inclusion proofs judged against the chain online, the bundle\'s anchors offline).' },
     { name: 'contributions', type: 'string', value: 'FILE', description: 'The round\'s contributions.' },
     { name: 'html', type: 'string', value: 'FILE', description: 'Also write the HTML report with the lineage diagram.' },
     { name: 'json', type: 'boolean', description: 'The trace as JSON on stdout.' },

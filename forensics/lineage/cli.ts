@@ -12,7 +12,7 @@ import { intFlag, parseArgs, stringFlag, UsageError, type FlagKind, type ParsedA
 import { createProgress, type ProgressStream } from '../cli/progress.js'
 import { DEFAULT_MANIFEST_MAX_BYTES, encodeManifest, hashTree, parseManifest, verifyTree, type Manifest, type ManifestDiff } from './manifest.js'
 import { DEFAULT_ENVELOPE_MAX_BYTES } from './dsse.js'
-import { checkCaptures, parseCaptures, DEFAULT_CAPTURES_MAX_BYTES, type CaptureCheck, type DeviceKeyLookup } from './captures.js'
+import type { DeviceKeyLookup } from './captures.js'
 import { parseDeviceKeyList, registryDeviceKeys } from './device-keys.js'
 import type { JsonValue } from './jcs.js'
 import {
@@ -59,22 +59,6 @@ and names every added, removed and changed file.
   --quiet                 no progress
 
 Exit 0: the folder matches. Exit 1: it differs (DATASET_CHANGED on stderr), or an error.
-`,
-  'dataset captures': `usage: provenance dataset captures --manifest FILE --captures FILE (--device-keys LIST | --rpc-url URL --registry ADDRESS) [--json]
-
-Checks the field captures behind a dataset (docs/LINEAGE.md §5): each entry of the captures file
-names a file of the manifest, a device data-capture record (kind 10) and the salt that opens its
-commitment. Per entry: the record decodes, is signed by the device's registered key at its time,
-the device is not revoked, and the record commits to the file's digest and size in the manifest.
-
-  --manifest FILE         the dataset manifest (provenance dataset hash)
-  --captures FILE         the captures file (format ${'edge-provenance/data-captures/v1'})
-  --device-keys LIST      ID=HEX64[:revoked],... device public keys (offline)
-  --rpc-url URL           read device keys from the ProvenanceRegistry
-  --registry ADDRESS      its address (with --rpc-url)
-  --json                  the checks as JSON on stdout
-
-Exit 0: every capture checks out. Exit 1: one does not (CAPTURES_UNVERIFIED on stderr), or an error.
 `,
   'training record': `usage: provenance training record --model FILE --name NAME --code-revision REV --key-file FILE [options]
 
@@ -125,7 +109,8 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
   'dataset register': {
     manifest: 'string', 'dataset-version': 'string', name: 'string', parent: 'string', uri: 'string', 'rpc-url': 'string', lineage: 'string', 'key-file': 'string', json: 'boolean', help: 'boolean'
   },
-  'dataset captures': { manifest: 'string', captures: 'string', 'device-keys': 'string', 'rpc-url': 'string', registry: 'string', json: 'boolean', help: 'boolean' },
+  'dataset captures': { manifest: 'string', captures: 'string', 'device-keys': 'string', 'rpc-url': 'string', registry: 'string', 'require-proofs': 'boolean', json: 'boolean', help: 'boolean' },
+  'dataset capture-proofs': { captures: 'string', gateway: 'string', 'token-file': 'string', out: 'string', json: 'boolean', help: 'boolean' },
   'training record': {
     model: 'string', name: 'string', 'manifest-hash': 'string', 'model-manifest': 'string', 'base-model': 'string', datasets: 'string', hyperparameters: 'string',
     'code-revision': 'string', env: 'string', 'started-at': 'string', 'finished-at': 'string', 'key-file': 'string', out: 'string', json: 'boolean', help: 'boolean'
@@ -137,7 +122,7 @@ const SPECS: Record<string, Record<string, FlagKind>> = {
 }
 
 const GROUP_USAGE: Record<string, string> = {
-  dataset: 'usage: provenance dataset <hash|verify|captures|register> [options]   (run "provenance dataset <sub> --help")\n',
+  dataset: 'usage: provenance dataset <hash|verify|captures|capture-proofs|register> [options]   (run "provenance dataset <sub> --help")\n',
   training: 'usage: provenance training <record|verify|diff> [options]   (run "provenance training <sub> --help")\n'
 }
 
@@ -157,11 +142,12 @@ export async function runLineageCli (group: 'dataset' | 'training', argv: readon
   if (spec === undefined) { io.stderr.write(`usage: unknown command "${command}"\n\n${GROUP_USAGE[group] as string}`); return 2 }
   try {
     const args = parseArgs(rest, spec)
-    if (args.flags.has('help')) { io.stdout(command === 'dataset register' ? (await import('./register.js')).REGISTER_USAGE : USAGE[command] as string); return 0 }
+    if (args.flags.has('help')) { io.stdout(await usageOf(command)); return 0 }
     switch (command) {
       case 'dataset hash': return await runDatasetHash(args, io)
       case 'dataset verify': return await runDatasetVerify(args, io)
-      case 'dataset captures': return await runDatasetCaptures(args, io)
+      case 'dataset captures': return await (await import('./captures-cli.js')).runDatasetCaptures(args, io)
+      case 'dataset capture-proofs': return await (await import('./captures-cli.js')).runCaptureProofs(args, io)
       case 'dataset register': return await (await import('./register.js')).runDatasetRegister(args, io)
       case 'training record': return await runTrainingRecord(args, io)
       case 'training verify': return await runTrainingVerify(args, io)
@@ -169,11 +155,19 @@ export async function runLineageCli (group: 'dataset' | 'training', argv: readon
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`usage: ${e.message}\n\n${command === 'dataset register' ? (await import('./register.js')).REGISTER_USAGE : USAGE[command] as string}`)
+      io.stderr.write(`usage: ${e.message}\n\n${await usageOf(command)}`)
       return 2
     }
     throw e
   }
+}
+
+// The help of a command: the ones in files of their own load it from there.
+async function usageOf (command: string): Promise<string> {
+  if (command === 'dataset register') return (await import('./register.js')).REGISTER_USAGE
+  if (command === 'dataset captures') return (await import('./captures-cli.js')).CAPTURES_USAGE
+  if (command === 'dataset capture-proofs') return (await import('./captures-cli.js')).CAPTURE_PROOFS_USAGE
+  return USAGE[command] as string
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,7 +212,7 @@ export async function hashFile (path: string): Promise<string> {
   return h.digest('hex')
 }
 
-async function readManifestFile (path: string): Promise<Manifest> {
+export async function readManifestFile (path: string): Promise<Manifest> {
   return parseManifest(await readBounded(path, DEFAULT_MANIFEST_MAX_BYTES))
 }
 
@@ -322,35 +316,6 @@ export async function deviceKeysFrom (args: ParsedArgs): Promise<{ lookup: Devic
   }
   if (registry === undefined) throw new UsageError('--registry is required with --rpc-url')
   return await registryDeviceKeys(rpcUrl as string, registry)
-}
-
-async function runDatasetCaptures (args: ParsedArgs, io: LineageCliIo): Promise<number> {
-  if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
-  const manifestPath = stringFlag(args, 'manifest')
-  const capturesPath = stringFlag(args, 'captures')
-  if (manifestPath === undefined || capturesPath === undefined) throw new UsageError('--manifest and --captures are required')
-  const manifest = await readManifestFile(manifestPath)
-  const captures = parseCaptures(await readBounded(capturesPath, DEFAULT_CAPTURES_MAX_BYTES))
-  const keys = await deviceKeysFrom(args)
-  let checks: CaptureCheck[]
-  try { checks = await checkCaptures(manifest, captures, keys.lookup) } finally { keys.close() }
-  const failed = checks.filter(c => !c.ok)
-  const covered = new Set(checks.filter(c => c.ok).map(c => c.name)).size
-  const files = manifest.predicate.resources.length
-  if (args.flags.has('json')) {
-    io.stdout(JSON.stringify({ ok: failed.length === 0, dataset: manifest.subject[0].digest.sha256, files, covered, checks }, null, 2) + '\n')
-  } else {
-    const lines = checks.map(c => c.ok
-      ? `ok    ${c.name}  ${String(c.deviceId)}#${String(c.seq)} ${String(c.dataset)}${c.label === null ? '' : ` (${c.label})`}`
-      : `FAIL  ${c.name}  ${c.reason as string}${c.detail === undefined ? '' : `: ${c.detail}`}`)
-    lines.push(`${covered} of ${files} files captured by registered devices`)
-    io.stdout(lines.join('\n') + '\n')
-  }
-  if (failed.length > 0) {
-    io.stderr.write(`CAPTURES_UNVERIFIED: ${failed.length} of ${checks.length} captures fail\n`)
-    return 1
-  }
-  return 0
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  * The registry is loaded on demand, so offline checks load no chain code.
  */
 import { ForensicsError } from '../errors.js'
-import type { DeviceKeyLookup } from './captures.js'
+import type { CaptureAnchorFacts, DeviceKeyLookup } from './captures.js'
 
 const HEX64 = /^[0-9a-f]{64}$/
 
@@ -47,6 +47,23 @@ export async function registryDeviceKeys (rpcUrl: string, registryAddress: strin
     }
   }
   return { lookup, close: () => { provider.destroy() } }
+}
+
+/**
+ * Anchor facts read from the ProvenanceRegistry at the latest block (authoritative: a root the chain
+ * does not hold is not anchored). The caller must call `close`.
+ * @throws ForensicsError RPC_FAILED, REGISTRY_NOT_FOUND
+ */
+export async function registryAnchorFacts (rpcUrl: string, registryAddress: string): Promise<{ facts: CaptureAnchorFacts, close: () => void }> {
+  const chain = await import('../chain/index.js')
+  const reader = await chain.openChainReader(rpcUrl, registryAddress)
+  const facts: CaptureAnchorFacts = {
+    chainId: reader.chainId,
+    registry: registryAddress,
+    authoritative: true,
+    read: async (roots) => await chain.readAnchorFacts(reader, roots, await chain.readLatestBlock(reader))
+  }
+  return { facts, close: reader.close }
 }
 
 /**

@@ -36,14 +36,16 @@ export interface HashRangesOptions {
   onProgress?: (doneBytes: number) => void
 }
 
-// Plain JavaScript run with `eval`, so the pool needs no loader for TypeScript in the worker.
+// Plain JavaScript run with `eval`, so the pool needs no loader for TypeScript in the worker. The
+// digests of a batch travel back packed in one transferred buffer, not as a cloned Buffer each.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
 const { openSync, readSync, closeSync } = require('node:fs')
 const { createHash } = require('node:crypto')
-const block = Buffer.allocUnsafe(1024 * 1024)
+const block = new Uint8Array(1024 * 1024)
 parentPort.on('message', (batch) => {
-  const out = []
+  const digests = new Uint8Array(32 * batch.length)
+  const sizes = new Float64Array(batch.length)
   for (let i = 0; i < batch.length; i++) {
     const r = batch[i]
     let fd
@@ -51,7 +53,6 @@ parentPort.on('message', (batch) => {
       fd = openSync(r.path, 'r')
       const h = createHash('sha256')
       let pos = r.startByte
-      let read = 0
       for (;;) {
         const want = r.endByte === null ? block.length : Math.min(block.length, r.endByte - pos)
         if (want === 0) break
@@ -59,13 +60,13 @@ parentPort.on('message', (batch) => {
         if (n === 0) break
         h.update(n === block.length ? block : block.subarray(0, n))
         pos += n
-        read += n
       }
       if (r.endByte !== null && pos !== r.endByte) {
         parentPort.postMessage({ error: { index: i, code: 'LINEAGE_UNREADABLE', message: r.path + ' ended at byte ' + pos + ', before ' + r.endByte + ' (changed while hashed?)' } })
         return
       }
-      out.push({ digest: h.digest(), size: read })
+      digests.set(h.digest(), 32 * i)
+      sizes[i] = pos - r.startByte
     } catch (e) {
       parentPort.postMessage({ error: { index: i, code: 'LINEAGE_UNREADABLE', message: 'cannot read ' + r.path + ': ' + e.message } })
       return
@@ -73,13 +74,138 @@ parentPort.on('message', (batch) => {
       if (fd !== undefined) closeSync(fd)
     }
   }
-  parentPort.postMessage({ out })
+  parentPort.postMessage({ digests, sizes }, [digests.buffer, sizes.buffer])
 })
 `
 
 interface WorkerReply {
-  out?: Array<{ digest: Uint8Array, size: number }>
+  digests?: Uint8Array
+  sizes?: Float64Array
   error?: { index: number, code: ForensicsErrorCode, message: string }
+}
+
+/**
+ * Ranges fed to the pool while they are still being found (a folder being listed): batches go to
+ * idle threads as soon as they are cut, so listing and hashing overlap.
+ */
+export interface HashStream {
+  /** Adds ranges; their results follow the ranges added before them. */
+  add: (ranges: readonly HashRange[]) => void
+  /** Waits for every range added; result i belongs to the i-th range added. */
+  finish: () => Promise<RangeDigest[]>
+}
+
+/** Hashing threads started ahead of their work (they boot while the caller lists a folder). */
+export interface HashPool {
+  /** Hashes every range on the pool's threads; result i belongs to range i. One job at a time. */
+  hash: (ranges: readonly HashRange[], options?: Pick<HashRangesOptions, 'onProgress'>) => Promise<RangeDigest[]>
+  /** A job whose ranges are added as they are found. One job at a time. */
+  stream: (options?: Pick<HashRangesOptions, 'onProgress'>) => HashStream
+  close: () => Promise<void>
+}
+
+interface Batch { first: number, ranges: HashRange[], bytes: number }
+
+/** Starts `workers` hashing threads (default DEFAULT_HASH_WORKERS). The caller must `close` it. */
+export function openHashPool (workers: number = DEFAULT_HASH_WORKERS): HashPool {
+  const workerCount = Math.max(1, workers)
+  if (!Number.isSafeInteger(workerCount)) throw new RangeError('workers must be an integer')
+  const threads: Worker[] = []
+  // The running job's failure handler: a worker that errs or exits fails the job, not the process.
+  let fail: ((e: ForensicsError) => void) | undefined
+  let broken: ForensicsError | undefined
+  let closing = false
+  const onFailure = (e: ForensicsError): void => {
+    if (closing) return
+    broken ??= e
+    fail?.(e)
+  }
+  for (let i = 0; i < workerCount; i++) {
+    // Plain CommonJS: the thread's inherited --import hooks (tsx, tap's loaders) would only load again.
+    const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
+    w.on('error', e => { onFailure(new ForensicsError('LINEAGE_UNREADABLE', `hash worker failed: ${e.message}`, { cause: e })) })
+    // A worker that ends without answering (killed, out of memory) must not leave the caller waiting.
+    w.on('exit', code => { onFailure(new ForensicsError('LINEAGE_UNREADABLE', `hash worker exited (code ${code}) before finishing`)) })
+    threads.push(w)
+  }
+
+  const stream = (options: Pick<HashRangesOptions, 'onProgress'> = {}): HashStream => {
+    const results: RangeDigest[] = []
+    const queue: Batch[] = []
+    const idle = [...threads]
+    let added = 0
+    let active = 0
+    let doneBytes = 0
+    let current: Batch = { first: 0, ranges: [], bytes: 0 }
+    let failure: ForensicsError | undefined = broken
+    let settle: (() => void) | undefined
+    fail = (e) => { failure ??= e; settle?.() }
+    const dispatch = (): void => {
+      while (failure === undefined && idle.length > 0 && queue.length > 0) {
+        const w = idle.pop() as Worker
+        const b = queue.shift() as Batch
+        active++
+        w.once('message', (reply: WorkerReply) => {
+          active--
+          idle.push(w)
+          if (reply.error !== undefined) { fail?.(new ForensicsError(reply.error.code, reply.error.message)); return }
+          const digests = reply.digests as Uint8Array
+          const sizes = reply.sizes as Float64Array
+          for (let k = 0; k < b.ranges.length; k++) {
+            results[b.first + k] = { digest: digests.subarray(32 * k, 32 * k + 32), sizeBytes: sizes[k] as number }
+            doneBytes += sizes[k] as number
+          }
+          options.onProgress?.(doneBytes)
+          dispatch()
+          if (active === 0 && queue.length === 0) settle?.()
+        })
+        w.postMessage(b.ranges)
+      }
+    }
+    const cut = (): void => {
+      if (current.ranges.length === 0) return
+      queue.push(current)
+      current = { first: added, ranges: [], bytes: 0 }
+    }
+    return {
+      add: (ranges) => {
+        for (const r of ranges) {
+          // Batches: consecutive ranges, cut at a count or byte budget.
+          const bytes = r.endByte === null ? (r.sizeHintBytes ?? 0) : r.endByte - r.startByte
+          if (current.ranges.length >= DEFAULT_BATCH_RANGES || (current.ranges.length > 0 && current.bytes + bytes > DEFAULT_BATCH_BYTES)) cut()
+          current.ranges.push(r)
+          current.bytes += bytes
+          added++
+        }
+        dispatch()
+      },
+      finish: async () => {
+        cut()
+        dispatch()
+        try {
+          await new Promise<void>(resolve => {
+            settle = resolve
+            if (failure !== undefined || (active === 0 && queue.length === 0)) resolve()
+          })
+        } finally {
+          fail = undefined
+        }
+        if (failure !== undefined) throw failure
+        return results
+      }
+    }
+  }
+
+  const hash = async (ranges: readonly HashRange[], options: Pick<HashRangesOptions, 'onProgress'> = {}): Promise<RangeDigest[]> => {
+    const s = stream(options)
+    s.add(ranges)
+    return await s.finish()
+  }
+  const close = async (): Promise<void> => {
+    closing = true
+    await Promise.all(threads.map(async w => await w.terminate()))
+  }
+  return { hash, stream, close }
 }
 
 /**
@@ -88,78 +214,12 @@ interface WorkerReply {
  * @throws ForensicsError LINEAGE_UNREADABLE when a file cannot be opened or is shorter than its range
  */
 export async function hashRanges (ranges: readonly HashRange[], options: HashRangesOptions = {}): Promise<RangeDigest[]> {
-  const workerCount = Math.max(1, Math.min(options.workers ?? DEFAULT_HASH_WORKERS, Math.max(1, ranges.length)))
-  if (!Number.isSafeInteger(workerCount)) throw new RangeError('workers must be an integer')
-  // Batches: consecutive ranges, cut at a count or byte budget.
-  const batches: Array<{ first: number, count: number, bytes: number }> = []
-  let current = { first: 0, count: 0, bytes: 0 }
-  for (let i = 0; i < ranges.length; i++) {
-    const r = ranges[i] as HashRange
-    const bytes = r.endByte === null ? (r.sizeHintBytes ?? 0) : r.endByte - r.startByte
-    if (current.count > 0 && (current.count >= DEFAULT_BATCH_RANGES || current.bytes + bytes > DEFAULT_BATCH_BYTES)) {
-      batches.push(current)
-      current = { first: i, count: 0, bytes: 0 }
-    }
-    current.count++
-    current.bytes += bytes
-  }
-  if (current.count > 0) batches.push(current)
-
-  const results = new Array<RangeDigest>(ranges.length)
-  let next = 0
-  let doneBytes = 0
-  const workers: Worker[] = []
+  const workers = Math.max(1, Math.min(options.workers ?? DEFAULT_HASH_WORKERS, Math.max(1, ranges.length)))
+  if (!Number.isSafeInteger(workers)) throw new RangeError('workers must be an integer')
+  const pool = openHashPool(workers)
   try {
-    await new Promise<void>((resolve, reject) => {
-      let active = 0
-      let failed = false
-      let settled = false
-      const feed = (w: Worker): void => {
-        if (failed) return
-        const b = batches[next++]
-        if (b === undefined) {
-          if (active === 0) { settled = true; resolve() }
-          return
-        }
-        active++
-        w.once('message', (reply: WorkerReply) => {
-          active--
-          if (reply.error !== undefined) {
-            failed = true
-            reject(new ForensicsError(reply.error.code, reply.error.message))
-            return
-          }
-          const out = reply.out ?? []
-          for (let k = 0; k < out.length; k++) {
-            const o = out[k] as { digest: Uint8Array, size: number }
-            results[b.first + k] = { digest: new Uint8Array(o.digest), sizeBytes: o.size }
-            doneBytes += o.size
-          }
-          options.onProgress?.(doneBytes)
-          feed(w)
-        })
-        w.postMessage(ranges.slice(b.first, b.first + b.count))
-      }
-      if (batches.length === 0) { resolve(); return }
-      for (let i = 0; i < workerCount; i++) {
-        const w = new Worker(WORKER_SOURCE, { eval: true })
-        w.on('error', e => {
-          if (failed) return
-          failed = true
-          reject(new ForensicsError('LINEAGE_UNREADABLE', `hash worker failed: ${e.message}`, { cause: e }))
-        })
-        // A worker that ends without answering (killed, out of memory) must not leave the caller waiting.
-        w.on('exit', code => {
-          if (failed || settled) return
-          failed = true
-          reject(new ForensicsError('LINEAGE_UNREADABLE', `hash worker exited (code ${code}) before finishing`))
-        })
-        workers.push(w)
-      }
-      for (const w of workers) feed(w)
-    })
+    return await pool.hash(ranges, options.onProgress === undefined ? {} : { onProgress: options.onProgress })
   } finally {
-    await Promise.all(workers.map(async w => await w.terminate()))
+    await pool.close()
   }
-  return results
 }

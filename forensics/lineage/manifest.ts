@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { basename, resolve } from 'node:path'
 import { ForensicsError } from '../errors.js'
-import { compareNames, listFiles, listTree, type ListTreeOptions, type TreeFile } from './tree.js'
-import { hashRanges, type HashRange } from './hash-pool.js'
+import { compareNames, listFiles, walkTree, type ListTreeOptions, type TreeFile } from './tree.js'
+import { DEFAULT_HASH_WORKERS, openHashPool, type HashRange, type RangeDigest } from './hash-pool.js'
 
 export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1'
 /** OMS v1.0 predicate type (signing.py `_PREDICATE_TYPE`). */
@@ -86,14 +86,38 @@ export async function hashTree (root: string, options: HashTreeOptions = {}): Pr
   if (shardSize !== undefined && (!Number.isSafeInteger(shardSize) || shardSize < 1)) throw new RangeError('shardSizeBytes must be a positive integer')
   const ignore = [...(options.ignore ?? [])]
   const listOptions = { ignore, followSymlinks: options.followSymlinks === true }
-  const files = options.files === undefined ? await listTree(root, listOptions) : await listFiles(options.files, root, listOptions)
-  const ranges = rangesOf(files, shardSize)
-  const totalBytes = files.reduce((n, f) => n + f.sizeBytes, 0)
-  const digests = await hashRanges(ranges, {
-    ...(options.workers === undefined ? {} : { workers: options.workers }),
-    onProgress: done => options.onProgress?.(done, totalBytes, files.length)
-  })
-  const resources: Resource[] = ranges.map((r, i) => {
+  // The threads boot while the folder is listed, and hash its first files while the walk goes on.
+  const pool = openHashPool(options.workers ?? DEFAULT_HASH_WORKERS)
+  const files: TreeFile[] = []
+  const ranges: Array<HashRange & { name: string }> = []
+  let digests: RangeDigest[]
+  try {
+    let listedBytes = 0
+    const job = pool.stream({ onProgress: done => options.onProgress?.(done, listedBytes, files.length) })
+    const take = (found: readonly TreeFile[]): void => {
+      const more = rangesOf(found, shardSize)
+      for (const f of found) { files.push(f); listedBytes += f.sizeBytes }
+      for (const r of more) ranges.push(r)
+      job.add(more)
+    }
+    if (options.files === undefined) await walkTree(root, listOptions, take)
+    else take(await listFiles(options.files, root, listOptions))
+    digests = await job.finish()
+  } finally {
+    await pool.close()
+  }
+  // Hashed in listing order; the manifest lists files by name (§1.1), a file's shards by start.
+  const order = files.map((f, i) => ({ name: f.name, i })).sort((a, b) => compareNames(a.name, b.name))
+  const firstRange: number[] = []
+  let at = 0
+  for (const f of files) { firstRange.push(at); at += shardSize === undefined ? 1 : Math.max(1, Math.ceil(f.sizeBytes / shardSize)) }
+  const sorted: number[] = []
+  for (const { i } of order) {
+    const end = i + 1 < files.length ? firstRange[i + 1] as number : ranges.length
+    for (let k = firstRange[i] as number; k < end; k++) sorted.push(k)
+  }
+  const resources: Resource[] = sorted.map(i => {
+    const r = ranges[i] as HashRange & { name: string }
     const d = digests[i] as { digest: Uint8Array, sizeBytes: number }
     return { name: r.name, algorithm: shardSize === undefined ? 'sha256' : shardAlgorithm(shardSize), digest: Buffer.from(d.digest).toString('hex'), size: d.sizeBytes }
   })

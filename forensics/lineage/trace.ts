@@ -6,7 +6,7 @@
 import { decodeBundleRecord, decodeEnvelope, toHex, type Bundle, type SignedRecord } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
 import { verifyBundle, type VerifyOptions } from '../verify/index.js'
-import { checkCaptures, type CapturesFile, type DeviceKeyLookup } from './captures.js'
+import { bundleAnchorFacts, checkCaptures, type CaptureAnchorFacts, type CaptureCheck, type CapturesFile, type DeviceKeyLookup } from './captures.js'
 import { checkRound, parseRound, FL_ROUND_PREDICATE_TYPE, type ContributionsFile } from './federated.js'
 import { parseManifest, verifyTree } from './manifest.js'
 import { checkTrainingRun, parseTrainingRun, TRAINING_RUN_PREDICATE_TYPE } from './training.js'
@@ -58,6 +58,11 @@ export interface TraceOptions {
   contributions?: ContributionsFile
   /** Device keys for captures and contributions (other devices than the bundle's). */
   keyAt?: DeviceKeyLookup
+  /**
+   * What the captures' inclusion proofs are judged against. Default: the chain of `verify.rpcUrl`
+   * (the bundle's registry) online, the bundle's own anchors offline.
+   */
+  captureAnchors?: CaptureAnchorFacts
 }
 
 function node (kind: TraceNodeKind, label: string, id: string | null, failure?: [string, string]): TraceNode {
@@ -176,8 +181,12 @@ async function traceRun (o: TraceOptions, modelHash: string, bytes: Uint8Array):
     }
     const dn = node('dataset', label, d.digest.sha256, failure)
     if (have.captures !== undefined && o.keyAt !== undefined) {
-      for (const c of await checkCaptures(manifest, have.captures, o.keyAt)) {
-        dn.children.push(node('capture', `${c.name} by ${String(c.deviceId)}:${String(c.seq)}`, c.recordHash, c.ok ? undefined : [c.reason as string, c.detail ?? '']))
+      const anchors = await captureAnchorsOf(o)
+      let checks: CaptureCheck[]
+      try { checks = await checkCaptures(manifest, have.captures, o.keyAt, { anchors: anchors.facts }) } finally { anchors.close() }
+      for (const c of checks) {
+        const where = c.proof === 'verified' ? `, anchored in batch ${c.anchor?.batchId ?? '?'}` : c.proof === 'unchecked' ? ', proof not checked against an anchor' : ', no inclusion proof'
+        dn.children.push(node('capture', `${c.name} by ${String(c.deviceId)}:${String(c.seq)}${c.ok ? where : ''}`, c.recordHash, c.ok ? undefined : [c.reason as string, c.detail ?? '']))
       }
     }
     datasetNodes.push(dn)
@@ -192,6 +201,16 @@ async function traceRun (o: TraceOptions, modelHash: string, bytes: Uint8Array):
   runNode.children.push(...datasetNodes)
   if (p.baseModel !== null) runNode.children.push(node('model', `base model ${p.baseModel.digest.sha256.slice(0, 12)}`, p.baseModel.digest.sha256))
   return runNode
+}
+
+// Online: the chain the bundle was verified against; offline: the bundle's anchors.
+async function captureAnchorsOf (o: TraceOptions): Promise<{ facts: CaptureAnchorFacts, close: () => void }> {
+  if (o.captureAnchors !== undefined) return { facts: o.captureAnchors, close: () => {} }
+  if (o.verify.rpcUrl !== undefined && o.verify.offline !== true) {
+    const { registryAnchorFacts } = await import('./device-keys.js')
+    return await registryAnchorFacts(o.verify.rpcUrl, o.bundle.chain.registry)
+  }
+  return { facts: bundleAnchorFacts(o.bundle), close: () => {} }
 }
 
 async function traceRound (o: TraceOptions, modelHash: string, bytes: Uint8Array): Promise<TraceNode> {

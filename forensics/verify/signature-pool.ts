@@ -186,7 +186,9 @@ export class SignaturePool {
   constructor (size = DEFAULT_SIGNATURE_WORKERS) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError('a signature pool needs at least one worker')
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_URL)
+      // The worker needs none of this thread's module hooks (compiled it is plain JS; from sources its
+      // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker.
+      const worker = new Worker(WORKER_URL, { execArgv: [] })
       worker.on('message', (r: SignatureBatchResult) => {
         this.busy.delete(worker)
         const p = this.pending.get(r.id)

@@ -110,7 +110,10 @@ export async function startApiServer (backend: ApiBackend, options: ApiServerOpt
   const server: Server = createServer({
     maxHeaderSize: options.maxHeaderBytes,
     requestTimeout: options.requestTimeoutMs,
-    headersTimeout: Math.min(options.requestTimeoutMs, 10_000)
+    headersTimeout: Math.min(options.requestTimeoutMs, 10_000),
+    // node checks both timeouts only this often (default 30 s), so a 1 s timeout cut slow clients
+    // off after up to 31 s; a tenth of the timeout keeps the promise of the option.
+    connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(options.requestTimeoutMs / 10)))
   }, (req, res) => {
     handle(backend, req, res, options, tokenDigest, pages).catch((e: unknown) => {
       if (e instanceof Refusal) { sendError(res, e.status, e.code, e.message, e.headers); return }

@@ -247,7 +247,9 @@ export class VerifyPool {
   }
 
   private spawn (): Slot {
-    const worker = new Worker(WORKER_URL)
+    // The worker needs none of this thread's module hooks (compiled it is plain JS; from sources its
+    // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker.
+    const worker = new Worker(WORKER_URL, { execArgv: [] })
     // The pool must not keep a stopping gateway alive; pending requests hold their own promises.
     worker.unref()
     const slot: Slot = { worker, inFlight: new Map(), retired: false }

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeTempDir } from '../helpers/tmp.js'
+import { processSlots } from '../helpers/semaphore.js'
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..')
 const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string, bin: Record<string, string> }
@@ -15,13 +16,9 @@ const BASE_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => 
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
-// At most two processes at a time: the machine is shared (a semaphore, not a timer).
-let running = 0
-const waiting: Array<() => void> = []
+// Processes beyond the shared slots wait their turn (a semaphore, not a timer): the machine may be small or busy.
 async function bin (name: string, args: string[], cwd: string): Promise<Run> {
-  if (running >= 2) await new Promise<void>(resolve => waiting.push(resolve))
-  running++
-  try {
+  return await processSlots.run(async () => {
     const child = spawn(process.execPath, [join(ROOT, pkg.bin[name] as string), ...args], { cwd, env: BASE_ENV, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
@@ -29,10 +26,7 @@ async function bin (name: string, args: string[], cwd: string): Promise<Run> {
     child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
     const code = await new Promise<number | null>(resolve => child.on('close', resolve))
     return { code, stdout, stderr }
-  } finally {
-    running--
-    waiting.shift()?.()
-  }
+  })
 }
 
 /** Bins on the shared scaffold, a command of each that reads a config file, and one of its commands. */

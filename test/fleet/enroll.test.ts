@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { RegistryClient, createRpcProvider, deviceIdOf, startAnvil } from '../../contracts/index.js'
 import { decodeCanonical, decodeEnvelope, fromHex, verifyRecordSignature } from '../../protocol/index.js'
 import { makeTempDir } from '../helpers/tmp.js'
+import { processSlots } from '../helpers/semaphore.js'
 
 const AGENT_BIN = fileURLToPath(new URL('../../agent/cli/bin.mjs', import.meta.url))
 const FLEET_BIN = fileURLToPath(new URL('../../fleet/bin.mjs', import.meta.url))
@@ -17,14 +18,17 @@ const BASE_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => 
 
 interface Result { code: number | null, stdout: string, stderr: string }
 
+/** One bin run; runs beyond the shared process slots wait their turn. */
 async function run (bin: string, args: string[], env: Record<string, string> = {}, onStdout?: (text: string, kill: (s: NodeJS.Signals) => void) => void): Promise<Result> {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); onStdout?.(stdout, s => child.kill(s)) })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const code = await new Promise<number | null>(resolve => child.once('close', resolve))
-  return { code, stdout, stderr }
+  return await processSlots.run(async () => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); onStdout?.(stdout, s => child.kill(s)) })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const code = await new Promise<number | null>(resolve => child.once('close', resolve))
+    return { code, stdout, stderr }
+  })
 }
 
 t.test('behavior: provenance-fleet as a process: --help and --version on stdout, usage exit 2, config exit 78', async t => {

@@ -1,11 +1,13 @@
 // The `provenance-agent` command line as operators and systemd run it: real processes
-// (node --import tsx agent/cli/main.ts), real LevelDB, real models, real signals.
+// (node --import tsx agent/cli/main.ts), real LevelDB, real models, real signals. Checks about
+// what a command says run runCli in-process (one process costs ~1 s of CPU); each exit-code path
+// and the daemon's lifecycle still go through a real process.
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { access, mkdir, readFile, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { COMMANDS, COMMON_OPTIONS, TOP_OPTIONS, parseCommandLine, type OptionSpec } from '../../../agent/cli/index.js'
+import { COMMANDS, COMMON_OPTIONS, TOP_OPTIONS, parseCommandLine, runCli, type OptionSpec } from '../../../agent/cli/index.js'
 import { KeyRing } from '../../../agent/keys/index.js'
 import { RecordLog } from '../../../agent/log/index.js'
 import { createSigner, decodeCanonical, decodeEnvelope, fromHex, toHex, verifyChain, type SignedRecord } from '../../../protocol/index.js'
@@ -36,6 +38,25 @@ async function cli (args: string[], env: Record<string, string> = {}): Promise<R
     clearTimeout(timer)
     return { code, stdout, stderr }
   })
+}
+
+/** The same run as `cli`, in this process: for what a command says, when the process boundary is not the point. */
+async function inProcess (args: string[], env: Record<string, string> = {}): Promise<Result> {
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(args, {
+    env: { ...BASE_ENV, ...env },
+    stdout: { write: (s) => { stdout += String(s) } },
+    stderr: { write: (s) => { stderr += String(s) } }
+  })
+  return { code, stdout, stderr }
+}
+
+/** `inProcess` over every case, one after another. */
+async function eachInProcess (cases: Array<[string[], Record<string, string>?]>): Promise<Result[]> {
+  const results: Result[] = []
+  for (const [args, env] of cases) results.push(await inProcess(args, env))
+  return results
 }
 
 /** The lines of stderr that are not JSON log lines. */
@@ -93,7 +114,10 @@ t.test('behavior: --help of every command exits 0 and names exactly the options 
     { args: ['keys', '--help'], options: [help], parse: ['keys'], mentions: ['keys show', 'keys rotate'] },
     ...COMMANDS.map(c => ({ args: [...c.path, '--help'], options: c.options, parse: c.path, mentions: [] }))
   ]
-  const results = await Promise.all(topics.map(async topic => ({ topic, result: await cli(topic.args) })))
+  const said = await eachInProcess(topics.map(topic => [topic.args]))
+  const results = topics.map((topic, i) => ({ topic, result: said[i] as Result }))
+  // One real process: the bin prints what runCli says, and exits 0.
+  t.same(await cli(['--help']), results[0]?.result, 'the process prints the same help, exit 0')
   for (const { topic, result } of results) {
     const where = topic.args.join(' ')
     t.equal(result.code, 0, `${where}: exit 0`)
@@ -122,7 +146,9 @@ t.test('behavior: --help of every command exits 0 and names exactly the options 
 // The shared CLI convention (common/cli): one usage-error prefix, `usage: `, in every bin (was `USAGE: `).
 t.test('error: usage errors exit 2 with one usage: line', async t => {
   const cases = [[], ['frobnicate'], ['start', '--bogus'], ['keys'], ['keys', 'burn'], ['status', '--port', 'abc'], ['export'], ['export', '--out', '-', '--json'], ['export', '--out', 'x', '--format', 'xml'], ['verify-log', 'extra']]
-  const results = await Promise.all(cases.map(async args => await cli(args)))
+  const results = await eachInProcess(cases.map(args => [args]))
+  // Two real processes: exit code 2 and the usage line reach the shell.
+  t.same(await Promise.all([cli(cases[0] as string[]), cli(cases[2] as string[])]), [results[0], results[2]], 'the process says the same')
   results.forEach((r, i) => {
     const where = cases[i]?.join(' ') || '(nothing)'
     t.equal(r.code, 2, `${where}: exit 2`)
@@ -159,7 +185,10 @@ t.test('error: bad config, bad profile, unreadable key, missing model exit 78 wi
     ['insecure key', ['--config', await write('c7.json', { ...base, overrideProfile: await write('o3.json', { keys: { path: insecure } }) })], {}, 'KEY_INSECURE', /chmod 600/],
     ['bad admin key', ['--config', configPath], { PROVENANCE_AGENT_POLICY_ADMIN_PUBLIC_KEY: 'abc' }, 'CONFIG_INVALID', /policyAdminPublicKey/]
   ]
-  const results = await Promise.all(cases.map(async ([, args, env]) => await cli(['start', ...args], env)))
+  const results = await eachInProcess(cases.map(([, args, env]) => [['start', ...args], env]))
+  // Real processes for a file problem and an environment problem: exit 78 and the one message reach the shell.
+  const real = await Promise.all([1, 3].map(async i => { const [, args, env] = cases[i] as (typeof cases)[number]; return await cli(['start', ...args], env) }))
+  t.same(real, [results[1], results[3]], 'the process says the same')
   results.forEach((r, i) => {
     const [what, , , code, message] = cases[i] as (typeof cases)[number]
     t.equal(r.code, 78, `${what}: exit 78`)
@@ -170,7 +199,7 @@ t.test('error: bad config, bad profile, unreadable key, missing model exit 78 wi
   })
   await t.rejects(access(join(stateDir, 'records')), 'no record log, so no boot record')
   await t.rejects(access(join(stateDir, 'daemon.json')), 'nothing was listening')
-  const status = await cli(['status', '--config', configPath])
+  const status = await inProcess(['status', '--config', configPath])
   t.equal(status.code, 1)
   t.match(status.stderr, /^DAEMON_NOT_RUNNING: /)
 })
@@ -184,7 +213,7 @@ t.test('behavior: start → status → run → SIGTERM: the shutdown record is w
   const s = JSON.parse(status.stdout)
   t.match(s, { deviceId: 'cli-dev', state: 'running', boot: 1, seq: 1, http: { port: daemon.port } })
   t.match(s.models, [{ name: 'tiny', state: 'loaded', providers: ['cpu'] }])
-  const human = await cli(['status', '--config', configPath, '--port', String(daemon.port)])
+  const human = await inProcess(['status', '--config', configPath, '--port', String(daemon.port)])
   t.match(human.stdout, /device +cli-dev/)
   t.match(human.stdout, /tiny +loaded/)
 
@@ -197,7 +226,7 @@ t.test('behavior: start → status → run → SIGTERM: the shutdown record is w
   const run = await reply.json() as { record: { seq: number, hash: string } }
   t.equal(run.record.seq, 2)
 
-  const live = await cli(['verify-log', '--json', '--config', configPath])
+  const live = await inProcess(['verify-log', '--json', '--config', configPath])
   t.equal(live.code, 0, live.stderr)
   t.match(JSON.parse(live.stdout), { ok: true, via: 'daemon', count: 3 }, 'verify-log reads through the daemon while it holds the log')
 
@@ -213,18 +242,18 @@ t.test('behavior: start → status → run → SIGTERM: the shutdown record is w
   const verdict = await cli(['verify-log', '--config', configPath])
   t.equal(verdict.code, 0)
   t.match(verdict.stdout, /^chain ok/)
-  const gone = await cli(['status', '--config', configPath])
+  const gone = await inProcess(['status', '--config', configPath])
   t.equal(gone.code, 1)
   t.match(gone.stderr, /^DAEMON_NOT_RUNNING: /)
 
   const out = join(stateDir, '..', 'export.cbor')
-  const exported = await cli(['export', '--config', configPath, '--from', '1', '--to', '2', '--out', out, '--json'])
+  const exported = await inProcess(['export', '--config', configPath, '--from', '1', '--to', '2', '--out', out, '--json'])
   t.equal(exported.code, 0, exported.stderr)
   t.match(JSON.parse(exported.stdout), { count: 2, firstSeq: 1, lastSeq: 2, format: 'cbor' })
   const envelopes = decodeCanonical(new Uint8Array(await readFile(out)), { maxDepth: 1 }) as Uint8Array[]
   t.same(envelopes.map(e => decodeEnvelope(e).record.seq), [1, 2])
   t.same(envelopes[1], records[2]?.envelope, 'byte for byte')
-  const lines = await cli(['export', '--config', configPath, '--format', 'jsonl', '--out', '-'])
+  const lines = await inProcess(['export', '--config', configPath, '--format', 'jsonl', '--out', '-'])
   const rows = lines.stdout.trim().split('\n').map(l => JSON.parse(l) as { seq: number, kind: string, envelope: string })
   t.same(rows.map(r => r.kind), ['boot', 'model-load', 'inference', 'shutdown'])
   t.same(fromHex(rows[3]?.envelope ?? ''), records[3]?.envelope)
@@ -235,14 +264,14 @@ t.test('behavior: status and capture go through the 0600 socket by default; anot
   const daemon = await startDaemon(configPath)
   t.teardown(() => { daemon.proc.kill('SIGKILL') })
   t.equal(daemon.port, 0, 'no TCP listener unless statusPort is set')
-  const status = await cli(['status', '--json', '--config', configPath])
+  const status = await inProcess(['status', '--json', '--config', configPath])
   t.equal(status.code, 0, status.stderr)
   t.match(JSON.parse(status.stdout), { http: { socket: join(stateDir, 'api.sock'), port: 0 } })
   const out = join(dir, 'incident.cbor')
   const frozen = await cli(['capture', 'freeze', '--config', configPath, '--reason', 'drill', '--out', out, '--json'])
   t.equal(frozen.code, 0, frozen.stderr)
   t.ok((await readFile(out)).byteLength > 0, 'the capture came through the socket')
-  const list = await cli(['capture', 'list', '--config', configPath, '--json'])
+  const list = await inProcess(['capture', 'list', '--config', configPath, '--json'])
   t.equal(JSON.parse(list.stdout).captures.length, 1)
   if (process.getuid?.() === 0) {
     // The same CLI as uid nobody, with the folders on the way opened: the socket's 0600 stops it.
@@ -267,24 +296,24 @@ t.test('behavior: keys rotate, then verify-log passes; a record signed with the 
   await (await startDaemon(configPath)).stop()
   const oldSeed = fromHex(JSON.parse(await readFile(keyPath, 'utf8')).seed as string)
 
-  const rotated = await cli(['keys', 'rotate', '--json', '--config', configPath])
+  const rotated = await inProcess(['keys', 'rotate', '--json', '--config', configPath])
   t.equal(rotated.code, 0, rotated.stderr)
   const r = JSON.parse(rotated.stdout) as { previousPublicKey: string, publicKey: string, seq: number, validFromMs: number }
   t.equal(r.previousPublicKey, toHex(createSigner(oldSeed).publicKey))
   t.equal(r.seq, 3, 'after boot, model-load, shutdown')
-  const shown = JSON.parse((await cli(['keys', 'show', '--json', '--config', configPath])).stdout)
+  const shown = JSON.parse((await inProcess(['keys', 'show', '--json', '--config', configPath])).stdout)
   t.same(shown.history.map((h: { publicKey: string }) => h.publicKey), [r.previousPublicKey, r.publicKey])
   t.equal(shown.publicKey, r.publicKey)
   t.notMatch(JSON.stringify(shown), toHex(oldSeed), 'no secret is shown')
 
   const daemon = await startDaemon(configPath)
   t.teardown(() => { daemon.proc.kill('SIGKILL') })
-  const busy = await cli(['keys', 'rotate', '--config', configPath])
+  const busy = await inProcess(['keys', 'rotate', '--config', configPath])
   t.equal(busy.code, 1)
   t.match(busy.stderr, /^LOG_LOCKED: the daemon holds the record log: stop it first/)
   t.equal((await daemon.stop()).code, 0)
 
-  const ok = await cli(['verify-log', '--json', '--config', configPath])
+  const ok = await inProcess(['verify-log', '--json', '--config', configPath])
   t.equal(ok.code, 0, ok.stderr)
   t.match(JSON.parse(ok.stdout), { ok: true, count: 7, keys: 2, rotations: 1 })
   const records = await readLog(stateDir)

@@ -4,7 +4,7 @@
 // seq, and the CLI's own mistakes are usage errors. One daemon for the file.
 import t from 'tap'
 import { request } from 'node:http'
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import ort from 'onnxruntime-node'
 import fc from 'fast-check'
@@ -132,4 +132,53 @@ t.test('error: any JSON value is either a well-formed statement or REQUEST_INVAL
     }
   }), { numRuns: 2000 })
   t.pass('2000 random bodies')
+})
+
+t.test('behavior: provenance-agent capture sample keeps a file as a data-capture record and prints a captures entry that checks against the dataset', async t => {
+  const { buildCaptures, checkCaptures, parseCaptures } = await import('../../../forensics/lineage/captures.js')
+  const { hashTree } = await import('../../../forensics/lineage/manifest.js')
+  const data = join(dir, 'roadside')
+  await mkdir(data, { recursive: true })
+  await writeFile(join(data, 'truck-1.csv'), 'speed,length\n0.3,0.9\n')
+  const r = await agent(['capture', 'sample', '--config', config, '--file', join(data, 'truck-1.csv'), '--dataset', 'roadside', '--label', 'truck', '--captured-at', '1700000000000', '--json'])
+  t.equal(r.code, 0, r.stderr)
+  const receipt = JSON.parse(r.stdout) as { record: { seq: number, hash: string }, capture: { name: string, envelope: string, salt: string }, contentHash: string }
+  t.equal(receipt.capture.name, 'truck-1.csv')
+  t.equal(receipt.contentHash, toHex(sha256(new TextEncoder().encode('speed,length\n0.3,0.9\n'))))
+  const stored = (await daemon.log.range(receipt.record.seq, receipt.record.seq))[0]!
+  t.equal(toHex(stored.hash), receipt.record.hash, 'the record the CLI reports is the one in the log')
+  t.match(stored.record.body, { kind: 'data-capture', dataset: 'roadside', label: 'truck', capturedAtMs: 1_700_000_000_000 })
+  // The entry is a captures-file entry as printed: it checks against the folder's manifest.
+  const file = parseCaptures(new TextEncoder().encode(JSON.stringify({ ...buildCaptures([]), captures: [receipt.capture] })))
+  const ring = await KeyRing.open(join(dir, 'state', 'keys', 'device-key.json'))
+  const checks = await checkCaptures(await hashTree(data, { workers: 1 }), file, async id => id === DEVICE ? { publicKey: ring.publicKey, revoked: false } : undefined)
+  t.same(checks.map(c => [c.ok, c.label]), [[true, 'truck']])
+  const human = await agent(['capture', 'sample', '--config', config, '--file', join(data, 'truck-1.csv'), '--dataset', 'roadside', '--name', 'trucks/1.csv'])
+  t.equal(human.code, 0, human.stderr)
+  t.match(human.stdout, /^data-capture record seq \d+ \(\w{64}\): trucks\/1\.csv, 21 bytes, sha256 \w{64}, kept for roadside\n.*\n\{"name":"trucks\/1\.csv","envelope":"[0-9a-f]+","salt":"[0-9a-f]{64}"\}\n$/)
+  const help = await agent(['capture', 'sample', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /POST \/v1\/data-captures/)
+})
+
+t.test('error: capture sample refuses a missing file, dataset or bad time as a usage error before asking the daemon, and says when no daemon answers', async t => {
+  const before = daemon.log.head.seq
+  const file = join(dir, 'tiny.onnx')
+  for (const [what, argv] of [
+    ['no file', ['--dataset', 'd']],
+    ['missing file', ['--file', join(dir, 'nope.bin'), '--dataset', 'd']],
+    ['a folder', ['--file', dir, '--dataset', 'd']],
+    ['no dataset', ['--file', file]],
+    ['empty label', ['--file', file, '--dataset', 'd', '--label', '']],
+    ['long label', ['--file', file, '--dataset', 'd', '--label', 'l'.repeat(300)]],
+    ['bad time', ['--file', file, '--dataset', 'd', '--captured-at', 'yesterday']]
+  ] as Array<[string, string[]]>) {
+    const r = await agent(['capture', 'sample', '--config', config, ...argv])
+    t.equal(r.code, 2, `${what}: ${r.stderr}`)
+    t.match(r.stderr, /^usage: /, what)
+  }
+  t.equal(daemon.log.head.seq, before, 'no record was written')
+  const stopped = await agent(['capture', 'sample', '--config', config, '--file', file, '--dataset', 'd', '--port', '9'])
+  t.equal(stopped.code, 1)
+  t.match(stopped.stderr, /^DAEMON_NOT_RUNNING: /)
 })

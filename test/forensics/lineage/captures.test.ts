@@ -8,8 +8,11 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
 import { AgentError } from '../../../agent/errors.js'
-import { commitSample, createSigner, deriveSalt, equalBytes, sha256, signRecord, verifyChain, fixedKey, type DataCaptureBody } from '../../../protocol/index.js'
-import { buildCaptures, checkCaptures, parseCaptures, type DeviceKeyLookup } from '../../../forensics/lineage/captures.js'
+import {
+  commitSample, createSigner, decodeEnvelope, deriveSalt, equalBytes, formatProof, fromHex, hashLeaf, MerkleTree, sha256, signRecord, toHex, verifyChain, fixedKey,
+  type BundleAnchor, type DataCaptureBody
+} from '../../../protocol/index.js'
+import { attachCaptureProofs, buildCaptures, checkCaptures, parseCaptures, type CaptureAnchorFacts, type CapturesFile, type DeviceKeyLookup } from '../../../forensics/lineage/captures.js'
 import { hashTree } from '../../../forensics/lineage/manifest.js'
 import { ForensicsError } from '../../../forensics/errors.js'
 import { runCli } from '../../../forensics/cli.js'
@@ -103,6 +106,85 @@ t.test('behavior: provenance dataset captures checks a captures file against a m
   t.match(bad.out(), /SIGNATURE_INVALID/)
   const usage = io()
   t.equal(await runCli(['dataset', 'captures', '--manifest', manifestPath], usage.io), 2)
+  const missing = io()
+  t.equal(await runCli(['dataset', 'captures', '--manifest', manifestPath, '--captures', capturesPath, '--device-keys', keys, '--require-proofs'], missing.io), 1)
+  t.match(missing.out(), /PROOF_MISSING/)
+  // A malformed proof in the file: one line with the code, no stack.
+  await writeFile(capturesPath, JSON.stringify({ ...captures, captures: [{ ...captures.captures[0], proof: 'c2sp.org/tlog-proof@v1\nindex x\n' }] }))
+  const malformed = io()
+  t.equal(await runCli(['dataset', 'captures', '--manifest', manifestPath, '--captures', capturesPath, '--device-keys', keys], malformed.io), 1)
+  t.match(malformed.err(), /^CAPTURES_INVALID: captures\[0\]\.proof: not a C2SP tlog-proof \(.*\)\n$/)
+  const help = io()
+  t.equal(await runCli(['dataset', 'capture-proofs', '--help'], help.io), 0)
+  t.match(help.out(), /GET \/v1\/proof/)
+  const noGateway = io()
+  t.equal(await runCli(['dataset', 'capture-proofs', '--captures', capturesPath], noGateway.io), 2)
+})
+
+const REGISTRY = '0x5FbDB2315678afecb367f032d93F642f64180aa3'
+
+/**
+ * Proofs as the gateway serves them: the captures' records in one batch (after a stranger's leaf),
+ * anchored as batch 4; `facts` answers from those anchor facts like the chain does.
+ */
+function prove (captures: CapturesFile): { proved: Promise<CapturesFile>, anchor: BundleAnchor, facts: CaptureAnchorFacts, tree: MerkleTree } {
+  const envelopes = [new Uint8Array(40).fill(7), ...captures.captures.map(c => fromHex(c.envelope))]
+  const tree = new MerkleTree(envelopes.map(e => hashLeaf(e)))
+  const times = captures.captures.map(c => decodeEnvelope(fromHex(c.envelope)).record.timeMs)
+  const anchor: BundleAnchor = {
+    root: toHex(tree.root()), size: tree.size, onChainBatchId: '4', txHash: '0x' + 'cd'.repeat(32), blockNumber: 9, blockHash: '0x' + 'ef'.repeat(32),
+    firstRecordTimeMs: Math.min(...times), lastRecordTimeMs: Math.max(...times), metadataHash: '00'.repeat(32)
+  }
+  const checkpoint = { origin: 'gw-1/batch/17', size: tree.size, rootHash: tree.root() }
+  const facts: CaptureAnchorFacts = { chainId: 31337, registry: REGISTRY, authoritative: true, read: async roots => new Map(roots.includes(anchor.root) ? [[anchor.root, anchor]] : []) }
+  const proved = attachCaptureProofs(captures, async (device, seq) => {
+    const i = 1 + captures.captures.findIndex(c => decodeEnvelope(fromHex(c.envelope)).record.seq === seq)
+    return formatProof({
+      index: i, hashes: tree.proveInclusion(i), checkpoint,
+      extra: [['device', device], ['seq', String(seq)], ['chain-id', '31337'], ['contract', REGISTRY], ['batch-id', '4'], ['tx-hash', anchor.txHash]].map(([key, value]) => ({ key: key as string, value: value as string }))
+    })
+  }).then(r => r.captures)
+  return { proved, anchor, facts, tree }
+}
+
+t.test('behavior: each capture carries its record\'s inclusion proof, checked against the anchored root, batch and transaction', async t => {
+  const { dir, captures, lookup } = await setup(t)
+  const manifest = await hashTree(join(dir, 'data'), { name: 'street-counts', workers: 1 })
+  const { proved, anchor, facts } = prove(captures)
+  const file = parseCaptures(new TextEncoder().encode(JSON.stringify(await proved)))
+  const checks = await checkCaptures(manifest, file, lookup, { anchors: facts, requireProofs: true })
+  t.same(checks.map(c => [c.ok, c.proof, c.anchor?.batchId, c.anchor?.txHash, c.anchor?.leafIndex]), [[true, 'verified', '4', anchor.txHash, 1], [true, 'verified', '4', anchor.txHash, 2], [true, 'verified', '4', anchor.txHash, 3]])
+  const offline = await checkCaptures(manifest, file, lookup)
+  t.same(offline.map(c => [c.ok, c.proof]), [[true, 'unchecked'], [true, 'unchecked'], [true, 'unchecked']], 'without anchor facts a proof is only checked against its own checkpoint, and says so')
+  t.same((await checkCaptures(manifest, captures, lookup, { anchors: facts })).map(c => c.proof), ['none', 'none', 'none'])
+  t.same((await checkCaptures(manifest, captures, lookup, { anchors: facts, requireProofs: true })).map(c => c.reason), ['PROOF_MISSING', 'PROOF_MISSING', 'PROOF_MISSING'])
+})
+
+t.test('attack: a proof for another root, another record\'s proof, a forged path, a wrong transaction and a revoked device are named', async t => {
+  const { dir, captures, lookup } = await setup(t)
+  const manifest = await hashTree(join(dir, 'data'), { name: 'street-counts', workers: 1 })
+  const { proved, facts, tree } = prove(captures)
+  const good = await proved
+  const reasons = async (c: CapturesFile, l: DeviceKeyLookup = lookup, anchors: CaptureAnchorFacts | undefined = facts): Promise<Array<string | undefined>> =>
+    (await checkCaptures(manifest, c, l, anchors === undefined ? {} : { anchors })).map(x => x.reason)
+  const swap = (i: number, proof: string): CapturesFile => ({ ...good, captures: good.captures.map((c, k) => k === i ? { ...c, proof } : c) })
+  // A tree of the attacker's own, never anchored: its root is unknown to the registry.
+  const other = new MerkleTree([hashLeaf(fromHex(good.captures[0]!.envelope)), hashLeaf(new Uint8Array(1))])
+  const foreign = formatProof({ index: 0, hashes: other.proveInclusion(0), checkpoint: { origin: 'evil/batch/1', size: 2, rootHash: other.root() } })
+  t.same(await reasons(swap(0, foreign)), ['PROOF_UNANCHORED', undefined, undefined])
+  // The same foreign proof offline (no chain facts): self-consistent, so unchecked, never verified.
+  t.same((await checkCaptures(manifest, swap(0, foreign), lookup)).map(c => c.proof), ['unchecked', 'unchecked', 'unchecked'])
+  t.same(await reasons(swap(0, good.captures[1]!.proof!)), ['PROOF_INVALID', undefined, undefined], 'another record\'s proof of the anchored root')
+  const forged = formatProof({ index: 1, hashes: tree.proveInclusion(1).map((h, i) => i === 0 ? new Uint8Array(32).fill(1) : h), checkpoint: { origin: 'gw-1/batch/17', size: tree.size, rootHash: tree.root() } })
+  t.same(await reasons(swap(0, forged)), ['PROOF_INVALID', undefined, undefined])
+  t.same(await reasons(swap(0, forged), lookup, undefined), ['PROOF_INVALID', undefined, undefined], 'offline too: the path does not reach its own checkpoint')
+  t.same(await reasons(swap(0, good.captures[0]!.proof!.replace(/^extra .*$/m, l => 'extra ' + Buffer.from(Buffer.from(l.slice(6), 'base64').toString('utf8').replace(/tx-hash 0x\w+/, 'tx-hash 0x' + 'ab'.repeat(32))).toString('base64')))),
+    ['ANCHOR_MISMATCH', undefined, undefined], 'a proof claiming another transaction')
+  t.same(await reasons(good, async (id, at) => ({ ...(await lookup(id, at))!, revoked: true })), ['DEVICE_REVOKED', 'DEVICE_REVOKED', 'DEVICE_REVOKED'], 'anchored, but from a revoked device')
+  for (const [what, proof] of [['not a proof', 'hello'], ['empty', ''], ['a number', 5], ['too long', 'x'.repeat(200_000)], ['bad index', good.captures[0]!.proof!.replace(/^index \d+$/m, 'index 01')]] as const) {
+    const bytes = new TextEncoder().encode(JSON.stringify({ ...good, captures: [{ ...good.captures[0], proof }] }))
+    t.throws(() => parseCaptures(bytes), { constructor: ForensicsError, code: 'CAPTURES_INVALID' }, what)
+  }
 })
 
 function io (): { io: Parameters<typeof runCli>[1] & object, out: () => string, err: () => string } {

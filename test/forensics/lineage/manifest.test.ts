@@ -2,6 +2,7 @@
 // ignore patterns, shards, the symlink rule, unreadable and special files, many small files, and
 // verification naming each added, removed and changed file.
 import t, { type Test } from 'tap'
+import fc from 'fast-check'
 import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import { mkdir, symlink, writeFile, unlink, rm } from 'node:fs/promises'
@@ -55,6 +56,30 @@ t.test('behavior: names sort by UTF-8 bytes, not UTF-16 code units', async t => 
   const dir = await tree(t, { '\u{1f600}': 'x', '\uff61': 'y', Z: 'z', a: 'a' })
   const m = await hashTree(dir)
   t.same(m.predicate.resources.map(r => r.name), ['Z', 'a', '\uff61', '\u{1f600}'])
+  // The comparison encodes nothing: it must agree with the UTF-8 bytes on any well-formed names.
+  fc.assert(fc.property(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'grapheme' }), (a, b) =>
+    Math.sign(compareNames(a, b)) === Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b)))), { numRuns: 3000 })
+})
+
+t.test('behavior: a folder hashed while it is listed gives the manifest of its sorted names, shards in start order', async t => {
+  // More files than one chunk of the walk, of sizes 0..40 bytes, in shards of 16: the pool gets
+  // ranges in listing order and the manifest must still be in name order, each file's shards in order.
+  const dir = await makeTempDir(t, 'lineage-stream-')
+  const files: Record<string, Buffer> = {}
+  for (let i = 0; i < 700; i++) files[`${i % 7}/${(i * 7919) % 1000}`] = Buffer.alloc(i % 41, i)
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true })
+    await writeFile(join(dir, name), content)
+  }
+  const m = await hashTree(dir, { shardSizeBytes: 16, workers: 2 })
+  const expected: string[] = []
+  for (const name of Object.keys(files).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
+    const c = files[name] as Buffer
+    if (c.length === 0) expected.push(`${name}:0:0=${sha('')}`)
+    for (let s = 0; s < c.length; s += 16) expected.push(`${name}:${s}:${Math.min(s + 16, c.length)}=${sha(c.subarray(s, s + 16))}`)
+  }
+  t.same(m.predicate.resources.map(r => `${r.name}=${r.digest}`), expected)
+  t.equal((await hashTree(dir, { shardSizeBytes: 16, workers: 1 })).subject[0].digest.sha256, m.subject[0].digest.sha256, 'one worker, same digest')
 })
 
 t.test('behavior: ignore patterns leave out names, folders and globs, and are recorded', async t => {

@@ -43,3 +43,38 @@ t.test('behavior: the PAE vectors and the training run verify from their bytes',
   t.ok(verifySignature(Buffer.from(r.envelope.signatures[0]?.sig as string, 'base64'), message, Buffer.from(r.publicKey, 'hex'), 'noble'))
   t.equal(r.envelope.signatures[0]?.keyid, r.publicKey)
 })
+
+t.test('behavior: each capture vector\'s proof leads from its record to the anchored root (RFC 9162 §2.1.3.2, re-derived with node:crypto), and the captures check accepts it', async t => {
+  const c = v.captures
+  const node = (l: Buffer, r: Buffer): Buffer => sha(Buffer.concat([Buffer.from([1]), l, r]))
+  for (const entry of c.file.captures) {
+    // The tlog-proof text: header, extra, index, hashes, empty line, checkpoint (docs/PROTOCOL.md §7.5).
+    const lines = (entry.proof as string).split('\n')
+    t.equal(lines[0], 'c2sp.org/tlog-proof@v1')
+    const extra = Buffer.from((lines[1] as string).replace(/^extra /, ''), 'base64').toString('utf8')
+    t.match(extra, new RegExp(`^device vector-cam\nseq \\d+\n.*batch-id ${c.anchor.onChainBatchId}\ntx-hash ${c.anchor.txHash}\n`, 's'))
+    const index = Number((lines[2] as string).replace(/^index /, ''))
+    const path = lines.slice(3, lines.indexOf('')).map(h => Buffer.from(h, 'base64'))
+    t.equal(c.batchEnvelopes[index], entry.envelope, 'the proof\'s index is the record\'s leaf')
+    // RFC 9162 §2.1.3.2 for a tree of c.anchor.size leaves.
+    let fn = index
+    let sn = c.anchor.size - 1
+    let r = sha(Buffer.concat([Buffer.from([0]), Buffer.from(entry.envelope, 'hex')]))
+    for (const p of path) {
+      if (fn % 2 === 1 || fn === sn) {
+        r = node(p, r)
+        while (fn % 2 === 0 && fn !== 0) { fn >>= 1; sn >>= 1 }
+      } else r = node(r, p)
+      fn >>= 1
+      sn >>= 1
+    }
+    t.equal(r.toString('hex'), c.anchor.root, entry.name)
+  }
+  const { checkCaptures } = await import('../../../forensics/lineage/captures.js')
+  const files = v.manifests[0]!.manifest
+  const key = { publicKey: Buffer.from(c.device.publicKey, 'hex'), revoked: false }
+  const checks = await checkCaptures(files, c.file, async id => id === c.device.id ? key : undefined, {
+    requireProofs: true, anchors: { ...c.chain, authoritative: true, read: async () => new Map([[c.anchor.root, c.anchor]]) }
+  })
+  t.same(checks.map(x => [x.name, x.ok, x.proof, x.anchor?.batchId]), [['data/0001.csv', true, 'verified', '3'], ['data/0002.csv', true, 'verified', '3']])
+})
