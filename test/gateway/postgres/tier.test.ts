@@ -7,8 +7,10 @@
  * (kills: test-slow).
  */
 import t from 'tap'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
+import { runCli } from '../../../gateway/cli.js'
 import pg from 'pg'
 import { loadOrCreateLogKey, type Gateway } from '../../../gateway/index.js'
 import {
@@ -124,6 +126,14 @@ t.test('behavior: gateways on one database store each record once, one sequencer
   t.equal(await count(`SELECT count(*) AS n FROM gw_records WHERE device_id = '${pruned.id}'`), 5, 'the records are gone from the database')
   const statements = (await httpGet(`${b.httpUrl}/v1/devices/${pruned.id}/prunings`)).json() as { prunings: Array<{ batchId: number | null }> }
   t.equal(statements.prunings.length, 1, 'the other process serves the statement')
+  // The CLI works on the tier's database while it runs (here a dry run: nothing written).
+  const cliConfig = join(env.dir, 'prune-cli.json')
+  await writeFile(cliConfig, JSON.stringify({ name: 'gw-a', stateDir: join(env.dir, 'gw-a'), postgresUrl: url, rpcUrl: env.chain.anvil.rpcUrl, registry: env.chain.deployment.address }))
+  let cliOut = ''
+  const io = { stdout: { write: (text: string) => { cliOut += text; return true } }, stderr: { write: () => true }, env: {} }
+  t.equal(await runCli(['prune', '--config', cliConfig, '--device', pruned.id, '--through-seq', '6', '--dry-run', '--json'], io as unknown as Parameters<typeof runCli>[1]), 0)
+  t.match(JSON.parse(cliOut), { pruned: [{ deviceId: pruned.id, firstSeq: 5, lastSeq: 6, records: 2 }] }, 'provenance-gateway prune --dry-run on the tier: the next anchored, expired range')
+  t.equal(await count(`SELECT count(*) AS n FROM gw_records WHERE device_id = '${pruned.id}'`), 5, 'a dry run removes nothing')
 
   const sequencerOf = (g: typeof a): { isHolder: boolean, stop: () => Promise<void> } =>
     (g as unknown as { sequencer: { isHolder: boolean, stop: () => Promise<void> } }).sequencer
