@@ -149,3 +149,17 @@ t.test('error: training record refuses a bad key file and bad hyperparameters wi
   t.equal((await run([...base])).code, 2, 'no key file')
   t.equal((await run([...base, '--key-file', join(dir, 'trainer.key'), '--started-at', 'yesterday'])).code, 2)
 })
+
+t.test('behavior: provenance --help lists the subcommands each lineage group takes (its own parser), and help <group> <sub> shows that subcommand\'s help', async t => {
+  const { OWN_PARSER_COMMANDS } = await import('../../../forensics/cli/program.js')
+  for (const c of OWN_PARSER_COMMANDS) {
+    const usage = await run([c.name])
+    t.equal(usage.code, 2, `${c.name} alone is a usage error`)
+    const taken = /<([a-z|-]+)>/.exec(usage.stderr)?.[1]?.split('|')
+    t.same(c.summary.split(':')[0]?.split(' | '), taken, `${c.name}: the program's help lists what the group takes`)
+    const sub = taken?.[0] as string
+    const help = await run(['help', c.name, sub])
+    t.equal(help.code, 0)
+    t.match(help.stdout, new RegExp(`^usage: provenance ${c.name} ${sub}`))
+  }
+})
