@@ -20,13 +20,23 @@ export interface LevelChainedBatch<V> {
   del: (key: string) => unknown
 }
 
+/** LevelDB settings a part may tune when it opens a handle. */
+export interface LevelTuning {
+  /**
+   * Write buffer (memtable) size in bytes: the write-ahead log grows to this before it becomes a
+   * table, so it bounds what a reopen must write (the agent's record log sizes its disk reserve
+   * from it). Default: LevelDB's 4 MiB.
+   */
+  writeBufferBytes?: number
+}
+
 /**
  * Opens (or creates) the LevelDB at `dir`.
  * @param openError the part's error for a failed open; `locked` is true when another process holds it.
  * @throws what `openError` returns.
  */
-export async function openLevel<V> (dir: string, encodings: LevelEncodings, openError: (cause: unknown, locked: boolean) => Error): Promise<Level<string, V>> {
-  const db = new Level<string, V>(dir, encodings)
+export async function openLevel<V> (dir: string, encodings: LevelEncodings, openError: (cause: unknown, locked: boolean) => Error, tuning: LevelTuning = {}): Promise<Level<string, V>> {
+  const db = new Level<string, V>(dir, { ...encodings, ...(tuning.writeBufferBytes === undefined ? {} : { writeBufferSize: tuning.writeBufferBytes }) })
   try {
     await db.open()
   } catch (e) {

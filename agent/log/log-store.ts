@@ -2,7 +2,8 @@
  * How the record log lies in LevelDB: record keys, the head (meta) key and its encoding, opening
  * the database, and the checks a head must pass at open and after every reopen.
  */
-import { Level } from 'level'
+import type { Level } from 'level'
+import { openLevel } from '../../common/level.js'
 import { decodeEnvelope, toHex, fromHex, equalBytes, ZERO_HASH, type SignedRecord } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 
@@ -35,14 +36,8 @@ export interface Meta {
 export type Db = Level<string, Uint8Array>
 
 export async function openDb (dir: string, writeBufferBytes: number): Promise<Db> {
-  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', writeBufferSize: writeBufferBytes })
-  try {
-    await db.open()
-  } catch (e) {
-    const locked = (e as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED'
-    throw new AgentError(locked ? 'LOG_LOCKED' : 'LOG_OPEN_FAILED', `cannot open record log ${dir}: ${(e as Error).message}`, { cause: e })
-  }
-  return db
+  return await openLevel<Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' }, (e, locked) =>
+    new AgentError(locked ? 'LOG_LOCKED' : 'LOG_OPEN_FAILED', `cannot open record log ${dir}: ${(e as Error).message}`, { cause: e }), { writeBufferBytes })
 }
 
 export function encodeMeta (m: Meta): Uint8Array {
