@@ -254,194 +254,206 @@ export function assertBundle (value: unknown): asserts value is Bundle {
   }
 }
 
-function walkBundle (b: Record<string, unknown>, p: Problems): void {
-  const uint = (v: unknown, path: string, min = 0): boolean => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) { p.add(path, `not a safe integer ≥ ${min}`); return false }
+/** The per-field checks, each reporting into one {@link Problems}. */
+class Checks {
+  constructor (readonly p: Problems) {}
+  uint (v: unknown, path: string, min = 0): boolean {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) { this.p.add(path, `not a safe integer ≥ ${min}`); return false }
     return true
   }
-  const match = (v: unknown, re: RegExp, path: string, what: string): boolean => {
-    if (typeof v !== 'string' || !re.test(v)) { p.add(path, `not ${what}`); return false }
+
+  match (v: unknown, re: RegExp, path: string, what: string): boolean {
+    if (typeof v !== 'string' || !re.test(v)) { this.p.add(path, `not ${what}`); return false }
     return true
   }
-  const text = (v: unknown, path: string, maxBytes: number): void => {
-    if (typeof v !== 'string' || v.length > maxBytes || utf8Length(v) > maxBytes) p.add(path, `not a string of at most ${maxBytes} bytes`)
-    else if (LONE_SURROGATE.test(v)) p.add(path, 'not well-formed Unicode')
+
+  text (v: unknown, path: string, maxBytes: number): void {
+    if (typeof v !== 'string' || v.length > maxBytes || utf8Length(v) > maxBytes) this.p.add(path, `not a string of at most ${maxBytes} bytes`)
+    else if (LONE_SURROGATE.test(v)) this.p.add(path, 'not well-formed Unicode')
   }
-  const only = (o: Record<string, unknown>, allowed: readonly string[], path: string): void => {
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) p.add(path === '' ? k : `${path}.${k}`, 'unknown field')
+
+  only (o: Record<string, unknown>, allowed: readonly string[], path: string): void {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) this.p.add(path === '' ? k : `${path}.${k}`, 'unknown field')
   }
-  const list = (v: unknown, path: string): unknown[] => {
-    if (!Array.isArray(v)) { p.add(path, 'not an array'); return [] }
+
+  list (v: unknown, path: string): unknown[] {
+    if (!Array.isArray(v)) { this.p.add(path, 'not an array'); return [] }
     return v
   }
 
+  /** Each element that is an object goes to `each`; any other element is reported. */
+  objects (v: unknown, key: string, each: (o: Record<string, unknown>, path: string) => void): void {
+    this.list(v, key).forEach((x, i) => {
+      const path = `${key}[${i}]`
+      if (!isObject(x)) { this.p.add(path, 'not an object'); return }
+      each(x, path)
+    })
+  }
+}
+
+// The steps run in document order, so problems are listed as before the walk was split.
+function walkBundle (b: Record<string, unknown>, p: Problems): void {
+  const c = new Checks(p)
   for (const k of Object.keys(b)) if (!TOP_KEYS.has(k)) p.add(k, 'unknown field')
-  uint(b.createdAtMs, 'createdAtMs')
+  c.uint(b.createdAtMs, 'createdAtMs')
+  checkDevice(c, b.device)
+  checkChain(c, b.chain)
+  if (b.window !== undefined) checkWindow(c, b.window)
+  if (b.gateways !== undefined) checkGateways(c, b.gateways)
+  checkModels(c, b.models)
+  checkRecords(c, b.records)
+  checkProofs(c, b.proofs)
+  checkAnchors(c, b.anchors)
+  if (b.tip !== undefined) checkTip(c, b.tip)
+  checkStatements(c, b)
+  // captures: opaque objects (the document's size bounds them)
+  if (b.captures !== undefined) c.objects(b.captures, 'captures', () => {})
+}
 
-  // device
-  const d = b.device
-  if (!isObject(d)) {
-    p.add('device', 'not an object')
-  } else {
-    only(d, ['id', 'keys', 'revokedFromMs'], 'device')
-    if (typeof d.id !== 'string' || d.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(d.id)) {
-      p.add('device.id', `not a device id (${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters)`)
-    }
-    const keys = list(d.keys, 'device.keys')
-    if (Array.isArray(d.keys) && keys.length === 0) p.add('device.keys', 'empty: the device has at least one key')
-    keys.forEach((k, i) => {
-      const path = `device.keys[${i}]`
-      if (!isObject(k)) { p.add(path, 'not an object'); return }
-      only(k, ['publicKey', 'validFromMs', 'validUntilMs'], path)
-      match(k.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
-      uint(k.validFromMs, `${path}.validFromMs`)
-      const next = keys[i + 1]
-      const nextFrom = isObject(next) ? next.validFromMs : undefined
-      if (next === undefined) {
-        if (k.validUntilMs !== undefined) p.add(`${path}.validUntilMs`, 'present on the current (last) key')
-      } else if (k.validUntilMs !== nextFrom || !uint(k.validUntilMs, `${path}.validUntilMs`)) {
-        p.add(`${path}.validUntilMs`, 'not the next key\'s validFromMs')
-      }
-      if (typeof k.validFromMs === 'number' && typeof nextFrom === 'number' && nextFrom <= k.validFromMs) {
-        p.add(`device.keys[${i + 1}].validFromMs`, 'not after the previous key\'s')
-      }
-    })
-    if (d.revokedFromMs !== undefined) uint(d.revokedFromMs, 'device.revokedFromMs')
+function checkDevice (c: Checks, d: unknown): void {
+  const p = c.p
+  if (!isObject(d)) { p.add('device', 'not an object'); return }
+  c.only(d, ['id', 'keys', 'revokedFromMs'], 'device')
+  if (typeof d.id !== 'string' || d.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(d.id)) {
+    p.add('device.id', `not a device id (${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters)`)
   }
-
-  // chain
-  const c = b.chain
-  if (!isObject(c)) {
-    p.add('chain', 'not an object')
-  } else {
-    only(c, ['chainId', 'registry', 'readAtBlock', 'readAtBlockHash'], 'chain')
-    uint(c.chainId, 'chain.chainId', 1)
-    match(c.registry, ADDRESS, 'chain.registry', 'a 0x-hex address')
-    uint(c.readAtBlock, 'chain.readAtBlock')
-    if (c.readAtBlockHash !== undefined) match(c.readAtBlockHash, HEX32_0X, 'chain.readAtBlockHash', 'a 0x-hex block hash')
-  }
-
-  // window
-  if (b.window !== undefined) {
-    const w = b.window
-    if (!isObject(w)) {
-      p.add('window', 'not an object')
-    } else {
-      only(w, ['fromMs', 'toMs'], 'window')
-      if (w.fromMs !== undefined) uint(w.fromMs, 'window.fromMs')
-      if (w.toMs !== undefined) uint(w.toMs, 'window.toMs')
-      if (typeof w.fromMs === 'number' && typeof w.toMs === 'number' && w.toMs < w.fromMs) p.add('window.toMs', 'before fromMs')
-    }
-  }
-
-  // gateways
-  if (b.gateways !== undefined) {
-    const seenGateways = new Set<string>()
-    list(b.gateways, 'gateways').forEach((g, i) => {
-      const path = `gateways[${i}]`
-      if (!isObject(g)) { p.add(path, 'not an object'); return }
-      only(g, ['id', 'keyName', 'publicKey'], path)
-      if (typeof g.id !== 'string' || g.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(g.id)) p.add(`${path}.id`, 'not a gateway id (a device id)')
-      if (!isValidKeyName(g.keyName)) p.add(`${path}.keyName`, 'not a C2SP key name (1..256 characters, no space, no +)')
-      match(g.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
-      const key = `${String(g.keyName)}\n${String(g.publicKey)}`
-      if (seenGateways.has(key)) p.add(path, 'the same key name and key twice')
-      seenGateways.add(key)
-    })
-  }
-
-  // models
-  const seenModels = new Set<string>()
-  list(b.models, 'models').forEach((m, i) => {
-    const path = `models[${i}]`
-    if (!isObject(m)) { p.add(path, 'not an object'); return }
-    only(m, ['hash', 'name', 'version', 'parentHash', 'manifestHash', 'status', 'metadataUri'], path)
-    if (match(m.hash, HEX32, `${path}.hash`, '64 lower-case hex digits')) {
-      if (seenModels.has(m.hash as string)) p.add(`${path}.hash`, 'listed twice')
-      seenModels.add(m.hash as string)
-    }
-    text(m.name, `${path}.name`, BUNDLE_LIMITS.nameBytes)
-    text(m.version, `${path}.version`, BUNDLE_LIMITS.nameBytes)
-    if (m.parentHash !== null) match(m.parentHash, HEX32, `${path}.parentHash`, 'null or 64 lower-case hex digits')
-    match(m.manifestHash, HEX32, `${path}.manifestHash`, '64 lower-case hex digits')
-    if (!(BUNDLE_MODEL_STATUSES as readonly unknown[]).includes(m.status)) p.add(`${path}.status`, `not one of ${BUNDLE_MODEL_STATUSES.join(', ')}`)
-    text(m.metadataUri, `${path}.metadataUri`, BUNDLE_LIMITS.metadataUriBytes)
+  const keys = c.list(d.keys, 'device.keys')
+  if (Array.isArray(d.keys) && keys.length === 0) p.add('device.keys', 'empty: the device has at least one key')
+  keys.forEach((k, i) => {
+    const path = `device.keys[${i}]`
+    if (!isObject(k)) { p.add(path, 'not an object'); return }
+    checkKey(c, k, keys[i + 1], path, i)
   })
+  if (d.revokedFromMs !== undefined) c.uint(d.revokedFromMs, 'device.revokedFromMs')
+}
 
-  // records: form only (base64 of at most one envelope); decoding is the verifier's job.
-  list(b.records, 'records').forEach((r, i) => {
+/** One device key; its validity ends where the next key's begins. */
+function checkKey (c: Checks, k: Record<string, unknown>, next: unknown, path: string, i: number): void {
+  const p = c.p
+  c.only(k, ['publicKey', 'validFromMs', 'validUntilMs'], path)
+  c.match(k.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
+  c.uint(k.validFromMs, `${path}.validFromMs`)
+  const nextFrom = isObject(next) ? next.validFromMs : undefined
+  if (next === undefined) {
+    if (k.validUntilMs !== undefined) p.add(`${path}.validUntilMs`, 'present on the current (last) key')
+  } else if (k.validUntilMs !== nextFrom || !c.uint(k.validUntilMs, `${path}.validUntilMs`)) {
+    p.add(`${path}.validUntilMs`, 'not the next key\'s validFromMs')
+  }
+  if (typeof k.validFromMs === 'number' && typeof nextFrom === 'number' && nextFrom <= k.validFromMs) {
+    p.add(`device.keys[${i + 1}].validFromMs`, 'not after the previous key\'s')
+  }
+}
+
+function checkChain (c: Checks, ch: unknown): void {
+  if (!isObject(ch)) { c.p.add('chain', 'not an object'); return }
+  c.only(ch, ['chainId', 'registry', 'readAtBlock', 'readAtBlockHash'], 'chain')
+  c.uint(ch.chainId, 'chain.chainId', 1)
+  c.match(ch.registry, ADDRESS, 'chain.registry', 'a 0x-hex address')
+  c.uint(ch.readAtBlock, 'chain.readAtBlock')
+  if (ch.readAtBlockHash !== undefined) c.match(ch.readAtBlockHash, HEX32_0X, 'chain.readAtBlockHash', 'a 0x-hex block hash')
+}
+
+function checkWindow (c: Checks, w: unknown): void {
+  if (!isObject(w)) { c.p.add('window', 'not an object'); return }
+  c.only(w, ['fromMs', 'toMs'], 'window')
+  if (w.fromMs !== undefined) c.uint(w.fromMs, 'window.fromMs')
+  if (w.toMs !== undefined) c.uint(w.toMs, 'window.toMs')
+  if (typeof w.fromMs === 'number' && typeof w.toMs === 'number' && w.toMs < w.fromMs) c.p.add('window.toMs', 'before fromMs')
+}
+
+function checkGateways (c: Checks, gateways: unknown): void {
+  const seen = new Set<string>()
+  c.objects(gateways, 'gateways', (g, path) => {
+    c.only(g, ['id', 'keyName', 'publicKey'], path)
+    if (typeof g.id !== 'string' || g.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(g.id)) c.p.add(`${path}.id`, 'not a gateway id (a device id)')
+    if (!isValidKeyName(g.keyName)) c.p.add(`${path}.keyName`, 'not a C2SP key name (1..256 characters, no space, no +)')
+    c.match(g.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
+    const key = `${String(g.keyName)}\n${String(g.publicKey)}`
+    if (seen.has(key)) c.p.add(path, 'the same key name and key twice')
+    seen.add(key)
+  })
+}
+
+function checkModels (c: Checks, models: unknown): void {
+  const seen = new Set<string>()
+  c.objects(models, 'models', (m, path) => {
+    c.only(m, ['hash', 'name', 'version', 'parentHash', 'manifestHash', 'status', 'metadataUri'], path)
+    if (c.match(m.hash, HEX32, `${path}.hash`, '64 lower-case hex digits')) {
+      if (seen.has(m.hash as string)) c.p.add(`${path}.hash`, 'listed twice')
+      seen.add(m.hash as string)
+    }
+    c.text(m.name, `${path}.name`, BUNDLE_LIMITS.nameBytes)
+    c.text(m.version, `${path}.version`, BUNDLE_LIMITS.nameBytes)
+    if (m.parentHash !== null) c.match(m.parentHash, HEX32, `${path}.parentHash`, 'null or 64 lower-case hex digits')
+    c.match(m.manifestHash, HEX32, `${path}.manifestHash`, '64 lower-case hex digits')
+    if (!(BUNDLE_MODEL_STATUSES as readonly unknown[]).includes(m.status)) c.p.add(`${path}.status`, `not one of ${BUNDLE_MODEL_STATUSES.join(', ')}`)
+    c.text(m.metadataUri, `${path}.metadataUri`, BUNDLE_LIMITS.metadataUriBytes)
+  })
+}
+
+/** Records: form only (base64 of at most one envelope); decoding is the verifier's job. */
+function checkRecords (c: Checks, records: unknown): void {
+  c.list(records, 'records').forEach((r, i) => {
     if (typeof r !== 'string' || r.length === 0 || r.length > MAX_RECORD_BASE64 || r.length % 4 !== 0 || !BASE64.test(r)) {
-      p.add(`records[${i}]`, `not standard base64 of at most ${LIMITS.envelopeBytes} bytes`)
+      c.p.add(`records[${i}]`, `not standard base64 of at most ${LIMITS.envelopeBytes} bytes`)
     }
   })
+}
 
-  // proofs
-  const seenSeqs = new Set<number>()
-  list(b.proofs, 'proofs').forEach((x, i) => {
-    const path = `proofs[${i}]`
-    if (!isObject(x)) { p.add(path, 'not an object'); return }
-    only(x, ['seq', 'proof'], path)
-    if (uint(x.seq, `${path}.seq`)) {
-      if (seenSeqs.has(x.seq as number)) p.add(`${path}.seq`, 'listed twice')
-      seenSeqs.add(x.seq as number)
+function checkProofs (c: Checks, proofs: unknown): void {
+  const seen = new Set<number>()
+  c.objects(proofs, 'proofs', (x, path) => {
+    c.only(x, ['seq', 'proof'], path)
+    if (c.uint(x.seq, `${path}.seq`)) {
+      if (seen.has(x.seq as number)) c.p.add(`${path}.seq`, 'listed twice')
+      seen.add(x.seq as number)
     }
-    if (typeof x.proof !== 'string' || x.proof.length === 0 || x.proof.length > MAX_PROOF_BYTES) p.add(`${path}.proof`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
+    if (typeof x.proof !== 'string' || x.proof.length === 0 || x.proof.length > MAX_PROOF_BYTES) c.p.add(`${path}.proof`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
   })
+}
 
-  // anchors
-  const seenRoots = new Set<string>()
-  list(b.anchors, 'anchors').forEach((a, i) => {
-    const path = `anchors[${i}]`
-    if (!isObject(a)) { p.add(path, 'not an object'); return }
-    only(a, ['root', 'size', 'onChainBatchId', 'txHash', 'blockNumber', 'blockHash', 'firstRecordTimeMs', 'lastRecordTimeMs', 'metadataHash'], path)
-    if (match(a.root, HEX32, `${path}.root`, '64 lower-case hex digits')) {
-      if (seenRoots.has(a.root as string)) p.add(`${path}.root`, 'listed twice')
-      seenRoots.add(a.root as string)
+function checkAnchors (c: Checks, anchors: unknown): void {
+  const seen = new Set<string>()
+  c.objects(anchors, 'anchors', (a, path) => {
+    c.only(a, ['root', 'size', 'onChainBatchId', 'txHash', 'blockNumber', 'blockHash', 'firstRecordTimeMs', 'lastRecordTimeMs', 'metadataHash'], path)
+    if (c.match(a.root, HEX32, `${path}.root`, '64 lower-case hex digits')) {
+      if (seen.has(a.root as string)) c.p.add(`${path}.root`, 'listed twice')
+      seen.add(a.root as string)
     }
-    uint(a.size, `${path}.size`, 1)
-    match(a.onChainBatchId, DECIMAL, `${path}.onChainBatchId`, 'a decimal batch id')
-    match(a.txHash, HEX32_0X, `${path}.txHash`, 'a 0x-hex transaction hash')
-    uint(a.blockNumber, `${path}.blockNumber`)
-    match(a.blockHash, HEX32_0X, `${path}.blockHash`, 'a 0x-hex block hash')
-    uint(a.firstRecordTimeMs, `${path}.firstRecordTimeMs`)
-    uint(a.lastRecordTimeMs, `${path}.lastRecordTimeMs`)
+    c.uint(a.size, `${path}.size`, 1)
+    c.match(a.onChainBatchId, DECIMAL, `${path}.onChainBatchId`, 'a decimal batch id')
+    c.match(a.txHash, HEX32_0X, `${path}.txHash`, 'a 0x-hex transaction hash')
+    c.uint(a.blockNumber, `${path}.blockNumber`)
+    c.match(a.blockHash, HEX32_0X, `${path}.blockHash`, 'a 0x-hex block hash')
+    c.uint(a.firstRecordTimeMs, `${path}.firstRecordTimeMs`)
+    c.uint(a.lastRecordTimeMs, `${path}.lastRecordTimeMs`)
     if (typeof a.firstRecordTimeMs === 'number' && typeof a.lastRecordTimeMs === 'number' && a.lastRecordTimeMs < a.firstRecordTimeMs) {
-      p.add(`${path}.lastRecordTimeMs`, 'before firstRecordTimeMs')
+      c.p.add(`${path}.lastRecordTimeMs`, 'before firstRecordTimeMs')
     }
-    match(a.metadataHash, HEX32, `${path}.metadataHash`, '64 lower-case hex digits')
+    c.match(a.metadataHash, HEX32, `${path}.metadataHash`, '64 lower-case hex digits')
   })
+}
 
-  // tip: one bounded text; verify parses it
-  if (b.tip !== undefined) {
-    const tip = b.tip
-    if (!isObject(tip)) {
-      p.add('tip', 'not an object')
-    } else {
-      only(tip, ['proof'], 'tip')
-      if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
-    }
-  }
-  // statements: form only (base64 of at most one envelope); the verifier decodes and judges them.
+/** The tip: one bounded text; verify parses it. */
+function checkTip (c: Checks, tip: unknown): void {
+  if (!isObject(tip)) { c.p.add('tip', 'not an object'); return }
+  c.only(tip, ['proof'], 'tip')
+  if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) c.p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
+}
+
+/** Statements: form only (base64 of at most one envelope); the verifier decodes and judges them. */
+function checkStatements (c: Checks, b: Record<string, unknown>): void {
   const statement = (v: unknown, path: string): void => {
-    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !BASE64.test(v)) p.add(path, 'not standard base64 of at most 64 KiB')
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !BASE64.test(v)) c.p.add(path, 'not standard base64 of at most 64 KiB')
   }
   if (b.prunings !== undefined) {
-    list(b.prunings, 'prunings').forEach((x, i) => {
-      const path = `prunings[${i}]`
-      if (!isObject(x)) { p.add(path, 'not an object'); return }
-      only(x, ['statement', 'checkpoint'], path)
+    c.objects(b.prunings, 'prunings', (x, path) => {
+      c.only(x, ['statement', 'checkpoint'], path)
       statement(x.statement, `${path}.statement`)
-      if (x.checkpoint !== undefined && (typeof x.checkpoint !== 'string' || x.checkpoint.length === 0 || x.checkpoint.length > MAX_PROOF_BYTES)) p.add(`${path}.checkpoint`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
+      if (x.checkpoint !== undefined && (typeof x.checkpoint !== 'string' || x.checkpoint.length === 0 || x.checkpoint.length > MAX_PROOF_BYTES)) c.p.add(`${path}.checkpoint`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
     })
   }
-  if (b.shreddings !== undefined) list(b.shreddings, 'shreddings').forEach((x, i) => statement(x, `shreddings[${i}]`))
-
-  // captures: opaque objects (the document's size bounds them)
-  if (b.captures !== undefined) {
-    list(b.captures, 'captures').forEach((x, i) => {
-      if (!isObject(x)) p.add(`captures[${i}]`, 'not an object')
-    })
-  }
+  if (b.shreddings !== undefined) c.list(b.shreddings, 'shreddings').forEach((x, i) => statement(x, `shreddings[${i}]`))
 }
 
 /**
