@@ -370,79 +370,81 @@ export function assertRecord (value: unknown, problems: string[] = []): asserts 
   if (typeof b !== 'object' || b === null || !(typeof b.kind === 'string' && b.kind in RECORD_KINDS)) {
     problems.push('body.kind: unknown')
   } else {
-    switch (b.kind) {
-      case 'boot':
-        checkText(problems, b.agentVersion, 'body.agentVersion'); checkText(problems, b.profile, 'body.profile')
-        if (b.certification !== undefined) {
-          // Only the form here; what it certifies is the chain's to check (it needs the registry).
-          const c = b.certification as Partial<NonNullable<BootBody['certification']>> | null
-          if (typeof c !== 'object' || c === null || !(c.bytes instanceof Uint8Array) || c.bytes.byteLength === 0 || c.bytes.byteLength > MAX_CERTIFICATION_BYTES) {
-            problems.push(`body.certification: not 1..${MAX_CERTIFICATION_BYTES} bytes`)
-          }
-          if (typeof c !== 'object' || c === null || !(c.signature instanceof Uint8Array) || c.signature.byteLength !== CERTIFICATION_SIGNATURE_BYTES) {
-            problems.push(`body.certificationSignature: not ${CERTIFICATION_SIGNATURE_BYTES} bytes`)
-          }
-        }
-        break
-      case 'model-load': {
-        checkBytes(problems, b.modelHash, 'body.modelHash'); checkBytes(problems, b.manifestHash, 'body.manifestHash'); checkBytes(problems, b.graphHash, 'body.graphHash')
-        checkText(problems, b.name, 'body.name'); checkUint(problems, b.sizeBytes, 'body.sizeBytes')
-        if (!(typeof b.policy === 'string' && b.policy in POLICY_VERDICTS)) problems.push('body.policy: unknown verdict')
-        if (!Array.isArray(b.providers) || b.providers.length > LIMITS.providers) problems.push(`body.providers: not an array of at most ${LIMITS.providers}`)
-        else b.providers.forEach((p, i) => checkText(problems, p, `body.providers[${i}]`))
-        break
-      }
-      case 'inference': {
-        checkBytes(problems, b.modelHash, 'body.modelHash')
-        for (const side of ['inputs', 'outputs'] as const) {
-          const list = b[side]
-          if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
-          list.forEach((t, i) => { checkText(problems, t?.name, `body.${side}[${i}].name`); checkBytes(problems, t?.hash, `body.${side}[${i}].hash`) })
-          // One order, one meaning (docs/PROTOCOL.md §2): names strictly ascending by UTF-16 code
-          // units, as JavaScript's default sort gives them, so each name appears once.
-          const at = list.findIndex((t, i) => i > 0 && !(typeof t?.name === 'string' && typeof list[i - 1]?.name === 'string' && (list[i - 1] as TensorCommitment).name < t.name))
-          if (at !== -1) problems.push(`body.${side}[${at}].name: names must be unique and in ascending order`)
-        }
-        checkUint(problems, b.latencyUs, 'body.latencyUs')
-        if (b.decision !== null) checkText(problems, b.decision, 'body.decision', LIMITS.decisionBytes)
-        break
-      }
-      case 'gap': {
-        checkUint(problems, b.firstSeq, 'body.firstSeq'); checkUint(problems, b.lastSeq, 'body.lastSeq'); checkBytes(problems, b.beforeHash, 'body.beforeHash'); checkBytes(problems, b.lastHash, 'body.lastHash'); checkText(problems, b.reason, 'body.reason')
-        if (typeof b.firstSeq === 'number' && typeof b.lastSeq === 'number' && b.firstSeq > b.lastSeq) {
-          problems.push('body.firstSeq: must not be above lastSeq')
-        }
-        if (typeof b.lastSeq === 'number' && typeof r.seq === 'number' && b.lastSeq >= r.seq) problems.push('body.lastSeq: must be below the gap record\'s own seq')
-        break
-      }
-      case 'key-rotation': checkBytes(problems, b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); checkUint(problems, b.validFromMs, 'body.validFromMs'); break
-      case 'shutdown': checkText(problems, b.reason, 'body.reason'); break
-      case 'policy':
-        checkUint(problems, b.version, 'body.version'); checkText(problems, b.fleetId, 'body.fleetId'); checkBytes(problems, b.policyHash, 'body.policyHash')
-        if (!(typeof b.mode === 'string' && b.mode in POLICY_RECORD_MODES)) problems.push('body.mode: unknown policy mode')
-        break
-      case 'oversight':
-        checkText(problems, b.reviewer, 'body.reviewer'); checkUint(problems, b.decisionSeq, 'body.decisionSeq'); checkBytes(problems, b.decisionHash, 'body.decisionHash'); checkText(problems, b.reason, 'body.reason')
-        if (typeof b.reviewer === 'string' && b.reviewer === '') problems.push('body.reviewer: must not be empty')
-        if (typeof b.decisionDeviceId !== 'string' || b.decisionDeviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(b.decisionDeviceId)) {
-          problems.push(`body.decisionDeviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)
-        }
-        if (!(typeof b.verdict === 'string' && b.verdict in OVERSIGHT_VERDICTS)) problems.push('body.verdict: unknown oversight verdict')
-        break
-      case 'session':
-        checkText(problems, b.sessionId, 'body.sessionId'); checkText(problems, b.referenceName, 'body.referenceName')
-        if (typeof b.sessionId === 'string' && b.sessionId === '') problems.push('body.sessionId: must not be empty')
-        if (b.referenceHash !== null) checkBytes(problems, b.referenceHash, 'body.referenceHash')
-        if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push('body.phase: unknown session phase')
-        break
-      case 'data-capture':
-        checkBytes(problems, b.commitment, 'body.commitment'); checkUint(problems, b.sizeBytes, 'body.sizeBytes'); checkText(problems, b.dataset, 'body.dataset')
-        if (b.label !== null) checkText(problems, b.label, 'body.label')
-        checkUint(problems, b.capturedAtMs, 'body.capturedAtMs')
-        break
-    }
+    (BODY_CHECKS[b.kind] as BodyCheck<RecordBody['kind']>)(problems, b, r.seq)
   }
   if (problems.length > 0) throw new ProtocolError('RECORD_INVALID', `invalid record: ${problems.join('; ')}`)
+}
+
+type BodyCheck<K extends RecordBody['kind']> = (problems: string[], b: Partial<Extract<RecordBody, { kind: K }>>, seq: unknown) => void
+
+// The body checks of assertRecord, one per kind; `seq` is the record's own (a gap lies below it).
+const BODY_CHECKS: { [K in RecordBody['kind']]: BodyCheck<K> } = {
+  boot: (problems, b) => {
+    checkText(problems, b.agentVersion, 'body.agentVersion'); checkText(problems, b.profile, 'body.profile')
+    if (b.certification !== undefined) {
+      // Only the form here; what it certifies is the chain's to check (it needs the registry).
+      const c = b.certification as Partial<NonNullable<BootBody['certification']>> | null
+      if (typeof c !== 'object' || c === null || !(c.bytes instanceof Uint8Array) || c.bytes.byteLength === 0 || c.bytes.byteLength > MAX_CERTIFICATION_BYTES) {
+        problems.push(`body.certification: not 1..${MAX_CERTIFICATION_BYTES} bytes`)
+      }
+      if (typeof c !== 'object' || c === null || !(c.signature instanceof Uint8Array) || c.signature.byteLength !== CERTIFICATION_SIGNATURE_BYTES) {
+        problems.push(`body.certificationSignature: not ${CERTIFICATION_SIGNATURE_BYTES} bytes`)
+      }
+    }
+  },
+  'model-load': (problems, b) => {
+    checkBytes(problems, b.modelHash, 'body.modelHash'); checkBytes(problems, b.manifestHash, 'body.manifestHash'); checkBytes(problems, b.graphHash, 'body.graphHash')
+    checkText(problems, b.name, 'body.name'); checkUint(problems, b.sizeBytes, 'body.sizeBytes')
+    if (!(typeof b.policy === 'string' && b.policy in POLICY_VERDICTS)) problems.push('body.policy: unknown verdict')
+    if (!Array.isArray(b.providers) || b.providers.length > LIMITS.providers) problems.push(`body.providers: not an array of at most ${LIMITS.providers}`)
+    else b.providers.forEach((p, i) => checkText(problems, p, `body.providers[${i}]`))
+  },
+  inference: (problems, b) => {
+    checkBytes(problems, b.modelHash, 'body.modelHash')
+    for (const side of ['inputs', 'outputs'] as const) {
+      const list = b[side]
+      if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
+      list.forEach((t, i) => { checkText(problems, t?.name, `body.${side}[${i}].name`); checkBytes(problems, t?.hash, `body.${side}[${i}].hash`) })
+      // One order, one meaning (docs/PROTOCOL.md §2): names strictly ascending by UTF-16 code
+      // units, as JavaScript's default sort gives them, so each name appears once.
+      const at = list.findIndex((t, i) => i > 0 && !(typeof t?.name === 'string' && typeof list[i - 1]?.name === 'string' && (list[i - 1] as TensorCommitment).name < t.name))
+      if (at !== -1) problems.push(`body.${side}[${at}].name: names must be unique and in ascending order`)
+    }
+    checkUint(problems, b.latencyUs, 'body.latencyUs')
+    if (b.decision !== null) checkText(problems, b.decision, 'body.decision', LIMITS.decisionBytes)
+  },
+  gap: (problems, b, seq) => {
+    checkUint(problems, b.firstSeq, 'body.firstSeq'); checkUint(problems, b.lastSeq, 'body.lastSeq'); checkBytes(problems, b.beforeHash, 'body.beforeHash'); checkBytes(problems, b.lastHash, 'body.lastHash'); checkText(problems, b.reason, 'body.reason')
+    if (typeof b.firstSeq === 'number' && typeof b.lastSeq === 'number' && b.firstSeq > b.lastSeq) {
+      problems.push('body.firstSeq: must not be above lastSeq')
+    }
+    if (typeof b.lastSeq === 'number' && typeof seq === 'number' && b.lastSeq >= seq) problems.push('body.lastSeq: must be below the gap record\'s own seq')
+  },
+  'key-rotation': (problems, b) => { checkBytes(problems, b.newPublicKey, 'body.newPublicKey', PUBLIC_KEY_BYTES); checkUint(problems, b.validFromMs, 'body.validFromMs') },
+  shutdown: (problems, b) => { checkText(problems, b.reason, 'body.reason') },
+  policy: (problems, b) => {
+    checkUint(problems, b.version, 'body.version'); checkText(problems, b.fleetId, 'body.fleetId'); checkBytes(problems, b.policyHash, 'body.policyHash')
+    if (!(typeof b.mode === 'string' && b.mode in POLICY_RECORD_MODES)) problems.push('body.mode: unknown policy mode')
+  },
+  oversight: (problems, b) => {
+    checkText(problems, b.reviewer, 'body.reviewer'); checkUint(problems, b.decisionSeq, 'body.decisionSeq'); checkBytes(problems, b.decisionHash, 'body.decisionHash'); checkText(problems, b.reason, 'body.reason')
+    if (typeof b.reviewer === 'string' && b.reviewer === '') problems.push('body.reviewer: must not be empty')
+    if (typeof b.decisionDeviceId !== 'string' || b.decisionDeviceId.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(b.decisionDeviceId)) {
+      problems.push(`body.decisionDeviceId: must match ${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters`)
+    }
+    if (!(typeof b.verdict === 'string' && b.verdict in OVERSIGHT_VERDICTS)) problems.push('body.verdict: unknown oversight verdict')
+  },
+  session: (problems, b) => {
+    checkText(problems, b.sessionId, 'body.sessionId'); checkText(problems, b.referenceName, 'body.referenceName')
+    if (typeof b.sessionId === 'string' && b.sessionId === '') problems.push('body.sessionId: must not be empty')
+    if (b.referenceHash !== null) checkBytes(problems, b.referenceHash, 'body.referenceHash')
+    if (!(typeof b.phase === 'string' && b.phase in SESSION_PHASES)) problems.push('body.phase: unknown session phase')
+  },
+  'data-capture': (problems, b) => {
+    checkBytes(problems, b.commitment, 'body.commitment'); checkUint(problems, b.sizeBytes, 'body.sizeBytes'); checkText(problems, b.dataset, 'body.dataset')
+    if (b.label !== null) checkText(problems, b.label, 'body.label')
+    checkUint(problems, b.capturedAtMs, 'body.capturedAtMs')
+  }
 }
 
 // Field checks of assertRecord, as module functions rather than closures: it runs once per record.
