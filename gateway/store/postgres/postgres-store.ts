@@ -281,55 +281,16 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
 
   private async apply (c: pg.PoolClient, kind: string, ops: StoreOp[]): Promise<RecordConflict[] | undefined> {
     const node = this.o.node
-    const puts = ops.filter((o): o is Extract<StoreOp, { type: 'put' }> => o.type === 'put')
+    const puts = ops.filter((o): o is PutOp => o.type === 'put')
     const dels = ops.filter(o => o.type === 'del').map(o => o.key)
     switch (kind) {
-      case 'records/put': {
-        const r = puts.map(p => [...deviceSeq(p.key), p.record ?? decodeStoredRecord(p.value)] as const)
-        const leaf = puts.map(p => p.leaf)
-        const env = packed(r.map(x => x[2].envelope))
-        const lh = packed(leaf.map(l => l?.leafHash))
-        const rh = packed(leaf.map(l => l?.recordHash))
-        // A duplicate (another process stored it first) dies on the key; the first one stays.
-        const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope, leaf_hash, record_hash, time_ms)
-          SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, substring($5::bytea FROM eo + 1 FOR el),
-            CASE WHEN ll = 0 THEN NULL ELSE substring($8::bytea FROM lo + 1 FOR ll) END,
-            CASE WHEN rl = 0 THEN NULL ELSE substring($11::bytea FROM ro + 1 FOR rl) END, t
-          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $6::int[], $7::int[], $9::int[], $10::int[], $12::int[], $13::int[], $14::bigint[])
-            AS x(d, s, b, i, eo, el, lo, ll, ro, rl, t)
-          ON CONFLICT (device_id, seq) DO NOTHING`,
-        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index),
-          env.blob, env.offsets, env.lengths, lh.blob, lh.offsets, lh.lengths, rh.blob, rh.offsets, rh.lengths, leaf.map(l => l?.timeMs ?? null)])
-        if ((inserted.rowCount ?? 0) === r.length) return undefined
-        // Some were there already: the same bytes are a resend; other bytes are a conflict, and
-        // acking ours as stored would be a lie.
-        const there = await c.query<{ device_id: string, seq: string, envelope: Buffer }>(
-          `SELECT g.device_id, g.seq, g.envelope FROM gw_records g JOIN unnest($1::text[], $2::bigint[]) AS x(d, s) ON g.device_id = x.d AND g.seq = x.s`,
-          [r.map(x => x[0]), r.map(x => x[1])])
-        const mine = new Map(r.map(x => [`${x[0]}/${x[1]}`, x[2].envelope]))
-        const conflicts: RecordConflict[] = []
-        for (const row of there.rows) {
-          const ours = mine.get(`${row.device_id}/${row.seq}`)
-          const stored = u8(row.envelope)
-          if (ours !== undefined && !equalBytes(ours, stored)) conflicts.push({ deviceId: row.device_id, seq: Number(row.seq), envelope: ours, storedEnvelope: stored })
-        }
-        return conflicts
-      }
+      case 'records/put': return await putRecords(c, puts)
       case 'records/del': {
         const r = dels.map(deviceSeq)
         await c.query('DELETE FROM gw_records WHERE (device_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))', [r.map(x => x[0]), r.map(x => x[1])])
         return
       }
-      case 'devices/put': {
-        const s = puts.map(p => decodeDeviceState(p.value))
-        await c.query(`INSERT INTO gw_devices (node, device_id, tip_seq, tip_hash, tip_boot, last_seen_ms, stored, quarantined, anchored_seq)
-          SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-          ON CONFLICT (node, device_id) DO UPDATE SET tip_seq = EXCLUDED.tip_seq, tip_hash = EXCLUDED.tip_hash, tip_boot = EXCLUDED.tip_boot,
-            last_seen_ms = EXCLUDED.last_seen_ms, stored = EXCLUDED.stored, quarantined = EXCLUDED.quarantined, anchored_seq = EXCLUDED.anchored_seq`,
-        [node, s.map(x => x.deviceId), s.map(x => x.tip?.seq ?? null), s.map(x => x.tip === undefined ? null : buf(x.tip.hash)),
-          s.map(x => x.tip?.boot ?? null), s.map(x => x.lastSeenMs), s.map(x => x.stored), s.map(x => x.quarantined), s.map(x => x.anchoredSeq)])
-        return
-      }
+      case 'devices/put': await putDevices(c, node, puts); return
       case 'devices/del':
         await c.query('DELETE FROM gw_devices WHERE node = $1 AND device_id = ANY($2::text[])', [node, dels.map(k => k.slice(2))])
         return
@@ -344,35 +305,9 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
         await c.query('DELETE FROM gw_pending WHERE node = $1 AND (device_id, seq) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))', [node, r.map(x => x[0]), r.map(x => x[1])])
         return
       }
-      case 'leaves/put': {
-        const r = puts.map(p => {
-          const parts = p.key.split('/')
-          return [parseInt(parts[1] ?? '', 16), parseInt(parts[2] ?? '', 16), decodeLeaf(p.value)] as const
-        })
-        await c.query(`INSERT INTO gw_leaves (batch_id, leaf_index, device_id, seq, leaf_hash, time_ms, after_seq)
-          SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bigint[])
-          ON CONFLICT (batch_id, leaf_index) DO NOTHING`,
-        [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].deviceId), r.map(x => x[2].seq), r.map(x => buf(x[2].leafHash)), r.map(x => x[2].timeMs), r.map(x => x[2].afterSeq)])
-        return
-      }
-      case 'batches/put': {
-        for (const p of puts) {
-          const b = decodeBatch(p.value)
-          await c.query(`INSERT INTO gw_batches (id, size, root, first_record_time_ms, last_record_time_ms, checkpoint, metadata_hash, sealed_at_ms)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-          [b.id, b.size, buf(b.root), b.firstRecordTimeMs, b.lastRecordTimeMs, b.checkpoint, buf(b.metadataHash), b.sealedAtMs])
-        }
-        return
-      }
-      case 'quarantine/put': {
-        const q = puts.map(p => [p.key.slice(2), decodeQuarantine(p.value)] as const)
-        await c.query(`INSERT INTO gw_quarantine (key, time_ms, reason, topic, device_id, seq, detail, raw, raw_bytes)
-          SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::int[])
-          ON CONFLICT (key) DO NOTHING`,
-        [q.map(x => x[0]), q.map(x => x[1].timeMs), q.map(x => x[1].reason), q.map(x => x[1].topic), q.map(x => x[1].deviceId ?? null),
-          q.map(x => x[1].seq ?? null), q.map(x => x[1].detail), q.map(x => buf(x[1].raw)), q.map(x => x[1].rawBytes)])
-        return
-      }
+      case 'leaves/put': await putLeaves(c, puts); return
+      case 'batches/put': await putBatches(c, puts); return
+      case 'quarantine/put': await putQuarantine(c, puts); return
       case 'quarantine/del':
         await c.query('DELETE FROM gw_quarantine WHERE key = ANY($1::text[])', [dels.map(k => k.slice(2))])
         return
@@ -718,3 +653,78 @@ function quarantineOf (r: QuarantineRow): QuarantineEntry {
 // Meta values travel in ops as the LevelDB store encodes them ([version, n], canonical CBOR).
 const encodeMetaInt = encodeInt
 const decodeMetaInt = (b: Uint8Array): number => decodeInt(b, 'store metadata')
+
+// The bulkier writes of PostgresGatewayStore.apply, one per table (apply keeps the one-line ones).
+type PutOp = Extract<StoreOp, { type: 'put' }>
+
+/** Inserts records; a (device, seq) already stored with other bytes comes back as a conflict. */
+async function putRecords (c: pg.PoolClient, puts: PutOp[]): Promise<RecordConflict[] | undefined> {
+  const r = puts.map(p => [...deviceSeq(p.key), p.record ?? decodeStoredRecord(p.value)] as const)
+  const leaf = puts.map(p => p.leaf)
+  const env = packed(r.map(x => x[2].envelope))
+  const lh = packed(leaf.map(l => l?.leafHash))
+  const rh = packed(leaf.map(l => l?.recordHash))
+  // A duplicate (another process stored it first) dies on the key; the first one stays.
+  const inserted = await c.query(`INSERT INTO gw_records (device_id, seq, batch_id, leaf_index, envelope, leaf_hash, record_hash, time_ms)
+    SELECT d, s, NULLIF(b, 0), CASE WHEN b = 0 THEN NULL ELSE i END, substring($5::bytea FROM eo + 1 FOR el),
+      CASE WHEN ll = 0 THEN NULL ELSE substring($8::bytea FROM lo + 1 FOR ll) END,
+      CASE WHEN rl = 0 THEN NULL ELSE substring($11::bytea FROM ro + 1 FOR rl) END, t
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $6::int[], $7::int[], $9::int[], $10::int[], $12::int[], $13::int[], $14::bigint[])
+      AS x(d, s, b, i, eo, el, lo, ll, ro, rl, t)
+    ON CONFLICT (device_id, seq) DO NOTHING`,
+  [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].batchId), r.map(x => x[2].index),
+    env.blob, env.offsets, env.lengths, lh.blob, lh.offsets, lh.lengths, rh.blob, rh.offsets, rh.lengths, leaf.map(l => l?.timeMs ?? null)])
+  if ((inserted.rowCount ?? 0) === r.length) return undefined
+  // Some were there already: the same bytes are a resend; other bytes are a conflict, and
+  // acking ours as stored would be a lie.
+  const there = await c.query<{ device_id: string, seq: string, envelope: Buffer }>(
+    `SELECT g.device_id, g.seq, g.envelope FROM gw_records g JOIN unnest($1::text[], $2::bigint[]) AS x(d, s) ON g.device_id = x.d AND g.seq = x.s`,
+    [r.map(x => x[0]), r.map(x => x[1])])
+  const mine = new Map(r.map(x => [`${x[0]}/${x[1]}`, x[2].envelope]))
+  const conflicts: RecordConflict[] = []
+  for (const row of there.rows) {
+    const ours = mine.get(`${row.device_id}/${row.seq}`)
+    const stored = u8(row.envelope)
+    if (ours !== undefined && !equalBytes(ours, stored)) conflicts.push({ deviceId: row.device_id, seq: Number(row.seq), envelope: ours, storedEnvelope: stored })
+  }
+  return conflicts
+}
+
+async function putDevices (c: pg.PoolClient, node: string, puts: PutOp[]): Promise<void> {
+  const s = puts.map(p => decodeDeviceState(p.value))
+  await c.query(`INSERT INTO gw_devices (node, device_id, tip_seq, tip_hash, tip_boot, last_seen_ms, stored, quarantined, anchored_seq)
+    SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+    ON CONFLICT (node, device_id) DO UPDATE SET tip_seq = EXCLUDED.tip_seq, tip_hash = EXCLUDED.tip_hash, tip_boot = EXCLUDED.tip_boot,
+      last_seen_ms = EXCLUDED.last_seen_ms, stored = EXCLUDED.stored, quarantined = EXCLUDED.quarantined, anchored_seq = EXCLUDED.anchored_seq`,
+  [node, s.map(x => x.deviceId), s.map(x => x.tip?.seq ?? null), s.map(x => x.tip === undefined ? null : buf(x.tip.hash)),
+    s.map(x => x.tip?.boot ?? null), s.map(x => x.lastSeenMs), s.map(x => x.stored), s.map(x => x.quarantined), s.map(x => x.anchoredSeq)])
+}
+
+async function putLeaves (c: pg.PoolClient, puts: PutOp[]): Promise<void> {
+  const r = puts.map(p => {
+    const parts = p.key.split('/')
+    return [parseInt(parts[1] ?? '', 16), parseInt(parts[2] ?? '', 16), decodeLeaf(p.value)] as const
+  })
+  await c.query(`INSERT INTO gw_leaves (batch_id, leaf_index, device_id, seq, leaf_hash, time_ms, after_seq)
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bigint[])
+    ON CONFLICT (batch_id, leaf_index) DO NOTHING`,
+  [r.map(x => x[0]), r.map(x => x[1]), r.map(x => x[2].deviceId), r.map(x => x[2].seq), r.map(x => buf(x[2].leafHash)), r.map(x => x[2].timeMs), r.map(x => x[2].afterSeq)])
+}
+
+async function putBatches (c: pg.PoolClient, puts: PutOp[]): Promise<void> {
+  for (const p of puts) {
+    const b = decodeBatch(p.value)
+    await c.query(`INSERT INTO gw_batches (id, size, root, first_record_time_ms, last_record_time_ms, checkpoint, metadata_hash, sealed_at_ms)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+    [b.id, b.size, buf(b.root), b.firstRecordTimeMs, b.lastRecordTimeMs, b.checkpoint, buf(b.metadataHash), b.sealedAtMs])
+  }
+}
+
+async function putQuarantine (c: pg.PoolClient, puts: PutOp[]): Promise<void> {
+  const q = puts.map(p => [p.key.slice(2), decodeQuarantine(p.value)] as const)
+  await c.query(`INSERT INTO gw_quarantine (key, time_ms, reason, topic, device_id, seq, detail, raw, raw_bytes)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::int[])
+    ON CONFLICT (key) DO NOTHING`,
+  [q.map(x => x[0]), q.map(x => x[1].timeMs), q.map(x => x[1].reason), q.map(x => x[1].topic), q.map(x => x[1].deviceId ?? null),
+    q.map(x => x[1].seq ?? null), q.map(x => x[1].detail), q.map(x => buf(x[1].raw)), q.map(x => x[1].rawBytes)])
+}
