@@ -106,20 +106,41 @@ export interface HashPool {
 
 interface Batch { first: number, ranges: HashRange[], bytes: number }
 
+/** What the pool's threads and its one running job share. */
+interface PoolState {
+  /** The running job's failure handler: a worker that errs or exits fails the job, not the process. */
+  fail: ((e: ForensicsError) => void) | undefined
+  /** The first worker failure: every later job fails with it. */
+  broken: ForensicsError | undefined
+  closing: boolean
+}
+
 /** Starts `workers` hashing threads (default DEFAULT_HASH_WORKERS). The caller must `close` it. */
 export function openHashPool (workers: number = DEFAULT_HASH_WORKERS): HashPool {
   const workerCount = Math.max(1, workers)
   if (!Number.isSafeInteger(workerCount)) throw new RangeError('workers must be an integer')
-  const threads: Worker[] = []
-  // The running job's failure handler: a worker that errs or exits fails the job, not the process.
-  let fail: ((e: ForensicsError) => void) | undefined
-  let broken: ForensicsError | undefined
-  let closing = false
-  const onFailure = (e: ForensicsError): void => {
-    if (closing) return
-    broken ??= e
-    fail?.(e)
+  const state: PoolState = { fail: undefined, broken: undefined, closing: false }
+  const threads = startThreads(workerCount, state)
+  const stream = (options: Pick<HashRangesOptions, 'onProgress'> = {}): HashStream => startJob(threads, state, options)
+  const hash = async (ranges: readonly HashRange[], options: Pick<HashRangesOptions, 'onProgress'> = {}): Promise<RangeDigest[]> => {
+    const s = stream(options)
+    s.add(ranges)
+    return await s.finish()
   }
+  const close = async (): Promise<void> => {
+    state.closing = true
+    await Promise.all(threads.map(async w => await w.terminate()))
+  }
+  return { hash, stream, close }
+}
+
+function startThreads (workerCount: number, state: PoolState): Worker[] {
+  const onFailure = (e: ForensicsError): void => {
+    if (state.closing) return
+    state.broken ??= e
+    state.fail?.(e)
+  }
+  const threads: Worker[] = []
   for (let i = 0; i < workerCount; i++) {
     // Plain CommonJS: the thread's inherited --import hooks (tsx, tap's loaders) would only load again.
     const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] })
@@ -128,84 +149,75 @@ export function openHashPool (workers: number = DEFAULT_HASH_WORKERS): HashPool 
     w.on('exit', code => { onFailure(new ForensicsError('LINEAGE_UNREADABLE', `hash worker exited (code ${code}) before finishing`)) })
     threads.push(w)
   }
+  return threads
+}
 
-  const stream = (options: Pick<HashRangesOptions, 'onProgress'> = {}): HashStream => {
-    const results: RangeDigest[] = []
-    const queue: Batch[] = []
-    const idle = [...threads]
-    let added = 0
-    let active = 0
-    let doneBytes = 0
-    let current: Batch = { first: 0, ranges: [], bytes: 0 }
-    let failure: ForensicsError | undefined = broken
-    let settle: (() => void) | undefined
-    fail = (e) => { failure ??= e; settle?.() }
-    const dispatch = (): void => {
-      while (failure === undefined && idle.length > 0 && queue.length > 0) {
-        const w = idle.pop() as Worker
-        const b = queue.shift() as Batch
-        active++
-        w.once('message', (reply: WorkerReply) => {
-          active--
-          idle.push(w)
-          if (reply.error !== undefined) { fail?.(new ForensicsError(reply.error.code, reply.error.message)); return }
-          const digests = reply.digests as Uint8Array
-          const sizes = reply.sizes as Float64Array
-          for (let k = 0; k < b.ranges.length; k++) {
-            results[b.first + k] = { digest: digests.subarray(32 * k, 32 * k + 32), sizeBytes: sizes[k] as number }
-            doneBytes += sizes[k] as number
-          }
-          options.onProgress?.(doneBytes)
-          dispatch()
-          if (active === 0 && queue.length === 0) settle?.()
+/** One job on the pool's threads: ranges are batched as they are added and handed to idle threads. */
+function startJob (threads: readonly Worker[], state: PoolState, options: Pick<HashRangesOptions, 'onProgress'>): HashStream {
+  const results: RangeDigest[] = []
+  const queue: Batch[] = []
+  const idle = [...threads]
+  let added = 0
+  let active = 0
+  let doneBytes = 0
+  let current: Batch = { first: 0, ranges: [], bytes: 0 }
+  let failure: ForensicsError | undefined = state.broken
+  let settle: (() => void) | undefined
+  state.fail = (e) => { failure ??= e; settle?.() }
+  const dispatch = (): void => {
+    while (failure === undefined && idle.length > 0 && queue.length > 0) {
+      const w = idle.pop() as Worker
+      const b = queue.shift() as Batch
+      active++
+      w.once('message', (reply: WorkerReply) => {
+        active--
+        idle.push(w)
+        if (reply.error !== undefined) { state.fail?.(new ForensicsError(reply.error.code, reply.error.message)); return }
+        const digests = reply.digests as Uint8Array
+        const sizes = reply.sizes as Float64Array
+        for (let k = 0; k < b.ranges.length; k++) {
+          results[b.first + k] = { digest: digests.subarray(32 * k, 32 * k + 32), sizeBytes: sizes[k] as number }
+          doneBytes += sizes[k] as number
+        }
+        options.onProgress?.(doneBytes)
+        dispatch()
+        if (active === 0 && queue.length === 0) settle?.()
+      })
+      w.postMessage(b.ranges)
+    }
+  }
+  const cut = (): void => {
+    if (current.ranges.length === 0) return
+    queue.push(current)
+    current = { first: added, ranges: [], bytes: 0 }
+  }
+  return {
+    add: (ranges) => {
+      for (const r of ranges) {
+        // Batches: consecutive ranges, cut at a count or byte budget.
+        const bytes = r.endByte === null ? (r.sizeHintBytes ?? 0) : r.endByte - r.startByte
+        if (current.ranges.length >= DEFAULT_BATCH_RANGES || (current.ranges.length > 0 && current.bytes + bytes > DEFAULT_BATCH_BYTES)) cut()
+        current.ranges.push(r)
+        current.bytes += bytes
+        added++
+      }
+      dispatch()
+    },
+    finish: async () => {
+      cut()
+      dispatch()
+      try {
+        await new Promise<void>(resolve => {
+          settle = resolve
+          if (failure !== undefined || (active === 0 && queue.length === 0)) resolve()
         })
-        w.postMessage(b.ranges)
+      } finally {
+        state.fail = undefined
       }
-    }
-    const cut = (): void => {
-      if (current.ranges.length === 0) return
-      queue.push(current)
-      current = { first: added, ranges: [], bytes: 0 }
-    }
-    return {
-      add: (ranges) => {
-        for (const r of ranges) {
-          // Batches: consecutive ranges, cut at a count or byte budget.
-          const bytes = r.endByte === null ? (r.sizeHintBytes ?? 0) : r.endByte - r.startByte
-          if (current.ranges.length >= DEFAULT_BATCH_RANGES || (current.ranges.length > 0 && current.bytes + bytes > DEFAULT_BATCH_BYTES)) cut()
-          current.ranges.push(r)
-          current.bytes += bytes
-          added++
-        }
-        dispatch()
-      },
-      finish: async () => {
-        cut()
-        dispatch()
-        try {
-          await new Promise<void>(resolve => {
-            settle = resolve
-            if (failure !== undefined || (active === 0 && queue.length === 0)) resolve()
-          })
-        } finally {
-          fail = undefined
-        }
-        if (failure !== undefined) throw failure
-        return results
-      }
+      if (failure !== undefined) throw failure
+      return results
     }
   }
-
-  const hash = async (ranges: readonly HashRange[], options: Pick<HashRangesOptions, 'onProgress'> = {}): Promise<RangeDigest[]> => {
-    const s = stream(options)
-    s.add(ranges)
-    return await s.finish()
-  }
-  const close = async (): Promise<void> => {
-    closing = true
-    await Promise.all(threads.map(async w => await w.terminate()))
-  }
-  return { hash, stream, close }
 }
 
 /**
