@@ -551,9 +551,15 @@ export class IngestPipeline {
     if (d.tip !== undefined && seq === d.tip.seq) {
       same = equalBytes(s.hash, d.tip.hash)
     } else {
-      const stored = await this.o.store.getRecord(d.id, seq)
-      // Not here: stored by a peer, dropped by the device (honest gap), or not yet on disk. No
-      // way to compare: count it as the resend it almost always is.
+      let stored = await this.o.store.getRecord(d.id, seq)
+      if (stored === undefined && !d.tipFromPeer && seq > (d.durableTip?.seq ?? -1)) {
+        // Our own store of that seq is queued, not yet on disk: compare once it is, or a
+        // different record for it would pass as a resend.
+        await this.o.store.flush()
+        stored = await this.o.store.getRecord(d.id, seq)
+      }
+      // Not here: stored by a peer, or dropped by the device (honest gap). No way to compare:
+      // count it as the resend it almost always is.
       same = stored === undefined || equalBytes(stored.envelope, s.envelope)
     }
     if (same) {

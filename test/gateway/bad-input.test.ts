@@ -91,7 +91,11 @@ t.test('behavior: bad input is quarantined with its reason, counted, and nothing
     'prev-hash-mismatch': 1
   }
   const total = Object.values(expected).reduce((a, b) => a + b, 0)
-  await waitFor('every quarantine entry', async () => (await httpGet(`${gw.httpUrl}/v1/quarantine?limit=100`)).json().entries.length === total)
+  let seen: Array<{ reason: string }> = []
+  await waitFor('every quarantine entry', async () => {
+    seen = (await httpGet(`${gw.httpUrl}/v1/quarantine?limit=100`)).json().entries
+    return seen.length === total
+  }).catch((e: Error) => { throw new Error(`${e.message}: ${seen.length} of ${total}: ${JSON.stringify(seen.map(x => x.reason))}`) })
   const entries = (await httpGet(`${gw.httpUrl}/v1/quarantine?limit=100`)).json().entries as Array<{ reason: string, device: string | null, seq: number | null, rawBytes: number, raw: string }>
   const byReason: Record<string, number> = {}
   for (const e of entries) byReason[e.reason] = (byReason[e.reason] ?? 0) + 1
