@@ -1,52 +1,17 @@
 /**
- * Command-line parsing for the forensics CLI on node:util parseArgs, the parser every bin shares
- * (common/cli uses it too): `--name value`, `--name=value` and boolean `--name`, checked against
- * each subcommand's spec. Anything unexpected is a UsageError (exit 2).
+ * The parsed command line as the forensics commands read it: the scaffold's parse (common/cli) as
+ * positionals and a flag map (argsOf), and readers of string, time and integer flags that refuse
+ * malformed values with a UsageError (exit 2).
  */
-import { parseArgs as parseWithNode } from 'node:util'
 import type { CliContext } from '../../common/index.js'
 import { UsageError } from '../../common/index.js'
 
 /** A mistake in the command line (exit 2): common's, so that the scaffold (common/cli) knows it too. */
 export { UsageError }
 
-export type FlagKind = 'string' | 'boolean'
-
 export interface ParsedArgs {
   positional: string[]
   flags: Map<string, string | true>
-}
-
-/**
- * Parses `argv` (after the subcommand) against `spec`.
- * @throws UsageError for an unknown flag, a missing value, or a flag given twice.
- */
-export function parseArgs (argv: readonly string[], spec: Readonly<Record<string, FlagKind>>): ParsedArgs {
-  let tokens
-  try {
-    tokens = parseWithNode({
-      args: [...argv],
-      options: Object.fromEntries(Object.entries(spec).map(([name, type]) => [name, { type }])),
-      strict: true,
-      allowPositionals: true,
-      tokens: true
-    }).tokens
-  } catch (e) {
-    // parseArgs's messages are good but mention `strict:false`: keep the first sentence.
-    throw new UsageError(((e as Error).message.split('\n')[0] ?? 'bad arguments').replace(/\. To specify a positional.*$/, ''), { cause: e })
-  }
-  const positional: string[] = []
-  const flags = new Map<string, string | true>()
-  for (const token of tokens) {
-    if (token.kind === 'positional') { positional.push(token.value); continue }
-    if (token.kind !== 'option') continue
-    // node:util keeps the last of a repeated option; here twice is a mistake (`--from` given twice).
-    if (flags.has(token.name)) throw new UsageError(`--${token.name} given twice`)
-    if (spec[token.name] === 'boolean') { flags.set(token.name, true); continue }
-    if (token.value === undefined || token.value === '') throw new UsageError(`--${token.name} needs a value`)
-    flags.set(token.name, token.value)
-  }
-  return { positional, flags }
 }
 
 /** The scaffold's parse of a command line (common/cli) in this file's shape, for the commands written against it. */

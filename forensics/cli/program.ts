@@ -1,25 +1,24 @@
 /**
  * `provenance` described as data for the scaffold every bin shares (common/cli): its commands,
  * their options and the help written from them. The commands themselves are in commands.ts and
- * replay/cli.ts; the lineage groups still parse their own arguments (cli.ts hands them over).
+ * replay/cli.ts, the lineage groups `dataset`, `training`, `fl` in lineage/ (cli.ts, captures-cli.ts,
+ * register.ts, fl-cli.ts).
  */
 import type { CliCommandSpec, CliContext, CliOptionSpec, CliProgram, CliResult } from '../../common/index.js'
 import pkg from '../../package.json' with { type: 'json' }
 import { decodeBundle, decodeBundleRecord, decodeEnvelope } from '../../protocol/index.js'
+import { CAPTURES_COMMANDS } from '../lineage/captures-cli.js'
+import { DATASET_COMMANDS, TRAINING_COMMANDS, type LineageCommand } from '../lineage/cli.js'
+import { FL_COMMANDS } from '../lineage/fl-cli.js'
+import { REGISTER_COMMAND } from '../lineage/register.js'
 import { replayCommand } from '../replay/cli.js'
+import { UsageError } from '../../common/index.js'
 import { argsOf, type ParsedArgs } from './args.js'
 import { runCompliance, runExport, runReport, runTimeline, runTrace, runVerify, type CommandFailure } from './commands.js'
 import { GATEWAY_TOKEN_ENV, RPC_URL_ENV, type CliIo } from './io.js'
 
 /** The version `provenance --version` prints: the package's. */
 export const FORENSICS_VERSION: string = pkg.version
-
-/** Commands with their own parser and help (lineage/cli.ts, lineage/fl-cli.ts), listed in the program's help. */
-export const OWN_PARSER_COMMANDS: ReadonlyArray<{ name: string, summary: string }> = [
-  { name: 'dataset', summary: 'hash | verify | captures | capture-proofs | register: OpenSSF model-signing manifests of dataset and model folders, field captures (docs/LINEAGE.md)' },
-  { name: 'training', summary: 'record | verify | diff: signed training-run statements (DSSE, in-toto) and their checks' },
-  { name: 'fl', summary: 'aggregate | contributors: federated rounds: FedAvg of device contributions, and who contributed to a model' }
-]
 
 const BUNDLE = { name: 'bundle.json', description: 'the incident bundle (provenance export)', required: true } as const
 const QUIET: CliOptionSpec = { name: 'quiet', type: 'boolean', description: 'No progress on stderr.' }
@@ -179,6 +178,18 @@ function command (io: CliIo, spec: Omit<CliCommandSpec, 'run'>, run: (args: Pars
   }
 }
 
+/**
+ * A lineage command as the scaffold runs it. An empty value (`--out ''`) is refused: these commands
+ * always refused it, and a file named "" is never what was meant.
+ */
+function lineageCommand (io: CliIo, spec: LineageCommand): CliCommandSpec {
+  const { runWith, ...text } = spec
+  return command(io, text, async (args, io) => {
+    for (const [name, value] of args.flags) if (value === '') throw new UsageError(`--${name} needs a value`)
+    return await runWith(args, io)
+  })
+}
+
 /** The program, its commands writing to `io`. */
 export function forensicsProgram (io: CliIo): CliProgram {
   return {
@@ -195,12 +206,7 @@ export function forensicsProgram (io: CliIo): CliProgram {
       command(io, COMPLIANCE, runCompliance),
       // Bundles are read here: replay itself does not depend on the bundle format.
       replayCommand(bytes => decodeBundle(bytes).records.map(r => decodeEnvelope(decodeBundleRecord(r)))),
-      // Listed for the help only: cli.ts hands their arguments to their own parser before the scaffold sees them.
-      ...OWN_PARSER_COMMANDS.map(c => ({
-        path: [c.name],
-        summary: c.summary,
-        run: async (): Promise<undefined> => await Promise.reject(new Error(`provenance ${c.name} is run by its own parser`))
-      }))
+      ...[...DATASET_COMMANDS, ...CAPTURES_COMMANDS, REGISTER_COMMAND, ...TRAINING_COMMANDS, ...FL_COMMANDS].map(c => lineageCommand(io, c))
     ],
     epilog: [
       'An invalid verdict (verify, report, compliance) or a broken trace exits 1 after printing its result, with VERDICT_INVALID or TRACE_BROKEN on stderr. Offline verification loads no chain code at all.'

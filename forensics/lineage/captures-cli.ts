@@ -8,51 +8,54 @@ import { resolve } from 'node:path'
 import { CommonError, readSecret } from '../../common/index.js'
 import { ForensicsError } from '../errors.js'
 import { stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
+import type { CommandFailure } from '../cli/commands.js'
 import { attachCaptureProofs, checkCaptures, parseCaptures, DEFAULT_CAPTURES_MAX_BYTES, type CaptureAnchorFacts, type CaptureCheck } from './captures.js'
-import { deviceKeysFrom, readBounded, readManifestFile, type LineageCliIo } from './cli.js'
+import { deviceKeysFrom, readBounded, readManifestFile, DEVICE_KEYS_OPTION, type LineageCliIo, type LineageCommand } from './cli.js'
 
 /** Environment variable read for the gateway's API token when --token-file is not given (as `provenance export`). */
 export const CAPTURES_GATEWAY_TOKEN_ENV = 'PROVENANCE_GATEWAY_TOKEN'
 
-export const CAPTURES_USAGE = `usage: provenance dataset captures --manifest FILE --captures FILE (--device-keys LIST | --rpc-url URL --registry ADDRESS) [options]
+/** `provenance dataset captures|capture-proofs`. */
+export const CAPTURES_COMMANDS: readonly LineageCommand[] = [
+  {
+    path: ['dataset', 'captures'],
+    summary: 'check the field captures behind a dataset, their records\' inclusion proofs against the chain',
+    description: [
+      'Checks the field captures behind a dataset (docs/LINEAGE.md §5): each entry of the captures file names a file of the manifest, a device data-capture record (kind 10), the salt that opens its commitment and, once anchored, the record\'s inclusion proof. Per entry: the record decodes, is signed by the device\'s registered key at its time, the device is not revoked, the record commits to the file\'s digest and size in the manifest, and (online) its proof leads to a root the registry anchored, with the batch, transaction and time range the chain holds.',
+      'Required: --manifest, --captures, and --device-keys or --rpc-url with --registry.',
+      'Exit 0: every capture checks out. Exit 1: one does not (CAPTURES_UNVERIFIED on stderr), or an error.'
+    ],
+    options: [
+      { name: 'manifest', type: 'string', value: 'FILE', description: 'The dataset manifest (provenance dataset hash).' },
+      { name: 'captures', type: 'string', value: 'FILE', description: 'The captures file (format edge-provenance/data-captures/v1).' },
+      { ...DEVICE_KEYS_OPTION, description: 'ID=HEX64[:revoked],... device public keys (offline: proofs are checked against their own checkpoint only, and shown as unchecked).' },
+      { name: 'rpc-url', type: 'string', value: 'URL', description: 'Read device keys and anchored roots from the ProvenanceRegistry.' },
+      { name: 'registry', type: 'string', value: 'ADDRESS', description: 'Its address (with --rpc-url).' },
+      { name: 'require-proofs', type: 'boolean', description: 'A capture without an inclusion proof fails (PROOF_MISSING).' },
+      { name: 'json', type: 'boolean', description: 'The checks as JSON on stdout.' }
+    ],
+    runWith: async (args, io) => await runDatasetCaptures(args, io)
+  },
+  {
+    path: ['dataset', 'capture-proofs'],
+    summary: 'attach the captures\' inclusion proofs, asked of a gateway',
+    description: [
+      'Attaches to each entry of a captures file its record\'s inclusion proof, asked of the gateway that stores the device\'s records (GET /v1/proof/<device>/<seq>: a C2SP tlog-proof with the anchoring in its extra lines). Entries that already carry a proof keep it. Nothing the gateway says is trusted: "provenance dataset captures --rpc-url" checks every proof against the chain.',
+      'Required: --captures, --gateway.',
+      'Exit 0: every entry has a proof. Exit 1: some records are not anchored yet (CAPTURES_UNANCHORED on stderr, naming them; the file is written with the proofs there are), or an error.'
+    ],
+    options: [
+      { name: 'captures', type: 'string', value: 'FILE', description: 'The captures file.' },
+      { name: 'gateway', type: 'string', value: 'URL', description: 'Gateway HTTP API, e.g. http://127.0.0.1:8080.' },
+      { name: 'token-file', type: 'string', value: 'FILE', description: `The gateway's API token (its <stateDir>/api-token, mode 0600; default: $${CAPTURES_GATEWAY_TOKEN_ENV}).` },
+      { name: 'out', type: 'string', value: 'FILE', description: 'Write the captures file with proofs there (default: stdout).' },
+      { name: 'json', type: 'boolean', description: 'With --out: a JSON summary on stdout.' }
+    ],
+    runWith: async (args, io) => await runCaptureProofs(args, io)
+  }
+]
 
-Checks the field captures behind a dataset (docs/LINEAGE.md §5): each entry of the captures file
-names a file of the manifest, a device data-capture record (kind 10), the salt that opens its
-commitment and, once anchored, the record's inclusion proof. Per entry: the record decodes, is
-signed by the device's registered key at its time, the device is not revoked, the record commits
-to the file's digest and size in the manifest, and (online) its proof leads to a root the registry
-anchored, with the batch, transaction and time range the chain holds.
-
-  --manifest FILE         the dataset manifest (provenance dataset hash)
-  --captures FILE         the captures file (format edge-provenance/data-captures/v1)
-  --device-keys LIST      ID=HEX64[:revoked],... device public keys (offline: proofs are checked
-                          against their own checkpoint only, and shown as unchecked)
-  --rpc-url URL           read device keys and anchored roots from the ProvenanceRegistry
-  --registry ADDRESS      its address (with --rpc-url)
-  --require-proofs        a capture without an inclusion proof fails (PROOF_MISSING)
-  --json                  the checks as JSON on stdout
-
-Exit 0: every capture checks out. Exit 1: one does not (CAPTURES_UNVERIFIED on stderr), or an error.
-`
-
-export const CAPTURE_PROOFS_USAGE = `usage: provenance dataset capture-proofs --captures FILE --gateway URL [--token-file FILE] [--out FILE] [--json]
-
-Attaches to each entry of a captures file its record's inclusion proof, asked of the gateway that
-stores the device's records (GET /v1/proof/<device>/<seq>: a C2SP tlog-proof with the anchoring in
-its extra lines). Entries that already carry a proof keep it. Nothing the gateway says is trusted:
-"provenance dataset captures --rpc-url" checks every proof against the chain.
-
-  --captures FILE         the captures file
-  --gateway URL           gateway HTTP API, e.g. http://127.0.0.1:8080
-  --token-file FILE       the gateway's API token (its <stateDir>/api-token, mode 0600; default: $${CAPTURES_GATEWAY_TOKEN_ENV})
-  --out FILE              write the captures file with proofs there (default: stdout)
-  --json                  with --out: a JSON summary on stdout
-
-Exit 0: every entry has a proof. Exit 1: some records are not anchored yet (CAPTURES_UNANCHORED on
-stderr, naming them; the file is written with the proofs there are), or an error.
-`
-
-export async function runDatasetCaptures (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+export async function runDatasetCaptures (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const manifestPath = stringFlag(args, 'manifest')
   const capturesPath = stringFlag(args, 'captures')
@@ -92,14 +95,11 @@ export async function runDatasetCaptures (args: ParsedArgs, io: LineageCliIo): P
     lines.push(`${covered} of ${files} files captured by registered devices, ${anchored} in batches anchored on chain`)
     io.stdout(lines.join('\n') + '\n')
   }
-  if (failed.length > 0) {
-    io.stderr.write(`CAPTURES_UNVERIFIED: ${failed.length} of ${checks.length} captures fail\n`)
-    return 1
-  }
-  return 0
+  if (failed.length > 0) return { code: 'CAPTURES_UNVERIFIED', message: `${failed.length} of ${checks.length} captures fail` }
+  return undefined
 }
 
-export async function runCaptureProofs (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+export async function runCaptureProofs (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const capturesPath = stringFlag(args, 'captures')
   const gatewayUrl = stringFlag(args, 'gateway')
@@ -127,9 +127,6 @@ export async function runCaptureProofs (args: ParsedArgs, io: LineageCliIo): Pro
     const summary = { out: resolve(out), captures: proved.captures.length, proved: proved.captures.length - missing.length, missing }
     io.stdout(args.flags.has('json') ? JSON.stringify(summary) + '\n' : `${summary.proved} of ${summary.captures} captures carry their record's inclusion proof: ${summary.out}\n`)
   }
-  if (missing.length > 0) {
-    io.stderr.write(`CAPTURES_UNANCHORED: no proof yet for ${missing.length} record(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}\n`)
-    return 1
-  }
-  return 0
+  if (missing.length > 0) return { code: 'CAPTURES_UNANCHORED', message: `no proof yet for ${missing.length} record(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}` }
+  return undefined
 }

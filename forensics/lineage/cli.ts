@@ -1,6 +1,6 @@
 /**
  * `provenance dataset hash|verify` and `provenance training record|verify|diff`: the lineage
- * commands of the forensics CLI (forensics/cli.ts hands them their argv). Results on stdout, progress
+ * commands of the forensics CLI (run by the scaffold, forensics/cli/program.ts). Results on stdout, progress
  * on stderr only on a terminal, errors as `CODE: message`. docs/LINEAGE.md.
  */
 import { createHash } from 'node:crypto'
@@ -8,7 +8,9 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { createSigner } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
-import { intFlag, parseArgs, stringFlag, UsageError, type FlagKind, type ParsedArgs } from '../cli/args.js'
+import type { CliCommandSpec, CliOptionSpec } from '../../common/index.js'
+import { intFlag, stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
+import type { CommandFailure } from '../cli/commands.js'
 import { createProgress, type ProgressStream } from '../cli/progress.js'
 import { DEFAULT_MANIFEST_MAX_BYTES, encodeManifest, hashTree, parseManifest, verifyTree, type Manifest, type ManifestDiff } from './manifest.js'
 import { DEFAULT_ENVELOPE_MAX_BYTES } from './dsse.js'
@@ -29,146 +31,113 @@ export interface LineageCliIo {
 /** Environment variable read for the trainer's key file when --key-file is not given. */
 export const TRAINER_KEY_FILE_ENV = 'PROVENANCE_TRAINER_KEY_FILE'
 
-const USAGE: Record<string, string> = {
-  'dataset hash': `usage: provenance dataset hash <dir> [options]
-       provenance dataset hash --root DIR <file>... [options]
-
-Hashes every file once (SHA-256, worker threads) into an OpenSSF model-signing v1.0 manifest
-(with --root: the given files, which must lie inside DIR, named relative to it):
-an in-toto Statement whose subject digest is SHA-256 over the per-file digests in name order
-(names: POSIX paths relative to the folder, sorted by UTF-8 bytes). Works for model folders too:
-an ONNX model's external-data files are files of the folder, so the digest covers them.
-
-  --out FILE              write the manifest there (default: stdout)
-  --name NAME             subject name (default: the folder's name)
-  --ignore P1,P2          glob patterns to leave out (docs/LINEAGE.md §1.2); recorded in the manifest
-  --shard-size BYTES      OMS "shards": every file in pieces of BYTES, hashed in parallel
-  --workers N             hashing threads (default: cores, at most 4)
-  --follow-symlinks       hash symlink targets (default: a symlink is an error, LINEAGE_SYMLINK)
-  --json                  with --out: a JSON summary on stdout; never a progress bar
-  --quiet                 no progress
-`,
-  'dataset verify': `usage: provenance dataset verify <dir> --manifest FILE [options]
-
-Re-hashes the folder with the manifest's serialization (ignore patterns, shards, symlink rule)
-and names every added, removed and changed file.
-
-  --manifest FILE         the manifest to check against (required)
-  --workers N             hashing threads
-  --json                  the result as JSON on stdout
-  --quiet                 no progress
-
-Exit 0: the folder matches. Exit 1: it differs (DATASET_CHANGED on stderr), or an error.
-`,
-  'training record': `usage: provenance training record --model FILE --name NAME --code-revision REV --key-file FILE [options]
-
-Writes a training-run statement (in-toto Statement v1, predicate ${'https://edge-provenance.dev/training-run/v1'})
-signed as a DSSE envelope with the trainer's Ed25519 key (docs/LINEAGE.md §2).
-
-  --model FILE            the trained model file (its SHA-256 is the subject)
-  --name NAME             the model's name
-  --manifest-hash HEX     the model's tensor manifest hash (as registered)
-  --model-manifest FILE   an OMS manifest of the model folder: its digest is recorded as folderDigest
-  --base-model FILE       the model training started from
-  --datasets LIST         NAME@VERSION=MANIFEST.json,... : dataset manifests read (their root digests)
-  --hyperparameters FILE  a JSON object (hashed in RFC 8785 form)
-  --code-revision REV     e.g. a git commit
-  --env K=V,K=V           environment facts (framework versions, hardware)
-  --started-at TIME       RFC 3339 UTC (default: now)
-  --finished-at TIME      RFC 3339 UTC (default: now)
-  --key-file FILE         trainer seed: 64 hex digits (default: $${TRAINER_KEY_FILE_ENV})
-  --out FILE              write the envelope there (default: stdout)
-  --json                  with --out: a JSON summary on stdout
-`,
-  'training verify': `usage: provenance training verify <run.dsse.json> (--trainer-keys HEX,... | --rpc-url URL --lineage ADDRESS) [options]
-
-Checks the envelope's signature by a known trainer key, and the statement against files and the
-chain: each check is listed with its reason when it fails (docs/LINEAGE.md §2.4).
-
-  --trainer-keys HEX,...  trusted trainer public keys (offline)
-  --rpc-url URL           read trainer keys, datasets and the model's training run from the chain
-  --lineage ADDRESS       the LineageRegistry address (with --rpc-url)
-  --model FILE            the model file: its SHA-256 must be the subject
-  --base-model FILE       the base model file
-  --datasets LIST         NAME=MANIFEST.json[=DIR],... : each manifest's digest must be the stated one;
-                          with DIR, the folder is re-hashed against the manifest
-  --json                  the checks as JSON on stdout
-
-Exit 0: every check passed. Exit 1: a check failed (TRAINING_RUN_INVALID on stderr), or an error.
-`,
-  'training diff': `usage: provenance training diff <a.dsse.json> <b.dsse.json> [--json]
-
-What changed from run a to run b: hyperparameters by JSON Pointer (compared in RFC 8785 form),
-then datasets, base model, output model, code revision and environment. Signatures are not checked.
-`
-}
-
-const SPECS: Record<string, Record<string, FlagKind>> = {
-  'dataset hash': { out: 'string', name: 'string', ignore: 'string', 'shard-size': 'string', workers: 'string', root: 'string', 'follow-symlinks': 'boolean', json: 'boolean', quiet: 'boolean', help: 'boolean' },
-  'dataset verify': { manifest: 'string', workers: 'string', json: 'boolean', quiet: 'boolean', help: 'boolean' },
-  'dataset register': {
-    manifest: 'string', 'dataset-version': 'string', name: 'string', parent: 'string', uri: 'string', 'rpc-url': 'string', lineage: 'string', 'key-file': 'string', json: 'boolean', help: 'boolean'
-  },
-  'dataset captures': { manifest: 'string', captures: 'string', 'device-keys': 'string', 'rpc-url': 'string', registry: 'string', 'require-proofs': 'boolean', json: 'boolean', help: 'boolean' },
-  'dataset capture-proofs': { captures: 'string', gateway: 'string', 'token-file': 'string', out: 'string', json: 'boolean', help: 'boolean' },
-  'training record': {
-    model: 'string', name: 'string', 'manifest-hash': 'string', 'model-manifest': 'string', 'base-model': 'string', datasets: 'string', hyperparameters: 'string',
-    'code-revision': 'string', env: 'string', 'started-at': 'string', 'finished-at': 'string', 'key-file': 'string', out: 'string', json: 'boolean', help: 'boolean'
-  },
-  'training verify': {
-    'trainer-keys': 'string', 'rpc-url': 'string', lineage: 'string', model: 'string', 'base-model': 'string', datasets: 'string', json: 'boolean', help: 'boolean'
-  },
-  'training diff': { json: 'boolean', help: 'boolean' }
-}
-
-const GROUP_USAGE: Record<string, string> = {
-  dataset: 'usage: provenance dataset <hash|verify|captures|capture-proofs|register> [options]   (run "provenance dataset <sub> --help")\n',
-  training: 'usage: provenance training <record|verify|diff> [options]   (run "provenance training <sub> --help")\n'
-}
-
 /**
- * Runs `provenance dataset …` or `provenance training …`; resolves to the exit code.
- * Known errors propagate to the caller's printer (forensics/cli.ts) like any other command's.
+ * A lineage command as forensics/cli/program.ts hands it to the scaffold: words, help and options,
+ * and its run on the parsed command line, returning the failure it found (exit 1) or undefined.
  */
-export async function runLineageCli (group: 'dataset' | 'training', argv: readonly string[], io: LineageCliIo): Promise<number> {
-  const [sub, ...rest] = argv
-  if (sub === undefined || sub === '--help' || sub === '-h') {
-    if (sub === undefined) { io.stderr.write(GROUP_USAGE[group] as string); return 2 }
-    io.stdout(GROUP_USAGE[group] as string)
-    return 0
-  }
-  const command = `${group} ${sub}`
-  const spec = SPECS[command]
-  if (spec === undefined) { io.stderr.write(`usage: unknown command "${command}"\n\n${GROUP_USAGE[group] as string}`); return 2 }
-  try {
-    const args = parseArgs(rest, spec)
-    if (args.flags.has('help')) { io.stdout(await usageOf(command)); return 0 }
-    switch (command) {
-      case 'dataset hash': return await runDatasetHash(args, io)
-      case 'dataset verify': return await runDatasetVerify(args, io)
-      case 'dataset captures': return await (await import('./captures-cli.js')).runDatasetCaptures(args, io)
-      case 'dataset capture-proofs': return await (await import('./captures-cli.js')).runCaptureProofs(args, io)
-      case 'dataset register': return await (await import('./register.js')).runDatasetRegister(args, io)
-      case 'training record': return await runTrainingRecord(args, io)
-      case 'training verify': return await runTrainingVerify(args, io)
-      default: return await runTrainingDiff(args, io)
-    }
-  } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`usage: ${e.message}\n\n${await usageOf(command)}`)
-      return 2
-    }
-    throw e
-  }
+export type LineageCommand = Omit<CliCommandSpec, 'run'> & {
+  readonly runWith: (args: ParsedArgs, io: LineageCliIo) => Promise<CommandFailure>
 }
 
-// The help of a command: the ones in files of their own load it from there.
-async function usageOf (command: string): Promise<string> {
-  if (command === 'dataset register') return (await import('./register.js')).REGISTER_USAGE
-  if (command === 'dataset captures') return (await import('./captures-cli.js')).CAPTURES_USAGE
-  if (command === 'dataset capture-proofs') return (await import('./captures-cli.js')).CAPTURE_PROOFS_USAGE
-  return USAGE[command] as string
-}
+/** `--device-keys`, as the commands that check device records take it. */
+export const DEVICE_KEYS_OPTION: CliOptionSpec = { name: 'device-keys', type: 'string', value: 'LIST', description: 'ID=HEX64[:revoked],... device public keys (offline).' }
+
+/** `provenance dataset hash|verify` (captures, capture-proofs and register are in files of their own). */
+export const DATASET_COMMANDS: readonly LineageCommand[] = [
+  {
+    path: ['dataset', 'hash'],
+    summary: 'hash a dataset or model folder into an OpenSSF model-signing manifest',
+    description: [
+      'Usage: provenance dataset hash <dir> [options], or provenance dataset hash --root DIR <file>... [options].',
+      'Hashes every file once (SHA-256, worker threads) into an OpenSSF model-signing v1.0 manifest (with --root: the given files, which must lie inside DIR, named relative to it): an in-toto Statement whose subject digest is SHA-256 over the per-file digests in name order (names: POSIX paths relative to the folder, sorted by UTF-8 bytes). Works for model folders too: an ONNX model\'s external-data files are files of the folder, so the digest covers them.'
+    ],
+    positionals: [{ name: 'path', description: 'the folder; with --root, the files to hash', variadic: true }],
+    options: [
+      { name: 'out', type: 'string', value: 'FILE', description: 'Write the manifest there (default: stdout).' },
+      { name: 'name', type: 'string', value: 'NAME', description: 'Subject name (default: the folder\'s name).' },
+      { name: 'root', type: 'string', value: 'DIR', description: 'Hash the given files, named relative to DIR.' },
+      { name: 'ignore', type: 'string', value: 'P1,P2', description: 'Glob patterns to leave out (docs/LINEAGE.md §1.2); recorded in the manifest.' },
+      { name: 'shard-size', type: 'string', value: 'BYTES', description: 'OMS "shards": every file in pieces of BYTES, hashed in parallel.' },
+      { name: 'workers', type: 'string', value: 'N', description: 'Hashing threads (default: cores, at most 4).' },
+      { name: 'follow-symlinks', type: 'boolean', description: 'Hash symlink targets (default: a symlink is an error, LINEAGE_SYMLINK).' },
+      { name: 'json', type: 'boolean', description: 'With --out: a JSON summary on stdout; never a progress bar.' },
+      { name: 'quiet', type: 'boolean', description: 'No progress.' }
+    ],
+    runWith: async (args, io) => await runDatasetHash(args, io)
+  },
+  {
+    path: ['dataset', 'verify'],
+    summary: 're-hash a folder against its manifest and name what changed',
+    description: [
+      'Re-hashes the folder with the manifest\'s serialization (ignore patterns, shards, symlink rule) and names every added, removed and changed file.',
+      'Exit 0: the folder matches. Exit 1: it differs (DATASET_CHANGED on stderr), or an error.'
+    ],
+    positionals: [{ name: 'dir', description: 'the folder' }],
+    options: [
+      { name: 'manifest', type: 'string', value: 'FILE', description: 'The manifest to check against (required).' },
+      { name: 'workers', type: 'string', value: 'N', description: 'Hashing threads.' },
+      { name: 'json', type: 'boolean', description: 'The result as JSON on stdout.' },
+      { name: 'quiet', type: 'boolean', description: 'No progress.' }
+    ],
+    runWith: async (args, io) => await runDatasetVerify(args, io)
+  }
+]
+
+/** `provenance training record|verify|diff`. */
+export const TRAINING_COMMANDS: readonly LineageCommand[] = [
+  {
+    path: ['training', 'record'],
+    summary: 'write a signed training-run statement (DSSE, in-toto)',
+    description: [
+      'Writes a training-run statement (in-toto Statement v1, predicate https://edge-provenance.dev/training-run/v1) signed as a DSSE envelope with the trainer\'s Ed25519 key (docs/LINEAGE.md §2).',
+      `Required: --model, --name, --code-revision, --key-file (or $${TRAINER_KEY_FILE_ENV}).`
+    ],
+    options: [
+      { name: 'model', type: 'string', value: 'FILE', description: 'The trained model file (its SHA-256 is the subject).' },
+      { name: 'name', type: 'string', value: 'NAME', description: 'The model\'s name.' },
+      { name: 'manifest-hash', type: 'string', value: 'HEX', description: 'The model\'s tensor manifest hash (as registered).' },
+      { name: 'model-manifest', type: 'string', value: 'FILE', description: 'An OMS manifest of the model folder: its digest is recorded as folderDigest.' },
+      { name: 'base-model', type: 'string', value: 'FILE', description: 'The model training started from.' },
+      { name: 'datasets', type: 'string', value: 'LIST', description: 'NAME@VERSION=MANIFEST.json,... : dataset manifests read (their root digests).' },
+      { name: 'hyperparameters', type: 'string', value: 'FILE', description: 'A JSON object (hashed in RFC 8785 form).' },
+      { name: 'code-revision', type: 'string', value: 'REV', description: 'E.g. a git commit.' },
+      { name: 'env', type: 'string', value: 'K=V,K=V', description: 'Environment facts (framework versions, hardware).' },
+      { name: 'started-at', type: 'string', value: 'TIME', description: 'RFC 3339 UTC (default: now).' },
+      { name: 'finished-at', type: 'string', value: 'TIME', description: 'RFC 3339 UTC (default: now).' },
+      { name: 'key-file', type: 'string', value: 'FILE', description: `Trainer seed: 64 hex digits (default: $${TRAINER_KEY_FILE_ENV}).` },
+      { name: 'out', type: 'string', value: 'FILE', description: 'Write the envelope there (default: stdout).' },
+      { name: 'json', type: 'boolean', description: 'With --out: a JSON summary on stdout.' }
+    ],
+    runWith: async (args, io) => await runTrainingRecord(args, io)
+  },
+  {
+    path: ['training', 'verify'],
+    summary: 'check a training-run statement: trainer signature, files, the chain',
+    description: [
+      'Checks the envelope\'s signature by a known trainer key, and the statement against files and the chain: each check is listed with its reason when it fails (docs/LINEAGE.md §2.4). Give --trainer-keys, or --rpc-url with --lineage.',
+      'Exit 0: every check passed. Exit 1: a check failed (TRAINING_RUN_INVALID on stderr), or an error.'
+    ],
+    positionals: [{ name: 'run.dsse.json', description: 'the training-run envelope' }],
+    options: [
+      { name: 'trainer-keys', type: 'string', value: 'HEX,...', description: 'Trusted trainer public keys (offline).' },
+      { name: 'rpc-url', type: 'string', value: 'URL', description: 'Read trainer keys, datasets and the model\'s training run from the chain.' },
+      { name: 'lineage', type: 'string', value: 'ADDRESS', description: 'The LineageRegistry address (with --rpc-url).' },
+      { name: 'model', type: 'string', value: 'FILE', description: 'The model file: its SHA-256 must be the subject.' },
+      { name: 'base-model', type: 'string', value: 'FILE', description: 'The base model file.' },
+      { name: 'datasets', type: 'string', value: 'LIST', description: 'NAME=MANIFEST.json[=DIR],... : each manifest\'s digest must be the stated one; with DIR, the folder is re-hashed against the manifest.' },
+      { name: 'json', type: 'boolean', description: 'The checks as JSON on stdout.' }
+    ],
+    runWith: async (args, io) => await runTrainingVerify(args, io)
+  },
+  {
+    path: ['training', 'diff'],
+    summary: 'what changed from one training run to another',
+    description: ['What changed from run a to run b: hyperparameters by JSON Pointer (compared in RFC 8785 form), then datasets, base model, output model, code revision and environment. Signatures are not checked.'],
+    positionals: [{ name: 'a.dsse.json', description: 'the first run' }, { name: 'b.dsse.json', description: 'the second run' }],
+    options: [{ name: 'json', type: 'boolean', description: 'The differences as JSON on stdout.' }],
+    runWith: async (args, io) => await runTrainingDiff(args, io)
+  }
+]
 
 // ---------------------------------------------------------------------------------------------
 // Files
@@ -237,7 +206,7 @@ function progressFor (args: ParsedArgs, io: LineageCliIo, label: string): (done:
   }
 }
 
-async function runDatasetHash (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runDatasetHash (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   const root = stringFlag(args, 'root')
   if (root === undefined && args.positional.length !== 1) throw new UsageError('give one folder, or --root DIR and files')
   if (root !== undefined && args.positional.length === 0) throw new UsageError('--root needs the files to hash')
@@ -269,13 +238,13 @@ async function runDatasetHash (args: ParsedArgs, io: LineageCliIo): Promise<numb
     throw e
   }
   const text = encodeManifest(manifest)
-  if (out === undefined) { io.stdout(text); return 0 }
+  if (out === undefined) { io.stdout(text); return undefined }
   await writeOut(out, text)
   const files = new Set(manifest.predicate.resources.map(r => r.name.replace(/:\d+:\d+$/, ''))).size
   const bytes = manifest.predicate.resources.reduce((n, r) => n + r.size, 0)
   const summary = { out, name: manifest.subject[0].name, digest: manifest.subject[0].digest.sha256, files, resources: manifest.predicate.resources.length, bytes }
   io.stdout(args.flags.has('json') ? JSON.stringify(summary, null, 2) + '\n' : `${summary.digest}  ${summary.name} (${files} files, ${bytes} bytes) -> ${out}\n`)
-  return 0
+  return undefined
 }
 
 function formatDiff (d: ManifestDiff): string {
@@ -286,7 +255,7 @@ function formatDiff (d: ManifestDiff): string {
   return lines.join('\n') + '\n'
 }
 
-async function runDatasetVerify (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runDatasetVerify (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length !== 1) throw new UsageError('give one folder')
   const manifestPath = stringFlag(args, 'manifest')
   if (manifestPath === undefined) throw new UsageError('--manifest is required')
@@ -295,11 +264,8 @@ async function runDatasetVerify (args: ParsedArgs, io: LineageCliIo): Promise<nu
   const onProgress = progressFor(args, io, 'verify')
   const diff = await verifyTree(args.positional[0] as string, manifest, { ...(workers === undefined ? {} : { workers }), onProgress })
   io.stdout(args.flags.has('json') ? JSON.stringify(diff, null, 2) + '\n' : formatDiff(diff))
-  if (!diff.equal) {
-    io.stderr.write(`DATASET_CHANGED: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed\n`)
-    return 1
-  }
-  return 0
+  if (!diff.equal) return { code: 'DATASET_CHANGED', message: `${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed` }
+  return undefined
 }
 
 /**
@@ -337,7 +303,7 @@ function timeArg (args: ParsedArgs, name: string, now: string): string {
   return v
 }
 
-async function runTrainingRecord (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runTrainingRecord (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const need = (name: string): string => {
     const v = stringFlag(args, name)
@@ -395,12 +361,12 @@ async function runTrainingRecord (args: ParsedArgs, io: LineageCliIo): Promise<n
   const envelope = signTrainingStatement(statement, signer)
   const text = JSON.stringify(envelope, null, 2) + '\n'
   const out = stringFlag(args, 'out')
-  if (out === undefined) { io.stdout(text); return 0 }
+  if (out === undefined) { io.stdout(text); return undefined }
   await writeOut(out, text)
   const run = parseTrainingRun(new Uint8Array(Buffer.from(text)))
   const summary = { out, model: statement.subject[0].digest.sha256, statementHash: run.statementHash, trainerKey: Buffer.from(signer.publicKey).toString('hex') }
   io.stdout(args.flags.has('json') ? JSON.stringify(summary, null, 2) + '\n' : `training run of ${summary.model} signed by ${summary.trainerKey}, statement ${summary.statementHash} -> ${out}\n`)
-  return 0
+  return undefined
 }
 
 /** Chain facts for a training run, loaded on demand (the offline path loads no chain code). */
@@ -410,7 +376,7 @@ let chainFactsLoader: ChainFactsLoader | undefined
 /** Installs the reader of chain facts (chain-facts.ts registers itself; tests may too). */
 export function setChainFactsLoader (loader: ChainFactsLoader): void { chainFactsLoader = loader }
 
-async function runTrainingVerify (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runTrainingVerify (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length !== 1) throw new UsageError('give one envelope file')
   const run = await readRunFile(args.positional[0] as string)
   const keysFlag = stringFlag(args, 'trainer-keys')
@@ -460,23 +426,22 @@ async function runTrainingVerify (args: ParsedArgs, io: LineageCliIo): Promise<n
         ...checks.map(c => `  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.check.padEnd(28)} ${c.reason === undefined ? '' : c.reason + ': '}${c.detail}`)].join('\n') + '\n')
   if (!valid) {
     const first = checks.find(c => !c.ok) as TrainingCheck
-    io.stderr.write(`TRAINING_RUN_INVALID: ${checks.filter(c => !c.ok).length} check(s) failed; first: ${first.check} ${first.reason ?? ''}\n`)
-    return 1
+    return { code: 'TRAINING_RUN_INVALID', message: `${checks.filter(c => !c.ok).length} check(s) failed; first: ${first.check} ${first.reason ?? ''}` }
   }
-  return 0
+  return undefined
 }
 
-async function runTrainingDiff (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runTrainingDiff (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length !== 2) throw new UsageError('give two envelope files')
   const a = await readRunFile(args.positional[0] as string)
   const b = await readRunFile(args.positional[1] as string)
   const diff = diffTrainingRuns(a.statement, b.statement)
-  if (args.flags.has('json')) { io.stdout(JSON.stringify(diff, null, 2) + '\n'); return 0 }
+  if (args.flags.has('json')) { io.stdout(JSON.stringify(diff, null, 2) + '\n'); return undefined }
   const show = (v: JsonValue | undefined): string => v === undefined ? '(absent)' : JSON.stringify(v)
   const lines = [`hyperparameters: ${diff.hyperparameters.length === 0 ? 'identical' : `${diff.hyperparameters.length} change(s)`}`]
   for (const c of diff.hyperparameters) lines.push(`  ${c.from === undefined ? '+' : c.to === undefined ? '-' : '~'} ${c.path}: ${show(c.from)} -> ${show(c.to)}`)
   lines.push(`other claims: ${diff.other.length === 0 ? 'identical' : `${diff.other.length} change(s)`}`)
   for (const c of diff.other) lines.push(`  ~ ${c.path}: ${show(c.from)} -> ${show(c.to)}`)
   io.stdout(lines.join('\n') + '\n')
-  return 0
+  return undefined
 }

@@ -7,8 +7,9 @@ import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { createSigner } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
-import { parseArgs, stringFlag, UsageError, type FlagKind, type ParsedArgs } from '../cli/args.js'
-import { deviceKeysFrom, readBounded, readSeedFile, TRAINER_KEY_FILE_ENV, type LineageCliIo } from './cli.js'
+import { stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
+import type { CommandFailure } from '../cli/commands.js'
+import { deviceKeysFrom, readBounded, readSeedFile, DEVICE_KEYS_OPTION, TRAINER_KEY_FILE_ENV, type LineageCliIo, type LineageCommand } from './cli.js'
 import { DEFAULT_ENVELOPE_MAX_BYTES } from './dsse.js'
 import { lineageRunFacts } from './device-keys.js'
 import {
@@ -18,83 +19,55 @@ import {
 
 const MODEL_MAX_BYTES = 256 * 1024 * 1024
 
-const USAGE: Record<string, string> = {
-  aggregate: `usage: provenance fl aggregate --base-model FILE --round ID --contributions FILE --name NAME --key-file FILE
-         (--device-keys LIST | --rpc-url URL --registry ADDRESS) --out MODEL.onnx --statement ROUND.json [--json]
-
-Checks every contribution of the round (${FL_CONTRIBUTIONS_FORMAT}): its update is for this round and
-base model, its data-capture record is signed by a registered, non-revoked device and commits to the
-update. Averages the accepted ones by sample count (FedAvg) into a new ONNX model and signs a round
-statement (DSSE, in-toto, predicate https://edge-provenance.dev/fl-round/v1) listing each by record hash
-and weight. Rejected contributions are listed with their reason and never used.
-
-  --base-model FILE       the round's starting model (logistic regression ONNX)
-  --round ID              the round id (records' dataset is fl:ID)
-  --contributions FILE    the devices' contributions
-  --name NAME             the new model's name
-  --key-file FILE         the aggregator's trainer seed (default: $${TRAINER_KEY_FILE_ENV})
-  --device-keys LIST      ID=HEX64[:revoked],... device keys (offline)
-  --rpc-url URL, --registry ADDRESS   read device keys from the ProvenanceRegistry
-  --out FILE              the new model
-  --statement FILE        the signed round statement (attach its hash as the model's training run)
-  --json                  a JSON summary on stdout
-
-Exit 0: a model was written. Exit 1: no contribution was accepted (FL_NO_ACCEPTED_CONTRIBUTION), or an error.
-`,
-  contributors: `usage: provenance fl contributors <modelHash> --statement ROUND.json (--trainer-keys HEX,... | --rpc-url URL --lineage ADDRESS)
-         [--contributions FILE (--device-keys LIST | --registry ADDRESS)] [--model FILE --base-model FILE] [--json]
-
-Lists the devices that contributed to the model, their sample counts and weights, and checks: the
-statement is signed by a known trainer, names this model, is the training run the chain attaches to it
-(online); with --contributions, each listed contribution is re-checked (device registered and not
-revoked, signature, commitment); with --model and --base-model, FedAvg is recomputed.
-
-  --statement FILE        the round statement (fl aggregate --statement)
-  --trainer-keys HEX,...  trusted trainer keys (offline)
-  --rpc-url URL           read trainer keys and the attached run from the LineageRegistry
-  --lineage ADDRESS       its address
-  --registry ADDRESS      the ProvenanceRegistry, for device keys (with --rpc-url)
-  --device-keys LIST      ID=HEX64[:revoked],... device keys (offline)
-  --contributions FILE    the round's contributions
-  --model FILE, --base-model FILE   recompute the average
-  --json                  the result as JSON on stdout
-
-Exit 0: every check passed. Exit 1: one failed (ROUND_INVALID on stderr), or an error.
-`
-}
-
-const SPECS: Record<string, Record<string, FlagKind>> = {
-  aggregate: {
-    'base-model': 'string', round: 'string', contributions: 'string', name: 'string', 'key-file': 'string', 'device-keys': 'string',
-    'rpc-url': 'string', registry: 'string', out: 'string', statement: 'string', json: 'boolean', help: 'boolean'
+/** `provenance fl …` as the scaffold runs them (forensics/cli/program.ts): words, help, options, run. */
+export const FL_COMMANDS: readonly LineageCommand[] = [
+  {
+    path: ['fl', 'aggregate'],
+    summary: 'FedAvg of a round\'s checked device contributions into a new ONNX model, with its signed round statement',
+    description: [
+      `Checks every contribution of the round (${FL_CONTRIBUTIONS_FORMAT}): its update is for this round and base model, its data-capture record is signed by a registered, non-revoked device and commits to the update. Averages the accepted ones by sample count (FedAvg) into a new ONNX model and signs a round statement (DSSE, in-toto, predicate https://edge-provenance.dev/fl-round/v1) listing each by record hash and weight. Rejected contributions are listed with their reason and never used.`,
+      'Required: --base-model, --round, --contributions, --name, --key-file (or its variable), --out, --statement, and --device-keys or --rpc-url with --registry.',
+      'Exit 0: a model was written. Exit 1: no contribution was accepted (FL_NO_ACCEPTED_CONTRIBUTION), or an error.'
+    ],
+    options: [
+      { name: 'base-model', type: 'string', value: 'FILE', description: 'The round\'s starting model (logistic regression ONNX).' },
+      { name: 'round', type: 'string', value: 'ID', description: 'The round id (records\' dataset is fl:ID).' },
+      { name: 'contributions', type: 'string', value: 'FILE', description: 'The devices\' contributions.' },
+      { name: 'name', type: 'string', value: 'NAME', description: 'The new model\'s name.' },
+      { name: 'key-file', type: 'string', value: 'FILE', description: `The aggregator's trainer seed (default: $${TRAINER_KEY_FILE_ENV}).` },
+      DEVICE_KEYS_OPTION,
+      { name: 'rpc-url', type: 'string', value: 'URL', description: 'Read device keys from the ProvenanceRegistry (with --registry).' },
+      { name: 'registry', type: 'string', value: 'ADDRESS', description: 'The ProvenanceRegistry address.' },
+      { name: 'out', type: 'string', value: 'FILE', description: 'The new model.' },
+      { name: 'statement', type: 'string', value: 'FILE', description: 'The signed round statement (attach its hash as the model\'s training run).' },
+      { name: 'json', type: 'boolean', description: 'A JSON summary on stdout.' }
+    ],
+    runWith: async (args, io) => await runAggregate(args, io)
   },
-  contributors: {
-    statement: 'string', 'trainer-keys': 'string', 'rpc-url': 'string', lineage: 'string', registry: 'string', 'device-keys': 'string',
-    contributions: 'string', model: 'string', 'base-model': 'string', json: 'boolean', help: 'boolean'
+  {
+    path: ['fl', 'contributors'],
+    summary: 'the devices that contributed to a model, their weights, each contribution re-checked',
+    description: [
+      'Lists the devices that contributed to the model, their sample counts and weights, and checks: the statement is signed by a known trainer, names this model, is the training run the chain attaches to it (online); with --contributions, each listed contribution is re-checked (device registered and not revoked, signature, commitment); with --model and --base-model, FedAvg is recomputed.',
+      'Required: --statement, and --trainer-keys or --rpc-url with --lineage; with --contributions, --device-keys or --registry.',
+      'Exit 0: every check passed. Exit 1: one failed (ROUND_INVALID on stderr), or an error.'
+    ],
+    positionals: [{ name: 'modelHash', description: 'the model\'s SHA-256 (64 lower-case hex digits)' }],
+    options: [
+      { name: 'statement', type: 'string', value: 'FILE', description: 'The round statement (fl aggregate --statement).' },
+      { name: 'trainer-keys', type: 'string', value: 'HEX,...', description: 'Trusted trainer keys (offline).' },
+      { name: 'rpc-url', type: 'string', value: 'URL', description: 'Read trainer keys and the attached run from the LineageRegistry.' },
+      { name: 'lineage', type: 'string', value: 'ADDRESS', description: 'The LineageRegistry address.' },
+      { name: 'registry', type: 'string', value: 'ADDRESS', description: 'The ProvenanceRegistry, for device keys (with --rpc-url).' },
+      DEVICE_KEYS_OPTION,
+      { name: 'contributions', type: 'string', value: 'FILE', description: 'The round\'s contributions.' },
+      { name: 'model', type: 'string', value: 'FILE', description: 'The model, to recompute the average (with --base-model).' },
+      { name: 'base-model', type: 'string', value: 'FILE', description: 'The round\'s base model (with --model).' },
+      { name: 'json', type: 'boolean', description: 'The result as JSON on stdout.' }
+    ],
+    runWith: async (args, io) => await runContributors(args, io)
   }
-}
-
-const GROUP_USAGE = 'usage: provenance fl <aggregate|contributors> [options]   (run "provenance fl <sub> --help")\n'
-
-/** Runs `provenance fl …`; resolves to the exit code. Known errors propagate to forensics/cli.ts. */
-export async function runFlCli (argv: readonly string[], io: LineageCliIo): Promise<number> {
-  const [sub, ...rest] = argv
-  if (sub === undefined || sub === '--help' || sub === '-h') {
-    if (sub === undefined) { io.stderr.write(GROUP_USAGE); return 2 }
-    io.stdout(GROUP_USAGE)
-    return 0
-  }
-  const spec = SPECS[sub]
-  if (spec === undefined) { io.stderr.write(`usage: unknown command "fl ${sub}"\n\n${GROUP_USAGE}`); return 2 }
-  try {
-    const args = parseArgs(rest, spec)
-    if (args.flags.has('help')) { io.stdout(USAGE[sub] as string); return 0 }
-    return sub === 'aggregate' ? await runAggregate(args, io) : await runContributors(args, io)
-  } catch (e) {
-    if (e instanceof UsageError) { io.stderr.write(`usage: ${e.message}\n\n${USAGE[sub] as string}`); return 2 }
-    throw e
-  }
-}
+]
 
 function need (args: ParsedArgs, name: string): string {
   const v = stringFlag(args, name)
@@ -111,7 +84,7 @@ function contributionLine (c: ContributionCheck): string {
   return c.ok ? `accepted  ${who}  ${String(c.sampleCount)} samples  record ${String(c.recordHash)}` : `REJECTED  ${who}  ${c.reason as string}: ${c.detail ?? ''}`
 }
 
-async function runAggregate (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runAggregate (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positional[0])}`)
   const basePath = need(args, 'base-model')
   const roundId = need(args, 'round')
@@ -140,10 +113,10 @@ async function runAggregate (args: ParsedArgs, io: LineageCliIo): Promise<number
       `round ${roundId}: ${accepted} of ${result.checks.length} contributions, ${result.statement.predicate.totalSamples} samples -> ${out} (sha256 ${result.modelHash})`,
       `round statement ${result.statementHash} -> ${statementPath}`].join('\n') + '\n')
   }
-  return 0
+  return undefined
 }
 
-async function runContributors (args: ParsedArgs, io: LineageCliIo): Promise<number> {
+async function runContributors (args: ParsedArgs, io: LineageCliIo): Promise<CommandFailure> {
   if (args.positional.length !== 1 || !/^[0-9a-f]{64}$/.test(args.positional[0] as string)) throw new UsageError('give the model hash (64 lower-case hex digits)')
   const modelHash = args.positional[0] as string
   const round = parseRound(await readBounded(need(args, 'statement'), DEFAULT_ENVELOPE_MAX_BYTES))
@@ -189,9 +162,6 @@ async function runContributors (args: ParsedArgs, io: LineageCliIo): Promise<num
     for (const c of result.checks) lines.push(c.ok ? `ok    ${c.check}` : `FAIL  ${c.check}  ${c.reason as string}: ${c.detail ?? ''}`)
     io.stdout(lines.join('\n') + '\n')
   }
-  if (failed.length > 0) {
-    io.stderr.write(`ROUND_INVALID: ${failed.map(c => c.reason).join(', ')}\n`)
-    return 1
-  }
-  return 0
+  if (failed.length > 0) return { code: 'ROUND_INVALID', message: failed.map(c => c.reason).join(', ') }
+  return undefined
 }

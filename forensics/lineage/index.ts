@@ -22,4 +22,4 @@ export {
 export type {
   TrainingStatement, TrainingRunPredicate, TrainingRunInput, DatasetRef, SignedTrainingRun, TrainingCheck, TrainingCheckReason, TrainingFacts, ValueChange
 } from './training.js'
-export { runLineageCli, TRAINER_KEY_FILE_ENV } from './cli.js'
+export { TRAINER_KEY_FILE_ENV } from './cli.js'

@@ -69,8 +69,8 @@ t.test('behavior: every bin on the scaffold follows the convention: help, versio
   }))
 })
 
-// On the scaffold too (above); it reads no config file. Its commands with their own parser (replay,
-// the lineage groups) are listed in its help, and a bad option after a positional is still refused.
+// On the scaffold too (above); it reads no config file. Its commands (replay and the lineage groups
+// among them) are listed in its help, and a bad option after a positional is still refused.
 t.test('behavior: provenance (forensics) prints --help on stdout, --version, and one usage: line with exit 2', async t => {
   const cwd = await makeTempDir(t, 'prov-convention-')
   const help = await bin('provenance', ['--help'], cwd)
