@@ -1,12 +1,12 @@
 /**
  * `provenance-gateway start|prune|log-key` on the shared CLI scaffold (common/cli: --help on stdout,
  * --version, --json, exit codes 0/1/2/78): the config from a JSON file and PROVENANCE_GATEWAY_*
- * overrides, checked against one field table the compiler derives from GatewayOptions.
+ * overrides, checked against one schema (gateway/config-schema.ts) the compiler matches to GatewayOptions.
  */
 import { readFile } from 'node:fs/promises'
 import { pino, type DestinationStream } from 'pino'
 import { join } from 'node:path'
-import { CommonError, ConfigError, LOG_LEVELS, UsageError, runProgram, type LogLevel, type CliOptionSpec, type CliProgram } from '../common/index.js'
+import { CommonError, ConfigError, UsageError, runProgram, type LogLevel, type CliOptionSpec, type CliProgram } from '../common/index.js'
 import pkg from '../package.json' with { type: 'json' }
 import { Gateway } from './gateway.js'
 import { GatewayError } from './errors.js'
@@ -14,6 +14,7 @@ import { loadOrCreateLogKey } from './keys/index.js'
 import { Pruner, type PruneResult } from './retention/index.js'
 import { GatewayStore, PgAnchorStateStore, PostgresGatewayStore, type GatewayStore as Store } from './store/index.js'
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js'
+import { GATEWAY_CONFIG_FIELDS, GATEWAY_CONFIG_SCHEMA, envNameOf, gatewayConfigProblems } from './config-schema.js'
 import { isEntryPoint } from '../common/entry-point.js'
 import { createLogger } from '../common/log-factory.js'
 
@@ -28,88 +29,7 @@ export interface CliIo {
 }
 
 const ENV_PREFIX = 'PROVENANCE_GATEWAY_'
-
-type Kind = 'string' | 'int' | 'bool' | 'list'
-/** The kind a config file or an environment variable gives a field of type T. */
-type KindOf<T> = [NonNullable<T>] extends [number] ? 'int' : [NonNullable<T>] extends [boolean] ? 'bool' : [NonNullable<T>] extends [readonly string[]] ? 'list' : 'string'
-/**
- * What a config file may set: GatewayOptions without the objects only code can pass, plus the
- * secret-file indirections and the log level.
- */
-type FileOptions = Omit<GatewayOptions, 'logger' | 'keyDirectory'> & { mqttPasswordFile?: string, anchorPrivateKeyFile?: string, httpTokenFile?: string, logLevel?: string }
-/**
- * Every field of FileOptions with its kind. Not a second list that can drift: the mapped type makes
- * a field added to GatewayOptions (or a changed type) a compile error here until it is listed.
- */
-const FIELDS: { readonly [K in keyof Required<FileOptions>]: KindOf<FileOptions[K]> } = {
-  name: 'string',
-  stateDir: 'string',
-  postgresUrl: 'string',
-  sequencerLeaseTtlMs: 'int',
-  postgresPoolSize: 'int',
-  brokerUrl: 'string',
-  mqttProtocolVersion: 'int',
-  mqttUsername: 'string',
-  mqttPassword: 'string',
-  mqttPasswordFile: 'string',
-  shareGroup: 'string',
-  sessionExpirySeconds: 'int',
-  reconnectPeriodMs: 'int',
-  rpcUrl: 'string',
-  registry: 'string',
-  chainId: 'int',
-  anchorPrivateKey: 'string',
-  anchorPrivateKeyFile: 'string',
-  anchorConfirmations: 'int',
-  anchorPollIntervalMs: 'int',
-  keyCacheTtlMs: 'int',
-  unknownKeyCacheTtlMs: 'int',
-  maxPayloadBytes: 'int',
-  quarantineMaxRawBytes: 'int',
-  quarantineMaxEntries: 'int',
-  maxPendingPerDevice: 'int',
-  gapReportAfterMs: 'int',
-  batchMaxRecords: 'int',
-  batchMaxAgeMs: 'int',
-  maxBacklogRecords: 'int',
-  retentionDays: 'int',
-  pruneIntervalMs: 'int',
-  httpHost: 'string',
-  httpPort: 'int',
-  httpAuth: 'string',
-  httpToken: 'string',
-  httpTokenFile: 'string',
-  httpPublicHealth: 'bool',
-  httpPublicProofs: 'bool',
-  httpPublicMetrics: 'bool',
-  httpMaxPageBytes: 'int',
-  httpMaxHeaderBytes: 'int',
-  httpRequestTimeoutMs: 'int',
-  httpMaxConnections: 'int',
-  httpMaxConcurrentPages: 'int',
-  syncWrites: 'bool',
-  processMetrics: 'bool',
-  logLevel: 'string',
-  // Signed acks (docs/GATEWAY.md §Log key); a list is a JSON array in the file, comma-separated in the environment.
-  logKeyFile: 'string',
-  gatewayId: 'string',
-  peerGatewayKeys: 'list',
-  // Memory budgets (docs/GATEWAY.md §Memory).
-  maxPendingBytesPerDevice: 'int',
-  maxPendingBytesTotal: 'int',
-  maxBacklogBytes: 'int',
-  drainChunkBytes: 'int',
-  keyCacheMaxBytes: 'int',
-  unknownKeyCacheMaxEntries: 'int',
-  keyLookupsPerSecond: 'int',
-  keyLookupBurst: 'int',
-  verifyWorkers: 'int'
-}
-
-/** `anchorPrivateKey` → `ANCHOR_PRIVATE_KEY`. */
-export function envNameOf (field: string): string {
-  return ENV_PREFIX + field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
-}
+export { envNameOf }
 
 function configError (message: string): ConfigError {
   return new ConfigError(message)
@@ -125,7 +45,7 @@ const CONFIG_OPTION: CliOptionSpec = {
 
 const EPILOG = [
   `Every option can also come from the environment as ${ENV_PREFIX}<NAME>, the option name in UPPER_SNAKE_CASE (e.g. ${ENV_PREFIX}BROKER_URL, ${ENV_PREFIX}BATCH_MAX_RECORDS); the environment overrides the file. Secrets: anchorPrivateKeyFile / mqttPasswordFile / httpTokenFile name files to read them from. The HTTP API needs a bearer token (httpTokenFile; unset: <stateDir>/api-token, created on first start).`,
-  `Options: ${Object.keys(FIELDS).join(', ')}.`,
+  `Options: ${Object.keys(GATEWAY_CONFIG_SCHEMA.shape).join(', ')}.`,
   'start logs JSON lines on stderr and prints one JSON line on stdout once up: {"msg":"gateway started","http":…,"broker":…}.'
 ]
 
@@ -282,30 +202,28 @@ async function loadConfig (path: string | undefined, env: Record<string, string 
       throw configError(`config file ${path} is not JSON: ${(e as Error).message}`)
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw configError(`config file ${path} must hold a JSON object`)
-    const problems: string[] = []
-    for (const [k, v] of Object.entries(parsed)) {
-      const kind = (FIELDS as Record<string, Kind | undefined>)[k]
-      if (kind === undefined) { problems.push(`${k}: unknown option`); continue }
-      const ok = kind === 'string' ? typeof v === 'string' : kind === 'int' ? Number.isSafeInteger(v) : kind === 'list' ? Array.isArray(v) && v.every(x => typeof x === 'string') : typeof v === 'boolean'
-      if (!ok) { problems.push(`${k}: must be ${kind === 'int' ? 'an integer' : kind === 'list' ? 'an array of strings' : `a ${kind === 'bool' ? 'boolean' : 'string'}`}`); continue }
-      config[k] = v
-    }
-    if (problems.length > 0) throw configError(`config file ${path}: ${problems.join('; ')}`)
+    const checked = GATEWAY_CONFIG_SCHEMA.safeParse(parsed)
+    if (!checked.success) throw configError(`config file ${path}: ${gatewayConfigProblems(checked.error.issues).join('; ')}`)
+    Object.assign(config, checked.data)
   }
-  for (const [field, kind] of Object.entries(FIELDS) as Array<[string, Kind]>) {
-    const raw = env[envNameOf(field)]
+  for (const [field, { kind, env: name }] of Object.entries(GATEWAY_CONFIG_FIELDS)) {
+    const raw = env[name]
     if (raw === undefined || raw === '') continue
-    if (kind === 'string') config[field] = raw
-    else if (kind === 'list') config[field] = raw.split(',').map(x => x.trim()).filter(x => x !== '')
+    let value: unknown
+    if (kind === 'string') value = raw
+    else if (kind === 'list') value = raw.split(',').map(x => x.trim()).filter(x => x !== '')
     else if (kind === 'int') {
-      if (!/^-?[0-9]{1,16}$/.test(raw)) throw configError(`${envNameOf(field)} must be an integer`)
-      config[field] = Number(raw)
+      if (!/^-?[0-9]{1,16}$/.test(raw)) throw configError(`${name} must be an integer`)
+      value = Number(raw)
     } else {
-      if (raw !== 'true' && raw !== 'false') throw configError(`${envNameOf(field)} must be true or false`)
-      config[field] = raw === 'true'
+      if (raw !== 'true' && raw !== 'false') throw configError(`${name} must be true or false`)
+      value = raw === 'true'
     }
+    // The same field check as the file's (e.g. logLevel's names), worded for the variable.
+    const checked = GATEWAY_CONFIG_SCHEMA.shape[field as keyof typeof GATEWAY_CONFIG_SCHEMA.shape].safeParse(value)
+    if (!checked.success) throw configError(`${name} ${checked.error.issues[0]?.message ?? 'is invalid'}`)
+    config[field] = value
   }
-  if (config.logLevel !== undefined && !(LOG_LEVELS as readonly unknown[]).includes(config.logLevel)) throw configError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   for (const [fileField, field] of [['anchorPrivateKeyFile', 'anchorPrivateKey'], ['mqttPasswordFile', 'mqttPassword'], ['httpTokenFile', 'httpToken']] as const) {
     const file = config[fileField]
     delete config[fileField]

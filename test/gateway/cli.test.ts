@@ -60,12 +60,15 @@ t.test('error: configuration errors exit 78 with CONFIG_INVALID on stderr', asyn
   const wrongType = join(dir, 'type.json')
   await writeFile(bad, '{ not json')
   await writeFile(unknown, JSON.stringify({ name: 'x', colour: 'blue' }))
-  await writeFile(wrongType, JSON.stringify({ name: 'x', batchMaxRecords: '10' }))
+  // Every problem of the file in one message (checked by the config schema, gateway/config-schema.ts).
+  await writeFile(wrongType, JSON.stringify({ name: 'x', batchMaxRecords: '10', logLevel: 'loud', httpPublicHealth: 'yes' }))
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [['start', '--config', join(dir, 'missing.json')], {}, /cannot read config file/],
     [['start', '--config', bad], {}, /is not JSON/],
     [['start', '--config', unknown], {}, /colour: unknown option/],
     [['start', '--config', wrongType], {}, /batchMaxRecords: must be an integer/],
+    [['start', '--config', wrongType], {}, /httpPublicHealth: must be a boolean; logLevel: must be one of fatal/],
+    [['start'], { PROVENANCE_GATEWAY_LOG_LEVEL: 'loud' }, /PROVENANCE_GATEWAY_LOG_LEVEL must be one of fatal, error/],
     [['start'], { PROVENANCE_GATEWAY_HTTP_PORT: 'eighty' }, /PROVENANCE_GATEWAY_HTTP_PORT must be an integer/],
     [['start'], { PROVENANCE_GATEWAY_SYNC_WRITES: 'yes' }, /must be true or false/],
     [['start'], {}, /name must be a non-empty string/],
