@@ -135,23 +135,7 @@ export class Gateway {
     // The log key first: a gateway that cannot sign acks must not take records it cannot acknowledge.
     const logKey = this.logKey = await loadOrCreateLogKey(o.logKeyFile)
     log.info({ gatewayId: o.gatewayId, logKey: Buffer.from(logKey.publicKey).toString('hex') }, 'log key loaded (register it on chain under gatewayId)')
-    const writer = {
-      onFatal: (e: GatewayError) => this.die(e),
-      onCallbackError: (e: unknown) => log.error({ error: (e as Error).message, stack: (e as Error).stack }, 'bug: an after-write callback failed')
-    }
-    const store: GatewayStore = this.store = o.postgresUrl === undefined
-      ? await LevelGatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites, ...writer })
-      : this.pgStore = await PostgresGatewayStore.open({
-        url: o.postgresUrl,
-        node: o.name,
-        poolSize: o.postgresPoolSize,
-        fence: () => this.sequencer?.lease.fence(),
-        onOutage: (e) => {
-          if (e === undefined) log.info({}, 'gateway database reachable again: writes resumed')
-          else log.error({ code: e.code, error: e.message }, 'gateway database unreachable: writes wait (nothing is acknowledged meanwhile)')
-        },
-        ...writer
-      })
+    const store = this.store = await this.openStore()
     this.provider = createRpcProvider(o.rpcUrl, o.chainId === undefined ? {} : { chainId: o.chainId })
     const keys: KeyDirectory = o.keyDirectory ?? new RegistryKeyDirectory({
       registry: new RegistryClient(o.registry, this.provider),
@@ -165,7 +149,41 @@ export class Gateway {
     })
     this.keys = keys
     void this.checkLogKeyOnChain(keys, logKey)
-    const anchorOptions = o.anchorPrivateKey === undefined
+    const anchorOptions = this.anchorOptions()
+    if (this.pgStore !== undefined) {
+      await this.openTier(this.pgStore, logKey, keys, anchorOptions)
+      return
+    }
+    await this.openLocal(store, logKey, keys, anchorOptions)
+  }
+
+  /** The LevelDB store, or the PostgreSQL one (then also `pgStore`) when a database URL is set. */
+  private async openStore (): Promise<GatewayStore> {
+    const o = this.options
+    const log = o.logger
+    const writer = {
+      onFatal: (e: GatewayError) => this.die(e),
+      onCallbackError: (e: unknown) => log.error({ error: (e as Error).message, stack: (e as Error).stack }, 'bug: an after-write callback failed')
+    }
+    return o.postgresUrl === undefined
+      ? await LevelGatewayStore.open({ dir: join(o.stateDir, 'store'), syncWrites: o.syncWrites, ...writer })
+      : this.pgStore = await PostgresGatewayStore.open({
+        url: o.postgresUrl,
+        node: o.name,
+        poolSize: o.postgresPoolSize,
+        fence: () => this.sequencer?.lease.fence(),
+        onOutage: (e) => {
+          if (e === undefined) log.info({}, 'gateway database reachable again: writes resumed')
+          else log.error({ code: e.code, error: e.message }, 'gateway database unreachable: writes wait (nothing is acknowledged meanwhile)')
+        },
+        ...writer
+      })
+  }
+
+  /** The anchorer's options without its state location; undefined when no anchoring key is set. */
+  private anchorOptions (): Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined {
+    const o = this.options
+    return o.anchorPrivateKey === undefined
       ? undefined
       : {
           rpcUrl: o.rpcUrl,
@@ -174,18 +192,20 @@ export class Gateway {
           confirmations: o.anchorConfirmations,
           pollIntervalMs: o.anchorPollIntervalMs,
           syncWrites: o.syncWrites,
-          logger: log,
+          logger: o.logger,
           onChainError: (code: string) => this.metrics.chainError(code),
           onAnchored: (_r: unknown, latencyMs: number) => this.metrics.anchored(latencyMs)
         }
-    if (this.pgStore !== undefined) {
-      await this.openTier(this.pgStore, logKey, keys, anchorOptions)
-      return
-    }
+  }
+
+  // A single gateway on its own store: it batches, seals and anchors by itself.
+  private async openLocal (store: GatewayStore, logKey: GatewayLogKey, keys: KeyDirectory,
+    anchorOptions: Omit<AnchorerOptions, 'stateDir' | 'stateStore'> | undefined): Promise<void> {
+    const o = this.options
     if (anchorOptions !== undefined) {
       this.anchorer = await Anchorer.open({ stateDir: join(o.stateDir, 'anchor'), ...anchorOptions })
     } else {
-      log.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
+      o.logger.warn({}, 'no anchorPrivateKey: batches are sealed but not anchored')
     }
     const anchorer = this.anchorer
     this.proofs = new ProofService({ store, receiptSigner: logKey.signer, ...(anchorer === undefined ? {} : { anchors: anchorer }) })
@@ -215,24 +235,26 @@ export class Gateway {
     const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
     await pipeline.load()
 
-    // Batches sealed before a crash: back to the anchorer (idempotent), and their leaves into the
-    // anchored-seq bookkeeping, before any new batch can be sealed.
     this.sealedThrough = batcher.openBatchId - 1
-    if (anchorer !== undefined) {
-      for await (const batch of store.batches(folded + 1)) {
-        for (const leaf of await store.leaves(batch.id)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batch.id)
-        if (batch.id > anchorer.confirmedThrough()) await anchorer.enqueue(toSealedBatch(batch))
-      }
-      for (const leaf of await store.leaves(batcher.openBatchId)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batcher.openBatchId)
-      pipeline.confirmThrough(anchorer.confirmedThrough())
-      anchorer.onConfirmed((r) => { tips.anchored(r.batch) })
-      anchorer.onConfirmed(() => {
-        if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping') pipeline.confirmThrough(anchorer.confirmedThrough())
-      })
-      anchorer.start()
-    }
-
+    if (anchorer !== undefined) await this.resumeAnchoring(store, anchorer, batcher, tracker, pipeline, tips, folded)
     await this.startIo(store, pipeline, batcher)
+  }
+
+  // Batches sealed before a crash: back to the anchorer (idempotent), and their leaves into the
+  // anchored-seq bookkeeping, before any new batch can be sealed.
+  private async resumeAnchoring (store: GatewayStore, anchorer: Anchorer, batcher: Batcher, tracker: AnchoredTracker,
+    pipeline: IngestPipeline, tips: TipTracker, folded: number): Promise<void> {
+    for await (const batch of store.batches(folded + 1)) {
+      for (const leaf of await store.leaves(batch.id)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batch.id)
+      if (batch.id > anchorer.confirmedThrough()) await anchorer.enqueue(toSealedBatch(batch))
+    }
+    for (const leaf of await store.leaves(batcher.openBatchId)) tracker.noteLeaf(leaf.deviceId, leaf.afterSeq, leaf.seq, batcher.openBatchId)
+    pipeline.confirmThrough(anchorer.confirmedThrough())
+    anchorer.onConfirmed((r) => { tips.anchored(r.batch) })
+    anchorer.onConfirmed(() => {
+      if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping') pipeline.confirmThrough(anchorer.confirmedThrough())
+    })
+    anchorer.start()
   }
 
   // The PostgreSQL tier: this process ingests into the shared database (records unbatched); the

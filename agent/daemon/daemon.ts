@@ -176,39 +176,12 @@ export class Daemon implements DaemonApi {
 
     // --- Before the boot record: nothing below writes to the chain or listens.
     for (const m of options.models) await assertModelFile(m.path)
-    const guard = await ModelGuard.open({
-      storePath: join(stateDir, 'policy.cbor'),
-      logger,
-      ...(options.policyAdminPublicKey !== undefined ? { adminPublicKey: options.policyAdminPublicKey } : {}),
-      requirePolicy: options.requirePolicy ?? options.policyAdminPublicKey !== undefined,
-      ...(options.fleetId !== undefined ? { fleetId: options.fleetId } : {}),
-      ...(options.registry !== undefined ? { registry: options.registry } : {}),
-      ...(options.registryTimeoutMs !== undefined ? { registryTimeoutMs: options.registryTimeoutMs } : {})
-    })
-    const uplinkFactory: UplinkFactory = options.uplinkFactory ?? ((o) => new Uplink(o))
+    const guard = await Daemon.openGuard(options, stateDir, logger)
     await fs.mkdir(stateDir, { recursive: true, mode: 0o700 })
-    const keyPath = isAbsolute(profile.keys.path) ? profile.keys.path : join(stateDir, profile.keys.path)
-    const ring = await KeyRing.open(keyPath, { create: true, wallClock })
-    if (ring.pendingRotation !== undefined) {
-      const log = await RecordLog.open({ dir: join(stateDir, 'records'), deviceId: options.deviceId, signer: ring.signer })
-      try {
-        const outcome = await ring.recover(log)
-        logger.warn({ outcome, keyPath }, 'settled an interrupted key rotation')
-      } finally {
-        await log.close()
-      }
-    }
+    const ring = await Daemon.openKeyRing(options, stateDir, wallClock, logger)
     // Listening before the boot record: a socket or port in use fails the start without a trace in
     // the chain. Until the daemon exists the API answers 503.
-    const api = createApiServer({ maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, logger })
-    const socketPath = resolve(stateDir, options.apiSocket ?? API_SOCKET_FILE)
-    await api.listen({
-      socketPath,
-      socketMode: options.apiSocketMode ?? DEFAULT_API_SOCKET_MODE,
-      ...(options.statusPort !== undefined
-        ? { tcp: { host: options.statusHost ?? '127.0.0.1', port: options.statusPort, token: await loadOrCreateApiToken(join(stateDir, API_TOKEN_FILE)) } }
-        : {})
-    })
+    const { api, socketPath } = await Daemon.listenApi(options, stateDir, logger)
     const address = api.tcpAddress
 
     // --- The boot record.
@@ -249,38 +222,8 @@ export class Daemon implements DaemonApi {
       api.attach(daemon)
       // The stored policy is in force from this boot on: say so in the chain before any model-load it judges.
       await daemon.recordPolicy()
-      for (const slot of daemon.slots.values()) {
-        // First boot of a managed device: the retained policy may arrive seconds after the start.
-        // The models wait for it (acceptPolicy loads them) rather than load unchecked.
-        if (guard.awaiting) {
-          slot.state = 'awaiting-policy'
-          continue
-        }
-        // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
-        // the fleet may approve it, and it could not arrive if the daemon refused to start.
-        await daemon.enqueueLoad(slot, true).catch((e: unknown) => { if (!isRefusal(e)) throw e })
-      }
-      if (options.brokerUrl !== undefined) {
-        // The uplink gets the daemon's logger and the record log; a broker that is down is
-        // retried in the background and never fails the start.
-        daemon.uplink = uplinkFactory({
-          log: agent.log,
-          deviceId: options.deviceId,
-          brokerUrl: options.brokerUrl,
-          batchRecords: profile.uplink.batchRecords,
-          maxInFlightBatches: profile.uplink.maxInFlightBatches,
-          keepUntil: profile.uplink.keepUntil,
-          reconnectMinMs: profile.uplink.reconnectMinMs,
-          reconnectMaxMs: profile.uplink.reconnectMaxMs,
-          logger,
-          onPolicy: (payload) => { void daemon.acceptPolicy(payload).catch(() => {}) },
-          ...(options.brokerMqttVersion !== undefined ? { mqttProtocolVersion: options.brokerMqttVersion } : {}),
-          ...(options.brokerUsername !== undefined ? { username: options.brokerUsername } : {}),
-          ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {}),
-          ...(options.gatewayPublicKeys !== undefined ? { gatewayPublicKeys: options.gatewayPublicKeys } : {})
-        })
-        await daemon.uplink.start()
-      }
+      await daemon.loadModelsAtStart()
+      if (options.brokerUrl !== undefined) await daemon.startUplink(options.brokerUrl)
       await writeFileAtomic(join(stateDir, RUNTIME_FILE), JSON.stringify({
         pid: process.pid, socket: socketPath, ...(address !== undefined ? { host: address.address, port: address.port } : {}), startedMs: daemon.startedMs, deviceId: options.deviceId
       }) + '\n', { mode: 0o644 })
@@ -291,6 +234,92 @@ export class Daemon implements DaemonApi {
     }
     logger.info({ deviceId: options.deviceId, socket: socketPath, host: address?.address, port: address?.port, profile: options.profile.id, models: [...daemon.slots.keys()], uplink: daemon.uplink !== undefined }, 'daemon ready')
     return daemon
+  }
+
+  /** The model policy guard over the stored policy (start step; writes nothing to the chain). */
+  private static async openGuard (options: DaemonOptions, stateDir: string, logger: Logger): Promise<ModelGuard> {
+    return await ModelGuard.open({
+      storePath: join(stateDir, 'policy.cbor'),
+      logger,
+      ...(options.policyAdminPublicKey !== undefined ? { adminPublicKey: options.policyAdminPublicKey } : {}),
+      requirePolicy: options.requirePolicy ?? options.policyAdminPublicKey !== undefined,
+      ...(options.fleetId !== undefined ? { fleetId: options.fleetId } : {}),
+      ...(options.registry !== undefined ? { registry: options.registry } : {}),
+      ...(options.registryTimeoutMs !== undefined ? { registryTimeoutMs: options.registryTimeoutMs } : {})
+    })
+  }
+
+  /** The device key ring, an interrupted key rotation settled first (start step). */
+  private static async openKeyRing (options: DaemonOptions, stateDir: string, wallClock: () => number, logger: Logger): Promise<KeyRing> {
+    const keys = options.profile.profile.keys
+    const keyPath = isAbsolute(keys.path) ? keys.path : join(stateDir, keys.path)
+    const ring = await KeyRing.open(keyPath, { create: true, wallClock })
+    if (ring.pendingRotation !== undefined) {
+      const log = await RecordLog.open({ dir: join(stateDir, 'records'), deviceId: options.deviceId, signer: ring.signer })
+      try {
+        const outcome = await ring.recover(log)
+        logger.warn({ outcome, keyPath }, 'settled an interrupted key rotation')
+      } finally {
+        await log.close()
+      }
+    }
+    return ring
+  }
+
+  /** The local API listening on its socket (and TCP port if asked), answering 503 until attached (start step). */
+  private static async listenApi (options: DaemonOptions, stateDir: string, logger: Logger): Promise<{ api: ApiServer, socketPath: string }> {
+    const api = createApiServer({ maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, logger })
+    const socketPath = resolve(stateDir, options.apiSocket ?? API_SOCKET_FILE)
+    await api.listen({
+      socketPath,
+      socketMode: options.apiSocketMode ?? DEFAULT_API_SOCKET_MODE,
+      ...(options.statusPort !== undefined
+        ? { tcp: { host: options.statusHost ?? '127.0.0.1', port: options.statusPort, token: await loadOrCreateApiToken(join(stateDir, API_TOKEN_FILE)) } }
+        : {})
+    })
+    return { api, socketPath }
+  }
+
+  /** Loads the configured models after the boot record (start step). */
+  private async loadModelsAtStart (): Promise<void> {
+    for (const slot of this.slots.values()) {
+      // First boot of a managed device: the retained policy may arrive seconds after the start.
+      // The models wait for it (acceptPolicy loads them) rather than load unchecked.
+      if (this.guard.awaiting) {
+        slot.state = 'awaiting-policy'
+        continue
+      }
+      // A model the policy refuses stays unloaded and the daemon runs on: a newer policy from
+      // the fleet may approve it, and it could not arrive if the daemon refused to start.
+      await this.enqueueLoad(slot, true).catch((e: unknown) => { if (!isRefusal(e)) throw e })
+    }
+  }
+
+  /**
+   * Connects the uplink (start step). It gets the daemon's logger and the record log; a broker
+   * that is down is retried in the background and never fails the start.
+   */
+  private async startUplink (brokerUrl: string): Promise<void> {
+    const options = this.options
+    const profile = options.profile.profile
+    const uplinkFactory: UplinkFactory = options.uplinkFactory ?? ((o) => new Uplink(o))
+    this.uplink = uplinkFactory({
+      log: this.agent.log,
+      deviceId: options.deviceId,
+      brokerUrl,
+      batchRecords: profile.uplink.batchRecords,
+      maxInFlightBatches: profile.uplink.maxInFlightBatches,
+      keepUntil: profile.uplink.keepUntil,
+      reconnectMinMs: profile.uplink.reconnectMinMs,
+      reconnectMaxMs: profile.uplink.reconnectMaxMs,
+      logger: this.logger,
+      onPolicy: (payload) => { void this.acceptPolicy(payload).catch(() => {}) },
+      ...(options.brokerMqttVersion !== undefined ? { mqttProtocolVersion: options.brokerMqttVersion } : {}),
+      ...(options.brokerUsername !== undefined ? { username: options.brokerUsername } : {}),
+      ...(options.brokerPassword !== undefined ? { password: options.brokerPassword } : {}),
+      ...(options.gatewayPublicKeys !== undefined ? { gatewayPublicKeys: options.gatewayPublicKeys } : {})
+    })
+    await this.uplink.start()
   }
 
   /** Port of the TCP API; 0 when only the unix socket serves. */

@@ -272,112 +272,129 @@ function metricsOf (daemon: DaemonApi): ReturnType<typeof createAgentMetrics> {
   return registry
 }
 
+/** What a route handler needs of one request. */
+interface RouteContext {
+  daemon: DaemonApi
+  req: IncomingMessage
+  res: ServerResponse
+  options: ApiServerOptions
+  query: URLSearchParams
+}
+
 async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }
   const { path, parts, query } = parseTarget(req.url ?? '')
-  if (req.method === 'GET' && path === '/status') {
-    sendJson(res, 200, await daemon.status())
-    return
-  }
-  if (req.method === 'GET' && path === '/metrics') {
-    const registry = metricsOf(daemon)
-    const body = await registry.metrics()
-    res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(body), ...closeIfUnread(req) })
-    res.end(body)
-    return
-  }
-  if (req.method === 'GET' && path === '/v1/records') {
-    const from = parseSeq(query.get('from'), 0, 'from')
-    const to = parseSeq(query.get('to'), Number.MAX_SAFE_INTEGER, 'to')
-    const limit = Math.min(parseSeq(query.get('limit'), MAX_RECORDS_PER_REQUEST, 'limit'), MAX_RECORDS_PER_REQUEST)
-    const records = await daemon.records(from, to, limit, MAX_RECORDS_RESPONSE_BYTES)
-    const body = encodeCanonical(records.map(r => r.envelope))
-    res.writeHead(200, {
-      'content-type': 'application/cbor',
-      'content-length': body.byteLength,
-      'x-head-seq': String(daemon.log.head.seq),
-      'x-acked-seq': String(daemon.log.acked),
-      ...closeIfUnread(req)
-    })
-    res.end(body)
-    return
-  }
-  if (req.method === 'POST' && path === '/v1/records') {
-    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-    if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
-    const body = parseStatementRequest(await readJson(req, options.maxRequestBytes))
-    const r = await daemon.appendStatement(body)
-    sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
-    return
-  }
-  if (parts.length === 4 && parts[0] === 'v1' && parts[1] === 'models' && req.method === 'POST' && (parts[3] === 'run' || parts[3] === 'reload')) {
+  const ctx: RouteContext = { daemon, req, res, options, query }
+  const method = req.method
+  if (method === 'GET' && path === '/status') { sendJson(res, 200, await daemon.status()); return }
+  if (method === 'GET' && path === '/metrics') return await serveMetrics(ctx)
+  if (method === 'GET' && path === '/v1/records') return await serveRecords(ctx)
+  if (method === 'POST' && path === '/v1/records') return await appendStatement(ctx)
+  if (parts.length === 4 && parts[0] === 'v1' && parts[1] === 'models' && method === 'POST' && (parts[3] === 'run' || parts[3] === 'reload')) {
     const name = parts[2] as string
     if (parts[3] === 'reload') {
       await drain(req, options.maxRequestBytes)
       sendJson(res, 200, await daemon.reload(name))
       return
     }
-    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-    if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
-    const body = await readJson(req, options.maxRequestBytes)
-    const { feeds, decision, subject } = parseRunRequest(body)
-    const result = await daemon.run(name, feeds, decision, subject)
-    const r = result.record
-    sendJson(res, 200, {
-      model: result.model,
-      modelHash: result.modelHash,
-      outputs: Object.fromEntries(Object.entries(result.outputs).map(([k, t]) => [k, encodeTensorJson(t)])),
-      record: { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
-    })
-    return
+    return await runModel(ctx, name)
   }
-  if (parts.length === 2 && parts[0] === 'v1' && parts[1] === 'data-captures' && req.method === 'POST') {
-    // A sample kept for training: the raw bytes in the body, what it is for in the query.
-    const dataset = query.get('dataset')
-    if (dataset === null) throw new DaemonError('REQUEST_INVALID', 'query: dataset is required')
-    const at = query.get('capturedAtMs')
-    if (at !== null && !/^[0-9]{1,16}$/.test(at)) throw new DaemonError('REQUEST_INVALID', 'query: capturedAtMs must be Unix milliseconds')
-    const sample = await readBody(req, options.maxRequestBytes)
-    const receipt = await daemon.recordDataCapture(new Uint8Array(sample), { dataset, label: query.get('label'), ...(at !== null ? { capturedAtMs: Number(at) } : {}) })
-    const r = receipt.record
-    sendJson(res, 200, {
-      record: { deviceId: r.record.deviceId, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), envelope: toHex(r.envelope) },
-      salt: toHex(receipt.salt),
-      contentHash: toHex(receipt.contentHash)
-    })
-    return
-  }
-  if (parts.length === 3 && parts[0] === 'v1' && parts[1] === 'subjects' && parts[2] === 'shred' && req.method === 'POST') {
-    // Crypto-shredding (docs/OPERATIONS.md §Erasure): the subject travels in the body, never in a URL or a log line.
-    const body = await readJson(req, options.maxRequestBytes) as { subject?: unknown, reason?: unknown } | null
-    if (typeof body !== 'object' || body === null || !isSubject(body.subject) || (body.reason !== undefined && typeof body.reason !== 'string')) {
-      throw new DaemonError('REQUEST_INVALID', 'body must be { subject: non-empty string of at most 256 bytes, reason?: string }')
-    }
-    sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
-    return
-  }
+  if (parts.length === 2 && parts[0] === 'v1' && parts[1] === 'data-captures' && method === 'POST') return await recordDataCapture(ctx)
+  if (parts.length === 3 && parts[0] === 'v1' && parts[1] === 'subjects' && parts[2] === 'shred' && method === 'POST') return await shredSubject(ctx)
   if (parts[0] === 'v1' && parts[1] === 'captures' && parts.length <= 3) {
     // Incident capture: freeze the ring, list frozen captures, fetch one (for the investigator).
-    if (parts.length === 2 && req.method === 'POST') {
+    if (parts.length === 2 && method === 'POST') {
       await drain(req, options.maxRequestBytes)
       const reason = (query.get('reason') ?? 'request').slice(0, 200)
       sendJson(res, 200, await daemon.freezeCapture(reason))
       return
     }
-    if (parts.length === 2 && req.method === 'GET') {
-      sendJson(res, 200, { captures: await daemon.listCaptures() })
-      return
-    }
-    if (parts.length === 3 && req.method === 'GET') {
+    if (parts.length === 2 && method === 'GET') { sendJson(res, 200, { captures: await daemon.listCaptures() }); return }
+    if (parts.length === 3 && method === 'GET') {
       const bytes = await daemon.readCapture(parts[2] as string)
       res.writeHead(200, { 'content-type': 'application/cbor', 'content-length': bytes.byteLength, ...closeIfUnread(req) })
       res.end(bytes)
       return
     }
   }
-  throw new DaemonError('ROUTE_UNKNOWN', `no route ${(req.method ?? '').slice(0, 16)} ${path.slice(0, 256)}`)
+  throw new DaemonError('ROUTE_UNKNOWN', `no route ${(method ?? '').slice(0, 16)} ${path.slice(0, 256)}`)
+}
+
+async function serveMetrics ({ daemon, req, res }: RouteContext): Promise<void> {
+  const registry = metricsOf(daemon)
+  const body = await registry.metrics()
+  res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(body), ...closeIfUnread(req) })
+  res.end(body)
+}
+
+async function serveRecords ({ daemon, req, res, query }: RouteContext): Promise<void> {
+  const from = parseSeq(query.get('from'), 0, 'from')
+  const to = parseSeq(query.get('to'), Number.MAX_SAFE_INTEGER, 'to')
+  const limit = Math.min(parseSeq(query.get('limit'), MAX_RECORDS_PER_REQUEST, 'limit'), MAX_RECORDS_PER_REQUEST)
+  const records = await daemon.records(from, to, limit, MAX_RECORDS_RESPONSE_BYTES)
+  const body = encodeCanonical(records.map(r => r.envelope))
+  res.writeHead(200, {
+    'content-type': 'application/cbor',
+    'content-length': body.byteLength,
+    'x-head-seq': String(daemon.log.head.seq),
+    'x-acked-seq': String(daemon.log.acked),
+    ...closeIfUnread(req)
+  })
+  res.end(body)
+}
+
+/** @throws DaemonError `REQUEST_INVALID` unless the body is JSON. */
+function requireJson (req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') throw new DaemonError('REQUEST_INVALID', 'content-type must be application/json')
+}
+
+async function appendStatement ({ daemon, req, res, options }: RouteContext): Promise<void> {
+  requireJson(req)
+  const body = parseStatementRequest(await readJson(req, options.maxRequestBytes))
+  const r = await daemon.appendStatement(body)
+  sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
+}
+
+async function runModel ({ daemon, req, res, options }: RouteContext, name: string): Promise<void> {
+  requireJson(req)
+  const body = await readJson(req, options.maxRequestBytes)
+  const { feeds, decision, subject } = parseRunRequest(body)
+  const result = await daemon.run(name, feeds, decision, subject)
+  const r = result.record
+  sendJson(res, 200, {
+    model: result.model,
+    modelHash: result.modelHash,
+    outputs: Object.fromEntries(Object.entries(result.outputs).map(([k, t]) => [k, encodeTensorJson(t)])),
+    record: { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
+  })
+}
+
+/** A sample kept for training: the raw bytes in the body, what it is for in the query. */
+async function recordDataCapture ({ daemon, req, res, options, query }: RouteContext): Promise<void> {
+  const dataset = query.get('dataset')
+  if (dataset === null) throw new DaemonError('REQUEST_INVALID', 'query: dataset is required')
+  const at = query.get('capturedAtMs')
+  if (at !== null && !/^[0-9]{1,16}$/.test(at)) throw new DaemonError('REQUEST_INVALID', 'query: capturedAtMs must be Unix milliseconds')
+  const sample = await readBody(req, options.maxRequestBytes)
+  const receipt = await daemon.recordDataCapture(new Uint8Array(sample), { dataset, label: query.get('label'), ...(at !== null ? { capturedAtMs: Number(at) } : {}) })
+  const r = receipt.record
+  sendJson(res, 200, {
+    record: { deviceId: r.record.deviceId, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), envelope: toHex(r.envelope) },
+    salt: toHex(receipt.salt),
+    contentHash: toHex(receipt.contentHash)
+  })
+}
+
+/** Crypto-shredding (docs/OPERATIONS.md §Erasure): the subject travels in the body, never in a URL or a log line. */
+async function shredSubject ({ daemon, req, res, options }: RouteContext): Promise<void> {
+  const body = await readJson(req, options.maxRequestBytes) as { subject?: unknown, reason?: unknown } | null
+  if (typeof body !== 'object' || body === null || !isSubject(body.subject) || (body.reason !== undefined && typeof body.reason !== 'string')) {
+    throw new DaemonError('REQUEST_INVALID', 'body must be { subject: non-empty string of at most 256 bytes, reason?: string }')
+  }
+  sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
 }
 
 /** A body the handler did not read (a GET with a body, an endless one): close after answering, so it goes nowhere. */

@@ -151,6 +151,15 @@ export async function startApiServer (backend: ApiBackend, options: ApiServerOpt
   }
 }
 
+/** What a route handler needs of one request. */
+interface RouteContext {
+  backend: ApiBackend
+  res: ServerResponse
+  query: URLSearchParams
+  options: ApiServerOptions
+  pages: Semaphore
+}
+
 async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, tokenDigest: Buffer | undefined, pages: Semaphore): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     throw new Refusal(405, 'METHOD_NOT_ALLOWED', 'only GET and HEAD', { allow: 'GET, HEAD', connection: 'close' })
@@ -169,158 +178,159 @@ async function handle (backend: ApiBackend, req: IncomingMessage, res: ServerRes
   // nothing of what exists.
   if (tokenDigest !== undefined && !isPublic) checkBearer(req.headers.authorization, tokenDigest)
 
+  const ctx: RouteContext = { backend, res, query, options, pages }
   switch (route.kind) {
-    case 'health': {
-      const h = backend.health()
-      sendJson(res, h.ok ? 200 : 503, h)
-      return
-    }
-    case 'metrics': {
-      const m = await backend.metrics()
-      send(res, 200, m.contentType, m.body)
-      return
-    }
-    case 'log-key': {
-      // What checks this gateway's signatures (PROTOCOL.md §7.8): a verifier still compares the key
-      // with the one registered on chain under gatewayId, never trusts this answer alone.
-      const k = backend.logKey?.()
-      if (k === undefined) throw new Refusal(404, 'LOG_KEY_UNAVAILABLE', 'this gateway has no log key')
-      sendJson(res, 200, { gatewayId: k.gatewayId, keyName: k.keyName, publicKey: toHex(k.publicKey), verifierKey: formatVerifierKey(k.keyName, k.publicKey) })
-      return
-    }
-    case 'proof': {
-      const { device, seq } = route
-      if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
-      if (!DECIMAL.test(seq) || !Number.isSafeInteger(Number(seq))) throw new Refusal(400, 'BAD_SEQ', 'seq must be a decimal integer')
-      const format = query.get('format') ?? 'text'
-      if (format !== 'text' && format !== 'json' && format !== 'cose') throw new Refusal(400, 'BAD_FORMAT', 'format is text, json or cose')
-      const found = await backend.proof(device, Number(seq))
-      if (found.status === 'not-found') throw new Refusal(404, 'RECORD_NOT_FOUND', `record ${device}/${seq} is not stored at this gateway`)
-      if (found.status === 'batch-open') throw new Refusal(409, 'BATCH_OPEN', `record ${device}/${seq} is in batch ${found.batchId}, not sealed yet`)
-      if (format === 'cose') {
-        const receipt = backend.receipt?.(found.proof)
-        if (receipt === undefined) throw new Refusal(404, 'RECEIPT_UNAVAILABLE', 'this gateway issues no COSE receipts')
-        // RFC 9052 §2: COSE_Sign1 tagged, media type application/cose with its cose-type parameter.
-        send(res, 200, 'application/cose; cose-type="cose-sign1"', receipt)
-      } else if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
-      else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
-      return
-    }
-    case 'tip': {
-      // What proves a bundle complete (PROTOCOL.md §7.10): public with the record proofs, since it
-      // says no more than they do (a seq and a record hash) and absence of an unknown device.
-      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
-      const format = query.get('format') ?? 'text'
-      if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
-      if (backend.tip === undefined) throw new Refusal(404, 'TIP_UNAVAILABLE', 'this gateway keeps no tip tree')
-      const found = await backend.tip(route.device)
-      if (found.status === 'not-anchored') throw new Refusal(409, 'TIP_NOT_ANCHORED', 'no batch with a tip tree is anchored yet')
-      const text = formatBatchTipProof(found.proof, found.batch)
-      if (format === 'text') { send(res, 200, 'text/plain; charset=utf-8', text); return }
-      const t = found.proof.terminal
-      const r = found.receipt
-      sendJson(res, 200, {
-        device: route.device,
-        tip: t.kind === 'present' ? { seq: t.tip.seq, hash: toHex(t.tip.hash) } : null,
-        batch: { id: found.batch.id, size: found.batch.size, root: toHex(found.batch.root), metadataHash: toHex(found.batch.metadataHash) },
-        proof: text,
-        anchor: { state: found.anchorState ?? null, ...(r === undefined ? {} : { chainId: r.chainId, contract: r.contract, onChainBatchId: r.onChainBatchId, txHash: r.txHash, blockNumber: r.blockNumber, blockHash: r.blockHash }) }
-      })
-      return
-    }
-    case 'devices': {
-      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.devices, MAX_PAGE_ITEMS.devices)
-      const after = query.get('after')
-      if (after !== null && !isDeviceId(after)) throw new Refusal(400, 'BAD_CURSOR', 'after must be a device id')
-      // Sorted so that `after` is a stable cursor however the set grows between pages.
-      const ids = backend.deviceIds().sort()
-      let start = 0
-      if (after !== null) { while (start < ids.length && (ids[start] as string) <= after) start++ }
-      const devices = ids.slice(start, start + limit)
-      const more = start + limit < ids.length
-      sendJson(res, 200, { devices, total: ids.length, next: more ? devices.at(-1) ?? null : null })
-      return
-    }
-    case 'device': {
-      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
-      const s = backend.deviceStatus(route.device)
-      if (s === undefined) throw new Refusal(404, 'DEVICE_NOT_FOUND', `no records of ${route.device} seen`)
-      sendJson(res, 200, s)
-      return
-    }
-    case 'records': {
-      // The stored records of a device, for forensic export: pages of envelopes in seq order.
-      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
-      const from = query.get('fromSeq') ?? '0'
-      if (!DECIMAL.test(from) || !Number.isSafeInteger(Number(from))) throw new Refusal(400, 'BAD_SEQ', 'fromSeq must be a decimal integer')
-      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.records, MAX_PAGE_ITEMS.records)
-      const body = await pages.run(async () => {
-        const page = await backend.records(route.device, Number(from), limit, options.maxPageBytes)
-        const bytes = page.reduce((n, r) => n + r.envelope.byteLength, 0)
-        const last = page.at(-1)
-        // Full by count or by bytes: there may be more.
-        const full = page.length >= limit || (bytes >= options.maxPageBytes && page.length > 0)
-        return JSON.stringify({
-          records: page.map(r => Buffer.from(r.envelope).toString('base64')),
-          next: full && last !== undefined ? last.seq + 1 : null
-        })
-      })
-      send(res, 200, JSON_CONTENT_TYPE, body)
-      return
-    }
-    case 'prunings': {
-      // Signed statements of what retention removed (docs/GATEWAY.md §Retention): an exporter puts
-      // them in the bundle with the checkpoint of the batch that commits each (GET /v1/batches/<id>).
-      if (!isDeviceId(route.device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
-      const list = await backend.prunings?.(route.device) ?? []
-      sendJson(res, 200, { prunings: list.map(p => ({ statement: Buffer.from(p.envelope).toString('base64'), batchId: p.committedInBatch === 0 ? null : p.committedInBatch })) })
-      return
-    }
-    case 'batch': {
-      const id = route.id
-      if (!DECIMAL.test(id) || id === '0') throw new Refusal(400, 'BAD_BATCH', 'batch id must be a positive decimal integer')
-      const found = await backend.batch(Number(id))
-      if (found === undefined) throw new Refusal(404, 'BATCH_NOT_FOUND', `no sealed batch ${id}`)
-      const { batch, state, receipt } = found
-      sendJson(res, 200, {
-        id: batch.id,
-        size: batch.size,
-        root: toHex(batch.root),
-        firstRecordTimeMs: batch.firstRecordTimeMs,
-        lastRecordTimeMs: batch.lastRecordTimeMs,
-        metadataHash: toHex(batch.metadataHash),
-        checkpoint: batch.checkpoint,
-        sealedAtMs: batch.sealedAtMs,
-        anchor: { state: state ?? null, receipt: receipt ?? null }
-      })
-      return
-    }
-    case 'quarantine': {
-      const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.quarantine, MAX_PAGE_ITEMS.quarantine)
-      const before = query.get('before')
-      if (before !== null && !QUARANTINE_CURSOR.test(before)) throw new Refusal(400, 'BAD_CURSOR', 'before must be a cursor from a previous page')
-      const body = await pages.run(async () => {
-        const page = await backend.quarantine(limit, options.maxPageBytes, before ?? undefined)
-        return JSON.stringify({
-          entries: page.items.map(q => ({
-            timeMs: q.timeMs,
-            reason: q.reason,
-            topic: q.topic,
-            device: q.deviceId ?? null,
-            seq: q.seq ?? null,
-            detail: q.detail,
-            rawBytes: q.rawBytes,
-            raw: Buffer.from(q.raw).toString('base64')
-          })),
-          next: page.next
-        })
-      })
-      send(res, 200, JSON_CONTENT_TYPE, body)
-      return
-    }
-    case 'unknown':
-      throw new Refusal(404, 'NOT_FOUND', 'no such route')
+    case 'health': { const h = backend.health(); sendJson(res, h.ok ? 200 : 503, h); return }
+    case 'metrics': { const m = await backend.metrics(); send(res, 200, m.contentType, m.body); return }
+    case 'log-key': return serveLogKey(ctx)
+    case 'proof': return await serveProof(ctx, route.device, route.seq)
+    case 'tip': return await serveTip(ctx, route.device)
+    case 'devices': return serveDevices(ctx)
+    case 'device': return serveDevice(ctx, route.device)
+    case 'records': return await serveRecords(ctx, route.device)
+    case 'prunings': return await servePrunings(ctx, route.device)
+    case 'batch': return await serveBatch(ctx, route.id)
+    case 'quarantine': return await serveQuarantine(ctx)
+    case 'unknown': throw new Refusal(404, 'NOT_FOUND', 'no such route')
   }
+}
+
+function serveLogKey ({ backend, res }: RouteContext): void {
+  // What checks this gateway's signatures (PROTOCOL.md §7.8): a verifier still compares the key
+  // with the one registered on chain under gatewayId, never trusts this answer alone.
+  const k = backend.logKey?.()
+  if (k === undefined) throw new Refusal(404, 'LOG_KEY_UNAVAILABLE', 'this gateway has no log key')
+  sendJson(res, 200, { gatewayId: k.gatewayId, keyName: k.keyName, publicKey: toHex(k.publicKey), verifierKey: formatVerifierKey(k.keyName, k.publicKey) })
+}
+
+async function serveProof ({ backend, res, query }: RouteContext, device: string, seq: string): Promise<void> {
+  if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+  if (!DECIMAL.test(seq) || !Number.isSafeInteger(Number(seq))) throw new Refusal(400, 'BAD_SEQ', 'seq must be a decimal integer')
+  const format = query.get('format') ?? 'text'
+  if (format !== 'text' && format !== 'json' && format !== 'cose') throw new Refusal(400, 'BAD_FORMAT', 'format is text, json or cose')
+  const found = await backend.proof(device, Number(seq))
+  if (found.status === 'not-found') throw new Refusal(404, 'RECORD_NOT_FOUND', `record ${device}/${seq} is not stored at this gateway`)
+  if (found.status === 'batch-open') throw new Refusal(409, 'BATCH_OPEN', `record ${device}/${seq} is in batch ${found.batchId}, not sealed yet`)
+  if (format === 'cose') {
+    const receipt = backend.receipt?.(found.proof)
+    if (receipt === undefined) throw new Refusal(404, 'RECEIPT_UNAVAILABLE', 'this gateway issues no COSE receipts')
+    // RFC 9052 §2: COSE_Sign1 tagged, media type application/cose with its cose-type parameter.
+    send(res, 200, 'application/cose; cose-type="cose-sign1"', receipt)
+  } else if (format === 'json') sendJson(res, 200, recordProofJson(found.proof))
+  else send(res, 200, 'text/plain; charset=utf-8', formatRecordProof(found.proof))
+}
+
+async function serveTip ({ backend, res, query }: RouteContext, device: string): Promise<void> {
+  // What proves a bundle complete (PROTOCOL.md §7.10): public with the record proofs, since it
+  // says no more than they do (a seq and a record hash) and absence of an unknown device.
+  if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+  const format = query.get('format') ?? 'text'
+  if (format !== 'text' && format !== 'json') throw new Refusal(400, 'BAD_FORMAT', 'format is text or json')
+  if (backend.tip === undefined) throw new Refusal(404, 'TIP_UNAVAILABLE', 'this gateway keeps no tip tree')
+  const found = await backend.tip(device)
+  if (found.status === 'not-anchored') throw new Refusal(409, 'TIP_NOT_ANCHORED', 'no batch with a tip tree is anchored yet')
+  const text = formatBatchTipProof(found.proof, found.batch)
+  if (format === 'text') { send(res, 200, 'text/plain; charset=utf-8', text); return }
+  const t = found.proof.terminal
+  const r = found.receipt
+  sendJson(res, 200, {
+    device,
+    tip: t.kind === 'present' ? { seq: t.tip.seq, hash: toHex(t.tip.hash) } : null,
+    batch: { id: found.batch.id, size: found.batch.size, root: toHex(found.batch.root), metadataHash: toHex(found.batch.metadataHash) },
+    proof: text,
+    anchor: { state: found.anchorState ?? null, ...(r === undefined ? {} : { chainId: r.chainId, contract: r.contract, onChainBatchId: r.onChainBatchId, txHash: r.txHash, blockNumber: r.blockNumber, blockHash: r.blockHash }) }
+  })
+}
+
+function serveDevices ({ backend, res, query }: RouteContext): void {
+  const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.devices, MAX_PAGE_ITEMS.devices)
+  const after = query.get('after')
+  if (after !== null && !isDeviceId(after)) throw new Refusal(400, 'BAD_CURSOR', 'after must be a device id')
+  // Sorted so that `after` is a stable cursor however the set grows between pages.
+  const ids = backend.deviceIds().sort()
+  let start = 0
+  if (after !== null) { while (start < ids.length && (ids[start] as string) <= after) start++ }
+  const devices = ids.slice(start, start + limit)
+  const more = start + limit < ids.length
+  sendJson(res, 200, { devices, total: ids.length, next: more ? devices.at(-1) ?? null : null })
+}
+
+function serveDevice ({ backend, res }: RouteContext, device: string): void {
+  if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+  const s = backend.deviceStatus(device)
+  if (s === undefined) throw new Refusal(404, 'DEVICE_NOT_FOUND', `no records of ${device} seen`)
+  sendJson(res, 200, s)
+}
+
+/** The stored records of a device, for forensic export: pages of envelopes in seq order. */
+async function serveRecords ({ backend, res, query, options, pages }: RouteContext, device: string): Promise<void> {
+  if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+  const from = query.get('fromSeq') ?? '0'
+  if (!DECIMAL.test(from) || !Number.isSafeInteger(Number(from))) throw new Refusal(400, 'BAD_SEQ', 'fromSeq must be a decimal integer')
+  const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.records, MAX_PAGE_ITEMS.records)
+  const body = await pages.run(async () => {
+    const page = await backend.records(device, Number(from), limit, options.maxPageBytes)
+    const bytes = page.reduce((n, r) => n + r.envelope.byteLength, 0)
+    const last = page.at(-1)
+    // Full by count or by bytes: there may be more.
+    const full = page.length >= limit || (bytes >= options.maxPageBytes && page.length > 0)
+    return JSON.stringify({
+      records: page.map(r => Buffer.from(r.envelope).toString('base64')),
+      next: full && last !== undefined ? last.seq + 1 : null
+    })
+  })
+  send(res, 200, JSON_CONTENT_TYPE, body)
+}
+
+/**
+ * Signed statements of what retention removed (docs/GATEWAY.md §Retention): an exporter puts
+ * them in the bundle with the checkpoint of the batch that commits each (GET /v1/batches/<id>).
+ */
+async function servePrunings ({ backend, res }: RouteContext, device: string): Promise<void> {
+  if (!isDeviceId(device)) throw new Refusal(400, 'BAD_DEVICE', 'not a device id')
+  const list = await backend.prunings?.(device) ?? []
+  sendJson(res, 200, { prunings: list.map(p => ({ statement: Buffer.from(p.envelope).toString('base64'), batchId: p.committedInBatch === 0 ? null : p.committedInBatch })) })
+}
+
+async function serveBatch ({ backend, res }: RouteContext, id: string): Promise<void> {
+  if (!DECIMAL.test(id) || id === '0') throw new Refusal(400, 'BAD_BATCH', 'batch id must be a positive decimal integer')
+  const found = await backend.batch(Number(id))
+  if (found === undefined) throw new Refusal(404, 'BATCH_NOT_FOUND', `no sealed batch ${id}`)
+  const { batch, state, receipt } = found
+  sendJson(res, 200, {
+    id: batch.id,
+    size: batch.size,
+    root: toHex(batch.root),
+    firstRecordTimeMs: batch.firstRecordTimeMs,
+    lastRecordTimeMs: batch.lastRecordTimeMs,
+    metadataHash: toHex(batch.metadataHash),
+    checkpoint: batch.checkpoint,
+    sealedAtMs: batch.sealedAtMs,
+    anchor: { state: state ?? null, receipt: receipt ?? null }
+  })
+}
+
+async function serveQuarantine ({ backend, res, query, options, pages }: RouteContext): Promise<void> {
+  const limit = parseLimit(query.get('limit'), DEFAULT_PAGE_ITEMS.quarantine, MAX_PAGE_ITEMS.quarantine)
+  const before = query.get('before')
+  if (before !== null && !QUARANTINE_CURSOR.test(before)) throw new Refusal(400, 'BAD_CURSOR', 'before must be a cursor from a previous page')
+  const body = await pages.run(async () => {
+    const page = await backend.quarantine(limit, options.maxPageBytes, before ?? undefined)
+    return JSON.stringify({
+      entries: page.items.map(q => ({
+        timeMs: q.timeMs,
+        reason: q.reason,
+        topic: q.topic,
+        device: q.deviceId ?? null,
+        seq: q.seq ?? null,
+        detail: q.detail,
+        rawBytes: q.rawBytes,
+        raw: Buffer.from(q.raw).toString('base64')
+      })),
+      next: page.next
+    })
+  })
+  send(res, 200, JSON_CONTENT_TYPE, body)
 }
 
 /**
