@@ -216,7 +216,16 @@ export type ResolvedGatewayOptions = Required<Omit<GatewayOptions,
  */
 export function resolveGatewayOptions (options: GatewayOptions): ResolvedGatewayOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
-  const o: ResolvedGatewayOptions = {
+  const o = { ...gatewayDefaults(), ...stripUndefined(options) } as ResolvedGatewayOptions
+  o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
+  o.gatewayId ??= defaultGatewayId(o.name)
+  checkGatewayOptions(o)
+  return o
+}
+
+/** The defaults of every optional field (a fresh object: it holds an array). */
+function gatewayDefaults (): Partial<ResolvedGatewayOptions> {
+  return {
     mqttProtocolVersion: DEFAULT_MQTT_PROTOCOL_VERSION,
     sessionExpirySeconds: DEFAULT_SESSION_EXPIRY_SECONDS,
     reconnectPeriodMs: DEFAULT_RECONNECT_PERIOD_MS,
@@ -261,10 +270,11 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
     keyLookupsPerSecond: DEFAULT_KEY_LOOKUPS_PER_SECOND,
     keyLookupBurst: DEFAULT_KEY_LOOKUP_BURST,
     verifyWorkers: DEFAULT_VERIFY_WORKERS,
-    ...stripUndefined(options)
-  } as ResolvedGatewayOptions
-  o.logKeyFile ??= typeof o.stateDir === 'string' ? join(o.stateDir, 'log-key.json') : o.logKeyFile
-  o.gatewayId ??= defaultGatewayId(o.name)
+  }
+}
+
+/** Checks every field of resolved options, in a fixed order (the first bad one is named). */
+function checkGatewayOptions (o: ResolvedGatewayOptions): void {
   const str = (k: keyof GatewayOptions, required: boolean): void => {
     const v = o[k]
     if (v === undefined && !required) return
@@ -322,7 +332,6 @@ export function resolveGatewayOptions (options: GatewayOptions): ResolvedGateway
   if (!Array.isArray(o.peerGatewayKeys) || !o.peerGatewayKeys.every(k => typeof k === 'string' && /^[0-9a-fA-F]{64}$/.test(k))) {
     throw new TypeError('peerGatewayKeys must be an array of 64-hex-digit Ed25519 public keys')
   }
-  return o
 }
 
 function stripUndefined<T extends object> (o: T): Partial<T> {
