@@ -272,7 +272,7 @@ class Checks {
     else if (LONE_SURROGATE.test(v)) this.p.add(path, 'not well-formed Unicode')
   }
 
-  only (o: Record<string, unknown>, allowed: readonly string[], path: string): void {
+  onlyKeys (o: Record<string, unknown>, allowed: readonly string[], path: string): void {
     for (const k of Object.keys(o)) if (!allowed.includes(k)) this.p.add(path === '' ? k : `${path}.${k}`, 'unknown field')
   }
 
@@ -313,7 +313,7 @@ function walkBundle (b: Record<string, unknown>, p: Problems): void {
 function checkDevice (c: Checks, d: unknown): void {
   const p = c.p
   if (!isObject(d)) { p.add('device', 'not an object'); return }
-  c.only(d, ['id', 'keys', 'revokedFromMs'], 'device')
+  c.onlyKeys(d, ['id', 'keys', 'revokedFromMs'], 'device')
   if (typeof d.id !== 'string' || d.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(d.id)) {
     p.add('device.id', `not a device id (${DEVICE_ID_PATTERN.source}, at most ${LIMITS.deviceIdChars} characters)`)
   }
@@ -330,7 +330,7 @@ function checkDevice (c: Checks, d: unknown): void {
 /** One device key; its validity ends where the next key's begins. */
 function checkKey (c: Checks, k: Record<string, unknown>, next: unknown, path: string, i: number): void {
   const p = c.p
-  c.only(k, ['publicKey', 'validFromMs', 'validUntilMs'], path)
+  c.onlyKeys(k, ['publicKey', 'validFromMs', 'validUntilMs'], path)
   c.match(k.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
   c.uint(k.validFromMs, `${path}.validFromMs`)
   const nextFrom = isObject(next) ? next.validFromMs : undefined
@@ -346,7 +346,7 @@ function checkKey (c: Checks, k: Record<string, unknown>, next: unknown, path: s
 
 function checkChain (c: Checks, ch: unknown): void {
   if (!isObject(ch)) { c.p.add('chain', 'not an object'); return }
-  c.only(ch, ['chainId', 'registry', 'readAtBlock', 'readAtBlockHash'], 'chain')
+  c.onlyKeys(ch, ['chainId', 'registry', 'readAtBlock', 'readAtBlockHash'], 'chain')
   c.uint(ch.chainId, 'chain.chainId', 1)
   c.match(ch.registry, ADDRESS, 'chain.registry', 'a 0x-hex address')
   c.uint(ch.readAtBlock, 'chain.readAtBlock')
@@ -355,7 +355,7 @@ function checkChain (c: Checks, ch: unknown): void {
 
 function checkWindow (c: Checks, w: unknown): void {
   if (!isObject(w)) { c.p.add('window', 'not an object'); return }
-  c.only(w, ['fromMs', 'toMs'], 'window')
+  c.onlyKeys(w, ['fromMs', 'toMs'], 'window')
   if (w.fromMs !== undefined) c.uint(w.fromMs, 'window.fromMs')
   if (w.toMs !== undefined) c.uint(w.toMs, 'window.toMs')
   if (typeof w.fromMs === 'number' && typeof w.toMs === 'number' && w.toMs < w.fromMs) c.p.add('window.toMs', 'before fromMs')
@@ -364,7 +364,7 @@ function checkWindow (c: Checks, w: unknown): void {
 function checkGateways (c: Checks, gateways: unknown): void {
   const seen = new Set<string>()
   c.objects(gateways, 'gateways', (g, path) => {
-    c.only(g, ['id', 'keyName', 'publicKey'], path)
+    c.onlyKeys(g, ['id', 'keyName', 'publicKey'], path)
     if (typeof g.id !== 'string' || g.id.length > LIMITS.deviceIdChars || !DEVICE_ID_PATTERN.test(g.id)) c.p.add(`${path}.id`, 'not a gateway id (a device id)')
     if (!isValidKeyName(g.keyName)) c.p.add(`${path}.keyName`, 'not a C2SP key name (1..256 characters, no space, no +)')
     c.match(g.publicKey, HEX32, `${path}.publicKey`, '64 lower-case hex digits')
@@ -377,7 +377,7 @@ function checkGateways (c: Checks, gateways: unknown): void {
 function checkModels (c: Checks, models: unknown): void {
   const seen = new Set<string>()
   c.objects(models, 'models', (m, path) => {
-    c.only(m, ['hash', 'name', 'version', 'parentHash', 'manifestHash', 'status', 'metadataUri'], path)
+    c.onlyKeys(m, ['hash', 'name', 'version', 'parentHash', 'manifestHash', 'status', 'metadataUri'], path)
     if (c.match(m.hash, HEX32, `${path}.hash`, '64 lower-case hex digits')) {
       if (seen.has(m.hash as string)) c.p.add(`${path}.hash`, 'listed twice')
       seen.add(m.hash as string)
@@ -403,7 +403,7 @@ function checkRecords (c: Checks, records: unknown): void {
 function checkProofs (c: Checks, proofs: unknown): void {
   const seen = new Set<number>()
   c.objects(proofs, 'proofs', (x, path) => {
-    c.only(x, ['seq', 'proof'], path)
+    c.onlyKeys(x, ['seq', 'proof'], path)
     if (c.uint(x.seq, `${path}.seq`)) {
       if (seen.has(x.seq as number)) c.p.add(`${path}.seq`, 'listed twice')
       seen.add(x.seq as number)
@@ -415,7 +415,7 @@ function checkProofs (c: Checks, proofs: unknown): void {
 function checkAnchors (c: Checks, anchors: unknown): void {
   const seen = new Set<string>()
   c.objects(anchors, 'anchors', (a, path) => {
-    c.only(a, ['root', 'size', 'onChainBatchId', 'txHash', 'blockNumber', 'blockHash', 'firstRecordTimeMs', 'lastRecordTimeMs', 'metadataHash'], path)
+    c.onlyKeys(a, ['root', 'size', 'onChainBatchId', 'txHash', 'blockNumber', 'blockHash', 'firstRecordTimeMs', 'lastRecordTimeMs', 'metadataHash'], path)
     if (c.match(a.root, HEX32, `${path}.root`, '64 lower-case hex digits')) {
       if (seen.has(a.root as string)) c.p.add(`${path}.root`, 'listed twice')
       seen.add(a.root as string)
@@ -437,7 +437,7 @@ function checkAnchors (c: Checks, anchors: unknown): void {
 /** The tip: one bounded text; verify parses it. */
 function checkTip (c: Checks, tip: unknown): void {
   if (!isObject(tip)) { c.p.add('tip', 'not an object'); return }
-  c.only(tip, ['proof'], 'tip')
+  c.onlyKeys(tip, ['proof'], 'tip')
   if (typeof tip.proof !== 'string' || tip.proof.length === 0 || tip.proof.length > MAX_TIP_PROOF_BYTES) c.p.add('tip.proof', `not a text of 1..${MAX_TIP_PROOF_BYTES} characters`)
 }
 
@@ -448,7 +448,7 @@ function checkStatements (c: Checks, b: Record<string, unknown>): void {
   }
   if (b.prunings !== undefined) {
     c.objects(b.prunings, 'prunings', (x, path) => {
-      c.only(x, ['statement', 'checkpoint'], path)
+      c.onlyKeys(x, ['statement', 'checkpoint'], path)
       statement(x.statement, `${path}.statement`)
       if (x.checkpoint !== undefined && (typeof x.checkpoint !== 'string' || x.checkpoint.length === 0 || x.checkpoint.length > MAX_PROOF_BYTES)) c.p.add(`${path}.checkpoint`, `not a text of 1..${MAX_PROOF_BYTES} characters`)
     })
