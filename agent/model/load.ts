@@ -39,8 +39,11 @@ const LOCAL_MIN_BYTES = 4 * 1024
 const LOCAL_BATCH_BYTES = 512 * 1024
 /** Largest tensor this thread takes while reads are in flight: it must get back to them soon. */
 const LOCAL_WHILE_READING_MAX_BYTES = 8 * 1024 ** 2
-/** Tensor hashes at once on the pool: one, beside the reads and this thread, on two cores. */
-const POOL_JOBS = 1
+/**
+ * Tensor hashes at once on the pool: two, so that the pool has the next one at hand while this
+ * thread, busy hashing the file, has not yet seen that the last one finished.
+ */
+const POOL_JOBS = 2
 
 /** One read call is capped below libuv's INT32_MAX limit. */
 const MAX_READ_BYTES = 256 * 1024 ** 2
@@ -292,6 +295,9 @@ async function readAndIdentify (path: string, maxBytes: number, onProgress?: (re
       for (const range of scanner.advance(filled)) tensors.add(range)
       hash.update(buffer.subarray(start, filled))
       onProgress?.(filled, size)
+      // Reads already done never take this thread back to the event loop, and a pool job that
+      // finished waits there for its successor: one turn per chunk keeps the pool fed.
+      await yieldToIo()
     }
     if (await (eofProbe ?? readAt(handle, Buffer.alloc(1), size)) !== 0) {
       throw new ModelError('MODEL_UNREADABLE', `${path} grew while being read`)
@@ -339,7 +345,7 @@ async function yieldToIo (): Promise<void> {
 
 /**
  * The SHA-256 of tensors' raw_data ranges, each hashed once: on libuv's thread pool (webcrypto's
- * digest, which copies the range on this thread, then hashes the copy there), one job at a time,
+ * digest, which copies the range on this thread, then hashes the copy there), POOL_JOBS at a time,
  * or on this thread by hashHere. Ranges below LOCAL_MIN_BYTES are left to the manifest.
  */
 class TensorHashes {
