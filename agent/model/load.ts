@@ -31,8 +31,11 @@ const READS_IN_FLIGHT = 2
  * (measured on the 2-core bench machine), about what hashing them here costs (0.6 ms/MiB).
  */
 const POOL_MIN_BYTES = 1024 ** 2
-/** Larger tensors are hashed on this thread only: a pool job would hold a copy of them. */
-const POOL_MAX_BYTES = 256 * 1024 ** 2
+/**
+ * Bytes of the copies pool jobs hold at once (webcrypto copies its input): the extra memory a load
+ * may take beyond the model itself. Larger tensors are hashed on this thread.
+ */
+const POOL_MAX_BYTES = 64 * 1024 ** 2
 /** Smaller tensors are left to the manifest, which hashes them after the read. */
 const LOCAL_MIN_BYTES = 4 * 1024
 /** Tensor bytes this thread hashes between two looks at the event loop while it waits for a read. */
@@ -356,6 +359,7 @@ class TensorHashes {
   private readonly small: ByteRange[] = []
   private readonly jobs = new Set<Promise<void>>()
   private readonly known = new Map<string, string>()
+  private bytesInFlight = 0
 
   constructor (bytes: Buffer) {
     this.bytes = bytes
@@ -407,14 +411,18 @@ class TensorHashes {
 
   private start (): void {
     while (this.jobs.size < POOL_JOBS) {
-      const range = this.large.shift()
+      const range = this.large[0]
       if (range === undefined) return
       const [start, end] = range
+      const length = end - start
+      if (this.bytesInFlight + length > POOL_MAX_BYTES) return
+      this.large.shift()
+      this.bytesInFlight += length
       const job: Promise<void> = webcrypto.subtle.digest('SHA-256', this.bytes.subarray(start, end))
-        .then((digest) => { this.known.set(`${start}:${end - start}`, Buffer.from(digest).toString('hex')) })
+        .then((digest) => { this.known.set(`${start}:${length}`, Buffer.from(digest).toString('hex')) })
         // A failed offload only means the manifest hashes this tensor itself.
         .catch(() => undefined)
-        .finally(() => { this.jobs.delete(job); this.start() })
+        .finally(() => { this.jobs.delete(job); this.bytesInFlight -= length; this.start() })
       this.jobs.add(job)
     }
   }
