@@ -399,11 +399,26 @@ export function decodeHashLine (line: string): Uint8Array {
 }
 
 // Strict RFC 4648 §4: Buffer.from ignores bad characters and non-zero padding bits, so the input
-// must be what encoding the decoded bytes gives back.
+// must be what encoding the decoded bytes gives back — checked on the text (digits, padding, the
+// padding bits zero), which accepts exactly that, without encoding again.
 function decodeBase64 (text: string, what: string): Uint8Array {
+  if (!isCanonicalBase64(text)) invalid(`${what} is not canonical base64`)
   const bytes = Buffer.from(text, 'base64')
-  if (bytes.toString('base64') !== text) invalid(`${what} is not canonical base64`)
-  return new Uint8Array(bytes)
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** True when `text` is the one standard base64 encoding (RFC 4648 §4, padded) of some bytes. */
+export function isCanonicalBase64 (text: string): boolean {
+  const n = text.length
+  if (n % 4 !== 0) return false
+  const pad = n > 0 && text.charCodeAt(n - 1) === 0x3d ? (text.charCodeAt(n - 2) === 0x3d ? 2 : 1) : 0
+  for (let i = 0; i < n - pad; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x80 || (BASE64_VALUE[c] as number) < 0) return false
+  }
+  if (pad === 0) return true
+  const last = BASE64_VALUE[text.charCodeAt(n - pad - 1)] as number
+  return (last & (pad === 2 ? 0x0f : 0x03)) === 0
 }
 
 function encodeHash (hash: Uint8Array): string {
