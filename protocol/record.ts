@@ -269,8 +269,9 @@ export function verifyRecordSignature (signed: SignedRecord, publicKey: Uint8Arr
 export function decodeEnvelope (envelope: Uint8Array): SignedRecord {
   // One private copy of the envelope, and every byte string of the result (record bytes,
   // signature, the record's hashes) a view of it: one allocation per record instead of ~10, which
-  // is most of what verifying a bundle allocates. Too large or not bytes: decodeCanonical refuses
-  // it before anything is copied.
+  // was most of what verifying a bundle allocated. The copy comes from Buffer's pool, so its
+  // ArrayBuffer may hold other small Buffers too: never transfer a decoded field's `.buffer`.
+  // Too large or not bytes: decodeCanonical refuses it before anything is copied.
   const own = envelope instanceof Uint8Array && envelope.byteLength <= LIMITS.envelopeBytes ? copyBytes(envelope) : envelope
   const outer = decodeCanonical(own, { maxBytes: LIMITS.envelopeBytes, maxDepth: 1, viewsOfInput: true })
   if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
