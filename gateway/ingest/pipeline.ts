@@ -504,7 +504,13 @@ export class IngestPipeline {
 
   private async runRecords (d: DeviceRuntime, job: DeviceJob & { kind: 'records' }): Promise<void> {
     const perRecord = job.heldBytes / job.records.length
-    for (const signed of job.records) {
+    const records = job.records
+    for (let i = 0; i < records.length; i++) {
+      const signed = records[i] as SignedRecord
+      // The device's key was not cached when the message came (its first message, or a key
+      // refreshed since): the first record's look-up cached it, so send the rest ahead now rather
+      // than verify them one by one (one at a time would also keep the pool from starting).
+      if (i === 1 && this.o.verifier !== undefined && !this.ahead.has(signed)) this.verifyAhead(d, records.slice(1))
       try {
         await this.processRecord(d, signed, job.topic)
       } catch (e) {
