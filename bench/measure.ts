@@ -125,3 +125,14 @@ export function childrenCpuDelta (before: Map<string, number>, after: Map<string
   for (const [name, ms] of after) out[name] = ms - (before.get(name) ?? 0)
   return out
 }
+
+/** CPU ms of this process's main thread (Linux /proc: the task whose id is the pid). */
+export function mainThreadCpuMs (): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+  } catch {
+    return NaN
+  }
+}
