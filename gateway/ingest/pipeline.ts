@@ -171,7 +171,7 @@ export class IngestPipeline {
       now: options.now
     })
     this.persistedFolded = options.tracker.foldedThrough
-    options.store.setWriteHook({ beforeWrite: () => this.beforeWrite() })
+    options.store.addWriteHook({ beforeWrite: () => this.beforeWrite() })
   }
 
   /**

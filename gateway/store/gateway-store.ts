@@ -356,7 +356,7 @@ export interface GatewayStore {
   /** Operations and bytes waiting for the next write. */
   readonly queuedOps: number
   readonly queuedBytes: number
-  setWriteHook: (hook: WriteHook) => void
+  addWriteHook: (hook: WriteHook) => void
   enqueue: (ops: StoreOp[], afterDurable?: () => void) => void
   quarantineOp: (entry: QuarantineEntry) => StoreOp
   quarantineKey: (timeMs: number) => string
@@ -407,7 +407,7 @@ export abstract class GroupCommitStore {
   private scheduled = false
   private failure: GatewayError | undefined
   protected closed = false
-  private hook: WriteHook | undefined
+  private readonly hooks: WriteHook[] = []
   private readonly nonce = randomBytes(4).toString('hex')
   private counter = 0
   /** Number of write batches so far (for tests and metrics). */
@@ -427,9 +427,9 @@ export abstract class GroupCommitStore {
     return new GatewayError('STORE_WRITE_FAILED', `gateway store write failed: ${(cause as Error).message}`, { cause })
   }
 
-  /** Registers the hook called before each write (one owner). */
-  setWriteHook (hook: WriteHook): void {
-    this.hook = hook
+  /** Registers a hook called before each write (the ingest's device states, the tip tree's tips), in the order registered. */
+  addWriteHook (hook: WriteHook): void {
+    this.hooks.push(hook)
   }
 
   /**
@@ -495,10 +495,10 @@ export abstract class GroupCommitStore {
 
   private async drain (): Promise<void> {
     for (;;) {
-      const hooked = this.hook?.beforeWrite()
       const ops = this.ops
       const callbacks = this.callbacks
-      if (hooked !== undefined) {
+      for (const hook of this.hooks) {
+        const hooked = hook.beforeWrite()
         for (const op of hooked.ops) ops.push(op)
         if (hooked.afterDurable !== undefined) callbacks.push(hooked.afterDurable)
       }
@@ -535,8 +535,8 @@ export abstract class GroupCommitStore {
     for (;;) {
       if (this.failure !== undefined) throw this.failure
       if (this.writing !== undefined) { await this.writing; continue }
-      const hooked = this.hook?.beforeWrite()
-      if (hooked !== undefined && (hooked.ops.length > 0 || hooked.afterDurable !== undefined)) {
+      for (const hook of this.hooks) {
+        const hooked = hook.beforeWrite()
         for (const op of hooked.ops) this.push(op)
         if (hooked.afterDurable !== undefined) this.callbacks.push(hooked.afterDurable)
       }
