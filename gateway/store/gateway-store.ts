@@ -162,7 +162,7 @@ function range (prefix: string): { gte: string, lt: string } {
 // Codecs. Values are canonical CBOR arrays with a version first. The folder is ours, but a torn
 // disk or a wrong folder must end in STORE_CORRUPT, not in a TypeError deep inside ingest.
 // Written by encodeCanonicalDirect (the same bytes as encodeCanonical, a fraction of its CPU):
-// every stored record costs three values (record, leaf, tree tip).
+// a stored record costs two values (record, leaf) and its share of its device's tip and state.
 
 function corrupt (what: string, cause?: unknown): never {
   throw new GatewayError('STORE_CORRUPT', `stored ${what} is malformed`, { cause })
