@@ -13,7 +13,8 @@
  */
 import { spawn } from 'node:child_process'
 import { createPublicKey, verify as nodeVerify } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
@@ -204,6 +205,22 @@ async function runPublisher (brokerUrl: string, startTimeMs: number): Promise<vo
 
 // -------------------------------------------------------------------------------------------
 
+/**
+ * PROV_BENCH_HEAP_PROFILE=<file.heapprofile>: samples the main thread's allocations during the
+ * ingest, those already collected included (node's --heap-prof keeps only what is still alive at
+ * exit, which hides the per-record garbage this is for). Open the file in Chrome's DevTools.
+ */
+async function startAllocationSampling (): Promise<() => Promise<unknown>> {
+  const session = new Session()
+  session.connect()
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling')
+    session.disconnect()
+    return profile
+  }
+}
+
 export async function main (): Promise<GatewayBenchResult> {
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-gw-'))
   // Mosquitto leaves Nagle's algorithm on unless told (docs/OPERATIONS.md §Gateway).
@@ -288,11 +305,13 @@ export async function main (): Promise<GatewayBenchResult> {
     const c0 = processCpuMs()
     const beside0 = childrenCpuMs()
     const m0 = mainThreadCpuMs()
+    const heapProfile = process.env.PROV_BENCH_HEAP_PROFILE === undefined ? undefined : await startAllocationSampling()
     child.stdin.write('go\n')
     const stored = await nextLine()
     const storedSecs = (performance.now() - t0) / 1000
     const gatewayCpuMsPerRecord = (processCpuMs() - c0) / (DEVICES * RECORDS_PER_DEVICE)
     const mainCpuMsPerRecord = (mainThreadCpuMs() - m0) / (DEVICES * RECORDS_PER_DEVICE)
+    if (heapProfile !== undefined) await writeFile(process.env.PROV_BENCH_HEAP_PROFILE as string, JSON.stringify(await heapProfile()))
     const beside = childrenCpuDelta(beside0, childrenCpuMs())
     const anchored = await nextLine()
     const anchoredSecs = (performance.now() - t0) / 1000

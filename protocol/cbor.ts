@@ -133,13 +133,9 @@ const ASCII_FAST_MAX = 64
  * else undefined: TextDecoder's per-call cost is most of a short string's decoding.
  */
 function asciiText (bytes: Uint8Array): string | undefined {
-  let text = ''
-  for (let i = 0; i < bytes.byteLength; i++) {
-    const b = bytes[i] as number
-    if (b >= 0x80) return undefined
-    text += String.fromCharCode(b)
-  }
-  return text
+  for (let i = 0; i < bytes.byteLength; i++) if ((bytes[i] as number) >= 0x80) return undefined
+  // One string, not one per character as `text += …` built (most of a record's decoding garbage).
+  return String.fromCharCode.apply(null, bytes as unknown as number[])
 }
 
 class Reader {
@@ -166,7 +162,14 @@ class Reader {
     const arg = this.argument(info, start)
     switch (major) {
       case 0: return arg
-      case 2: return this.views ? this.take(arg, start) : this.take(arg, start).slice()
+      case 2: {
+        if (this.views) return this.take(arg, start)
+        // A copy straight away (not a view, then its copy).
+        this.need(arg, start)
+        const out = this.bytes.slice(this.pos, this.pos + arg)
+        this.pos += arg
+        return out
+      }
       case 3: {
         const text = this.take(arg, start)
         if (text.byteLength <= ASCII_FAST_MAX) {

@@ -349,19 +349,24 @@ function decodeRecordBytes (bytes: Uint8Array, views: boolean): ProvenanceRecord
   return record
 }
 
+// Module-level, not per decoded record: a gateway decodes every record it receives.
+const BODY_ARITY: Readonly<Record<RecordKind, number>> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4, 'data-capture': 5 }
+
+function commitmentsFromCbor (v: CborValue | undefined, path: string, problems: string[]): TensorCommitment[] {
+  if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
+  const out: TensorCommitment[] = new Array<TensorCommitment>(v.length)
+  for (let i = 0; i < v.length; i++) {
+    const t = v[i] as CborValue
+    if (!Array.isArray(t) || t.length !== 2) { problems.push(`${path}[${i}]: not a [name, hash] pair`); out[i] = { name: '', hash: new Uint8Array() } } else out[i] = { name: t[0] as string, hash: t[1] as Uint8Array }
+  }
+  return out
+}
+
 function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: string[]): RecordBody {
-  const arity: Record<RecordKind, number> = { boot: 2, 'model-load': 7, inference: 5, gap: 5, 'key-rotation': 2, shutdown: 1, policy: 4, oversight: 6, session: 4, 'data-capture': 5 }
   if (kind === 'boot' && f.length === 4) {
     return { kind, agentVersion: f[0] as string, profile: f[1] as string, certification: { bytes: f[2] as Uint8Array, signature: f[3] as Uint8Array } }
   }
-  if (f.length !== arity[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${arity[kind]}`)
-  const commitments = (v: CborValue | undefined, path: string): TensorCommitment[] => {
-    if (!Array.isArray(v)) { problems.push(`${path}: not an array`); return [] }
-    return v.map((t: CborValue, i: number) => {
-      if (!Array.isArray(t) || t.length !== 2) { problems.push(`${path}[${i}]: not a [name, hash] pair`); return { name: '', hash: new Uint8Array() } }
-      return { name: t[0] as string, hash: t[1] as Uint8Array }
-    })
-  }
+  if (f.length !== BODY_ARITY[kind]) problems.push(`body: ${kind} body has ${f.length} fields, expected ${BODY_ARITY[kind]}`)
   switch (kind) {
     case 'boot': return { kind, agentVersion: f[0] as string, profile: f[1] as string }
     case 'model-load': {
@@ -373,7 +378,7 @@ function bodyFromCbor (kind: RecordKind, f: readonly CborValue[], problems: stri
       }
     }
     case 'inference': return {
-      kind, modelHash: f[0] as Uint8Array, inputs: commitments(f[1], 'body.inputs'), outputs: commitments(f[2], 'body.outputs'),
+      kind, modelHash: f[0] as Uint8Array, inputs: commitmentsFromCbor(f[1], 'body.inputs', problems), outputs: commitmentsFromCbor(f[2], 'body.outputs', problems),
       latencyUs: f[3] as number, decision: f[4] as string | null
     }
     case 'gap': return { kind, firstSeq: f[0] as number, lastSeq: f[1] as number, beforeHash: f[2] as Uint8Array, lastHash: f[3] as Uint8Array, reason: f[4] as string }

@@ -148,14 +148,25 @@ export class VerifyPool {
    * True when `signature` is a valid Ed25519 signature of `message` under `publicKey` (protocol's
    * verifySignature). Waits while maxQueued signatures are queued. Never rejects.
    */
-  async verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
-    if (this.inline || this.closed) return verifySignature(signature, message, publicKey)
+  verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+    // Not async: with room (the usual case) the answer's own promise is returned as is, without
+    // an async function's promise and frame around it — one of each per stored record.
+    if (this.inline || this.closed) return Promise.resolve(verifySignature(signature, message, publicKey))
+    if (this.queued >= this.maxQueued) return this.verifyWhenRoom(signature, message, publicKey)
+    return this.enqueue(signature, message, publicKey)
+  }
+
+  private async verifyWhenRoom (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     while (this.queued >= this.maxQueued && !this.inline && !this.closed) {
       await new Promise<void>(resolve => { this.roomWaiters.push(resolve) })
     }
     if (this.inline || this.closed) return verifySignature(signature, message, publicKey)
+    return await this.enqueue(signature, message, publicKey)
+  }
+
+  private enqueue (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     this.queued++
-    return await new Promise<boolean>(resolve => {
+    return new Promise<boolean>(resolve => {
       this.waiting.push({ signature, message, publicKey, resolve, attempts: 0 })
       if (this.waiting.length >= this.batchMax || (!this.started && this.waiting.length >= this.startAtQueued)) this.dispatch()
       else this.scheduleFlush()
