@@ -136,3 +136,31 @@ export function mainThreadCpuMs (): number {
     return NaN
   }
 }
+
+/**
+ * CPU ms of each thread of this process by thread id (Linux /proc). Node names every thread
+ * "node", so a bench tells them apart by what they did: between two samples, the busiest besides
+ * the main thread are its worker threads when those are what it keeps busy.
+ */
+export function threadCpuMs (): Map<number, number> {
+  const out = new Map<number, number>()
+  let tids: string[] = []
+  try {
+    tids = readdirSync('/proc/self/task')
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND)
+    } catch {}
+  }
+  return out
+}
+
+/** CPU ms each thread spent between two threadCpuMs() samples, busiest first (threads born between them counted from 0). */
+export function threadCpuDelta (before: Map<number, number>, after: Map<number, number>): Array<{ tid: number, ms: number }> {
+  return [...after].map(([tid, ms]) => ({ tid, ms: ms - (before.get(tid) ?? 0) })).sort((a, b) => b.ms - a.ms)
+}

@@ -189,8 +189,9 @@ class Reader {
         if (arg > this.bytes.byteLength - this.pos) {
           throw new ProtocolError('CBOR_MALFORMED', `array of ${arg} items at byte ${start} exceeds the input`)
         }
-        const items: CborValue[] = []
-        for (let i = 0; i < arg; i++) items.push(this.item(depth + 1))
+        // Sized up front: push() would give even a pair a backing store of 17 slots.
+        const items = new Array<CborValue>(arg)
+        for (let i = 0; i < arg; i++) items[i] = this.item(depth + 1)
         return items
       }
       default:

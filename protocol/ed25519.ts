@@ -102,6 +102,34 @@ function nodePublicKey (publicKey: Uint8Array, id: string): KeyObject {
 }
 
 /**
+ * {@link verifySignature} (node backend) of one key, with the per-key work — the strict key check,
+ * its import — done once here instead of once per signature (a hex id and two cache look-ups each):
+ * for a verifier holding many signatures of a key, as the gateway's verify workers do per batch.
+ * The returned function answers exactly as verifySignature(signature, message, publicKey) does.
+ */
+export function keyVerifier (publicKey: Uint8Array): (signature: Uint8Array, message: Uint8Array) => boolean {
+  let key: KeyObject | undefined
+  if (publicKey.byteLength === PUBLIC_KEY_BYTES) {
+    try {
+      const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('hex')
+      if (isStrictPublicKey(publicKey, id)) key = nodePublicKey(publicKey, id)
+    } catch {
+      key = undefined
+    }
+  }
+  if (key === undefined) return () => false
+  const k = key
+  return (signature, message) => {
+    if (signature.byteLength !== SIGNATURE_BYTES) return false
+    try {
+      return nodeVerify(null, message, k, signature)
+    } catch {
+      return false
+    }
+  }
+}
+
+/**
  * True when `signature` is a valid Ed25519 signature of `message` under `publicKey`.
  * Both backends accept exactly: a canonical public key of the prime-order subgroup (not the
  * identity), a canonical R, S < L, and the cofactorless equation [S]B = R + [k]A (RFC 8032 §5.1.7).

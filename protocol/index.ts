@@ -6,7 +6,7 @@ export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } f
 export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, decodeArrayPrefix, type CborValue, type DecodeLimits } from './cbor.js'
 export { sha256, toHex, fromHex, equalBytes, ZERO_HASH, HASH_BYTES } from './hash.js'
 export {
-  createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,
+  createSigner, generateSeed, verifySignature, keyVerifier, publicKeyFromSeedNoble, signNoble,
   PUBLIC_KEY_BYTES, SEED_BYTES, SIGNATURE_BYTES, type Signer, type VerifierBackend
 } from './ed25519.js'
 export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'

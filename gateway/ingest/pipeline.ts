@@ -83,7 +83,8 @@ export interface IngestPipelineOptions {
 
 /** Ed25519 verification as the pipeline asks for it (VerifyPool implements it). */
 export interface SignatureVerifier {
-  verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => Promise<boolean>
+  /** Whether `signature` is valid for `prefix ‖ message` (prefix: none when left out). */
+  verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array, prefix?: Uint8Array) => Promise<boolean>
 }
 
 /** A signature sent to the verifier ahead of its record's turn: the key it was sent under, and the answer once it came. */
@@ -319,7 +320,7 @@ export class IngestPipeline {
       const answer = peek.call(this.o.keys, d.id, s.record.timeMs)
       const key = answer?.publicKey
       if (key === undefined || answer?.revoked === true || answer?.unknown === true) continue
-      const entry: Ahead = { key, valid: verifier.verify(s.signature, concat(RECORD_SIGNING_PREFIX, s.recordBytes), key), settled: undefined }
+      const entry: Ahead = { key, valid: verifier.verify(s.signature, s.recordBytes, key, RECORD_SIGNING_PREFIX), settled: undefined }
       void entry.valid.then(v => { entry.settled = v })
       this.ahead.set(s, entry)
     }
@@ -332,9 +333,10 @@ export class IngestPipeline {
       this.ahead.delete(s)
       if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid
     }
-    const message = concat(RECORD_SIGNING_PREFIX, s.recordBytes)
     const verifier = this.o.verifier
-    return verifier === undefined ? verifySignature(s.signature, message, key) : await verifier.verify(s.signature, message, key)
+    return verifier === undefined
+      ? verifySignature(s.signature, concat(RECORD_SIGNING_PREFIX, s.recordBytes), key)
+      : await verifier.verify(s.signature, s.recordBytes, key, RECORD_SIGNING_PREFIX)
   }
 
   /** Handles one message on `prov/v1/<device>/ack` from a peer gateway (scale-out mode). */

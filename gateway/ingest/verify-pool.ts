@@ -9,7 +9,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { verifySignature } from '../../protocol/index.js'
+import { concat, verifySignature } from '../../protocol/index.js'
 
 /** Workers by default: one per core. */
 export const DEFAULT_VERIFY_WORKERS = availableParallelism()
@@ -62,6 +62,8 @@ export interface VerifyBatchResult {
 
 interface Request {
   readonly signature: Uint8Array
+  /** The signed message is prefix ‖ message. */
+  readonly prefix: Uint8Array
   readonly message: Uint8Array
   readonly publicKey: Uint8Array
   readonly resolve: (valid: boolean) => void
@@ -145,29 +147,30 @@ export class VerifyPool {
   }
 
   /**
-   * True when `signature` is a valid Ed25519 signature of `message` under `publicKey` (protocol's
-   * verifySignature). Waits while maxQueued signatures are queued. Never rejects.
+   * True when `signature` is a valid Ed25519 signature of `prefix ‖ message` under `publicKey`
+   * (protocol's verifySignature). The two parts are copied straight into the batch sent to a worker,
+   * so a caller need not join them first. Waits while maxQueued signatures are queued. Never rejects.
    */
-  verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+  verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array, prefix: Uint8Array = NO_PREFIX): Promise<boolean> {
     // Not async: with room (the usual case) the answer's own promise is returned as is, without
     // an async function's promise and frame around it — one of each per stored record.
-    if (this.inline || this.closed) return Promise.resolve(verifySignature(signature, message, publicKey))
-    if (this.queued >= this.maxQueued) return this.verifyWhenRoom(signature, message, publicKey)
-    return this.enqueue(signature, message, publicKey)
+    if (this.inline || this.closed) return Promise.resolve(verifyPrefixed(signature, prefix, message, publicKey))
+    if (this.queued >= this.maxQueued) return this.verifyWhenRoom(signature, prefix, message, publicKey)
+    return this.enqueue(signature, prefix, message, publicKey)
   }
 
-  private async verifyWhenRoom (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+  private async verifyWhenRoom (signature: Uint8Array, prefix: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     while (this.queued >= this.maxQueued && !this.inline && !this.closed) {
       await new Promise<void>(resolve => { this.roomWaiters.push(resolve) })
     }
-    if (this.inline || this.closed) return verifySignature(signature, message, publicKey)
-    return await this.enqueue(signature, message, publicKey)
+    if (this.inline || this.closed) return verifyPrefixed(signature, prefix, message, publicKey)
+    return await this.enqueue(signature, prefix, message, publicKey)
   }
 
-  private enqueue (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+  private enqueue (signature: Uint8Array, prefix: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     this.queued++
     return new Promise<boolean>(resolve => {
-      this.waiting.push({ signature, message, publicKey, resolve, attempts: 0 })
+      this.waiting.push({ signature, prefix, message, publicKey, resolve, attempts: 0 })
       if (this.waiting.length >= this.batchMax || (!this.started && this.waiting.length >= this.startAtQueued)) this.dispatch()
       else this.scheduleFlush()
     })
@@ -226,7 +229,7 @@ export class VerifyPool {
     let msgBytes = 0
     for (const r of requests) {
       sigBytes += r.signature.byteLength
-      msgBytes += r.message.byteLength
+      msgBytes += r.prefix.byteLength + r.message.byteLength
     }
     const signatures = new Uint8Array(sigBytes)
     const signatureOffsets = new Uint32Array(count + 1)
@@ -247,6 +250,8 @@ export class VerifyPool {
       signatures.set(r.signature, s)
       s += r.signature.byteLength
       offsets[i] = m
+      messages.set(r.prefix, m)
+      m += r.prefix.byteLength
       messages.set(r.message, m)
       m += r.message.byteLength
     })
@@ -315,7 +320,7 @@ export class VerifyPool {
   }
 
   private verifyInline (requests: Request[]): void {
-    for (const q of requests) this.answer(q, verifySignature(q.signature, q.message, q.publicKey))
+    for (const q of requests) this.answer(q, verifyPrefixed(q.signature, q.prefix, q.message, q.publicKey))
   }
 
   private answer (q: Request, valid: boolean): void {
@@ -324,6 +329,12 @@ export class VerifyPool {
     const w = this.roomWaiters.shift()
     if (w !== undefined) w()
   }
+}
+
+const NO_PREFIX = new Uint8Array(0)
+
+function verifyPrefixed (signature: Uint8Array, prefix: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  return verifySignature(signature, prefix.byteLength === 0 ? message : concat(prefix, message), publicKey)
 }
 
 /**

@@ -2,7 +2,7 @@
  * Ed25519: the RFC 8032 §7.1 vectors on both backends (node:crypto and @noble/ed25519), and a
  * cross-check that the two accept exactly the same signatures, on random keys and messages and
  * on the edge cases where Ed25519 implementations are known to differ (non-canonical S, small-order
- * and non-canonical points, R with a small-order component).
+ * and non-canonical points, R with a small-order component); keyVerifier held to the node backend.
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -11,7 +11,7 @@ import fc from 'fast-check'
 import * as noble from '@noble/ed25519'
 import { sha512 } from '@noble/hashes/sha2.js'
 import {
-  createSigner, fromHex, generateSeed, publicKeyFromSeedNoble, sha256, signNoble, toHex, verifySignature,
+  createSigner, fromHex, generateSeed, keyVerifier, publicKeyFromSeedNoble, sha256, signNoble, toHex, verifySignature,
   ProtocolError, type VerifierBackend
 } from '../../protocol/index.js'
 
@@ -39,8 +39,14 @@ function withS (signature: Uint8Array, s: bigint): Uint8Array {
   out.set(bigintToLe(s), 32)
   return out
 }
+/**
+ * Both backends' answers. Every case here also holds keyVerifier (the gateway workers' per-key
+ * form of the node backend) to the node backend's answer: a difference throws, failing the test.
+ */
 function both (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): [boolean, boolean] {
-  return [verifySignature(signature, message, publicKey, 'node'), verifySignature(signature, message, publicKey, 'noble')]
+  const node = verifySignature(signature, message, publicKey, 'node')
+  if (keyVerifier(publicKey)(signature, message) !== node) throw new Error(`keyVerifier differs from verifySignature (node: ${String(node)})`)
+  return [node, verifySignature(signature, message, publicKey, 'noble')]
 }
 
 t.test('behavior: RFC 8032 §7.1 vectors — both backends derive the keys, reproduce the signatures, and verify them', async t => {
@@ -235,6 +241,12 @@ t.test('behavior: verification never throws on wrong lengths or junk; signing ch
     t.notOk(verifySignature(new Uint8Array(64).fill(0xff), message, signer.publicKey, backend), `${backend}: all-ones signature`)
     t.ok(verifySignature(signature, message, signer.publicKey, backend), `${backend}: still verifies after the junk`)
   }
+  const prepared = keyVerifier(signer.publicKey)
+  t.notOk(prepared(signature.subarray(0, 63), message), 'keyVerifier: 63-byte signature')
+  t.notOk(prepared(new Uint8Array(65), message), 'keyVerifier: 65-byte signature')
+  t.notOk(keyVerifier(signer.publicKey.subarray(0, 31))(signature, message), 'keyVerifier: 31-byte key')
+  t.notOk(keyVerifier(new Uint8Array(32).fill(0xff))(signature, message), 'keyVerifier: key not on the curve')
+  t.ok(prepared(signature, message), 'keyVerifier: still verifies after the junk')
   // An offset view of the key (as decoded records hand out) verifies like a fresh copy.
   const padded = new Uint8Array(40)
   padded.set(signer.publicKey, 5)

@@ -74,6 +74,21 @@ t.test('behavior: thousands of callers waiting for room are each answered, with 
   t.equal(pool.stats.queued, 0)
 })
 
+t.test('behavior: a signature over prefix ‖ message verifies when the two are passed apart, on workers and inline; not without the prefix', async t => {
+  const body = new TextEncoder().encode('record bytes')
+  const signature = signer.sign(concat(RECORD_SIGNING_PREFIX, body))
+  const inline = new VerifyPool({ workers: 0 })
+  for (const [name, p] of [['workers', pool], ['calling thread', inline]] as const) {
+    const answers = await Promise.all([
+      p.verify(signature, body, signer.publicKey, RECORD_SIGNING_PREFIX),
+      p.verify(signature, body, signer.publicKey),
+      p.verify(signature, body, signer.publicKey, new Uint8Array(RECORD_SIGNING_PREFIX.byteLength)),
+      p.verify(signature, concat(RECORD_SIGNING_PREFIX, body), signer.publicKey, new Uint8Array(0))
+    ])
+    t.same(answers, [true, false, false, true], name)
+  }
+})
+
 t.test('attack: a worker killed with batches in flight is replaced; every request is answered, none lost', async t => {
   const cs = cases(300)
   const answers = cs.map(async c => await pool.verify(c.signature, c.message, c.publicKey))
