@@ -463,7 +463,13 @@ const BODY_CHECKS: { [K in RecordBody['kind']]: BodyCheck<K> } = {
     for (const side of ['inputs', 'outputs'] as const) {
       const list = b[side]
       if (!Array.isArray(list) || list.length > LIMITS.tensors) { problems.push(`body.${side}: not an array of at most ${LIMITS.tensors}`); continue }
-      list.forEach((t, i) => { checkText(problems, t?.name, `body.${side}[${i}].name`); checkBytes(problems, t?.hash, `body.${side}[${i}].hash`) })
+      // Each path built only when its check fails: built for every commitment, they were the
+      // largest part of a decoded record's garbage on a gateway.
+      for (let i = 0; i < list.length; i++) {
+        const t = list[i]
+        if (!textOk(t?.name)) checkText(problems, t?.name, `body.${side}[${i}].name`)
+        if (!bytesOk(t?.hash)) checkBytes(problems, t?.hash, `body.${side}[${i}].hash`)
+      }
       // One order, one meaning (docs/PROTOCOL.md §2): names strictly ascending by UTF-16 code
       // units, as JavaScript's default sort gives them, so each name appears once.
       const at = list.findIndex((t, i) => i > 0 && !(typeof t?.name === 'string' && typeof list[i - 1]?.name === 'string' && (list[i - 1] as TensorCommitment).name < t.name))
@@ -513,6 +519,16 @@ function checkUint (problems: string[], v: unknown, path: string): void {
 
 function checkBytes (problems: string[], v: unknown, path: string, length: number = HASH_BYTES): void {
   if (!(v instanceof Uint8Array) || v.byteLength !== length) problems.push(`${path}: not ${length} bytes`)
+}
+
+/** True when checkBytes would report nothing. */
+function bytesOk (v: unknown, length: number = HASH_BYTES): boolean {
+  return v instanceof Uint8Array && v.byteLength === length
+}
+
+/** True when checkText would report nothing. */
+function textOk (v: unknown, maxBytes: number = LIMITS.textBytes): boolean {
+  return typeof v === 'string' && Buffer.byteLength(v, 'utf8') <= maxBytes && !LONE_SURROGATE.test(v)
 }
 
 function checkText (problems: string[], v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void {
