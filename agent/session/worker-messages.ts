@@ -14,7 +14,7 @@ export interface WorkerLoadRequest {
   readonly interOpNumThreads?: number
 }
 
-/** A tensor as it crosses threads: its data buffer is copied (inputs) or transferred (outputs). */
+/** A tensor as it crosses threads: inputs as a private snapshot in a SharedArrayBuffer (strings: a copied array), outputs by transfer. */
 export interface WireTensor {
   readonly name: string
   readonly type: string
