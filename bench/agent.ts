@@ -90,6 +90,8 @@ export interface AgentBenchResult {
      * (idle: per idle block): what it computes, and what the scheduler made it wait.
      */
     mainThreadSchedMsPerRun: Record<'wrapped' | 'bare' | 'idle', { onCpu: number, runqueue: number }>
+    /** Wrapped runs of a second agent whose model worker runs at `niceness` (AgentOptions.inferenceNiceness). */
+    niceWorker: { niceness: number, wrappedMs: Spread, eventLoopMaxMs: number, eventLoopBlockMaxMs: Spread, eventLoopP99Ms: Spread, mainOnCpuMsPerRun: number, mainRunqueueMsPerRun: number }
   }
   /**
    * MiB, compiled JS in fresh processes; peaks are the kernel's VmHWM. Targets: idle <= +40, peak
@@ -222,9 +224,11 @@ function shaMs (bytes: number): number {
   return spread(times).median
 }
 
-/** Runs per watched block, and blocks of each kind (bare, wrapped, idle) in rotating order. */
+/** Runs per watched block, and blocks of each kind (bare, wrapped, wrapped nice, idle) in rotating order. */
 const LATENCY_BLOCK_RUNS = 8
 const LATENCY_BLOCKS = 6
+/** inferenceNiceness of the second agent's model worker. */
+const LATENCY_NICENESS = 10
 
 /** What one watched block gave: per-run wall times, and the event loop over the whole block. */
 interface Block { runsMs: number[], cpuMsPerRun: number, busyMsPerRun: number, mainOnCpuMsPerRun: number, mainRunqueueMsPerRun: number, loopMaxMs: number, loopP99Ms: number }
@@ -299,6 +303,10 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
   const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
   const feeds = { [input]: new ort.Tensor('float32', image, [1, 3, 320, 320]) }
   const session = model.loaded.session
+  // The same model in a second agent whose worker runs at a lower priority (inferenceNiceness).
+  const niceAgent = await ProvenanceAgent.start({ stateDir: join(dir, 'latency-nice'), deviceId: 'bench-device', syncWrites: true, intraOpNumThreads: 1, inferenceNiceness: LATENCY_NICENESS })
+  const niceModel = await niceAgent.loadModel(modelPath, { name: 'ppocr-det' })
+  await niceModel.run(feeds)
   let outputBytes = 0
   let warmMs = 0
   for (let i = 0; i < 3; i++) {
@@ -313,10 +321,11 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
   const kinds = {
     bare: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await session.run(feeds))),
     wrapped: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await model.run(feeds))),
+    wrappedNice: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await niceModel.run(feeds))),
     idle: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => { await new Promise(resolve => setTimeout(resolve, LATENCY_BLOCK_RUNS * warmMs)); return [] })
   }
   const names = Object.keys(kinds) as Array<keyof typeof kinds>
-  const blocks: Record<keyof typeof kinds, Block[]> = { bare: [], wrapped: [], idle: [] }
+  const blocks: Record<keyof typeof kinds, Block[]> = { bare: [], wrapped: [], wrappedNice: [], idle: [] }
   for (let r = 0; r < LATENCY_BLOCKS; r++) {
     for (let k = 0; k < names.length; k++) {
       const name = names[(r + k) % names.length] as keyof typeof kinds
@@ -324,6 +333,7 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
     }
   }
   await agent.stop()
+  await niceAgent.stop()
 
   // The arrangement before issue 11, for comparison: onnxruntime on this thread.
   const inProcess = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1 })
@@ -364,6 +374,15 @@ async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> 
     mainThreadBusyMsPerRun: wrappedLoop.busyMsPerRun,
     mainThreadBusyMsPerRunBare: bareLoop.busyMsPerRun,
     mainThreadBusyMsPerRunInProcess: before.busyMsPerRun,
+    niceWorker: {
+      niceness: LATENCY_NICENESS,
+      wrappedMs: spread(blocks.wrappedNice.flatMap(b => b.runsMs)),
+      eventLoopMaxMs: loopFigures(blocks.wrappedNice).maxMs,
+      eventLoopBlockMaxMs: loopFigures(blocks.wrappedNice).blockMaxMs,
+      eventLoopP99Ms: loopFigures(blocks.wrappedNice).p99Ms,
+      mainOnCpuMsPerRun: loopFigures(blocks.wrappedNice).onCpuMsPerRun,
+      mainRunqueueMsPerRun: loopFigures(blocks.wrappedNice).runqueueMsPerRun
+    },
     mainThreadSchedMsPerRun: {
       wrapped: { onCpu: wrappedLoop.onCpuMsPerRun, runqueue: wrappedLoop.runqueueMsPerRun },
       bare: { onCpu: bareLoop.onCpuMsPerRun, runqueue: bareLoop.runqueueMsPerRun },
@@ -480,6 +499,8 @@ export function printAgent (r: AgentBenchResult): void {
     console.log(`| inference latency ms, ${l.model}, ${l.blocks} | ${fmtSpread(l.wrappedMs)} | bare run, same worker ${fmtSpread(l.bareMs)} | added ${fmt(l.addedMs)} ms ÷ floor ${fmt(l.floorMs)} ms (SHA ${fmt(l.shaFloorMs)} + fdatasync ${fmt(l.syncFloorMs)}) = ${fmt(l.addedToFloor)} | CPU per run ${fmt(l.cpuMsPerRun.wrapped)} vs ${fmt(l.cpuMsPerRun.bare)}: added ${fmt(l.addedCpuMs)} ÷ SHA ${fmt(l.shaFloorMs)} = ${fmt(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
     console.log(`| event loop, longest stall during inference, ms | ${fmt(l.eventLoopMaxMs)} (per block ${fmtSpread(l.eventLoopBlockMaxMs)}; p99 ${fmtSpread(l.eventLoopP99Ms)}) | bare runs ${fmt(l.eventLoopMaxMsBare)} (per block ${fmtSpread(l.eventLoopBlockMaxMsBare)}); idle wait ${fmt(l.eventLoopMaxMsIdle)} (per block ${fmtSpread(l.eventLoopBlockMaxMsIdle)}); run on the main thread ${fmt(l.eventLoopMaxMsInProcess)} | | | ≤ 5 |`)
     console.log(`| main thread busy per inference (ELU active), ms | ${fmt(l.mainThreadBusyMsPerRun)} | bare run ${fmt(l.mainThreadBusyMsPerRunBare)}; run on the main thread ${fmt(l.mainThreadBusyMsPerRunInProcess)} | | | |`)
+    const n = l.niceWorker
+    console.log(`| the same, model worker at nice ${n.niceness} (inferenceNiceness) | latency ${fmtSpread(n.wrappedMs)} ms; longest stall ${fmt(n.eventLoopMaxMs)} (per block ${fmtSpread(n.eventLoopBlockMaxMs)}; p99 ${fmtSpread(n.eventLoopP99Ms)}); main thread on a CPU / waiting ${fmt(n.mainOnCpuMsPerRun)} / ${fmt(n.mainRunqueueMsPerRun)} ms per run | the wrapped runs above | | | ≤ 5 |`)
     const sched = l.mainThreadSchedMsPerRun
     console.log(`| main thread on a CPU / waiting for one (schedstat), ms per inference | ${fmt(sched.wrapped.onCpu)} / ${fmt(sched.wrapped.runqueue)} | bare run ${fmt(sched.bare.onCpu)} / ${fmt(sched.bare.runqueue)}; idle wait, per block ${fmt(sched.idle.onCpu)} / ${fmt(sched.idle.runqueue)} | | | |`)
   }

@@ -3,6 +3,8 @@
  * the same bytes, as agent/model/load.ts does) and runs it on request. onnxruntime-node's run()
  * blocks the thread that calls it, so it lives here and the agent's event loop stays free.
  */
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
@@ -19,6 +21,7 @@ function send (message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
 
 async function start (): Promise<void> {
   const request = workerData as WorkerLoadRequest
+  if (request.niceness !== undefined) setOwnNiceness(request.niceness)
   let loaded: LoadedModel<InferenceSession>
   try {
     loaded = await loadModel(request.path, {
@@ -111,6 +114,21 @@ class InputBuffers {
   /** Drops the kept buffers among `given` (transferred away with a result). */
   forget (given: ReadonlySet<ArrayBufferLike>): void {
     for (const [name, own] of this.kept) if (given.has(own.buffer)) this.kept.delete(name)
+  }
+}
+
+/**
+ * Lowers this thread's priority (Linux: nice is per thread, and threads made later by this one,
+ * onnxruntime's pool among them, inherit it). Failing is not fatal: the model runs at the
+ * process's priority and the main thread hears why.
+ */
+function setOwnNiceness (niceness: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (!Number.isSafeInteger(tid) || tid <= 0) throw new Error('no thread id in /proc/thread-self')
+    setPriority(tid, niceness)
+  } catch (e) {
+    send({ op: 'warn', obj: { niceness, err: (e as Error).message }, msg: 'model worker could not set its niceness; it runs at the process\'s priority' })
   }
 }
 

@@ -20,6 +20,14 @@ export interface WorkerModelOptions {
   readonly executionProviders?: readonly string[]
   readonly intraOpNumThreads?: number
   readonly interOpNumThreads?: number
+  /**
+   * Linux nice value (0..19) of the worker thread, set before onnxruntime makes its threads (which
+   * inherit it). Above 0 the main thread wins the CPU when both want it, so a woken worker does
+   * not hold up the event loop on a machine with no core to spare; the model then also yields to
+   * every other process at nice 0. Default 0 (unchanged). Elsewhere than Linux the call may change
+   * the whole process's priority or fail: the worker then warns and runs on.
+   */
+  readonly niceness?: number
   readonly logger?: Logger
 }
 
@@ -54,12 +62,16 @@ const WORKER_URL = new URL(COMPILED ? './model-worker.js' : './model-worker-entr
  */
 export async function loadModelInWorker (path: string, options: WorkerModelOptions = {}): Promise<WorkerLoadedModel> {
   if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string')
+  if (options.niceness !== undefined && (!Number.isInteger(options.niceness) || options.niceness < 0 || options.niceness > 19)) {
+    throw new RangeError('niceness must be an integer in 0..19')
+  }
   const request: WorkerLoadRequest = {
     path,
     executionProviders: [...(options.executionProviders ?? ['cpu'])],
     ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
     ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
-    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {})
+    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
+    ...(options.niceness !== undefined && options.niceness !== 0 ? { niceness: options.niceness } : {})
   }
   // The worker needs none of this thread's module hooks (compiled it is plain JS; from sources its
   // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker,

@@ -1,9 +1,10 @@
 import t from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Worker } from 'node:worker_threads'
 import ort from 'onnxruntime-node'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
+import { loadModelInWorker } from '../../../agent/session/worker-session.js'
 import { AgentError } from '../../../agent/errors.js'
 import { commitTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
 import { encodeModel, makeIdentityModel, makeTensorProto, mulberry32, ONNX_DTYPE } from '../../helpers/onnx-models.js'
@@ -108,6 +109,32 @@ t.test('behavior: input hashing yields to the event loop between slices, from th
   await started.inputs
   t.ok(turned, 'a callback queued after the run was posted ran before the 4 MiB input was hashed')
   await started.result
+})
+
+t.test('behavior: inferenceNiceness lowers the model worker\'s threads, not the main thread; bad values are RangeErrors', { skip: process.platform !== 'linux' && 'thread nice values are read from Linux /proc' }, async t => {
+  const dir = await makeTempDir(t, 'prov-worker-nice-')
+  const modelPath = join(dir, 'model.onnx')
+  await writeFile(modelPath, makeIdentityModel('float32'))
+  const agent = await ProvenanceAgent.start({ stateDir: join(dir, 's'), deviceId: 'dev-1', inferenceNiceness: 7 })
+  t.teardown(async () => { await agent.stop() })
+  const niceOf = async (): Promise<Map<number, number>> => {
+    const out = new Map<number, number>()
+    for (const tid of await readdir('/proc/self/task')) {
+      const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '')
+      // Field 19 (nice) counted from field 3, the first after the command name's ')'.
+      if (stat !== '') out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]))
+    }
+    return out
+  }
+  const before = [...(await niceOf()).values()].filter(n => n === 7).length
+  const model = await agent.loadModel(modelPath)
+  await model.run({ x: new ort.Tensor('float32', new Float32Array(4), [4]) })
+  const after = await niceOf()
+  t.ok([...after.values()].filter(n => n === 7).length > before, 'the model worker runs at nice 7')
+  t.equal(after.get(process.pid), 0, 'the main thread stays at nice 0')
+  for (const niceness of [-1, 20, 1.5]) {
+    await t.rejects(loadModelInWorker(modelPath, { niceness }), RangeError, `niceness ${niceness}`)
+  }
 })
 
 t.test('error: invalid tensors are refused before anything runs, with TENSOR_INVALID', async t => {
