@@ -6,7 +6,7 @@
  */
 import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
-import { MAX_PROOF_BYTES } from './checkpoint.js'
+import { MAX_PROOF_BYTES, isCanonicalBase64 } from './checkpoint.js'
 import { isValidKeyName } from './note.js'
 import { MAX_TIP_PROOF_BYTES } from './tip-tree.js'
 
@@ -536,8 +536,8 @@ export function decodeBundleRecord (base64: string): Uint8Array {
   if (typeof base64 !== 'string' || base64.length > MAX_RECORD_BASE64 || base64.length % 4 !== 0 || !BASE64.test(base64)) {
     throw new BundleError('BUNDLE_INVALID', 'record is not base64 of at most one envelope')
   }
+  if (!isCanonicalBase64(base64)) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')
   const bytes = Buffer.from(base64, 'base64')
-  if (bytes.toString('base64') !== base64) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 

@@ -17,6 +17,12 @@ export interface DecodeLimits {
   maxBytes?: number
   /** Deepest nesting of arrays accepted. */
   maxDepth?: number
+  /**
+   * Byte strings as views of `bytes` instead of copies (default false). Only for a caller that
+   * owns `bytes` and never changes them afterwards: decodeEnvelope copies an envelope once and
+   * decodes it this way, one allocation per record instead of one per byte string.
+   */
+  viewsOfInput?: boolean
 }
 
 export const DEFAULT_DECODE_MAX_BYTES = 1024 * 1024
@@ -90,7 +96,7 @@ export function decodeCanonical (bytes: Uint8Array, limits: DecodeLimits = {}): 
   if (bytes.byteLength === 0) throw new ProtocolError('CBOR_MALFORMED', 'empty CBOR input')
   // Buffer#slice returns a view, not a copy: read through a plain Uint8Array so that every
   // decoded byte string is an independent copy, whatever the caller passed.
-  const reader = new Reader(bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxDepth)
+  const reader = new Reader(bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxDepth, limits.viewsOfInput === true)
   const value = reader.item(0)
   if (reader.pos !== bytes.byteLength) {
     throw new ProtocolError('CBOR_MALFORMED', `${bytes.byteLength - reader.pos} trailing bytes after CBOR item`)
@@ -98,11 +104,49 @@ export function decodeCanonical (bytes: Uint8Array, limits: DecodeLimits = {}): 
   return value
 }
 
+/**
+ * The first `count` items of the array that `bytes` starts with, read by the same strict rules as
+ * {@link decodeCanonical} (so each is the value a full decode gives), without reading the rest:
+ * for a look at a record's header fields before it is decoded in full. Says nothing about whether
+ * the rest is well formed. Undefined when `bytes` do not start with an array of at least `count`
+ * items or one of them is not canonical; never throws.
+ */
+export function decodeArrayPrefix (bytes: Uint8Array, count: number, limits: DecodeLimits = {}): CborValue[] | undefined {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0 || bytes.byteLength > (limits.maxBytes ?? DEFAULT_DECODE_MAX_BYTES)) return undefined
+  try {
+    const reader = new Reader(bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), limits.maxDepth ?? DEFAULT_DECODE_MAX_DEPTH, limits.viewsOfInput === true)
+    const length = reader.arrayHeader()
+    if (length === undefined || length < count) return undefined
+    const items: CborValue[] = []
+    for (let i = 0; i < count; i++) items.push(reader.item(1))
+    return items
+  } catch {
+    return undefined
+  }
+}
+
+/** Text strings up to this many bytes are tried as ASCII first (device ids, names, kinds). */
+const ASCII_FAST_MAX = 64
+
+/**
+ * The text of `bytes` when they are all ASCII (valid UTF-8 that decodes to the same code units),
+ * else undefined: TextDecoder's per-call cost is most of a short string's decoding.
+ */
+function asciiText (bytes: Uint8Array): string | undefined {
+  let text = ''
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const b = bytes[i] as number
+    if (b >= 0x80) return undefined
+    text += String.fromCharCode(b)
+  }
+  return text
+}
+
 class Reader {
   pos = 0
   private readonly view: DataView
 
-  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number) {
+  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number, private readonly views: boolean) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
@@ -122,10 +166,15 @@ class Reader {
     const arg = this.argument(info, start)
     switch (major) {
       case 0: return arg
-      case 2: return this.take(arg, start).slice()
+      case 2: return this.views ? this.take(arg, start) : this.take(arg, start).slice()
       case 3: {
+        const text = this.take(arg, start)
+        if (text.byteLength <= ASCII_FAST_MAX) {
+          const ascii = asciiText(text)
+          if (ascii !== undefined) return ascii
+        }
         try {
-          return utf8.decode(this.take(arg, start))
+          return utf8.decode(text)
         } catch (cause) {
           throw new ProtocolError('CBOR_MALFORMED', `invalid UTF-8 in text string at byte ${start}`, { cause })
         }
@@ -144,6 +193,14 @@ class Reader {
       default:
         throw new ProtocolError('CBOR_MALFORMED', `unsupported major type ${major} at byte ${start}`)
     }
+  }
+
+  /** The item count when the next item is an array (its header read), else undefined (nothing read). */
+  arrayHeader (): number | undefined {
+    const initial = this.bytes[this.pos]
+    if (initial === undefined || initial >> 5 !== 4 || (initial & 0x1f) === 31) return undefined
+    const start = this.pos++
+    return this.argument(initial & 0x1f, start)
   }
 
   private argument (info: number, start: number): number {

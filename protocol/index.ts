@@ -3,7 +3,7 @@
  * hash chains, Merkle trees, signed notes and COSE receipts. Pure code, no I/O.
  */
 export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
-export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, type CborValue, type DecodeLimits } from './cbor.js'
+export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, decodeArrayPrefix, type CborValue, type DecodeLimits } from './cbor.js'
 export { sha256, toHex, fromHex, equalBytes, ZERO_HASH, HASH_BYTES } from './hash.js'
 export {
   createSigner, generateSeed, verifySignature, publicKeyFromSeedNoble, signNoble,
@@ -11,10 +11,10 @@ export {
 } from './ed25519.js'
 export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
 export {
-  encodeRecord, decodeRecord, decodeEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
+  encodeRecord, decodeRecord, decodeEnvelope, peekEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
   type RecordKind, type PolicyVerdict, type TensorCommitment, type RecordBody, type BootBody, type ModelLoadBody,
-  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type DataCaptureBody, type ProvenanceRecord, type SignedRecord
+  type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type DataCaptureBody, type ProvenanceRecord, type SignedRecord, type EnvelopeHead
 } from './record.js'
 export {
   KEY_CERTIFICATION_VERSION, KEY_CERTIFICATION_PREFIX, IDENTITY_KEY_ID_PREFIX, P256_PUBLIC_KEY_BYTES, P256_SIGNATURE_BYTES,

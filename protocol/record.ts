@@ -4,7 +4,7 @@
  * its SHA-256 is the record hash that the next record's `prev` and the Merkle leaf commit to.
  * Every byte is specified in docs/PROTOCOL.md; decoding treats its input as hostile.
  */
-import { decodeCanonical, encodeCanonicalDirect, type CborValue } from './cbor.js'
+import { decodeArrayPrefix, decodeCanonical, encodeCanonicalDirect, type CborValue } from './cbor.js'
 import { ProtocolError } from './errors.js'
 import { HASH_BYTES, sha256 } from './hash.js'
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifySignature, type Signer, type VerifierBackend } from './ed25519.js'
@@ -267,14 +267,63 @@ export function verifyRecordSignature (signed: SignedRecord, publicKey: Uint8Arr
  * @throws ProtocolError `CBOR_*` for bad encoding, `RECORD_INVALID` for a bad record.
  */
 export function decodeEnvelope (envelope: Uint8Array): SignedRecord {
-  const outer = decodeCanonical(envelope, { maxBytes: LIMITS.envelopeBytes, maxDepth: 1 })
+  // One private copy of the envelope, and every byte string of the result (record bytes,
+  // signature, the record's hashes) a view of it: one allocation per record instead of ~10, which
+  // was most of what verifying a bundle allocated. The copy comes from Buffer's pool, so its
+  // ArrayBuffer may hold other small Buffers too: never transfer a decoded field's `.buffer`.
+  // Too large or not bytes: decodeCanonical refuses it before anything is copied.
+  const own = envelope instanceof Uint8Array && envelope.byteLength <= LIMITS.envelopeBytes ? copyBytes(envelope) : envelope
+  const outer = decodeCanonical(own, { maxBytes: LIMITS.envelopeBytes, maxDepth: 1, viewsOfInput: true })
   if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
     throw new ProtocolError('RECORD_INVALID', 'envelope must be [record bytes, signature]')
   }
   const [recordBytes, signature] = outer as [Uint8Array, Uint8Array]
   if (signature.byteLength !== SIGNATURE_BYTES) throw new ProtocolError('RECORD_INVALID', `signature must be ${SIGNATURE_BYTES} bytes`)
-  const record = decodeRecord(recordBytes)
-  return { record, recordBytes, signature, envelope: envelope.slice(), hash: sha256(envelope) }
+  const record = decodeRecordBytes(recordBytes, true)
+  return { record, recordBytes, signature, envelope: own, hash: sha256(own) }
+}
+
+/** An envelope's parts and its record's header fields, as {@link peekEnvelope} reads them. */
+export interface EnvelopeHead {
+  /** Views of the envelope peeked, not copies. */
+  readonly recordBytes: Uint8Array
+  readonly signature: Uint8Array
+  readonly deviceId: string
+  readonly seq: number
+  readonly timeMs: number
+}
+
+/**
+ * The record bytes, signature, device, seq and time of an envelope, read without decoding the
+ * record's body: a verifier sends a record's signature and proof off to be checked before it walks
+ * to the record and decodes it. For every envelope {@link decodeEnvelope} accepts, the values are
+ * the ones it gives (the same strict reader); for others it may return anything or undefined, so
+ * what it says must be used only for records that then decode. Never throws.
+ */
+export function peekEnvelope (envelope: Uint8Array): EnvelopeHead | undefined {
+  let outer: CborValue
+  try {
+    outer = decodeCanonical(envelope, { maxBytes: LIMITS.envelopeBytes, maxDepth: 1, viewsOfInput: true })
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) return undefined
+  const [recordBytes, signature] = outer as [Uint8Array, Uint8Array]
+  // [version, kind, deviceId, boot, seq, timeMs, …]
+  const head = decodeArrayPrefix(recordBytes, 6, { maxBytes: LIMITS.envelopeBytes, viewsOfInput: true })
+  const [, , deviceId, , seq, timeMs] = head ?? []
+  if (typeof deviceId !== 'string' || typeof seq !== 'number' || typeof timeMs !== 'number') return undefined
+  return { recordBytes, signature, deviceId, seq, timeMs }
+}
+
+/** An independent copy, also of a Buffer (whose own slice() is a view). */
+function copyBytes (bytes: Uint8Array): Uint8Array {
+  // From Buffer's shared pool (records are far below its 4 KiB cut-off): a fresh ArrayBuffer per
+  // record costs more than the decoding. A plain view, so that the decoder reads it as such.
+  const pooled = Buffer.allocUnsafe(bytes.byteLength)
+  const out = new Uint8Array(pooled.buffer, pooled.byteOffset, pooled.byteLength)
+  out.set(bytes)
+  return out
 }
 
 /**
@@ -282,7 +331,12 @@ export function decodeEnvelope (envelope: Uint8Array): SignedRecord {
  * @throws ProtocolError `CBOR_*` or `RECORD_INVALID`.
  */
 export function decodeRecord (bytes: Uint8Array): ProvenanceRecord {
-  const value = decodeCanonical(bytes, { maxBytes: LIMITS.envelopeBytes, maxDepth: 4 })
+  return decodeRecordBytes(bytes, false)
+}
+
+/** decodeRecord; with `views`, the record's byte strings are views of `bytes` (which the caller owns). */
+function decodeRecordBytes (bytes: Uint8Array, views: boolean): ProvenanceRecord {
+  const value = decodeCanonical(bytes, { maxBytes: LIMITS.envelopeBytes, maxDepth: 4, viewsOfInput: views })
   const problems: string[] = []
   if (!Array.isArray(value) || value.length !== 8) throw new ProtocolError('RECORD_INVALID', 'record must be an array of 8 fields')
   const [version, kindCode, deviceId, boot, seq, timeMs, prev, body] = value as CborValue[]

@@ -6,8 +6,23 @@ import { decodeBundleRecord, decodeEnvelope, parseProof, type SignedRecord, type
 
 /** The signed record a bundle's base64 entry holds, or undefined when it is not a well-formed envelope. */
 export function tryDecode (b64: string): SignedRecord | undefined {
+  return tryDecodeEnvelope(tryBase64(b64))
+}
+
+/** The bytes a bundle's record entry holds, or undefined when it is not canonical base64 of at most one envelope. */
+export function tryBase64 (b64: string): Uint8Array | undefined {
   try {
-    return decodeEnvelope(decodeBundleRecord(b64))
+    return decodeBundleRecord(b64)
+  } catch {
+    return undefined
+  }
+}
+
+/** tryDecode's second half: the signed record of an envelope's bytes, undefined for none or a malformed one. */
+export function tryDecodeEnvelope (envelope: Uint8Array | undefined): SignedRecord | undefined {
+  if (envelope === undefined) return undefined
+  try {
+    return decodeEnvelope(envelope)
   } catch {
     return undefined
   }

@@ -112,7 +112,7 @@ export class ProofJudge {
     if (proof.extra !== undefined) {
       for (const { key, value } of proof.extra) {
         const want = this.expectedExtra(key, anchor, r)
-        if (want !== undefined && want.toLowerCase() !== value.toLowerCase()) add(`the proof's ${key} is ${value}, the facts say ${want}`)
+        if (want !== undefined && want !== value && want.toLowerCase() !== value.toLowerCase()) add(`the proof's ${key} is ${value}, the facts say ${want}`)
       }
     }
     return out ?? NONE

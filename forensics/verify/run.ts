@@ -4,9 +4,9 @@
  * proofs checked ahead on worker threads when there is a pool. Judges against facts read before it
  * (facts.ts); reads no chain itself.
  */
-import { ChainVerifier, verifyRecordSignature, type Bundle, type ChainPoint, type ChainResult, type KeyLookup, type ProvenanceRecord, type SignedRecord, type VerifierBackend } from '../../protocol/index.js'
+import { ChainVerifier, peekEnvelope, verifyRecordSignature, type Bundle, type ChainPoint, type ChainResult, type KeyLookup, type ProvenanceRecord, type SignedRecord, type VerifierBackend } from '../../protocol/index.js'
 import type { Completeness } from './completeness.js'
-import { tryDecode } from './decode.js'
+import { tryBase64, tryDecodeEnvelope } from './decode.js'
 import { PROGRESS_EVERY, type Facts } from './facts.js'
 import { DEFAULT_MAX_FINDINGS, Findings, bySeq } from './findings.js'
 import { createKeyLookup } from './key-history.js'
@@ -26,14 +26,22 @@ const NO_DISAGREEMENTS: readonly string[] = Object.freeze([])
 const SIGNATURE_NOT_CHECKED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked'])
 const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unknown-key', 'identity-revoked', 'bad-signature', 'uncertified-key', 'bad-certification', 'certification-replayed', 'certification-expired'])
 
-/** Records decoded ahead of the chain walk, with their signature flags from the pool. */
+/**
+ * Records read ahead of the chain walk, with their signature flags from the pool. Only their bytes
+ * are kept: each is decoded when the walk reaches it, so that thousands of decoded records do not
+ * sit in the young generation of the heap while the workers verify (every scavenge would copy them).
+ */
 interface PreparedChunk {
   readonly start: number
-  readonly signed: Array<SignedRecord | undefined>
+  /** Each record's envelope, undefined when its entry is not base64 of one. */
+  readonly envelopes: Array<Uint8Array | undefined>
   /** Index of each record in its signature batch, -1 when not sent. */
   readonly at: Int32Array
   /** The key each sent record was checked under. */
   readonly keys: Array<Uint8Array | undefined>
+  /** The seq and device time each sent record was judged with (its envelope's header, peekEnvelope). */
+  readonly seqs: Float64Array
+  readonly times: Float64Array
   readonly answer: Promise<BatchAnswer | undefined>
 }
 
@@ -68,7 +76,7 @@ export class Run {
   private readonly verifier: VerifierBackend
   private readonly workers: number
   /** The chunk being walked and the index in it of the record being pushed: for checkSignature and workerJudgement. */
-  private current: { chunk: PreparedChunk, answer: BatchAnswer | undefined, j: number } | undefined
+  private current: { chunk: PreparedChunk, answer: BatchAnswer | undefined, j: number, signed: SignedRecord | undefined } | undefined
   /** The facts proofs are judged against, sent with each batch. */
   private readonly proofContext: ProofContext
   /** The chain segment being walked; a new one starts after each break (`resync`). */
@@ -152,10 +160,11 @@ export class Run {
         }
         const chunk = inflight.shift() as PreparedChunk
         const answer = await chunk.answer
-        for (let j = 0; j < chunk.signed.length; j++) {
+        for (let j = 0; j < chunk.envelopes.length; j++) {
           const i = chunk.start + j
-          this.current = { chunk, answer, j }
-          this.walkRecord(chunk.signed[j], i)
+          const signed = tryDecodeEnvelope(chunk.envelopes[j])
+          this.current = { chunk, answer, j, signed }
+          this.walkRecord(signed, i)
           if (this.findings.counts.records > PROGRESS_EVERY && (i + 1) % PROGRESS_EVERY === 0) {
             progress({ phase: 'records', done: i + 1, total })
             // Let timers and signals run during long verifications.
@@ -225,37 +234,59 @@ export class Run {
     this.resync = false
   }
 
-  /** Decodes records [start, end) and, with a pool, sends their signatures to be verified and their proofs to be judged. */
+  /**
+   * Reads the envelopes of records [start, end) and, with a pool, sends their signatures to be
+   * verified and their proofs to be judged, as their headers (peekEnvelope) name them; the walk
+   * decodes each record in full when it gets there, and uses an answer only for the record it was
+   * sent for (sentFor).
+   */
   private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
     const deviceId = this.bundle.device.id
-    const signed: Array<SignedRecord | undefined> = []
+    const envelopes: Array<Uint8Array | undefined> = []
     const at = new Int32Array(end - start).fill(-1)
     const keys: Array<Uint8Array | undefined> = []
+    const seqs = new Float64Array(end - start)
+    const times = new Float64Array(end - start)
     const builder = pool === undefined ? undefined : new SignatureBatchBuilder(deviceId, this.proofContext)
     for (let i = start; i < end; i++) {
-      const s = tryDecode(this.bundle.records[i] as string)
-      signed.push(s)
-      if (builder === undefined || s === undefined || s.record.deviceId !== deviceId) continue
-      const key = this.keyAt(deviceId, s.record.timeMs)
+      const envelope = tryBase64(this.bundle.records[i] as string)
+      envelopes.push(envelope)
+      if (builder === undefined || envelope === undefined) continue
+      const head = peekEnvelope(envelope)
+      if (head === undefined || head.deviceId !== deviceId) continue
+      const key = this.keyAt(deviceId, head.timeMs)
       if (key === undefined) continue
-      const text = this.proofs.get(s.record.seq)
-      at[i - start] = builder.add(s.signature, s.recordBytes, key, text === undefined ? undefined : { text, envelope: s.envelope, seq: s.record.seq, timeMs: s.record.timeMs })
+      const text = this.proofs.get(head.seq)
+      at[i - start] = builder.add(head.signature, head.recordBytes, key, text === undefined ? undefined : { text, envelope, seq: head.seq, timeMs: head.timeMs })
       keys[i - start] = key
+      seqs[i - start] = head.seq
+      times[i - start] = head.timeMs
     }
     // A failed pool only means the walk verifies those signatures and proofs itself.
     const answer = pool === undefined || builder === undefined || builder.count === 0
       ? Promise.resolve(undefined)
       : pool.verify(builder, this.verifier).catch(() => undefined)
-    return { start, signed, at, keys, answer }
+    return { start, envelopes, at, keys, seqs, times, answer }
+  }
+
+  /**
+   * The index in its batch of the record being walked when the pool was sent exactly this record:
+   * the walk's decoded record is `signed` and has the seq and time its header was sent with (which
+   * a record that decodes always has: peekEnvelope reads as decodeEnvelope does). Else -1.
+   */
+  private sentFor (signed: SignedRecord): number {
+    const c = this.current
+    if (c === undefined || c.answer === undefined || c.signed !== signed) return -1
+    const b = c.chunk.at[c.j] as number
+    if (b < 0 || c.chunk.seqs[c.j] !== signed.record.seq || c.chunk.times[c.j] !== signed.record.timeMs) return -1
+    return b
   }
 
   /** The pool's answer for the record being pushed, when it checked that record under that key. */
   private checkSignature (signed: SignedRecord, key: Uint8Array): boolean {
     const c = this.current
-    if (c !== undefined && c.answer !== undefined && c.chunk.signed[c.j] === signed && c.chunk.keys[c.j] === key) {
-      const b = c.chunk.at[c.j] as number
-      if (b >= 0) return c.answer.valid[b] === 1
-    }
+    const b = this.sentFor(signed)
+    if (b >= 0 && c !== undefined && c.answer !== undefined && c.chunk.keys[c.j] === key) return c.answer.valid[b] === 1
     return verifyRecordSignature(signed, key, this.verifier)
   }
 
@@ -263,9 +294,8 @@ export class Run {
   private workerJudgement (signed: SignedRecord): ProofJudgement | undefined {
     const c = this.current
     const proofs = c?.answer?.proofs
-    if (c === undefined || proofs === undefined || c.chunk.signed[c.j] !== signed) return undefined
-    const b = c.chunk.at[c.j] as number
-    if (b < 0) return undefined
+    const b = this.sentFor(signed)
+    if (c === undefined || proofs === undefined || b < 0) return undefined
     const code = proofs.codes[b]
     if (code === 1) return { kind: 'checked', root: proofs.roots[proofs.rootIndex[b] as number] as string, disagreements: NO_DISAGREEMENTS }
     if (code === 2) return proofs.details.get(b)

@@ -83,6 +83,17 @@ t.test('error: sizes are refused before parsing or walking', async t => {
   bundleError(t, () => decodeBundleRecord('AAB='), 'BUNDLE_INVALID')
 })
 
+t.test('behavior: a record entry is accepted exactly when it is the base64 round trip of its bytes (canonical padding bits)', async t => {
+  const roundTrips = (s: string): boolean => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0 && s.length > 0 && Buffer.from(s, 'base64').toString('base64') === s
+  const accepts = (s: string): boolean => { try { decodeBundleRecord(s); return true } catch (e) { if (!(e instanceof BundleError)) throw e; return false } }
+  for (const s of ['AA==', 'AB==', 'AAA=', 'AAB=', 'AAC=', 'AAAA', '////', '//8=', '/w==', '/x==']) t.equal(accepts(s), roundTrips(s), s)
+  const digit = fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/')
+  fc.assert(fc.property(fc.array(digit, { minLength: 1, maxLength: 12 }), fc.constantFrom('', '=', '=='), (digits, pad) => {
+    const s = digits.join('') + pad
+    return accepts(s) === roundTrips(s)
+  }), { seed: 0xb64, numRuns: 2000 })
+})
+
 t.test('error: bytes that are not UTF-8 or text that is not JSON are BUNDLE_MALFORMED', async t => {
   bundleError(t, () => decodeBundle(Uint8Array.of(0x7b, 0xff, 0x7d)), 'BUNDLE_MALFORMED')
   bundleError(t, () => decodeBundle('{"format": '), 'BUNDLE_MALFORMED')

@@ -2,7 +2,7 @@
 // (the independent backend) must reach the same verdict, finding for finding, on valid and
 // tampered bundles, including signatures that only a lax verifier would accept.
 import t from 'tap'
-import { decodeBundleRecord, encodeBundleRecord, formatProof, parseProof, type Bundle, type TlogProof } from '../../protocol/index.js'
+import { RECORD_SIGNING_PREFIX, concat, decodeBundleRecord, decodeCanonical, decodeEnvelope, encodeBundleRecord, encodeCanonical, formatProof, parseProof, type Bundle, type CborValue, type TlogProof } from '../../protocol/index.js'
 import { verifyBundle, type Verdict } from '../../forensics/verify/index.js'
 import { clone, makeDeviceHistory, offlineBundle } from '../helpers/forensics-fixture.js'
 import { fakeHash, sampleInference } from '../helpers/records.js'
@@ -74,6 +74,24 @@ t.test('attack: a small-order device key with the identity signature (which Open
     t.equal(v.counts.signaturesValid, 0, `${v.verifier}: no signature accepted`)
     t.equal(v.verdict, 'invalid')
   }
+})
+
+t.test('attack: a validly signed record whose header reads but whose body does not decode is malformed on every backend', async t => {
+  // The pool is sent this record (its header peeks fine) and finds its signature valid; the walk
+  // decodes it, fails, and must report it malformed without taking that answer for anything.
+  const device = makeDeviceHistory()
+  for (let i = 0; i < 40; i++) device.append(sampleInference(device.seq, fakeHash('model/1')))
+  const b = offlineBundle(device)
+  const index = 30
+  const fields = decodeCanonical(decodeEnvelope(decodeBundleRecord(b.records[index] as string)).recordBytes) as CborValue[]
+  const recordBytes = encodeCanonical([...fields.slice(0, 7), []])
+  const signature = device.signer.sign(concat(RECORD_SIGNING_PREFIX, recordBytes))
+  b.records[index] = encodeBundleRecord(encodeCanonical([recordBytes, signature]))
+  const verdicts = await allBackends(b)
+  t.equal(verdicts[0]?.verdict, 'invalid')
+  t.equal(verdicts[0]?.reasons['record-malformed'], 1)
+  t.equal(verdicts[0]?.counts.signaturesValid, b.records.length - 1, 'the malformed record is not counted as a valid signature')
+  for (const v of verdicts.slice(1)) t.same(comparable(v), comparable(verdicts[0] as Verdict))
 })
 
 t.test('attack: tampered inclusion proofs give the same findings whether the workers or the calling thread judge them', async t => {

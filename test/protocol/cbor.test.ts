@@ -110,6 +110,29 @@ t.test('behavior: decoded byte strings are copies, not views of the input', asyn
   t.equal(out.buffer.byteLength, 3)
 })
 
+t.test('behavior: with viewsOfInput byte strings are views of the input, values the same as copies', async t => {
+  const input = fromHex('824301020362c3bc')
+  const [bytes, text] = decodeCanonical(input, { viewsOfInput: true }) as [Uint8Array, string]
+  t.equal(bytes.buffer, input.buffer, 'a view, not a copy')
+  t.same(bytes, Uint8Array.of(1, 2, 3))
+  t.equal(text, 'ü')
+  fc.assert(fc.property(cborValue(4), value => {
+    const encoded = encodeCanonical(value)
+    return isDeepStrictEqual(decodeCanonical(encoded, { viewsOfInput: true }), decodeCanonical(encoded))
+  }), { seed: 0x71e5, numRuns: 500 })
+})
+
+t.test('behavior: short text decodes the same by the ASCII path as by TextDecoder, and invalid UTF-8 still fails', async t => {
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+  for (const s of ['', 'a', 'device-0001', 'x'.repeat(64), 'x'.repeat(65), '\u007f', 'é', 'abcé', '\u{1F600}x']) {
+    const bytes = new TextEncoder().encode(s)
+    const encoded = encodeCanonical(s)
+    t.equal(decodeCanonical(encoded), utf8.decode(bytes), JSON.stringify(s))
+  }
+  // 0x80 after ASCII bytes: the fast path gives up, TextDecoder refuses it.
+  rejects(t, '6361628061', 'CBOR_MALFORMED', 'ASCII then a lone continuation byte')
+})
+
 t.test('behavior: encoder output equals an independent RFC 8949 §4.2.1 encoder, and cbor-x reads it back', async t => {
   fc.assert(fc.property(cborValue(), value => {
     const ours = encodeCanonical(value)

@@ -141,6 +141,36 @@ t.test('behavior: random proofs round trip and verify', async (t) => {
   t.pass('round trips')
 })
 
+t.test('behavior: a hash line or extra is accepted exactly when it is the base64 round trip of its bytes', async (t) => {
+  const text = formatProof(sampleProof(2, ANCHOR))
+  const lines = text.split('\n')
+  const hashAt = lines.findIndex(l => l.startsWith('index ')) + 1
+  const extraAt = lines.findIndex(l => l.startsWith('extra '))
+  const accepts = (l: string[]): boolean => { try { parseProof(l.join('\n')); return true } catch { return false } }
+  const roundTrips = (s: string): boolean => Buffer.from(s, 'base64').toString('base64') === s
+  const digits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+  const line = lines[hashAt] as string
+  const proofRoot = (l: string[]): boolean => { try { verifyProof(parseProof(l.join('\n')), LEAVES[2]!); return true } catch { return false } }
+  t.ok(proofRoot(lines), 'the unchanged proof verifies')
+  // Every last digit before the '=' (only those with zero padding bits are canonical), and other characters anywhere.
+  for (const last of [...digits, '=', '-', '_', ' ', 'é']) {
+    const changed = [...lines]
+    changed[hashAt] = line.slice(0, 42) + last + '='
+    t.equal(accepts(changed), changed[hashAt].length === 44 && roundTrips(changed[hashAt]), `last digit ${last}`)
+  }
+  for (const bad of ['-', '_', '=', '.', 'é', ' ']) {
+    const changed = [...lines]
+    changed[hashAt] = bad + line.slice(1)
+    t.notOk(accepts(changed), `a ${JSON.stringify(bad)} in a hash line`)
+  }
+  const extra = (lines[extraAt] as string).slice('extra '.length)
+  for (const [what, e] of [['padding bits', extra.replace(/.(=*)$/, (m, p: string) => digits[(digits.indexOf(m[0] as string) + 1) % 64] + p)], ['url-safe digit', '_' + extra.slice(1)], ['missing padding', extra.replace(/=+$/, '')]] as const) {
+    const changed = [...lines]
+    changed[extraAt] = 'extra ' + e
+    t.equal(accepts(changed), e.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(e) && roundTrips(e), what)
+  }
+})
+
 t.test('error: malformed checkpoints are MERKLE_INVALID_PROOF', async (t) => {
   const ok = `o\n8\n${ROOT8_B64}\n\n`
   t.doesNotThrow(() => parseCheckpoint(ok))

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import {
-  decodeEnvelope, decodeRecord, encodeCanonical, encodeRecord, fromHex, signRecord, toHex, verifyChain,
+  decodeEnvelope, peekEnvelope, decodeRecord, encodeCanonical, encodeRecord, fromHex, signRecord, toHex, verifyChain,
   verifyRecordSignature, ProtocolError, LIMITS, RECORD_KINDS, RECORD_SIGNING_PREFIX, createSigner,
   type CborValue, type ProvenanceRecord, type RecordBody, type RecordKind
 } from '../../protocol/index.js'
@@ -109,6 +109,43 @@ t.test('behavior: every kind round-trips through bytes and envelope', async t =>
     t.equal(bytes[0], 0x88, 'record is an array of 8')
     t.equal(bytes[2], RECORD_KINDS[body.kind], 'kind code is field 1')
   }
+})
+
+t.test('behavior: a decoded envelope owns its bytes: changing the input afterwards (Uint8Array or Buffer) changes nothing', async t => {
+  const signed = signRecord(makeRecord(sampleInference(1, fakeHash('m')), { seq: 1, prev: fakeHash('prev') }), signer)
+  for (const input of [signed.envelope.slice(), Buffer.from(signed.envelope)]) {
+    const back = decodeEnvelope(input)
+    const before = { record: structuredClone(back.record), recordBytes: toHex(back.recordBytes), signature: toHex(back.signature), envelope: toHex(back.envelope) }
+    input.fill(0)
+    t.same(back.record, before.record)
+    t.same({ recordBytes: toHex(back.recordBytes), signature: toHex(back.signature), envelope: toHex(back.envelope) }, { recordBytes: before.recordBytes, signature: before.signature, envelope: before.envelope })
+    t.equal(toHex(back.hash), toHex(signed.hash))
+  }
+})
+
+t.test('behavior: peekEnvelope reads what decodeEnvelope does for every envelope it accepts, also with any one byte changed', async t => {
+  const envelopes = [...KINDS.map((k, i) => signRecord(makeRecord(sampleBody(k, 3), { seq: k === 'gap' ? 9 : i, timeMs: 1_700_000_000_000 + i, prev: fakeHash('p') }), signer).envelope)]
+  let agreed = 0
+  let refused = 0
+  for (const envelope of envelopes) {
+    for (let at = 0; at <= envelope.length; at++) {
+      for (const flip of at === envelope.length ? [0] : [0x01, 0x20, 0x80]) {
+        const e = envelope.slice()
+        if (at < e.length) e[at] = (e[at] as number) ^ flip
+        let decoded
+        try { decoded = decodeEnvelope(e) } catch { refused++; continue }
+        const head = peekEnvelope(e)
+        t.ok(head !== undefined, 'a record that decodes can be peeked')
+        if (head === undefined) continue
+        const same = head.deviceId === decoded.record.deviceId && head.seq === decoded.record.seq && head.timeMs === decoded.record.timeMs &&
+          toHex(head.recordBytes) === toHex(decoded.recordBytes) && toHex(head.signature) === toHex(decoded.signature)
+        if (!same) t.fail(`peek and decode disagree at byte ${at}`)
+        agreed++
+      }
+    }
+  }
+  t.ok(agreed > envelopes.length && refused > 0, `${agreed} decoded and agreed, ${refused} refused`)
+  t.equal(peekEnvelope(Uint8Array.of(0x82, 0x40)), undefined, 'truncated: undefined, no throw')
 })
 
 t.test('error: records built in memory with bad fields → RECORD_INVALID naming each path', async t => {
