@@ -5,8 +5,11 @@
  * node:crypto Ed25519 verifications per second on as many threads as cores, measured right before
  * and right after the ingest (target ratio >= 0.8), wall and CPU; median ack latency; and records
  * anchored per second end to end with batches of 10 000. Devices publish from a child process
- * (this file with --publisher), so publishing does not share the gateway's event loop — but it
- * does share the cores, as Mosquitto does: the ratio counts them against the gateway.
+ * (this file with --publisher), which also follows the fleet's acks, so neither shares the
+ * gateway's event loop or its CPU count — but they share the cores, as Mosquitto and anvil do:
+ * the wall ratio counts them against the gateway, and the bench prints the cores each took.
+ * The raw baseline's CPU is its threads' own (from /proc/thread-self), its rate each thread's
+ * count over its loop's wall time. `--max-backlog N` sets the gateway's maxBacklogRecords.
  */
 import { spawn } from 'node:child_process'
 import { createPublicKey, verify as nodeVerify } from 'node:crypto'
@@ -25,7 +28,7 @@ import {
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
 import { Gateway, setNoDelay } from '../gateway/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
-import { fmtSpread, processCpuMs, spread, type Spread } from './measure.js'
+import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, type Spread } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = 50
@@ -33,6 +36,7 @@ const RECORDS_PER_DEVICE = 1000
 const RECORDS_PER_MESSAGE = 100
 const BATCH_RECORDS = 10_000
 const LATENCY_SAMPLES = 200
+const WARMUP_RECORDS = 1000
 
 export interface GatewayBenchResult {
   ingest: {
@@ -44,6 +48,14 @@ export interface GatewayBenchResult {
     /** Raw CPU ms per verify ÷ the gateway process's CPU ms per stored record (publisher and broker not counted). */
     cpuRatio: Spread
     gatewayCpuMsPerRecord: number
+    /** Of which the main thread's (the rest: verify workers, LevelDB and libuv threads). */
+    mainCpuMsPerRecord: number
+    /** Acks the gateway published during the ingest (one per device per durable write that moved its tip). */
+    acks: number
+    /** Cores the gateway process kept busy during the ingest (its CPU ms ÷ wall ms). */
+    gatewayCores: number
+    /** Cores each other process took during the ingest, by command name (publisher = node, mosquitto, anvil). */
+    besideCores: Record<string, number>
     rawCpuMsPerVerify: Spread
     verifyWorkers: number
     cores: number
@@ -97,38 +109,56 @@ function percentile (xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * p))] as number
 }
 
-// Plain JavaScript, so that the baseline's workers start as fast as they can.
+// Plain JavaScript, so that the baseline's workers start as fast as they can. Each times its own
+// loop: wall, and its thread's CPU from /proc/thread-self (start-up and the other threads excluded).
 const RAW_VERIFY_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads')
 const { createPublicKey, verify } = require('node:crypto')
+const { readFileSync } = require('node:fs')
 const { spki, items, count } = workerData
+const threadCpuMs = () => {
+  const stat = readFileSync('/proc/thread-self/stat', 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) * 10
+}
 const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' })
 let ok = 0
+const c0 = threadCpuMs()
+const t0 = performance.now()
 for (let i = 0; i < count; i++) { const m = items[i % items.length]; if (verify(null, m.message, key, m.signature)) ok++ }
-parentPort.postMessage(ok)
+parentPort.postMessage({ ok, wallMs: performance.now() - t0, cpuMs: threadCpuMs() - c0 })
 `
 
-/** Raw node:crypto verifications of record-sized messages under a prepared key, `total` split over `threads` worker threads: per second and CPU ms per verify. */
+/**
+ * Raw node:crypto verifications of record-sized messages under a prepared key, `total` split over
+ * `threads` worker threads: per second (each thread's count over its loop's wall time, summed) and
+ * CPU ms per verify (the threads' own CPU over their loops: no start-up, nothing else the process does).
+ */
 export async function measureRawVerifies (total: number, threads: number): Promise<{ perSec: number, cpuMsPerVerify: number }> {
   const records = makeChain('bench-raw', seedOf('raw'), 64, 1_700_000_000_000)
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), createSigner(seedOf('raw')).publicKey])
   const items = records.map(r => ({ message: concat(RECORD_SIGNING_PREFIX, r.recordBytes), signature: r.signature }))
   const key = createPublicKey({ key: spki, format: 'der', type: 'spki' })
   for (const m of items) if (!nodeVerify(null, m.message, key, m.signature)) throw new Error('bad baseline signature')
-  const c0 = processCpuMs()
-  const t0 = performance.now()
-  await Promise.all(Array.from({ length: threads }, async (_, w) => {
+  const runs = await Promise.all(Array.from({ length: threads }, async (_, w) => {
     const count = Math.floor(total / threads) + (w < total % threads ? 1 : 0)
     const worker = new Worker(RAW_VERIFY_WORKER, { eval: true, workerData: { spki, items, count } })
-    const ok = await new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+    const run = await new Promise<{ ok: number, wallMs: number, cpuMs: number }>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
     await worker.terminate()
-    if (ok !== count) throw new Error('raw verify rejected a signature')
+    if (run.ok !== count) throw new Error('raw verify rejected a signature')
+    return { count, ...run }
   }))
-  return { perSec: total / ((performance.now() - t0) / 1000), cpuMsPerVerify: (processCpuMs() - c0) / total }
+  return {
+    perSec: runs.reduce((sum, r) => sum + r.count / (r.wallMs / 1000), 0),
+    cpuMsPerVerify: runs.reduce((sum, r) => sum + r.cpuMs, 0) / total
+  }
 }
 
 // -------------------------------------------------------------------------------------------
-// Publisher child: signs everything first, then publishes on "go" as fast as the broker takes it.
+// Publisher child: signs everything first, then publishes on "go" as fast as the broker takes it,
+// and follows the fleet's acks itself ("stored" once every device's last record is acked stored,
+// "anchored" once anchored, with the number of acks seen): following 50 devices' acks costs
+// CPU that must not be counted as the gateway's.
 
 async function runPublisher (brokerUrl: string, startTimeMs: number): Promise<void> {
   const payloads: Array<{ topic: string, payload: Buffer }> = []
@@ -144,11 +174,32 @@ async function runPublisher (brokerUrl: string, startTimeMs: number): Promise<vo
   const perDevice = RECORDS_PER_DEVICE / RECORDS_PER_MESSAGE
   const ordered = Array.from({ length: payloads.length }, (_, k) => payloads[(k % DEVICES) * perDevice + Math.floor(k / DEVICES)] as typeof payloads[number])
   const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: 5, clientId: `bench-publisher-${process.pid}` })
+  const watcher = await mqtt.connectAsync(brokerUrl, { protocolVersion: 5, clientId: `bench-watcher-${process.pid}` })
+  setNoDelay(watcher)
+  const acks = new Map<string, Ack>()
+  let acksSeen = 0
+  const said = new Set<string>()
+  const all = (field: 'storedSeq' | 'anchoredSeq'): boolean => {
+    for (let i = 0; i < DEVICES; i++) if ((acks.get(deviceName(i))?.[field] ?? -1) < RECORDS_PER_DEVICE - 1) return false
+    return true
+  }
+  watcher.on('message', (topic, payload) => {
+    acksSeen++
+    try { acks.set(topic.split('/')[2] as string, decodeAckEnvelope(new Uint8Array(payload)).statement) } catch { return }
+    for (const field of ['storedSeq', 'anchoredSeq'] as const) {
+      if (!said.has(field) && all(field)) {
+        said.add(field)
+        process.stdout.write(`${field === 'storedSeq' ? 'stored' : 'anchored'} ${acksSeen}\n`)
+      }
+    }
+  })
+  await watcher.subscribeAsync(topicFilter('ack'), { qos: 1 })
   process.stdout.write('ready\n')
   await new Promise<void>(resolve => process.stdin.once('data', () => resolve()))
   await Promise.all(ordered.map(async p => await client.publishAsync(p.topic, p.payload, { qos: 1 })))
-  process.stdout.write('published\n')
+  await new Promise<void>(resolve => process.stdin.once('end', () => resolve()))
   await client.endAsync()
+  await watcher.endAsync(true)
 }
 
 // -------------------------------------------------------------------------------------------
@@ -170,6 +221,7 @@ export async function main (): Promise<GatewayBenchResult> {
     const registrar = chain.registryAs('deviceRegistrar')
     for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
     await registrar.registerDevice({ deviceId: deviceIdOf('bench-latency'), publicKey: createSigner(seedOf('latency')).publicKey, validFromMs: 0 })
+    await registrar.registerDevice({ deviceId: deviceIdOf('bench-warmup'), publicKey: createSigner(seedOf('warmup')).publicKey, validFromMs: 0 })
 
     const gateway = new Gateway({
       name: 'bench',
@@ -183,13 +235,14 @@ export async function main (): Promise<GatewayBenchResult> {
       batchMaxRecords: BATCH_RECORDS,
       batchMaxAgeMs: 600_000,
       processMetrics: false,
-      verifyWorkers
+      verifyWorkers,
+      ...(process.argv.includes('--max-backlog') ? { maxBacklogRecords: argValue('max-backlog', 50_000) } : {})
     })
     await gateway.start()
     cleanups.push(async () => await gateway.stop())
     await gateway.waitForBroker()
 
-    // Acks of every device, followed from the bench process.
+    // The latency device's acks, followed from the bench process (the fleet's: by the publisher).
     const acks = new Map<string, Ack>()
     const waiters: Array<() => void> = []
     const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: `bench-watcher-${process.pid}` })
@@ -199,33 +252,53 @@ export async function main (): Promise<GatewayBenchResult> {
       try { acks.set(topic.split('/')[2] as string, decodeAckEnvelope(new Uint8Array(payload)).statement) } catch { return }
       for (const w of waiters.splice(0)) w()
     })
-    await watcher.subscribeAsync(topicFilter('ack'), { qos: 1 })
+    await watcher.subscribeAsync([deviceTopic('bench-latency', 'ack'), deviceTopic('bench-warmup', 'ack')], { qos: 1 })
     const until = async (done: () => boolean): Promise<void> => {
       while (!done()) await new Promise<void>(resolve => waiters.push(resolve))
     }
-    const all = (field: 'storedSeq' | 'anchoredSeq'): boolean => {
-      for (let i = 0; i < DEVICES; i++) if ((acks.get(deviceName(i))?.[field] ?? -1) < RECORDS_PER_DEVICE - 1) return false
-      return true
+
+    // Warm-up, untimed: a gateway that has been running has its verify workers started (under
+    // tsx ~0.3 s of CPU each, 10 µs per record of this run) and its code compiled.
+    const warmup = makeChain('bench-warmup', seedOf('warmup'), WARMUP_RECORDS, Date.now())
+    for (let k = 0; k < warmup.length; k += RECORDS_PER_MESSAGE) {
+      await watcher.publishAsync(deviceTopic('bench-warmup', 'records'), Buffer.from(encodeRecordBatch(warmup.slice(k, k + RECORDS_PER_MESSAGE).map(r => r.envelope))), { qos: 1 })
     }
+    await until(() => (acks.get('bench-warmup')?.storedSeq ?? -1) >= WARMUP_RECORDS - 1)
+    // Its own batch, anchored before the timed part, so the fleet's batches are whole (and all sealed).
+    await gateway.sealNow()
+    await until(() => (acks.get('bench-warmup')?.anchoredSeq ?? -1) >= WARMUP_RECORDS - 1)
 
     process.stderr.write(`gateway bench: publisher signing ${DEVICES * RECORDS_PER_DEVICE} records…\n`)
     const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--publisher', broker.url, String(Date.now())], { stdio: ['pipe', 'pipe', 'inherit'] })
     cleanups.push(() => { child.kill('SIGKILL'); return Promise.resolve() })
     const lines = createInterface({ input: child.stdout })
-    const nextLine = async (): Promise<string> => await new Promise(resolve => lines.once('line', resolve))
+    // Queued: two lines in one chunk come in one turn, before a second once('line') could be set.
+    const received: string[] = []
+    let lineWaiter: (() => void) | undefined
+    lines.on('line', (line) => { received.push(line); lineWaiter?.() })
+    const nextLine = async (): Promise<string> => {
+      while (received.length === 0) await new Promise<void>(resolve => { lineWaiter = resolve })
+      return received.shift() as string
+    }
     if (await nextLine() !== 'ready') throw new Error('publisher did not start')
 
     process.stderr.write('gateway bench: ingest through Mosquitto…\n')
     const total = DEVICES * RECORDS_PER_DEVICE
     const t0 = performance.now()
     const c0 = processCpuMs()
+    const beside0 = childrenCpuMs()
+    const m0 = mainThreadCpuMs()
     child.stdin.write('go\n')
-    await until(() => all('storedSeq'))
+    const stored = await nextLine()
     const storedSecs = (performance.now() - t0) / 1000
     const gatewayCpuMsPerRecord = (processCpuMs() - c0) / (DEVICES * RECORDS_PER_DEVICE)
-    await until(() => all('anchoredSeq'))
+    const mainCpuMsPerRecord = (mainThreadCpuMs() - m0) / (DEVICES * RECORDS_PER_DEVICE)
+    const beside = childrenCpuDelta(beside0, childrenCpuMs())
+    const anchored = await nextLine()
     const anchoredSecs = (performance.now() - t0) / 1000
     child.stdin.end()
+    if (!stored.startsWith('stored ') || !anchored.startsWith('anchored ')) throw new Error(`publisher said "${stored}", "${anchored}"`)
+    const acksDuringIngest = Number(stored.split(' ')[1])
 
     process.stderr.write(`gateway bench: raw Ed25519 verifications on ${cores} threads, again…\n`)
     const rawAfter = await measureRawVerifies(RAW_COUNT, cores)
@@ -250,6 +323,10 @@ export async function main (): Promise<GatewayBenchResult> {
         ratio: spread([rawBefore, rawAfter].map(r => total / storedSecs / r.perSec)),
         cpuRatio: spread([rawBefore, rawAfter].map(r => r.cpuMsPerVerify / gatewayCpuMsPerRecord)),
         gatewayCpuMsPerRecord,
+        mainCpuMsPerRecord,
+        acks: acksDuringIngest,
+        gatewayCores: gatewayCpuMsPerRecord * total / (storedSecs * 1000),
+        besideCores: Object.fromEntries(Object.entries(beside).map(([name, ms]) => [name, ms / (storedSecs * 1000)])),
         rawCpuMsPerVerify: spread([rawBefore.cpuMsPerVerify, rawAfter.cpuMsPerVerify]),
         verifyWorkers,
         cores,
@@ -261,6 +338,8 @@ export async function main (): Promise<GatewayBenchResult> {
     const f = (x: number): string => x.toFixed(x >= 100 ? 0 : 2)
     const ing = result.ingest
     console.log(`verified + stored   ${f(ing.storedPerSec)} records/s (verify pool of ${verifyWorkers}) vs raw Ed25519 verifies on ${cores} threads ${fmtSpread(ing.rawVerifiesPerSec, 0)}/s (before, after)   ratio wall ${fmtSpread(ing.ratio)}, CPU ${fmtSpread(ing.cpuRatio)} (${ing.gatewayCpuMsPerRecord.toFixed(3)} ms per record vs ${fmtSpread(ing.rawCpuMsPerVerify, 3)} per verify) (target >= 0.8)`)
+    console.log(`gateway CPU         ${(ing.gatewayCpuMsPerRecord * 1000).toFixed(0)} µs per record: main thread ${(ing.mainCpuMsPerRecord * 1000).toFixed(0)} µs, other threads (verify workers, LevelDB, libuv) ${((ing.gatewayCpuMsPerRecord - ing.mainCpuMsPerRecord) * 1000).toFixed(0)} µs; raw verify ${fmtSpread({ median: ing.rawCpuMsPerVerify.median * 1000, min: ing.rawCpuMsPerVerify.min * 1000, max: ing.rawCpuMsPerVerify.max * 1000 }, 0)} µs`)
+    console.log(`beside the gateway  it kept ${ing.gatewayCores.toFixed(2)} of ${cores} cores busy; ${Object.entries(ing.besideCores).map(([n, c]) => `${n === 'node' ? 'publisher' : n} ${c.toFixed(2)}`).join(', ')} cores during the ingest; ${ing.acks} acks`)
     console.log(`ack latency         median ${f(result.ackLatency.medianMs)} ms, p99 ${f(result.ackLatency.p99Ms)} ms (${samples.length} one-record messages, fsync per write)`)
     console.log(`anchored end to end ${f(result.anchoring.anchoredPerSec)} records/s (${total} records, batches of ${BATCH_RECORDS}, anvil automine)`)
     console.log(JSON.stringify({ gateway: result }))

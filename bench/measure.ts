@@ -4,7 +4,7 @@
  * included, for baselines that are other processes), and the machine the figures came from.
  */
 import { cpus, loadavg, totalmem } from 'node:os'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 
 /** Median, min and max of a sample. */
@@ -89,4 +89,50 @@ export function fmt (x: number, digits = 2): string {
 /** "median (min–max)" */
 export function fmtSpread (s: Spread, digits = 2): string {
   return `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
+}
+
+/**
+ * CPU ms of each live child process of this process (Linux /proc), by command name (summed when
+ * several share one): what runs beside a measured process on the same cores (a broker, a chain,
+ * a publisher), so a bench can say how much of the machine they took.
+ */
+export function childrenCpuMs (): Map<string, number> {
+  const out = new Map<string, number>()
+  let pids: string[] = []
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      pids.push(...readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(p => p !== '' && p !== '\n'))
+    }
+  } catch {
+    pids = []
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid.trim()}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      // Fields 14 and 15: utime and stime, in clock ticks.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const ms = (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+      out.set(name, (out.get(name) ?? 0) + ms)
+    } catch {}
+  }
+  return out
+}
+
+/** CPU ms each child spent between two childrenCpuMs() samples (children gone by the second sample are left out). */
+export function childrenCpuDelta (before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [name, ms] of after) out[name] = ms - (before.get(name) ?? 0)
+  return out
+}
+
+/** CPU ms of this process's main thread (Linux /proc: the task whose id is the pid). */
+export function mainThreadCpuMs (): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+  } catch {
+    return NaN
+  }
 }

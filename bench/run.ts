@@ -10,8 +10,11 @@ import { fileURLToPath } from 'node:url'
 import { describeMachine } from './measure.js'
 
 const ALL = ['agent', 'contracts-gas', 'gateway', 'gateway-postgres', 'agent-service', 'forensics', 'lineage', 'startup', 'tips', 'identity'] as const
-// Bench names are words; options (`--records 40000`) and their values go to the benches.
-const chosen = process.argv.slice(2).filter(a => /^[a-z][a-z-]*$/.test(a))
+// Bench names are words; options (`--records 40000`, `--parts identity`) and their values go to
+// the benches, so a word right after an option is its value, not a bench name (flags without a
+// value, such as forensics' `--sources`, go after the bench names).
+const args = process.argv.slice(2)
+const chosen = args.filter((a, i) => /^[a-z][a-z-]*$/.test(a) && !(args[i - 1]?.startsWith('--') ?? false))
 const names = chosen.length > 0 ? chosen : [...ALL]
 let failed = false
 const machine = describeMachine()

@@ -64,7 +64,7 @@ export const GATEWAY_CONFIG_SCHEMA = z.strictObject({
   gapReportAfterMs: int('60000; a gap open this long is reported', 1),
   batchMaxRecords: int('10000; seal the open batch at this many records', 1, 16_777_216),
   batchMaxAgeMs: int('60000; seal when the first record of the open batch is this old', 1),
-  maxBacklogRecords: int('50000; stop reading MQTT while this many received records wait', 2),
+  maxBacklogRecords: int('8192; stop reading MQTT while this many received records wait', 2),
   retentionDays: int('183 (also the minimum); keep records, proofs and anchors this long after their batch was sealed'),
   pruneIntervalMs: int('0 (off); prune every device this often; 0: only `provenance-gateway prune` prunes', 0),
   httpHost: str('127.0.0.1; address of the HTTP API'),

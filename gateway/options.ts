@@ -23,7 +23,7 @@ export const DEFAULT_QUARANTINE_MAX_RAW_BYTES = 16 * 1024
 export const DEFAULT_QUARANTINE_MAX_ENTRIES = 100_000
 export const DEFAULT_MAX_PENDING_PER_DEVICE = 10_000
 export const DEFAULT_GAP_REPORT_AFTER_MS = 60_000
-export const DEFAULT_MAX_BACKLOG_RECORDS = 50_000
+export const DEFAULT_MAX_BACKLOG_RECORDS = 8192
 export const DEFAULT_HTTP_HOST = '127.0.0.1'
 export const DEFAULT_HTTP_PORT = 0
 export const DEFAULT_ANCHOR_CONFIRMATIONS = 1
@@ -125,7 +125,11 @@ export interface GatewayOptions {
   batchMaxRecords?: number
   /** Seal the open batch when its first record is this old, ms. Default 60 000. */
   batchMaxAgeMs?: number
-  /** Stop reading from the broker while this many received records wait to be processed. Default 50 000. */
+  /**
+   * Stop reading from the broker while this many received records wait to be processed. Default
+   * 8192: enough to keep the verify pool fed (it holds 8192 signatures queued); a deeper backlog
+   * only keeps more decoded records alive for the garbage collector to copy.
+   */
   maxBacklogRecords?: number
   /**
    * Retention period, days: records, proofs and anchors are kept at least this long after their

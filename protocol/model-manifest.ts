@@ -97,23 +97,43 @@ export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOpt
   return buildManifest(bytes, options.fileHash, (data) => toHex(sha256(data)))
 }
 
+/** buildModelManifest in two steps (see prepareModelManifest). */
+export interface PendingModelManifest {
+  /**
+   * The manifest, once the tensor hashes are in: `known` maps a byte range of `bytes`
+   * (`<offset>:<length>`) to the SHA-256 (hex) of exactly those bytes. A tensor whose raw_data is
+   * such a range takes that hash; any other is hashed here.
+   */
+  complete: (known: ReadonlyMap<string, string>) => ModelManifest
+}
+
 /**
- * buildModelManifest for the loader, which hashed the raw_data of many tensors while it read the
- * file: `known` maps a byte range of `bytes` (`<offset>:<length>`) to the SHA-256 (hex) of exactly
- * those bytes. A tensor whose raw_data is such a range takes that hash; any other is hashed here.
- * Internal to agent/model (not exported by index.ts): a wrong map gives a wrong manifest.
+ * buildModelManifest for the loader, which hashes the raw_data of many tensors on other threads
+ * while it reads the file: this first step does all the rest (wire check, decode, canonical bytes,
+ * graph hash) while those hashes are still being computed; `complete` adds them. Same manifest as
+ * buildModelManifest on the same bytes. Internal to agent/model (not exported by index.ts): a
+ * wrong map gives a wrong manifest.
+ * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
-export function buildModelManifestWithHashes (bytes: Uint8Array, fileHash: Uint8Array, known: ReadonlyMap<string, string>): ModelManifest {
-  return buildManifest(bytes, fileHash, (data) => {
-    if (data.buffer === bytes.buffer && known.size > 0) {
-      const hit = known.get(`${data.byteOffset - bytes.byteOffset}:${data.byteLength}`)
-      if (hit !== undefined) return hit
-    }
-    return toHex(sha256(data))
-  })
+export function prepareModelManifest (bytes: Uint8Array, fileHash: Uint8Array): PendingModelManifest {
+  const finish = prepareManifest(bytes, fileHash)
+  return {
+    complete: (known) => finish((data) => {
+      if (data.buffer === bytes.buffer && known.size > 0) {
+        const hit = known.get(`${data.byteOffset - bytes.byteOffset}:${data.byteLength}`)
+        if (hit !== undefined) return hit
+      }
+      return toHex(sha256(data))
+    })
+  }
 }
 
 function buildManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, hashData: (data: Uint8Array) => string): ModelManifest {
+  return prepareManifest(bytes, givenFileHash)(hashData)
+}
+
+/** Everything but the tensor hashes; what it returns takes a hash function and completes the manifest. */
+function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined): (hashData: (data: Uint8Array) => string) => ModelManifest {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array')
   const fileHash = givenFileHash ?? sha256(bytes)
   if (fileHash.length !== 32) throw new RangeError('fileHash must be 32 bytes')
@@ -147,8 +167,13 @@ function buildManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined
     throw new ModelError(structuralCode, 'ModelProto has no graph')
   }
   if (model.opsetImport.length === 0) throw new ModelError(structuralCode, 'ModelProto has no opset_import')
+  const finish = asCorrupt(() => summarise(model, graph, irVersion, fileHash, unknownFields))
+  return (hashData) => asCorrupt(() => finish(hashData))
+}
+
+function asCorrupt<T> (fn: () => T): T {
   try {
-    return summarise(model, graph, irVersion, fileHash, unknownFields, hashData)
+    return fn()
   } catch (e) {
     if (e instanceof ModelError) throw e
     // Nothing else is expected to throw; if it does, the cause is in these bytes.
@@ -156,8 +181,9 @@ function buildManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined
   }
 }
 
-function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number, hashData: (data: Uint8Array) => string): ModelManifest {
-  const collector = new TensorCollector(hashData)
+/** Walks the tensors and hashes the graph; what it returns hashes the tensors and summarises. */
+function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number): (hashData: (data: Uint8Array) => string) => ModelManifest {
+  const collector = new TensorCollector()
   collector.walkGraph(graph, '', 0)
   model.trainingInfo.forEach((info, i) => {
     if (info.initialization != null) collector.walkGraph(info.initialization, `training_info[${i}]/initialization`, 0)
@@ -170,19 +196,20 @@ function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: 
   const graphHash = computeGraphHash(model, collector.tensors)
 
   const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name))
-  const initializers = sortByName(collector.entries)
-  const manifestHash = hashManifest({ graphHash, initializers })
-  return {
+  const head = {
     fileHash: toHex(fileHash),
     graphHash,
-    manifestHash,
     irVersion,
     opsets: model.opsetImport.map((o) => ({ domain: o.domain ?? '', version: toSafeNumber(o.version) ?? 0 })),
     producer: { name: model.producerName ?? '', version: model.producerVersion ?? '' },
     inputs: (graph.input ?? []).filter((v) => !initializerNames.has(v.name)).map(describeValue),
-    outputs: (graph.output ?? []).map(describeValue),
-    initializers,
-    unknownFields
+    outputs: (graph.output ?? []).map(describeValue)
+  }
+  const pending = sortByName(collector.entries)
+  return (hashData) => {
+    const initializers = pending.map(({ name, dtype, dims, bytes }): ManifestTensor => ({ name, dtype, dims, byteLength: bytes.length, sha256: hashData(bytes) }))
+    const { fileHash, irVersion, opsets, producer, inputs, outputs } = head
+    return { fileHash, graphHash, manifestHash: hashManifest({ graphHash, initializers }), irVersion, opsets, producer, inputs, outputs, initializers, unknownFields }
   }
 }
 
@@ -269,16 +296,19 @@ function computeGraphHash (model: onnx.ModelProto, tensors: readonly onnx.ITenso
 // ---------------------------------------------------------------------------------------------
 // Tensor traversal
 
+/** A tensor of the manifest before its hash: the canonical bytes still to be hashed. */
+interface UnhashedTensor {
+  readonly name: string
+  readonly dtype: string
+  readonly dims: readonly number[]
+  readonly bytes: Uint8Array
+}
+
 class TensorCollector {
-  readonly entries: ManifestTensor[] = []
+  readonly entries: UnhashedTensor[] = []
   readonly tensors: onnx.ITensorProto[] = []
   private readonly taken = new Set<string>()
   private readonly nextSuffix = new Map<string, number>()
-  private readonly hashData: (data: Uint8Array) => string
-
-  constructor (hashData: (data: Uint8Array) => string) {
-    this.hashData = hashData
-  }
 
   walkGraph (graph: onnx.IGraphProto, scope: string, depth: number): void {
     if (depth > MAX_SUBGRAPH_DEPTH) throw new ModelError('MODEL_CORRUPT', `subgraphs nested deeper than ${MAX_SUBGRAPH_DEPTH}`)
@@ -309,7 +339,7 @@ class TensorCollector {
     refuseExternal(tensor, proposed)
     const { dtype, dims, bytes } = canonicalTensorBytes(tensor, proposed)
     const name = this.claimName(proposed)
-    this.entries.push({ name, dtype, dims, byteLength: bytes.length, sha256: this.hashData(bytes) })
+    this.entries.push({ name, dtype, dims, bytes })
     this.tensors.push(tensor)
   }
 
@@ -403,15 +433,14 @@ export function nameOnnxDtype (dataType: number): string {
  * pass through JavaScript numbers and may be normalised; raw_data is hashed exactly.
  */
 function canonicalTensorBytes (tensor: onnx.ITensorProto, where: string): { dtype: string, dims: number[], bytes: Uint8Array } {
-  const corrupt = (why: string): ModelError => new ModelError('MODEL_CORRUPT', `tensor '${where}': ${why}`)
   const dataType = tensor.dataType ?? 0
   const declared = tensor.dims ?? []
-  if (declared.length > MAX_TENSOR_RANK) throw corrupt(`rank ${declared.length} exceeds ${MAX_TENSOR_RANK}`)
+  if (declared.length > MAX_TENSOR_RANK) throw corruptTensor(where, `rank ${declared.length} exceeds ${MAX_TENSOR_RANK}`)
   const dims: number[] = []
   let count = 1n
   for (const d of declared) {
     const v = toBigInt(d as Int64Like)
-    if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`dimension ${v} out of range`)
+    if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw corruptTensor(where, `dimension ${v} out of range`)
     dims.push(Number(v))
     count *= v
   }
@@ -419,33 +448,38 @@ function canonicalTensorBytes (tensor: onnx.ITensorProto, where: string): { dtyp
   const spec = DTYPES.get(dataType)
   const raw = Object.hasOwn(tensor, 'rawData') ? tensor.rawData ?? undefined : undefined
   const typed = TYPED_FIELDS.filter((f) => (tensor[f]?.length ?? 0) > 0)
-  if (raw !== undefined && typed.length > 0) throw corrupt('holds data in raw_data and in typed fields')
-  if (typed.length > 1) throw corrupt(`holds data in several typed fields (${typed.join(', ')})`)
+  if (raw !== undefined && typed.length > 0) throw corruptTensor(where, 'holds data in raw_data and in typed fields')
+  if (typed.length > 1) throw corruptTensor(where, `holds data in several typed fields (${typed.join(', ')})`)
   if (spec === undefined) {
     // A type newer than this table: raw bytes can still be hashed as they are; typed values cannot
     // be canonicalised without knowing the type.
-    if (dataType === 0) throw corrupt('data_type is UNDEFINED')
-    if (typed.length > 0) throw corrupt(`data_type ${dataType} in typed fields is not supported`)
+    if (dataType === 0) throw corruptTensor(where, 'data_type is UNDEFINED')
+    if (typed.length > 0) throw corruptTensor(where, `data_type ${dataType} in typed fields is not supported`)
     return { dtype: nameOnnxDtype(dataType), dims, bytes: raw ?? new Uint8Array(0) }
   }
 
   const perElement = BigInt(spec.perElement ?? 1)
   const expectedEntries = spec.packed === true ? (count + 1n) / 2n : count * perElement
   if (raw !== undefined) {
-    if (spec.write === 'str') throw corrupt('string tensor in raw_data')
+    if (spec.write === 'str') throw corruptTensor(where, 'string tensor in raw_data')
     const expectedBytes = spec.packed === true ? expectedEntries : count * BigInt(spec.size)
-    if (BigInt(raw.length) !== expectedBytes) throw corrupt(`raw_data has ${raw.length} bytes, dims need ${expectedBytes}`)
+    if (BigInt(raw.length) !== expectedBytes) throw corruptTensor(where, `raw_data has ${raw.length} bytes, dims need ${expectedBytes}`)
     return { dtype: spec.name, dims, bytes: raw }
   }
   const field = typed[0]
   if (field === undefined) {
-    if (count !== 0n) throw corrupt(`no data for ${count} elements`)
+    if (count !== 0n) throw corruptTensor(where, `no data for ${count} elements`)
     return { dtype: spec.name, dims, bytes: new Uint8Array(0) }
   }
-  if (field !== spec.field) throw corrupt(`${spec.name} values in ${field}`)
+  if (field !== spec.field) throw corruptTensor(where, `${spec.name} values in ${field}`)
   const entries = tensor[field] as readonly unknown[]
-  if (BigInt(entries.length) !== expectedEntries) throw corrupt(`${field} has ${entries.length} entries, dims need ${expectedEntries}`)
+  if (BigInt(entries.length) !== expectedEntries) throw corruptTensor(where, `${field} has ${entries.length} entries, dims need ${expectedEntries}`)
   return { dtype: spec.name, dims, bytes: writeEntries(entries, spec.write) }
+}
+
+// A function of its own, not a closure in canonicalTensorBytes, which runs once per tensor.
+function corruptTensor (where: string, why: string): ModelError {
+  return new ModelError('MODEL_CORRUPT', `tensor '${where}': ${why}`)
 }
 
 function writeEntries (entries: readonly unknown[], write: DtypeSpec['write']): Uint8Array {

@@ -165,12 +165,13 @@ function wireMatches (kind: Kind, wire: number): boolean {
   }
 }
 
+// No closure for the error here: this runs for every length-delimited scalar field of the model.
 function checkPacked (buf: Uint8Array, start: number, end: number, kind: Kind, type: string, field: number): void {
-  const bad = (): WireFormatError => new WireFormatError(`${type} field ${field}: packed block of ${end - start} bytes is malformed`)
-  if (kind === 'f32*' && (end - start) % 4 !== 0) throw bad()
-  if (kind === 'f64*' && (end - start) % 8 !== 0) throw bad()
-  // Each varint ends on a byte below 0x80, so a block that ends mid-varint has its last byte above.
-  if (kind === 'varint*' && end > start && (buf[end - 1] as number) >= 0x80) throw bad()
+  if ((kind === 'f32*' && (end - start) % 4 !== 0) || (kind === 'f64*' && (end - start) % 8 !== 0) ||
+      // Each varint ends on a byte below 0x80, so a block that ends mid-varint has its last byte above.
+      (kind === 'varint*' && end > start && (buf[end - 1] as number) >= 0x80)) {
+    throw new WireFormatError(`${type} field ${field}: packed block of ${end - start} bytes is malformed`)
+  }
 }
 
 function skipField (buf: Uint8Array, pos: number, end: number, wire: number, field: number): number {

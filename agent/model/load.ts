@@ -6,12 +6,11 @@
 
 import { createHash, webcrypto } from 'node:crypto'
 import { constants as fsConstants } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { open, type FileHandle } from 'node:fs/promises'
 import { constants as bufferConstants } from 'node:buffer'
 import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
 import { ModelError } from '../../protocol/model-errors.js'
-import { buildModelManifestWithHashes, type ModelManifest } from '../../protocol/model-manifest.js'
+import { prepareModelManifest, type ModelManifest, type PendingModelManifest } from '../../protocol/model-manifest.js'
 import { RawDataScanner, type ByteRange } from './raw-data-scan.js'
 import type { Logger } from '../../common/logger.js'
 
@@ -24,10 +23,30 @@ export const DEFAULT_HASH_CHUNK_BYTES = 8 * 1024 ** 2
 
 /** Read size of loadModel: small enough that hashing one chunk overlaps the read of the next. */
 export const DEFAULT_LOAD_CHUNK_BYTES = 2 * 1024 ** 2
-/** Tensors from this size up are hashed on libuv's thread pool during the read; smaller ones after it. */
-const OFFLOAD_MIN_BYTES = 64 * 1024
-/** Tensor hashes in flight on the thread pool: the cores beside this thread, leaving one pool thread for reads. */
-const OFFLOAD_JOBS = Math.max(1, Math.min(3, availableParallelism() - 1))
+/** Reads of loadModel in flight at once: the pool faults in and fills the next chunks while this thread hashes. */
+const READS_IN_FLIGHT = 2
+/**
+ * Tensors from this size up may be hashed on libuv's thread pool. webcrypto's digest copies its
+ * input on the calling thread first, at 0.2-0.3 ms/MiB from here up but 0.55-1.5 ms/MiB below
+ * (measured on the 2-core bench machine), about what hashing them here costs (0.6 ms/MiB).
+ */
+const POOL_MIN_BYTES = 1024 ** 2
+/**
+ * Bytes of the copies pool jobs hold at once (webcrypto copies its input): the extra memory a load
+ * may take beyond the model itself. Larger tensors are hashed on this thread.
+ */
+const POOL_MAX_BYTES = 64 * 1024 ** 2
+/** Smaller tensors are left to the manifest, which hashes them after the read. */
+const LOCAL_MIN_BYTES = 4 * 1024
+/** Tensor bytes this thread hashes between two looks at the event loop while it waits for a read. */
+const LOCAL_BATCH_BYTES = 512 * 1024
+/** Largest tensor this thread takes while reads are in flight: it must get back to them soon. */
+const LOCAL_WHILE_READING_MAX_BYTES = 8 * 1024 ** 2
+/**
+ * Tensor hashes at once on the pool: one, beside the reads and this thread on two cores (two
+ * measured no faster: more copies here and one more thread sharing the cores).
+ */
+const POOL_JOBS = 1
 
 /** One read call is capped below libuv's INT32_MAX limit. */
 const MAX_READ_BYTES = 256 * 1024 ** 2
@@ -228,27 +247,18 @@ function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOpti
 
 /**
  * One open, one fstat, one buffer of exactly the fstat size filled by reads that must end at EOF.
- * While the pool fills the next chunk this thread hashes the last one, and large initializers are
- * handed to the pool for hashing as soon as their bytes are in (RawDataScanner).
+ * Three streams run at once: the thread pool fills the next chunks (the kernel's copy and the page
+ * faults of the fresh buffer), this thread hashes the file chunk by chunk as they arrive, and the
+ * raw_data of each large tensor is hashed as soon as its bytes are in (RawDataScanner): on the
+ * pool, or by this thread itself whenever it would otherwise wait for a read. After the read this
+ * thread parses the model and hashes its graph while the last tensor hashes finish.
  */
 async function readAndIdentify (path: string, maxBytes: number, onProgress?: (read: number, total: number) => void): Promise<Omit<IdentifiedModel, 'path'>> {
   const { handle, size } = await openRegularFile(path)
-  const known = new Map<string, string>()
-  const jobs = new Set<Promise<void>>()
-  const queue: ByteRange[] = []
+  let tensors: TensorHashes | undefined
+  const reads: PendingRead[] = []
+  let eofProbe: Promise<number> | undefined
   let bytes: Buffer
-  let pending: Promise<number> | undefined
-  const startJobs = (): void => {
-    while (jobs.size < OFFLOAD_JOBS && queue.length > 0) {
-      const [start, end] = queue.shift() as ByteRange
-      const job: Promise<void> = webcrypto.subtle.digest('SHA-256', bytes.subarray(start, end))
-        .then((digest) => { known.set(`${start}:${end - start}`, Buffer.from(digest).toString('hex')) })
-        // A failed offload only means the manifest hashes this tensor itself.
-        .catch(() => undefined)
-        .finally(() => { jobs.delete(job); startJobs() })
-      jobs.add(job)
-    }
-  }
   let fileHash: Buffer
   try {
     if (size > maxBytes) {
@@ -256,42 +266,177 @@ async function readAndIdentify (path: string, maxBytes: number, onProgress?: (re
     }
     // Not from the shared pool: the session and the caller get a buffer that is this file only.
     bytes = Buffer.allocUnsafeSlow(size)
-    const scanner = new RawDataScanner(bytes)
+    const buffer = bytes
+    tensors = new TensorHashes(buffer)
+    const scanner = new RawDataScanner(buffer)
     const hash = createHash('sha256')
-    let filled = 0
-    pending = size > 0 ? readInto(handle, bytes, 0, Math.min(DEFAULT_LOAD_CHUNK_BYTES, size)) : undefined
-    while (filled < size) {
-      const n = await (pending as Promise<number>)
-      pending = undefined
-      if (n === 0) throw new ModelError('MODEL_UNREADABLE', `${path} shrank while being read`)
-      const start = filled
-      filled += n
-      if (filled < size) pending = readInto(handle, bytes, filled, Math.min(DEFAULT_LOAD_CHUNK_BYTES, size - filled))
-      hash.update(bytes.subarray(start, filled))
-      for (const range of scanner.advance(filled)) {
-        if (range[1] - range[0] >= OFFLOAD_MIN_BYTES) queue.push(range)
+    let requested = 0
+    const requestReads = (): void => {
+      while (reads.length < READS_IN_FLIGHT && requested < size) {
+        const end = Math.min(requested + DEFAULT_LOAD_CHUNK_BYTES, size)
+        reads.push(new PendingRead(readRange(handle, buffer, requested, end)))
+        requested = end
       }
-      startJobs()
-      onProgress?.(filled, size)
     }
-    const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size)
-    if (bytesRead !== 0) throw new ModelError('MODEL_UNREADABLE', `${path} grew while being read`)
+    requestReads()
+    let filled = 0
+    while (filled < size) {
+      const next = reads[0] as PendingRead
+      // Rather than wait for the pool to fill the next chunk, hash a tensor here meanwhile.
+      while (!next.done && tensors.hashHere(LOCAL_BATCH_BYTES, LOCAL_WHILE_READING_MAX_BYTES)) await yieldToIo()
+      const complete = await next.promise
+      reads.shift()
+      if (!complete) throw new ModelError('MODEL_UNREADABLE', `${path} shrank while being read`)
+      const start = filled
+      filled = Math.min(start + DEFAULT_LOAD_CHUNK_BYTES, size)
+      requestReads()
+      // Asked before this chunk is hashed, so that the answer is in by the time the hash is done.
+      if (filled === size) {
+        eofProbe = readAt(handle, Buffer.alloc(1), size)
+        eofProbe.catch(() => undefined)
+      }
+      for (const range of scanner.advance(filled)) tensors.add(range)
+      hash.update(buffer.subarray(start, filled))
+      onProgress?.(filled, size)
+      // Reads already done never take this thread back to the event loop, and a pool job that
+      // finished waits there for its successor: one turn per chunk keeps the pool fed.
+      await yieldToIo()
+    }
+    if (await (eofProbe ?? readAt(handle, Buffer.alloc(1), size)) !== 0) {
+      throw new ModelError('MODEL_UNREADABLE', `${path} grew while being read`)
+    }
     fileHash = hash.digest()
   } catch (e) {
+    // A failed read leaves no hash job behind.
+    tensors?.cancel()
+    await tensors?.settled()
     throw e instanceof ModelError ? e : new ModelError('MODEL_UNREADABLE', `cannot read ${path}: ${describe(e)}`, { cause: e })
   } finally {
-    // Never close the descriptor under a read that is still in flight, nor leave hash jobs behind.
-    await pending?.catch(() => 0)
-    queue.length = 0
-    await Promise.all([...jobs])
+    // Never close the descriptor under a read that is still in flight.
+    await Promise.all([...reads.map((r) => r.promise), eofProbe].map(async (p) => await p?.catch(() => undefined)))
     await handle.close().catch(() => undefined)
   }
-  return { bytes, fileHash, manifest: buildModelManifestWithHashes(bytes, fileHash, known) }
+  let pending: PendingModelManifest
+  try {
+    pending = prepareModelManifest(bytes, fileHash)
+  } catch (e) {
+    tensors.cancel()
+    await tensors.settled()
+    throw e
+  }
+  // The pool finishes its jobs while this thread takes the ones still queued.
+  while (tensors.hashHere(LOCAL_BATCH_BYTES, Infinity)) await yieldToIo()
+  return { bytes, fileHash, manifest: pending.complete(await tensors.results()) }
 }
 
-async function readInto (handle: FileHandle, buffer: Buffer, position: number, length: number): Promise<number> {
-  const { bytesRead } = await handle.read(buffer, position, Math.min(length, MAX_READ_BYTES), position)
-  return bytesRead
+/** A read in flight, with a flag that says it has completed (without awaiting it). */
+class PendingRead {
+  readonly promise: Promise<boolean>
+  done = false
+
+  constructor (promise: Promise<boolean>) {
+    this.promise = promise
+    // Also handles a failure here, so that one behind the read awaited is not an unhandled rejection.
+    promise.then(() => { this.done = true }, () => { this.done = true })
+  }
+}
+
+/** One turn of the event loop: lets completed reads and hash jobs in. */
+async function yieldToIo (): Promise<void> {
+  await new Promise<void>((resolve) => { setImmediate(resolve) })
+}
+
+/**
+ * The SHA-256 of tensors' raw_data ranges, each hashed once: on libuv's thread pool (webcrypto's
+ * digest, which copies the range on this thread, then hashes the copy there), POOL_JOBS at a time,
+ * or on this thread by hashHere. Ranges below LOCAL_MIN_BYTES are left to the manifest.
+ */
+class TensorHashes {
+  private readonly bytes: Buffer
+  /** For the pool (from the front) or this thread (from the back). */
+  private readonly large: ByteRange[] = []
+  /** For this thread only. */
+  private readonly small: ByteRange[] = []
+  private readonly jobs = new Set<Promise<void>>()
+  private readonly known = new Map<string, string>()
+  private bytesInFlight = 0
+
+  constructor (bytes: Buffer) {
+    this.bytes = bytes
+  }
+
+  add (range: ByteRange): void {
+    const length = range[1] - range[0]
+    if (length >= POOL_MIN_BYTES && length <= POOL_MAX_BYTES) {
+      this.large.push(range)
+      this.start()
+    } else if (length >= LOCAL_MIN_BYTES) {
+      this.small.push(range)
+    }
+  }
+
+  /**
+   * Hashes queued ranges on this thread, small ones first, until about `budgetBytes` are done;
+   * a large range only if it has at most `largeMaxBytes`. False when there was none to hash.
+   */
+  hashHere (budgetBytes: number, largeMaxBytes: number): boolean {
+    let done = 0
+    while (done < budgetBytes) {
+      const last = this.large[this.large.length - 1]
+      const range = this.small.pop() ?? (last !== undefined && last[1] - last[0] <= largeMaxBytes ? this.large.pop() : undefined)
+      if (range === undefined) break
+      const [start, end] = range
+      this.known.set(`${start}:${end - start}`, createHash('sha256').update(this.bytes.subarray(start, end)).digest('hex'))
+      done += end - start
+    }
+    return done > 0
+  }
+
+  /** Drops the ranges not started yet. */
+  cancel (): void {
+    this.large.length = 0
+    this.small.length = 0
+  }
+
+  /** Resolves when no job is running (the queue being empty or cancelled). */
+  async settled (): Promise<void> {
+    while (this.jobs.size > 0) await Promise.all([...this.jobs])
+  }
+
+  /** Every range's hash, keyed `<offset>:<length>`; a failed job only leaves its range out. */
+  async results (): Promise<ReadonlyMap<string, string>> {
+    await this.settled()
+    return this.known
+  }
+
+  private start (): void {
+    while (this.jobs.size < POOL_JOBS) {
+      const range = this.large[0]
+      if (range === undefined) return
+      const [start, end] = range
+      const length = end - start
+      if (this.bytesInFlight + length > POOL_MAX_BYTES) return
+      this.large.shift()
+      this.bytesInFlight += length
+      const job: Promise<void> = webcrypto.subtle.digest('SHA-256', this.bytes.subarray(start, end))
+        .then((digest) => { this.known.set(`${start}:${length}`, Buffer.from(digest).toString('hex')) })
+        // A failed offload only means the manifest hashes this tensor itself.
+        .catch(() => undefined)
+        .finally(() => { this.jobs.delete(job); this.bytesInFlight -= length; this.start() })
+      this.jobs.add(job)
+    }
+  }
+}
+
+/** Fills [start, end) of `buffer` from the same offsets of the file; false when EOF comes first. */
+async function readRange (handle: FileHandle, buffer: Buffer, start: number, end: number): Promise<boolean> {
+  let at = start
+  while (at < end) {
+    const { bytesRead } = await handle.read(buffer, at, Math.min(end - at, MAX_READ_BYTES), at)
+    if (bytesRead === 0) return false
+    at += bytesRead
+  }
+  return true
 }
 
 async function openRegularFile (path: string): Promise<{ handle: FileHandle, size: number }> {

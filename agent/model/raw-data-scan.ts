@@ -1,23 +1,48 @@
 /**
- * Finds the raw_data of a model's top-level initializers while the file is still being read, so
- * that their SHA-256 can run on other threads during the read instead of in a second pass after
- * it. Only an accelerator: a hash found here is keyed by its exact byte range and used only when
- * the decoded tensor's raw_data is that very range, so a confused scan costs speed, never truth.
+ * Finds the raw_data of a model's tensors (initializers, Constant nodes' tensor attributes, in
+ * subgraphs and functions too) while the file is still being read, so that their SHA-256 can run
+ * on other threads during the read instead of in a second pass after it. Only an accelerator: a
+ * hash found here is keyed by its exact byte range and used only when the decoded tensor's raw_data
+ * is that very range, so a confused scan costs speed, never truth.
  */
 
-// Field numbers (ONNX 1.10 onnx.proto): ModelProto.graph = 7, GraphProto.initializer = 5,
-// TensorProto.raw_data = 9.
-const MODEL_GRAPH = 7
-const GRAPH_INITIALIZER = 5
-const TENSOR_RAW_DATA = 9
 /** A tag and a length take at most 5 + 10 bytes. */
 const HEADER_MAX_BYTES = 15
+/** Deeper nesting (subgraphs in subgraphs) is left to the decoder's own pass. */
+const MAX_DEPTH = 64
 
 // Which message the scan is inside.
 const MODEL = 0
 const GRAPH = 1
-const TENSOR = 2
-type Level = typeof MODEL | typeof GRAPH | typeof TENSOR
+const NODE = 2
+const ATTRIBUTE = 3
+const TENSOR = 4
+const FUNCTION = 5
+const TRAINING = 6
+type Level = typeof MODEL | typeof GRAPH | typeof NODE | typeof ATTRIBUTE | typeof TENSOR | typeof FUNCTION | typeof TRAINING
+
+/**
+ * The length-delimited fields the scan descends into, per message (ONNX 1.10 onnx.proto field
+ * numbers): where tensors live. Exporters such as Paddle2ONNX keep every weight in a Constant
+ * node's `value` attribute rather than in graph.initializer, so nodes and attributes matter as much.
+ */
+const CHILDREN: Readonly<Record<Level, Readonly<Record<number, Level>>>> = {
+  // ModelProto: graph = 7, training_info = 20, functions = 25.
+  [MODEL]: { 7: GRAPH, 20: TRAINING, 25: FUNCTION },
+  // GraphProto: node = 1, initializer = 5.
+  [GRAPH]: { 1: NODE, 5: TENSOR },
+  // NodeProto: attribute = 5.
+  [NODE]: { 5: ATTRIBUTE },
+  // AttributeProto: t = 5, g = 6, tensors = 10, graphs = 11.
+  [ATTRIBUTE]: { 5: TENSOR, 6: GRAPH, 10: TENSOR, 11: GRAPH },
+  // TensorProto: none (raw_data = 9 is the range itself).
+  [TENSOR]: {},
+  // FunctionProto: node = 7.
+  [FUNCTION]: { 7: NODE },
+  // TrainingInfoProto: initialization = 1, algorithm = 2.
+  [TRAINING]: { 1: GRAPH, 2: GRAPH }
+}
+const TENSOR_RAW_DATA = 9
 
 /** A byte range [start, end) of the model buffer. */
 export type ByteRange = readonly [start: number, end: number]
@@ -32,6 +57,8 @@ export class RawDataScanner {
   private pos = 0
   private readonly stack: Array<{ end: number, level: Level }>
   private readonly waiting: ByteRange[] = []
+  /** Index of the first range of `waiting` not returned yet (ranges come in file order). */
+  private returned = 0
   private stopped = false
 
   constructor (bytes: Uint8Array) {
@@ -62,10 +89,10 @@ export class RawDataScanner {
         if (length === undefined || this.pos + length > top.end) { this.stopped = true; break }
         const start = this.pos
         const end = start + length
-        if (top.level === MODEL && field === MODEL_GRAPH) {
-          this.stack.push({ end, level: GRAPH })
-        } else if (top.level === GRAPH && field === GRAPH_INITIALIZER) {
-          this.stack.push({ end, level: TENSOR })
+        const child = CHILDREN[top.level][field]
+        if (child !== undefined) {
+          if (this.stack.length > MAX_DEPTH) { this.stopped = true; break }
+          this.stack.push({ end, level: child })
         } else {
           if (top.level === TENSOR && field === TENSOR_RAW_DATA) this.waiting.push([start, end])
           this.pos = end
@@ -75,9 +102,9 @@ export class RawDataScanner {
         this.stopped = true
       }
     }
-    const ready: ByteRange[] = []
-    while (this.waiting.length > 0 && (this.waiting[0] as ByteRange)[1] <= filled) ready.push(this.waiting.shift() as ByteRange)
-    return ready
+    const from = this.returned
+    while (this.returned < this.waiting.length && (this.waiting[this.returned] as ByteRange)[1] <= filled) this.returned++
+    return this.waiting.slice(from, this.returned)
   }
 
   /** A varint at `pos` not past `limit`, as a safe integer; undefined when malformed. */

@@ -143,8 +143,9 @@ export class Batcher {
     const place = { batchId: this.openId, index: this.builder.size }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
-    if (this.o.tips !== undefined && leaf.recordHash !== undefined) ops.push(this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId))
     this.o.store.enqueue(ops)
+    // After the enqueue: the tip's put joins the write that takes the leaf (TipTracker's write hook).
+    if (this.o.tips !== undefined && leaf.recordHash !== undefined) this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId)
     this.addToTree(leaf)
     if (this.builder.size >= this.o.maxRecords) this.seal()
     else this.arm()

@@ -29,6 +29,8 @@ export class TipTracker {
   private readonly tips = new Map<string, StoredTreeTip>()
   private readonly snapshots = new Map<number, TipTree>()
   private readonly maxSnapshots: number
+  /** Devices whose tip moved since the store's last write. */
+  private readonly unwritten = new Set<string>()
 
   private constructor (current: TipTree, maxSnapshots: number) {
     this.current = current
@@ -53,6 +55,7 @@ export class TipTracker {
       if (sealed !== undefined) lastSealed.set(tip.deviceId, sealed.seq, sealed.hash)
     }
     if (options.openBatchId > 1) t.snapshots.set(options.openBatchId - 1, lastSealed)
+    options.store.addWriteHook({ beforeWrite: () => ({ ops: t.takeUnwritten() }) })
     return t
   }
 
@@ -62,18 +65,31 @@ export class TipTracker {
   }
 
   /**
-   * A record of `deviceId` becomes a leaf of batch `batchId`: the op that stores the new tip, to
-   * be written in the same atomic write as the leaf.
+   * A record of `deviceId` becomes a leaf of batch `batchId`: the tip moves now, and is stored by
+   * the store's next write (a write hook, registered by open()), which is the write that carries
+   * the leaf: one tip per device per write, however many of its records the write holds.
    */
-  noteStored (deviceId: string, seq: number, recordHash: Uint8Array, batchId: number): StoreOp {
+  noteStored (deviceId: string, seq: number, recordHash: Uint8Array, batchId: number): void {
     const old = this.tips.get(deviceId)
+    this.unwritten.add(deviceId)
     // Records enter batches in chain order; a lower seq (a bug upstream) must never move a tip back.
-    if (old !== undefined && seq <= old.seq) return storeOps.putTreeTip(old)
+    if (old !== undefined && seq <= old.seq) return
     const before = old === undefined ? undefined : old.batchId < batchId ? { seq: old.seq, hash: old.hash } : old.before
     const tip: StoredTreeTip = { deviceId, seq, hash: recordHash.slice(), batchId, before }
     this.tips.set(deviceId, tip)
     this.current.set(deviceId, seq, recordHash)
-    return storeOps.putTreeTip(tip)
+  }
+
+  /** The puts of the tips moved since the last write (the write hook). */
+  private takeUnwritten (): StoreOp[] {
+    if (this.unwritten.size === 0) return []
+    const ops: StoreOp[] = []
+    for (const id of this.unwritten) {
+      const tip = this.tips.get(id)
+      if (tip !== undefined) ops.push(storeOps.putTreeTip(tip))
+    }
+    this.unwritten.clear()
+    return ops
   }
 
   /** Freezes the tree as batch `batchId` is sealed and returns its root (the checkpoint's tips line). */

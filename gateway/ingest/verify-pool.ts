@@ -102,7 +102,7 @@ export class VerifyPool {
   private readonly onWorkerLost: VerifyPoolOptions['onWorkerLost']
   private readonly slots: Slot[] = []
   private readonly waiting: Request[] = []
-  private readonly roomWaiters: Array<() => void> = []
+  private readonly roomWaiters = new Fifo<() => void>()
   private queued = 0
   private nextId = 1
   private restarts = 0
@@ -151,7 +151,7 @@ export class VerifyPool {
   async verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     if (this.inline || this.closed) return verifySignature(signature, message, publicKey)
     while (this.queued >= this.maxQueued && !this.inline && !this.closed) {
-      await new Promise<void>(resolve => this.roomWaiters.push(resolve))
+      await new Promise<void>(resolve => { this.roomWaiters.push(resolve) })
     }
     if (this.inline || this.closed) return verifySignature(signature, message, publicKey)
     this.queued++
@@ -172,7 +172,7 @@ export class VerifyPool {
       this.verifyInline([...s.inFlight.values()].flat())
       s.inFlight.clear()
     }
-    for (const w of this.roomWaiters.splice(0)) w()
+    for (const w of this.roomWaiters.takeAll()) w()
     await Promise.all(this.slots.map(async s => await s.worker.terminate()))
   }
 
@@ -293,7 +293,7 @@ export class VerifyPool {
         s.inFlight.clear()
       }
       this.verifyInline(this.waiting.splice(0))
-      for (const w of this.roomWaiters.splice(0)) w()
+      for (const w of this.roomWaiters.takeAll()) w()
       this.onWorkerLost?.({ error, restarts: this.restarts, inline: true })
       return
     }
@@ -312,5 +312,38 @@ export class VerifyPool {
     q.resolve(valid)
     const w = this.roomWaiters.shift()
     if (w !== undefined) w()
+  }
+}
+
+/**
+ * First in, first out, O(1) at both ends. Array.shift() copies the array once it is large: with
+ * tens of thousands of callers waiting for room, shifting one per answer cost more than verifying.
+ */
+class Fifo<T> {
+  private items: Array<T | undefined> = []
+  private head = 0
+
+  push (item: T): void {
+    this.items.push(item)
+  }
+
+  shift (): T | undefined {
+    if (this.head >= this.items.length) return undefined
+    const item = this.items[this.head]
+    this.items[this.head++] = undefined
+    // Drop the consumed front now and then, never per item.
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return item
+  }
+
+  /** Removes and returns everything, in order. */
+  takeAll (): T[] {
+    const all = this.items.slice(this.head) as T[]
+    this.items = []
+    this.head = 0
+    return all
   }
 }

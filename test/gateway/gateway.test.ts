@@ -72,6 +72,20 @@ t.test('behavior: with no broker URL the gateway runs an embedded broker on loop
   t.equal(gw.deviceStatus(devices[0]?.id as string)?.stored, 5)
 })
 
+t.test('behavior: the first message of a device whose key is not cached yet is verified on the pool, not record by record on the main thread', async t => {
+  const env = await startGatewayEnv(t)
+  const devices = makeDevices('first-message', 1, 100)
+  await registerDevices(env.chain.registryAs('deviceRegistrar'), devices)
+  // Workers start only when 64 signatures wait at once: one by one, they never would.
+  const gw = await env.gateway({ verifyWorkers: 1 })
+  const fleet = new DeviceFleet({ brokerUrl: env.broker.url, devices, messageSizes: [100], oneInFlight: true })
+  t.teardown(async () => await fleet.stop())
+  await fleet.start()
+  await fleet.waitAllStored(20_000)
+  t.equal(gw.deviceStatus(devices[0]?.id as string)?.stored, 100)
+  t.equal(gw.verifyPool?.stats.started, true, 'the 99 records after the key look-up went to the pool together')
+})
+
 t.test('behavior: API answers 404 for unknown records and 400 for bad path parameters', async t => {
   const env = await startGatewayEnv(t)
   const gw = await env.gateway()

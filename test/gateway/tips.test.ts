@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { TipTree, parseCheckpoint, sha256, tipRootOfCheckpoint, verifyTipProof } from '../../protocol/index.js'
 import { Batcher, TipTracker } from '../../gateway/batch/index.js'
-import { GatewayStore, storeOps, storeKeys, type StoredBatch } from '../../gateway/store/index.js'
+import { GatewayStore, storeOps, storeKeys, type StoredBatch, type StoreOp } from '../../gateway/store/index.js'
 
 const hashOf = (d: string, seq: number): Uint8Array => sha256(new TextEncoder().encode(`${d}/${seq}`))
 
@@ -55,6 +55,32 @@ t.test('behavior: checkpoints carry the tips of batches 1..n; after a restart th
   t.same(tipRootOfCheckpoint(parseCheckpoint(b3.checkpoint).extensions), expected.root(), 'the open batch\'s leaves, recovered, move the tips at its seal')
   tips.anchored(3)
   t.same(tips.batchIds(), [3], 'trees before an anchored batch are dropped')
+  await store.close()
+})
+
+t.test('behavior: a write carries one tip per device, the latest, with the leaves that move it, however many records of the device it holds', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'prov-tips-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const { store: first, batcher } = await open(dir, [])
+  let store = first
+  const writes: Array<{ leaves: number, tips: string[] }> = []
+  const spied = store as unknown as { writeOps: (ops: StoreOp[]) => Promise<void> }
+  const writeOps = spied.writeOps.bind(store)
+  spied.writeOps = async (ops) => {
+    writes.push({ leaves: ops.filter(o => o.key.startsWith('l/')).length, tips: ops.filter(o => o.key.startsWith('t/')).map(o => o.key) })
+    await writeOps(ops)
+  }
+  for (let s = 0; s < 40; s++) { append(batcher, 'a', s); if (s < 5) append(batcher, 'b', s) }
+  await store.flush()
+  t.same(writes, [{ leaves: 45, tips: [storeKeys.treeTip('a'), storeKeys.treeTip('b')] }], 'one write: 45 leaves, two tips')
+  append(batcher, 'a', 40)
+  await store.flush()
+  t.same(writes[1], { leaves: 1, tips: [storeKeys.treeTip('a')] }, 'the next write: only the tip that moved')
+  await store.close()
+  store = (await open(dir, [])).store
+  const stored = new Map<string, number>()
+  for await (const tip of store.treeTips()) stored.set(tip.deviceId, tip.seq)
+  t.same([...stored], [['a', 40], ['b', 4]], 'reopened: each device\'s tip is its last record')
   await store.close()
 })
 

@@ -3,7 +3,9 @@
  * on the thread pool during the read. Its identities must equal buildModelManifest's on the same
  * bytes, whatever the file's layout, including layouts crafted to mislead the read-time scan.
  */
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { appendFileSync, truncateSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -35,6 +37,39 @@ function makeWideModel (): Uint8Array {
   })
 }
 
+/** A Constant node whose `value` attribute is `tensor` (how Paddle2ONNX stores every weight). */
+function constantNode (output: string, tensor: ReturnType<typeof makeTensorProto>): onnxProto.onnx.INodeProto {
+  return { opType: 'Constant', output: [output], attribute: [{ name: 'value', type: proto.AttributeProto.AttributeType.TENSOR, t: tensor }] }
+}
+
+/**
+ * Tensors everywhere a model keeps them and of every size the loader treats apart: 3.2 MB and
+ * 300 kB in Constant nodes, one tiny, a `tensors` attribute list, an If branch with a Constant
+ * and an initializer, and a model-local function with a Constant.
+ */
+function makeEverywhereModel (): Uint8Array {
+  const branch = {
+    name: 'then',
+    initializer: [bigTensor('then_w', 80_000, 21)],
+    node: [constantNode('then_c', bigTensor('', 300_000, 22)), { opType: 'Add', input: ['then_w', 'then_c'], output: ['then_out'] }],
+    output: [{ name: 'then_out' }]
+  }
+  return encodeModel({
+    graph: {
+      name: 'everywhere',
+      node: [
+        constantNode('big', bigTensor('', 800_000, 23)),
+        constantNode('medium', bigTensor('', 75_000, 24)),
+        constantNode('tiny', bigTensor('', 3, 25)),
+        { opType: 'Custom', domain: 'test', output: ['listed'], attribute: [{ name: 'values', type: proto.AttributeProto.AttributeType.TENSORS, tensors: [bigTensor('', 70_000, 26), bigTensor('', 5, 27)] }] },
+        { opType: 'If', input: ['cond'], output: ['y'], attribute: [{ name: 'then_branch', type: proto.AttributeProto.AttributeType.GRAPH, g: branch }, { name: 'else_branch', type: proto.AttributeProto.AttributeType.GRAPH, g: { ...branch, name: 'else' } }] }
+      ],
+      output: [{ name: 'y' }]
+    },
+    functions: [{ name: 'f', domain: 'test', output: ['o'], node: [constantNode('o', bigTensor('', 40_000, 28))] }]
+  })
+}
+
 function lengthDelimited (field: number, payload: Uint8Array): Buffer {
   const header: number[] = []
   let tag = field * 8 + 2
@@ -61,6 +96,57 @@ t.test('behavior: one read gives the same identities as hashing and building the
     t.same(id.manifest, want, 'manifest identical, tensor by tensor')
     t.ok(Buffer.from(bytes).equals(id.bytes), 'the bytes read are the file')
   }
+})
+
+t.test('behavior: tensors in Constant nodes, attribute lists, subgraphs and functions are found by the read-time scan', async t => {
+  const bytes = makeEverywhereModel()
+  const ranges = new RawDataScanner(bytes).advance(bytes.length)
+  const want = buildModelManifest(bytes)
+  t.equal(want.initializers.length, 10)
+  t.equal(ranges.length, want.initializers.length, 'one range per tensor (all keep raw_data)')
+  const rangeHashes = ranges.map(([start, end]) => createHash('sha256').update(bytes.subarray(start, end)).digest('hex')).sort()
+  t.same(rangeHashes, want.initializers.map((x) => x.sha256).sort(), 'each range is exactly a tensor\'s raw_data')
+  const id = await identifyBytes(t, bytes)
+  t.same(id.manifest, want)
+})
+
+t.test('attack: a Constant node tensor with two raw_data fields gets the hash of the bytes that run', async t => {
+  const first = bigTensor('', 300_000, 31)
+  const second = bigTensor('', 300_000, 32)
+  const tensor = Buffer.concat([proto.TensorProto.encode(first).finish(), lengthDelimited(9, second.rawData as Uint8Array)])
+  // AttributeProto { name = 1: 'value', type = 20: TENSOR, t = 5: tensor }
+  const attribute = Buffer.concat([proto.AttributeProto.encode({ name: 'value', type: proto.AttributeProto.AttributeType.TENSOR }).finish(), lengthDelimited(5, tensor)])
+  const node = Buffer.concat([proto.NodeProto.encode({ opType: 'Constant', output: ['W'] }).finish(), lengthDelimited(5, attribute)])
+  const graph = Buffer.concat([lengthDelimited(1, node), proto.GraphProto.encode({ name: 'g', output: [{ name: 'W' }] }).finish()])
+  const bytes = Buffer.concat([encodeModel({}), lengthDelimited(7, graph)])
+  const id = await identifyBytes(t, bytes)
+  t.same(id.manifest, buildModelManifest(bytes))
+  t.equal(id.manifest.initializers[0]?.sha256, createHash('sha256').update(second.rawData as Uint8Array).digest('hex'), 'the second raw_data is the one hashed')
+})
+
+t.test('attack: a file that shrinks or grows while it is read is refused', async t => {
+  const bytes = makeEverywhereModel()
+  t.ok(bytes.length > 3 * 2 * 1024 ** 2, 'more chunks than reads in flight')
+  const dir = await makeTempDir(t, 'prov-identify-')
+  const path = join(dir, 'model.onnx')
+  await writeFile(path, bytes)
+  let cut = false
+  const shrink = identifyModel(path, { onProgress: () => { if (!cut) { cut = true; truncateSync(path, 3 * 1024 ** 2) } } })
+  await t.rejects(shrink, { code: 'MODEL_UNREADABLE', message: /shrank/ })
+  await writeFile(path, bytes)
+  let grown = false
+  const grow = identifyModel(path, { onProgress: () => { if (!grown) { grown = true; appendFileSync(path, Buffer.from([0])) } } })
+  await t.rejects(grow, { code: 'MODEL_UNREADABLE', message: /grew/ })
+  await writeFile(path, bytes)
+  t.same((await identifyModel(path)).manifest, buildModelManifest(bytes), 'the same file, left alone, loads')
+})
+
+t.test('attack: a FIFO named like a model is refused without waiting for a writer', async t => {
+  const dir = await makeTempDir(t, 'prov-identify-')
+  const path = join(dir, 'model.onnx')
+  const made = spawnSync('mkfifo', [path])
+  if (made.status !== 0) { t.fail('mkfifo unavailable'); return }
+  await t.rejects(identifyModel(path), { code: 'MODEL_UNREADABLE', message: /not a regular file/ })
 })
 
 t.test('behavior: progress is reported after every read, ending at the file size', async t => {

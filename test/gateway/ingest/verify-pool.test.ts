@@ -64,6 +64,16 @@ t.test('behavior: workers and the calling thread give verifySignature\'s answers
   t.equal(inline.stats.inline, true)
 })
 
+t.test('behavior: thousands of callers waiting for room are each answered, with their own answer, within maxQueued', async t => {
+  // More waiters than the room queue's compaction step (1024), so it compacts several times.
+  const [good, bad] = cases(1) as [Case, Case]
+  const cs = Array.from({ length: 2500 }, (_, i) => (i % 2 === 0 ? good : bad))
+  const pooled = await verifyAll(pool, cs)
+  t.same(pooled.answers, cs.map((_, i) => i % 2 === 0), 'valid, invalid, valid, … in the order asked')
+  t.ok(pooled.mostQueued <= 64, `at most 64 queued (saw ${pooled.mostQueued})`)
+  t.equal(pool.stats.queued, 0)
+})
+
 t.test('attack: a worker killed with batches in flight is replaced; every request is answered, none lost', async t => {
   const cs = cases(300)
   const answers = cs.map(async c => await pool.verify(c.signature, c.message, c.publicKey))
