@@ -6,7 +6,7 @@
  */
 import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
-import { MAX_PROOF_BYTES, isCanonicalBase64 } from './checkpoint.js'
+import { MAX_PROOF_BYTES, isBase64Text, isCanonicalBase64 } from './checkpoint.js'
 import { isValidKeyName } from './note.js'
 import { MAX_TIP_PROOF_BYTES } from './tip-tree.js'
 
@@ -189,7 +189,6 @@ const HEX32 = /^[0-9a-f]{64}$/
 const HEX32_0X = /^0x[0-9a-fA-F]{64}$/
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/
 const DECIMAL = /^(0|[1-9][0-9]{0,19})$/
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** Longest base64 text of an envelope of LIMITS.envelopeBytes. */
 const MAX_RECORD_BASE64 = 4 * Math.ceil(LIMITS.envelopeBytes / 3)
@@ -394,7 +393,7 @@ function checkModels (c: Checks, models: unknown): void {
 /** Records: form only (base64 of at most one envelope); decoding is the verifier's job. */
 function checkRecords (c: Checks, records: unknown): void {
   c.list(records, 'records').forEach((r, i) => {
-    if (typeof r !== 'string' || r.length === 0 || r.length > MAX_RECORD_BASE64 || r.length % 4 !== 0 || !BASE64.test(r)) {
+    if (typeof r !== 'string' || r.length === 0 || r.length > MAX_RECORD_BASE64 || r.length % 4 !== 0 || !isBase64Text(r)) {
       c.p.add(`records[${i}]`, `not standard base64 of at most ${LIMITS.envelopeBytes} bytes`)
     }
   })
@@ -444,7 +443,7 @@ function checkTip (c: Checks, tip: unknown): void {
 /** Statements: form only (base64 of at most one envelope); the verifier decodes and judges them. */
 function checkStatements (c: Checks, b: Record<string, unknown>): void {
   const statement = (v: unknown, path: string): void => {
-    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !BASE64.test(v)) c.p.add(path, 'not standard base64 of at most 64 KiB')
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_STATEMENT_BASE64 || v.length % 4 !== 0 || !isBase64Text(v)) c.p.add(path, 'not standard base64 of at most 64 KiB')
   }
   if (b.prunings !== undefined) {
     c.objects(b.prunings, 'prunings', (x, path) => {
@@ -533,7 +532,7 @@ export function decodeBundle (input: string | Uint8Array, options: { maxBytes?: 
  * @throws BundleError `BUNDLE_INVALID` for text that is not canonical base64 of at most one envelope.
  */
 export function decodeBundleRecord (base64: string): Uint8Array {
-  if (typeof base64 !== 'string' || base64.length > MAX_RECORD_BASE64 || base64.length % 4 !== 0 || !BASE64.test(base64)) {
+  if (typeof base64 !== 'string' || base64.length > MAX_RECORD_BASE64 || base64.length % 4 !== 0 || !isBase64Text(base64)) {
     throw new BundleError('BUNDLE_INVALID', 'record is not base64 of at most one envelope')
   }
   if (!isCanonicalBase64(base64)) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')

@@ -322,7 +322,7 @@ function plainStep (_level: number, _index: number, r: Uint8Array, p: Uint8Array
 
 /** An interior node met on a path: its children as they were hashed, and its hash. */
 interface MemoNode { readonly left: Uint8Array, readonly right: Uint8Array, readonly hash: Uint8Array }
-interface EncodedMemoNode { readonly child: Uint8Array, readonly sibling: string, readonly siblingLeft: boolean, readonly hash: Uint8Array }
+interface EncodedMemoNode { readonly at: number, readonly child: Uint8Array, readonly sibling: string, readonly siblingLeft: boolean, readonly hash: Uint8Array }
 
 /**
  * {@link verifyInclusion} for many leaves of one tree (a batch's records): the interior nodes the
@@ -331,15 +331,16 @@ interface EncodedMemoNode { readonly child: Uint8Array, readonly sibling: string
  * that position are byte for byte the same, so a reused node is always the SHA-256 of exactly what
  * this path would have hashed, and each call accepts and rejects exactly what verifyInclusion
  * does (same errors). For consecutive leaves the cost falls from ~log2(size) hashes per leaf to ~1.
- * Memory: at most one node per interior position met (< treeSize).
+ * Memory: at most one node per interior position met (< treeSize) for {@link verify};
+ * {@link verifyEncoded} keeps one node per level (see there).
  */
 export class InclusionChecker {
   readonly treeSize: number
   private readonly root: Uint8Array
   /** Per level above the leaves: node index at that level → node. */
   private readonly levels: Array<Map<number, MemoNode>> = []
-  /** The same for verifyEncoded: the child on the path, the sibling line beside it, the node. */
-  private readonly encoded: Array<Map<number, EncodedMemoNode>> = []
+  /** For verifyEncoded, per level: the last node hashed there, with the child on its path and the sibling line beside it. */
+  private readonly encoded: Array<EncodedMemoNode | undefined> = []
 
   /**
    * @throws ProtocolError `MERKLE_INVALID_PROOF` when the size is not a safe non-negative integer or the root not 32 bytes.
@@ -363,22 +364,23 @@ export class InclusionChecker {
    * costs string comparisons instead of decoding and hashing. Lines must be canonical (ProofParser
    * checks that), so that equal lines are equal bytes; then this accepts and rejects exactly what
    * {@link verify} does with the decoded hashes.
+   *
+   * Only the last node hashed at each level is kept: leaves checked in order (a bundle's records,
+   * a batch's proofs) share with the previous leaf exactly the nodes above where their paths part,
+   * so they reuse as much as a node per position would, and out of order only costs hashes, never
+   * a different answer. A node per position kept every proof's text alive (its sibling line is a
+   * slice of that text): ~1.5 KiB per leaf that each young-generation GC of a verify worker copied.
    */
   verifyEncoded (leafHash: Uint8Array, index: number, proof: readonly string[], decode: (line: string) => Uint8Array): void {
     walkInclusion(leafHash, index, this.treeSize, proof, this.root, checkProofLine, (level, at, r, line, pLeft) => {
-      let nodes = this.encoded[level]
-      if (nodes === undefined) {
-        nodes = new Map()
-        this.encoded[level] = nodes
-      }
-      const known = nodes.get(at)
-      if (known !== undefined && known.sibling === line && known.siblingLeft === pLeft && (known.child === r || sameBytes(known.child, r))) return known.hash
+      const known = this.encoded[level]
+      if (known !== undefined && known.at === at && known.sibling === line && known.siblingLeft === pLeft && (known.child === r || sameBytes(known.child, r))) return known.hash
       const p = decode(line)
       checkHash(p, 'decoded proof hash')
       const hash = pLeft ? nodeHash(p, r) : nodeHash(r, p)
       // r is a leaf hash the caller owns (copied) or a node hash made here (kept as it is, so that
       // the next path up from it compares by identity).
-      nodes.set(at, { child: r === leafHash ? r.slice() : r, sibling: line, siblingLeft: pLeft, hash })
+      this.encoded[level] = { at, child: r === leafHash ? r.slice() : r, sibling: line, siblingLeft: pLeft, hash }
       return hash
     })
   }

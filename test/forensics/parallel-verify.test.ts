@@ -125,6 +125,25 @@ t.test('attack: tampered inclusion proofs give the same findings whether the wor
   t.equal(pooled.counts.proofsValid, b.records.length - 5)
 })
 
+t.test('attack: a proof that shares its neighbour\'s checkpoint text but differs in one byte of its extra is judged on its own bytes', async t => {
+  const b = clone(bigBundle(1100))
+  const device = b.device.id
+  // Two neighbours rewritten with the gateway's device and seq lines: the same checkpoint text, and
+  // extras one byte apart (the device's last character) besides their seq.
+  for (const [i, id] of [[599, device], [600, device.slice(0, -1) + (device.endsWith('x') ? 'y' : 'x')]] as const) {
+    const entry = b.proofs[i] as Bundle['proofs'][number]
+    entry.proof = formatProof({ ...parseProof(entry.proof), extra: [{ key: 'device', value: id }, { key: 'seq', value: String(entry.seq) }] })
+  }
+  const [first, second] = [b.proofs[599], b.proofs[600]].map(e => (e as Bundle['proofs'][number]).proof.split('\n\n')[1])
+  t.equal(first, second, 'the same checkpoint text')
+  const pooled = await verifyBundle(b, { offline: true, workers: 2 })
+  const inline = await verifyBundle(b, { offline: true, workers: 0 })
+  t.same(comparable(inline), comparable(pooled))
+  t.equal(pooled.verdict, 'invalid')
+  t.same(pooled.failures.map(f => f.seq), [(b.proofs[600] as Bundle['proofs'][number]).seq], 'that record alone')
+  t.match(pooled.failures[0]?.message, /device is .*, the facts say/)
+})
+
 t.test('error: contradictory verifier options are refused', async t => {
   const b = bigBundle(0)
   await t.rejects(verifyBundle(b, { offline: true, verifier: 'openssl' as 'node' }), TypeError)

@@ -7,7 +7,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { ProtocolError } from '../../protocol/errors.js'
 import {
-  MAX_PROOF_BYTES, PROOF_HEADER, ProofParser, decodeHashLine, formatCheckpoint, formatProof, parseCheckpoint, parseProof, verifyProof,
+  MAX_PROOF_BYTES, PROOF_HEADER, ProofParser, decodeHashLine, isBase64Text, isCanonicalBase64, formatCheckpoint, formatProof, parseCheckpoint, parseProof, verifyProof,
   type Checkpoint, type TlogProof
 } from '../../protocol/checkpoint.js'
 import { MerkleTree, computeRoot, hashLeaf } from '../../protocol/merkle.js'
@@ -343,4 +343,22 @@ t.test('error: formatting what the parser would reject is a RangeError or TypeEr
   t.throws(() => formatCheckpoint({ origin: 'o', size: 2 ** 53, rootHash: ROOT8 }), RangeError)
   t.throws(() => formatCheckpoint({ origin: 'o', size: 1, rootHash: ROOT8.subarray(1) }), RangeError)
   t.throws(() => formatCheckpoint({ origin: 'o', size: 1, rootHash: ROOT8, extensions: [''] }), RangeError, 'empty extension line')
+})
+
+t.test('the base64 text check accepts exactly what /^[A-Za-z0-9+/]*={0,2}$/ does, and canonical means encoding the bytes gives the text back', async t => {
+  const reference = /^[A-Za-z0-9+/]*={0,2}$/
+  const alphabet = 'AQgw/+9z=-_ \n\u00e9='.split('')
+  const text = fc.array(fc.constantFrom(...alphabet), { maxLength: 12 }).map(cs => cs.join(''))
+  fc.assert(fc.property(text, s => {
+    t.equal(isBase64Text(s), reference.test(s), JSON.stringify(s))
+    t.equal(isCanonicalBase64(s), Buffer.from(Buffer.from(s, 'base64').toString('base64')).toString() === s && reference.test(s), JSON.stringify(s))
+  }), { numRuns: 2000 })
+  // Every single-character change of a real record's text.
+  const record = Buffer.from(Array.from({ length: 157 }, (_, i) => (i * 37) & 0xff)).toString('base64')
+  for (let i = 0; i < record.length; i++) {
+    for (const c of ['=', '-', 'A', '/', '\n']) {
+      const s = record.slice(0, i) + c + record.slice(i + 1)
+      t.equal(isBase64Text(s), reference.test(s), `${i} ${c}`)
+    }
+  }
 })

@@ -512,6 +512,25 @@ t.test('behavior: InclusionChecker.verifyEncoded, which compares hash lines as t
       t.equal(outcome(() => checker.verifyEncoded(leaves[i] as Uint8Array, i, proof.map(b64), decode)), 'ok')
     }
   }
+  // Out of order (the checker keeps one node per level): shuffled leaves, each good proof then a
+  // mutated one, give the same answers as verifyInclusion.
+  const n = 100
+  const leaves = makeLeaves(n, 7)
+  const tree = new MerkleTree(leaves)
+  const shuffled = new InclusionChecker(n, tree.root())
+  for (let k = 0; k < n; k++) {
+    const i = (k * 37 + 11) % n
+    const proof = tree.proveInclusion(i)
+    t.equal(outcome(() => shuffled.verifyEncoded(leaves[i] as Uint8Array, i, proof.map(b64), decode)), 'ok', `shuffled i=${i}`)
+    const bad = proof.map((h, m) => m === k % proof.length ? flipBit(h, k) : h)
+    t.equal(outcome(() => shuffled.verifyEncoded(leaves[i] as Uint8Array, i, bad.map(b64), decode)), outcome(() => verifyInclusion(leaves[i] as Uint8Array, i, n, bad, tree.root())), `shuffled bad i=${i}`)
+  }
+  // In order, the shared nodes are still hashed once: each interior node's sibling line decoded
+  // once from each side (2 (n - 1) in all), not ~log2(n) lines per leaf.
+  let decoded = 0
+  const inOrder = new InclusionChecker(n, tree.root())
+  for (let i = 0; i < n; i++) inOrder.verifyEncoded(leaves[i] as Uint8Array, i, tree.proveInclusion(i).map(b64), (line) => { decoded++; return decode(line) })
+  t.ok(decoded <= 2 * (n - 1), `${decoded} lines decoded for ${n} leaves in order`)
   // A decoder that gives other than 32 bytes is refused like a short hash.
   const four = makeLeaves(4, 4)
   t.equal(outcome(() => new InclusionChecker(4, new MerkleTree(four).root()).verifyEncoded(four[0] as Uint8Array, 0, ['x', 'y'], () => new Uint8Array(31))), 'MERKLE_INVALID_PROOF')
