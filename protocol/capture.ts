@@ -81,9 +81,11 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 
 /**
  * Copies a tensor into its captured form (canonical data bytes), so the caller may reuse its buffers.
+ * `into`, when it has exactly the tensor's byte length, receives the bytes instead of a new
+ * buffer (a capture ring reuses the buffers of the runs it evicts).
  * @throws ProtocolError `TENSOR_INVALID` for an unknown dtype, bad dims, or data that does not fit.
  */
-export function captureTensor (name: string, tensor: TensorLike): CapturedTensor {
+export function captureTensor (name: string, tensor: TensorLike, into?: Uint8Array): CapturedTensor {
   if (typeof tensor.type !== 'string' || !Object.hasOwn(TENSOR_DTYPES, tensor.type)) {
     throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": unsupported dtype ${String(tensor.type)}`)
   }
@@ -102,7 +104,12 @@ export function captureTensor (name: string, tensor: TensorLike): CapturedTensor
   if (!ArrayBuffer.isView(data) || data.byteLength !== elements * elementBytes(dtype)) {
     throw new ProtocolError('TENSOR_INVALID', `tensor "${name}": data does not fit ${elements} elements of ${dtype}`)
   }
-  return { name, dtype, dims, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() }
+  const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  if (into?.byteLength === view.byteLength) {
+    into.set(view)
+    return { name, dtype, dims, data: into }
+  }
+  return { name, dtype, dims, data: view.slice() }
 }
 
 /**

@@ -91,6 +91,8 @@ export interface CaptureRingStats {
 interface Slot { entry: CaptureEntry, bytes: number }
 
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u
+/** Spare buffers kept per byte length: a run's tensors of one size (a burst of evictions needs no more). */
+const MAX_SPARE_PER_SIZE = 4
 
 export class CaptureRing {
   readonly stateDir: string
@@ -108,6 +110,13 @@ export class CaptureRing {
   private totalBytes = 0
   private lastTriggerMs = -Infinity
   private readonly pending = new Set<Promise<unknown>>()
+  /**
+   * Data buffers of evicted runs, by byte length, that the next runs copy into: a fresh copy per
+   * run would leave the evicted ones as garbage that V8 collects only once tens of MiB of it
+   * have piled up (issue 11: daemon RSS under load). Nothing else holds them: a freeze encodes
+   * its copy at once, and shredded or frozen runs leave without being recycled.
+   */
+  private readonly spare = new Map<number, Uint8Array[]>()
   private readonly counters = { evicted: 0, oversized: 0, frozen: 0, triggersSkipped: 0, freezeFailures: 0 }
 
   /** @throws TypeError, RangeError for bad options. */
@@ -155,8 +164,8 @@ export class CaptureRing {
         seq: record.seq,
         salt: new Uint8Array(run.salt),
         modelHash: new Uint8Array(record.body.modelHash),
-        inputs: captureAll(run.feeds),
-        outputs: captureAll(run.outputs)
+        inputs: this.captureAll(run.feeds),
+        outputs: this.captureAll(run.outputs)
       }
     } catch (e) {
       this.logger.warn({ seq: record.seq, err: (e as Error).message }, 'capture ring cannot copy a run')
@@ -187,6 +196,7 @@ export class CaptureRing {
   clear (): void {
     this.slots = []
     this.totalBytes = 0
+    this.spare.clear()
   }
 
   /**
@@ -221,7 +231,25 @@ export class CaptureRing {
       const old = this.slots.shift() as Slot
       this.totalBytes -= old.bytes
       this.counters.evicted++
+      this.recycle(old.entry)
     }
+  }
+
+  private recycle (entry: CaptureEntry): void {
+    for (const t of [...entry.inputs, ...entry.outputs]) {
+      if (t.dtype === 'string') continue
+      const list = this.spare.get(t.data.byteLength) ?? []
+      if (list.length < MAX_SPARE_PER_SIZE) list.push(t.data)
+      this.spare.set(t.data.byteLength, list)
+    }
+  }
+
+  /** Tensors in name order, as the record lists their commitments, copied into spare buffers where one fits. */
+  private captureAll (tensors: Readonly<Record<string, TensorLike>>): CapturedTensor[] {
+    return Object.keys(tensors).sort().map(name => {
+      const t = tensors[name] as TensorLike
+      return captureTensor(name, t, ArrayBuffer.isView(t.data) && t.type !== 'string' ? this.spare.get(t.data.byteLength)?.pop() : undefined)
+    })
   }
 
   private askTrigger (run: CaptureRun, decision: string | null): void {
@@ -306,11 +334,6 @@ export class CaptureRing {
       this.pending.delete(p)
     }
   }
-}
-
-/** Tensors in name order, as the record lists their commitments. */
-function captureAll (tensors: Readonly<Record<string, TensorLike>>): CapturedTensor[] {
-  return Object.keys(tensors).sort().map(name => captureTensor(name, tensors[name] as TensorLike))
 }
 
 function isReason (v: unknown): v is string {

@@ -68,11 +68,13 @@ export function decodeTensorJson (value: unknown, path: string, problems: string
     problems.push(`${path}.data: ${elements} elements of ${type} need ${expected} bytes`)
     return undefined
   }
-  const bytes = Buffer.from(v.data, 'base64')
-  if (bytes.byteLength !== expected) { problems.push(`${path}.data: decodes to ${bytes.byteLength} bytes, ${expected} expected`); return undefined }
-  // A fresh ArrayBuffer: Buffer's pooled memory may not be aligned for the element type.
+  const decoded = Buffer.byteLength(v.data, 'base64')
+  if (decoded !== expected) { problems.push(`${path}.data: decodes to ${decoded} bytes, ${expected} expected`); return undefined }
+  // Decoded straight into a fresh ArrayBuffer (Buffer's pooled memory may not be aligned for the
+  // element type): no intermediate copy of a large input per request (#11, daemon RSS under load).
   const buffer = new ArrayBuffer(expected)
-  new Uint8Array(buffer).set(bytes)
+  const written = Buffer.from(buffer).write(v.data, 'base64')
+  if (written !== expected) { problems.push(`${path}.data: decodes to ${written} bytes, ${expected} expected`); return undefined }
   return new Tensor(type as 'float32', new typed.ctor(buffer) as Float32Array, dims)
 }
 

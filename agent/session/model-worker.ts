@@ -3,6 +3,8 @@
  * the same bytes, as agent/model/load.ts does) and runs it on request. onnxruntime-node's run()
  * blocks the thread that calls it, so it lives here and the agent's event loop stays free.
  */
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
@@ -19,6 +21,7 @@ function send (message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
 
 async function start (): Promise<void> {
   const request = workerData as WorkerLoadRequest
+  if (request.niceness !== undefined) setOwnNiceness(request.niceness)
   let loaded: LoadedModel<InferenceSession>
   try {
     loaded = await loadModel(request.path, {
@@ -33,9 +36,13 @@ async function start (): Promise<void> {
     return
   }
   const session = loaded.session
+  // One run at a time, in the order posted: each run's input buffers are this thread's own and
+  // reused by the next (see InputBuffers), which needs the previous run to be over.
+  let queue = Promise.resolve()
+  const buffers = new InputBuffers()
   port?.on('message', (message: MainToWorker) => {
     if (message.op === 'run') {
-      void run(session, message.id, message.feeds, message.digestOutputs)
+      queue = queue.then(async () => { await run(session, buffers, message.id, message.feeds, message.digestOutputs) })
     } else if (message.op === 'release') {
       void loaded.release().finally(() => { send({ op: 'released' }); port?.close() })
     }
@@ -55,10 +62,10 @@ async function start (): Promise<void> {
   }, transferable(bytes))
 }
 
-async function run (session: InferenceSession, id: number, feeds: readonly WireTensor[], digestOutputs: boolean): Promise<void> {
+async function run (session: InferenceSession, buffers: InputBuffers, id: number, feeds: readonly WireTensor[], digestOutputs: boolean): Promise<void> {
   try {
     const ortFeeds: Record<string, Tensor> = {}
-    for (const f of feeds) ortFeeds[f.name] = new Tensor(f.type as 'float32', f.data as Float32Array, f.dims)
+    for (const f of feeds) ortFeeds[f.name] = new Tensor(f.type as 'float32', buffers.copyIn(f.name, f.data) as Float32Array, f.dims)
     const t0 = performance.now()
     const outputs = await session.run(ortFeeds)
     const runUs = Math.round((performance.now() - t0) * 1000)
@@ -74,9 +81,54 @@ async function run (session: InferenceSession, id: number, feeds: readonly WireT
       wire.push({ name, type: t.type, dims: t.dims, data: t.data })
       if (ArrayBuffer.isView(t.data)) for (const b of transferable(t.data)) transfer.add(b)
     }
+    // An output may be an input's own buffer (an Identity node): it leaves with the result.
+    buffers.forget(transfer)
     send({ op: 'result', id, outputs: wire, digests, runUs }, [...transfer])
   } catch (e) {
     send({ op: 'run-failed', id, error: toWireError(e) })
+  }
+}
+
+/**
+ * The inputs' bytes as onnxruntime gets them: it refuses views over a SharedArrayBuffer, so each
+ * run's shared snapshot is copied into a buffer of this thread (the only copy of the input bytes
+ * here; the main thread hashes the snapshot). One buffer per input name is kept and reused while
+ * the size and type stay the same: a fresh one per run would be garbage that V8 collects only
+ * once tens of MiB of it have piled up (issue 11: daemon RSS under load).
+ */
+class InputBuffers {
+  private readonly kept = new Map<string, ArrayBufferView>()
+
+  copyIn (name: string, data: WireTensor['data']): WireTensor['data'] {
+    if (!ArrayBuffer.isView(data) || !(data.buffer instanceof SharedArrayBuffer)) return data
+    let own = this.kept.get(name)
+    if (own === undefined || own.constructor !== data.constructor || own.byteLength !== data.byteLength) {
+      const Ctor = data.constructor as new (b: ArrayBuffer) => ArrayBufferView
+      own = new Ctor(new ArrayBuffer(data.byteLength))
+      this.kept.set(name, own)
+    }
+    new Uint8Array(own.buffer, own.byteOffset, own.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    return own
+  }
+
+  /** Drops the kept buffers among `given` (transferred away with a result). */
+  forget (given: ReadonlySet<ArrayBufferLike>): void {
+    for (const [name, own] of this.kept) if (given.has(own.buffer)) this.kept.delete(name)
+  }
+}
+
+/**
+ * Lowers this thread's priority (Linux: nice is per thread, and threads made later by this one,
+ * onnxruntime's pool among them, inherit it). Failing is not fatal: the model runs at the
+ * process's priority and the main thread hears why.
+ */
+function setOwnNiceness (niceness: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (!Number.isSafeInteger(tid) || tid <= 0) throw new Error('no thread id in /proc/thread-self')
+    setPriority(tid, niceness)
+  } catch (e) {
+    send({ op: 'warn', obj: { niceness, err: (e as Error).message }, msg: 'model worker could not set its niceness; it runs at the process\'s priority' })
   }
 }
 

@@ -40,6 +40,12 @@ export interface AgentOptions {
   executionProviders?: string[]
   intraOpNumThreads?: number
   interOpNumThreads?: number
+  /**
+   * Nice value (0..19) of each model's worker thread and its onnxruntime threads (Linux): above 0
+   * the event loop wins the CPU from inference on a machine with no core to spare, at the cost of
+   * inference yielding to other processes too. Default 0. See loadModelInWorker.
+   */
+  inferenceNiceness?: number
   /** Further record-log options (group-commit batch, disk budget), passed through to RecordLog.open. */
   logOptions?: Omit<Partial<RecordLogOptions>, 'dir' | 'deviceId' | 'signer' | 'clock' | 'syncWrites'>
   /** Judges a model before it loads; default: every model is 'unchecked'. */
@@ -167,6 +173,7 @@ export class ProvenanceAgent {
       executionProviders: this.options.executionProviders ?? ['cpu'],
       ...(this.options.intraOpNumThreads !== undefined ? { intraOpNumThreads: this.options.intraOpNumThreads } : {}),
       ...(this.options.interOpNumThreads !== undefined ? { interOpNumThreads: this.options.interOpNumThreads } : {}),
+      ...(this.options.inferenceNiceness !== undefined ? { niceness: this.options.inferenceNiceness } : {}),
       logger: this.logger
     })
     try {

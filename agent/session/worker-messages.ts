@@ -12,9 +12,11 @@ export interface WorkerLoadRequest {
   readonly executionProviders: readonly string[]
   readonly intraOpNumThreads?: number
   readonly interOpNumThreads?: number
+  /** Nice value of the worker thread (and of onnxruntime's threads, made after it is set). */
+  readonly niceness?: number
 }
 
-/** A tensor as it crosses threads: its data buffer is copied (inputs) or transferred (outputs). */
+/** A tensor as it crosses threads: inputs as a private snapshot in a SharedArrayBuffer (strings: a copied array), outputs by transfer. */
 export interface WireTensor {
   readonly name: string
   readonly type: string

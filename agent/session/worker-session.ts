@@ -1,13 +1,14 @@
 /**
  * The main-thread side of a model worker: loads a model in its own worker thread and runs it
  * there, so that onnxruntime's synchronous run() never blocks the agent's event loop (log
- * completions, uplink, API). Inputs are copied once into the worker; outputs come back by transfer.
+ * completions, uplink, API). Inputs are copied once, into shared memory the worker reads; outputs
+ * come back by transfer.
  */
 import { Worker } from 'node:worker_threads'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
 import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelSession } from '../model/index.js'
-import { DEFAULT_SYNC_HASH_MAX_BYTES, hashCanonical, hashCanonicalYielding } from './digest-feeds.js'
+import { hashCanonicalYielding } from './digest-feeds.js'
 import type { WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
 import type { Logger } from '../../common/logger.js'
 
@@ -19,6 +20,14 @@ export interface WorkerModelOptions {
   readonly executionProviders?: readonly string[]
   readonly intraOpNumThreads?: number
   readonly interOpNumThreads?: number
+  /**
+   * Linux nice value (0..19) of the worker thread, set before onnxruntime makes its threads (which
+   * inherit it). Above 0 the main thread wins the CPU when both want it, so a woken worker does
+   * not hold up the event loop on a machine with no core to spare; the model then also yields to
+   * every other process at nice 0. Default 0 (unchanged). Elsewhere than Linux the call may change
+   * the whole process's priority or fail: the worker then warns and runs on.
+   */
+  readonly niceness?: number
   readonly logger?: Logger
 }
 
@@ -33,7 +42,7 @@ export interface WorkerRunResult {
 
 /** A run posted to the worker: its input digests and its result, each settling on its own. */
 export interface StartedRun {
-  /** Input digests sorted by name, hashed on the calling thread from the bytes the worker got. */
+  /** Input digests sorted by name, hashed on the calling thread (in slices) from the bytes the worker got. */
   readonly inputs: Promise<Array<[string, TensorDigest]>>
   readonly result: Promise<WorkerRunResult>
 }
@@ -53,12 +62,16 @@ const WORKER_URL = new URL(COMPILED ? './model-worker.js' : './model-worker-entr
  */
 export async function loadModelInWorker (path: string, options: WorkerModelOptions = {}): Promise<WorkerLoadedModel> {
   if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string')
+  if (options.niceness !== undefined && (!Number.isInteger(options.niceness) || options.niceness < 0 || options.niceness > 19)) {
+    throw new RangeError('niceness must be an integer in 0..19')
+  }
   const request: WorkerLoadRequest = {
     path,
     executionProviders: [...(options.executionProviders ?? ['cpu'])],
     ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
     ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
-    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {})
+    ...(options.interOpNumThreads !== undefined ? { interOpNumThreads: options.interOpNumThreads } : {}),
+    ...(options.niceness !== undefined && options.niceness !== 0 ? { niceness: options.niceness } : {})
   }
   // The worker needs none of this thread's module hooks (compiled it is plain JS; from sources its
   // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker,
@@ -121,6 +134,7 @@ export class WorkerSession implements ModelSession {
   readonly inputs: readonly ModelInputInfo[]
   private readonly worker: Worker
   private readonly pending = new Map<number, Pending>()
+  private readonly snapshots = new SnapshotPool()
   private nextId = 1
   private failure: Error | undefined
   private released: Promise<void> | undefined
@@ -141,40 +155,38 @@ export class WorkerSession implements ModelSession {
     worker.unref()
   }
 
-  /** Runs the model in the worker; the bare run, without any digest. */
+  /** Runs the model in the worker; the bare run, without any digest, inputs passed as startRun passes them. */
   async run (feeds: InferenceSession.FeedsType): Promise<InferenceSession.ReturnType> {
-    const wire = Object.entries(feeds).map(([name, t]) => toWireTensor(name, t, false))
-    return (await this.post(wire, false)).outputs
+    const wire = Object.entries(feeds).map(([name, t]) => this.snapshots.take(name, t))
+    try {
+      return (await this.post(wire, false)).outputs
+    } finally {
+      this.snapshots.give(wire)
+    }
   }
 
   /**
-   * Checks the feeds, posts the run and hashes the inputs while the model computes; the worker
-   * hashes the outputs. Small inputs are cloned into the worker and hashed in the same
-   * synchronous step, large ones are first copied privately and hashed in slices: either way the
-   * digests cover exactly the bytes the model got, even if the caller changes its feeds later.
+   * Checks the feeds, snapshots them, posts the run and hashes the inputs while the model
+   * computes; the worker hashes the outputs. The snapshot (one copy, into a SharedArrayBuffer the
+   * worker copies from before it runs) is taken synchronously here, so the digests cover exactly
+   * the bytes the model got even if the caller changes its feeds later; it is then hashed in
+   * slices that yield to the event loop (DEFAULT_HASH_SLICE_BYTES), so no step of this run holds
+   * the loop for longer than a slice takes.
    * @throws ProtocolError `TENSOR_INVALID` (synchronously, before anything is posted).
    */
   startRun (feeds: Readonly<Record<string, TensorLike>>): StartedRun {
     const names = Object.keys(feeds).sort()
-    let total = 0
-    for (const n of names) total += canonicalTensor(n, feeds[n] as TensorLike).byteLength
-    const privateCopy = total > DEFAULT_SYNC_HASH_MAX_BYTES
-    const wire = names.map(n => toWireTensor(n, feeds[n] as TensorLike, privateCopy))
+    for (const n of names) canonicalTensor(n, feeds[n] as TensorLike)
+    const wire = names.map(n => this.snapshots.take(n, feeds[n] as TensorLike))
     const result = this.post(wire, true)
-    let inputs: Promise<Array<[string, TensorDigest]>>
-    if (!privateCopy) {
-      try {
-        inputs = Promise.resolve(wire.map((w): [string, TensorDigest] => [w.name, hashCanonical(canonicalTensor(w.name, w))]))
-      } catch (e) {
-        inputs = Promise.reject(e)
-      }
-    } else {
-      inputs = (async () => {
-        const out: Array<[string, TensorDigest]> = []
-        for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
-        return out
-      })()
-    }
+    const inputs = (async () => {
+      const out: Array<[string, TensorDigest]> = []
+      for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
+      return out
+    })()
+    // The snapshots are free again once hashed here and copied out there (the worker copies
+    // before it runs, so before its result).
+    void Promise.allSettled([inputs, result]).then(() => { this.snapshots.give(wire) })
     return { inputs, result }
   }
 
@@ -225,20 +237,39 @@ export class WorkerSession implements ModelSession {
   }
 }
 
-function toWireTensor (name: string, tensor: TensorLike, privateCopy: boolean): WireTensor {
-  let data = tensor.data
-  if (!ArrayBuffer.isView(data)) {
-    return { name, type: tensor.type, dims: [...tensor.dims], data: privateCopy ? [...data] : data }
+/** Spare snapshot buffers kept per byte length: enough for this many runs in flight at once. */
+export const DEFAULT_SPARE_SNAPSHOTS = 4
+/** Snapshots smaller than this are not kept: allocating them costs nothing worth the memory. */
+const MIN_POOLED_BYTES = 64 * 1024
+
+/**
+ * Private copies of tensors for runs. A typed array's bytes go into a SharedArrayBuffer: the
+ * worker copies them from there (no structured-clone copy of the bytes) while this thread hashes
+ * them, and nobody else holds that memory. Strings are immutable: copying the array is enough.
+ * Buffers come back once their run is over and serve the next runs: one fresh buffer per run
+ * would be garbage that V8 collects only once tens of MiB of it have piled up.
+ */
+class SnapshotPool {
+  private readonly spare = new Map<number, SharedArrayBuffer[]>()
+
+  take (name: string, tensor: TensorLike): WireTensor {
+    const data = tensor.data
+    if (!ArrayBuffer.isView(data)) return { name, type: tensor.type, dims: [...tensor.dims], data: [...data] }
+    const shared = this.spare.get(data.byteLength)?.pop() ?? new SharedArrayBuffer(data.byteLength)
+    new Uint8Array(shared).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    const Ctor = (Buffer.isBuffer(data) ? Uint8Array : data.constructor) as new (b: ArrayBufferLike) => ArrayBufferView
+    return { name, type: tensor.type, dims: [...tensor.dims], data: new Ctor(shared) }
   }
-  // Cloning a view clones its whole buffer, and a SharedArrayBuffer is shared rather than cloned
-  // (and refused by onnxruntime): copy just the view's bytes into a buffer of its own then.
-  if (privateCopy || !(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) {
-    const copy = new Uint8Array(data.byteLength)
-    copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
-    const Ctor = (Buffer.isBuffer(data) ? Uint8Array : data.constructor) as new (b: ArrayBuffer) => ArrayBufferView
-    data = new Ctor(copy.buffer)
+
+  /** Takes back the snapshots of a run that is over (hashed, and copied out by the worker). */
+  give (wire: readonly WireTensor[]): void {
+    for (const w of wire) {
+      if (!ArrayBuffer.isView(w.data) || !(w.data.buffer instanceof SharedArrayBuffer) || w.data.byteLength < MIN_POOLED_BYTES) continue
+      const list = this.spare.get(w.data.byteLength) ?? []
+      if (list.length < DEFAULT_SPARE_SNAPSHOTS) list.push(w.data.buffer)
+      this.spare.set(w.data.byteLength, list)
+    }
   }
-  return { name, type: tensor.type, dims: [...tensor.dims], data }
 }
 
 function toOrtOutputs (outputs: readonly WireTensor[]): InferenceSession.OnnxValueMapType {

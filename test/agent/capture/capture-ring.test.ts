@@ -68,6 +68,21 @@ t.test('behavior: the ring keeps the most recent runs within its entry bound', a
   t.match(ring.stats(), { entries: 3, evicted: 3, oversized: 0, frozen: 0 })
 })
 
+t.test('behavior: runs kept after evictions open their own commitments (the ring copies into the buffers of evicted runs)', async t => {
+  const { ring, run, agent } = await rig(t, { maxEntries: 2 })
+  const records: SignedRecord[] = []
+  for (let i = 0; i < 7; i++) records.push(await run(i / 10 + 0.05))
+  t.match(ring.stats(), { entries: 2, evicted: 5 })
+  const capture = decodeCapture((await ring.freeze()).bytes)
+  t.same(capture.entries.map(e => e.seq), records.slice(-2).map(r => r.record.seq))
+  for (const entry of capture.entries) {
+    const body = records.find(r => r.record.seq === entry.seq)!.record.body as InferenceBody
+    t.ok(equalBytes(entry.salt, agent.saltFor(entry.seq)))
+    t.ok(equalBytes(commitCapturedTensor(entry.salt, entry.inputs[0]!), body.inputs[0]!.hash), `seq ${entry.seq}: its input opens its commitment`)
+    t.ok(equalBytes(commitCapturedTensor(entry.salt, entry.outputs[0]!), body.outputs[0]!.hash), `seq ${entry.seq}: its output opens its commitment`)
+  }
+})
+
 t.test('behavior: the ring keeps the most recent runs within its byte bound; a run larger than the bound is not kept', async t => {
   const probe = await rig(t)
   await probe.run(0.1)

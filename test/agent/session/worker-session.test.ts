@@ -1,9 +1,10 @@
 import t from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Worker } from 'node:worker_threads'
 import ort from 'onnxruntime-node'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
+import { loadModelInWorker } from '../../../agent/session/worker-session.js'
 import { AgentError } from '../../../agent/errors.js'
 import { commitTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
 import { encodeModel, makeIdentityModel, makeTensorProto, mulberry32, ONNX_DTYPE } from '../../helpers/onnx-models.js'
@@ -43,7 +44,7 @@ t.test('behavior: the event loop keeps turning while a model computes in its wor
   t.ok(ticks >= 3, `timer fired ${ticks} times during one run`)
 })
 
-for (const [label, elements] of [['small (hashed at once)', 1000], ['large (copied, hashed in slices)', 1_500_000]] as const) {
+for (const [label, elements] of [['small (one slice)', 1000], ['large (many slices)', 1_500_000]] as const) {
   t.test(`attack: a caller that changes its feeds right after run() cannot split the commitment from what ran, ${label}`, async t => {
     const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
     const model = await agent.loadModel(modelPath)
@@ -74,6 +75,65 @@ t.test('behavior: feeds over part of a larger buffer or over a SharedArrayBuffer
     const { outputs, record } = await model.run({ x })
     t.same([...(outputs.y?.data as Float32Array)], [...(x.data)])
     t.same((record.record.body as InferenceBody).inputs[0]?.hash, commitTensor(agent.saltFor(record.record.seq), 'x', x))
+  }
+})
+
+t.test('behavior: runs in a row and at once each compute on and commit to their own inputs, though snapshot and input buffers are reused', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  // 64 Ki elements: 256 KiB, large enough for the snapshot pool; an Identity node may hand back
+  // the worker's input buffer itself as its output.
+  const elements = 64 * 1024
+  const tensorOf = (k: number): ort.Tensor => new ort.Tensor('float32', Float32Array.from({ length: elements }, (_, i) => (i * 7 + k) % 1009), [elements])
+  const check = (k: number, outputs: ort.InferenceSession.OnnxValueMapType, record: { record: { seq: number, body: unknown } }): void => {
+    const want = tensorOf(k)
+    t.same(Buffer.from((outputs.y?.data as Float32Array).buffer), Buffer.from((want.data as Float32Array).buffer), `run ${k}: the model computed on its own input`)
+    const body = record.record.body as InferenceBody
+    t.same(body.inputs[0]?.hash, commitTensor(agent.saltFor(record.record.seq), 'x', want), `run ${k}: the commitment covers its own input`)
+  }
+  const inRow: Array<Awaited<ReturnType<typeof model.run>>> = []
+  for (let k = 0; k < 3; k++) inRow.push(await model.run({ x: tensorOf(k) }))
+  // Checked only after the later runs: an earlier result must not change under a reused buffer.
+  for (const [k, r] of inRow.entries()) check(k, r.outputs, r.record)
+  const atOnce = await Promise.all([10, 11, 12, 13, 14, 15].map(async k => ({ k, r: await model.run({ x: tensorOf(k) }) })))
+  for (const { k, r } of atOnce) check(k, r.outputs, r.record)
+})
+
+t.test('behavior: input hashing yields to the event loop between slices, from the first slice on', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  const x = new ort.Tensor('float32', new Float32Array(1024 * 1024).fill(1), [1024 * 1024])
+  const started = model.loaded.session.startRun({ x })
+  let turned = false
+  setImmediate(() => { turned = true })
+  await started.inputs
+  t.ok(turned, 'a callback queued after the run was posted ran before the 4 MiB input was hashed')
+  await started.result
+})
+
+t.test('behavior: inferenceNiceness lowers the model worker\'s threads, not the main thread; bad values are RangeErrors', { skip: process.platform !== 'linux' && 'thread nice values are read from Linux /proc' }, async t => {
+  const dir = await makeTempDir(t, 'prov-worker-nice-')
+  const modelPath = join(dir, 'model.onnx')
+  await writeFile(modelPath, makeIdentityModel('float32'))
+  const agent = await ProvenanceAgent.start({ stateDir: join(dir, 's'), deviceId: 'dev-1', inferenceNiceness: 7 })
+  t.teardown(async () => { await agent.stop() })
+  const niceOf = async (): Promise<Map<number, number>> => {
+    const out = new Map<number, number>()
+    for (const tid of await readdir('/proc/self/task')) {
+      const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '')
+      // Field 19 (nice) counted from field 3, the first after the command name's ')'.
+      if (stat !== '') out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]))
+    }
+    return out
+  }
+  const before = [...(await niceOf()).values()].filter(n => n === 7).length
+  const model = await agent.loadModel(modelPath)
+  await model.run({ x: new ort.Tensor('float32', new Float32Array(4), [4]) })
+  const after = await niceOf()
+  t.ok([...after.values()].filter(n => n === 7).length > before, 'the model worker runs at nice 7')
+  t.equal(after.get(process.pid), 0, 'the main thread stays at nice 0')
+  for (const niceness of [-1, 20, 1.5]) {
+    await t.rejects(loadModelInWorker(modelPath, { niceness }), RangeError, `niceness ${niceness}`)
   }
 })
 
