@@ -207,6 +207,7 @@ export class Daemon implements DaemonApi {
         executionProviders: profile.executionProviders,
         ...(profile.threads.intraOp > 0 ? { intraOpNumThreads: profile.threads.intraOp } : {}),
         ...(profile.threads.interOp > 0 ? { interOpNumThreads: profile.threads.interOp } : {}),
+        ...(profile.threads.niceness > 0 ? { inferenceNiceness: profile.threads.niceness } : {}),
         // Budget options go to RecordLog as the profile states them (agent/log enforces them).
         logOptions: { maxBatchRecords: profile.storage.maxBatchRecords, budgetBytes: profile.storage.budgetBytes, budgetMode: profile.storage.budgetMode },
         logger: captureLogger(logger, () => captureTarget.daemon?.capture),

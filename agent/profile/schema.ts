@@ -27,6 +27,8 @@ export interface FirmwareProfile {
     intraOp: number
     /** Threads across independent operators; 0 = onnxruntime's default. */
     interOp: number
+    /** Linux nice value of each model worker and its onnxruntime threads (0..19; 0 = the agent's own). */
+    niceness: number
   }
   storage: {
     /** Most bytes the record log may take on disk. */
@@ -89,7 +91,8 @@ export const PROFILE_SCHEMA: Extract<FieldSpec, { kind: 'object' }> = {
       doc: 'onnxruntime thread pools',
       fields: {
         intraOp: { kind: 'integer', min: 0, max: 1024, doc: 'threads inside one operator; 0 = onnxruntime default' },
-        interOp: { kind: 'integer', min: 0, max: 1024, doc: 'threads across operators; 0 = onnxruntime default' }
+        interOp: { kind: 'integer', min: 0, max: 1024, doc: 'threads across operators; 0 = onnxruntime default' },
+        niceness: { kind: 'integer', min: 0, max: 19, doc: 'Linux nice value of the model workers and their onnxruntime threads; 0 = the agent\'s own' }
       }
     },
     storage: {

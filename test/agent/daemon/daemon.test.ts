@@ -1,7 +1,7 @@
 import t from 'tap'
 import { request } from 'node:http'
 import { connect } from 'node:net'
-import { readFile, writeFile, access } from 'node:fs/promises'
+import { readFile, readdir, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import ort from 'onnxruntime-node'
@@ -153,6 +153,23 @@ t.test('behavior: on a Jetson profile without GPU the model falls back to CPU, a
   t.ok(logger.lines.some(l => l.msg === 'model runs on a fallback execution provider (cpu instead of tensorrt)'), 'one warning names the fallback')
   const load = await daemon.log.get(1)
   t.same((load?.record.body as ModelLoadBody).providers, ['cpu'], 'the model-load record names the provider that runs')
+})
+
+t.test('behavior: a profile\'s threads.niceness runs the model worker at that nice value, the main thread at its own', { skip: process.platform !== 'linux' && 'thread nice values are read from Linux /proc' }, async t => {
+  const overrideDir = await makeTempDir(t, 'prov-daemon-nice-')
+  const override = join(overrideDir, 'nice.json')
+  await writeFile(override, JSON.stringify({ threads: { niceness: 6 } }))
+  // Field 19 (nice) of a thread's stat, counted from field 3, the first after the command name's ')'.
+  const niceOf = async (tid: string | number): Promise<number | undefined> => {
+    const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '')
+    return stat === '' ? undefined : Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+  }
+  const mainBefore = await niceOf(process.pid)
+  const { start } = await setup(t, { profile: await resolveProfile('generic-x86_64', override) })
+  await start()
+  const nices = await Promise.all((await readdir('/proc/self/task')).map(niceOf))
+  t.ok(nices.includes(6), 'the loaded model\'s worker runs at nice 6')
+  t.equal(await niceOf(process.pid), mainBefore, 'the main thread keeps its own nice value')
 })
 
 t.test('error: bad requests get a code and an HTTP status, and cost no seq', async t => {

@@ -53,7 +53,7 @@ t.test('error: each bad field of a profile is named', async t => {
   const base = await shipped('raspberry-pi-5')
   const fields = listProfileFields()
   t.same(fields.map(f => f.path), [
-    'schemaVersion', 'name', 'description', 'executionProviders', 'threads.intraOp', 'threads.interOp',
+    'schemaVersion', 'name', 'description', 'executionProviders', 'threads.intraOp', 'threads.interOp', 'threads.niceness',
     'storage.budgetBytes', 'storage.budgetMode', 'storage.syncWrites', 'storage.maxBatchRecords',
     'uplink.batchRecords', 'uplink.maxInFlightBatches', 'uplink.keepUntil', 'uplink.reconnectMinMs', 'uplink.reconnectMaxMs',
     'keys.path', 'keys.keyStore', 'keys.tpmTcti'
