@@ -107,13 +107,17 @@ t.test('behavior: a resend of stored records is answered with the current ack (t
   await waitFor('stored', () => gw.deviceStatus('forgetful')?.lastSeq === 3)
   const listener = await mqtt.connectAsync(env.broker.url, { protocolVersion: 5, clientId: 'forgetful-listener' })
   t.teardown(async () => await listener.endAsync(true))
-  // Drop the retained ack, as a broker restart without persistence would.
-  await listener.publishAsync(deviceTopic('forgetful', 'ack'), Buffer.alloc(0), { qos: 1, retain: true })
   const acks: AckStatement[] = []
   // The answer is a signed ack that verifies under the gateway's log key.
   const trustedKeys = [gw.logPublicKey as Uint8Array]
   listener.on('message', (_topic, payload) => { if (payload.length > 0) acks.push(verifyAck(new Uint8Array(payload), { deviceId: 'forgetful', trustedKeys }).statement) })
   await listener.subscribeAsync(deviceTopic('forgetful', 'ack'), { qos: 1 })
+  // lastSeq is the in-memory tip: the ack of seq 3 goes out only once its write is durable, and
+  // the ack of seq 0 may still be on its way before it. Once seq 3's ack is out, no older one follows.
+  await waitFor('the ack of seq 3', () => acks.some(a => a.storedSeq === 3))
+  // Drop the retained ack, as a broker restart without persistence would.
+  await listener.publishAsync(deviceTopic('forgetful', 'ack'), Buffer.alloc(0), { qos: 1, retain: true })
+  acks.length = 0
   await publish(device.records.slice(2))
   await waitFor('an ack', () => acks.length > 0)
   t.match(acks[0], { storedSeq: 3, deviceId: 'forgetful', gatewayId: `gateway.${gw.options.name}` })
