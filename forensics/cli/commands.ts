@@ -3,10 +3,9 @@
  * parsed command line, writes its result on stdout and progress on stderr, and returns the
  * failure it found (an invalid verdict, a broken trace) or undefined. Usage errors are thrown.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { BUNDLE_LIMITS, DEVICE_ID_PATTERN, BundleError, decodeBundle, encodeBundle, type Bundle } from '../../protocol/index.js'
-import { ForensicsError } from '../errors.js'
 import { renderReport } from '../report/index.js'
 import { buildTimeline, type Timeline } from '../timeline/index.js'
 import { verifyBundle, type Verdict, type VerifyOptions } from '../verify/index.js'
@@ -14,6 +13,7 @@ import { intFlag, stringFlag, timeFlag, UsageError, type ParsedArgs } from './ar
 import { formatTimeline, formatVerdict } from './format.js'
 import { GATEWAY_TOKEN_ENV, RPC_URL_ENV, type CliIo } from './io.js'
 import { createProgress } from './progress.js'
+import { readBounded, writeOut } from './files.js'
 
 /** What a command found that makes it fail though it ran (exit 1, `code: message` on stderr after its result). */
 export type CommandFailure = { code: string, message: string } | undefined
@@ -25,31 +25,7 @@ function onePath (args: ParsedArgs): string {
 
 /** The bundle file: size checked before reading it. */
 async function readBundleFile (path: string): Promise<Bundle> {
-  let size: number
-  try {
-    const s = await stat(path)
-    if (!s.isFile()) throw new ForensicsError('IO_FAILED', `${path} is not a file`)
-    size = s.size
-  } catch (e) {
-    if (e instanceof ForensicsError) throw e
-    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
-  }
-  if (size > BUNDLE_LIMITS.bundleBytes) throw new BundleError('BUNDLE_TOO_LARGE', `${path} has ${size} bytes, at most ${BUNDLE_LIMITS.bundleBytes}`)
-  let bytes: Uint8Array
-  try {
-    bytes = await readFile(path)
-  } catch (e) {
-    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
-  }
-  return decodeBundle(bytes)
-}
-
-async function writeOut (path: string, text: string): Promise<void> {
-  try {
-    await writeFile(path, text)
-  } catch (e) {
-    throw new ForensicsError('IO_FAILED', `cannot write ${path}: ${(e as Error).message}`, { cause: e })
-  }
+  return decodeBundle(await readBounded(path, BUNDLE_LIMITS.bundleBytes, message => new BundleError('BUNDLE_TOO_LARGE', message)))
 }
 
 function verifyOptions (args: ParsedArgs, io: CliIo): VerifyOptions {
@@ -239,7 +215,6 @@ export async function runTrace (args: ParsedArgs, io: CliIo): Promise<CommandFai
   const bundle = await readBundleFile(path)
   if (m[1] !== bundle.device.id) throw new UsageError(`the bundle is of device ${bundle.device.id}, not ${m[1] as string}`)
   const { parseDeviceKeyList, registryDeviceKeys, lineageRunFacts } = await import('../lineage/device-keys.js')
-  const { readBounded } = await import('../lineage/cli.js')
   const { parseCaptures, DEFAULT_CAPTURES_MAX_BYTES } = await import('../lineage/captures.js')
   const { parseContributions, DEFAULT_CONTRIBUTIONS_MAX_BYTES } = await import('../lineage/federated.js')
   const { traceRecord, formatTrace } = await import('../lineage/trace.js')

@@ -9,8 +9,9 @@ import { CommonError, readSecret } from '../../common/index.js'
 import { ForensicsError } from '../errors.js'
 import { stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
 import type { CommandFailure } from '../cli/commands.js'
+import { readBounded } from '../cli/files.js'
 import { attachCaptureProofs, checkCaptures, parseCaptures, DEFAULT_CAPTURES_MAX_BYTES, type CaptureAnchorFacts, type CaptureCheck } from './captures.js'
-import { deviceKeysFrom, readBounded, readManifestFile, DEVICE_KEYS_OPTION, type LineageCliIo, type LineageCommand } from './cli.js'
+import { deviceKeysFrom, readManifestFile, DEVICE_KEYS_OPTION, type LineageCliIo, type LineageCommand } from './cli.js'
 
 /** Environment variable read for the gateway's API token when --token-file is not given (as `provenance export`). */
 export const CAPTURES_GATEWAY_TOKEN_ENV = 'PROVENANCE_GATEWAY_TOKEN'

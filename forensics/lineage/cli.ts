@@ -4,7 +4,6 @@
  * on stderr only on a terminal, errors as `CODE: message`. docs/LINEAGE.md.
  */
 import { createHash } from 'node:crypto'
-import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { createSigner } from '../../protocol/index.js'
 import { ForensicsError } from '../errors.js'
@@ -12,6 +11,7 @@ import type { CliCommandSpec, CliOptionSpec } from '../../common/index.js'
 import { intFlag, stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
 import type { CommandFailure } from '../cli/commands.js'
 import { createProgress, type ProgressStream } from '../cli/progress.js'
+import { readBounded, writeOut } from '../cli/files.js'
 import { DEFAULT_MANIFEST_MAX_BYTES, encodeManifest, hashTree, parseManifest, verifyTree, type Manifest, type ManifestDiff } from './manifest.js'
 import { DEFAULT_ENVELOPE_MAX_BYTES } from './dsse.js'
 import type { DeviceKeyLookup } from './captures.js'
@@ -141,33 +141,6 @@ export const TRAINING_COMMANDS: readonly LineageCommand[] = [
 
 // ---------------------------------------------------------------------------------------------
 // Files
-
-/** Reads a file after checking its size, so a huge input is refused before it is allocated. */
-export async function readBounded (path: string, maxBytes: number): Promise<Uint8Array> {
-  let size: number
-  try {
-    const s = await stat(path)
-    if (!s.isFile()) throw new ForensicsError('IO_FAILED', `${path} is not a file`)
-    size = s.size
-  } catch (e) {
-    if (e instanceof ForensicsError) throw e
-    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
-  }
-  if (size > maxBytes) throw new ForensicsError('LINEAGE_INPUT_TOO_LARGE', `${path} has ${size} bytes, at most ${maxBytes}`)
-  try {
-    return new Uint8Array(await readFile(path))
-  } catch (e) {
-    throw new ForensicsError('IO_FAILED', `cannot read ${path}: ${(e as Error).message}`, { cause: e })
-  }
-}
-
-async function writeOut (path: string, text: string): Promise<void> {
-  try {
-    await writeFile(path, text)
-  } catch (e) {
-    throw new ForensicsError('IO_FAILED', `cannot write ${path}: ${(e as Error).message}`, { cause: e })
-  }
-}
 
 /** SHA-256 (hex) of a file, streamed. */
 export async function hashFile (path: string): Promise<string> {

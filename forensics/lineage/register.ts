@@ -7,7 +7,8 @@ import { parseHexSecret32, readSecret } from '../../common/index.js'
 import { stringFlag, UsageError, type ParsedArgs } from '../cli/args.js'
 import type { CommandFailure } from '../cli/commands.js'
 import { parseManifest, DEFAULT_MANIFEST_MAX_BYTES } from './manifest.js'
-import { readBounded, type LineageCliIo, type LineageCommand } from './cli.js'
+import { readBounded } from '../cli/files.js'
+import type { LineageCliIo, LineageCommand } from './cli.js'
 
 /** Environment variable read for the curator's Ethereum key when --key-file is not given. */
 export const CURATOR_KEY_ENV = 'PROVENANCE_CURATOR_KEY'

@@ -3,10 +3,10 @@
 // exit codes (0 valid, 1 invalid or failure with CODE: message, 2 usage), --help, --json, progress.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, truncate, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { decodeBundle, encodeBundle } from '../../protocol/index.js'
+import { BUNDLE_LIMITS, decodeBundle, encodeBundle } from '../../protocol/index.js'
 import { runCli, type CliIo } from '../../forensics/cli.js'
 import { createProgress } from '../../forensics/cli/index.js'
 import { makeTempDir } from '../helpers/tmp.js'
@@ -147,6 +147,16 @@ t.test('error: unreadable or malformed files are CODE: message with exit 1', asy
   const missing = await inProcess(['verify', join(dir, 'nope.json'), '--offline'])
   t.equal(missing.code, 1)
   t.match(missing.stderr, /^IO_FAILED: /)
+  const folder = await inProcess(['verify', dir, '--offline'])
+  t.equal(folder.code, 1)
+  t.match(folder.stderr, /^IO_FAILED: .* is not a file/, 'a directory is refused before any read')
+  // Sparse: the size is checked before the file is read, so no disk space or memory is taken.
+  const huge = join(dir, 'huge.json')
+  await writeFile(huge, '')
+  await truncate(huge, BUNDLE_LIMITS.bundleBytes + 1)
+  const tooLarge = await inProcess(['timeline', huge])
+  t.equal(tooLarge.code, 1)
+  t.match(tooLarge.stderr, /^BUNDLE_TOO_LARGE: .* at most /, 'a bundle over the limit is refused by its size')
   const junk = join(dir, 'junk.json')
   await writeFile(junk, '{"format": "edge-provenance-bundle/v1", ')
   const bad = await inProcess(['timeline', junk])
