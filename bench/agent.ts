@@ -27,6 +27,7 @@ import { DEFAULT_LOAD_CHUNK_BYTES, identifyModel } from '../agent/model/index.js
 import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
+import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
 import { fmt, fmtSpread, interleave, processCpuMs, spread, time, type Spread } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
@@ -127,6 +128,7 @@ export interface AgentBenchResult {
    * MiB, compiled JS in fresh processes; peaks are the kernel's VmHWM. Targets: idle <= +40, peak
    * <= +64 above bare. `daemonPeakMiB`: 40 runs called in the daemon's process, 4 at a time;
    * `daemonApiPeakMiB`: then 40 more posted to its API (JSON, base64), 4 at a time.
+   * `binaryApi`: the same again in a second fresh daemon, the runs posted as binary bodies.
    */
   memory?: {
     bareOrtIdleMiB: number
@@ -139,6 +141,7 @@ export interface AgentBenchResult {
     apiPeakAboveBareMiB: number
     /** Where the memory was right after the API burst (V8 heap and external memory: garbage not yet collected). */
     afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number }
+    binaryApi: { daemonPeakMiB: number, daemonApiPeakMiB: number, apiPeakAboveBareMiB: number, afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number } }
   }
 }
 
@@ -512,12 +515,17 @@ function compiledMemoryChild (): string {
   return out
 }
 
-/** Posts runs to the daemon's API: `concurrency` at once, `rounds` times, as a local application would. */
-async function loadDaemon (socketPath: string, inputName: string, rounds: number, concurrency: number): Promise<void> {
+/**
+ * Posts runs to the daemon's API: `concurrency` at once, `rounds` times, as a local application
+ * would: JSON with base64 tensors, or the binary run body.
+ */
+async function loadDaemon (socketPath: string, inputName: string, rounds: number, concurrency: number, body: 'json' | 'binary' = 'json'): Promise<void> {
   const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
-  const body = JSON.stringify({ inputs: { [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64') } } })
+  const payload = body === 'binary'
+    ? encodeBinaryRunBody({ [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: image } })
+    : JSON.stringify({ inputs: { [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64') } } })
   const post = async (): Promise<void> => await new Promise((resolve, reject) => {
-    const req = request({ socketPath, method: 'POST', path: '/v1/models/det/run', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ socketPath, method: 'POST', path: '/v1/models/det/run', headers: { 'content-type': body === 'binary' ? RUN_BINARY_CONTENT_TYPE : 'application/json' } }, (res) => {
       res.resume()
       res.on('end', () => {
         if (res.statusCode === 200) resolve()
@@ -525,7 +533,7 @@ async function loadDaemon (socketPath: string, inputName: string, rounds: number
       })
     })
     req.on('error', reject)
-    req.end(body)
+    req.end(payload)
   })
   for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: concurrency }, post))
 }
@@ -540,7 +548,33 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
   const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
+  const json = await daemonMemory(child, 'json')
+  const binary = await daemonMemory(child, 'binary')
+  return {
+    bareOrtIdleMiB: bare.idleMiB,
+    bareOrtPeakMiB: bare.peakMiB,
+    daemonIdleMiB: json.ready.idleMiB,
+    daemonPeakMiB: json.burst.burstPeakMiB,
+    daemonApiPeakMiB: json.done.peakMiB,
+    idleAboveBareMiB: json.ready.idleMiB - bare.idleMiB,
+    peakAboveBareMiB: json.burst.burstPeakMiB - bare.peakMiB,
+    apiPeakAboveBareMiB: json.done.peakMiB - bare.peakMiB,
+    afterApiBurst: { rssMiB: json.done.afterMiB, heapMiB: json.done.heapMiB, externalMiB: json.done.externalMiB },
+    binaryApi: {
+      daemonPeakMiB: binary.burst.burstPeakMiB,
+      daemonApiPeakMiB: binary.done.peakMiB,
+      apiPeakAboveBareMiB: binary.done.peakMiB - bare.peakMiB,
+      afterApiBurst: { rssMiB: binary.done.afterMiB, heapMiB: binary.done.heapMiB, externalMiB: binary.done.externalMiB }
+    }
+  }
+}
 
+/** One fresh daemon process: idle, a burst of runs in its process, then a burst through its API with `body`. */
+async function daemonMemory (child: string, body: 'json' | 'binary'): Promise<{
+  ready: { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
+  burst: { burstPeakMiB: number }
+  done: { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
+}> {
   const proc = spawn(process.execPath, ['--expose-gc', child, 'daemon'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise<number | null>(resolve => { proc.on('exit', resolve) })
   try {
@@ -553,21 +587,11 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
     const ready = await next() as { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
     proc.stdin.write('burst\n')
     const burst = await next() as { burstPeakMiB: number }
-    await loadDaemon(ready.socket, ready.inputName, 10, 4)
+    await loadDaemon(ready.socket, ready.inputName, 10, 4, body)
     proc.stdin.end('done\n')
     const done = await next() as { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
     if (await exited !== 0) throw new Error('memory child (daemon) failed')
-    return {
-      bareOrtIdleMiB: bare.idleMiB,
-      bareOrtPeakMiB: bare.peakMiB,
-      daemonIdleMiB: ready.idleMiB,
-      daemonPeakMiB: burst.burstPeakMiB,
-      daemonApiPeakMiB: done.peakMiB,
-      idleAboveBareMiB: ready.idleMiB - bare.idleMiB,
-      peakAboveBareMiB: burst.burstPeakMiB - bare.peakMiB,
-      apiPeakAboveBareMiB: done.peakMiB - bare.peakMiB,
-      afterApiBurst: { rssMiB: done.afterMiB, heapMiB: done.heapMiB, externalMiB: done.externalMiB }
-    }
+    return { ready, burst, done }
   } finally {
     if (proc.exitCode === null) proc.kill()
   }
@@ -596,7 +620,9 @@ export function printAgent (r: AgentBenchResult): void {
   const m = r.memory
   if (m !== undefined) {
     console.log(`| RSS MiB, fresh processes, compiled | daemon idle ${fmt(m.daemonIdleMiB, 0)}, peak ${fmt(m.daemonPeakMiB, 0)} (40 runs, 4 at a time, capture ring on) | bare ORT idle ${fmt(m.bareOrtIdleMiB, 0)}, peak ${fmt(m.bareOrtPeakMiB, 0)} (40 runs) | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
-    console.log(`| RSS MiB, the same daemon, 40 more runs through its API (JSON + base64), 4 at a time | peak ${fmt(m.daemonApiPeakMiB, 0)}; after: RSS ${fmt(m.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(m.afterApiBurst.heapMiB, 0)}, external ${fmt(m.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(m.apiPeakAboveBareMiB, 0)} peak | | |`)
+    console.log(`| RSS MiB, the same daemon, 40 more runs through its API (JSON + base64), 4 at a time | peak ${fmt(m.daemonApiPeakMiB, 0)}; after: RSS ${fmt(m.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(m.afterApiBurst.heapMiB, 0)}, external ${fmt(m.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(m.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
+    const b = m.binaryApi
+    console.log(`| RSS MiB, a second fresh daemon (in-process peak ${fmt(b.daemonPeakMiB, 0)}), 40 runs through its API as binary bodies, 4 at a time | peak ${fmt(b.daemonApiPeakMiB, 0)}; after: RSS ${fmt(b.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(b.afterApiBurst.heapMiB, 0)}, external ${fmt(b.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(b.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
   }
 }
 

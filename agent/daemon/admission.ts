@@ -70,3 +70,53 @@ export class BodyBudget {
     while (this.queue.length > 0 && this.fits((this.queue[0] as Waiter).bytes)) (this.queue.shift() as Waiter).admit()
   }
 }
+
+/**
+ * Spare tensor buffers of finished API runs, reused by the next request of the same size: a fresh
+ * ArrayBuffer per request outlives a young-generation collection (it is held across the run) and
+ * then lingers as external memory until a full GC, one input's worth per request. Bounded by
+ * bytes and per size; dropped after `idleMs` without a request, so an idle daemon holds none.
+ */
+export class TensorBufferPool {
+  private readonly spare = new Map<number, ArrayBuffer[]>()
+  private spareBytes = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (private readonly maxSpareBytes: number, private readonly perSize = 4, private readonly idleMs = 5_000) {}
+
+  /** A buffer of `bytes` (zero-filled when new; a spare one holds a previous request's bytes, all of which the decoder overwrites). */
+  take (bytes: number): ArrayBuffer {
+    const list = this.spare.get(bytes)
+    const found = list?.pop()
+    if (found !== undefined) { this.spareBytes -= bytes; return found }
+    return new ArrayBuffer(bytes)
+  }
+
+  /** Gives buffers back once nothing reads them any more (the run settled). */
+  give (buffers: Iterable<ArrayBuffer>): void {
+    for (const b of buffers) {
+      const bytes = b.byteLength
+      if (bytes === 0 || this.spareBytes + bytes > this.maxSpareBytes) continue
+      let list = this.spare.get(bytes)
+      if (list === undefined) { list = []; this.spare.set(bytes, list) }
+      if (list.length >= this.perSize) continue
+      list.push(b)
+      this.spareBytes += bytes
+    }
+    if (this.spareBytes > 0) {
+      this.timer?.refresh()
+      if (this.timer === undefined) {
+        this.timer = setTimeout(() => { this.timer = undefined; this.clear() }, this.idleMs)
+        this.timer.unref()
+      }
+    }
+  }
+
+  /** Bytes held spare. */
+  get bytes (): number { return this.spareBytes }
+
+  clear (): void {
+    this.spare.clear()
+    this.spareBytes = 0
+  }
+}

@@ -28,7 +28,7 @@ import type { DaemonApi, DaemonRunResult } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
-import { BodyBudget, type Admission } from './admission.js'
+import { BodyBudget, TensorBufferPool, type Admission } from './admission.js'
 import { RUN_BINARY_CONTENT_TYPE, RunBodyDecoder, type RunRequest } from './run-body.js'
 
 export interface ApiServerOptions {
@@ -52,6 +52,8 @@ export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 32 * 1024 * 1024
 export const DEFAULT_ADMISSION_TIMEOUT_MS = 30_000
 /** Longest time from admission to a body's last byte, by default (ms): 16 MiB over loopback takes milliseconds. */
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000
+/** Most bytes of spare input buffers kept for reuse between runs (TensorBufferPool). */
+const MAX_SPARE_TENSOR_BYTES = 16 * 1024 * 1024
 /** Retry-After of a 503 `API_BUSY`, seconds. */
 const BUSY_RETRY_AFTER_S = 1
 /** Output tensor bytes encoded per write of a run answer: 64 KiB of base64, young-generation strings. */
@@ -76,6 +78,8 @@ export interface ApiServer {
   readonly socketPath: string | undefined
   /** The TCP address, when TCP is on. */
   readonly tcpAddress: AddressInfo | undefined
+  /** Request bodies now: bytes admitted and requests waiting for admission. */
+  readonly bodies: { inFlightBytes: number, waiting: number }
   /** Stops accepting connections and closes the idle ones. */
   close: () => void
   /** Closes every connection, busy or not. */
@@ -108,6 +112,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
   let tokenDigest: Buffer | undefined
   const servers: Server[] = []
   const budget = new BodyBudget(Math.max(options.maxInflightRequestBytes ?? DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, 1))
+  const pool = new TensorBufferPool(Math.min(budget.maxBytes, MAX_SPARE_TENSOR_BYTES))
   let socketPath: string | undefined
   let tcpAddress: AddressInfo | undefined
 
@@ -122,7 +127,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
         if (transport === 'tcp') checkTcp(req, allowedHosts, tokenDigest)
         const admission = await admitBody(req, res, budget, options)
         try {
-          await handle(target, req, res, options)
+          await handle(target, req, res, options, pool)
         } finally {
           admission?.release()
         }
@@ -165,6 +170,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
     },
     get socketPath () { return socketPath },
     get tcpAddress () { return tcpAddress },
+    get bodies () { return { inFlightBytes: budget.inFlightBytes, waiting: budget.waiting } },
     close () {
       for (const s of servers) { s.close(); s.closeIdleConnections() }
     },
@@ -360,6 +366,7 @@ function metricsOf (daemon: DaemonApi): ReturnType<typeof createAgentMetrics> {
 
 /** What a route handler needs of one request. */
 interface RouteContext {
+  pool: TensorBufferPool
   daemon: DaemonApi
   req: IncomingMessage
   res: ServerResponse
@@ -367,12 +374,12 @@ interface RouteContext {
   query: URLSearchParams
 }
 
-async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, pool: TensorBufferPool): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }
   const { path, parts, query } = parseTarget(req.url ?? '')
-  const ctx: RouteContext = { daemon, req, res, options, query }
+  const ctx: RouteContext = { pool, daemon, req, res, options, query }
   const method = req.method
   if (method === 'GET' && path === '/status') { sendJson(res, 200, await daemon.status()); return }
   if (method === 'GET' && path === '/metrics') return await serveMetrics(ctx)
@@ -444,26 +451,31 @@ async function appendStatement ({ daemon, req, res, options }: RouteContext): Pr
   sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
 }
 
-async function runModel ({ daemon, req, res, options }: RouteContext, name: string): Promise<void> {
+async function runModel ({ pool, daemon, req, res, options }: RouteContext, name: string): Promise<void> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
   if (type !== 'application/json' && type !== RUN_BINARY_CONTENT_TYPE) {
     throw new DaemonError('REQUEST_INVALID', `content-type must be application/json (base64 tensors) or ${RUN_BINARY_CONTENT_TYPE} (the binary run body)`)
   }
-  const { feeds, decision, subject } = await readRunBody(req, options.maxRequestBytes, type === RUN_BINARY_CONTENT_TYPE)
-  sendRunResult(res, await daemon.run(name, feeds, decision, subject))
+  const decoder = new RunBodyDecoder(type === RUN_BINARY_CONTENT_TYPE, options.maxRequestBytes, bytes => pool.take(bytes))
+  try {
+    const { feeds, decision, subject } = await readRunBody(req, options.maxRequestBytes, decoder)
+    sendRunResult(res, await daemon.run(name, feeds, decision, subject))
+  } finally {
+    // The run has settled: its inputs were copied (worker snapshot, capture ring), nothing reads them.
+    pool.give(decoder.buffers())
+  }
 }
 
 /**
  * A run body decoded chunk by chunk as it arrives (run-body.ts): no whole-body buffer or string.
  * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
  */
-async function readRunBody (req: IncomingMessage, maxBytes: number, binary: boolean): Promise<RunRequest> {
+async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > maxBytes) {
     req.resume()
     throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${maxBytes}`)
   }
-  const decoder = new RunBodyDecoder(binary, maxBytes)
   let total = 0
   try {
     for await (const chunk of req) {

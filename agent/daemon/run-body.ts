@@ -102,8 +102,13 @@ export class RunBodyDecoder {
    * @param binary the binary framing instead of JSON.
    * @param maxBodyBytes the largest body the route takes: no tensor may claim more (checked before allocating).
    */
-  constructor (private readonly binary: boolean, private readonly maxBodyBytes: number) {
+  constructor (private readonly binary: boolean, private readonly maxBodyBytes: number, private readonly allocate: (bytes: number) => ArrayBuffer = bytes => new ArrayBuffer(bytes)) {
     this.parser = this.parse()
+  }
+
+  /** The final buffers of the tensors made so far (to give back to a pool once the run settled). */
+  buffers (): ArrayBuffer[] {
+    return this.tensors.flatMap(t => t.buffer === undefined ? [] : [t.buffer])
   }
 
   /**
@@ -330,7 +335,7 @@ export class RunBodyDecoder {
       t.bad = true
       return false
     }
-    t.buffer = new ArrayBuffer(bytes)
+    t.buffer = this.allocate(bytes)
     return true
   }
 
@@ -673,7 +678,7 @@ export class RunBodyDecoder {
     if (this.problems.length > 0) {
       // The header is refused: its tensors' bytes are not read (the connection closes after the answer).
       this.done = true
-      return
+      throw new DaemonError('REQUEST_INVALID', `invalid run request: ${this.problems.join('; ')}`)
     }
     for (const t of raw) {
       const into = new Uint8Array(t.buffer as ArrayBuffer)
