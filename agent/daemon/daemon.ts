@@ -83,7 +83,7 @@ export interface DaemonOptions {
   maxRequestBytes?: number
   /**
    * Bytes of API request bodies admitted at once (what concurrent requests may hold in memory);
-   * requests beyond it wait unread. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES (32 MiB).
+   * requests beyond it wait unread. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES (8 MiB).
    */
   maxInflightRequestBytes?: number
   logger?: Logger

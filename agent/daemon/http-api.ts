@@ -46,8 +46,14 @@ export interface ApiServerOptions {
   logger: Logger
 }
 
-/** Bytes of request bodies admitted at once, by default: two bodies of the default maxRequestBytes. */
-export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 32 * 1024 * 1024
+/**
+ * Bytes of request bodies admitted at once, by default. Each admitted body costs about 2.5 times
+ * its size until its run answers (the decoded tensors, the socket's chunks until collected, the
+ * run's snapshot while it queues for the model), so 8 MiB keeps a flood near +20 MiB; runs of one
+ * model go one at a time anyway, so more in flight buys no throughput (PaddleOCR det: 5 JSON
+ * bodies of 1.6 MB). One body larger than the budget is admitted alone.
+ */
+export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 8 * 1024 * 1024
 /** Longest wait for admission, by default (ms). */
 export const DEFAULT_ADMISSION_TIMEOUT_MS = 30_000
 /** Longest time from admission to a body's last byte, by default (ms): 16 MiB over loopback takes milliseconds. */
@@ -554,7 +560,9 @@ function closeIfUnread (req: IncomingMessage): Record<string, string> {
 }
 
 /**
- * The feeds and decision of a run request, every bad field named.
+ * The feeds and decision of a run request already parsed as JSON, every bad field named. The
+ * server decodes bodies as they arrive instead (run-body.ts); this stays for library callers and
+ * as the reference the streaming decoder is tested against.
  * @throws DaemonError `REQUEST_INVALID`.
  */
 export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string, subject?: string } {

@@ -6,7 +6,9 @@ import t from 'tap'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { Tensor } from 'onnxruntime-node'
-import { createApiServer, encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE, type ApiServer, type ApiServerOptions, type DaemonApi, type DaemonRunResult } from '../../../agent/daemon/index.js'
+import { ConfigError } from '../../../common/index.js'
+import { loadConfig } from '../../../agent/cli/config.js'
+import { createApiServer, encodeBinaryRunBody, DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, RUN_BINARY_CONTENT_TYPE, type ApiServer, type ApiServerOptions, type DaemonApi, type DaemonRunResult } from '../../../agent/daemon/index.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 
@@ -164,4 +166,14 @@ t.test('attack: a client that leaves while waiting for admission frees its place
   t.equal((await first).status, 200)
   t.equal(s.runs.length, 1, 'the one that left never ran')
   await waitFor('the budget back', () => s.api.bodies.inFlightBytes === 0)
+})
+
+t.test('behavior: the agent configuration takes maxInflightRequestBytes (file or environment) and refuses a nonsense one', async t => {
+  const env = (v: string): Record<string, string> => ({ PROVENANCE_AGENT_DEVICE_ID: 'dev-1', PROVENANCE_AGENT_STATE_DIR: '/tmp/x', PROVENANCE_AGENT_PROFILE: 'generic-x86_64', PROVENANCE_AGENT_MAX_INFLIGHT_REQUEST_BYTES: v })
+  t.equal((await loadConfig({ env: env('4194304') })).config.maxInflightRequestBytes, 4 * 1024 * 1024)
+  t.equal((await loadConfig({ env: env('') })).config.maxInflightRequestBytes, undefined, 'unset: DEFAULT_MAX_INFLIGHT_REQUEST_BYTES')
+  t.equal(DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, 8 * 1024 * 1024)
+  const err = await loadConfig({ env: env('12') }).then(() => undefined, (e: unknown) => e)
+  t.type(err, ConfigError)
+  t.match((err as Error).message, /maxInflightRequestBytes|MAX_INFLIGHT_REQUEST_BYTES/)
 })
