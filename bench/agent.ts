@@ -129,6 +129,7 @@ export interface AgentBenchResult {
    * <= +64 above bare. `daemonPeakMiB`: 40 runs called in the daemon's process, 4 at a time;
    * `daemonApiPeakMiB`: then 40 more posted to its API (JSON, base64), 4 at a time.
    * `binaryApi`: the same again in a second fresh daemon, the runs posted as binary bodies.
+   * `floodApi`: a third, 80 JSON runs 16 at a time (the body budget, not the clients, bounds what is held).
    */
   memory?: {
     bareOrtIdleMiB: number
@@ -141,7 +142,8 @@ export interface AgentBenchResult {
     apiPeakAboveBareMiB: number
     /** Where the memory was right after the API burst (V8 heap and external memory: garbage not yet collected). */
     afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number }
-    binaryApi: { daemonPeakMiB: number, daemonApiPeakMiB: number, apiPeakAboveBareMiB: number, afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number } }
+    binaryApi: ApiMemory
+    floodApi: ApiMemory
   }
 }
 
@@ -548,8 +550,15 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
   const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
-  const json = await daemonMemory(child, 'json')
-  const binary = await daemonMemory(child, 'binary')
+  const json = await daemonMemory(child, 'json', 10, 4)
+  const binary = await daemonMemory(child, 'binary', 10, 4)
+  const flood = await daemonMemory(child, 'json', 5, 16)
+  const api = (m: typeof json): ApiMemory => ({
+    daemonPeakMiB: m.burst.burstPeakMiB,
+    daemonApiPeakMiB: m.done.peakMiB,
+    apiPeakAboveBareMiB: m.done.peakMiB - bare.peakMiB,
+    afterApiBurst: { rssMiB: m.done.afterMiB, heapMiB: m.done.heapMiB, externalMiB: m.done.externalMiB }
+  })
   return {
     bareOrtIdleMiB: bare.idleMiB,
     bareOrtPeakMiB: bare.peakMiB,
@@ -560,17 +569,16 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
     peakAboveBareMiB: json.burst.burstPeakMiB - bare.peakMiB,
     apiPeakAboveBareMiB: json.done.peakMiB - bare.peakMiB,
     afterApiBurst: { rssMiB: json.done.afterMiB, heapMiB: json.done.heapMiB, externalMiB: json.done.externalMiB },
-    binaryApi: {
-      daemonPeakMiB: binary.burst.burstPeakMiB,
-      daemonApiPeakMiB: binary.done.peakMiB,
-      apiPeakAboveBareMiB: binary.done.peakMiB - bare.peakMiB,
-      afterApiBurst: { rssMiB: binary.done.afterMiB, heapMiB: binary.done.heapMiB, externalMiB: binary.done.externalMiB }
-    }
+    binaryApi: api(binary),
+    floodApi: api(flood)
   }
 }
 
-/** One fresh daemon process: idle, a burst of runs in its process, then a burst through its API with `body`. */
-async function daemonMemory (child: string, body: 'json' | 'binary'): Promise<{
+/** A daemon's peaks through its API, MiB. */
+interface ApiMemory { daemonPeakMiB: number, daemonApiPeakMiB: number, apiPeakAboveBareMiB: number, afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number } }
+
+/** One fresh daemon process: idle, a burst of runs in its process, then `rounds` of `concurrency` runs through its API with `body`. */
+async function daemonMemory (child: string, body: 'json' | 'binary', rounds: number, concurrency: number): Promise<{
   ready: { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
   burst: { burstPeakMiB: number }
   done: { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
@@ -587,7 +595,7 @@ async function daemonMemory (child: string, body: 'json' | 'binary'): Promise<{
     const ready = await next() as { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
     proc.stdin.write('burst\n')
     const burst = await next() as { burstPeakMiB: number }
-    await loadDaemon(ready.socket, ready.inputName, 10, 4, body)
+    await loadDaemon(ready.socket, ready.inputName, rounds, concurrency, body)
     proc.stdin.end('done\n')
     const done = await next() as { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
     if (await exited !== 0) throw new Error('memory child (daemon) failed')
@@ -621,8 +629,11 @@ export function printAgent (r: AgentBenchResult): void {
   if (m !== undefined) {
     console.log(`| RSS MiB, fresh processes, compiled | daemon idle ${fmt(m.daemonIdleMiB, 0)}, peak ${fmt(m.daemonPeakMiB, 0)} (40 runs, 4 at a time, capture ring on) | bare ORT idle ${fmt(m.bareOrtIdleMiB, 0)}, peak ${fmt(m.bareOrtPeakMiB, 0)} (40 runs) | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
     console.log(`| RSS MiB, the same daemon, 40 more runs through its API (JSON + base64), 4 at a time | peak ${fmt(m.daemonApiPeakMiB, 0)}; after: RSS ${fmt(m.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(m.afterApiBurst.heapMiB, 0)}, external ${fmt(m.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(m.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
-    const b = m.binaryApi
-    console.log(`| RSS MiB, a second fresh daemon (in-process peak ${fmt(b.daemonPeakMiB, 0)}), 40 runs through its API as binary bodies, 4 at a time | peak ${fmt(b.daemonApiPeakMiB, 0)}; after: RSS ${fmt(b.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(b.afterApiBurst.heapMiB, 0)}, external ${fmt(b.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(b.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
+    const row = (what: string, b: ApiMemory): void => {
+      console.log(`| RSS MiB, ${what} | peak ${fmt(b.daemonApiPeakMiB, 0)} (in-process peak before it ${fmt(b.daemonPeakMiB, 0)}); after: RSS ${fmt(b.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(b.afterApiBurst.heapMiB, 0)}, external ${fmt(b.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(b.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
+    }
+    row('a second fresh daemon, 40 runs through its API as binary bodies, 4 at a time', m.binaryApi)
+    row('a third fresh daemon, 80 runs through its API (JSON), 16 at a time', m.floodApi)
   }
 }
 

@@ -56,6 +56,27 @@ B64[0x3d] = 64
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 
+/**
+ * Decodes up to `quads` whole base64 quads from `src` at `i` into `dst` at `at`, stopping before
+ * the first quad with padding or a character outside the alphabet; returns the quads decoded.
+ */
+function decodeQuads (src: Uint8Array, i: number, quads: number, dst: Uint8Array, at: number): number {
+  for (let q = 0; q < quads; q++) {
+    const a = B64[src[i] as number] as number
+    const b = B64[src[i + 1] as number] as number
+    const c = B64[src[i + 2] as number] as number
+    const d = B64[src[i + 3] as number] as number
+    if ((a | b | c | d) > 63) return q
+    const v = a << 18 | b << 12 | c << 6 | d
+    dst[at] = v >>> 16
+    dst[at + 1] = v >>> 8 & 0xff
+    dst[at + 2] = v & 0xff
+    i += 4
+    at += 3
+  }
+  return quads
+}
+
 /** A tensor as its fields arrive, in any order. */
 interface PendingTensor {
   path: string
@@ -623,41 +644,15 @@ export class RunBodyDecoder {
       const chunk = this.chunk
       let i = this.pos
       const len = chunk.byteLength
-      // The hot path: the run of whole quads up to the next quote or escape, decoded by node into
-      // the buffer and checked by encoding it back (node's decoder skips what is not base64, and
-      // takes base64url too: either way the round trip differs). Both native, 5-10x a regex or a
-      // JS loop. Anything odd (padding, a bad character, a quad across chunks) takes the
-      // character-by-character path below, which names the problem.
+      // The hot path: whole quads straight from the chunk into the buffer, in a plain function
+      // (TurboFan does not optimize a generator's loop as well): no string, no allocation, as
+      // fast as node's native decoder with a validating round trip, which made 3 MB of strings
+      // per 1.6 MB body that grew the young generation by ~16 MiB under load.
       if (n === 0 && pad === 0) {
-        let end = chunk.indexOf(QUOTE, i)
-        if (end === -1) end = len
-        const escape = chunk.indexOf(BACKSLASH, i)
-        if (escape !== -1 && escape < end) end = escape
-        const quads = Math.min((end - i) >> 2, Math.floor((into.byteLength - at) / 3))
-        if (quads > 0) {
-          const text = chunk.toString('latin1', i, i + quads * 4)
-          const target = Buffer.from(into.buffer, into.byteOffset, into.byteLength)
-          const wrote = target.write(text, at, 'base64')
-          if (wrote === quads * 3 && target.toString('base64', at, at + wrote) === text) {
-            at += quads * 3
-            i += quads * 4
-            chars += quads * 4
-          }
-        }
-        while (i + 4 <= len && at + 3 <= into.byteLength) {
-          const a = B64[chunk[i] as number] as number
-          const b = B64[chunk[i + 1] as number] as number
-          const c = B64[chunk[i + 2] as number] as number
-          const d = B64[chunk[i + 3] as number] as number
-          if ((a | b | c | d) >= 64) break
-          const q = a << 18 | b << 12 | c << 6 | d
-          into[at] = q >>> 16
-          into[at + 1] = q >>> 8 & 0xff
-          into[at + 2] = q & 0xff
-          at += 3
-          i += 4
-          chars += 4
-        }
+        const quads = decodeQuads(chunk, i, Math.min((len - i) >> 2, Math.floor((into.byteLength - at) / 3)), into, at)
+        i += quads * 4
+        at += quads * 3
+        chars += quads * 4
       }
       this.pos = i
       if (i === len) continue
