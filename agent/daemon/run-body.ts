@@ -10,6 +10,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import { Tensor } from 'onnxruntime-node'
 import { DaemonError } from './errors.js'
+import { TENSOR_JSON_TYPES, TYPED } from './tensor-json.js'
 
 /** What a run request asks for. */
 export interface RunRequest { feeds: Record<string, Tensor>, decision?: string, subject?: string }
@@ -30,23 +31,8 @@ const MAX_NUMBER_CHARS = 64
 const STAGE_BYTES = 64 * 1024
 
 type Ctor = new (buffer: ArrayBuffer) => ArrayBufferView
-const TYPED: Record<string, { ctor: Ctor, bytes: number }> = {
-  float32: { ctor: Float32Array, bytes: 4 },
-  float64: { ctor: Float64Array, bytes: 8 },
-  int8: { ctor: Int8Array, bytes: 1 },
-  uint8: { ctor: Uint8Array, bytes: 1 },
-  int16: { ctor: Int16Array, bytes: 2 },
-  uint16: { ctor: Uint16Array, bytes: 2 },
-  int32: { ctor: Int32Array, bytes: 4 },
-  uint32: { ctor: Uint32Array, bytes: 4 },
-  int64: { ctor: BigInt64Array, bytes: 8 },
-  uint64: { ctor: BigUint64Array, bytes: 8 },
-  bool: { ctor: Uint8Array, bytes: 1 },
-  // onnxruntime-node takes float16 as its raw bits.
-  float16: { ctor: Uint16Array, bytes: 2 }
-}
-/** Element types the API accepts. */
-export const RUN_TENSOR_TYPES: readonly string[] = Object.freeze([...Object.keys(TYPED), 'string'])
+/** Element types the API accepts (those of the JSON form). */
+export const RUN_TENSOR_TYPES: readonly string[] = TENSOR_JSON_TYPES
 
 /** base64 alphabet value of each byte; 64 = '=', 255 = not base64. */
 const B64 = new Uint8Array(256).fill(255)
@@ -189,12 +175,18 @@ export class RunBodyDecoder {
 
   private where (): string { return `byte ${this.base + this.pos}` }
 
-  /** Waits for input: yields until a chunk with unread bytes arrives; at the end of the body fails. */
-  private * more (): Generator<void, void, void> {
+  /** Waits for a byte: true once one is there, false at the end of the body. */
+  private * available (): Generator<void, boolean, void> {
     while (this.pos >= this.chunk.byteLength) {
-      if (this.ended) throw new NeedMore()
+      if (this.ended) return false
       yield
     }
+    return true
+  }
+
+  /** Waits for input: yields until a chunk with unread bytes arrives; at the end of the body fails. */
+  private * more (): Generator<void, void, void> {
+    if (!(yield * this.available())) throw new NeedMore()
   }
 
   private * peek (): Generator<void, number, void> {
@@ -204,6 +196,14 @@ export class RunBodyDecoder {
       if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) { this.pos++; continue }
       return c
     }
+  }
+
+  /** After a member of an object or array: true at its end (`close`, consumed), false after a comma. */
+  private * separator (close: number): Generator<void, boolean, void> {
+    const c = yield * this.peek()
+    if (c !== close && c !== 0x2c) this.syntax(`',' or '${String.fromCharCode(close)}'`)
+    this.pos++
+    return c === close
   }
 
   private * expect (c: number, what: string): Generator<void, void, void> {
@@ -243,12 +243,7 @@ export class RunBodyDecoder {
         yield * this.rawTensors()
       } else {
         // Nothing but whitespace after the object.
-        for (;;) {
-          if (this.pos >= this.chunk.byteLength) {
-            if (this.ended) return
-            yield
-            continue
-          }
+        while (yield * this.available()) {
           const c = this.chunk[this.pos] as number
           if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) { this.pos++; continue }
           this.syntax('the end of the body')
@@ -270,10 +265,7 @@ export class RunBodyDecoder {
       const key = yield * this.string(4096, 'a field name')
       yield * this.expect(0x3a, '\':\'')
       yield * field(key)
-      const c = yield * this.peek()
-      this.pos++
-      if (c === 0x7d) return
-      if (c !== 0x2c) { this.pos--; this.syntax('\',\' or \'}\'') }
+      if (yield * this.separator(0x7d)) return
     }
   }
 
@@ -423,10 +415,7 @@ export class RunBodyDecoder {
         ok = false
         yield * this.skip(1)
       }
-      const e = yield * this.peek()
-      this.pos++
-      if (e === 0x5d) break
-      if (e !== 0x2c) { this.pos--; this.syntax('\',\' or \']\'') }
+      if (yield * this.separator(0x5d)) break
     }
     if (dims.length > MAX_RANK) { this.problem(`${path}.dims: must be an array of at most ${MAX_RANK} dimensions`); ok = false }
     return ok ? dims : undefined
@@ -447,22 +436,14 @@ export class RunBodyDecoder {
         ok = false
         yield * this.skip(1)
       }
-      const e = yield * this.peek()
-      this.pos++
-      if (e === 0x5d) break
-      if (e !== 0x2c) { this.pos--; this.syntax('\',\' or \']\'') }
+      if (yield * this.separator(0x5d)) break
     }
     return ok ? out : undefined
   }
 
   private * number (): Generator<void, number, void> {
     let text = ''
-    for (;;) {
-      if (this.pos >= this.chunk.byteLength) {
-        if (this.ended) break
-        yield
-        continue
-      }
+    while (yield * this.available()) {
       const c = this.chunk[this.pos] as number
       if (!((c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45)) break
       if (text.length >= MAX_NUMBER_CHARS) this.syntax('a shorter number')
@@ -558,10 +539,7 @@ export class RunBodyDecoder {
         yield * this.skipString()
         yield * this.expect(0x3a, '\':\'')
         yield * this.skip(depth + 1)
-        const e = yield * this.peek()
-        this.pos++
-        if (e === 0x7d) return
-        if (e !== 0x2c) { this.pos--; this.syntax('\',\' or \'}\'') }
+        if (yield * this.separator(0x7d)) return
       }
     }
     if (c === 0x5b) {
@@ -569,10 +547,7 @@ export class RunBodyDecoder {
       if ((yield * this.peek()) === 0x5d) { this.pos++; return }
       for (;;) {
         yield * this.skip(depth + 1)
-        const e = yield * this.peek()
-        this.pos++
-        if (e === 0x5d) return
-        if (e !== 0x2c) { this.pos--; this.syntax('\',\' or \']\'') }
+        if (yield * this.separator(0x5d)) return
       }
     }
     for (const word of ['true', 'false', 'null']) {
@@ -678,22 +653,14 @@ export class RunBodyDecoder {
     for (const t of raw) {
       const into = new Uint8Array(t.buffer as ArrayBuffer)
       while (t.filled < into.byteLength) {
-        if (this.pos >= this.chunk.byteLength) {
-          if (this.ended) this.fail(`binary run body: ${total - raw.reduce((a, r) => a + r.filled, 0)} bytes of tensor data missing (the header's tensors take ${total})`)
-          yield
-          continue
-        }
+        if (!(yield * this.available())) this.fail(`binary run body: ${total - raw.reduce((a, r) => a + r.filled, 0)} bytes of tensor data missing (the header's tensors take ${total})`)
         const take = Math.min(into.byteLength - t.filled, this.chunk.byteLength - this.pos)
         into.set(this.chunk.subarray(this.pos, this.pos + take), t.filled)
         t.filled += take
         this.pos += take
       }
     }
-    for (;;) {
-      if (this.pos < this.chunk.byteLength) this.fail(`binary run body: bytes after the ${total} bytes of tensor data the header declares`)
-      if (this.ended) return
-      yield
-    }
+    if (yield * this.available()) this.fail(`binary run body: bytes after the ${total} bytes of tensor data the header declares`)
   }
 }
 
