@@ -18,6 +18,8 @@ import { fmt, fmtSpread, processCpuMs, spread, time, type Spread } from './measu
 export const DEFAULT_LATENCY_ROUNDS = 16
 /** Runs per watched block (`--runs`). */
 export const DEFAULT_LATENCY_BLOCK_RUNS = 8
+/** Alternating bare/wrapped pairs per round (`--pairs`). */
+export const DEFAULT_LATENCY_PAIRS = 8
 /** inferenceNiceness of the third agent's model worker. */
 const LATENCY_NICENESS = 10
 /** Floor samples per round (SHA-256 of the tensor bytes; fdatasync of one small write). */
@@ -27,6 +29,8 @@ const FLOOR_SAMPLES = 5
 export interface LatencyOptions {
   rounds: number
   runsPerBlock: number
+  /** Alternating pairs per round: a bare run and a wrapped run back to back, order flipped each pair. */
+  pairsPerRound: number
   /**
    * intraOpNumThreads of the measured arrangement. Default: cores − 1 (at least 1), the target's
    * "a core free for hashing". The same runs with onnxruntime's default pool (every core) are
@@ -36,7 +40,7 @@ export interface LatencyOptions {
 }
 
 export function defaultLatencyOptions (): LatencyOptions {
-  return { rounds: DEFAULT_LATENCY_ROUNDS, runsPerBlock: DEFAULT_LATENCY_BLOCK_RUNS, intraOpThreads: Math.max(1, availableParallelism() - 1) }
+  return { rounds: DEFAULT_LATENCY_ROUNDS, runsPerBlock: DEFAULT_LATENCY_BLOCK_RUNS, pairsPerRound: DEFAULT_LATENCY_PAIRS, intraOpThreads: Math.max(1, availableParallelism() - 1) }
 }
 
 /** The event loop over the blocks of one kind. */
@@ -73,6 +77,27 @@ export interface LatencyFigures {
   bare: RunFigures
   wrapped: RunFigures
   /**
+   * The headline: alternating pairs (a bare and a wrapped run back to back, order flipped each
+   * pair, `pairsPerRound` per round), each pair's wrapped − bare, ms: the machine drifts little in
+   * 50 ms, so this is the least noisy estimate. Quartiles over every pair.
+   */
+  alternating: {
+    pairs: number
+    addedMs: Quartiles
+    /** The same split by order: the wrapped run first, or the bare one first. */
+    addedMsByOrder: { wrappedFirst: Quartiles, bareFirst: Quartiles }
+    /** Process CPU (every thread) of the wrapped run − the bare one, ms. */
+    addedCpuMs: Quartiles
+    /** Each pair's floor: the round's SHA part + an fdatasync timed right after the pair. */
+    floorMs: Quartiles
+    /** Median added ÷ median of the pairs' floors. Target <= 1.2. */
+    addedToFloor: number
+    /** Each pair's added ÷ its own floor. */
+    addedToFloorByPair: Quartiles
+    /** Median added CPU ÷ the floor's SHA part. */
+    addedCpuToShaFloor: number
+  }
+  /**
    * Per round: median wrapped run − median bare run of that round's blocks, ms: a paired
    * difference, so the drift of the machine between rounds cancels.
    */
@@ -106,6 +131,20 @@ export interface LatencyFigures {
   nice: { niceness: number } & RunFigures
   /** One block with onnxruntime on the main thread (the arrangement before issue 11). */
   inProcess: { wallMs: Spread, loop: LoopFigures }
+}
+
+/** First quartile, median and third quartile of a sample. */
+export interface Quartiles { p25: number, median: number, p75: number }
+
+function quartiles (xs: readonly number[]): Quartiles {
+  const s = [...xs].sort((a, b) => a - b)
+  const at = (q: number): number => {
+    if (s.length === 0) return NaN
+    const i = (s.length - 1) * q
+    const lo = Math.floor(i)
+    return (s[lo] as number) + ((s[Math.ceil(i)] as number) - (s[lo] as number)) * (i - lo)
+  }
+  return { p25: at(0.25), median: at(0.5), p75: at(0.75) }
 }
 
 /** What one watched block gave. */
@@ -239,7 +278,7 @@ async function startAgent (dir: string, name: string, intraOpNumThreads: number 
 }
 
 export async function benchLatency (dir: string, options: LatencyOptions = defaultLatencyOptions()): Promise<LatencyFigures> {
-  const { rounds, runsPerBlock: runs, intraOpThreads } = options
+  const { rounds, runsPerBlock: runs, pairsPerRound, intraOpThreads } = options
   gcObserver.observe({ entryTypes: ['gc'] })
   // Three agents with the same model: the measured arrangement, onnxruntime's default pool, and
   // the measured arrangement with a nice model worker. Idle agents cost nothing: a model worker
@@ -277,20 +316,36 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   const inputBytes = image.byteLength
   const outputSample = randomBytes(outputBytes)
   const floor = { shaMBps: [] as number[], shaInputMs: [] as number[], shaOutputMs: [] as number[], fdatasyncMs: [] as number[], totalMs: [] as number[] }
+  const pairs = { wallMs: [] as number[], cpuMs: [] as number[], floorMs: [] as number[], wrappedFirstMs: [] as number[], bareFirstMs: [] as number[] }
   for (let r = 0; r < rounds; r++) {
+    // The floor's SHA part in this round: SHA-256 at this machine's speed on the same byte counts
+    // (input and output hashed as the agent does, one stream each).
+    const mbps = spread([shaMBps(image, FLOOR_SAMPLES), shaMBps(outputSample, FLOOR_SAMPLES)]).median
+    const shaMs = (inputBytes + outputBytes) / 1e3 / mbps
     for (let k = 0; k < names.length; k++) {
       const name = names[(r + k) % names.length] as keyof typeof kinds
       blocks[name].push(await kinds[name]())
     }
-    // The floor in the same round: SHA-256 at this machine's speed on the same byte counts (input
-    // and output hashed as the agent does, one stream each), and one fdatasync.
-    const mbps = spread([shaMBps(image, FLOOR_SAMPLES), shaMBps(outputSample, FLOOR_SAMPLES)]).median
+    for (let p = 0; p < pairsPerRound; p++) {
+      const wrappedFirst = (r * pairsPerRound + p) % 2 === 0
+      const bare = wrappedFirst ? undefined : await time(async () => await main.model.loaded.session.run(feeds))
+      const wrapped = await time(async () => await main.model.run(feeds))
+      const bareAfter = bare ?? await time(async () => await main.model.loaded.session.run(feeds))
+      pairs.wallMs.push(wrapped.wallMs - bareAfter.wallMs)
+      ;(wrappedFirst ? pairs.wrappedFirstMs : pairs.bareFirstMs).push(wrapped.wallMs - bareAfter.wallMs)
+      pairs.cpuMs.push(wrapped.cpuMs - bareAfter.cpuMs)
+      // This pair's own fdatasync: the disk is shared, and a sync waits for whatever else the
+      // file system must commit at that moment (other processes' writes among it).
+      const pairSync = (await fdatasyncSamples(dir, 1))[0] as number
+      pairs.floorMs.push(shaMs + pairSync)
+    }
+    // The fdatasync part in the same round, apart from the pairs.
     const sync = spread(await fdatasyncSamples(dir, FLOOR_SAMPLES)).median
     floor.shaMBps.push(mbps)
     floor.shaInputMs.push(inputBytes / 1e3 / mbps)
     floor.shaOutputMs.push(outputBytes / 1e3 / mbps)
     floor.fdatasyncMs.push(sync)
-    floor.totalMs.push((inputBytes + outputBytes) / 1e3 / mbps + sync)
+    floor.totalMs.push(shaMs + sync)
   }
   for (const a of [main, all, nice]) await a.agent.stop()
 
@@ -306,10 +361,20 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   return {
     model: 'ch_PP-OCRv4_det_infer.onnx, 1×3×320×320',
     arrangement: { cores: availableParallelism(), intraOpThreads },
-    blocks: `${rounds} rounds × ${runs} runs per kind`,
+    blocks: `${rounds} rounds × ${runs} runs per kind + ${pairsPerRound} alternating pairs`,
     bare: runFigures(blocks.bare),
     wrapped: runFigures(blocks.wrapped),
     addedMs: spread(added),
+    alternating: {
+      pairs: pairs.wallMs.length,
+      addedMs: quartiles(pairs.wallMs),
+      addedMsByOrder: { wrappedFirst: quartiles(pairs.wrappedFirstMs), bareFirst: quartiles(pairs.bareFirstMs) },
+      addedCpuMs: quartiles(pairs.cpuMs),
+      floorMs: quartiles(pairs.floorMs),
+      addedToFloor: quartiles(pairs.wallMs).median / quartiles(pairs.floorMs).median,
+      addedToFloorByPair: quartiles(pairs.wallMs.map((a, i) => a / (pairs.floorMs[i] as number))),
+      addedCpuToShaFloor: quartiles(pairs.cpuMs).median / spread(floor.shaInputMs.map((x, i) => x + (floor.shaOutputMs[i] as number))).median
+    },
     addedPooledMs: spread(blocks.wrapped.flatMap(b => b.runsMs)).median - spread(blocks.bare.flatMap(b => b.runsMs)).median,
     addedCpuMs: spread(addedCpu),
     floor: {
@@ -338,7 +403,10 @@ function loopCell (l: LoopFigures): string {
 export function printLatency (l: LatencyFigures): void {
   const f = l.floor
   const arr = `${l.arrangement.intraOpThreads} intra-op thread(s) on ${l.arrangement.cores} cores`
-  console.log(`| inference latency ms, ${l.model}, ${arr}, ${l.blocks} | ${fmtSpread(l.wrapped.wallMs)} | bare session.run, same worker ${fmtSpread(l.bare.wallMs)} | added per round ${fmtSpread(l.addedMs)} ms ÷ floor ${fmtSpread(f.totalMs)} ms = ${fmtSpread(l.addedToFloor)} (pooled: ${fmt(l.addedPooledMs)} ÷ ${fmt(f.totalMs.median)} = ${fmt(l.addedPooledMs / f.totalMs.median)}) | CPU per run ${fmt(l.wrapped.cpuMsPerRun.median)} vs ${fmt(l.bare.cpuMsPerRun.median)}: added ${fmtSpread(l.addedCpuMs)} ÷ SHA = ${fmtSpread(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
+  const al = l.alternating
+  const q = (x: Quartiles): string => `${fmt(x.median)} (p25 ${fmt(x.p25)}, p75 ${fmt(x.p75)})`
+  console.log(`| inference latency, added per run, ${l.model}, ${arr}: ${al.pairs} alternating pairs (bare session.run and wrapped run() back to back, same worker) | added ${q(al.addedMs)} ms; wrapped first ${q(al.addedMsByOrder.wrappedFirst)}, bare first ${q(al.addedMsByOrder.bareFirst)} | floor per pair ${q(al.floorMs)} ms (parts below) | ${fmt(al.addedToFloor)} (per pair ${q(al.addedToFloorByPair)}) | added CPU ${q(al.addedCpuMs)} ms ÷ SHA ${fmt(f.shaInputMs.median + f.shaOutputMs.median)} = ${fmt(al.addedCpuToShaFloor)} | ≤ 1.2 |`)
+  console.log(`| inference latency ms, blocks: ${l.blocks} | ${fmtSpread(l.wrapped.wallMs)} | bare session.run, same worker ${fmtSpread(l.bare.wallMs)} | added per round ${fmtSpread(l.addedMs)} ms ÷ floor ${fmtSpread(f.totalMs)} ms = ${fmtSpread(l.addedToFloor)} (pooled: ${fmt(l.addedPooledMs)} ÷ ${fmt(f.totalMs.median)} = ${fmt(l.addedPooledMs / f.totalMs.median)}) | CPU per run ${fmt(l.wrapped.cpuMsPerRun.median)} vs ${fmt(l.bare.cpuMsPerRun.median)}: added ${fmtSpread(l.addedCpuMs)} ÷ SHA = ${fmtSpread(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
   console.log(`| … the floor: SHA-256 at ${fmt(f.shaMBps.median, 0)} MB/s of input ${f.inputBytes} B (${fmt(f.shaInputMs.median)} ms) + output ${f.outputBytes} B (${fmt(f.shaOutputMs.median)} ms) + fdatasync ${fmtSpread(f.fdatasyncMs)} ms | | | | | |`)
   console.log(`| event loop, longest stall during inference, ms | ${loopCell(l.wrapped.loop)} | bare runs ${loopCell(l.bare.loop)}; idle wait ${loopCell(l.idle)}; run on the main thread ${fmt(l.inProcess.loop.maxMs)} | | | ≤ 5 |`)
   console.log(`| main thread per inference, ms: busy (ELU) / on a CPU / waiting for one (schedstat) | ${fmt(l.wrapped.loop.busyMsPerRun)} / ${fmt(l.wrapped.loop.onCpuMsPerRun)} / ${fmt(l.wrapped.loop.runqueueMsPerRun)} | bare run ${fmt(l.bare.loop.busyMsPerRun)} / ${fmt(l.bare.loop.onCpuMsPerRun)} / ${fmt(l.bare.loop.runqueueMsPerRun)}; run on the main thread ${fmt(l.inProcess.loop.busyMsPerRun)} | | | |`)

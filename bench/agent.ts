@@ -27,7 +27,7 @@ import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { fmt, fmtSpread, interleave, spread, type Spread } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
-import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
+import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
 
 const MIB = 1024 * 1024
 
@@ -362,6 +362,7 @@ const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -
   --parts a,b      parts to run, of: ${PARTS.join(', ')} (default: all)
   --rounds N       latency: rounds, each one block of every kind in rotating order (default ${DEFAULT_LATENCY_ROUNDS})
   --runs N         latency: runs per block (default ${DEFAULT_LATENCY_BLOCK_RUNS})
+  --pairs N        latency: alternating bare/wrapped pairs per round (default ${DEFAULT_LATENCY_PAIRS})
   --intra-op N     latency: onnxruntime intra-op threads of the measured arrangement (default: cores − 1,
                    at least 1: a core free for hashing); onnxruntime's default pool is measured beside it
   --help           this text
@@ -388,6 +389,7 @@ export async function main (): Promise<AgentBenchResult> {
   const latencyOptions: LatencyOptions = {
     rounds: intOption('--rounds', defaults.rounds),
     runsPerBlock: intOption('--runs', defaults.runsPerBlock),
+    pairsPerRound: intOption('--pairs', defaults.pairsPerRound),
     intraOpThreads: intOption('--intra-op', defaults.intraOpThreads)
   }
   const unknown = parts.filter(p => !(PARTS as readonly string[]).includes(p))
