@@ -88,6 +88,11 @@ export interface LatencyFigures {
     addedMsByOrder: { wrappedFirst: Quartiles, bareFirst: Quartiles }
     /** Process CPU (every thread) of the wrapped run − the bare one, ms. */
     addedCpuMs: Quartiles
+    /**
+     * The synchronous part of each wrapped run() (check, snapshot copy, post): the longest step of
+     * a run on the main thread, the hash slices after it being ≈ 0.15 ms each. Quartiles and max, ms.
+     */
+    runSyncMs: Quartiles & { max: number }
     /** Each pair's floor: the round's SHA part + an fdatasync timed right after the pair. */
     floorMs: Quartiles
     /** Median added ÷ median of the pairs' floors. Target <= 1.2. */
@@ -316,7 +321,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   const inputBytes = image.byteLength
   const outputSample = randomBytes(outputBytes)
   const floor = { shaMBps: [] as number[], shaInputMs: [] as number[], shaOutputMs: [] as number[], fdatasyncMs: [] as number[], totalMs: [] as number[] }
-  const pairs = { wallMs: [] as number[], cpuMs: [] as number[], floorMs: [] as number[], wrappedFirstMs: [] as number[], bareFirstMs: [] as number[] }
+  const pairs = { wallMs: [] as number[], cpuMs: [] as number[], floorMs: [] as number[], syncMs: [] as number[], wrappedFirstMs: [] as number[], bareFirstMs: [] as number[] }
   for (let r = 0; r < rounds; r++) {
     // The floor's SHA part in this round: SHA-256 at this machine's speed on the same byte counts
     // (input and output hashed as the agent does, one stream each).
@@ -329,7 +334,12 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
     for (let p = 0; p < pairsPerRound; p++) {
       const wrappedFirst = (r * pairsPerRound + p) % 2 === 0
       const bare = wrappedFirst ? undefined : await time(async () => await main.model.loaded.session.run(feeds))
-      const wrapped = await time(async () => await main.model.run(feeds))
+      const wrapped = await time(async () => {
+        const s0 = performance.now()
+        const pending = main.model.run(feeds)
+        pairs.syncMs.push(performance.now() - s0)
+        await pending
+      })
       const bareAfter = bare ?? await time(async () => await main.model.loaded.session.run(feeds))
       pairs.wallMs.push(wrapped.wallMs - bareAfter.wallMs)
       ;(wrappedFirst ? pairs.wrappedFirstMs : pairs.bareFirstMs).push(wrapped.wallMs - bareAfter.wallMs)
@@ -370,6 +380,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
       addedMs: quartiles(pairs.wallMs),
       addedMsByOrder: { wrappedFirst: quartiles(pairs.wrappedFirstMs), bareFirst: quartiles(pairs.bareFirstMs) },
       addedCpuMs: quartiles(pairs.cpuMs),
+      runSyncMs: { ...quartiles(pairs.syncMs), max: Math.max(...pairs.syncMs) },
       floorMs: quartiles(pairs.floorMs),
       addedToFloor: quartiles(pairs.wallMs).median / quartiles(pairs.floorMs).median,
       addedToFloorByPair: quartiles(pairs.wallMs.map((a, i) => a / (pairs.floorMs[i] as number))),
@@ -406,6 +417,7 @@ export function printLatency (l: LatencyFigures): void {
   const al = l.alternating
   const q = (x: Quartiles): string => `${fmt(x.median)} (p25 ${fmt(x.p25)}, p75 ${fmt(x.p75)})`
   console.log(`| inference latency, added per run, ${l.model}, ${arr}: ${al.pairs} alternating pairs (bare session.run and wrapped run() back to back, same worker) | added ${q(al.addedMs)} ms; wrapped first ${q(al.addedMsByOrder.wrappedFirst)}, bare first ${q(al.addedMsByOrder.bareFirst)} | floor per pair ${q(al.floorMs)} ms (parts below) | ${fmt(al.addedToFloor)} (per pair ${q(al.addedToFloorByPair)}) | added CPU ${q(al.addedCpuMs)} ms ÷ SHA ${fmt(f.shaInputMs.median + f.shaOutputMs.median)} = ${fmt(al.addedCpuToShaFloor)} | ≤ 1.2 |`)
+  console.log(`| the synchronous part of each wrapped run() (check, snapshot copy, post), ms | ${q(al.runSyncMs)}, max ${fmt(al.runSyncMs.max)} | | | | ≈ 1 |`)
   console.log(`| inference latency ms, blocks: ${l.blocks} | ${fmtSpread(l.wrapped.wallMs)} | bare session.run, same worker ${fmtSpread(l.bare.wallMs)} | added per round ${fmtSpread(l.addedMs)} ms ÷ floor ${fmtSpread(f.totalMs)} ms = ${fmtSpread(l.addedToFloor)} (pooled: ${fmt(l.addedPooledMs)} ÷ ${fmt(f.totalMs.median)} = ${fmt(l.addedPooledMs / f.totalMs.median)}) | CPU per run ${fmt(l.wrapped.cpuMsPerRun.median)} vs ${fmt(l.bare.cpuMsPerRun.median)}: added ${fmtSpread(l.addedCpuMs)} ÷ SHA = ${fmtSpread(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
   console.log(`| … the floor: SHA-256 at ${fmt(f.shaMBps.median, 0)} MB/s of input ${f.inputBytes} B (${fmt(f.shaInputMs.median)} ms) + output ${f.outputBytes} B (${fmt(f.shaOutputMs.median)} ms) + fdatasync ${fmtSpread(f.fdatasyncMs)} ms | | | | | |`)
   console.log(`| event loop, longest stall during inference, ms | ${loopCell(l.wrapped.loop)} | bare runs ${loopCell(l.bare.loop)}; idle wait ${loopCell(l.idle)}; run on the main thread ${fmt(l.inProcess.loop.maxMs)} | | | ≤ 5 |`)
