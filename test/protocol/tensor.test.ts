@@ -7,7 +7,7 @@ import { createHash, createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import {
-  commitDigest, commitTensor, deriveSalt, digestTensor, fromHex, toHex, ProtocolError, SALT_BYTES, TENSOR_DTYPES,
+  commitDigest, commitTensor, deriveSalt, deriveSubjectSalt, digestTensor, fromHex, toHex, ProtocolError, SALT_BYTES, TENSOR_DTYPES,
   type TensorLike
 } from '../../protocol/index.js'
 
@@ -69,6 +69,36 @@ t.test('behavior: deriveSalt is HMAC-SHA256(secret, "edge-provenance/salt/v1\\0"
   t.equal(deriveSalt(new Uint8Array(64), 0).length, SALT_BYTES, 'a longer secret is fine')
   t.throws(() => deriveSalt(new Uint8Array(31), 0), RangeError, 'secret under 32 bytes')
   for (const seq of [-1, 1.5, NaN, 2 ** 53]) t.throws(() => deriveSalt(secret, seq), RangeError, `seq ${seq}`)
+})
+
+t.test('behavior: the salts are createHmac\'s bytes for secrets of every length around the SHA-256 block, subject salts too', async t => {
+  const hmac = (key: Uint8Array, domain: string, seq: number): string => {
+    const seqBytes = Buffer.alloc(8)
+    seqBytes.writeBigUInt64BE(BigInt(seq))
+    return createHmac('sha256', key).update(domain).update(seqBytes).digest('hex')
+  }
+  for (const length of [32, 63, 64, 65, 100, 200]) {
+    const secret = Uint8Array.from({ length }, (_, i) => (i * 37 + length) & 0xff)
+    for (const seq of [0, 7, 2 ** 32 - 1, 2 ** 32 + 5, 2 ** 53 - 1]) {
+      t.equal(toHex(deriveSalt(secret, seq)), hmac(secret, 'edge-provenance/salt/v1\0', seq), `secret of ${length} bytes, seq ${seq}`)
+    }
+    t.same([...secret], Array.from({ length }, (_, i) => (i * 37 + length) & 0xff), 'the secret is left as it was')
+  }
+  const key = new Uint8Array(32).fill(9)
+  t.equal(toHex(deriveSubjectSalt(key, 2 ** 40 + 3)), hmac(key, 'edge-provenance/salt/v2\0', 2 ** 40 + 3))
+})
+
+t.test('behavior: commitDigest writes dims and lengths above 2^32 as u64be, as the layout says', async t => {
+  const digest = { dtypeCode: 2, dims: [2 ** 33 + 1, 0, 3], byteLength: 2 ** 40 + 7, dataHash: new Uint8Array(32).fill(0xab) }
+  const u64 = (n: number): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b }
+  const name = Buffer.from('größe', 'utf8')
+  const nameLength = Buffer.alloc(4)
+  nameLength.writeUInt32BE(name.length)
+  const expected = createHash('sha256').update('edge-provenance/tensor/v1\0').update(SALT).update(nameLength).update(name)
+    .update(Uint8Array.of(2, 3)).update(u64(2 ** 33 + 1)).update(u64(0)).update(u64(3)).update(u64(2 ** 40 + 7)).update(digest.dataHash).digest('hex')
+  t.equal(toHex(commitDigest(SALT, 'größe', digest)), expected)
+  for (const dims of [[-1], [1.5], [2 ** 53]]) t.throws(() => commitDigest(SALT, 'x', { ...digest, dims }), RangeError, `dims ${String(dims)}`)
+  t.throws(() => commitDigest(SALT, 'x', { ...digest, dims: new Array<number>(256).fill(1) }), RangeError, 'rank above 255')
 })
 
 t.test('behavior: every dtype commits to the layout, from typed arrays of the matching width', async t => {
