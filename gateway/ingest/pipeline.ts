@@ -22,6 +22,7 @@ import { DeviceTable, waitingRecordOf, type DeviceJob, type DeviceRuntime, type 
 import type { QuarantineReason } from './quarantine.js'
 import type { PeerAckReader } from './ack-verify.js'
 import { WarnLimiter } from './warn-limiter.js'
+import type { VerifyJob } from './verify-pool.js'
 
 export type { OpenGap, ParkRefusal } from './device-state.js'
 
@@ -85,13 +86,41 @@ export interface IngestPipelineOptions {
 export interface SignatureVerifier {
   /** Whether `signature` is valid for `prefix ‖ message` (prefix: none when left out). */
   verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array, prefix?: Uint8Array) => Promise<boolean>
+  /** The same, answered by a call on the job (VerifyPool.submit): no promise per record. */
+  submit?: (job: VerifyJob) => void
 }
 
-/** A signature sent to the verifier ahead of its record's turn: the key it was sent under, and the answer once it came. */
-interface Ahead {
-  readonly key: Uint8Array
-  readonly valid: Promise<boolean>
-  settled: boolean | undefined
+/**
+ * A signature sent to the verifier ahead of its record's turn: the key it was sent under, and the
+ * answer once it came. It is the verifier's job itself (no promise, resolver or `.then` per
+ * record); a promise is made only for a record whose turn comes before its answer.
+ */
+class Ahead implements VerifyJob {
+  settled: boolean | undefined = undefined
+  private waiters: Array<(valid: boolean) => void> | undefined
+
+  constructor (readonly signature: Uint8Array, readonly message: Uint8Array, readonly publicKey: Uint8Array) {}
+
+  get prefix (): Uint8Array {
+    return RECORD_SIGNING_PREFIX
+  }
+
+  /** The key it was sent under. */
+  get key (): Uint8Array {
+    return this.publicKey
+  }
+
+  answered (valid: boolean): void {
+    this.settled = valid
+    const waiters = this.waiters
+    this.waiters = undefined
+    if (waiters !== undefined) for (const w of waiters) w(valid)
+  }
+
+  async valid (): Promise<boolean> {
+    if (this.settled !== undefined) return this.settled
+    return await new Promise<boolean>(resolve => { (this.waiters ??= []).push(resolve) })
+  }
 }
 
 /** What the status API says about a device. */
@@ -320,9 +349,10 @@ export class IngestPipeline {
       const answer = peek.call(this.o.keys, d.id, s.record.timeMs)
       const key = answer?.publicKey
       if (key === undefined || answer?.revoked === true || answer?.unknown === true) continue
-      const entry: Ahead = { key, valid: verifier.verify(s.signature, s.recordBytes, key, RECORD_SIGNING_PREFIX), settled: undefined }
-      void entry.valid.then(v => { entry.settled = v })
+      const entry = new Ahead(s.signature, s.recordBytes, key)
       this.ahead.set(s, entry)
+      if (verifier.submit !== undefined) verifier.submit(entry)
+      else void verifier.verify(s.signature, s.recordBytes, key, RECORD_SIGNING_PREFIX).then(v => { entry.answered(v) })
     }
   }
 
@@ -331,7 +361,7 @@ export class IngestPipeline {
     const ahead = this.ahead.get(s)
     if (ahead !== undefined) {
       this.ahead.delete(s)
-      if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid
+      if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid()
     }
     const verifier = this.o.verifier
     return verifier === undefined
