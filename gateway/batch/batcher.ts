@@ -19,8 +19,8 @@ export interface BatcherOptions {
   maxRecords: number
   /** Seal once the first leaf of the open batch is this old (ms). */
   maxAgeMs: number
-  /** Called once a seal is durable, in batch id order, with the batch's tree (proofs are served from it). */
-  onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[], tree: MerkleTree) => void
+  /** Called once a seal is durable, in batch id order, with the batch's tree (its leaves; proofs are served from it). */
+  onSealed: (batch: StoredBatch, tree: MerkleTree) => void
   /** Clock for seal times, Unix ms. Default Date.now. */
   now?: () => number
   /**
@@ -85,9 +85,11 @@ export interface LeafPlace { batchId: number, index: number }
 export class Batcher {
   private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }
   private openId: number
-  // The open batch's leaf hashes; its tree is built once, at the seal, and handed on to serve
-  // proofs. An incremental builder hashed every interior node a second time (and copied each leaf).
-  private leafHashes: Uint8Array[] = []
+  // The open batch's leaf hashes back to back, `leafCount` of them; its tree is built once, at the
+  // seal, and handed on to serve proofs. An incremental builder hashed every interior node a second
+  // time; an array of leaf hash objects kept each alive (and promoted by the GC) until the seal.
+  private leafBytes = Buffer.allocUnsafe(1024 * 32)
+  private leafCount = 0
   private firstTimeMs = Infinity
   private lastTimeMs = -Infinity
   private timer: NodeJS.Timeout | undefined
@@ -120,7 +122,7 @@ export class Batcher {
 
   /** Leaves in the open batch. */
   get openSize (): number {
-    return this.leafHashes.length
+    return this.leafCount
   }
 
   /** Arms the age timer (for leaves recovered at open, too). */
@@ -141,14 +143,14 @@ export class Batcher {
    * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
    */
   append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
-    const place = { batchId: this.openId, index: this.leafHashes.length }
+    const place = { batchId: this.openId, index: this.leafCount }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
     this.o.store.enqueue(ops)
     // After the enqueue: the tip's put joins the write that takes the leaf (TipTracker's write hook).
     if (this.o.tips !== undefined && leaf.recordHash !== undefined) this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId)
     this.addToTree(leaf)
-    if (this.leafHashes.length >= this.o.maxRecords) this.seal()
+    if (this.leafCount >= this.o.maxRecords) this.seal()
     else this.arm()
     return place
   }
@@ -158,17 +160,17 @@ export class Batcher {
    * its leaves; `onSealed` runs once that is durable. Returns the batch, or undefined when empty.
    */
   seal (): StoredBatch | undefined {
-    if (this.leafHashes.length === 0) return undefined
+    if (this.leafCount === 0) return undefined
     const id = this.openId
-    const leafHashes = this.leafHashes
-    const tree = new MerkleTree(leafHashes)
+    // The tree copies the bytes: the buffer is reused for the next batch.
+    const tree = new MerkleTree(this.leafBytes.subarray(0, this.leafCount * 32))
     // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
     const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
     const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
     const batch = sealBatch({ id, size: tree.size, root: tree.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
       this.o.origin, this.o.signer, this.o.now(), extensions)
     this.openId = id + 1
-    this.leafHashes = []
+    this.leafCount = 0
     this.firstTimeMs = Infinity
     this.lastTimeMs = -Infinity
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -177,19 +179,25 @@ export class Batcher {
       { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
       this.o.store.putInt(storeKeys.openBatch, id + 1),
       ...committed.ops
-    ], () => this.o.onSealed(batch, leafHashes, tree))
+    ], () => this.o.onSealed(batch, tree))
     return batch
   }
 
   private addToTree (leaf: LeafEntry): void {
     requireLeafHash(leaf.leafHash)
-    this.leafHashes.push(leaf.leafHash)
+    if ((this.leafCount + 1) * 32 > this.leafBytes.byteLength) {
+      const grown = Buffer.allocUnsafe(this.leafBytes.byteLength * 2)
+      this.leafBytes.copy(grown, 0, 0, this.leafCount * 32)
+      this.leafBytes = grown
+    }
+    this.leafBytes.set(leaf.leafHash, this.leafCount * 32)
+    this.leafCount++
     if (leaf.timeMs < this.firstTimeMs) this.firstTimeMs = leaf.timeMs
     if (leaf.timeMs > this.lastTimeMs) this.lastTimeMs = leaf.timeMs
   }
 
   private arm (): void {
-    if (!this.running || this.timer !== undefined || this.leafHashes.length === 0) return
+    if (!this.running || this.timer !== undefined || this.leafCount === 0) return
     this.timer = setTimeout(() => {
       this.timer = undefined
       this.seal()
