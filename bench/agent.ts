@@ -14,12 +14,10 @@ import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import ort from 'onnxruntime-node'
 import onnxProto from 'onnx-proto'
-import ts from 'typescript'
 import {
   commitDigest, createSigner, deriveSalt, digestTensor, sha256, signRecord, ZERO_HASH, type InferenceBody, type TensorDigest
 } from '../protocol/index.js'
@@ -27,8 +25,9 @@ import { DEFAULT_LOAD_CHUNK_BYTES, identifyModel } from '../agent/model/index.js
 import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
-import { fmt, fmtSpread, interleave, processCpuMs, spread, time, type Spread } from './measure.js'
+import { fmt, fmtSpread, interleave, spread, type Spread } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
+import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
 
 const MIB = 1024 * 1024
 
@@ -79,50 +78,7 @@ const PARTS = ['identity', 'records', 'latency', 'memory'] as const
 export interface AgentBenchResult {
   identity?: IdentityFigures[]
   records?: { durablePerSec: Spread, rawSignsPerSec: Spread, ratioWall: Spread, ratioCpu: Spread }
-  latency?: {
-    model: string
-    /** How the runs were watched: blocks of consecutive runs, kinds in rotating order. */
-    blocks: string
-    bareMs: Spread
-    wrappedMs: Spread
-    addedMs: number
-    /** SHA-256 of input and output bytes at this machine's speed + one fdatasync. */
-    floorMs: number
-    shaFloorMs: number
-    syncFloorMs: number
-    /** Added latency ÷ floor. Target <= 1.2. */
-    addedToFloor: number
-    /** Process CPU per run (every thread: the worker's onnxruntime too), median of the blocks. */
-    cpuMsPerRun: { bare: number, wrapped: number }
-    addedCpuMs: number
-    /** Added CPU ÷ the SHA-256 part of the floor (an fdatasync costs waiting, hardly CPU). */
-    addedCpuToShaFloor: number
-    /** Longest event-loop stall over all wrapped blocks, ms. Target <= 5. */
-    eventLoopMaxMs: number
-    /** Each wrapped block's longest stall, summarised. */
-    eventLoopBlockMaxMs: Spread
-    /** Each wrapped block's p99. */
-    eventLoopP99Ms: Spread
-    /** The same over blocks of bare runs in the same worker (no hashing, no record). */
-    eventLoopMaxMsBare: number
-    eventLoopBlockMaxMsBare: Spread
-    /** The same over idle waits as long as a block: the machine's own share (scheduler, other processes). */
-    eventLoopMaxMsIdle: number
-    eventLoopBlockMaxMsIdle: Spread
-    /** One block with onnxruntime on the main thread (the arrangement before issue 11). */
-    eventLoopMaxMsInProcess: number
-    /** Event-loop busy time per run (ELU active), ms: what the main thread spends, load aside. */
-    mainThreadBusyMsPerRun: number
-    mainThreadBusyMsPerRunBare: number
-    mainThreadBusyMsPerRunInProcess: number
-    /**
-     * The main thread's time on a CPU and waiting on a run queue (Linux schedstat), ms per run
-     * (idle: per idle block): what it computes, and what the scheduler made it wait.
-     */
-    mainThreadSchedMsPerRun: Record<'wrapped' | 'bare' | 'idle', { onCpu: number, runqueue: number }>
-    /** Wrapped runs of a second agent whose model worker runs at `niceness` (AgentOptions.inferenceNiceness). */
-    niceWorker: { niceness: number, wrappedMs: Spread, eventLoopMaxMs: number, eventLoopBlockMaxMs: Spread, eventLoopP99Ms: Spread, mainOnCpuMsPerRun: number, mainRunqueueMsPerRun: number }
-  }
+  latency?: LatencyFigures
   /**
    * MiB, compiled JS in fresh processes; peaks are the kernel's VmHWM. Targets: idle <= +40, peak
    * <= +64 above bare. `daemonPeakMiB`: 40 runs called in the daemon's process, 4 at a time;
@@ -286,198 +242,6 @@ async function benchRecords (dir: string): Promise<AgentBenchResult['records']> 
   }
 }
 
-async function fdatasyncMs (dir: string): Promise<number> {
-  const handle = await open(join(dir, 'sync-probe'), 'w')
-  const times: number[] = []
-  try {
-    for (let i = 0; i < 30; i++) {
-      await handle.write(randomBytes(256))
-      times.push((await time(async () => { await handle.datasync() })).wallMs)
-    }
-  } finally {
-    await handle.close()
-  }
-  return spread(times).median
-}
-
-function shaMs (bytes: number): number {
-  const buffer = randomBytes(bytes)
-  const times: number[] = []
-  for (let i = 0; i < 30; i++) {
-    const t0 = performance.now()
-    createHash('sha256').update(buffer).digest()
-    times.push(performance.now() - t0)
-  }
-  return spread(times).median
-}
-
-/** Runs per watched block, and blocks of each kind (bare, wrapped, wrapped nice, idle) in rotating order. */
-const LATENCY_BLOCK_RUNS = 8
-const LATENCY_BLOCKS = 6
-/** inferenceNiceness of the second agent's model worker. */
-const LATENCY_NICENESS = 10
-
-/** What one watched block gave: per-run wall times, and the event loop over the whole block. */
-interface Block { runsMs: number[], cpuMsPerRun: number, busyMsPerRun: number, mainOnCpuMsPerRun: number, mainRunqueueMsPerRun: number, loopMaxMs: number, loopP99Ms: number }
-
-/**
- * This thread's time on a CPU and waiting on a run queue for one, ms (Linux schedstat): the first
- * is what the main thread computes, the second what the scheduler made it wait, whoever ran.
- */
-function mainThreadSched (): { onCpuMs: number, runqueueMs: number } {
-  try {
-    const [onCpu, waiting] = readFileSync('/proc/thread-self/schedstat', 'utf8').trim().split(' ').map(Number)
-    return { onCpuMs: (onCpu ?? NaN) / 1e6, runqueueMs: (waiting ?? NaN) / 1e6 }
-  } catch {
-    return { onCpuMs: NaN, runqueueMs: NaN }
-  }
-}
-
-/**
- * Runs `work` under a fresh event-loop delay histogram kept enabled for the whole block. A
- * histogram enabled and disabled around single runs records the gap between its last tick and
- * its re-enabling as one delay (the bare runs between, counted as a stall); a fresh one counts
- * from its first tick, and one tick is let pass and reset away so no sample starts before the block.
- */
-async function watchBlock (runs: number, work: () => Promise<number[]>): Promise<Block> {
-  const histogram = monitorEventLoopDelay({ resolution: 1 })
-  histogram.enable()
-  await new Promise(resolve => setTimeout(resolve, 5))
-  histogram.reset()
-  const elu = performance.eventLoopUtilization()
-  const c0 = processCpuMs()
-  const s0 = mainThreadSched()
-  const runsMs = await work()
-  const s1 = mainThreadSched()
-  const cpuMs = processCpuMs() - c0
-  const busyMs = performance.eventLoopUtilization(elu).active
-  histogram.disable()
-  return {
-    runsMs,
-    cpuMsPerRun: cpuMs / runs,
-    busyMsPerRun: busyMs / runs,
-    mainOnCpuMsPerRun: (s1.onCpuMs - s0.onCpuMs) / runs,
-    mainRunqueueMsPerRun: (s1.runqueueMs - s0.runqueueMs) / runs,
-    loopMaxMs: histogram.max / 1e6,
-    loopP99Ms: histogram.percentile(99) / 1e6
-  }
-}
-
-async function timedRuns (runs: number, once: () => Promise<unknown>): Promise<number[]> {
-  const out: number[] = []
-  for (let i = 0; i < runs; i++) out.push((await time(once)).wallMs)
-  return out
-}
-
-function loopFigures (blocks: readonly Block[]): { maxMs: number, blockMaxMs: Spread, p99Ms: Spread, busyMsPerRun: number, cpuMsPerRun: number, onCpuMsPerRun: number, runqueueMsPerRun: number } {
-  return {
-    onCpuMsPerRun: spread(blocks.map(b => b.mainOnCpuMsPerRun)).median,
-    runqueueMsPerRun: spread(blocks.map(b => b.mainRunqueueMsPerRun)).median,
-    maxMs: Math.max(...blocks.map(b => b.loopMaxMs)),
-    blockMaxMs: spread(blocks.map(b => b.loopMaxMs)),
-    p99Ms: spread(blocks.map(b => b.loopP99Ms)),
-    busyMsPerRun: spread(blocks.map(b => b.busyMsPerRun)).median,
-    cpuMsPerRun: spread(blocks.map(b => b.cpuMsPerRun)).median
-  }
-}
-
-async function benchLatency (dir: string): Promise<AgentBenchResult['latency']> {
-  const modelPath = paddleOcrModelPaths().detection
-  // One inference thread: the target assumes a core free for hashing.
-  const agent = await ProvenanceAgent.start({ stateDir: join(dir, 'latency'), deviceId: 'bench-device', syncWrites: true, intraOpNumThreads: 1 })
-  const model = await agent.loadModel(modelPath, { name: 'ppocr-det' })
-  const input = model.inputNames[0] as string
-  const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
-  const feeds = { [input]: new ort.Tensor('float32', image, [1, 3, 320, 320]) }
-  const session = model.loaded.session
-  // The same model in a second agent whose worker runs at a lower priority (inferenceNiceness).
-  const niceAgent = await ProvenanceAgent.start({ stateDir: join(dir, 'latency-nice'), deviceId: 'bench-device', syncWrites: true, intraOpNumThreads: 1, inferenceNiceness: LATENCY_NICENESS })
-  const niceModel = await niceAgent.loadModel(modelPath, { name: 'ppocr-det' })
-  await niceModel.run(feeds)
-  let outputBytes = 0
-  let warmMs = 0
-  for (let i = 0; i < 3; i++) {
-    await session.run(feeds)
-    const t0 = performance.now()
-    const { outputs } = await model.run(feeds)
-    warmMs = performance.now() - t0
-    outputBytes = Object.values(outputs).reduce((n, t) => n + (t.data as Float32Array).byteLength, 0)
-  }
-  // Blocks of consecutive runs, each under one histogram; kinds rotate so that drift in the
-  // machine's load falls on all three alike. The idle block waits as long as a block of runs.
-  const kinds = {
-    bare: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await session.run(feeds))),
-    wrapped: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await model.run(feeds))),
-    wrappedNice: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await niceModel.run(feeds))),
-    idle: async () => await watchBlock(LATENCY_BLOCK_RUNS, async () => { await new Promise(resolve => setTimeout(resolve, LATENCY_BLOCK_RUNS * warmMs)); return [] })
-  }
-  const names = Object.keys(kinds) as Array<keyof typeof kinds>
-  const blocks: Record<keyof typeof kinds, Block[]> = { bare: [], wrapped: [], wrappedNice: [], idle: [] }
-  for (let r = 0; r < LATENCY_BLOCKS; r++) {
-    for (let k = 0; k < names.length; k++) {
-      const name = names[(r + k) % names.length] as keyof typeof kinds
-      blocks[name].push(await kinds[name]())
-    }
-  }
-  await agent.stop()
-  await niceAgent.stop()
-
-  // The arrangement before issue 11, for comparison: onnxruntime on this thread.
-  const inProcess = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1 })
-  await inProcess.run(feeds)
-  const before = await watchBlock(LATENCY_BLOCK_RUNS, async () => await timedRuns(LATENCY_BLOCK_RUNS, async () => await inProcess.run(feeds)))
-  await inProcess.release()
-
-  const shaFloorMs = shaMs(image.byteLength + outputBytes)
-  const syncFloorMs = await fdatasyncMs(dir)
-  const floorMs = shaFloorMs + syncFloorMs
-  const bareMs = spread(blocks.bare.flatMap(b => b.runsMs))
-  const wrappedMs = spread(blocks.wrapped.flatMap(b => b.runsMs))
-  const addedMs = wrappedMs.median - bareMs.median
-  const wrappedLoop = loopFigures(blocks.wrapped)
-  const bareLoop = loopFigures(blocks.bare)
-  const addedCpuMs = wrappedLoop.cpuMsPerRun - bareLoop.cpuMsPerRun
-  return {
-    model: 'ch_PP-OCRv4_det_infer.onnx, 1×3×320×320',
-    blocks: `${LATENCY_BLOCKS} blocks × ${LATENCY_BLOCK_RUNS} runs per kind`,
-    bareMs,
-    wrappedMs,
-    addedMs,
-    floorMs,
-    shaFloorMs,
-    syncFloorMs,
-    addedToFloor: addedMs / floorMs,
-    cpuMsPerRun: { bare: bareLoop.cpuMsPerRun, wrapped: wrappedLoop.cpuMsPerRun },
-    addedCpuMs,
-    addedCpuToShaFloor: addedCpuMs / shaFloorMs,
-    eventLoopMaxMs: wrappedLoop.maxMs,
-    eventLoopBlockMaxMs: wrappedLoop.blockMaxMs,
-    eventLoopP99Ms: wrappedLoop.p99Ms,
-    eventLoopMaxMsBare: bareLoop.maxMs,
-    eventLoopBlockMaxMsBare: bareLoop.blockMaxMs,
-    eventLoopMaxMsIdle: loopFigures(blocks.idle).maxMs,
-    eventLoopBlockMaxMsIdle: loopFigures(blocks.idle).blockMaxMs,
-    eventLoopMaxMsInProcess: before.loopMaxMs,
-    mainThreadBusyMsPerRun: wrappedLoop.busyMsPerRun,
-    mainThreadBusyMsPerRunBare: bareLoop.busyMsPerRun,
-    mainThreadBusyMsPerRunInProcess: before.busyMsPerRun,
-    niceWorker: {
-      niceness: LATENCY_NICENESS,
-      wrappedMs: spread(blocks.wrappedNice.flatMap(b => b.runsMs)),
-      eventLoopMaxMs: loopFigures(blocks.wrappedNice).maxMs,
-      eventLoopBlockMaxMs: loopFigures(blocks.wrappedNice).blockMaxMs,
-      eventLoopP99Ms: loopFigures(blocks.wrappedNice).p99Ms,
-      mainOnCpuMsPerRun: loopFigures(blocks.wrappedNice).onCpuMsPerRun,
-      mainRunqueueMsPerRun: loopFigures(blocks.wrappedNice).runqueueMsPerRun
-    },
-    mainThreadSchedMsPerRun: {
-      wrapped: { onCpu: wrappedLoop.onCpuMsPerRun, runqueue: wrappedLoop.runqueueMsPerRun },
-      bare: { onCpu: bareLoop.onCpuMsPerRun, runqueue: bareLoop.runqueueMsPerRun },
-      idle: { onCpu: loopFigures(blocks.idle).onCpuMsPerRun * LATENCY_BLOCK_RUNS, runqueue: loopFigures(blocks.idle).runqueueMsPerRun * LATENCY_BLOCK_RUNS }
-    }
-  }
-}
-
 /** Sources whose compiled form the memory child loads: dist/ must be newer than each of them. */
 const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
 
@@ -485,7 +249,7 @@ const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
  * The memory child compiled beside dist/ (dist/bench/memory-child.js, so that its imports are the
  * compiled agent): builds first (`npm run build`) when dist/ is missing or older than a source.
  */
-function compiledMemoryChild (): string {
+async function compiledMemoryChild (): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const dist = join(root, 'dist')
   const stale = (): string | undefined => {
@@ -505,6 +269,9 @@ function compiledMemoryChild (): string {
     if (r.status !== 0) throw new Error(`npm run build failed: ${r.stdout}${r.stderr}`)
   }
   const source = readFileSync(join(root, 'bench', 'memory-child.ts'), 'utf8')
+  // Imported here, not at the top: the compiler is ~16 MB of live heap, which would slow every
+  // major GC of the parts measured in this process (the event loop's stalls among them).
+  const { default: ts } = await import('typescript')
   const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: 'memory-child.ts' })
   mkdirSync(join(dist, 'bench'), { recursive: true })
   const out = join(dist, 'bench', 'memory-child.js')
@@ -536,7 +303,7 @@ async function loadDaemon (socketPath: string, inputName: string, rounds: number
  * kernel's high-water mark (VmHWM) over a burst of runs, 4 at a time through the daemon's API.
  */
 async function benchMemory (): Promise<AgentBenchResult['memory']> {
-  const child = compiledMemoryChild()
+  const child = await compiledMemoryChild()
   const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
@@ -583,16 +350,7 @@ export function printAgent (r: AgentBenchResult): void {
   }
   const rec = r.records
   if (rec !== undefined) console.log(`| durable records/s vs raw signs of the same bodies | ${fmtSpread(rec.durablePerSec, 0)} | ${fmtSpread(rec.rawSignsPerSec, 0)} | ${fmtSpread(rec.ratioWall)} | ${fmtSpread(rec.ratioCpu)} | ≥ 0.8 |`)
-  const l = r.latency
-  if (l !== undefined) {
-    console.log(`| inference latency ms, ${l.model}, ${l.blocks} | ${fmtSpread(l.wrappedMs)} | bare run, same worker ${fmtSpread(l.bareMs)} | added ${fmt(l.addedMs)} ms ÷ floor ${fmt(l.floorMs)} ms (SHA ${fmt(l.shaFloorMs)} + fdatasync ${fmt(l.syncFloorMs)}) = ${fmt(l.addedToFloor)} | CPU per run ${fmt(l.cpuMsPerRun.wrapped)} vs ${fmt(l.cpuMsPerRun.bare)}: added ${fmt(l.addedCpuMs)} ÷ SHA ${fmt(l.shaFloorMs)} = ${fmt(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
-    console.log(`| event loop, longest stall during inference, ms | ${fmt(l.eventLoopMaxMs)} (per block ${fmtSpread(l.eventLoopBlockMaxMs)}; p99 ${fmtSpread(l.eventLoopP99Ms)}) | bare runs ${fmt(l.eventLoopMaxMsBare)} (per block ${fmtSpread(l.eventLoopBlockMaxMsBare)}); idle wait ${fmt(l.eventLoopMaxMsIdle)} (per block ${fmtSpread(l.eventLoopBlockMaxMsIdle)}); run on the main thread ${fmt(l.eventLoopMaxMsInProcess)} | | | ≤ 5 |`)
-    console.log(`| main thread busy per inference (ELU active), ms | ${fmt(l.mainThreadBusyMsPerRun)} | bare run ${fmt(l.mainThreadBusyMsPerRunBare)}; run on the main thread ${fmt(l.mainThreadBusyMsPerRunInProcess)} | | | |`)
-    const n = l.niceWorker
-    console.log(`| the same, model worker at nice ${n.niceness} (inferenceNiceness) | latency ${fmtSpread(n.wrappedMs)} ms; longest stall ${fmt(n.eventLoopMaxMs)} (per block ${fmtSpread(n.eventLoopBlockMaxMs)}; p99 ${fmtSpread(n.eventLoopP99Ms)}); main thread on a CPU / waiting ${fmt(n.mainOnCpuMsPerRun)} / ${fmt(n.mainRunqueueMsPerRun)} ms per run | the wrapped runs above | | | ≤ 5 |`)
-    const sched = l.mainThreadSchedMsPerRun
-    console.log(`| main thread on a CPU / waiting for one (schedstat), ms per inference | ${fmt(sched.wrapped.onCpu)} / ${fmt(sched.wrapped.runqueue)} | bare run ${fmt(sched.bare.onCpu)} / ${fmt(sched.bare.runqueue)}; idle wait, per block ${fmt(sched.idle.onCpu)} / ${fmt(sched.idle.runqueue)} | | | |`)
-  }
+  if (r.latency !== undefined) printLatency(r.latency)
   const m = r.memory
   if (m !== undefined) {
     console.log(`| RSS MiB, fresh processes, compiled | daemon idle ${fmt(m.daemonIdleMiB, 0)}, peak ${fmt(m.daemonPeakMiB, 0)} (40 runs, 4 at a time, capture ring on) | bare ORT idle ${fmt(m.bareOrtIdleMiB, 0)}, peak ${fmt(m.bareOrtPeakMiB, 0)} (40 runs) | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
@@ -600,9 +358,40 @@ export function printAgent (r: AgentBenchResult): void {
   }
 }
 
+const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -- agent [options])
+  --parts a,b      parts to run, of: ${PARTS.join(', ')} (default: all)
+  --rounds N       latency: rounds, each one block of every kind in rotating order (default ${DEFAULT_LATENCY_ROUNDS})
+  --runs N         latency: runs per block (default ${DEFAULT_LATENCY_BLOCK_RUNS})
+  --pairs N        latency: alternating bare/wrapped pairs per round (default ${DEFAULT_LATENCY_PAIRS})
+  --intra-op N     latency: onnxruntime intra-op threads of the measured arrangement (default: cores − 1,
+                   at least 1: a core free for hashing); onnxruntime's default pool is measured beside it
+  --help           this text
+Prints a table, then the figures as one JSON line. Run it under the bench lock: flock /tmp/bench.lock …`
+
+/** The value after `--name` as a positive integer, or `fallback` when the option is absent. */
+function intOption (name: string, fallback: number): number {
+  const at = process.argv.indexOf(name)
+  if (at === -1) return fallback
+  const raw = process.argv[at + 1] ?? ''
+  const n = Number(raw)
+  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) throw new Error(`agent bench: ${name} takes a positive integer, got '${raw}'`)
+  return n
+}
+
 export async function main (): Promise<AgentBenchResult> {
+  if (process.argv.includes('--help')) {
+    console.log(USAGE)
+    return {}
+  }
   const at = process.argv.indexOf('--parts')
   const parts = at === -1 ? [...PARTS] : (process.argv[at + 1] ?? '').split(',')
+  const defaults = defaultLatencyOptions()
+  const latencyOptions: LatencyOptions = {
+    rounds: intOption('--rounds', defaults.rounds),
+    runsPerBlock: intOption('--runs', defaults.runsPerBlock),
+    pairsPerRound: intOption('--pairs', defaults.pairsPerRound),
+    intraOpThreads: intOption('--intra-op', defaults.intraOpThreads)
+  }
   const unknown = parts.filter(p => !(PARTS as readonly string[]).includes(p))
   if (unknown.length > 0) throw new Error(`agent bench: no part ${unknown.join(', ')} (have: ${PARTS.join(', ')})`)
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-'))
@@ -618,7 +407,7 @@ export async function main (): Promise<AgentBenchResult> {
     }
     if (parts.includes('latency')) {
       process.stderr.write('agent bench: latency and event loop on PaddleOCR detection…\n')
-      result.latency = await benchLatency(dir)
+      result.latency = await benchLatency(dir, latencyOptions)
     }
     if (parts.includes('memory')) {
       process.stderr.write('agent bench: memory in fresh processes…\n')

@@ -10,13 +10,13 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import ort from 'onnxruntime-node'
 import { Daemon } from '../agent/daemon/index.js'
-import { resolveProfile } from '../agent/profile/index.js'
+import { profileThreadOptions, resolveProfile } from '../agent/profile/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 
 /** Runs of a burst: this many rounds of BURST_CONCURRENCY at once (the capture ring, 16 runs, fills). */
 export const BURST_ROUNDS = 10
 export const BURST_CONCURRENCY = 4
-/** The profile both modes follow (its thread settings are onnxruntime's defaults). */
+/** The profile both modes follow: the daemon's threads as the profile says, bare onnxruntime's the same. */
 export const MEMORY_BENCH_PROFILE = 'generic-x86_64'
 
 /** Resident and peak resident set of this process, MiB, as the kernel counts them (every page, every thread). */
@@ -43,7 +43,11 @@ const modelPath = paddleOcrModelPaths().detection
 const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
 
 if (mode === 'bare') {
-  const session = await ort.InferenceSession.create(modelPath)
+  const threads = profileThreadOptions((await resolveProfile(MEMORY_BENCH_PROFILE)).profile.threads)
+  const session = await ort.InferenceSession.create(modelPath, {
+    ...(threads.intraOpNumThreads !== undefined ? { intraOpNumThreads: threads.intraOpNumThreads } : {}),
+    ...(threads.interOpNumThreads !== undefined ? { interOpNumThreads: threads.interOpNumThreads } : {})
+  })
   const feeds = { [session.inputNames[0] as string]: new ort.Tensor('float32', image, [1, 3, 320, 320]) }
   await session.run(feeds)
   const idleMiB = await settle()

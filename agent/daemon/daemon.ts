@@ -12,7 +12,7 @@ import { KeyRing, SubjectKeyStore, tpmBootCertifier, writeFileAtomic } from '../
 import { RecordLog } from '../log/index.js'
 import { ModelError } from '../model/index.js'
 import { ModelGuard, ModelPolicyError, type ModelRegistryLookup } from '../policy/index.js'
-import type { ResolvedProfile } from '../profile/index.js'
+import { profileThreadOptions, type ResolvedProfile } from '../profile/index.js'
 import { AGENT_VERSION, ProvenanceAgent, type DataCaptureMeta, type DataCaptureReceipt, type ProvenanceModel } from '../session/index.js'
 import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { redactUrl } from '../../common/redact-url.js'
@@ -205,9 +205,7 @@ export class Daemon implements DaemonApi {
         profile: options.profile.id,
         syncWrites: profile.storage.syncWrites,
         executionProviders: profile.executionProviders,
-        ...(profile.threads.intraOp > 0 ? { intraOpNumThreads: profile.threads.intraOp } : {}),
-        ...(profile.threads.interOp > 0 ? { interOpNumThreads: profile.threads.interOp } : {}),
-        ...(profile.threads.niceness > 0 ? { inferenceNiceness: profile.threads.niceness } : {}),
+        ...profileThreadOptions(profile.threads),
         // Budget options go to RecordLog as the profile states them (agent/log enforces them).
         logOptions: { maxBatchRecords: profile.storage.maxBatchRecords, budgetBytes: profile.storage.budgetBytes, budgetMode: profile.storage.budgetMode },
         logger: captureLogger(logger, () => captureTarget.daemon?.capture),

@@ -3,9 +3,13 @@
  * providers, threads, disk budget, sync policy, uplink batching, retention, key location).
  * The schema is data (PROFILE_SCHEMA): the validator walks it, and docs and tests read it.
  */
+import { availableParallelism } from 'node:os'
 import { ProfileError } from './errors.js'
 
 export const PROFILE_SCHEMA_VERSION = 1
+
+/** `threads.intraOp` value for every core but one (at least 1). */
+export const INTRA_OP_ALL_BUT_ONE = -1
 
 /** onnxruntime execution provider names a profile may list (a build may lack some: they are skipped with a warning). */
 export const KNOWN_EXECUTION_PROVIDERS: readonly string[] = Object.freeze([
@@ -23,7 +27,11 @@ export interface FirmwareProfile {
   /** onnxruntime execution providers, most preferred first; unavailable ones fall back with a warning. */
   executionProviders: string[]
   threads: {
-    /** Threads inside one operator; 0 = onnxruntime's default (one per core). */
+    /**
+     * Threads inside one operator; 0 = onnxruntime's default (one per core); -1
+     * (INTRA_OP_ALL_BUT_ONE) = every core but one, at least 1: a core left to the agent's main
+     * thread (input hashing, commits, uplink, API). See profileThreadOptions.
+     */
     intraOp: number
     /** Threads across independent operators; 0 = onnxruntime's default. */
     interOp: number
@@ -90,7 +98,7 @@ export const PROFILE_SCHEMA: Extract<FieldSpec, { kind: 'object' }> = {
       kind: 'object',
       doc: 'onnxruntime thread pools',
       fields: {
-        intraOp: { kind: 'integer', min: 0, max: 1024, doc: 'threads inside one operator; 0 = onnxruntime default' },
+        intraOp: { kind: 'integer', min: INTRA_OP_ALL_BUT_ONE, max: 1024, doc: 'threads inside one operator; 0 = onnxruntime default (one per core); -1 = every core but one (at least 1)' },
         interOp: { kind: 'integer', min: 0, max: 1024, doc: 'threads across operators; 0 = onnxruntime default' },
         niceness: { kind: 'integer', min: 0, max: 19, doc: 'Linux nice value of the model workers and their onnxruntime threads; 0 = the agent\'s own' }
       }
@@ -202,4 +210,26 @@ function checkField (spec: FieldSpec, value: unknown, path: string, problems: Ar
 export function listProfileFields (spec: FieldSpec = PROFILE_SCHEMA, prefix = ''): Array<{ path: string, spec: FieldSpec }> {
   if (spec.kind !== 'object') return [{ path: prefix, spec }]
   return Object.entries(spec.fields).flatMap(([name, child]) => listProfileFields(child, prefix === '' ? name : `${prefix}.${name}`))
+}
+
+/** The agent options a profile's `threads` section stands for (AgentOptions: 0 and unset fields are left out). */
+export interface ProfileThreadOptions {
+  intraOpNumThreads?: number
+  interOpNumThreads?: number
+  inferenceNiceness?: number
+}
+
+/**
+ * The agent options of a profile's `threads`: 0 leaves onnxruntime's default, INTRA_OP_ALL_BUT_ONE
+ * becomes `cores` − 1 (at least 1). onnxruntime's default intra-op pool takes every core and its
+ * threads spin between operators, so on a small device the model and the agent's main thread
+ * (input hashing, signing, fsync completions, uplink, API) fight for the same cores.
+ */
+export function profileThreadOptions (threads: FirmwareProfile['threads'], cores = availableParallelism()): ProfileThreadOptions {
+  const intraOp = threads.intraOp === INTRA_OP_ALL_BUT_ONE ? Math.max(1, cores - 1) : threads.intraOp
+  return {
+    ...(intraOp > 0 ? { intraOpNumThreads: intraOp } : {}),
+    ...(threads.interOp > 0 ? { interOpNumThreads: threads.interOp } : {}),
+    ...(threads.niceness > 0 ? { inferenceNiceness: threads.niceness } : {})
+  }
 }

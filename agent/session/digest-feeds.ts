@@ -13,10 +13,14 @@ import type { CanonicalTensor, TensorDigest } from '../../protocol/index.js'
  */
 export const DEFAULT_HASH_SLICE_BYTES = 256 * 1024
 
-/** SHA-256 of a checked tensor's canonical bytes, yielding to the event loop every `sliceBytes`. */
+/**
+ * SHA-256 of a checked tensor's canonical bytes, yielding to the event loop every `sliceBytes`,
+ * and before the first slice: the caller's synchronous part (the agent's `run()`: check, snapshot,
+ * post) then ends without hashing anything, and is the only longer step of a run (issue 11).
+ */
 export async function hashCanonicalYielding (c: CanonicalTensor, sliceBytes = DEFAULT_HASH_SLICE_BYTES): Promise<TensorDigest> {
   const h = createHash('sha256')
-  let sinceYield = 0
+  let sinceYield = sliceBytes
   for (const part of c.parts()) {
     for (let at = 0; at < part.byteLength; at += sliceBytes) {
       if (sinceYield >= sliceBytes) {

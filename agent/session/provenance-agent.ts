@@ -38,6 +38,11 @@ export interface AgentOptions {
   logger?: Logger
   /** Execution providers in order of preference, for every model. Default ['cpu']. */
   executionProviders?: string[]
+  /**
+   * onnxruntime threads inside one operator, in each model's worker. Default: onnxruntime's (one
+   * per core, spinning between operators), which leaves no core for this thread's input hashing,
+   * commits and I/O: on a small device set cores − 1 (the daemon's profiles do, `threads.intraOp`).
+   */
   intraOpNumThreads?: number
   interOpNumThreads?: number
   /**

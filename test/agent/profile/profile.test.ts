@@ -2,7 +2,8 @@ import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
-  ProfileError, assertProfile, listProfileFields, listProfiles, mergeProfile, resolveProfile, PROFILES_DIR, type FieldSpec
+  ProfileError, assertProfile, listProfileFields, listProfiles, mergeProfile, profileThreadOptions, resolveProfile, INTRA_OP_ALL_BUT_ONE,
+  PROFILES_DIR, type FieldSpec
 } from '../../../agent/profile/index.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
@@ -47,6 +48,18 @@ t.test('behavior: every shipped profile validates, and the five device classes a
   const pi = (await resolveProfile('raspberry-pi-4')).profile
   t.same(pi.executionProviders, ['cpu'])
   t.ok(pi.storage.maxBatchRecords > orin.storage.maxBatchRecords, 'SD cards get larger group commits')
+})
+
+t.test('behavior: threads.intraOp -1 leaves one core to the agent (at least one thread); 0 leaves onnxruntime\'s default', async t => {
+  const threads = { intraOp: INTRA_OP_ALL_BUT_ONE, interOp: 0, niceness: 0 }
+  t.same(profileThreadOptions(threads, 2), { intraOpNumThreads: 1 }, '2 cores: one thread for the model')
+  t.same(profileThreadOptions(threads, 8), { intraOpNumThreads: 7 })
+  t.same(profileThreadOptions(threads, 1), { intraOpNumThreads: 1 }, 'one core: still one thread')
+  t.same(profileThreadOptions({ intraOp: 0, interOp: 0, niceness: 0 }, 4), {}, '0: onnxruntime chooses')
+  t.same(profileThreadOptions({ intraOp: 3, interOp: 1, niceness: 5 }, 4), { intraOpNumThreads: 3, interOpNumThreads: 1, inferenceNiceness: 5 })
+  const base = await shipped('generic-x86_64')
+  setPath(base, 'threads.intraOp', -2)
+  t.throws(() => assertProfile(base), { code: 'PROFILE_INVALID', fields: ['threads.intraOp'] }, 'below -1 is refused')
 })
 
 t.test('error: each bad field of a profile is named', async t => {

@@ -6,7 +6,8 @@ import ort from 'onnxruntime-node'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
 import { loadModelInWorker } from '../../../agent/session/worker-session.js'
 import { AgentError } from '../../../agent/errors.js'
-import { commitTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
+import { canonicalTensor, commitTensor, digestTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
+import { hashCanonicalYielding } from '../../../agent/session/digest-feeds.js'
 import { encodeModel, makeIdentityModel, makeTensorProto, mulberry32, ONNX_DTYPE } from '../../helpers/onnx-models.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
@@ -97,6 +98,26 @@ t.test('behavior: runs in a row and at once each compute on and commit to their 
   for (const [k, r] of inRow.entries()) check(k, r.outputs, r.record)
   const atOnce = await Promise.all([10, 11, 12, 13, 14, 15].map(async k => ({ k, r: await model.run({ x: tensorOf(k) }) })))
   for (const { k, r } of atOnce) check(k, r.outputs, r.record)
+})
+
+t.test('behavior: input hashing starts only after a turn of the event loop, then yields between slices, and gives digestTensor\'s digest', async t => {
+  const bytes = new Uint8Array(600 * 1024).map((_, i) => i % 253)
+  const canonical = canonicalTensor('x', { type: 'uint8', dims: [bytes.length], data: bytes })
+  const [part] = [...canonical.parts()] as [Uint8Array<ArrayBuffer>]
+  let sliced = 0
+  // Every slice is cut with subarray just before it is hashed: this counts them as they come.
+  part.subarray = function (this: Uint8Array<ArrayBuffer>, begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+    sliced++
+    return Uint8Array.prototype.subarray.call(this, begin, end) as Uint8Array<ArrayBuffer>
+  }
+  const hashing = hashCanonicalYielding(canonical, 256 * 1024)
+  t.equal(sliced, 0, 'nothing is hashed in the caller\'s synchronous part')
+  const immediate = new Promise<number>(resolve => setImmediate(() => { resolve(sliced) }))
+  // The hashing queued its turn first: one slice per turn of the loop.
+  t.equal(await immediate, 1, 'a callback queued right after the call runs after the first slice, before the second')
+  const digest = await hashing
+  t.equal(sliced, 3, 'three slices of 256 KiB at most')
+  t.same(digest, digestTensor('x', { type: 'uint8', dims: [bytes.length], data: new Uint8Array(bytes) }))
 })
 
 t.test('behavior: input hashing yields to the event loop between slices, from the first slice on', async t => {
