@@ -304,7 +304,9 @@ export class IngestPipeline {
     }
     let envelopes: Uint8Array[]
     try {
-      envelopes = decodeRecordBatch(payload)
+      // One copy of the message (MQTT's buffer is not ours to keep), the envelopes views of it: a
+      // copy per envelope was an ArrayBuffer per record, alive in the backlog until its turn.
+      envelopes = decodeRecordBatch(new Uint8Array(payload), { viewsOfPayload: true })
     } catch (e) {
       this.quarantine(d, { reason: 'payload-malformed', topic, detail: (e as Error).message, raw: payload })
       return []
