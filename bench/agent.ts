@@ -25,6 +25,7 @@ import { DEFAULT_LOAD_CHUNK_BYTES, identifyModel } from '../agent/model/index.js
 import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
+import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
 import { fmt, fmtSpread, interleave, spread, type Spread } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
@@ -83,6 +84,8 @@ export interface AgentBenchResult {
    * MiB, compiled JS in fresh processes; peaks are the kernel's VmHWM. Targets: idle <= +40, peak
    * <= +64 above bare. `daemonPeakMiB`: 40 runs called in the daemon's process, 4 at a time;
    * `daemonApiPeakMiB`: then 40 more posted to its API (JSON, base64), 4 at a time.
+   * `binaryApi`: the same again in a second fresh daemon, the runs posted as binary bodies.
+   * `floodApi`: a third, 80 JSON runs 16 at a time (the body budget, not the clients, bounds what is held).
    */
   memory?: {
     bareOrtIdleMiB: number
@@ -95,6 +98,8 @@ export interface AgentBenchResult {
     apiPeakAboveBareMiB: number
     /** Where the memory was right after the API burst (V8 heap and external memory: garbage not yet collected). */
     afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number }
+    binaryApi: ApiMemory
+    floodApi: ApiMemory
   }
 }
 
@@ -279,12 +284,17 @@ async function compiledMemoryChild (): Promise<string> {
   return out
 }
 
-/** Posts runs to the daemon's API: `concurrency` at once, `rounds` times, as a local application would. */
-async function loadDaemon (socketPath: string, inputName: string, rounds: number, concurrency: number): Promise<void> {
+/**
+ * Posts runs to the daemon's API: `concurrency` at once, `rounds` times, as a local application
+ * would: JSON with base64 tensors, or the binary run body.
+ */
+async function loadDaemon (socketPath: string, inputName: string, rounds: number, concurrency: number, body: 'json' | 'binary' = 'json'): Promise<void> {
   const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
-  const body = JSON.stringify({ inputs: { [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64') } } })
+  const payload = body === 'binary'
+    ? encodeBinaryRunBody({ [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: image } })
+    : JSON.stringify({ inputs: { [inputName]: { type: 'float32', dims: [1, 3, 320, 320], data: Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64') } } })
   const post = async (): Promise<void> => await new Promise((resolve, reject) => {
-    const req = request({ socketPath, method: 'POST', path: '/v1/models/det/run', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ socketPath, method: 'POST', path: '/v1/models/det/run', headers: { 'content-type': body === 'binary' ? RUN_BINARY_CONTENT_TYPE : 'application/json' } }, (res) => {
       res.resume()
       res.on('end', () => {
         if (res.statusCode === 200) resolve()
@@ -292,7 +302,7 @@ async function loadDaemon (socketPath: string, inputName: string, rounds: number
       })
     })
     req.on('error', reject)
-    req.end(body)
+    req.end(payload)
   })
   for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: concurrency }, post))
 }
@@ -307,7 +317,39 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
   const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
+  const json = await daemonMemory(child, 'json', 10, 4)
+  const binary = await daemonMemory(child, 'binary', 10, 4)
+  const flood = await daemonMemory(child, 'json', 5, 16)
+  const api = (m: typeof json): ApiMemory => ({
+    daemonPeakMiB: m.burst.burstPeakMiB,
+    daemonApiPeakMiB: m.done.peakMiB,
+    apiPeakAboveBareMiB: m.done.peakMiB - bare.peakMiB,
+    afterApiBurst: { rssMiB: m.done.afterMiB, heapMiB: m.done.heapMiB, externalMiB: m.done.externalMiB }
+  })
+  return {
+    bareOrtIdleMiB: bare.idleMiB,
+    bareOrtPeakMiB: bare.peakMiB,
+    daemonIdleMiB: json.ready.idleMiB,
+    daemonPeakMiB: json.burst.burstPeakMiB,
+    daemonApiPeakMiB: json.done.peakMiB,
+    idleAboveBareMiB: json.ready.idleMiB - bare.idleMiB,
+    peakAboveBareMiB: json.burst.burstPeakMiB - bare.peakMiB,
+    apiPeakAboveBareMiB: json.done.peakMiB - bare.peakMiB,
+    afterApiBurst: { rssMiB: json.done.afterMiB, heapMiB: json.done.heapMiB, externalMiB: json.done.externalMiB },
+    binaryApi: api(binary),
+    floodApi: api(flood)
+  }
+}
 
+/** A daemon's peaks through its API, MiB. */
+interface ApiMemory { daemonPeakMiB: number, daemonApiPeakMiB: number, apiPeakAboveBareMiB: number, afterApiBurst: { rssMiB: number, heapMiB: number, externalMiB: number } }
+
+/** One fresh daemon process: idle, a burst of runs in its process, then `rounds` of `concurrency` runs through its API with `body`. */
+async function daemonMemory (child: string, body: 'json' | 'binary', rounds: number, concurrency: number): Promise<{
+  ready: { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
+  burst: { burstPeakMiB: number }
+  done: { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
+}> {
   const proc = spawn(process.execPath, ['--expose-gc', child, 'daemon'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise<number | null>(resolve => { proc.on('exit', resolve) })
   try {
@@ -320,21 +362,11 @@ async function benchMemory (): Promise<AgentBenchResult['memory']> {
     const ready = await next() as { socket: string, inputName: string, idleMiB: number, loadPeakMiB: number }
     proc.stdin.write('burst\n')
     const burst = await next() as { burstPeakMiB: number }
-    await loadDaemon(ready.socket, ready.inputName, 10, 4)
+    await loadDaemon(ready.socket, ready.inputName, rounds, concurrency, body)
     proc.stdin.end('done\n')
     const done = await next() as { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
     if (await exited !== 0) throw new Error('memory child (daemon) failed')
-    return {
-      bareOrtIdleMiB: bare.idleMiB,
-      bareOrtPeakMiB: bare.peakMiB,
-      daemonIdleMiB: ready.idleMiB,
-      daemonPeakMiB: burst.burstPeakMiB,
-      daemonApiPeakMiB: done.peakMiB,
-      idleAboveBareMiB: ready.idleMiB - bare.idleMiB,
-      peakAboveBareMiB: burst.burstPeakMiB - bare.peakMiB,
-      apiPeakAboveBareMiB: done.peakMiB - bare.peakMiB,
-      afterApiBurst: { rssMiB: done.afterMiB, heapMiB: done.heapMiB, externalMiB: done.externalMiB }
-    }
+    return { ready, burst, done }
   } finally {
     if (proc.exitCode === null) proc.kill()
   }
@@ -354,7 +386,12 @@ export function printAgent (r: AgentBenchResult): void {
   const m = r.memory
   if (m !== undefined) {
     console.log(`| RSS MiB, fresh processes, compiled | daemon idle ${fmt(m.daemonIdleMiB, 0)}, peak ${fmt(m.daemonPeakMiB, 0)} (40 runs, 4 at a time, capture ring on) | bare ORT idle ${fmt(m.bareOrtIdleMiB, 0)}, peak ${fmt(m.bareOrtPeakMiB, 0)} (40 runs) | +${fmt(m.idleAboveBareMiB, 0)} idle, +${fmt(m.peakAboveBareMiB, 0)} peak | | ≤ +40 idle, ≤ +64 peak |`)
-    console.log(`| RSS MiB, the same daemon, 40 more runs through its API (JSON + base64), 4 at a time | peak ${fmt(m.daemonApiPeakMiB, 0)}; after: RSS ${fmt(m.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(m.afterApiBurst.heapMiB, 0)}, external ${fmt(m.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(m.apiPeakAboveBareMiB, 0)} peak | | |`)
+    console.log(`| RSS MiB, the same daemon, 40 more runs through its API (JSON + base64), 4 at a time | peak ${fmt(m.daemonApiPeakMiB, 0)}; after: RSS ${fmt(m.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(m.afterApiBurst.heapMiB, 0)}, external ${fmt(m.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(m.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
+    const row = (what: string, b: ApiMemory): void => {
+      console.log(`| RSS MiB, ${what} | peak ${fmt(b.daemonApiPeakMiB, 0)} (in-process peak before it ${fmt(b.daemonPeakMiB, 0)}); after: RSS ${fmt(b.afterApiBurst.rssMiB, 0)}, V8 heap ${fmt(b.afterApiBurst.heapMiB, 0)}, external ${fmt(b.afterApiBurst.externalMiB, 0)} | bare ORT peak ${fmt(m.bareOrtPeakMiB, 0)} | +${fmt(b.apiPeakAboveBareMiB, 0)} peak | | ≤ +64 peak |`)
+    }
+    row('a second fresh daemon, 40 runs through its API as binary bodies, 4 at a time', m.binaryApi)
+    row('a third fresh daemon, 80 runs through its API (JSON), 16 at a time', m.floodApi)
   }
 }
 

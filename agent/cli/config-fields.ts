@@ -80,7 +80,8 @@ export const AGENT_CONFIG_SCHEMA = z.strictObject({
   apiSocketMode: optional<'0600' | '0660'>(`${P}API_SOCKET_MODE`, '`"0600"` (default: the service user only) or `"0660"` (and its group)', 'must be "0600" or "0660"', v => v === '0600' || v === '0660'),
   statusPort: optional<number>(`${P}STATUS_PORT`, 'also serve the API on 127.0.0.1:port (0 = OS-chosen), bearer token in `<stateDir>/api-token`; unset (default): socket only', 'must be an integer in 0..65535', intIn(0, 65535)),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).meta({ env: `${P}LOG_LEVEL`, doc: `${LOG_LEVELS.map(l => `\`${l}\``).join(', ')}; default \`info\`` }),
-  maxRequestBytes: z.custom<number>(intIn(1024, 1024 ** 3), { error: `must be an integer in 1024..${1024 ** 3}` }).meta({ env: `${P}MAX_REQUEST_BYTES`, doc: 'largest run request body in bytes, default 16777216 (16 MiB)' })
+  maxRequestBytes: z.custom<number>(intIn(1024, 1024 ** 3), { error: `must be an integer in 1024..${1024 ** 3}` }).meta({ env: `${P}MAX_REQUEST_BYTES`, doc: 'largest run request body in bytes, default 16777216 (16 MiB)' }),
+  maxInflightRequestBytes: optional<number>(`${P}MAX_INFLIGHT_REQUEST_BYTES`, 'bytes of API request bodies admitted at once (requests beyond wait unread, then 503 `API_BUSY`); default 8388608 (8 MiB); a request larger than it is admitted alone', `must be an integer in 1024..${1024 ** 3}`, intIn(1024, 1024 ** 3))
 })
 
 export type AgentConfig = z.output<typeof AGENT_CONFIG_SCHEMA>

@@ -44,6 +44,7 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
         apiSocket: setup.apiSocket,
         ...(config.apiSocketMode !== undefined ? { apiSocketMode: config.apiSocketMode === '0660' ? 0o660 : 0o600 } : {}),
         maxRequestBytes: config.maxRequestBytes,
+        ...(config.maxInflightRequestBytes !== undefined ? { maxInflightRequestBytes: config.maxInflightRequestBytes } : {}),
         logger,
         ...(config.brokerUrl !== undefined ? { brokerUrl: config.brokerUrl } : {}),
         ...(config.brokerMqttVersion !== undefined ? { brokerMqttVersion: config.brokerMqttVersion } : {}),

@@ -17,6 +17,7 @@ export interface DaemonApi {
   status: () => Promise<DaemonStatus>
   records: (fromSeq: number, toSeq: number, limit: number, maxBytes?: number) => Promise<SignedRecord[]>
   reload: (name: string) => Promise<ModelStatusEntry>
+  /** Once the promise settles nothing reads `feeds` any more: the API reuses their buffers for later requests. */
   run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string) => Promise<DaemonRunResult>
   /** Appends a signed oversight or use-session statement to the log. */
   appendStatement: (body: OversightBody | SessionBody) => Promise<SignedRecord>

@@ -81,6 +81,11 @@ export interface DaemonOptions {
   statusHost?: string
   /** Largest run request body, in bytes. Default 16 MiB. */
   maxRequestBytes?: number
+  /**
+   * Bytes of API request bodies admitted at once (what concurrent requests may hold in memory);
+   * requests beyond it wait unread. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES (8 MiB).
+   */
+  maxInflightRequestBytes?: number
   logger?: Logger
   /** Wall clock, Unix ms. Default Date.now. */
   wallClock?: () => number
@@ -267,7 +272,11 @@ export class Daemon implements DaemonApi {
 
   /** The local API listening on its socket (and TCP port if asked), answering 503 until attached (start step). */
   private static async listenApi (options: DaemonOptions, stateDir: string, logger: Logger): Promise<{ api: ApiServer, socketPath: string }> {
-    const api = createApiServer({ maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, logger })
+    const api = createApiServer({
+      maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
+      ...(options.maxInflightRequestBytes !== undefined ? { maxInflightRequestBytes: options.maxInflightRequestBytes } : {}),
+      logger
+    })
     const socketPath = resolve(stateDir, options.apiSocket ?? API_SOCKET_FILE)
     await api.listen({
       socketPath,

@@ -13,6 +13,10 @@ export type DaemonErrorCode =
   | 'REQUEST_INVALID'
   /** A request body is larger than `maxRequestBytes`. */
   | 'REQUEST_TOO_LARGE'
+  /** A request body did not arrive in full within the API's body timeout (a stalled or slowloris client); the connection is closed. */
+  | 'REQUEST_TIMEOUT'
+  /** The bytes of request bodies in flight stayed at `maxInflightRequestBytes` for the whole admission wait: retry after `Retry-After` seconds. */
+  | 'API_BUSY'
   /** The daemon is shutting down and takes no new runs. */
   | 'DAEMON_STOPPING'
   /** The HTTP API could not listen on its unix socket or loopback port (in use, not a socket, path too long, not permitted). */
@@ -49,6 +53,8 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.free
   CAPTURE_NAME_INVALID: 400,
   CAPTURE_DISABLED: 409,
   REQUEST_TOO_LARGE: 413,
+  REQUEST_TIMEOUT: 408,
+  API_BUSY: 503,
   INFERENCE_FAILED: 422,
   DAEMON_STOPPING: 503,
   MODEL_UNAVAILABLE: 503,

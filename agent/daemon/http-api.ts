@@ -2,7 +2,8 @@
  * The daemon's local HTTP API for the device's own applications and the CLI:
  *   GET  /status                      identity, chain head, models (with their inputs), uplink, policy, budget
  *   GET  /metrics                     Prometheus text (prom-client), as the gateway's
- *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? }
+ *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? } (JSON, base64), or the
+ *                                     binary body of run-body.ts; decoded as it arrives (no whole-body buffer)
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
  *   POST /v1/records                  { kind: 'oversight' | 'session', ... }: a review or a use start/end (docs/COMPLIANCE.md)
@@ -12,24 +13,58 @@
  * authentication) and, only when a port is configured, loopback TCP, where every request needs
  * the bearer token of `<stateDir>/api-token` (0600) and a loopback Host (DNS rebinding). Requests
  * from a web page (Origin) are refused on both. Anything malformed gets a 4xx, never a 500.
+ * Request bodies are admitted under a byte budget (BodyBudget: waiting ones are not read) and must
+ * arrive within a timeout once admitted, so neither concurrency nor a stalled client holds memory.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { readBody as readLimitedBody, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
+import { JSON_CONTENT_TYPE, readBody as readLimitedBody, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
 import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../../common/logger.js'
-import type { DaemonApi } from './api.js'
+import type { DaemonApi, DaemonRunResult } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
+import { BodyBudget, TensorBufferPool, type Admission } from './admission.js'
+import { RUN_BINARY_CONTENT_TYPE, RunBodyDecoder, type RunRequest } from './run-body.js'
 
 export interface ApiServerOptions {
+  /** Largest request body, bytes (413 beyond). */
   maxRequestBytes: number
+  /**
+   * Bytes of request bodies admitted at once; a request beyond waits unread (TCP backpressure).
+   * A body of unknown length (chunked) counts as `maxRequestBytes`. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES.
+   */
+  maxInflightRequestBytes?: number
+  /** Longest wait for admission, ms; then 503 `API_BUSY` with Retry-After. Default DEFAULT_ADMISSION_TIMEOUT_MS. */
+  admissionTimeoutMs?: number
+  /** Longest time from admission to a body's last byte, ms; then 408 `REQUEST_TIMEOUT` and the connection closes. Default DEFAULT_BODY_TIMEOUT_MS. */
+  bodyTimeoutMs?: number
   logger: Logger
 }
+
+/**
+ * Bytes of request bodies admitted at once, by default. Each admitted body costs about 2.5 times
+ * its size until its run answers (the decoded tensors, the socket's chunks until collected, the
+ * run's snapshot while it queues for the model). With 16 clients posting PaddleOCR det at once
+ * the peak was +35..45 MiB over the daemon's in-process peak with 8 MiB (5 JSON bodies of 1.6 MB
+ * admitted), +120 with 32 MiB (all 16). Runs of one model go one at a time anyway, so more in
+ * flight buys no throughput. One body larger than the budget is admitted alone.
+ */
+export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 8 * 1024 * 1024
+/** Longest wait for admission, by default (ms). */
+export const DEFAULT_ADMISSION_TIMEOUT_MS = 30_000
+/** Longest time from admission to a body's last byte, by default (ms): 16 MiB over loopback takes milliseconds. */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000
+/** Most bytes of spare input buffers kept for reuse between runs (TensorBufferPool). */
+const MAX_SPARE_TENSOR_BYTES = 16 * 1024 * 1024
+/** Retry-After of a 503 `API_BUSY`, seconds. */
+const BUSY_RETRY_AFTER_S = 1
+/** Output tensor bytes encoded per write of a run answer: 64 KiB of base64, young-generation strings. */
+const ANSWER_SLICE_BYTES = 3 * 16 * 1024
 
 /** Where the API listens. */
 export interface ApiListenOptions {
@@ -50,6 +85,8 @@ export interface ApiServer {
   readonly socketPath: string | undefined
   /** The TCP address, when TCP is on. */
   readonly tcpAddress: AddressInfo | undefined
+  /** Request bodies now: bytes admitted and requests waiting for admission. */
+  readonly bodies: { inFlightBytes: number, waiting: number }
   /** Stops accepting connections and closes the idle ones. */
   close: () => void
   /** Closes every connection, busy or not. */
@@ -81,6 +118,8 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
   let allowedHosts = new Set<string>()
   let tokenDigest: Buffer | undefined
   const servers: Server[] = []
+  const budget = new BodyBudget(Math.max(options.maxInflightRequestBytes ?? DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, 1))
+  const pool = new TensorBufferPool(Math.min(budget.maxBytes, MAX_SPARE_TENSOR_BYTES))
   let socketPath: string | undefined
   let tcpAddress: AddressInfo | undefined
 
@@ -93,7 +132,12 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
       }
       const handling = (async () => {
         if (transport === 'tcp') checkTcp(req, allowedHosts, tokenDigest)
-        await handle(target, req, res, options)
+        const admission = await admitBody(req, res, budget, options)
+        try {
+          await handle(target, req, res, options, pool)
+        } finally {
+          admission?.release()
+        }
       })().catch((e: unknown) => {
         if (!res.headersSent) sendError(res, e)
         else res.destroy()
@@ -133,6 +177,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
     },
     get socketPath () { return socketPath },
     get tcpAddress () { return tcpAddress },
+    get bodies () { return { inFlightBytes: budget.inFlightBytes, waiting: budget.waiting } },
     close () {
       for (const s of servers) { s.close(); s.closeIdleConnections() }
     },
@@ -148,6 +193,60 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
     }
   }
   return api
+}
+
+/**
+ * Admits a request's body under the budget before anything reads it: its declared length, or
+ * maxRequestBytes for a chunked one. While it waits nothing is read, so the client's writes stall
+ * on TCP backpressure. Once admitted the body must be complete within bodyTimeoutMs: else 408 and
+ * the connection is closed, which gives the bytes back. Undefined for a request without a body.
+ * @throws DaemonError `REQUEST_TOO_LARGE` (declared over maxRequestBytes: refused unread),
+ *   `API_BUSY` (no room within admissionTimeoutMs), `DAEMON_STOPPING` (the client left while waiting).
+ */
+async function admitBody (req: IncomingMessage, res: ServerResponse, budget: BodyBudget, options: ApiServerOptions): Promise<Admission | undefined> {
+  const length = req.headers['content-length']
+  const chunked = req.headers['transfer-encoding'] !== undefined
+  if (!chunked && (length === undefined || Number(length) === 0)) return undefined
+  const declared = chunked ? options.maxRequestBytes : Number(length)
+  if (declared > options.maxRequestBytes) {
+    req.resume()
+    throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${options.maxRequestBytes}`)
+  }
+  const waitMs = options.admissionTimeoutMs ?? DEFAULT_ADMISSION_TIMEOUT_MS
+  const stop = new AbortController()
+  const timer = setTimeout(() => stop.abort(), waitMs)
+  const gone = (): void => stop.abort()
+  res.once('close', gone)
+  let admission: Admission | undefined
+  try {
+    admission = await budget.admit(declared, stop.signal)
+  } finally {
+    clearTimeout(timer)
+    res.off('close', gone)
+  }
+  if (admission === undefined) {
+    if (res.destroyed || req.destroyed) throw new DaemonError('DAEMON_STOPPING', 'the client left while its request waited for admission')
+    throw new DaemonError('API_BUSY', `the daemon holds ${budget.maxBytes} bytes of request bodies (maxInflightRequestBytes) and ${budget.waiting} requests wait: retry later`)
+  }
+  if (!req.complete) {
+    const bodyMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS
+    const deadline = setTimeout(() => {
+      if (req.complete) return
+      options.logger.warn({ url: (req.url ?? '').slice(0, 256), bodyMs }, 'API request body incomplete at its deadline: closed')
+      // The answer goes out first when it can; the connection closes either way (its body is unread).
+      if (!res.headersSent) {
+        sendError(res, new DaemonError('REQUEST_TIMEOUT', `the request body did not arrive within ${bodyMs} ms`))
+        res.once('finish', () => req.socket.destroy())
+      } else {
+        req.socket.destroy()
+      }
+      admission?.release()
+    }, bodyMs)
+    const settled = (): void => clearTimeout(deadline)
+    req.once('end', settled)
+    res.once('close', settled)
+  }
+  return admission
 }
 
 /**
@@ -274,6 +373,7 @@ function metricsOf (daemon: DaemonApi): ReturnType<typeof createAgentMetrics> {
 
 /** What a route handler needs of one request. */
 interface RouteContext {
+  pool: TensorBufferPool
   daemon: DaemonApi
   req: IncomingMessage
   res: ServerResponse
@@ -281,12 +381,12 @@ interface RouteContext {
   query: URLSearchParams
 }
 
-async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, pool: TensorBufferPool): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }
   const { path, parts, query } = parseTarget(req.url ?? '')
-  const ctx: RouteContext = { daemon, req, res, options, query }
+  const ctx: RouteContext = { pool, daemon, req, res, options, query }
   const method = req.method
   if (method === 'GET' && path === '/status') { sendJson(res, 200, await daemon.status()); return }
   if (method === 'GET' && path === '/metrics') return await serveMetrics(ctx)
@@ -358,18 +458,76 @@ async function appendStatement ({ daemon, req, res, options }: RouteContext): Pr
   sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
 }
 
-async function runModel ({ daemon, req, res, options }: RouteContext, name: string): Promise<void> {
-  requireJson(req)
-  const body = await readJson(req, options.maxRequestBytes)
-  const { feeds, decision, subject } = parseRunRequest(body)
-  const result = await daemon.run(name, feeds, decision, subject)
+async function runModel ({ pool, daemon, req, res, options }: RouteContext, name: string): Promise<void> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json' && type !== RUN_BINARY_CONTENT_TYPE) {
+    throw new DaemonError('REQUEST_INVALID', `content-type must be application/json (base64 tensors) or ${RUN_BINARY_CONTENT_TYPE} (the binary run body)`)
+  }
+  const decoder = new RunBodyDecoder(type === RUN_BINARY_CONTENT_TYPE, options.maxRequestBytes, bytes => pool.take(bytes))
+  try {
+    const { feeds, decision, subject } = await readRunBody(req, options.maxRequestBytes, decoder)
+    sendRunResult(res, await daemon.run(name, feeds, decision, subject))
+  } finally {
+    // The run has settled: its inputs were copied (worker snapshot, capture ring), nothing reads them.
+    pool.give(decoder.buffers())
+  }
+}
+
+/**
+ * A run body decoded chunk by chunk as it arrives (run-body.ts): no whole-body buffer or string.
+ * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
+ */
+async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > maxBytes) {
+    req.resume()
+    throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${maxBytes}`)
+  }
+  let total = 0
+  try {
+    for await (const chunk of req) {
+      total += (chunk as Buffer).byteLength
+      if (total > maxBytes) throw new DaemonError('REQUEST_TOO_LARGE', `request body exceeds ${maxBytes} bytes`)
+      decoder.write(chunk as Buffer)
+    }
+  } catch (e) {
+    // Drained, not parsed, so that the client reads the answer rather than a reset; the body
+    // deadline still closes a client that never stops.
+    if (!req.destroyed) req.resume()
+    throw e
+  }
+  return decoder.end()
+}
+
+/**
+ * The answer of a run, written piece by piece: output tensors are encoded to base64 in 64 KiB
+ * slices as they are written, with the length computed beforehand, so no answer-sized string or
+ * object tree is made per request (each would be a large-object-space allocation that lingers
+ * until a full GC).
+ */
+function sendRunResult (res: ServerResponse, result: DaemonRunResult): void {
   const r = result.record
-  sendJson(res, 200, {
-    model: result.model,
-    modelHash: result.modelHash,
-    outputs: Object.fromEntries(Object.entries(result.outputs).map(([k, t]) => [k, encodeTensorJson(t)])),
-    record: { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
-  })
+  const pieces: Array<string | Buffer> = [`{"model":${JSON.stringify(result.model)},"modelHash":${JSON.stringify(result.modelHash)},"outputs":{`]
+  let first = true
+  for (const [name, tensor] of Object.entries(result.outputs)) {
+    const prefix = `${first ? '' : ','}${JSON.stringify(name)}:`
+    first = false
+    const data = tensor.data as unknown
+    if (Array.isArray(data) || !ArrayBuffer.isView(data)) { pieces.push(prefix + JSON.stringify(encodeTensorJson(tensor))); continue }
+    pieces.push(`${prefix}{"type":${JSON.stringify(tensor.type)},"dims":${JSON.stringify([...tensor.dims])},"data":"`)
+    pieces.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+    pieces.push('"}')
+  }
+  const record = { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
+  pieces.push(`},"record":${JSON.stringify(record)}}`)
+  const length = pieces.reduce((n, p) => n + (typeof p === 'string' ? Buffer.byteLength(p) : Math.ceil(p.byteLength / 3) * 4), 0)
+  res.writeHead(200, { 'content-type': JSON_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': length, ...closeIfUnread(res.req) })
+  if (res.req.method === 'HEAD') { res.end(); return }
+  for (const p of pieces) {
+    if (typeof p === 'string') { res.write(p); continue }
+    for (let at = 0; at < p.byteLength; at += ANSWER_SLICE_BYTES) res.write(p.toString('base64', at, Math.min(p.byteLength, at + ANSWER_SLICE_BYTES)))
+  }
+  res.end()
 }
 
 /** A sample kept for training: the raw bytes in the body, what it is for in the query. */
@@ -403,7 +561,9 @@ function closeIfUnread (req: IncomingMessage): Record<string, string> {
 }
 
 /**
- * The feeds and decision of a run request, every bad field named.
+ * The feeds and decision of a run request already parsed as JSON, every bad field named. The
+ * server decodes bodies as they arrive instead (run-body.ts); this stays for library callers and
+ * as the reference the streaming decoder is tested against.
  * @throws DaemonError `REQUEST_INVALID`.
  */
 export function parseRunRequest (body: unknown): { feeds: Record<string, Tensor>, decision?: string, subject?: string } {
@@ -490,8 +650,16 @@ async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer
   return await readLimitedBody(req, maxBytes, message => new DaemonError('REQUEST_TOO_LARGE', message))
 }
 
+/** Reads and drops a body the route does not use (counted against maxBytes, never kept). */
 async function drain (req: IncomingMessage, maxBytes: number): Promise<void> {
-  await readBody(req, maxBytes)
+  let total = 0
+  for await (const chunk of req) {
+    total += (chunk as Buffer).byteLength
+    if (total > maxBytes) {
+      req.resume()
+      throw new DaemonError('REQUEST_TOO_LARGE', `request body exceeds ${maxBytes} bytes`)
+    }
+  }
 }
 
 async function readJson (req: IncomingMessage, maxBytes: number): Promise<unknown> {
@@ -512,5 +680,6 @@ function sendError (res: ServerResponse, e: unknown): void {
   const known = typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)
   const status = known ? HTTP_STATUS_BY_CODE[code] ?? (code.includes('BUDGET') ? 507 : 500) : 500
   const challenge: Record<string, string> = status === 401 || status === 403 ? { 'www-authenticate': `Bearer realm="provenance-agent"${status === 403 ? ', error="invalid_token"' : ''}` } : {}
+  if (code === 'API_BUSY') challenge['retry-after'] = String(BUSY_RETRY_AFTER_S)
   sendErrorReply(res, status, known ? code : 'INTERNAL', (e as Error)?.message ?? String(e), { ...closeIfUnread(res.req), ...challenge })
 }

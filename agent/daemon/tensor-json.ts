@@ -13,7 +13,8 @@ export interface TensorJson {
 }
 
 type Ctor = new (buffer: ArrayBuffer) => ArrayBufferView
-const TYPED: Record<string, { ctor: Ctor, bytes: number }> = {
+/** The typed array and element size of each non-string element type (run-body.ts shares it). */
+export const TYPED: Readonly<Record<string, { ctor: Ctor, bytes: number }>> = {
   float32: { ctor: Float32Array, bytes: 4 },
   float64: { ctor: Float64Array, bytes: 8 },
   int8: { ctor: Int8Array, bytes: 1 },
