@@ -38,6 +38,8 @@ const RECORDS_PER_MESSAGE = 100
 const BATCH_RECORDS = 10_000
 const LATENCY_SAMPLES = 200
 const WARMUP_RECORDS = 1000
+/** Devices of the untimed warm-up, interleaved as the fleet's (`--warmup-devices N`). */
+const WARMUP_DEVICES = 10
 
 export interface GatewayBenchResult {
   ingest: {
@@ -223,6 +225,23 @@ async function startAllocationSampling (): Promise<() => Promise<unknown>> {
   }
 }
 
+/**
+ * PROV_BENCH_CPU_PROFILE=<file.cpuprofile>: the main thread's CPU profile of the ingest alone
+ * (node's --cpu-prof would add start-up, signing, registration and the baselines). Sampled every 100 µs.
+ */
+async function startCpuProfile (): Promise<() => Promise<unknown>> {
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.setSamplingInterval', { interval: 100 })
+  await session.post('Profiler.start')
+  return async () => {
+    const { profile } = await session.post('Profiler.stop')
+    session.disconnect()
+    return profile
+  }
+}
+
 export async function main (): Promise<GatewayBenchResult> {
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-gw-'))
   // Mosquitto leaves Nagle's algorithm on unless told (docs/OPERATIONS.md §Gateway).
@@ -240,7 +259,9 @@ export async function main (): Promise<GatewayBenchResult> {
     const registrar = chain.registryAs('deviceRegistrar')
     for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
     await registrar.registerDevice({ deviceId: deviceIdOf('bench-latency'), publicKey: createSigner(seedOf('latency')).publicKey, validFromMs: 0 })
-    await registrar.registerDevice({ deviceId: deviceIdOf('bench-warmup'), publicKey: createSigner(seedOf('warmup')).publicKey, validFromMs: 0 })
+    const warmupDevices = Math.max(1, argValue('warmup-devices', WARMUP_DEVICES))
+    const warmupName = (i: number): string => `bench-warmup-${i}`
+    for (let i = 0; i < warmupDevices; i++) await registrar.registerDevice({ deviceId: deviceIdOf(warmupName(i)), publicKey: createSigner(seedOf(warmupName(i))).publicKey, validFromMs: 0 })
 
     const gateway = new Gateway({
       name: 'bench',
@@ -271,21 +292,30 @@ export async function main (): Promise<GatewayBenchResult> {
       try { acks.set(topic.split('/')[2] as string, decodeAckEnvelope(new Uint8Array(payload)).statement) } catch { return }
       for (const w of waiters.splice(0)) w()
     })
-    await watcher.subscribeAsync([deviceTopic('bench-latency', 'ack'), deviceTopic('bench-warmup', 'ack')], { qos: 1 })
+    await watcher.subscribeAsync([deviceTopic('bench-latency', 'ack'), ...Array.from({ length: warmupDevices }, (_, i) => deviceTopic(warmupName(i), 'ack'))], { qos: 1 })
     const until = async (done: () => boolean): Promise<void> => {
       while (!done()) await new Promise<void>(resolve => waiters.push(resolve))
     }
 
     // Warm-up, untimed: a gateway that has been running has its verify workers started (under
-    // tsx ~0.3 s of CPU each, 10 µs per record of this run) and its code compiled.
-    const warmup = makeChain('bench-warmup', seedOf('warmup'), WARMUP_RECORDS, Date.now())
-    for (let k = 0; k < warmup.length; k += RECORDS_PER_MESSAGE) {
-      await watcher.publishAsync(deviceTopic('bench-warmup', 'records'), Buffer.from(encodeRecordBatch(warmup.slice(k, k + RECORDS_PER_MESSAGE).map(r => r.envelope))), { qos: 1 })
+    // tsx ~0.3 s of CPU each, 10 µs per record of this run) and its code compiled. One device was
+    // not enough: the fleet's interleaving then reached code V8 had not optimized yet, and
+    // compiling it on V8's helper threads was ~9 µs per record of the timed ingest. So several
+    // devices, messages interleaved as the publisher sends them.
+    const warmupAt = Date.now()
+    const warmupChains = Array.from({ length: warmupDevices }, (_, i) => makeChain(warmupName(i), seedOf(warmupName(i)), WARMUP_RECORDS, warmupAt))
+    const warmupMessages: Array<Promise<unknown>> = []
+    for (let k = 0; k < WARMUP_RECORDS; k += RECORDS_PER_MESSAGE) {
+      warmupChains.forEach((c, i) => {
+        warmupMessages.push(watcher.publishAsync(deviceTopic(warmupName(i), 'records'), Buffer.from(encodeRecordBatch(c.slice(k, k + RECORDS_PER_MESSAGE).map(r => r.envelope))), { qos: 1 }))
+      })
     }
-    await until(() => (acks.get('bench-warmup')?.storedSeq ?? -1) >= WARMUP_RECORDS - 1)
-    // Its own batch, anchored before the timed part, so the fleet's batches are whole (and all sealed).
+    await Promise.all(warmupMessages)
+    const allWarm = (field: 'storedSeq' | 'anchoredSeq'): boolean => warmupChains.every((_, i) => (acks.get(warmupName(i))?.[field] ?? -1) >= WARMUP_RECORDS - 1)
+    await until(() => allWarm('storedSeq'))
+    // Its own batches, anchored before the timed part, so the fleet's batches are whole (and all sealed).
     await gateway.sealNow()
-    await until(() => (acks.get('bench-warmup')?.anchoredSeq ?? -1) >= WARMUP_RECORDS - 1)
+    await until(() => allWarm('anchoredSeq'))
 
     process.stderr.write(`gateway bench: publisher signing ${DEVICES * RECORDS_PER_DEVICE} records…\n`)
     const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--publisher', broker.url, String(Date.now())], { stdio: ['pipe', 'pipe', 'inherit'] })
@@ -309,8 +339,13 @@ export async function main (): Promise<GatewayBenchResult> {
     const m0 = mainThreadCpuMs()
     const threads0 = threadCpuMs()
     const heapProfile = process.env.PROV_BENCH_HEAP_PROFILE === undefined ? undefined : await startAllocationSampling()
+    const cpuProfile = process.env.PROV_BENCH_CPU_PROFILE === undefined ? undefined : await startCpuProfile()
+    // For `perf record -k CLOCK_MONOTONIC`: the ingest's window on that clock (seconds).
+    const monotonic = (): string => (Number(process.hrtime.bigint()) / 1e9).toFixed(3)
+    const window0 = monotonic()
     child.stdin.write('go\n')
     const stored = await nextLine()
+    if (process.env.PROV_BENCH_THREADS !== undefined) process.stderr.write(`ingest window (CLOCK_MONOTONIC s): ${window0},${monotonic()}\n`)
     const storedSecs = (performance.now() - t0) / 1000
     const gatewayCpuMsPerRecord = (processCpuMs() - c0) / (DEVICES * RECORDS_PER_DEVICE)
     const mainCpuMsPerRecord = (mainThreadCpuMs() - m0) / (DEVICES * RECORDS_PER_DEVICE)
@@ -318,6 +353,9 @@ export async function main (): Promise<GatewayBenchResult> {
     // V8's helpers (parallel scavenges, concurrent marking, compiling), LevelDB's and libuv's.
     const perThread = threadCpuDelta(threads0, threadCpuMs()).filter(t => t.tid !== process.pid)
     const workersCpuMsPerRecord = perThread.slice(0, verifyWorkers).reduce((sum, t) => sum + t.ms, 0) / total
+    // Each other thread's CPU per record, busiest first: where "other" goes.
+    if (process.env.PROV_BENCH_THREADS !== undefined) process.stderr.write(`other threads, µs per record: ${perThread.slice(verifyWorkers).filter(t => t.ms > 0).map(t => (t.ms * 1000 / total).toFixed(1)).join(' ')}\n`)
+    if (cpuProfile !== undefined) await writeFile(process.env.PROV_BENCH_CPU_PROFILE as string, JSON.stringify(await cpuProfile()))
     if (heapProfile !== undefined) await writeFile(process.env.PROV_BENCH_HEAP_PROFILE as string, JSON.stringify(await heapProfile()))
     const beside = childrenCpuDelta(beside0, childrenCpuMs())
     const anchored = await nextLine()

@@ -28,6 +28,12 @@ export interface LevelTuning {
    * from it). Default: LevelDB's 4 MiB.
    */
   writeBufferBytes?: number
+  /**
+   * Snappy-compress table blocks. Default true (LevelDB's). Off for data that does not compress
+   * (hashes, signatures, ciphertext): Snappy then only costs CPU on every flush and compaction.
+   * Either way a store reads blocks written with or without it.
+   */
+  compression?: boolean
 }
 
 /**
@@ -36,7 +42,11 @@ export interface LevelTuning {
  * @throws what `openError` returns.
  */
 export async function openLevel<V> (dir: string, encodings: LevelEncodings, openError: (cause: unknown, locked: boolean) => Error, tuning: LevelTuning = {}): Promise<Level<string, V>> {
-  const db = new Level<string, V>(dir, { ...encodings, ...(tuning.writeBufferBytes === undefined ? {} : { writeBufferSize: tuning.writeBufferBytes }) })
+  const db = new Level<string, V>(dir, {
+    ...encodings,
+    ...(tuning.writeBufferBytes === undefined ? {} : { writeBufferSize: tuning.writeBufferBytes }),
+    ...(tuning.compression === undefined ? {} : { compression: tuning.compression })
+  })
   try {
     await db.open()
   } catch (e) {

@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RegistryClient, createRpcProvider } from '../contracts/index.js'
-import { equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
+import { MerkleTree, equalBytes, fromHex, signAck, type Ack } from '../protocol/index.js'
 import { Anchorer, type AnchorerOptions, type SealedBatch } from './anchor/index.js'
 import { AnchoredTracker, Batcher, DeferredBatcher, ProofService, Sequencer, TierTips, TipTracker, lookupTip, type LeafSink, type ProofLookup } from './batch/index.js'
 import { GatewayError } from './errors.js'
@@ -230,7 +230,7 @@ export class Gateway {
       maxAgeMs: o.batchMaxAgeMs,
       signer: logKey.signer,
       commitments: (id) => pruner.takeCommitments(id),
-      onSealed: (batch, leafHashes) => this.onSealed(batch, leafHashes)
+      onSealed: (batch, tree) => this.onSealed(batch, tree)
     })
     const pipeline = this.pipeline = this.newPipeline(store, batcher, tracker, keys, logKey)
     await pipeline.load()
@@ -276,7 +276,7 @@ export class Gateway {
       onSealed: (batch, leafHashes) => {
         this.sealedThrough = Math.max(this.sealedThrough, batch.id)
         this.metrics.batchSealed(batch.size)
-        this.proofs?.remember(batch.id, leafHashes)
+        this.proofs?.remember(batch.id, new MerkleTree(leafHashes))
         log.info({ batch: batch.id, size: batch.size, root: Buffer.from(batch.root).toString('hex') }, 'batch sealed')
       },
       logger: log
@@ -591,10 +591,10 @@ export class Gateway {
     return ok
   }
 
-  private onSealed (batch: StoredBatch, leafHashes: readonly Uint8Array[]): void {
+  private onSealed (batch: StoredBatch, tree: MerkleTree): void {
     this.sealedThrough = Math.max(this.sealedThrough, batch.id)
     this.metrics.batchSealed(batch.size)
-    this.proofs?.remember(batch.id, leafHashes)
+    this.proofs?.remember(batch.id, tree)
     this.options.logger.info({ batch: batch.id, size: batch.size, root: Buffer.from(batch.root).toString('hex') }, 'batch sealed')
     this.anchorer?.enqueue(toSealedBatch(batch)).catch((e: unknown) => {
       this.metrics.chainError((e as { code?: string }).code ?? 'ANCHOR_ENQUEUE_FAILED')

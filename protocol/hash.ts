@@ -13,7 +13,12 @@ const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined
 
 /** SHA-256 of the concatenation of `parts`. */
 export function sha256 (...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && oneShot !== undefined) return new Uint8Array(oneShot('sha256', parts[0] as Uint8Array, 'buffer'))
+  if (parts.length === 1 && oneShot !== undefined) {
+    // A one-shot digest owns its 32-byte ArrayBuffer: a plain view of it, not a second copy (the
+    // gateway hashes every envelope it receives).
+    const d = oneShot('sha256', parts[0] as Uint8Array, 'buffer')
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+  }
   const h = createHash('sha256')
   for (const p of parts) h.update(p)
   return new Uint8Array(h.digest())

@@ -164,12 +164,24 @@ export class MerkleTree {
   readonly #levels: Buffer[]
   readonly #root: Uint8Array
 
-  /** @throws TypeError / RangeError when an element is not a 32-byte Uint8Array. */
-  constructor (leafHashes: readonly Uint8Array[]) {
-    requireHashes(leafHashes)
-    this.size = leafHashes.length
-    const leaves = Buffer.allocUnsafe(this.size * HASH_BYTES)
-    leafHashes.forEach((h, i) => leaves.set(h, i * HASH_BYTES))
+  /**
+   * `leafHashes`: the leaf hashes, or all of them back to back in one array (32 bytes each; no
+   * object per leaf for a holder of many, such as the gateway's open batch). Copied either way.
+   * @throws TypeError / RangeError when an element is not a 32-byte Uint8Array, or the concatenation not a multiple of 32 bytes.
+   */
+  constructor (leafHashes: readonly Uint8Array[] | Uint8Array) {
+    let leaves: Buffer
+    if (leafHashes instanceof Uint8Array) {
+      if (leafHashes.byteLength % HASH_BYTES !== 0) throw new RangeError(`concatenated leaf hashes must be a multiple of ${HASH_BYTES} bytes, got ${leafHashes.byteLength}`)
+      this.size = leafHashes.byteLength / HASH_BYTES
+      leaves = Buffer.allocUnsafe(leafHashes.byteLength)
+      leaves.set(leafHashes)
+    } else {
+      requireHashes(leafHashes)
+      this.size = leafHashes.length
+      leaves = Buffer.allocUnsafe(this.size * HASH_BYTES)
+      leafHashes.forEach((h, i) => leaves.set(h, i * HASH_BYTES))
+    }
     this.#levels = [leaves]
     let level = leaves
     let count = this.size

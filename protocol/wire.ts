@@ -45,11 +45,12 @@ export function encodeRecordBatch (envelopes: readonly Uint8Array[]): Uint8Array
 
 /**
  * The envelopes of a records message (each still to be decoded and verified on its own, so one
- * bad record does not sink its neighbours).
+ * bad record does not sink its neighbours): copies, or with `viewsOfPayload` views of `payload`
+ * (for a caller that owns it: one buffer for the message instead of one per record).
  * @throws ProtocolError `CBOR_*`, or `RECORD_INVALID` when the payload is not an array of byte strings.
  */
-export function decodeRecordBatch (payload: Uint8Array): Uint8Array[] {
-  const value = decodeCanonical(payload, { maxBytes: MAX_BATCH_BYTES, maxDepth: 1 })
+export function decodeRecordBatch (payload: Uint8Array, options: { viewsOfPayload?: boolean } = {}): Uint8Array[] {
+  const value = decodeCanonical(payload, { maxBytes: MAX_BATCH_BYTES, maxDepth: 1, viewsOfInput: options.viewsOfPayload === true })
   if (!Array.isArray(value) || value.length > MAX_BATCH_RECORDS || !value.every((v: CborValue) => v instanceof Uint8Array && v.byteLength <= LIMITS.envelopeBytes)) {
     throw new ProtocolError('RECORD_INVALID', `records payload must be an array of at most ${MAX_BATCH_RECORDS} envelopes`)
   }

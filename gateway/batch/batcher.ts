@@ -4,7 +4,7 @@
  * write as its record, and the seal after all of its leaves, so a crash never leaves a record
  * outside a batch nor a batch missing a leaf; on restart the open batch is rebuilt from its leaves.
  */
-import { MerkleBuilder, formatCheckpoint, formatTipExtension, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
+import { MerkleBuilder, MerkleTree, formatCheckpoint, formatTipExtension, sha256, signCheckpoint, type Signer } from '../../protocol/index.js'
 import { storeKeys, type GatewayStore, type LeafEntry, type StoreOp, type StoredBatch, encodeLeaf, encodeBatch } from '../store/index.js'
 import type { TipTracker } from './tips.js'
 
@@ -19,8 +19,8 @@ export interface BatcherOptions {
   maxRecords: number
   /** Seal once the first leaf of the open batch is this old (ms). */
   maxAgeMs: number
-  /** Called once a seal is durable, in batch id order. */
-  onSealed: (batch: StoredBatch, leafHashes: readonly Uint8Array[]) => void
+  /** Called once a seal is durable, in batch id order, with the batch's tree (its leaves; proofs are served from it). */
+  onSealed: (batch: StoredBatch, tree: MerkleTree) => void
   /** Clock for seal times, Unix ms. Default Date.now. */
   now?: () => number
   /**
@@ -85,8 +85,11 @@ export interface LeafPlace { batchId: number, index: number }
 export class Batcher {
   private readonly o: Required<Omit<BatcherOptions, 'signer' | 'tips' | 'commitments'>> & { signer: Signer | undefined, tips: TipTracker | undefined, commitments: BatcherOptions['commitments'] }
   private openId: number
-  private builder = new MerkleBuilder()
-  private leafHashes: Uint8Array[] = []
+  // The open batch's leaf hashes back to back, `leafCount` of them; its tree is built once, at the
+  // seal, and handed on to serve proofs. An incremental builder hashed every interior node a second
+  // time; an array of leaf hash objects kept each alive (and promoted by the GC) until the seal.
+  private leafBytes = Buffer.allocUnsafe(1024 * 32)
+  private leafCount = 0
   private firstTimeMs = Infinity
   private lastTimeMs = -Infinity
   private timer: NodeJS.Timeout | undefined
@@ -119,7 +122,7 @@ export class Batcher {
 
   /** Leaves in the open batch. */
   get openSize (): number {
-    return this.builder.size
+    return this.leafCount
   }
 
   /** Arms the age timer (for leaves recovered at open, too). */
@@ -140,14 +143,14 @@ export class Batcher {
    * same atomic write as the leaf (the record itself, knowing its place). Seals when full.
    */
   append (leaf: AppendLeaf, recordOps: (place: LeafPlace) => StoreOp[]): LeafPlace {
-    const place = { batchId: this.openId, index: this.builder.size }
+    const place = { batchId: this.openId, index: this.leafCount }
     const ops = recordOps(place)
     ops.push({ type: 'put', key: storeKeys.leaf(place.batchId, place.index), value: encodeLeaf(leaf) })
     this.o.store.enqueue(ops)
     // After the enqueue: the tip's put joins the write that takes the leaf (TipTracker's write hook).
     if (this.o.tips !== undefined && leaf.recordHash !== undefined) this.o.tips.noteStored(leaf.deviceId, leaf.seq, leaf.recordHash, place.batchId)
     this.addToTree(leaf)
-    if (this.builder.size >= this.o.maxRecords) this.seal()
+    if (this.leafCount >= this.o.maxRecords) this.seal()
     else this.arm()
     return place
   }
@@ -157,17 +160,17 @@ export class Batcher {
    * its leaves; `onSealed` runs once that is durable. Returns the batch, or undefined when empty.
    */
   seal (): StoredBatch | undefined {
-    if (this.builder.size === 0) return undefined
+    if (this.leafCount === 0) return undefined
     const id = this.openId
+    // The tree copies the bytes: the buffer is reused for the next batch.
+    const tree = new MerkleTree(this.leafBytes.subarray(0, this.leafCount * 32))
     // The tips as they stand are those of batches 1..id: every leaf appended so far is in them.
     const committed = this.o.commitments?.(id) ?? { lines: [], ops: [] }
     const extensions = [...(this.o.tips === undefined ? [] : [formatTipExtension(this.o.tips.seal(id))]), ...committed.lines]
-    const batch = sealBatch({ id, size: this.builder.size, root: this.builder.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
+    const batch = sealBatch({ id, size: tree.size, root: tree.root(), firstRecordTimeMs: this.firstTimeMs, lastRecordTimeMs: this.lastTimeMs },
       this.o.origin, this.o.signer, this.o.now(), extensions)
-    const leafHashes = this.leafHashes
     this.openId = id + 1
-    this.builder = new MerkleBuilder()
-    this.leafHashes = []
+    this.leafCount = 0
     this.firstTimeMs = Infinity
     this.lastTimeMs = -Infinity
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -176,23 +179,35 @@ export class Batcher {
       { type: 'put', key: storeKeys.batch(id), value: encodeBatch(batch) },
       this.o.store.putInt(storeKeys.openBatch, id + 1),
       ...committed.ops
-    ], () => this.o.onSealed(batch, leafHashes))
+    ], () => this.o.onSealed(batch, tree))
     return batch
   }
 
   private addToTree (leaf: LeafEntry): void {
-    this.builder.append(leaf.leafHash)
-    this.leafHashes.push(leaf.leafHash)
+    requireLeafHash(leaf.leafHash)
+    if ((this.leafCount + 1) * 32 > this.leafBytes.byteLength) {
+      const grown = Buffer.allocUnsafe(this.leafBytes.byteLength * 2)
+      this.leafBytes.copy(grown, 0, 0, this.leafCount * 32)
+      this.leafBytes = grown
+    }
+    this.leafBytes.set(leaf.leafHash, this.leafCount * 32)
+    this.leafCount++
     if (leaf.timeMs < this.firstTimeMs) this.firstTimeMs = leaf.timeMs
     if (leaf.timeMs > this.lastTimeMs) this.lastTimeMs = leaf.timeMs
   }
 
   private arm (): void {
-    if (!this.running || this.timer !== undefined || this.builder.size === 0) return
+    if (!this.running || this.timer !== undefined || this.leafCount === 0) return
     this.timer = setTimeout(() => {
       this.timer = undefined
       this.seal()
     }, this.o.maxAgeMs)
     this.timer.unref()
   }
+}
+
+// What MerkleBuilder.append checked on each append: a bad leaf must fail its append, not the seal.
+function requireLeafHash (h: Uint8Array): void {
+  if (!(h instanceof Uint8Array)) throw new TypeError('leafHash must be a Uint8Array')
+  if (h.byteLength !== 32) throw new RangeError('leafHash must be 32 bytes')
 }

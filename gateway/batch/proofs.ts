@@ -72,9 +72,9 @@ export class ProofService {
     return assembleReceipt({ leafHash: p.leafHash, leafIndex: p.leafIndex, treeSize: p.batch.size, path: p.hashes, root: p.batch.root }, signed)
   }
 
-  /** Seeds the cache with a batch just sealed (its leaves are in memory anyway). */
-  remember (batchId: number, leafHashes: readonly Uint8Array[]): void {
-    this.cache(batchId, new MerkleTree(leafHashes))
+  /** Seeds the cache with a batch just sealed (its tree was built for the seal anyway). */
+  remember (batchId: number, tree: MerkleTree): void {
+    this.cache(batchId, tree)
   }
 
   /**

@@ -31,6 +31,8 @@ export class TipTracker {
   private readonly maxSnapshots: number
   /** Devices whose tip moved since the store's last write. */
   private readonly unwritten = new Set<string>()
+  /** Devices whose tip moved since it was last put into `current`. */
+  private readonly untreed = new Set<string>()
 
   private constructor (current: TipTree, maxSnapshots: number) {
     this.current = current
@@ -61,6 +63,7 @@ export class TipTracker {
 
   /** Devices in the current tree. */
   get size (): number {
+    this.syncTree()
     return this.current.size
   }
 
@@ -74,15 +77,33 @@ export class TipTracker {
     this.unwritten.add(deviceId)
     // Records enter batches in chain order; a lower seq (a bug upstream) must never move a tip back.
     if (old !== undefined && seq <= old.seq) return
-    const before = old === undefined ? undefined : old.batchId < batchId ? { seq: old.seq, hash: old.hash } : old.before
-    const tip: StoredTreeTip = { deviceId, seq, hash: recordHash.slice(), batchId, before }
-    this.tips.set(deviceId, tip)
-    this.current.set(deviceId, seq, recordHash)
+    this.untreed.add(deviceId)
+    if (old === undefined) {
+      this.tips.set(deviceId, { deviceId, seq, hash: recordHash, batchId, before: undefined })
+      return
+    }
+    // Moved in place, not a new tip (and hash copy) per record: each tip is read only by the write
+    // hook, which encodes it at once, and by the tree, which copies it. The record hash is the
+    // digest the batcher was given with the leaf, never written to afterwards.
+    if (old.batchId < batchId) old.before = { seq: old.seq, hash: old.hash }
+    old.seq = seq
+    old.hash = recordHash
+    old.batchId = batchId
+  }
+
+  /** Puts the tips moved since the last call into the tree: once per device per write or seal, not per record. */
+  private syncTree (): void {
+    for (const id of this.untreed) {
+      const tip = this.tips.get(id)
+      if (tip !== undefined) this.current.set(id, tip.seq, tip.hash)
+    }
+    this.untreed.clear()
   }
 
   /** The puts of the tips moved since the last write (the write hook). */
   private takeUnwritten (): StoreOp[] {
     if (this.unwritten.size === 0) return []
+    this.syncTree()
     const ops: StoreOp[] = []
     for (const id of this.unwritten) {
       const tip = this.tips.get(id)
@@ -94,6 +115,7 @@ export class TipTracker {
 
   /** Freezes the tree as batch `batchId` is sealed and returns its root (the checkpoint's tips line). */
   seal (batchId: number): Uint8Array {
+    this.syncTree()
     const snap = this.current.snapshot()
     this.snapshots.set(batchId, snap)
     while (this.snapshots.size > this.maxSnapshots) {

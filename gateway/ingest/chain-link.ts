@@ -22,7 +22,7 @@ export interface LinkResult {
   /** How many leading records are accepted (linked to the tip, every hole before them explained). */
   accepted: number
   /** Honest gaps settled by gap records among the accepted ones. */
-  gaps: Array<{ firstSeq: number, lastSeq: number, reason: string }>
+  gaps: ReadonlyArray<{ firstSeq: number, lastSeq: number, reason: string }>
   failure?: LinkFailure
 }
 
@@ -41,21 +41,20 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
   let lastSeq = tip?.seq ?? -1
   let lastHash = tip?.hash ?? ZERO_HASH
   let lastBoot = tip?.boot
-  const holes: Hole[] = []
-  const gaps: LinkResult['gaps'] = []
+  // Both stay empty for a record that links at the tip (nearly every one): shared until written.
+  let holes: Hole[] = NO_HOLES
+  let gaps: Array<LinkResult['gaps'][number]> = NO_GAPS
   // Accepted prefix: records before the first still-open hole.
   let settledUpTo = 0
-  const fail = (i: number, reason: LinkFailureReason, message: string): LinkResult =>
-    ({ accepted: holes.length === 0 ? i : Math.min(settledUpTo, (holes[0] as Hole).index), gaps, failure: { reason, index: i, message: `seq ${(records[i] as SignedRecord).record.seq}: ${message}` } })
   for (let i = 0; i < records.length; i++) {
     const signed = records[i] as SignedRecord
     const r = signed.record
     if (started) {
-      if (r.seq <= lastSeq) return fail(i, 'seq-reuse', `seq does not advance past ${lastSeq}`)
+      if (r.seq <= lastSeq) return failed(records, holes, gaps, settledUpTo, i, 'seq-reuse', `seq does not advance past ${lastSeq}`)
       if (lastBoot !== undefined) {
-        if (r.boot < lastBoot) return fail(i, 'boot-went-back', `boot counter ${r.boot} after ${lastBoot}`)
+        if (r.boot < lastBoot) return failed(records, holes, gaps, settledUpTo, i, 'boot-went-back', `boot counter ${r.boot} after ${lastBoot}`)
         if (r.body.kind === 'boot' ? r.boot === lastBoot : r.boot !== lastBoot) {
-          return fail(i, 'boot-mismatch', r.body.kind === 'boot'
+          return failed(records, holes, gaps, settledUpTo, i, 'boot-mismatch', r.body.kind === 'boot'
             ? `boot record does not advance the boot counter ${lastBoot}`
             : `boot counter ${r.boot} changed without a boot record (was ${lastBoot})`)
         }
@@ -64,11 +63,12 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
     const expectedSeq = started ? lastSeq + 1 : 0
     const expectedPrev = started ? lastHash : ZERO_HASH
     if (r.seq > expectedSeq) {
+      if (holes === NO_HOLES) holes = []
       holes.push({ firstSeq: expectedSeq, lastSeq: r.seq - 1, beforeHash: expectedPrev, nextPrev: r.prev, index: i })
     } else if (!equalBytes(r.prev, expectedPrev)) {
       return !started
-        ? fail(i, 'bad-genesis', 'the first record must have a zero prev hash')
-        : fail(i, 'prev-hash-mismatch', `prev hash does not match the hash of record ${lastSeq}`)
+        ? failed(records, holes, gaps, settledUpTo, i, 'bad-genesis', 'the first record must have a zero prev hash')
+        : failed(records, holes, gaps, settledUpTo, i, 'prev-hash-mismatch', `prev hash does not match the hash of record ${lastSeq}`)
     }
     if (r.body.kind === 'gap') {
       const gap = r.body
@@ -76,10 +76,10 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
       // settling the front of what is left of it, chained by hashes.
       const at = holes.findIndex(h => h.firstSeq === gap.firstSeq && gap.lastSeq <= h.lastSeq)
       const hole = holes[at]
-      if (hole === undefined) return fail(i, 'bad-gap', `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)
+      if (hole === undefined) return failed(records, holes, gaps, settledUpTo, i, 'bad-gap', `gap record declares ${gap.firstSeq}..${gap.lastSeq} dropped, but no such hole precedes it`)
       const whole = gap.lastSeq === hole.lastSeq
       if (!equalBytes(gap.beforeHash, hole.beforeHash) || (whole && !equalBytes(gap.lastHash, hole.nextPrev))) {
-        return fail(i, 'bad-gap', `gap record for ${gap.firstSeq}..${gap.lastSeq} does not match the hashes around the hole`)
+        return failed(records, holes, gaps, settledUpTo, i, 'bad-gap', `gap record for ${gap.firstSeq}..${gap.lastSeq} does not match the hashes around the hole`)
       }
       if (whole) {
         holes.splice(at, 1)
@@ -87,6 +87,7 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
         hole.firstSeq = gap.lastSeq + 1
         hole.beforeHash = gap.lastHash
       }
+      if (gaps === NO_GAPS) gaps = []
       gaps.push({ firstSeq: gap.firstSeq, lastSeq: gap.lastSeq, reason: gap.reason })
     }
     started = true
@@ -96,4 +97,16 @@ export function linkRecords (tip: DeviceTip | undefined, records: readonly Signe
     if (holes.length === 0) settledUpTo = i + 1
   }
   return { accepted: holes.length === 0 ? records.length : Math.min(settledUpTo, (holes[0] as Hole).index), gaps }
+}
+
+// Frozen: a push onto the shared empties would be a bug, and throws rather than leak across calls.
+const NO_HOLES: Hole[] = Object.freeze([]) as unknown as Hole[]
+const NO_GAPS: Array<LinkResult['gaps'][number]> = Object.freeze([]) as unknown as Array<LinkResult['gaps'][number]>
+
+function failed (records: readonly SignedRecord[], holes: readonly Hole[], gaps: LinkResult['gaps'], settledUpTo: number, i: number, reason: LinkFailureReason, message: string): LinkResult {
+  return {
+    accepted: holes.length === 0 ? i : Math.min(settledUpTo, (holes[0] as Hole).index),
+    gaps,
+    failure: { reason, index: i, message: `seq ${(records[i] as SignedRecord).record.seq}: ${message}` }
+  }
 }

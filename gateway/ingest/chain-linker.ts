@@ -128,7 +128,8 @@ export class ChainLinker {
   pruneAndDrain (d: DeviceRuntime, prune = true): void {
     const tipBefore = d.tip?.seq
     if (prune) this.prunePassed(d)
-    const topic = deviceTopic(d.id, 'records')
+    // Only a record that waited needs it: built on demand, not once per record linked.
+    let topic: string | undefined
     for (;;) {
       if (d.pending.size > 0 && this.o.store.queuedBytes >= this.o.drainChunkBytes) {
         this.o.scheduleDrain(d)
@@ -137,12 +138,12 @@ export class ChainLinker {
       const expected = (d.tip?.seq ?? -1) + 1
       const next = d.pending.get(expected)
       if (next !== undefined) {
-        if (!this.link(d, [signedOf(next, d.id)], topic)) break
+        if (!this.link(d, [signedOf(next, d.id)], topic ??= deviceTopic(d.id, 'records'))) break
         continue
       }
       const run = this.o.devices.declaredRun(d)
       if (run === undefined) break
-      if (!this.link(d, this.decodeRun(d, run), topic)) break
+      if (!this.link(d, this.decodeRun(d, run), topic ??= deviceTopic(d.id, 'records'))) break
       // A declared hole may have jumped over records that wait inside it.
       this.prunePassed(d)
     }

@@ -4,7 +4,7 @@
  * knows are kept for good; a device id first seen on a topic is provisional until then, and is
  * forgotten once its queued work is done (an attacker's made-up ids cost no lasting state).
  */
-import { decodeEnvelope, type CertifiedKey, type SignedRecord } from '../../protocol/index.js'
+import { decodeEnvelope, type CertifiedKey, type EnvelopeHead, type SignedRecord } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 import { storeOps, type DeviceTip, type StoreOp } from '../store/index.js'
 
@@ -36,8 +36,29 @@ export interface OpenGap {
   overdue: boolean
 }
 
+/** A verification sent ahead of its record's turn (the pipeline's): the key it is under, and its answer once it came. */
+export interface AheadAnswer {
+  readonly key: Uint8Array
+  /** Undefined until the verifier answered. */
+  readonly settled: boolean | undefined
+  valid: () => Promise<boolean>
+}
+
+/**
+ * A received record queued for its turn, as bytes: decoded only at its turn, so what waits in the
+ * backlog (thousands of records while the verify pool catches up) is an envelope and its peeked
+ * head, not a decoded record that lives long enough to be promoted and collected by a full GC.
+ */
+export interface QueuedRecord {
+  /** The envelope as received (an own copy: the records payload is not kept). */
+  readonly envelope: Uint8Array
+  /** Device, seq, time and signed parts by peekEnvelope; undefined when it does not parse (decoding at its turn quarantines it). Used only to verify ahead. */
+  readonly head: EnvelopeHead | undefined
+  ahead: AheadAnswer | undefined
+}
+
 export type DeviceJob =
-  | { kind: 'records', topic: string, records: SignedRecord[], heldBytes: number }
+  | { kind: 'records', topic: string, records: QueuedRecord[], heldBytes: number }
   | { kind: 'drain' }
 
 export interface DeviceRuntime {

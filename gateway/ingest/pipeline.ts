@@ -8,7 +8,7 @@
  * memory is counted in bytes.
  */
 import {
-  RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, verifyRecordSignature, verifySignature,
+  RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, peekEnvelope, verifyRecordSignature, verifySignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, LeafSink } from '../batch/index.js'
@@ -18,10 +18,11 @@ import type { Logger } from '../../common/logger.js'
 import { storeOps, type DeviceTip, type GatewayStore, type RecordConflict, type StoreOp, type TipRow } from '../store/index.js'
 import { AckScheduler } from './ack-scheduler.js'
 import { ChainLinker, type Quarantine } from './chain-linker.js'
-import { DeviceTable, waitingRecordOf, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal } from './device-state.js'
+import { DeviceTable, waitingRecordOf, type AheadAnswer, type DeviceJob, type DeviceRuntime, type OpenGap, type ParkRefusal, type QueuedRecord } from './device-state.js'
 import type { QuarantineReason } from './quarantine.js'
 import type { PeerAckReader } from './ack-verify.js'
 import { WarnLimiter } from './warn-limiter.js'
+import type { VerifyJob } from './verify-pool.js'
 
 export type { OpenGap, ParkRefusal } from './device-state.js'
 
@@ -85,13 +86,41 @@ export interface IngestPipelineOptions {
 export interface SignatureVerifier {
   /** Whether `signature` is valid for `prefix ‖ message` (prefix: none when left out). */
   verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array, prefix?: Uint8Array) => Promise<boolean>
+  /** The same, answered by a call on the job (VerifyPool.submit): no promise per record. */
+  submit?: (job: VerifyJob) => void
 }
 
-/** A signature sent to the verifier ahead of its record's turn: the key it was sent under, and the answer once it came. */
-interface Ahead {
-  readonly key: Uint8Array
-  readonly valid: Promise<boolean>
-  settled: boolean | undefined
+/**
+ * A signature sent to the verifier ahead of its record's turn: the key it was sent under, and the
+ * answer once it came. It is the verifier's job itself (no promise, resolver or `.then` per
+ * record); a promise is made only for a record whose turn comes before its answer.
+ */
+class Ahead implements VerifyJob, AheadAnswer {
+  settled: boolean | undefined = undefined
+  private waiters: Array<(valid: boolean) => void> | undefined
+
+  constructor (readonly signature: Uint8Array, readonly message: Uint8Array, readonly publicKey: Uint8Array) {}
+
+  get prefix (): Uint8Array {
+    return RECORD_SIGNING_PREFIX
+  }
+
+  /** The key it was sent under. */
+  get key (): Uint8Array {
+    return this.publicKey
+  }
+
+  answered (valid: boolean): void {
+    this.settled = valid
+    const waiters = this.waiters
+    this.waiters = undefined
+    if (waiters !== undefined) for (const w of waiters) w(valid)
+  }
+
+  async valid (): Promise<boolean> {
+    if (this.settled !== undefined) return this.settled
+    return await new Promise<boolean>(resolve => { (this.waiters ??= []).push(resolve) })
+  }
 }
 
 /** What the status API says about a device. */
@@ -125,8 +154,9 @@ export interface IngestMemory {
 }
 
 /**
- * Bytes counted per queued record besides its envelope: a decoded record holds its envelope, a
- * copy of the record bytes and the decoded body fields (each at most the envelope's size).
+ * Bytes counted per queued record besides its envelope. A queued record is its envelope and peeked
+ * head now (decoded at its turn); the count stays the bound it was for a decoded record — its
+ * envelope, a copy of the record bytes and the decoded body fields, each at most the envelope's size.
  */
 const QUEUED_RECORD_COPIES = 3
 const QUEUED_RECORD_OVERHEAD_BYTES = 512
@@ -146,8 +176,6 @@ export class IngestPipeline {
   private readonly drainWaiters: Array<{ belowRecords: number, belowBytes: number, resolve: () => void }> = []
   private stopped = false
   private readonly warnings: WarnLimiter
-  /** Signatures sent to the verifier ahead of their turn, under the key then cached. */
-  private readonly ahead = new WeakMap<SignedRecord, Ahead>()
   /** Quarantine entries on disk (approximately: pruning lags a little). */
   quarantineCount = 0
 
@@ -255,7 +283,7 @@ export class IngestPipeline {
     // An id the gateway does not know yet is provisional until the registry confirms it.
     const d = this.devices.getOrCreate(parsed.deviceId, true)
     d.lastSeenMs = this.o.now()
-    const records = this.decodeRecords(d, topic, payload)
+    const records = this.receiveRecords(d, topic, payload)
     this.markDirty(d)
     if (records.length > 0) {
       let heldBytes = 0
@@ -267,42 +295,52 @@ export class IngestPipeline {
     }
   }
 
-  // The records of one payload that belong to `d`; everything else is quarantined.
-  private decodeRecords (d: DeviceRuntime, topic: string, payload: Uint8Array): SignedRecord[] {
+  // The envelopes of one payload, queued as bytes with their peeked heads; a payload that is not a
+  // records batch is quarantined. Each record is decoded (and quarantined if bad) at its turn.
+  private receiveRecords (d: DeviceRuntime, topic: string, payload: Uint8Array): QueuedRecord[] {
     if (payload.byteLength > this.o.maxPayloadBytes) {
       this.quarantine(d, { reason: 'payload-too-large', topic, detail: `${payload.byteLength} bytes, limit ${this.o.maxPayloadBytes}`, raw: payload })
       return []
     }
     let envelopes: Uint8Array[]
     try {
-      envelopes = decodeRecordBatch(payload)
+      // One copy of the message (MQTT's buffer is not ours to keep), the envelopes views of it: a
+      // copy per envelope was an ArrayBuffer per record, alive in the backlog until its turn.
+      envelopes = decodeRecordBatch(new Uint8Array(payload), { viewsOfPayload: true })
     } catch (e) {
       this.quarantine(d, { reason: 'payload-malformed', topic, detail: (e as Error).message, raw: payload })
       return []
     }
     this.o.counters.recordsReceived(envelopes.length)
-    const records: SignedRecord[] = []
-    for (const envelope of envelopes) {
-      let signed: SignedRecord
-      try {
-        signed = decodeEnvelope(envelope)
-      } catch (e) {
-        this.quarantine(d, { reason: 'record-malformed', topic, detail: (e as Error).message, raw: envelope })
-        continue
-      }
-      if (signed.record.deviceId !== d.id) {
-        this.quarantine(d, {
-          reason: 'topic-mismatch',
-          topic,
-          seq: signed.record.seq,
-          detail: `record of device "${signed.record.deviceId}" on the topic of "${d.id}"`,
-          raw: envelope
-        })
-        continue
-      }
-      records.push(signed)
+    const records = new Array<QueuedRecord>(envelopes.length)
+    for (let i = 0; i < envelopes.length; i++) {
+      const envelope = envelopes[i] as Uint8Array
+      records[i] = { envelope, head: peekEnvelope(envelope), ahead: undefined }
     }
     return records
+  }
+
+  // A queued record decoded at its turn: undefined when it was quarantined (malformed, or another
+  // device's record on this device's topic), checked in the order they were on arrival.
+  private decodeQueued (d: DeviceRuntime, topic: string, q: QueuedRecord): SignedRecord | undefined {
+    let signed: SignedRecord
+    try {
+      signed = decodeEnvelope(q.envelope)
+    } catch (e) {
+      this.quarantine(d, { reason: 'record-malformed', topic, detail: (e as Error).message, raw: q.envelope })
+      return undefined
+    }
+    if (signed.record.deviceId !== d.id) {
+      this.quarantine(d, {
+        reason: 'topic-mismatch',
+        topic,
+        seq: signed.record.seq,
+        detail: `record of device "${signed.record.deviceId}" on the topic of "${d.id}"`,
+        raw: q.envelope
+      })
+      return undefined
+    }
+    return signed
   }
 
   /**
@@ -310,28 +348,33 @@ export class IngestPipeline {
    * already waiting) whose key is cached, so that the workers verify while this thread links.
    * Resends and unknown keys are left to their turn: they cost the workers nothing.
    */
-  private verifyAhead (d: DeviceRuntime, records: readonly SignedRecord[]): void {
+  private verifyAhead (d: DeviceRuntime, records: readonly QueuedRecord[]): void {
     const verifier = this.o.verifier
     const peek = this.o.keys.peek
     if (verifier === undefined || peek === undefined) return
     const tipSeq = d.tip?.seq ?? -1
-    for (const s of records) {
-      if (s.record.seq <= tipSeq || d.pending.has(s.record.seq)) continue
-      const answer = peek.call(this.o.keys, d.id, s.record.timeMs)
+    for (const q of records) {
+      // What the peek read is used only for records that then decode (which give the same values):
+      // anything else costs the workers one verification whose answer is never asked for.
+      const h = q.head
+      if (h === undefined || q.ahead !== undefined || h.deviceId !== d.id || h.seq <= tipSeq || d.pending.has(h.seq)) continue
+      const answer = peek.call(this.o.keys, d.id, h.timeMs)
       const key = answer?.publicKey
       if (key === undefined || answer?.revoked === true || answer?.unknown === true) continue
-      const entry: Ahead = { key, valid: verifier.verify(s.signature, s.recordBytes, key, RECORD_SIGNING_PREFIX), settled: undefined }
-      void entry.valid.then(v => { entry.settled = v })
-      this.ahead.set(s, entry)
+      const entry = new Ahead(h.signature, h.recordBytes, key)
+      q.ahead = entry
+      if (verifier.submit !== undefined) verifier.submit(entry)
+      else void verifier.verify(h.signature, h.recordBytes, key, RECORD_SIGNING_PREFIX).then(v => { entry.answered(v) })
     }
   }
 
   /** Whether the signature of `s` verifies under `key`: the answer sent ahead when it was for this key, else asked now. */
-  private async signatureValid (s: SignedRecord, key: Uint8Array): Promise<boolean> {
-    const ahead = this.ahead.get(s)
-    if (ahead !== undefined) {
-      this.ahead.delete(s)
-      if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid
+  private async signatureValid (s: SignedRecord, key: Uint8Array, q: QueuedRecord | undefined): Promise<boolean> {
+    // The answer sent ahead is used once: asked again (a refreshed key), the signature is verified anew.
+    const ahead = q?.ahead
+    if (q !== undefined && ahead !== undefined) {
+      q.ahead = undefined
+      if (ahead.key === key || equalBytes(ahead.key, key)) return await ahead.valid()
     }
     const verifier = this.o.verifier
     return verifier === undefined
@@ -517,16 +560,19 @@ export class IngestPipeline {
     const perRecord = job.heldBytes / job.records.length
     const records = job.records
     for (let i = 0; i < records.length; i++) {
-      const signed = records[i] as SignedRecord
+      const q = records[i] as QueuedRecord
       // The device's key was not cached when the message came (its first message, or a key
       // refreshed since): the first record's look-up cached it, so send the rest ahead now rather
       // than verify them one by one (one at a time would also keep the pool from starting).
-      if (i === 1 && this.o.verifier !== undefined && !this.ahead.has(signed)) this.verifyAhead(d, records.slice(1))
+      if (i === 1 && this.o.verifier !== undefined && q.ahead === undefined) this.verifyAhead(d, records.slice(1))
       try {
-        if (!this.processVerifiedNow(d, signed, job.topic)) await this.processRecord(d, signed, job.topic)
+        const signed = this.decodeQueued(d, job.topic, q)
+        if (signed !== undefined) {
+          if (!this.processVerifiedNow(d, signed, job.topic, q)) await this.processRecord(d, signed, job.topic, q)
+        }
       } catch (e) {
         // Only the store can fail here (bad input is quarantined): the gateway stops on it.
-        this.o.logger.error({ device: d.id, seq: signed.record.seq, error: (e as Error).message }, 'record processing failed')
+        this.o.logger.error({ device: d.id, seq: q.head?.seq, error: (e as Error).message }, 'record processing failed')
       } finally {
         this.queuedRecords--
         this.queuedBytes -= perRecord
@@ -553,40 +599,43 @@ export class IngestPipeline {
    * hold (false: processRecord decides). Awaiting each record cost more than the rest of its
    * handling: an async frame and promises per record, for answers that came in batches of 256.
    */
-  private processVerifiedNow (d: DeviceRuntime, s: SignedRecord, topic: string): boolean {
+  private processVerifiedNow (d: DeviceRuntime, s: SignedRecord, topic: string, q: QueuedRecord): boolean {
     const r = s.record
     if (r.seq <= (d.tip?.seq ?? -1) || d.pending.has(r.seq)) return false
-    const ahead = this.ahead.get(s)
+    const ahead = q.ahead
     if (ahead?.settled !== true) return false
     // A TPM-rooted device's records go through certifiedKeyFor: not here.
     if (d.certified !== undefined || (r.body.kind === 'boot' && r.body.certification !== undefined)) return false
     const answer = this.o.keys.peek?.(d.id, r.timeMs)
     if (answer === undefined || answer.unknown === true || answer.revoked || answer.publicKey === undefined) return false
     if (answer.publicKey !== ahead.key && !equalBytes(answer.publicKey, ahead.key)) return false
-    this.ahead.delete(s)
+    q.ahead = undefined
     if (this.devices.promote(d)) this.markDirty(d)
     this.o.counters.recordVerified()
     this.chains.place(d, s, topic)
     return true
   }
 
-  private async processRecord (d: DeviceRuntime, s: SignedRecord, topic: string): Promise<void> {
+  // `q`: the record as queued, with the verification sent ahead for it (none for a record decoded
+  // from the waiting records). The ahead answer is passed along, not kept in a map by record: a
+  // WeakMap entry per record was an ephemeron the young-generation GC had to process.
+  private async processRecord (d: DeviceRuntime, s: SignedRecord, topic: string, q?: QueuedRecord): Promise<void> {
     const seq = s.record.seq
-    if (seq <= (d.tip?.seq ?? -1)) return await this.handleOld(d, s, topic)
+    if (seq <= (d.tip?.seq ?? -1)) return await this.handleOld(d, s, topic, q)
     if (this.handleWaiting(d, s) === 'done') return
-    const key = await this.keyFor(d, s, topic)
+    const key = await this.keyFor(d, s, topic, q)
     if (key === undefined) return
     if (this.handleWaiting(d, s) === 'done') return
     if (seq <= (d.tip?.seq ?? -1)) {
       // The tip moved while the key was looked up (a peer stored it): a duplicate now, or a
       // different record for a seq the peer stored (quarantined, never acked).
-      return await this.handleOld(d, s, topic)
+      return await this.handleOld(d, s, topic, q)
     }
     this.chains.place(d, s, topic)
   }
 
   /** A record at or below the tip: a resend (duplicate) or a different record for a used seq. */
-  private async handleOld (d: DeviceRuntime, s: SignedRecord, topic: string): Promise<void> {
+  private async handleOld (d: DeviceRuntime, s: SignedRecord, topic: string, q?: QueuedRecord): Promise<void> {
     const seq = s.record.seq
     let same: boolean
     if (d.tip !== undefined && seq === d.tip.seq) {
@@ -609,7 +658,7 @@ export class IngestPipeline {
       this.acks.requestAck(d)
       return
     }
-    if (await this.keyFor(d, s, topic) === undefined) return
+    if (await this.keyFor(d, s, topic, q) === undefined) return
     this.quarantine(d, { reason: 'seq-reuse', topic, seq, detail: `another validly signed record for seq ${seq}, already stored`, raw: s.envelope })
   }
 
@@ -631,7 +680,7 @@ export class IngestPipeline {
    * The device key for `s`, with the signature of `s` verified under it; undefined when `s` was
    * quarantined or cannot be checked now. A provisional device the registry knows is kept.
    */
-  private async keyFor (d: DeviceRuntime, s: SignedRecord, topic: string): Promise<Uint8Array | undefined> {
+  private async keyFor (d: DeviceRuntime, s: SignedRecord, topic: string, queued?: QueuedRecord): Promise<Uint8Array | undefined> {
     const keys = this.o.keys
     const t = s.record.timeMs
     let answer: KeyAnswer | undefined = keys.peek?.(d.id, t)
@@ -659,7 +708,7 @@ export class IngestPipeline {
       this.o.counters.recordVerified()
       return certified.key
     }
-    if (await this.signatureValid(s, answer.publicKey)) {
+    if (await this.signatureValid(s, answer.publicKey, queued)) {
       this.o.counters.recordVerified()
       return answer.publicKey
     }
@@ -668,7 +717,7 @@ export class IngestPipeline {
       keys.refresh(d.id)
       try {
         const again = await keys.keyAt(d.id, t)
-        if (again.publicKey !== undefined && !again.revoked && await this.signatureValid(s, again.publicKey)) {
+        if (again.publicKey !== undefined && !again.revoked && await this.signatureValid(s, again.publicKey, queued)) {
           this.o.counters.recordVerified()
           return again.publicKey
         }

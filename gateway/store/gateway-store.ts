@@ -586,7 +586,9 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
    */
   static async open (options: GatewayStoreOptions): Promise<LevelGatewayStore> {
     const db = await openLevel<Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' }, (e, locked) =>
-      new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e }))
+      new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e }),
+    // Envelopes are hashes and signatures: Snappy saved ~nothing and cost the compaction thread CPU on every flush and compaction.
+    { compression: false })
     try {
       const version = await db.get(keys.version)
       if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import mqtt from 'mqtt'
 import {
-  deviceTopic, encodeCanonical, encodeRecordBatch, hashLeaf, parseProof, verifyProof, type SignedRecord
+  RECORD_KINDS, RECORD_SIGNING_PREFIX, RECORD_VERSION, concat, deviceTopic, encodeCanonical, encodeRecordBatch, hashLeaf, parseProof, verifyProof, type SignedRecord
 } from '../../protocol/index.js'
 import { deviceIdOf } from '../../contracts/index.js'
 import { startGatewayEnv, httpGet } from '../fixtures/gateway-env.js'
@@ -77,11 +77,18 @@ t.test('behavior: bad input is quarantined with its reason, counted, and nothing
   victim.appendInference()
   await send(...records('victim', [victim.records[10] as SignedRecord]))
   await waitFor('the victim record 10', async () => gw.deviceStatus('victim')?.lastSeq === 10)
+  // Signed by the victim's own key, with a header that reads as the next record, but a body that
+  // is not a record's (an inference with 4 fields): its signature goes ahead to the pool and is
+  // valid, and it must still be quarantined as malformed when its turn decodes it, never stored.
+  const last = victim.records[10] as SignedRecord
+  const badBody = encodeCanonical([RECORD_VERSION, RECORD_KINDS.inference, 'victim', last.record.boot, 11, last.record.timeMs + 10, last.hash, [new Uint8Array(32), [], [], 1]])
+  const signedBadBody = encodeCanonical([badBody, victim.signer.sign(concat(RECORD_SIGNING_PREFIX, badBody))])
+  await send(deviceTopic('victim', 'records'), encodeRecordBatch([signedBadBody]))
 
   const expected: Record<string, number> = {
     'bad-signature': 1,
     'payload-malformed': 2,
-    'record-malformed': 1,
+    'record-malformed': 2,
     'payload-too-large': 1,
     'topic-mismatch': 1,
     'unknown-device': 1,
@@ -114,7 +121,7 @@ t.test('behavior: bad input is quarantined with its reason, counted, and nothing
   // Nothing else affected: the fleet and the victim are stored once, anchored, and provable.
   await fleet.waitAllStored(20_000)
   await fleet.waitAllAnchored(20_000)
-  t.match(gw.deviceStatus('victim'), { lastSeq: 10, stored: 11, quarantined: 8, pending: 0 })
+  t.match(gw.deviceStatus('victim'), { lastSeq: 10, stored: 11, quarantined: 9, pending: 0 })
   for (const d of good) t.match(gw.deviceStatus(d.id), { stored: 40, quarantined: 0 })
   await gw.sealNow()
   for (const r of victim.records) {
