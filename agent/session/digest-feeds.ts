@@ -4,6 +4,7 @@
  * longer than a slice takes (issue 11: the loop never blocked > 5 ms during inference).
  */
 import { createHash } from 'node:crypto'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { CanonicalTensor, TensorDigest } from '../../protocol/index.js'
 
 /**
@@ -11,14 +12,6 @@ import type { CanonicalTensor, TensorDigest } from '../../protocol/index.js'
  * without; a yield costs a few µs, so small slices cost the run nothing while it computes.
  */
 export const DEFAULT_HASH_SLICE_BYTES = 256 * 1024
-
-/**
- * One turn of the event loop. A bare setImmediate: node:timers/promises' version adds an abort
- * signal check and its own promise plumbing, ~10 µs of CPU per yield, seven yields per 1.6 MB input.
- */
-async function yieldToLoop (): Promise<void> {
-  await new Promise<void>(resolve => { setImmediate(resolve) })
-}
 
 /**
  * SHA-256 of a checked tensor's canonical bytes, yielding to the event loop every `sliceBytes`,
