@@ -39,7 +39,22 @@ const BATCH_RECORDS = 10_000
 const LATENCY_SAMPLES = 200
 const WARMUP_RECORDS = 1000
 /** Devices of the untimed warm-up, interleaved as the fleet's (`--warmup-devices N`). */
-const WARMUP_DEVICES = 10
+const WARMUP_DEVICES = 30
+
+const USAGE = `usage: node --import tsx bench/gateway.ts [--verify-workers N] [--max-backlog N] [--warmup-devices N]
+
+${DEVICES} devices x ${RECORDS_PER_DEVICE} records (${RECORDS_PER_MESSAGE} per message) published through Mosquitto to one
+gateway (fsync on, anvil automine), against raw node:crypto verifies on as many threads as cores
+measured right before and after the ingest; prints wall and CPU ratios, then one JSON line.
+Run it under the machine-wide lock: flock /tmp/bench.lock node --import tsx bench/gateway.ts
+
+  --verify-workers N   signature pool threads (default: one per core; 0 = on the main thread)
+  --max-backlog N      the gateway's maxBacklogRecords (default: the gateway's own)
+  --warmup-devices N   devices x ${WARMUP_RECORDS} records of the untimed warm-up before the timed ingest (default ${WARMUP_DEVICES})
+
+Environment: PROV_BENCH_CPU_PROFILE=<file> (main thread's .cpuprofile of the ingest),
+PROV_BENCH_HEAP_PROFILE=<file> (sampled allocations of the ingest), PROV_BENCH_THREADS=1 (every
+other thread's CPU per record and the ingest's CLOCK_MONOTONIC window, for perf).`
 
 export interface GatewayBenchResult {
   ingest: {
@@ -301,7 +316,10 @@ export async function main (): Promise<GatewayBenchResult> {
     // tsx ~0.3 s of CPU each, 10 µs per record of this run) and its code compiled. One device was
     // not enough: the fleet's interleaving then reached code V8 had not optimized yet, and
     // compiling it on V8's helper threads was ~9 µs per record of the timed ingest. So several
-    // devices, messages interleaved as the publisher sends them.
+    // devices, messages interleaved as the publisher sends them: 30 (30 000 records), not 10, since
+    // with 10 V8's helper threads still took 20–25 µs per record of the timed part against 16–17
+    // with 30 (interleaved runs, docs/GATEWAY.md §Benchmarks). A gateway runs for days: measuring
+    // it after its JIT has settled is the honest figure; the warm-up is never timed.
     const warmupAt = Date.now()
     const warmupChains = Array.from({ length: warmupDevices }, (_, i) => makeChain(warmupName(i), seedOf(warmupName(i)), WARMUP_RECORDS, warmupAt))
     const warmupMessages: Array<Promise<unknown>> = []
@@ -420,6 +438,9 @@ export async function main (): Promise<GatewayBenchResult> {
 if (isEntryPoint(import.meta.url)) {
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4])).catch(e => { console.error(e); process.exit(1) })
+  } else if (process.argv.includes('--help')) {
+    // Without this, `--help` was ignored and started a whole run (outside any bench lock).
+    console.log(USAGE)
   } else {
     main().catch(e => { console.error(e); process.exit(1) })
   }
