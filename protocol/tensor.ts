@@ -4,9 +4,10 @@
  * The salt keeps a record holder from confirming a guessed low-entropy input; an investigator
  * given the salt can recompute the commitment. Layout in docs/PROTOCOL.md §Tensor commitments.
  */
-import { createHash, createHmac, hash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { endianness } from 'node:os'
 import { ProtocolError } from './errors.js'
+import { sha256 } from './hash.js'
 import { isArray } from './guards.js'
 
 /** Tensor element types, named as onnxruntime names them, coded as ONNX TensorProto.DataType. */
@@ -80,7 +81,7 @@ const SHA256_BLOCK_BYTES = 64
  * CPU per inference). The padded key lives in unpooled memory, zeroed once hashed.
  */
 function hmacSeq (key: Uint8Array, domain: Uint8Array, seq: number): Uint8Array {
-  const k = key.byteLength > SHA256_BLOCK_BYTES ? hash('sha256', key, 'buffer') : key
+  const k = key.byteLength > SHA256_BLOCK_BYTES ? sha256(key) : key
   const inner = new Uint8Array(SHA256_BLOCK_BYTES + domain.byteLength + 8)
   const outer = new Uint8Array(SHA256_BLOCK_BYTES + 32)
   for (let i = 0; i < SHA256_BLOCK_BYTES; i++) {
@@ -90,8 +91,8 @@ function hmacSeq (key: Uint8Array, domain: Uint8Array, seq: number): Uint8Array 
   }
   inner.set(domain, SHA256_BLOCK_BYTES)
   writeU64(inner, SHA256_BLOCK_BYTES + domain.byteLength, seq)
-  outer.set(hash('sha256', inner, 'buffer'), SHA256_BLOCK_BYTES)
-  const mac = new Uint8Array(hash('sha256', outer, 'buffer'))
+  outer.set(sha256(inner), SHA256_BLOCK_BYTES)
+  const mac = sha256(outer)
   inner.fill(0, 0, SHA256_BLOCK_BYTES)
   outer.fill(0)
   if (k !== key) k.fill(0)
@@ -225,7 +226,8 @@ export function commitDigest (salt: Uint8Array, name: string, digest: TensorDige
   const { dims, dtypeCode, byteLength, dataHash } = digest
   if (!Number.isInteger(dtypeCode) || dtypeCode < 0 || dtypeCode > 0xff) throw new RangeError(`bad dtype code ${dtypeCode}`)
   if (dims.length > 0xff) throw new RangeError(`rank ${dims.length} does not fit a byte`)
-  for (const v of [...dims, byteLength]) if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`bad dimension or length ${v}`)
+  for (const v of dims) if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`bad dimension or length ${v}`)
+  if (!Number.isSafeInteger(byteLength) || byteLength < 0) throw new RangeError(`bad dimension or length ${byteLength}`)
   // One buffer and one one-shot hash: this runs for every tensor of every record (issue 11).
   const nameBytes = Buffer.from(name, 'utf8')
   const out = new Uint8Array(TENSOR_DOMAIN.length + SALT_BYTES + 4 + nameBytes.length + 2 + 8 * dims.length + 8 + dataHash.byteLength)
@@ -244,7 +246,7 @@ export function commitDigest (salt: Uint8Array, name: string, digest: TensorDige
   for (const d of dims) { writeU64(out, o, d); o += 8 }
   writeU64(out, o, byteLength)
   out.set(dataHash, o + 8)
-  return new Uint8Array(hash('sha256', out, 'buffer'))
+  return sha256(out)
 }
 
 /**
