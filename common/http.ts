@@ -56,16 +56,16 @@ export function replyUnreadable (err: NodeJS.ErrnoException, socket: Socket, cod
 }
 
 /**
- * Reads a request body of at most `maxBytes`, refusing early on a larger content-length. Over the
- * limit the rest is drained (not parsed) and `tooLarge(message)` is thrown.
+ * Hands each chunk of a request body of at most `maxBytes` to `onChunk` as it arrives, refusing
+ * early on a larger content-length. Over the limit the rest is drained (not parsed) and
+ * `tooLarge(message)` is thrown; so is whatever `onChunk` throws.
  */
-export async function readBody (req: IncomingMessage, maxBytes: number, tooLarge: (message: string) => Error): Promise<Buffer> {
+export async function readBodyChunks (req: IncomingMessage, maxBytes: number, tooLarge: (message: string) => Error, onChunk: (chunk: Buffer) => void): Promise<void> {
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > maxBytes) {
     req.resume()
     throw tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}`)
   }
-  const chunks: Buffer[] = []
   let total = 0
   for await (const chunk of req) {
     total += (chunk as Buffer).byteLength
@@ -73,7 +73,15 @@ export async function readBody (req: IncomingMessage, maxBytes: number, tooLarge
       req.resume()
       throw tooLarge(`request body exceeds ${maxBytes} bytes`)
     }
-    chunks.push(chunk as Buffer)
+    onChunk(chunk as Buffer)
   }
+}
+
+/**
+ * Reads a request body of at most `maxBytes` (readBodyChunks) into one buffer.
+ */
+export async function readBody (req: IncomingMessage, maxBytes: number, tooLarge: (message: string) => Error): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  await readBodyChunks(req, maxBytes, tooLarge, chunk => { chunks.push(chunk) })
   return Buffer.concat(chunks)
 }

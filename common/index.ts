@@ -8,7 +8,7 @@ export { SILENT_LOGGER, LOG_LEVELS, type Logger, type LogFn, type LogLevel } fro
 // The pino factory (log-factory.ts) and the LevelDB handle (level.ts) are imported by path, not from
 // here: loading the index (every CLI's --help does) must not load pino or LevelDB.
 export { isEntryPoint } from './entry-point.js'
-export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, type UnreadableRequestCodes } from './http.js'
+export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, readBodyChunks, type UnreadableRequestCodes } from './http.js'
 export { redactUrl } from './redact-url.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {

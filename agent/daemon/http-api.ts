@@ -21,7 +21,7 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { JSON_CONTENT_TYPE, readBody as readLimitedBody, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
+import { JSON_CONTENT_TYPE, readBody as readLimitedBody, readBodyChunks, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
 import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../../common/logger.js'
 import type { DaemonApi, DaemonRunResult } from './api.js'
@@ -210,7 +210,7 @@ async function admitBody (req: IncomingMessage, res: ServerResponse, budget: Bod
   const declared = chunked ? options.maxRequestBytes : Number(length)
   if (declared > options.maxRequestBytes) {
     req.resume()
-    throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${options.maxRequestBytes}`)
+    throw tooLarge(`request body of ${declared} bytes exceeds ${options.maxRequestBytes}`)
   }
   const waitMs = options.admissionTimeoutMs ?? DEFAULT_ADMISSION_TIMEOUT_MS
   const stop = new AbortController()
@@ -478,18 +478,8 @@ async function runModel ({ pool, daemon, req, res, options }: RouteContext, name
  * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
  */
 async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > maxBytes) {
-    req.resume()
-    throw new DaemonError('REQUEST_TOO_LARGE', `request body of ${declared} bytes exceeds ${maxBytes}`)
-  }
-  let total = 0
   try {
-    for await (const chunk of req) {
-      total += (chunk as Buffer).byteLength
-      if (total > maxBytes) throw new DaemonError('REQUEST_TOO_LARGE', `request body exceeds ${maxBytes} bytes`)
-      decoder.write(chunk as Buffer)
-    }
+    await readBodyChunks(req, maxBytes, tooLarge, chunk => { decoder.write(chunk) })
   } catch (e) {
     // Drained, not parsed, so that the client reads the answer rather than a reset; the body
     // deadline still closes a client that never stops.
@@ -647,19 +637,16 @@ function parseSeq (value: string | null, fallback: number, name: string): number
 }
 
 async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  return await readLimitedBody(req, maxBytes, message => new DaemonError('REQUEST_TOO_LARGE', message))
+  return await readLimitedBody(req, maxBytes, tooLarge)
+}
+
+function tooLarge (message: string): DaemonError {
+  return new DaemonError('REQUEST_TOO_LARGE', message)
 }
 
 /** Reads and drops a body the route does not use (counted against maxBytes, never kept). */
 async function drain (req: IncomingMessage, maxBytes: number): Promise<void> {
-  let total = 0
-  for await (const chunk of req) {
-    total += (chunk as Buffer).byteLength
-    if (total > maxBytes) {
-      req.resume()
-      throw new DaemonError('REQUEST_TOO_LARGE', `request body exceeds ${maxBytes} bytes`)
-    }
-  }
+  await readBodyChunks(req, maxBytes, tooLarge, () => {})
 }
 
 async function readJson (req: IncomingMessage, maxBytes: number): Promise<unknown> {

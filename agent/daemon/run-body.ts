@@ -10,7 +10,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import { Tensor } from 'onnxruntime-node'
 import { DaemonError } from './errors.js'
-import { TENSOR_JSON_TYPES, TYPED } from './tensor-json.js'
+import { MAX_RANK, TENSOR_JSON_TYPES, TYPED, type TypedCtor } from './tensor-json.js'
 
 /** What a run request asks for. */
 export interface RunRequest { feeds: Record<string, Tensor>, decision?: string, subject?: string }
@@ -21,7 +21,6 @@ export const RUN_BINARY_CONTENT_TYPE = 'application/octet-stream'
 export const MAX_RUN_JSON_DEPTH = 64
 /** Field problems named in one answer; more are counted, not kept (a body of 100 000 unknown fields). */
 const MAX_PROBLEMS = 20
-const MAX_RANK = 32
 /** Most inputs one run names (a model with more is not a model this API serves). */
 export const MAX_RUN_INPUTS = 1024
 /** Most fields of the top object or a tensor object, counting unknown ones. */
@@ -30,7 +29,6 @@ const MAX_NUMBER_CHARS = 64
 /** Decoded bytes of a tensor whose data came before its type and dims are staged in pieces of this size. */
 const STAGE_BYTES = 64 * 1024
 
-type Ctor = new (buffer: ArrayBuffer) => ArrayBufferView
 /** Element types the API accepts (those of the JSON form). */
 export const RUN_TENSOR_TYPES: readonly string[] = TENSOR_JSON_TYPES
 
@@ -146,7 +144,7 @@ export class RunBodyDecoder {
     for (const t of this.tensors) {
       const name = t.path.slice('inputs.'.length)
       if (t.type === 'string') feeds[name] = new Tensor('string', t.strings as string[], t.dims)
-      else feeds[name] = new Tensor(t.type as 'float32', new (TYPED[t.type as string] as { ctor: Ctor }).ctor(t.buffer as ArrayBuffer) as Float32Array, t.dims)
+      else feeds[name] = new Tensor(t.type as 'float32', new (TYPED[t.type as string] as { ctor: TypedCtor }).ctor(t.buffer as ArrayBuffer) as Float32Array, t.dims)
     }
     return { feeds, ...(this.decision !== undefined ? { decision: this.decision } : {}), ...(this.subject !== undefined ? { subject: this.subject } : {}) }
   }

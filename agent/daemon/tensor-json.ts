@@ -12,9 +12,10 @@ export interface TensorJson {
   data: string | string[]
 }
 
-type Ctor = new (buffer: ArrayBuffer) => ArrayBufferView
+/** The typed array of an element type, made over a buffer of its bytes. */
+export type TypedCtor = new (buffer: ArrayBuffer) => ArrayBufferView
 /** The typed array and element size of each non-string element type (run-body.ts shares it). */
-export const TYPED: Readonly<Record<string, { ctor: Ctor, bytes: number }>> = {
+export const TYPED: Readonly<Record<string, { ctor: TypedCtor, bytes: number }>> = {
   float32: { ctor: Float32Array, bytes: 4 },
   float64: { ctor: Float64Array, bytes: 8 },
   int8: { ctor: Int8Array, bytes: 1 },
@@ -32,7 +33,8 @@ export const TYPED: Readonly<Record<string, { ctor: Ctor, bytes: number }>> = {
 
 /** Element types the API accepts. */
 export const TENSOR_JSON_TYPES: readonly string[] = Object.freeze([...Object.keys(TYPED), 'string'])
-const MAX_RANK = 32
+/** Most dimensions of a tensor the API takes (run-body.ts shares it). */
+export const MAX_RANK = 32
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
 /**
@@ -61,7 +63,7 @@ export function decodeTensorJson (value: unknown, path: string, problems: string
     if (v.data.length !== elements) { problems.push(`${path}.data: ${v.data.length} strings for ${elements} elements`); return undefined }
     return new Tensor('string', v.data, dims)
   }
-  const typed = TYPED[type] as { ctor: Ctor, bytes: number }
+  const typed = TYPED[type] as { ctor: TypedCtor, bytes: number }
   if (typeof v.data !== 'string' || !BASE64.test(v.data)) { problems.push(`${path}.data: must be base64 of the little-endian element bytes`); return undefined }
   // Check the declared size before decoding: base64 of n bytes is 4·ceil(n/3) characters.
   const expected = elements * typed.bytes
