@@ -478,8 +478,20 @@ async function runModel ({ pool, daemon, req, res, options }: RouteContext, name
  * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
  */
 async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
+  // Its own loop rather than readBodyChunks: over the limit it throws without resuming first, and
+  // the endless-body test of the run route was only ever green with this order.
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > maxBytes) {
+    req.resume()
+    throw tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}`)
+  }
+  let total = 0
   try {
-    await readBodyChunks(req, maxBytes, tooLarge, chunk => { decoder.write(chunk) })
+    for await (const chunk of req) {
+      total += (chunk as Buffer).byteLength
+      if (total > maxBytes) throw tooLarge(`request body exceeds ${maxBytes} bytes`)
+      decoder.write(chunk as Buffer)
+    }
   } catch (e) {
     // Drained, not parsed, so that the client reads the answer rather than a reset; the body
     // deadline still closes a client that never stops.
