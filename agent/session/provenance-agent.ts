@@ -204,8 +204,22 @@ export class ProvenanceAgent {
     }
   }
 
-  /** @internal Appends the inference record of a finished run. */
-  async recordInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null, subject?: string): Promise<{ record: SignedRecord, salt: Uint8Array }> {
+  /**
+   * @internal Appends the inference record of a finished run. Without a subject (the usual case)
+   * no async frame of its own: the record is alive until its write returns, and so is everything
+   * its promise holds (see RecordLog.appendAt).
+   */
+  recordInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null, subject?: string): Promise<{ record: SignedRecord, salt: Uint8Array }> {
+    if (subject !== undefined || this.stopped) return this.recordSubjectInference(modelHash, inputs, outputs, latencyUs, decision, subject)
+    let salt: Uint8Array | undefined
+    return this.log.append((seq): InferenceBody => {
+      salt = deriveSalt(this.key.saltSecret, seq)
+      return inferenceBody(salt, modelHash, inputs, outputs, latencyUs, decision)
+    }).then(record => ({ record, salt: salt as Uint8Array }))
+  }
+
+  /** {@link recordInference} of a run with a subject, salted by the subject's key. */
+  private async recordSubjectInference (modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null, subject: string | undefined): Promise<{ record: SignedRecord, salt: Uint8Array }> {
     this.assertRunning()
     let subjectKey: { ref: string, key: Uint8Array } | undefined
     if (subject !== undefined) {
@@ -217,14 +231,7 @@ export class ProvenanceAgent {
     let salt: Uint8Array = new Uint8Array()
     const record = await this.log.append((seq): InferenceBody => {
       salt = subjectKey === undefined ? deriveSalt(this.key.saltSecret, seq) : deriveSubjectSalt(subjectKey.key, seq)
-      return {
-        kind: 'inference',
-        modelHash,
-        inputs: inputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
-        outputs: outputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
-        latencyUs,
-        decision
-      }
+      return inferenceBody(salt, modelHash, inputs, outputs, latencyUs, decision)
     })
     // A crash between the record and this note leaves the record salted by a kept key but not
     // listed under its subject: a later shredding statement would not name it (docs/OPERATIONS.md).
@@ -382,4 +389,16 @@ export class ProvenanceModel {
 
 function asBytes (v: Uint8Array | string): Uint8Array {
   return typeof v === 'string' ? fromHex(v) : v
+}
+
+/** The body of an inference record: each tensor's digest committed under the record's salt. */
+function inferenceBody (salt: Uint8Array, modelHash: Uint8Array, inputs: Array<[string, TensorDigest]>, outputs: Array<[string, TensorDigest]>, latencyUs: number, decision: string | null): InferenceBody {
+  return {
+    kind: 'inference',
+    modelHash,
+    inputs: inputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
+    outputs: outputs.map(([name, d]) => ({ name, hash: commitDigest(salt, name, d) })),
+    latencyUs,
+    decision
+  }
 }
