@@ -41,6 +41,24 @@ t.test('behavior: appends of one turn share the first write: no lone first recor
   await log.close()
 })
 
+t.test('behavior: a burst of 64 appends in one run starts its write at once, a smaller one waits a turn for company', async t => {
+  const dir = await tempDir(t)
+  const log = await RecordLog.open({ dir, deviceId: 'dev-a', signer })
+  const writes: number[] = []
+  log.onDurable(head => { writes.push(head.seq) })
+  await log.appendBoot({ agentVersion: 't', profile: 'p' })
+  // An append from a callback already waiting for the next turn (as a model's result would be).
+  const burst = async (n: number): Promise<unknown> => {
+    const late = new Promise(resolve => { setImmediate(() => { resolve(log.append(body)) }) })
+    return await Promise.all([late, ...Array.from({ length: n }, async () => await log.append(body))])
+  }
+  await burst(10)
+  t.same(writes, [0, 11], 'ten appends wait a turn: the late one shares their write')
+  await burst(64)
+  t.same(writes, [0, 11, 75, 76], 'sixty-four start their write at once: the late one takes the next')
+  await log.close()
+})
+
 t.test('behavior: seq, boot and chain continue across restarts', async t => {
   const dir = await tempDir(t)
   let log = await RecordLog.open({ dir, deviceId: 'dev-a', signer })
