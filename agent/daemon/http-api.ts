@@ -56,12 +56,13 @@ export interface ApiServerOptions {
 }
 
 /**
- * Bytes of request bodies admitted at once, by default. Each admitted body costs about 2.5 times
- * its size until its run answers (the decoded tensors, the socket's chunks until collected, the
- * run's snapshot while it queues for the model). With 16 clients posting PaddleOCR det at once
- * the peak was +35..45 MiB over the daemon's in-process peak with 8 MiB (5 JSON bodies of 1.6 MB
- * admitted), +120 with 32 MiB (all 16). Runs of one model go one at a time anyway, so more in
- * flight buys no throughput. One body larger than the budget is admitted alone.
+ * Bytes of request bodies admitted at once, by default. Each admitted body costs about twice its
+ * size until its run is over (the decoded tensors, the run's snapshot while it queues for the
+ * model; socket chunks are freed as they are decoded). With 16 clients posting PaddleOCR det at
+ * once the peak was +17 MiB over the daemon's in-process peak with 8 MiB (5 JSON bodies of 1.6 MB
+ * admitted; +35..45 while the chunks waited for a GC, +120 with 32 MiB then). Runs of one model go
+ * one at a time anyway, so more in flight buys no throughput. One body larger than the budget is
+ * admitted alone.
  */
 export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 8 * 1024 * 1024
 /** Longest wait for admission, by default (ms). */
