@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { DEVICE_ID_PATTERN, LIMITS } from '../../protocol/record.js'
 import { LOG_LEVELS, type LogLevel } from '../../common/logger.js'
 import { MODEL_NAME_PATTERN } from '../daemon/model-name.js'
+import { ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS } from '../daemon/admission.js'
 
 export { LOG_LEVELS, type LogLevel }
 
@@ -81,7 +82,9 @@ export const AGENT_CONFIG_SCHEMA = z.strictObject({
   statusPort: optional<number>(`${P}STATUS_PORT`, 'also serve the API on 127.0.0.1:port (0 = OS-chosen), bearer token in `<stateDir>/api-token`; unset (default): socket only', 'must be an integer in 0..65535', intIn(0, 65535)),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).meta({ env: `${P}LOG_LEVEL`, doc: `${LOG_LEVELS.map(l => `\`${l}\``).join(', ')}; default \`info\`` }),
   maxRequestBytes: z.custom<number>(intIn(1024, 1024 ** 3), { error: `must be an integer in 1024..${1024 ** 3}` }).meta({ env: `${P}MAX_REQUEST_BYTES`, doc: 'largest run request body in bytes, default 16777216 (16 MiB)' }),
-  maxInflightRequestBytes: optional<number>(`${P}MAX_INFLIGHT_REQUEST_BYTES`, 'bytes of API request bodies admitted at once (requests beyond wait unread, then 503 `API_BUSY`); default 8388608 (8 MiB); a request larger than it is admitted alone', `must be an integer in 1024..${1024 ** 3}`, intIn(1024, 1024 ** 3))
+  maxInflightRequestBytes: optional<number>(`${P}MAX_INFLIGHT_REQUEST_BYTES`, 'bytes of API request bodies admitted at once (requests beyond wait unread, then 503 `API_BUSY`); default 8388608 (8 MiB); a request larger than it is admitted alone', `must be an integer in 1024..${1024 ** 3}`, intIn(1024, 1024 ** 3)),
+  apiAdmissionTimeoutMs: optional<number>(`${P}API_ADMISSION_TIMEOUT_MS`, 'longest wait of an API request for room under `maxInflightRequestBytes`, ms, then 503 `API_BUSY`; default 30000; `0`: no wait', `must be an integer in ${ADMISSION_TIMEOUT_RANGE_MS.min}..${ADMISSION_TIMEOUT_RANGE_MS.max} (milliseconds)`, intIn(ADMISSION_TIMEOUT_RANGE_MS.min, ADMISSION_TIMEOUT_RANGE_MS.max)),
+  apiBodyTimeoutMs: optional<number>(`${P}API_BODY_TIMEOUT_MS`, 'longest time an admitted API request body may take to arrive, ms, then 408 `REQUEST_TIMEOUT` and the connection closes; a run\'s answer must be read within it too; default 30000', `must be an integer in ${BODY_TIMEOUT_RANGE_MS.min}..${BODY_TIMEOUT_RANGE_MS.max} (milliseconds)`, intIn(BODY_TIMEOUT_RANGE_MS.min, BODY_TIMEOUT_RANGE_MS.max))
 })
 
 export type AgentConfig = z.output<typeof AGENT_CONFIG_SCHEMA>

@@ -104,7 +104,7 @@ function readEnv (env: Readonly<Record<string, string | undefined>>, problems: s
     if (field === undefined) { problems.push(`${name}: is not a PROVENANCE_AGENT_* variable the agent knows`); continue }
     if (raw === '') continue
     switch (field) {
-      case 'statusPort': case 'maxRequestBytes': case 'maxInflightRequestBytes': case 'brokerMqttVersion':
+      case 'statusPort': case 'maxRequestBytes': case 'maxInflightRequestBytes': case 'apiAdmissionTimeoutMs': case 'apiBodyTimeoutMs': case 'brokerMqttVersion':
         out[field] = /^\d{1,16}$/.test(raw) ? Number(raw) : raw
         break
       case 'models': out[field] = parseModelsEnv(raw, name, problems); break

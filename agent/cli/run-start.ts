@@ -45,6 +45,8 @@ export async function runStart (values: OptionValues, io: CliIo): Promise<number
         ...(config.apiSocketMode !== undefined ? { apiSocketMode: config.apiSocketMode === '0660' ? 0o660 : 0o600 } : {}),
         maxRequestBytes: config.maxRequestBytes,
         ...(config.maxInflightRequestBytes !== undefined ? { maxInflightRequestBytes: config.maxInflightRequestBytes } : {}),
+        ...(config.apiAdmissionTimeoutMs !== undefined ? { apiAdmissionTimeoutMs: config.apiAdmissionTimeoutMs } : {}),
+        ...(config.apiBodyTimeoutMs !== undefined ? { apiBodyTimeoutMs: config.apiBodyTimeoutMs } : {}),
         logger,
         ...(config.brokerUrl !== undefined ? { brokerUrl: config.brokerUrl } : {}),
         ...(config.brokerMqttVersion !== undefined ? { brokerMqttVersion: config.brokerMqttVersion } : {}),

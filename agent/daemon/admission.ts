@@ -4,6 +4,19 @@
  * read (TCP backpressure holds their clients back), in arrival order, each for a bounded time.
  */
 
+import { MessageChannel } from 'node:worker_threads'
+
+/**
+ * Admission waits allowed, ms: 0 (refuse at once when full) up to 10 minutes; a client waiting
+ * longer is better told to retry.
+ */
+export const ADMISSION_TIMEOUT_RANGE_MS = Object.freeze({ min: 0, max: 600_000 })
+/**
+ * Body timeouts allowed, ms: at least 100 ms (a setting near it refuses ordinary bodies on a
+ * loaded device), at most 10 minutes (a stalled client holds its admitted bytes that long).
+ */
+export const BODY_TIMEOUT_RANGE_MS = Object.freeze({ min: 100, max: 600_000 })
+
 /** A place in the budget; `release` gives the bytes back (once; later calls do nothing). */
 export interface Admission { release: () => void }
 
@@ -72,51 +85,35 @@ export class BodyBudget {
 }
 
 /**
- * Spare tensor buffers of finished API runs, reused by the next request of the same size: a fresh
- * ArrayBuffer per request outlives a young-generation collection (it is held across the run) and
- * then lingers as external memory until a full GC, one input's worth per request. Bounded by
- * bytes and per size; dropped after `idleMs` without a request, so an idle daemon holds none.
+ * A port whose other end is closed: a message posted there is serialized and dropped at once
+ * (HTML structured clone: the transfer list is still detached), so transferring an ArrayBuffer
+ * there frees its bytes now instead of at some later GC.
  */
-export class TensorBufferPool {
-  private readonly spare = new Map<number, ArrayBuffer[]>()
-  private spareBytes = 0
-  private timer: NodeJS.Timeout | undefined
+const SINK = (() => {
+  const { port1 } = new MessageChannel()
+  port1.close()
+  return port1
+})()
 
-  constructor (private readonly maxSpareBytes: number, private readonly perSize = 4, private readonly idleMs = 5_000) {}
-
-  /** A buffer of `bytes` (zero-filled when new; a spare one holds a previous request's bytes, all of which the decoder overwrites). */
-  take (bytes: number): ArrayBuffer {
-    const list = this.spare.get(bytes)
-    const found = list?.pop()
-    if (found !== undefined) { this.spareBytes -= bytes; return found }
-    return new ArrayBuffer(bytes)
-  }
-
-  /** Gives buffers back once nothing reads them any more (the run settled). */
-  give (buffers: Iterable<ArrayBuffer>): void {
-    for (const b of buffers) {
-      const bytes = b.byteLength
-      if (bytes === 0 || this.spareBytes + bytes > this.maxSpareBytes) continue
-      let list = this.spare.get(bytes)
-      if (list === undefined) { list = []; this.spare.set(bytes, list) }
-      if (list.length >= this.perSize) continue
-      list.push(b)
-      this.spareBytes += bytes
-    }
-    if (this.spareBytes > 0) {
-      this.timer?.refresh()
-      if (this.timer === undefined) {
-        this.timer = setTimeout(() => { this.timer = undefined; this.clear() }, this.idleMs)
-        this.timer.unref()
-      }
-    }
-  }
-
-  /** Bytes held spare. */
-  get bytes (): number { return this.spareBytes }
-
-  clear (): void {
-    this.spare.clear()
-    this.spareBytes = 0
+/**
+ * Frees the bytes of `view` at once when it is the only view of its whole ArrayBuffer (a chunk of
+ * node's HTTP parser, a tensor buffer of a finished run): its buffer is detached, every view of
+ * it reads as empty afterwards. Anything else (a slice of a pooled buffer, a SharedArrayBuffer, a
+ * buffer node marks untransferable) is left to the GC. Only for bytes nothing reads any more,
+ * and never for bytes a pending socket write still points at.
+ *
+ * Why: node's HTTP parser copies each read of a body into a fresh Buffer (64 KiB); once decoded
+ * they are garbage, external to the V8 heap, that V8 collects only when its young generation
+ * fills or tens of MiB of external memory pile up, so a stream of API runs kept a few MiB of
+ * them live at any time (issue 11: the API's peak RSS).
+ */
+export function releaseBytes (view: ArrayBufferView | ArrayBuffer): void {
+  const buffer = ArrayBuffer.isView(view) ? view.buffer : view
+  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0) return
+  if (ArrayBuffer.isView(view) && (view.byteOffset !== 0 || view.byteLength !== buffer.byteLength)) return
+  try {
+    SINK.postMessage(null, [buffer])
+  } catch {
+    // Not transferable after all: the GC frees it.
   }
 }

@@ -86,6 +86,10 @@ export interface DaemonOptions {
    * requests beyond it wait unread. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES (8 MiB).
    */
   maxInflightRequestBytes?: number
+  /** Longest wait of an API request for admission, ms (0: none), then 503 `API_BUSY`. Default DEFAULT_ADMISSION_TIMEOUT_MS (30 s). */
+  apiAdmissionTimeoutMs?: number
+  /** Longest time an admitted API request body may take to arrive, and a run's answer to be read, ms. Default DEFAULT_BODY_TIMEOUT_MS (30 s). */
+  apiBodyTimeoutMs?: number
   logger?: Logger
   /** Wall clock, Unix ms. Default Date.now. */
   wallClock?: () => number
@@ -275,6 +279,8 @@ export class Daemon implements DaemonApi {
     const api = createApiServer({
       maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
       ...(options.maxInflightRequestBytes !== undefined ? { maxInflightRequestBytes: options.maxInflightRequestBytes } : {}),
+      ...(options.apiAdmissionTimeoutMs !== undefined ? { admissionTimeoutMs: options.apiAdmissionTimeoutMs } : {}),
+      ...(options.apiBodyTimeoutMs !== undefined ? { bodyTimeoutMs: options.apiBodyTimeoutMs } : {}),
       logger
     })
     const socketPath = resolve(stateDir, options.apiSocket ?? API_SOCKET_FILE)

@@ -17,6 +17,8 @@ export type DaemonErrorCode =
   | 'REQUEST_TIMEOUT'
   /** The bytes of request bodies in flight stayed at `maxInflightRequestBytes` for the whole admission wait: retry after `Retry-After` seconds. */
   | 'API_BUSY'
+  /** A run request's `Accept` header takes neither answer form (application/json, application/octet-stream). */
+  | 'NOT_ACCEPTABLE'
   /** The daemon is shutting down and takes no new runs. */
   | 'DAEMON_STOPPING'
   /** The HTTP API could not listen on its unix socket or loopback port (in use, not a socket, path too long, not permitted). */
@@ -42,6 +44,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<string, number>> = Object.free
   UNAUTHENTICATED: 401,
   TOKEN_INVALID: 403,
   TARGET_TOO_LONG: 414,
+  NOT_ACCEPTABLE: 406,
   INPUT_INVALID: 400,
   TENSOR_INVALID: 400,
   RECORD_INVALID: 400,

@@ -3,7 +3,8 @@
  *   GET  /status                      identity, chain head, models (with their inputs), uplink, policy, budget
  *   GET  /metrics                     Prometheus text (prom-client), as the gateway's
  *   POST /v1/models/<name>/run        { inputs: { <name>: { type, dims, data } }, decision? } (JSON, base64), or the
- *                                     binary body of run-body.ts; decoded as it arrives (no whole-body buffer)
+ *                                     binary body of run-body.ts; decoded as it arrives (no whole-body buffer);
+ *                                     answered in JSON, or in the same binary form with Accept: application/octet-stream
  *   POST /v1/models/<name>/reload     load the model's file again
  *   GET  /v1/records?from=&to=&limit= CBOR array of record envelopes (export while running)
  *   POST /v1/records                  { kind: 'oversight' | 'session', ... }: a review or a use start/end (docs/COMPLIANCE.md)
@@ -14,7 +15,8 @@
  * the bearer token of `<stateDir>/api-token` (0600) and a loopback Host (DNS rebinding). Requests
  * from a web page (Origin) are refused on both. Anything malformed gets a 4xx, never a 500.
  * Request bodies are admitted under a byte budget (BodyBudget: waiting ones are not read) and must
- * arrive within a timeout once admitted, so neither concurrency nor a stalled client holds memory.
+ * arrive within a timeout once admitted, so neither concurrency nor a stalled client holds memory;
+ * a run's answer is written as fast as its client reads it, within the same timeout.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { promises as fs } from 'node:fs'
@@ -28,7 +30,7 @@ import type { DaemonApi, DaemonRunResult } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
-import { BodyBudget, TensorBufferPool, type Admission } from './admission.js'
+import { ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, BodyBudget, releaseBytes, type Admission } from './admission.js'
 import { RUN_BINARY_CONTENT_TYPE, RunBodyDecoder, type RunRequest } from './run-body.js'
 
 export interface ApiServerOptions {
@@ -39,32 +41,40 @@ export interface ApiServerOptions {
    * A body of unknown length (chunked) counts as `maxRequestBytes`. Default DEFAULT_MAX_INFLIGHT_REQUEST_BYTES.
    */
   maxInflightRequestBytes?: number
-  /** Longest wait for admission, ms; then 503 `API_BUSY` with Retry-After. Default DEFAULT_ADMISSION_TIMEOUT_MS. */
+  /**
+   * Longest wait for admission, ms (0: none, a request that does not fit at once is refused); then
+   * 503 `API_BUSY` with Retry-After. In ADMISSION_TIMEOUT_RANGE_MS. Default DEFAULT_ADMISSION_TIMEOUT_MS.
+   */
   admissionTimeoutMs?: number
-  /** Longest time from admission to a body's last byte, ms; then 408 `REQUEST_TIMEOUT` and the connection closes. Default DEFAULT_BODY_TIMEOUT_MS. */
+  /**
+   * Longest time from admission to a body's last byte, ms; then 408 `REQUEST_TIMEOUT` and the
+   * connection closes. A run's answer must also be taken by its client within this time once its
+   * writing starts, else the connection closes. In BODY_TIMEOUT_RANGE_MS. Default DEFAULT_BODY_TIMEOUT_MS.
+   */
   bodyTimeoutMs?: number
   logger: Logger
 }
 
 /**
- * Bytes of request bodies admitted at once, by default. Each admitted body costs about 2.5 times
- * its size until its run answers (the decoded tensors, the socket's chunks until collected, the
- * run's snapshot while it queues for the model). With 16 clients posting PaddleOCR det at once
- * the peak was +35..45 MiB over the daemon's in-process peak with 8 MiB (5 JSON bodies of 1.6 MB
- * admitted), +120 with 32 MiB (all 16). Runs of one model go one at a time anyway, so more in
- * flight buys no throughput. One body larger than the budget is admitted alone.
+ * Bytes of request bodies admitted at once, by default. Each admitted body costs about twice its
+ * size until its run is over (the decoded tensors, the run's snapshot while it queues for the
+ * model; socket chunks are freed as they are decoded). With 16 clients posting PaddleOCR det at
+ * once the peak was +17 MiB over the daemon's in-process peak with 8 MiB (5 JSON bodies of 1.6 MB
+ * admitted; +35..45 while the chunks waited for a GC, +120 with 32 MiB then). Runs of one model go
+ * one at a time anyway, so more in flight buys no throughput. One body larger than the budget is
+ * admitted alone.
  */
 export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 8 * 1024 * 1024
 /** Longest wait for admission, by default (ms). */
 export const DEFAULT_ADMISSION_TIMEOUT_MS = 30_000
 /** Longest time from admission to a body's last byte, by default (ms): 16 MiB over loopback takes milliseconds. */
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000
-/** Most bytes of spare input buffers kept for reuse between runs (TensorBufferPool). */
-const MAX_SPARE_TENSOR_BYTES = 16 * 1024 * 1024
 /** Retry-After of a 503 `API_BUSY`, seconds. */
 const BUSY_RETRY_AFTER_S = 1
-/** Output tensor bytes encoded per write of a run answer: 64 KiB of base64, young-generation strings. */
+/** Output tensor bytes encoded per write of a JSON run answer: 64 KiB of base64, young-generation strings. */
 const ANSWER_SLICE_BYTES = 3 * 16 * 1024
+/** The content type of a binary run answer: the framing of the binary run body (run-body.ts). */
+export const RUN_BINARY_ANSWER_TYPE = RUN_BINARY_CONTENT_TYPE
 
 /** Where the API listens. */
 export interface ApiListenOptions {
@@ -114,12 +124,13 @@ type Transport = 'unix' | 'tcp'
 
 /** The HTTP servers of the API (not yet listening). */
 export function createApiServer (options: ApiServerOptions): ApiServer {
+  checkTimeout(options.admissionTimeoutMs, ADMISSION_TIMEOUT_RANGE_MS, 'admissionTimeoutMs')
+  checkTimeout(options.bodyTimeoutMs, BODY_TIMEOUT_RANGE_MS, 'bodyTimeoutMs')
   let daemon: DaemonApi | undefined
   let allowedHosts = new Set<string>()
   let tokenDigest: Buffer | undefined
   const servers: Server[] = []
   const budget = new BodyBudget(Math.max(options.maxInflightRequestBytes ?? DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, 1))
-  const pool = new TensorBufferPool(Math.min(budget.maxBytes, MAX_SPARE_TENSOR_BYTES))
   let socketPath: string | undefined
   let tcpAddress: AddressInfo | undefined
 
@@ -134,7 +145,7 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
         if (transport === 'tcp') checkTcp(req, allowedHosts, tokenDigest)
         const admission = await admitBody(req, res, budget, options)
         try {
-          await handle(target, req, res, options, pool)
+          await handle(target, req, res, options, () => admission?.release())
         } finally {
           admission?.release()
         }
@@ -193,6 +204,12 @@ export function createApiServer (options: ApiServerOptions): ApiServer {
     }
   }
   return api
+}
+
+/** @throws RangeError unless `value` is undefined or an integer in `range`. */
+function checkTimeout (value: number | undefined, range: { min: number, max: number }, name: string): void {
+  if (value === undefined) return
+  if (!Number.isSafeInteger(value) || value < range.min || value > range.max) throw new RangeError(`${name} must be an integer in ${range.min}..${range.max} (ms), got ${String(value)}`)
 }
 
 /**
@@ -373,7 +390,8 @@ function metricsOf (daemon: DaemonApi): ReturnType<typeof createAgentMetrics> {
 
 /** What a route handler needs of one request. */
 interface RouteContext {
-  pool: TensorBufferPool
+  /** Gives the request's admitted bytes back (a run does once its inputs are free, before its answer). */
+  release: () => void
   daemon: DaemonApi
   req: IncomingMessage
   res: ServerResponse
@@ -381,12 +399,12 @@ interface RouteContext {
   query: URLSearchParams
 }
 
-async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, pool: TensorBufferPool): Promise<void> {
+async function handle (daemon: DaemonApi, req: IncomingMessage, res: ServerResponse, options: ApiServerOptions, release: () => void): Promise<void> {
   if (req.headers.origin !== undefined) {
     throw new DaemonError('REQUEST_INVALID', 'requests must come from the device itself (no Origin: not from a web page)')
   }
   const { path, parts, query } = parseTarget(req.url ?? '')
-  const ctx: RouteContext = { pool, daemon, req, res, options, query }
+  const ctx: RouteContext = { release, daemon, req, res, options, query }
   const method = req.method
   if (method === 'GET' && path === '/status') { sendJson(res, 200, await daemon.status()); return }
   if (method === 'GET' && path === '/metrics') return await serveMetrics(ctx)
@@ -458,23 +476,32 @@ async function appendStatement ({ daemon, req, res, options }: RouteContext): Pr
   sendJson(res, 200, { record: { kind: body.kind, seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash) } })
 }
 
-async function runModel ({ pool, daemon, req, res, options }: RouteContext, name: string): Promise<void> {
+async function runModel ({ release, daemon, req, res, options }: RouteContext, name: string): Promise<void> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
   if (type !== 'application/json' && type !== RUN_BINARY_CONTENT_TYPE) {
     throw new DaemonError('REQUEST_INVALID', `content-type must be application/json (base64 tensors) or ${RUN_BINARY_CONTENT_TYPE} (the binary run body)`)
   }
-  const decoder = new RunBodyDecoder(type === RUN_BINARY_CONTENT_TYPE, options.maxRequestBytes, bytes => pool.take(bytes))
+  // Before the body is read: a request whose answer nobody would take costs no run.
+  const form = chooseAnswerForm(req.headers.accept)
+  const decoder = new RunBodyDecoder(type === RUN_BINARY_CONTENT_TYPE, options.maxRequestBytes)
+  let result: DaemonRunResult
   try {
     const { feeds, decision, subject } = await readRunBody(req, options.maxRequestBytes, decoder)
-    sendRunResult(res, await daemon.run(name, feeds, decision, subject))
+    result = await daemon.run(name, feeds, decision, subject)
   } finally {
-    // The run has settled: its inputs were copied (worker snapshot, capture ring), nothing reads them.
-    pool.give(decoder.buffers())
+    // The run has settled: its inputs were copied (worker snapshot, capture ring), nothing reads
+    // them; freed now rather than at a later GC (a pool of spares held up to 8 MiB between runs).
+    for (const b of decoder.buffers()) releaseBytes(b)
   }
+  // The body's bytes are free: a client slow to read its answer holds no place in the budget.
+  release()
+  await sendRunResult(res, result, form, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, options.logger)
 }
 
 /**
  * A run body decoded chunk by chunk as it arrives (run-body.ts): no whole-body buffer or string.
+ * Each chunk is freed as soon as it is decoded (releaseBytes): node's HTTP parser copies every
+ * socket read into a fresh buffer, garbage that would otherwise wait for a GC.
  * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
  */
 async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
@@ -491,6 +518,7 @@ async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: Run
       total += (chunk as Buffer).byteLength
       if (total > maxBytes) throw tooLarge(`request body exceeds ${maxBytes} bytes`)
       decoder.write(chunk as Buffer)
+      releaseBytes(chunk as Buffer)
     }
   } catch (e) {
     // Drained, not parsed, so that the client reads the answer rather than a reset; the body
@@ -501,35 +529,134 @@ async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: Run
   return decoder.end()
 }
 
+/** Most media ranges of an Accept header the run route reads. */
+const MAX_ACCEPT_RANGES = 64
+const MEDIA_RANGE = /^([a-z0-9!#$%&'*+.^_`|~-]+)\/([a-z0-9!#$%&'*+.^_`|~-]+)$/i
+const QVALUE = /^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$/
+
 /**
- * The answer of a run, written piece by piece: output tensors are encoded to base64 in 64 KiB
- * slices as they are written, with the length computed beforehand, so no answer-sized string or
- * object tree is made per request (each would be a large-object-space allocation that lingers
- * until a full GC).
+ * The form of a run's answer that an Accept header asks for (RFC 9110 §12.5.1): JSON unless the
+ * header gives application/octet-stream a higher weight than application/json (each weighed by
+ * its most specific range: the type itself, then `application/*`, then `*\/*`). No header, or
+ * an empty one: JSON. Parameters other than q are ignored.
+ * @throws DaemonError `REQUEST_INVALID` (a header that is not a list of media ranges),
+ *   `NOT_ACCEPTABLE` (it accepts neither form).
  */
-function sendRunResult (res: ServerResponse, result: DaemonRunResult): void {
+export function chooseAnswerForm (accept: string | undefined): 'json' | 'binary' {
+  if (accept === undefined || accept.trim() === '') return 'json'
+  const ranges = accept.split(',').map(r => r.trim()).filter(r => r !== '')
+  if (ranges.length > MAX_ACCEPT_RANGES) throw new DaemonError('REQUEST_INVALID', `Accept: more than ${MAX_ACCEPT_RANGES} media ranges`)
+  // Weight and specificity (3 exact, 2 type/*, 1 */*) of the best match of each form so far.
+  const best = { json: { q: 0, rank: 0 }, binary: { q: 0, rank: 0 } }
+  for (const range of ranges) {
+    const [media = '', ...params] = range.split(';').map(p => p.trim())
+    const m = MEDIA_RANGE.exec(media)
+    if (m === null || (m[1] === '*' && m[2] !== '*')) throw new DaemonError('REQUEST_INVALID', `Accept: '${media.slice(0, 64)}' is not a media range`)
+    let q = 1
+    for (const p of params) {
+      const [key = '', value = ''] = p.split('=').map(x => x.trim())
+      if (key.toLowerCase() !== 'q') continue
+      if (!QVALUE.test(value)) throw new DaemonError('REQUEST_INVALID', `Accept: q=${value.slice(0, 16)} is not a weight (0 to 1, at most 3 decimals)`)
+      q = Number(value)
+    }
+    const type = (m[1] as string).toLowerCase()
+    const sub = (m[2] as string).toLowerCase()
+    for (const [form, full] of [['json', 'json'], ['binary', 'octet-stream']] as const) {
+      const rank = type === '*' ? 1 : type !== 'application' ? 0 : sub === '*' ? 2 : sub === full ? 3 : 0
+      if (rank === 0 || rank < best[form].rank) continue
+      best[form] = { q: rank > best[form].rank ? q : Math.max(q, best[form].q), rank }
+    }
+  }
+  if (best.binary.q > best.json.q) return 'binary'
+  if (best.json.q > 0) return 'json'
+  throw new DaemonError('NOT_ACCEPTABLE', `Accept: the run route answers application/json or ${RUN_BINARY_ANSWER_TYPE}, and the request accepts neither`)
+}
+
+/**
+ * The answer of a run, written as fast as its client reads it: each piece waits for the socket
+ * to drain before the next is made, so a slow reader costs at most one piece beyond the outputs
+ * the run already holds. JSON: output tensors are encoded to base64 in 64 KiB slices as they
+ * are written, with the length computed beforehand (no answer-sized string or object tree).
+ * Binary (RUN_BINARY_ANSWER_TYPE, the framing of the binary run body): `<uint32 BE n>` `<n bytes
+ * of JSON: the JSON answer without the data of non-string outputs>` then each non-string output's
+ * little-endian bytes in header order, written from the output buffers themselves. Once the answer
+ * is out, the output buffers are freed (releaseBytes); if the client does not take it within
+ * `timeoutMs`, the connection is closed.
+ */
+async function sendRunResult (res: ServerResponse, result: DaemonRunResult, form: 'json' | 'binary', timeoutMs: number, logger: Logger): Promise<void> {
   const r = result.record
-  const pieces: Array<string | Buffer> = [`{"model":${JSON.stringify(result.model)},"modelHash":${JSON.stringify(result.modelHash)},"outputs":{`]
+  const record = { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
+  const head = `{"model":${JSON.stringify(result.model)},"modelHash":${JSON.stringify(result.modelHash)},"outputs":{`
+  const tail = `},"record":${JSON.stringify(record)}}`
+  /** Text (UTF-8), or tensor bytes: base64 in the JSON form, raw in the binary one. */
+  const pieces: Array<string | Buffer> = []
+  const owned: Array<ArrayBufferView> = []
+  let header = head
   let first = true
   for (const [name, tensor] of Object.entries(result.outputs)) {
     const prefix = `${first ? '' : ','}${JSON.stringify(name)}:`
     first = false
     const data = tensor.data as unknown
-    if (Array.isArray(data) || !ArrayBuffer.isView(data)) { pieces.push(prefix + JSON.stringify(encodeTensorJson(tensor))); continue }
-    pieces.push(`${prefix}{"type":${JSON.stringify(tensor.type)},"dims":${JSON.stringify([...tensor.dims])},"data":"`)
-    pieces.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
-    pieces.push('"}')
+    if (Array.isArray(data) || !ArrayBuffer.isView(data)) {
+      const text = prefix + JSON.stringify(encodeTensorJson(tensor))
+      if (form === 'binary') header += text
+      else pieces.push(text)
+      continue
+    }
+    owned.push(data)
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    const meta = `${prefix}{"type":${JSON.stringify(tensor.type)},"dims":${JSON.stringify([...tensor.dims])}`
+    if (form === 'binary') { header += meta + '}'; pieces.push(bytes); continue }
+    pieces.push(meta + ',"data":"', bytes, '"}')
   }
-  const record = { seq: r.record.seq, boot: r.record.boot, timeMs: r.record.timeMs, hash: toHex(r.hash), latencyUs: r.record.body.kind === 'inference' ? r.record.body.latencyUs : undefined }
-  pieces.push(`},"record":${JSON.stringify(record)}}`)
-  const length = pieces.reduce((n, p) => n + (typeof p === 'string' ? Buffer.byteLength(p) : Math.ceil(p.byteLength / 3) * 4), 0)
-  res.writeHead(200, { 'content-type': JSON_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': length, ...closeIfUnread(res.req) })
-  if (res.req.method === 'HEAD') { res.end(); return }
-  for (const p of pieces) {
-    if (typeof p === 'string') { res.write(p); continue }
-    for (let at = 0; at < p.byteLength; at += ANSWER_SLICE_BYTES) res.write(p.toString('base64', at, Math.min(p.byteLength, at + ANSWER_SLICE_BYTES)))
+  let length: number
+  if (form === 'binary') {
+    const json = Buffer.from(header + tail, 'utf8')
+    const prefix = Buffer.alloc(4)
+    prefix.writeUInt32BE(json.byteLength)
+    pieces.unshift(prefix, json)
+    length = pieces.reduce((n, p) => n + (p as Buffer).byteLength, 0)
+  } else {
+    pieces.unshift(head)
+    pieces.push(tail)
+    length = pieces.reduce((n, p) => n + (typeof p === 'string' ? Buffer.byteLength(p) : Math.ceil(p.byteLength / 3) * 4), 0)
   }
-  res.end()
+  res.writeHead(200, {
+    'content-type': form === 'binary' ? RUN_BINARY_ANSWER_TYPE : JSON_CONTENT_TYPE,
+    'cache-control': 'no-store',
+    'content-length': length,
+    ...closeIfUnread(res.req)
+  })
+  // The output buffers go once every byte has left (a binary answer's writes point into them).
+  res.once('finish', () => { for (const v of owned) releaseBytes(v) })
+  const deadline = setTimeout(() => {
+    logger.warn({ timeoutMs }, 'API run answer not taken by its client within the body timeout: connection closed')
+    res.destroy()
+  }, timeoutMs)
+  try {
+    for (const p of pieces) {
+      if (typeof p === 'string') { if (!res.write(p)) await drained(res); continue }
+      if (form === 'binary') { if (!res.write(p)) await drained(res); continue }
+      for (let at = 0; at < p.byteLength && !res.destroyed; at += ANSWER_SLICE_BYTES) {
+        // latin1: base64 is ASCII, and node's copy of a string for the socket is then its length, not thrice.
+        if (!res.write(p.toString('base64', at, Math.min(p.byteLength, at + ANSWER_SLICE_BYTES)), 'latin1')) await drained(res)
+      }
+      if (res.destroyed) return
+    }
+    if (!res.destroyed) res.end()
+  } finally {
+    clearTimeout(deadline)
+  }
+}
+
+/** Resolves once `res` can take more (its socket drained) or is gone. */
+async function drained (res: ServerResponse): Promise<void> {
+  if (res.destroyed) return
+  await new Promise<void>(resolve => {
+    const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+    res.on('drain', done)
+    res.on('close', done)
+  })
 }
 
 /** A sample kept for training: the raw bytes in the body, what it is for in the query. */

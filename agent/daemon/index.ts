@@ -10,8 +10,9 @@ export { DaemonError, HTTP_STATUS_BY_CODE, type DaemonErrorCode } from './errors
 export {
   createApiServer, loadOrCreateApiToken, parseRunRequest, parseStatementRequest, MAX_RECORDS_PER_REQUEST, MAX_RECORDS_RESPONSE_BYTES, MAX_TARGET_CHARS, MAX_HEADER_BYTES,
   API_TOKEN_FILE, API_SOCKET_FILE, DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, DEFAULT_ADMISSION_TIMEOUT_MS, DEFAULT_BODY_TIMEOUT_MS,
+  RUN_BINARY_ANSWER_TYPE, chooseAnswerForm,
   type ApiServer, type ApiServerOptions, type ApiListenOptions
 } from './http-api.js'
-export { BodyBudget, type Admission } from './admission.js'
-export { RunBodyDecoder, decodeRunBody, encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE, RUN_TENSOR_TYPES, MAX_RUN_INPUTS, MAX_RUN_JSON_DEPTH, type RunRequest } from './run-body.js'
+export { BodyBudget, releaseBytes, ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, type Admission } from './admission.js'
+export { RunBodyDecoder, decodeRunBody, encodeBinaryRunBody, decodeBinaryRunAnswer, RUN_BINARY_CONTENT_TYPE, RUN_TENSOR_TYPES, MAX_RUN_INPUTS, MAX_RUN_JSON_DEPTH, type RunRequest } from './run-body.js'
 export { decodeTensorJson, encodeTensorJson, TENSOR_JSON_TYPES, type TensorJson } from './tensor-json.js'

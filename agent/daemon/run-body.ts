@@ -78,6 +78,8 @@ interface PendingTensor {
   seen: Set<string>
 }
 
+const EMPTY = Buffer.alloc(0)
+
 /** The end of the input reached inside the generator (the body ended early); caught in parse(). */
 class NeedMore extends Error {}
 
@@ -87,7 +89,7 @@ class NeedMore extends Error {}
  * decoded bytes staged until then; never the body itself.
  */
 export class RunBodyDecoder {
-  private chunk: Buffer = Buffer.alloc(0)
+  private chunk: Buffer = EMPTY
   private pos = 0
   /** Body bytes before the current chunk (for error offsets). */
   private base = 0
@@ -111,7 +113,7 @@ export class RunBodyDecoder {
     this.parser = this.parse()
   }
 
-  /** The final buffers of the tensors made so far (to give back to a pool once the run settled). */
+  /** The final buffers of the tensors made so far (to free once the run settled). */
   buffers (): ArrayBuffer[] {
     return this.tensors.flatMap(t => t.buffer === undefined ? [] : [t.buffer])
   }
@@ -123,10 +125,14 @@ export class RunBodyDecoder {
   write (chunk: Uint8Array): void {
     if (chunk.byteLength === 0) return
     if (this.done) this.fail('unexpected bytes after the end of the body')
-    this.base += this.chunk.byteLength
     this.chunk = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     this.pos = 0
     this.step()
+    // Every byte of it is consumed (the parser yields only at the end of a chunk, or has failed):
+    // nothing here holds the chunk once write returns, so the caller may free it (releaseBytes).
+    this.base += this.chunk.byteLength
+    this.pos -= this.chunk.byteLength
+    this.chunk = EMPTY
   }
 
   /**
@@ -690,4 +696,37 @@ export function encodeBinaryRunBody (inputs: Record<string, { type: string, dims
   const len = Buffer.alloc(4)
   len.writeUInt32BE(json.byteLength)
   return Buffer.concat([len, json, ...parts])
+}
+
+/**
+ * A binary run answer (`Accept: application/octet-stream`): its JSON header, with each
+ * non-string output's `data` filled in as a typed array (a copy of its bytes in `answer`).
+ * @throws DaemonError `REQUEST_INVALID` when the bytes are not such an answer.
+ */
+export function decodeBinaryRunAnswer (answer: Uint8Array): { model: string, modelHash: string, outputs: Record<string, { type: string, dims: number[], data: ArrayBufferView | string[] }>, record: Record<string, unknown> } {
+  const bad = (why: string): never => { throw new DaemonError('REQUEST_INVALID', `not a binary run answer: ${why}`) }
+  if (answer.byteLength < 4) bad('shorter than its length prefix')
+  const n = new DataView(answer.buffer, answer.byteOffset, answer.byteLength).getUint32(0)
+  if (4 + n > answer.byteLength) bad(`a header of ${n} bytes in ${answer.byteLength}`)
+  let header: { model: string, modelHash: string, outputs: Record<string, { type: string, dims: number[], data?: string[] }>, record: Record<string, unknown> }
+  try {
+    header = JSON.parse(Buffer.from(answer.buffer, answer.byteOffset + 4, n).toString('utf8')) as typeof header
+  } catch {
+    return bad('its header is not JSON')
+  }
+  if (typeof header !== 'object' || header === null || typeof header.outputs !== 'object' || header.outputs === null) bad('no outputs in its header')
+  let at = 4 + n
+  const outputs: Record<string, { type: string, dims: number[], data: ArrayBufferView | string[] }> = {}
+  for (const [name, o] of Object.entries(header.outputs)) {
+    if (o.type === 'string') { outputs[name] = { type: o.type, dims: o.dims, data: o.data ?? [] }; continue }
+    const typed = TYPED[o.type]
+    if (typed === undefined || !Array.isArray(o.dims)) return bad(`output ${name}: type ${String(o.type)}`)
+    const bytes = o.dims.reduce((a, b) => a * b, 1) * typed.bytes
+    if (!Number.isSafeInteger(bytes) || at + bytes > answer.byteLength) bad(`output ${name}: ${bytes} bytes past the end`)
+    const copy = new Uint8Array(answer.subarray(at, at + bytes))
+    outputs[name] = { type: o.type, dims: o.dims, data: new typed.ctor(copy.buffer) }
+    at += bytes
+  }
+  if (at !== answer.byteLength) bad(`${answer.byteLength - at} bytes after the outputs`)
+  return { ...header, outputs }
 }

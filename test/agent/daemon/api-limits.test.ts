@@ -4,11 +4,12 @@
 // (no model, no log) with small limits, so each attack takes milliseconds.
 import t from 'tap'
 import { request } from 'node:http'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Tensor } from 'onnxruntime-node'
 import { ConfigError } from '../../../common/index.js'
 import { loadConfig } from '../../../agent/cli/config.js'
-import { createApiServer, encodeBinaryRunBody, DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, RUN_BINARY_CONTENT_TYPE, type ApiServer, type ApiServerOptions, type DaemonApi, type DaemonRunResult } from '../../../agent/daemon/index.js'
+import { chooseAnswerForm, createApiServer, decodeBinaryRunAnswer, encodeBinaryRunBody, DEFAULT_MAX_INFLIGHT_REQUEST_BYTES, RUN_BINARY_ANSWER_TYPE, RUN_BINARY_CONTENT_TYPE, type ApiServer, type ApiServerOptions, type DaemonApi, type DaemonRunResult } from '../../../agent/daemon/index.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 import { rawRequest } from '../../helpers/raw-http.js'
 
@@ -29,7 +30,8 @@ function standIn (output: Float32Array) {
         return [k, { type: v.type, dims: v.dims, bytes: Buffer.from(Buffer.from(d.buffer, d.byteOffset, d.byteLength)) }]
       })))
       await gate
-      return { model: 'm', modelHash: 'ab', outputs: { y: new Tensor('float32', output, [output.length]) }, record }
+      // A copy per run, as the daemon's own: the API frees the outputs once its answer is out.
+      return { model: 'm', modelHash: 'ab', outputs: { y: new Tensor('float32', output.slice(), [output.length]) }, record }
     }
   } as unknown as DaemonApi
   return {
@@ -75,7 +77,7 @@ const uint8Body = (bytes: Buffer): string => JSON.stringify({ inputs: { x: { typ
 const head = (length: number | 'chunked', type = 'application/json'): string =>
   `POST /v1/models/m/run HTTP/1.1\r\nhost: localhost\r\ncontent-type: ${type}\r\n${length === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${length}`}\r\n\r\n`
 
-t.test('behavior: JSON and binary run bodies reach the model byte for byte, buffers reused across requests, and the answer streams with its exact length', async t => {
+t.test('behavior: JSON and binary run bodies reach the model byte for byte, and the answer streams with its exact length', async t => {
   // 80 000 output bytes: more than one 48 KiB slice of the answer, and not a multiple of 3.
   const output = Float32Array.from({ length: 20_000 }, (_, i) => Math.sin(i))
   const s = await serve(t, {}, output)
@@ -89,10 +91,10 @@ t.test('behavior: JSON and binary run bodies reach the model byte for byte, buff
   t.same(answer.outputs.y.dims, [20_000])
   t.same(answer.record, { seq: 2, boot: 1, timeMs: 1, hash: 'ab'.repeat(32), latencyUs: 5 })
   t.match(answer, { model: 'm', modelHash: 'ab' })
-  // The same size again: the pooled buffer of the first run now holds the second run's bytes only.
+  // The same size again: each run gets its own bytes (the first run's buffer was freed).
   t.equal((await post(s.path, uint8Body(b))).status, 200)
   t.equal((await post(s.path, encodeBinaryRunBody({ x: { type: 'uint8', dims: [3000], data: a } }), RUN_BINARY_CONTENT_TYPE)).status, 200)
-  t.same(s.runs.map(r => r.x?.bytes), [a, b, a], 'each run got its own bytes (JSON, JSON into a reused buffer, binary)')
+  t.same(s.runs.map(r => r.x?.bytes), [a, b, a], 'each run got its own bytes (JSON, JSON again, binary)')
   t.equal(s.api.bodies.inFlightBytes, 0, 'every admitted byte given back')
   const wrongType = await post(s.path, uint8Body(a), 'text/plain')
   t.equal(wrongType.status, 400)
@@ -176,4 +178,136 @@ t.test('behavior: the agent configuration takes maxInflightRequestBytes (file or
   const err = await loadConfig({ env: env('12') }).then(() => undefined, (e: unknown) => e)
   t.type(err, ConfigError)
   t.match((err as Error).message, /maxInflightRequestBytes|MAX_INFLIGHT_REQUEST_BYTES/)
+})
+
+/** A run posted with `accept`, its answer read whole (or paused `pauseMs` after its first bytes, as a slow reader). */
+async function postFor (path: string, body: string | Buffer, accept: string | undefined, o: { contentType?: string, pauseMs?: number, onPause?: () => Promise<void> } = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, bytes: Buffer, aborted: boolean }> {
+  return await new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { 'content-type': o.contentType ?? 'application/json', ...(accept !== undefined ? { accept } : {}) }
+    const req = request({ socketPath: path, method: 'POST', path: '/v1/models/m/run', headers }, (res) => {
+      const chunks: Buffer[] = []
+      let paused = false
+      res.on('data', (c: Buffer) => {
+        chunks.push(c)
+        if (o.pauseMs === undefined || paused) return
+        paused = true
+        res.pause()
+        setTimeout(() => { void (o.onPause ?? (async () => {}))().then(() => res.resume(), reject) }, o.pauseMs)
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks), aborted: false }))
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks), aborted: true }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+t.test('attack: Accept values the run route cannot serve are refused before the body is read or the model runs', async t => {
+  const cases: Array<[string | undefined, 'json' | 'binary' | 'REQUEST_INVALID' | 'NOT_ACCEPTABLE']> = [
+    [undefined, 'json'], ['', 'json'], ['*/*', 'json'], ['application/*', 'json'], ['application/json', 'json'],
+    ['application/octet-stream', 'binary'], ['APPLICATION/OCTET-STREAM;q=0.5', 'binary'],
+    ['application/octet-stream, application/json', 'json'], ['application/json;q=0.4, application/octet-stream', 'binary'],
+    ['application/octet-stream;q=0.9, */*;q=0.1', 'binary'], ['application/*;q=0.2, application/octet-stream;q=0.1', 'json'],
+    ['application/json;q=0, */*', 'binary'], ['text/html', 'NOT_ACCEPTABLE'], ['application/json;q=0', 'NOT_ACCEPTABLE'],
+    ['application/octet-stream;q=0, application/json;q=0', 'NOT_ACCEPTABLE'], ['image/*', 'NOT_ACCEPTABLE'],
+    ['json', 'REQUEST_INVALID'], ['*/json', 'REQUEST_INVALID'], ['application/json;q=2', 'REQUEST_INVALID'],
+    ['application/json;q=0.5555', 'REQUEST_INVALID'], ['application/json;q=abc', 'REQUEST_INVALID'], ['a/b/c', 'REQUEST_INVALID'],
+    [Array.from({ length: 65 }, () => 'text/plain').join(','), 'REQUEST_INVALID']
+  ]
+  for (const [accept, want] of cases) {
+    if (want === 'json' || want === 'binary') { t.equal(chooseAnswerForm(accept), want, `Accept: ${String(accept).slice(0, 60)}`); continue }
+    t.throws(() => chooseAnswerForm(accept), { name: 'DaemonError', code: want }, `Accept: ${String(accept).slice(0, 60)}`)
+  }
+  const s = await serve(t, {})
+  const body = uint8Body(Buffer.alloc(100, 1))
+  const refused = await postFor(s.path, body, 'text/html')
+  t.equal(refused.status, 406)
+  t.equal(JSON.parse(refused.bytes.toString()).error.code, 'NOT_ACCEPTABLE', 'the error itself is JSON')
+  t.equal((await postFor(s.path, body, 'application/json;q=7')).status, 400)
+  t.equal(s.runs.length, 0, 'no run for either')
+  await waitFor('the budget back', () => s.api.bodies.inFlightBytes === 0)
+  t.equal((await postFor(s.path, body, 'application/octet-stream')).status, 200, 'still serving')
+})
+
+t.test('attack: a client reading its binary answer slowly holds no budget and no copy, gets every byte; one that never reads is cut at the body timeout', async t => {
+  // 4 MiB of output: far more than the socket buffers, so the answer waits on the reader.
+  const output = Float32Array.from({ length: 1 << 20 }, (_, i) => Math.cos(i))
+  const s = await serve(t, { maxInflightRequestBytes: 8 * 1024 }, output)
+  const body = encodeBinaryRunBody({ x: { type: 'uint8', dims: [6000], data: Buffer.alloc(6000, 3) } })
+  const slow = await postFor(s.path, body, 'application/octet-stream', {
+    contentType: RUN_BINARY_CONTENT_TYPE,
+    pauseMs: 200,
+    onPause: async () => {
+      // While its answer waits on it: its bytes are back in the budget and another request is served.
+      t.equal(s.api.bodies.inFlightBytes, 0, 'the slow reader holds no budget')
+      const other = await postFor(s.path, body, undefined, { contentType: RUN_BINARY_CONTENT_TYPE })
+      t.equal(other.status, 200, 'another client is served meanwhile (JSON answer)')
+      t.same(Buffer.from(JSON.parse(other.bytes.toString()).outputs.y.data, 'base64'), Buffer.from(output.buffer))
+    }
+  })
+  t.equal(slow.status, 200)
+  t.equal(slow.headers['content-type'], RUN_BINARY_ANSWER_TYPE)
+  t.equal(Number(slow.headers['content-length']), slow.bytes.byteLength)
+  const answer = decodeBinaryRunAnswer(slow.bytes)
+  t.same(Buffer.from((answer.outputs.y?.data as Float32Array).buffer), Buffer.from(output.buffer), 'every output byte, raw')
+  t.same(answer.outputs.y?.dims, [1 << 20])
+  t.same(answer.record, { seq: 2, boot: 1, timeMs: 1, hash: 'ab'.repeat(32), latencyUs: 5 })
+  t.match(answer, { model: 'm', modelHash: 'ab' })
+
+  // A reader that stops for good: the connection is closed at the body timeout (the client sees
+  // it once it reads again, after 600 ms here).
+  const warnings: string[] = []
+  const logger = { ...quiet, warn: (_o: unknown, m?: string) => { warnings.push(m ?? '') } }
+  const short = await serve(t, { maxInflightRequestBytes: 8 * 1024, bodyTimeoutMs: 200, logger }, output)
+  const stuck = await postFor(short.path, body, 'application/octet-stream', { contentType: RUN_BINARY_CONTENT_TYPE, pauseMs: 600 })
+  t.ok(stuck.aborted, 'the answer is cut')
+  t.ok(stuck.bytes.byteLength < output.byteLength, `${stuck.bytes.byteLength} bytes of ${output.byteLength + 100} got through`)
+  t.match(warnings, [/answer not taken by its client within the body timeout/])
+  t.equal((await postFor(short.path, body, 'application/octet-stream', { contentType: RUN_BINARY_CONTENT_TYPE })).status, 200, 'still serving')
+})
+
+t.test('behavior: the admission wait and the body timeout come from the agent configuration (file or environment); zero, huge or fractional ones are refused', async t => {
+  const base = { PROVENANCE_AGENT_DEVICE_ID: 'dev-1', PROVENANCE_AGENT_STATE_DIR: '/tmp/x', PROVENANCE_AGENT_PROFILE: 'generic-x86_64' }
+  const env = (o: Record<string, string>): Record<string, string> => ({ ...base, ...o })
+  const c = (await loadConfig({ env: env({ PROVENANCE_AGENT_API_ADMISSION_TIMEOUT_MS: '0', PROVENANCE_AGENT_API_BODY_TIMEOUT_MS: '5000' }) })).config
+  t.equal(c.apiAdmissionTimeoutMs, 0, 'admission 0: refuse at once when full')
+  t.equal(c.apiBodyTimeoutMs, 5000)
+  const dir = await makeTempDir(t, 'prov-limits-config-')
+  const file = join(dir, 'agent.json')
+  await writeFile(file, JSON.stringify({ apiAdmissionTimeoutMs: 1500, apiBodyTimeoutMs: 600_000 }))
+  const fromFile = (await loadConfig({ env: env({ PROVENANCE_AGENT_CONFIG: file }) })).config
+  t.same([fromFile.apiAdmissionTimeoutMs, fromFile.apiBodyTimeoutMs], [1500, 600_000])
+  const bad: Array<[string, string, RegExp]> = [
+    ['PROVENANCE_AGENT_API_BODY_TIMEOUT_MS', '0', /apiBodyTimeoutMs: must be an integer in 100\.\.600000 \(milliseconds\)/],
+    ['PROVENANCE_AGENT_API_BODY_TIMEOUT_MS', '600001', /apiBodyTimeoutMs: must be an integer in 100\.\.600000/],
+    ['PROVENANCE_AGENT_API_BODY_TIMEOUT_MS', '1.5', /apiBodyTimeoutMs: must be an integer/],
+    ['PROVENANCE_AGENT_API_ADMISSION_TIMEOUT_MS', '99999999999', /apiAdmissionTimeoutMs: must be an integer in 0\.\.600000/],
+    ['PROVENANCE_AGENT_API_ADMISSION_TIMEOUT_MS', '-1', /apiAdmissionTimeoutMs: must be an integer in 0\.\.600000/],
+    ['PROVENANCE_AGENT_API_ADMISSION_TIMEOUT_MS', '30s', /apiAdmissionTimeoutMs: must be an integer/]
+  ]
+  for (const [name, value, message] of bad) {
+    const err = await loadConfig({ env: env({ [name]: value }) }).then(() => undefined, (e: unknown) => e)
+    t.type(err, ConfigError, `${name}=${value}`)
+    t.match((err as Error).message, message)
+  }
+  await writeFile(file, JSON.stringify({ apiBodyTimeoutMs: '30000' }))
+  await t.rejects(loadConfig({ env: env({ PROVENANCE_AGENT_CONFIG: file }) }), { message: /apiBodyTimeoutMs: must be an integer/ }, 'a string in the file')
+  // The library checks its own options the same way.
+  t.throws(() => createApiServer({ maxRequestBytes: 1024, logger: quiet, bodyTimeoutMs: 0 }), RangeError)
+  t.throws(() => createApiServer({ maxRequestBytes: 1024, logger: quiet, admissionTimeoutMs: Infinity }), RangeError)
+  t.throws(() => createApiServer({ maxRequestBytes: 1024, logger: quiet, bodyTimeoutMs: 2 ** 31 }), RangeError)
+})
+
+t.test('behavior: admissionTimeoutMs 0 refuses at once when the budget is full', async t => {
+  const s = await serve(t, { maxInflightRequestBytes: 12 * 1024, admissionTimeoutMs: 0 })
+  const body = uint8Body(Buffer.alloc(6000, 1))
+  s.hold()
+  const first = post(s.path, body)
+  await waitFor('the first run', () => s.runs.length === 1)
+  const refused = await post(s.path, body)
+  t.equal(refused.status, 503)
+  t.equal(JSON.parse(refused.text).error.code, 'API_BUSY')
+  s.release()
+  t.equal((await first).status, 200)
+  t.equal((await post(s.path, body)).status, 200, 'room again: admitted at once')
 })
