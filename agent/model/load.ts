@@ -227,9 +227,10 @@ function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOpti
  * One open, one fstat, one buffer of exactly the fstat size filled by reads that must end at EOF.
  * Three streams run at once: the thread pool fills the next chunks (the kernel's copy and the page
  * faults of the fresh buffer), this thread hashes the file chunk by chunk as they arrive, and the
- * raw_data of each large tensor is hashed as soon as its bytes are in (RawDataScanner): on the
- * pool, or by this thread itself whenever it would otherwise wait for a read. After the read this
- * thread parses the model and hashes its graph while the last tensor hashes finish.
+ * raw_data of each large tensor is hashed as soon as its bytes are in (RawDataScanner): from 32
+ * MiB on a worker thread, piece by piece from a shared ring (tensor-hashes.ts), in smaller models
+ * on the pool, and by this thread itself whenever it would otherwise wait for a read. After the
+ * read this thread parses the model and hashes its graph while the last tensor hashes finish.
  */
 async function readAndIdentify (path: string, maxBytes: number, onProgress?: (read: number, total: number) => void): Promise<Omit<IdentifiedModel, 'path'>> {
   const { handle, size } = await openRegularFile(path)
