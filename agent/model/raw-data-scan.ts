@@ -67,6 +67,25 @@ export class RawDataScanner {
   }
 
   advance (filled: number): ByteRange[] {
+    this.walk(filled)
+    const from = this.returned
+    while (this.returned < this.waiting.length && (this.waiting[this.returned] as ByteRange)[1] <= filled) this.returned++
+    return this.waiting.slice(from, this.returned)
+  }
+
+  /**
+   * Like advance, but returns each range as soon as its start and length are known, its bytes
+   * possibly not all read yet (so that a large tensor can be hashed piece by piece as it arrives).
+   * Use one of advance or discover on a scanner, not both.
+   */
+  discover (filled: number): ByteRange[] {
+    this.walk(filled)
+    const from = this.returned
+    this.returned = this.waiting.length
+    return this.waiting.slice(from)
+  }
+
+  private walk (filled: number): void {
     const size = this.bytes.length
     while (!this.stopped) {
       const top = this.stack[this.stack.length - 1]
@@ -102,9 +121,6 @@ export class RawDataScanner {
         this.stopped = true
       }
     }
-    const from = this.returned
-    while (this.returned < this.waiting.length && (this.waiting[this.returned] as ByteRange)[1] <= filled) this.returned++
-    return this.waiting.slice(from, this.returned)
   }
 
   /** A varint at `pos` not past `limit`, as a safe integer; undefined when malformed. */
