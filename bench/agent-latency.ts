@@ -3,6 +3,7 @@
  * same worker arrangement, the added part against its floor (SHA-256 of the tensor bytes at this
  * machine's speed + one fdatasync), and the event loop during inference beside its baselines.
  */
+import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { open } from 'node:fs/promises'
@@ -13,6 +14,7 @@ import ort from 'onnxruntime-node'
 import { ProvenanceAgent, type ProvenanceModel } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { fmt, fmtSpread, processCpuMs, spread, time, type Spread } from './measure.js'
+import type { ChildFigures, ChildLoopFigures } from './latency-child.js'
 
 /** Rounds: each runs one block of every kind, in rotating order (`--rounds`). */
 export const DEFAULT_LATENCY_ROUNDS = 16
@@ -136,6 +138,13 @@ export interface LatencyFigures {
   nice: { niceness: number } & RunFigures
   /** One block with onnxruntime on the main thread (the arrangement before issue 11). */
   inProcess: { wallMs: Spread, loop: LoopFigures }
+  /**
+   * The event loop in a fresh process running compiled code (bench/latency-child.ts): the agent as
+   * the daemon runs it (Daemon.start, generic-x86_64 profile threads) against bare runs in a worker
+   * of the same process and idle waits; a 1 ms timer's lateness, GC pauses beside it. The figures
+   * above come from this bench's own process (tsx, a heap grown by the other parts).
+   */
+  freshProcess?: ChildFigures
 }
 
 /** First quartile, median and third quartile of a sample. */
@@ -282,7 +291,32 @@ async function startAgent (dir: string, name: string, intraOpNumThreads: number 
   return { agent, model }
 }
 
-export async function benchLatency (dir: string, options: LatencyOptions = defaultLatencyOptions()): Promise<LatencyFigures> {
+/**
+ * Runs the compiled event-loop child (`rounds` rounds of `runs` runs per kind) and returns its
+ * figures. `flags`: V8 flags for its node (as a systemd unit would pass them).
+ */
+export async function runLatencyChild (child: string, rounds: number, runs: number, flags: readonly string[] = []): Promise<ChildFigures> {
+  return await new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [...flags, child, String(rounds), String(runs)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    p.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    p.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    p.on('error', reject)
+    p.on('close', (code) => {
+      const line = out.trim().split('\n').reverse().find(l => l.startsWith('{"execArgv"'))
+      if (code !== 0 || line === undefined) reject(new Error(`latency child failed (${code ?? 'signal'}): ${err.slice(-2000)}`))
+      else resolve(JSON.parse(line) as ChildFigures)
+    })
+  })
+}
+
+/**
+ * `compiledChild`: gives the path of the compiled event-loop child (bench/agent.ts builds it);
+ * called only after the in-process part, so that what it loads (the TypeScript compiler) does not
+ * weigh on the heap measured here.
+ */
+export async function benchLatency (dir: string, options: LatencyOptions = defaultLatencyOptions(), compiledChild?: () => Promise<string>): Promise<LatencyFigures> {
   const { rounds, runsPerBlock: runs, pairsPerRound, intraOpThreads } = options
   gcObserver.observe({ entryTypes: ['gc'] })
   // Three agents with the same model: the measured arrangement, onnxruntime's default pool, and
@@ -365,6 +399,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   const before = await watchRuns(async () => await inProcess.run(feeds))
   await inProcess.release()
   gcObserver.disconnect()
+  const freshProcess = compiledChild === undefined ? undefined : await runLatencyChild(await compiledChild(), rounds, runs * 2)
 
   const added = blocks.wrapped.map((b, i) => spread(b.runsMs).median - spread((blocks.bare[i] as Block).runsMs).median)
   const addedCpu = blocks.wrapped.map((b, i) => b.cpuMsPerRun - (blocks.bare[i] as Block).cpuMsPerRun)
@@ -402,8 +437,14 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
     idle: loopFigures(blocks.idle),
     allCores: { bare: runFigures(blocks.bareAllCores), wrapped: runFigures(blocks.wrappedAllCores), addedMs: pairedAdded(blocks.wrappedAllCores, blocks.bareAllCores) },
     nice: { niceness: LATENCY_NICENESS, ...runFigures(blocks.wrappedNice) },
-    inProcess: { wallMs: spread(before.runsMs), loop: loopFigures([before]) }
+    inProcess: { wallMs: spread(before.runsMs), loop: loopFigures([before]) },
+    ...(freshProcess !== undefined ? { freshProcess } : {})
   }
+}
+
+function childCell (l: ChildLoopFigures): string {
+  const gcs = Object.entries(l.gcCounts).map(([k, n]) => `${n} ${k}`).join(', ')
+  return `${fmt(l.stallMaxMs)} (per block median ${fmt(spread(l.blockStallMs).median)}; without a GC in it ${fmt(l.stallNoGcMaxMs)}; longest GC ${fmt(l.gcMaxMs)} ${l.gcMaxKind}; GCs ${gcs === '' ? 'none' : gcs} in ${l.runs} runs)`
 }
 
 function loopCell (l: LoopFigures): string {
@@ -420,10 +461,14 @@ export function printLatency (l: LatencyFigures): void {
   console.log(`| the synchronous part of each wrapped run() (check, snapshot copy, post), ms | ${q(al.runSyncMs)}, max ${fmt(al.runSyncMs.max)} | | | | ≈ 1 |`)
   console.log(`| inference latency ms, blocks: ${l.blocks} | ${fmtSpread(l.wrapped.wallMs)} | bare session.run, same worker ${fmtSpread(l.bare.wallMs)} | added per round ${fmtSpread(l.addedMs)} ms ÷ floor ${fmtSpread(f.totalMs)} ms = ${fmtSpread(l.addedToFloor)} (pooled: ${fmt(l.addedPooledMs)} ÷ ${fmt(f.totalMs.median)} = ${fmt(l.addedPooledMs / f.totalMs.median)}) | CPU per run ${fmt(l.wrapped.cpuMsPerRun.median)} vs ${fmt(l.bare.cpuMsPerRun.median)}: added ${fmtSpread(l.addedCpuMs)} ÷ SHA = ${fmtSpread(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
   console.log(`| … the floor: SHA-256 at ${fmt(f.shaMBps.median, 0)} MB/s of input ${f.inputBytes} B (${fmt(f.shaInputMs.median)} ms) + output ${f.outputBytes} B (${fmt(f.shaOutputMs.median)} ms) + fdatasync ${fmtSpread(f.fdatasyncMs)} ms | | | | | |`)
-  console.log(`| event loop, longest stall during inference, ms | ${loopCell(l.wrapped.loop)} | bare runs ${loopCell(l.bare.loop)}; idle wait ${loopCell(l.idle)}; run on the main thread ${fmt(l.inProcess.loop.maxMs)} | | | ≤ 5 |`)
+  console.log(`| event loop, longest stall during inference, ms (this bench's own process: tsx, a heap grown by the other parts; monitorEventLoopDelay) | ${loopCell(l.wrapped.loop)} | bare runs ${loopCell(l.bare.loop)}; idle wait ${loopCell(l.idle)}; run on the main thread ${fmt(l.inProcess.loop.maxMs)} | | | ≤ 5 |`)
   console.log(`| main thread per inference, ms: busy (ELU) / on a CPU / waiting for one (schedstat) | ${fmt(l.wrapped.loop.busyMsPerRun)} / ${fmt(l.wrapped.loop.onCpuMsPerRun)} / ${fmt(l.wrapped.loop.runqueueMsPerRun)} | bare run ${fmt(l.bare.loop.busyMsPerRun)} / ${fmt(l.bare.loop.onCpuMsPerRun)} / ${fmt(l.bare.loop.runqueueMsPerRun)}; run on the main thread ${fmt(l.inProcess.loop.busyMsPerRun)} | | | |`)
   const a = l.allCores
   console.log(`| the same with onnxruntime's default pool (every core) | latency ${fmtSpread(a.wrapped.wallMs)}, bare ${fmtSpread(a.bare.wallMs)}, added per round ${fmtSpread(a.addedMs)} ms; CPU per run ${fmt(a.wrapped.cpuMsPerRun.median)} vs ${fmt(a.bare.cpuMsPerRun.median)}; longest stall ${loopCell(a.wrapped.loop)}, bare ${loopCell(a.bare.loop)}; main thread waiting ${fmt(a.wrapped.loop.runqueueMsPerRun)} ms per run | the rows above | | | |`)
   const n = l.nice
   console.log(`| the same arrangement, model worker at nice ${n.niceness} (inferenceNiceness) | latency ${fmtSpread(n.wallMs)}; longest stall ${loopCell(n.loop)}; main thread on a CPU / waiting ${fmt(n.loop.onCpuMsPerRun)} / ${fmt(n.loop.runqueueMsPerRun)} ms per run | the wrapped runs above | | | ≤ 5 |`)
+  const c = l.freshProcess
+  if (c !== undefined) {
+    console.log(`| event loop, fresh compiled process, agent as the daemon runs it (${c.rounds} rounds × ${c.runsPerBlock} runs per kind; lateness of a 1 ms timer, ms${c.execArgv.length > 0 ? `; node ${c.execArgv.join(' ')}` : ''}) | ${childCell(c.wrapped)} | bare runs ${childCell(c.bare)}; idle waits ${childCell(c.idle)} | heap ${fmt(c.heapUsedMiB)} MiB, longest major GC ${fmt(c.majorMsPerHeapMiB)} ms per MiB | | ≤ 5 |`)
+  }
 }

@@ -252,10 +252,11 @@ async function benchRecords (dir: string): Promise<AgentBenchResult['records']> 
 const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
 
 /**
- * The memory child compiled beside dist/ (dist/bench/memory-child.js, so that its imports are the
- * compiled agent): builds first (`npm run build`) when dist/ is missing or older than a source.
+ * A bench child compiled beside dist/ (dist/bench/<name>.js, so that its imports are the compiled
+ * agent): builds first (`npm run build`) when dist/ is missing or older than a source. The memory
+ * child and the latency part's event-loop child (bench/latency-child.ts) run so.
  */
-async function compiledMemoryChild (): Promise<string> {
+export async function compiledBenchChild (name: 'memory-child' | 'latency-child' = 'memory-child'): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const dist = join(root, 'dist')
   const stale = (): string | undefined => {
@@ -274,13 +275,13 @@ async function compiledMemoryChild (): Promise<string> {
     const r = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' })
     if (r.status !== 0) throw new Error(`npm run build failed: ${r.stdout}${r.stderr}`)
   }
-  const source = readFileSync(join(root, 'bench', 'memory-child.ts'), 'utf8')
+  const source = readFileSync(join(root, 'bench', `${name}.ts`), 'utf8')
   // Imported here, not at the top: the compiler is ~16 MB of live heap, which would slow every
   // major GC of the parts measured in this process (the event loop's stalls among them).
   const { default: ts } = await import('typescript')
-  const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: 'memory-child.ts' })
+  const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: `${name}.ts` })
   mkdirSync(join(dist, 'bench'), { recursive: true })
-  const out = join(dist, 'bench', 'memory-child.js')
+  const out = join(dist, 'bench', `${name}.js`)
   writeFileSync(out, outputText)
   return out
 }
@@ -314,7 +315,7 @@ async function loadDaemon (socketPath: string, inputName: string, rounds: number
  * kernel's high-water mark (VmHWM) over a burst of runs, 4 at a time through the daemon's API.
  */
 async function benchMemory (): Promise<AgentBenchResult['memory']> {
-  const child = await compiledMemoryChild()
+  const child = await compiledBenchChild('memory-child')
   const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
@@ -445,7 +446,7 @@ export async function main (): Promise<AgentBenchResult> {
     }
     if (parts.includes('latency')) {
       process.stderr.write('agent bench: latency and event loop on PaddleOCR detection…\n')
-      result.latency = await benchLatency(dir, latencyOptions)
+      result.latency = await benchLatency(dir, latencyOptions, async () => await compiledBenchChild('latency-child'))
     }
     if (parts.includes('memory')) {
       process.stderr.write('agent bench: memory in fresh processes…\n')
