@@ -147,11 +147,10 @@ const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8
 
 class Reader {
   pos = 0
-  private readonly view: DataView
 
-  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number, private readonly views: boolean) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  }
+  // No DataView: one per reader (a gateway makes three per record) cost more than reading the
+  // few multi-byte arguments by hand.
+  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number, private readonly views: boolean) {}
 
   item (depth: number): CborValue {
     const start = this.pos
@@ -224,16 +223,18 @@ class Reader {
     let min: number
     switch (info) {
       case 24: value = this.u8(); min = 24; break
-      case 25: this.need(2, start); value = this.view.getUint16(this.pos); this.pos += 2; min = 0x100; break
-      case 26: this.need(4, start); value = this.view.getUint32(this.pos); this.pos += 4; min = 0x1_0000; break
+      case 25: this.need(2, start); value = this.uint16(this.pos); this.pos += 2; min = 0x100; break
+      case 26: this.need(4, start); value = this.uint32(this.pos); this.pos += 4; min = 0x1_0000; break
       case 27: {
         this.need(8, start)
-        const big = this.view.getBigUint64(this.pos)
+        const high = this.uint32(this.pos)
+        const low = this.uint32(this.pos + 4)
         this.pos += 8
-        if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+        // high * 2^32 + low <= 2^53 - 1 exactly when high < 2^21.
+        if (high >= 0x20_0000) {
           throw new ProtocolError('CBOR_TOO_LARGE', `integer above 2^53-1 at byte ${start}`)
         }
-        value = Number(big)
+        value = high * 0x1_0000_0000 + low
         min = 0x1_0000_0000
         break
       }
@@ -242,6 +243,17 @@ class Reader {
     }
     if (value < min) throw new ProtocolError('CBOR_NON_CANONICAL', `integer or length not in shortest form at byte ${start}`)
     return value
+  }
+
+  /** Big-endian unsigned integers at `at` (bounds checked by the caller). */
+  private uint16 (at: number): number {
+    const b = this.bytes
+    return ((b[at] as number) << 8) | (b[at + 1] as number)
+  }
+
+  private uint32 (at: number): number {
+    const b = this.bytes
+    return (b[at] as number) * 0x100_0000 + (((b[at + 1] as number) << 16) | ((b[at + 2] as number) << 8) | (b[at + 3] as number))
   }
 
   private u8 (): number {
