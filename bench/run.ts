@@ -3,6 +3,7 @@
  * same run (never against a number from elsewhere). `npm run bench -- agent gateway` runs some.
  * Each prints its table; all results, with the machine and its load, go to bench/out/*.json.
  */
+import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
@@ -16,6 +17,36 @@ const ALL = ['agent', 'contracts-gas', 'gateway', 'gateway-postgres', 'agent-ser
 const args = process.argv.slice(2)
 const chosen = args.filter((a, i) => /^[a-z][a-z-]*$/.test(a) && !(args[i - 1]?.startsWith('--') ?? false))
 const names = chosen.length > 0 ? chosen : [...ALL]
+
+/** What each bench measures, against what, and the options and variables it reads (its header comment says more). */
+const ABOUT: Record<(typeof ALL)[number], string> = {
+  agent: 'model identity vs openssl dgst, durable records vs raw signs, inference latency and event loop vs bare session.run, RSS vs bare ORT (own --help below)',
+  'contracts-gas': 'gas of anchoring and of the registry calls on anvil, against the calldata + storage floor; no options',
+  gateway: 'verified + stored records/s through Mosquitto vs raw verifies on as many threads as cores (own --help below)',
+  'gateway-postgres': 'the PostgreSQL tier vs raw verifies; one vs two gateway processes; a backlog drain; no options',
+  'agent-service': 'backlog drain through Mosquitto vs raw verifies; agent CPU and RSS at 100 inferences/s vs bare ORT (env BENCH_DRAIN_RECORDS)',
+  forensics: 'verify --offline vs raw verifies on the same cores: --records N, --online N, --rounds N, --sources (measure the TypeScript, not dist/)',
+  lineage: 'dataset hashing vs openssl dgst, 1 and 2 processes (env LINEAGE_BENCH_MIB, LINEAGE_BENCH_ROUNDS)',
+  startup: 'provenance-agent --version, compiled vs tsx, against node -e 0 (env BENCH_STARTUP_ROUNDS)',
+  tips: 'moving device tips of a sealed batch vs building its Merkle tree (env TIPS_BENCH_ROUNDS)',
+  identity: 'agent boot and records/s with a TPM-certified boot key vs the file key, on swtpm (env BENCH_IDENTITY_ROUNDS, BENCH_IDENTITY_RECORDS)'
+}
+
+if (args.includes('--help') || args.includes('-h')) {
+  // Only the benches that read --help themselves are asked for it: the others would run whole (before this, `npm run bench -- --help` ran contracts-gas on anvil).
+  console.log('npm run bench [-- NAME… [OPTIONS]]   (node --import tsx bench/run.ts)\n' +
+    'Runs the named benches (default: all) one after the other, prints a table per bench and writes\n' +
+    'every figure, with the machine and its load average, to bench/out/latest.json. Every figure is a\n' +
+    'ratio against a baseline measured in the same run. Options go after the names, to every bench.\n' +
+    'On a shared machine, run it under a lock: flock /tmp/bench.lock npm run bench -- …\n')
+  for (const name of ALL) console.log(`  ${name.padEnd(17)}${ABOUT[name]}`)
+  for (const name of names.filter(n => n === 'agent' || n === 'gateway')) {
+    console.log(`\n== ${name} ==`)
+    // As its own process: each reads --help where it starts, not in its main().
+    spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(`./${name}.ts`, import.meta.url)), '--help'], { stdio: 'inherit' })
+  }
+  process.exit(0)
+}
 let failed = false
 const machine = describeMachine()
 const results: Record<string, unknown> = {}
