@@ -132,19 +132,25 @@ const ASCII_FAST_MAX = 64
  * The text of `bytes` when they are all ASCII (valid UTF-8 that decodes to the same code units),
  * else undefined: TextDecoder's per-call cost is most of a short string's decoding.
  */
-function asciiText (bytes: Uint8Array): string | undefined {
-  for (let i = 0; i < bytes.byteLength; i++) if ((bytes[i] as number) >= 0x80) return undefined
-  // One string, not one per character as `text += …` built (most of a record's decoding garbage).
-  return String.fromCharCode.apply(null, bytes as unknown as number[])
+function asciiText (bytes: Uint8Array, start: number, end: number): string | undefined {
+  for (let i = start; i < end; i++) if ((bytes[i] as number) >= 0x80) return undefined
+  // One string, not one per character as `text += …` built (most of a record's decoding garbage),
+  // read in place: String.fromCharCode.apply over a subarray cost ~2 µs per string on this machine
+  // (the arguments list built from a typed array), Buffer's latin1 slice ~0.3. ASCII bytes are
+  // the same code units in latin1.
+  return latin1Slice !== undefined ? latin1Slice.call(bytes, start, end) : String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[])
 }
+
+// Node's own Buffer method (not in @types/node); it reads any Uint8Array given as `this`. Where a
+// runtime lacks it, the one String.fromCharCode over a subarray.
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice
 
 class Reader {
   pos = 0
-  private readonly view: DataView
 
-  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number, private readonly views: boolean) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  }
+  // No DataView: one per reader (a gateway makes three per record) cost more than reading the
+  // few multi-byte arguments by hand.
+  constructor (private readonly bytes: Uint8Array, private readonly maxDepth: number, private readonly views: boolean) {}
 
   item (depth: number): CborValue {
     const start = this.pos
@@ -171,11 +177,15 @@ class Reader {
         return out
       }
       case 3: {
-        const text = this.take(arg, start)
-        if (text.byteLength <= ASCII_FAST_MAX) {
-          const ascii = asciiText(text)
-          if (ascii !== undefined) return ascii
+        if (arg <= ASCII_FAST_MAX) {
+          this.need(arg, start)
+          const ascii = asciiText(this.bytes, this.pos, this.pos + arg)
+          if (ascii !== undefined) {
+            this.pos += arg
+            return ascii
+          }
         }
+        const text = this.take(arg, start)
         try {
           return utf8.decode(text)
         } catch (cause) {
@@ -213,16 +223,18 @@ class Reader {
     let min: number
     switch (info) {
       case 24: value = this.u8(); min = 24; break
-      case 25: this.need(2, start); value = this.view.getUint16(this.pos); this.pos += 2; min = 0x100; break
-      case 26: this.need(4, start); value = this.view.getUint32(this.pos); this.pos += 4; min = 0x1_0000; break
+      case 25: this.need(2, start); value = this.uint16(this.pos); this.pos += 2; min = 0x100; break
+      case 26: this.need(4, start); value = this.uint32(this.pos); this.pos += 4; min = 0x1_0000; break
       case 27: {
         this.need(8, start)
-        const big = this.view.getBigUint64(this.pos)
+        const high = this.uint32(this.pos)
+        const low = this.uint32(this.pos + 4)
         this.pos += 8
-        if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+        // high * 2^32 + low <= 2^53 - 1 exactly when high < 2^21.
+        if (high >= 0x20_0000) {
           throw new ProtocolError('CBOR_TOO_LARGE', `integer above 2^53-1 at byte ${start}`)
         }
-        value = Number(big)
+        value = high * 0x1_0000_0000 + low
         min = 0x1_0000_0000
         break
       }
@@ -231,6 +243,17 @@ class Reader {
     }
     if (value < min) throw new ProtocolError('CBOR_NON_CANONICAL', `integer or length not in shortest form at byte ${start}`)
     return value
+  }
+
+  /** Big-endian unsigned integers at `at` (bounds checked by the caller). */
+  private uint16 (at: number): number {
+    const b = this.bytes
+    return ((b[at] as number) << 8) | (b[at + 1] as number)
+  }
+
+  private uint32 (at: number): number {
+    const b = this.bytes
+    return (b[at] as number) * 0x100_0000 + (((b[at + 1] as number) << 16) | ((b[at + 2] as number) << 8) | (b[at + 3] as number))
   }
 
   private u8 (): number {

@@ -11,7 +11,7 @@ export {
 } from './ed25519.js'
 export { commitTensor, commitDigest, digestTensor, canonicalTensor, type CanonicalTensor, deriveSalt, deriveSubjectSalt, deriveSubjectRef, SUBJECT_KEY_BYTES, type TensorDigest, TENSOR_DTYPES, SALT_BYTES, type TensorDtype, type TensorLike } from './tensor.js'
 export {
-  encodeRecord, decodeRecord, decodeEnvelope, peekEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
+  encodeRecord, decodeRecord, decodeEnvelope, decodePeekedEnvelope, peekEnvelope, signRecord, verifyRecordSignature, assertRecord, concat, commitSample, DATA_CAPTURE_DOMAIN,
   RECORD_VERSION, RECORD_SIGNING_PREFIX, RECORD_KINDS, POLICY_VERDICTS, LIMITS, DEVICE_ID_PATTERN,
   type RecordKind, type PolicyVerdict, type TensorCommitment, type RecordBody, type BootBody, type ModelLoadBody,
   type InferenceBody, type GapBody, type KeyRotationBody, type ShutdownBody, type PolicyBody, type DataCaptureBody, type ProvenanceRecord, type SignedRecord, type EnvelopeHead

@@ -5,6 +5,7 @@
  */
 import * as crypto from 'node:crypto'
 import { ProtocolError } from './errors.js'
+import { digestBytes } from './hash.js'
 
 /** Size of every hash in the tree (SHA-256), in bytes. */
 export const HASH_BYTES = 32
@@ -20,9 +21,16 @@ const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined
 const LEAF_COPY_MAX_BYTES = 64 * 1024
 
 function sha256 (data: Uint8Array): Uint8Array {
-  const d = oneShot !== undefined ? oneShot('sha256', data, 'buffer') : crypto.createHash('sha256').update(data).digest()
-  // A digest owns its 32-byte ArrayBuffer: the view is a plain Uint8Array without a copy.
+  // As a latin1 string copied into a 32-byte Uint8Array (on V8's heap): not a Buffer of its own (digestBytes).
+  if (oneShot !== undefined) return digestBytes(oneShot('sha256', data, 'binary'), new Uint8Array(HASH_BYTES), 0)
+  const d = crypto.createHash('sha256').update(data).digest()
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+}
+
+/** sha256(data) written into `out` at `offset`, with no Uint8Array of its own. */
+function sha256Into (data: Uint8Array, out: Uint8Array, offset: number): void {
+  if (oneShot !== undefined) digestBytes(oneShot('sha256', data, 'binary'), out, offset)
+  else out.set(sha256(data), offset)
 }
 
 const EMPTY_ROOT = sha256(new Uint8Array(0))
@@ -190,7 +198,7 @@ export class MerkleTree {
       const next = Buffer.allocUnsafe(nextCount * HASH_BYTES)
       for (let i = 0; i + 1 < count; i += 2) {
         level.copy(nodeScratch, 1, i * HASH_BYTES, (i + 2) * HASH_BYTES)
-        next.set(sha256(nodeScratch), (i / 2) * HASH_BYTES)
+        sha256Into(nodeScratch, next, (i / 2) * HASH_BYTES)
       }
       if (count % 2 === 1) level.copy(next, (nextCount - 1) * HASH_BYTES, (count - 1) * HASH_BYTES)
       this.#levels.push(next)

@@ -316,6 +316,33 @@ export function peekEnvelope (envelope: Uint8Array): EnvelopeHead | undefined {
   return { recordBytes, signature, deviceId, seq, timeMs }
 }
 
+/**
+ * {@link decodeEnvelope} of an envelope that {@link peekEnvelope} read (`head`: peeked from this
+ * very envelope, whose bytes have not changed since): the same result and the same refusals, in
+ * the same order, without reading the envelope's outer array a second time — peekEnvelope read it
+ * with the same strict reader and limits, and accepted it. A head that is not a view of
+ * `envelope` falls back to decodeEnvelope. The gateway peeks every record it receives (to send its
+ * signature ahead) and decodes it at its turn.
+ * @throws ProtocolError as decodeEnvelope.
+ */
+export function decodePeekedEnvelope (envelope: Uint8Array, head: EnvelopeHead): SignedRecord {
+  const r = head.recordBytes
+  const s = head.signature
+  const recordStart = r.byteOffset - envelope.byteOffset
+  const signatureStart = s.byteOffset - envelope.byteOffset
+  if (!(envelope instanceof Uint8Array) || r.buffer !== envelope.buffer || s.buffer !== envelope.buffer ||
+    recordStart < 0 || signatureStart < recordStart + r.byteLength || signatureStart + s.byteLength > envelope.byteLength) {
+    return decodeEnvelope(envelope)
+  }
+  if (s.byteLength !== SIGNATURE_BYTES) throw new ProtocolError('RECORD_INVALID', `signature must be ${SIGNATURE_BYTES} bytes`)
+  // The private copy decodeEnvelope makes, its parts views of it at the offsets peeked.
+  const own = copyBytes(envelope)
+  const recordBytes = own.subarray(recordStart, recordStart + r.byteLength)
+  const signature = own.subarray(signatureStart, signatureStart + SIGNATURE_BYTES)
+  const record = decodeRecordBytes(recordBytes, true)
+  return { record, recordBytes, signature, envelope: own, hash: sha256(own) }
+}
+
 /** An independent copy, also of a Buffer (whose own slice() is a view). */
 function copyBytes (bytes: Uint8Array): Uint8Array {
   // From Buffer's shared pool (records are far below its 4 KiB cut-off): a fresh ArrayBuffer per
@@ -526,13 +553,22 @@ function bytesOk (v: unknown, length: number = HASH_BYTES): boolean {
   return v instanceof Uint8Array && v.byteLength === length
 }
 
+/**
+ * True when the UTF-8 form of `v` has at most `maxBytes` bytes. A UTF-16 code unit is at most 3
+ * UTF-8 bytes (a surrogate pair, two units, is 4), so a short string needs no count: every
+ * decoded record's texts were counted, ~0.1 µs each.
+ */
+function utf8Within (v: string, maxBytes: number): boolean {
+  return v.length * 3 <= maxBytes || Buffer.byteLength(v, 'utf8') <= maxBytes
+}
+
 /** True when checkText would report nothing. */
 function textOk (v: unknown, maxBytes: number = LIMITS.textBytes): boolean {
-  return typeof v === 'string' && Buffer.byteLength(v, 'utf8') <= maxBytes && !LONE_SURROGATE.test(v)
+  return typeof v === 'string' && utf8Within(v, maxBytes) && !LONE_SURROGATE.test(v)
 }
 
 function checkText (problems: string[], v: unknown, path: string, maxBytes: number = LIMITS.textBytes): void {
-  if (typeof v !== 'string' || Buffer.byteLength(v, 'utf8') > maxBytes) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
+  if (typeof v !== 'string' || !utf8Within(v, maxBytes)) problems.push(`${path}: not a string of at most ${maxBytes} bytes`)
   else if (LONE_SURROGATE.test(v)) problems.push(`${path}: not well-formed Unicode (lone surrogate)`)
 }
 

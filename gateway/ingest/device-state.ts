@@ -50,9 +50,9 @@ export interface AheadAnswer {
  * head, not a decoded record that lives long enough to be promoted and collected by a full GC.
  */
 export interface QueuedRecord {
-  /** The envelope as received (an own copy: the records payload is not kept). */
+  /** The envelope as received: a view of the one copy made of its records payload. */
   readonly envelope: Uint8Array
-  /** Device, seq, time and signed parts by peekEnvelope; undefined when it does not parse (decoding at its turn quarantines it). Used only to verify ahead. */
+  /** Device, seq, time and signed parts by peekEnvelope; undefined when it does not parse (decoding at its turn quarantines it). Used to verify ahead, and by decodePeekedEnvelope at its turn. */
   readonly head: EnvelopeHead | undefined
   ahead: AheadAnswer | undefined
 }

@@ -8,7 +8,7 @@
  * memory is counted in bytes.
  */
 import {
-  RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, peekEnvelope, verifyRecordSignature, verifySignature,
+  RECORD_SIGNING_PREFIX, checkKeyCertification, concat, decodeEnvelope, decodePeekedEnvelope, decodeRecordBatch, deviceTopic, equalBytes, parseTopic, peekEnvelope, verifyRecordSignature, verifySignature,
   type Ack, type SignedRecord
 } from '../../protocol/index.js'
 import type { AnchoredTracker, LeafSink } from '../batch/index.js'
@@ -325,7 +325,8 @@ export class IngestPipeline {
   private decodeQueued (d: DeviceRuntime, topic: string, q: QueuedRecord): SignedRecord | undefined {
     let signed: SignedRecord
     try {
-      signed = decodeEnvelope(q.envelope)
+      // The head peeked on arrival already read the envelope's outer array (the same refusals).
+      signed = q.head === undefined ? decodeEnvelope(q.envelope) : decodePeekedEnvelope(q.envelope, q.head)
     } catch (e) {
       this.quarantine(d, { reason: 'record-malformed', topic, detail: (e as Error).message, raw: q.envelope })
       return undefined

@@ -1,4 +1,5 @@
 import t from 'tap'
+import fc from 'fast-check'
 import { join } from 'node:path'
 import { AnchoredTracker, GatewayError, LevelGatewayStore } from '../../gateway/index.js'
 import {
@@ -6,8 +7,31 @@ import {
   encodeQuarantine, encodeStoredRecord, storeKeys
 } from '../../gateway/store/index.js'
 import { makeTempDir } from '../helpers/tmp.js'
+import { encodeCanonicalDirect, toHex } from '../../protocol/index.js'
 
 const h = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+
+t.test('behavior: a record\'s stored value and its leaf, written by hand, are the bytes encodeCanonicalDirect gives (or its error)', async t => {
+  const outcome = (encode: () => Uint8Array): string => {
+    try { return toHex(encode()) } catch (e) { return `${(e as Error).constructor.name}: ${(e as Error).message}` }
+  }
+  // Around every head size's boundaries, up to 2^53 (refused), and negative or fractional values (refused).
+  const edges = [0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2 ** 53, -1, 0.5]
+  const int = fc.oneof(fc.constantFrom(...edges), fc.nat(), fc.maxSafeNat())
+  const id = fc.oneof(fc.constantFrom('d', 'bench-001', 'x'.repeat(23), 'y'.repeat(24), 'z'.repeat(300), 'ü-device', '\ud800', ''), fc.string(), fc.string({ unit: 'grapheme' }))
+  const bytes = fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 300 }))
+  let plain = 0
+  fc.assert(fc.property(id, int, bytes, int, fc.oneof(int, fc.constant(-1)), (deviceId, seq, leafHash, timeMs, afterSeq) => {
+    const leaf = { deviceId, seq, leafHash, timeMs, afterSeq }
+    const want = outcome(() => encodeCanonicalDirect([1, deviceId, seq, leafHash, timeMs, afterSeq + 1]))
+    if (!want.includes(':')) plain++
+    return outcome(() => encodeLeaf(leaf)) === want
+  }), { seed: 3, numRuns: 3000 })
+  fc.assert(fc.property(int, int, bytes, (batchId, index, envelope) => {
+    return outcome(() => encodeStoredRecord({ batchId, index, envelope })) === outcome(() => encodeCanonicalDirect([1, batchId, index, envelope]))
+  }), { seed: 4, numRuns: 3000 })
+  t.ok(plain > 1000, `${plain} leaves encoded by hand as encodeCanonicalDirect does`)
+})
 
 t.test('behavior: stored values round-trip', async t => {
   const state = { deviceId: 'd-1', tip: { seq: 7, hash: h(1), boot: 2 }, lastSeenMs: 5, stored: 8, quarantined: 1, anchoredSeq: 3 }

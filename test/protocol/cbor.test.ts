@@ -292,3 +292,28 @@ t.test('behavior: Buffers and offset views encode as plain byte strings', async 
   t.equal(toHex(encodeCanonical(Buffer.from([1, 2, 3]))), '43010203')
   t.equal(toHex(encodeCanonical([Buffer.from([1])])), '814101')
 })
+
+t.test('behavior: every 2-, 4- and 8-byte integer argument reads as its big-endian value, or is refused as not shortest or above 2^53-1', async t => {
+  // The reader takes these bytes by hand (no DataView): held to BigInt's reading of the same bytes.
+  const expected = (bytes: Uint8Array): string => {
+    const n = bytes.reduce((v, b) => (v << 8n) | BigInt(b), 0n)
+    const min = [0n, 0x100n, 0x1_0000n, 0n, 0x1_0000_0000n][bytes.length >> 1] as bigint
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) return 'CBOR_TOO_LARGE'
+    return n < min ? 'CBOR_NON_CANONICAL' : String(n)
+  }
+  const got = (input: Uint8Array): string => {
+    try { return String(decodeCanonical(input)) } catch (e) { return (e as ProtocolError).code }
+  }
+  const size = fc.constantFrom(2, 4, 8)
+  const argument = size.chain(n => fc.uint8Array({ minLength: n, maxLength: n }))
+  fc.assert(fc.property(argument, fc.boolean(), (bytes, small) => {
+    // Small values too: the high bytes zero, the boundaries of each size hit often.
+    const b = small ? Uint8Array.from(bytes, (x, i) => i < bytes.length - 3 ? 0 : x) : bytes
+    const head = ({ 2: 0x19, 4: 0x1a, 8: 0x1b } as Record<number, number>)[b.length] as number
+    return got(Uint8Array.of(head, ...b)) === expected(b)
+  }), { seed: 5, numRuns: 4000 })
+  t.equal(got(fromHex('1b001fffffffffffff')), String(2 ** 53 - 1), '2^53-1')
+  t.equal(got(fromHex('1b0020000000000000')), 'CBOR_TOO_LARGE', '2^53')
+  t.equal(got(fromHex('1b00000000ffffffff')), 'CBOR_NON_CANONICAL', '2^32-1 in 8 bytes')
+  t.equal(got(fromHex('1affffffff')), String(2 ** 32 - 1), '2^32-1')
+})

@@ -4,9 +4,10 @@
  * built in memory and for hostile bytes off the wire.
  */
 import { readFileSync } from 'node:fs'
+import fc from 'fast-check'
 import t from 'tap'
 import {
-  decodeEnvelope, peekEnvelope, decodeRecord, encodeCanonical, encodeRecord, fromHex, signRecord, toHex, verifyChain,
+  decodeEnvelope, decodePeekedEnvelope, peekEnvelope, decodeRecord, encodeCanonical, encodeRecord, fromHex, signRecord, toHex, verifyChain,
   verifyRecordSignature, ProtocolError, LIMITS, RECORD_KINDS, RECORD_SIGNING_PREFIX, createSigner,
   type CborValue, type ProvenanceRecord, type RecordBody, type RecordKind
 } from '../../protocol/index.js'
@@ -146,6 +147,65 @@ t.test('behavior: peekEnvelope reads what decodeEnvelope does for every envelope
   }
   t.ok(agreed > envelopes.length && refused > 0, `${agreed} decoded and agreed, ${refused} refused`)
   t.equal(peekEnvelope(Uint8Array.of(0x82, 0x40)), undefined, 'truncated: undefined, no throw')
+})
+
+/** decodeEnvelope's outcome as comparable text: the error's class, code and message, or every field of the result. */
+function outcome (decode: () => ReturnType<typeof decodeEnvelope>): string {
+  try {
+    const s = decode()
+    return JSON.stringify({ record: s.record, recordBytes: toHex(s.recordBytes), signature: toHex(s.signature), envelope: toHex(s.envelope), hash: toHex(s.hash) },
+      (_k, v: unknown) => v instanceof Uint8Array ? toHex(v) : v)
+  } catch (e) {
+    return `${(e as Error).constructor.name} ${(e as { code?: string }).code ?? ''} ${(e as Error).message}`
+  }
+}
+
+/** decodePeekedEnvelope's outcome for `e` as the gateway calls it: e a view inside a larger buffer, peeked first. */
+function peekedOutcome (e: Uint8Array): string | undefined {
+  const payload = new Uint8Array(e.byteLength + 7)
+  payload.set(e, 3)
+  const view = payload.subarray(3, 3 + e.byteLength)
+  const head = peekEnvelope(view)
+  return head === undefined ? undefined : outcome(() => decodePeekedEnvelope(view, head))
+}
+
+t.test('behavior: decodePeekedEnvelope gives what decodeEnvelope gives (result or refusal) for every envelope peekEnvelope reads, also with any one byte changed, cut or added', async t => {
+  const envelopes = [...KINDS.map((k, i) => signRecord(makeRecord(sampleBody(k, 3), { seq: k === 'gap' ? 9 : i, timeMs: 1_700_000_000_000 + i, prev: fakeHash('p') }), signer).envelope)]
+  let accepted = 0
+  let refused = 0
+  let compared = 0
+  for (const envelope of envelopes) {
+    const variants: Uint8Array[] = []
+    for (let at = 0; at < envelope.length; at++) {
+      for (const flip of [0x01, 0x02, 0x20, 0x40, 0x80, 0xff]) {
+        const e = envelope.slice()
+        e[at] = (e[at] as number) ^ flip
+        variants.push(e)
+      }
+      variants.push(envelope.subarray(0, at))
+    }
+    variants.push(envelope, Uint8Array.from([...envelope, 0]))
+    for (const e of variants) {
+      const peeked = peekedOutcome(e)
+      if (peeked === undefined) continue
+      compared++
+      const expected = outcome(() => decodeEnvelope(e))
+      if (expected.startsWith('{')) accepted++
+      else refused++
+      if (peeked !== expected) t.fail(`peeked and full decode differ for ${toHex(e)}: ${peeked} against ${expected}`)
+    }
+  }
+  t.ok(accepted >= envelopes.length && refused > 100, `${compared} peeked envelopes compared: ${accepted} decoded the same, ${refused} refused the same`)
+  // Random changes of several bytes, and a head that is not of the envelope given: decodeEnvelope's answer.
+  fc.assert(fc.property(fc.integer({ min: 0, max: envelopes.length - 1 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }), (k, changes) => {
+    const e = (envelopes[k] as Uint8Array).slice()
+    for (const [at, x] of changes) e[at % e.length] = (e[at % e.length] as number) ^ x
+    const peeked = peekedOutcome(e)
+    return peeked === undefined || peeked === outcome(() => decodeEnvelope(e))
+  }), { seed: 11, numRuns: 3000 })
+  const a = envelopes[0] as Uint8Array
+  const b = envelopes[1] as Uint8Array
+  t.equal(outcome(() => decodePeekedEnvelope(a, peekEnvelope(b) as NonNullable<ReturnType<typeof peekEnvelope>>)), outcome(() => decodeEnvelope(a)), 'another envelope\'s head: decodeEnvelope of the envelope given')
 })
 
 t.test('error: records built in memory with bad fields → RECORD_INVALID naming each path', async t => {
