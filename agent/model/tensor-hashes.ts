@@ -32,6 +32,22 @@ export const LOCAL_WHILE_READING_MAX_BYTES = 8 * 1024 ** 2
 const POOL_JOBS = 1
 
 
+/**
+ * Hashes the ranges `next` gives on this thread into `known` until about `budgetBytes` are done
+ * (both paths' `hashHere`; they differ in which range comes next). False when there was none.
+ */
+function hashRangesHere (bytes: Buffer, known: Map<string, string>, budgetBytes: number, next: () => ByteRange | undefined): boolean {
+  let done = 0
+  while (done < budgetBytes) {
+    const range = next()
+    if (range === undefined) break
+    const [start, end] = range
+    known.set(`${start}:${end - start}`, createHash('sha256').update(bytes.subarray(start, end)).digest('hex'))
+    done += end - start
+  }
+  return done > 0
+}
+
 /** Tensor hashes of one load. */
 export interface TensorHashes {
   /** Whether `add` takes ranges not wholly read yet (RawDataScanner.discover rather than advance). */
@@ -148,15 +164,7 @@ export class WorkerTensorHashes implements TensorHashes, HashWorkerClient {
   }
 
   hashHere (budgetBytes: number, largeMaxBytes: number): boolean {
-    let done = 0
-    while (done < budgetBytes) {
-      const range = this.small.pop() ?? this.stealLarge(largeMaxBytes)
-      if (range === undefined) break
-      const [start, end] = range
-      this.known.set(`${start}:${end - start}`, createHash('sha256').update(this.bytes.subarray(start, end)).digest('hex'))
-      done += end - start
-    }
-    return done > 0
+    return hashRangesHere(this.bytes, this.known, budgetBytes, () => this.small.pop() ?? this.stealLarge(largeMaxBytes))
   }
 
   cancel (): void {
@@ -246,16 +254,10 @@ export class PoolTensorHashes implements TensorHashes {
    * a large range only if it has at most `largeMaxBytes`. False when there was none to hash.
    */
   hashHere (budgetBytes: number, largeMaxBytes: number): boolean {
-    let done = 0
-    while (done < budgetBytes) {
+    return hashRangesHere(this.bytes, this.known, budgetBytes, () => {
       const last = this.large[this.large.length - 1]
-      const range = this.small.pop() ?? (last !== undefined && last[1] - last[0] <= largeMaxBytes ? this.large.pop() : undefined)
-      if (range === undefined) break
-      const [start, end] = range
-      this.known.set(`${start}:${end - start}`, createHash('sha256').update(this.bytes.subarray(start, end)).digest('hex'))
-      done += end - start
-    }
-    return done > 0
+      return this.small.pop() ?? (last !== undefined && last[1] - last[0] <= largeMaxBytes ? this.large.pop() : undefined)
+    })
   }
 
   /** Drops the ranges not started yet. */
