@@ -3,7 +3,7 @@
  * hash chains, Merkle trees, signed notes and COSE receipts. Pure code, no I/O.
  */
 export { ProvenanceError, ProtocolError, isErrorCode, type ProtocolErrorCode } from './errors.js'
-export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, decodeArrayPrefix, type CborValue, type DecodeLimits } from './cbor.js'
+export { encodeCanonical, encodeCanonicalDirect, decodeCanonical, decodeArrayPrefix, headLength as cborHeadLength, writeHead as writeCborHead, type CborValue, type DecodeLimits } from './cbor.js'
 export { sha256, toHex, fromHex, equalBytes, ZERO_HASH, HASH_BYTES } from './hash.js'
 export {
   createSigner, generateSeed, verifySignature, keyVerifier, publicKeyFromSeedNoble, signNoble,

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Level } from 'level'
 import { FatalWriteLevel, openLevel } from '../../common/level.js'
-import { decodeCanonical, encodeCanonicalDirect, type CborValue, type CertifiedKey } from '../../protocol/index.js'
+import { cborHeadLength, decodeCanonical, encodeCanonicalDirect, writeCborHead, type CborValue, type CertifiedKey } from '../../protocol/index.js'
 import { GatewayError } from '../errors.js'
 
 /** A device's verified chain tip: every record up to `seq` is stored (here or at a peer gateway). */
@@ -242,14 +242,14 @@ export function decodeTreeTip (b: Uint8Array): StoredTreeTip {
 export function encodeStoredRecord (r: StoredRecord): Uint8Array {
   if (!uintOk(r.batchId) || !uintOk(r.index) || !(r.envelope instanceof Uint8Array)) return encodeCanonicalDirect([STORE_VERSION, r.batchId, r.index, r.envelope])
   const n = r.envelope.byteLength
-  const out = allocView(1 + 1 + headBytes(r.batchId) + headBytes(r.index) + headBytes(n) + n)
+  const out = Buffer.allocUnsafe(1 + 1 + cborHeadLength(r.batchId) + cborHeadLength(r.index) + cborHeadLength(n) + n)
   out[0] = 0x84
   out[1] = STORE_VERSION
-  let o = writeHead(out, 2, 0, r.batchId)
-  o = writeHead(out, o, 0, r.index)
-  o = writeHead(out, o, 2, n)
+  let o = writeCborHead(out, 2, 0, r.batchId)
+  o = writeCborHead(out, o, 0, r.index)
+  o = writeCborHead(out, o, 2, n)
   out.set(r.envelope, o)
-  return out
+  return asView(out)
 }
 
 // The two values written per stored record, laid out by hand: encodeCanonicalDirect walks a value
@@ -261,34 +261,9 @@ function uintOk (n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
 }
 
-function headBytes (n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x1_0000 ? 3 : n <= 0xffff_ffff ? 5 : 9
-}
-
-/** A canonical CBOR head (major type, argument in shortest form) at `o`; returns the offset after it. */
-function writeHead (out: Uint8Array, o: number, major: number, n: number): number {
-  const m = major << 5
-  if (n < 24) { out[o] = m | n; return o + 1 }
-  if (n < 0x100) { out[o] = m | 24; out[o + 1] = n; return o + 2 }
-  if (n < 0x1_0000) { out[o] = m | 25; out[o + 1] = n >>> 8; out[o + 2] = n & 0xff; return o + 3 }
-  if (n <= 0xffff_ffff) { out[o] = m | 26; writeU32(out, o + 1, n); return o + 5 }
-  out[o] = m | 27
-  writeU32(out, o + 1, Math.floor(n / 0x1_0000_0000))
-  writeU32(out, o + 5, n % 0x1_0000_0000)
-  return o + 9
-}
-
-function writeU32 (out: Uint8Array, o: number, n: number): void {
-  out[o] = n >>> 24
-  out[o + 1] = (n >>> 16) & 0xff
-  out[o + 2] = (n >>> 8) & 0xff
-  out[o + 3] = n & 0xff
-}
-
-/** `n` bytes from Buffer's pool as a plain Uint8Array view (as encodeCanonicalDirect returns them). */
-function allocView (n: number): Uint8Array {
-  const b = Buffer.allocUnsafe(n)
-  return new Uint8Array(b.buffer, b.byteOffset, n)
+/** A plain Uint8Array view of a Buffer from its pool (what encodeCanonicalDirect returns). */
+function asView (b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 }
 
 export function decodeStoredRecord (b: Uint8Array): StoredRecord {
@@ -304,17 +279,17 @@ export function encodeLeaf (l: LeafEntry): Uint8Array {
     return encodeCanonicalDirect([STORE_VERSION, l.deviceId, l.seq, l.leafHash, l.timeMs, l.afterSeq + 1])
   }
   const h = l.leafHash.byteLength
-  const out = allocView(1 + 1 + headBytes(d.length) + d.length + headBytes(l.seq) + headBytes(h) + h + headBytes(l.timeMs) + headBytes(after))
+  const out = Buffer.allocUnsafe(1 + 1 + cborHeadLength(d.length) + d.length + cborHeadLength(l.seq) + cborHeadLength(h) + h + cborHeadLength(l.timeMs) + cborHeadLength(after))
   out[0] = 0x86
   out[1] = STORE_VERSION
-  let o = writeHead(out, 2, 3, d.length)
+  let o = writeCborHead(out, 2, 3, d.length)
   for (let i = 0; i < d.length; i++) out[o + i] = d.charCodeAt(i)
-  o = writeHead(out, o + d.length, 0, l.seq)
-  o = writeHead(out, o, 2, h)
+  o = writeCborHead(out, o + d.length, 0, l.seq)
+  o = writeCborHead(out, o, 2, h)
   out.set(l.leafHash, o)
-  o = writeHead(out, o + h, 0, l.timeMs)
-  writeHead(out, o, 0, after)
-  return out
+  o = writeCborHead(out, o + h, 0, l.timeMs)
+  writeCborHead(out, o, 0, after)
+  return asView(out)
 }
 
 export function decodeLeaf (b: Uint8Array): LeafEntry {
