@@ -32,14 +32,25 @@ export function freeBytes (dir: string): number {
   return s.bavail * s.bsize
 }
 
-/** Writes a filler file until the disk is full, or until only `leaveBytes` are free. */
-export function fill (path: string, leaveBytes = 0): void {
+/**
+ * Writes a filler file until the disk is full, or until only `leaveBytes` are free. Returns
+ * 'full' when the disk refused a write (ENOSPC) or had not a byte left, 'left' when it stopped at
+ * `leaveBytes`. A log on the same disk may free space right after (it gives up its reserve on a
+ * full disk): what the disk said at the moment it was full is the witness, not a later statfs.
+ */
+export function fill (path: string, leaveBytes = 0): 'full' | 'left' {
   const fd = openSync(path, 'a')
   const chunk = Buffer.alloc(4096, 1)
   try {
     for (;;) {
-      if (freeBytes(join(path, '..')) <= leaveBytes) return
-      try { writeSync(fd, chunk) } catch { return }
+      const free = freeBytes(join(path, '..'))
+      if (free <= leaveBytes) return free === 0 ? 'full' : 'left'
+      try {
+        writeSync(fd, free < chunk.length ? chunk.subarray(0, free) : chunk)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return 'full'
+        throw e
+      }
     }
   } finally {
     closeSync(fd)

@@ -37,8 +37,9 @@ for (const mode of ['fail-closed', 'fail-open'] as const) {
     t.teardown(child.kill)
     await child.waitResolved(300)
     const beforeFull = child.resolved.size
-    fill(filler)
-    t.equal(freeBytes(mnt), 0, 'the disk is full')
+    // The log gives its reserve back as soon as it meets the full disk, so a statfs after the fill
+    // can see free space again (CI did): the fill's own ENOSPC is the witness that the disk was full.
+    t.equal(fill(filler), 'full', 'the disk is full')
     // Keep appending on the full disk: fail-closed refuses, fail-open declares and goes on.
     await child.waitLines(2000)
     if (mode === 'fail-closed') {
