@@ -3,6 +3,7 @@
  * ethers' errors into RegistryError: one copy, with the decoder of the contract's own reverts.
  */
 import { isError, type Contract, type ContractTransactionReceipt } from 'ethers'
+import { waitForReceipt } from './receipt.js'
 import { RegistryError, type DecodedRevert } from './errors.js'
 
 /**
@@ -29,7 +30,7 @@ export class ContractCalls {
   async send (method: string, args: unknown[]): Promise<ContractTransactionReceipt> {
     return await this.guard(async () => {
       const tx = await this.contract.getFunction(method).send(...args)
-      const receipt = await tx.wait()
+      const receipt = await waitForReceipt(tx)
       if (receipt === null) throw new RegistryError('REGISTRY_BAD_RESPONSE', `${method}: no receipt`)
       return receipt
     })

@@ -75,3 +75,4 @@ export {
 export type { RegistryArtifact } from './compile.js'
 export { startDevChain, DEV_ACTORS } from './dev-chain.js'
 export type { DevChain, DevActor } from './dev-chain.js'
+export { waitForReceipt } from './receipt.js'

@@ -8,6 +8,7 @@ import artifact from './build/LineageRegistry.json' with { type: 'json' }
 import { RegistryError, type DecodedRevert } from './errors.js'
 import { ContractCalls, contractError } from './contract-calls.js'
 import { registryInterface, type TxResult } from './registry.js'
+import { waitForReceipt } from './receipt.js'
 
 export const LINEAGE_ABI: readonly unknown[] = artifact.abi
 export const LINEAGE_BYTECODE: string = artifact.bytecode
@@ -92,7 +93,8 @@ export async function deployLineage (signer: Signer, registry: string, admin?: s
     const adminAddress = getAddress(admin ?? await signer.getAddress())
     const factory = new ContractFactory(lineageInterface, artifact.bytecode, signer)
     const contract = await factory.deploy(adminAddress, getAddress(registry))
-    const receipt = await contract.deploymentTransaction()?.wait()
+    const tx = contract.deploymentTransaction()
+    const receipt = tx === null ? null : await waitForReceipt(tx)
     if (receipt == null || receipt.contractAddress == null) throw new RegistryError('DEPLOY_FAILED', 'deployment produced no receipt')
     const address = getAddress(receipt.contractAddress)
     return { lineage: new LineageClient(address, signer), address, txHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed }

@@ -12,6 +12,7 @@ import {
 import artifact from './build/ProvenanceRegistry.json' with { type: 'json' }
 import { RegistryError, type DecodedRevert } from './errors.js'
 import { ContractCalls, contractError } from './contract-calls.js'
+import { waitForReceipt } from './receipt.js'
 
 /** ABI and creation bytecode of the committed build (contracts/build/ProvenanceRegistry.json). */
 export const REGISTRY_ABI: readonly unknown[] = artifact.abi
@@ -174,7 +175,7 @@ export async function deployRegistry (signer: Signer, admin?: string): Promise<R
     const factory = new ContractFactory(registryInterface, artifact.bytecode, signer)
     const contract = await factory.deploy(adminAddress)
     const tx = contract.deploymentTransaction()
-    const receipt = await tx?.wait()
+    const receipt = tx === null ? null : await waitForReceipt(tx)
     if (receipt == null || receipt.contractAddress == null) {
       throw new RegistryError('DEPLOY_FAILED', 'deployment produced no receipt')
     }
