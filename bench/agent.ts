@@ -293,6 +293,11 @@ function serviceEnvironment (): NodeJS.ProcessEnv {
   return env
 }
 
+/** The environment of the memory part's fresh processes: the service's, or this one's with `--host-env`. */
+function benchChildEnvironment (): NodeJS.ProcessEnv {
+  return process.argv.includes('--host-env') ? process.env : serviceEnvironment()
+}
+
 /** Runs the identity part in a child with the service's environment; its figures. */
 function identityInServiceEnvironment (): IdentityFigures[] {
   const env = serviceEnvironment()
@@ -418,7 +423,7 @@ async function loadDaemon (socketPath: string, inputName: string, rounds: number
  */
 async function benchMemory (): Promise<AgentBenchResult['memory']> {
   const child = await compiledBenchChild('memory-child')
-  const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8' })
+  const bareRun = spawnSync(process.execPath, ['--expose-gc', child, 'bare'], { encoding: 'utf8', env: benchChildEnvironment() })
   if (bareRun.status !== 0) throw new Error(`memory child (bare) failed: ${bareRun.stderr}`)
   const bare = JSON.parse(bareRun.stdout.trim().split('\n').pop() as string) as { idleMiB: number, peakMiB: number }
   const json = await daemonMemory(child, 'json', 10, 4)
@@ -454,7 +459,7 @@ async function daemonMemory (child: string, body: 'json' | 'binary', rounds: num
   burst: { burstPeakMiB: number }
   done: { peakMiB: number, afterMiB: number, heapMiB: number, externalMiB: number }
 }> {
-  const proc = spawn(process.execPath, ['--expose-gc', child, 'daemon'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const proc = spawn(process.execPath, ['--expose-gc', child, 'daemon'], { stdio: ['pipe', 'pipe', 'inherit'], env: benchChildEnvironment() })
   const exited = new Promise<number | null>(resolve => { proc.on('exit', resolve) })
   try {
     const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]()
@@ -508,7 +513,7 @@ const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -
   --pairs N        latency: alternating bare/wrapped pairs per round (default ${DEFAULT_LATENCY_PAIRS})
   --intra-op N     latency: onnxruntime intra-op threads of the measured arrangement (default: cores − 1,
                    at least 1: a core free for hashing); onnxruntime's default pool is measured beside it
-  --host-env       identity: run in this environment, not in a child with the service unit's
+  --host-env       identity, memory: measure in this environment, not with the service unit's
                    Environment= lines (GLIBC_TUNABLES among them)
   --help           this text
 Prints a table, then the figures as one JSON line. Run it under the bench lock: flock /tmp/bench.lock …`
