@@ -220,7 +220,7 @@ async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
   try {
     for (const file of [paths.detection, paths.recognition, synthetic]) {
       // Before any load of this file in this process: the first load in a fresh one, hash thread cold.
-      const cold = coldIdentity(file, 3)
+      const cold = await coldIdentity(file, 3)
       const mib = (await identifyModel(file)).bytes.byteLength / MIB
       // openssl's process start is ~5-10 ms here: enough runs per round that a round lasts ~100 ms,
       // well above the 10 ms ticks its CPU time comes in.
@@ -258,27 +258,16 @@ async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
   return out
 }
 
-/** `rounds` first loads of `file`, each in a fresh process (this bench, `--identity-cold`): wall and CPU ms. */
-function coldIdentity (file: string, rounds: number): Timing[] {
+/** `rounds` first loads of `file`, each in a fresh process running compiled JS (bench/identity-cold-child.ts): wall and CPU ms. */
+async function coldIdentity (file: string, rounds: number): Promise<Timing[]> {
+  const script = await compiledBenchChild('identity-cold-child')
   const out: Timing[] = []
   for (let r = 0; r < rounds; r++) {
-    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--identity-cold', file], { encoding: 'utf8' })
+    const child = spawnSync(process.execPath, [script, file], { encoding: 'utf8' })
     if (child.status !== 0) throw new Error(`identity cold child failed: ${child.stderr}`)
-    const line = child.stdout.split('\n').find(l => l.startsWith('{"wallMs"'))
-    if (line === undefined) throw new Error(`identity cold child printed no timing: ${child.stdout}`)
-    out.push(JSON.parse(line) as Timing)
+    out.push(JSON.parse(child.stdout.trim().split('\n').pop() as string) as Timing)
   }
   return out
-}
-
-/** The child of coldIdentity: one identifyModel in this fresh process, timed alone. */
-async function identityColdChild (file: string): Promise<void> {
-  const c0 = process.cpuUsage()
-  const t0 = performance.now()
-  await identifyModel(file)
-  const wallMs = performance.now() - t0
-  const c = process.cpuUsage(c0)
-  console.log(JSON.stringify({ wallMs, cpuMs: (c.user + c.system) / 1000 }))
 }
 
 /**
@@ -363,7 +352,7 @@ const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
  * agent): builds first (`npm run build`) when dist/ is missing or older than a source. The memory
  * child and the latency part's event-loop child (bench/latency-child.ts) run so.
  */
-export async function compiledBenchChild (name: 'memory-child' | 'latency-child' = 'memory-child'): Promise<string> {
+export async function compiledBenchChild (name: 'memory-child' | 'latency-child' | 'identity-cold-child' = 'memory-child'): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const dist = join(root, 'dist')
   const stale = (): string | undefined => {
@@ -529,11 +518,6 @@ function intOption (name: string, fallback: number): number {
 }
 
 export async function main (): Promise<AgentBenchResult> {
-  const coldAt = process.argv.indexOf('--identity-cold')
-  if (coldAt !== -1) {
-    await identityColdChild(process.argv[coldAt + 1] as string)
-    return {}
-  }
   if (process.argv.includes('--help')) {
     console.log(USAGE)
     return {}
