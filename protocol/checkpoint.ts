@@ -220,6 +220,8 @@ const PARSED_CHECKPOINTS_KEPT = 64
  */
 export class ProofParser {
   private readonly checkpoints = new Map<string, Checkpoint>()
+  /** The hash lines of the last proof parsed, every one checked canonical. */
+  private lastHashLines: readonly string[] = []
 
   /**
    * @throws ProtocolError `MERKLE_INVALID_PROOF` as {@link parseProof}.
@@ -227,18 +229,25 @@ export class ProofParser {
    */
   parse (input: string | Uint8Array): EncodedTlogProof {
     const text = decodeText(input, MAX_PROOF_BYTES, 'proof')
-    return guard('proof', () => parseProofText(text, (checkpointText) => {
+    const proof = guard('proof', () => parseProofText(text, (checkpointText) => {
       const known = this.checkpoints.get(checkpointText)
       if (known !== undefined) return known
       const parsed = parseCheckpointText(checkpointText)
       if (this.checkpoints.size >= PARSED_CHECKPOINTS_KEPT) this.checkpoints.clear()
       this.checkpoints.set(checkpointText, parsed)
       return parsed
-    }))
+    }, this.lastHashLines))
+    this.lastHashLines = proof.hashLines
+    return proof
   }
 }
 
-function parseProofText (text: string, parseCheckpointOf: (checkpointText: string) => Checkpoint): EncodedTlogProof {
+/**
+ * `checked`: lines already checked canonical, by position; a hash line equal to the one at its
+ * position there is not checked again (the same text, the same answer). Consecutive leaves of a
+ * tree share the upper part of their paths, so most of a proof's lines are its predecessor's.
+ */
+function parseProofText (text: string, parseCheckpointOf: (checkpointText: string) => Checkpoint, checked: readonly string[] = []): EncodedTlogProof {
   const split = text.indexOf('\n\n')
   if (split === -1) invalid('proof has no empty line before the checkpoint')
   const lines = text.slice(0, split).split('\n')
@@ -260,7 +269,10 @@ function parseProofText (text: string, parseCheckpointOf: (checkpointText: strin
 
   const hashLines = lines.slice(at)
   if (hashLines.length > MAX_PROOF_HASHES) invalid(`proof has more than ${MAX_PROOF_HASHES} hashes`)
-  hashLines.forEach((l, i) => { checkHashLine(l, `proof hash ${i + 1}`) })
+  for (let i = 0; i < hashLines.length; i++) {
+    const line = hashLines[i] as string
+    if (line !== checked[i]) checkHashLine(line, `proof hash ${i + 1}`)
+  }
 
   if (index >= checkpoint.size) invalid(`proof index ${index} is not below the tree size ${checkpoint.size}`)
   const expected = inclusionProofLength(index, checkpoint.size)
