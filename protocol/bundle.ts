@@ -6,7 +6,7 @@
  */
 import { ProvenanceError } from './errors.js'
 import { DEVICE_ID_PATTERN, LIMITS } from './record.js'
-import { MAX_PROOF_BYTES, isBase64Text, isCanonicalBase64 } from './checkpoint.js'
+import { MAX_PROOF_BYTES, hasZeroPaddingBits, isBase64Text } from './checkpoint.js'
 import { isValidKeyName } from './note.js'
 import { MAX_TIP_PROOF_BYTES } from './tip-tree.js'
 
@@ -532,12 +532,31 @@ export function decodeBundle (input: string | Uint8Array, options: { maxBytes?: 
  * @throws BundleError `BUNDLE_INVALID` for text that is not canonical base64 of at most one envelope.
  */
 export function decodeBundleRecord (base64: string): Uint8Array {
+  checkBundleRecord(base64)
+  const bytes = Buffer.from(base64, 'base64')
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/**
+ * {@link decodeBundleRecord} into `out` at `offset` (room for `base64.length / 4 * 3` bytes), for
+ * a reader of many records that keeps them in one buffer instead of one object each; returns the
+ * number of bytes written.
+ * @throws BundleError `BUNDLE_INVALID` as decodeBundleRecord, before writing anything.
+ * @throws RangeError when `out` has no room for them.
+ */
+export function decodeBundleRecordInto (base64: string, out: Buffer, offset: number): number {
+  checkBundleRecord(base64)
+  const room = out.byteLength - offset
+  if (!Number.isSafeInteger(offset) || offset < 0 || room < base64.length / 4 * 3) throw new RangeError('no room for the record in the buffer')
+  return out.write(base64, offset, room, 'base64')
+}
+
+function checkBundleRecord (base64: string): void {
   if (typeof base64 !== 'string' || base64.length > MAX_RECORD_BASE64 || base64.length % 4 !== 0 || !isBase64Text(base64)) {
     throw new BundleError('BUNDLE_INVALID', 'record is not base64 of at most one envelope')
   }
-  if (!isCanonicalBase64(base64)) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')
-  const bytes = Buffer.from(base64, 'base64')
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // isBase64Text has passed: only the padding is left to check (isCanonicalBase64 would scan the text again).
+  if (!hasZeroPaddingBits(base64)) throw new BundleError('BUNDLE_INVALID', 'record is not canonical base64')
 }
 
 /** Standard base64 of an envelope, as `records` holds it. */

@@ -67,7 +67,7 @@ export {
 } from './capture.js'
 export {
   BundleError, BUNDLE_FORMAT, BUNDLE_LIMITS, BUNDLE_MODEL_STATUSES, assertBundle, encodeBundle, decodeBundle, decodeBundleRecord,
-  encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
+  decodeBundleRecordInto, encodeBundleRecord, type BundleErrorCode, type Bundle, type BundleDevice, type BundleKey, type BundleChain, type BundleModel,
   type BundleModelStatus, type BundleProof, type BundleAnchor, type BundleGateway, type BundleTip, type BundlePruning
 } from './bundle.js'
 // Model identity (file hash and tensor manifest, protocol/model-manifest.ts) is imported from its own

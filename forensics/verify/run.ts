@@ -4,9 +4,9 @@
  * proofs checked ahead on worker threads when there is a pool. Judges against facts read before it
  * (facts.ts); reads no chain itself.
  */
-import { ChainVerifier, peekEnvelope, verifyRecordSignature, type Bundle, type ChainPoint, type ChainResult, type KeyLookup, type ProvenanceRecord, type SignedRecord, type VerifierBackend } from '../../protocol/index.js'
+import { ChainVerifier, LIMITS, peekEnvelope, verifyRecordSignature, type Bundle, type ChainPoint, type ChainResult, type KeyLookup, type ProvenanceRecord, type SignedRecord, type VerifierBackend } from '../../protocol/index.js'
 import type { Completeness } from './completeness.js'
-import { tryBase64, tryDecodeEnvelope } from './decode.js'
+import { tryBase64Into, tryDecodeEnvelope } from './decode.js'
 import { PROGRESS_EVERY, type Facts } from './facts.js'
 import { DEFAULT_MAX_FINDINGS, Findings, bySeq } from './findings.js'
 import { createKeyLookup } from './key-history.js'
@@ -33,8 +33,14 @@ const SIGNATURE_FAILED: ReadonlySet<string> = new Set(['device-mismatch', 'unkno
  */
 interface PreparedChunk {
   readonly start: number
-  /** Each record's envelope, undefined when its entry is not base64 of one. */
-  readonly envelopes: Array<Uint8Array | undefined>
+  readonly count: number
+  /**
+   * The records' envelopes back to back in one buffer, record j at [ends[j-1] or 0, ends[j]) and
+   * none where ends[j] is -1 (its entry is not base64 of one): one object per chunk that young-
+   * generation GCs copy while the chunk waits, not one per record.
+   */
+  readonly bytes: Buffer
+  readonly ends: Int32Array
   /** Index of each record in its signature batch, -1 when not sent. */
   readonly at: Int32Array
   /** The key each sent record was checked under. */
@@ -43,6 +49,24 @@ interface PreparedChunk {
   readonly seqs: Float64Array
   readonly times: Float64Array
   readonly answer: Promise<BatchAnswer | undefined>
+}
+
+/** Bytes a record entry can decode to (at most an envelope's limit; anything longer is refused before it is written). */
+function roomFor (entry: unknown): number {
+  return typeof entry === 'string' ? Math.min(Math.floor(entry.length / 4) * 3, MAX_ENVELOPE_ROOM) : 0
+}
+const MAX_ENVELOPE_ROOM = 3 * Math.ceil(LIMITS.envelopeBytes / 3)
+
+/** Record j's envelope in its chunk (a view), undefined when its entry is not base64 of one. */
+function envelopeOf (chunk: PreparedChunk, j: number): Uint8Array | undefined {
+  const end = chunk.ends[j] as number
+  if (end < 0) return undefined
+  let from = 0
+  for (let k = j - 1; k >= 0; k--) {
+    const e = chunk.ends[k] as number
+    if (e >= 0) { from = e; break }
+  }
+  return new Uint8Array(chunk.bytes.buffer, chunk.bytes.byteOffset + from, end - from)
 }
 
 /** The point just before `r`, taken from its own header: where checking resumes after a break. */
@@ -160,9 +184,10 @@ export class Run {
         }
         const chunk = inflight.shift() as PreparedChunk
         const answer = await chunk.answer
-        for (let j = 0; j < chunk.envelopes.length; j++) {
+        for (let j = 0; j < chunk.count; j++) {
           const i = chunk.start + j
-          const signed = tryDecodeEnvelope(chunk.envelopes[j])
+          // decodeEnvelope copies what it keeps: the view dies here.
+          const signed = tryDecodeEnvelope(envelopeOf(chunk, j))
           this.current = { chunk, answer, j, signed }
           this.walkRecord(signed, i)
           if (this.findings.counts.records > PROGRESS_EVERY && (i + 1) % PROGRESS_EVERY === 0) {
@@ -242,15 +267,20 @@ export class Run {
    */
   private prepareChunk (start: number, end: number, pool: SignaturePool | undefined): PreparedChunk {
     const deviceId = this.bundle.device.id
-    const envelopes: Array<Uint8Array | undefined> = []
+    const records = this.bundle.records
+    let room = 0
+    for (let i = start; i < end; i++) room += roomFor(records[i])
+    const bytes = Buffer.allocUnsafeSlow(room)
+    const ends = new Int32Array(end - start)
+    let written = 0
     const at = new Int32Array(end - start).fill(-1)
     const keys: Array<Uint8Array | undefined> = []
     const seqs = new Float64Array(end - start)
     const times = new Float64Array(end - start)
     const builder = pool === undefined ? undefined : new SignatureBatchBuilder(deviceId, this.proofContext)
     for (let i = start; i < end; i++) {
-      const envelope = tryBase64(this.bundle.records[i] as string)
-      envelopes.push(envelope)
+      const envelope = tryBase64Into(records[i] as string, bytes, written)
+      ends[i - start] = envelope === undefined ? -1 : (written += envelope.byteLength)
       if (builder === undefined || envelope === undefined) continue
       const head = peekEnvelope(envelope)
       if (head === undefined || head.deviceId !== deviceId) continue
@@ -266,7 +296,7 @@ export class Run {
     const answer = pool === undefined || builder === undefined || builder.count === 0
       ? Promise.resolve(undefined)
       : pool.verify(builder, this.verifier).catch(() => undefined)
-    return { start, envelopes, at, keys, seqs, times, answer }
+    return { start, count: end - start, bytes, ends, at, keys, seqs, times, answer }
   }
 
   /**

@@ -24,8 +24,16 @@ export interface SignatureBatch {
   readonly offsets: Uint32Array
   /** Set when the worker is to judge proofs too: the facts they are judged against. */
   readonly proofContext?: ProofContext
-  /** Per record: its proof text, or null for none to judge here. */
-  readonly proofs: Array<string | null>
+  /**
+   * Per record: 0 no proof to judge here, 1 its proof text is ASCII and lies in `proofTexts` at
+   * [proofOffsets[i], proofOffsets[i+1]), 2 it is in `otherProofs` (text with any other character).
+   * ASCII bytes, not strings: a transferred buffer lies outside the worker's heap, where a batch
+   * of ~1 MiB of strings was copied by every young-generation GC while the batch was judged.
+   */
+  readonly proofKinds: Uint8Array
+  readonly proofTexts: Uint8Array
+  readonly proofOffsets: Uint32Array
+  readonly otherProofs: Map<number, string>
   /** Envelopes (the leaves) back to back; i is [envelopeOffsets[i], envelopeOffsets[i+1]). */
   readonly envelopes: Uint8Array
   readonly envelopeOffsets: Uint32Array
@@ -74,6 +82,9 @@ export class SignatureBatchBuilder {
   private readonly records: Uint8Array[] = []
   private bytes = 0
   private readonly proofs: Array<string | null> = []
+  /** Per record: 1 its proof text is ASCII, 2 it is not (see SignatureBatch.proofKinds). */
+  private readonly proofKinds: number[] = []
+  private proofBytes = 0
   private readonly envelopes: Uint8Array[] = []
   private envelopeBytes = 0
   private readonly seqs: number[] = []
@@ -106,12 +117,17 @@ export class SignatureBatchBuilder {
     this.bytes += RECORD_SIGNING_PREFIX.length + recordBytes.byteLength
     if (proof !== undefined && this.proofContext !== undefined) {
       this.proofs.push(proof.text)
+      // A text's UTF-8 length is its length only when every code unit is ASCII.
+      const ascii = Buffer.byteLength(proof.text, 'utf8') === proof.text.length
+      this.proofKinds.push(ascii ? 1 : 2)
+      if (ascii) this.proofBytes += proof.text.length
       this.envelopes.push(proof.envelope)
       this.envelopeBytes += proof.envelope.byteLength
       this.seqs.push(proof.seq)
       this.times.push(proof.timeMs)
     } else {
       this.proofs.push(null)
+      this.proofKinds.push(0)
       this.envelopes.push(EMPTY)
       this.seqs.push(NaN)
       this.times.push(NaN)
@@ -146,6 +162,19 @@ export class SignatureBatchBuilder {
       at += e.byteLength
     }
     envelopeOffsets[count] = at
+    const proofKinds = Uint8Array.from(this.proofKinds)
+    // Its own ArrayBuffer (not Buffer's pool), to be transferred; every byte of it is written below.
+    const proofTexts = Buffer.allocUnsafeSlow(this.proofBytes)
+    const proofOffsets = new Uint32Array(count + 1)
+    const otherProofs = new Map<number, string>()
+    at = 0
+    for (let i = 0; i < count; i++) {
+      proofOffsets[i] = at
+      const text = this.proofs[i] as string
+      if (proofKinds[i] === 1) at += proofTexts.write(text, at, 'latin1')
+      else if (proofKinds[i] === 2) otherProofs.set(i, text)
+    }
+    proofOffsets[count] = at
     return {
       id,
       count,
@@ -156,7 +185,10 @@ export class SignatureBatchBuilder {
       messages,
       offsets,
       ...(this.proofContext === undefined ? {} : { proofContext: this.proofContext }),
-      proofs: this.proofs,
+      proofKinds,
+      proofTexts: new Uint8Array(proofTexts.buffer, 0, proofTexts.byteLength),
+      proofOffsets,
+      otherProofs,
       envelopes,
       envelopeOffsets,
       seqs: Float64Array.from(this.seqs),
@@ -223,7 +255,8 @@ export class SignaturePool {
       this.busy.set(worker, batch.id)
       worker.postMessage(batch, [
         batch.signatures.buffer, batch.messages.buffer, batch.offsets.buffer, batch.keyIndex.buffer,
-        batch.envelopes.buffer, batch.envelopeOffsets.buffer, batch.seqs.buffer, batch.times.buffer
+        batch.envelopes.buffer, batch.envelopeOffsets.buffer, batch.seqs.buffer, batch.times.buffer,
+        batch.proofKinds.buffer, batch.proofTexts.buffer, batch.proofOffsets.buffer
       ] as ArrayBuffer[])
     }
   }

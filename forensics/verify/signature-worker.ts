@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads'
 // The protocol modules it needs, not the barrel: a worker starts for every verification, and
 // loading all of protocol/ (CBOR, records, bundles…) was most of its start-up.
-import { verifySignature } from '../../protocol/ed25519.js'
+import { keyVerifier, verifySignature } from '../../protocol/ed25519.js'
 import { ProofJudge, type ProofContext, type ProofJudgement } from './proof-check.js'
 import type { ProofResults, SignatureBatch, SignatureBatchResult } from './signature-pool.js'
 
@@ -26,15 +26,19 @@ function judgeFor (context: ProofContext): ProofJudge {
 
 function judgeProofs (batch: SignatureBatch, context: ProofContext): ProofResults {
   const j = judgeFor(context)
-  const { count, proofs, envelopes, envelopeOffsets, seqs, times, deviceId } = batch
+  const { count, proofKinds, proofTexts, proofOffsets, otherProofs, envelopes, envelopeOffsets, seqs, times, deviceId } = batch
+  const texts = Buffer.from(proofTexts.buffer, proofTexts.byteOffset, proofTexts.byteLength)
   const codes = new Uint8Array(count)
   const rootIndex = new Int32Array(count).fill(-1)
   const roots: string[] = []
   const rootIds = new Map<string, number>()
   const details = new Map<number, ProofJudgement>()
   for (let i = 0; i < count; i++) {
-    const text = proofs[i]
-    if (text === null || text === undefined) continue
+    const kind = proofKinds[i]
+    if (kind !== 1 && kind !== 2) continue
+    // Each text made from its ASCII bytes when its turn comes, and dropped after (latin1 of ASCII
+    // bytes gives back the very code units that were written).
+    const text = kind === 1 ? texts.toString('latin1', proofOffsets[i], proofOffsets[i + 1]) : otherProofs.get(i) as string
     const envelope = envelopes.subarray(envelopeOffsets[i], envelopeOffsets[i + 1])
     const judgement = j.judge(text, envelope, { deviceId, seq: seqs[i] as number, timeMs: times[i] as number })
     if (judgement.kind === 'checked' && judgement.inclusion === undefined && judgement.disagreements.length === 0) {
@@ -57,11 +61,14 @@ function judgeProofs (batch: SignatureBatch, context: ProofContext): ProofResult
 port.on('message', (batch: SignatureBatch) => {
   const { count, keyIndex, keys, signatures, messages, offsets, backend } = batch
   const valid = new Uint8Array(count)
+  // node:crypto: each key checked and imported once per batch (keyVerifier answers as verifySignature does).
+  const verifiers = backend === 'node' ? keys.map(keyVerifier) : undefined
   for (let i = 0; i < count; i++) {
-    const key = keys[keyIndex[i] as number] as Uint8Array
+    const k = keyIndex[i] as number
     const signature = signatures.subarray(i * 64, i * 64 + 64)
     const message = messages.subarray(offsets[i], offsets[i + 1])
-    valid[i] = verifySignature(signature, message, key, backend) ? 1 : 0
+    const ok = verifiers !== undefined ? (verifiers[k] as (s: Uint8Array, m: Uint8Array) => boolean)(signature, message) : verifySignature(signature, message, keys[k] as Uint8Array, backend)
+    valid[i] = ok ? 1 : 0
   }
   const proofs = batch.proofContext === undefined ? undefined : judgeProofs(batch, batch.proofContext)
   const result: SignatureBatchResult = proofs === undefined ? { id: batch.id, valid } : { id: batch.id, valid, proofs }

@@ -144,6 +144,25 @@ t.test('attack: a proof that shares its neighbour\'s checkpoint text but differs
   t.match(pooled.failures[0]?.message, /device is .*, the facts say/)
 })
 
+t.test('attack: malformed entries side by side and proofs that are not ASCII give the same findings on workers and inline', async t => {
+  const b = clone(bigBundle(1100))
+  // Entries that are no envelope or not canonical base64 (its padding bits set), next to each
+  // other and at a chunk's edges.
+  for (const i of [0, 500, 501, 502, 1023, 1024]) b.records[i] = 'bm90IGFuIGVudmVsb3Bl'
+  b.records[701] = 'QR=='
+  // Proof texts with other characters than ASCII (sent to the workers as strings): one with a
+  // character outside ASCII, one with a lone surrogate.
+  const proofAt = (i: number): Bundle['proofs'][number] => b.proofs[i] as Bundle['proofs'][number]
+  proofAt(800).proof = proofAt(800).proof.replace('index ', 'index é')
+  proofAt(801).proof = proofAt(801).proof + '\ud800'
+  proofAt(802).proof = proofAt(802).proof.replace('\n\n', '\n\n\u00e9')
+  const pooled = await verifyBundle(b, { offline: true, workers: 2 })
+  const inline = await verifyBundle(b, { offline: true, workers: 0 })
+  t.same(comparable(pooled), comparable(inline))
+  t.equal(pooled.reasons['record-malformed'], 7, 'each malformed entry')
+  for (const i of [800, 801, 802]) t.ok(pooled.failures.some(f => f.seq === proofAt(i).seq), `the altered proof of seq ${proofAt(i).seq} is a finding`)
+})
+
 t.test('error: contradictory verifier options are refused', async t => {
   const b = bigBundle(0)
   await t.rejects(verifyBundle(b, { offline: true, verifier: 'openssl' as 'node' }), TypeError)
