@@ -444,7 +444,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
 
 function childCell (l: ChildLoopFigures): string {
   const gcs = Object.entries(l.gcCounts).map(([k, n]) => `${n} ${k}`).join(', ')
-  return `${fmt(l.stallMaxMs)} (per block median ${fmt(spread(l.blockStallMs).median)}; without a GC in it ${fmt(l.stallNoGcMaxMs)}; longest GC ${fmt(l.gcMaxMs)} ${l.gcMaxKind}; GCs ${gcs === '' ? 'none' : gcs} in ${l.runs} runs)`
+  return `${fmt(l.stallMaxMs)} (per block median ${fmt(spread(l.blockStallMs).median)}; without a GC in it ${fmt(l.stallNoGcMaxMs)}; longest GC ${fmt(l.gcMaxMs)} ${l.gcMaxKind}; GCs ${gcs === '' ? 'none' : gcs} in ${l.runs} runs; majors per 256 runs ${fmt(l.majorsPer256Runs)})`
 }
 
 function loopCell (l: LoopFigures): string {
@@ -469,6 +469,6 @@ export function printLatency (l: LatencyFigures): void {
   console.log(`| the same arrangement, model worker at nice ${n.niceness} (inferenceNiceness) | latency ${fmtSpread(n.wallMs)}; longest stall ${loopCell(n.loop)}; main thread on a CPU / waiting ${fmt(n.loop.onCpuMsPerRun)} / ${fmt(n.loop.runqueueMsPerRun)} ms per run | the wrapped runs above | | | ≤ 5 |`)
   const c = l.freshProcess
   if (c !== undefined) {
-    console.log(`| event loop, fresh compiled process, agent as the daemon runs it (${c.rounds} rounds × ${c.runsPerBlock} runs per kind; lateness of a 1 ms timer, ms${c.execArgv.length > 0 ? `; node ${c.execArgv.join(' ')}` : ''}) | ${childCell(c.wrapped)} | bare runs ${childCell(c.bare)}; idle waits ${childCell(c.idle)} | heap ${fmt(c.heapUsedMiB)} MiB, longest major GC ${fmt(c.majorMsPerHeapMiB)} ms per MiB | | ≤ 5 |`)
+    console.log(`| event loop, fresh compiled process, agent as the daemon runs it, outputs ${c.outputs === 'lend' ? 'lent and released (as the API answers)' : c.outputs} (${c.rounds} rounds × ${c.runsPerBlock} runs per kind; lateness of a 1 ms timer, ms${c.execArgv.length > 0 ? `; node ${c.execArgv.join(' ')}` : ''}) | ${childCell(c.wrapped)} | bare runs ${childCell(c.bare)}; idle waits ${childCell(c.idle)} | heap ${fmt(c.heapUsedMiB)} MiB, longest major GC ${fmt(c.majorMsPerHeapMiB)} ms per MiB | | ≤ 5 |`)
   }
 }

@@ -5,7 +5,11 @@
  * the same model in a worker of its own (same threads) and idle waits, in rotating blocks. A 1 ms
  * interval timer measures how late each tick comes (the event loop's stalls); the GC pauses of
  * this thread (PerformanceObserver 'gc') are matched against them. Prints one JSON line.
- * Usage: node [v8 flags] dist/bench/latency-child.js [rounds] [runs per block]
+ * Usage: node [v8 flags] dist/bench/latency-child.js [rounds] [runs per block] [outputs]
+ * `outputs` says what the daemon runs do with their outputs: `lend` (default: lent and released
+ * once the run resolved, as the API answers), `keep` (given, then dropped for the GC, as a library
+ * caller that keeps them), `detach` (given, then freed at once by transfer to a sink, as the API
+ * did before lending).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,6 +18,7 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:pe
 import { getHeapStatistics } from 'node:v8'
 import ort from 'onnxruntime-node'
 import { Daemon } from '../agent/daemon/index.js'
+import { releaseBytes } from '../agent/daemon/admission.js'
 import { profileThreadOptions, resolveProfile } from '../agent/profile/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { loadModelInWorker } from '../agent/session/index.js'
@@ -39,10 +44,16 @@ export interface ChildLoopFigures {
   runs: number
   /** Median run wall time, ms (NaN for idle). */
   runMs: number
+  /** Median of the blocks' longest stalls, ms. */
+  blockStallMedianMs: number
+  /** Major GCs (mark-compact) per 256 runs (per 256 × the median run time for idle). */
+  majorsPer256Runs: number
 }
 
 export interface ChildFigures {
   execArgv: string[]
+  /** What the daemon runs did with their outputs (see the usage). */
+  outputs: OutputMode
   rounds: number
   runsPerBlock: number
   wrapped: ChildLoopFigures
@@ -52,6 +63,8 @@ export interface ChildFigures {
   heapUsedMiB: number
   majorMsPerHeapMiB: number
 }
+
+export type OutputMode = 'lend' | 'keep' | 'detach'
 
 const GC_KINDS: Record<number, string> = { 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weak callbacks' }
 
@@ -89,7 +102,7 @@ function median (xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2
 }
 
-function figures (blocks: readonly Block[]): ChildLoopFigures {
+function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFigures {
   let stallMaxMs = 0
   let stallNoGcMaxMs = 0
   const blockStallMs: number[] = []
@@ -120,14 +133,19 @@ function figures (blocks: readonly Block[]): ChildLoopFigures {
     gcMaxKind: gcMax.kind,
     gcCounts,
     runs: blocks.reduce((n, b) => n + b.runsMs.length, 0),
-    runMs: median(blocks.flatMap(b => b.runsMs))
+    runMs: median(blocks.flatMap(b => b.runsMs)),
+    blockStallMedianMs: median(blockStallMs),
+    majorsPer256Runs: (gcCounts.major ?? 0) * 256 / (runMsForIdle === undefined
+      ? blocks.reduce((n, b) => n + b.runsMs.length, 0)
+      : blocks.reduce((n, b) => n + ((b.ticks[b.ticks.length - 1] as number) - (b.ticks[0] as number)), 0) / runMsForIdle)
   }
 }
 
 const rounds = Number(process.argv[2] ?? 12)
 const runs = Number(process.argv[3] ?? 16)
-if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(runs) || runs < 1) {
-  console.error('usage: latency-child.js [rounds] [runs per block]')
+const mode = (process.argv[4] ?? 'lend') as OutputMode
+if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(runs) || runs < 1 || !['lend', 'keep', 'detach'].includes(mode)) {
+  console.error('usage: latency-child.js [rounds] [runs per block] [lend|keep|detach]')
   process.exit(2)
 }
 const modelPath = paddleOcrModelPaths().detection
@@ -138,12 +156,17 @@ const bareModel = await loadModelInWorker(modelPath, profileThreadOptions(resolv
 const inputName = (await daemon.status()).models[0]?.inputs?.[0]?.name ?? 'x'
 const image = makeTextLikeImage({ width: 320, height: 320, seed: 1 }).data
 const feeds = { [inputName]: new ort.Tensor('float32', image, [1, 3, 320, 320]) }
+const daemonRun = async (): Promise<void> => {
+  const r = await daemon.run('det', feeds, undefined, undefined, { lendOutputs: mode === 'lend' })
+  if (mode === 'lend') r.release?.()
+  else if (mode === 'detach') for (const t of Object.values(r.outputs)) if (ArrayBuffer.isView(t.data)) releaseBytes(t.data)
+}
 // Warm-up: past the start's own GCs (the heap grows while modules load and the first runs compile).
 const warm: number[] = []
 for (let i = 0; i < WARM_RUNS; i++) {
   await bareModel.session.run(feeds)
   const t0 = performance.now()
-  await daemon.run('det', feeds)
+  await daemonRun()
   warm.push(performance.now() - t0)
 }
 const warmMs = median(warm)
@@ -158,7 +181,7 @@ const timed = async (once: () => Promise<unknown>): Promise<number[]> => {
   return out
 }
 const kinds = {
-  wrapped: async () => await watch(async () => await timed(async () => await daemon.run('det', feeds))),
+  wrapped: async () => await watch(async () => await timed(daemonRun)),
   bare: async () => await watch(async () => await timed(async () => await bareModel.session.run(feeds))),
   idle: async () => await watch(async () => { await new Promise(resolve => setTimeout(resolve, runs * warmMs)); return [] })
 }
@@ -179,11 +202,12 @@ const heapUsedMiB = median(all.map(b => b.heapUsed)) / 1048576
 const majorMs = Math.max(0, ...all.flatMap(b => b.gcs.filter(g => g.kind === 'major').map(g => g.ms)))
 const out: ChildFigures = {
   execArgv: process.execArgv,
+  outputs: mode,
   rounds,
   runsPerBlock: runs,
   wrapped: figures(blocks.wrapped),
   bare: figures(blocks.bare),
-  idle: figures(blocks.idle),
+  idle: figures(blocks.idle, median(blocks.wrapped.flatMap(b => b.runsMs))),
   heapUsedMiB,
   majorMsPerHeapMiB: majorMs / heapUsedMiB
 }

@@ -18,7 +18,7 @@ export interface DaemonApi {
   records: (fromSeq: number, toSeq: number, limit: number, maxBytes?: number) => Promise<SignedRecord[]>
   reload: (name: string) => Promise<ModelStatusEntry>
   /** Once the promise settles nothing reads `feeds` any more: the API reuses their buffers for later requests. */
-  run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string) => Promise<DaemonRunResult>
+  run: (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string, options?: DaemonRunOptions) => Promise<DaemonRunResult>
   /** Appends a signed oversight or use-session statement to the log. */
   appendStatement: (body: OversightBody | SessionBody) => Promise<SignedRecord>
   /** Records a data capture (a training sample) and answers with its receipt. */
@@ -107,4 +107,15 @@ export interface DaemonRunResult {
   modelHash: string
   outputs: Record<string, Tensor>
   record: SignedRecord
+  /** Ends the loan of a lent run's outputs (DaemonRunOptions.lendOutputs); absent or a no-op otherwise. */
+  release?: () => void
+}
+
+export interface DaemonRunOptions {
+  /**
+   * Lend the outputs (the agent's RunOptions.lendOutputs): they stay valid until the result's
+   * `release()`, then the model's worker reuses their buffers. The API answers so, releasing once
+   * the answer is out. Default false.
+   */
+  lendOutputs?: boolean
 }

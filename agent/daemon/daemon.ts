@@ -17,7 +17,7 @@ import { AGENT_VERSION, ProvenanceAgent, type DataCaptureMeta, type DataCaptureR
 import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
 import { redactUrl } from '../../common/redact-url.js'
 import { DaemonError } from './errors.js'
-import type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
+import type { DaemonApi, DaemonRunOptions, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 import { API_SOCKET_FILE, API_TOKEN_FILE, createApiServer, loadOrCreateApiToken, type ApiServer } from './http-api.js'
 import { Uplink, type UplinkOptions, type UplinkStatus } from '../uplink/index.js'
 import { CaptureRing, listFrozenCaptures, readFrozenCapture, type FrozenCaptureInfo } from '../capture/index.js'
@@ -118,7 +118,7 @@ export const RUNTIME_FILE = 'daemon.json'
 /** Subject keys of crypto-shredding, in the state folder (mode 0600). */
 export const SUBJECT_KEYS_FILE = 'subject-keys.json'
 
-export type { DaemonApi, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
+export type { DaemonApi, DaemonRunOptions, DaemonRunResult, DaemonStatus, ModelStatusEntry, ProviderWarning, RegistrationStatus } from './api.js'
 
 interface ModelSlot {
   config: DaemonModelConfig
@@ -350,7 +350,7 @@ export class Daemon implements DaemonApi {
    *   ModelPolicyError `MODEL_NOT_APPROVED`, `MODEL_REVOKED`; AgentError `INPUT_INVALID`,
    *   `INFERENCE_FAILED`, `LOG_*`; ProtocolError `TENSOR_INVALID`.
    */
-  async run (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string): Promise<DaemonRunResult> {
+  async run (name: string, feeds: Record<string, Tensor>, decision?: string, subject?: string, options: DaemonRunOptions = {}): Promise<DaemonRunResult> {
     if (this.stopping !== undefined) throw new DaemonError('DAEMON_STOPPING', 'the daemon is shutting down')
     const slot = this.slots.get(name)
     if (slot === undefined) throw new DaemonError('MODEL_UNKNOWN', `no model "${name}" is configured (configured: ${[...this.slots.keys()].join(', ')})`)
@@ -366,11 +366,11 @@ export class Daemon implements DaemonApi {
     if (decision !== undefined && Buffer.byteLength(decision, 'utf8') > LIMITS.decisionBytes) {
       throw new DaemonError('REQUEST_INVALID', `decision: at most ${LIMITS.decisionBytes} bytes`)
     }
-    const pending = model.run(feeds, { decide: () => decision ?? null, ...(subject === undefined ? {} : { subject }) })
+    const pending = model.run(feeds, { decide: () => decision ?? null, ...(subject === undefined ? {} : { subject }), ...(options.lendOutputs === true ? { lendOutputs: true } : {}) })
     slot.inflight.add(pending)
     try {
-      const { outputs, record } = await pending
-      return { model: name, modelHash: model.loaded.fileHashHex, outputs, record }
+      const { outputs, record, release } = await pending
+      return { model: name, modelHash: model.loaded.fileHashHex, outputs, record, release }
     } finally {
       slot.inflight.delete(pending)
     }

@@ -487,7 +487,9 @@ async function runModel ({ release, daemon, req, res, options }: RouteContext, n
   let result: DaemonRunResult
   try {
     const { feeds, decision, subject } = await readRunBody(req, options.maxRequestBytes, decoder)
-    result = await daemon.run(name, feeds, decision, subject)
+    // Lent: the outputs stay in the model worker's buffers until the answer is out (sendRunResult
+    // releases them), so this thread gets no fresh buffer per run for its GC to collect.
+    result = await daemon.run(name, feeds, decision, subject, { lendOutputs: true })
   } finally {
     // The run has settled: its inputs were copied (worker snapshot, capture ring), nothing reads
     // them; freed now rather than at a later GC (a pool of spares held up to 8 MiB between runs).
@@ -495,7 +497,12 @@ async function runModel ({ release, daemon, req, res, options }: RouteContext, n
   }
   // The body's bytes are free: a client slow to read its answer holds no place in the budget.
   release()
-  await sendRunResult(res, result, form, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, options.logger)
+  try {
+    await sendRunResult(res, result, form, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, options.logger)
+  } catch (e) {
+    result.release?.()
+    throw e
+  }
 }
 
 /**
@@ -629,6 +636,10 @@ async function sendRunResult (res: ServerResponse, result: DaemonRunResult, form
   })
   // The output buffers go once every byte has left (a binary answer's writes point into them).
   res.once('finish', () => { for (const v of owned) releaseBytes(v) })
+  // Lent outputs go back to the worker once every byte has left, or once nothing more will be
+  // written (a connection closed early).
+  if (res.destroyed) result.release?.()
+  else res.once('close', () => { result.release?.() })
   const deadline = setTimeout(() => {
     logger.warn({ timeoutMs }, 'API run answer not taken by its client within the body timeout: connection closed')
     res.destroy()

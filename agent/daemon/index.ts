@@ -4,7 +4,7 @@
  */
 export {
   Daemon, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_API_SOCKET_MODE, MODEL_NAME_PATTERN, RUNTIME_FILE,
-  type DaemonApi, type DaemonOptions, type DaemonModelConfig, type DaemonStatus, type RegistrationStatus, type DaemonRunResult, type ModelStatusEntry, type ProviderWarning, type UplinkLike, type UplinkFactory
+  type DaemonApi, type DaemonOptions, type DaemonModelConfig, type DaemonStatus, type RegistrationStatus, type DaemonRunResult, type DaemonRunOptions, type ModelStatusEntry, type ProviderWarning, type UplinkLike, type UplinkFactory
 } from './daemon.js'
 export { DaemonError, HTTP_STATUS_BY_CODE, type DaemonErrorCode } from './errors.js'
 export {

@@ -10,10 +10,18 @@ import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { digestTensor, type TensorDigest } from '../../protocol/index.js'
 import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
-import { toWireError, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
+import { toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 
 const port = parentPort
 if (port === null) throw new Error('model-worker.ts runs only as a worker thread')
+
+/** Outputs smaller than this go by transfer even in a lent run: their garbage costs nothing worth a slot. */
+const MIN_LENT_OUTPUT_BYTES = 64 * 1024
+/** Most slots of one byte length: lent runs in flight at once (a caller that keeps more gets transferred outputs). */
+const MAX_LENT_SLOTS_PER_SIZE = 8
+
+/** Typed arrays the main thread rebuilds over a lent slot (worker-session.ts LENDABLE_VIEWS); others go by transfer. */
+const LENDABLE_VIEWS = new Set(['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'])
 
 function send (message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer)
@@ -40,9 +48,12 @@ async function start (): Promise<void> {
   // reused by the next (see InputBuffers), which needs the previous run to be over.
   let queue = Promise.resolve()
   const buffers = new InputBuffers()
+  const slots = new OutputSlots()
   port?.on('message', (message: MainToWorker) => {
     if (message.op === 'run') {
-      queue = queue.then(async () => { await run(session, buffers, message.id, message.feeds, message.digestOutputs) })
+      queue = queue.then(async () => { await run(session, buffers, message.id, message.feeds, message.digestOutputs, message.lendOutputs === true ? slots : undefined) })
+    } else if (message.op === 'give-back') {
+      slots.giveBack(message.slots)
     } else if (message.op === 'release') {
       void loaded.release().finally(() => { send({ op: 'released' }); port?.close() })
     }
@@ -62,7 +73,7 @@ async function start (): Promise<void> {
   }, transferable(bytes))
 }
 
-async function run (session: InferenceSession, buffers: InputBuffers, id: number, feeds: readonly WireTensor[], digestOutputs: boolean): Promise<void> {
+async function run (session: InferenceSession, buffers: InputBuffers, id: number, feeds: readonly WireTensor[], digestOutputs: boolean, slots: OutputSlots | undefined): Promise<void> {
   try {
     const ortFeeds: Record<string, Tensor> = {}
     for (const f of feeds) ortFeeds[f.name] = new Tensor(f.type as 'float32', buffers.copyIn(f.name, f.data) as Float32Array, f.dims)
@@ -74,16 +85,24 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
     const digests = digestOutputs
       ? names.map((n): [string, TensorDigest] => [n, digestTensor(n, outputs[n] as Tensor)])
       : null
-    const wire: WireTensor[] = []
+    const wire: Array<WireTensor | LentTensor> = []
+    const fresh: LentSlot[] = []
     const transfer = new Set<ArrayBuffer>()
     for (const name of Object.keys(outputs)) {
       const t = outputs[name] as Tensor
+      // Lent: copied into a slot whose memory the main thread already holds, so that it gets no
+      // new buffer (and no new external memory for its GC to account) per run.
+      const slot = slots !== undefined && ArrayBuffer.isView(t.data) && LENDABLE_VIEWS.has(t.data.constructor.name) ? slots.place(t.data, fresh) : undefined
+      if (slot !== undefined) {
+        wire.push({ name, type: t.type, dims: t.dims, slot, view: (t.data as ArrayBufferView).constructor.name, byteLength: (t.data as ArrayBufferView).byteLength })
+        continue
+      }
       wire.push({ name, type: t.type, dims: t.dims, data: t.data })
       if (ArrayBuffer.isView(t.data)) for (const b of transferable(t.data)) transfer.add(b)
     }
     // An output may be an input's own buffer (an Identity node): it leaves with the result.
     buffers.forget(transfer)
-    send({ op: 'result', id, outputs: wire, digests, runUs }, [...transfer])
+    send({ op: 'result', id, outputs: wire, ...(fresh.length > 0 ? { slots: fresh } : {}), digests, runUs }, [...transfer])
   } catch (e) {
     send({ op: 'run-failed', id, error: toWireError(e) })
   }
@@ -114,6 +133,42 @@ class InputBuffers {
   /** Drops the kept buffers among `given` (transferred away with a result). */
   forget (given: ReadonlySet<ArrayBufferLike>): void {
     for (const [name, own] of this.kept) if (given.has(own.buffer)) this.kept.delete(name)
+  }
+}
+
+/**
+ * The pool of shared slots that lent runs' outputs are copied into (opt-in, StartRunOptions
+ * .lendOutputs). A slot is filled only while the main thread does not hold it: it is busy from
+ * the result that carries it until the main thread gives it back (`give-back`, once its caller
+ * released the outputs). Slots have the exact byte length of the output they were made for;
+ * when none of that length is free and MAX_LENT_SLOTS_PER_SIZE exist, the output goes by
+ * transfer as in a run that is not lent, so a caller that never gives back is never overwritten.
+ */
+class OutputSlots {
+  private readonly slots: Array<{ id: number, buffer: SharedArrayBuffer, busy: boolean }> = []
+  private nextId = 1
+
+  /** Copies `view` into a free slot (made if needed, and then added to `fresh`) and returns its id, or undefined. */
+  place (view: ArrayBufferView, fresh: LentSlot[]): number | undefined {
+    const n = view.byteLength
+    if (n < MIN_LENT_OUTPUT_BYTES) return undefined
+    let slot = this.slots.find(s => !s.busy && s.buffer.byteLength === n)
+    if (slot === undefined) {
+      if (this.slots.filter(s => s.buffer.byteLength === n).length >= MAX_LENT_SLOTS_PER_SIZE) return undefined
+      slot = { id: this.nextId++, buffer: new SharedArrayBuffer(n), busy: false }
+      this.slots.push(slot)
+      fresh.push({ id: slot.id, buffer: slot.buffer })
+    }
+    new Uint8Array(slot.buffer).set(new Uint8Array(view.buffer, view.byteOffset, n))
+    slot.busy = true
+    return slot.id
+  }
+
+  giveBack (ids: readonly number[]): void {
+    for (const id of ids) {
+      const slot = this.slots.find(s => s.id === id)
+      if (slot !== undefined) slot.busy = false
+    }
   }
 }
 

@@ -95,6 +95,12 @@ export interface ObservedRun {
 export interface RunResult {
   outputs: InferenceSession.OnnxValueMapType
   record: SignedRecord
+  /**
+   * Ends the loan of the outputs of a run asked with `lendOutputs`: their buffers go back to the
+   * model's worker, which may overwrite them with a later run's, so nothing may read `outputs`
+   * after. Idempotent; a no-op for a run that was not lent.
+   */
+  release: () => void
 }
 
 export interface RunOptions {
@@ -105,6 +111,15 @@ export interface RunOptions {
    * salted by that subject's own key, which `shred` can destroy on an erasure request.
    */
   subject?: string
+  /**
+   * Lend the outputs rather than give them (WorkerSession StartRunOptions): outputs of 64 KiB or
+   * more come in buffers of the model worker's pool that stay the caller's until it calls the
+   * result's `release()`, so the event loop's thread gets no fresh buffer per run (issue 11: each
+   * run's output was new external memory, the main cause of its major GCs). `decide` and
+   * `onRun` (e.g. the capture ring, which copies) see them before `run()` resolves. For callers
+   * that are done with the outputs once answered, like the daemon's API; default false.
+   */
+  lendOutputs?: boolean
 }
 
 export class ProvenanceAgent {
@@ -358,7 +373,7 @@ export class ProvenanceModel {
     }
     // Posting the run hands the worker its copy of the feeds; the inputs are hashed here (from
     // the very bytes the worker got) while the model computes there, the outputs in the worker.
-    const { inputs: hashing, result: pending } = session.startRun(feeds)
+    const { inputs: hashing, result: pending } = session.startRun(feeds, options.lendOutputs === true ? { lendOutputs: true } : {})
     let inputs: Array<[string, TensorDigest]>
     let result: WorkerRunResult
     try {
@@ -373,11 +388,19 @@ export class ProvenanceModel {
       await Promise.allSettled([hashing, pending])
       throw e
     }
-    const { outputs, digests: outputDigests, runUs: latencyUs } = result
-    const decision = options.decide?.(outputs) ?? null
-    const { record, salt } = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision, options.subject)
-    this.agent.observeRun(record, salt, feeds, outputs)
-    return { outputs, record }
+    const { outputs, digests: outputDigests, runUs: latencyUs, release } = result
+    let record: SignedRecord
+    try {
+      const decision = options.decide?.(outputs) ?? null
+      let salt: Uint8Array
+      ({ record, salt } = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision, options.subject))
+      this.agent.observeRun(record, salt, feeds, outputs)
+    } catch (e) {
+      // Nobody will see these outputs: a lent run's buffers go back at once.
+      release()
+      throw e
+    }
+    return { outputs, record, release }
   }
 
   /** Releases the onnxruntime session. */

@@ -24,6 +24,26 @@ export interface WireTensor {
   readonly data: ArrayBufferView | readonly string[]
 }
 
+/**
+ * An output lent in a shared slot of the worker (see OutputSlots in model-worker.ts): its bytes
+ * are at the start of slot `slot`, viewed as `view` (a typed-array constructor name). The slot's
+ * SharedArrayBuffer crosses once, in `LentSlot`, the first time the worker fills it.
+ */
+export interface LentTensor {
+  readonly name: string
+  readonly type: string
+  readonly dims: readonly number[]
+  readonly slot: number
+  readonly view: string
+  readonly byteLength: number
+}
+
+/** A new shared slot of the worker's output pool, sent once with the first result it holds. */
+export interface LentSlot {
+  readonly id: number
+  readonly buffer: SharedArrayBuffer
+}
+
 /** An error as it crosses threads: the class name and the stable code are kept. */
 export interface WireError {
   readonly name: string
@@ -32,7 +52,9 @@ export interface WireError {
 }
 
 export type MainToWorker =
-  | { readonly op: 'run', readonly id: number, readonly feeds: readonly WireTensor[], readonly digestOutputs: boolean }
+  | { readonly op: 'run', readonly id: number, readonly feeds: readonly WireTensor[], readonly digestOutputs: boolean, readonly lendOutputs?: boolean }
+  /** The main thread is done with these lent output slots: the worker may fill them again. */
+  | { readonly op: 'give-back', readonly slots: readonly number[] }
   | { readonly op: 'release' }
 
 export type WorkerToMain =
@@ -51,7 +73,9 @@ export type WorkerToMain =
   | {
     readonly op: 'result'
     readonly id: number
-    readonly outputs: readonly WireTensor[]
+    readonly outputs: ReadonlyArray<WireTensor | LentTensor>
+    /** Slots of the output pool that this result is the first to use (lent runs only). */
+    readonly slots?: readonly LentSlot[]
     /** Output digests in output-name order, when the run asked for them. */
     readonly digests: ReadonlyArray<readonly [string, TensorDigest]> | null
     /** Wall time of onnxruntime's run() alone, in µs. */

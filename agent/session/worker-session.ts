@@ -9,7 +9,7 @@ import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
 import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelSession } from '../model/index.js'
 import { hashCanonicalYielding } from './digest-feeds.js'
-import type { WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
+import type { LentTensor, WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
 import type { Logger } from '../../common/logger.js'
 
 /** Options of {@link loadModelInWorker}; the same as loadModel's. */
@@ -38,6 +38,24 @@ export interface WorkerRunResult {
   readonly digests: Array<[string, TensorDigest]>
   /** onnxruntime's run() alone, in µs, measured in the worker. */
   readonly runUs: number
+  /**
+   * Gives the outputs' lent buffers back to the worker (a run started with `lendOutputs`): from
+   * then on the worker may overwrite them, so nothing may read `outputs` after. Idempotent; a
+   * no-op for a run that was not lent.
+   */
+  readonly release: () => void
+}
+
+/** How {@link WorkerSession.startRun} hands the outputs over. */
+export interface StartRunOptions {
+  /**
+   * Lend the outputs instead of giving them: each output of 64 KiB or more arrives in a shared
+   * buffer of the worker's pool that this thread already holds (no new buffer per run, so no
+   * external memory piling up for a major GC), and stays the caller's until it calls the
+   * result's `release()`; after that the worker reuses the buffer for a later run. A caller that
+   * keeps an output must copy it first. Default false: the outputs are the caller's for good.
+   */
+  readonly lendOutputs?: boolean
 }
 
 /** A run posted to the worker: its input digests and its result, each settling on its own. */
@@ -135,6 +153,8 @@ export class WorkerSession implements ModelSession {
   private readonly worker: Worker
   private readonly pending = new Map<number, Pending>()
   private readonly snapshots = new SnapshotPool()
+  /** The worker's output slots that lent runs used so far, by id (each crossed once). */
+  private readonly slots = new Map<number, SharedArrayBuffer>()
   private nextId = 1
   private failure: Error | undefined
   private released: Promise<void> | undefined
@@ -147,7 +167,21 @@ export class WorkerSession implements ModelSession {
     this.outputNames = outputNames
     worker.on('message', (m: WorkerToMain) => {
       if (m.op === 'warn') logger?.warn(m.obj, m.msg)
-      else if (m.op === 'result') this.settle(m.id, p => { p.resolve({ outputs: toOrtOutputs(m.outputs), digests: (m.digests ?? []).map(([n, d]) => [n, d]), runUs: m.runUs }) })
+      else if (m.op === 'result') {
+        for (const s of m.slots ?? []) this.slots.set(s.id, s.buffer)
+        this.settle(m.id, p => {
+          const release = this.releaser(m.outputs)
+          let outputs: InferenceSession.OnnxValueMapType
+          try {
+            outputs = this.toOrtOutputs(m.outputs)
+          } catch (e) {
+            release()
+            p.reject(e as Error)
+            return
+          }
+          p.resolve({ outputs, digests: (m.digests ?? []).map(([n, d]) => [n, d]), runUs: m.runUs, release })
+        })
+      }
       else if (m.op === 'run-failed') this.settle(m.id, p => { p.reject(fromRunError(m.error)) })
     })
     worker.on('error', (e) => { this.fail(new Error(`model worker failed: ${describe(e)}`, { cause: e })) })
@@ -174,11 +208,11 @@ export class WorkerSession implements ModelSession {
    * the loop for longer than a slice takes.
    * @throws ProtocolError `TENSOR_INVALID` (synchronously, before anything is posted).
    */
-  startRun (feeds: Readonly<Record<string, TensorLike>>): StartedRun {
+  startRun (feeds: Readonly<Record<string, TensorLike>>, options: StartRunOptions = {}): StartedRun {
     const names = Object.keys(feeds).sort()
     for (const n of names) canonicalTensor(n, feeds[n] as TensorLike)
     const wire = names.map(n => this.snapshots.take(n, feeds[n] as TensorLike))
-    const result = this.post(wire, true)
+    const result = this.post(wire, true, options.lendOutputs === true)
     const inputs = (async () => {
       const out: Array<[string, TensorDigest]> = []
       for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
@@ -190,19 +224,49 @@ export class WorkerSession implements ModelSession {
     return { inputs, result }
   }
 
-  private async post (wire: WireTensor[], digestOutputs: boolean): Promise<WorkerRunResult> {
+  private async post (wire: WireTensor[], digestOutputs: boolean, lendOutputs = false): Promise<WorkerRunResult> {
     if (this.failure !== undefined) throw this.failure
     if (this.released !== undefined) throw new Error('the model session is released')
     const id = this.nextId++
     const result = new Promise<WorkerRunResult>((resolve, reject) => { this.pending.set(id, { resolve, reject }) })
     try {
-      this.worker.postMessage({ op: 'run', id, feeds: wire, digestOutputs })
+      this.worker.postMessage({ op: 'run', id, feeds: wire, digestOutputs, ...(lendOutputs ? { lendOutputs } : {}) })
     } catch (e) {
       this.pending.delete(id)
       throw e
     }
     if (this.pending.size === 1) this.worker.ref()
     return await result
+  }
+
+  /** A result's outputs as onnxruntime tensors: transferred ones as they came, lent ones as views of their slot. */
+  private toOrtOutputs (outputs: ReadonlyArray<WireTensor | LentTensor>): InferenceSession.OnnxValueMapType {
+    const map: Record<string, Tensor> = {}
+    for (const o of outputs) {
+      let data = (o as WireTensor).data
+      if ('slot' in o) {
+        const buffer = this.slots.get(o.slot)
+        const Ctor = LENDABLE_VIEWS[o.view]
+        if (buffer === undefined || Ctor === undefined) throw new Error(`model worker lent output ${o.name} in unknown slot ${o.slot} (${o.view})`)
+        data = new Ctor(buffer, 0, o.byteLength / Ctor.BYTES_PER_ELEMENT)
+      }
+      map[o.name] = new Tensor(o.type as 'float32', data as Float32Array, o.dims)
+    }
+    return map
+  }
+
+  /** The release() of a result: gives its lent slots back to the worker, once. */
+  private releaser (outputs: ReadonlyArray<WireTensor | LentTensor>): () => void {
+    const lent = outputs.flatMap(o => 'slot' in o ? [o.slot] : [])
+    if (lent.length === 0) return () => {}
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      // A worker that is gone or going needs nothing back.
+      if (this.failure !== undefined || this.released !== undefined) return
+      this.worker.postMessage({ op: 'give-back', slots: lent })
+    }
   }
 
   private settle (id: number, action: (p: Pending) => void): void {
@@ -272,10 +336,11 @@ class SnapshotPool {
   }
 }
 
-function toOrtOutputs (outputs: readonly WireTensor[]): InferenceSession.OnnxValueMapType {
-  const map: Record<string, Tensor> = {}
-  for (const o of outputs) map[o.name] = new Tensor(o.type as 'float32', o.data as Float32Array, o.dims)
-  return map
+type ViewConstructor = (new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayBufferView) & { readonly BYTES_PER_ELEMENT: number }
+
+/** The typed arrays an onnxruntime output may be, by constructor name (what a lent output names). */
+const LENDABLE_VIEWS: Readonly<Record<string, ViewConstructor | undefined>> = {
+  Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array
 }
 
 function fromLoadError (e: WireError): Error {

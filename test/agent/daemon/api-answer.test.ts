@@ -70,3 +70,39 @@ t.test('behavior: PaddleOCR det answers the same bytes in JSON and binary, for J
   t.equal(refused.status, 406)
   t.equal((await daemon.status()).seq, (seqs[3] as number), 'a refused Accept runs nothing')
 })
+
+t.test('behavior: a run answer held by a slow reader keeps its own bytes while later runs reuse the lent output buffers', async t => {
+  const dir = await makeTempDir(t, 'prov-answer-')
+  const daemon = await Daemon.start({ deviceId: 'dev-a', stateDir: join(dir, 'state'), profile: await resolveProfile('generic-x86_64'), models: [{ name: 'det', path: paddleOcrModelPaths().detection }], logger: quiet })
+  t.teardown(async () => await daemon.stop('test teardown'))
+  const input = (await daemon.status()).models[0]?.inputs?.[0]?.name ?? 'x'
+  // 640 × 640: a 1.6 MB answer, more than the socket's buffers hold, so its writes wait on the reader.
+  const dims = [1, 3, 640, 640]
+  const imageOf = (seed: number): Float32Array => makeTextLikeImage({ width: 640, height: 640, seed }).data
+  // Given, not lent: this one is ours for good.
+  const expected = Object.values((await daemon.run('det', { [input]: new ort.Tensor('float32', imageOf(4), dims) })).outputs)[0] as ort.Tensor
+  const expectedBytes = Buffer.from((expected.data as Float32Array).buffer, (expected.data as Float32Array).byteOffset, (expected.data as Float32Array).byteLength)
+  const slow = await new Promise<{ chunks: Buffer[], resume: () => Promise<void> }>((resolve, reject) => {
+    const req = request({ socketPath: daemon.socketPath, method: 'POST', path: '/v1/models/det/run', headers: { 'content-type': RUN_BINARY_CONTENT_TYPE, accept: 'application/octet-stream' } }, (res) => {
+      const chunks: Buffer[] = []
+      const ended = new Promise<void>(resolve => res.on('end', resolve))
+      res.once('data', (c: Buffer) => {
+        chunks.push(c)
+        res.pause()
+        resolve({ chunks, resume: async () => { res.on('data', (c: Buffer) => chunks.push(c)); res.resume(); await ended } })
+      })
+    })
+    req.on('error', reject)
+    req.end(encodeBinaryRunBody({ [input]: { type: 'float32', dims, data: imageOf(4) } }))
+  })
+  // Twelve later runs of another image through the API, each lent and released: more than the
+  // worker's pool of a size, so they cycle through every free buffer while the slow answer holds one.
+  for (let i = 0; i < 12; i++) {
+    const other = await post(daemon.socketPath, encodeBinaryRunBody({ [input]: { type: 'float32', dims, data: imageOf(5) } }), RUN_BINARY_CONTENT_TYPE, 'application/octet-stream')
+    t.equal(other.status, 200)
+  }
+  await slow.resume()
+  const decoded = decodeBinaryRunAnswer(Buffer.concat(slow.chunks))
+  const raw = Object.values(decoded.outputs)[0]?.data as Float32Array
+  t.ok(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).equals(expectedBytes), 'the slow answer is its own run\'s output')
+})

@@ -100,6 +100,45 @@ t.test('behavior: runs in a row and at once each compute on and commit to their 
   for (const { k, r } of atOnce) check(k, r.outputs, r.record)
 })
 
+t.test('behavior: lent outputs are never overwritten before their release, come in reused shared buffers after it, and commit to what the caller sees', async t => {
+  const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
+  const model = await agent.loadModel(modelPath)
+  const elements = 64 * 1024
+  const tensorOf = (k: number): ort.Tensor => new ort.Tensor('float32', Float32Array.from({ length: elements }, (_, i) => (i * 7 + k) % 1009), [elements])
+  const check = (k: number, r: Awaited<ReturnType<typeof model.run>>, what: string): void => {
+    const want = tensorOf(k)
+    const y = r.outputs.y?.data as Float32Array
+    t.same(Buffer.from(y.buffer, y.byteOffset, y.byteLength), Buffer.from((want.data as Float32Array).buffer), `${what}: run ${k}'s output`)
+    const body = r.record.record.body as InferenceBody
+    t.same(body.outputs[0]?.hash, commitTensor(agent.saltFor(r.record.record.seq), 'y', want), `${what}: run ${k}'s output commitment`)
+  }
+  // Held: 12 lent runs, none released. The pool has 8 slots of a size; the rest come by transfer.
+  const held: Array<Awaited<ReturnType<typeof model.run>>> = []
+  for (let k = 0; k < 12; k++) held.push(await model.run({ x: tensorOf(k) }, { lendOutputs: true }))
+  const shared = held.filter(r => (r.outputs.y?.data as Float32Array).buffer instanceof SharedArrayBuffer)
+  t.equal(shared.length, 8, 'eight runs lent, the others given')
+  t.equal(new Set(shared.map(r => (r.outputs.y?.data as Float32Array).buffer)).size, 8, 'no two held runs share a buffer')
+  for (const [k, r] of held.entries()) check(k, r, 'held')
+  // Released: the next runs reuse those buffers (no new one), and still see their own bytes.
+  const buffers = new Set(shared.map(r => (r.outputs.y?.data as Float32Array).buffer))
+  for (const r of held) { r.release(); r.release() }
+  for (let k = 20; k < 30; k++) {
+    const r = await model.run({ x: tensorOf(k) }, { lendOutputs: true })
+    t.ok(buffers.has((r.outputs.y?.data as Float32Array).buffer), `run ${k} reuses a released buffer`)
+    check(k, r, 'reused')
+    r.release()
+  }
+  // Runs at once, lent: each its own slot until released.
+  const atOnce = await Promise.all([40, 41, 42, 43].map(async k => ({ k, r: await model.run({ x: tensorOf(k) }, { lendOutputs: true }) })))
+  for (const { k, r } of atOnce) check(k, r, 'at once')
+  for (const { r } of atOnce) r.release()
+  // Not lent: the caller's own buffer, for good; release() does nothing.
+  const given = await model.run({ x: tensorOf(50) })
+  t.ok((given.outputs.y?.data as Float32Array).buffer instanceof ArrayBuffer, 'a run that is not lent gives a plain buffer')
+  given.release()
+  check(50, given, 'given')
+})
+
 t.test('behavior: input hashing starts only after a turn of the event loop, then yields between slices, and gives digestTensor\'s digest', async t => {
   const bytes = new Uint8Array(600 * 1024).map((_, i) => i % 253)
   const canonical = canonicalTensor('x', { type: 'uint8', dims: [bytes.length], data: bytes })
