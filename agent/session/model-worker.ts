@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { digestTensor, type TensorDigest } from '../../protocol/index.js'
 import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
-import { toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
+import { LENDABLE_VIEWS, toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 
 const port = parentPort
 if (port === null) throw new Error('model-worker.ts runs only as a worker thread')
@@ -19,9 +19,6 @@ if (port === null) throw new Error('model-worker.ts runs only as a worker thread
 const MIN_LENT_OUTPUT_BYTES = 64 * 1024
 /** Most slots of one byte length: lent runs in flight at once (a caller that keeps more gets transferred outputs). */
 const MAX_LENT_SLOTS_PER_SIZE = 8
-
-/** Typed arrays the main thread rebuilds over a lent slot (worker-session.ts LENDABLE_VIEWS); others go by transfer. */
-const LENDABLE_VIEWS = new Set(['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'])
 
 function send (message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer)
@@ -92,7 +89,7 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
       const t = outputs[name] as Tensor
       // Lent: copied into a slot whose memory the main thread already holds, so that it gets no
       // new buffer (and no new external memory for its GC to account) per run.
-      const slot = slots !== undefined && ArrayBuffer.isView(t.data) && LENDABLE_VIEWS.has(t.data.constructor.name) ? slots.place(t.data, fresh) : undefined
+      const slot = slots !== undefined && ArrayBuffer.isView(t.data) && LENDABLE_VIEWS[t.data.constructor.name] !== undefined ? slots.place(t.data, fresh) : undefined
       if (slot !== undefined) {
         wire.push({ name, type: t.type, dims: t.dims, slot, view: (t.data as ArrayBufferView).constructor.name, byteLength: (t.data as ArrayBufferView).byteLength })
         continue

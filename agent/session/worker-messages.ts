@@ -38,6 +38,16 @@ export interface LentTensor {
   readonly byteLength: number
 }
 
+type ViewConstructor = (new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayBufferView) & { readonly BYTES_PER_ELEMENT: number }
+
+/**
+ * The typed arrays an output may be lent as, by constructor name (what a LentTensor's `view`
+ * names): the worker lends only these, the main thread rebuilds the view with them.
+ */
+export const LENDABLE_VIEWS: Readonly<Record<string, ViewConstructor | undefined>> = {
+  Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array
+}
+
 /** A new shared slot of the worker's output pool, sent once with the first result it holds. */
 export interface LentSlot {
   readonly id: number

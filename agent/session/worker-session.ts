@@ -9,7 +9,7 @@ import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { canonicalTensor, ProtocolError, type TensorDigest, type TensorLike } from '../../protocol/index.js'
 import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo, type ModelSession } from '../model/index.js'
 import { hashCanonicalYielding } from './digest-feeds.js'
-import type { LentTensor, WireError, WireTensor, WorkerLoadRequest, WorkerToMain } from './worker-messages.js'
+import { LENDABLE_VIEWS, type LentTensor, type WireError, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 import type { Logger } from '../../common/logger.js'
 
 /** Options of {@link loadModelInWorker}; the same as loadModel's. */
@@ -334,13 +334,6 @@ class SnapshotPool {
       this.spare.set(w.data.byteLength, list)
     }
   }
-}
-
-type ViewConstructor = (new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayBufferView) & { readonly BYTES_PER_ELEMENT: number }
-
-/** The typed arrays an onnxruntime output may be, by constructor name (what a lent output names). */
-const LENDABLE_VIEWS: Readonly<Record<string, ViewConstructor | undefined>> = {
-  Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array
 }
 
 function fromLoadError (e: WireError): Error {
