@@ -23,7 +23,7 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { JSON_CONTENT_TYPE, readBody as readLimitedBody, readBodyChunks, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
+import { JSON_CONTENT_TYPE, lingerOnClose, readBody as readLimitedBody, readBodyChunks, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
 import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../../common/logger.js'
 import type { DaemonApi, DaemonRunResult } from './api.js'
@@ -512,27 +512,12 @@ async function runModel ({ release, daemon, req, res, options }: RouteContext, n
  * @throws DaemonError `REQUEST_TOO_LARGE`, `REQUEST_INVALID` (the rest of the body is drained unread).
  */
 async function readRunBody (req: IncomingMessage, maxBytes: number, decoder: RunBodyDecoder): Promise<RunRequest> {
-  // Its own loop rather than readBodyChunks: over the limit it throws without resuming first, and
-  // the endless-body test of the run route was only ever green with this order.
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > maxBytes) {
-    req.resume()
-    throw tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}`)
-  }
-  let total = 0
-  try {
-    for await (const chunk of req) {
-      total += (chunk as Buffer).byteLength
-      if (total > maxBytes) throw tooLarge(`request body exceeds ${maxBytes} bytes`)
-      decoder.write(chunk as Buffer)
-      releaseBytes(chunk as Buffer)
-    }
-  } catch (e) {
-    // Drained, not parsed, so that the client reads the answer rather than a reset; the body
-    // deadline still closes a client that never stops.
-    if (!req.destroyed) req.resume()
-    throw e
-  }
+  // Each socket chunk is freed as soon as it is decoded (releaseBytes); over the limit the rest is
+  // drained, not parsed, so that the client reads the answer rather than a reset.
+  await readBodyChunks(req, maxBytes, tooLarge, chunk => {
+    decoder.write(chunk)
+    releaseBytes(chunk)
+  })
   return decoder.end()
 }
 
@@ -695,9 +680,14 @@ async function shredSubject ({ daemon, req, res, options }: RouteContext): Promi
   sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
 }
 
-/** A body the handler did not read (a GET with a body, an endless one): close after answering, so it goes nowhere. */
+/**
+ * A body the handler did not read (a GET with a body, an endless one): close after answering, so
+ * it goes nowhere, lingering so that the client reads the answer (lingerOnClose).
+ */
 function closeIfUnread (req: IncomingMessage): Record<string, string> {
-  return req.complete ? {} : { connection: 'close' }
+  if (req.complete) return {}
+  lingerOnClose(req.socket)
+  return { connection: 'close' }
 }
 
 /**
