@@ -109,8 +109,9 @@ t.test('behavior: the unit is hardened and stops cleanly', async t => {
   for (const [k, v] of Object.entries(expected)) t.equal(directives.get(k), v, `${k}=${v}`)
   t.match(directives.get('ExecStart'), /^@NODE@ @APP_DIR@\/dist\/agent\/cli\/main\.js start --config \/etc\/provenance-agent\/config\.json$/, 'the compiled agent, no tsx')
   for (const absent of ['WatchdogSec', 'MemoryDenyWriteExecute', 'PrivateDevices', 'ProtectClock']) t.notOk(directives.has(absent), `no ${absent}`)
-  // A model's buffer on huge pages (docs/OPERATIONS.md §Model identity at load); bench/agent.ts reads it from here.
-  t.same(directivesOf(unit).get('Environment'), ['NODE_ENV=production', 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1'])
+  // A model's buffer on huge pages (docs/OPERATIONS.md §Model identity at load), two malloc arenas
+  // (§Memory: glibc arenas); bench/agent.ts reads them from here.
+  t.same(directivesOf(unit).get('Environment'), ['NODE_ENV=production', 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2'])
 })
 
 t.test('behavior: install.sh --dry-run prints what it would do and changes nothing', async t => {
