@@ -2,11 +2,13 @@
  * `npm run bench`: every benchmark in one run, each a ratio against a baseline measured in the
  * same run (never against a number from elsewhere). `npm run bench -- agent gateway` runs some.
  * Each prints its table; all results, with the machine and its load, go to bench/out/*.json.
+ * Each runs in a process of its own (bench/run-one.ts), so none measures what another left behind.
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
-import { loadavg } from 'node:os'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describeMachine } from './measure.js'
 
@@ -50,6 +52,7 @@ if (args.includes('--help') || args.includes('-h')) {
 let failed = false
 const machine = describeMachine()
 const results: Record<string, unknown> = {}
+const tmp = await mkdtemp(join(tmpdir(), 'prov-bench-'))
 for (const name of names) {
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url))
   if (!existsSync(file)) {
@@ -58,14 +61,18 @@ for (const name of names) {
     continue
   }
   console.log(`\n== ${name} ==`)
-  try {
-    const mod = await import(`./${name}.js`) as { main: () => Promise<unknown> }
-    results[name] = await mod.main()
-  } catch (e) {
+  // Each bench in a fresh process (bench/run-one.ts), with this one's arguments.
+  const resultFile = join(tmp, `${name}.json`)
+  const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./run-one.ts', import.meta.url)), ...args],
+    { stdio: 'inherit', env: { ...process.env, BENCH_PART: name, BENCH_RESULT_FILE: resultFile } })
+  if (child.status === 0 && existsSync(resultFile)) {
+    results[name] = JSON.parse(await readFile(resultFile, 'utf8')) as unknown
+  } else {
     failed = true
-    console.error(`bench ${name} failed: ${(e as Error).stack ?? String(e)}`)
+    console.error(`bench ${name} failed: exit ${child.status ?? child.signal ?? child.error?.message}`)
   }
 }
+await rm(tmp, { recursive: true, force: true })
 machine.loadEnd = loadavg()[0] ?? 0
 const outDir = fileURLToPath(new URL('./out/', import.meta.url))
 await mkdir(outDir, { recursive: true })
