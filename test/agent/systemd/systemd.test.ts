@@ -110,8 +110,8 @@ t.test('behavior: the unit is hardened and stops cleanly', async t => {
   t.match(directives.get('ExecStart'), /^@NODE@ @APP_DIR@\/dist\/agent\/cli\/main\.js start --config \/etc\/provenance-agent\/config\.json$/, 'the compiled agent, no tsx')
   for (const absent of ['WatchdogSec', 'MemoryDenyWriteExecute', 'PrivateDevices', 'ProtectClock']) t.notOk(directives.has(absent), `no ${absent}`)
   // A model's buffer on huge pages (docs/OPERATIONS.md §Model identity at load), two malloc arenas
-  // and a small young generation (§Memory); bench/agent.ts reads them from here.
-  t.same(directivesOf(unit).get('Environment'), ['NODE_ENV=production', 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2', 'NODE_OPTIONS=--max-semi-space-size=2'])
+  // (§Memory); bench/agent.ts reads them from here.
+  t.same(directivesOf(unit).get('Environment'), ['NODE_ENV=production', 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2'])
 })
 
 t.test('behavior: install.sh --dry-run prints what it would do and changes nothing', async t => {
