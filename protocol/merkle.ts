@@ -630,14 +630,11 @@ function checkProofArray (proof: unknown): void {
 // eight 32-bit words when aligned: the byte loop over views of differently backed arrays (digests,
 // decoded lines, copies) was a seventh of checking a batch's proofs.
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  if (a.byteLength === HASH_BYTES && (a.byteOffset & 3) === 0 && (b.byteOffset & 3) === 0) {
-    const x = new Int32Array(a.buffer, a.byteOffset, HASH_BYTES / 4)
-    const y = new Int32Array(b.buffer, b.byteOffset, HASH_BYTES / 4)
-    for (let i = 0; i < HASH_BYTES / 4; i++) if (x[i] !== y[i]) return false
-    return true
-  }
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  // A plain byte loop: two Int32Array views of the hashes cost two allocations per call, and made
+  // an equal pair of hashes 2.5× slower to compare (~200 against ~80 ns).
+  const n = a.byteLength
+  if (n !== b.byteLength) return false
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false
   return true
 }
 
