@@ -626,12 +626,11 @@ function checkProofArray (proof: unknown): void {
   if (!Array.isArray(proof)) throw new TypeError('proof must be an array')
 }
 
-// Not constant-time: for reusing a node, whose children are public proof data. Hashes compare as
-// eight 32-bit words when aligned: the byte loop over views of differently backed arrays (digests,
-// decoded lines, copies) was a seventh of checking a batch's proofs.
+// Not constant-time: for reusing a node, whose children are public proof data. A plain byte loop:
+// comparing as eight 32-bit words (ba0459d) cost two Int32Array views, two allocations, per call,
+// and measured slower since: ~200 against ~80 ns for an equal pair, and ProofJudge.judge over
+// 20 000 proofs 14.6-22.6 µs with the words against 10.7-16.1 with the loop, alternated.
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  // A plain byte loop: two Int32Array views of the hashes cost two allocations per call, and made
-  // an equal pair of hashes 2.5× slower to compare (~200 against ~80 ns).
   const n = a.byteLength
   if (n !== b.byteLength) return false
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false
