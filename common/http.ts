@@ -26,6 +26,19 @@ export function sendBody (res: ServerResponse, status: number, contentType: stri
 export const LINGER_MS = 2_000
 export const LINGER_BYTES = 4 * 1024 * 1024
 const LINGER_POLL_MS = 25
+/** Sockets whose close lingers already. */
+const lingering = new WeakSet<Socket>()
+
+/**
+ * The headers of an answer to a request whose body was not read (a GET with a body, an endless
+ * one, a refusal before reading): `connection: close`, lingering so that the client reads the
+ * answer (lingerOnClose); none when the body was read.
+ */
+export function closeIfUnread (req: IncomingMessage): Record<string, string> {
+  if (req.complete) return {}
+  lingerOnClose(req.socket)
+  return { connection: 'close' }
+}
 
 /**
  * Closes `socket` gently once node's server closes it after an answer sent before the request's
@@ -37,9 +50,8 @@ const LINGER_POLL_MS = 25
  * instead of the 413 (2 of 3 runs of the API access test on a loaded machine). RFC 9112 §9.6.
  */
 export function lingerOnClose (socket: Socket | null): void {
-  if (socket === null || socket.destroyed) return
-  if ((socket as { lingering?: boolean }).lingering === true) return
-  ;(socket as { lingering?: boolean }).lingering = true
+  if (socket === null || socket.destroyed || lingering.has(socket)) return
+  lingering.add(socket)
   socket.destroySoon = function lingeringClose (this: Socket): void {
     // node's HTTP parser reads the socket itself (no 'data' events): bytesRead counts what came.
     const limit = socket.bytesRead + LINGER_BYTES

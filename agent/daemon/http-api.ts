@@ -23,7 +23,7 @@ import { promises as fs } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import type { Tensor } from 'onnxruntime-node'
-import { JSON_CONTENT_TYPE, lingerOnClose, readBody as readLimitedBody, readBodyChunks, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
+import { JSON_CONTENT_TYPE, closeIfUnread, readBody as readLimitedBody, readBodyChunks, replyUnreadable, sendError as sendErrorReply, sendJson as sendJsonReply } from '../../common/http.js'
 import { OVERSIGHT_VERDICTS, SESSION_PHASES, ProtocolError, assertRecord, encodeCanonical, fromHex, toHex, type OversightBody, type SessionBody } from '../../protocol/index.js'
 import type { Logger } from '../../common/logger.js'
 import type { DaemonApi, DaemonRunResult } from './api.js'
@@ -683,16 +683,6 @@ async function shredSubject ({ daemon, req, res, options }: RouteContext): Promi
     throw new DaemonError('REQUEST_INVALID', 'body must be { subject: non-empty string of at most 256 bytes, reason?: string }')
   }
   sendJson(res, 200, await daemon.shred(body.subject, typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'erasure request'))
-}
-
-/**
- * A body the handler did not read (a GET with a body, an endless one): close after answering, so
- * it goes nowhere, lingering so that the client reads the answer (lingerOnClose).
- */
-function closeIfUnread (req: IncomingMessage): Record<string, string> {
-  if (req.complete) return {}
-  lingerOnClose(req.socket)
-  return { connection: 'close' }
 }
 
 /**

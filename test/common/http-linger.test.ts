@@ -27,7 +27,7 @@ async function server (): Promise<{ server: Server, port: number, closed: () => 
  * never stops on its own (`stopAfterAnswer` ends its side once the answer's head came); resolves
  * with what it read and how the connection ended.
  */
-async function flood (port: number, options: { stopAfterAnswer?: boolean, write?: boolean } = {}): Promise<{ status: number, ended: 'close' | 'reset', ms: number }> {
+async function flood (port: number, options: { stopAfterAnswer?: boolean } = {}): Promise<{ status: number, ended: 'close' | 'reset', ms: number }> {
   // Half-open allowed: the server's FIN does not end this side, so it writes on until told to stop.
   const socket: Socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   const chunk = Buffer.from('4000\r\n' + 'x'.repeat(0x4000) + '\r\n')
@@ -41,7 +41,7 @@ async function flood (port: number, options: { stopAfterAnswer?: boolean, write?
       resolve({ status, ended, ms: performance.now() - started })
     }
     const pump = (): void => {
-      while (options.write !== false && socket.writable && socket.write(chunk)) { /* until the buffer is full */ }
+      while (socket.writable && socket.write(chunk)) { /* until the buffer is full */ }
     }
     socket.on('drain', pump)
     socket.on('data', (d: Buffer) => {
