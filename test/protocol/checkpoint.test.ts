@@ -141,6 +141,17 @@ t.test('behavior: random proofs round trip and verify', async (t) => {
   t.pass('round trips')
 })
 
+t.test('behavior: extra blocks of any size decode the same, one after another (decodeExtra reuses one buffer)', async (t) => {
+  // Larger than the first scratch buffer (4 KiB decoded), then smaller, then larger again.
+  const big = Array.from({ length: 8 }, (_, i) => ({ key: `k${i}`, value: String.fromCharCode(0x41 + i).repeat(1000) }))
+  const small = [{ key: 'seq', value: '7' }]
+  for (const extra of [big, small, ANCHOR, big, small]) t.same(parseProof(formatProof(sampleProof(3, extra))).extra, extra)
+  // A refused block in between (not ASCII) leaves nothing behind for the next one.
+  const withExtra = (block: string): string => formatProof(sampleProof(3, small)).split('\n').map(l => l.startsWith('extra ') ? `extra ${Buffer.from(block).toString('base64')}` : l).join('\n')
+  t.throws(() => parseProof(withExtra('device caf\u00e9\n')), { name: 'ProtocolError', code: 'MERKLE_INVALID_PROOF' })
+  t.same(parseProof(withExtra('seq 8\n')).extra, [{ key: 'seq', value: '8' }])
+})
+
 t.test('behavior: a hash line or extra is accepted exactly when it is the base64 round trip of its bytes', async (t) => {
   const text = formatProof(sampleProof(2, ANCHOR))
   const lines = text.split('\n')
