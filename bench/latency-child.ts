@@ -18,7 +18,7 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:pe
 import { getHeapStatistics } from 'node:v8'
 import ort from 'onnxruntime-node'
 import { Daemon } from '../agent/daemon/index.js'
-import { releaseBytes } from '../agent/daemon/admission.js'
+import { releaseBytes } from '../common/release-bytes.js'
 import { profileThreadOptions, resolveProfile } from '../agent/profile/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { loadModelInWorker } from '../agent/session/index.js'

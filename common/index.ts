@@ -10,6 +10,7 @@ export { SILENT_LOGGER, LOG_LEVELS, type Logger, type LogFn, type LogLevel } fro
 export { isEntryPoint } from './entry-point.js'
 export { JSON_CONTENT_TYPE, sendBody, sendJson, sendError, replyUnreadable, readBody, readBodyChunks, type UnreadableRequestCodes } from './http.js'
 export { redactUrl } from './redact-url.js'
+export { releaseBytes } from './release-bytes.js'
 export { writeFileAtomic, syncDir, type WriteFileAtomicOptions } from './atomic-file.js'
 export {
   readSecret, parseHexSecret32, readOwnerOnlyFile, MAX_SECRET_FILE_BYTES,

@@ -4,8 +4,6 @@
  * read (TCP backpressure holds their clients back), in arrival order, each for a bounded time.
  */
 
-import { MessageChannel } from 'node:worker_threads'
-
 /**
  * Admission waits allowed, ms: 0 (refuse at once when full) up to 10 minutes; a client waiting
  * longer is better told to retry.
@@ -81,39 +79,5 @@ export class BodyBudget {
 
   private drain (): void {
     while (this.queue.length > 0 && this.fits((this.queue[0] as Waiter).bytes)) (this.queue.shift() as Waiter).admit()
-  }
-}
-
-/**
- * A port whose other end is closed: a message posted there is serialized and dropped at once
- * (HTML structured clone: the transfer list is still detached), so transferring an ArrayBuffer
- * there frees its bytes now instead of at some later GC.
- */
-const SINK = (() => {
-  const { port1 } = new MessageChannel()
-  port1.close()
-  return port1
-})()
-
-/**
- * Frees the bytes of `view` at once when it is the only view of its whole ArrayBuffer (a chunk of
- * node's HTTP parser, a tensor buffer of a finished run): its buffer is detached, every view of
- * it reads as empty afterwards. Anything else (a slice of a pooled buffer, a SharedArrayBuffer, a
- * buffer node marks untransferable) is left to the GC. Only for bytes nothing reads any more,
- * and never for bytes a pending socket write still points at.
- *
- * Why: node's HTTP parser copies each read of a body into a fresh Buffer (64 KiB); once decoded
- * they are garbage, external to the V8 heap, that V8 collects only when its young generation
- * fills or tens of MiB of external memory pile up, so a stream of API runs kept a few MiB of
- * them live at any time (issue 11: the API's peak RSS).
- */
-export function releaseBytes (view: ArrayBufferView | ArrayBuffer): void {
-  const buffer = ArrayBuffer.isView(view) ? view.buffer : view
-  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0) return
-  if (ArrayBuffer.isView(view) && (view.byteOffset !== 0 || view.byteLength !== buffer.byteLength)) return
-  try {
-    SINK.postMessage(null, [buffer])
-  } catch {
-    // Not transferable after all: the GC frees it.
   }
 }

@@ -30,7 +30,8 @@ import type { DaemonApi, DaemonRunResult } from './api.js'
 import { DaemonError, HTTP_STATUS_BY_CODE } from './errors.js'
 import type { Registry } from 'prom-client'
 import { decodeTensorJson, encodeTensorJson } from './tensor-json.js'
-import { ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, BodyBudget, releaseBytes, type Admission } from './admission.js'
+import { ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, BodyBudget, type Admission } from './admission.js'
+import { releaseBytes } from '../../common/release-bytes.js'
 import { RUN_BINARY_CONTENT_TYPE, RunBodyDecoder, type RunRequest } from './run-body.js'
 
 export interface ApiServerOptions {

@@ -13,6 +13,6 @@ export {
   RUN_BINARY_ANSWER_TYPE, chooseAnswerForm,
   type ApiServer, type ApiServerOptions, type ApiListenOptions
 } from './http-api.js'
-export { BodyBudget, releaseBytes, ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, type Admission } from './admission.js'
+export { BodyBudget, ADMISSION_TIMEOUT_RANGE_MS, BODY_TIMEOUT_RANGE_MS, type Admission } from './admission.js'
 export { RunBodyDecoder, decodeRunBody, encodeBinaryRunBody, decodeBinaryRunAnswer, RUN_BINARY_CONTENT_TYPE, RUN_TENSOR_TYPES, MAX_RUN_INPUTS, MAX_RUN_JSON_DEPTH, type RunRequest } from './run-body.js'
 export { decodeTensorJson, encodeTensorJson, TENSOR_JSON_TYPES, type TensorJson } from './tensor-json.js'

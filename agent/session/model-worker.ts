@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { digestTensor, type TensorDigest } from '../../protocol/index.js'
+import { releaseBytes } from '../../common/release-bytes.js'
 import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
 import { LENDABLE_VIEWS, toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 
@@ -85,6 +86,7 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
     const wire: Array<WireTensor | LentTensor> = []
     const fresh: LentSlot[] = []
     const transfer = new Set<ArrayBuffer>()
+    const copied = new Set<ArrayBufferView>()
     for (const name of Object.keys(outputs)) {
       const t = outputs[name] as Tensor
       // Lent: copied into a slot whose memory the main thread already holds, so that it gets no
@@ -92,6 +94,7 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
       const slot = slots !== undefined && ArrayBuffer.isView(t.data) && LENDABLE_VIEWS[t.data.constructor.name] !== undefined ? slots.place(t.data, fresh) : undefined
       if (slot !== undefined) {
         wire.push({ name, type: t.type, dims: t.dims, slot, view: (t.data as ArrayBufferView).constructor.name, byteLength: (t.data as ArrayBufferView).byteLength })
+        copied.add(t.data as ArrayBufferView)
         continue
       }
       wire.push({ name, type: t.type, dims: t.dims, data: t.data })
@@ -99,6 +102,14 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
     }
     // An output may be an input's own buffer (an Identity node): it leaves with the result.
     buffers.forget(transfer)
+    // onnxruntime's own copies of the lent outputs are garbage now, and this thread allocates too
+    // little else for its GC to come soon: freed here, or tens of MiB of them piled up (issue 11).
+    // Not one that also leaves by transfer (two outputs over one buffer); one that is an input's
+    // buffer is dropped from the kept ones first.
+    const freed = new Set<ArrayBufferLike>()
+    for (const view of copied) if (!transfer.has(view.buffer as ArrayBuffer)) freed.add(view.buffer)
+    buffers.forget(freed)
+    for (const view of copied) if (freed.has(view.buffer)) releaseBytes(view)
     send({ op: 'result', id, outputs: wire, ...(fresh.length > 0 ? { slots: fresh } : {}), digests, runUs }, [...transfer])
   } catch (e) {
     send({ op: 'run-failed', id, error: toWireError(e) })
