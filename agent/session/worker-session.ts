@@ -301,8 +301,12 @@ export class WorkerSession implements ModelSession {
   }
 }
 
-/** Spare snapshot buffers kept per byte length: enough for this many runs in flight at once. */
-export const DEFAULT_SPARE_SNAPSHOTS = 4
+/**
+ * Spare snapshot buffers kept per byte length: enough for this many runs in flight at once. A
+ * run beyond them takes a fresh SharedArrayBuffer that becomes garbage (it cannot be freed by
+ * transfer); the daemon's API admits 5 to 7 bodies of a 320×320 image under its default budget.
+ */
+export const DEFAULT_SPARE_SNAPSHOTS = 8
 /** Snapshots smaller than this are not kept: allocating them costs nothing worth the memory. */
 const MIN_POOLED_BYTES = 64 * 1024
 
