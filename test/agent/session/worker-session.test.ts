@@ -139,6 +139,39 @@ t.test('behavior: lent outputs are never overwritten before their release, come 
   check(50, given, 'given')
 })
 
+/** x [n] → Neg → y [n]: onnxruntime hands back a fresh output buffer each run (not the input's). */
+function makeNegModel (): Uint8Array {
+  const info = (name: string): object => ({ name, type: { tensorType: { elemType: ONNX_DTYPE.float32, shape: { dim: [{ dimParam: 'n' }] } } } })
+  return encodeModel({ graph: { name: 'neg', node: [{ name: 'neg', opType: 'Neg', input: ['x'], output: ['y'] }], input: [info('x')], output: [info('y')] } })
+}
+
+function rssMiB (): number {
+  return process.memoryUsage().rss / 1048576
+}
+
+t.test('attack: a stream of lent runs with large outputs does not pile onnxruntime\'s copies up in the worker', async t => {
+  // 4 MiB out per run, 64 runs: the worker's copies piled up until its GC noticed them had it not
+  // freed each one once it sat in its slot (measured: RSS +25..+29 MiB without, +1..+7 with).
+  const { agent, modelPath } = await startAgent(t, makeNegModel())
+  const model = await agent.loadModel(modelPath)
+  const elements = 1024 * 1024
+  const x = new ort.Tensor('float32', Float32Array.from({ length: elements }, (_, i) => i % 1000), [elements])
+  const runReleased = async (): Promise<void> => {
+    const r = await model.run({ x }, { lendOutputs: true })
+    const y = r.outputs.y?.data as Float32Array
+    if (y[999] !== -999 || !(y.buffer instanceof SharedArrayBuffer)) t.fail('a lent run gave the wrong output')
+    r.release()
+  }
+  for (let i = 0; i < 8; i++) await runReleased()
+  const before = rssMiB()
+  let peak = before
+  for (let i = 0; i < 64; i++) {
+    await runReleased()
+    peak = Math.max(peak, rssMiB())
+  }
+  t.ok(peak - before < 16, `RSS grew ${(peak - before).toFixed(1)} MiB over 64 runs of 4 MiB outputs (under 16)`)
+})
+
 t.test('behavior: input hashing starts only after a turn of the event loop, then yields between slices, and gives digestTensor\'s digest', async t => {
   const bytes = new Uint8Array(600 * 1024).map((_, i) => i % 253)
   const canonical = canonicalTensor('x', { type: 'uint8', dims: [bytes.length], data: bytes })
