@@ -13,7 +13,6 @@
  */
 import { spawn } from 'node:child_process'
 import { createPublicKey, verify as nodeVerify } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -112,15 +111,6 @@ export function makeChain (deviceId: string, seed: Uint8Array, count: number, st
     prev = signed.hash
   }
   return out
-}
-
-/** A thread's name (its comm), or its tid once it has gone. */
-function threadName (tid: number): string {
-  try {
-    return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()
-  } catch {
-    return String(tid)
-  }
 }
 
 function argValue (name: string, fallback: number): number {
@@ -381,8 +371,9 @@ export async function main (): Promise<GatewayBenchResult> {
     // V8's helpers (parallel scavenges, concurrent marking, compiling), LevelDB's and libuv's.
     const perThread = threadCpuDelta(threads0, threadCpuMs()).filter(t => t.tid !== process.pid)
     const workersCpuMsPerRecord = perThread.slice(0, verifyWorkers).reduce((sum, t) => sum + t.ms, 0) / total
-    // Each other thread's CPU per record, busiest first: where "other" goes.
-    if (process.env.PROV_BENCH_THREADS !== undefined) process.stderr.write(`other threads, µs per record: ${perThread.slice(verifyWorkers).filter(t => t.ms > 0).map(t => `${threadName(t.tid)} ${(t.ms * 1000 / total).toFixed(1)}`).join(', ')}\n`)
+    // Each other thread's CPU per record, busiest first, by thread id (node names none of its
+    // threads; perf report --sort pid lists them by the same ids): where "other" goes.
+    if (process.env.PROV_BENCH_THREADS !== undefined) process.stderr.write(`other threads, µs per record: ${perThread.slice(verifyWorkers).filter(t => t.ms > 0).map(t => `${t.tid} ${(t.ms * 1000 / total).toFixed(1)}`).join(', ')}\n`)
     if (cpuProfile !== undefined) await writeFile(process.env.PROV_BENCH_CPU_PROFILE as string, JSON.stringify(await cpuProfile()))
     if (heapProfile !== undefined) await writeFile(process.env.PROV_BENCH_HEAP_PROFILE as string, JSON.stringify(await heapProfile()))
     const beside = childrenCpuDelta(beside0, childrenCpuMs())
