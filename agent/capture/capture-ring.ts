@@ -9,6 +9,7 @@ import {
 } from '../../protocol/index.js'
 import { listFrozenCaptures, writeFrozenCapture } from './capture-store.js'
 import { SILENT_LOGGER, type Logger } from '../../common/logger.js'
+import { SpareBuffers } from '../../common/spare-buffers.js'
 
 /** Most runs kept by default. */
 export const DEFAULT_RING_MAX_ENTRIES = 16
@@ -93,6 +94,8 @@ interface Slot { entry: CaptureEntry, bytes: number }
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u
 /** Spare buffers kept per byte length: a run's tensors of one size (a burst of evictions needs no more). */
 const MAX_SPARE_PER_SIZE = 4
+/** Bytes of spare buffers kept in all (at most the ring's own bound): tensors of ever other sizes cannot grow them. */
+const MAX_SPARE_BYTES = 32 * 1024 * 1024
 
 export class CaptureRing {
   readonly stateDir: string
@@ -116,7 +119,7 @@ export class CaptureRing {
    * have piled up (issue 11: daemon RSS under load). Nothing else holds them: a freeze encodes
    * its copy at once, and shredded or frozen runs leave without being recycled.
    */
-  private readonly spare = new Map<number, Uint8Array[]>()
+  private readonly spare: SpareBuffers<Uint8Array>
   private readonly counters = { evicted: 0, oversized: 0, frozen: 0, triggersSkipped: 0, freezeFailures: 0 }
 
   /** @throws TypeError, RangeError for bad options. */
@@ -127,6 +130,7 @@ export class CaptureRing {
     this.deviceId = options.deviceId
     this.maxEntries = positiveInt(options.maxEntries ?? DEFAULT_RING_MAX_ENTRIES, 'maxEntries', CAPTURE_LIMITS.entries)
     this.maxBytes = positiveInt(options.maxBytes ?? DEFAULT_RING_MAX_BYTES, 'maxBytes', Number.MAX_SAFE_INTEGER)
+    this.spare = new SpareBuffers(MAX_SPARE_PER_SIZE, Math.min(this.maxBytes, MAX_SPARE_BYTES))
     this.cooldownMs = nonNegativeInt(options.triggerCooldownMs ?? DEFAULT_TRIGGER_COOLDOWN_MS, 'triggerCooldownMs')
     this.maxFrozen = positiveInt(options.maxFrozenCaptures ?? DEFAULT_MAX_FROZEN_CAPTURES, 'maxFrozenCaptures', 1_000_000)
     this.triggerOn = options.triggerOn
@@ -238,9 +242,7 @@ export class CaptureRing {
   private recycle (entry: CaptureEntry): void {
     for (const t of [...entry.inputs, ...entry.outputs]) {
       if (t.dtype === 'string') continue
-      const list = this.spare.get(t.data.byteLength) ?? []
-      if (list.length < MAX_SPARE_PER_SIZE) list.push(t.data)
-      this.spare.set(t.data.byteLength, list)
+      this.spare.give(t.data)
     }
   }
 
@@ -248,7 +250,7 @@ export class CaptureRing {
   private captureAll (tensors: Readonly<Record<string, TensorLike>>): CapturedTensor[] {
     return Object.keys(tensors).sort().map(name => {
       const t = tensors[name] as TensorLike
-      return captureTensor(name, t, ArrayBuffer.isView(t.data) && t.type !== 'string' ? this.spare.get(t.data.byteLength)?.pop() : undefined)
+      return captureTensor(name, t, ArrayBuffer.isView(t.data) && t.type !== 'string' ? this.spare.take(t.data.byteLength) : undefined)
     })
   }
 

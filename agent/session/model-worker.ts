@@ -11,7 +11,7 @@ import { Tensor, type InferenceSession } from 'onnxruntime-node'
 import { digestTensor, type TensorDigest } from '../../protocol/index.js'
 import { releaseBytes } from '../../common/release-bytes.js'
 import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
-import { LENDABLE_VIEWS, toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
+import { LENDABLE_VIEWS, MAX_LENT_SLOT_BYTES, toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 
 const port = parentPort
 if (port === null) throw new Error('model-worker.ts runs only as a worker thread')
@@ -110,7 +110,8 @@ async function run (session: InferenceSession, buffers: InputBuffers, id: number
     for (const view of copied) if (!transfer.has(view.buffer as ArrayBuffer)) freed.add(view.buffer)
     buffers.forget(freed)
     for (const view of copied) if (freed.has(view.buffer)) releaseBytes(view)
-    send({ op: 'result', id, outputs: wire, ...(fresh.length > 0 ? { slots: fresh } : {}), digests, runUs }, [...transfer])
+    const dropped = slots?.takeDropped() ?? []
+    send({ op: 'result', id, outputs: wire, ...(fresh.length > 0 ? { slots: fresh } : {}), ...(dropped.length > 0 ? { dropped } : {}), digests, runUs }, [...transfer])
   } catch (e) {
     send({ op: 'run-failed', id, error: toWireError(e) })
   }
@@ -153,23 +154,52 @@ class InputBuffers {
  * transfer as in a run that is not lent, so a caller that never gives back is never overwritten.
  */
 class OutputSlots {
+  /** Least recently filled first. */
   private readonly slots: Array<{ id: number, buffer: SharedArrayBuffer, busy: boolean }> = []
+  private bytes = 0
+  private dropped: number[] = []
   private nextId = 1
 
   /** Copies `view` into a free slot (made if needed, and then added to `fresh`) and returns its id, or undefined. */
   place (view: ArrayBufferView, fresh: LentSlot[]): number | undefined {
     const n = view.byteLength
-    if (n < MIN_LENT_OUTPUT_BYTES) return undefined
-    let slot = this.slots.find(s => !s.busy && s.buffer.byteLength === n)
-    if (slot === undefined) {
-      if (this.slots.filter(s => s.buffer.byteLength === n).length >= MAX_LENT_SLOTS_PER_SIZE) return undefined
-      slot = { id: this.nextId++, buffer: new SharedArrayBuffer(n), busy: false }
-      this.slots.push(slot)
-      fresh.push({ id: slot.id, buffer: slot.buffer })
+    if (n < MIN_LENT_OUTPUT_BYTES || n > MAX_LENT_SLOT_BYTES) return undefined
+    let at = this.slots.findIndex(s => !s.busy && s.buffer.byteLength === n)
+    if (at === -1) {
+      if (this.slots.filter(s => s.buffer.byteLength === n).length >= MAX_LENT_SLOTS_PER_SIZE || !this.makeRoom(n)) return undefined
+      const made = { id: this.nextId++, buffer: new SharedArrayBuffer(n), busy: false }
+      this.slots.push(made)
+      this.bytes += n
+      fresh.push({ id: made.id, buffer: made.buffer })
+      at = this.slots.length - 1
     }
+    const [slot] = this.slots.splice(at, 1) as [typeof this.slots[number]]
+    this.slots.push(slot)
     new Uint8Array(slot.buffer).set(new Uint8Array(view.buffer, view.byteOffset, n))
     slot.busy = true
     return slot.id
+  }
+
+  /** Ids of the slots dropped since the last call: the main thread forgets them with the next result. */
+  takeDropped (): number[] {
+    const out = this.dropped
+    this.dropped = []
+    return out
+  }
+
+  /** Drops idle slots, least recently filled first, until `n` more bytes fit; false when busy ones leave no room. */
+  private makeRoom (n: number): boolean {
+    for (let i = 0; i < this.slots.length && this.bytes + n > MAX_LENT_SLOT_BYTES;) {
+      const s = this.slots[i] as typeof this.slots[number]
+      if (s.busy) {
+        i++
+        continue
+      }
+      this.slots.splice(i, 1)
+      this.bytes -= s.buffer.byteLength
+      this.dropped.push(s.id)
+    }
+    return this.bytes + n <= MAX_LENT_SLOT_BYTES
   }
 
   giveBack (ids: readonly number[]): void {

@@ -48,6 +48,14 @@ export const LENDABLE_VIEWS: Readonly<Record<string, ViewConstructor | undefined
   Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array
 }
 
+/**
+ * Most bytes of the worker's output slots in all, whatever their lengths: a model whose outputs
+ * change size with its inputs would otherwise keep slots of every size it ever lent. Idle slots
+ * of the lengths used least recently are dropped to make room (the main thread is told with the
+ * next result); when the busy ones fill it, outputs go by transfer.
+ */
+export const MAX_LENT_SLOT_BYTES = 32 * 1024 * 1024
+
 /** A new shared slot of the worker's output pool, sent once with the first result it holds. */
 export interface LentSlot {
   readonly id: number
@@ -86,6 +94,8 @@ export type WorkerToMain =
     readonly outputs: ReadonlyArray<WireTensor | LentTensor>
     /** Slots of the output pool that this result is the first to use (lent runs only). */
     readonly slots?: readonly LentSlot[]
+    /** Ids of idle slots the worker dropped to stay within its pool's bytes: forget them. */
+    readonly dropped?: readonly number[]
     /** Output digests in output-name order, when the run asked for them. */
     readonly digests: ReadonlyArray<readonly [string, TensorDigest]> | null
     /** Wall time of onnxruntime's run() alone, in µs. */

@@ -11,6 +11,7 @@ import { ModelError, type LoadedModel, type ModelErrorCode, type ModelInputInfo,
 import { hashCanonicalYielding } from './digest-feeds.js'
 import { LENDABLE_VIEWS, type LentTensor, type WireError, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
 import type { Logger } from '../../common/logger.js'
+import { SpareBuffers } from '../../common/spare-buffers.js'
 
 /** Options of {@link loadModelInWorker}; the same as loadModel's. */
 export interface WorkerModelOptions {
@@ -169,6 +170,8 @@ export class WorkerSession implements ModelSession {
       if (m.op === 'warn') logger?.warn(m.obj, m.msg)
       else if (m.op === 'result') {
         for (const s of m.slots ?? []) this.slots.set(s.id, s.buffer)
+        // Idle slots the worker let go (its pool is bounded in bytes): nothing here views them.
+        for (const id of m.dropped ?? []) this.slots.delete(id)
         this.settle(m.id, p => {
           const release = this.releaser(m.outputs)
           let outputs: InferenceSession.OnnxValueMapType
@@ -187,6 +190,13 @@ export class WorkerSession implements ModelSession {
     worker.on('error', (e) => { this.fail(new Error(`model worker failed: ${describe(e)}`, { cause: e })) })
     worker.on('exit', (code) => { this.fail(new Error(`model worker exited with code ${code}`)) })
     worker.unref()
+  }
+
+  /** Bytes this side keeps for reuse between runs: spare input snapshots, and the worker's output slots it knows. */
+  get heldBytes (): { snapshots: number, slots: number } {
+    let slots = 0
+    for (const b of this.slots.values()) slots += b.byteLength
+    return { snapshots: this.snapshots.spare.heldBytes, slots }
   }
 
   /** Runs the model in the worker; the bare run, without any digest, inputs passed as startRun passes them. */
@@ -307,6 +317,11 @@ export class WorkerSession implements ModelSession {
  * transfer); the daemon's API admits 5 to 7 bodies of a 320×320 image under its default budget.
  */
 export const DEFAULT_SPARE_SNAPSHOTS = 8
+/**
+ * Bytes of spare snapshots kept in all, whatever their lengths (SpareBuffers: the lengths used
+ * least recently go first), so that inputs of ever other sizes cannot make the pool grow for good.
+ */
+export const SPARE_SNAPSHOT_BYTES = 32 * 1024 * 1024
 /** Snapshots smaller than this are not kept: allocating them costs nothing worth the memory. */
 const MIN_POOLED_BYTES = 64 * 1024
 
@@ -318,12 +333,12 @@ const MIN_POOLED_BYTES = 64 * 1024
  * would be garbage that V8 collects only once tens of MiB of it have piled up.
  */
 class SnapshotPool {
-  private readonly spare = new Map<number, SharedArrayBuffer[]>()
+  readonly spare = new SpareBuffers<SharedArrayBuffer>(DEFAULT_SPARE_SNAPSHOTS, SPARE_SNAPSHOT_BYTES)
 
   take (name: string, tensor: TensorLike): WireTensor {
     const data = tensor.data
     if (!ArrayBuffer.isView(data)) return { name, type: tensor.type, dims: [...tensor.dims], data: [...data] }
-    const shared = this.spare.get(data.byteLength)?.pop() ?? new SharedArrayBuffer(data.byteLength)
+    const shared = this.spare.take(data.byteLength) ?? new SharedArrayBuffer(data.byteLength)
     new Uint8Array(shared).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
     const Ctor = (Buffer.isBuffer(data) ? Uint8Array : data.constructor) as new (b: ArrayBufferLike) => ArrayBufferView
     return { name, type: tensor.type, dims: [...tensor.dims], data: new Ctor(shared) }
@@ -333,9 +348,7 @@ class SnapshotPool {
   give (wire: readonly WireTensor[]): void {
     for (const w of wire) {
       if (!ArrayBuffer.isView(w.data) || !(w.data.buffer instanceof SharedArrayBuffer) || w.data.byteLength < MIN_POOLED_BYTES) continue
-      const list = this.spare.get(w.data.byteLength) ?? []
-      if (list.length < DEFAULT_SPARE_SNAPSHOTS) list.push(w.data.buffer)
-      this.spare.set(w.data.byteLength, list)
+      this.spare.give(w.data.buffer)
     }
   }
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import type { Worker } from 'node:worker_threads'
 import ort from 'onnxruntime-node'
 import { ProvenanceAgent } from '../../../agent/session/index.js'
-import { loadModelInWorker } from '../../../agent/session/worker-session.js'
+import { SPARE_SNAPSHOT_BYTES, loadModelInWorker } from '../../../agent/session/worker-session.js'
+import { MAX_LENT_SLOT_BYTES } from '../../../agent/session/worker-messages.js'
 import { AgentError } from '../../../agent/errors.js'
 import { canonicalTensor, commitTensor, digestTensor, ProtocolError, type InferenceBody } from '../../../protocol/index.js'
 import { hashCanonicalYielding } from '../../../agent/session/digest-feeds.js'
@@ -170,6 +171,37 @@ t.test('attack: a stream of lent runs with large outputs does not pile onnxrunti
     peak = Math.max(peak, rssMiB())
   }
   t.ok(peak - before < 16, `RSS grew ${(peak - before).toFixed(1)} MiB over 64 runs of 4 MiB outputs (under 16)`)
+})
+
+t.test('attack: lent runs of ever other sizes keep the spare snapshots and output slots within their byte bounds', async t => {
+  // A model with a dynamic dimension fed 48 sizes of 0.5–2.4 MiB, each run lent, several at once,
+  // then released: pools bounded per size only kept a snapshot and a slot of every size (~140 MiB).
+  const dir = await makeTempDir(t, 'prov-worker-sizes-')
+  const modelPath = join(dir, 'neg.onnx')
+  await writeFile(modelPath, makeNegModel())
+  const loaded = await loadModelInWorker(modelPath, { intraOpNumThreads: 1 })
+  t.teardown(async () => { await loaded.session.release() })
+  const session = loaded.session
+  const lengths = Array.from({ length: 48 }, (_, k) => 128 * 1024 + k * 10_000)
+  let worst = { snapshots: 0, slots: 0 }
+  for (let k = 0; k < lengths.length; k += 3) {
+    const runs = lengths.slice(k, k + 3).map(n => {
+      const x = new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => i % 7), [n])
+      return { n, run: session.startRun({ x }, { lendOutputs: true }) }
+    })
+    for (const { n, run } of runs) {
+      const r = await run.result
+      const y = r.outputs.y?.data as Float32Array
+      t.ok(y.length === n && y[n - 1] === -((n - 1) % 7) && y.buffer instanceof SharedArrayBuffer, `run of ${n} elements: its own output, lent`)
+      await run.inputs
+      r.release()
+    }
+    const held = session.heldBytes
+    worst = { snapshots: Math.max(worst.snapshots, held.snapshots), slots: Math.max(worst.slots, held.slots) }
+  }
+  t.ok(worst.snapshots <= SPARE_SNAPSHOT_BYTES, `spare snapshots at most ${worst.snapshots} bytes (bound ${SPARE_SNAPSHOT_BYTES})`)
+  t.ok(worst.slots <= MAX_LENT_SLOT_BYTES, `output slots known here at most ${worst.slots} bytes (bound ${MAX_LENT_SLOT_BYTES})`)
+  t.ok(worst.snapshots > 16 * 1024 * 1024 && worst.slots > 16 * 1024 * 1024, 'and both were used up to near their bounds')
 })
 
 t.test('behavior: input hashing starts only after a turn of the event loop, then yields between slices, and gives digestTensor\'s digest', async t => {
