@@ -88,6 +88,19 @@ export function isTransientPgError (e: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error|terminating connection/i.test(m)
 }
 
+/**
+ * Errors that abort a transaction only for it to be run again: PostgreSQL broke a deadlock with
+ * another session by rolling this one back (40P01), or a serialization failure (40001). Ingest
+ * processes of a tier write the same tables at once, so it happens under load.
+ */
+export function isRetryableTxError (e: unknown): boolean {
+  const code = (e as { code?: string } | undefined)?.code
+  return code === '40P01' || code === '40001'
+}
+
+/** Runs again in a row of a transaction aborted by isRetryableTxError before the write fails for good. */
+const TX_RETRIES = 50
+
 const guarded = new WeakSet<pg.PoolClient>()
 
 /**
@@ -206,6 +219,7 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
 
   protected async writeOps (ops: StoreOp[]): Promise<void> {
     let pauseMs = 50
+    let aborted = 0
     for (;;) {
       try {
         const conflicts = await this.writeOnce(ops)
@@ -228,7 +242,14 @@ export class PostgresGatewayStore extends GroupCommitStore implements GatewaySto
         continue
       } catch (e) {
         // Every statement is an upsert or insert-if-absent, so retrying a transaction whose
-        // COMMIT reply was lost writes nothing twice.
+        // COMMIT reply was lost, or that PostgreSQL rolled back to break a deadlock, writes
+        // nothing twice.
+        if (isRetryableTxError(e) && !this.closed && ++aborted <= TX_RETRIES) {
+          // The other transaction goes on meanwhile; a short pause with jitter, so that two
+          // writers caught in the same cycle do not meet again at once.
+          await new Promise(resolve => setTimeout(resolve, Math.min(5 * aborted, 100) * (0.5 + Math.random())))
+          continue
+        }
         if (!isTransientPgError(e) || this.closed) throw e
         if (!this.outage) {
           this.outage = true

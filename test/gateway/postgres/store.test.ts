@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { GatewayError, resolveGatewayOptions } from '../../../gateway/index.js'
 import {
-  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore, type RecordConflict
+  LevelGatewayStore, Lease, PostgresGatewayStore, checkFence, migrate, storeKeys, storeOps, encodeLeaf, encodeBatch, type Fence, type GatewayStore, type RecordConflict, type StoreOp
 } from '../../../gateway/store/index.js'
 import { startPostgres, type Postgres } from '../../helpers/postgres.js'
 import { makeTempDir } from '../../helpers/tmp.js'
@@ -192,6 +192,48 @@ t.test('behavior: writes wait out a database restart and their callbacks run onc
   t.equal(committed, true)
   t.same(outages, ['STORE_UNAVAILABLE', undefined], 'outage reported once, and its end')
   t.same((await store.getRecord('dev-a', 1))?.envelope, Uint8Array.of(2))
+})
+
+t.test('behavior: a write PostgreSQL aborts to break a deadlock with another process is run again, not fatal', async t => {
+  // Seen in the three-process chaos test: "deadlock detected" made a gateway stop. Here another
+  // session holds the device's row, the store's transaction takes the waiting record's row and
+  // waits for the device's, then the other session asks for that record's row: a cycle, which the
+  // store's backend (deadlock_timeout 1 s, the other's 20 s) breaks by aborting the store's write.
+  const url = await freshDb()
+  const outages: Array<string | undefined> = []
+  const store = await PostgresGatewayStore.open({ url, node: 'gw-a', onOutage: (e) => outages.push(e?.code) })
+  t.teardown(async () => await store.close())
+  const state = (stored: number): StoreOp => storeOps.putDeviceState({ deviceId: 'dev-a', tip: { seq: 1, hash: h(1), boot: 0 }, lastSeenMs: 9, stored, quarantined: 0, anchoredSeq: -1 })
+  store.enqueue([storeOps.putPending('dev-a', 5, Uint8Array.of(1)), state(1)])
+  await store.flush()
+  const other = new pg.Client({ connectionString: url })
+  await other.connect()
+  t.teardown(async () => await other.end())
+  await other.query("SET deadlock_timeout = '20s'")
+  await other.query('BEGIN')
+  await other.query("SELECT 1 FROM gw_devices WHERE node = 'gw-a' AND device_id = 'dev-a' FOR UPDATE")
+  let committed = false
+  store.enqueue([storeOps.putPending('dev-a', 5, Uint8Array.of(2)), state(2)], () => { committed = true })
+  const flushed = store.flush()
+  // The store's transaction holds the record's row and waits for the device's.
+  for (let i = 0; ; i++) {
+    const waiting = await other.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    if (waiting.rows.length > 0) break
+    if (i > 500) throw new Error('the store never waited for the device row')
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  await other.query("SELECT 1 FROM gw_pending WHERE node = 'gw-a' AND device_id = 'dev-a' AND seq = 5 FOR UPDATE")
+  await other.query('COMMIT')
+  await flushed
+  t.equal(committed, true, 'the write committed, on its second run')
+  t.equal(store.isOpen, true, 'the store goes on')
+  t.same(outages, [], 'no outage: the database was there all along')
+  const pending = []
+  for await (const p of store.pending()) pending.push(p)
+  t.same(pending, [{ deviceId: 'dev-a', seq: 5, envelope: Uint8Array.of(2) }])
+  const devices = []
+  for await (const d of store.devices()) devices.push(d.stored)
+  t.same(devices, [2])
 })
 
 t.test('behavior: the sequencer lease moves only after it expires, with a higher token; the old holder is fenced out', async t => {
