@@ -93,12 +93,12 @@ export function isTransientPgError (e: unknown): boolean {
  * another session by rolling this one back (40P01), or a serialization failure (40001). Ingest
  * processes of a tier write the same tables at once, so it happens under load.
  */
-export function isRetryableTxError (e: unknown): boolean {
+function isRetryableTxError (e: unknown): boolean {
   const code = (e as { code?: string } | undefined)?.code
   return code === '40P01' || code === '40001'
 }
 
-/** Runs again in a row of a transaction aborted by isRetryableTxError before the write fails for good. */
+/** How many times in a row a write aborted by isRetryableTxError is run again before it fails for good. */
 const TX_RETRIES = 50
 
 const guarded = new WeakSet<pg.PoolClient>()

@@ -208,6 +208,8 @@ t.test('behavior: a write PostgreSQL aborts to break a deadlock with another pro
   await store.flush()
   const other = new pg.Client({ connectionString: url })
   await other.connect()
+  // Teardowns run last added first: should the test fail while this session holds a lock, it
+  // ends before the store's close, which then does not wait for that lock.
   t.teardown(async () => await other.end())
   await other.query("SET deadlock_timeout = '20s'")
   await other.query('BEGIN')
@@ -217,7 +219,7 @@ t.test('behavior: a write PostgreSQL aborts to break a deadlock with another pro
   const flushed = store.flush()
   // The store's transaction holds the record's row and waits for the device's.
   for (let i = 0; ; i++) {
-    const waiting = await other.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    const waiting = await other.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND pid <> pg_backend_pid()")
     if (waiting.rows.length > 0) break
     if (i > 500) throw new Error('the store never waited for the device row')
     await new Promise(resolve => setTimeout(resolve, 2))
