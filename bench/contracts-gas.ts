@@ -10,6 +10,7 @@ import { getBytes, hexlify } from 'ethers'
 import { Wallet } from 'ethers'
 import { startDevChain, deviceIdOf, deployLineage, type DevChain } from '../contracts/index.js'
 import { isEntryPoint } from '../common/entry-point.js'
+import { exitOnHelp } from './measure.js'
 
 /** Batch sizes whose per-record cost is reported. */
 export const ANCHOR_BATCH_SIZES = [1, 1_000, 65_536, 1_048_576] as const
@@ -175,7 +176,14 @@ function printReport (r: ContractsGasReport): void {
   process.stdout.write(lines.join('\n') + '\n')
 }
 
+const USAGE = `usage: node --import tsx bench/contracts-gas.ts
+
+Gas of the registry calls on a local anvil (anchor per batch size, device, model and lineage
+registry calls) against the calldata + storage floor; the last stdout line is the figures as JSON.
+No options.`
+
 if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
   try {
     await main()
   } catch (e) {

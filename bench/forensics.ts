@@ -23,7 +23,7 @@ import { verifyBundle as verifyFromSources } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
-import { fmtSpread, interleave, spread, type Spread } from './measure.js'
+import { fmtSpread, interleave, spread, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
@@ -285,6 +285,19 @@ export async function main (): Promise<ForensicsBenchResult> {
   return result
 }
 
+const USAGE = `usage: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--sources]
+
+verify --offline (node:crypto on every core) against raw node:crypto verifies of the same messages
+on as many worker threads, in interleaved rounds; noble's figures beside it; verify online against
+anvil; the 1 M-record extrapolation and the bundle size per 1 000 records. Measures the compiled
+verifier in dist/ (npm run build first) unless dist/ is missing or stale.
+
+  --records N   records of the offline history (default 100000)
+  --online N    records verified online against anvil (default 2000)
+  --rounds N    interleaved rounds (default 5)
+  --sources     measure the TypeScript under tsx, not dist/`
+
 if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
   main().catch(e => { console.error(e); process.exit(1) })
 }

@@ -23,7 +23,7 @@ import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.js'
 import { startPostgres } from '../test/helpers/postgres.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
 import { makeChain, measureRawVerifies } from './gateway.js'
-import { spread, type Spread } from './measure.js'
+import { spread, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = Number(process.env.PROV_BENCH_PG_DEVICES ?? 50)
@@ -235,7 +235,17 @@ export async function main (): Promise<GatewayPostgresBenchResult> {
   }
 }
 
+const USAGE = `usage: node --import tsx bench/gateway-postgres.ts
+
+The PostgreSQL tier: verified+stored records/s of one gateway process against raw verifies on as
+many threads as cores and on one; one vs two gateway processes on a shared subscription; a backlog
+drain. Interleaved rounds, median and range, CPU time beside wall time.
+
+Environment: PROV_BENCH_PG_DEVICES (default 50), PROV_BENCH_PG_RECORDS (per device, default 300),
+PROV_BENCH_PG_ROUNDS (default 3), PROV_BENCH_PG_BACKLOG (default 60000).`
+
 if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4]), Number(process.argv[5])).catch(e => { console.error(e); process.exit(1) })
   } else {

@@ -11,7 +11,7 @@ import { ProvenanceAgent } from '../agent/session/index.js'
 import { tpmBootCertifier, openTpmIdentity } from '../agent/keys/index.js'
 import { sampleInference } from '../test/helpers/records.js'
 import { startSwtpm } from '../test/helpers/swtpm.js'
-import { fmtSpread, interleave, ratios, spread, type Spread } from './measure.js'
+import { fmtSpread, interleave, ratios, spread, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const ROUNDS = Number(process.env.BENCH_IDENTITY_ROUNDS ?? 9)
@@ -65,4 +65,14 @@ export async function main (): Promise<Record<string, Spread>> {
   }
 }
 
-if (isEntryPoint(import.meta.url)) await main()
+const USAGE = `usage: node --import tsx bench/identity.ts
+
+Agent boot and records/s with a TPM-certified boot key (swtpm) against the file key; ratios per
+interleaved round.
+
+Environment: BENCH_IDENTITY_ROUNDS (default 9), BENCH_IDENTITY_RECORDS (default 2000).`
+
+if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
+  await main()
+}

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isEntryPoint } from '../common/entry-point.js'
+import { exitOnHelp } from './measure.js'
 import { hashTree, listTree } from '../forensics/lineage/index.js'
 
 /** Tree size in MiB and rounds; small defaults keep it short on a shared machine. */
@@ -126,7 +127,15 @@ export async function main (): Promise<LineageBenchReport> {
   }
 }
 
+const USAGE = `usage: node --import tsx bench/lineage.ts
+
+Dataset hashing (hashTree, 1 and 2 worker threads) against openssl dgst -sha256 (1 and 2
+processes) over the same files, interleaved rounds from the page cache; MB/s and CPU time.
+
+Environment: LINEAGE_BENCH_MIB (tree size, default 256), LINEAGE_BENCH_ROUNDS (default 3).`
+
 if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
   try {
     await main()
   } catch (e) {

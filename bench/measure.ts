@@ -164,3 +164,14 @@ export function threadCpuMs (): Map<number, number> {
 export function threadCpuDelta (before: Map<number, number>, after: Map<number, number>): Array<{ tid: number, ms: number }> {
   return [...after].map(([tid, ms]) => ({ tid, ms: ms - (before.get(tid) ?? 0) })).sort((a, b) => b.ms - a.ms)
 }
+
+/**
+ * Prints `usage` and ends the process when the command line asks for help (`--help` or `-h`).
+ * Every bench calls it where it starts as a program, before any work: without it, `--help` was
+ * ignored by most and started a whole run (forensics: 100 000 records and anvil).
+ */
+export function exitOnHelp (usage: string): void {
+  if (!process.argv.includes('--help') && !process.argv.includes('-h')) return
+  process.stdout.write(usage.trim() + '\n')
+  process.exit(0)
+}

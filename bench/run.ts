@@ -22,10 +22,10 @@ const names = chosen.length > 0 ? chosen : [...ALL]
 
 /** What each bench measures, against what, and the options and variables it reads (its header comment says more). */
 const ABOUT: Record<(typeof ALL)[number], string> = {
-  agent: 'model identity vs openssl dgst, durable records vs raw signs, inference latency and event loop vs bare session.run, RSS vs bare ORT (own --help below)',
+  agent: 'model identity vs openssl dgst, durable records vs raw signs, inference latency and event loop vs bare session.run, RSS vs bare ORT',
   'contracts-gas': 'gas of anchoring and of the registry calls on anvil, against the calldata + storage floor; no options',
-  gateway: 'verified + stored records/s through Mosquitto vs raw verifies on as many threads as cores (own --help below)',
-  'gateway-postgres': 'the PostgreSQL tier vs raw verifies; one vs two gateway processes; a backlog drain; no options',
+  gateway: 'verified + stored records/s through Mosquitto vs raw verifies on as many threads as cores',
+  'gateway-postgres': 'the PostgreSQL tier vs raw verifies; one vs two gateway processes; a backlog drain (env PROV_BENCH_PG_DEVICES, _RECORDS, _ROUNDS, _BACKLOG)',
   'agent-service': 'backlog drain through Mosquitto vs raw verifies; agent CPU and RSS at 100 inferences/s vs bare ORT (env BENCH_DRAIN_RECORDS)',
   forensics: 'verify --offline vs raw verifies on the same cores: --records N, --online N, --rounds N, --sources (measure the TypeScript, not dist/)',
   lineage: 'dataset hashing vs openssl dgst, 1 and 2 processes (env LINEAGE_BENCH_MIB, LINEAGE_BENCH_ROUNDS)',
@@ -35,14 +35,15 @@ const ABOUT: Record<(typeof ALL)[number], string> = {
 }
 
 if (args.includes('--help') || args.includes('-h')) {
-  // Only the benches that read --help themselves are asked for it: the others would run whole (before this, `npm run bench -- --help` ran contracts-gas on anvil).
+  // Every bench reads --help where it starts (bench/measure.ts exitOnHelp); before, only agent and
+  // gateway did and `npm run bench -- --help` ran contracts-gas on anvil.
   console.log('npm run bench [-- NAME… [OPTIONS]]   (node --import tsx bench/run.ts)\n' +
     'Runs the named benches (default: all) one after the other, prints a table per bench and writes\n' +
     'every figure, with the machine and its load average, to bench/out/latest.json. Every figure is a\n' +
     'ratio against a baseline measured in the same run. Options go after the names, to every bench.\n' +
     'On a shared machine, run it under a lock: flock /tmp/bench.lock npm run bench -- …\n')
   for (const name of ALL) console.log(`  ${name.padEnd(17)}${ABOUT[name]}`)
-  for (const name of names.filter(n => n === 'agent' || n === 'gateway')) {
+  for (const name of names) {
     console.log(`\n== ${name} ==`)
     // As its own process: each reads --help where it starts, not in its main().
     spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(`./${name}.ts`, import.meta.url)), '--help'], { stdio: 'inherit' })

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { fmt, interleave, spread, type Spread } from './measure.js'
+import { fmt, interleave, spread, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -45,4 +45,14 @@ export async function main (): Promise<Record<string, Spread>> {
   }
 }
 
-if (isEntryPoint(import.meta.url)) await main()
+const USAGE = `usage: node --import tsx bench/startup.ts
+
+Start-up of provenance-agent --version, compiled (built into a temp folder) vs tsx, against
+node -e 0; interleaved rounds, median and min-max wall time.
+
+Environment: BENCH_STARTUP_ROUNDS (default 15).`
+
+if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
+  await main()
+}

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { MerkleBuilder, TipTree } from '../protocol/index.js'
-import { interleave, ratios, spread, fmt, fmtSpread, type Spread } from './measure.js'
+import { interleave, ratios, spread, fmt, fmtSpread, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** [devices, records per batch]: the default batch (10 k records) in fleets of 10 k and 100 k, and a batch that moves every tip of 100 k. */
@@ -67,4 +67,14 @@ export async function main (): Promise<{ bench: 'tips', rows: TipsBenchRow[] }> 
   return { bench: 'tips', rows }
 }
 
-if (isEntryPoint(import.meta.url)) await main()
+const USAGE = `usage: node --import tsx bench/tips.ts
+
+Moving the device tips of a sealed batch (PROTOCOL.md §7.10) in fleets of 10 k and 100 k devices,
+against building that batch's Merkle tree in the same run; interleaved rounds.
+
+Environment: TIPS_BENCH_ROUNDS (default 7).`
+
+if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
+  await main()
+}
