@@ -26,7 +26,7 @@ import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
-import { fmt, fmtSpread, interleave, spread, type Spread, type Timing } from './measure.js'
+import { fmt, fmtSpread, interleave, spread, type Spread, type Timing, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
 
@@ -518,10 +518,6 @@ function intOption (name: string, fallback: number): number {
 }
 
 export async function main (): Promise<AgentBenchResult> {
-  if (process.argv.includes('--help')) {
-    console.log(USAGE)
-    return {}
-  }
   const at = process.argv.indexOf('--parts')
   const parts = at === -1 ? [...PARTS] : (process.argv[at + 1] ?? '').split(',')
   const defaults = defaultLatencyOptions()
@@ -561,5 +557,6 @@ export async function main (): Promise<AgentBenchResult> {
 }
 
 if (isEntryPoint(import.meta.url)) {
+  exitOnHelp(USAGE)
   main().then(r => { console.log(JSON.stringify({ agent: r })) }).catch(e => { console.error(e); process.exit(1) })
 }

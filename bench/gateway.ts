@@ -29,7 +29,7 @@ import {
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
 import { Gateway, setNoDelay } from '../gateway/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
-import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread } from './measure.js'
+import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread, exitOnHelp } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = 50
@@ -439,10 +439,8 @@ export async function main (): Promise<GatewayBenchResult> {
 if (isEntryPoint(import.meta.url)) {
   if (process.argv[2] === '--publisher') {
     runPublisher(process.argv[3] as string, Number(process.argv[4])).catch(e => { console.error(e); process.exit(1) })
-  } else if (process.argv.includes('--help')) {
-    // Without this, `--help` was ignored and started a whole run (outside any bench lock).
-    console.log(USAGE)
   } else {
+    exitOnHelp(USAGE)
     main().catch(e => { console.error(e); process.exit(1) })
   }
 }
