@@ -238,6 +238,37 @@ t.test('behavior: a write PostgreSQL aborts to break a deadlock with another pro
   t.same(devices, [2])
 })
 
+t.test('behavior: a write PostgreSQL aborts as a deadlock every time fails for good after 50 more tries, not forever, and says why', async t => {
+  // Real aborts with the deadlock code (a trigger raises SQLSTATE 40P01 on every row it sees):
+  // the retry of a deadlock victim is bounded, and what ends it is the fatal write failure the
+  // gateway stops on, not an outage it would wait out.
+  const url = await freshDb()
+  const fatal: GatewayError[] = []
+  const outages: Array<string | undefined> = []
+  const store = await PostgresGatewayStore.open({ url, node: 'gw-a', onFatal: (e) => fatal.push(e), onOutage: (e) => outages.push(e?.code) })
+  t.teardown(async () => await store.close())
+  const admin = new pg.Client({ connectionString: url })
+  await admin.connect()
+  t.teardown(async () => await admin.end())
+  await admin.query(`CREATE SEQUENCE tries;
+    CREATE FUNCTION deadlock_always () RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM nextval('tries'); RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01'; END $$;
+    CREATE TRIGGER deadlock_always BEFORE INSERT OR UPDATE ON gw_pending FOR EACH ROW EXECUTE FUNCTION deadlock_always ()`)
+  let committed = false
+  store.enqueue([storeOps.putPending('dev-a', 5, Uint8Array.of(1))], () => { committed = true })
+  const e = await store.flush().catch((e: unknown) => e)
+  t.ok(e instanceof GatewayError)
+  t.equal((e as GatewayError).code, 'STORE_WRITE_FAILED')
+  t.match((e as GatewayError).message, /deadlock detected \(injected\)/, 'the database\'s own reason')
+  t.same(fatal.map(f => f.code), ['STORE_WRITE_FAILED'], 'reported fatal once')
+  t.same(outages, [], 'not taken for an outage')
+  t.equal(committed, false, 'no callback for a write that never committed')
+  const tries = await admin.query<{ last_value: string }>('SELECT last_value FROM tries')
+  t.equal(Number(tries.rows[0]?.last_value), 51, 'the first try and 50 more')
+  const later = await store.flush().catch((e: unknown) => e)
+  t.equal((later as GatewayError).code, 'STORE_WRITE_FAILED', 'the store stays failed')
+})
+
 t.test('behavior: the sequencer lease moves only after it expires, with a higher token; the old holder is fenced out', async t => {
   const url = await freshDb()
   const store = await PostgresGatewayStore.open({ url, node: 'gw-a' })
