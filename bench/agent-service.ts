@@ -21,7 +21,7 @@ import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeClassifierCrop, paddleOcrModelPaths } from '../agent/input/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
 import { isEntryPoint } from '../common/entry-point.js'
-import { exitOnHelp } from './measure.js'
+import { exitOnHelp, intEnv } from './measure.js'
 
 export interface AgentServiceBenchResult {
   drain: { records: number, drainPerSec: number, rawVerifiesPerSec: number, ratio: number }
@@ -63,7 +63,7 @@ async function paced (perSec: number, until: number, once: () => Promise<unknown
 }
 
 export async function main (): Promise<AgentServiceBenchResult> {
-  const records = Number(process.env.BENCH_DRAIN_RECORDS ?? 1_000_000)
+  const records = intEnv('BENCH_DRAIN_RECORDS', 1_000_000)
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-svc-'))
   const broker = await startMosquitto({ config: ['set_tcp_nodelay true'] })
   const chain = await startDevChain()

@@ -26,7 +26,7 @@ import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
-import { fmt, fmtSpread, interleave, spread, type Spread, type Timing, exitOnHelp } from './measure.js'
+import { fmt, fmtSpread, interleave, spread, type Spread, type Timing, exitOnHelp, intArg } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
 
@@ -507,25 +507,16 @@ const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -
   --help           this text
 Prints a table, then the figures as one JSON line. Run it under the bench lock: flock /tmp/bench.lock …`
 
-/** The value after `--name` as a positive integer, or `fallback` when the option is absent. */
-function intOption (name: string, fallback: number): number {
-  const at = process.argv.indexOf(name)
-  if (at === -1) return fallback
-  const raw = process.argv[at + 1] ?? ''
-  const n = Number(raw)
-  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) throw new Error(`agent bench: ${name} takes a positive integer, got '${raw}'`)
-  return n
-}
 
 export async function main (): Promise<AgentBenchResult> {
   const at = process.argv.indexOf('--parts')
   const parts = at === -1 ? [...PARTS] : (process.argv[at + 1] ?? '').split(',')
   const defaults = defaultLatencyOptions()
   const latencyOptions: LatencyOptions = {
-    rounds: intOption('--rounds', defaults.rounds),
-    runsPerBlock: intOption('--runs', defaults.runsPerBlock),
-    pairsPerRound: intOption('--pairs', defaults.pairsPerRound),
-    intraOpThreads: intOption('--intra-op', defaults.intraOpThreads)
+    rounds: intArg('rounds', defaults.rounds),
+    runsPerBlock: intArg('runs', defaults.runsPerBlock),
+    pairsPerRound: intArg('pairs', defaults.pairsPerRound),
+    intraOpThreads: intArg('intra-op', defaults.intraOpThreads)
   }
   const unknown = parts.filter(p => !(PARTS as readonly string[]).includes(p))
   if (unknown.length > 0) throw new Error(`agent bench: no part ${unknown.join(', ')} (have: ${PARTS.join(', ')})`)

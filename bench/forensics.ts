@@ -23,7 +23,7 @@ import { verifyBundle as verifyFromSources } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
-import { fmtSpread, interleave, spread, type Spread, exitOnHelp } from './measure.js'
+import { fmtSpread, interleave, spread, type Spread, exitOnHelp, intArg } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
@@ -44,11 +44,6 @@ export interface ForensicsBenchResult {
   timeline: { recordsPerSec: number }
 }
 
-function argValue (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i === -1 ? undefined : Number(process.argv[i + 1])
-  return v !== undefined && Number.isSafeInteger(v) && v > 0 ? v : fallback
-}
 
 /** One device's history: boot, model load, then inferences, signed with node:crypto like the agent. */
 export function makeHistory (count: number): ChainBuilder {
@@ -135,8 +130,8 @@ function compiledVerifierUrl (): URL | undefined {
 export async function main (): Promise<ForensicsBenchResult> {
   const compiled = compiledVerifierUrl()
   const verifyBundle = compiled === undefined ? verifyFromSources : (await import(compiled.href) as { verifyBundle: typeof verifyFromSources }).verifyBundle
-  const count = argValue('records', 100_000)
-  const onlineCount = argValue('online', 2_000)
+  const count = intArg('records', 100_000)
+  const onlineCount = intArg('online', 2_000)
   const log = (s: string): void => { process.stderr.write(s + '\n') }
 
   // Baseline: noble's own verification of the same messages, in this run.
@@ -173,7 +168,7 @@ export async function main (): Promise<ForensicsBenchResult> {
   // The floor on the same cores: raw node:crypto verifies of as many signatures, one thread per core.
   const cores = availableParallelism()
   log(`interleaved rounds: verify --offline vs raw node:crypto verifies on ${cores} threads...`)
-  const rounds = await interleave(argValue('rounds', 5), {
+  const rounds = await interleave(intArg('rounds', 5), {
     ours: async () => {
       const v = await verifyBundle(bundle, { offline: true })
       if (v.verdict !== 'valid') throw new Error('bench bundle did not verify')

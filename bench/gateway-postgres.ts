@@ -23,15 +23,15 @@ import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.js'
 import { startPostgres } from '../test/helpers/postgres.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/fixtures/gateway-process.js'
 import { makeChain, measureRawVerifies } from './gateway.js'
-import { spread, type Spread, exitOnHelp } from './measure.js'
+import { spread, type Spread, exitOnHelp, intEnv } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
-const DEVICES = Number(process.env.PROV_BENCH_PG_DEVICES ?? 50)
-const RECORDS_PER_DEVICE = Number(process.env.PROV_BENCH_PG_RECORDS ?? 300)
+const DEVICES = intEnv('PROV_BENCH_PG_DEVICES', 50)
+const RECORDS_PER_DEVICE = intEnv('PROV_BENCH_PG_RECORDS', 300)
 const RECORDS_PER_MESSAGE = 50
-const ROUNDS = Number(process.env.PROV_BENCH_PG_ROUNDS ?? 3)
+const ROUNDS = intEnv('PROV_BENCH_PG_ROUNDS', 3)
 /** The issue asks for 1 M; what drains in about a minute on a 2-core box (set PROV_BENCH_PG_BACKLOG to change). */
-const BACKLOG_RECORDS = Number(process.env.PROV_BENCH_PG_BACKLOG ?? 60_000)
+const BACKLOG_RECORDS = intEnv('PROV_BENCH_PG_BACKLOG', 60_000)
 
 const encoder = new TextEncoder()
 const seedOf = (i: number): Uint8Array => sha256(encoder.encode(`bench-gateway-pg/${i}`))

@@ -29,7 +29,7 @@ import {
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
 import { Gateway, setNoDelay } from '../gateway/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
-import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread, exitOnHelp } from './measure.js'
+import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread, exitOnHelp, intArg } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = 50
@@ -113,11 +113,6 @@ export function makeChain (deviceId: string, seed: Uint8Array, count: number, st
   return out
 }
 
-function argValue (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i === -1 ? undefined : Number(process.argv[i + 1])
-  return v !== undefined && Number.isSafeInteger(v) && v >= 0 ? v : fallback
-}
 
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -265,7 +260,7 @@ export async function main (): Promise<GatewayBenchResult> {
   const cleanups: Array<() => Promise<void>> = []
   try {
     const cores = availableParallelism()
-    const verifyWorkers = argValue('verify-workers', cores)
+    const verifyWorkers = intArg('verify-workers', cores, 0)
     const RAW_COUNT = 20_000
     process.stderr.write(`gateway bench: raw Ed25519 verifications on ${cores} threads…\n`)
     const rawBefore = await measureRawVerifies(RAW_COUNT, cores)
@@ -274,7 +269,7 @@ export async function main (): Promise<GatewayBenchResult> {
     const registrar = chain.registryAs('deviceRegistrar')
     for (let i = 0; i < DEVICES; i++) await registrar.registerDevice({ deviceId: deviceIdOf(deviceName(i)), publicKey: createSigner(seedOf(i)).publicKey, validFromMs: 0 })
     await registrar.registerDevice({ deviceId: deviceIdOf('bench-latency'), publicKey: createSigner(seedOf('latency')).publicKey, validFromMs: 0 })
-    const warmupDevices = Math.max(1, argValue('warmup-devices', WARMUP_DEVICES))
+    const warmupDevices = intArg('warmup-devices', WARMUP_DEVICES)
     const warmupName = (i: number): string => `bench-warmup-${i}`
     for (let i = 0; i < warmupDevices; i++) await registrar.registerDevice({ deviceId: deviceIdOf(warmupName(i)), publicKey: createSigner(seedOf(warmupName(i))).publicKey, validFromMs: 0 })
 
@@ -291,7 +286,7 @@ export async function main (): Promise<GatewayBenchResult> {
       batchMaxAgeMs: 600_000,
       processMetrics: false,
       verifyWorkers,
-      ...(process.argv.includes('--max-backlog') ? { maxBacklogRecords: argValue('max-backlog', 50_000) } : {})
+      ...(process.argv.includes('--max-backlog') ? { maxBacklogRecords: intArg('max-backlog', 50_000) } : {})
     })
     await gateway.start()
     cleanups.push(async () => await gateway.stop())

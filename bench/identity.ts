@@ -11,11 +11,11 @@ import { ProvenanceAgent } from '../agent/session/index.js'
 import { tpmBootCertifier, openTpmIdentity } from '../agent/keys/index.js'
 import { sampleInference } from '../test/helpers/records.js'
 import { startSwtpm } from '../test/helpers/swtpm.js'
-import { fmtSpread, interleave, ratios, spread, type Spread, exitOnHelp } from './measure.js'
+import { fmtSpread, interleave, ratios, spread, type Spread, exitOnHelp, intEnv } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
-const ROUNDS = Number(process.env.BENCH_IDENTITY_ROUNDS ?? 9)
-const RECORDS = Number(process.env.BENCH_IDENTITY_RECORDS ?? 2000)
+const ROUNDS = intEnv('BENCH_IDENTITY_ROUNDS', 9)
+const RECORDS = intEnv('BENCH_IDENTITY_RECORDS', 2000)
 
 export async function main (): Promise<Record<string, Spread>> {
   const tpm = await startSwtpm()

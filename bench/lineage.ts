@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isEntryPoint } from '../common/entry-point.js'
-import { exitOnHelp } from './measure.js'
+import { exitOnHelp, intEnv } from './measure.js'
 import { hashTree, listTree } from '../forensics/lineage/index.js'
 
 /** Tree size in MiB and rounds; small defaults keep it short on a shared machine. */
@@ -71,8 +71,8 @@ async function makeTree (dir: string, totalBytes: number): Promise<void> {
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number }
 
 export async function main (): Promise<LineageBenchReport> {
-  const mib = Number(process.env.LINEAGE_BENCH_MIB ?? DEFAULT_TREE_MIB)
-  const rounds = Number(process.env.LINEAGE_BENCH_ROUNDS ?? DEFAULT_ROUNDS)
+  const mib = intEnv('LINEAGE_BENCH_MIB', DEFAULT_TREE_MIB)
+  const rounds = intEnv('LINEAGE_BENCH_ROUNDS', DEFAULT_ROUNDS)
   const dir = await mkdtemp(join(tmpdir(), 'lineage-bench-'))
   try {
     process.stderr.write(`lineage: writing a ${mib} MiB tree of mixed file sizes\n`)

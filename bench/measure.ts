@@ -175,3 +175,25 @@ export function exitOnHelp (usage: string): void {
   process.stdout.write(usage.trim() + '\n')
   process.exit(0)
 }
+
+function wholeNumber (raw: string, what: string, min: number): number {
+  const n = Number(raw)
+  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new Error(`${what} takes ${min === 0 ? 'a whole number' : `an integer of at least ${min}`}, got '${raw}'`)
+  return n
+}
+
+/**
+ * The integer after `--name` on the command line, `fallback` when the option is absent. Anything
+ * else (missing, not digits, below `min`) is an error that names the option: the benches used to
+ * measure with their default when given `--records 40k`.
+ */
+export function intArg (name: string, fallback: number, min = 1): number {
+  const at = process.argv.indexOf(`--${name}`)
+  return at === -1 ? fallback : wholeNumber(process.argv[at + 1] ?? '', `--${name}`, min)
+}
+
+/** The integer in the environment variable `name`, `fallback` when unset or empty; anything else an error that names it. */
+export function intEnv (name: string, fallback: number, min = 1): number {
+  const raw = process.env[name]
+  return raw === undefined || raw === '' ? fallback : wholeNumber(raw, name, min)
+}

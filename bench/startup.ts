@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { fmt, interleave, spread, type Spread, exitOnHelp } from './measure.js'
+import { fmt, interleave, spread, type Spread, exitOnHelp, intEnv } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const ROUNDS = Number(process.env.BENCH_STARTUP_ROUNDS ?? 15)
+const ROUNDS = intEnv('BENCH_STARTUP_ROUNDS', 15)
 
 async function runNode (args: readonly string[]): Promise<void> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PROVENANCE_FROM_SOURCE: '' } })

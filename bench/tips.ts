@@ -5,12 +5,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import { MerkleBuilder, TipTree } from '../protocol/index.js'
-import { interleave, ratios, spread, fmt, fmtSpread, type Spread, exitOnHelp } from './measure.js'
+import { interleave, ratios, spread, fmt, fmtSpread, type Spread, exitOnHelp, intEnv } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** [devices, records per batch]: the default batch (10 k records) in fleets of 10 k and 100 k, and a batch that moves every tip of 100 k. */
 const CASES: Array<[number, number]> = [[10_000, 10_000], [100_000, 10_000], [100_000, 100_000]]
-const ROUNDS = Number(process.env.TIPS_BENCH_ROUNDS ?? 7)
+const ROUNDS = intEnv('TIPS_BENCH_ROUNDS', 7)
 
 export interface TipsBenchRow {
   devices: number
