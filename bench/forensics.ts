@@ -23,7 +23,7 @@ import { verifyBundle as verifyFromSources } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
-import { fmtSpread, interleave, spread, type Spread, exitOnHelp, intArg } from './measure.js'
+import { fmtSpread, interleave, spread, type Spread, exitOnHelp, intArg, faultCostUs, minorFaults } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
@@ -37,7 +37,12 @@ export interface ForensicsBenchResult {
   cores: number
   verify: { offlineRecordsPerSec: number, perRecordMs: number, onlineRecords: number, onlineRecordsPerSec: number }
   /** Interleaved rounds: verify --offline (node:crypto on every core) against raw node:crypto verifies on as many worker threads. */
-  parallel: { verifyPerSec: Spread, rawNodeVerifiesPerSec: Spread, ratio: Spread, cpuRatio: Spread, verifyCpuMsPerRecord: Spread, rawCpuMsPerVerify: Spread, nobleVerifyPerSec: number }
+  parallel: {
+    verifyPerSec: Spread, rawNodeVerifiesPerSec: Spread, ratio: Spread, cpuRatio: Spread, verifyCpuMsPerRecord: Spread, rawCpuMsPerVerify: Spread, nobleVerifyPerSec: number
+    /** Minor page faults of the process per record verified in the rounds, and what one costs here (faultCostUs, before the run). */
+    faultsPerRecord: number
+    faultCostUs: number
+  }
   noble: { rawVerifiesPerSec: number, strictVerifiesPerSec: number, ratioToRaw: number, ratioToStrict: number }
   extrapolation: { oneMillionRecordsMin: number }
   bundle: { bytesPer1kRecords: number, recordBytesPer1k: number, proofBytesPer1k: number, oneMillionRecordsMiB: number, recordsPerMaxBundle: number }
@@ -128,6 +133,8 @@ function compiledVerifierUrl (): URL | undefined {
 }
 
 export async function main (): Promise<ForensicsBenchResult> {
+  // Before anything else runs in this process: process CPU counts every thread.
+  const faultCost = faultCostUs()
   const compiled = compiledVerifierUrl()
   const verifyBundle = compiled === undefined ? verifyFromSources : (await import(compiled.href) as { verifyBundle: typeof verifyFromSources }).verifyBundle
   const count = intArg('records', 100_000)
@@ -168,9 +175,12 @@ export async function main (): Promise<ForensicsBenchResult> {
   // The floor on the same cores: raw node:crypto verifies of as many signatures, one thread per core.
   const cores = availableParallelism()
   log(`interleaved rounds: verify --offline vs raw node:crypto verifies on ${cores} threads...`)
+  let oursFaults = 0
   const rounds = await interleave(intArg('rounds', 5), {
     ours: async () => {
+      const f0 = minorFaults()
       const v = await verifyBundle(bundle, { offline: true })
+      oursFaults += minorFaults() - f0
       if (v.verdict !== 'valid') throw new Error('bench bundle did not verify')
     },
     raw: async () => { await rawNodeVerifies(messages, key, count, cores) }
@@ -192,7 +202,9 @@ export async function main (): Promise<ForensicsBenchResult> {
     cpuRatio: spread(rawCpu.map((x, i) => x / (oursCpu[i] as number))),
     verifyCpuMsPerRecord: spread(oursCpu),
     rawCpuMsPerVerify: spread(rawCpu),
-    nobleVerifyPerSec
+    nobleVerifyPerSec,
+    faultsPerRecord: oursFaults / ((rounds.ours ?? []).length * count),
+    faultCostUs: faultCost
   }
 
   // Sizes.
@@ -266,6 +278,7 @@ export async function main (): Promise<ForensicsBenchResult> {
 | raw node:crypto verifies, same messages, ${cores} threads | ${fmtSpread(parallel.rawNodeVerifiesPerSec, 0)} /s |
 | verify / raw node:crypto, same cores, wall (target ≥ 0.7) | ${fmtSpread(parallel.ratio)} |
 | verify / raw node:crypto, CPU time (raw CPU per verify ÷ verify CPU per record) | ${fmtSpread(parallel.cpuRatio)} (${fmtSpread(parallel.verifyCpuMsPerRecord, 3)} vs ${fmtSpread(parallel.rawCpuMsPerVerify, 3)} ms) |
+| page faults of verify --offline (pages first touched, all threads) | ${f(parallel.faultsPerRecord, 2)} per record, at ${f(parallel.faultCostUs, 1)} µs each here: ~${f(parallel.faultsPerRecord * parallel.faultCostUs, 1)} µs of the CPU per record |
 | verify --offline, first run (pool start-up included) | ${f(offlineRecordsPerSec)} records/s (${f(result.verify.perRecordMs, 3)} ms/record) |
 | verify --offline --verifier noble, ${cores} threads, ${nobleCount} records | ${f(nobleVerifyPerSec)} records/s |
 | verify online (anvil, ${onlineCount} records) | ${f(onlineRecordsPerSec)} records/s |

@@ -29,7 +29,7 @@ import {
 import { deviceIdOf, startDevChain } from '../contracts/index.js'
 import { Gateway, setNoDelay } from '../gateway/index.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
-import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread, exitOnHelp, intArg } from './measure.js'
+import { childrenCpuDelta, childrenCpuMs, fmtSpread, mainThreadCpuMs, processCpuMs, spread, threadCpuDelta, threadCpuMs, type Spread, exitOnHelp, intArg, faultCostUs, minorFaults } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 const DEVICES = 50
@@ -70,6 +70,9 @@ export interface GatewayBenchResult {
     mainCpuMsPerRecord: number
     /** Of which its `verifyWorkers` busiest other threads' (the verify workers; the rest: V8's GC helpers, LevelDB, libuv). */
     workersCpuMsPerRecord: number
+    /** Minor page faults of the gateway process per stored record during the ingest, and what one costs here (faultCostUs, before the run). */
+    faultsPerRecord: number
+    faultCostUs: number
     /** Acks the gateway published during the ingest (one per device per durable write that moved its tip). */
     acks: number
     /** Cores the gateway process kept busy during the ingest (its CPU ms ÷ wall ms). */
@@ -253,6 +256,8 @@ async function startCpuProfile (): Promise<() => Promise<unknown>> {
 }
 
 export async function main (): Promise<GatewayBenchResult> {
+  // Before anything else runs in this process: process CPU counts every thread.
+  const faultCost = faultCostUs()
   const dir = await mkdtemp(join(tmpdir(), 'prov-bench-gw-'))
   // Mosquitto leaves Nagle's algorithm on unless told (docs/OPERATIONS.md §Gateway).
   const broker = await startMosquitto({ config: ['set_tcp_nodelay true'] })
@@ -351,6 +356,7 @@ export async function main (): Promise<GatewayBenchResult> {
     const beside0 = childrenCpuMs()
     const m0 = mainThreadCpuMs()
     const threads0 = threadCpuMs()
+    const faults0 = minorFaults()
     const heapProfile = process.env.PROV_BENCH_HEAP_PROFILE === undefined ? undefined : await startAllocationSampling()
     const cpuProfile = process.env.PROV_BENCH_CPU_PROFILE === undefined ? undefined : await startCpuProfile()
     // For `perf record -k CLOCK_MONOTONIC`: the ingest's window on that clock (seconds).
@@ -360,6 +366,7 @@ export async function main (): Promise<GatewayBenchResult> {
     const stored = await nextLine()
     if (process.env.PROV_BENCH_THREADS !== undefined) process.stderr.write(`ingest window (CLOCK_MONOTONIC s): ${window0},${monotonic()}\n`)
     const storedSecs = (performance.now() - t0) / 1000
+    const faultsPerRecord = (minorFaults() - faults0) / total
     const gatewayCpuMsPerRecord = (processCpuMs() - c0) / (DEVICES * RECORDS_PER_DEVICE)
     const mainCpuMsPerRecord = (mainThreadCpuMs() - m0) / (DEVICES * RECORDS_PER_DEVICE)
     // Beside the main thread, the verifyWorkers busiest threads are the verify workers; the rest is
@@ -401,6 +408,8 @@ export async function main (): Promise<GatewayBenchResult> {
         ratio: spread([rawBefore, rawAfter].map(r => total / storedSecs / r.perSec)),
         cpuRatio: spread([rawBefore, rawAfter].map(r => r.cpuMsPerVerify / gatewayCpuMsPerRecord)),
         gatewayCpuMsPerRecord,
+        faultsPerRecord,
+        faultCostUs: faultCost,
         mainCpuMsPerRecord,
         workersCpuMsPerRecord,
         acks: acksDuringIngest,
@@ -418,6 +427,7 @@ export async function main (): Promise<GatewayBenchResult> {
     const ing = result.ingest
     console.log(`verified + stored   ${f(ing.storedPerSec)} records/s (verify pool of ${verifyWorkers}) vs raw Ed25519 verifies on ${cores} threads ${fmtSpread(ing.rawVerifiesPerSec, 0)}/s (before, after)   ratio wall ${fmtSpread(ing.ratio)}, CPU ${fmtSpread(ing.cpuRatio)} (${ing.gatewayCpuMsPerRecord.toFixed(3)} ms per record vs ${fmtSpread(ing.rawCpuMsPerVerify, 3)} per verify) (target >= 0.8)`)
     console.log(`gateway CPU         ${(ing.gatewayCpuMsPerRecord * 1000).toFixed(0)} µs per record: main thread ${(ing.mainCpuMsPerRecord * 1000).toFixed(0)} µs, verify workers ${(ing.workersCpuMsPerRecord * 1000).toFixed(0)} µs, other threads (V8's GC helpers, LevelDB, libuv) ${((ing.gatewayCpuMsPerRecord - ing.mainCpuMsPerRecord - ing.workersCpuMsPerRecord) * 1000).toFixed(0)} µs; raw verify ${fmtSpread({ median: ing.rawCpuMsPerVerify.median * 1000, min: ing.rawCpuMsPerVerify.min * 1000, max: ing.rawCpuMsPerVerify.max * 1000 }, 0)} µs`)
+    console.log(`page faults         ${ing.faultsPerRecord.toFixed(2)} per record (pages first touched, all threads), at ${ing.faultCostUs.toFixed(1)} µs each on this machine: ~${(ing.faultsPerRecord * ing.faultCostUs).toFixed(1)} µs of the CPU per record`)
     console.log(`beside the gateway  it kept ${ing.gatewayCores.toFixed(2)} of ${cores} cores busy; ${Object.entries(ing.besideCores).map(([n, c]) => `${n === 'node' ? 'publisher' : n} ${c.toFixed(2)}`).join(', ')} cores during the ingest; ${ing.acks} acks`)
     console.log(`ack latency         median ${f(result.ackLatency.medianMs)} ms, p99 ${f(result.ackLatency.p99Ms)} ms (${samples.length} one-record messages, fsync per write)`)
     console.log(`anchored end to end ${f(result.anchoring.anchoredPerSec)} records/s (${total} records, batches of ${BATCH_RECORDS}, anvil automine)`)
