@@ -444,7 +444,9 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
 
 function childCell (l: ChildLoopFigures): string {
   const gcs = Object.entries(l.gcCounts).map(([k, n]) => `${n} ${k}`).join(', ')
-  return `${fmt(l.stallMaxMs)} (per block median ${fmt(spread(l.blockStallMs).median)}; without a GC in it ${fmt(l.stallNoGcMaxMs)}; longest GC ${fmt(l.gcMaxMs)} ${l.gcMaxKind}; GCs ${gcs === '' ? 'none' : gcs} in ${l.runs} runs; majors per 256 runs ${fmt(l.majorsPer256Runs)})`
+  const sp = l.stallMaxSplit
+  const own = `; its interval: loop running ${fmt(sp.runningMs)}, in its poll ${fmt(sp.pollMs)}, main thread waiting for a CPU ${fmt(sp.runqueueMs)}, VM steal ${fmt(sp.stealMs, 0)}; **our work within one stall at most ${fmt(l.ownBlockMaxMs)}** (running less the wait that cannot have been in the poll), ${fmt(l.ownBlockNoGcMaxMs)} without a GC, ${fmt(l.ownBlockQuietMaxMs)} without a GC or steal`
+  return `${fmt(l.stallMaxMs)} (per block median ${fmt(spread(l.blockStallMs).median)}; without a GC in it ${fmt(l.stallNoGcMaxMs)}${own}; longest GC ${fmt(l.gcMaxMs)} ${l.gcMaxKind}; GCs ${gcs === '' ? 'none' : gcs} in ${l.runs} runs; majors per 256 runs ${fmt(l.majorsPer256Runs)})`
 }
 
 function loopCell (l: LoopFigures): string {

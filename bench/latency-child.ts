@@ -4,13 +4,21 @@
  * with the generic-x86_64 profile's threads, runs called in this process), against bare runs of
  * the same model in a worker of its own (same threads) and idle waits, in rotating blocks. A 1 ms
  * interval timer measures how late each tick comes (the event loop's stalls); the GC pauses of
- * this thread (PerformanceObserver 'gc') are matched against them. Prints one JSON line.
+ * this thread (PerformanceObserver 'gc') are matched against them. Each tick also reads the loop's
+ * utilization (`eventLoopUtilization`: wall time outside its poll for events, exact) and the main
+ * thread's time waiting for a CPU (Linux schedstat's run_delay, exact once the thread runs), so a
+ * stall splits into time the loop was running (our callbacks and GC pauses, and any preemption
+ * meanwhile) and time it sat in its poll although the timer was due (a late wake-up: the VM or the
+ * run queue), beside the time the hypervisor took from this VM's vCPUs then (/proc/stat steal,
+ * all vCPUs, in 10 ms units). schedstat's time on a CPU is not used: the kernel updates it at scheduler ticks
+ * (4 ms at HZ=250), too coarse for 1 ms intervals. Prints one JSON line.
  * Usage: node [v8 flags] dist/bench/latency-child.js [rounds] [runs per block] [outputs]
  * `outputs` says what the daemon runs do with their outputs: `lend` (default: lent and released
  * once the run resolved, as the API answers), `keep` (given, then dropped for the GC, as a library
  * caller that keeps them), `detach` (given, then freed at once by transfer to a sink, as the API
  * did before lending).
  */
+import { openSync, readSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -35,6 +43,20 @@ export interface ChildLoopFigures {
   blockStallMs: number[]
   /** Longest lateness of a tick during which no GC pause of this thread happened. */
   stallNoGcMaxMs: number
+  /** The longest stall, split (see StallSplit), ms. */
+  stallMaxSplit: StallSplit
+  /**
+   * The most our own work can have held the loop within one stall: the time the loop was running
+   * less the wait for a CPU that cannot have fallen in its poll (run_delay beyond the poll time),
+   * at most the stall; and the same among stalls without a GC pause of this thread, ms. An upper
+   * bound: the wait that may have fallen in the poll is counted as ours.
+   */
+  ownBlockMaxMs: number
+  ownBlockNoGcMaxMs: number
+  /** The same among stalls with neither a GC pause nor a unit of steal in their interval, ms. */
+  ownBlockQuietMaxMs: number
+  /** The stall in which that longest own block happened, split. */
+  ownBlockMaxSplit: StallSplit
   /** monitorEventLoopDelay (resolution 1 ms) max over the blocks, ms. */
   histogramMaxMs: number
   /** Longest GC pause and its kind; GC counts by kind over the blocks; runs measured. */
@@ -66,33 +88,82 @@ export interface ChildFigures {
 
 export type OutputMode = 'lend' | 'keep' | 'detach'
 
+/**
+ * A stall's lateness and its interval (lateness + the 1 ms period) split, ms: the loop running
+ * (ELU active), in its poll (the rest), and of all that, the main thread runnable but waiting
+ * for a CPU (schedstat run_delay); and beside them the steal of all the VM's vCPUs over the
+ * interval (/proc/stat, 10 ms units: 0 means less than one unit came in).
+ */
+export interface StallSplit { lateMs: number, runningMs: number, pollMs: number, runqueueMs: number, stealMs: number }
+
 const GC_KINDS: Record<number, string> = { 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weak callbacks' }
 
-interface Block { ticks: number[], gcs: Array<{ at: number, ms: number, kind: string }>, runsMs: number[], histMaxMs: number, heapUsed: number }
+interface Block { ticks: number[], activeMs: number[], waitNs: number[], stealTicks: number[], gcs: Array<{ at: number, ms: number, kind: string }>, runsMs: number[], histMaxMs: number, heapUsed: number }
 
 const gcs: Array<{ at: number, ms: number, kind: string }> = []
 const observer = new PerformanceObserver(list => {
   for (const e of list.getEntries()) gcs.push({ at: e.startTime, ms: e.duration, kind: GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other' })
 })
 
-/** Runs `work` while a 1 ms interval timer records when each tick came. */
+// The main thread's schedstat (opened here, so /proc/thread-self is this thread), read by pread:
+// "<ns on a CPU> <ns runnable, waiting on a run queue> <timeslices>"; the second field.
+const schedstatFd = openSync('/proc/thread-self/schedstat', 'r')
+const schedstatBuf = Buffer.alloc(96)
+function runDelayNs (): number {
+  const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0)
+  let i = schedstatBuf.indexOf(32) + 1
+  let wait = 0
+  for (; i > 0 && i < n && schedstatBuf[i] !== 32; i++) wait = wait * 10 + (schedstatBuf[i] as number) - 48
+  return wait
+}
+// The VM's steal over all vCPUs, in USER_HZ ticks (the 8th number of /proc/stat's first line).
+const statFd = openSync('/proc/stat', 'r')
+const statBuf = Buffer.alloc(256)
+function stealTicks (): number {
+  const n = readSync(statFd, statBuf, 0, statBuf.length, 0)
+  let field = -1
+  let value = 0
+  for (let i = 3; i < n && statBuf[i] !== 10; i++) {
+    const c = statBuf[i] as number
+    if (c === 32) {
+      if (field === 7) return value
+      if (statBuf[i + 1] !== 32) { field++; value = 0 }
+    } else value = value * 10 + c - 48
+  }
+  return field === 7 ? value : 0
+}
+const USER_HZ_MS = 10
+
+/** Runs `work` while a 1 ms interval timer records when each tick came (and the schedstat then). */
 async function watch (work: () => Promise<number[]>): Promise<Block> {
   const histogram = monitorEventLoopDelay({ resolution: 1 })
   const ticks: number[] = []
-  const timer = setInterval(() => { ticks.push(performance.now()) }, TICK_MS)
+  const activeMs: number[] = []
+  const waitNs: number[] = []
+  const steal: number[] = []
+  const tick = (): void => {
+    ticks.push(performance.now())
+    activeMs.push(performance.eventLoopUtilization().active)
+    waitNs.push(runDelayNs())
+    steal.push(stealTicks())
+  }
+  const timer = setInterval(tick, TICK_MS)
   histogram.enable()
   await new Promise(resolve => setTimeout(resolve, 5))
   histogram.reset()
   ticks.length = 0
-  ticks.push(performance.now())
+  activeMs.length = 0
+  waitNs.length = 0
+  steal.length = 0
+  tick()
   const runsMs = await work()
-  ticks.push(performance.now())
+  tick()
   clearInterval(timer)
   histogram.disable()
   await new Promise(resolve => setImmediate(resolve))
   const t0 = ticks[0] as number
   const t1 = ticks[ticks.length - 1] as number
-  return { ticks, gcs: gcs.filter(g => g.at >= t0 && g.at <= t1), runsMs, histMaxMs: histogram.max / 1e6, heapUsed: getHeapStatistics().used_heap_size }
+  return { ticks, activeMs, waitNs, stealTicks: steal, gcs: gcs.filter(g => g.at >= t0 && g.at <= t1), runsMs, histMaxMs: histogram.max / 1e6, heapUsed: getHeapStatistics().used_heap_size }
 }
 
 function median (xs: readonly number[]): number {
@@ -105,6 +176,11 @@ function median (xs: readonly number[]): number {
 function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFigures {
   let stallMaxMs = 0
   let stallNoGcMaxMs = 0
+  let stallMaxSplit: StallSplit = { lateMs: 0, runningMs: 0, pollMs: 0, runqueueMs: 0, stealMs: 0 }
+  let ownBlockMaxMs = 0
+  let ownBlockNoGcMaxMs = 0
+  let ownBlockQuietMaxMs = 0
+  let ownBlockMaxSplit: StallSplit = stallMaxSplit
   const blockStallMs: number[] = []
   const gcCounts: Record<string, number> = {}
   let gcMax = { ms: 0, kind: 'none' }
@@ -115,10 +191,20 @@ function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFig
       const to = b.ticks[i] as number
       const late = Math.max(0, to - from - TICK_MS)
       blockMax = Math.max(blockMax, late)
-      if (!b.gcs.some(g => g.at < to && g.at + g.ms > from)) stallNoGcMaxMs = Math.max(stallNoGcMaxMs, late)
+      // Over the whole interval (the expected 1 ms included; the tick's own reads are in it too).
+      const runningMs = (b.activeMs[i] as number) - (b.activeMs[i - 1] as number)
+      const runqueueMs = ((b.waitNs[i] as number) - (b.waitNs[i - 1] as number)) / 1e6
+      const stealMs = ((b.stealTicks[i] as number) - (b.stealTicks[i - 1] as number)) * USER_HZ_MS
+      const split = { lateMs: late, runningMs, pollMs: Math.max(0, to - from - runningMs), runqueueMs, stealMs }
+      const own = Math.max(0, Math.min(late, runningMs - Math.max(0, runqueueMs - split.pollMs)))
+      const noGc = !b.gcs.some(g => g.at < to && g.at + g.ms > from)
+      if (noGc) stallNoGcMaxMs = Math.max(stallNoGcMaxMs, late)
+      if (late > stallMaxMs) { stallMaxMs = late; stallMaxSplit = split }
+      if (own > ownBlockMaxMs) { ownBlockMaxMs = own; ownBlockMaxSplit = split }
+      if (noGc) ownBlockNoGcMaxMs = Math.max(ownBlockNoGcMaxMs, own)
+      if (noGc && stealMs === 0) ownBlockQuietMaxMs = Math.max(ownBlockQuietMaxMs, own)
     }
     blockStallMs.push(blockMax)
-    stallMaxMs = Math.max(stallMaxMs, blockMax)
     for (const g of b.gcs) {
       gcCounts[g.kind] = (gcCounts[g.kind] ?? 0) + 1
       if (g.ms > gcMax.ms) gcMax = g
@@ -128,6 +214,11 @@ function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFig
     stallMaxMs,
     blockStallMs: blockStallMs.sort((a, b) => a - b),
     stallNoGcMaxMs,
+    stallMaxSplit,
+    ownBlockMaxMs,
+    ownBlockNoGcMaxMs,
+    ownBlockQuietMaxMs,
+    ownBlockMaxSplit,
     histogramMaxMs: Math.max(...blocks.map(b => b.histMaxMs)),
     gcMaxMs: gcMax.ms,
     gcMaxKind: gcMax.kind,
