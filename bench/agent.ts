@@ -211,6 +211,10 @@ function identityFloorMs (p: IdentityPhases): number {
   return Math.max(p.fileShaMs + p.parseMs, total / Math.max(1, p.cores))
 }
 
+/** Loads of each file before its timed rounds, at most, and the time they may take at most. */
+const SETTLE_LOADS = 100
+const SETTLE_MS = 2000
+
 async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
   const synthetic = join(dir, 'synthetic-128mib.onnx')
   await writeSyntheticModel(synthetic, 128)
@@ -222,6 +226,11 @@ async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
       // Before any load of this file in this process: the first load in a fresh one, hash thread cold.
       const cold = await coldIdentity(file, 3)
       const mib = (await identifyModel(file)).bytes.byteLength / MIB
+      // Then loads until the JIT has settled (or ~2 s went by): a load of rec took 38 ms per load
+      // over the first 40 in one process, 22 from the hundredth on (2026-12-03); the first load of
+      // a process, which a device makes, is the cold row above.
+      const settleUntil = performance.now() + SETTLE_MS
+      for (let i = 0; i < SETTLE_LOADS && performance.now() < settleUntil; i++) await identifyModel(file)
       // openssl's process start is ~5-10 ms here: enough runs per round that a round lasts ~100 ms,
       // well above the 10 ms ticks its CPU time comes in.
       const runs = Math.max(1, Math.round(64 / mib))
