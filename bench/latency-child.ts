@@ -105,11 +105,21 @@ const observer = new PerformanceObserver(list => {
   for (const e of list.getEntries()) gcs.push({ at: e.startTime, ms: e.duration, kind: GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other' })
 })
 
+function openOptional (path: string): number | undefined {
+  try {
+    return openSync(path, 'r')
+  } catch {
+    return undefined
+  }
+}
+
 // The main thread's schedstat (opened here, so /proc/thread-self is this thread), read by pread:
 // "<ns on a CPU> <ns runnable, waiting on a run queue> <timeslices>"; the second field.
-const schedstatFd = openSync('/proc/thread-self/schedstat', 'r')
+// Either file may be missing (not Linux, a kernel without schedstats): its figures are then NaN.
+const schedstatFd = openOptional('/proc/thread-self/schedstat')
 const schedstatBuf = Buffer.alloc(96)
 function runDelayNs (): number {
+  if (schedstatFd === undefined) return NaN
   const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0)
   let i = schedstatBuf.indexOf(32) + 1
   let wait = 0
@@ -117,9 +127,10 @@ function runDelayNs (): number {
   return wait
 }
 // The VM's steal over all vCPUs, in USER_HZ ticks (the 8th number of /proc/stat's first line).
-const statFd = openSync('/proc/stat', 'r')
+const statFd = openOptional('/proc/stat')
 const statBuf = Buffer.alloc(256)
 function stealTicks (): number {
+  if (statFd === undefined) return NaN
   const n = readSync(statFd, statBuf, 0, statBuf.length, 0)
   let field = -1
   let value = 0
@@ -196,7 +207,9 @@ function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFig
       const runqueueMs = ((b.waitNs[i] as number) - (b.waitNs[i - 1] as number)) / 1e6
       const stealMs = ((b.stealTicks[i] as number) - (b.stealTicks[i - 1] as number)) * USER_HZ_MS
       const split = { lateMs: late, runningMs, pollMs: Math.max(0, to - from - runningMs), runqueueMs, stealMs }
-      const own = Math.max(0, Math.min(late, runningMs - Math.max(0, runqueueMs - split.pollMs)))
+      // Without schedstat no wait is known to have been outside the poll: still an upper bound.
+      const waitOutsidePoll = Number.isNaN(runqueueMs) ? 0 : Math.max(0, runqueueMs - split.pollMs)
+      const own = Math.max(0, Math.min(late, runningMs - waitOutsidePoll))
       const noGc = !b.gcs.some(g => g.at < to && g.at + g.ms > from)
       if (noGc) stallNoGcMaxMs = Math.max(stallNoGcMaxMs, late)
       if (late > stallMaxMs) { stallMaxMs = late; stallMaxSplit = split }
@@ -217,7 +230,8 @@ function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFig
     stallMaxSplit,
     ownBlockMaxMs,
     ownBlockNoGcMaxMs,
-    ownBlockQuietMaxMs,
+    // Unknown without /proc/stat: no stall can be said to have had no steal.
+    ownBlockQuietMaxMs: statFd === undefined ? NaN : ownBlockQuietMaxMs,
     ownBlockMaxSplit,
     histogramMaxMs: Math.max(...blocks.map(b => b.histMaxMs)),
     gcMaxMs: gcMax.ms,
