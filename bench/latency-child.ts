@@ -10,8 +10,8 @@
  * stall splits into time the loop was running (our callbacks and GC pauses, and any preemption
  * meanwhile) and time it sat in its poll although the timer was due (a late wake-up: the VM or the
  * run queue), beside the time the hypervisor took from this VM's vCPUs then (/proc/stat steal,
- * all vCPUs, in 10 ms units). schedstat's time on a CPU is not used: the kernel updates it at scheduler ticks
- * (4 ms at HZ=250), too coarse for 1 ms intervals. Prints one JSON line.
+ * all vCPUs, in 10 ms units). schedstat's time on a CPU is not used: the kernel updates it at
+ * scheduler ticks (4 ms at HZ=250), too coarse for 1 ms intervals. Prints one JSON line.
  * Usage: node [v8 flags] dist/bench/latency-child.js [rounds] [runs per block] [outputs]
  * `outputs` says what the daemon runs do with their outputs: `lend` (default: lent and released
  * once the run resolved, as the API answers), `keep` (given, then dropped for the GC, as a library
@@ -105,47 +105,51 @@ const observer = new PerformanceObserver(list => {
   for (const e of list.getEntries()) gcs.push({ at: e.startTime, ms: e.duration, kind: GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other' })
 })
 
-function openOptional (path: string): number | undefined {
-  try {
-    return openSync(path, 'r')
-  } catch {
-    return undefined
+/**
+ * A proc file read again and again by pread (no string, no allocation per read): `field(i)` is
+ * the i-th space-separated decimal number of its first line (words count as fields too), NaN when
+ * the file could not be opened (not Linux, a kernel without schedstats) or has no such field.
+ */
+class ProcFields {
+  private readonly fd: number | undefined
+  private readonly buf = Buffer.alloc(256)
+
+  constructor (path: string) {
+    try {
+      this.fd = openSync(path, 'r')
+    } catch {
+      this.fd = undefined
+    }
+  }
+
+  get available (): boolean { return this.fd !== undefined }
+
+  field (index: number): number {
+    if (this.fd === undefined) return NaN
+    const n = readSync(this.fd, this.buf, 0, this.buf.length, 0)
+    let field = 0
+    let value = 0
+    for (let i = 0; i < n; i++) {
+      const c = this.buf[i] as number
+      if (c === 32 || c === 10) {
+        if (field === index) return value
+        if (c === 10) break
+        if (this.buf[i + 1] !== 32) { field++; value = 0 }
+      } else value = value * 10 + c - 48
+    }
+    return field === index ? value : NaN
   }
 }
 
-// The main thread's schedstat (opened here, so /proc/thread-self is this thread), read by pread:
-// "<ns on a CPU> <ns runnable, waiting on a run queue> <timeslices>"; the second field.
-// Either file may be missing (not Linux, a kernel without schedstats): its figures are then NaN.
-const schedstatFd = openOptional('/proc/thread-self/schedstat')
-const schedstatBuf = Buffer.alloc(96)
-function runDelayNs (): number {
-  if (schedstatFd === undefined) return NaN
-  const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0)
-  let i = schedstatBuf.indexOf(32) + 1
-  let wait = 0
-  for (; i > 0 && i < n && schedstatBuf[i] !== 32; i++) wait = wait * 10 + (schedstatBuf[i] as number) - 48
-  return wait
-}
-// The VM's steal over all vCPUs, in USER_HZ ticks (the 8th number of /proc/stat's first line).
-const statFd = openOptional('/proc/stat')
-const statBuf = Buffer.alloc(256)
-function stealTicks (): number {
-  if (statFd === undefined) return NaN
-  const n = readSync(statFd, statBuf, 0, statBuf.length, 0)
-  let field = -1
-  let value = 0
-  for (let i = 3; i < n && statBuf[i] !== 10; i++) {
-    const c = statBuf[i] as number
-    if (c === 32) {
-      if (field === 7) return value
-      if (statBuf[i + 1] !== 32) { field++; value = 0 }
-    } else value = value * 10 + c - 48
-  }
-  return field === 7 ? value : 0
-}
+// The main thread's schedstat (opened here, so /proc/thread-self is this thread):
+// "<ns on a CPU> <ns runnable, waiting on a run queue> <timeslices>"; field 1.
+const schedstat = new ProcFields('/proc/thread-self/schedstat')
+// The VM's steal over all vCPUs in USER_HZ ticks: /proc/stat's first line "cpu  user nice system
+// idle iowait irq softirq steal …", field 8.
+const stat = new ProcFields('/proc/stat')
 const USER_HZ_MS = 10
 
-/** Runs `work` while a 1 ms interval timer records when each tick came (and the schedstat then). */
+/** Runs `work` while a 1 ms interval timer records when each tick came, and the loop's and thread's figures then. */
 async function watch (work: () => Promise<number[]>): Promise<Block> {
   const histogram = monitorEventLoopDelay({ resolution: 1 })
   const ticks: number[] = []
@@ -155,8 +159,8 @@ async function watch (work: () => Promise<number[]>): Promise<Block> {
   const tick = (): void => {
     ticks.push(performance.now())
     activeMs.push(performance.eventLoopUtilization().active)
-    waitNs.push(runDelayNs())
-    steal.push(stealTicks())
+    waitNs.push(schedstat.field(1))
+    steal.push(stat.field(8))
   }
   const timer = setInterval(tick, TICK_MS)
   histogram.enable()
@@ -231,7 +235,7 @@ function figures (blocks: readonly Block[], runMsForIdle?: number): ChildLoopFig
     ownBlockMaxMs,
     ownBlockNoGcMaxMs,
     // Unknown without /proc/stat: no stall can be said to have had no steal.
-    ownBlockQuietMaxMs: statFd === undefined ? NaN : ownBlockQuietMaxMs,
+    ownBlockQuietMaxMs: stat.available ? ownBlockQuietMaxMs : NaN,
     ownBlockMaxSplit,
     histogramMaxMs: Math.max(...blocks.map(b => b.histMaxMs)),
     gcMaxMs: gcMax.ms,
