@@ -9,6 +9,7 @@ import onnxProto from 'onnx-proto'
 import type { onnx } from 'onnx-proto'
 import { ModelError, type ModelErrorCode } from './model-errors.js'
 import { checkModelWireFormat } from './onnx-wire-check.js'
+import { wireGraphBytes } from './onnx-graph-bytes.js'
 
 // onnx-proto is CommonJS (`module.exports = $root`): only its default export is reliable under
 // Node's ESM loader, tsx and tap alike; the named types come from its declaration file.
@@ -87,6 +88,11 @@ export interface ManifestDiff {
 export interface BuildManifestOptions {
   /** SHA-256 of `bytes` when the caller already has it (the loader does); computed otherwise. */
   readonly fileHash?: Uint8Array
+  /**
+   * Computes graphHash by re-encoding the decoded model with protobufjs, its definition, even
+   * where the one-pass writer (onnx-graph-bytes.ts) would give the same bytes. For cross-checks.
+   */
+  readonly reencodeGraph?: boolean
 }
 
 /**
@@ -94,7 +100,7 @@ export interface BuildManifestOptions {
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOptions = {}): ModelManifest {
-  return buildManifest(bytes, options.fileHash, (data) => toHex(sha256(data)))
+  return prepareManifest(bytes, options.fileHash, options.reencodeGraph === true)((data) => toHex(sha256(data)))
 }
 
 /** buildModelManifest in two steps (see prepareModelManifest). */
@@ -116,7 +122,7 @@ export interface PendingModelManifest {
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export function prepareModelManifest (bytes: Uint8Array, fileHash: Uint8Array): PendingModelManifest {
-  const finish = prepareManifest(bytes, fileHash)
+  const finish = prepareManifest(bytes, fileHash, false)
   return {
     complete: (known) => finish((data) => {
       if (data.buffer === bytes.buffer && known.size > 0) {
@@ -128,12 +134,8 @@ export function prepareModelManifest (bytes: Uint8Array, fileHash: Uint8Array): 
   }
 }
 
-function buildManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, hashData: (data: Uint8Array) => string): ModelManifest {
-  return prepareManifest(bytes, givenFileHash)(hashData)
-}
-
 /** Everything but the tensor hashes; what it returns takes a hash function and completes the manifest. */
-function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined): (hashData: (data: Uint8Array) => string) => ModelManifest {
+function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, reencodeGraph: boolean): (hashData: (data: Uint8Array) => string) => ModelManifest {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array')
   const fileHash = givenFileHash ?? sha256(bytes)
   if (fileHash.length !== 32) throw new RangeError('fileHash must be 32 bytes')
@@ -167,7 +169,7 @@ function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefin
     throw new ModelError(structuralCode, 'ModelProto has no graph')
   }
   if (model.opsetImport.length === 0) throw new ModelError(structuralCode, 'ModelProto has no opset_import')
-  const finish = asCorrupt(() => summarise(model, graph, irVersion, fileHash, unknownFields))
+  const finish = asCorrupt(() => summarise(model, graph, irVersion, fileHash, unknownFields, reencodeGraph ? undefined : bytes))
   return (hashData) => asCorrupt(() => finish(hashData))
 }
 
@@ -182,7 +184,7 @@ function asCorrupt<T> (fn: () => T): T {
 }
 
 /** Walks the tensors and hashes the graph; what it returns hashes the tensors and summarises. */
-function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number): (hashData: (data: Uint8Array) => string) => ModelManifest {
+function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number, wire: Uint8Array | undefined): (hashData: (data: Uint8Array) => string) => ModelManifest {
   const collector = new TensorCollector()
   collector.walkGraph(graph, '', 0)
   model.trainingInfo.forEach((info, i) => {
@@ -193,7 +195,9 @@ function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: 
     collector.walkNodes(fn.node ?? [], `function:${fn.domain ?? ''}:${fn.name ?? ''}`, 0)
   }
 
-  const graphHash = computeGraphHash(model, collector.tensors)
+  // The wire bytes give the graph-hash bytes in one pass where they are in an exporter's usual form.
+  const graphBytes = wire === undefined ? undefined : wireGraphBytes(wire)
+  const graphHash = graphBytes !== undefined ? toHex(sha256(graphBytes)) : computeGraphHash(model, collector.tensors)
 
   const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name))
   const head = {
@@ -278,6 +282,8 @@ export function diffManifests (before: Pick<ModelManifest, 'graphHash' | 'initia
  * to the schema are dropped by decoding and are not covered (see ModelManifest.unknownFields);
  * checkModelWireFormat has already refused the inputs protobufjs would read differently from
  * onnxruntime (duplicate singular messages, wrong wire types), so what is hashed is what runs.
+ * onnx-graph-bytes.ts writes the same bytes from the wire bytes in one pass for the forms
+ * exporters write; this re-encoding is the definition and the path for every other input.
  * Mutates `model`: call it last.
  */
 function computeGraphHash (model: onnx.ModelProto, tensors: readonly onnx.ITensorProto[]): string {
