@@ -591,10 +591,17 @@ function escapeName (name: string): string {
 
 /** Sorts by the UTF-8 bytes of `name` (JavaScript's own order is UTF-16 code units). */
 function sortByName<T extends { readonly name: string }> (items: readonly T[]): T[] {
+  // UTF-16 code units order strings as UTF-8 bytes do unless a surrogate meets a unit from U+E000
+  // up: names without either (nearly all) sort as JavaScript strings, without a buffer per name.
+  if (items.every((item) => !SURROGATE_OR_ABOVE.test(item.name))) {
+    return [...items].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  }
   const keyed = items.map((item) => ({ item, key: Buffer.from(item.name, 'utf8') }))
   keyed.sort((a, b) => Buffer.compare(a.key, b.key))
   return keyed.map((k) => k.item)
 }
+
+const SURROGATE_OR_ABOVE = /[\uD800-\uFFFF]/
 
 function sha256 (bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest()

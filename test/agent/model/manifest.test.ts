@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import t from 'tap'
+import fc from 'fast-check'
 import { InferenceSession } from 'onnxruntime-node'
 import onnxProto from 'onnx-proto'
 import {
@@ -176,6 +177,18 @@ t.test('behavior: manifest lines sort by UTF-8 bytes and escape separators in na
   const text = encodeManifestText({ graphHash, initializers: [tensor('😀'), tensor('！'), tensor('é'), tensor('a\tb\nc\\'), tensor('s', [2, 0])] })
   const h = '00'.repeat(32)
   t.equal(text, `graph\t${graphHash}\na\\tb\\nc\\\\\tfloat32\t\t${h}\ns\tfloat32\t2,0\t${h}\né\tfloat32\t\t${h}\n！\tfloat32\t\t${h}\n😀\tfloat32\t\t${h}\n`)
+})
+
+t.test('behavior: manifest lines sort by UTF-8 bytes for any names, BMP-only or not', async (t) => {
+  // Names without surrogates sort as JavaScript strings; with them, by their UTF-8 bytes.
+  const name = fc.oneof(fc.string({ unit: 'grapheme-ascii' }), fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }))
+  fc.assert(fc.property(fc.uniqueArray(name, { maxLength: 12 }), (names) => {
+    const initializers = names.map((n): ManifestTensor => ({ name: n, dtype: 'float32', dims: [], byteLength: 4, sha256: '00'.repeat(32) }))
+    const lines = encodeManifestText({ graphHash: 'ab'.repeat(32), initializers }).split('\n').slice(1, -1)
+    const expected = [...names].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')))
+    return lines.length === names.length && expected.every((n, i) => lines[i]?.startsWith(`${n.replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c] as string)}\t`))
+  }), { seed: 20261203, numRuns: 500 })
+  t.pass('500 name sets')
 })
 
 t.test('behavior: unknown fields are counted, and onnxruntime still loads the model', async (t) => {
