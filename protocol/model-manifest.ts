@@ -5,15 +5,28 @@
  */
 
 import { createHash } from 'node:crypto'
-import onnxProto from 'onnx-proto'
+import { createRequire } from 'node:module'
 import type { onnx } from 'onnx-proto'
 import { ModelError, type ModelErrorCode } from './model-errors.js'
 import { checkModelWireFormat } from './onnx-wire-check.js'
-import { wireGraphBytes } from './onnx-graph-bytes.js'
+import { readModelOnePass } from './onnx-one-pass.js'
 
-// onnx-proto is CommonJS (`module.exports = $root`): only its default export is reliable under
-// Node's ESM loader, tsx and tap alike; the named types come from its declaration file.
-const { ModelProto } = onnxProto.onnx
+/**
+ * onnx-proto's ModelProto (protobufjs), loaded on first use: the one pass reads the models
+ * exporters write without it, and loading it costs a process ~25 ms (~70 through the ESM loader,
+ * which scans CommonJS sources for their exports).
+ */
+function protobufModelProto (): typeof onnx.ModelProto {
+  if (modelProto === undefined) {
+    const proto = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof onnx }
+    modelProto = proto.onnx.ModelProto
+  }
+  return modelProto
+}
+let modelProto: typeof onnx.ModelProto | undefined
+
+/** onnx.TensorProto.DataLocation.EXTERNAL. */
+const DATA_LOCATION_EXTERNAL = 1
 
 /** Ranks above this are refused: no real model has them, and they only make the checks slower. */
 export const MAX_TENSOR_RANK = 32
@@ -89,10 +102,10 @@ export interface BuildManifestOptions {
   /** SHA-256 of `bytes` when the caller already has it (the loader does); computed otherwise. */
   readonly fileHash?: Uint8Array
   /**
-   * Computes graphHash by re-encoding the decoded model with protobufjs, its definition, even
-   * where the one-pass writer (onnx-graph-bytes.ts) would give the same bytes. For cross-checks.
+   * Reads the model the defining way - wire check, protobufjs decode, graph re-encoded - even
+   * where the one pass (onnx-one-pass.ts) would give the same manifest. For cross-checks.
    */
-  readonly reencodeGraph?: boolean
+  readonly viaProtobufjs?: boolean
 }
 
 /**
@@ -100,7 +113,7 @@ export interface BuildManifestOptions {
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOptions = {}): ModelManifest {
-  return prepareManifest(bytes, options.fileHash, options.reencodeGraph === true)((data) => toHex(sha256(data)))
+  return prepareManifest(bytes, options.fileHash, options.viaProtobufjs === true)((data) => toHex(sha256(data)))
 }
 
 /** buildModelManifest in two steps (see prepareModelManifest). */
@@ -135,7 +148,7 @@ export function prepareModelManifest (bytes: Uint8Array, fileHash: Uint8Array): 
 }
 
 /** Everything but the tensor hashes; what it returns takes a hash function and completes the manifest. */
-function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, reencodeGraph: boolean): (hashData: (data: Uint8Array) => string) => ModelManifest {
+function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefined, viaProtobufjs: boolean): (hashData: (data: Uint8Array) => string) => ModelManifest {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array')
   const fileHash = givenFileHash ?? sha256(bytes)
   if (fileHash.length !== 32) throw new RangeError('fileHash must be 32 bytes')
@@ -143,6 +156,12 @@ function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefin
 
   // Whether a failure means "not a model at all" or "a broken model" depends on how the bytes begin.
   const structuralCode: ModelErrorCode = startsLikeOnnx(bytes) ? 'MODEL_CORRUPT' : 'MODEL_NOT_ONNX'
+  // The models exporters write are read in one pass; any other form goes the defining way below.
+  const onePass = viaProtobufjs ? undefined : readModelOnePass(bytes)
+  if (onePass !== undefined) {
+    const graphHash = toHex(sha256(onePass.graphBytes))
+    return checkedSummary(onePass.model, structuralCode, fileHash, onePass.unknownFields, () => graphHash)
+  }
   let unknownFields: number
   try {
     unknownFields = checkModelWireFormat(bytes).unknownFields
@@ -155,11 +174,16 @@ function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefin
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   let model: onnx.ModelProto
   try {
-    model = ModelProto.decode(buffer)
+    model = protobufModelProto().decode(buffer)
   } catch (e) {
     // After the wire check this is rare (a bad varint inside a packed block): still the bytes' fault.
     throw new ModelError(structuralCode, `cannot decode ModelProto: ${describe(e)}`, { cause: e })
   }
+  return checkedSummary(model, structuralCode, fileHash, unknownFields, (tensors) => computeGraphHash(model, tensors))
+}
+
+/** The model-level checks, then summarise (both ways of reading a model end here). */
+function checkedSummary (model: onnx.IModelProto, structuralCode: ModelErrorCode, fileHash: Uint8Array, unknownFields: number, graphHashOf: (tensors: readonly onnx.ITensorProto[]) => string): (hashData: (data: Uint8Array) => string) => ModelManifest {
   const irVersion = toSafeNumber(model.irVersion)
   if (irVersion === undefined || irVersion < 1 || irVersion > MAX_IR_VERSION) {
     throw new ModelError(structuralCode, 'no plausible ir_version')
@@ -168,8 +192,8 @@ function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefin
   if (graph === null || graph === undefined || !Object.hasOwn(model, 'graph')) {
     throw new ModelError(structuralCode, 'ModelProto has no graph')
   }
-  if (model.opsetImport.length === 0) throw new ModelError(structuralCode, 'ModelProto has no opset_import')
-  const finish = asCorrupt(() => summarise(model, graph, irVersion, fileHash, unknownFields, reencodeGraph ? undefined : bytes))
+  if ((model.opsetImport ?? []).length === 0) throw new ModelError(structuralCode, 'ModelProto has no opset_import')
+  const finish = asCorrupt(() => summarise(model, graph, irVersion, fileHash, unknownFields, graphHashOf))
   return (hashData) => asCorrupt(() => finish(hashData))
 }
 
@@ -184,27 +208,25 @@ function asCorrupt<T> (fn: () => T): T {
 }
 
 /** Walks the tensors and hashes the graph; what it returns hashes the tensors and summarises. */
-function summarise (model: onnx.ModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number, wire: Uint8Array | undefined): (hashData: (data: Uint8Array) => string) => ModelManifest {
+function summarise (model: onnx.IModelProto, graph: onnx.IGraphProto, irVersion: number, fileHash: Uint8Array, unknownFields: number, graphHashOf: (tensors: readonly onnx.ITensorProto[]) => string): (hashData: (data: Uint8Array) => string) => ModelManifest {
   const collector = new TensorCollector()
   collector.walkGraph(graph, '', 0)
-  model.trainingInfo.forEach((info, i) => {
+  ;(model.trainingInfo ?? []).forEach((info, i) => {
     if (info.initialization != null) collector.walkGraph(info.initialization, `training_info[${i}]/initialization`, 0)
     if (info.algorithm != null) collector.walkGraph(info.algorithm, `training_info[${i}]/algorithm`, 0)
   })
-  for (const fn of model.functions) {
+  for (const fn of model.functions ?? []) {
     collector.walkNodes(fn.node ?? [], `function:${fn.domain ?? ''}:${fn.name ?? ''}`, 0)
   }
 
-  // The wire bytes give the graph-hash bytes in one pass where they are in an exporter's usual form.
-  const graphBytes = wire === undefined ? undefined : wireGraphBytes(wire)
-  const graphHash = graphBytes !== undefined ? toHex(sha256(graphBytes)) : computeGraphHash(model, collector.tensors)
+  const graphHash = graphHashOf(collector.tensors)
 
   const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name))
   const head = {
     fileHash: toHex(fileHash),
     graphHash,
     irVersion,
-    opsets: model.opsetImport.map((o) => ({ domain: o.domain ?? '', version: toSafeNumber(o.version) ?? 0 })),
+    opsets: (model.opsetImport ?? []).map((o) => ({ domain: o.domain ?? '', version: toSafeNumber(o.version) ?? 0 })),
     producer: { name: model.producerName ?? '', version: model.producerVersion ?? '' },
     inputs: (graph.input ?? []).filter((v) => !initializerNames.has(v.name)).map(describeValue),
     outputs: (graph.output ?? []).map(describeValue)
@@ -282,8 +304,8 @@ export function diffManifests (before: Pick<ModelManifest, 'graphHash' | 'initia
  * to the schema are dropped by decoding and are not covered (see ModelManifest.unknownFields);
  * checkModelWireFormat has already refused the inputs protobufjs would read differently from
  * onnxruntime (duplicate singular messages, wrong wire types), so what is hashed is what runs.
- * onnx-graph-bytes.ts writes the same bytes from the wire bytes in one pass for the forms
- * exporters write; this re-encoding is the definition and the path for every other input.
+ * onnx-one-pass.ts writes the same bytes from the wire bytes in one pass for the forms exporters
+ * write; this re-encoding is the definition and the path for every other input.
  * Mutates `model`: call it last.
  */
 function computeGraphHash (model: onnx.ModelProto, tensors: readonly onnx.ITensorProto[]): string {
@@ -296,7 +318,7 @@ function computeGraphHash (model: onnx.ModelProto, tensors: readonly onnx.ITenso
     t.doubleData = []
     t.uint64Data = []
   }
-  return toHex(sha256(ModelProto.encode(model).finish()))
+  return toHex(sha256(protobufModelProto().encode(model).finish()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +389,7 @@ class TensorCollector {
 function refuseExternal (tensor: onnx.ITensorProto, where: string): void {
   // DataLocation EXTERNAL: those bytes live in another file that onnxruntime would open by
   // path after we hashed this one: exactly the time-of-check/time-of-use gap we exist to close.
-  if (tensor.dataLocation === onnxProto.onnx.TensorProto.DataLocation.EXTERNAL || (tensor.externalData?.length ?? 0) > 0) {
+  if (Number(tensor.dataLocation) === DATA_LOCATION_EXTERNAL || (tensor.externalData?.length ?? 0) > 0) {
     throw new ModelError('MODEL_EXTERNAL_DATA', `tensor '${where}' keeps its data in an external file`)
   }
 }

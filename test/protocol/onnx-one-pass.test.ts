@@ -1,8 +1,8 @@
 /**
- * The one-pass graph-hash writer (protocol/onnx-graph-bytes.ts) against its definition, protobufjs
- * re-encoding the decoded model: the same graphHash on real exporters' models, on the test models,
- * on generated models in every wire form the writer takes or leaves, and on mutated ones; and its
- * field types read from onnx-proto's own decoders.
+ * The one-pass model reader (protocol/onnx-one-pass.ts) against the defining way - wire check,
+ * protobufjs decode, graph re-encoded: the same manifest, or the same error, on real exporters'
+ * models, on the test models, on generated models in every wire form the pass takes or leaves,
+ * and on mutated ones; and its field types read from onnx-proto's own decoders.
  */
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -10,32 +10,34 @@ import t from 'tap'
 import fc from 'fast-check'
 import { ModelError, buildModelManifest } from '../../agent/model/index.js'
 import { paddleOcrModelPaths } from '../../agent/input/paddleocr.js'
-import { BYTES_FIELDS, INT32_FIELDS, wireGraphBytes } from '../../protocol/onnx-graph-bytes.js'
+import { BYTES_FIELDS, INT32_FIELDS, readModelOnePass } from '../../protocol/onnx-one-pass.js'
 import { ONNX_WIRE_SCHEMA } from '../../protocol/onnx-wire-check.js'
 import { makeBranchModel, makeClassifierModel, makeConstantModel, makeExternalDataModel, type TestDtype } from '../helpers/onnx-models.js'
 
 const SEED = 20261203
 
-/** graphHash both ways, or the error code both ways give. */
+/** The manifest (as JSON) both ways, or the error code and message both ways give. */
 function bothWays (bytes: Uint8Array): { wire: string, reencoded: string } {
-  const outcome = (reencodeGraph: boolean): string => {
+  const outcome = (viaProtobufjs: boolean): string => {
     try {
-      return buildModelManifest(bytes, { reencodeGraph }).graphHash
+      return JSON.stringify(buildModelManifest(bytes, { viaProtobufjs }))
     } catch (e) {
-      if (e instanceof ModelError) return e.code
+      if (e instanceof ModelError) return `${e.code}: ${e.message}`
       throw e
     }
   }
   return { wire: outcome(false), reencoded: outcome(true) }
 }
+const onePass = (bytes: Uint8Array): boolean => readModelOnePass(bytes) !== undefined
+const MANIFEST = /^\{"fileHash"/
 
 t.test('behavior: real exporters\' models take the one pass and hash as protobufjs re-encodes them', async (t) => {
   const paths = paddleOcrModelPaths()
   for (const path of [paths.detection, paths.recognition, paths.classification]) {
     const bytes = readFileSync(path)
-    t.ok(wireGraphBytes(bytes), `${path}: the one pass covers it`)
+    t.ok(onePass(bytes), `${path}: the one pass covers it`)
     const { wire, reencoded } = bothWays(bytes)
-    t.match(wire, /^[0-9a-f]{64}$/)
+    t.match(wire, MANIFEST)
     t.equal(wire, reencoded, path)
   }
 })
@@ -55,11 +57,14 @@ t.test('behavior: the test models, every dtype in raw and typed fields, hash the
     models.push([`${dtype} raw`, makeConstantModel(dtype, v, 'raw')], [`${dtype} typed`, makeConstantModel(dtype, v, 'typed')])
   }
   for (const [label, bytes] of models) {
-    t.ok(wireGraphBytes(bytes), `${label}: the one pass covers it`)
+    t.ok(onePass(bytes), `${label}: the one pass covers it`)
     const { wire, reencoded } = bothWays(bytes)
     t.equal(wire, reencoded, label)
   }
-  t.same(bothWays(makeExternalDataModel()), { wire: 'MODEL_EXTERNAL_DATA', reencoded: 'MODEL_EXTERNAL_DATA' })
+  const external = bothWays(makeExternalDataModel())
+  t.match(external.wire, /^MODEL_EXTERNAL_DATA: /)
+  t.equal(external.wire, external.reencoded)
+  t.notOk(onePass(makeExternalDataModel()), 'external data is left to the defining way')
 })
 
 t.test('behavior: the field types match onnx-proto\'s decoders', async (t) => {
@@ -238,7 +243,8 @@ function genListedTensor (g: Gen, forms: Forms): Buffer {
   const dims = g.chance(0.5)
     ? lenField(1, cat([varint(2n), varint(3n)]))
     : cat([varintField(1, 2n), varintField(1, 3n)])
-  const data = g.chance(0.5)
+  const raw = g.chance(0.5)
+  const data = raw
     ? lenField(9, Buffer.from(new Float32Array(values).buffer))
     : g.chance(0.5)
       ? lenField(4, Buffer.from(new Float32Array(values).buffer))
@@ -246,7 +252,7 @@ function genListedTensor (g: Gen, forms: Forms): Buffer {
   const fields = [
     { field: 1, bytes: dims },
     { field: 2, bytes: varintField(2, 1n) },
-    { field: 4, bytes: data },
+    { field: raw ? 9 : 4, bytes: data },
     { field: 8, bytes: lenField(8, Buffer.from(`t${g.int(1000)}`)) }
   ]
   if (g.chance(0.3)) fields.push({ field: 12, bytes: lenField(12, Buffer.from('doc')) })
@@ -315,11 +321,45 @@ t.test('behavior: each form the writer leaves to protobufjs, and each it rewrite
   ]
   for (const [label, attribute, takes] of cases) {
     const bytes = modelWithAttribute(attribute)
-    t.equal(wireGraphBytes(bytes) !== undefined, takes, `${label}: ${takes ? 'written in one pass' : 'left to protobufjs'}`)
+    t.equal(onePass(bytes), takes, `${label}: ${takes ? 'written in one pass' : 'left to protobufjs'}`)
     const { wire, reencoded } = bothWays(bytes)
-    t.match(wire, /^[0-9a-f]{64}$/, label)
+    t.match(wire, MANIFEST, label)
     t.equal(wire, reencoded, label)
   }
+})
+
+/** A model of one graph whose fields (GraphProto, already encoded) are given. */
+function modelWithGraph (graph: Buffer): Buffer {
+  return cat([varintField(1, 8n), lenField(7, graph), lenField(8, cat([lenField(1, Buffer.alloc(0)), varintField(2, 13n)]))])
+}
+
+t.test('behavior: what the wire check refuses is refused with its own words, never read in one pass', async (t) => {
+  const tensorType = lenField(1, varintField(1, 1n))
+  const input = (type: Buffer): Buffer => lenField(11, cat([lenField(1, Buffer.from('x')), lenField(2, type)]))
+  const dims = (dim: Buffer): Buffer => lenField(1, cat([varintField(1, 1n), lenField(2, lenField(1, dim))]))
+  const tensor = (fields: Buffer): Buffer => lenField(5, cat([lenField(1, cat([varint(2n)])), varintField(2, 1n), lenField(8, Buffer.from('w')), fields]))
+  let deep = lenField(1, Buffer.alloc(0))
+  for (let i = 0; i < 300; i++) deep = lenField(4, lenField(1, deep))
+  const cases: Array<[string, Buffer, RegExp]> = [
+    ['two members of TypeProto\'s oneof', input(cat([tensorType, lenField(4, Buffer.alloc(0))])), /^MODEL_CORRUPT: malformed ModelProto: TypeProto.value appears twice/],
+    ['dim_value and dim_param', input(dims(cat([varintField(1, 3n), lenField(2, Buffer.from('n'))]))), /^MODEL_CORRUPT: malformed ModelProto: TensorShapeProto.Dimension.value appears twice/],
+    ['raw_data as a varint', tensor(varintField(9, 1n)), /^MODEL_CORRUPT: malformed ModelProto: TensorProto field 9 has wire type 0/],
+    ['a float_data block of 5 bytes', tensor(lenField(4, Buffer.alloc(5))), /^MODEL_CORRUPT: malformed ModelProto: TensorProto field 4: packed block of 5 bytes/],
+    ['a graph name overrunning the graph', Buffer.from([0x12, 0x05, 0x61]), /^MODEL_CORRUPT: malformed ModelProto: /],
+    ['sequences nested 300 deep', input(deep), /^MODEL_CORRUPT: malformed ModelProto: messages nested deeper than 256/]
+  ]
+  for (const [label, graph, error] of cases) {
+    const bytes = modelWithGraph(graph)
+    t.notOk(onePass(bytes), `${label}: not read in one pass`)
+    const { wire, reencoded } = bothWays(bytes)
+    t.match(wire, error, label)
+    t.equal(wire, reencoded, label)
+  }
+  // data_location DEFAULT (0) is no external data: accepted, by the defining way.
+  const local = modelWithGraph(tensor(cat([lenField(9, Buffer.alloc(8)), varintField(14, 0n)])))
+  t.notOk(onePass(local), 'data_location is left to the defining way')
+  t.match(bothWays(local).wire, MANIFEST)
+  t.equal(bothWays(local).wire, bothWays(local).reencoded)
 })
 
 t.test('behavior: generated models in every wire form hash the same both ways', async (t) => {
@@ -331,8 +371,8 @@ t.test('behavior: generated models in every wire form hash the same both ways', 
     const bytes = genMessage(g, 'ModelProto', { disorder: rare, oddValues: rare, unknown: rare }, 0)
     const { wire, reencoded } = bothWays(bytes)
     total++
-    if (wireGraphBytes(bytes) !== undefined) covered++
-    const key = /^[0-9a-f]{64}$/.test(wire) ? 'hashed' : wire
+    if (onePass(bytes)) covered++
+    const key = MANIFEST.test(wire) ? 'hashed' : wire.replace(/:.*/, '')
     outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
     return wire === reencoded
   }), { seed: SEED, numRuns: 1500 })
@@ -355,7 +395,7 @@ t.test('behavior: mutated models hash the same both ways, or are refused the sam
       const span = which === base.length ? Math.min(bytes.length, 65536) : bytes.length
       for (const { at, value } of edits) bytes[at % span] = value
       const { wire, reencoded } = bothWays(bytes)
-      if (/^[0-9a-f]{64}$/.test(wire)) hashed++
+      if (MANIFEST.test(wire)) hashed++
       return wire === reencoded
     }), { seed: SEED, numRuns: 600 })
   t.ok(hashed > 100, `${hashed} of 600 mutated models still hashed`)
