@@ -4,6 +4,8 @@
  * subgraphs, and deliberately bad ones (external data, not a ModelProto). No tap dependency.
  */
 
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import onnxProto from 'onnx-proto'
 import type { onnx } from 'onnx-proto'
 import { TENSOR_DTYPES } from '../../protocol/index.js'
@@ -285,4 +287,25 @@ export function mulberry32 (seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
     return Math.fround(((t ^ (t >>> 14)) >>> 0) / 4294967296)
   }
+}
+
+/**
+ * onnx-proto's generated `encode` or `decode` functions, in its source's order: the message each
+ * belongs to (named as in ONNX_WIRE_SCHEMA, e.g. 'TypeProto.Tensor') and the function's body.
+ */
+export function onnxProtoFunctions (kind: 'encode' | 'decode'): Array<{ message: string, body: string }> {
+  const source = readFileSync(createRequire(import.meta.url).resolve('onnx-proto'), 'utf8')
+  const signature = kind === 'encode' ? 'encode\\(message, writer\\)' : 'decode\\(reader, length\\)'
+  const pattern = new RegExp(`\\n\\s*(\\w+(?:\\.\\w+)?)\\.${kind} = function ${signature} \\{([\\s\\S]*?)\\n\\s*\\};`, 'g')
+  return [...source.matchAll(pattern)].map(([, short, body]) => ({ message: NESTED[short as string] ?? short as string, body: body as string }))
+}
+
+/** onnx-proto's nested message types by the short name its generated code uses. */
+const NESTED: Readonly<Record<string, string>> = {
+  Tensor: 'TypeProto.Tensor',
+  Sequence: 'TypeProto.Sequence',
+  Map: 'TypeProto.Map',
+  Optional: 'TypeProto.Optional',
+  SparseTensor: 'TypeProto.SparseTensor',
+  Dimension: 'TensorShapeProto.Dimension'
 }

@@ -5,14 +5,13 @@
  * and on mutated ones; and its field types read from onnx-proto's own decoders.
  */
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import t from 'tap'
 import fc from 'fast-check'
 import { ModelError, buildModelManifest } from '../../agent/model/index.js'
 import { paddleOcrModelPaths } from '../../agent/input/paddleocr.js'
 import { BYTES_FIELDS, INT32_FIELDS, readModelOnePass } from '../../protocol/onnx-one-pass.js'
 import { ONNX_WIRE_SCHEMA } from '../../protocol/onnx-wire-check.js'
-import { makeBranchModel, makeClassifierModel, makeConstantModel, makeExternalDataModel, type TestDtype } from '../helpers/onnx-models.js'
+import { makeBranchModel, makeClassifierModel, makeConstantModel, makeExternalDataModel, onnxProtoFunctions, type TestDtype } from '../helpers/onnx-models.js'
 
 const SEED = 20261203
 
@@ -70,16 +69,11 @@ t.test('behavior: the test models, every dtype in raw and typed fields, hash the
 t.test('behavior: the field types match onnx-proto\'s decoders', async (t) => {
   // Each decoder's `case N:` reads its field with reader.int32(), .int64(), .string(), … or a
   // message type's decode: the writer must treat the field the way that reader does.
-  const require = createRequire(import.meta.url)
-  const source = readFileSync(require.resolve('onnx-proto'), 'utf8')
-  const decoders = [...source.matchAll(/\n\s*(\w+(?:\.\w+)?)\.decode = function decode\(reader, length\) \{([\s\S]*?)\n\s*\};/g)]
-  const qualified = (short: string): string =>
-    ({ Tensor: 'TypeProto.Tensor', Sequence: 'TypeProto.Sequence', Map: 'TypeProto.Map', Optional: 'TypeProto.Optional', SparseTensor: 'TypeProto.SparseTensor', Dimension: 'TensorShapeProto.Dimension' } as Record<string, string>)[short] ?? short
+  const decoders = onnxProtoFunctions('decode')
   t.equal(decoders.length, Object.keys(ONNX_WIRE_SCHEMA).length)
   let checked = 0
-  for (const [, short, body] of decoders) {
-    const name = qualified(short as string)
-    for (const [, field, text] of (body as string).matchAll(/case (\d+):([\s\S]*?)break;/g)) {
+  for (const { message: name, body } of decoders) {
+    for (const [, field, text] of body.matchAll(/case (\d+):([\s\S]*?)break;/g)) {
       // A repeated number reads its packed block's length with reader.uint32() first: the value
       // reader is the one whose result is pushed or assigned.
       const reader = /\.decode\(reader/.test(text as string) ? undefined : (/push\(reader\.(\w+)\(\)/.exec(text as string) ?? /= reader\.(\w+)\(\)/.exec(text as string))?.[1] ?? 'none'

@@ -4,8 +4,6 @@
  * protobufjs and onnxruntime would read differently.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import t from 'tap'
 import fc from 'fast-check'
 import { InferenceSession } from 'onnxruntime-node'
@@ -17,7 +15,7 @@ import {
 import { ONNX_WIRE_SCHEMA } from '../../../protocol/onnx-wire-check.js'
 import {
   encodeModel, makeBranchModel, makeClassifierModel, makeClassifierVariant, makeClassifierWeights,
-  makeConstantModel, makeExternalDataModel, makeNonModelProtobuf, makeTensorProto,
+  makeConstantModel, makeExternalDataModel, makeNonModelProtobuf, makeTensorProto, onnxProtoFunctions,
   type TensorValues, type TestDtype
 } from '../../helpers/onnx-models.js'
 
@@ -205,19 +203,14 @@ t.test('behavior: unknown fields are counted, and onnxruntime still loads the mo
 
 t.test('behavior: the wire schema matches the one compiled into onnx-proto', async (t) => {
   // onnx-proto's generated encoders name every field: "id N, wireType W" and the message type.
-  const require = createRequire(import.meta.url)
-  const source = readFileSync(require.resolve('onnx-proto'), 'utf8')
-  const encoders = [...source.matchAll(/\n\s*(\w+(?:\.\w+)?)\.encode = function encode\(message, writer\) \{([\s\S]*?)\n\s*\};/g)]
-  const qualified = (short: string): string =>
-    ({ Tensor: 'TypeProto.Tensor', Sequence: 'TypeProto.Sequence', Map: 'TypeProto.Map', Optional: 'TypeProto.Optional', SparseTensor: 'TypeProto.SparseTensor', Dimension: 'TensorShapeProto.Dimension' } as Record<string, string>)[short] ?? short
+  const encoders = onnxProtoFunctions('encode')
   t.equal(encoders.length, Object.keys(ONNX_WIRE_SCHEMA).length)
-  for (const [, short, body] of encoders) {
-    const name = qualified(short as string)
+  for (const { message: name, body } of encoders) {
     const schema = ONNX_WIRE_SCHEMA[name]
     t.ok(schema, name)
-    const ids = [...new Set([...(body as string).matchAll(/id (\d+), wireType/g)].map((x) => Number(x[1])))].sort((a, b) => a - b)
+    const ids = [...new Set([...body.matchAll(/id (\d+), wireType/g)].map((x) => Number(x[1])))].sort((a, b) => a - b)
     t.same(Object.keys(schema ?? {}).map(Number).sort((a, b) => a - b), ids, `${name} field numbers`)
-    for (const [, field, child] of (body as string).matchAll(/\$root\.onnx\.([\w.]+)\.encode\(message\.\w+(?:\[i\])?, writer\.uint32\(\/\* id (\d+)/g)) {
+    for (const [, field, child] of body.matchAll(/\$root\.onnx\.([\w.]+)\.encode\(message\.\w+(?:\[i\])?, writer\.uint32\(\/\* id (\d+)/g)) {
       const kind = schema?.[Number(child)]
       t.equal(typeof kind === 'object' ? kind.message.replace(/^TensorProto\./, '') : kind, (field as string).replace(/^TensorProto\./, ''), `${name}.${child as string}`)
     }
