@@ -37,6 +37,11 @@ export function sha256Into (data: Uint8Array, out: Uint8Array, offset: number): 
   else out.set(createHash('sha256').update(data).digest(), offset)
 }
 
+/** Lower-case hex of the SHA-256 of `data` (one-shot where Node has it: a model's hundreds of tensors). */
+export function sha256Hex (data: Uint8Array): string {
+  return oneShot !== undefined ? oneShot('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex')
+}
+
 /** Lower-case hex of `bytes`. */
 export function toHex (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')

@@ -10,6 +10,7 @@ import type { onnx } from 'onnx-proto'
 import { ModelError, type ModelErrorCode } from './model-errors.js'
 import { checkModelWireFormat } from './onnx-wire-check.js'
 import { readModelOnePass } from './onnx-one-pass.js'
+import { sha256Hex } from './hash.js'
 
 /**
  * onnx-proto's ModelProto (protobufjs), loaded on first use: the one pass reads the models
@@ -113,7 +114,7 @@ export interface BuildManifestOptions {
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export function buildModelManifest (bytes: Uint8Array, options: BuildManifestOptions = {}): ModelManifest {
-  return prepareManifest(bytes, options.fileHash, options.viaProtobufjs === true)((data) => toHex(sha256(data)))
+  return prepareManifest(bytes, options.fileHash, options.viaProtobufjs === true)(sha256Hex)
 }
 
 /** buildModelManifest in two steps (see prepareModelManifest). */
@@ -142,7 +143,7 @@ export function prepareModelManifest (bytes: Uint8Array, fileHash: Uint8Array): 
         const hit = known.get(`${data.byteOffset - bytes.byteOffset}:${data.byteLength}`)
         if (hit !== undefined) return hit
       }
-      return toHex(sha256(data))
+      return sha256Hex(data)
     })
   }
 }
@@ -159,7 +160,7 @@ function prepareManifest (bytes: Uint8Array, givenFileHash: Uint8Array | undefin
   // The models exporters write are read in one pass; any other form goes the defining way below.
   const onePass = viaProtobufjs ? undefined : readModelOnePass(bytes)
   if (onePass !== undefined) {
-    const graphHash = toHex(sha256(onePass.graphBytes))
+    const graphHash = sha256Hex(onePass.graphBytes)
     return checkedSummary(onePass.model, structuralCode, fileHash, onePass.unknownFields, () => graphHash)
   }
   let unknownFields: number
@@ -259,7 +260,7 @@ export function encodeManifestText (manifest: Pick<ModelManifest, 'graphHash' | 
 
 /** SHA-256 (hex) of encodeManifestText: recomputes a manifest's `manifestHash`. */
 export function hashManifest (manifest: Pick<ModelManifest, 'graphHash' | 'initializers'>): string {
-  return toHex(sha256(Buffer.from(encodeManifestText(manifest), 'utf8')))
+  return sha256Hex(Buffer.from(encodeManifestText(manifest), 'utf8'))
 }
 
 /** Names the tensors added, removed and changed from `before` to `after`; linear in their size. */
@@ -318,7 +319,7 @@ function computeGraphHash (model: onnx.ModelProto, tensors: readonly onnx.ITenso
     t.doubleData = []
     t.uint64Data = []
   }
-  return toHex(sha256(protobufModelProto().encode(model).finish()))
+  return sha256Hex(protobufModelProto().encode(model).finish())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
  * that pays, the rest by the loading thread itself whenever it would otherwise wait for a read.
  * Results are keyed by exact byte range (`<offset>:<length>`), as prepareModelManifest expects.
  */
-import { createHash, webcrypto } from 'node:crypto'
+import { webcrypto } from 'node:crypto'
+import { sha256Hex } from '../../protocol/hash.js'
 import { HashWorker, SLOT_BYTES, type HashWorkerClient } from './hash-worker.js'
 import type { ByteRange } from './raw-data-scan.js'
 
@@ -42,7 +43,7 @@ function hashRangesHere (bytes: Buffer, known: Map<string, string>, budgetBytes:
     const range = next()
     if (range === undefined) break
     const [start, end] = range
-    known.set(`${start}:${end - start}`, createHash('sha256').update(bytes.subarray(start, end)).digest('hex'))
+    known.set(`${start}:${end - start}`, sha256Hex(bytes.subarray(start, end)))
     done += end - start
   }
   return done > 0
