@@ -12,7 +12,7 @@ import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
 import { ModelError } from '../../protocol/model-errors.js'
 import { prepareModelManifest, type ModelManifest, type PendingModelManifest } from '../../protocol/model-manifest.js'
 import { RawDataScanner } from './raw-data-scan.js'
-import { LOCAL_BATCH_BYTES, LOCAL_WHILE_READING_MAX_BYTES, tensorHashesFor, type TensorHashes } from './tensor-hashes.js'
+import { LOCAL_BATCH_BYTES, LOCAL_WHILE_READING_MAX_BYTES, scansWhileReading, tensorHashesFor, type TensorHashes } from './tensor-hashes.js'
 import type { Logger } from '../../common/logger.js'
 
 /** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
@@ -138,9 +138,10 @@ export async function loadModel (path: string, options: LoadModelOptions = {}): 
 
 /**
  * Reads a model once and computes both identities (file hash, manifest) in that one pass: the
- * file hash follows the reads chunk by chunk, and the raw_data of large initializers is hashed on
- * libuv's thread pool as soon as it has been read; after the read, only parsing, small tensors
- * and the graph hash remain. What loadModel does before it opens the session from `bytes`.
+ * file hash follows the reads chunk by chunk, and in a model of 16 MiB or more the raw_data of
+ * large tensors is hashed on another thread as soon as it has been read; after the read, only
+ * parsing, the other tensors and the graph hash remain. What loadModel does before it opens the
+ * session from `bytes`.
  * @throws {ModelError} MODEL_UNREADABLE, MODEL_TOO_LARGE, MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
  */
 export async function identifyModel (path: string, options: Pick<LoadModelOptions, 'maxBytes' | 'onProgress'> = {}): Promise<IdentifiedModel> {
@@ -228,9 +229,10 @@ function resolveOptions (path: unknown, options: LoadModelOptions): ResolvedOpti
  * Three streams run at once: the thread pool fills the next chunks (the kernel's copy and the page
  * faults of the fresh buffer), this thread hashes the file chunk by chunk as they arrive, and the
  * raw_data of each large tensor is hashed as soon as its bytes are in (RawDataScanner): from 32
- * MiB on a worker thread, piece by piece from a shared ring (tensor-hashes.ts), in smaller models
- * on the pool, and by this thread itself whenever it would otherwise wait for a read. After the
- * read this thread parses the model and hashes its graph while the last tensor hashes finish.
+ * MiB on a worker thread, piece by piece from a shared ring (tensor-hashes.ts), from 16 MiB on the
+ * pool, and by this thread itself whenever it would otherwise wait for a read. After the read this
+ * thread parses the model and hashes its graph while the last tensor hashes finish; below 16 MiB
+ * it hashes every tensor then (READ_SCAN_MIN_MODEL_BYTES says why).
  */
 async function readAndIdentify (path: string, maxBytes: number, onProgress?: (read: number, total: number) => void): Promise<Omit<IdentifiedModel, 'path'>> {
   const { handle, size } = await openRegularFile(path)
@@ -247,7 +249,8 @@ async function readAndIdentify (path: string, maxBytes: number, onProgress?: (re
     bytes = Buffer.allocUnsafeSlow(size)
     const buffer = bytes
     tensors = tensorHashesFor(buffer)
-    const scanner = new RawDataScanner(buffer)
+    // Small models leave every tensor to the manifest, after the read (READ_SCAN_MIN_MODEL_BYTES).
+    const scanner = scansWhileReading(size) ? new RawDataScanner(buffer) : undefined
     const hash = createHash('sha256')
     let requested = 0
     const requestReads = (): void => {
@@ -274,7 +277,7 @@ async function readAndIdentify (path: string, maxBytes: number, onProgress?: (re
         eofProbe = readAt(handle, Buffer.alloc(1), size)
         eofProbe.catch(() => undefined)
       }
-      for (const range of tensors.partialRanges ? scanner.discover(filled) : scanner.advance(filled)) tensors.add(range)
+      if (scanner !== undefined) for (const range of tensors.partialRanges ? scanner.discover(filled) : scanner.advance(filled)) tensors.add(range)
       tensors.feed(filled)
       hash.update(buffer.subarray(start, filled))
       onProgress?.(filled, size)

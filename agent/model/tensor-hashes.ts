@@ -79,8 +79,27 @@ export const WORKER_MIN_MODEL_BYTES = 32 * 1024 ** 2
 /** Tensors from this size up go to the worker; a message per tensor costs more than hashing a smaller one here. */
 const WORKER_MIN_TENSOR_BYTES = 64 * 1024
 
-/** Internal knob: tests lower it to take the worker path on small models. */
-export const hashWorkerSettings = { minModelBytes: WORKER_MIN_MODEL_BYTES }
+/**
+ * Models from this size up have their tensors found while they are read (raw-data-scan.ts) and
+ * hashed meanwhile (pool, worker, or the loading thread between reads). Below it every tensor is
+ * left to the manifest after the read: for such models the scan, the pool's jobs (webcrypto, whose
+ * first use in a thread is costly) and their bookkeeping cost more than the overlap with the reads
+ * gains. Measured 2026-12-03 on the 2-core Xeon VM, without / with the scan: PaddleOCR det (4.5
+ * MiB) 12.2 / 12.9 ms settled, 33 / 42 ms on a first load (CPU 51 / 70); rec (10.3 MiB) 24.0 /
+ * 24.8 and 43 / 52 (CPU 70 / 87); a 24 MiB model 40 / 36 ms settled, 50 / 50 first (CPU 65 / 74).
+ */
+export const READ_SCAN_MIN_MODEL_BYTES = 16 * 1024 ** 2
+
+/**
+ * Internal knobs: tests lower them to take the worker path, or the read-time scan, on small models
+ * (the worker path always scans: it hashes nothing else).
+ */
+export const hashWorkerSettings = { minModelBytes: WORKER_MIN_MODEL_BYTES, readScanMinModelBytes: READ_SCAN_MIN_MODEL_BYTES }
+
+/** Whether a model of `size` bytes has its tensors found and hashed while it is read. */
+export function scansWhileReading (size: number): boolean {
+  return size >= Math.min(hashWorkerSettings.readScanMinModelBytes, hashWorkerSettings.minModelBytes)
+}
 
 /** The worker path for a model of `bytes.length` when a worker can run here, else the pool path. */
 export function tensorHashesFor (bytes: Buffer): TensorHashes {

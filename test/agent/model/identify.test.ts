@@ -12,6 +12,7 @@ import t from 'tap'
 import onnxProto from 'onnx-proto'
 import { buildModelManifest, identifyModel, ModelError } from '../../../agent/model/index.js'
 import { RawDataScanner } from '../../../agent/model/raw-data-scan.js'
+import { hashWorkerSettings, READ_SCAN_MIN_MODEL_BYTES } from '../../../agent/model/tensor-hashes.js'
 import { encodeModel, makeBranchModel, makeClassifierModel, makeTensorProto, mulberry32 } from '../../helpers/onnx-models.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
@@ -88,13 +89,22 @@ async function identifyBytes (t: { teardown: (fn: () => unknown) => void }, byte
   return await identifyModel(path, options)
 }
 
+// These models are small: every test here but the first takes the read-time scan and its hashes
+// on the pool as a model of 16 MiB or more would, since that is what their layouts attack.
+hashWorkerSettings.readScanMinModelBytes = 0
+t.teardown(() => { hashWorkerSettings.readScanMinModelBytes = READ_SCAN_MIN_MODEL_BYTES })
+
 t.test('behavior: one read gives the same identities as hashing and building the manifest from the bytes', async t => {
-  for (const bytes of [makeWideModel(), makeClassifierModel({ seed: 3, inputSize: 40_000 }), makeBranchModel(2), makeClassifierModel({ seed: 4, weightsIn: 'float_data' })]) {
-    const id = await identifyBytes(t, bytes)
-    const want = buildModelManifest(bytes)
-    t.equal(id.fileHash.toString('hex'), createHash('sha256').update(bytes).digest('hex'))
-    t.same(id.manifest, want, 'manifest identical, tensor by tensor')
-    t.ok(Buffer.from(bytes).equals(id.bytes), 'the bytes read are the file')
+  t.teardown(() => { hashWorkerSettings.readScanMinModelBytes = 0 })
+  for (const scan of [READ_SCAN_MIN_MODEL_BYTES, 0]) {
+    hashWorkerSettings.readScanMinModelBytes = scan
+    for (const bytes of [makeWideModel(), makeClassifierModel({ seed: 3, inputSize: 40_000 }), makeBranchModel(2), makeClassifierModel({ seed: 4, weightsIn: 'float_data' }), makeEverywhereModel()]) {
+      const id = await identifyBytes(t, bytes)
+      const want = buildModelManifest(bytes)
+      t.equal(id.fileHash.toString('hex'), createHash('sha256').update(bytes).digest('hex'))
+      t.same(id.manifest, want, `manifest identical, tensor by tensor (${scan === 0 ? 'scanned while read' : 'after the read'})`)
+      t.ok(Buffer.from(bytes).equals(id.bytes), 'the bytes read are the file')
+    }
   }
 })
 
