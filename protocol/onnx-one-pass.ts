@@ -179,7 +179,13 @@ export function readModelOnePass (bytes: Uint8Array): OnePassModel | undefined {
   const src = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const model = {}
   unknownFields = 0
-  if (!writeMessage(src, 0, src.length, MESSAGES[MODEL_PROTO] as MessageSpec, out, 0, model)) return undefined
+  try {
+    if (!writeMessage(src, 0, src.length, MESSAGES[MODEL_PROTO] as MessageSpec, out, 0, model)) return undefined
+  } catch {
+    // Nothing here throws on any bytes but the engine's own limits (memory, stack): the defining
+    // way then meets the same input and answers for it.
+    return undefined
+  }
   return { model, graphBytes: out.bytes(), unknownFields }
 }
 
