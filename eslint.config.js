@@ -22,6 +22,16 @@ export default tseslint.config(
     }
   },
   {
+    // What a model's worker thread loads: each model starts a fresh isolate, so its module graph is
+    // on every load's path. The protocol barrel (CBOR, Merkle, receipts, notes, …) cost 45-55 ms.
+    files: ['agent/session/model-worker.ts', 'agent/session/worker-messages.ts', 'agent/model/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: [{ regex: '/protocol/index\\.js$', allowTypeImports: true, message: 'import the protocol module itself: the barrel loads the whole protocol into every model worker' }]
+      }]
+    }
+  },
+  {
     files: ['test/**/*.ts', 'test-slow/**/*.ts'],
     rules: {
       // tap queues its subtests itself: t.test() returns a promise only for callers that want the result.

@@ -8,7 +8,9 @@ import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { Tensor, type InferenceSession } from 'onnxruntime-node'
-import { digestTensor, type TensorDigest } from '../../protocol/index.js'
+// Not from protocol/index.js: every model loads in a fresh worker, and the whole protocol module
+// graph (CBOR, Merkle, receipts, notes, …) cost 45-55 ms of each load's imports (2-core VM).
+import { digestTensor, type TensorDigest } from '../../protocol/tensor.js'
 import { releaseBytes } from '../../common/release-bytes.js'
 import { describeInputs, loadModel, type LoadedModel } from '../model/index.js'
 import { LENDABLE_VIEWS, MAX_LENT_SLOT_BYTES, toWireError, type LentSlot, type LentTensor, type MainToWorker, type WireTensor, type WorkerLoadRequest, type WorkerToMain } from './worker-messages.js'
