@@ -72,7 +72,7 @@ export interface IdentityPhases {
   fileShaMs: number
   /** SHA-256 of every tensor's canonical bytes, one by one. */
   tensorShaMs: number
-  /** Wire check, decode, canonical bytes, graph hash (prepareModelManifest). */
+  /** prepareModelManifest: the one pass (or wire check, decode and re-encoding), canonical bytes, graph hash. */
   parseMs: number
   cores: number
 }
