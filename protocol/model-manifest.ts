@@ -128,9 +128,10 @@ export interface PendingModelManifest {
 }
 
 /**
- * buildModelManifest for the loader, which hashes the raw_data of many tensors on other threads
- * while it reads the file: this first step does all the rest (wire check, decode, canonical bytes,
- * graph hash) while those hashes are still being computed; `complete` adds them. Same manifest as
+ * buildModelManifest for the loader, which may hash the raw_data of many tensors on other threads
+ * while it reads the file: this first step does all the rest (the one pass, or wire check, decode
+ * and re-encoding; canonical bytes; graph hash) while those hashes are still being computed;
+ * `complete` adds them, hashing any tensor not in the map. Same manifest as
  * buildModelManifest on the same bytes. Internal to agent/model (not exported by index.ts): a
  * wrong map gives a wrong manifest.
  * @throws {ModelError} MODEL_NOT_ONNX, MODEL_CORRUPT, MODEL_EXTERNAL_DATA
