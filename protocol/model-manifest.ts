@@ -4,13 +4,12 @@
  * model can be compared tensor by tensor. Pure: bytes in, manifest out; no I/O.
  */
 
-import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { onnx } from 'onnx-proto'
 import { ModelError, type ModelErrorCode } from './model-errors.js'
 import { checkModelWireFormat } from './onnx-wire-check.js'
 import { readModelOnePass } from './onnx-one-pass.js'
-import { sha256Hex } from './hash.js'
+import { sha256, sha256Hex, toHex } from './hash.js'
 
 /**
  * onnx-proto's ModelProto (protobufjs), loaded on first use: the one pass reads the models
@@ -626,14 +625,6 @@ function sortByName<T extends { readonly name: string }> (items: readonly T[]): 
 }
 
 const SURROGATE_OR_ABOVE = /[\uD800-\uFFFF]/
-
-function sha256 (bytes: Uint8Array): Buffer {
-  return createHash('sha256').update(bytes).digest()
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 function describe (e: unknown): string {
   return e instanceof Error ? e.message : String(e)
