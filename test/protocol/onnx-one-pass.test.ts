@@ -102,8 +102,7 @@ t.test('behavior: the field types match onnx-proto\'s decoders', async (t) => {
 // ---------------------------------------------------------------------------------------------
 // Generated models: a small protobuf writer that can lay fields out in any wire form.
 
-type Piece = Uint8Array
-const cat = (parts: readonly Piece[]): Buffer => Buffer.concat(parts)
+const cat = (parts: readonly Uint8Array[]): Buffer => Buffer.concat(parts)
 
 function varint (v: bigint, pad = 0): Buffer {
   const out: number[] = []
@@ -118,10 +117,14 @@ function varint (v: bigint, pad = 0): Buffer {
   return Buffer.from(out)
 }
 const tag = (field: number, wire: number): Buffer => varint(BigInt(field * 8 + wire))
-const lenField = (field: number, body: Piece): Buffer => cat([tag(field, 2), varint(BigInt(body.length)), body])
+const lenField = (field: number, body: Uint8Array): Buffer => cat([tag(field, 2), varint(BigInt(body.length)), body])
 const varintField = (field: number, v: bigint, pad = 0): Buffer => cat([tag(field, 0), varint(v, pad)])
 
-/** Random choices from one seed, so that every failing case can be replayed. */
+/**
+ * Random choices from one seed, so that every failing case can be replayed. mulberry32 as in
+ * test/helpers/onnx-models.ts, without its float32 rounding, which can return 1 and put int(n) out
+ * of range.
+ */
 class Gen {
   private readonly next: () => number
   constructor (seed: number) {
@@ -188,7 +191,7 @@ function scalarKind (message: string, field: number, kind: string): 'int32' | 'i
   return BYTES_FIELDS[message]?.includes(field) === true ? 'bytes' : 'string'
 }
 
-/** Message types the generator fills (the rest are left out: they only nest more of the same). */
+/** Message depth at which the generator stops nesting: deeper subgraphs only repeat the same types. */
 const DEPTH_LIMIT = 4
 
 function genMessage (g: Gen, name: string, forms: Forms, depth: number, listedTensor = false): Buffer {
