@@ -397,3 +397,18 @@ t.test('behavior: mutated models hash the same both ways, or are refused the sam
     }), { seed: SEED, numRuns: 600 })
   t.ok(hashed > 100, `${hashed} of 600 mutated models still hashed`)
 })
+
+t.test('error: an exception from the engine inside the pass falls back to the defining way', async (t) => {
+  // The pass throws on no bytes; what it can meet is the engine's own limits (memory for a huge
+  // output, the stack). Stand one in by a UTF-8 check that throws, on a model with a non-ASCII name.
+  const { readModelOnePass: failing } = await t.mockImport<typeof import('../../protocol/onnx-one-pass.js')>('../../protocol/onnx-one-pass.js', {
+    'node:buffer': { isUtf8: () => { throw new RangeError('Array buffer allocation failed') } }
+  })
+  const { buildModelManifest: build } = await t.mockImport<typeof import('../../protocol/model-manifest.js')>('../../protocol/model-manifest.js', {
+    '../../protocol/onnx-one-pass.js': { readModelOnePass: failing }
+  })
+  const bytes = modelWithAttribute(cat([lenField(1, Buffer.from('α')), varintField(3, 1n)]))
+  t.ok(onePass(bytes), 'the real pass takes it')
+  t.equal(failing(bytes), undefined, 'the pass that meets an exception gives no answer')
+  t.same(build(bytes), buildModelManifest(bytes, { viaProtobufjs: true }), 'and the manifest comes the defining way')
+})
