@@ -12,7 +12,7 @@ import { InferenceSession, listSupportedBackends } from 'onnxruntime-node'
 import { ModelError } from '../../protocol/model-errors.js'
 import { prepareModelManifest, type ModelManifest, type PendingModelManifest } from '../../protocol/model-manifest.js'
 import { RawDataScanner } from './raw-data-scan.js'
-import { LOCAL_BATCH_BYTES, LOCAL_WHILE_READING_MAX_BYTES, scansWhileReading, tensorHashesFor, type TensorHashes } from './tensor-hashes.js'
+import { LOCAL_BATCH_BYTES, LOCAL_WHILE_READING_MAX_BYTES, tensorHashesFor, type TensorHashes } from './tensor-hashes.js'
 import type { Logger } from '../../common/logger.js'
 
 /** Largest model accepted by default: 2 GiB, protobuf's own ceiling for one ModelProto. */
@@ -250,7 +250,7 @@ async function readAndIdentify (path: string, maxBytes: number, onProgress?: (re
     const buffer = bytes
     tensors = tensorHashesFor(buffer)
     // Small models leave every tensor to the manifest, after the read (READ_SCAN_MIN_MODEL_BYTES).
-    const scanner = scansWhileReading(size) ? new RawDataScanner(buffer) : undefined
+    const scanner = tensors.scans ? new RawDataScanner(buffer) : undefined
     const hash = createHash('sha256')
     let requested = 0
     const requestReads = (): void => {

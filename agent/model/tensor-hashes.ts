@@ -51,6 +51,11 @@ function hashRangesHere (bytes: Buffer, known: Map<string, string>, budgetBytes:
 
 /** Tensor hashes of one load. */
 export interface TensorHashes {
+  /**
+   * Whether the loader finds tensors while it reads (RawDataScanner) and adds them here; when
+   * false the manifest hashes them all after the read (READ_SCAN_MIN_MODEL_BYTES).
+   */
+  readonly scans: boolean
   /** Whether `add` takes ranges not wholly read yet (RawDataScanner.discover rather than advance). */
   readonly partialRanges: boolean
   /** A range found by the scan. */
@@ -96,18 +101,16 @@ export const READ_SCAN_MIN_MODEL_BYTES = 16 * 1024 ** 2
  */
 export const hashWorkerSettings = { minModelBytes: WORKER_MIN_MODEL_BYTES, readScanMinModelBytes: READ_SCAN_MIN_MODEL_BYTES }
 
-/** Whether a model of `size` bytes has its tensors found and hashed while it is read. */
-export function scansWhileReading (size: number): boolean {
-  return size >= Math.min(hashWorkerSettings.readScanMinModelBytes, hashWorkerSettings.minModelBytes)
-}
-
-/** The worker path for a model of `bytes.length` when a worker can run here, else the pool path. */
+/**
+ * The worker path for a model of `bytes.length` when a worker can run here, else the pool path,
+ * which scans while reading from READ_SCAN_MIN_MODEL_BYTES.
+ */
 export function tensorHashesFor (bytes: Buffer): TensorHashes {
   if (bytes.length >= hashWorkerSettings.minModelBytes) {
     const worker = HashWorker.forThisThread()
     if (worker !== undefined) return new WorkerTensorHashes(bytes, worker)
   }
-  return new PoolTensorHashes(bytes)
+  return new PoolTensorHashes(bytes, bytes.length >= hashWorkerSettings.readScanMinModelBytes)
 }
 
 /**
@@ -116,6 +119,7 @@ export function tensorHashesFor (bytes: Buffer): TensorHashes {
  * steals from the back of the queue while it waits for a read, hashed here.
  */
 export class WorkerTensorHashes implements TensorHashes, HashWorkerClient {
+  readonly scans = true
   readonly partialRanges = true
   private readonly bytes: Buffer
   private readonly worker: HashWorker
@@ -243,6 +247,7 @@ export class WorkerTensorHashes implements TensorHashes, HashWorkerClient {
  * or on this thread by hashHere. Ranges below LOCAL_MIN_BYTES are left to the manifest.
  */
 export class PoolTensorHashes implements TensorHashes {
+  readonly scans: boolean
   readonly partialRanges = false
   private readonly bytes: Buffer
   /** For the pool (from the front) or this thread (from the back). */
@@ -253,8 +258,9 @@ export class PoolTensorHashes implements TensorHashes {
   private readonly known = new Map<string, string>()
   private bytesInFlight = 0
 
-  constructor (bytes: Buffer) {
+  constructor (bytes: Buffer, scans: boolean) {
     this.bytes = bytes
+    this.scans = scans
   }
 
   feed (): void {}
