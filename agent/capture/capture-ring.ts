@@ -20,13 +20,18 @@ export const DEFAULT_TRIGGER_COOLDOWN_MS = 60_000
 /** Automatic freezes pause while this many frozen captures wait in the folder (uploads delete them). */
 export const DEFAULT_MAX_FROZEN_CAPTURES = 16
 
-/** What the ring sees of a run: the shape of the agent's `ObservedRun` (AgentOptions.onRun). */
+/**
+ * How a watched run ended, as the ring needs it: the shape of the agent's `ObservedRun`
+ * (AgentOptions.watchRun). The outputs are read during the call only.
+ */
 export interface CaptureRun {
   record: SignedRecord
   salt: Uint8Array
-  feeds: Readonly<Record<string, TensorLike>>
   outputs: Readonly<Record<string, TensorLike>>
 }
+
+/** What {@link CaptureRing.watch} returns: told once how the run ended, `undefined` when it left no record. */
+export type CaptureRunEnd = (run: CaptureRun | undefined) => void
 
 /**
  * Decides after each run whether to freeze now: `true` freezes with reason "trigger", a string
@@ -151,31 +156,66 @@ export class CaptureRing {
   }
 
   /**
-   * Keeps one run (called with the agent's `onRun`: `onRun: run => ring.observe(run)`). Copies the
-   * tensors, so the caller may reuse its buffers; evicts the oldest runs beyond the bounds; then
-   * asks the trigger. Never throws: problems are logged.
+   * Starts keeping one run (the agent's `watchRun`: `watchRun: inputs => ring.watch(inputs)`):
+   * copies its inputs now, as the model got them, while the model computes (so the copy is not
+   * on the way to `run()` resolving), and returns what to call when the run has ended. That copies
+   * the outputs, keeps the run by its record's seq, evicts the oldest runs beyond the bounds and
+   * asks the trigger; `undefined` (no record) gives the copy back. Never throws: problems are logged.
    */
-  observe (run: CaptureRun): void {
-    const record = run.record.record
-    if (record.body.kind !== 'inference') return
-    if (record.deviceId !== this.deviceId) {
-      this.logger.warn({ seq: record.seq }, 'capture ring ignores a run of another device')
-      return
-    }
-    let entry: CaptureEntry
+  watch (inputs: Readonly<Record<string, TensorLike>>): CaptureRunEnd {
+    let captured: CapturedTensor[] | undefined
+    let inputBytes = 0
     try {
-      entry = {
-        seq: record.seq,
-        salt: new Uint8Array(run.salt),
-        modelHash: new Uint8Array(record.body.modelHash),
-        inputs: this.captureAll(run.feeds),
-        outputs: this.captureAll(run.outputs)
-      }
+      inputBytes = dataBytes(inputs)
+      // Inputs alone over the byte bound: the run cannot be kept, so nothing is copied.
+      if (inputBytes <= this.maxBytes) captured = this.captureAll(inputs)
     } catch (e) {
-      this.logger.warn({ seq: record.seq, err: (e as Error).message }, 'capture ring cannot copy a run')
+      this.logger.warn({ err: (e as Error).message }, 'capture ring cannot copy a run')
+      return () => {}
+    }
+    let ended = false
+    return (run) => {
+      if (ended) return
+      ended = true
+      this.end(captured, inputBytes, run)
+    }
+  }
+
+  /** Keeps a run in one step, inputs and outputs copied now (a caller outside the agent, tests). */
+  observe (run: CaptureRun & { feeds: Readonly<Record<string, TensorLike>> }): void {
+    this.watch(run.feeds)(run)
+  }
+
+  private end (inputs: CapturedTensor[] | undefined, inputBytes: number, run: CaptureRun | undefined): void {
+    if (run === undefined) {
+      if (inputs !== undefined) this.recycle(inputs)
       return
     }
-    this.keep(entry)
+    const record = run.record.record
+    if (record.body.kind !== 'inference' || record.deviceId !== this.deviceId) {
+      if (inputs !== undefined) this.recycle(inputs)
+      if (record.body.kind === 'inference') this.logger.warn({ seq: record.seq }, 'capture ring ignores a run of another device')
+      return
+    }
+    if (inputs === undefined) {
+      this.oversized(record.seq, inputBytes + dataBytes(run.outputs))
+    } else {
+      let entry: CaptureEntry
+      try {
+        entry = {
+          seq: record.seq,
+          salt: new Uint8Array(run.salt),
+          modelHash: new Uint8Array(record.body.modelHash),
+          inputs,
+          outputs: this.captureAll(run.outputs)
+        }
+      } catch (e) {
+        this.recycle(inputs)
+        this.logger.warn({ seq: record.seq, err: (e as Error).message }, 'capture ring cannot copy a run')
+        return
+      }
+      this.keep(entry)
+    }
     if (this.triggerOn !== undefined) this.askTrigger(run, record.body.decision)
   }
 
@@ -221,8 +261,9 @@ export class CaptureRing {
   private keep (entry: CaptureEntry): void {
     const bytes = sizeCaptureEntry(entry)
     if (bytes > this.maxBytes) {
-      this.counters.oversized++
-      this.logger.warn({ seq: entry.seq, bytes, maxBytes: this.maxBytes }, 'run larger than the capture ring, not kept')
+      this.oversized(entry.seq, bytes)
+      this.recycle(entry.inputs)
+      this.recycle(entry.outputs)
       return
     }
     // Runs normally arrive in seq order; concurrent runs may not, and a capture lists seqs ascending.
@@ -235,12 +276,19 @@ export class CaptureRing {
       const old = this.slots.shift() as Slot
       this.totalBytes -= old.bytes
       this.counters.evicted++
-      this.recycle(old.entry)
+      this.recycle(old.entry.inputs)
+      this.recycle(old.entry.outputs)
     }
   }
 
-  private recycle (entry: CaptureEntry): void {
-    for (const t of [...entry.inputs, ...entry.outputs]) {
+  private oversized (seq: number, bytes: number): void {
+    this.counters.oversized++
+    this.logger.warn({ seq, bytes, maxBytes: this.maxBytes }, 'run larger than the capture ring, not kept')
+  }
+
+  /** Gives the data buffers of tensors nothing holds any more to the spares. */
+  private recycle (tensors: readonly CapturedTensor[]): void {
+    for (const t of tensors) {
       if (t.dtype === 'string') continue
       this.spare.give(t.data)
     }
@@ -336,6 +384,17 @@ export class CaptureRing {
       this.pending.delete(p)
     }
   }
+}
+
+/** The tensors' data bytes (strings as their UTF-8 bytes and length prefixes): at most what a capture entry holds of them. */
+function dataBytes (tensors: Readonly<Record<string, TensorLike>>): number {
+  let n = 0
+  for (const t of Object.values(tensors)) {
+    const data: unknown = t.data
+    if (ArrayBuffer.isView(data)) n += data.byteLength
+    else if (Array.isArray(data)) for (const v of data) n += 4 + Buffer.byteLength(String(v), 'utf8')
+  }
+  return n
 }
 
 function isReason (v: unknown): v is string {

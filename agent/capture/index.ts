@@ -4,7 +4,7 @@
  */
 export {
   CaptureRing, DEFAULT_RING_MAX_ENTRIES, DEFAULT_RING_MAX_BYTES, DEFAULT_TRIGGER_COOLDOWN_MS, DEFAULT_MAX_FROZEN_CAPTURES,
-  type CaptureRingOptions, type CaptureRun, type CaptureTrigger, type FrozenCapture, type CaptureRingStats
+  type CaptureRingOptions, type CaptureRun, type CaptureRunEnd, type CaptureTrigger, type FrozenCapture, type CaptureRingStats
 } from './capture-ring.js'
 export {
   capturesDir, nameFrozenCapture, writeFrozenCapture, listFrozenCaptures, readFrozenCapture, deleteFrozenCapture,

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import {
   commitDigest, commitSample, createSigner, deriveSalt, deriveSubjectSalt, fromHex, generateSeed, sha256, LIMITS,
-  type DataCaptureBody, type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody
+  type DataCaptureBody, type PolicyVerdict, type SignedRecord, type TensorDigest, type InferenceBody, type ModelLoadBody, type TensorLike
 } from '../../protocol/index.js'
 import { AgentError } from '../errors.js'
 import { loadOrCreateDeviceKey, type DeviceKey, type SubjectKeyStore } from '../keys/index.js'
@@ -56,10 +56,15 @@ export interface AgentOptions {
   /** Judges a model before it loads; default: every model is 'unchecked'. */
   judgeModel?: (model: LoadedModel) => PolicyVerdict
   /**
-   * Observes each successful run once its record is durable, before `run()` resolves (e.g.
-   * `CaptureRing.observe`). Synchronous; an exception is logged and never fails the run.
+   * Watches each run (e.g. `inputs => ring.watch(inputs)`, the capture ring). Called once the
+   * inputs are hashed, while the model may still compute, with the bytes the model got and the
+   * record commits to (the run's snapshot: the caller's own buffers may have changed since);
+   * they are valid during the call only. It may return a function, told once how the run ended:
+   * with its durable record, salt and outputs before `run()` resolves (lent outputs, too, are
+   * read during that call only), or with `undefined` when the run left no record. Both are
+   * synchronous; an exception is logged and never fails the run.
    */
-  onRun?: (run: ObservedRun) => void
+  watchRun?: (inputs: Readonly<Record<string, TensorLike>>) => ((run: ObservedRun | undefined) => void) | undefined
   /**
    * Subject keys (agent/keys/subject-keys.ts): runs with a `subject` are salted by that subject's
    * key, so that they can be crypto-shredded later (docs/PROTOCOL.md §12.3). Without it, a run
@@ -83,14 +88,16 @@ export interface BootKeyRequest {
   timeMs: number
 }
 
-/** What `AgentOptions.onRun` sees of a run. */
+/** How a run that `AgentOptions.watchRun` watched ended, when it left a durable record. */
 export interface ObservedRun {
   record: SignedRecord
   /** The salt of the record's seq: it opens this record's commitments. Never log it. */
   salt: Uint8Array
-  feeds: Readonly<Record<string, Tensor>>
   outputs: InferenceSession.OnnxValueMapType
 }
+
+/** What {@link ProvenanceAgent.watchInputs} gives a run: its watcher's end, made safe to call. */
+type RunEnd = (run: ObservedRun | undefined) => void
 
 export interface RunResult {
   outputs: InferenceSession.OnnxValueMapType
@@ -115,9 +122,9 @@ export interface RunOptions {
    * Lend the outputs rather than give them (WorkerSession StartRunOptions): outputs of 64 KiB or
    * more come in buffers of the model worker's pool that stay the caller's until it calls the
    * result's `release()`, so the event loop's thread gets no fresh buffer per run (issue 11: each
-   * run's output was new external memory, the main cause of its major GCs). `decide` and
-   * `onRun` (e.g. the capture ring, which copies) see them before `run()` resolves. For callers
-   * that are done with the outputs once answered, like the daemon's API; default false.
+   * run's output was new external memory, the main cause of its major GCs). `decide` and the
+   * end of `watchRun` (e.g. the capture ring, which copies) see them before `run()` resolves. For
+   * callers that are done with the outputs once answered, like the daemon's API; default false.
    */
   lendOutputs?: boolean
 }
@@ -281,16 +288,31 @@ export class ProvenanceAgent {
     return { record, salt, contentHash }
   }
 
-  /** @internal Hands a run whose record is durable to `options.onRun`. */
-  observeRun (record: SignedRecord, salt: Uint8Array, feeds: Readonly<Record<string, Tensor>>, outputs: InferenceSession.OnnxValueMapType): void {
-    const onRun = this.options.onRun
-    if (onRun === undefined) return
+  /**
+   * @internal Shows a run's inputs to `options.watchRun`; returns its end (which never throws),
+   * or undefined when nothing watches this run.
+   */
+  watchInputs (inputs: Readonly<Record<string, TensorLike>>): RunEnd | undefined {
+    let end: ((run: ObservedRun | undefined) => void) | undefined
     try {
-      onRun({ record, salt, feeds, outputs })
+      end = this.options.watchRun?.(inputs)
     } catch (e) {
-      this.logger.error({ seq: record.record.seq, err: (e as Error)?.message }, 'onRun hook failed')
+      this.logger.error({ err: (e as Error)?.message }, 'watchRun hook failed')
+      return undefined
+    }
+    if (typeof end !== 'function') return undefined
+    const watcher = end
+    return (run) => {
+      try {
+        watcher(run)
+      } catch (e) {
+        this.logger.error({ seq: run?.record.record.seq, err: (e as Error)?.message }, 'watchRun hook failed')
+      }
     }
   }
+
+  /** @internal Whether runs are watched (AgentOptions.watchRun). */
+  get watched (): boolean { return this.options.watchRun !== undefined }
 
   /** @internal */
   forget (model: ProvenanceModel): void { this.models.delete(model) }
@@ -373,7 +395,12 @@ export class ProvenanceModel {
     }
     // Posting the run hands the worker its copy of the feeds; the inputs are hashed here (from
     // the very bytes the worker got) while the model computes there, the outputs in the worker.
-    const { inputs: hashing, result: pending } = session.startRun(feeds, options.lendOutputs === true ? { lendOutputs: true } : {})
+    // A watcher (the capture ring) sees those bytes next, still during the run.
+    let end: RunEnd | undefined
+    const { inputs: hashing, result: pending } = session.startRun(feeds, {
+      ...(options.lendOutputs === true ? { lendOutputs: true } : {}),
+      ...(this.agent.watched ? { onInputs: (snapshot: Readonly<Record<string, TensorLike>>) => { end = this.agent.watchInputs(snapshot) } } : {})
+    })
     let inputs: Array<[string, TensorDigest]>
     let result: WorkerRunResult
     try {
@@ -386,6 +413,7 @@ export class ProvenanceModel {
     } catch (e) {
       // Neither promise may be left to reject unhandled.
       await Promise.allSettled([hashing, pending])
+      end?.(undefined)
       throw e
     }
     const { outputs, digests: outputDigests, runUs: latencyUs, release } = result
@@ -394,10 +422,11 @@ export class ProvenanceModel {
       const decision = options.decide?.(outputs) ?? null
       let salt: Uint8Array
       ({ record, salt } = await this.agent.recordInference(this.fileHash, inputs, outputDigests, latencyUs, decision, options.subject))
-      this.agent.observeRun(record, salt, feeds, outputs)
+      end?.({ record, salt, outputs })
     } catch (e) {
       // Nobody will see these outputs: a lent run's buffers go back at once.
       release()
+      end?.(undefined)
       throw e
     }
     return { outputs, record, release }

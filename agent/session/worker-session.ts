@@ -57,6 +57,13 @@ export interface StartRunOptions {
    * keeps an output must copy it first. Default false: the outputs are the caller's for good.
    */
   readonly lendOutputs?: boolean
+  /**
+   * Called once the inputs are hashed, with the bytes the model got and the digests cover (this
+   * run's snapshot, by name): valid during the call only, a caller that keeps them copies them.
+   * Called while the model may still compute, before `inputs` resolves; an exception rejects
+   * `inputs`.
+   */
+  readonly onInputs?: (inputs: Readonly<Record<string, TensorLike>>) => void
 }
 
 /** A run posted to the worker: its input digests and its result, each settling on its own. */
@@ -226,6 +233,7 @@ export class WorkerSession implements ModelSession {
     const inputs = (async () => {
       const out: Array<[string, TensorDigest]> = []
       for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
+      options.onInputs?.(Object.fromEntries(wire.map(w => [w.name, w])))
       return out
     })()
     // The snapshots are free again once hashed here and copied out there (the worker copies

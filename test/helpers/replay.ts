@@ -42,7 +42,7 @@ export async function runScenario (
   }
   const stateDir = join(dir, 'state')
   const ring = new CaptureRing({ stateDir, deviceId })
-  const agent = await ProvenanceAgent.start({ stateDir, deviceId, syncWrites: false, onRun: run => ring.observe(run) })
+  const agent = await ProvenanceAgent.start({ stateDir, deviceId, syncWrites: false, watchRun: inputs => ring.watch(inputs) })
   const loaded = await agent.loadModel(modelPath)
   for (const f of feeds) await loaded.run(f)
   const frozen = await ring.freeze('investigator request')

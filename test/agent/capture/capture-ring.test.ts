@@ -2,12 +2,12 @@ import t from 'tap'
 import { join } from 'node:path'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import ort from 'onnxruntime-node'
-import { ProvenanceAgent, type Logger } from '../../../agent/session/index.js'
+import { ProvenanceAgent, type Logger, type ProvenanceModel } from '../../../agent/session/index.js'
 import {
   CaptureRing, CaptureStoreError, CAPTURE_FILE_PATTERN, capturesDir, deleteFrozenCapture, listFrozenCaptures, readFrozenCapture,
-  type CaptureRingOptions
+  type CaptureRingOptions, type CaptureRunEnd
 } from '../../../agent/capture/index.js'
-import { commitCapturedTensor, decodeCapture, equalBytes, sizeCaptureEntry, type InferenceBody, type SignedRecord } from '../../../protocol/index.js'
+import { commitCapturedTensor, decodeCapture, equalBytes, sizeCaptureEntry, type InferenceBody, type SignedRecord, type TensorLike } from '../../../protocol/index.js'
 import { makeClassifierModel } from '../../helpers/onnx-models.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
@@ -23,14 +23,17 @@ interface Rig {
   stateDir: string
   ring: CaptureRing
   agent: ProvenanceAgent
+  model: ProvenanceModel
   run: (v: number, decision?: string) => Promise<SignedRecord>
   logger: Logger & { lines: string[] }
   /** Another ring, with its own logger, observing this agent's runs from now on (a model load costs ~1 s of CPU). */
   swapRing: (options: Partial<CaptureRingOptions>) => { ring: CaptureRing, logger: Logger & { lines: string[] } }
 }
 
-/** A real agent running the tiny classifier, with a ring observing its runs. */
-async function rig (t: { teardown: (fn: () => unknown) => void }, options: Partial<CaptureRingOptions> = {}, onRunThrows = false): Promise<Rig> {
+type Watch = (ring: CaptureRing, inputs: Readonly<Record<string, TensorLike>>) => CaptureRunEnd | undefined
+
+/** A real agent running the tiny classifier, with a ring watching its runs (through `watch`, by default directly). */
+async function rig (t: { teardown: (fn: () => unknown) => void }, options: Partial<CaptureRingOptions> = {}, watch: Watch = (ring, inputs) => ring.watch(inputs)): Promise<Rig> {
   const dir = await makeTempDir(t, 'prov-capture-')
   const modelPath = join(dir, 'tiny.onnx')
   await writeFile(modelPath, makeClassifierModel({ seed: 1 }))
@@ -42,7 +45,7 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, options: Parti
     deviceId: DEVICE,
     syncWrites: false,
     logger,
-    onRun: run => { if (onRunThrows) throw new Error('observer broke'); ring.observe(run) }
+    watchRun: inputs => watch(ring, inputs)
   })
   t.teardown(async () => await agent.stop())
   const model = await agent.loadModel(modelPath)
@@ -58,7 +61,7 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, options: Parti
     ring = new CaptureRing({ stateDir, deviceId: DEVICE, logger: ringLogger, ...o })
     return { ring, logger: ringLogger }
   }
-  return { stateDir, ring, agent, run, logger, swapRing }
+  return { stateDir, ring, agent, model, run, logger, swapRing }
 }
 
 t.test('behavior: the ring keeps the most recent runs within its entry bound', async t => {
@@ -103,6 +106,13 @@ t.test('behavior: the ring keeps the most recent runs within its byte bound; a r
   await probe.run(1)
   t.match(tiny.ring.stats(), { entries: 0, bytes: 0, oversized: 1 })
   t.ok(tiny.logger.lines.some(l => l.includes('larger than the capture ring')))
+
+  // Inputs alone over the bound (16 bytes): nothing is copied; the run is counted and the trigger asked.
+  let asked = 0
+  const smaller = probe.swapRing({ maxBytes: 8, triggerOn: () => { asked++; return false } })
+  await probe.run(1)
+  t.match(smaller.ring.stats(), { entries: 0, bytes: 0, oversized: 1 })
+  t.equal(asked, 1)
 })
 
 t.test('behavior: freeze on request writes the capture atomically (0600) and empties the ring; the capture opens the records', async t => {
@@ -193,10 +203,19 @@ t.test('behavior: a trigger freezes automatically, at most once per cooldown and
 })
 
 t.test('error: a failing observer, trigger or write never fails a run; the runs stay in the ring', async t => {
-  const broken = await rig(t, {}, true)
+  const broken = await rig(t, {}, () => { throw new Error('observer broke') })
   const record = await broken.run(0.1)
   t.equal(record.record.seq, 2, 'the run resolved with its record')
-  t.ok(broken.logger.lines.some(l => l.includes('onRun hook failed')))
+  t.ok(broken.logger.lines.some(l => l.includes('watchRun hook failed')))
+
+  // The watcher's end throws after the ring kept the run.
+  const late = await rig(t, {}, (ring, inputs) => {
+    const end = ring.watch(inputs)
+    return run => { end(run); throw new Error('end broke') }
+  })
+  t.equal((await late.run(0.1)).record.seq, 2, 'the run resolved with its record')
+  t.equal(late.ring.size, 1)
+  t.ok(late.logger.lines.some(l => l.includes('watchRun hook failed') && l.includes('"seq":2')))
 
   const healthy = await rig(t)
   const throwing = healthy.swapRing({ triggerOn: () => { throw new Error('bad trigger') } })
@@ -215,6 +234,44 @@ t.test('error: a failing observer, trigger or write never fails a run; the runs 
   t.type(err, CaptureStoreError)
   t.equal(err.code, 'CAPTURE_WRITE_FAILED')
   t.equal(blocked.ring.size, 1)
+})
+
+t.test('attack: the caller writes its next frame into the same buffer while a run is in flight: the ring keeps the bytes the model got, which open the record', async t => {
+  const { ring, model, agent } = await rig(t)
+  const frame = Float32Array.from([0.3, 0.1, -0.3, 1])
+  const x = new ort.Tensor('float32', frame, [1, 4])
+  const first = model.run({ x })
+  frame.set([9, -9, 9, -9])
+  const second = model.run({ x })
+  frame.fill(0)
+  const records = (await Promise.all([first, second])).map(r => r.record)
+  const capture = decodeCapture((await ring.freeze()).bytes)
+  t.same(capture.entries.map(e => e.seq), records.map(r => r.record.seq))
+  t.same(new Float32Array(capture.entries[0]!.inputs[0]!.data.slice().buffer), Float32Array.from([0.3, 0.1, -0.3, 1]), 'the first frame as it was when run() was called')
+  t.same(new Float32Array(capture.entries[1]!.inputs[0]!.data.slice().buffer), Float32Array.from([9, -9, 9, -9]), 'the second frame')
+  for (const entry of capture.entries) {
+    const body = records.find(r => r.record.seq === entry.seq)!.record.body as InferenceBody
+    t.ok(equalBytes(commitCapturedTensor(agent.saltFor(entry.seq), entry.inputs[0]!), body.inputs[0]!.hash), `seq ${entry.seq}: the captured input opens the record's commitment`)
+  }
+})
+
+t.test('error: a run that leaves no record leaves nothing in the ring; its watcher is told so once', async t => {
+  const ends: Array<string | undefined> = []
+  const { ring, model, run } = await rig(t, {}, (r, inputs) => {
+    const end = r.watch(inputs)
+    return o => { ends.push(o === undefined ? undefined : String(o.record.record.seq)); end(o) }
+  })
+  // onnxruntime refuses the shape: no record.
+  const wrong = new ort.Tensor('float32', new Float32Array(5), [1, 5])
+  await t.rejects(model.run({ x: wrong }), { code: 'INFERENCE_FAILED' })
+  // The run computed but its decision could not be made: no record either.
+  const x = new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4])
+  await t.rejects(model.run({ x }, { decide: () => { throw new Error('no decision') } }), /no decision/)
+  t.same(ends, [undefined, undefined])
+  t.equal(ring.size, 0)
+  await run(0.5)
+  t.same(ends, [undefined, undefined, '2'])
+  t.same(ring.seqs, [2])
 })
 
 t.test('error: capture names are names, never paths; unknown ones are CAPTURE_NOT_FOUND', async t => {
