@@ -11,7 +11,9 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks'
 import ort from 'onnxruntime-node'
-import { ProvenanceAgent, type ProvenanceModel } from '../agent/session/index.js'
+import { ProvenanceAgent, type AgentOptions, type ProvenanceModel } from '../agent/session/index.js'
+import { CaptureRing } from '../agent/capture/index.js'
+import { DEFAULT_CAPTURE_MAX_BYTES, DEFAULT_CAPTURE_MAX_ENTRIES } from '../agent/daemon/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { fmt, fmtSpread, processCpuMs, spread, time, type Spread } from './measure.js'
 import type { ChildFigures, ChildLoopFigures } from './latency-child.js'
@@ -104,6 +106,12 @@ export interface LatencyFigures {
     /** Median added CPU ÷ the floor's SHA part. */
     addedCpuToShaFloor: number
   }
+  /**
+   * What the daemon's default capture ring (16 runs, 32 MiB) adds to a wrapped run: pairs of the
+   * same agent's run() with the ring watching and without, order flipped each pair,
+   * `pairsPerRound` per round; each pair's captured − plain, ms.
+   */
+  capture: { pairs: number, addedMs: Quartiles, addedCpuMs: Quartiles }
   /**
    * Per round: median wrapped run − median bare run of that round's blocks, ms: a paired
    * difference, so the drift of the machine between rounds cancels.
@@ -279,11 +287,12 @@ function shaMBps (view: ArrayBufferView, samples: number): number {
 
 interface Loaded { agent: ProvenanceAgent, model: ProvenanceModel }
 
-async function startAgent (dir: string, name: string, intraOpNumThreads: number | undefined, inferenceNiceness?: number): Promise<Loaded> {
+async function startAgent (dir: string, name: string, intraOpNumThreads: number | undefined, inferenceNiceness?: number, watchRun?: AgentOptions['watchRun']): Promise<Loaded> {
   const agent = await ProvenanceAgent.start({
     stateDir: join(dir, name),
     deviceId: 'bench-device',
     syncWrites: true,
+    ...(watchRun !== undefined ? { watchRun } : {}),
     ...(intraOpNumThreads !== undefined ? { intraOpNumThreads } : {}),
     ...(inferenceNiceness !== undefined ? { inferenceNiceness } : {})
   })
@@ -322,7 +331,11 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   // Three agents with the same model: the measured arrangement, onnxruntime's default pool, and
   // the measured arrangement with a nice model worker. Idle agents cost nothing: a model worker
   // sleeps between runs (with one intra-op thread onnxruntime has no pool to spin).
-  const main = await startAgent(dir, 'latency', intraOpThreads)
+  // The measured agent's runs are watched by a capture ring as the daemon's are, only while
+  // `capturing` is set (the capture pairs).
+  const ring = new CaptureRing({ stateDir: join(dir, 'latency'), deviceId: 'bench-device', maxEntries: DEFAULT_CAPTURE_MAX_ENTRIES, maxBytes: DEFAULT_CAPTURE_MAX_BYTES })
+  let capturing = false
+  const main = await startAgent(dir, 'latency', intraOpThreads, undefined, inputs => capturing ? ring.watch(inputs) : undefined)
   const all = await startAgent(dir, 'latency-all-cores', undefined)
   const nice = await startAgent(dir, 'latency-nice', intraOpThreads, LATENCY_NICENESS)
   const input = main.model.inputNames[0] as string
@@ -356,6 +369,15 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   const outputSample = randomBytes(outputBytes)
   const floor = { shaMBps: [] as number[], shaInputMs: [] as number[], shaOutputMs: [] as number[], fdatasyncMs: [] as number[], totalMs: [] as number[] }
   const pairs = { wallMs: [] as number[], cpuMs: [] as number[], floorMs: [] as number[], syncMs: [] as number[], wrappedFirstMs: [] as number[], bareFirstMs: [] as number[] }
+  const capturePairs = { wallMs: [] as number[], cpuMs: [] as number[] }
+  const captured = async (): Promise<{ wallMs: number, cpuMs: number }> => {
+    capturing = true
+    try {
+      return await time(async () => await main.model.run(feeds))
+    } finally {
+      capturing = false
+    }
+  }
   for (let r = 0; r < rounds; r++) {
     // The floor's SHA part in this round: SHA-256 at this machine's speed on the same byte counts
     // (input and output hashed as the agent does, one stream each).
@@ -382,6 +404,14 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
       // file system must commit at that moment (other processes' writes among it).
       const pairSync = (await fdatasyncSamples(dir, 1))[0] as number
       pairs.floorMs.push(shaMs + pairSync)
+    }
+    for (let p = 0; p < pairsPerRound; p++) {
+      const capturedFirst = (r * pairsPerRound + p) % 2 === 0
+      const first = capturedFirst ? await captured() : undefined
+      const plain = await time(async () => await main.model.run(feeds))
+      const withRing = first ?? await captured()
+      capturePairs.wallMs.push(withRing.wallMs - plain.wallMs)
+      capturePairs.cpuMs.push(withRing.cpuMs - plain.cpuMs)
     }
     // The fdatasync part in the same round, apart from the pairs.
     const sync = spread(await fdatasyncSamples(dir, FLOOR_SAMPLES)).median
@@ -421,6 +451,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
       addedToFloorByPair: quartiles(pairs.wallMs.map((a, i) => a / (pairs.floorMs[i] as number))),
       addedCpuToShaFloor: quartiles(pairs.cpuMs).median / spread(floor.shaInputMs.map((x, i) => x + (floor.shaOutputMs[i] as number))).median
     },
+    capture: { pairs: capturePairs.wallMs.length, addedMs: quartiles(capturePairs.wallMs), addedCpuMs: quartiles(capturePairs.cpuMs) },
     addedPooledMs: spread(blocks.wrapped.flatMap(b => b.runsMs)).median - spread(blocks.bare.flatMap(b => b.runsMs)).median,
     addedCpuMs: spread(addedCpu),
     floor: {
@@ -460,6 +491,7 @@ export function printLatency (l: LatencyFigures): void {
   const al = l.alternating
   const q = (x: Quartiles): string => `${fmt(x.median)} (p25 ${fmt(x.p25)}, p75 ${fmt(x.p75)})`
   console.log(`| inference latency, added per run, ${l.model}, ${arr}: ${al.pairs} alternating pairs (bare session.run and wrapped run() back to back, same worker) | added ${q(al.addedMs)} ms; wrapped first ${q(al.addedMsByOrder.wrappedFirst)}, bare first ${q(al.addedMsByOrder.bareFirst)} | floor per pair ${q(al.floorMs)} ms (parts below) | ${fmt(al.addedToFloor)} (per pair ${q(al.addedToFloorByPair)}) | added CPU ${q(al.addedCpuMs)} ms ÷ SHA ${fmt(f.shaInputMs.median + f.shaOutputMs.median)} = ${fmt(al.addedCpuToShaFloor)} | ≤ 1.2 |`)
+  console.log(`| … with the daemon's capture ring (${l.capture.pairs} alternating pairs of the same run() with the ring watching and without) | added ${q(l.capture.addedMs)} ms to a wrapped run | | | added CPU ${q(l.capture.addedCpuMs)} ms | |`)
   console.log(`| the synchronous part of each wrapped run() (check, snapshot copy, post), ms | ${q(al.runSyncMs)}, max ${fmt(al.runSyncMs.max)} | | | | ≈ 1 |`)
   console.log(`| inference latency ms, blocks: ${l.blocks} | ${fmtSpread(l.wrapped.wallMs)} | bare session.run, same worker ${fmtSpread(l.bare.wallMs)} | added per round ${fmtSpread(l.addedMs)} ms ÷ floor ${fmtSpread(f.totalMs)} ms = ${fmtSpread(l.addedToFloor)} (pooled: ${fmt(l.addedPooledMs)} ÷ ${fmt(f.totalMs.median)} = ${fmt(l.addedPooledMs / f.totalMs.median)}) | CPU per run ${fmt(l.wrapped.cpuMsPerRun.median)} vs ${fmt(l.bare.cpuMsPerRun.median)}: added ${fmtSpread(l.addedCpuMs)} ÷ SHA = ${fmtSpread(l.addedCpuToShaFloor)} | ≤ 1.2 |`)
   console.log(`| … the floor: SHA-256 at ${fmt(f.shaMBps.median, 0)} MB/s of input ${f.inputBytes} B (${fmt(f.shaInputMs.median)} ms) + output ${f.outputBytes} B (${fmt(f.shaOutputMs.median)} ms) + fdatasync ${fmtSpread(f.fdatasyncMs)} ms | | | | | |`)

@@ -3,7 +3,7 @@
  * started in an order that leaves no trace when the configuration is bad.
  */
 export {
-  Daemon, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_API_SOCKET_MODE, MODEL_NAME_PATTERN, RUNTIME_FILE,
+  Daemon, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_CAPTURE_MAX_ENTRIES, DEFAULT_CAPTURE_MAX_BYTES, DEFAULT_API_SOCKET_MODE, MODEL_NAME_PATTERN, RUNTIME_FILE,
   type DaemonApi, type DaemonOptions, type DaemonModelConfig, type DaemonStatus, type RegistrationStatus, type DaemonRunResult, type DaemonRunOptions, type ModelStatusEntry, type ProviderWarning, type UplinkLike, type UplinkFactory
 } from './daemon.js'
 export { DaemonError, HTTP_STATUS_BY_CODE, type DaemonErrorCode } from './errors.js'
