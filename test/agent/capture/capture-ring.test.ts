@@ -8,7 +8,7 @@ import {
   type CaptureRingOptions, type CaptureRunEnd
 } from '../../../agent/capture/index.js'
 import { commitCapturedTensor, decodeCapture, equalBytes, sizeCaptureEntry, type InferenceBody, type SignedRecord, type TensorLike } from '../../../protocol/index.js'
-import { makeClassifierModel } from '../../helpers/onnx-models.js'
+import { makeClassifierModel, makeIdentityModel } from '../../helpers/onnx-models.js'
 import { makeTempDir } from '../../helpers/tmp.js'
 
 const DEVICE = 'dev-capture-1'
@@ -253,6 +253,50 @@ t.test('attack: the caller writes its next frame into the same buffer while a ru
     const body = records.find(r => r.record.seq === entry.seq)!.record.body as InferenceBody
     t.ok(equalBytes(commitCapturedTensor(agent.saltFor(entry.seq), entry.inputs[0]!), body.inputs[0]!.hash), `seq ${entry.seq}: the captured input opens the record's commitment`)
   }
+})
+
+t.test('attack: runs of large inputs, one at a time and four at once, each on its own reused frame buffer: every kept run opens its record, none sees a later run\'s bytes', async t => {
+  const dir = await makeTempDir(t, 'prov-capture-')
+  const modelPath = join(dir, 'identity.onnx')
+  await writeFile(modelPath, makeIdentityModel('float32'))
+  const stateDir = join(dir, 'state')
+  const ring = new CaptureRing({ stateDir, deviceId: DEVICE, maxEntries: 3 })
+  const agent = await ProvenanceAgent.start({ stateDir, deviceId: DEVICE, syncWrites: false, watchRun: inputs => ring.watch(inputs) })
+  t.teardown(async () => await agent.stop())
+  const model = await agent.loadModel(modelPath)
+  // 400 KB: above the size from which the agent pools its snapshots (reused run after run) and
+  // the ring recycles the buffers of evicted runs.
+  const n = 100_000
+  const frames = [0, 1, 2, 3].map(() => new Float32Array(n))
+  const value = new Map<number, number>()
+  const check = async (label: string): Promise<void> => {
+    const capture = decodeCapture((await ring.freeze()).bytes)
+    t.equal(capture.entries.length, 3, label)
+    for (const entry of capture.entries) {
+      const data = new Float32Array(entry.inputs[0]!.data.slice().buffer)
+      const want = value.get(entry.seq)!
+      t.ok(data.every(v => v === want), `${label}: seq ${entry.seq} holds its own frame (${want})`)
+      const records = await agent.log.range(entry.seq, entry.seq)
+      t.ok(equalBytes(commitCapturedTensor(entry.salt, entry.inputs[0]!), (records[0]!.record.body as InferenceBody).inputs[0]!.hash), `${label}: seq ${entry.seq} opens its record`)
+    }
+  }
+  let v = 1
+  for (let i = 0; i < 9; i++) {
+    const frame = frames[0]!.fill(v)
+    const { record } = await model.run({ x: new ort.Tensor('float32', frame, [n]) })
+    value.set(record.record.seq, v++)
+  }
+  await check('one at a time')
+  for (let round = 0; round < 4; round++) {
+    const pending = frames.map(frame => {
+      const mine = v++
+      const p = model.run({ x: new ort.Tensor('float32', frame.fill(mine), [n]) }).then(r => { value.set(r.record.record.seq, mine) })
+      frame.fill(-1)
+      return p
+    })
+    await Promise.all(pending)
+  }
+  await check('four at once')
 })
 
 t.test('error: a run that leaves no record leaves nothing in the ring; its watcher is told so once', async t => {
