@@ -335,7 +335,7 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
   // `capturing` is set (the capture pairs).
   const ring = new CaptureRing({ stateDir: join(dir, 'latency'), deviceId: 'bench-device', maxEntries: DEFAULT_CAPTURE_MAX_ENTRIES, maxBytes: DEFAULT_CAPTURE_MAX_BYTES })
   let capturing = false
-  const main = await startAgent(dir, 'latency', intraOpThreads, undefined, inputs => capturing ? ring.watch(inputs) : undefined)
+  const main = await startAgent(dir, 'latency', intraOpThreads, undefined, (inputs, hold) => capturing ? ring.watch(inputs, hold) : undefined)
   const all = await startAgent(dir, 'latency-all-cores', undefined)
   const nice = await startAgent(dir, 'latency-nice', intraOpThreads, LATENCY_NICENESS)
   const input = main.model.inputNames[0] as string

@@ -64,6 +64,11 @@ export class SpareBuffers<T extends { readonly byteLength: number }> {
     return true
   }
 
+  /** Whether a spare of exactly `byteLength` bytes is held (nothing is taken). */
+  has (byteLength: number): boolean {
+    return this.lists.has(byteLength)
+  }
+
   /** Drops every spare. */
   clear (): void {
     this.lists.clear()

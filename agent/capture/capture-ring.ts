@@ -126,6 +126,8 @@ export class CaptureRing {
    */
   private readonly spare: SpareBuffers<Uint8Array>
   private readonly counters = { evicted: 0, oversized: 0, frozen: 0, triggersSkipped: 0, freezeFailures: 0 }
+  /** Runs whose inputs wait, held, to be copied at their end. */
+  private holding = 0
 
   /** @throws TypeError, RangeError for bad options. */
   constructor (options: CaptureRingOptions) {
@@ -156,19 +158,32 @@ export class CaptureRing {
   }
 
   /**
-   * Starts keeping one run (the agent's `watchRun`: `watchRun: inputs => ring.watch(inputs)`):
-   * copies its inputs now, as the model got them, while the model computes (so the copy is not
-   * on the way to `run()` resolving), and returns what to call when the run has ended. That copies
-   * the outputs, keeps the run by its record's seq, evicts the oldest runs beyond the bounds and
-   * asks the trigger; `undefined` (no record) gives the copy back. Never throws: problems are logged.
+   * Starts keeping one run (the agent's `watchRun`: `(inputs, hold) => ring.watch(inputs, hold)`)
+   * and returns what to call when the run has ended. The inputs are copied now, while the model
+   * computes (off the way to `run()` resolving), when a spare buffer of an evicted run is at hand
+   * for each and no earlier run waits to be copied at its end: one run at a time, the usual case
+   * once the ring is full. Otherwise, with `hold` (the agent's snapshot, kept unchanged until
+   * released), they are copied at the end, into the buffers the run ending before it let go: a
+   * copy now would take them from that run, which would then allocate one, a new buffer per run
+   * while runs overlap. The end copies the outputs, keeps the run by its record's seq, evicts
+   * the oldest runs beyond the bounds and asks the trigger; `undefined` (no record) lets the
+   * inputs go. Never throws: problems are logged.
    */
-  watch (inputs: Readonly<Record<string, TensorLike>>): CaptureRunEnd {
+  watch (inputs: Readonly<Record<string, TensorLike>>, hold?: () => () => void): CaptureRunEnd {
     let captured: CapturedTensor[] | undefined
+    let release: (() => void) | undefined
     let inputBytes = 0
     try {
       inputBytes = dataBytes(inputs)
       // Inputs alone over the byte bound: the run cannot be kept, so nothing is copied.
-      if (inputBytes <= this.maxBytes) captured = this.captureAll(inputs)
+      if (inputBytes <= this.maxBytes) {
+        if (hold === undefined || (this.holding === 0 && this.hasSpares(inputs))) {
+          captured = this.captureAll(inputs)
+        } else {
+          release = hold()
+          this.holding++
+        }
+      }
     } catch (e) {
       this.logger.warn({ err: (e as Error).message }, 'capture ring cannot copy a run')
       return () => {}
@@ -177,6 +192,17 @@ export class CaptureRing {
     return (run) => {
       if (ended) return
       ended = true
+      if (release !== undefined) {
+        try {
+          if (run !== undefined) captured = this.captureAll(inputs)
+        } catch (e) {
+          this.logger.warn({ seq: run?.record.record.seq, err: (e as Error).message }, 'capture ring cannot copy a run')
+          return
+        } finally {
+          release()
+          this.holding--
+        }
+      }
       this.end(captured, inputBytes, run)
     }
   }
@@ -292,6 +318,11 @@ export class CaptureRing {
       if (t.dtype === 'string') continue
       this.spare.give(t.data)
     }
+  }
+
+  /** Whether each numeric tensor has a spare buffer of its length (copying them allocates nothing). */
+  private hasSpares (tensors: Readonly<Record<string, TensorLike>>): boolean {
+    return Object.values(tensors).every(t => !ArrayBuffer.isView(t.data) || t.type === 'string' || this.spare.has(t.data.byteLength))
   }
 
   /** Tensors in name order, as the record lists their commitments, copied into spare buffers where one fits. */

@@ -205,7 +205,7 @@ export class Daemon implements DaemonApi {
       const keys = profile.keys
       agent = await ProvenanceAgent.start({
         ...(keys.keyStore === 'tpm' ? { certifyBootKey: tpmBootCertifier({ stateDir, tcti: options.tpmTcti ?? keys.tpmTcti }) } : {}),
-        ...(captureRing !== undefined ? { watchRun: inputs => captureRing.watch(inputs) } : {}),
+        ...(captureRing !== undefined ? { watchRun: (inputs, hold) => captureRing.watch(inputs, hold) } : {}),
         subjectKeys,
         stateDir,
         deviceId: options.deviceId,

@@ -56,15 +56,16 @@ export interface AgentOptions {
   /** Judges a model before it loads; default: every model is 'unchecked'. */
   judgeModel?: (model: LoadedModel) => PolicyVerdict
   /**
-   * Watches each run (e.g. `inputs => ring.watch(inputs)`, the capture ring). Called once the
-   * inputs are hashed, while the model may still compute, with the bytes the model got and the
-   * record commits to (the run's snapshot: the caller's own buffers may have changed since);
-   * they are valid during the call only. It may return a function, told once how the run ended:
-   * with its durable record, salt and outputs before `run()` resolves (lent outputs, too, are
-   * read during that call only), or with `undefined` when the run left no record. Both are
-   * synchronous; an exception is logged and never fails the run.
+   * Watches each run (e.g. `(inputs, hold) => ring.watch(inputs, hold)`, the capture ring). Called
+   * once the inputs are hashed, while the model may still compute, with the bytes the model got
+   * and the record commits to (the run's snapshot: the caller's own buffers may have changed
+   * since). They are valid during the call only, unless it calls `hold` (WorkerSession
+   * StartRunOptions.onInputs): then until it calls the function `hold` returns. It may return a
+   * function, told once how the run ended: with its durable record, salt and outputs before
+   * `run()` resolves (lent outputs are read during that call only), or with `undefined` when
+   * the run left no record. Both are synchronous; an exception is logged and never fails the run.
    */
-  watchRun?: (inputs: Readonly<Record<string, TensorLike>>) => ((run: ObservedRun | undefined) => void) | undefined
+  watchRun?: (inputs: Readonly<Record<string, TensorLike>>, hold: () => () => void) => ((run: ObservedRun | undefined) => void) | undefined
   /**
    * Subject keys (agent/keys/subject-keys.ts): runs with a `subject` are salted by that subject's
    * key, so that they can be crypto-shredded later (docs/PROTOCOL.md §12.3). Without it, a run
@@ -292,15 +293,21 @@ export class ProvenanceAgent {
    * @internal Shows a run's inputs to `options.watchRun`; returns its end (which never throws),
    * or undefined when nothing watches this run.
    */
-  watchInputs (inputs: Readonly<Record<string, TensorLike>>): RunEnd | undefined {
+  watchInputs (inputs: Readonly<Record<string, TensorLike>>, hold: () => () => void): RunEnd | undefined {
     let end: ((run: ObservedRun | undefined) => void) | undefined
+    let release: (() => void) | undefined
     try {
-      end = this.options.watchRun?.(inputs)
+      end = this.options.watchRun?.(inputs, () => (release = hold()))
     } catch (e) {
+      release?.()
       this.logger.error({ err: (e as Error)?.message }, 'watchRun hook failed')
       return undefined
     }
-    if (typeof end !== 'function') return undefined
+    // A watcher with no end cannot let its hold go later.
+    if (typeof end !== 'function') {
+      release?.()
+      return undefined
+    }
     const watcher = end
     return (run) => {
       try {
@@ -399,7 +406,7 @@ export class ProvenanceModel {
     let end: RunEnd | undefined
     const { inputs: hashing, result: pending } = session.startRun(feeds, {
       ...(options.lendOutputs === true ? { lendOutputs: true } : {}),
-      ...(this.agent.watched ? { onInputs: (snapshot: Readonly<Record<string, TensorLike>>) => { end = this.agent.watchInputs(snapshot) } } : {})
+      ...(this.agent.watched ? { onInputs: (snapshot: Readonly<Record<string, TensorLike>>, hold: () => () => void) => { end = this.agent.watchInputs(snapshot, hold) } } : {})
     })
     let inputs: Array<[string, TensorDigest]>
     let result: WorkerRunResult

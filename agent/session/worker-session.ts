@@ -59,11 +59,12 @@ export interface StartRunOptions {
   readonly lendOutputs?: boolean
   /**
    * Called once the inputs are hashed, with the bytes the model got and the digests cover (this
-   * run's snapshot, by name): valid during the call only, a caller that keeps them copies them.
-   * Called while the model may still compute, before `inputs` resolves; an exception rejects
-   * `inputs`.
+   * run's snapshot, by name), while the model may still compute, before `inputs` resolves; an
+   * exception rejects `inputs`. They are valid during the call only, unless it calls `hold`:
+   * then the snapshot is not reused for another run until the function `hold` returns is called
+   * (once), so a caller may copy it later (the capture ring, when no spare buffer is at hand).
    */
-  readonly onInputs?: (inputs: Readonly<Record<string, TensorLike>>) => void
+  readonly onInputs?: (inputs: Readonly<Record<string, TensorLike>>, hold: () => () => void) => void
 }
 
 /** A run posted to the worker: its input digests and its result, each settling on its own. */
@@ -230,15 +231,25 @@ export class WorkerSession implements ModelSession {
     for (const n of names) canonicalTensor(n, feeds[n] as TensorLike)
     const wire = names.map(n => this.snapshots.take(n, feeds[n] as TensorLike))
     const result = this.post(wire, true, options.lendOutputs === true)
+    // One hold per run: a second call gets the same release.
+    let held: Promise<void> | undefined
+    let release: () => void = () => {}
+    const hold = (): () => void => {
+      held ??= new Promise<void>(resolve => { release = resolve })
+      return release
+    }
     const inputs = (async () => {
       const out: Array<[string, TensorDigest]> = []
       for (const w of wire) out.push([w.name, await hashCanonicalYielding(canonicalTensor(w.name, w))])
-      options.onInputs?.(Object.fromEntries(wire.map(w => [w.name, w])))
+      options.onInputs?.(Object.fromEntries(wire.map(w => [w.name, w])), hold)
       return out
     })()
-    // The snapshots are free again once hashed here and copied out there (the worker copies
-    // before it runs, so before its result).
-    void Promise.allSettled([inputs, result]).then(() => { this.snapshots.give(wire) })
+    // The snapshots are free again once hashed here, copied out there (the worker copies before
+    // it runs, so before its result) and no longer held.
+    void Promise.allSettled([inputs, result]).then(async () => {
+      await held
+      this.snapshots.give(wire)
+    })
     return { inputs, result }
   }
 

@@ -42,7 +42,7 @@ export async function runScenario (
   }
   const stateDir = join(dir, 'state')
   const ring = new CaptureRing({ stateDir, deviceId })
-  const agent = await ProvenanceAgent.start({ stateDir, deviceId, syncWrites: false, watchRun: inputs => ring.watch(inputs) })
+  const agent = await ProvenanceAgent.start({ stateDir, deviceId, syncWrites: false, watchRun: (inputs, hold) => ring.watch(inputs, hold) })
   const loaded = await agent.loadModel(modelPath)
   for (const f of feeds) await loaded.run(f)
   const frozen = await ring.freeze('investigator request')

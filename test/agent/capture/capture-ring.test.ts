@@ -30,10 +30,10 @@ interface Rig {
   swapRing: (options: Partial<CaptureRingOptions>) => { ring: CaptureRing, logger: Logger & { lines: string[] } }
 }
 
-type Watch = (ring: CaptureRing, inputs: Readonly<Record<string, TensorLike>>) => CaptureRunEnd | undefined
+type Watch = (ring: CaptureRing, inputs: Readonly<Record<string, TensorLike>>, hold: () => () => void) => CaptureRunEnd | undefined
 
 /** A real agent running the tiny classifier, with a ring watching its runs (through `watch`, by default directly). */
-async function rig (t: { teardown: (fn: () => unknown) => void }, options: Partial<CaptureRingOptions> = {}, watch: Watch = (ring, inputs) => ring.watch(inputs)): Promise<Rig> {
+async function rig (t: { teardown: (fn: () => unknown) => void }, options: Partial<CaptureRingOptions> = {}, watch: Watch = (ring, inputs, hold) => ring.watch(inputs, hold)): Promise<Rig> {
   const dir = await makeTempDir(t, 'prov-capture-')
   const modelPath = join(dir, 'tiny.onnx')
   await writeFile(modelPath, makeClassifierModel({ seed: 1 }))
@@ -45,7 +45,7 @@ async function rig (t: { teardown: (fn: () => unknown) => void }, options: Parti
     deviceId: DEVICE,
     syncWrites: false,
     logger,
-    watchRun: inputs => watch(ring, inputs)
+    watchRun: (inputs, hold) => watch(ring, inputs, hold)
   })
   t.teardown(async () => await agent.stop())
   const model = await agent.loadModel(modelPath)
@@ -255,13 +255,34 @@ t.test('attack: the caller writes its next frame into the same buffer while a ru
   }
 })
 
+t.test('behavior: a run\'s inputs are copied while it computes when a spare buffer is at hand; otherwise the snapshot is held and copied at the end, and always let go', async t => {
+  let holds = 0
+  let releases = 0
+  const { ring, model, run } = await rig(t, { maxEntries: 2 }, (r, inputs, hold) => r.watch(inputs, () => {
+    holds++
+    const release = hold()
+    return () => { releases++; release() }
+  }))
+  for (let i = 0; i < 6; i++) await run(i / 10)
+  // Runs 2-4 (seqs): the ring fills, and the first eviction comes at the end of the third.
+  t.equal(holds, 3, 'held while no evicted run had left a buffer')
+  t.equal(releases, 3)
+  const x = (v: number): ort.Tensor => new ort.Tensor('float32', Float32Array.from([v, v, v, v]), [1, 4])
+  await Promise.all([0.1, 0.2, 0.3, 0.4].map(async v => await model.run({ x: x(v) })))
+  t.ok(holds >= 4 && holds <= 6, `four runs at once, one spare: the others held (${holds - 3})`)
+  t.equal(releases, holds, 'every hold let go')
+  await t.rejects(model.run({ x: new ort.Tensor('float32', new Float32Array(5), [1, 5]) }), { code: 'INFERENCE_FAILED' })
+  t.equal(releases, holds, 'a run that left no record lets go too')
+  t.equal(ring.size, 2)
+})
+
 t.test('attack: runs of large inputs, one at a time and four at once, each on its own reused frame buffer: every kept run opens its record, none sees a later run\'s bytes', async t => {
   const dir = await makeTempDir(t, 'prov-capture-')
   const modelPath = join(dir, 'identity.onnx')
   await writeFile(modelPath, makeIdentityModel('float32'))
   const stateDir = join(dir, 'state')
   const ring = new CaptureRing({ stateDir, deviceId: DEVICE, maxEntries: 3 })
-  const agent = await ProvenanceAgent.start({ stateDir, deviceId: DEVICE, syncWrites: false, watchRun: inputs => ring.watch(inputs) })
+  const agent = await ProvenanceAgent.start({ stateDir, deviceId: DEVICE, syncWrites: false, watchRun: (inputs, hold) => ring.watch(inputs, hold) })
   t.teardown(async () => await agent.stop())
   const model = await agent.loadModel(modelPath)
   // 400 KB: above the size from which the agent pools its snapshots (reused run after run) and

@@ -101,6 +101,43 @@ t.test('behavior: runs in a row and at once each compute on and commit to their 
   for (const { k, r } of atOnce) check(k, r.outputs, r.record)
 })
 
+t.test('behavior: a held snapshot is not reused for a later run until it is let go; then it is', async t => {
+  const dir = await makeTempDir(t, 'prov-worker-')
+  const modelPath = join(dir, 'identity.onnx')
+  await writeFile(modelPath, makeIdentityModel('float32'))
+  const loaded = await loadModelInWorker(modelPath, { intraOpNumThreads: 1 })
+  t.teardown(async () => { await loaded.release() })
+  const session = loaded.session
+  // 256 KiB: large enough for the snapshot pool.
+  const elements = 64 * 1024
+  const feeds = (v: number): Record<string, ort.Tensor> => ({ x: new ort.Tensor('float32', new Float32Array(elements).fill(v), [elements]) })
+  let view: Float32Array | undefined
+  let release: (() => void) | undefined
+  const first = session.startRun(feeds(1), { onInputs: (inputs, hold) => { view = inputs.x?.data as Float32Array; release = hold() } })
+  await Promise.all([first.inputs, first.result])
+  t.ok(view !== undefined && view.buffer instanceof SharedArrayBuffer, 'the snapshot is shared memory')
+  for (let v = 2; v < 6; v++) {
+    const later = session.startRun(feeds(v))
+    await Promise.all([later.inputs, later.result])
+    // Two turns: a snapshot goes back after both of a run's promises settle.
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.ok(view!.every(x => x === 1), 'four later runs of the same size left the held snapshot as it was')
+  release!()
+  release!()
+  await new Promise(resolve => setImmediate(resolve))
+  const after = session.startRun(feeds(7))
+  await Promise.all([after.inputs, after.result])
+  let reused = view!.every(x => x === 7)
+  for (let v = 8; v < 16 && !reused; v++) {
+    const more = session.startRun(feeds(v))
+    await Promise.all([more.inputs, more.result])
+    await new Promise(resolve => setImmediate(resolve))
+    reused = view!.every(x => x === v)
+  }
+  t.ok(reused, 'once let go, a later run snapshots into it')
+})
+
 t.test('behavior: lent outputs are never overwritten before their release, come in reused shared buffers after it, and commit to what the caller sees', async t => {
   const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
   const model = await agent.loadModel(modelPath)
