@@ -508,7 +508,8 @@ const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -
   --parts a,b      parts to run, of: ${PARTS.join(', ')} (default: all)
   --rounds N       latency: rounds, each one block of every kind in rotating order (default ${DEFAULT_LATENCY_ROUNDS})
   --runs N         latency: runs per block (default ${DEFAULT_LATENCY_BLOCK_RUNS})
-  --pairs N        latency: alternating bare/wrapped pairs per round (default ${DEFAULT_LATENCY_PAIRS})
+  --pairs N        latency: alternating bare/wrapped pairs per round, and as many pairs of a wrapped run
+                   with the daemon's capture ring watching and without (default ${DEFAULT_LATENCY_PAIRS})
   --intra-op N     latency: onnxruntime intra-op threads of the measured arrangement (default: cores − 1,
                    at least 1: a core free for hashing); onnxruntime's default pool is measured beside it
   --host-env       identity, memory: measure in this environment, not with the service unit's
