@@ -9,6 +9,7 @@ import { Daemon, type DaemonOptions, type DaemonStatus } from '../../../agent/da
 import { resolveProfile } from '../../../agent/profile/index.js'
 import { RecordLog } from '../../../agent/log/index.js'
 import { KeyRing } from '../../../agent/keys/index.js'
+import { readFrozenCapture } from '../../../agent/capture/index.js'
 import type { Logger } from '../../../agent/session/index.js'
 import { commitSample, createSigner, decodeCapture, deviceTopic, fromHex, sha256, signPolicy, toHex, verifyChain, type DataCaptureBody, type InferenceBody, type ModelLoadBody, type ModelPolicy } from '../../../protocol/index.js'
 import { replayCapture } from '../../../forensics/replay/index.js'
@@ -379,6 +380,16 @@ t.test('behavior: an incident capture frozen through the API replays against the
   t.equal(report.summary.ok, true, JSON.stringify(report.summary))
   t.equal(report.summary.entries, 3)
   t.equal((await call(daemon, 'GET', '/v1/captures/not-a-capture')).status, 400)
+
+  // Twenty runs at once through the API, more than the ring keeps: while runs overlap it holds
+  // their snapshots and copies them as each ends; every run kept replays.
+  const answers = await Promise.all(Array.from({ length: 20 }, async (_, i) => await call(daemon, 'POST', '/v1/models/tiny/run', runBody([i, -i, i / 2, 1]))))
+  t.same(answers.map(a => a.status), answers.map(() => 200))
+  const again = await call(daemon, 'POST', '/v1/captures?reason=incident-43')
+  t.equal(again.body.entries, 16, 'the ring\'s 16 newest')
+  const second = await replayCapture({ capture: await readFrozenCapture(daemon.stateDir, again.body.name as string), records: await daemon.records(0, 100, 100), modelPaths: dir })
+  t.equal(second.summary.ok, true, JSON.stringify(second.summary))
+  t.equal(second.summary.entries, 16)
 })
 
 t.test('behavior: /status lists each model\'s inputs and /metrics answers Prometheus text beside the gateway\'s', async t => {
