@@ -207,11 +207,6 @@ export class CaptureRing {
     }
   }
 
-  /** Keeps a run in one step, inputs and outputs copied now (a caller outside the agent, tests). */
-  observe (run: CaptureRun & { feeds: Readonly<Record<string, TensorLike>> }): void {
-    this.watch(run.feeds)(run)
-  }
-
   private end (inputs: CapturedTensor[] | undefined, inputBytes: number, run: CaptureRun | undefined): void {
     if (run === undefined) {
       if (inputs !== undefined) this.recycle(inputs)
