@@ -259,6 +259,16 @@ function pairedAdded (a: readonly Block[], b: readonly Block[]): Spread {
 }
 
 /** One fdatasync of a 256-byte write, ms, `samples` times. */
+/** One pair of measures, `a`'s first or `b`'s first; resolves to [a's, b's] either way. */
+async function pairInOrder<T> (aFirst: boolean, a: () => Promise<T>, b: () => Promise<T>): Promise<[T, T]> {
+  if (aFirst) {
+    const x = await a()
+    return [x, await b()]
+  }
+  const y = await b()
+  return [await a(), y]
+}
+
 async function fdatasyncSamples (dir: string, samples: number): Promise<number[]> {
   const handle = await open(join(dir, 'sync-probe'), 'a')
   try {
@@ -389,27 +399,22 @@ export async function benchLatency (dir: string, options: LatencyOptions = defau
     }
     for (let p = 0; p < pairsPerRound; p++) {
       const wrappedFirst = (r * pairsPerRound + p) % 2 === 0
-      const bare = wrappedFirst ? undefined : await time(async () => await main.model.loaded.session.run(feeds))
-      const wrapped = await time(async () => {
+      const [wrapped, bare] = await pairInOrder(wrappedFirst, async () => await time(async () => {
         const s0 = performance.now()
         const pending = main.model.run(feeds)
         pairs.syncMs.push(performance.now() - s0)
         await pending
-      })
-      const bareAfter = bare ?? await time(async () => await main.model.loaded.session.run(feeds))
-      pairs.wallMs.push(wrapped.wallMs - bareAfter.wallMs)
-      ;(wrappedFirst ? pairs.wrappedFirstMs : pairs.bareFirstMs).push(wrapped.wallMs - bareAfter.wallMs)
-      pairs.cpuMs.push(wrapped.cpuMs - bareAfter.cpuMs)
+      }), async () => await time(async () => await main.model.loaded.session.run(feeds)))
+      pairs.wallMs.push(wrapped.wallMs - bare.wallMs)
+      ;(wrappedFirst ? pairs.wrappedFirstMs : pairs.bareFirstMs).push(wrapped.wallMs - bare.wallMs)
+      pairs.cpuMs.push(wrapped.cpuMs - bare.cpuMs)
       // This pair's own fdatasync: the disk is shared, and a sync waits for whatever else the
       // file system must commit at that moment (other processes' writes among it).
       const pairSync = (await fdatasyncSamples(dir, 1))[0] as number
       pairs.floorMs.push(shaMs + pairSync)
     }
     for (let p = 0; p < pairsPerRound; p++) {
-      const capturedFirst = (r * pairsPerRound + p) % 2 === 0
-      const first = capturedFirst ? await captured() : undefined
-      const plain = await time(async () => await main.model.run(feeds))
-      const withRing = first ?? await captured()
+      const [withRing, plain] = await pairInOrder((r * pairsPerRound + p) % 2 === 0, captured, async () => await time(async () => await main.model.run(feeds)))
       capturePairs.wallMs.push(withRing.wallMs - plain.wallMs)
       capturePairs.cpuMs.push(withRing.cpuMs - plain.cpuMs)
     }
