@@ -138,6 +138,35 @@ t.test('behavior: a held snapshot is not reused for a later run until it is let 
   t.ok(reused, 'once let go, a later run snapshots into it')
 })
 
+t.test('error: a watcher that holds a run\'s snapshot and then throws, or gives no end, lets it go: the snapshot serves later runs', async t => {
+  const dir = await makeTempDir(t, 'prov-worker-')
+  const modelPath = join(dir, 'identity.onnx')
+  await writeFile(modelPath, makeIdentityModel('float32'))
+  let mode: 'throw' | 'no end' = 'throw'
+  const agent = await ProvenanceAgent.start({
+    stateDir: join(dir, 's'),
+    deviceId: 'dev-1',
+    intraOpNumThreads: 1,
+    syncWrites: false,
+    watchRun: (_inputs, hold) => {
+      hold()
+      if (mode === 'throw') throw new Error('watcher broke after holding')
+      return undefined
+    }
+  })
+  t.teardown(async () => { await agent.stop() })
+  const model = await agent.loadModel(modelPath)
+  // 256 KiB: large enough for the snapshot pool, which starts empty.
+  const x = new ort.Tensor('float32', new Float32Array(64 * 1024).fill(3), [64 * 1024])
+  for (const m of ['throw', 'no end'] as const) {
+    mode = m
+    const { record } = await model.run({ x })
+    t.ok(record.record.seq > 1, `${m}: the run has its record`)
+    await new Promise(resolve => setImmediate(resolve))
+    t.equal(model.loaded.session.heldBytes.snapshots, 64 * 1024 * 4, `${m}: the snapshot went back to the pool`)
+  }
+})
+
 t.test('behavior: lent outputs are never overwritten before their release, come in reused shared buffers after it, and commit to what the caller sees', async t => {
   const { agent, modelPath } = await startAgent(t, makeIdentityModel('float32'))
   const model = await agent.loadModel(modelPath)
