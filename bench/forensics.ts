@@ -3,13 +3,16 @@
  * node:crypto verifications of the same messages on the same cores (one worker thread per core),
  * measured in interleaved rounds of the same run; noble's figures beside it (the independent
  * backend, `--verifier noble`); the extrapolation to a device with 1 M records, and the size of a
- * bundle per 1 000 records. Run: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--sources]
+ * bundle per 1 000 records; with --cli-records N, N records through `provenance verify` bundle by
+ * bundle. Run: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--cli-records N] [--sources]
  * The verifier measured is the compiled one in dist/ (what `provenance verify` runs; `npm run build`
  * first), unless dist/ is missing or older than the sources or --sources is given: from sources,
  * each signature worker loads TypeScript through tsx, ~4× the start-up CPU of a compiled one.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -23,7 +26,7 @@ import { verifyBundle as verifyFromSources } from '../forensics/verify/index.js'
 import { buildTimeline } from '../forensics/timeline/index.js'
 import { createProgress } from '../forensics/cli/index.js'
 import { ChainBuilder, fakeHash, sampleBody } from '../test/helpers/records.js'
-import { fmtSpread, interleave, spread, type Spread, exitOnHelp, intArg, faultCostUs, minorFaults } from './measure.js'
+import { fmtSpread, interleave, spread, time, type Spread, type Timing, exitOnHelp, intArg, faultCostUs, minorFaults } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
 
 /** The gateway's default batch size (gateway/batch: DEFAULT_BATCH_MAX_RECORDS). */
@@ -45,6 +48,8 @@ export interface ForensicsBenchResult {
   }
   noble: { rawVerifiesPerSec: number, strictVerifiesPerSec: number, ratioToRaw: number, ratioToStrict: number }
   extrapolation: { oneMillionRecordsMin: number }
+  /** `--cli-records N`: the whole history through the command line, bundle by bundle (absent without the option). */
+  cli?: CliRunResult
   bundle: { bytesPer1kRecords: number, recordBytesPer1k: number, proofBytesPer1k: number, oneMillionRecordsMiB: number, recordsPerMaxBundle: number }
   timeline: { recordsPerSec: number }
 }
@@ -60,10 +65,10 @@ export function makeHistory (count: number): ChainBuilder {
 }
 
 /** Batches of BATCH_RECORDS leaves with proofs as the gateway formats them (anchoring extra lines included). */
-export function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain']): Bundle {
+export function makeBundle (b: ChainBuilder, anchorsOf: (batch: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number) => Bundle['anchors'][number], chain: Bundle['chain'], firstBatch = 0): Bundle {
   const proofs: Bundle['proofs'] = []
   const anchors: Bundle['anchors'] = []
-  for (let at = 0, i = 0; at < b.records.length; at += BATCH_RECORDS, i++) {
+  for (let at = 0, i = firstBatch; at < b.records.length; at += BATCH_RECORDS, i++) {
     const batch: SignedRecord[] = b.records.slice(at, at + BATCH_RECORDS)
     const tree = new MerkleTree(batch.map(r => hashLeaf(r.envelope)))
     const checkpoint = { origin: `bench-gateway/batch/${i + 1}`, size: tree.size, rootHash: tree.root() }
@@ -132,6 +137,106 @@ function compiledVerifierUrl (): URL | undefined {
   return entry
 }
 
+/** What `--cli-records` measured: `provenance verify --offline` run on each bundle of a long history. */
+export interface CliRunResult {
+  records: number
+  bundles: number
+  /** Bytes of all the bundle files. */
+  bundleBytes: number
+  /** Wall and CPU (the processes') of every `provenance verify` in turn, process starts included. */
+  wallMs: number
+  cpuMs: number
+  /** Raw node:crypto verifies on as many threads as cores, timed right before and right after. */
+  rawVerifiesPerSec: Spread
+  rawCpuMsPerVerify: Spread
+  /** records/s ÷ raw verifies/s; raw CPU per verify ÷ CPU per record. */
+  ratio: number
+  cpuRatio: number
+}
+
+const BENCH_CHAIN_FACTS = { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 1 }
+
+/** The offline facts of a bench batch: anchored as the gateway would, at block i + 2. */
+function benchAnchor (b: { root: Uint8Array, size: number, first: number, last: number, checkpoint: string }, i: number): Bundle['anchors'][number] {
+  return {
+    root: toHex(b.root), size: b.size, onChainBatchId: String(i + 1), txHash: '0x' + toHex(sha256(b.root)), blockNumber: i + 2,
+    blockHash: '0x' + toHex(sha256(sha256(b.root))), firstRecordTimeMs: b.first, lastRecordTimeMs: b.last, metadataHash: toHex(sha256(new TextEncoder().encode(b.checkpoint)))
+  }
+}
+
+/**
+ * `--cli-records N` (issue 11: "1 M records in under 5 minutes"): one device's chain of N records
+ * written as bundle files of at most BUNDLE_LIMITS.bundleBytes (the later ones starting mid-chain,
+ * as `provenance export --from` writes them), then `provenance verify --offline --quiet` on each
+ * file in a process of its own, one after the other, as an investigator runs them: reading and
+ * decoding every file and each process's start are in the time. Against raw node:crypto verifies
+ * of record messages on as many threads as cores, right before and right after (two samples, not
+ * interleaved rounds: one pass over 10^6 records takes minutes).
+ */
+async function cliEndToEnd (total: number, bytesPerRecord: number, cores: number, log: (s: string) => void): Promise<CliRunResult> {
+  // Whole batches per bundle, with room to spare under the limit.
+  const perBundle = Math.max(BATCH_RECORDS, Math.floor(BUNDLE_LIMITS.bundleBytes * 0.9 / bytesPerRecord / BATCH_RECORDS) * BATCH_RECORDS)
+  const dir = mkdtempSync(join(tmpdir(), 'prov-bench-cli-'))
+  try {
+    const files: string[] = []
+    let bundleBytes = 0
+    const b = makeHistory(Math.min(total, perBundle))
+    let written = 0
+    let batch = 0
+    for (;;) {
+      const bundle = makeBundle(b, benchAnchor, BENCH_CHAIN_FACTS, batch)
+      const text = encodeBundle(bundle)
+      const file = join(dir, `bundle-${files.length + 1}.json`)
+      writeFileSync(file, text)
+      files.push(file)
+      bundleBytes += Buffer.byteLength(text)
+      written += b.records.length
+      batch += Math.ceil(b.records.length / BATCH_RECORDS)
+      log(`cli: wrote ${written} of ${total} records (${files.length} bundle${files.length === 1 ? '' : 's'})`)
+      if (written >= total) break
+      // The next bundle goes on with the same chain: its first record links to the last one written.
+      b.records.length = 0
+      const next = Math.min(perBundle, total - written)
+      while (b.records.length < next) b.appendInference()
+    }
+    const sample = makeHistory(2_000)
+    const messages = sample.records.map(r => ({ sig: r.signature, msg: concat(RECORD_SIGNING_PREFIX, r.recordBytes) }))
+    const rawCount = Math.min(total, 200_000)
+    const raw = async (): Promise<Timing> => await time(async () => { await rawNodeVerifies(messages, sample.signer.publicKey, rawCount, cores) })
+    const before = await raw()
+    const bin = fileURLToPath(new URL('../forensics/bin.mjs', import.meta.url))
+    const run = await time(async () => {
+      for (const [i, file] of files.entries()) {
+        log(`cli: provenance verify --offline bundle ${i + 1} of ${files.length}…`)
+        const code = await new Promise<number | null>((resolve, reject) => {
+          const child = spawn(process.execPath, [bin, 'verify', '--offline', '--quiet', file], { stdio: ['ignore', 'ignore', 'inherit'] })
+          child.once('error', reject)
+          child.once('exit', resolve)
+        })
+        if (code !== 0) throw new Error(`provenance verify --offline ${file} exited ${String(code)}`)
+      }
+    })
+    const after = await raw()
+    const rawRates = [before, after].map(t => rawCount / (t.wallMs / 1000))
+    const rawCpu = [before, after].map(t => t.cpuMs / rawCount)
+    const rawVerifiesPerSec = spread(rawRates)
+    const rawCpuMsPerVerify = spread(rawCpu)
+    return {
+      records: written,
+      bundles: files.length,
+      bundleBytes,
+      wallMs: run.wallMs,
+      cpuMs: run.cpuMs,
+      rawVerifiesPerSec,
+      rawCpuMsPerVerify,
+      ratio: (written / (run.wallMs / 1000)) / rawVerifiesPerSec.median,
+      cpuRatio: rawCpuMsPerVerify.median / (run.cpuMs / written)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 export async function main (): Promise<ForensicsBenchResult> {
   // Before anything else runs in this process: process CPU counts every thread.
   const faultCost = faultCostUs()
@@ -156,16 +261,12 @@ export async function main (): Promise<ForensicsBenchResult> {
 
   // Offline verification of `count` records.
   log(`building ${count} signed records and their proofs...`)
-  const chainFacts = { chainId: 31337, registry: '0x5FbDB2315678afecb367f032d93F642f64180aa3', readAtBlock: 1 }
   // The signed history is not kept beyond the bundle made of it: `provenance verify` holds the
   // bundle only, and a heap of 10^5 decoded records beside it would make every GC of the verifier
   // mark them (~5–10 % of the CPU measured per record). Through its JSON text and back, as
   // `provenance verify` gets it from a file: made here, each proof was a string of concatenated
   // parts that the first verification had to flatten (a copy per proof, ~1 KiB, that the CLI never makes).
-  const bundle = decodeBundle(encodeBundle(makeBundle(makeHistory(count), (b, i) => ({
-    root: toHex(b.root), size: b.size, onChainBatchId: String(i + 1), txHash: '0x' + toHex(sha256(b.root)), blockNumber: i + 2,
-    blockHash: '0x' + toHex(sha256(sha256(b.root))), firstRecordTimeMs: b.first, lastRecordTimeMs: b.last, metadataHash: toHex(sha256(new TextEncoder().encode(b.checkpoint)))
-  }), chainFacts)))
+  const bundle = decodeBundle(encodeBundle(makeBundle(makeHistory(count), benchAnchor, BENCH_CHAIN_FACTS)))
   const progress = createProgress(process.stderr, { label: 'verify --offline' })
   t0 = performance.now()
   const verdict = await verifyBundle(bundle, { offline: true, onProgress: p => progress.update(p.phase, p.done, p.total) })
@@ -254,6 +355,9 @@ export async function main (): Promise<ForensicsBenchResult> {
     await chain.stop()
   }
 
+  const cliRecords = process.argv.includes('--cli-records') ? intArg('cli-records', 0) : 0
+  const cli = cliRecords > 0 ? await cliEndToEnd(cliRecords, bytes / count, cores, log) : undefined
+
   const result: ForensicsBenchResult = {
     records: count,
     verifier: compiled === undefined ? 'sources' : 'compiled',
@@ -269,7 +373,8 @@ export async function main (): Promise<ForensicsBenchResult> {
       oneMillionRecordsMiB: (bytes / count) * ONE_MILLION / 2 ** 20,
       recordsPerMaxBundle: Math.floor(BUNDLE_LIMITS.bundleBytes / (bytes / count))
     },
-    timeline: { recordsPerSec: timelinePerSec }
+    timeline: { recordsPerSec: timelinePerSec },
+    ...(cli === undefined ? {} : { cli })
   }
 
   const f = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
@@ -292,10 +397,15 @@ export async function main (): Promise<ForensicsBenchResult> {
 | bundle size | ${f(result.bundle.bytesPer1kRecords / 1024, 1)} KiB per 1 000 records (records ${f(result.bundle.recordBytesPer1k / 1024, 1)} KiB, proofs ${f(result.bundle.proofBytesPer1k / 1024, 1)} KiB) |
 | 1 M records in bundles | ${f(result.bundle.oneMillionRecordsMiB)} MiB: ≥ ${Math.ceil(ONE_MILLION / result.bundle.recordsPerMaxBundle)} bundles of ≤ ${BUNDLE_LIMITS.bundleBytes / 2 ** 20} MiB (${f(result.bundle.recordsPerMaxBundle)} records each) |
 | timeline | ${f(timelinePerSec)} records/s |`)
+  if (cli !== undefined) {
+    const min = cli.wallMs / 60_000
+    console.log(`| ${f(cli.records)} records through the command line: provenance verify --offline on each of ${cli.bundles} bundles (${f(cli.bundleBytes / 2 ** 20)} MiB), one process each, one after the other | ${f(min, 1)} min wall, ${f(cli.cpuMs / 60_000, 1)} min CPU (target for 1 M: < 5 min) |
+| … ÷ raw node:crypto verifies on ${cores} threads, right before and after | wall ${f(cli.ratio, 2)} (raw ${fmtSpread(cli.rawVerifiesPerSec, 0)} /s), CPU ${f(cli.cpuRatio, 2)} (${f(cli.cpuMs / cli.records, 3)} vs ${fmtSpread(cli.rawCpuMsPerVerify, 3)} ms) |`)
+  }
   return result
 }
 
-const USAGE = `usage: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--sources]
+const USAGE = `usage: node --import tsx bench/forensics.ts [--records N] [--online N] [--rounds N] [--cli-records N] [--sources]
 
 verify --offline (node:crypto on every core) against raw node:crypto verifies of the same messages
 on as many worker threads, in interleaved rounds; noble's figures beside it; verify online against
@@ -305,6 +415,10 @@ verifier in dist/ (npm run build first) unless dist/ is missing or stale.
   --records N   records of the offline history (default 100000)
   --online N    records verified online against anvil (default 2000)
   --rounds N    interleaved rounds (default 5)
+  --cli-records N
+                also write a history of N records (e.g. 1000000) as bundle files of at most
+                256 MiB in a temp dir and time provenance verify --offline on each, one process
+                per file, against raw verifies right before and after (not run by default)
   --sources     measure the TypeScript under tsx, not dist/`
 
 if (isEntryPoint(import.meta.url)) {
