@@ -8,11 +8,11 @@
  * each in a fresh process.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
-import { availableParallelism, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
@@ -21,8 +21,6 @@ import onnxProto from 'onnx-proto'
 import {
   commitDigest, createSigner, deriveSalt, digestTensor, sha256, signRecord, ZERO_HASH, type InferenceBody, type TensorDigest
 } from '../protocol/index.js'
-import { DEFAULT_LOAD_CHUNK_BYTES, identifyModel } from '../agent/model/index.js'
-import { prepareModelManifest } from '../protocol/model-manifest.js'
 import { ProvenanceAgent } from '../agent/session/index.js'
 import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
@@ -167,41 +165,44 @@ class OpensslShell {
   }
 }
 
-/** Each part of an identity alone, median of `rounds`, on a file already in the page cache. */
-async function identityPhases (file: string, rounds: number): Promise<IdentityPhases> {
-  const reads: number[] = []
-  const fileShas: number[] = []
-  const tensorShas: number[] = []
-  const parses: number[] = []
-  for (let r = 0; r < rounds; r++) {
-    const handle = await open(file, 'r')
-    let bytes: Buffer
-    try {
-      const size = (await handle.stat()).size
-      const t0 = performance.now()
-      bytes = Buffer.allocUnsafeSlow(size)
-      for (let at = 0; at < size;) at += (await handle.read(bytes, at, Math.min(DEFAULT_LOAD_CHUNK_BYTES, size - at), at)).bytesRead
-      reads.push(performance.now() - t0)
-    } finally {
-      await handle.close()
-    }
-    const t1 = performance.now()
-    const fileHash = createHash('sha256').update(bytes).digest()
-    fileShas.push(performance.now() - t1)
-    const t2 = performance.now()
-    const pending = prepareModelManifest(bytes, fileHash)
-    parses.push(performance.now() - t2)
-    // complete() with no known hash hashes every tensor here: the tensor SHA stream alone.
-    const t3 = performance.now()
-    pending.complete(new Map())
-    tensorShas.push(performance.now() - t3)
+/**
+ * The measured side of the identity part: bench/identity-child.ts, compiled, in a process of its
+ * own that imports agent/model and little else, as the agent's model worker does (its comment says
+ * what the bench's own heap did to the loads). One JSON command per line, one JSON answer per line.
+ */
+class IdentityChild {
+  private readonly proc
+  private readonly lines
+
+  constructor (script: string) {
+    this.proc = spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'inherit'] })
+    this.lines = createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]()
   }
-  return {
-    readMs: spread(reads).median,
-    fileShaMs: spread(fileShas).median,
-    tensorShaMs: spread(tensorShas).median,
-    parseMs: spread(parses).median,
-    cores: availableParallelism()
+
+  private async ask<T> (command: Record<string, unknown>): Promise<T> {
+    this.proc.stdin.write(JSON.stringify(command) + '\n')
+    const next = await this.lines.next()
+    if (next.done === true) throw new Error(`identity child ended before answering ${String(command.op)}`)
+    return JSON.parse(next.value) as T
+  }
+
+  /** Loads `file` until the JIT has settled: at most `loads` loads or `ms` ms. */
+  async settle (file: string, loads: number, ms: number): Promise<void> {
+    await this.ask({ op: 'settle', file, loads, ms })
+  }
+
+  /** `runs` identities of `file` in a row: wall ms, and CPU ms of the child's threads. */
+  async load (file: string, runs: number): Promise<Timing> {
+    return await this.ask<Timing>({ op: 'load', file, runs })
+  }
+
+  /** Each part of an identity alone, median of `rounds`, on a file already in the page cache. */
+  async phases (file: string, rounds: number): Promise<IdentityPhases> {
+    return await this.ask<IdentityPhases>({ op: 'phases', file, rounds })
+  }
+
+  end (): void {
+    this.proc.stdin.end()
   }
 }
 
@@ -221,48 +222,50 @@ async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
   const paths = paddleOcrModelPaths()
   const out: IdentityFigures[] = []
   const shell = new OpensslShell()
+  const ours = new IdentityChild(await compiledBenchChild('identity-child'))
   try {
     for (const file of [paths.detection, paths.recognition, synthetic]) {
-      // Before any load of this file in this process: the first load in a fresh one, hash thread cold.
+      // The first load in a fresh process, hash thread cold.
       const cold = await coldIdentity(file, 3)
-      const mib = (await identifyModel(file)).bytes.byteLength / MIB
+      const mib = statSync(file).size / MIB
       // Then loads until the JIT has settled (or ~2 s went by): a load of rec took 38 ms per load
       // over the first 40 in one process, 22 from the hundredth on (2026-12-03); the first load of
       // a process, which a device makes, is the cold row above.
-      const settleUntil = performance.now() + SETTLE_MS
-      for (let i = 0; i < SETTLE_LOADS && performance.now() < settleUntil; i++) await identifyModel(file)
+      await ours.settle(file, SETTLE_LOADS, SETTLE_MS)
       // openssl's process start is ~5-10 ms here: enough runs per round that a round lasts ~100 ms,
       // well above the 10 ms ticks its CPU time comes in.
       const runs = Math.max(1, Math.round(64 / mib))
+      const oursTimes: Timing[] = []
       const sslTimes: Timing[] = []
       const startTimes: Timing[] = []
       await interleave(7, {
-        ours: async () => { for (let i = 0; i < runs; i++) await identifyModel(file) },
+        ours: async () => { oursTimes.push(await ours.load(file, runs)) },
         openssl: async () => { sslTimes.push(await shell.run(file, runs)) },
         opensslStart: async () => { startTimes.push(await shell.run('/dev/null', runs)) }
-      }).then((t) => {
-        const ours = (t.ours ?? []).map(x => mib * runs / (x.wallMs / 1000))
+      }).then(() => {
+        const oursMiBps = oursTimes.map(x => mib * runs / (x.wallMs / 1000))
         const opensslMiBps = sslTimes.map(x => mib * runs / (x.wallMs / 1000))
         out.push({
           file: file.split('/').pop() as string,
           mib,
           runsPerRound: runs,
-          oursMiBps: spread(ours),
+          oursMiBps: spread(oursMiBps),
           opensslMiBps: spread(opensslMiBps),
           opensslStartMs: spread(startTimes.map(x => x.wallMs / runs)),
-          ratioWall: spread(ours.map((x, i) => x / (opensslMiBps[i] as number))),
-          ratioCpu: spread(sslTimes.map((x, i) => x.cpuMs / ((t.ours?.[i]?.cpuMs as number) || NaN))),
+          ratioWall: spread(oursMiBps.map((x, i) => x / (opensslMiBps[i] as number))),
+          ratioCpu: spread(sslTimes.map((x, i) => x.cpuMs / ((oursTimes[i]?.cpuMs as number) || NaN))),
           cold: cold.map(c => ({ ...c, ratioWall: spread(sslTimes.map(x => x.wallMs / runs)).median / c.wallMs })),
           phases: {} as IdentityPhases,
           floorRatio: NaN
         })
       })
       const last = out[out.length - 1] as IdentityFigures
-      last.phases = await identityPhases(file, 5)
+      last.phases = await ours.phases(file, 5)
       last.floorRatio = spread(sslTimes.map(x => x.wallMs / runs)).median / identityFloorMs(last.phases)
     }
   } finally {
     shell.end()
+    ours.end()
   }
   return out
 }
@@ -361,7 +364,7 @@ const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
  * agent): builds first (`npm run build`) when dist/ is missing or older than a source. The memory
  * child and the latency part's event-loop child (bench/latency-child.ts) run so.
  */
-export async function compiledBenchChild (name: 'memory-child' | 'latency-child' | 'identity-cold-child' = 'memory-child'): Promise<string> {
+export async function compiledBenchChild (name: 'memory-child' | 'latency-child' | 'identity-cold-child' | 'identity-child' = 'memory-child'): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const dist = join(root, 'dist')
   const stale = (): string | undefined => {
