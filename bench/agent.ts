@@ -26,7 +26,7 @@ import { makeTextLikeImage, paddleOcrModelPaths } from '../agent/input/index.js'
 import { encodeBinaryRunBody, RUN_BINARY_CONTENT_TYPE } from '../agent/daemon/index.js'
 import { fmt, fmtSpread, interleave, spread, type Spread, type Timing, exitOnHelp, intArg } from './measure.js'
 import { isEntryPoint } from '../common/entry-point.js'
-import { benchLatency, defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
+import { defaultLatencyOptions, DEFAULT_LATENCY_BLOCK_RUNS, DEFAULT_LATENCY_PAIRS, DEFAULT_LATENCY_ROUNDS, printLatency, type LatencyFigures, type LatencyOptions } from './agent-latency.js'
 
 const MIB = 1024 * 1024
 
@@ -294,7 +294,7 @@ function serviceEnvironment (): NodeJS.ProcessEnv {
   return env
 }
 
-/** The environment of the memory part's fresh processes: the service's, or this one's with `--host-env`. */
+/** The environment of the latency and memory parts' fresh processes: the service's, or this one's with `--host-env`. */
 function benchChildEnvironment (): NodeJS.ProcessEnv {
   return process.argv.includes('--host-env') ? process.env : serviceEnvironment()
 }
@@ -364,7 +364,7 @@ const COMPILED_SOURCES = ['agent', 'protocol', 'common', 'firmware-profiles']
  * agent): builds first (`npm run build`) when dist/ is missing or older than a source. The memory
  * child and the latency part's event-loop child (bench/latency-child.ts) run so.
  */
-export async function compiledBenchChild (name: 'memory-child' | 'latency-child' | 'identity-cold-child' | 'identity-child' = 'memory-child'): Promise<string> {
+export async function compiledBenchChild (name: 'memory-child' | 'latency-child' | 'identity-cold-child' | 'identity-child' | 'agent-latency' = 'memory-child', benchImports: readonly string[] = []): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const dist = join(root, 'dist')
   const stale = (): string | undefined => {
@@ -383,15 +383,30 @@ export async function compiledBenchChild (name: 'memory-child' | 'latency-child'
     const r = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' })
     if (r.status !== 0) throw new Error(`npm run build failed: ${r.stdout}${r.stderr}`)
   }
-  const source = readFileSync(join(root, 'bench', `${name}.ts`), 'utf8')
   // Imported here, not at the top: the compiler is ~16 MB of live heap, which would slow every
   // major GC of the parts measured in this process (the event loop's stalls among them).
   const { default: ts } = await import('typescript')
-  const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: `${name}.ts` })
   mkdirSync(join(dist, 'bench'), { recursive: true })
-  const out = join(dist, 'bench', `${name}.js`)
-  writeFileSync(out, outputText)
-  return out
+  // The child, and the bench modules it imports (the rest of dist/ is npm run build's).
+  for (const file of [name, ...benchImports]) {
+    const source = readFileSync(join(root, 'bench', `${file}.ts`), 'utf8')
+    const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }, fileName: `${file}.ts` })
+    writeFileSync(join(dist, 'bench', `${file}.js`), outputText)
+  }
+  return join(dist, 'bench', `${name}.js`)
+}
+
+/**
+ * The latency part in a compiled process of its own with the service's environment (bench/
+ * agent-latency.ts says why); its figures.
+ */
+async function latencyInCompiledProcess (dir: string, options: LatencyOptions): Promise<LatencyFigures> {
+  const eventLoopChild = await compiledBenchChild('latency-child')
+  const script = await compiledBenchChild('agent-latency', ['measure'])
+  const child = spawnSync(process.execPath, [script, dir, JSON.stringify(options), eventLoopChild],
+    { env: benchChildEnvironment(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * MIB })
+  if (child.status !== 0) throw new Error(`latency process failed (${child.status ?? child.signal ?? 'unknown'})`)
+  return JSON.parse(child.stdout.trim().split('\n').pop() as string) as LatencyFigures
 }
 
 /**
@@ -515,7 +530,7 @@ const USAGE = `node --import tsx bench/agent.ts [options]   (or: npm run bench -
                    with the daemon's capture ring watching and without (default ${DEFAULT_LATENCY_PAIRS})
   --intra-op N     latency: onnxruntime intra-op threads of the measured arrangement (default: cores − 1,
                    at least 1: a core free for hashing); onnxruntime's default pool is measured beside it
-  --host-env       identity, memory: measure in this environment, not with the service unit's
+  --host-env       identity, latency, memory: measure in this environment, not with the service unit's
                    Environment= lines (GLIBC_TUNABLES among them)
   --help           this text
 Prints a table, then the figures as one JSON line. Run it under the bench lock: flock /tmp/bench.lock …`
@@ -547,7 +562,7 @@ export async function main (): Promise<AgentBenchResult> {
     }
     if (parts.includes('latency')) {
       process.stderr.write('agent bench: latency and event loop on PaddleOCR detection…\n')
-      result.latency = await benchLatency(dir, latencyOptions, async () => await compiledBenchChild('latency-child'))
+      result.latency = await latencyInCompiledProcess(dir, latencyOptions)
     }
     if (parts.includes('memory')) {
       process.stderr.write('agent bench: memory in fresh processes…\n')
