@@ -259,7 +259,6 @@ function pairedAdded (a: readonly Block[], b: readonly Block[]): Spread {
   return spread(a.map((x, i) => spread(x.runsMs).median - spread((b[i] as Block).runsMs).median))
 }
 
-/** One fdatasync of a 256-byte write, ms, `samples` times. */
 /** One pair of measures, `a`'s first or `b`'s first; resolves to [a's, b's] either way. */
 async function pairInOrder<T> (aFirst: boolean, a: () => Promise<T>, b: () => Promise<T>): Promise<[T, T]> {
   if (aFirst) {
@@ -270,6 +269,7 @@ async function pairInOrder<T> (aFirst: boolean, a: () => Promise<T>, b: () => Pr
   return [await a(), y]
 }
 
+/** One fdatasync of a 256-byte write, ms, `samples` times. */
 async function fdatasyncSamples (dir: string, samples: number): Promise<number[]> {
   const handle = await open(join(dir, 'sync-probe'), 'a')
   try {
@@ -526,7 +526,7 @@ export function printLatency (l: LatencyFigures): void {
 if (isEntryPoint(import.meta.url)) {
   const [dir, options, eventLoopChild] = process.argv.slice(2)
   if (dir === undefined || options === undefined) throw new Error('usage: agent-latency.js <dir> <options JSON> [<event-loop child>]')
-  const figures = await benchLatency(dir, JSON.parse(options) as LatencyOptions, eventLoopChild === undefined ? undefined : async () => await Promise.resolve(eventLoopChild))
+  const figures = await benchLatency(dir, JSON.parse(options) as LatencyOptions, eventLoopChild === undefined ? undefined : () => Promise.resolve(eventLoopChild))
   console.log(JSON.stringify(figures))
   // The agents' workers are stopped by benchLatency; nothing else keeps this process.
 }
