@@ -222,7 +222,7 @@ async function benchIdentity (dir: string): Promise<IdentityFigures[]> {
   const paths = paddleOcrModelPaths()
   const out: IdentityFigures[] = []
   const shell = new OpensslShell()
-  const ours = new IdentityChild(await compiledBenchChild('identity-child'))
+  const ours = new IdentityChild(await compiledBenchChild('identity-child', ['measure']))
   try {
     for (const file of [paths.detection, paths.recognition, synthetic]) {
       // The first load in a fresh process, hash thread cold.

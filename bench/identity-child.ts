@@ -1,10 +1,11 @@
 /**
  * The identity bench's measured side, a long-lived process run compiled (bench/agent.ts transpiles
- * it beside dist/, as the memory child) that imports agent/model and little else, as the agent's
- * model worker does. In the bench's own process the loads shared a heap with every module of the
- * bench: rec's 10 MiB buffer each load was promoted and freed by mark-compacts (39 against 2 over
- * ~100 loads, `--trace-gc`), 29-35 ms a load against 23-25 here (2026-12-03, Xeon VM), a cost
- * the agent's own worker, whose isolate holds only the model code, does not have.
+ * it and measure.ts beside dist/, as the memory child) that imports agent/model and little else,
+ * as the agent's model worker does. In the bench's own process the loads shared a heap with
+ * every module of the bench: rec's 10 MiB buffer each load was promoted and freed by
+ * mark-compacts (39 against 2 over ~100 loads, `--trace-gc`), 29-35 ms a load against 23-25 here
+ * (2026-12-03, Xeon VM), a cost the agent's own worker, whose isolate holds only the model code,
+ * does not have.
  *
  * One JSON command per stdin line, one JSON answer per stdout line:
  *   {"op":"settle","file":F,"loads":N,"ms":M}  loads F until N loads or M ms: {"loads":n}
@@ -19,17 +20,12 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { DEFAULT_LOAD_CHUNK_BYTES, identifyModel } from '../agent/model/index.js'
 import { prepareModelManifest } from '../protocol/model-manifest.js'
+import { spread } from './measure.js'
 
 type Command =
   | { op: 'settle', file: string, loads: number, ms: number }
   | { op: 'load', file: string, runs: number }
   | { op: 'phases', file: string, rounds: number }
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
-}
 
 /** Each part of an identity alone, median of `rounds`, on a file already in the page cache. */
 async function phases (file: string, rounds: number): Promise<Record<string, number>> {
@@ -60,7 +56,7 @@ async function phases (file: string, rounds: number): Promise<Record<string, num
     pending.complete(new Map())
     tensorShas.push(performance.now() - t3)
   }
-  return { readMs: median(reads), fileShaMs: median(fileShas), tensorShaMs: median(tensorShas), parseMs: median(parses), cores: availableParallelism() }
+  return { readMs: spread(reads).median, fileShaMs: spread(fileShas).median, tensorShaMs: spread(tensorShas).median, parseMs: spread(parses).median, cores: availableParallelism() }
 }
 
 async function answer (c: Command): Promise<unknown> {
