@@ -82,6 +82,13 @@ export interface IngestRound {
   ratio: number
   /** rawCpuMsPerVerify ÷ gatewayCpuMsPerRecord. */
   cpuRatio: number
+  /**
+   * workersCpuMsPerRecord ÷ gatewayCpuMsPerRecord: the share of the gateway's CPU that went into
+   * its verify workers, from one window. What cpuRatio would be if the workers verified at the raw
+   * loop's cost; unlike cpuRatio it does not move when the VM's speed drifts between the round and
+   * the raw runs beside it.
+   */
+  verifyShare: number
 }
 
 /** Raw verifies/s and CPU ms per verify, one run of measureRawVerifies. */
@@ -97,6 +104,8 @@ export interface GatewayBenchResult {
     ratio: Spread
     /** The rounds' raw CPU ms per verify ÷ the gateway process's CPU ms per stored record (publisher and broker not counted). */
     cpuRatio: Spread
+    /** The rounds' verifyShare (IngestRound). */
+    verifyShare: Spread
     gatewayCpuMsPerRecord: number
     /** Of which the main thread's (the rest: verify workers, LevelDB and libuv threads). */
     mainCpuMsPerRecord: number
@@ -401,7 +410,7 @@ export async function main (): Promise<GatewayBenchResult> {
     // Interleaved: raw verifies, round 1, raw verifies, round 2, … raw verifies. Each round is
     // compared with the raw runs on either side of it.
     const raws = [rawBefore]
-    const done: Array<Omit<IngestRound, 'ratio' | 'cpuRatio' | 'rawPerSec' | 'rawCpuMsPerVerify'>> = []
+    const done: Array<Omit<IngestRound, 'ratio' | 'cpuRatio' | 'verifyShare' | 'rawPerSec' | 'rawCpuMsPerVerify'>> = []
     for (let round = 0; round < rounds; round++) {
       const last = round === rounds - 1
       process.stderr.write(`gateway bench: ingest through Mosquitto, round ${round + 1} of ${rounds}…\n`)
@@ -457,7 +466,7 @@ export async function main (): Promise<GatewayBenchResult> {
       const after = raws[i + 1] as RawVerifies
       const rawPerSec = (before.perSec + after.perSec) / 2
       const rawCpuMsPerVerify = (before.cpuMsPerVerify + after.cpuMsPerVerify) / 2
-      return { ...r, rawPerSec, rawCpuMsPerVerify, ratio: r.storedPerSec / rawPerSec, cpuRatio: rawCpuMsPerVerify / r.gatewayCpuMsPerRecord }
+      return { ...r, rawPerSec, rawCpuMsPerVerify, ratio: r.storedPerSec / rawPerSec, cpuRatio: rawCpuMsPerVerify / r.gatewayCpuMsPerRecord, verifyShare: r.workersCpuMsPerRecord / r.gatewayCpuMsPerRecord }
     })
 
     process.stderr.write('gateway bench: ack latency…\n')
@@ -482,6 +491,7 @@ export async function main (): Promise<GatewayBenchResult> {
         rawVerifiesPerSec: spread(raws.map(r => r.perSec)),
         ratio: spread(ingestRounds.map(r => r.ratio)),
         cpuRatio: spread(ingestRounds.map(r => r.cpuRatio)),
+        verifyShare: spread(ingestRounds.map(r => r.verifyShare)),
         gatewayCpuMsPerRecord: med(r => r.gatewayCpuMsPerRecord),
         faultsPerRecord: med(r => r.faultsPerRecord),
         faultCostUs: faultCost,
@@ -503,10 +513,11 @@ export async function main (): Promise<GatewayBenchResult> {
     const us = (ms: number): string => (ms * 1000).toFixed(0)
     const ing = result.ingest
     ingestRounds.forEach((r, i) => {
-      console.log(`round ${i + 1} of ${rounds}          ${f(r.storedPerSec)} records/s, ratio wall ${r.ratio.toFixed(2)}, CPU ${r.cpuRatio.toFixed(2)}: ${us(r.gatewayCpuMsPerRecord)} µs per record (main thread ${us(r.mainCpuMsPerRecord)}, verify workers ${us(r.workersCpuMsPerRecord)}, other threads ${us(r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord)}) vs raw verify ${us(r.rawCpuMsPerVerify)} µs`)
+      console.log(`round ${i + 1} of ${rounds}          ${f(r.storedPerSec)} records/s, ratio wall ${r.ratio.toFixed(2)}, CPU ${r.cpuRatio.toFixed(2)}: ${us(r.gatewayCpuMsPerRecord)} µs per record (main thread ${us(r.mainCpuMsPerRecord)}, verify workers ${us(r.workersCpuMsPerRecord)}, other threads ${us(r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord)}) vs raw verify ${us(r.rawCpuMsPerVerify)} µs; verify workers' share ${r.verifyShare.toFixed(2)}`)
     })
     console.log(`verified + stored   ${f(ing.storedPerSec)} records/s (verify pool of ${verifyWorkers}; median of ${rounds} rounds) vs raw Ed25519 verifies on ${cores} threads ${fmtSpread(ing.rawVerifiesPerSec, 0)}/s (before, between and after the rounds)   ratio wall ${fmtSpread(ing.ratio)}, CPU ${fmtSpread(ing.cpuRatio)} (rounds; each against the raw runs beside it) (target >= 0.8)`)
     console.log(`gateway CPU         ${us(ing.gatewayCpuMsPerRecord)} µs per record: main thread ${us(ing.mainCpuMsPerRecord)} µs, verify workers ${us(ing.workersCpuMsPerRecord)} µs, other threads (V8's GC helpers, LevelDB, libuv) ${us(med(r => r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord))} µs (medians of the rounds); raw verify ${fmtSpread({ median: ing.rawCpuMsPerVerify.median * 1000, min: ing.rawCpuMsPerVerify.min * 1000, max: ing.rawCpuMsPerVerify.max * 1000 }, 0)} µs`)
+    console.log(`verify share        ${fmtSpread(ing.verifyShare)}: the verify workers' share of the gateway's CPU in each round, the CPU ratio the gateway would reach with its workers at the raw loop's cost per verify (one window each, so the VM's drift between a round and its raw runs does not move it)`)
     console.log(`page faults         ${ing.faultsPerRecord.toFixed(2)} per record (pages first touched, all threads), at ${ing.faultCostUs.toFixed(1)} µs each on this machine: ~${(ing.faultsPerRecord * ing.faultCostUs).toFixed(1)} µs of the CPU per record`)
     console.log(`beside the gateway  it kept ${ing.gatewayCores.toFixed(2)} of ${cores} cores busy; ${Object.entries(ing.besideCores).map(([n, c]) => `${n === 'node' ? 'publisher' : n} ${c.toFixed(2)}`).join(', ')} cores during the ingest; ${ing.acks} acks`)
     console.log(`ack latency         median ${f(result.ackLatency.medianMs)} ms, p99 ${f(result.ackLatency.p99Ms)} ms (${samples.length} one-record messages, fsync per write)`)

@@ -130,6 +130,15 @@ export interface RecordLeafInfo {
 }
 
 const STORE_VERSION = 1
+/**
+ * LevelDB's write buffer (memtable) for the gateway store: 16 MiB, not LevelDB's 4 MiB. Each full
+ * buffer becomes a level-0 table that compaction merges down; a larger one makes fewer, larger
+ * tables and less merging. In the gateway bench's later rounds the threads beside the main one and
+ * the verify workers (LevelDB's compaction, mostly) took 8-13 µs per stored record against 15-24
+ * with 4 MiB (docs/GATEWAY.md §Benchmarks). Costs up to two buffers of memory (the one filling and
+ * the one being written out) and up to one buffer of log to replay when the store reopens.
+ */
+const STORE_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 const SEQ_HEX = 14
 const ID_HEX = 12
 
@@ -628,7 +637,7 @@ export class LevelGatewayStore extends GroupCommitStore implements GatewayStore 
     const db = await openLevel<Uint8Array>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'view' }, (e, locked) =>
       new GatewayError(locked ? 'STORE_LOCKED' : 'STORE_OPEN_FAILED', `cannot open gateway store ${options.dir}: ${(e as Error).message}`, { cause: e }),
     // Envelopes are hashes and signatures: Snappy saved ~nothing and cost the compaction thread CPU on every flush and compaction.
-    { compression: false })
+    { compression: false, writeBufferBytes: STORE_WRITE_BUFFER_BYTES })
     try {
       const version = await db.get(keys.version)
       if (version === undefined) await db.put(keys.version, encodeInt(STORE_VERSION), { sync: true })
