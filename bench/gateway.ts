@@ -409,6 +409,8 @@ export async function main (): Promise<GatewayBenchResult> {
 
     // Interleaved: raw verifies, round 1, raw verifies, round 2, … raw verifies. Each round is
     // compared with the raw runs on either side of it.
+    // For `perf record -k CLOCK_MONOTONIC`: each round's window on that clock (seconds).
+    const monotonic = (): string => (Number(process.hrtime.bigint()) / 1e9).toFixed(3)
     const raws = [rawBefore]
     const done: Array<Omit<IngestRound, 'ratio' | 'cpuRatio' | 'verifyShare' | 'rawPerSec' | 'rawCpuMsPerVerify'>> = []
     for (let round = 0; round < rounds; round++) {
@@ -423,8 +425,6 @@ export async function main (): Promise<GatewayBenchResult> {
       // Profiles cover the last round: the most settled.
       const heapProfile = !last || process.env.PROV_BENCH_HEAP_PROFILE === undefined ? undefined : await startAllocationSampling()
       const cpuProfile = !last || process.env.PROV_BENCH_CPU_PROFILE === undefined ? undefined : await startCpuProfile()
-      // For `perf record -k CLOCK_MONOTONIC`: the ingest's window on that clock (seconds).
-      const monotonic = (): string => (Number(process.hrtime.bigint()) / 1e9).toFixed(3)
       const window0 = monotonic()
       child.stdin.write('go\n')
       const stored = await nextLine()
@@ -484,6 +484,8 @@ export async function main (): Promise<GatewayBenchResult> {
     }
 
     const med = (pick: (r: IngestRound) => number): number => spread(ingestRounds.map(pick)).median
+    // V8's GC helpers, LevelDB's and libuv's threads: the process less the main thread and the verify workers.
+    const otherMs = (r: IngestRound): number => r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord
     const besideNames = [...new Set(ingestRounds.flatMap(r => Object.keys(r.besideCores)))]
     const result: GatewayBenchResult = {
       ingest: {
@@ -513,10 +515,10 @@ export async function main (): Promise<GatewayBenchResult> {
     const us = (ms: number): string => (ms * 1000).toFixed(0)
     const ing = result.ingest
     ingestRounds.forEach((r, i) => {
-      console.log(`round ${i + 1} of ${rounds}          ${f(r.storedPerSec)} records/s, ratio wall ${r.ratio.toFixed(2)}, CPU ${r.cpuRatio.toFixed(2)}: ${us(r.gatewayCpuMsPerRecord)} µs per record (main thread ${us(r.mainCpuMsPerRecord)}, verify workers ${us(r.workersCpuMsPerRecord)}, other threads ${us(r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord)}) vs raw verify ${us(r.rawCpuMsPerVerify)} µs; verify workers' share ${r.verifyShare.toFixed(2)}`)
+      console.log(`round ${i + 1} of ${rounds}          ${f(r.storedPerSec)} records/s, ratio wall ${r.ratio.toFixed(2)}, CPU ${r.cpuRatio.toFixed(2)}: ${us(r.gatewayCpuMsPerRecord)} µs per record (main thread ${us(r.mainCpuMsPerRecord)}, verify workers ${us(r.workersCpuMsPerRecord)}, other threads ${us(otherMs(r))}) vs raw verify ${us(r.rawCpuMsPerVerify)} µs; verify workers' share ${r.verifyShare.toFixed(2)}`)
     })
     console.log(`verified + stored   ${f(ing.storedPerSec)} records/s (verify pool of ${verifyWorkers}; median of ${rounds} rounds) vs raw Ed25519 verifies on ${cores} threads ${fmtSpread(ing.rawVerifiesPerSec, 0)}/s (before, between and after the rounds)   ratio wall ${fmtSpread(ing.ratio)}, CPU ${fmtSpread(ing.cpuRatio)} (rounds; each against the raw runs beside it) (target >= 0.8)`)
-    console.log(`gateway CPU         ${us(ing.gatewayCpuMsPerRecord)} µs per record: main thread ${us(ing.mainCpuMsPerRecord)} µs, verify workers ${us(ing.workersCpuMsPerRecord)} µs, other threads (V8's GC helpers, LevelDB, libuv) ${us(med(r => r.gatewayCpuMsPerRecord - r.mainCpuMsPerRecord - r.workersCpuMsPerRecord))} µs (medians of the rounds); raw verify ${fmtSpread({ median: ing.rawCpuMsPerVerify.median * 1000, min: ing.rawCpuMsPerVerify.min * 1000, max: ing.rawCpuMsPerVerify.max * 1000 }, 0)} µs`)
+    console.log(`gateway CPU         ${us(ing.gatewayCpuMsPerRecord)} µs per record: main thread ${us(ing.mainCpuMsPerRecord)} µs, verify workers ${us(ing.workersCpuMsPerRecord)} µs, other threads (V8's GC helpers, LevelDB, libuv) ${us(med(otherMs))} µs (medians of the rounds); raw verify ${fmtSpread({ median: ing.rawCpuMsPerVerify.median * 1000, min: ing.rawCpuMsPerVerify.min * 1000, max: ing.rawCpuMsPerVerify.max * 1000 }, 0)} µs`)
     console.log(`verify share        ${fmtSpread(ing.verifyShare)}: the verify workers' share of the gateway's CPU in each round, the CPU ratio the gateway would reach with its workers at the raw loop's cost per verify (one window each, so the VM's drift between a round and its raw runs does not move it)`)
     console.log(`page faults         ${ing.faultsPerRecord.toFixed(2)} per record (pages first touched, all threads), at ${ing.faultCostUs.toFixed(1)} µs each on this machine: ~${(ing.faultsPerRecord * ing.faultCostUs).toFixed(1)} µs of the CPU per record`)
     console.log(`beside the gateway  it kept ${ing.gatewayCores.toFixed(2)} of ${cores} cores busy; ${Object.entries(ing.besideCores).map(([n, c]) => `${n === 'node' ? 'publisher' : n} ${c.toFixed(2)}`).join(', ')} cores during the ingest; ${ing.acks} acks`)

@@ -134,7 +134,7 @@ const STORE_VERSION = 1
  * LevelDB's write buffer (memtable) for the gateway store: 16 MiB, not LevelDB's 4 MiB. Each full
  * buffer becomes a level-0 table that compaction merges down; a larger one makes fewer, larger
  * tables and less merging. In the gateway bench's later rounds the threads beside the main one and
- * the verify workers (LevelDB's compaction, mostly) took 8-13 µs per stored record against 15-24
+ * the verify workers (LevelDB's compaction, mostly) took 8-13 µs per stored record against 13-24
  * with 4 MiB (docs/GATEWAY.md §Benchmarks). Costs up to two buffers of memory (the one filling and
  * the one being written out) and up to one buffer of log to replay when the store reopens.
  */
