@@ -298,7 +298,7 @@ export async function main (): Promise<ForensicsBenchResult> {
   const nobleCount = Math.min(count, 5_000)
   const nobleBundle = { ...bundle, records: bundle.records.slice(0, nobleCount), proofs: bundle.proofs.slice(0, nobleCount) }
   t0 = performance.now()
-  await verifyBundle(nobleBundle, { offline: true, verifier: 'noble', workers: cores, allowUnanchored: true })
+  await verifyBundle(nobleBundle, { offline: true, verifier: 'noble', allowUnanchored: true })
   const nobleVerifyPerSec = rate(nobleCount, performance.now() - t0)
   const parallel = {
     verifyPerSec: spread(ours),

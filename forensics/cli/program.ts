@@ -37,7 +37,7 @@ const VERIFY_OPTIONS: readonly CliOptionSpec[] = [
     name: 'verifier', type: 'string', value: 'node|noble',
     description: 'Ed25519 implementation: node (OpenSSL, every core; default) or noble (@noble/ed25519, independent of OpenSSL); both accept the same signatures.'
   },
-  { name: 'workers', type: 'string', value: 'N', description: 'Threads that verify signatures (0: this thread; default one per core from 4096 records).' }
+  { name: 'workers', type: 'string', value: 'N', description: 'Worker threads that verify signatures beside this thread, which verifies too while it would wait (0: this thread alone; default one per core but one, at least one, from 4096 records).' }
 ]
 
 /** A command's words, help and options: everything but how it runs. */

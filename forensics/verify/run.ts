@@ -49,6 +49,8 @@ interface PreparedChunk {
   readonly seqs: Float64Array
   readonly times: Float64Array
   readonly answer: Promise<BatchAnswer | undefined>
+  /** The pool's id of the chunk's batch, when one was sent. */
+  readonly batchId: number | undefined
 }
 
 /** Bytes a record entry can decode to (at most an envelope's limit; anything longer is refused before it is written). */
@@ -173,7 +175,7 @@ export class Run {
     const total = this.bundle.records.length
     const pool = this.workers > 0 ? new SignaturePool(this.workers) : undefined
     // Chunks decoded and handed to the pool ahead of the walk, so that every worker stays busy.
-    const ahead = pool === undefined ? 1 : pool.size * 2
+    const ahead = pool === undefined ? 1 : pool.size * 2 + 6
     const inflight: PreparedChunk[] = []
     let nextChunk = 0
     try {
@@ -183,6 +185,11 @@ export class Run {
           nextChunk += CHUNK_RECORDS
         }
         const chunk = inflight.shift() as PreparedChunk
+        if (pool !== undefined && chunk.batchId !== undefined) {
+          // Rather than wait for this chunk's answer, this thread answers a queued batch itself (this
+          // one if no worker has it yet), letting the workers' answers in between.
+          while (!pool.settled(chunk.batchId) && pool.helpOnce(chunk.batchId)) await new Promise(resolve => setImmediate(resolve))
+        }
         const answer = await chunk.answer
         for (let j = 0; j < chunk.count; j++) {
           const i = chunk.start + j
@@ -293,10 +300,9 @@ export class Run {
       times[i - start] = head.timeMs
     }
     // A failed pool only means the walk verifies those signatures and proofs itself.
-    const answer = pool === undefined || builder === undefined || builder.count === 0
-      ? Promise.resolve(undefined)
-      : pool.verify(builder, this.verifier).catch(() => undefined)
-    return { start, count: end - start, bytes, ends, at, keys, seqs, times, answer }
+    const submitted = pool === undefined || builder === undefined || builder.count === 0 ? undefined : pool.submit(builder, this.verifier)
+    const answer = submitted === undefined ? Promise.resolve(undefined) : submitted.answer.catch(() => undefined)
+    return { start, count: end - start, bytes, ends, at, keys, seqs, times, answer, batchId: submitted?.id }
   }
 
   /**

@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { RECORD_SIGNING_PREFIX, type VerifierBackend } from '../../protocol/index.js'
 import type { ProofContext, ProofJudgement } from './proof-check.js'
+import { answerBatch } from './signature-answer.js'
 
 /** One batch as a worker gets it; its buffers are transferred, not copied. */
 export interface SignatureBatch {
@@ -67,8 +68,11 @@ export interface BatchAnswer {
   readonly proofs: ProofResults | undefined
 }
 
-/** Workers by default: one per core. */
-export const DEFAULT_SIGNATURE_WORKERS = availableParallelism()
+/**
+ * Workers by default: one per core but one, the calling thread taking the last core (it walks the
+ * chain and answers batches itself while it would wait, `helpOnce`); at least one.
+ */
+export const DEFAULT_SIGNATURE_WORKERS = Math.max(1, availableParallelism() - 1)
 
 const COMPILED = import.meta.url.endsWith('.js')
 const WORKER_URL = new URL(COMPILED ? './signature-worker.js' : './signature-worker-entry.mjs', import.meta.url)
@@ -200,18 +204,35 @@ export class SignatureBatchBuilder {
 
 const EMPTY = new Uint8Array(0)
 
+/**
+ * Batches posted to one worker ahead of its answers: the next one waits in the worker's port, so
+ * that the worker goes on with it while the calling thread is busy (walking, or answering a batch
+ * itself) and cannot hand out work.
+ */
+const POSTED_PER_WORKER = 2
+
 interface Pending {
   resolve: (answer: BatchAnswer) => void
   reject: (e: Error) => void
 }
 
-/** A pool of signature workers; `close()` ends them. */
+/** A batch handed to the pool: its id (for `helpOnce` and `settled`) and its answer. */
+export interface SubmittedBatch {
+  readonly id: number
+  readonly answer: Promise<BatchAnswer>
+}
+
+/**
+ * A pool of signature workers; `close()` ends them. The calling thread can answer queued batches
+ * itself (`helpOnce`) instead of waiting for a worker: with one worker fewer than cores, that
+ * thread's idle time verifies, and a worker isolate's start, compiles and heap are saved.
+ */
 export class SignaturePool {
   private readonly workers: Worker[] = []
-  private readonly idle: Worker[] = []
+  /** Batches posted to each worker and not answered yet. */
+  private readonly posted = new Map<Worker, number>()
   private readonly queue: SignatureBatch[] = []
   private readonly pending = new Map<number, Pending>()
-  private readonly busy = new Map<Worker, number>()
   private nextId = 1
   private failure: Error | undefined
 
@@ -222,42 +243,83 @@ export class SignaturePool {
       // entry registers tsx): inherited --import flags (tsx, tap's loaders) would each load again per worker.
       const worker = new Worker(WORKER_URL, { execArgv: [] })
       worker.on('message', (r: SignatureBatchResult) => {
-        this.busy.delete(worker)
-        const p = this.pending.get(r.id)
-        this.pending.delete(r.id)
-        p?.resolve({ valid: r.valid, proofs: r.proofs })
-        this.idle.push(worker)
+        this.posted.set(worker, (this.posted.get(worker) ?? 1) - 1)
+        this.settle(r)
         this.dispatch()
       })
       worker.on('error', (e) => { this.fail(new Error(`signature worker failed: ${e.message}`, { cause: e })) })
       worker.on('exit', (code) => { if (code !== 0) this.fail(new Error(`signature worker exited with code ${code}`)) })
       this.workers.push(worker)
-      this.idle.push(worker)
+      this.posted.set(worker, 0)
     }
   }
 
   get size (): number { return this.workers.length }
 
-  /** Verifies a batch on the next free worker; resolves to one flag per record (and the proof judgements asked for). */
-  async verify (builder: SignatureBatchBuilder, backend: VerifierBackend): Promise<BatchAnswer> {
-    if (this.failure !== undefined) throw this.failure
-    const batch = builder.build(this.nextId++, backend)
-    const result = new Promise<BatchAnswer>((resolve, reject) => { this.pending.set(batch.id, { resolve, reject }) })
+  /** Queues a batch for the workers; its answer is one flag per record (and the proof judgements asked for). */
+  submit (builder: SignatureBatchBuilder, backend: VerifierBackend): SubmittedBatch {
+    const id = this.nextId++
+    if (this.failure !== undefined) return { id, answer: Promise.reject(this.failure) }
+    const batch = builder.build(id, backend)
+    const answer = new Promise<BatchAnswer>((resolve, reject) => { this.pending.set(id, { resolve, reject }) })
     this.queue.push(batch)
     this.dispatch()
-    return await result
+    return { id, answer }
   }
 
+  /** Verifies a batch on the next free worker (submit, awaited). */
+  async verify (builder: SignatureBatchBuilder, backend: VerifierBackend): Promise<BatchAnswer> {
+    return await this.submit(builder, backend).answer
+  }
+
+  /** Whether batch `id` has its answer (or failed). */
+  settled (id: number): boolean {
+    return !this.pending.has(id)
+  }
+
+  /**
+   * Answers one queued batch on the calling thread, synchronously: batch `prefer` if it is still
+   * queued (the one the caller waits for), else the last queued (the workers take from the front).
+   * False when no batch is queued.
+   */
+  helpOnce (prefer: number): boolean {
+    if (this.failure !== undefined || this.queue.length === 0) return false
+    let at = this.queue.findIndex(b => b.id === prefer)
+    if (at < 0) at = this.queue.length - 1
+    const batch = this.queue.splice(at, 1)[0] as SignatureBatch
+    let result: SignatureBatchResult
+    try {
+      result = answerBatch(batch)
+    } catch (e) {
+      const p = this.pending.get(batch.id)
+      this.pending.delete(batch.id)
+      p?.reject(e instanceof Error ? e : new Error(String(e)))
+      return true
+    }
+    this.settle(result)
+    return true
+  }
+
+  private settle (r: SignatureBatchResult): void {
+    const p = this.pending.get(r.id)
+    this.pending.delete(r.id)
+    p?.resolve({ valid: r.valid, proofs: r.proofs })
+  }
+
+  // Round by round, so that each worker has one batch before any has two.
   private dispatch (): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      const worker = this.idle.pop() as Worker
-      const batch = this.queue.shift() as SignatureBatch
-      this.busy.set(worker, batch.id)
-      worker.postMessage(batch, [
-        batch.signatures.buffer, batch.messages.buffer, batch.offsets.buffer, batch.keyIndex.buffer,
-        batch.envelopes.buffer, batch.envelopeOffsets.buffer, batch.seqs.buffer, batch.times.buffer,
-        batch.proofKinds.buffer, batch.proofTexts.buffer, batch.proofOffsets.buffer
-      ] as ArrayBuffer[])
+    for (let depth = 1; depth <= POSTED_PER_WORKER && this.queue.length > 0; depth++) {
+      for (const worker of this.workers) {
+        if (this.queue.length === 0) break
+        if ((this.posted.get(worker) as number) >= depth) continue
+        const batch = this.queue.shift() as SignatureBatch
+        this.posted.set(worker, (this.posted.get(worker) as number) + 1)
+        worker.postMessage(batch, [
+          batch.signatures.buffer, batch.messages.buffer, batch.offsets.buffer, batch.keyIndex.buffer,
+          batch.envelopes.buffer, batch.envelopeOffsets.buffer, batch.seqs.buffer, batch.times.buffer,
+          batch.proofKinds.buffer, batch.proofTexts.buffer, batch.proofOffsets.buffer
+        ] as ArrayBuffer[])
+      }
     }
   }
 

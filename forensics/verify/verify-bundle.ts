@@ -45,8 +45,10 @@ export interface VerifyOptions {
    */
   verifier?: VerifierBackend
   /**
-   * Worker threads that verify signatures; 0 verifies on the calling thread. Default: one per
-   * core for bundles of DEFAULT_PARALLEL_MIN_RECORDS records or more, else 0.
+   * Worker threads that verify signatures and judge proofs; the calling thread, besides walking
+   * the chain, answers batches the workers have not started whenever it would otherwise wait for
+   * one. 0 verifies on the calling thread alone. Default: one per core but one (at least one) for
+   * bundles of DEFAULT_PARALLEL_MIN_RECORDS records or more, else 0.
    */
   workers?: number
 }

@@ -163,6 +163,28 @@ t.test('attack: malformed entries side by side and proofs that are not ASCII giv
   for (const i of [800, 801, 802]) t.ok(pooled.failures.some(f => f.seq === proofAt(i).seq), `the altered proof of seq ${proofAt(i).seq} is a finding`)
 })
 
+t.test('attack: with one worker the calling thread answers batches too, and finds the same tampering', async t => {
+  // Five chunks of 1 024: the worker is posted two, the calling thread answers queued ones itself
+  // (test/forensics/signature-pool.test.ts), so both judge some of the tampered records below.
+  const b = clone(bigBundle(4300))
+  for (const i of [40, 1500, 2600, 3700, b.records.length - 2]) breakSignature(b, i)
+  const flip = (h: Uint8Array): Uint8Array => { const c = h.slice(); c[0] = (c[0] as number) ^ 1; return c }
+  for (const i of [1100, 2200, 3300, 4200]) {
+    const entry = b.proofs[i] as Bundle['proofs'][number]
+    const p = parseProof(entry.proof)
+    entry.proof = formatProof({ ...p, hashes: p.hashes.map((h, k) => k === 0 ? flip(h) : h) })
+  }
+  const one = await verifyBundle(b, { offline: true, workers: 1 })
+  const two = await verifyBundle(b, { offline: true, workers: 2 })
+  const inline = await verifyBundle(b, { offline: true, workers: 0 })
+  t.equal(one.verdict, 'invalid')
+  t.equal(one.reasons['bad-signature'], 5, 'each broken signature')
+  // A broken signature changes the envelope, so its leaf no longer fits its proof either: 5 + 4.
+  t.equal(one.reasons['root-mismatch'], 9, 'each tampered proof, and each record whose signature was broken')
+  t.same(comparable(one), comparable(inline))
+  t.same(comparable(two), comparable(inline))
+})
+
 t.test('error: contradictory verifier options are refused', async t => {
   const b = bigBundle(0)
   await t.rejects(verifyBundle(b, { offline: true, verifier: 'openssl' as 'node' }), TypeError)
